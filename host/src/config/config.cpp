@@ -1,0 +1,267 @@
+#include "config/config.hpp"
+
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace gameverse::config {
+
+std::string ConfigError::to_string() const {
+  std::ostringstream out;
+  out << file;
+  if (where.line > 0) out << ':' << where.line << ':' << where.column;
+  out << ": ";
+  if (!key.empty()) out << key << ": ";
+  out << message;
+  return out.str();
+}
+
+SourcePosition position_of(const toml::source_region& region) {
+  return {region.begin.line, region.begin.column};
+}
+
+namespace {
+
+std::string_view type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+// Walks one table, reporting each error with the file, the node's position and its dotted key.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, const std::string& file,
+              std::vector<ConfigError>& errors)
+      : table_(table), prefix_(std::move(prefix)), file_(file), errors_(errors) {}
+
+  std::string key_path(std::string_view key) const {
+    return prefix_.empty() ? std::string(key) : prefix_ + "." + std::string(key);
+  }
+
+  void error_at(const toml::node& node, std::string_view key, std::string message) {
+    errors_.push_back({file_, position_of(node.source()), key_path(key), std::move(message)});
+  }
+
+  // Reports every key not in `known`.
+  void reject_unknown(std::initializer_list<std::string_view> known) {
+    for (auto&& [key, node] : table_) {
+      bool found = false;
+      for (auto k : known) found = found || key.str() == k;
+      if (!found) {
+        std::string list;
+        for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+        errors_.push_back({file_, position_of(key.source()), key_path(key.str()),
+                           "unknown key (expected one of: " + list + ")"});
+      }
+    }
+  }
+
+  void read_string(std::string_view key, std::string& out) {
+    if (const toml::node* node = table_.get(key)) {
+      if (auto v = node->as_string()) {
+        out = v->get();
+      } else {
+        error_at(*node, key, "must be a string, not " + std::string(type_name(node->type())));
+      }
+    }
+  }
+
+  void read_bool(std::string_view key, bool& out) {
+    if (const toml::node* node = table_.get(key)) {
+      if (auto v = node->as_boolean()) {
+        out = v->get();
+      } else {
+        error_at(*node, key, "must be a boolean, not " + std::string(type_name(node->type())));
+      }
+    }
+  }
+
+  void read_int(std::string_view key, int64_t& out, int64_t min, int64_t max) {
+    if (const toml::node* node = table_.get(key)) {
+      if (auto v = node->as_integer()) {
+        if (v->get() < min || v->get() > max) {
+          error_at(*node, key,
+                   "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                       ", not " + std::to_string(v->get()));
+        } else {
+          out = v->get();
+        }
+      } else {
+        error_at(*node, key, "must be an integer, not " + std::string(type_name(node->type())));
+      }
+    }
+  }
+
+  const toml::table* sub_table(std::string_view key) {
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) {
+      error_at(*node, key, "must be a table, not " + std::string(type_name(node->type())));
+      return nullptr;
+    }
+    return node->as_table();
+  }
+
+ private:
+  const toml::table& table_;
+  std::string prefix_;
+  const std::string& file_;
+  std::vector<ConfigError>& errors_;
+};
+
+bool valid_listen_address(const std::string& address) {
+  static const std::regex pattern(R"(^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+|unix:.+):?([0-9]{1,5})?$)");
+  if (address.rfind("unix:", 0) == 0) return address.size() > 5;
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon + 1 == address.size()) return false;
+  const std::string port = address.substr(colon + 1);
+  if (port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5) return false;
+  return std::stoi(port) <= 65535 && std::regex_match(address, pattern);
+}
+
+bool valid_plugin_name(const std::string& name) {
+  static const std::regex pattern("^[a-z0-9][a-z0-9-]{0,62}$");
+  return std::regex_match(name, pattern);
+}
+
+void read_server(const toml::table& table, const std::string& file, Config& config,
+                 std::vector<ConfigError>& errors) {
+  TableReader reader(table, "server", file, errors);
+  reader.reject_unknown({"listen", "max_message_bytes", "worker_threads", "drain_timeout_ms"});
+  reader.read_string("listen", config.server.listen);
+  if (table.contains("listen") && table["listen"].is_string() &&
+      !valid_listen_address(config.server.listen)) {
+    reader.error_at(*table.get("listen"), "listen",
+                    "'" + config.server.listen + "' is not an address with a port, like 127.0.0.1:50051");
+  }
+  reader.read_int("max_message_bytes", config.server.max_message_bytes, 1024, INT32_MAX);
+  reader.read_int("worker_threads", config.server.worker_threads, 0, 256);
+  reader.read_int("drain_timeout_ms", config.server.drain_timeout_ms, 0, 3'600'000);
+}
+
+void read_host(const toml::table& table, const std::string& file,
+               const std::filesystem::path& base_dir, Config& config,
+               std::vector<ConfigError>& errors) {
+  TableReader reader(table, "host", file, errors);
+  reader.reject_unknown({"log_level", "plugin_dir"});
+  reader.read_string("log_level", config.host.log_level);
+  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
+  if (table.contains("log_level") && table["log_level"].is_string() &&
+      !levels.contains(config.host.log_level)) {
+    reader.error_at(*table.get("log_level"), "log_level",
+                    "'" + config.host.log_level + "' is not one of trace, debug, info, warn, error, off");
+  }
+  std::string plugin_dir;
+  reader.read_string("plugin_dir", plugin_dir);
+  if (!plugin_dir.empty()) config.host.plugin_dir = base_dir / plugin_dir;
+}
+
+void read_plugins(const toml::node& node, const std::string& file,
+                  const std::filesystem::path& base_dir, Config& config,
+                  std::vector<ConfigError>& errors) {
+  const toml::array* entries = node.as_array();
+  if (entries == nullptr || !entries->is_array_of_tables()) {
+    errors.push_back({file, position_of(node.source()), "plugin",
+                      "must be an array of tables, written [[plugin]]"});
+    return;
+  }
+  std::map<std::string, SourcePosition> seen;
+  for (size_t i = 0; i < entries->size(); ++i) {
+    const toml::table& table = *(*entries)[i].as_table();
+    PluginConfig plugin;
+    plugin.source_file = file;
+    plugin.where = position_of(table.source());
+    plugin.key_prefix = "plugin[" + std::to_string(i) + "]";
+    TableReader reader(table, plugin.key_prefix, file, errors);
+    reader.reject_unknown({"name", "path", "enabled", "config"});
+
+    reader.read_string("name", plugin.name);
+    if (!table.contains("name")) {
+      errors.push_back({file, plugin.where, plugin.key_prefix, "missing required key 'name'"});
+      continue;
+    }
+    if (!valid_plugin_name(plugin.name)) {
+      reader.error_at(*table.get("name"), "name",
+                      "'" + plugin.name + "' is not a plugin name (lower-case letters, digits and '-')");
+      continue;
+    }
+    if (auto [it, inserted] = seen.emplace(plugin.name, position_of(table.get("name")->source()));
+        !inserted) {
+      reader.error_at(*table.get("name"), "name",
+                      "plugin '" + plugin.name + "' is already configured at line " +
+                          std::to_string(it->second.line));
+    }
+
+    std::string path;
+    reader.read_string("path", path);
+    if (!path.empty()) {
+      plugin.path = base_dir / path;
+    } else {
+      plugin.path = (config.host.plugin_dir.empty() ? base_dir : config.host.plugin_dir) /
+                    (plugin.name + ".so");
+    }
+    plugin.path = plugin.path.lexically_normal();
+    reader.read_bool("enabled", plugin.enabled);
+    if (const toml::table* settings = reader.sub_table("config")) plugin.settings = *settings;
+    config.plugins.push_back(std::move(plugin));
+  }
+}
+
+}  // namespace
+
+LoadResult parse_config(std::string_view text, const std::string& source_name,
+                        const std::filesystem::path& base_dir) {
+  LoadResult result;
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    result.errors.push_back({source_name, position_of(e.source()), "",
+                             "TOML syntax error: " + std::string(e.description())});
+    return result;
+  }
+
+  Config config;
+  config.source_file = source_name;
+  TableReader top(root, "", source_name, result.errors);
+  top.reject_unknown({"server", "host", "plugin"});
+  if (const toml::table* server = top.sub_table("server")) {
+    read_server(*server, source_name, config, result.errors);
+  }
+  if (const toml::table* host = top.sub_table("host")) {
+    read_host(*host, source_name, base_dir, config, result.errors);
+  }
+  if (const toml::node* plugins = root.get("plugin")) {
+    read_plugins(*plugins, source_name, base_dir, config, result.errors);
+  }
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+LoadResult load_config_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back({file.string(), {}, "", "cannot open the config file: " +
+                                                        std::string(std::strerror(errno))});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::filesystem::path base_dir = std::filesystem::absolute(file).parent_path();
+  return parse_config(text.str(), file.string(), base_dir);
+}
+
+}  // namespace gameverse::config

@@ -1,0 +1,74 @@
+// The host's TOML configuration: loading and validation. Every error names file, line, column
+// and key; an unknown key is an error, never ignored.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gameverse::config {
+
+struct SourcePosition {
+  uint32_t line = 0;  // 1-based; 0 when unknown
+  uint32_t column = 0;
+};
+
+struct ConfigError {
+  std::string file;
+  SourcePosition where;
+  std::string key;  // dotted path: "server.listen", "plugin[2].config.max_count"
+  std::string message;
+
+  // "config/gameverse.toml:12:3: server.listen: <message>"
+  std::string to_string() const;
+};
+
+struct ServerConfig {
+  std::string listen = "127.0.0.1:50051";
+  int64_t max_message_bytes = 4 * 1024 * 1024;
+  int64_t worker_threads = 0;  // 0: one per core
+  int64_t drain_timeout_ms = 5000;
+};
+
+struct HostSection {
+  std::string log_level = "info";
+  std::filesystem::path plugin_dir;  // where a plugin without `path` is looked up
+};
+
+struct PluginConfig {
+  std::string name;
+  std::filesystem::path path;  // absolute
+  bool enabled = true;
+  toml::table settings;        // [plugin.config], checked against the plugin's schema on load
+  std::string source_file;
+  SourcePosition where;
+  std::string key_prefix;      // "plugin[1]", for error messages about this entry
+};
+
+struct Config {
+  std::string source_file;
+  ServerConfig server;
+  HostSection host;
+  std::vector<PluginConfig> plugins;
+};
+
+struct LoadResult {
+  std::optional<Config> config;  // set only when errors is empty
+  std::vector<ConfigError> errors;
+};
+
+// Reads and validates a config file. Relative paths in it are relative to its directory.
+LoadResult load_config_file(const std::filesystem::path& file);
+
+// Validates config text; `source_name` names it in errors, `base_dir` anchors relative paths.
+LoadResult parse_config(std::string_view text, const std::string& source_name,
+                        const std::filesystem::path& base_dir);
+
+SourcePosition position_of(const toml::source_region& region);
+
+}  // namespace gameverse::config

@@ -1,0 +1,107 @@
+// gameverse: the plugin host. Loads the plugins its config names and serves them on one port.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "config/config.hpp"
+#include "plugin/plugin_set.hpp"
+#include "rpc/server.hpp"
+
+namespace {
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("gameverse");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+// Written once the port is bound, by rename, so a reader never sees a half-written file.
+void write_port_file(const std::string& path, int port) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << port << '\n';
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"GameVerse: a plugin host for game backends"};
+  std::string config_path = "config/gameverse.toml";
+  std::string listen;
+  std::string port_file;
+  std::string log_level;
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "The TOML config file")->capture_default_str();
+  app.add_option("--listen", listen, "Override [server] listen, e.g. 127.0.0.1:0");
+  app.add_option("--port-file", port_file, "Write the bound port to this file once serving");
+  app.add_option("--log-level", log_level, "Override [host] log_level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_flag("--check", check_only, "Validate the config and load every plugin, then exit");
+  CLI11_PARSE(app, argc, argv);
+
+  auto loaded = gameverse::config::load_config_file(config_path);
+  if (!loaded.config) {
+    for (const auto& error : loaded.errors) std::cerr << "error: " << error.to_string() << '\n';
+    std::cerr << "gameverse: the config has " << loaded.errors.size() << " error(s); nothing was started\n";
+    return 2;
+  }
+  gameverse::config::Config& config = *loaded.config;
+  if (!listen.empty()) config.server.listen = listen;
+  setup_logging(log_level.empty() ? config.host.log_level : log_level);
+
+  // Signals are taken by sigwait on the main thread; every thread started later inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  gameverse::plugin::PluginSet plugins;
+  const auto failures = plugins.load_all(config);
+  if (check_only) {
+    plugins.unload_all();
+    std::cout << (failures.empty() ? "config and plugins are valid\n" : "");
+    return failures.empty() ? 0 : 1;
+  }
+
+  gameverse::rpc::Server server(config.server, [&plugins] { return plugins.routes(); });
+  int port = 0;
+  try {
+    port = server.start();
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    plugins.unload_all();
+    return 1;
+  }
+  spdlog::info("serving {} methods of {} plugins on {} (port {}){}", plugins.routes()->size(),
+               plugins.plugins().size(), config.server.listen, port,
+               failures.empty() ? "" : fmt::format("; {} plugins refused", failures.size()));
+  if (!port_file.empty()) write_port_file(port_file, port);
+
+  for (;;) {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    if (signal == SIGHUP) {
+      spdlog::warn("SIGHUP received: reloading is not available in this version; still serving");
+      continue;
+    }
+    spdlog::info("{} received: draining calls for up to {} ms", signal == SIGINT ? "SIGINT" : "SIGTERM",
+                 config.server.drain_timeout_ms);
+    break;
+  }
+  server.shutdown(std::chrono::milliseconds(config.server.drain_timeout_ms));
+  plugins.unload_all();
+  spdlog::info("stopped");
+  return 0;
+}

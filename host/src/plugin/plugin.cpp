@@ -1,0 +1,269 @@
+#include "plugin/plugin.hpp"
+
+#include <google/protobuf/descriptor.pb.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/dll/library_info.hpp>
+#include <regex>
+#include <set>
+
+#include "plugin/negotiation.hpp"
+
+namespace gameverse::plugin {
+
+namespace {
+
+const char* kind_name(gv_call_kind kind) {
+  switch (kind) {
+    case GV_CALL_UNARY: return "unary";
+    case GV_CALL_SERVER_STREAMING: return "server-streaming";
+    case GV_CALL_CLIENT_STREAMING: return "client-streaming";
+    case GV_CALL_BIDI_STREAMING: return "bidi-streaming";
+    default: return "unknown";
+  }
+}
+
+gv_call_kind kind_of(const google::protobuf::MethodDescriptor& m) {
+  if (m.client_streaming()) return m.server_streaming() ? GV_CALL_BIDI_STREAMING : GV_CALL_CLIENT_STREAMING;
+  return m.server_streaming() ? GV_CALL_SERVER_STREAMING : GV_CALL_UNARY;
+}
+
+const char* config_type_name(gv_config_type type) {
+  switch (type) {
+    case GV_CONFIG_STRING: return "a string";
+    case GV_CONFIG_INT: return "an integer";
+    case GV_CONFIG_DOUBLE: return "a float";
+    case GV_CONFIG_BOOL: return "a boolean";
+    default: return "an unknown type";
+  }
+}
+
+// Converts a TOML value to the declared type, or returns nothing when the types differ.
+std::optional<gv_host_plugin::Value> convert(const toml::node& node, gv_config_type type) {
+  switch (type) {
+    case GV_CONFIG_STRING:
+      if (auto v = node.as_string()) return gv_host_plugin::Value(v->get());
+      break;
+    case GV_CONFIG_INT:
+      if (auto v = node.as_integer()) return gv_host_plugin::Value(v->get());
+      break;
+    case GV_CONFIG_DOUBLE:
+      if (auto v = node.as_floating_point()) return gv_host_plugin::Value(v->get());
+      if (auto v = node.as_integer()) return gv_host_plugin::Value(static_cast<double>(v->get()));
+      break;
+    case GV_CONFIG_BOOL:
+      if (auto v = node.as_boolean()) return gv_host_plugin::Value(v->get());
+      break;
+    default:
+      break;
+  }
+  return std::nullopt;
+}
+
+std::string location(const config::PluginConfig& entry, config::SourcePosition where) {
+  return entry.source_file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column);
+}
+
+class CollectingErrors final : public google::protobuf::DescriptorPool::ErrorCollector {
+ public:
+  void AddError(const std::string& filename, const std::string& element_name, const google::protobuf::Message*,
+                ErrorLocation, const std::string& message) override {
+    if (first.empty()) first = filename + ": " + element_name + ": " + message;
+  }
+  std::string first;
+};
+
+}  // namespace
+
+std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry) {
+  const std::string who = "plugin '" + entry.name + "' (" + entry.path.string() + "): ";
+  std::unique_ptr<Plugin> plugin(new Plugin());
+  plugin->path_ = entry.path;
+  plugin->self_.name = entry.name;
+
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(entry.path, ec)) {
+    throw LoadError(who + "no such file; build it or fix `path` at " + location(entry, entry.where));
+  }
+  try {
+    plugin->library_.load(entry.path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    throw LoadError(who + "cannot be loaded: " + e.what());
+  }
+
+  if (!plugin->library_.has(GV_PLUGIN_ENTRY_SYMBOL)) {
+    std::string found;
+    try {
+      for (const std::string& symbol : boost::dll::library_info(entry.path).symbols()) {
+        if (uint32_t major = entry_symbol_major(symbol); major != 0) {
+          throw LoadError(who + "was built for ABI major " + std::to_string(major) +
+                          " (exports " + symbol + "), this host speaks ABI " +
+                          std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(GV_ABI_VERSION_MINOR) +
+                          " (" GV_PLUGIN_ENTRY_SYMBOL "): rebuild it against this host's SDK");
+        }
+      }
+    } catch (const LoadError&) {
+      throw;
+    } catch (const std::exception&) {
+      // Unreadable symbol table: fall through to the plain message.
+    }
+    throw LoadError(who + "exports no " GV_PLUGIN_ENTRY_SYMBOL
+                    " symbol: it is not a GameVerse plugin (build it with gameverse_add_plugin)");
+  }
+
+  auto entry_fn = plugin->library_.get<const gv_plugin_descriptor*(const gv_host_info*)>(GV_PLUGIN_ENTRY_SYMBOL);
+  const gv_host_info info{sizeof(gv_host_info), GV_ABI_VERSION_MAJOR, GV_ABI_VERSION_MINOR,
+                          GAMEVERSE_VERSION};
+  plugin->descriptor_ = entry_fn(&info);
+  if (plugin->descriptor_ == nullptr) throw LoadError(who + "its entry function returned no descriptor");
+
+  auto negotiated = negotiate(*plugin->descriptor_);
+  if (auto* message = std::get_if<std::string>(&negotiated)) throw LoadError(who + *message);
+  const gv_plugin_descriptor& d = *plugin->descriptor_;
+  if (entry.name != d.name) {
+    throw LoadError(who + "the file holds plugin '" + d.name + "', not '" + entry.name +
+                    "': fix `name` or `path` at " + location(entry, entry.where));
+  }
+  plugin->version_ = d.version;
+  plugin->api_ = host_api(std::get<Negotiated>(negotiated).minor);
+  for (size_t i = 0; i < d.dependency_count; ++i) {
+    if (d.dependencies[i] != nullptr) plugin->dependencies_.emplace_back(d.dependencies[i]);
+  }
+  try {
+    plugin->build_pool();
+    plugin->check_methods();
+    plugin->check_config(entry);
+  } catch (const LoadError& e) {
+    throw LoadError(who + e.what());
+  }
+  plugin->self_.logger = spdlog::default_logger()->clone(entry.name);
+  return plugin;
+}
+
+void Plugin::build_pool() {
+  const gv_bytes set_bytes = descriptor_->descriptor_set;
+  google::protobuf::FileDescriptorSet set;
+  if (set_bytes.size == 0 || set_bytes.data == nullptr) {
+    throw LoadError("has no embedded descriptor set (gameverse_add_plugin embeds it from PROTOS)");
+  }
+  if (set_bytes.size > static_cast<size_t>(INT32_MAX) ||
+      !set.ParseFromArray(set_bytes.data, static_cast<int>(set_bytes.size))) {
+    throw LoadError("malformed descriptor set: " + std::to_string(set_bytes.size) +
+                    " bytes that do not parse as google.protobuf.FileDescriptorSet");
+  }
+  pool_ = std::make_unique<google::protobuf::DescriptorPool>();
+  for (const auto& file : set.file()) {
+    CollectingErrors errors;
+    if (pool_->BuildFileCollectingErrors(file, &errors) == nullptr) {
+      throw LoadError("malformed descriptor set: " + errors.first);
+    }
+  }
+}
+
+void Plugin::check_methods() {
+  static const std::regex method_name(R"(^/([A-Za-z_][A-Za-z0-9_.]*)/([A-Za-z_][A-Za-z0-9_]*)$)");
+  for (uint32_t i = 0; i < descriptor_->method_count; ++i) {
+    const gv_method_desc& m = descriptor_->methods[i];
+    if (m.struct_size < sizeof(gv_method_desc) || m.full_name == nullptr) {
+      throw LoadError("method #" + std::to_string(i) + " has a malformed entry");
+    }
+    std::cmatch parts;
+    if (!std::regex_match(m.full_name, parts, method_name)) {
+      throw LoadError("method '" + std::string(m.full_name) + "' is not of the form /package.Service/Method");
+    }
+    const auto* service = pool_->FindServiceByName(parts[1].str());
+    if (service == nullptr) {
+      throw LoadError("method " + std::string(m.full_name) + ": service " + parts[1].str() +
+                      " is not in the plugin's descriptor set");
+    }
+    const auto* method = service->FindMethodByName(parts[2].str());
+    if (method == nullptr) {
+      throw LoadError("method " + std::string(m.full_name) + " is not in service " + parts[1].str());
+    }
+    if (kind_of(*method) != m.call_kind) {
+      throw LoadError("method " + std::string(m.full_name) + " is declared " + kind_name(m.call_kind) +
+                      " but its .proto makes it " + kind_name(kind_of(*method)));
+    }
+    for (const Method& earlier : methods_) {
+      if (earlier.full_name == m.full_name) {
+        throw LoadError("method " + std::string(m.full_name) + " is declared twice");
+      }
+    }
+    methods_.push_back({m.full_name, m.call_kind, i, method});
+  }
+}
+
+void Plugin::check_config(const config::PluginConfig& entry) {
+  std::vector<std::string> errors;
+  std::string declared;
+  std::set<std::string, std::less<>> declared_keys;
+  for (size_t i = 0; i < descriptor_->config_key_count; ++i) {
+    const char* key = descriptor_->config_keys[i].key;
+    declared += (declared.empty() ? "" : ", ") + std::string(key ? key : "?");
+    if (key != nullptr) declared_keys.emplace(key);
+  }
+  const std::string prefix = entry.key_prefix + ".config.";
+
+  for (size_t i = 0; i < descriptor_->config_key_count; ++i) {
+    const gv_config_key_desc& k = descriptor_->config_keys[i];
+    if (k.struct_size < sizeof(gv_config_key_desc) || k.key == nullptr) {
+      throw LoadError("config key #" + std::to_string(i) + " has a malformed entry");
+    }
+    if (const toml::node* node = entry.settings.get(k.key)) {
+      if (auto value = convert(*node, k.type)) {
+        self_.config.emplace(k.key, std::move(*value));
+      } else {
+        errors.push_back(location(entry, config::position_of(node->source())) + ": " + prefix + k.key +
+                         ": must be " + config_type_name(k.type));
+      }
+    } else if (k.required) {
+      errors.push_back(location(entry, entry.where) + ": " + prefix + k.key + ": required by plugin '" +
+                       entry.name + "' and not set" + (k.description ? std::string(" (") + k.description + ")" : ""));
+    } else {
+      std::optional<gv_host_plugin::Value> value;
+      if (k.default_value != nullptr) {
+        try {
+          toml::table parsed = toml::parse(std::string("v = ") + k.default_value);
+          value = convert(*parsed.get("v"), k.type);
+        } catch (const toml::parse_error&) {
+        }
+      }
+      if (!value) {
+        throw LoadError(std::string("config key '") + k.key + "' declares a default that is not " +
+                        config_type_name(k.type) + ": " + (k.default_value ? k.default_value : "(none)"));
+      }
+      self_.config.emplace(k.key, std::move(*value));
+    }
+  }
+  for (auto&& [key, node] : entry.settings) {
+    if (!declared_keys.contains(key.str())) {
+      errors.push_back(location(entry, config::position_of(key.source())) + ": " + prefix +
+                       std::string(key.str()) + ": unknown key; plugin '" + entry.name + "' declares: " +
+                       (declared.empty() ? "no keys" : declared));
+    }
+  }
+  if (!errors.empty()) {
+    std::string all = "config does not match the plugin's schema:";
+    for (const auto& e : errors) all += "\n  " + e;
+    throw LoadError(all);
+  }
+}
+
+void Plugin::init(std::string_view previous_state) {
+  char message[1024] = {};
+  const gv_bytes state{reinterpret_cast<const uint8_t*>(previous_state.data()), previous_state.size()};
+  void* instance = nullptr;
+  const gv_status_code code =
+      descriptor_->on_init(&api_, &self_, state, &instance, gv_message_buffer{message, sizeof message});
+  if (code != GV_STATUS_OK) {
+    throw LoadError("plugin '" + name() + "' (" + path_.string() + "): init failed with status " +
+                    std::to_string(code) + ": " + (message[0] ? message : "(no message)"));
+  }
+  instance_ = instance;
+}
+
+Plugin::~Plugin() {
+  if (instance_ != nullptr) descriptor_->on_shutdown(instance_);
+}
+
+}  // namespace gameverse::plugin

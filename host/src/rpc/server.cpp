@@ -1,0 +1,412 @@
+#include "rpc/server.hpp"
+
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <spdlog/spdlog.h>
+
+#include <deque>
+#include <optional>
+
+#include "plugin/call.hpp"
+
+namespace gameverse::rpc {
+
+namespace {
+
+// Slots waiting for a new call on each completion queue; enough that a burst of new calls
+// never waits for a slot to be posted again.
+constexpr int kRequestSlotsPerQueue = 64;
+
+bool single_response(gv_call_kind kind) {
+  return kind == GV_CALL_UNARY || kind == GV_CALL_CLIENT_STREAMING;
+}
+
+bool single_request(gv_call_kind kind) {
+  return kind == GV_CALL_UNARY || kind == GV_CALL_SERVER_STREAMING;
+}
+
+int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  if (t == std::chrono::system_clock::time_point::max()) return INT64_MAX;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+grpc::Status to_grpc(gv_status_code code, std::string_view message) {
+  if (code == GV_STATUS_OK) return grpc::Status::OK;
+  if (code < GV_STATUS_OK || code > GV_STATUS_UNAUTHENTICATED) {
+    return {grpc::StatusCode::UNKNOWN,
+            "plugin finished with invalid status code " + std::to_string(code) + ": " + std::string(message)};
+  }
+  return {static_cast<grpc::StatusCode>(code), std::string(message)};
+}
+
+}  // namespace
+
+// One RPC. All completions of a call arrive on the one thread of its completion queue, so plugin
+// hooks for a call never run concurrently; the plugin's send and finish may come from any thread
+// and meet the completion thread under mu_. The call deletes itself on its completion thread
+// once no operation is outstanding and the plugin has finished it.
+class ServerCall final : public gv_call {
+ public:
+  ServerCall(Server& server, grpc::ServerCompletionQueue* queue)
+      : server_(server), queue_(queue) {
+    context_.AsyncNotifyWhenDone(&done_tag_);
+    server_.generic_.RequestCall(&context_, &stream_, queue_, queue_, &request_tag_);
+  }
+
+  enum class Op : uint8_t { kRequest, kRead, kWrite, kFinish, kDone };
+  struct Tag {
+    ServerCall* call;
+    Op op;
+  };
+
+  void on_completion(Op op, bool ok) {
+    switch (op) {
+      case Op::kRequest:
+        if (!ok) {  // the server is shutting down; the done tag never fires for an unstarted call
+          delete this;
+          return;
+        }
+        on_request();
+        break;
+      case Op::kRead:
+        on_read(ok);
+        break;
+      case Op::kWrite:
+        on_write(ok);
+        break;
+      case Op::kFinish:
+        complete_op();
+        break;
+      case Op::kDone:
+        on_done();
+        break;
+    }
+    maybe_delete();
+  }
+
+  // gv_call: called by the plugin, from any thread.
+  gv_status_code send(const uint8_t* data, size_t size) override {
+    grpc::Slice slice(data, size);
+    grpc::ByteBuffer buffer(&slice, 1);
+    std::lock_guard lock(mu_);
+    if (plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
+    if (cancelled_ || write_failed_) return GV_STATUS_CANCELLED;
+    if (single_response(route_.kind)) {
+      if (reply_) return GV_STATUS_FAILED_PRECONDITION;
+      reply_ = std::move(buffer);
+      return GV_STATUS_OK;
+    }
+    if (queued_bytes_ + size > max_queued_bytes()) return GV_STATUS_RESOURCE_EXHAUSTED;
+    if (write_in_flight_) {
+      queued_bytes_ += size;
+      write_queue_.push_back(std::move(buffer));
+    } else {
+      start_write_locked(std::move(buffer));
+    }
+    return GV_STATUS_OK;
+  }
+
+  gv_status_code finish(gv_status_code code, std::string_view message) override {
+    grpc::Status status = to_grpc(code, message);
+    std::lock_guard lock(mu_);
+    if (plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
+    plugin_finished_ = true;
+    if (single_response(route_.kind) && status.ok()) {
+      if (!reply_) {
+        start_finish_locked({grpc::StatusCode::INTERNAL,
+                             "the handler of " + context_.method() + " finished without a response"});
+      } else if (!server_.closed_) {
+        ++pending_ops_;
+        stream_.WriteAndFinish(*reply_, grpc::WriteOptions(), status, &finish_tag_);
+      }
+      return GV_STATUS_OK;
+    }
+    if (write_in_flight_) {
+      deferred_finish_ = std::move(status);
+    } else {
+      start_finish_locked(std::move(status));
+    }
+    return GV_STATUS_OK;
+  }
+
+  int64_t deadline_unix_ms() const override { return deadline_unix_ms_; }
+  bool is_cancelled() const override { return cancelled_; }
+
+  size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
+    if (key == nullptr) return 0;
+    auto [begin, end] = context_.client_metadata().equal_range(grpc::string_ref(key));
+    size_t count = 0;
+    for (auto it = begin; it != end; ++it, ++count) {
+      if (count < max_values) {
+        values[count] = {reinterpret_cast<const uint8_t*>(it->second.data()), it->second.size()};
+      }
+    }
+    return count;
+  }
+
+  void principal(gv_principal* out) const override {
+    // Anonymous until an authenticating gate fills it in: every field empty.
+    const size_t size = out->struct_size;
+    std::memset(reinterpret_cast<char*>(out) + sizeof(size_t), 0,
+                std::min(size, sizeof(gv_principal)) - sizeof(size_t));
+  }
+
+  gv_bytes method() const override {
+    return {reinterpret_cast<const uint8_t*>(context_.method().data()), context_.method().size()};
+  }
+
+ private:
+  size_t max_queued_bytes() const {
+    return static_cast<size_t>(server_.config_.max_message_bytes) * 16;
+  }
+
+  void on_request() {
+    server_.request_call(queue_);  // a new slot takes this one's place
+    server_.call_started();
+    started_ = true;
+    {
+      std::lock_guard lock(mu_);
+      ++pending_ops_;  // the done tag
+    }
+    deadline_unix_ms_ = unix_ms(context_.deadline());
+    const auto routes = server_.routes_();
+    const auto it = routes->find(context_.method());
+    if (it == routes->end()) {
+      std::lock_guard lock(mu_);
+      start_finish_locked({grpc::StatusCode::UNIMPLEMENTED,
+                           "method " + context_.method() + " is not served by any loaded plugin"});
+      return;
+    }
+    route_ = it->second;
+    if (single_request(route_.kind)) {
+      std::lock_guard lock(mu_);
+      start_read_locked();
+    } else {
+      deliver_start({});
+      std::lock_guard lock(mu_);
+      if (!plugin_finished_) start_read_locked();
+    }
+  }
+
+  void on_read(bool ok) {
+    if (single_request(route_.kind)) {
+      if (ok) {
+        grpc::Slice slice;
+        deliver_start(bytes_of(read_buffer_, slice));
+        read_buffer_.Clear();
+      } else {
+        std::lock_guard lock(mu_);
+        start_finish_locked({grpc::StatusCode::INVALID_ARGUMENT,
+                             "the client sent no request message for " + context_.method()});
+      }
+    } else if (ok) {
+      if (!finished_by_plugin()) {
+        grpc::Slice slice;
+        route_.plugin->descriptor().on_call_message(route_.plugin->instance(), this, call_state_,
+                                                    bytes_of(read_buffer_, slice));
+      }
+      read_buffer_.Clear();
+      std::lock_guard lock(mu_);
+      if (!plugin_finished_) start_read_locked();
+    } else if (!finished_by_plugin() && !cancelled_) {
+      route_.plugin->descriptor().on_call_half_close(route_.plugin->instance(), this, call_state_);
+    }
+    complete_op();
+  }
+
+  void on_write(bool ok) {
+    std::lock_guard lock(mu_);
+    --pending_ops_;
+    write_in_flight_ = false;
+    if (!ok) {
+      write_failed_ = true;
+      write_queue_.clear();
+      queued_bytes_ = 0;
+    }
+    if (!write_queue_.empty()) {
+      grpc::ByteBuffer next = std::move(write_queue_.front());
+      write_queue_.pop_front();
+      queued_bytes_ -= next.Length();
+      start_write_locked(std::move(next));
+    } else if (deferred_finish_) {
+      start_finish_locked(std::move(*deferred_finish_));
+      deferred_finish_.reset();
+    }
+  }
+
+  void on_done() {
+    if (context_.IsCancelled()) {
+      cancelled_ = true;
+      const auto* d = plugin_started_ ? &route_.plugin->descriptor() : nullptr;
+      if (d != nullptr && d->on_call_cancel != nullptr && !finished_by_plugin()) {
+        d->on_call_cancel(route_.plugin->instance(), this, call_state_);
+      }
+    }
+    complete_op();
+  }
+
+  void deliver_start(gv_bytes request) {
+    plugin_started_ = true;
+    route_.plugin->descriptor().on_call_start(route_.plugin->instance(), this, route_.method_index, request,
+                                              &call_state_);
+  }
+
+  static gv_bytes bytes_of(const grpc::ByteBuffer& buffer, grpc::Slice& holder) {
+    if (!buffer.TrySingleSlice(&holder).ok()) {
+      if (!buffer.DumpToSingleSlice(&holder).ok()) return {nullptr, 0};
+    }
+    return {holder.begin(), holder.size()};
+  }
+
+  bool finished_by_plugin() {
+    std::lock_guard lock(mu_);
+    return plugin_finished_;
+  }
+
+  void complete_op() {
+    std::lock_guard lock(mu_);
+    --pending_ops_;
+  }
+
+  void start_read_locked() {
+    if (server_.closed_) return;
+    ++pending_ops_;
+    stream_.Read(&read_buffer_, &read_tag_);
+  }
+
+  void start_write_locked(grpc::ByteBuffer buffer) {
+    if (server_.closed_) return;
+    ++pending_ops_;
+    write_in_flight_ = true;
+    write_buffer_ = std::move(buffer);
+    stream_.Write(write_buffer_, &write_tag_);
+  }
+
+  void start_finish_locked(grpc::Status status) {
+    if (finish_started_ || server_.closed_) return;
+    finish_started_ = true;
+    ++pending_ops_;
+    stream_.Finish(status, &finish_tag_);
+  }
+
+  void maybe_delete() {
+    {
+      std::lock_guard lock(mu_);
+      if (pending_ops_ > 0 || (plugin_started_ && !plugin_finished_)) return;
+    }
+    if (plugin_started_) {
+      const auto& d = route_.plugin->descriptor();
+      if (d.on_call_release != nullptr) d.on_call_release(route_.plugin->instance(), this, call_state_);
+    }
+    Server& server = server_;
+    delete this;
+    server.call_ended();
+  }
+
+  Server& server_;
+  grpc::ServerCompletionQueue* queue_;
+  grpc::GenericServerContext context_;
+  grpc::GenericServerAsyncReaderWriter stream_{&context_};
+  Tag request_tag_{this, Op::kRequest};
+  Tag read_tag_{this, Op::kRead};
+  Tag write_tag_{this, Op::kWrite};
+  Tag finish_tag_{this, Op::kFinish};
+  Tag done_tag_{this, Op::kDone};
+
+  // Set on the completion thread before the plugin sees the call; read-only afterwards.
+  plugin::Route route_{};
+  int64_t deadline_unix_ms_ = INT64_MAX;
+  bool started_ = false;
+  bool plugin_started_ = false;
+  void* call_state_ = nullptr;
+  grpc::ByteBuffer read_buffer_;
+  std::atomic<bool> cancelled_{false};
+
+  std::mutex mu_;
+  int pending_ops_ = 0;
+  bool plugin_finished_ = false;
+  bool finish_started_ = false;
+  bool write_in_flight_ = false;
+  bool write_failed_ = false;
+  grpc::ByteBuffer write_buffer_;
+  std::deque<grpc::ByteBuffer> write_queue_;
+  size_t queued_bytes_ = 0;
+  std::optional<grpc::ByteBuffer> reply_;
+  std::optional<grpc::Status> deferred_finish_;
+};
+
+Server::Server(config::ServerConfig config, RouteSource routes)
+    : config_(std::move(config)), routes_(std::move(routes)) {}
+
+Server::~Server() {
+  if (server_ && !closed_) shutdown(std::chrono::milliseconds(0));
+}
+
+int Server::start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
+  builder.RegisterAsyncGenericService(&generic_);
+  const size_t threads = config_.worker_threads > 0 ? static_cast<size_t>(config_.worker_threads)
+                                                    : std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < threads; ++i) queues_.push_back(builder.AddCompletionQueue());
+  server_ = builder.BuildAndStart();
+  const bool unix_socket = config_.listen.rfind("unix:", 0) == 0;
+  if (!server_ || (!unix_socket && port == 0)) {
+    throw std::runtime_error("cannot listen on " + config_.listen +
+                             " (address in use, or not an address of this machine?)");
+  }
+  for (auto& queue : queues_) {
+    for (int i = 0; i < kRequestSlotsPerQueue; ++i) request_call(queue.get());
+    threads_.emplace_back([this, q = queue.get()] { run(q); });
+  }
+  return unix_socket ? 0 : port;
+}
+
+void Server::request_call(grpc::ServerCompletionQueue* queue) {
+  if (!closed_) new ServerCall(*this, queue);
+}
+
+void Server::run(grpc::ServerCompletionQueue* queue) {
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue->Next(&tag, &ok)) {
+    auto* t = static_cast<ServerCall::Tag*>(tag);
+    t->call->on_completion(t->op, ok);
+  }
+}
+
+void Server::call_started() {
+  std::lock_guard lock(live_mu_);
+  ++live_calls_;
+}
+
+void Server::call_ended() {
+  std::lock_guard lock(live_mu_);
+  if (--live_calls_ == 0) live_cv_.notify_all();
+}
+
+void Server::shutdown(std::chrono::milliseconds drain) {
+  if (!server_ || closed_) return;
+  const auto deadline = std::chrono::system_clock::now() + drain;
+  server_->Shutdown(deadline);
+  // Calls cancelled at the deadline are still owned by their plugins until they finish them.
+  constexpr auto kPluginFinishGrace = std::chrono::seconds(5);
+  {
+    std::unique_lock lock(live_mu_);
+    if (!live_cv_.wait_for(lock, kPluginFinishGrace, [this] { return live_calls_ == 0; })) {
+      spdlog::error("{} calls were not finished by their plugins {} s after the drain; abandoning them",
+                    live_calls_, kPluginFinishGrace.count());
+    }
+  }
+  closed_ = true;
+  for (auto& queue : queues_) queue->Shutdown();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+}
+
+}  // namespace gameverse::rpc

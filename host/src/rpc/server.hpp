@@ -1,0 +1,60 @@
+// The one gRPC port. The host's own services are registered statically; every other method goes
+// through an AsyncGenericService to the plugin that owns it (see docs/architecture in README).
+#pragma once
+
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/server.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "config/config.hpp"
+#include "plugin/plugin_set.hpp"
+
+namespace gameverse::rpc {
+
+class ServerCall;
+
+class Server {
+ public:
+  using RouteSource = std::function<std::shared_ptr<const plugin::RouteTable>()>;
+
+  Server(config::ServerConfig config, RouteSource routes);
+  ~Server();
+
+  // Binds and starts serving; returns the bound TCP port (0 for a unix socket). Throws
+  // std::runtime_error naming the address when it cannot listen.
+  int start();
+
+  // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
+  // waits for their plugins to finish them, then stops the worker threads.
+  void shutdown(std::chrono::milliseconds drain);
+
+ private:
+  friend class ServerCall;
+
+  void request_call(grpc::ServerCompletionQueue* queue);
+  void run(grpc::ServerCompletionQueue* queue);
+  void call_started();
+  void call_ended();
+
+  config::ServerConfig config_;
+  RouteSource routes_;
+  grpc::AsyncGenericService generic_;
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> closed_{false};  // the queues are shut down: no operation may start
+
+  std::mutex live_mu_;
+  std::condition_variable live_cv_;
+  size_t live_calls_ = 0;
+};
+
+}  // namespace gameverse::rpc

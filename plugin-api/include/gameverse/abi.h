@@ -1,0 +1,342 @@
+/*
+ * gameverse/abi.h — the C ABI between the GameVerse host and its plugins.
+ *
+ * This header is the whole contract. It compiles as C99 and as C++, includes nothing but
+ * <stdint.h>, <stddef.h> and <stdbool.h>, and no C++ type, exception or allocator crosses it.
+ *
+ * Prefixes: gv_ for types, gv_on_ for hooks a plugin implements, gv_host_ for functions the
+ * host implements and hands to the plugin in gv_host_api.
+ *
+ * Evolution rules (read before changing anything here):
+ *   1. Every struct that crosses starts with `size_t struct_size`, set by whoever fills it in.
+ *      A reader never touches a field that lies beyond the struct_size it was given.
+ *   2. Structs and function tables are append-only: new fields and functions go at the end,
+ *      and every addition bumps GV_ABI_VERSION_MINOR. A field is never removed or retyped.
+ *   3. A changed signature gets a new numbered name (log2, not a changed log).
+ *   4. A break bumps GV_ABI_VERSION_MAJOR, which renames the entry symbol (gv_plugin_entry_v2),
+ *      so that an old host never calls into a new plugin by accident.
+ *   5. The host and the plugin agree on the minor version min(host, plugin) at load time.
+ *   6. plugin-api/abi.lock records the SHA-256 of this file for each version; a test fails
+ *      when the file changes and the version does not.
+ *
+ * Errors cross as a gRPC canonical status code plus a message. Exceptions never cross.
+ */
+#ifndef GAMEVERSE_ABI_H
+#define GAMEVERSE_ABI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GV_ABI_VERSION_MAJOR 1
+#define GV_ABI_VERSION_MINOR 0
+
+/* The one symbol a plugin exports. Its name carries the ABI major version. */
+#define GV_PLUGIN_ENTRY_SYMBOL "gv_plugin_entry_v1"
+
+/* ---------------------------------------------------------------------------------------------
+ * Plain values
+ * ------------------------------------------------------------------------------------------- */
+
+/* gRPC canonical status codes; the values are gRPC's, so they map one to one onto grpc::Status. */
+typedef int32_t gv_status_code;
+enum {
+  GV_STATUS_OK = 0,
+  GV_STATUS_CANCELLED = 1,
+  GV_STATUS_UNKNOWN = 2,
+  GV_STATUS_INVALID_ARGUMENT = 3,
+  GV_STATUS_DEADLINE_EXCEEDED = 4,
+  GV_STATUS_NOT_FOUND = 5,
+  GV_STATUS_ALREADY_EXISTS = 6,
+  GV_STATUS_PERMISSION_DENIED = 7,
+  GV_STATUS_RESOURCE_EXHAUSTED = 8,
+  GV_STATUS_FAILED_PRECONDITION = 9,
+  GV_STATUS_ABORTED = 10,
+  GV_STATUS_OUT_OF_RANGE = 11,
+  GV_STATUS_UNIMPLEMENTED = 12,
+  GV_STATUS_INTERNAL = 13,
+  GV_STATUS_UNAVAILABLE = 14,
+  GV_STATUS_DATA_LOSS = 15,
+  GV_STATUS_UNAUTHENTICATED = 16
+};
+
+/* The four gRPC call kinds. Zero is not a kind. */
+typedef int32_t gv_call_kind;
+enum {
+  GV_CALL_UNARY = 1,
+  GV_CALL_SERVER_STREAMING = 2,
+  GV_CALL_CLIENT_STREAMING = 3,
+  GV_CALL_BIDI_STREAMING = 4
+};
+
+typedef int32_t gv_log_level;
+enum {
+  GV_LOG_TRACE = 1,
+  GV_LOG_DEBUG = 2,
+  GV_LOG_INFO = 3,
+  GV_LOG_WARN = 4,
+  GV_LOG_ERROR = 5
+};
+
+/* Types a plugin's config key can have; they are TOML's. */
+typedef int32_t gv_config_type;
+enum {
+  GV_CONFIG_STRING = 1,
+  GV_CONFIG_INT = 2,    /* int64_t */
+  GV_CONFIG_DOUBLE = 3, /* a TOML integer is accepted where a double is declared */
+  GV_CONFIG_BOOL = 4
+};
+
+/* A run of bytes. Not NUL-terminated.
+ * Ownership: borrowed; whoever passes it says for how long it stays valid. */
+typedef struct gv_bytes {
+  const uint8_t* data;
+  size_t size;
+} gv_bytes;
+
+/* Where a hook writes an error message for the host.
+ * Ownership: owned by the host, writable only during the hook that received it. The plugin
+ * writes at most `capacity` bytes including a terminating NUL (truncating as needed). */
+typedef struct gv_message_buffer {
+  char* data;
+  size_t capacity;
+} gv_message_buffer;
+
+/* Where on_save_state writes the state handed to the next generation.
+ * Ownership: owned by the host, valid only during on_save_state; append copies the bytes. */
+typedef struct gv_state_sink gv_state_sink;
+struct gv_state_sink {
+  size_t struct_size;
+  void (*append)(gv_state_sink* sink, const uint8_t* data, size_t size);
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Opaque handles (defined by the host; a plugin only passes them back)
+ * ------------------------------------------------------------------------------------------- */
+
+/* The host's record of one loaded plugin generation.
+ * Ownership: owned by the host; valid from gv_on_init until gv_on_shutdown returns. */
+typedef struct gv_host_plugin gv_host_plugin;
+
+/* One RPC in flight. The host owns the stream; the plugin refers to it by this handle.
+ * Ownership: owned by the host; valid from gv_on_call_start until gv_on_call_release returns. */
+typedef struct gv_call gv_call;
+
+/* ---------------------------------------------------------------------------------------------
+ * What the host tells the plugin about itself
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct gv_host_info {
+  size_t struct_size;
+  uint32_t abi_major;
+  uint32_t abi_minor;
+  const char* host_version; /* Ownership: owned by the host, static. */
+} gv_host_info;
+
+/* The authenticated caller. Empty (size 0 fields, role_count 0) for anonymous calls.
+ * Ownership: every pointer is owned by the host and valid until the call's release. */
+typedef struct gv_principal {
+  size_t struct_size;
+  gv_bytes user_id;
+  gv_bytes session_id;
+  const gv_bytes* roles;
+  size_t role_count;
+} gv_principal;
+
+/* ---------------------------------------------------------------------------------------------
+ * The host's function table: everything a plugin can reach in the host.
+ * Append-only: a plugin checks struct_size (or the negotiated minor) before using a later field.
+ * ------------------------------------------------------------------------------------------- */
+
+typedef void (*gv_host_log_fn)(gv_host_plugin* self, gv_log_level level, const char* message,
+                               size_t message_size);
+typedef bool (*gv_host_log_enabled_fn)(gv_host_plugin* self, gv_log_level level);
+
+/* Config access. The host has already checked the plugin's table against its declared schema
+ * and filled in defaults, so a declared key always has a value of the declared type. Each
+ * returns false when the key is not declared or has another type.
+ * Ownership of a string's bytes: owned by the host, valid until gv_on_shutdown returns. */
+typedef bool (*gv_host_config_string_fn)(gv_host_plugin* self, const char* key, gv_bytes* out);
+typedef bool (*gv_host_config_int_fn)(gv_host_plugin* self, const char* key, int64_t* out);
+typedef bool (*gv_host_config_double_fn)(gv_host_plugin* self, const char* key, double* out);
+typedef bool (*gv_host_config_bool_fn)(gv_host_plugin* self, const char* key, bool* out);
+
+/* Sends one response message; the host copies the bytes before returning, so the caller keeps
+ * ownership of data. Safe from any thread. Unary and client-streaming methods send exactly one.
+ * Returns GV_STATUS_OK, GV_STATUS_CANCELLED when the client has gone, or
+ * GV_STATUS_FAILED_PRECONDITION when the call is already finished or a second unary response
+ * is sent. */
+typedef gv_status_code (*gv_host_call_send_fn)(gv_call* call, const uint8_t* data, size_t size);
+
+/* Ends the call with a status; the message is copied. Every call the host starts must be
+ * finished exactly once, also after a cancel. Safe from any thread. After it the plugin may not
+ * send again; the handle stays valid until gv_on_call_release.
+ * Returns GV_STATUS_FAILED_PRECONDITION when the call was already finished. */
+typedef gv_status_code (*gv_host_call_finish_fn)(gv_call* call, gv_status_code code,
+                                                 const char* message, size_t message_size);
+
+/* The client's deadline in milliseconds since the Unix epoch, INT64_MAX when it set none. */
+typedef int64_t (*gv_host_call_deadline_fn)(gv_call* call);
+
+/* True once the client cancelled or the deadline passed. */
+typedef bool (*gv_host_call_is_cancelled_fn)(gv_call* call);
+
+/* Fills up to max_values values of request metadata `key` (lower case) into values and returns
+ * how many the call carries (which may be more than max_values).
+ * Ownership of the bytes: owned by the host, valid until the call's release. */
+typedef size_t (*gv_host_call_metadata_fn)(gv_call* call, const char* key, gv_bytes* values,
+                                           size_t max_values);
+
+/* Fills *out with the caller's principal; out->struct_size must be set by the plugin. */
+typedef void (*gv_host_call_principal_fn)(gv_call* call, gv_principal* out);
+
+/* The full method name of the call, "/package.Service/Method".
+ * Ownership: owned by the host, valid until the call's release. */
+typedef gv_bytes (*gv_host_call_method_fn)(gv_call* call);
+
+typedef struct gv_host_api {
+  size_t struct_size;
+  uint32_t abi_major;
+  uint32_t abi_minor; /* the minor in force for this plugin: min(host, plugin) */
+
+  /* 1.0 */
+  gv_host_log_fn log;
+  gv_host_log_enabled_fn log_enabled;
+  gv_host_config_string_fn config_string;
+  gv_host_config_int_fn config_int;
+  gv_host_config_double_fn config_double;
+  gv_host_config_bool_fn config_bool;
+  gv_host_call_send_fn call_send;
+  gv_host_call_finish_fn call_finish;
+  gv_host_call_deadline_fn call_deadline;
+  gv_host_call_is_cancelled_fn call_is_cancelled;
+  gv_host_call_metadata_fn call_metadata;
+  gv_host_call_principal_fn call_principal;
+  gv_host_call_method_fn call_method;
+  /* Later minors append here: store, cache, pub/sub, service calls, timers, metrics. */
+} gv_host_api;
+
+/* ---------------------------------------------------------------------------------------------
+ * What a plugin declares
+ * ------------------------------------------------------------------------------------------- */
+
+/* One method the plugin serves. It must exist in the plugin's descriptor set with the same
+ * call kind. Ownership: owned by the plugin, static for the life of the loaded library. */
+typedef struct gv_method_desc {
+  size_t struct_size;
+  const char* full_name; /* "/package.Service/Method", as gRPC puts it on the wire */
+  gv_call_kind call_kind;
+} gv_method_desc;
+
+/* One key of the plugin's config table. The host checks the [plugin.config] table against these
+ * before gv_on_init: an undeclared key, a wrong type or a missing required key refuses the load.
+ * Ownership: owned by the plugin, static for the life of the loaded library. */
+typedef struct gv_config_key_desc {
+  size_t struct_size;
+  const char* key;
+  gv_config_type type;
+  bool required;
+  const char* default_value; /* a TOML literal ("30", "\"hi\"", "true"); NULL when required */
+  const char* description;
+} gv_config_key_desc;
+
+/* Hooks. Every hook is called from a host thread. Hooks for one call are never called
+ * concurrently with each other; hooks for different calls may be. A hook must not block for
+ * long: work that waits replies later, from another thread, through call_send / call_finish.
+ * A hook must not let an exception or longjmp escape. */
+
+/* Creates the plugin instance. prev_state holds what the previous generation saved (size 0 on a
+ * first load; Ownership: borrowed for the call). On success sets *out_instance (Ownership: owned
+ * by the plugin until gv_on_shutdown) and returns GV_STATUS_OK; on failure writes a message into
+ * error and returns another code, and the host refuses the load.
+ * Ownership of host and self: owned by the host, valid until gv_on_shutdown returns. */
+typedef gv_status_code (*gv_on_init_fn)(const gv_host_api* host, gv_host_plugin* self,
+                                        gv_bytes prev_state, void** out_instance,
+                                        gv_message_buffer error);
+
+/* A call begins. For unary and server-streaming methods `request` is the one request message;
+ * for client-streaming and bidi it is empty and messages follow through gv_on_call_message.
+ * The plugin may set *out_call_state (Ownership: owned by the plugin; handed back in every later
+ * hook of this call and freed by the plugin in gv_on_call_release).
+ * Ownership of request bytes: borrowed for the duration of the hook. */
+typedef void (*gv_on_call_start_fn)(void* instance, gv_call* call, uint32_t method_index,
+                                    gv_bytes request, void** out_call_state);
+
+/* A request message of a client-streaming or bidi call. Ownership of message: borrowed for the
+ * duration of the hook. */
+typedef void (*gv_on_call_message_fn)(void* instance, gv_call* call, void* call_state,
+                                      gv_bytes message);
+
+/* The client finished sending (client-streaming and bidi only). */
+typedef void (*gv_on_call_half_close_fn)(void* instance, gv_call* call, void* call_state);
+
+/* The client cancelled or the deadline passed. The plugin must still finish the call. */
+typedef void (*gv_on_call_cancel_fn)(void* instance, gv_call* call, void* call_state);
+
+/* The host is done with the call: no more hooks for it, and `call` becomes invalid when this
+ * returns. Called once, after the plugin finished the call. */
+typedef void (*gv_on_call_release_fn)(void* instance, gv_call* call, void* call_state);
+
+/* Writes the state the next generation receives in gv_on_init (hot reload). Returns
+ * GV_STATUS_OK, or another code with a message in error, which keeps the old generation. */
+typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_state_sink* sink,
+                                              gv_message_buffer error);
+
+/* Destroys the instance: the plugin joins its threads and frees what it owns. Every call it
+ * was given has been released before. */
+typedef void (*gv_on_shutdown_fn)(void* instance);
+
+/* What gv_plugin_entry_v1 returns.
+ * Ownership: owned by the plugin, static for the life of the loaded library; every pointer in it
+ * likewise. */
+typedef struct gv_plugin_descriptor {
+  size_t struct_size;
+  uint32_t abi_major; /* GV_ABI_VERSION_MAJOR the plugin was built against */
+  uint32_t abi_minor; /* GV_ABI_VERSION_MINOR the plugin was built against */
+
+  const char* name;        /* lower-case letters, digits and '-'; matches the config entry */
+  const char* version;     /* semantic version of the plugin, "1.4.2" */
+  const char* description; /* one line; may be NULL */
+
+  gv_bytes descriptor_set; /* a serialized google.protobuf.FileDescriptorSet with imports */
+
+  const gv_method_desc* methods;
+  size_t method_count;
+
+  const gv_config_key_desc* config_keys;
+  size_t config_key_count;
+
+  const char* const* dependencies; /* full service names this plugin calls, "pkg.Service" */
+  size_t dependency_count;
+
+  gv_on_init_fn on_init;
+  gv_on_call_start_fn on_call_start;
+  gv_on_call_message_fn on_call_message;       /* NULL when no client-streaming or bidi method */
+  gv_on_call_half_close_fn on_call_half_close; /* NULL when no client-streaming or bidi method */
+  gv_on_call_cancel_fn on_call_cancel;         /* may be NULL */
+  gv_on_call_release_fn on_call_release;       /* may be NULL */
+  gv_on_save_state_fn on_save_state;           /* may be NULL: the next generation starts empty */
+  gv_on_shutdown_fn on_shutdown;
+  /* Later minors append here. */
+} gv_plugin_descriptor;
+
+/* The entry point every plugin exports, and the only symbol it exports. Returns the plugin's
+ * descriptor, or NULL to refuse the host described by `host`.
+ * Ownership of host: owned by the host, borrowed for the call. */
+typedef const gv_plugin_descriptor* (*gv_plugin_entry_fn)(const gv_host_info* host);
+
+#if defined(_WIN32)
+#define GV_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define GV_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* GAMEVERSE_ABI_H */

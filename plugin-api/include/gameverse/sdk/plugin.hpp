@@ -1,0 +1,793 @@
+// gameverse/sdk/plugin.hpp — the header-only C++ SDK over gameverse/abi.h.
+//
+// A plugin is a class with a constructor taking InitContext& and a static
+// describe(PluginBuilder<Self>&) that registers its methods and config keys, one line each:
+//
+//   class Echo final : public gameverse::sdk::Plugin {
+//    public:
+//     explicit Echo(gameverse::sdk::InitContext& init);
+//     static void describe(gameverse::sdk::PluginBuilder<Echo>& b) {
+//       b.unary("/gameverse.echo.v1.Echo/Echo", &Echo::echo);
+//     }
+//     gameverse::sdk::Status echo(gameverse::sdk::CallContext&, const EchoRequest&, EchoReply&);
+//   };
+//   GAMEVERSE_PLUGIN(Echo, "echo", "1.0.0", "Echoes what it is sent")
+//
+// Messages are protobuf-lite types. No exception leaves a trampoline: sdk::Error becomes its
+// status, anything else becomes INTERNAL with the exception's message.
+#pragma once
+
+#include <gameverse/abi.h>
+
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace gameverse::sdk {
+
+enum class StatusCode : int32_t {
+  kOk = GV_STATUS_OK,
+  kCancelled = GV_STATUS_CANCELLED,
+  kUnknown = GV_STATUS_UNKNOWN,
+  kInvalidArgument = GV_STATUS_INVALID_ARGUMENT,
+  kDeadlineExceeded = GV_STATUS_DEADLINE_EXCEEDED,
+  kNotFound = GV_STATUS_NOT_FOUND,
+  kAlreadyExists = GV_STATUS_ALREADY_EXISTS,
+  kPermissionDenied = GV_STATUS_PERMISSION_DENIED,
+  kResourceExhausted = GV_STATUS_RESOURCE_EXHAUSTED,
+  kFailedPrecondition = GV_STATUS_FAILED_PRECONDITION,
+  kAborted = GV_STATUS_ABORTED,
+  kOutOfRange = GV_STATUS_OUT_OF_RANGE,
+  kUnimplemented = GV_STATUS_UNIMPLEMENTED,
+  kInternal = GV_STATUS_INTERNAL,
+  kUnavailable = GV_STATUS_UNAVAILABLE,
+  kDataLoss = GV_STATUS_DATA_LOSS,
+  kUnauthenticated = GV_STATUS_UNAUTHENTICATED,
+};
+
+class Status {
+ public:
+  Status() = default;
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status ok() { return {}; }
+
+  bool is_ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+// Thrown from a handler or constructor to end the call (or refuse the load) with this status.
+class Error : public std::runtime_error {
+ public:
+  Error(StatusCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  StatusCode code() const { return code_; }
+
+ private:
+  StatusCode code_;
+};
+
+enum class LogLevel : int32_t {
+  kTrace = GV_LOG_TRACE,
+  kDebug = GV_LOG_DEBUG,
+  kInfo = GV_LOG_INFO,
+  kWarn = GV_LOG_WARN,
+  kError = GV_LOG_ERROR,
+};
+
+namespace detail {
+
+// The host's function table, set once by gv_on_init. Each plugin library has its own copy.
+inline const gv_host_api*& host_api() {
+  static const gv_host_api* api = nullptr;
+  return api;
+}
+
+inline void write_message(gv_message_buffer buffer, std::string_view message) {
+  if (buffer.data == nullptr || buffer.capacity == 0) return;
+  const size_t n = std::min(message.size(), buffer.capacity - 1);
+  std::memcpy(buffer.data, message.data(), n);
+  buffer.data[n] = '\0';
+}
+
+inline Status status_of_current_exception() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  } catch (const std::exception& e) {
+    return {StatusCode::kInternal, e.what()};
+  } catch (...) {
+    return {StatusCode::kInternal, "unknown exception"};
+  }
+}
+
+inline std::string_view view(gv_bytes bytes) {
+  return {reinterpret_cast<const char*>(bytes.data), bytes.size};
+}
+
+}  // namespace detail
+
+// The host as the plugin sees it: logging and the plugin's config table.
+class Host {
+ public:
+  Host(const gv_host_api* api, gv_host_plugin* self) : api_(api), self_(self) {}
+
+  void log(LogLevel level, std::string_view message) const {
+    api_->log(self_, static_cast<gv_log_level>(level), message.data(), message.size());
+  }
+  bool log_enabled(LogLevel level) const {
+    return api_->log_enabled(self_, static_cast<gv_log_level>(level));
+  }
+  void debug(std::string_view m) const { log(LogLevel::kDebug, m); }
+  void info(std::string_view m) const { log(LogLevel::kInfo, m); }
+  void warn(std::string_view m) const { log(LogLevel::kWarn, m); }
+  void error(std::string_view m) const { log(LogLevel::kError, m); }
+
+  // Config values: declared keys always have a value (the host filled in defaults). Asking for
+  // an undeclared key or the wrong type throws Error(kFailedPrecondition).
+  std::string config_string(const char* key) const {
+    gv_bytes out{};
+    check(api_->config_string(self_, key, &out), key, "string");
+    return std::string(detail::view(out));
+  }
+  int64_t config_int(const char* key) const {
+    int64_t out = 0;
+    check(api_->config_int(self_, key, &out), key, "integer");
+    return out;
+  }
+  double config_double(const char* key) const {
+    double out = 0;
+    check(api_->config_double(self_, key, &out), key, "float");
+    return out;
+  }
+  bool config_bool(const char* key) const {
+    bool out = false;
+    check(api_->config_bool(self_, key, &out), key, "boolean");
+    return out;
+  }
+
+  uint32_t abi_minor() const { return api_->abi_minor; }
+  const gv_host_api* api() const { return api_; }
+  gv_host_plugin* self() const { return self_; }
+
+ private:
+  static void check(bool found, const char* key, const char* type) {
+    if (!found) {
+      throw Error(StatusCode::kFailedPrecondition,
+                  std::string("config key '") + key + "' is not declared as " + type);
+    }
+  }
+  const gv_host_api* api_;
+  gv_host_plugin* self_;
+};
+
+struct InitContext {
+  Host host;
+  // What the previous generation returned from save_state(); empty on a first load.
+  std::string_view previous_state;
+};
+
+struct Principal {
+  std::string user_id;
+  std::string session_id;
+  std::vector<std::string> roles;
+  bool anonymous() const { return user_id.empty(); }
+};
+
+// Read access to one call, valid while the handler that received it runs.
+class CallContext {
+ public:
+  explicit CallContext(gv_call* call) : call_(call) {}
+
+  std::chrono::system_clock::time_point deadline() const {
+    return to_time_point(detail::host_api()->call_deadline(call_));
+  }
+  bool cancelled() const { return detail::host_api()->call_is_cancelled(call_); }
+  std::string_view method() const { return detail::view(detail::host_api()->call_method(call_)); }
+
+  // Every value of request metadata `key` (lower case).
+  std::vector<std::string_view> metadata(const char* key) const {
+    gv_bytes values[8];
+    size_t count = detail::host_api()->call_metadata(call_, key, values, 8);
+    std::vector<gv_bytes> all(values, values + std::min<size_t>(count, 8));
+    if (count > 8) {
+      all.resize(count);
+      detail::host_api()->call_metadata(call_, key, all.data(), count);
+    }
+    std::vector<std::string_view> out;
+    out.reserve(all.size());
+    for (const gv_bytes& b : all) out.push_back(detail::view(b));
+    return out;
+  }
+
+  Principal principal() const {
+    gv_principal p{};
+    p.struct_size = sizeof p;
+    detail::host_api()->call_principal(call_, &p);
+    Principal out{std::string(detail::view(p.user_id)), std::string(detail::view(p.session_id)), {}};
+    for (size_t i = 0; i < p.role_count; ++i) out.roles.emplace_back(detail::view(p.roles[i]));
+    return out;
+  }
+
+  gv_call* handle() const { return call_; }
+
+  static std::chrono::system_clock::time_point to_time_point(int64_t unix_ms) {
+    if (unix_ms == std::numeric_limits<int64_t>::max()) {
+      return std::chrono::system_clock::time_point::max();
+    }
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
+  }
+
+ private:
+  gv_call* call_;
+};
+
+namespace detail {
+
+// A request stream's consumer, type-erased (see StreamReader).
+struct InboundSink {
+  virtual ~InboundSink() = default;
+  virtual void message(gv_bytes bytes) = 0;
+  virtual void half_close() = 0;
+  virtual void cancel() = 0;
+};
+
+// One call as the SDK tracks it. Shared between the host's reference (dropped on release) and
+// the handles plugin code holds, so a handle kept on another thread never dangles: once the
+// call is finished a handle stops talking to the host.
+class CallState {
+ public:
+  explicit CallState(gv_call* call)
+      : call_(call), deadline_unix_ms_(host_api()->call_deadline(call)) {}
+
+  // Sends bytes; false when the call is finished, cancelled or the host refused them.
+  bool send(std::string_view bytes) {
+    std::lock_guard lock(mu_);
+    if (finished_) return false;
+    return host_api()->call_send(call_, reinterpret_cast<const uint8_t*>(bytes.data()),
+                                 bytes.size()) == GV_STATUS_OK;
+  }
+
+  template <class Message>
+  bool send_message(const Message& message) {
+    thread_local std::string buffer;
+    message.SerializeToString(&buffer);
+    return send(buffer);
+  }
+
+  // Ends the call; false when it was already finished.
+  bool finish(const Status& status) {
+    std::lock_guard lock(mu_);
+    if (finished_) return false;
+    finished_ = true;
+    host_api()->call_finish(call_, static_cast<gv_status_code>(status.code()),
+                            status.message().data(), status.message().size());
+    return true;
+  }
+
+  bool finished() {
+    std::lock_guard lock(mu_);
+    return finished_;
+  }
+
+  bool cancelled() {
+    std::lock_guard lock(mu_);
+    if (cancelled_ || finished_) return cancelled_;
+    return host_api()->call_is_cancelled(call_);
+  }
+
+  std::chrono::system_clock::time_point deadline() const {
+    return CallContext::to_time_point(deadline_unix_ms_);
+  }
+
+  // Runs `callback` once when the client cancels; at once when it already has.
+  void on_cancel(std::function<void()> callback) {
+    std::unique_lock lock(mu_);
+    if (cancelled_) {
+      lock.unlock();
+      callback();
+      return;
+    }
+    cancel_callbacks_.push_back(std::move(callback));
+  }
+
+  // Host hook: the client cancelled. Callbacks run, then the call is finished for the plugin.
+  void cancel() {
+    std::vector<std::function<void()>> callbacks;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      callbacks.swap(cancel_callbacks_);
+    }
+    for (auto& callback : callbacks) callback();
+    if (inbound_) inbound_->cancel();
+    finish(Status(StatusCode::kCancelled, "the client cancelled the call"));
+  }
+
+  std::unique_ptr<InboundSink> inbound_;  // client-streaming and bidi only
+
+ private:
+  gv_call* call_;
+  int64_t deadline_unix_ms_;
+  std::mutex mu_;
+  bool finished_ = false;
+  bool cancelled_ = false;
+  std::vector<std::function<void()>> cancel_callbacks_;
+};
+
+inline void finish_call(gv_call* call, const Status& status) {
+  host_api()->call_finish(call, static_cast<gv_status_code>(status.code()),
+                          status.message().data(), status.message().size());
+}
+
+template <class Message>
+bool parse(gv_bytes bytes, Message& out) {
+  return bytes.size <= static_cast<size_t>(std::numeric_limits<int>::max()) &&
+         out.ParseFromArray(bytes.data, static_cast<int>(bytes.size));
+}
+
+template <class Message>
+Status parse_error(const Message& message) {
+  return {StatusCode::kInvalidArgument,
+          "request does not parse as " + message.GetTypeName()};
+}
+
+// Ends the stream with OK when the last copy of a ServerStream handle is dropped unfinished.
+struct StreamOwner {
+  explicit StreamOwner(std::shared_ptr<CallState> s) : state(std::move(s)) {}
+  ~StreamOwner() { state->finish(Status::ok()); }
+  std::shared_ptr<CallState> state;
+};
+
+}  // namespace detail
+
+// The reply side of an asynchronous unary call. Move it to any thread and reply() or fail()
+// once. Dropping it unanswered ends the call with INTERNAL, so a call never hangs.
+template <class Response>
+class UnaryResponder {
+ public:
+  explicit UnaryResponder(std::shared_ptr<detail::CallState> state) : state_(std::move(state)) {}
+  UnaryResponder(UnaryResponder&&) noexcept = default;
+  UnaryResponder& operator=(UnaryResponder&&) noexcept = default;
+  ~UnaryResponder() {
+    if (state_) state_->finish(Status(StatusCode::kInternal, "the handler dropped the call unanswered"));
+  }
+
+  // False when the call was already finished or cancelled.
+  bool reply(const Response& response) {
+    if (!state_->send_message(response)) {
+      state_->finish(Status(StatusCode::kCancelled, "the call ended before the reply"));
+      return false;
+    }
+    return state_->finish(Status::ok());
+  }
+  bool fail(const Status& status) { return state_->finish(status); }
+  bool cancelled() const { return state_->cancelled(); }
+  std::chrono::system_clock::time_point deadline() const { return state_->deadline(); }
+  // Runs `callback` (on a host thread) when the client cancels; at once if it already has.
+  void on_cancel(std::function<void()> callback) { state_->on_cancel(std::move(callback)); }
+
+ private:
+  std::shared_ptr<detail::CallState> state_;
+};
+
+// The response side of a streaming call; copies share one stream. write() and finish() are safe
+// from any thread. When the last copy is dropped unfinished the stream ends with OK.
+template <class Response>
+class ServerStream {
+ public:
+  explicit ServerStream(std::shared_ptr<detail::CallState> state)
+      : owner_(std::make_shared<detail::StreamOwner>(std::move(state))) {}
+
+  // False once the client is gone or the stream is finished: stop producing then.
+  bool write(const Response& response) { return owner_->state->send_message(response); }
+  bool finish(const Status& status = Status::ok()) { return owner_->state->finish(status); }
+  bool cancelled() const { return owner_->state->cancelled(); }
+  std::chrono::system_clock::time_point deadline() const { return owner_->state->deadline(); }
+  void on_cancel(std::function<void()> callback) { owner_->state->on_cancel(std::move(callback)); }
+
+ private:
+  std::shared_ptr<detail::StreamOwner> owner_;
+};
+
+// Receives the request stream of a client-streaming or bidi call. The SDK calls these one at a
+// time per call. Throwing ends the call with the exception's status.
+template <class Request>
+class StreamReader {
+ public:
+  virtual ~StreamReader() = default;
+  virtual void on_message(const Request& request) = 0;
+  // The client finished sending; finish the stream here or later.
+  virtual void on_half_close() = 0;
+  // The client cancelled; the SDK finishes the call with CANCELLED after this returns.
+  virtual void on_cancel() {}
+};
+
+// Base class of a plugin.
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  // State handed to the next generation on hot reload (InitContext::previous_state).
+  virtual std::string save_state() { return {}; }
+};
+
+namespace detail {
+
+template <class Request>
+class ReaderSink final : public InboundSink {
+ public:
+  ReaderSink(std::unique_ptr<StreamReader<Request>> reader, std::weak_ptr<CallState> state)
+      : reader_(std::move(reader)), state_(std::move(state)) {}
+
+  void message(gv_bytes bytes) override {
+    Request request;
+    if (!parse(bytes, request)) return fail(parse_error(request));
+    guarded([&] { reader_->on_message(request); });
+  }
+  void half_close() override {
+    guarded([&] { reader_->on_half_close(); });
+  }
+  void cancel() override {
+    guarded([&] { reader_->on_cancel(); });
+  }
+
+ private:
+  template <class F>
+  void guarded(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      fail(status_of_current_exception());
+    }
+  }
+  void fail(const Status& status) {
+    if (auto state = state_.lock()) state->finish(status);
+  }
+  std::unique_ptr<StreamReader<Request>> reader_;
+  std::weak_ptr<CallState> state_;
+};
+
+template <class P>
+struct MethodEntry {
+  std::string full_name;
+  gv_call_kind kind;
+  // Starts the call; returns the state the host keeps for it, or null when the call is done.
+  std::function<std::shared_ptr<CallState>(P&, gv_call*, gv_bytes)> start;
+};
+
+struct ConfigKeyEntry {
+  std::string key;
+  gv_config_type type;
+  bool required;
+  std::optional<std::string> default_literal;
+  std::string description;
+};
+
+inline std::string toml_string_literal(std::string_view value) {
+  std::string out = "\"";
+  for (char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace detail
+
+// What a plugin's describe() fills in: its methods, config keys and dependencies.
+template <class P>
+class PluginBuilder {
+ public:
+  template <class Req, class Resp>
+  PluginBuilder& unary(const char* full_name, Status (P::*fn)(CallContext&, const Req&, Resp&)) {
+    return add(full_name, GV_CALL_UNARY,
+               [fn](P& plugin, gv_call* call, gv_bytes bytes) -> std::shared_ptr<detail::CallState> {
+                 Req request;
+                 if (!detail::parse(bytes, request)) {
+                   detail::finish_call(call, detail::parse_error(request));
+                   return nullptr;
+                 }
+                 Resp response;
+                 CallContext context(call);
+                 Status status;
+                 try {
+                   status = (plugin.*fn)(context, request, response);
+                 } catch (...) {
+                   status = detail::status_of_current_exception();
+                 }
+                 if (status.is_ok()) {
+                   thread_local std::string buffer;
+                   response.SerializeToString(&buffer);
+                   detail::host_api()->call_send(call, reinterpret_cast<const uint8_t*>(buffer.data()),
+                                                 buffer.size());
+                 }
+                 detail::finish_call(call, status);
+                 return nullptr;
+               });
+  }
+
+  // A unary method that answers later, from any thread, through the UnaryResponder.
+  template <class Req, class Resp>
+  PluginBuilder& unary_async(const char* full_name,
+                             void (P::*fn)(CallContext&, const Req&, UnaryResponder<Resp>)) {
+    return add(full_name, GV_CALL_UNARY, [fn](P& plugin, gv_call* call, gv_bytes bytes) {
+      auto state = std::make_shared<detail::CallState>(call);
+      Req request;
+      if (!detail::parse(bytes, request)) {
+        state->finish(detail::parse_error(request));
+        return state;
+      }
+      CallContext context(call);
+      try {
+        (plugin.*fn)(context, request, UnaryResponder<Resp>(state));
+      } catch (...) {
+        state->finish(detail::status_of_current_exception());
+      }
+      return state;
+    });
+  }
+
+  template <class Req, class Resp>
+  PluginBuilder& server_stream(const char* full_name,
+                               void (P::*fn)(CallContext&, const Req&, ServerStream<Resp>)) {
+    return add(full_name, GV_CALL_SERVER_STREAMING, [fn](P& plugin, gv_call* call, gv_bytes bytes) {
+      auto state = std::make_shared<detail::CallState>(call);
+      Req request;
+      if (!detail::parse(bytes, request)) {
+        state->finish(detail::parse_error(request));
+        return state;
+      }
+      CallContext context(call);
+      try {
+        (plugin.*fn)(context, request, ServerStream<Resp>(state));
+      } catch (...) {
+        state->finish(detail::status_of_current_exception());
+      }
+      return state;
+    });
+  }
+
+  // Client streaming: the reader gets every request; it writes the one response to the stream.
+  template <class Req, class Resp>
+  PluginBuilder& client_stream(
+      const char* full_name,
+      std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
+    return add(full_name, GV_CALL_CLIENT_STREAMING, reader_starter<Req, Resp>(fn));
+  }
+
+  template <class Req, class Resp>
+  PluginBuilder& bidi_stream(
+      const char* full_name,
+      std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
+    return add(full_name, GV_CALL_BIDI_STREAMING, reader_starter<Req, Resp>(fn));
+  }
+
+  PluginBuilder& config_string(const char* key, std::string_view default_value,
+                               const char* description) {
+    return config(key, GV_CONFIG_STRING, detail::toml_string_literal(default_value), description);
+  }
+  PluginBuilder& config_int(const char* key, int64_t default_value, const char* description) {
+    return config(key, GV_CONFIG_INT, std::to_string(default_value), description);
+  }
+  PluginBuilder& config_double(const char* key, double default_value, const char* description) {
+    std::string literal = std::to_string(default_value);
+    return config(key, GV_CONFIG_DOUBLE, literal, description);
+  }
+  PluginBuilder& config_bool(const char* key, bool default_value, const char* description) {
+    return config(key, GV_CONFIG_BOOL, default_value ? "true" : "false", description);
+  }
+  // A key the operator must set; the host refuses the load without it.
+  PluginBuilder& config_required(const char* key, gv_config_type type, const char* description) {
+    config_keys_.push_back({key, type, true, std::nullopt, description});
+    return *this;
+  }
+
+  // A service ("package.Service") this plugin calls; the host loads its owner first.
+  PluginBuilder& depends_on(const char* service) {
+    dependencies_.emplace_back(service);
+    return *this;
+  }
+
+  std::vector<detail::MethodEntry<P>> methods_;
+  std::vector<detail::ConfigKeyEntry> config_keys_;
+  std::vector<std::string> dependencies_;
+
+ private:
+  template <class F>
+  PluginBuilder& add(const char* full_name, gv_call_kind kind, F&& start) {
+    methods_.push_back({full_name, kind, std::forward<F>(start)});
+    return *this;
+  }
+
+  PluginBuilder& config(const char* key, gv_config_type type, std::string literal,
+                        const char* description) {
+    config_keys_.push_back({key, type, false, std::move(literal), description});
+    return *this;
+  }
+
+  template <class Req, class Resp>
+  static auto reader_starter(std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&,
+                                                                         ServerStream<Resp>)) {
+    return [fn](P& plugin, gv_call* call, gv_bytes) {
+      auto state = std::make_shared<detail::CallState>(call);
+      CallContext context(call);
+      try {
+        auto reader = (plugin.*fn)(context, ServerStream<Resp>(state));
+        if (!reader) throw Error(StatusCode::kInternal, "the handler returned no stream reader");
+        state->inbound_ = std::make_unique<detail::ReaderSink<Req>>(std::move(reader), state);
+      } catch (...) {
+        state->finish(detail::status_of_current_exception());
+      }
+      return state;
+    };
+  }
+};
+
+namespace detail {
+
+// Everything the descriptor points at, built once per loaded library.
+template <class P>
+struct Registration {
+  PluginBuilder<P> builder;
+  std::vector<gv_method_desc> methods;
+  std::vector<gv_config_key_desc> config_keys;
+  std::vector<const char*> dependencies;
+  gv_plugin_descriptor descriptor{};
+
+  static Registration& get() {
+    static Registration registration;
+    return registration;
+  }
+
+  static gv_status_code on_init(const gv_host_api* host, gv_host_plugin* self, gv_bytes prev_state,
+                                void** out_instance, gv_message_buffer error) {
+    try {
+      host_api() = host;
+      InitContext init{Host(host, self), view(prev_state)};
+      *out_instance = new P(init);
+      return GV_STATUS_OK;
+    } catch (...) {
+      Status status = status_of_current_exception();
+      write_message(error, status.message());
+      return status.is_ok() ? GV_STATUS_INTERNAL : static_cast<gv_status_code>(status.code());
+    }
+  }
+
+  static void on_call_start(void* instance, gv_call* call, uint32_t method_index, gv_bytes request,
+                            void** out_call_state) {
+    try {
+      auto state = get().builder.methods_.at(method_index).start(*static_cast<P*>(instance), call,
+                                                                  request);
+      if (state) *out_call_state = new std::shared_ptr<CallState>(std::move(state));
+    } catch (...) {
+      // Only reachable when the state itself could not be allocated: the call is unfinished.
+      finish_call(call, status_of_current_exception());
+    }
+  }
+
+  static CallState& state_of(void* call_state) {
+    return **static_cast<std::shared_ptr<CallState>*>(call_state);
+  }
+
+  static void on_call_message(void*, gv_call*, void* call_state, gv_bytes message) {
+    if (!call_state) return;
+    CallState& state = state_of(call_state);
+    if (state.inbound_ && !state.finished()) state.inbound_->message(message);
+  }
+
+  static void on_call_half_close(void*, gv_call*, void* call_state) {
+    if (!call_state) return;
+    CallState& state = state_of(call_state);
+    if (state.inbound_ && !state.finished()) state.inbound_->half_close();
+  }
+
+  static void on_call_cancel(void*, gv_call*, void* call_state) {
+    if (call_state) state_of(call_state).cancel();
+  }
+
+  static void on_call_release(void*, gv_call*, void* call_state) {
+    if (!call_state) return;
+    auto* box = static_cast<std::shared_ptr<CallState>*>(call_state);
+    (*box)->inbound_.reset();  // the reader may hold a stream handle: break the cycle
+    delete box;
+  }
+
+  static gv_status_code on_save_state(void* instance, gv_state_sink* sink, gv_message_buffer error) {
+    try {
+      std::string state = static_cast<P*>(instance)->save_state();
+      sink->append(sink, reinterpret_cast<const uint8_t*>(state.data()), state.size());
+      return GV_STATUS_OK;
+    } catch (...) {
+      Status status = status_of_current_exception();
+      write_message(error, status.message());
+      return status.is_ok() ? GV_STATUS_INTERNAL : static_cast<gv_status_code>(status.code());
+    }
+  }
+
+  static void on_shutdown(void* instance) { delete static_cast<P*>(instance); }
+
+  Registration() { P::describe(builder); }
+
+  const gv_plugin_descriptor* describe(const char* name, const char* version,
+                                       const char* description, gv_bytes descriptor_set) {
+    for (const auto& m : builder.methods_) {
+      methods.push_back({sizeof(gv_method_desc), m.full_name.c_str(), m.kind});
+    }
+    for (const auto& k : builder.config_keys_) {
+      config_keys.push_back({sizeof(gv_config_key_desc), k.key.c_str(), k.type, k.required,
+                             k.default_literal ? k.default_literal->c_str() : nullptr,
+                             k.description.c_str()});
+    }
+    for (const auto& d : builder.dependencies_) dependencies.push_back(d.c_str());
+
+    descriptor.struct_size = sizeof descriptor;
+    descriptor.abi_major = GV_ABI_VERSION_MAJOR;
+    descriptor.abi_minor = GV_ABI_VERSION_MINOR;
+    descriptor.name = name;
+    descriptor.version = version;
+    descriptor.description = description;
+    descriptor.descriptor_set = descriptor_set;
+    descriptor.methods = methods.data();
+    descriptor.method_count = methods.size();
+    descriptor.config_keys = config_keys.data();
+    descriptor.config_key_count = config_keys.size();
+    descriptor.dependencies = dependencies.data();
+    descriptor.dependency_count = dependencies.size();
+    descriptor.on_init = &on_init;
+    descriptor.on_call_start = &on_call_start;
+    descriptor.on_call_message = &on_call_message;
+    descriptor.on_call_half_close = &on_call_half_close;
+    descriptor.on_call_cancel = &on_call_cancel;
+    descriptor.on_call_release = &on_call_release;
+    descriptor.on_save_state = &on_save_state;
+    descriptor.on_shutdown = &on_shutdown;
+    return &descriptor;
+  }
+};
+
+template <class P>
+const gv_plugin_descriptor* entry(const char* name, const char* version, const char* description,
+                                  gv_bytes descriptor_set) noexcept {
+  try {
+    static const gv_plugin_descriptor* descriptor =
+        Registration<P>::get().describe(name, version, description, descriptor_set);
+    return descriptor;
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // namespace detail
+}  // namespace gameverse::sdk
+
+// The FileDescriptorSet that gameverse_add_plugin() embeds from the plugin's PROTOS.
+extern "C" const unsigned char gv_embedded_descriptor_set_data[];
+extern "C" const size_t gv_embedded_descriptor_set_size;
+
+// Exports the plugin: the one line after the class.
+#define GAMEVERSE_PLUGIN(PluginClass, name, version, description)                          \
+  extern "C" GV_PLUGIN_EXPORT const gv_plugin_descriptor* gv_plugin_entry_v1(              \
+      const gv_host_info* /*host*/) {                                                       \
+    return ::gameverse::sdk::detail::entry<PluginClass>(                                    \
+        name, version, description,                                                         \
+        gv_bytes{gv_embedded_descriptor_set_data, gv_embedded_descriptor_set_size});        \
+  }
