@@ -1,5 +1,6 @@
 #include "rpc/server.hpp"
 
+#include <grpc/grpc.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
@@ -64,7 +65,9 @@ class ServerCall final : public gv_call {
     switch (op) {
       case Op::kRequest:
         if (!ok) {  // the server is shutting down; the done tag never fires for an unstarted call
+          Server& server = server_;
           delete this;
+          server.call_ended();
           return;
         }
         on_request();
@@ -163,8 +166,6 @@ class ServerCall final : public gv_call {
 
   void on_request() {
     server_.request_call(queue_);  // a new slot takes this one's place
-    server_.call_started();
-    started_ = true;
     {
       std::lock_guard lock(mu_);
       ++pending_ops_;  // the done tag
@@ -317,7 +318,6 @@ class ServerCall final : public gv_call {
   // Set on the completion thread before the plugin sees the call; read-only afterwards.
   plugin::Route route_{};
   int64_t deadline_unix_ms_ = INT64_MAX;
-  bool started_ = false;
   bool plugin_started_ = false;
   void* call_state_ = nullptr;
   grpc::ByteBuffer read_buffer_;
@@ -368,7 +368,12 @@ int Server::start() {
 }
 
 void Server::request_call(grpc::ServerCompletionQueue* queue) {
-  if (!closed_) new ServerCall(*this, queue);
+  if (closed_) return;
+  {
+    std::lock_guard lock(live_mu_);
+    ++live_calls_;
+  }
+  new ServerCall(*this, queue);
 }
 
 void Server::run(grpc::ServerCompletionQueue* queue) {
@@ -380,11 +385,6 @@ void Server::run(grpc::ServerCompletionQueue* queue) {
   }
 }
 
-void Server::call_started() {
-  std::lock_guard lock(live_mu_);
-  ++live_calls_;
-}
-
 void Server::call_ended() {
   std::lock_guard lock(live_mu_);
   if (--live_calls_ == 0) live_cv_.notify_all();
@@ -393,16 +393,21 @@ void Server::call_ended() {
 void Server::shutdown(std::chrono::milliseconds drain) {
   if (!server_ || closed_) return;
   const auto deadline = std::chrono::system_clock::now() + drain;
-  server_->Shutdown(deadline);
+  // grpc::Server::Shutdown also waits for clients to close their idle connections, which can take
+  // the whole deadline; so it runs aside while we watch our own calls.
+  std::thread stopping([this, deadline] { server_->Shutdown(deadline); });
   // Calls cancelled at the deadline are still owned by their plugins until they finish them.
   constexpr auto kPluginFinishGrace = std::chrono::seconds(5);
   {
     std::unique_lock lock(live_mu_);
-    if (!live_cv_.wait_for(lock, kPluginFinishGrace, [this] { return live_calls_ == 0; })) {
+    if (!live_cv_.wait_until(lock, deadline + kPluginFinishGrace, [this] { return live_calls_ == 0; })) {
       spdlog::error("{} calls were not finished by their plugins {} s after the drain; abandoning them",
                     live_calls_, kPluginFinishGrace.count());
     }
   }
+  // No call is in flight and no slot waits (shutdown cancelled them): close idle connections now.
+  grpc_server_cancel_all_calls(server_->c_server());
+  stopping.join();
   closed_ = true;
   for (auto& queue : queues_) queue->Shutdown();
   for (auto& thread : threads_) thread.join();

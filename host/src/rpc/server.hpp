@@ -41,7 +41,6 @@ class Server {
 
   void request_call(grpc::ServerCompletionQueue* queue);
   void run(grpc::ServerCompletionQueue* queue);
-  void call_started();
   void call_ended();
 
   config::ServerConfig config_;
@@ -54,7 +53,7 @@ class Server {
 
   std::mutex live_mu_;
   std::condition_variable live_cv_;
-  size_t live_calls_ = 0;
+  size_t live_calls_ = 0;  // ServerCall objects: calls in flight and slots waiting for one
 };
 
 }  // namespace gameverse::rpc

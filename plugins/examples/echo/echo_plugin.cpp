@@ -2,6 +2,7 @@
 // cancellation and deadlines, and methods that throw.
 #include <gameverse/sdk/plugin.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <stdexcept>
@@ -25,6 +26,12 @@ namespace pb = gameverse::echo::v1;
 // never holds a host thread.
 class Sleeper {
  public:
+  struct Counters {
+    std::atomic<uint64_t> started{0};
+    std::atomic<uint64_t> completed{0};
+    std::atomic<uint64_t> cancelled{0};
+  };
+
   Sleeper() : thread_([this] { run(); }) {}
   ~Sleeper() {
     {
@@ -35,9 +42,15 @@ class Sleeper {
     thread_.join();
   }
 
+  const Counters& counters() const { return counters_; }
+
   void add(std::chrono::steady_clock::time_point due, uint32_t duration_ms,
            UnaryResponder<pb::SleepReply> responder) {
-    responder.on_cancel([this] { wake_.notify_all(); });
+    counters_.started++;
+    responder.on_cancel([this] {
+      counters_.cancelled++;
+      wake_.notify_all();
+    });
     {
       std::lock_guard lock(mu_);
       pending_.emplace(due, Job{duration_ms, std::move(responder)});
@@ -62,7 +75,7 @@ class Sleeper {
         pending_.erase(pending_.begin());
         pb::SleepReply reply;
         reply.set_slept_ms(job.duration_ms);
-        job.responder.reply(reply);
+        if (job.responder.reply(reply)) counters_.completed++;
       }
       if (pending_.empty()) {
         wake_.wait(lock);
@@ -75,6 +88,7 @@ class Sleeper {
     }
   }
 
+  Counters counters_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
@@ -101,6 +115,7 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
         .bidi_stream("/gameverse.echo.v1.Echo/Chat", &EchoPlugin::chat)
         .unary_async("/gameverse.echo.v1.Echo/Sleep", &EchoPlugin::sleep)
         .unary("/gameverse.echo.v1.Echo/Fail", &EchoPlugin::fail)
+        .unary("/gameverse.echo.v1.Echo/Stats", &EchoPlugin::stats)
         .config_int("max_stream_messages", 100000, "Largest count an Expand call may ask for")
         .config_int("max_sleep_ms", 60000, "Longest duration a Sleep call may ask for");
   }
@@ -183,6 +198,13 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
       throw gameverse::sdk::Error(static_cast<StatusCode>(request.code()), request.message());
     }
     throw std::runtime_error(request.message());
+  }
+
+  Status stats(CallContext&, const pb::StatsRequest&, pb::StatsReply& reply) {
+    reply.set_sleeps_started(sleeper_.counters().started);
+    reply.set_sleeps_completed(sleeper_.counters().completed);
+    reply.set_sleeps_cancelled(sleeper_.counters().cancelled);
+    return Status::ok();
   }
 
  private:

@@ -1,0 +1,143 @@
+// The loader against one fixture plugin per failure mode: each is refused with its own message.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+
+#include "plugin/plugin.hpp"
+#include "plugin/plugin_set.hpp"
+
+namespace gameverse::plugin {
+namespace {
+
+config::PluginConfig entry(const std::string& name, const std::string& dir = GV_FIXTURE_DIR) {
+  config::PluginConfig e;
+  e.name = name;
+  e.path = dir + std::string("/") + name + ".so";
+  e.source_file = "test.toml";
+  e.where = {3, 1};
+  e.key_prefix = "plugin[0]";
+  return e;
+}
+
+// Opens and initialises the plugin, returning the refusal message ("" when it loaded).
+std::string refusal(const config::PluginConfig& e) {
+  try {
+    auto plugin = Plugin::open(e);
+    plugin->init();
+  } catch (const LoadError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
+
+TEST(Loader, MissingFile) {
+  auto e = entry("abi-not-built");
+  const std::string message = refusal(e);
+  EXPECT_CONTAINS(message, "no such file");
+  EXPECT_CONTAINS(message, "test.toml:3:1");
+}
+
+TEST(Loader, CorruptFile) {
+  const auto path = std::filesystem::temp_directory_path() / "gv-corrupt-plugin.so";
+  { std::ofstream(path) << "this is not an ELF file"; }
+  config::PluginConfig e = entry("corrupt");
+  e.path = path;
+  EXPECT_CONTAINS(refusal(e), "cannot be loaded");
+  std::filesystem::remove(path);
+}
+
+TEST(Loader, NoEntrySymbol) {
+  const std::string message = refusal(entry("abi-no-entry"));
+  EXPECT_CONTAINS(message, "plugin 'abi-no-entry'");
+  EXPECT_CONTAINS(message, "exports no gv_plugin_entry_v1 symbol");
+}
+
+TEST(Loader, MajorMismatchNamesBothVersions) {
+  const std::string message = refusal(entry("abi-major-mismatch"));
+  EXPECT_CONTAINS(message, "built for ABI major 2");
+  EXPECT_CONTAINS(message, "this host speaks ABI 1.0");
+}
+
+TEST(Loader, StructLargerThanTheHostKnows) {
+  const std::string message = refusal(entry("abi-struct-too-large"));
+  EXPECT_CONTAINS(message, "larger than the");
+  EXPECT_CONTAINS(message, "it needs a newer host");
+  EXPECT_CONTAINS(message, "plugin (ABI 1.1)");
+}
+
+TEST(Loader, InitFailureCarriesThePluginsMessage) {
+  const std::string message = refusal(entry("abi-init-fails"));
+  EXPECT_CONTAINS(message, "init failed with status 14");
+  EXPECT_CONTAINS(message, "the fixture's backing store is unreachable");
+}
+
+TEST(Loader, MalformedDescriptorSet) {
+  EXPECT_CONTAINS(refusal(entry("abi-malformed-descriptor-set")), "malformed descriptor set");
+}
+
+TEST(Loader, CallKindMustMatchTheProto) {
+  const std::string message = refusal(entry("abi-kind-mismatch"));
+  EXPECT_CONTAINS(message, "/gameverse.hello.v1.Hello/Greet is declared server-streaming");
+  EXPECT_CONTAINS(message, "its .proto makes it unary");
+}
+
+TEST(Loader, NameMustMatchTheConfig) {
+  config::PluginConfig e = entry("abi-init-fails");
+  e.name = "something-else";
+  EXPECT_CONTAINS(refusal(e), "holds plugin 'abi-init-fails', not 'something-else'");
+}
+
+TEST(Loader, ExamplePluginsLoad) {
+  EXPECT_EQ(refusal(entry("echo", GV_PLUGIN_DIR)), "");
+  EXPECT_EQ(refusal(entry("hello-c", GV_PLUGIN_DIR)), "");
+}
+
+TEST(Loader, PrivatePoolKnowsThePluginsMethods) {
+  auto plugin = Plugin::open(entry("echo", GV_PLUGIN_DIR));
+  ASSERT_EQ(plugin->methods().size(), 7u);
+  const auto* method = plugin->pool().FindMethodByName("gameverse.echo.v1.Echo.Chat");
+  ASSERT_NE(method, nullptr);
+  EXPECT_TRUE(method->client_streaming());
+  EXPECT_EQ(method->input_type()->full_name(), "gameverse.echo.v1.EchoRequest");
+}
+
+TEST(Loader, PluginConfigIsCheckedAgainstItsSchema) {
+  config::PluginConfig e = entry("echo", GV_PLUGIN_DIR);
+  e.settings = toml::parse(std::string_view("max_stream_mesages = 5\nmax_sleep_ms = \"long\"\n"), std::string_view("test.toml"));
+  const std::string message = refusal(e);
+  EXPECT_CONTAINS(message, "test.toml:1:1: plugin[0].config.max_stream_mesages: unknown key");
+  EXPECT_CONTAINS(message, "declares: max_stream_messages, max_sleep_ms");
+  EXPECT_CONTAINS(message, "test.toml:2:16: plugin[0].config.max_sleep_ms: must be an integer");
+}
+
+TEST(Loader, PluginConfigValuesReachThePlugin) {
+  config::PluginConfig e = entry("echo", GV_PLUGIN_DIR);
+  e.settings = toml::parse(std::string_view("max_stream_messages = 0\n"), std::string_view("test.toml"));
+  // The echo plugin refuses 0 in its constructor, which proves the value reached it.
+  EXPECT_CONTAINS(refusal(e), "max_stream_messages must be at least 1");
+}
+
+TEST(PluginSet, MethodOwnedTwiceIsRefusedNamingBoth) {
+  config::Config config;
+  config.plugins.push_back(entry("echo", GV_PLUGIN_DIR));
+  config.plugins.push_back(entry("abi-method-twice"));
+  config.plugins.push_back(entry("hello-c", GV_PLUGIN_DIR));
+  PluginSet set;
+  const auto failures = set.load_all(config);
+  ASSERT_EQ(failures.size(), 1u);
+  EXPECT_EQ(failures[0].plugin, "abi-method-twice");
+  EXPECT_CONTAINS(failures[0].message, "/gameverse.echo.v1.Echo/Echo is already served by plugin 'echo'");
+  // The others serve on.
+  EXPECT_EQ(set.plugins().size(), 2u);
+  EXPECT_EQ(set.routes()->at("/gameverse.echo.v1.Echo/Echo").plugin->name(), "echo");
+  EXPECT_EQ(set.routes()->count("/gameverse.hello.v1.Hello/Greet"), 1u);
+  set.unload_all();
+  EXPECT_TRUE(set.routes()->empty());
+}
+
+}  // namespace
+}  // namespace gameverse::plugin

@@ -1,0 +1,136 @@
+// Runs the real gameverse binary for a test: writes its config, starts it on port 0, waits for
+// the port file, and stops it with SIGTERM. Its log is kept for assertions and for failures.
+#pragma once
+
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+namespace gameverse::testing {
+
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// A fresh directory under the system temp dir, removed with the object.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "gameverse-test-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class HostProcess {
+ public:
+  // Starts the host with `config_toml` as its config file; throws with the host's log when it
+  // does not come up within `startup_limit`.
+  explicit HostProcess(const std::string& config_toml,
+                       std::chrono::seconds startup_limit = std::chrono::seconds(30)) {
+    config_path_ = dir_.path() / "gameverse.toml";
+    log_path_ = dir_.path() / "host.log";
+    const auto port_file = dir_.path() / "port";
+    std::ofstream(config_path_) << config_toml;
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int log_fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(log_fd, STDERR_FILENO);
+      dup2(log_fd, STDOUT_FILENO);
+      execl(GV_HOST_BINARY, GV_HOST_BINARY, "--config", config_path_.c_str(), "--listen", "127.0.0.1:0",
+            "--port-file", port_file.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    const auto give_up = std::chrono::steady_clock::now() + startup_limit;
+    while (!std::filesystem::exists(port_file)) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("the host exited during start-up:\n" + log());
+      }
+      if (std::chrono::steady_clock::now() > give_up) {
+        stop();
+        throw std::runtime_error("the host did not start serving in time:\n" + log());
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    port_ = std::stoi(read_file(port_file));
+  }
+
+  ~HostProcess() {
+    if (pid_ > 0) stop();
+  }
+
+  // Sends SIGTERM and waits; returns the exit code (or 128 + signal).
+  int stop() {
+    if (pid_ <= 0) return exit_code_;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_code_;
+  }
+
+  void signal(int sig) const { kill(pid_, sig); }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string log() const { return read_file(log_path_); }
+
+  std::shared_ptr<grpc::Channel> channel() const {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+    return grpc::CreateCustomChannel(address(), grpc::InsecureChannelCredentials(), args);
+  }
+
+ private:
+  TempDir dir_;
+  std::filesystem::path config_path_;
+  std::filesystem::path log_path_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int exit_code_ = -1;
+};
+
+// The config of a host serving the example plugins, plus `extra` TOML appended.
+inline std::string example_config(const std::string& extra = "") {
+  return std::string("[server]\nworker_threads = 2\ndrain_timeout_ms = 3000\n") +
+         "[host]\nlog_level = \"debug\"\nplugin_dir = \"" GV_PLUGIN_DIR "\"\n" +
+         "[[plugin]]\nname = \"echo\"\n[plugin.config]\nmax_stream_messages = 1000\n" +
+         "[[plugin]]\nname = \"hello-c\"\n[plugin.config]\ngreeting = \"Hi\"\n" + extra;
+}
+
+// Polls `condition` until it holds or `limit` passes; for waiting on the host, never for
+// asserting how long something took.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto give_up = std::chrono::steady_clock::now() + limit;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+}  // namespace gameverse::testing

@@ -1,0 +1,176 @@
+#include "config/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace gameverse::config {
+namespace {
+
+LoadResult parse(std::string_view text) { return parse_config(text, "test.toml", "/etc/gv"); }
+
+// The single error of a config that must have exactly one.
+ConfigError only_error(std::string_view text) {
+  LoadResult result = parse(text);
+  EXPECT_FALSE(result.config.has_value());
+  EXPECT_EQ(result.errors.size(), 1u) << "errors: " << [&] {
+    std::string all;
+    for (const auto& e : result.errors) all += e.to_string() + "\n";
+    return all;
+  }();
+  return result.errors.empty() ? ConfigError{} : result.errors.front();
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  LoadResult result = parse("");
+  ASSERT_TRUE(result.config) << result.errors.front().to_string();
+  EXPECT_EQ(result.config->server.listen, "127.0.0.1:50051");
+  EXPECT_EQ(result.config->server.max_message_bytes, 4 * 1024 * 1024);
+  EXPECT_EQ(result.config->server.drain_timeout_ms, 5000);
+  EXPECT_EQ(result.config->host.log_level, "info");
+  EXPECT_TRUE(result.config->plugins.empty());
+}
+
+TEST(Config, FullConfigIsRead) {
+  LoadResult result = parse(R"(
+[server]
+listen = "0.0.0.0:6000"
+max_message_bytes = 1048576
+worker_threads = 3
+drain_timeout_ms = 250
+
+[host]
+log_level = "debug"
+plugin_dir = "plugins"
+
+[[plugin]]
+name = "echo"
+[plugin.config]
+max_stream_messages = 7
+
+[[plugin]]
+name = "chat"
+path = "/opt/chat.so"
+enabled = false
+)");
+  ASSERT_TRUE(result.config) << result.errors.front().to_string();
+  const Config& c = *result.config;
+  EXPECT_EQ(c.server.listen, "0.0.0.0:6000");
+  EXPECT_EQ(c.server.max_message_bytes, 1048576);
+  EXPECT_EQ(c.server.worker_threads, 3);
+  EXPECT_EQ(c.server.drain_timeout_ms, 250);
+  EXPECT_EQ(c.host.log_level, "debug");
+  ASSERT_EQ(c.plugins.size(), 2u);
+  EXPECT_EQ(c.plugins[0].name, "echo");
+  EXPECT_EQ(c.plugins[0].path, "/etc/gv/plugins/echo.so");  // from plugin_dir, relative to the file
+  EXPECT_TRUE(c.plugins[0].enabled);
+  EXPECT_EQ(c.plugins[0].settings["max_stream_messages"].value<int64_t>(), 7);
+  EXPECT_EQ(c.plugins[0].where.line, 12u);  // the [[plugin]] header
+  EXPECT_EQ(c.plugins[1].path, "/opt/chat.so");
+  EXPECT_FALSE(c.plugins[1].enabled);
+}
+
+TEST(Config, SyntaxErrorNamesLineAndColumn) {
+  ConfigError e = only_error("[server]\nlisten = \"127.0.0.1:1\"\nworker_threads = = 2\n");
+  EXPECT_EQ(e.file, "test.toml");
+  EXPECT_EQ(e.where.line, 3u);
+  EXPECT_GT(e.where.column, 0u);
+  EXPECT_NE(e.message.find("TOML syntax error"), std::string::npos) << e.message;
+}
+
+TEST(Config, UnknownTopLevelKey) {
+  ConfigError e = only_error("[sever]\nlisten = \"x:1\"\n");
+  EXPECT_EQ(e.key, "sever");
+  EXPECT_EQ(e.where.line, 1u);
+  EXPECT_NE(e.message.find("unknown key"), std::string::npos);
+  EXPECT_NE(e.message.find("server"), std::string::npos) << "should list the expected keys";
+}
+
+TEST(Config, UnknownServerKeyNamesItsLine) {
+  ConfigError e = only_error("[server]\nlisten = \"127.0.0.1:1\"\nlisten_adress = \"x\"\n");
+  EXPECT_EQ(e.key, "server.listen_adress");
+  EXPECT_EQ(e.where.line, 3u);
+  EXPECT_EQ(e.where.column, 1u);
+  EXPECT_EQ(e.to_string(), "test.toml:3:1: server.listen_adress: unknown key (expected one of: listen, "
+                           "max_message_bytes, worker_threads, drain_timeout_ms)");
+}
+
+TEST(Config, WrongTypes) {
+  EXPECT_EQ(only_error("[server]\nlisten = 50051\n").message, "must be a string, not an integer");
+  EXPECT_EQ(only_error("[server]\nworker_threads = \"4\"\n").message, "must be an integer, not a string");
+  EXPECT_EQ(only_error("[[plugin]]\nname = \"a\"\nenabled = 1\n").message, "must be a boolean, not an integer");
+  EXPECT_EQ(only_error("server = 3\n").message, "must be a table, not an integer");
+  EXPECT_EQ(only_error("[[plugin]]\nname = \"a\"\nconfig = 3\n").key, "plugin[0].config");
+}
+
+TEST(Config, RangesAreChecked) {
+  ConfigError e = only_error("[server]\nworker_threads = 1000\n");
+  EXPECT_EQ(e.key, "server.worker_threads");
+  EXPECT_EQ(e.message, "must be between 0 and 256, not 1000");
+  EXPECT_EQ(only_error("[server]\ndrain_timeout_ms = -1\n").key, "server.drain_timeout_ms");
+  EXPECT_EQ(only_error("[server]\nmax_message_bytes = 10\n").key, "server.max_message_bytes");
+}
+
+TEST(Config, ListenAddressIsChecked) {
+  EXPECT_EQ(only_error("[server]\nlisten = \"localhost\"\n").key, "server.listen");
+  EXPECT_EQ(only_error("[server]\nlisten = \"127.0.0.1:70000\"\n").key, "server.listen");
+  EXPECT_TRUE(parse("[server]\nlisten = \"[::1]:0\"\n").config);
+  EXPECT_TRUE(parse("[server]\nlisten = \"unix:/tmp/gv.sock\"\n").config);
+}
+
+TEST(Config, LogLevelIsChecked) {
+  ConfigError e = only_error("[host]\nlog_level = \"verbose\"\n");
+  EXPECT_EQ(e.key, "host.log_level");
+  EXPECT_NE(e.message.find("trace, debug, info"), std::string::npos);
+}
+
+TEST(Config, PluginNeedsAValidName) {
+  EXPECT_EQ(only_error("[[plugin]]\npath = \"x.so\"\n").message, "missing required key 'name'");
+  ConfigError e = only_error("[[plugin]]\nname = \"Echo Plugin\"\n");
+  EXPECT_EQ(e.key, "plugin[0].name");
+  EXPECT_NE(e.message.find("not a plugin name"), std::string::npos);
+}
+
+TEST(Config, DuplicatePluginNamesPointAtTheFirst) {
+  ConfigError e = only_error("[[plugin]]\nname = \"echo\"\n\n[[plugin]]\nname = \"echo\"\n");
+  EXPECT_EQ(e.key, "plugin[1].name");
+  EXPECT_EQ(e.where.line, 5u);
+  EXPECT_NE(e.message.find("already configured at line 2"), std::string::npos) << e.message;
+}
+
+TEST(Config, UnknownPluginKey) {
+  ConfigError e = only_error("[[plugin]]\nname = \"echo\"\nenable = false\n");
+  EXPECT_EQ(e.key, "plugin[0].enable");
+  EXPECT_EQ(e.where.line, 3u);
+}
+
+TEST(Config, PluginMustBeAnArrayOfTables) {
+  EXPECT_EQ(only_error("plugin = \"echo\"\n").message, "must be an array of tables, written [[plugin]]");
+}
+
+TEST(Config, EveryErrorIsReportedAtOnce) {
+  LoadResult result = parse("[server]\nlisten = 1\nworker_threads = -5\n[host]\nlog_level = \"loud\"\n");
+  EXPECT_FALSE(result.config);
+  EXPECT_EQ(result.errors.size(), 3u);
+}
+
+TEST(Config, MissingFileIsAnError) {
+  LoadResult result = load_config_file("/nonexistent/gameverse.toml");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].file, "/nonexistent/gameverse.toml");
+  EXPECT_NE(result.errors[0].message.find("cannot open"), std::string::npos);
+}
+
+TEST(Config, FilePathsAreRelativeToTheFile) {
+  const auto dir = std::filesystem::temp_directory_path() / ("gv-config-test-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "host.toml";
+  std::ofstream(file) << "[[plugin]]\nname = \"echo\"\npath = \"lib/echo.so\"\n";
+  LoadResult result = load_config_file(file);
+  ASSERT_TRUE(result.config);
+  EXPECT_EQ(result.config->plugins[0].path, dir / "lib/echo.so");
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace gameverse::config
