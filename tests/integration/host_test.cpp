@@ -258,6 +258,17 @@ TEST_F(HostTest, HealthServiceAnswers) {
   grpc::Status status = raw_call(channel_, "/grpc.health.v1.Health/Check", "", &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response, std::string("\x08\x01", 2));
+  // HealthCheckRequest{service = "gameverse.echo.v1.Echo"}: served by the echo plugin.
+  const std::string echo_service = "gameverse.echo.v1.Echo";
+  ASSERT_TRUE(raw_call(channel_, "/grpc.health.v1.Health/Check",
+                       "\x0a" + std::string(1, static_cast<char>(echo_service.size())) + echo_service, &response)
+                  .ok());
+  EXPECT_EQ(response, std::string("\x08\x01", 2));
+  const std::string unknown = "gameverse.nope.v1.Nope";
+  status = raw_call(channel_, "/grpc.health.v1.Health/Check",
+                                 "\x0a" + std::string(1, static_cast<char>(unknown.size())) + unknown);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(status.error_message(), "no loaded plugin serves gameverse.nope.v1.Nope");
 }
 
 TEST_F(HostTest, ConcurrentCallsOfEveryKind) {

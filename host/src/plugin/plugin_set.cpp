@@ -16,6 +16,13 @@ std::vector<PluginSet::Failure> PluginSet::load_all(const config::Config& config
     try {
       std::shared_ptr<Plugin> plugin = Plugin::open(entry);
       for (const Method& method : plugin->methods()) {
+        for (std::string_view reserved : {"/grpc.", "/gameverse.host."}) {
+          if (method.full_name.rfind(reserved, 0) == 0) {
+            throw LoadError("plugin '" + entry.name + "' (" + entry.path.string() + "): method " +
+                            method.full_name + " is in a package the host reserves (" +
+                            std::string(reserved.substr(1)) + "*)");
+          }
+        }
         if (auto it = table->find(method.full_name); it != table->end()) {
           throw LoadError("plugin '" + entry.name + "' (" + entry.path.string() + "): method " +
                           method.full_name + " is already served by plugin '" + it->second.plugin->name() +

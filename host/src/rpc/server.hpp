@@ -11,7 +11,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "config/config.hpp"
@@ -24,6 +26,8 @@ class ServerCall;
 class Server {
  public:
   using RouteSource = std::function<std::shared_ptr<const plugin::RouteTable>()>;
+  // A unary method the host answers itself: request bytes in, reply bytes out.
+  using HostMethod = std::function<grpc::Status(std::string_view request, std::string& reply)>;
 
   Server(config::ServerConfig config, RouteSource routes);
   ~Server();
@@ -49,6 +53,8 @@ class Server {
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
+  std::unordered_map<std::string, HostMethod> host_methods_;  // fixed before start()
+  std::atomic<bool> draining_{false};  // shutdown has begun: health reports NOT_SERVING
   std::atomic<bool> closed_{false};  // the queues are shut down: no operation may start
 
   std::mutex live_mu_;

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The dispatch benchmark: how close the host, routing every call through a plugin, comes to a
+# native typed gRPC server doing the same echo.
+#   A: native-echo-server (typed async completion-queue service, 1 thread)
+#   B: gameverse with the echo plugin (generic async service, worker_threads = 1)
+# Same port, server pinned to CPU 0 and the load client to CPU 1, rounds interleaved A B A B,
+# for 100-byte and 10-KiB unary echo. Prints req/s, p50, p99, server CPU per call and B/A.
+# Usage: dispatch.sh BUILD_DIR   (env: ROUNDS=3 DURATION_MS=5000 WARMUP_MS=1000)
+set -euo pipefail
+BUILD=$1
+ROUNDS=${ROUNDS:-3}
+DURATION_MS=${DURATION_MS:-5000}
+WARMUP_MS=${WARMUP_MS:-1000}
+CHANNELS=${CHANNELS:-4}
+OUTSTANDING=${OUTSTANDING:-32}
+SIZES=(100 10240)
+
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+if [ "$(nproc)" -ge 2 ]; then
+  server_cpu=(taskset -c 0)
+  client_cpu=(taskset -c 1)
+else
+  echo "warning: one CPU only, so server and client share it; ratios are still comparable" >&2
+  server_cpu=()
+  client_cpu=()
+fi
+
+cat > "$work/host.toml" <<TOML
+[server]
+worker_threads = 1
+[host]
+log_level = "warn"
+plugin_dir = "$BUILD/plugins"
+[[plugin]]
+name = "echo"
+TOML
+
+wait_for_file() {
+  for _ in $(seq 1 500); do [ -s "$1" ] && return 0; sleep 0.02; done
+  echo "server did not start" >&2
+  exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# A free port, then the same one for every round.
+"$BUILD/bin/native-echo-server" --listen 127.0.0.1:0 --port-file "$work/probe" &
+probe=$!
+wait_for_file "$work/probe"
+PORT=$(cat "$work/probe")
+kill "$probe"; wait "$probe" 2>/dev/null || true
+
+run_round() {  # server(A|B) size
+  local server=$1 size=$2 pid
+  rm -f "$work/port"
+  if [ "$server" = A ]; then
+    "${server_cpu[@]}" "$BUILD/bin/native-echo-server" --listen "127.0.0.1:$PORT" --threads 1 --port-file "$work/port" &
+  else
+    "${server_cpu[@]}" "$BUILD/bin/gameverse" --config "$work/host.toml" --listen "127.0.0.1:$PORT" --port-file "$work/port" &
+  fi
+  pid=$!
+  wait_for_file "$work/port"
+  local before after line
+  before=$(cpu_ticks "$pid")
+  line=$("${client_cpu[@]}" "$BUILD/bin/gv-load" --target "127.0.0.1:$PORT" --payload-bytes "$size" \
+          --channels "$CHANNELS" --outstanding "$OUTSTANDING" --warmup-ms "$WARMUP_MS" --duration-ms "$DURATION_MS")
+  after=$(cpu_ticks "$pid")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$server $size $line cpu_ticks=$((after - before))" >> "$work/results"
+  echo "round: $server ${size}B $line" >&2
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  for size in "${SIZES[@]}"; do
+    run_round A "$size"
+    run_round B "$size"
+  done
+done
+
+# Medians per server and size; CPU per call is over warm-up plus measured time.
+clk_tck=$(getconf CLK_TCK)
+awk -v clk="$clk_tck" -v warm="$WARMUP_MS" -v dur="$DURATION_MS" '
+function field(name,   i, kv) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] } }
+function median(list,   n, a, i, j, t) {
+  n = split(list, a, " ")
+  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+  return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+{
+  key = $1 " " $2
+  rps[key] = rps[key] " " field("rps"); p50[key] = p50[key] " " field("p50_us"); p99[key] = p99[key] " " field("p99_us")
+  cpu[key] = cpu[key] " " (field("cpu_ticks") / clk * 1e6) / (field("rps") * (warm + dur) / 1000)
+  errors += field("errors"); sizes[$2] = 1
+}
+END {
+  printf "%-8s %-6s %10s %8s %8s %12s\n", "payload", "server", "req/s", "p50 us", "p99 us", "cpu us/call"
+  for (s in sizes) {
+    for (k = 0; k < 2; k++) {
+      srv = k ? "B" : "A"; key = srv " " s
+      printf "%-8s %-6s %10.0f %8.0f %8.0f %12.1f\n", s "B", srv, median(rps[key]), median(p50[key]), median(p99[key]), median(cpu[key])
+    }
+    printf "%-8s B/A throughput %.3f   B/A cpu per call %.3f\n", s "B", median(rps["B " s]) / median(rps["A " s]), median(cpu["B " s]) / median(cpu["A " s])
+  }
+  printf "errors: %d\n", errors
+  exit errors > 0
+}' "$work/results"
