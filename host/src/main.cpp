@@ -75,7 +75,11 @@ int main(int argc, char** argv) {
     return failures.empty() ? 0 : 1;
   }
 
-  gameverse::rpc::Server server(config.server, [&plugins] { return plugins.routes(); });
+  std::vector<std::string> unary_methods;
+  for (const auto& [method, route] : *plugins.routes()) {
+    if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
+  }
+  gameverse::rpc::Server server(config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
   int port = 0;
   try {
     port = server.start();

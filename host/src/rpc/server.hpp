@@ -3,7 +3,9 @@
 #pragma once
 
 #include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/impl/service_type.h>
 #include <grpcpp/server.h>
+#include <grpcpp/support/async_unary_call.h>
 
 #include <atomic>
 #include <chrono>
@@ -21,7 +23,23 @@
 
 namespace gameverse::rpc {
 
+template <class Transport>
 class ServerCall;
+struct GenericTransport;
+struct UnaryTransport;
+
+// Unary methods registered by name before the server starts, served raw (bytes in, bytes out).
+class UnaryMethods final : public grpc::Service {
+ public:
+  explicit UnaryMethods(const std::vector<std::string>& names);
+  const std::string& name(int index) const { return names_[static_cast<size_t>(index)]; }
+  void request(int index, grpc::ServerContext* context, grpc::ByteBuffer* request,
+               grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* responder, grpc::ServerCompletionQueue* queue,
+               void* tag);
+
+ private:
+  std::vector<std::string> names_;
+};
 
 class Server {
  public:
@@ -29,7 +47,9 @@ class Server {
   // A unary method the host answers itself: request bytes in, reply bytes out.
   using HostMethod = std::function<grpc::Status(std::string_view request, std::string& reply)>;
 
-  Server(config::ServerConfig config, RouteSource routes);
+  // `unary_methods`: unary methods known before start, registered for the faster unary path;
+  // every other method (and every method loaded later) is served through the generic service.
+  Server(config::ServerConfig config, RouteSource routes, std::vector<std::string> unary_methods = {});
   ~Server();
 
   // Binds and starts serving; returns the bound TCP port (0 for a unix socket). Throws
@@ -41,15 +61,21 @@ class Server {
   void shutdown(std::chrono::milliseconds drain);
 
  private:
+  template <class Transport>
   friend class ServerCall;
+  friend struct GenericTransport;
+  friend struct UnaryTransport;
 
   void request_call(grpc::ServerCompletionQueue* queue);
+  void request_unary(grpc::ServerCompletionQueue* queue, int method_index);
   void run(grpc::ServerCompletionQueue* queue);
   void call_ended();
 
   config::ServerConfig config_;
   RouteSource routes_;
   grpc::AsyncGenericService generic_;
+  std::vector<std::string> unary_method_names_;
+  std::unique_ptr<UnaryMethods> unary_methods_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
   std::vector<std::thread> threads_;
