@@ -529,41 +529,13 @@ class PluginBuilder {
   template <class Req, class Resp>
   PluginBuilder& unary_async(const char* full_name,
                              void (P::*fn)(CallContext&, const Req&, UnaryResponder<Resp>)) {
-    return add(full_name, GV_CALL_UNARY, [fn](P& plugin, gv_call* call, gv_bytes bytes) {
-      auto state = std::make_shared<detail::CallState>(call);
-      Req request;
-      if (!detail::parse(bytes, request)) {
-        state->finish(detail::parse_error(request));
-        return state;
-      }
-      CallContext context(call);
-      try {
-        (plugin.*fn)(context, request, UnaryResponder<Resp>(state));
-      } catch (...) {
-        state->finish(detail::status_of_current_exception());
-      }
-      return state;
-    });
+    return add(full_name, GV_CALL_UNARY, request_starter(fn));
   }
 
   template <class Req, class Resp>
   PluginBuilder& server_stream(const char* full_name,
                                void (P::*fn)(CallContext&, const Req&, ServerStream<Resp>)) {
-    return add(full_name, GV_CALL_SERVER_STREAMING, [fn](P& plugin, gv_call* call, gv_bytes bytes) {
-      auto state = std::make_shared<detail::CallState>(call);
-      Req request;
-      if (!detail::parse(bytes, request)) {
-        state->finish(detail::parse_error(request));
-        return state;
-      }
-      CallContext context(call);
-      try {
-        (plugin.*fn)(context, request, ServerStream<Resp>(state));
-      } catch (...) {
-        state->finish(detail::status_of_current_exception());
-      }
-      return state;
-    });
+    return add(full_name, GV_CALL_SERVER_STREAMING, request_starter(fn));
   }
 
   // Client streaming: the reader gets every request; it writes the one response to the stream.
@@ -622,6 +594,26 @@ class PluginBuilder {
                         const char* description) {
     config_keys_.push_back({key, type, false, std::move(literal), description});
     return *this;
+  }
+
+  // Parses the one request and hands it to the handler with a response handle over the call.
+  template <class Req, class Handle>
+  static auto request_starter(void (P::*fn)(CallContext&, const Req&, Handle)) {
+    return [fn](P& plugin, gv_call* call, gv_bytes bytes) {
+      auto state = std::make_shared<detail::CallState>(call);
+      Req request;
+      if (!detail::parse(bytes, request)) {
+        state->finish(detail::parse_error(request));
+        return state;
+      }
+      CallContext context(call);
+      try {
+        (plugin.*fn)(context, request, Handle(state));
+      } catch (...) {
+        state->finish(detail::status_of_current_exception());
+      }
+      return state;
+    };
   }
 
   template <class Req, class Resp>
