@@ -1,7 +1,7 @@
 // gameverse: the plugin host. Loads the plugins its config names and serves them on one port.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
   for (const auto& [method, route] : *plugins.routes()) {
     if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
   }
-  gameverse::rpc::Server server(config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
+  gameverse::rpc::Server server(
+      config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
   int port = 0;
   try {
     port = server.start();

@@ -107,7 +107,8 @@ TEST(Loader, PrivatePoolKnowsThePluginsMethods) {
 
 TEST(Loader, PluginConfigIsCheckedAgainstItsSchema) {
   config::PluginConfig e = entry("echo", GV_PLUGIN_DIR);
-  e.settings = toml::parse(std::string_view("max_stream_mesages = 5\nmax_sleep_ms = \"long\"\n"), std::string_view("test.toml"));
+  e.settings = toml::parse(std::string_view("max_stream_mesages = 5\nmax_sleep_ms = \"long\"\n"),
+                           std::string_view("test.toml"));
   const std::string message = refusal(e);
   EXPECT_CONTAINS(message, "test.toml:1:1: plugin[0].config.max_stream_mesages: unknown key");
   EXPECT_CONTAINS(message, "declares: max_stream_messages, max_sleep_ms");

@@ -20,7 +20,9 @@ using std::chrono::seconds;
 #define EXPECT_CONTAINS(haystack, needle) \
   EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
 
-std::chrono::system_clock::time_point in(std::chrono::milliseconds d) { return std::chrono::system_clock::now() + d; }
+std::chrono::system_clock::time_point in(std::chrono::milliseconds d) {
+  return std::chrono::system_clock::now() + d;
+}
 
 // One unary call with raw request bytes through a generic stub.
 grpc::Status raw_call(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
@@ -177,7 +179,8 @@ TEST_F(HostTest, UnparsableRequestIsInvalidArgument) {
 TEST_F(HostTest, UnknownMethodIsUnimplementedAndNamed) {
   grpc::Status status = raw_call(channel_, "/gameverse.nothing.v1.Nothing/Call", "");
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-  EXPECT_EQ(status.error_message(), "method /gameverse.nothing.v1.Nothing/Call is not served by any loaded plugin");
+  EXPECT_EQ(status.error_message(),
+            "method /gameverse.nothing.v1.Nothing/Call is not served by any loaded plugin");
 }
 
 TEST_F(HostTest, ThrowingHandlerGivesInternalAndTheHostServesOn) {
@@ -261,12 +264,13 @@ TEST_F(HostTest, HealthServiceAnswers) {
   // HealthCheckRequest{service = "gameverse.echo.v1.Echo"}: served by the echo plugin.
   const std::string echo_service = "gameverse.echo.v1.Echo";
   ASSERT_TRUE(raw_call(channel_, "/grpc.health.v1.Health/Check",
-                       "\x0a" + std::string(1, static_cast<char>(echo_service.size())) + echo_service, &response)
+                       "\x0a" + std::string(1, static_cast<char>(echo_service.size())) + echo_service,
+                       &response)
                   .ok());
   EXPECT_EQ(response, std::string("\x08\x01", 2));
   const std::string unknown = "gameverse.nope.v1.Nope";
   status = raw_call(channel_, "/grpc.health.v1.Health/Check",
-                                 "\x0a" + std::string(1, static_cast<char>(unknown.size())) + unknown);
+                    "\x0a" + std::string(1, static_cast<char>(unknown.size())) + unknown);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(status.error_message(), "no loaded plugin serves gameverse.nope.v1.Nope");
 }

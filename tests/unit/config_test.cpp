@@ -7,7 +7,9 @@
 namespace gameverse::config {
 namespace {
 
-LoadResult parse(std::string_view text) { return parse_config(text, "test.toml", "/etc/gv"); }
+LoadResult parse(std::string_view text) {
+  return parse_config(text, "test.toml", "/etc/gv");
+}
 
 // The single error of a config that must have exactly one.
 ConfigError only_error(std::string_view text) {
@@ -91,14 +93,16 @@ TEST(Config, UnknownServerKeyNamesItsLine) {
   EXPECT_EQ(e.key, "server.listen_adress");
   EXPECT_EQ(e.where.line, 3u);
   EXPECT_EQ(e.where.column, 1u);
-  EXPECT_EQ(e.to_string(), "test.toml:3:1: server.listen_adress: unknown key (expected one of: listen, "
-                           "max_message_bytes, worker_threads, drain_timeout_ms)");
+  EXPECT_EQ(e.to_string(),
+            "test.toml:3:1: server.listen_adress: unknown key (expected one of: listen, "
+            "max_message_bytes, worker_threads, drain_timeout_ms)");
 }
 
 TEST(Config, WrongTypes) {
   EXPECT_EQ(only_error("[server]\nlisten = 50051\n").message, "must be a string, not an integer");
   EXPECT_EQ(only_error("[server]\nworker_threads = \"4\"\n").message, "must be an integer, not a string");
-  EXPECT_EQ(only_error("[[plugin]]\nname = \"a\"\nenabled = 1\n").message, "must be a boolean, not an integer");
+  EXPECT_EQ(only_error("[[plugin]]\nname = \"a\"\nenabled = 1\n").message,
+            "must be a boolean, not an integer");
   EXPECT_EQ(only_error("server = 3\n").message, "must be a table, not an integer");
   EXPECT_EQ(only_error("[[plugin]]\nname = \"a\"\nconfig = 3\n").key, "plugin[0].config");
 }

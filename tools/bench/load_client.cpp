@@ -1,9 +1,9 @@
 // gv-load: a closed-loop gRPC load client. Keeps channels x outstanding unary calls in flight
 // through a generic stub (raw bytes, so it measures the server and not client-side parsing),
 // checks every status, and prints throughput and a latency histogram's percentiles.
-#include <CLI/CLI.hpp>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
   int warmup_ms = 1000;
   int duration_ms = 5000;
   app.add_option("--target", target, "host:port")->capture_default_str();
-  app.add_option("--method", method, "Full method name; the request is an EchoRequest")->capture_default_str();
+  app.add_option("--method", method, "Full method name; the request is an EchoRequest")
+      ->capture_default_str();
   app.add_option("--payload-bytes", payload_bytes, "Payload size of each request")->capture_default_str();
   app.add_option("--channels", channels, "Separate connections")->capture_default_str();
   app.add_option("--outstanding", outstanding, "Calls in flight per channel")->capture_default_str();
@@ -114,7 +115,8 @@ int main(int argc, char** argv) {
     const auto now = Clock::now();
     if (now >= measure_from && now < stop_at) {
       if (!ok || !slot.status.ok()) {
-        if (++errors == 1) first_error = std::to_string(slot.status.error_code()) + " " + slot.status.error_message();
+        if (++errors == 1)
+          first_error = std::to_string(slot.status.error_code()) + " " + slot.status.error_message();
       } else {
         histogram.record(now - slot.started);
       }

@@ -1,7 +1,7 @@
 // The dispatch benchmark's baseline: a native, typed gRPC completion-queue server doing the echo
 // plugin's work (parse EchoRequest, build EchoReply) with no plugin host in between.
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <fstream>

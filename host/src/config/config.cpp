@@ -93,8 +93,8 @@ class TableReader {
       if (auto v = node->as_integer()) {
         if (v->get() < min || v->get() > max) {
           error_at(*node, key,
-                   "must be between " + std::to_string(min) + " and " + std::to_string(max) +
-                       ", not " + std::to_string(v->get()));
+                   "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", not " +
+                       std::to_string(v->get()));
         } else {
           out = v->get();
         }
@@ -151,9 +151,8 @@ void read_server(const toml::table& table, const std::string& file, Config& conf
   reader.read_int("drain_timeout_ms", config.server.drain_timeout_ms, 0, 3'600'000);
 }
 
-void read_host(const toml::table& table, const std::string& file,
-               const std::filesystem::path& base_dir, Config& config,
-               std::vector<ConfigError>& errors) {
+void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
+               Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "host", file, errors);
   reader.reject_unknown({"log_level", "plugin_dir"});
   reader.read_string("log_level", config.host.log_level);
@@ -168,13 +167,12 @@ void read_host(const toml::table& table, const std::string& file,
   if (!plugin_dir.empty()) config.host.plugin_dir = base_dir / plugin_dir;
 }
 
-void read_plugins(const toml::node& node, const std::string& file,
-                  const std::filesystem::path& base_dir, Config& config,
-                  std::vector<ConfigError>& errors) {
+void read_plugins(const toml::node& node, const std::string& file, const std::filesystem::path& base_dir,
+                  Config& config, std::vector<ConfigError>& errors) {
   const toml::array* entries = node.as_array();
   if (entries == nullptr || !entries->is_array_of_tables()) {
-    errors.push_back({file, position_of(node.source()), "plugin",
-                      "must be an array of tables, written [[plugin]]"});
+    errors.push_back(
+        {file, position_of(node.source()), "plugin", "must be an array of tables, written [[plugin]]"});
     return;
   }
   std::map<std::string, SourcePosition> seen;
@@ -199,9 +197,9 @@ void read_plugins(const toml::node& node, const std::string& file,
     }
     if (auto [it, inserted] = seen.emplace(plugin.name, position_of(table.get("name")->source()));
         !inserted) {
-      reader.error_at(*table.get("name"), "name",
-                      "plugin '" + plugin.name + "' is already configured at line " +
-                          std::to_string(it->second.line));
+      reader.error_at(
+          *table.get("name"), "name",
+          "plugin '" + plugin.name + "' is already configured at line " + std::to_string(it->second.line));
     }
 
     std::string path;
@@ -209,8 +207,8 @@ void read_plugins(const toml::node& node, const std::string& file,
     if (!path.empty()) {
       plugin.path = base_dir / path;
     } else {
-      plugin.path = (config.host.plugin_dir.empty() ? base_dir : config.host.plugin_dir) /
-                    (plugin.name + ".so");
+      plugin.path =
+          (config.host.plugin_dir.empty() ? base_dir : config.host.plugin_dir) / (plugin.name + ".so");
     }
     plugin.path = plugin.path.lexically_normal();
     reader.read_bool("enabled", plugin.enabled);
@@ -228,8 +226,8 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   try {
     root = toml::parse(text, source_name);
   } catch (const toml::parse_error& e) {
-    result.errors.push_back({source_name, position_of(e.source()), "",
-                             "TOML syntax error: " + std::string(e.description())});
+    result.errors.push_back(
+        {source_name, position_of(e.source()), "", "TOML syntax error: " + std::string(e.description())});
     return result;
   }
 
@@ -254,8 +252,8 @@ LoadResult load_config_file(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     LoadResult result;
-    result.errors.push_back({file.string(), {}, "", "cannot open the config file: " +
-                                                        std::string(std::strerror(errno))});
+    result.errors.push_back(
+        {file.string(), {}, "", "cannot open the config file: " + std::string(std::strerror(errno))});
     return result;
   }
   std::ostringstream text;

@@ -44,10 +44,10 @@ struct PluginConfig {
   std::string name;
   std::filesystem::path path;  // absolute
   bool enabled = true;
-  toml::table settings;        // [plugin.config], checked against the plugin's schema on load
+  toml::table settings;  // [plugin.config], checked against the plugin's schema on load
   std::string source_file;
   SourcePosition where;
-  std::string key_prefix;      // "plugin[1]", for error messages about this entry
+  std::string key_prefix;  // "plugin[1]", for error messages about this entry
 };
 
 struct Config {

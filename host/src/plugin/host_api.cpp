@@ -50,19 +50,29 @@ bool config_scalar(gv_host_plugin* self, const char* key, T* out) {
   return true;
 }
 
-gv_status_code call_send(gv_call* call, const uint8_t* data, size_t size) { return call->send(data, size); }
+gv_status_code call_send(gv_call* call, const uint8_t* data, size_t size) {
+  return call->send(data, size);
+}
 
 gv_status_code call_finish(gv_call* call, gv_status_code code, const char* message, size_t size) {
   return call->finish(code, message == nullptr ? std::string_view() : std::string_view(message, size));
 }
 
-int64_t call_deadline(gv_call* call) { return call->deadline_unix_ms(); }
-bool call_is_cancelled(gv_call* call) { return call->is_cancelled(); }
+int64_t call_deadline(gv_call* call) {
+  return call->deadline_unix_ms();
+}
+bool call_is_cancelled(gv_call* call) {
+  return call->is_cancelled();
+}
 size_t call_metadata(gv_call* call, const char* key, gv_bytes* values, size_t max_values) {
   return call->metadata(key, values, max_values);
 }
-void call_principal(gv_call* call, gv_principal* out) { call->principal(out); }
-gv_bytes call_method(gv_call* call) { return call->method(); }
+void call_principal(gv_call* call, gv_principal* out) {
+  call->principal(out);
+}
+gv_bytes call_method(gv_call* call) {
+  return call->method();
+}
 
 }  // namespace
 

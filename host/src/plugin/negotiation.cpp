@@ -22,8 +22,8 @@ bool any_streaming_requests(const gv_plugin_descriptor& d) {
 
 std::variant<Negotiated, std::string> negotiate(const gv_plugin_descriptor& d, const HostAbi& host) {
   if (d.struct_size < kDescriptorSizeV1_0) {
-    return "descriptor struct_size is " + std::to_string(d.struct_size) +
-           " bytes, smaller than the " + std::to_string(kDescriptorSizeV1_0) +
+    return "descriptor struct_size is " + std::to_string(d.struct_size) + " bytes, smaller than the " +
+           std::to_string(kDescriptorSizeV1_0) +
            " bytes of ABI 1.0: the plugin is corrupt or not built with gameverse/abi.h";
   }
   if (d.abi_major != host.major) {

@@ -54,8 +54,7 @@ std::optional<gv_host_plugin::Value> convert(const toml::node& node, gv_config_t
     case GV_CONFIG_BOOL:
       if (auto v = node.as_boolean()) return gv_host_plugin::Value(v->get());
       break;
-    default:
-      break;
+    default: break;
   }
   return std::nullopt;
 }
@@ -66,8 +65,8 @@ std::string location(const config::PluginConfig& entry, config::SourcePosition w
 
 class CollectingErrors final : public google::protobuf::DescriptorPool::ErrorCollector {
  public:
-  void AddError(const std::string& filename, const std::string& element_name, const google::protobuf::Message*,
-                ErrorLocation, const std::string& message) override {
+  void AddError(const std::string& filename, const std::string& element_name,
+                const google::protobuf::Message*, ErrorLocation, const std::string& message) override {
     if (first.empty()) first = filename + ": " + element_name + ": " + message;
   }
   std::string first;
@@ -96,9 +95,9 @@ std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry) {
     try {
       for (const std::string& symbol : boost::dll::library_info(entry.path).symbols()) {
         if (uint32_t major = entry_symbol_major(symbol); major != 0) {
-          throw LoadError(who + "was built for ABI major " + std::to_string(major) +
-                          " (exports " + symbol + "), this host speaks ABI " +
-                          std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(GV_ABI_VERSION_MINOR) +
+          throw LoadError(who + "was built for ABI major " + std::to_string(major) + " (exports " + symbol +
+                          "), this host speaks ABI " + std::to_string(GV_ABI_VERSION_MAJOR) + "." +
+                          std::to_string(GV_ABI_VERSION_MINOR) +
                           " (" GV_PLUGIN_ENTRY_SYMBOL "): rebuild it against this host's SDK");
         }
       }
@@ -108,10 +107,11 @@ std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry) {
       // Unreadable symbol table: fall through to the plain message.
     }
     throw LoadError(who + "exports no " GV_PLUGIN_ENTRY_SYMBOL
-                    " symbol: it is not a GameVerse plugin (build it with gameverse_add_plugin)");
+                          " symbol: it is not a GameVerse plugin (build it with gameverse_add_plugin)");
   }
 
-  auto entry_fn = plugin->library_.get<const gv_plugin_descriptor*(const gv_host_info*)>(GV_PLUGIN_ENTRY_SYMBOL);
+  auto entry_fn =
+      plugin->library_.get<const gv_plugin_descriptor*(const gv_host_info*)>(GV_PLUGIN_ENTRY_SYMBOL);
   const gv_host_info info{sizeof(gv_host_info), GV_ABI_VERSION_MAJOR, GV_ABI_VERSION_MINOR,
                           GAMEVERSE_VERSION};
   plugin->descriptor_ = entry_fn(&info);
@@ -218,7 +218,8 @@ void Plugin::check_config(const config::PluginConfig& entry) {
       }
     } else if (k.required) {
       errors.push_back(location(entry, entry.where) + ": " + prefix + k.key + ": required by plugin '" +
-                       entry.name + "' and not set" + (k.description ? std::string(" (") + k.description + ")" : ""));
+                       entry.name + "' and not set" +
+                       (k.description ? std::string(" (") + k.description + ")" : ""));
     } else {
       std::optional<gv_host_plugin::Value> value;
       if (k.default_value != nullptr) {
@@ -238,8 +239,8 @@ void Plugin::check_config(const config::PluginConfig& entry) {
   for (auto&& [key, node] : entry.settings) {
     if (!declared_keys.contains(key.str())) {
       errors.push_back(location(entry, config::position_of(key.source())) + ": " + prefix +
-                       std::string(key.str()) + ": unknown key; plugin '" + entry.name + "' declares: " +
-                       (declared.empty() ? "no keys" : declared));
+                       std::string(key.str()) + ": unknown key; plugin '" + entry.name +
+                       "' declares: " + (declared.empty() ? "no keys" : declared));
     }
   }
   if (!errors.empty()) {

@@ -29,7 +29,7 @@ namespace gameverse::plugin {
 struct Method {
   std::string full_name;  // "/package.Service/Method"
   gv_call_kind kind;
-  uint32_t index;  // position in the descriptor's method table
+  uint32_t index;                                        // position in the descriptor's method table
   const google::protobuf::MethodDescriptor* descriptor;  // in the plugin's private pool
 };
 

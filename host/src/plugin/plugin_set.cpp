@@ -34,7 +34,8 @@ std::vector<PluginSet::Failure> PluginSet::load_all(const config::Config& config
         table->emplace(method.full_name, Route{plugin, method.index, method.kind});
       }
       spdlog::info("loaded plugin '{}' {} from {} (ABI {}.{}, {} methods)", plugin->name(), plugin->version(),
-                   plugin->path().string(), GV_ABI_VERSION_MAJOR, plugin->abi_minor(), plugin->methods().size());
+                   plugin->path().string(), GV_ABI_VERSION_MAJOR, plugin->abi_minor(),
+                   plugin->methods().size());
       plugins_.push_back(std::move(plugin));
     } catch (const std::exception& e) {
       spdlog::error("refused {}", e.what());

@@ -8,7 +8,8 @@ grpc::Status health_check(const plugin::RouteTable& routes, bool host_serving, s
                           std::string& reply) {
   grpc::health::v1::HealthCheckRequest check;
   if (!check.ParseFromArray(request.data(), static_cast<int>(request.size()))) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "request does not parse as grpc.health.v1.HealthCheckRequest"};
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "request does not parse as grpc.health.v1.HealthCheckRequest"};
   }
   grpc::health::v1::HealthCheckResponse response;
   if (check.service().empty()) {

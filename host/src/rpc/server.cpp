@@ -95,7 +95,9 @@ struct UnaryTransport {
     method_name = &server.unary_methods_->name(index);
     server.unary_methods_->request(index, &context, request, &responder, queue, tag);
   }
-  void request_next(Server& server, grpc::ServerCompletionQueue* queue) { server.request_unary(queue, index); }
+  void request_next(Server& server, grpc::ServerCompletionQueue* queue) {
+    server.request_unary(queue, index);
+  }
   const std::string& method() const { return *method_name; }
   void read(grpc::ByteBuffer*, void*) {}  // never called: the kind is unary
   void write(const grpc::ByteBuffer&, void*) {}
@@ -136,18 +138,10 @@ class ServerCall final : public gv_call, public CompletionHandler {
         }
         on_request();
         break;
-      case Op::kRead:
-        on_read(ok);
-        break;
-      case Op::kWrite:
-        on_write(ok);
-        break;
-      case Op::kFinish:
-        complete_op();
-        break;
-      case Op::kDone:
-        on_done();
-        break;
+      case Op::kRead: on_read(ok); break;
+      case Op::kWrite: on_write(ok); break;
+      case Op::kFinish: complete_op(); break;
+      case Op::kDone: on_done(); break;
     }
     maybe_delete();
   }
@@ -225,9 +219,7 @@ class ServerCall final : public gv_call, public CompletionHandler {
   }
 
  private:
-  size_t max_queued_bytes() const {
-    return static_cast<size_t>(server_.config_.max_message_bytes) * 16;
-  }
+  size_t max_queued_bytes() const { return static_cast<size_t>(server_.config_.max_message_bytes) * 16; }
 
   void on_request() {
     transport_.request_next(server_, queue_);  // a new slot takes this one's place
@@ -249,8 +241,8 @@ class ServerCall final : public gv_call, public CompletionHandler {
           return;
         }
       }
-      start_finish_locked({grpc::StatusCode::UNIMPLEMENTED,
-                           "method " + method + " is not served by any loaded plugin"});
+      start_finish_locked(
+          {grpc::StatusCode::UNIMPLEMENTED, "method " + method + " is not served by any loaded plugin"});
       return;
     }
     route_ = it->second;
@@ -307,7 +299,8 @@ class ServerCall final : public gv_call, public CompletionHandler {
     const gv_bytes request = bytes_of(read_buffer_, slice);
     std::string reply;
     grpc::Status status =
-        read_ok ? (*host_method_)(std::string_view(reinterpret_cast<const char*>(request.data), request.size), reply)
+        read_ok ? (*host_method_)(std::string_view(reinterpret_cast<const char*>(request.data), request.size),
+                                  reply)
                 : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the client sent no request message");
     std::lock_guard lock(mu_);
     if (status.ok() && !server_.closed_) {

@@ -34,8 +34,8 @@ class UnaryMethods final : public grpc::Service {
   explicit UnaryMethods(const std::vector<std::string>& names);
   const std::string& name(int index) const { return names_[static_cast<size_t>(index)]; }
   void request(int index, grpc::ServerContext* context, grpc::ByteBuffer* request,
-               grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* responder, grpc::ServerCompletionQueue* queue,
-               void* tag);
+               grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* responder,
+               grpc::ServerCompletionQueue* queue, void* tag);
 
  private:
   std::vector<std::string> names_;
@@ -81,7 +81,7 @@ class Server {
   std::vector<std::thread> threads_;
   std::unordered_map<std::string, HostMethod> host_methods_;  // fixed before start()
   std::atomic<bool> draining_{false};  // shutdown has begun: health reports NOT_SERVING
-  std::atomic<bool> closed_{false};  // the queues are shut down: no operation may start
+  std::atomic<bool> closed_{false};    // the queues are shut down: no operation may start
 
   std::mutex live_mu_;
   std::condition_variable live_cv_;

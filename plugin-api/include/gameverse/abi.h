@@ -74,13 +74,7 @@ enum {
 };
 
 typedef int32_t gv_log_level;
-enum {
-  GV_LOG_TRACE = 1,
-  GV_LOG_DEBUG = 2,
-  GV_LOG_INFO = 3,
-  GV_LOG_WARN = 4,
-  GV_LOG_ERROR = 5
-};
+enum { GV_LOG_TRACE = 1, GV_LOG_DEBUG = 2, GV_LOG_INFO = 3, GV_LOG_WARN = 4, GV_LOG_ERROR = 5 };
 
 /* Types a plugin's config key can have; they are TOML's. */
 typedef int32_t gv_config_type;
@@ -176,8 +170,8 @@ typedef gv_status_code (*gv_host_call_send_fn)(gv_call* call, const uint8_t* dat
  * finished exactly once, also after a cancel. Safe from any thread. After it the plugin may not
  * send again; the handle stays valid until gv_on_call_release.
  * Returns GV_STATUS_FAILED_PRECONDITION when the call was already finished. */
-typedef gv_status_code (*gv_host_call_finish_fn)(gv_call* call, gv_status_code code,
-                                                 const char* message, size_t message_size);
+typedef gv_status_code (*gv_host_call_finish_fn)(gv_call* call, gv_status_code code, const char* message,
+                                                 size_t message_size);
 
 /* The client's deadline in milliseconds since the Unix epoch, INT64_MAX when it set none. */
 typedef int64_t (*gv_host_call_deadline_fn)(gv_call* call);
@@ -254,22 +248,20 @@ typedef struct gv_config_key_desc {
  * by the plugin until gv_on_shutdown) and returns GV_STATUS_OK; on failure writes a message into
  * error and returns another code, and the host refuses the load.
  * Ownership of host and self: owned by the host, valid until gv_on_shutdown returns. */
-typedef gv_status_code (*gv_on_init_fn)(const gv_host_api* host, gv_host_plugin* self,
-                                        gv_bytes prev_state, void** out_instance,
-                                        gv_message_buffer error);
+typedef gv_status_code (*gv_on_init_fn)(const gv_host_api* host, gv_host_plugin* self, gv_bytes prev_state,
+                                        void** out_instance, gv_message_buffer error);
 
 /* A call begins. For unary and server-streaming methods `request` is the one request message;
  * for client-streaming and bidi it is empty and messages follow through gv_on_call_message.
  * The plugin may set *out_call_state (Ownership: owned by the plugin; handed back in every later
  * hook of this call and freed by the plugin in gv_on_call_release).
  * Ownership of request bytes: borrowed for the duration of the hook. */
-typedef void (*gv_on_call_start_fn)(void* instance, gv_call* call, uint32_t method_index,
-                                    gv_bytes request, void** out_call_state);
+typedef void (*gv_on_call_start_fn)(void* instance, gv_call* call, uint32_t method_index, gv_bytes request,
+                                    void** out_call_state);
 
 /* A request message of a client-streaming or bidi call. Ownership of message: borrowed for the
  * duration of the hook. */
-typedef void (*gv_on_call_message_fn)(void* instance, gv_call* call, void* call_state,
-                                      gv_bytes message);
+typedef void (*gv_on_call_message_fn)(void* instance, gv_call* call, void* call_state, gv_bytes message);
 
 /* The client finished sending (client-streaming and bidi only). */
 typedef void (*gv_on_call_half_close_fn)(void* instance, gv_call* call, void* call_state);
@@ -283,8 +275,7 @@ typedef void (*gv_on_call_release_fn)(void* instance, gv_call* call, void* call_
 
 /* Writes the state the next generation receives in gv_on_init (hot reload). Returns
  * GV_STATUS_OK, or another code with a message in error, which keeps the old generation. */
-typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_state_sink* sink,
-                                              gv_message_buffer error);
+typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_state_sink* sink, gv_message_buffer error);
 
 /* Destroys the instance: the plugin joins its threads and frees what it owns. Every call it
  * was given has been released before. */

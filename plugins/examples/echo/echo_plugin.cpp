@@ -102,8 +102,7 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
       : max_stream_messages_(init.host.config_int("max_stream_messages")),
         max_sleep_ms_(init.host.config_int("max_sleep_ms")) {
     if (max_stream_messages_ < 1) {
-      throw gameverse::sdk::Error(StatusCode::kInvalidArgument,
-                                  "max_stream_messages must be at least 1");
+      throw gameverse::sdk::Error(StatusCode::kInvalidArgument, "max_stream_messages must be at least 1");
     }
     init.host.info("echo ready");
   }
@@ -127,9 +126,9 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
 
   void expand(CallContext&, const pb::ExpandRequest& request, ServerStream<pb::EchoReply> stream) {
     if (request.count() > max_stream_messages_) {
-      stream.finish(Status(StatusCode::kInvalidArgument,
-                           "count " + std::to_string(request.count()) + " exceeds max_stream_messages " +
-                               std::to_string(max_stream_messages_)));
+      stream.finish(Status(StatusCode::kInvalidArgument, "count " + std::to_string(request.count()) +
+                                                             " exceeds max_stream_messages " +
+                                                             std::to_string(max_stream_messages_)));
       return;
     }
     pb::EchoReply reply;
@@ -157,8 +156,7 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
     pb::CollectReply reply_;
   };
 
-  std::unique_ptr<StreamReader<pb::EchoRequest>> collect(CallContext&,
-                                                         ServerStream<pb::CollectReply> out) {
+  std::unique_ptr<StreamReader<pb::EchoRequest>> collect(CallContext&, ServerStream<pb::CollectReply> out) {
     return std::make_unique<Collector>(std::move(out));
   }
 
@@ -184,9 +182,9 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
 
   void sleep(CallContext&, const pb::SleepRequest& request, UnaryResponder<pb::SleepReply> responder) {
     if (request.duration_ms() > max_sleep_ms_) {
-      responder.fail(Status(StatusCode::kInvalidArgument,
-                            "duration_ms " + std::to_string(request.duration_ms()) +
-                                " exceeds max_sleep_ms " + std::to_string(max_sleep_ms_)));
+      responder.fail(
+          Status(StatusCode::kInvalidArgument, "duration_ms " + std::to_string(request.duration_ms()) +
+                                                   " exceeds max_sleep_ms " + std::to_string(max_sleep_ms_)));
       return;
     }
     const auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(request.duration_ms());

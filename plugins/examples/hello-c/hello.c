@@ -97,20 +97,18 @@ static bool decode_name(gv_bytes request, const uint8_t** name, size_t* name_siz
         if (request.size - pos < 4) return false;
         pos += 4;
         break;
-      default:
-        return false;
+      default: return false;
     }
   }
   return true;
 }
 
-static void finish(const hello_instance* instance, gv_call* call, gv_status_code code,
-                   const char* message) {
+static void finish(const hello_instance* instance, gv_call* call, gv_status_code code, const char* message) {
   instance->host->call_finish(call, code, message, strlen(message));
 }
 
-static void hello_call_start(void* instance_ptr, gv_call* call, uint32_t method_index,
-                             gv_bytes request, void** out_call_state) {
+static void hello_call_start(void* instance_ptr, gv_call* call, uint32_t method_index, gv_bytes request,
+                             void** out_call_state) {
   const hello_instance* instance = (const hello_instance*)instance_ptr;
   const uint8_t* name;
   size_t name_size;
@@ -158,7 +156,9 @@ static void hello_call_start(void* instance_ptr, gv_call* call, uint32_t method_
   finish(instance, call, GV_STATUS_OK, "");
 }
 
-static void hello_shutdown(void* instance) { free(instance); }
+static void hello_shutdown(void* instance) {
+  free(instance);
+}
 
 static const gv_method_desc hello_methods[] = {
     {sizeof(gv_method_desc), "/gameverse.hello.v1.Hello/Greet", GV_CALL_UNARY},

@@ -252,15 +252,14 @@ struct InboundSink {
 // call is finished a handle stops talking to the host.
 class CallState {
  public:
-  explicit CallState(gv_call* call)
-      : call_(call), deadline_unix_ms_(host_api()->call_deadline(call)) {}
+  explicit CallState(gv_call* call) : call_(call), deadline_unix_ms_(host_api()->call_deadline(call)) {}
 
   // Sends bytes; false when the call is finished, cancelled or the host refused them.
   bool send(std::string_view bytes) {
     std::lock_guard lock(mu_);
     if (finished_) return false;
-    return host_api()->call_send(call_, reinterpret_cast<const uint8_t*>(bytes.data()),
-                                 bytes.size()) == GV_STATUS_OK;
+    return host_api()->call_send(call_, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()) ==
+           GV_STATUS_OK;
   }
 
   template <class Message>
@@ -275,8 +274,8 @@ class CallState {
     std::lock_guard lock(mu_);
     if (finished_) return false;
     finished_ = true;
-    host_api()->call_finish(call_, static_cast<gv_status_code>(status.code()),
-                            status.message().data(), status.message().size());
+    host_api()->call_finish(call_, static_cast<gv_status_code>(status.code()), status.message().data(),
+                            status.message().size());
     return true;
   }
 
@@ -331,8 +330,8 @@ class CallState {
 };
 
 inline void finish_call(gv_call* call, const Status& status) {
-  host_api()->call_finish(call, static_cast<gv_status_code>(status.code()),
-                          status.message().data(), status.message().size());
+  host_api()->call_finish(call, static_cast<gv_status_code>(status.code()), status.message().data(),
+                          status.message().size());
 }
 
 template <class Message>
@@ -343,8 +342,7 @@ bool parse(gv_bytes bytes, Message& out) {
 
 template <class Message>
 Status parse_error(const Message& message) {
-  return {StatusCode::kInvalidArgument,
-          "request does not parse as " + message.GetTypeName()};
+  return {StatusCode::kInvalidArgument, "request does not parse as " + message.GetTypeName()};
 }
 
 // Ends the stream with OK when the last copy of a ServerStream handle is dropped unfinished.
@@ -540,21 +538,19 @@ class PluginBuilder {
 
   // Client streaming: the reader gets every request; it writes the one response to the stream.
   template <class Req, class Resp>
-  PluginBuilder& client_stream(
-      const char* full_name,
-      std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
+  PluginBuilder& client_stream(const char* full_name,
+                               std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&,
+                                                                           ServerStream<Resp>)) {
     return add(full_name, GV_CALL_CLIENT_STREAMING, reader_starter<Req, Resp>(fn));
   }
 
   template <class Req, class Resp>
-  PluginBuilder& bidi_stream(
-      const char* full_name,
-      std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
+  PluginBuilder& bidi_stream(const char* full_name,
+                             std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
     return add(full_name, GV_CALL_BIDI_STREAMING, reader_starter<Req, Resp>(fn));
   }
 
-  PluginBuilder& config_string(const char* key, std::string_view default_value,
-                               const char* description) {
+  PluginBuilder& config_string(const char* key, std::string_view default_value, const char* description) {
     return config(key, GV_CONFIG_STRING, detail::toml_string_literal(default_value), description);
   }
   PluginBuilder& config_int(const char* key, int64_t default_value, const char* description) {
@@ -590,8 +586,7 @@ class PluginBuilder {
     return *this;
   }
 
-  PluginBuilder& config(const char* key, gv_config_type type, std::string literal,
-                        const char* description) {
+  PluginBuilder& config(const char* key, gv_config_type type, std::string literal, const char* description) {
     config_keys_.push_back({key, type, false, std::move(literal), description});
     return *this;
   }
@@ -617,8 +612,7 @@ class PluginBuilder {
   }
 
   template <class Req, class Resp>
-  static auto reader_starter(std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&,
-                                                                         ServerStream<Resp>)) {
+  static auto reader_starter(std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
     return [fn](P& plugin, gv_call* call, gv_bytes) {
       auto state = std::make_shared<detail::CallState>(call);
       CallContext context(call);
@@ -667,8 +661,7 @@ struct Registration {
   static void on_call_start(void* instance, gv_call* call, uint32_t method_index, gv_bytes request,
                             void** out_call_state) {
     try {
-      auto state = get().builder.methods_.at(method_index).start(*static_cast<P*>(instance), call,
-                                                                  request);
+      auto state = get().builder.methods_.at(method_index).start(*static_cast<P*>(instance), call, request);
       if (state) *out_call_state = new std::shared_ptr<CallState>(std::move(state));
     } catch (...) {
       // Only reachable when the state itself could not be allocated: the call is unfinished.
@@ -719,8 +712,8 @@ struct Registration {
 
   Registration() { P::describe(builder); }
 
-  const gv_plugin_descriptor* describe(const char* name, const char* version,
-                                       const char* description, gv_bytes descriptor_set) {
+  const gv_plugin_descriptor* describe(const char* name, const char* version, const char* description,
+                                       gv_bytes descriptor_set) {
     for (const auto& m : builder.methods_) {
       methods.push_back({sizeof(gv_method_desc), m.full_name.c_str(), m.kind});
     }
@@ -776,10 +769,9 @@ extern "C" const unsigned char gv_embedded_descriptor_set_data[];
 extern "C" const size_t gv_embedded_descriptor_set_size;
 
 // Exports the plugin: the one line after the class.
-#define GAMEVERSE_PLUGIN(PluginClass, name, version, description)                          \
-  extern "C" GV_PLUGIN_EXPORT const gv_plugin_descriptor* gv_plugin_entry_v1(              \
-      const gv_host_info* /*host*/) {                                                       \
-    return ::gameverse::sdk::detail::entry<PluginClass>(                                    \
-        name, version, description,                                                         \
-        gv_bytes{gv_embedded_descriptor_set_data, gv_embedded_descriptor_set_size});        \
+#define GAMEVERSE_PLUGIN(PluginClass, name, version, description)                                            \
+  extern "C" GV_PLUGIN_EXPORT const gv_plugin_descriptor* gv_plugin_entry_v1(const gv_host_info* /*host*/) { \
+    return ::gameverse::sdk::detail::entry<PluginClass>(                                                     \
+        name, version, description,                                                                          \
+        gv_bytes{gv_embedded_descriptor_set_data, gv_embedded_descriptor_set_size});                         \
   }
