@@ -14,6 +14,7 @@ struct gv_call {
   virtual size_t metadata(const char* key, gv_bytes* values, size_t max_values) const = 0;
   virtual void principal(gv_principal* out) const = 0;
   virtual gv_bytes method() const = 0;
+  virtual gv_bytes peer() const = 0;
 
  protected:
   ~gv_call() = default;

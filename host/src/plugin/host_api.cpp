@@ -73,6 +73,7 @@ void call_principal(gv_call* call, gv_principal* out) {
 gv_bytes call_method(gv_call* call) {
   return call->method();
 }
+gv_bytes call_peer(gv_call* call) { return call->peer(); }
 
 }  // namespace
 
@@ -94,6 +95,7 @@ gv_host_api host_api(uint32_t minor) {
   api.call_metadata = &call_metadata;
   api.call_principal = &call_principal;
   api.call_method = &call_method;
+  api.call_peer = &call_peer;
   return api;
 }
 

@@ -74,18 +74,20 @@ class CollectingErrors final : public google::protobuf::DescriptorPool::ErrorCol
 
 }  // namespace
 
-std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry) {
+std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry, const std::filesystem::path& load_from) {
   const std::string who = "plugin '" + entry.name + "' (" + entry.path.string() + "): ";
+  const std::filesystem::path& file = load_from.empty() ? entry.path : load_from;
   std::unique_ptr<Plugin> plugin(new Plugin());
-  plugin->path_ = entry.path;
+  plugin->path_ = file;
+  plugin->source_path_ = entry.path;
   plugin->self_.name = entry.name;
 
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(entry.path, ec)) {
+  if (!std::filesystem::is_regular_file(file, ec)) {
     throw LoadError(who + "no such file; build it or fix `path` at " + location(entry, entry.where));
   }
   try {
-    plugin->library_.load(entry.path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    plugin->library_.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
     throw LoadError(who + "cannot be loaded: " + e.what());
   }
@@ -93,7 +95,7 @@ std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry) {
   if (!plugin->library_.has(GV_PLUGIN_ENTRY_SYMBOL)) {
     std::string found;
     try {
-      for (const std::string& symbol : boost::dll::library_info(entry.path).symbols()) {
+      for (const std::string& symbol : boost::dll::library_info(file).symbols()) {
         if (uint32_t major = entry_symbol_major(symbol); major != 0) {
           throw LoadError(who + "was built for ABI major " + std::to_string(major) + " (exports " + symbol +
                           "), this host speaks ABI " + std::to_string(GV_ABI_VERSION_MAJOR) + "." +
@@ -189,7 +191,7 @@ void Plugin::check_methods() {
         throw LoadError("method " + std::string(m.full_name) + " is declared twice");
       }
     }
-    methods_.push_back({m.full_name, m.call_kind, i, method});
+    methods_.push_back({m.full_name, m.call_kind, i, method, (m.flags & GV_METHOD_MOVABLE) != 0});
   }
 }
 
@@ -261,6 +263,70 @@ void Plugin::init(std::string_view previous_state) {
                     std::to_string(code) + ": " + (message[0] ? message : "(no message)"));
   }
   instance_ = instance;
+}
+
+std::string Plugin::save_state() {
+  if (descriptor_->on_save_state == nullptr || instance_ == nullptr) return {};
+  struct Sink : gv_state_sink {
+    std::string bytes;
+  } sink;
+  sink.struct_size = sizeof(gv_state_sink);
+  sink.append = [](gv_state_sink* self, const uint8_t* data, size_t size) {
+    static_cast<Sink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
+  };
+  char message[1024] = {};
+  const gv_status_code code =
+      descriptor_->on_save_state(instance_, &sink, gv_message_buffer{message, sizeof message});
+  if (code != GV_STATUS_OK) {
+    throw LoadError("plugin '" + name() + "' generation " + std::to_string(generation_) +
+                    ": save_state failed with status " + std::to_string(code) + ": " +
+                    (message[0] ? message : "(no message)"));
+  }
+  return std::move(sink.bytes);
+}
+
+const Method* Plugin::find_method(std::string_view full_name) const {
+  for (const Method& method : methods_) {
+    if (method.full_name == full_name) return &method;
+  }
+  return nullptr;
+}
+
+void Plugin::register_call(LiveCall* call) {
+  std::lock_guard lock(calls_mu_);
+  live_calls_.insert(call);
+}
+
+void Plugin::unregister_call(LiveCall* call) {
+  std::lock_guard lock(calls_mu_);
+  live_calls_.erase(call);
+  if (live_calls_.empty()) calls_idle_.notify_all();
+}
+
+size_t Plugin::live_call_count() const {
+  std::lock_guard lock(calls_mu_);
+  return live_calls_.size();
+}
+
+void Plugin::for_each_live_call(const std::function<void(LiveCall&)>& f) {
+  std::lock_guard lock(calls_mu_);
+  for (LiveCall* call : live_calls_) f(*call);
+}
+
+bool Plugin::wait_idle(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(calls_mu_);
+  return calls_idle_.wait_until(lock, deadline, [this] { return live_calls_.empty(); });
+}
+
+const char* to_string(GenerationState state) {
+  switch (state) {
+    case GenerationState::kLoading: return "loading";
+    case GenerationState::kServing: return "serving";
+    case GenerationState::kDraining: return "draining";
+    case GenerationState::kRetired: return "retired";
+    case GenerationState::kFailed: return "failed";
+  }
+  return "unknown";
 }
 
 Plugin::~Plugin() {

@@ -6,7 +6,13 @@
 #include <google/protobuf/descriptor.h>
 #include <spdlog/logger.h>
 
+#include <atomic>
 #include <boost/dll/shared_library.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <unordered_set>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -31,16 +37,65 @@ struct Method {
   gv_call_kind kind;
   uint32_t index;                                        // position in the descriptor's method table
   const google::protobuf::MethodDescriptor* descriptor;  // in the plugin's private pool
+  bool movable;                                          // GV_METHOD_MOVABLE
 };
+
+class Plugin;
+
+// A call in flight as a generation sees it, so that hot reload can move or end it. Requests are
+// carried out on the call's own thread; they are made under the generation's call-registry lock,
+// which the call takes before it unregisters and goes away.
+class LiveCall {
+ public:
+  // Continue this streaming call in `next` (method `method_index` there).
+  virtual void request_move(std::shared_ptr<Plugin> next, uint32_t method_index) = 0;
+  // End the call with UNAVAILABLE and `message`, and tell the plugin it was cancelled.
+  virtual void request_abort(std::string message) = 0;
+  virtual gv_call_kind kind() const = 0;
+  virtual const std::string& method_name() const = 0;
+
+ protected:
+  ~LiveCall() = default;
+};
+
+enum class GenerationState { kLoading, kServing, kDraining, kRetired, kFailed };
+const char* to_string(GenerationState state);
 
 class Plugin {
  public:
   // Maps the library, negotiates the ABI, builds the descriptor pool, checks the methods and the
   // config table. Nothing of the plugin runs but its entry function. Throws LoadError.
-  static std::unique_ptr<Plugin> open(const config::PluginConfig& entry);
+  // `load_from`, when set, is the file to map instead of entry.path (a staged copy for hot
+  // reload); messages still name entry.path.
+  static std::unique_ptr<Plugin> open(const config::PluginConfig& entry,
+                                      const std::filesystem::path& load_from = {});
 
   // Creates the plugin's instance with the state of a previous generation. Throws LoadError.
   void init(std::string_view previous_state = {});
+
+  // What the instance hands to the next generation (gv_on_save_state). Throws LoadError.
+  std::string save_state();
+
+  // Generation bookkeeping, set by the manager.
+  uint64_t generation() const { return generation_; }
+  void set_generation(uint64_t generation) { generation_ = generation; }
+  const std::string& file_hash() const { return file_hash_; }
+  void set_file_hash(std::string hash) { file_hash_ = std::move(hash); }
+  // The file as configured (path() is the staged copy that was mapped).
+  const std::filesystem::path& source_path() const { return source_path_; }
+  void set_source_path(std::filesystem::path path) { source_path_ = std::move(path); }
+  GenerationState state() const { return state_; }
+  void set_state(GenerationState state) { state_ = state; }
+  const Method* find_method(std::string_view full_name) const;
+
+  // Calls in flight on this generation.
+  void register_call(LiveCall* call);
+  void unregister_call(LiveCall* call);
+  size_t live_call_count() const;
+  // Runs `f` on every live call under the registry lock (see LiveCall).
+  void for_each_live_call(const std::function<void(LiveCall&)>& f);
+  // Waits until no call is live or `deadline` passes; true when none is.
+  bool wait_idle(std::chrono::steady_clock::time_point deadline);
 
   ~Plugin();
   Plugin(const Plugin&) = delete;
@@ -73,6 +128,15 @@ class Plugin {
   std::vector<Method> methods_;
   std::vector<std::string> dependencies_;
   void* instance_ = nullptr;
+
+  uint64_t generation_ = 0;
+  std::string file_hash_;
+  std::filesystem::path source_path_;
+  std::atomic<GenerationState> state_{GenerationState::kLoading};
+
+  mutable std::mutex calls_mu_;
+  std::condition_variable calls_idle_;
+  std::unordered_set<LiveCall*> live_calls_;
 };
 
 // Why a plugin was refused; what() is the complete message, naming the plugin and its file.

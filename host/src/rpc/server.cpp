@@ -1,6 +1,7 @@
 #include "rpc/server.hpp"
 
 #include <grpc/grpc.h>
+#include <grpcpp/alarm.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
@@ -46,7 +47,7 @@ grpc::Status to_grpc(gv_status_code code, std::string_view message) {
 // What a completion-queue tag points at.
 class CompletionHandler {
  public:
-  enum class Op : uint8_t { kRequest, kRead, kWrite, kFinish, kDone };
+  enum class Op : uint8_t { kRequest, kRead, kWrite, kFinish, kDone, kControl };
   struct Tag {
     CompletionHandler* call;
     Op op;
@@ -115,10 +116,12 @@ struct UnaryTransport {
 
 // One RPC. All completions of a call arrive on the one thread of its completion queue, so plugin
 // hooks for a call never run concurrently; the plugin's send and finish may come from any thread
-// and meet the completion thread under mu_. The call deletes itself on its completion thread
-// once no operation is outstanding and the plugin has finished it.
+// and meet the completion thread under mu_. Hot reload asks for a move or an abort from the
+// manager's thread; the request is carried out on the completion thread through an alarm. The
+// call deletes itself on its completion thread once no operation is outstanding and the plugin
+// has finished it.
 template <class Transport>
-class ServerCall final : public gv_call, public CompletionHandler {
+class ServerCall final : public gv_call, public CompletionHandler, public plugin::LiveCall {
  public:
   template <class... Args>
   ServerCall(Server& server, grpc::ServerCompletionQueue* queue, Args&&... transport_args)
@@ -142,55 +145,16 @@ class ServerCall final : public gv_call, public CompletionHandler {
       case Op::kWrite: on_write(ok); break;
       case Op::kFinish: complete_op(); break;
       case Op::kDone: on_done(); break;
+      case Op::kControl: on_control(); break;
     }
     maybe_delete();
   }
 
-  // gv_call: called by the plugin, from any thread.
-  gv_status_code send(const uint8_t* data, size_t size) override {
-    grpc::Slice slice(data, size);
-    grpc::ByteBuffer buffer(&slice, 1);
-    std::lock_guard lock(mu_);
-    if (plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
-    if (cancelled_ || write_failed_) return GV_STATUS_CANCELLED;
-    if (single_response(route_.kind)) {
-      if (reply_) return GV_STATUS_FAILED_PRECONDITION;
-      reply_ = std::move(buffer);
-      return GV_STATUS_OK;
-    }
-    if (queued_bytes_ + size > max_queued_bytes()) return GV_STATUS_RESOURCE_EXHAUSTED;
-    if (write_in_flight_) {
-      queued_bytes_ += size;
-      write_queue_.push_back(std::move(buffer));
-    } else {
-      start_write_locked(std::move(buffer));
-    }
-    return GV_STATUS_OK;
-  }
-
+  // gv_call, through the handle the call started with.
+  gv_status_code send(const uint8_t* data, size_t size) override { return send_via(this, data, size); }
   gv_status_code finish(gv_status_code code, std::string_view message) override {
-    grpc::Status status = to_grpc(code, message);
-    std::lock_guard lock(mu_);
-    if (plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
-    plugin_finished_ = true;
-    if (single_response(route_.kind) && status.ok()) {
-      if (!reply_) {
-        start_finish_locked({grpc::StatusCode::INTERNAL,
-                             "the handler of " + transport_.method() + " finished without a response"});
-      } else if (!server_.closed_) {
-        ++pending_ops_;
-        transport_.write_and_finish(*reply_, status, &finish_tag_);
-      }
-      return GV_STATUS_OK;
-    }
-    if (write_in_flight_) {
-      deferred_finish_ = std::move(status);
-    } else {
-      start_finish_locked(std::move(status));
-    }
-    return GV_STATUS_OK;
+    return finish_via(this, code, message);
   }
-
   int64_t deadline_unix_ms() const override { return deadline_unix_ms_; }
   bool is_cancelled() const override { return cancelled_; }
 
@@ -218,7 +182,93 @@ class ServerCall final : public gv_call, public CompletionHandler {
     return {reinterpret_cast<const uint8_t*>(method.data()), method.size()};
   }
 
+  gv_bytes peer() const override {
+    std::lock_guard lock(mu_);
+    if (peer_.empty()) peer_ = transport_.context.peer();
+    return {reinterpret_cast<const uint8_t*>(peer_.data()), peer_.size()};
+  }
+
+  // Sends and finishes from a handle that is no longer the call's (the call moved on) fail.
+  gv_status_code send_via(const gv_call* handle, const uint8_t* data, size_t size) {
+    grpc::Slice slice(data, size);
+    grpc::ByteBuffer buffer(&slice, 1);
+    std::lock_guard lock(mu_);
+    if (handle != handle_ || plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
+    if (cancelled_ || write_failed_) return GV_STATUS_CANCELLED;
+    if (single_response(route_.kind)) {
+      if (reply_) return GV_STATUS_FAILED_PRECONDITION;
+      reply_ = std::move(buffer);
+      return GV_STATUS_OK;
+    }
+    if (queued_bytes_ + size > max_queued_bytes()) return GV_STATUS_RESOURCE_EXHAUSTED;
+    if (write_in_flight_) {
+      queued_bytes_ += size;
+      write_queue_.push_back(std::move(buffer));
+    } else {
+      start_write_locked(std::move(buffer));
+    }
+    return GV_STATUS_OK;
+  }
+
+  gv_status_code finish_via(const gv_call* handle, gv_status_code code, std::string_view message) {
+    grpc::Status status = to_grpc(code, message);
+    std::lock_guard lock(mu_);
+    if (handle != handle_ || plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
+    plugin_finished_ = true;
+    if (single_response(route_.kind) && status.ok()) {
+      if (!reply_) {
+        start_finish_locked({grpc::StatusCode::INTERNAL,
+                             "the handler of " + transport_.method() + " finished without a response"});
+      } else if (!server_.closed_) {
+        ++pending_ops_;
+        transport_.write_and_finish(*reply_, status, &finish_tag_);
+      }
+      return GV_STATUS_OK;
+    }
+    finish_after_writes_locked(std::move(status));
+    return GV_STATUS_OK;
+  }
+
+  // plugin::LiveCall: called under the generation's call-registry lock.
+  void request_move(std::shared_ptr<plugin::Plugin> next, uint32_t method_index) override {
+    std::lock_guard lock(mu_);
+    if (plugin_finished_) return;
+    move_target_.emplace(std::move(next), method_index);
+    arm_control_locked();
+  }
+
+  void request_abort(std::string message) override {
+    std::lock_guard lock(mu_);
+    if (plugin_finished_) return;
+    abort_message_ = std::move(message);
+    arm_control_locked();
+  }
+
+  gv_call_kind kind() const override { return route_.kind; }
+  const std::string& method_name() const override { return transport_.method(); }
+
  private:
+  // A handle the call gets in each generation it moves to; it forwards to the call.
+  class MovedHandle final : public gv_call {
+   public:
+    explicit MovedHandle(ServerCall& call) : call_(call) {}
+    gv_status_code send(const uint8_t* data, size_t size) override { return call_.send_via(this, data, size); }
+    gv_status_code finish(gv_status_code code, std::string_view message) override {
+      return call_.finish_via(this, code, message);
+    }
+    int64_t deadline_unix_ms() const override { return call_.deadline_unix_ms(); }
+    bool is_cancelled() const override { return call_.is_cancelled(); }
+    size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
+      return call_.metadata(key, values, max_values);
+    }
+    void principal(gv_principal* out) const override { call_.principal(out); }
+    gv_bytes method() const override { return call_.method(); }
+    gv_bytes peer() const override { return call_.peer(); }
+
+   private:
+    ServerCall& call_;
+  };
+
   size_t max_queued_bytes() const { return static_cast<size_t>(server_.config_.max_message_bytes) * 16; }
 
   void on_request() {
@@ -246,6 +296,8 @@ class ServerCall final : public gv_call, public CompletionHandler {
       return;
     }
     route_ = it->second;
+    route_.plugin->register_call(this);
+    registered_ = true;
     if constexpr (Transport::kRequestComesWithCall) {
       if (route_.kind != GV_CALL_UNARY) {  // a plugin reloaded under this name with another kind
         std::lock_guard lock(mu_);
@@ -282,14 +334,13 @@ class ServerCall final : public gv_call, public CompletionHandler {
     } else if (ok) {
       if (!finished_by_plugin()) {
         grpc::Slice slice;
-        route_.plugin->descriptor().on_call_message(route_.plugin->instance(), this, call_state_,
-                                                    bytes_of(read_buffer_, slice));
+        plugin().on_call_message(route_.plugin->instance(), handle_, call_state_, bytes_of(read_buffer_, slice));
       }
       read_buffer_.Clear();
       std::lock_guard lock(mu_);
       if (!plugin_finished_) start_read_locked();
     } else if (!finished_by_plugin() && !cancelled_) {
-      route_.plugin->descriptor().on_call_half_close(route_.plugin->instance(), this, call_state_);
+      plugin().on_call_half_close(route_.plugin->instance(), handle_, call_state_);
     }
     complete_op();
   }
@@ -336,18 +387,107 @@ class ServerCall final : public gv_call, public CompletionHandler {
   void on_done() {
     if (transport_.context.IsCancelled()) {
       cancelled_ = true;
-      const auto* d = plugin_started_ ? &route_.plugin->descriptor() : nullptr;
-      if (d != nullptr && d->on_call_cancel != nullptr && !finished_by_plugin()) {
-        d->on_call_cancel(route_.plugin->instance(), this, call_state_);
-      }
+      deliver_cancel();
     }
     complete_op();
   }
 
+  void on_control() {
+    std::optional<std::pair<std::shared_ptr<plugin::Plugin>, uint32_t>> move;
+    std::optional<std::string> abort;
+    {
+      std::lock_guard lock(mu_);
+      control_armed_ = false;
+      move.swap(move_target_);
+      abort.swap(abort_message_);
+    }
+    if (abort) {
+      abort_call(*abort);
+    } else if (move) {
+      move_call(std::move(move->first), move->second);
+    }
+    complete_op();
+  }
+
+  // Ends the call for the plugin (hot reload's drain deadline): the client gets UNAVAILABLE,
+  // the plugin a cancel; its own finish that may follow is refused.
+  void abort_call(const std::string& message) {
+    {
+      std::lock_guard lock(mu_);
+      if (plugin_finished_) return;
+      plugin_finished_ = true;
+      write_queue_.clear();
+      queued_bytes_ = 0;
+      finish_after_writes_locked({grpc::StatusCode::UNAVAILABLE, message});
+    }
+    cancelled_ = true;
+    if (plugin_started_ && plugin().on_call_cancel != nullptr) {
+      plugin().on_call_cancel(route_.plugin->instance(), handle_, call_state_);
+    }
+  }
+
+  // Detaches the stream from its generation and hands it to `next`; when the old generation
+  // cannot detach it, it stays and drains there.
+  void move_call(std::shared_ptr<plugin::Plugin> next, uint32_t method_index) {
+    if (!plugin_started_ || finished_by_plugin() || next->generation() <= route_.plugin->generation()) return;
+    const std::shared_ptr<plugin::Plugin> old = route_.plugin;
+    StateSink detached;
+    if (old->descriptor().on_call_detach == nullptr ||
+        old->descriptor().on_call_detach(old->instance(), handle_, call_state_, &detached) != GV_STATUS_OK) {
+      return;
+    }
+    gv_call* old_handle = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (plugin_finished_) return;  // the plugin finished during the detach: nothing to move
+      moved_handles_.push_back(std::make_unique<MovedHandle>(*this));
+      old_handle = handle_;
+      handle_ = moved_handles_.back().get();
+    }
+    if (old->descriptor().on_call_release != nullptr) {
+      old->descriptor().on_call_release(old->instance(), old_handle, call_state_);
+    }
+    call_state_ = nullptr;
+    next->register_call(this);
+    route_.plugin = next;
+    route_.method_index = method_index;
+    old->unregister_call(this);
+    const gv_status_code adopted =
+        next->descriptor().on_call_adopt(next->instance(), handle_, method_index, detached.view(), &call_state_);
+    if (adopted != GV_STATUS_OK) {
+      std::lock_guard lock(mu_);
+      if (!plugin_finished_) {
+        plugin_finished_ = true;
+        finish_after_writes_locked({grpc::StatusCode::UNAVAILABLE,
+                                    "the stream could not continue in generation " +
+                                        std::to_string(next->generation()) + " of plugin '" + next->name() +
+                                        "' (status " + std::to_string(adopted) + ")"});
+      }
+    }
+  }
+
+  struct StateSink : gv_state_sink {
+    StateSink() {
+      struct_size = sizeof(gv_state_sink);
+      append = [](gv_state_sink* self, const uint8_t* data, size_t size) {
+        static_cast<StateSink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
+      };
+    }
+    gv_bytes view() const { return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}; }
+    std::string bytes;
+  };
+
+  const gv_plugin_descriptor& plugin() const { return route_.plugin->descriptor(); }
+
   void deliver_start(gv_bytes request) {
     plugin_started_ = true;
-    route_.plugin->descriptor().on_call_start(route_.plugin->instance(), this, route_.method_index, request,
-                                              &call_state_);
+    plugin().on_call_start(route_.plugin->instance(), handle_, route_.method_index, request, &call_state_);
+  }
+
+  void deliver_cancel() {
+    if (plugin_started_ && plugin().on_call_cancel != nullptr && !finished_by_plugin()) {
+      plugin().on_call_cancel(route_.plugin->instance(), handle_, call_state_);
+    }
   }
 
   static gv_bytes bytes_of(const grpc::ByteBuffer& buffer, grpc::Slice& holder) {
@@ -367,6 +507,14 @@ class ServerCall final : public gv_call, public CompletionHandler {
     --pending_ops_;
   }
 
+  void arm_control_locked() {
+    if (control_armed_ || server_.closed_) return;
+    control_armed_ = true;
+    if (!alarm_) alarm_ = std::make_unique<grpc::Alarm>();
+    ++pending_ops_;
+    alarm_->Set(queue_, gpr_now(GPR_CLOCK_MONOTONIC), &control_tag_);
+  }
+
   void start_read_locked() {
     if (server_.closed_) return;
     ++pending_ops_;
@@ -381,6 +529,14 @@ class ServerCall final : public gv_call, public CompletionHandler {
     transport_.write(write_buffer_, &write_tag_);
   }
 
+  void finish_after_writes_locked(grpc::Status status) {
+    if (write_in_flight_) {
+      deferred_finish_ = std::move(status);
+    } else {
+      start_finish_locked(std::move(status));
+    }
+  }
+
   void start_finish_locked(grpc::Status status) {
     if (finish_started_ || server_.closed_) return;
     finish_started_ = true;
@@ -393,10 +549,10 @@ class ServerCall final : public gv_call, public CompletionHandler {
       std::lock_guard lock(mu_);
       if (pending_ops_ > 0 || (plugin_started_ && !plugin_finished_)) return;
     }
-    if (plugin_started_) {
-      const auto& d = route_.plugin->descriptor();
-      if (d.on_call_release != nullptr) d.on_call_release(route_.plugin->instance(), this, call_state_);
+    if (plugin_started_ && plugin().on_call_release != nullptr) {
+      plugin().on_call_release(route_.plugin->instance(), handle_, call_state_);
     }
+    if (registered_) route_.plugin->unregister_call(this);
     Server& server = server_;
     delete this;
     server.call_ended();
@@ -410,27 +566,36 @@ class ServerCall final : public gv_call, public CompletionHandler {
   Tag write_tag_{this, Op::kWrite};
   Tag finish_tag_{this, Op::kFinish};
   Tag done_tag_{this, Op::kDone};
+  Tag control_tag_{this, Op::kControl};
 
-  // Set on the completion thread before the plugin sees the call; read-only afterwards.
+  // Touched only on the completion thread (hooks run there); handle_ is also read under mu_.
   plugin::Route route_{};
   const Server::HostMethod* host_method_ = nullptr;
   int64_t deadline_unix_ms_ = INT64_MAX;
   bool plugin_started_ = false;
+  bool registered_ = false;
   void* call_state_ = nullptr;
   grpc::ByteBuffer read_buffer_;
   std::atomic<bool> cancelled_{false};
+  std::vector<std::unique_ptr<MovedHandle>> moved_handles_;
+  std::unique_ptr<grpc::Alarm> alarm_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  gv_call* handle_ = this;  // the handle of the generation that owns the call now
   int pending_ops_ = 0;
   bool plugin_finished_ = false;
   bool finish_started_ = false;
   bool write_in_flight_ = false;
   bool write_failed_ = false;
+  bool control_armed_ = false;
   grpc::ByteBuffer write_buffer_;
   std::deque<grpc::ByteBuffer> write_queue_;
   size_t queued_bytes_ = 0;
   std::optional<grpc::ByteBuffer> reply_;
   std::optional<grpc::Status> deferred_finish_;
+  std::optional<std::pair<std::shared_ptr<plugin::Plugin>, uint32_t>> move_target_;
+  std::optional<std::string> abort_message_;
+  mutable std::string peer_;
 };
 
 UnaryMethods::UnaryMethods(const std::vector<std::string>& names) : names_(names) {

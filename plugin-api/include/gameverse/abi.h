@@ -117,7 +117,8 @@ struct gv_state_sink {
 typedef struct gv_host_plugin gv_host_plugin;
 
 /* One RPC in flight. The host owns the stream; the plugin refers to it by this handle.
- * Ownership: owned by the host; valid from gv_on_call_start until gv_on_call_release returns. */
+ * Ownership: owned by the host; valid from gv_on_call_start (or gv_on_call_adopt) until
+ * gv_on_call_release returns. A call that moves to a new generation gets a new handle there. */
 typedef struct gv_call gv_call;
 
 /* ---------------------------------------------------------------------------------------------
@@ -192,6 +193,10 @@ typedef void (*gv_host_call_principal_fn)(gv_call* call, gv_principal* out);
  * Ownership: owned by the host, valid until the call's release. */
 typedef gv_bytes (*gv_host_call_method_fn)(gv_call* call);
 
+/* The client's address as gRPC names it: "ipv4:127.0.0.1:53211", "ipv6:[::1]:53211", "unix:...".
+ * Ownership: owned by the host, valid until the call's release. */
+typedef gv_bytes (*gv_host_call_peer_fn)(gv_call* call);
+
 typedef struct gv_host_api {
   size_t struct_size;
   uint32_t abi_major;
@@ -211,6 +216,7 @@ typedef struct gv_host_api {
   gv_host_call_metadata_fn call_metadata;
   gv_host_call_principal_fn call_principal;
   gv_host_call_method_fn call_method;
+  gv_host_call_peer_fn call_peer;
   /* Later minors append here: store, cache, pub/sub, service calls, timers, metrics. */
 } gv_host_api;
 
@@ -218,12 +224,20 @@ typedef struct gv_host_api {
  * What a plugin declares
  * ------------------------------------------------------------------------------------------- */
 
+/* Method flags. */
+enum {
+  /* Live calls of this streaming method can move to the next generation on hot reload
+   * (gv_on_call_detach / gv_on_call_adopt); both generations must set it. */
+  GV_METHOD_MOVABLE = 1u << 0
+};
+
 /* One method the plugin serves. It must exist in the plugin's descriptor set with the same
  * call kind. Ownership: owned by the plugin, static for the life of the loaded library. */
 typedef struct gv_method_desc {
   size_t struct_size;
   const char* full_name; /* "/package.Service/Method", as gRPC puts it on the wire */
   gv_call_kind call_kind;
+  uint32_t flags; /* GV_METHOD_* */
 } gv_method_desc;
 
 /* One key of the plugin's config table. The host checks the [plugin.config] table against these
@@ -277,6 +291,22 @@ typedef void (*gv_on_call_release_fn)(void* instance, gv_call* call, void* call_
  * GV_STATUS_OK, or another code with a message in error, which keeps the old generation. */
 typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_state_sink* sink, gv_message_buffer error);
 
+/* Hot reload of a live stream, old generation side: the plugin stops producing for the call, writes
+ * into sink whatever the next generation needs to continue it exactly (a position, a sequence
+ * number), and returns GV_STATUS_OK. From then on the old generation's sends on this call fail and
+ * gv_on_call_release follows. Another code keeps the call on the old generation, which drains it.
+ * Called only for streaming calls, and only when the next generation has gv_on_call_adopt. */
+typedef gv_status_code (*gv_on_call_detach_fn)(void* instance, gv_call* call, void* call_state,
+                                               gv_state_sink* sink);
+
+/* Hot reload of a live stream, new generation side: the call, a new handle for it, continues in
+ * this generation. `detached` is what the old generation wrote in gv_on_call_detach (Ownership:
+ * borrowed for the hook). Sets *out_call_state like gv_on_call_start and returns GV_STATUS_OK;
+ * messages of the call that arrive later go to this generation. Another code makes the host end
+ * the call with UNAVAILABLE (and still release it here when *out_call_state was set). */
+typedef gv_status_code (*gv_on_call_adopt_fn)(void* instance, gv_call* call, uint32_t method_index,
+                                              gv_bytes detached, void** out_call_state);
+
 /* Destroys the instance: the plugin joins its threads and frees what it owns. Every call it
  * was given has been released before. */
 typedef void (*gv_on_shutdown_fn)(void* instance);
@@ -312,6 +342,8 @@ typedef struct gv_plugin_descriptor {
   gv_on_call_release_fn on_call_release;       /* may be NULL */
   gv_on_save_state_fn on_save_state;           /* may be NULL: the next generation starts empty */
   gv_on_shutdown_fn on_shutdown;
+  gv_on_call_detach_fn on_call_detach; /* may be NULL: live streams drain on the old generation */
+  gv_on_call_adopt_fn on_call_adopt;   /* may be NULL: live streams drain on the old generation */
   /* Later minors append here. */
 } gv_plugin_descriptor;
 

@@ -161,7 +161,7 @@ static void hello_shutdown(void* instance) {
 }
 
 static const gv_method_desc hello_methods[] = {
-    {sizeof(gv_method_desc), "/gameverse.hello.v1.Hello/Greet", GV_CALL_UNARY},
+    {sizeof(gv_method_desc), "/gameverse.hello.v1.Hello/Greet", GV_CALL_UNARY, 0},
 };
 
 static const gv_config_key_desc hello_config[] = {

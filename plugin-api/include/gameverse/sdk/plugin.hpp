@@ -199,6 +199,8 @@ class CallContext {
   }
   bool cancelled() const { return detail::host_api()->call_is_cancelled(call_); }
   std::string_view method() const { return detail::view(detail::host_api()->call_method(call_)); }
+  // The client's address, "ipv4:127.0.0.1:53211".
+  std::string_view peer() const { return detail::view(detail::host_api()->call_peer(call_)); }
 
   // Every value of request metadata `key` (lower case).
   std::vector<std::string_view> metadata(const char* key) const {
@@ -245,6 +247,7 @@ struct InboundSink {
   virtual void message(gv_bytes bytes) = 0;
   virtual void half_close() = 0;
   virtual void cancel() = 0;
+  virtual std::optional<std::string> detach() = 0;
 };
 
 // One call as the SDK tracks it. Shared between the host's reference (dropped on release) and
@@ -318,7 +321,30 @@ class CallState {
     finish(Status(StatusCode::kCancelled, "the client cancelled the call"));
   }
 
+  // Hot reload: stops the stream in this generation and returns what the next one needs; false
+  // when the stream cannot move. Afterwards this generation's handles no longer reach the host.
+  bool detach(std::string& out) {
+    if (!detacher_) return false;
+    std::optional<std::string> saved = detacher_();
+    if (!saved) return false;
+    std::lock_guard lock(mu_);
+    if (finished_) return false;
+    finished_ = true;  // the call goes on in the next generation, not here
+    out = std::move(*saved);
+    return true;
+  }
+
+  // Drops what plugin code attached to the call; on release, which also breaks the cycle of a
+  // reader or session holding a stream handle that holds this state.
+  void release() {
+    inbound_.reset();
+    session_.reset();
+    detacher_ = nullptr;
+  }
+
   std::unique_ptr<InboundSink> inbound_;  // client-streaming and bidi only
+  std::shared_ptr<void> session_;         // a movable server stream's session
+  std::function<std::optional<std::string>()> detacher_;
 
  private:
   gv_call* call_;
@@ -408,10 +434,26 @@ class ServerStream {
 template <class Request>
 class StreamReader {
  public:
+  using RequestType = Request;
   virtual ~StreamReader() = default;
   virtual void on_message(const Request& request) = 0;
   // The client finished sending; finish the stream here or later.
   virtual void on_half_close() = 0;
+  // The client cancelled; the SDK finishes the call with CANCELLED after this returns.
+  virtual void on_cancel() {}
+  // Hot reload (bidi_stream with a resume function): stop producing and return what the next
+  // generation's resume function needs to continue exactly; nullopt keeps the call here.
+  virtual std::optional<std::string> detach() { return std::nullopt; }
+};
+
+// A live server stream that can move to the next generation on hot reload (see
+// PluginBuilder::server_stream_movable). The plugin keeps producing through its ServerStream.
+class StreamSession {
+ public:
+  virtual ~StreamSession() = default;
+  // Stop producing (no write may follow once this returns) and return what the next generation's
+  // resume function needs to continue without a gap or a repeat.
+  virtual std::string detach() = 0;
   // The client cancelled; the SDK finishes the call with CANCELLED after this returns.
   virtual void on_cancel() {}
 };
@@ -443,6 +485,7 @@ class ReaderSink final : public InboundSink {
   void cancel() override {
     guarded([&] { reader_->on_cancel(); });
   }
+  std::optional<std::string> detach() override { return reader_->detach(); }
 
  private:
   template <class F>
@@ -466,6 +509,9 @@ struct MethodEntry {
   gv_call_kind kind;
   // Starts the call; returns the state the host keeps for it, or null when the call is done.
   std::function<std::shared_ptr<CallState>(P&, gv_call*, gv_bytes)> start;
+  uint32_t flags = 0;
+  // Continues a call detached from the previous generation (movable methods only).
+  std::function<std::shared_ptr<CallState>(P&, gv_call*, gv_bytes)> adopt;
 };
 
 struct ConfigKeyEntry {
@@ -536,6 +582,34 @@ class PluginBuilder {
     return add(full_name, GV_CALL_SERVER_STREAMING, request_starter(fn));
   }
 
+  // A server stream that moves to the next generation on hot reload: `open` starts it and
+  // returns its session; on reload the session's detach() stops it and `resume` of the next
+  // generation continues it from what detach() returned.
+  template <class Req, class Resp>
+  PluginBuilder& server_stream_movable(
+      const char* full_name,
+      std::unique_ptr<StreamSession> (P::*open)(CallContext&, const Req&, ServerStream<Resp>),
+      std::unique_ptr<StreamSession> (P::*resume)(std::string_view detached, ServerStream<Resp>)) {
+    add(full_name, GV_CALL_SERVER_STREAMING, [open](P& plugin, gv_call* call, gv_bytes bytes) {
+      auto state = std::make_shared<detail::CallState>(call);
+      Req request;
+      if (!detail::parse(bytes, request)) {
+        state->finish(detail::parse_error(request));
+        return state;
+      }
+      CallContext context(call);
+      attach_session(state, [&] { return (plugin.*open)(context, request, ServerStream<Resp>(state)); });
+      return state;
+    });
+    methods_.back().flags = GV_METHOD_MOVABLE;
+    methods_.back().adopt = [resume](P& plugin, gv_call* call, gv_bytes detached) {
+      auto state = std::make_shared<detail::CallState>(call);
+      attach_session(state, [&] { return (plugin.*resume)(detail::view(detached), ServerStream<Resp>(state)); });
+      return state;
+    };
+    return *this;
+  }
+
   // Client streaming: the reader gets every request; it writes the one response to the stream.
   template <class Req, class Resp>
   PluginBuilder& client_stream(const char* full_name,
@@ -548,6 +622,22 @@ class PluginBuilder {
   PluginBuilder& bidi_stream(const char* full_name,
                              std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>)) {
     return add(full_name, GV_CALL_BIDI_STREAMING, reader_starter<Req, Resp>(fn));
+  }
+
+  // A bidi stream that moves to the next generation on hot reload: the reader's detach() stops
+  // it, and `resume` of the next generation returns the reader that continues it.
+  template <class Req, class Resp>
+  PluginBuilder& bidi_stream(
+      const char* full_name, std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>),
+      std::unique_ptr<StreamReader<Req>> (P::*resume)(std::string_view detached, ServerStream<Resp>)) {
+    add(full_name, GV_CALL_BIDI_STREAMING, reader_starter<Req, Resp>(fn));
+    methods_.back().flags = GV_METHOD_MOVABLE;
+    methods_.back().adopt = [resume](P& plugin, gv_call* call, gv_bytes detached) {
+      auto state = std::make_shared<detail::CallState>(call);
+      attach_reader(state, [&] { return (plugin.*resume)(detail::view(detached), ServerStream<Resp>(state)); });
+      return state;
+    };
+    return *this;
   }
 
   PluginBuilder& config_string(const char* key, std::string_view default_value, const char* description) {
@@ -582,7 +672,7 @@ class PluginBuilder {
  private:
   template <class F>
   PluginBuilder& add(const char* full_name, gv_call_kind kind, F&& start) {
-    methods_.push_back({full_name, kind, std::forward<F>(start)});
+    methods_.push_back({full_name, kind, std::forward<F>(start), 0, nullptr});
     return *this;
   }
 
@@ -616,15 +706,40 @@ class PluginBuilder {
     return [fn](P& plugin, gv_call* call, gv_bytes) {
       auto state = std::make_shared<detail::CallState>(call);
       CallContext context(call);
-      try {
-        auto reader = (plugin.*fn)(context, ServerStream<Resp>(state));
-        if (!reader) throw Error(StatusCode::kInternal, "the handler returned no stream reader");
-        state->inbound_ = std::make_unique<detail::ReaderSink<Req>>(std::move(reader), state);
-      } catch (...) {
-        state->finish(detail::status_of_current_exception());
-      }
+      attach_reader(state, [&] { return (plugin.*fn)(context, ServerStream<Resp>(state)); });
       return state;
     };
+  }
+
+  // Runs the factory and attaches its reader to the call; failures finish the call.
+  template <class Factory>
+  static void attach_reader(const std::shared_ptr<detail::CallState>& state, Factory&& factory) {
+    try {
+      auto reader = factory();
+      if (!reader) throw Error(StatusCode::kInternal, "the handler returned no stream reader");
+      using Request = typename std::remove_reference_t<decltype(*reader)>::RequestType;
+      auto sink = std::make_unique<detail::ReaderSink<Request>>(std::move(reader), state);
+      detail::InboundSink* raw = sink.get();
+      state->inbound_ = std::move(sink);
+      state->detacher_ = [raw] { return raw->detach(); };
+    } catch (...) {
+      state->finish(detail::status_of_current_exception());
+    }
+  }
+
+  // Runs the factory and attaches its session to the call; failures finish the call.
+  template <class Factory>
+  static void attach_session(const std::shared_ptr<detail::CallState>& state, Factory&& factory) {
+    try {
+      std::shared_ptr<StreamSession> session = factory();
+      if (!session) throw Error(StatusCode::kInternal, "the handler returned no stream session");
+      state->session_ = session;
+      StreamSession* raw = session.get();
+      state->on_cancel([raw] { raw->on_cancel(); });
+      state->detacher_ = [raw]() -> std::optional<std::string> { return raw->detach(); };
+    } catch (...) {
+      state->finish(detail::status_of_current_exception());
+    }
   }
 };
 
@@ -692,8 +807,33 @@ struct Registration {
   static void on_call_release(void*, gv_call*, void* call_state) {
     if (!call_state) return;
     auto* box = static_cast<std::shared_ptr<CallState>*>(call_state);
-    (*box)->inbound_.reset();  // the reader may hold a stream handle: break the cycle
+    (*box)->release();
     delete box;
+  }
+
+  static gv_status_code on_call_detach(void*, gv_call*, void* call_state, gv_state_sink* sink) {
+    if (!call_state) return GV_STATUS_FAILED_PRECONDITION;
+    try {
+      std::string detached;
+      if (!state_of(call_state).detach(detached)) return GV_STATUS_FAILED_PRECONDITION;
+      sink->append(sink, reinterpret_cast<const uint8_t*>(detached.data()), detached.size());
+      return GV_STATUS_OK;
+    } catch (...) {
+      return GV_STATUS_INTERNAL;
+    }
+  }
+
+  static gv_status_code on_call_adopt(void* instance, gv_call* call, uint32_t method_index, gv_bytes detached,
+                                      void** out_call_state) {
+    try {
+      const auto& method = get().builder.methods_.at(method_index);
+      if (!method.adopt) return GV_STATUS_UNIMPLEMENTED;
+      auto state = method.adopt(*static_cast<P*>(instance), call, detached);
+      if (state) *out_call_state = new std::shared_ptr<CallState>(std::move(state));
+      return GV_STATUS_OK;
+    } catch (...) {
+      return GV_STATUS_INTERNAL;
+    }
   }
 
   static gv_status_code on_save_state(void* instance, gv_state_sink* sink, gv_message_buffer error) {
@@ -715,7 +855,7 @@ struct Registration {
   const gv_plugin_descriptor* describe(const char* name, const char* version, const char* description,
                                        gv_bytes descriptor_set) {
     for (const auto& m : builder.methods_) {
-      methods.push_back({sizeof(gv_method_desc), m.full_name.c_str(), m.kind});
+      methods.push_back({sizeof(gv_method_desc), m.full_name.c_str(), m.kind, m.flags});
     }
     for (const auto& k : builder.config_keys_) {
       config_keys.push_back({sizeof(gv_config_key_desc), k.key.c_str(), k.type, k.required,
@@ -745,6 +885,8 @@ struct Registration {
     descriptor.on_call_release = &on_call_release;
     descriptor.on_save_state = &on_save_state;
     descriptor.on_shutdown = &on_shutdown;
+    descriptor.on_call_detach = &on_call_detach;
+    descriptor.on_call_adopt = &on_call_adopt;
     return &descriptor;
   }
 };
