@@ -10,7 +10,8 @@
 #include <iostream>
 
 #include "config/config.hpp"
-#include "plugin/plugin_set.hpp"
+#include "plugin/file_watcher.hpp"
+#include "plugin/manager.hpp"
 #include "rpc/server.hpp"
 
 namespace {
@@ -30,6 +31,19 @@ void write_port_file(const std::string& path, int port) {
     out << port << '\n';
   }
   std::filesystem::rename(tmp, path);
+}
+
+// Re-reads the config and brings the plugins in line with it; a config with errors changes
+// nothing. Then reloads every plugin whose file changed.
+void reload_from_disk(const std::string& config_path, gameverse::plugin::PluginManager& plugins) {
+  auto loaded = gameverse::config::load_config_file(config_path);
+  if (!loaded.config) {
+    for (const auto& error : loaded.errors) spdlog::error("config refused: {}", error.to_string());
+    spdlog::error("the new config has {} error(s); nothing was changed", loaded.errors.size());
+  } else {
+    plugins.apply_config(*loaded.config);
+  }
+  plugins.reload_changed();
 }
 
 }  // namespace
@@ -67,20 +81,21 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  gameverse::plugin::PluginSet plugins;
-  const auto failures = plugins.load_all(config);
+  gameverse::plugin::PluginManager plugins({config.host.staging_dir,
+                                            std::chrono::milliseconds(config.server.drain_timeout_ms)});
+  const auto outcomes = plugins.load_all(config);
+  const size_t refused = static_cast<size_t>(std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok; }));
   if (check_only) {
     plugins.unload_all();
-    std::cout << (failures.empty() ? "config and plugins are valid\n" : "");
-    return failures.empty() ? 0 : 1;
+    std::cout << (refused == 0 ? "config and plugins are valid\n" : "");
+    return refused == 0 ? 0 : 1;
   }
 
   std::vector<std::string> unary_methods;
   for (const auto& [method, route] : *plugins.routes()) {
     if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
   }
-  gameverse::rpc::Server server(
-      config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
+  gameverse::rpc::Server server(config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
   int port = 0;
   try {
     port = server.start();
@@ -89,22 +104,39 @@ int main(int argc, char** argv) {
     plugins.unload_all();
     return 1;
   }
-  spdlog::info("serving {} methods of {} plugins on {} (port {}){}", plugins.routes()->size(),
-               plugins.plugins().size(), config.server.listen, port,
-               failures.empty() ? "" : fmt::format("; {} plugins refused", failures.size()));
+  spdlog::info("serving {} methods of {} plugins on {} (port {}){}", plugins.routes()->size(), outcomes.size() - refused,
+               config.server.listen, port, refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
   if (!port_file.empty()) write_port_file(port_file, port);
+
+  // Changes to the config or a plugin file reload what changed, as SIGHUP does.
+  std::unique_ptr<gameverse::plugin::FileWatcher> watcher;
+  auto watched = [&] {
+    auto files = plugins.watched_files();
+    files.emplace_back(config_path);
+    return files;
+  };
+  if (config.host.watch) {
+    watcher = std::make_unique<gameverse::plugin::FileWatcher>(
+        std::chrono::milliseconds(config.host.watch_debounce_ms), watched, [&] {
+          spdlog::info("files changed on disk: reloading");
+          reload_from_disk(config_path, plugins);
+        });
+  }
 
   for (;;) {
     int signal = 0;
     sigwait(&signals, &signal);
     if (signal == SIGHUP) {
-      spdlog::warn("SIGHUP received: reloading is not available in this version; still serving");
+      spdlog::info("SIGHUP received: reloading {} and changed plugin files", config_path);
+      reload_from_disk(config_path, plugins);
+      if (watcher) watcher->refresh();
       continue;
     }
     spdlog::info("{} received: draining calls for up to {} ms", signal == SIGINT ? "SIGINT" : "SIGTERM",
                  config.server.drain_timeout_ms);
     break;
   }
+  watcher.reset();
   server.shutdown(std::chrono::milliseconds(config.server.drain_timeout_ms));
   plugins.unload_all();
   spdlog::info("stopped");

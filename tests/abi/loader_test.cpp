@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "plugin/plugin.hpp"
-#include "plugin/plugin_set.hpp"
+#include "plugin/manager.hpp"
 
 namespace gameverse::plugin {
 namespace {
@@ -122,22 +122,30 @@ TEST(Loader, PluginConfigValuesReachThePlugin) {
   EXPECT_CONTAINS(refusal(e), "max_stream_messages must be at least 1");
 }
 
-TEST(PluginSet, MethodOwnedTwiceIsRefusedNamingBoth) {
+PluginManager::Options manager_options() {
+  return {std::filesystem::temp_directory_path() / ("gv-loader-test-" + std::to_string(getpid())),
+          std::chrono::milliseconds(1000)};
+}
+
+TEST(PluginManager, MethodOwnedTwiceIsRefusedNamingBoth) {
   config::Config config;
   config.plugins.push_back(entry("echo", GV_PLUGIN_DIR));
   config.plugins.push_back(entry("abi-method-twice"));
   config.plugins.push_back(entry("hello-c", GV_PLUGIN_DIR));
-  PluginSet set;
-  const auto failures = set.load_all(config);
-  ASSERT_EQ(failures.size(), 1u);
-  EXPECT_EQ(failures[0].plugin, "abi-method-twice");
-  EXPECT_CONTAINS(failures[0].message, "/gameverse.echo.v1.Echo/Echo is already served by plugin 'echo'");
+  PluginManager manager(manager_options());
+  const auto outcomes = manager.load_all(config);
+  ASSERT_EQ(outcomes.size(), 3u);
+  const auto refused = std::find_if(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return !o.ok; });
+  ASSERT_NE(refused, outcomes.end());
+  EXPECT_EQ(refused->plugin, "abi-method-twice");
+  EXPECT_CONTAINS(refused->message, "/gameverse.echo.v1.Echo/Echo is already served by plugin 'echo'");
+  EXPECT_EQ(std::count_if(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return o.ok; }), 2);
   // The others serve on.
-  EXPECT_EQ(set.plugins().size(), 2u);
-  EXPECT_EQ(set.routes()->at("/gameverse.echo.v1.Echo/Echo").plugin->name(), "echo");
-  EXPECT_EQ(set.routes()->count("/gameverse.hello.v1.Hello/Greet"), 1u);
-  set.unload_all();
-  EXPECT_TRUE(set.routes()->empty());
+  EXPECT_EQ(manager.routes()->at("/gameverse.echo.v1.Echo/Echo").plugin->name(), "echo");
+  EXPECT_EQ(manager.routes()->count("/gameverse.hello.v1.Hello/Greet"), 1u);
+  EXPECT_EQ(manager.status("abi-method-twice")->last_error, refused->message);
+  manager.unload_all();
+  EXPECT_TRUE(manager.routes()->empty());
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <future>
 
 #include "gameverse/echo/v1/echo.grpc.pb.h"
-#include "plugin/plugin_set.hpp"
+#include "plugin/manager.hpp"
 #include "rpc/server.hpp"
 
 namespace gameverse::testing {
@@ -24,7 +24,7 @@ class GenericPathTest : public ::testing::Test {
     echo.path = GV_PLUGIN_DIR "/echo.so";
     config::Config config;
     config.plugins.push_back(echo);
-    ASSERT_TRUE(plugins_.load_all(config).empty());
+    for (const auto& outcome : plugins_.load_all(config)) ASSERT_TRUE(outcome.ok) << outcome.message;
     config::ServerConfig server_config;
     server_config.listen = "127.0.0.1:0";
     server_config.worker_threads = 2;
@@ -38,7 +38,8 @@ class GenericPathTest : public ::testing::Test {
     plugins_.unload_all();
   }
 
-  plugin::PluginSet plugins_;
+  plugin::PluginManager plugins_{{std::filesystem::temp_directory_path() / ("gv-generic-test-" + std::to_string(getpid())),
+                                  std::chrono::milliseconds(1000)}};
   std::unique_ptr<rpc::Server> server_;
   std::unique_ptr<pb::Echo::Stub> stub_;
 };

@@ -94,6 +94,13 @@ class HostProcess {
   }
 
   void signal(int sig) const { kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
+  // Rewrites the config file in place of the old one (by rename, as an editor or a deploy does).
+  void write_config(const std::string& config_toml) const {
+    const auto tmp = config_path_.string() + ".tmp";
+    std::ofstream(tmp) << config_toml;
+    std::filesystem::rename(tmp, config_path_);
+  }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string log() const { return read_file(log_path_); }

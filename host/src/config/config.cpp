@@ -6,6 +6,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 namespace gameverse::config {
 
 std::string ConfigError::to_string() const {
@@ -154,7 +156,7 @@ void read_server(const toml::table& table, const std::string& file, Config& conf
 void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
                Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "host", file, errors);
-  reader.reject_unknown({"log_level", "plugin_dir"});
+  reader.reject_unknown({"log_level", "plugin_dir", "staging_dir", "watch", "watch_debounce_ms"});
   reader.read_string("log_level", config.host.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
   if (table.contains("log_level") && table["log_level"].is_string() &&
@@ -165,6 +167,11 @@ void read_host(const toml::table& table, const std::string& file, const std::fil
   std::string plugin_dir;
   reader.read_string("plugin_dir", plugin_dir);
   if (!plugin_dir.empty()) config.host.plugin_dir = base_dir / plugin_dir;
+  std::string staging_dir;
+  reader.read_string("staging_dir", staging_dir);
+  if (!staging_dir.empty()) config.host.staging_dir = base_dir / staging_dir;
+  reader.read_bool("watch", config.host.watch);
+  reader.read_int("watch_debounce_ms", config.host.watch_debounce_ms, 0, 60'000);
 }
 
 void read_plugins(const toml::node& node, const std::string& file, const std::filesystem::path& base_dir,
@@ -233,6 +240,8 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
 
   Config config;
   config.source_file = source_name;
+  config.host.staging_dir =
+      std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
   top.reject_unknown({"server", "host", "plugin"});
   if (const toml::table* server = top.sub_table("server")) {

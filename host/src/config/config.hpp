@@ -37,7 +37,10 @@ struct ServerConfig {
 
 struct HostSection {
   std::string log_level = "info";
-  std::filesystem::path plugin_dir;  // where a plugin without `path` is looked up
+  std::filesystem::path plugin_dir;   // where a plugin without `path` is looked up
+  std::filesystem::path staging_dir;  // where plugin files are copied before they are mapped
+  bool watch = true;                  // reload on changes to the config and plugin files
+  int64_t watch_debounce_ms = 200;    // quiet time after the last change before reloading
 };
 
 struct PluginConfig {

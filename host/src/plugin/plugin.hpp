@@ -85,6 +85,8 @@ class Plugin {
   const std::filesystem::path& source_path() const { return source_path_; }
   void set_source_path(std::filesystem::path path) { source_path_ = std::move(path); }
   GenerationState state() const { return state_; }
+  std::chrono::system_clock::time_point loaded_at() const { return loaded_at_; }
+  std::string description() const { return descriptor_->description ? descriptor_->description : ""; }
   void set_state(GenerationState state) { state_ = state; }
   const Method* find_method(std::string_view full_name) const;
 
@@ -130,6 +132,7 @@ class Plugin {
   void* instance_ = nullptr;
 
   uint64_t generation_ = 0;
+  std::chrono::system_clock::time_point loaded_at_ = std::chrono::system_clock::now();
   std::string file_hash_;
   std::filesystem::path source_path_;
   std::atomic<GenerationState> state_{GenerationState::kLoading};

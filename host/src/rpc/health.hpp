@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "plugin/plugin_set.hpp"
+#include "plugin/manager.hpp"
 
 namespace gameverse::rpc {
 

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "plugin/plugin_set.hpp"
+#include "plugin/manager.hpp"
 
 namespace gameverse::rpc {
 

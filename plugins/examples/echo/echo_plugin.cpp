@@ -374,4 +374,9 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
 
 }  // namespace
 
-GAMEVERSE_PLUGIN(EchoPlugin, "echo", "1.0.0", "Echoes what it is sent, in every call kind")
+// Tests build a second copy with another version, to hot-reload between two different files.
+#ifndef ECHO_VERSION
+#define ECHO_VERSION "1.0.0"
+#endif
+
+GAMEVERSE_PLUGIN(EchoPlugin, "echo", ECHO_VERSION, "Echoes what it is sent, in every call kind")

@@ -97,6 +97,24 @@ inline const gv_host_api*& host_api() {
   return api;
 }
 
+// Serializes `message` and hands the bytes to `use`: small messages on the stack, large ones on
+// the heap. Never into a thread_local std::string: glibc keeps a library loaded for as long as a
+// thread that ran a destructor-bearing thread_local of it lives, and the host's threads outlive
+// every generation of a plugin.
+template <class Message, class Use>
+auto with_serialized(const Message& message, Use&& use) {
+  constexpr size_t kStackBytes = 4096;
+  const size_t size = message.ByteSizeLong();
+  if (size <= kStackBytes) {
+    uint8_t bytes[kStackBytes];
+    message.SerializeWithCachedSizesToArray(bytes);
+    return use(bytes, size);
+  }
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  return use(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+}
+
 inline void write_message(gv_message_buffer buffer, std::string_view message) {
   if (buffer.data == nullptr || buffer.capacity == 0) return;
   const size_t n = std::min(message.size(), buffer.capacity - 1);
@@ -267,9 +285,9 @@ class CallState {
 
   template <class Message>
   bool send_message(const Message& message) {
-    thread_local std::string buffer;
-    message.SerializeToString(&buffer);
-    return send(buffer);
+    return with_serialized(message, [this](const uint8_t* data, size_t size) {
+      return send(std::string_view(reinterpret_cast<const char*>(data), size));
+    });
   }
 
   // Ends the call; false when it was already finished.
@@ -559,10 +577,9 @@ class PluginBuilder {
                    status = detail::status_of_current_exception();
                  }
                  if (status.is_ok()) {
-                   thread_local std::string buffer;
-                   response.SerializeToString(&buffer);
-                   detail::host_api()->call_send(call, reinterpret_cast<const uint8_t*>(buffer.data()),
-                                                 buffer.size());
+                   detail::with_serialized(response, [call](const uint8_t* data, size_t size) {
+                     return detail::host_api()->call_send(call, data, size);
+                   });
                  }
                  detail::finish_call(call, status);
                  return nullptr;

@@ -1,0 +1,722 @@
+#include "plugin/manager.hpp"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace gameverse::plugin {
+
+namespace {
+
+constexpr size_t kHistoryLength = 8;
+// How long a generation's plugin gets to finish the calls the host aborted at the drain deadline.
+constexpr auto kAbortGrace = std::chrono::seconds(5);
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw LoadError("cannot read " + path.string() + ": " + std::strerror(errno));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+// The services ("package.Service") a generation serves.
+std::set<std::string> services_of(const Plugin& plugin) {
+  std::set<std::string> services;
+  for (const Method& method : plugin.methods()) {
+    const auto slash = method.full_name.find('/', 1);
+    services.insert(method.full_name.substr(1, slash - 1));
+  }
+  return services;
+}
+
+bool is_streaming(gv_call_kind kind) { return kind != GV_CALL_UNARY; }
+
+// Field-by-field: an old reader and a new writer (and the reverse) agree on every shared field.
+std::string incompatible_messages(const google::protobuf::Descriptor& old_type,
+                                  const google::protobuf::Descriptor& new_type, std::set<std::string>& seen) {
+  if (old_type.full_name() != new_type.full_name()) {
+    return "type " + old_type.full_name() + " became " + new_type.full_name();
+  }
+  if (!seen.insert(old_type.full_name()).second) return "";
+  for (int i = 0; i < old_type.field_count(); ++i) {
+    const auto* old_field = old_type.field(i);
+    const auto* new_field = new_type.FindFieldByNumber(old_field->number());
+    if (new_field == nullptr) continue;  // removed fields are skipped by old readers: compatible
+    const std::string where = old_type.full_name() + "." + old_field->name() + " (field " +
+                              std::to_string(old_field->number()) + ")";
+    if (old_field->type() != new_field->type()) {
+      return where + " changed type from " + old_field->type_name() + " to " + new_field->type_name();
+    }
+    if (old_field->is_repeated() != new_field->is_repeated()) return where + " changed between single and repeated";
+    if (old_field->message_type() != nullptr) {
+      std::string nested = incompatible_messages(*old_field->message_type(), *new_field->message_type(), seen);
+      if (!nested.empty()) return nested;
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+std::string incompatible_routes(const Plugin& old_generation, const Plugin& new_generation) {
+  for (const Method& old_method : old_generation.methods()) {
+    const Method* new_method = new_generation.find_method(old_method.full_name);
+    if (new_method == nullptr) continue;  // dropped methods answer UNIMPLEMENTED: not a type change
+    if (old_method.kind != new_method->kind) return "method " + old_method.full_name + " changed its call kind";
+    std::set<std::string> seen;
+    std::string why = incompatible_messages(*old_method.descriptor->input_type(),
+                                            *new_method->descriptor->input_type(), seen);
+    if (why.empty()) {
+      seen.clear();
+      why = incompatible_messages(*old_method.descriptor->output_type(), *new_method->descriptor->output_type(),
+                                  seen);
+    }
+    if (!why.empty()) return "method " + old_method.full_name + ": " + why;
+  }
+  return "";
+}
+
+PluginManager::PluginManager(Options options) : options_(std::move(options)) {
+  std::filesystem::create_directories(options_.staging_dir);
+  reaper_ = std::thread([this] { reap(); });
+}
+
+PluginManager::~PluginManager() {
+  unload_all();
+  {
+    std::lock_guard lock(reaper_mu_);
+    stopping_ = true;
+  }
+  reaper_cv_.notify_all();
+  reaper_.join();
+  std::error_code ec;
+  std::filesystem::remove_all(options_.staging_dir, ec);
+}
+
+GenerationRecord PluginManager::record_of(const Plugin& plugin) {
+  GenerationRecord record;
+  record.number = plugin.generation();
+  record.version = plugin.version();
+  record.file_hash = plugin.file_hash();
+  record.state = plugin.state();
+  record.loaded_at = plugin.loaded_at();
+  record.live_calls = plugin.live_call_count();
+  return record;
+}
+
+void PluginManager::emit(const std::string& plugin, uint64_t generation, const std::string& kind,
+                         const std::string& message) {
+  Event event{std::chrono::system_clock::now(), plugin, generation, kind, message};
+  if (kind == "refused") {
+    spdlog::error("refused {}", message);  // refusal messages name the plugin and its file
+  } else if (kind == "failed") {
+    spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
+  } else {
+    spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, kind, message.empty() ? "" : ": ", message);
+  }
+  std::lock_guard lock(listeners_mu_);
+  for (auto& [id, listener] : listeners_) listener(event);
+}
+
+int PluginManager::subscribe(std::function<void(const Event&)> listener) {
+  std::lock_guard lock(listeners_mu_);
+  listeners_.emplace(next_listener_, std::move(listener));
+  return next_listener_++;
+}
+
+void PluginManager::unsubscribe(int id) {
+  std::lock_guard lock(listeners_mu_);
+  listeners_.erase(id);
+}
+
+// Copies the file under a unique name and maps the copy: a linker rewriting the original in
+// place can never touch a mapped library, and dlopen never hands back an older generation.
+PluginManager::Staged PluginManager::stage(const config::PluginConfig& entry, uint64_t generation) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(entry.path, ec)) {
+    throw LoadError("plugin '" + entry.name + "' (" + entry.path.string() + "): no such file");
+  }
+  const std::string bytes = read_file(entry.path);
+  Staged staged;
+  staged.hash = sha256_hex(bytes);
+  staged.path = options_.staging_dir /
+                (entry.name + ".g" + std::to_string(generation) + "." + std::to_string(++staged_count_) + ".so");
+  {
+    std::ofstream out(staged.path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) throw LoadError("cannot stage " + entry.path.string() + " in " + options_.staging_dir.string());
+  }
+  return staged;
+}
+
+std::shared_ptr<Plugin> PluginManager::open_staged(const config::PluginConfig& entry, uint64_t generation) {
+  const Staged staged = stage(entry, generation);
+  std::shared_ptr<Plugin> plugin;
+  try {
+    plugin = Plugin::open(entry, staged.path);
+  } catch (...) {
+    std::filesystem::remove(staged.path);
+    throw;
+  }
+  std::filesystem::remove(staged.path);  // the mapping stays; nothing is left behind on disk
+  plugin->set_generation(generation);
+  plugin->set_file_hash(staged.hash);
+  return plugin;
+}
+
+void PluginManager::check_conflicts(const Plugin& plugin, const Plugin* replacing) const {
+  const auto table = routes();
+  for (const Method& method : plugin.methods()) {
+    for (std::string_view reserved : {"/grpc.", "/gameverse.host."}) {
+      if (method.full_name.rfind(reserved, 0) == 0) {
+        throw LoadError("plugin '" + plugin.name() + "': method " + method.full_name +
+                        " is in a package the host reserves (" + std::string(reserved.substr(1)) + "*)");
+      }
+    }
+    if (auto it = table->find(method.full_name); it != table->end() && it->second.plugin.get() != replacing) {
+      throw LoadError("plugin '" + plugin.name() + "' (" + plugin.source_path().string() + "): method " +
+                      method.full_name + " is already served by plugin '" + it->second.plugin->name() +
+                      "'; a method has one owner");
+    }
+  }
+}
+
+std::vector<std::string> PluginManager::dependants_of(const Plugin& plugin) const {
+  const std::set<std::string> services = services_of(plugin);
+  std::vector<std::string> dependants;
+  for (const auto& [name, slot] : slots_) {
+    if (!slot.current || slot.current.get() == &plugin) continue;
+    for (const std::string& dependency : slot.current->dependencies()) {
+      if (services.contains(dependency)) dependants.push_back("'" + name + "' depends on " + dependency);
+    }
+  }
+  return dependants;
+}
+
+void PluginManager::publish_routes(const Plugin* removed, const std::shared_ptr<Plugin>& added) {
+  auto table = std::make_shared<RouteTable>(*routes());
+  if (removed != nullptr) std::erase_if(*table, [removed](const auto& entry) { return entry.second.plugin.get() == removed; });
+  if (added) {
+    for (const Method& method : added->methods()) {
+      (*table)[method.full_name] = Route{added, method.index, method.kind};
+    }
+  }
+  std::atomic_store(&routes_, std::shared_ptr<const RouteTable>(std::move(table)));
+}
+
+void PluginManager::refuse(Slot& slot, const std::string& message, Outcome& outcome) {
+  outcome.ok = false;
+  outcome.message = message;
+  {
+    std::lock_guard lock(state_mu_);
+    slot.last_error = message;
+  }
+  emit(slot.entry.name, slot.current ? slot.current->generation() : 0, "refused", message);
+}
+
+std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
+  std::lock_guard ops(ops_mu_);
+  std::vector<Outcome> outcomes;
+  // Open every enabled plugin first: its methods and dependencies decide the order.
+  std::map<std::string, std::shared_ptr<Plugin>> opened;
+  std::vector<std::string> names;
+  for (const config::PluginConfig& entry : config.plugins) {
+    {
+      std::lock_guard lock(state_mu_);
+      Slot& slot = slots_[entry.name];
+      slot.entry = entry;
+      if (std::find(order_.begin(), order_.end(), entry.name) == order_.end()) order_.push_back(entry.name);
+    }
+    if (!entry.enabled) {
+      spdlog::info("plugin '{}' is disabled in the config", entry.name);
+      continue;
+    }
+    Outcome outcome{true, entry.name, "", 0};
+    try {
+      opened[entry.name] = open_staged(entry, ++slots_[entry.name].last_generation);
+      names.push_back(entry.name);
+    } catch (const std::exception& e) {
+      refuse(slots_[entry.name], e.what(), outcome);
+      outcomes.push_back(outcome);
+    }
+  }
+
+  // Dependency order: a plugin comes after the plugins serving the services it calls.
+  std::map<std::string, std::string> provider;  // service -> plugin
+  for (const auto& [name, plugin] : opened) {
+    for (const std::string& service : services_of(*plugin)) provider.emplace(service, name);
+  }
+  for (const auto& [name, slot] : slots_) {
+    if (slot.current) {
+      for (const std::string& service : services_of(*slot.current)) provider.emplace(service, name);
+    }
+  }
+  std::map<std::string, int> mark;  // 0 new, 1 on the path, 2 done
+  std::vector<std::string> order;
+  std::map<std::string, std::string> failed;
+  std::function<bool(const std::string&, std::vector<std::string>&)> visit = [&](const std::string& name,
+                                                                               std::vector<std::string>& path) {
+    if (mark[name] == 2) return true;
+    if (mark[name] == 1) {
+      std::string cycle;
+      for (auto it = std::find(path.begin(), path.end(), name); it != path.end(); ++it) cycle += *it + " -> ";
+      failed[name] = "dependency cycle: " + cycle + name;
+      return false;
+    }
+    mark[name] = 1;
+    path.push_back(name);
+    bool ok = true;
+    for (const std::string& service : opened[name]->dependencies()) {
+      auto it = provider.find(service);
+      if (it == provider.end()) {
+        failed[name] = "depends on " + service + ", which no configured plugin serves";
+        ok = false;
+        break;
+      }
+      if (it->second == name || !opened.contains(it->second)) continue;
+      if (!visit(it->second, path)) {
+        if (!failed.contains(name)) failed[name] = failed[it->second];
+        ok = false;
+        break;
+      }
+    }
+    path.pop_back();
+    mark[name] = 2;
+    if (ok) order.push_back(name);
+    return ok;
+  };
+  for (const std::string& name : names) {
+    std::vector<std::string> path;
+    visit(name, path);
+  }
+
+  for (const std::string& name : names) {
+    if (auto it = failed.find(name); it != failed.end()) {
+      Outcome outcome{true, name, "", 0};
+      refuse(slots_[name], "plugin '" + name + "': " + it->second, outcome);
+      outcomes.push_back(outcome);
+    }
+  }
+  for (const std::string& name : order) {
+    Outcome outcome{true, name, "", 0};
+    Slot& slot = slots_[name];
+    std::shared_ptr<Plugin> plugin = opened[name];
+    try {
+      for (const std::string& service : plugin->dependencies()) {
+        const std::string& owner = provider.at(service);
+        if (owner != name && !slots_[owner].current) {
+          throw LoadError("plugin '" + name + "': depends on " + service + " of plugin '" + owner +
+                          "', which was refused");
+        }
+      }
+      check_conflicts(*plugin, nullptr);
+      plugin->init();
+      plugin->set_state(GenerationState::kServing);
+      publish_routes(nullptr, plugin);
+      {
+        std::lock_guard lock(state_mu_);
+        slot.current = plugin;
+        slot.last_error.clear();
+      }
+      outcome.generation = plugin->generation();
+      emit(name, plugin->generation(), "serving",
+           plugin->version() + " from " + plugin->source_path().string() + " (ABI " +
+               std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(plugin->abi_minor()) + ", " +
+               std::to_string(plugin->methods().size()) + " methods)");
+    } catch (const std::exception& e) {
+      refuse(slot, e.what(), outcome);
+    }
+    outcomes.push_back(outcome);
+  }
+  return outcomes;
+}
+
+Outcome PluginManager::load(const config::PluginConfig& entry) {
+  std::lock_guard ops(ops_mu_);
+  return load_locked(entry);
+}
+
+Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
+  Outcome outcome{true, entry.name, "", 0};
+  Slot* slot = nullptr;
+  {
+    std::lock_guard lock(state_mu_);
+    auto [it, inserted] = slots_.try_emplace(entry.name);
+    if (!inserted && it->second.current) {
+      outcome.ok = false;
+      outcome.message = "plugin '" + entry.name + "' is already loaded (generation " +
+                        std::to_string(it->second.current->generation()) + "); reload it instead";
+      return outcome;
+    }
+    it->second.entry = entry;
+    if (inserted) order_.push_back(entry.name);
+    slot = &it->second;
+  }
+  try {
+    std::shared_ptr<Plugin> plugin = open_staged(entry, ++slot->last_generation);
+    check_conflicts(*plugin, nullptr);
+    for (const std::string& service : plugin->dependencies()) {
+      if (std::none_of(routes()->begin(), routes()->end(), [&](const auto& route) {
+            return route.first.compare(1, service.size() + 1, service + "/") == 0;
+          })) {
+        throw LoadError("plugin '" + entry.name + "': depends on " + service + ", which no loaded plugin serves");
+      }
+    }
+    plugin->init();
+    plugin->set_state(GenerationState::kServing);
+    publish_routes(nullptr, plugin);
+    {
+      std::lock_guard lock(state_mu_);
+      slot->current = plugin;
+      slot->last_error.clear();
+    }
+    outcome.generation = plugin->generation();
+    emit(entry.name, plugin->generation(), "serving",
+         plugin->version() + " from " + entry.path.string() + " (" + std::to_string(plugin->methods().size()) +
+             " methods)");
+  } catch (const std::exception& e) {
+    refuse(*slot, e.what(), outcome);
+  }
+  return outcome;
+}
+
+Outcome PluginManager::reload(const std::string& name, bool force) {
+  std::lock_guard ops(ops_mu_);
+  config::PluginConfig entry;
+  {
+    std::lock_guard lock(state_mu_);
+    auto it = slots_.find(name);
+    if (it == slots_.end()) return {false, name, "no plugin named '" + name + "' is configured or loaded", 0};
+    entry = it->second.entry;
+  }
+  return reload_locked(name, entry, force, false);
+}
+
+Outcome PluginManager::reload_locked(const std::string& name, const config::PluginConfig& entry, bool force,
+                                     bool entry_changed) {
+  Slot& slot = slots_.at(name);
+  if (!entry.enabled) return {false, name, "plugin '" + name + "' is disabled in the config", 0};
+  if (!slot.current) return load_locked(entry);
+  const std::shared_ptr<Plugin> old = slot.current;
+  Outcome outcome{true, name, "", old->generation()};
+  std::shared_ptr<Plugin> next;
+  try {
+    if (!force && !entry_changed) {
+      std::error_code ec;
+      if (std::filesystem::is_regular_file(entry.path, ec) && sha256_hex(read_file(entry.path)) == old->file_hash()) {
+        outcome.message = "unchanged";
+        return outcome;
+      }
+    }
+    next = open_staged(entry, ++slot.last_generation);
+    if (!force) {
+      if (std::string why = incompatible_routes(*old, *next); !why.empty()) {
+        throw LoadError("plugin '" + name + "' generation " + std::to_string(next->generation()) + ": " + why +
+                        " (reload with force to accept)");
+      }
+    }
+    check_conflicts(*next, old.get());
+    next->init(old->save_state());
+  } catch (const std::exception& e) {
+    if (next) next->set_state(GenerationState::kFailed);
+    refuse(slot, e.what(), outcome);
+    std::lock_guard lock(state_mu_);
+    if (next) {
+      GenerationRecord record = record_of(*next);
+      record.error = e.what();
+      slot.history.push_front(record);
+      if (slot.history.size() > kHistoryLength) slot.history.pop_back();
+    }
+    return outcome;
+  }
+
+  // The swap: new calls go to the new generation from here on.
+  next->set_state(GenerationState::kServing);
+  publish_routes(old.get(), next);
+  old->set_state(GenerationState::kDraining);
+  {
+    std::lock_guard lock(state_mu_);
+    slot.entry = entry;
+    slot.current = next;
+    slot.last_error.clear();
+  }
+  outcome.generation = next->generation();
+  outcome.message = "generation " + std::to_string(next->generation()) + " serving";
+  emit(name, next->generation(), "serving",
+       next->version() + " replaces generation " + std::to_string(old->generation()));
+
+  // Live streams continue in the new generation where both generations can move them.
+  size_t moving = 0;
+  old->for_each_live_call([&](LiveCall& call) {
+    if (!is_streaming(call.kind())) return;
+    const Method* before = old->find_method(call.method_name());
+    const Method* after = next->find_method(call.method_name());
+    if (before != nullptr && after != nullptr && before->movable && after->movable && after->kind == before->kind) {
+      call.request_move(next, after->index);
+      ++moving;
+    }
+  });
+  emit(name, old->generation(), "draining",
+       std::to_string(old->live_call_count()) + " calls in flight, " + std::to_string(moving) + " streams moving");
+  retire_later(old);
+  return outcome;
+}
+
+Outcome PluginManager::unload(const std::string& name, bool force) {
+  std::lock_guard ops(ops_mu_);
+  return unload_locked(name, force, false);
+}
+
+Outcome PluginManager::unload_locked(const std::string& name, bool force, bool forget) {
+  Outcome outcome{true, name, "", 0};
+  auto it = slots_.find(name);
+  if (it == slots_.end() || !it->second.current) {
+    if (forget && it != slots_.end()) {
+      std::lock_guard lock(state_mu_);
+      slots_.erase(it);
+      std::erase(order_, name);
+      return outcome;
+    }
+    return {false, name, "plugin '" + name + "' is not loaded", 0};
+  }
+  Slot& slot = it->second;
+  const std::vector<std::string> dependants = dependants_of(*slot.current);
+  if (!dependants.empty() && !force) {
+    std::string list;
+    for (const auto& d : dependants) list += (list.empty() ? "" : "; ") + d;
+    refuse(slot, "unloading plugin '" + name + "' is refused: " + list + " (unload those first, or force)",
+           outcome);
+    return outcome;
+  }
+  std::shared_ptr<Plugin> old = slot.current;
+  publish_routes(old.get(), nullptr);
+  old->set_state(GenerationState::kDraining);
+  {
+    std::lock_guard lock(state_mu_);
+    slot.current.reset();
+    if (forget) {
+      slots_.erase(it);
+      std::erase(order_, name);
+    }
+  }
+  emit(name, old->generation(), "unloaded", std::to_string(old->live_call_count()) + " calls in flight drain");
+  retire_later(std::move(old));
+  return outcome;
+}
+
+std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
+  std::lock_guard ops(ops_mu_);
+  std::vector<Outcome> outcomes;
+  std::set<std::string> wanted;
+  for (const auto& entry : config.plugins) wanted.insert(entry.name);
+  // Removed plugins first, in reverse load order, so dependants go before what they depend on.
+  std::vector<std::string> order;
+  {
+    std::lock_guard lock(state_mu_);
+    order = order_;
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    if (!wanted.contains(*it)) outcomes.push_back(unload_locked(*it, false, true));
+  }
+  for (const config::PluginConfig& entry : config.plugins) {
+    auto it = slots_.find(entry.name);
+    if (it == slots_.end()) {
+      if (entry.enabled) {
+        outcomes.push_back(load_locked(entry));
+      } else {
+        std::lock_guard lock(state_mu_);
+        slots_[entry.name].entry = entry;
+        order_.push_back(entry.name);
+      }
+      continue;
+    }
+    const config::PluginConfig& before = it->second.entry;
+    const bool changed = before.path != entry.path || before.enabled != entry.enabled || before.settings != entry.settings;
+    if (!entry.enabled) {
+      if (it->second.current) outcomes.push_back(unload_locked(entry.name, false, false));
+      std::lock_guard lock(state_mu_);
+      it->second.entry = entry;
+      continue;
+    }
+    if (!it->second.current) {
+      outcomes.push_back(load_locked(entry));
+      continue;
+    }
+    Outcome outcome = reload_locked(entry.name, entry, false, changed);
+    if (!changed && outcome.ok && outcome.message == "unchanged") {
+      std::lock_guard lock(state_mu_);
+      it->second.entry = entry;  // positions in the file may have moved
+      continue;
+    }
+    outcomes.push_back(outcome);
+  }
+  return outcomes;
+}
+
+std::vector<Outcome> PluginManager::reload_changed() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock(state_mu_);
+    for (const std::string& name : order_) {
+      if (slots_.at(name).current) names.push_back(name);
+    }
+  }
+  std::vector<Outcome> outcomes;
+  for (const std::string& name : names) {
+    Outcome outcome = reload(name);
+    if (!(outcome.ok && outcome.message == "unchanged")) outcomes.push_back(outcome);
+  }
+  return outcomes;
+}
+
+void PluginManager::retire_later(std::shared_ptr<Plugin> plugin) {
+  {
+    std::lock_guard lock(reaper_mu_);
+    retiring_.push_back({std::move(plugin), std::chrono::steady_clock::now() + options_.drain_timeout});
+  }
+  reaper_cv_.notify_all();
+}
+
+void PluginManager::reap() {
+  std::unique_lock lock(reaper_mu_);
+  for (;;) {
+    reaper_cv_.wait(lock, [this] { return stopping_ || !retiring_.empty(); });
+    if (retiring_.empty()) return;
+    Retiring next = std::move(retiring_.front());
+    retiring_.pop_front();
+    ++reaping_;
+    lock.unlock();
+    retire_now(std::move(next.plugin), next.deadline);
+    lock.lock();
+    --reaping_;
+    reaper_cv_.notify_all();
+  }
+}
+
+void PluginManager::retire_now(std::shared_ptr<Plugin> plugin, std::chrono::steady_clock::time_point deadline) {
+  const std::string name = plugin->name();
+  const uint64_t generation = plugin->generation();
+  if (!plugin->wait_idle(deadline)) {
+    const std::string message = "generation " + std::to_string(generation) + " of plugin '" + name +
+                                "' was replaced and its drain of " + std::to_string(options_.drain_timeout.count()) +
+                                " ms ran out";
+    size_t aborted = 0;
+    plugin->for_each_live_call([&](LiveCall& call) {
+      call.request_abort(message);
+      ++aborted;
+    });
+    emit(name, generation, "draining", std::to_string(aborted) + " calls cancelled with UNAVAILABLE at the drain deadline");
+    if (!plugin->wait_idle(std::chrono::steady_clock::now() + kAbortGrace)) {
+      emit(name, generation, "failed",
+           std::to_string(plugin->live_call_count()) +
+               " calls were never finished by the plugin; the generation stays mapped");
+      std::lock_guard lock(reaper_mu_);
+      stuck_.push_back(std::move(plugin));
+      return;
+    }
+  }
+  // The last call has unregistered; its own reference goes a moment later on its thread.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (plugin.use_count() > 1 && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const std::string mapped = plugin->path().string();
+  plugin->set_state(GenerationState::kRetired);
+  GenerationRecord record = record_of(*plugin);
+  {
+    std::lock_guard lock(state_mu_);
+    if (auto it = slots_.find(name); it != slots_.end()) {
+      it->second.history.push_front(record);
+      if (it->second.history.size() > kHistoryLength) it->second.history.pop_back();
+    }
+  }
+  const long references = plugin.use_count();
+  plugin.reset();  // on_shutdown, then dlclose
+  const bool still_mapped = references == 1 && read_file("/proc/self/maps").find(mapped) != std::string::npos;
+  emit(name, generation, "retired",
+       references > 1 ? "still referenced; unmapped when the last reference goes"
+                      : (still_mapped ? "still mapped after dlclose" : "unmapped"));
+}
+
+void PluginManager::unload_all() {
+  std::lock_guard ops(ops_mu_);
+  std::vector<std::string> order;
+  {
+    std::lock_guard lock(state_mu_);
+    order = order_;
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    auto slot = slots_.find(*it);
+    if (slot != slots_.end() && slot->second.current) unload_locked(*it, true, false);
+  }
+  wait_retired();
+}
+
+void PluginManager::wait_retired() {
+  std::unique_lock lock(reaper_mu_);
+  reaper_cv_.wait(lock, [this] { return retiring_.empty() && reaping_ == 0; });
+}
+
+std::vector<PluginStatus> PluginManager::status() const {
+  std::vector<PluginStatus> out;
+  std::vector<std::string> order;
+  {
+    std::lock_guard lock(state_mu_);
+    order = order_;
+  }
+  for (const std::string& name : order) {
+    if (auto status = this->status(name)) out.push_back(std::move(*status));
+  }
+  return out;
+}
+
+std::optional<PluginStatus> PluginManager::status(const std::string& name) const {
+  std::lock_guard lock(state_mu_);
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return std::nullopt;
+  const Slot& slot = it->second;
+  PluginStatus status;
+  status.name = name;
+  status.path = slot.entry.path;
+  status.enabled = slot.entry.enabled;
+  status.loaded = slot.current != nullptr;
+  status.last_error = slot.last_error;
+  if (slot.current) {
+    const Plugin& plugin = *slot.current;
+    status.abi_minor = plugin.abi_minor();
+    status.description = plugin.description();
+    for (const Method& method : plugin.methods()) status.methods.push_back(method.full_name);
+    status.dependencies = plugin.dependencies();
+    status.generations.push_back(record_of(plugin));
+  }
+  for (const GenerationRecord& record : slot.history) status.generations.push_back(record);
+  return status;
+}
+
+std::vector<std::filesystem::path> PluginManager::watched_files() const {
+  std::lock_guard lock(state_mu_);
+  std::vector<std::filesystem::path> files;
+  for (const auto& [name, slot] : slots_) {
+    if (slot.entry.enabled) files.push_back(slot.entry.path);
+  }
+  return files;
+}
+
+}  // namespace gameverse::plugin
