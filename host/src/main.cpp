@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
@@ -91,6 +92,12 @@ int main(int argc, char** argv) {
     return refused == 0 ? 0 : 1;
   }
 
+  if (config.admin.enabled) {
+    const auto admin = gameverse::admin::serve_admin(
+        plugins, {config.admin.token, std::filesystem::absolute(config_path).parent_path()});
+    if (!admin.ok) spdlog::error("the admin service did not start: {}", admin.message);
+  }
+
   std::vector<std::string> unary_methods;
   for (const auto& [method, route] : *plugins.routes()) {
     if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
@@ -137,6 +144,7 @@ int main(int argc, char** argv) {
     break;
   }
   watcher.reset();
+  plugins.notify_stopping();
   server.shutdown(std::chrono::milliseconds(config.server.drain_timeout_ms));
   plugins.unload_all();
   spdlog::info("stopped");

@@ -396,7 +396,7 @@ TEST(ManyReloads, FileDescriptorsAndMemoryStayFlat) {
   for (uint64_t i = 1; i <= 20; ++i) reload_to(i);
   manager.wait_retired();
   const size_t fds_before = open_fds();
-  const size_t rss_before = resident_bytes();
+  [[maybe_unused]] const size_t rss_before = resident_bytes();
   for (uint64_t i = 21; i <= 500; ++i) reload_to(i);
   manager.wait_retired();
   EXPECT_LE(open_fds(), fds_before + 2);

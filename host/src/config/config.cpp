@@ -243,12 +243,21 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   config.host.staging_dir =
       std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
-  top.reject_unknown({"server", "host", "plugin"});
+  top.reject_unknown({"server", "host", "admin", "plugin"});
   if (const toml::table* server = top.sub_table("server")) {
     read_server(*server, source_name, config, result.errors);
   }
   if (const toml::table* host = top.sub_table("host")) {
     read_host(*host, source_name, base_dir, config, result.errors);
+  }
+  if (const toml::table* admin = top.sub_table("admin")) {
+    TableReader reader(*admin, "admin", source_name, result.errors);
+    reader.reject_unknown({"enabled", "token"});
+    reader.read_bool("enabled", config.admin.enabled);
+    reader.read_string("token", config.admin.token);
+    if (admin->contains("token") && config.admin.token.size() < 16 && (*admin)["token"].is_string()) {
+      reader.error_at(*admin->get("token"), "token", "must be at least 16 characters");
+    }
   }
   if (const toml::node* plugins = root.get("plugin")) {
     read_plugins(*plugins, source_name, base_dir, config, result.errors);

@@ -43,6 +43,11 @@ struct HostSection {
   int64_t watch_debounce_ms = 200;    // quiet time after the last change before reloading
 };
 
+struct AdminSection {
+  bool enabled = true;
+  std::string token;  // when set, the admin service also answers beyond loopback, given this token
+};
+
 struct PluginConfig {
   std::string name;
   std::filesystem::path path;  // absolute
@@ -57,6 +62,7 @@ struct Config {
   std::string source_file;
   ServerConfig server;
   HostSection host;
+  AdminSection admin;
   std::vector<PluginConfig> plugins;
 };
 

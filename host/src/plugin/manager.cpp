@@ -124,7 +124,9 @@ GenerationRecord PluginManager::record_of(const Plugin& plugin) {
 void PluginManager::emit(const std::string& plugin, uint64_t generation, const std::string& kind,
                          const std::string& message) {
   Event event{std::chrono::system_clock::now(), plugin, generation, kind, message};
-  if (kind == "refused") {
+  if (kind == "stopping") {
+    // Not a plugin's event: only for subscribers.
+  } else if (kind == "refused") {
     spdlog::error("refused {}", message);  // refusal messages name the plugin and its file
   } else if (kind == "failed") {
     spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
@@ -414,6 +416,7 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
   Slot& slot = slots_.at(name);
   if (!entry.enabled) return {false, name, "plugin '" + name + "' is disabled in the config", 0};
   if (!slot.current) return load_locked(entry);
+  if (slot.current->builtin()) return {false, name, "plugin '" + name + "' is built into the host", 0};
   const std::shared_ptr<Plugin> old = slot.current;
   Outcome outcome{true, name, "", old->generation()};
   std::shared_ptr<Plugin> next;
@@ -497,6 +500,7 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
     return {false, name, "plugin '" + name + "' is not loaded", 0};
   }
   Slot& slot = it->second;
+  if (slot.current->builtin() && !force) return {false, name, "plugin '" + name + "' is built into the host", 0};
   const std::vector<std::string> dependants = dependants_of(*slot.current);
   if (!dependants.empty() && !force) {
     std::string list;
@@ -533,7 +537,9 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
     order = order_;
   }
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    if (!wanted.contains(*it)) outcomes.push_back(unload_locked(*it, false, true));
+    const Slot& slot = slots_.at(*it);
+    if (wanted.contains(*it) || (slot.current && slot.current->builtin())) continue;
+    outcomes.push_back(unload_locked(*it, false, true));
   }
   for (const config::PluginConfig& entry : config.plugins) {
     auto it = slots_.find(entry.name);
@@ -570,12 +576,44 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
   return outcomes;
 }
 
+Outcome PluginManager::add_builtin(std::shared_ptr<Plugin> plugin, const config::PluginConfig& entry) {
+  std::lock_guard ops(ops_mu_);
+  Outcome outcome{true, entry.name, "", 1};
+  {
+    std::lock_guard lock(state_mu_);
+    Slot& slot = slots_[entry.name];
+    slot.entry = entry;
+    order_.push_back(entry.name);
+  }
+  try {
+    plugin->set_generation(++slots_[entry.name].last_generation);
+    plugin->init();
+    plugin->set_state(GenerationState::kServing);
+    publish_routes(nullptr, plugin);
+    std::lock_guard lock(state_mu_);
+    slots_[entry.name].current = plugin;
+  } catch (const std::exception& e) {
+    refuse(slots_[entry.name], e.what(), outcome);
+  }
+  return outcome;
+}
+
+std::optional<config::PluginConfig> PluginManager::entry(const std::string& name) const {
+  std::lock_guard lock(state_mu_);
+  auto it = slots_.find(name);
+  if (it == slots_.end()) return std::nullopt;
+  return it->second.entry;
+}
+
+void PluginManager::notify_stopping() { emit("", 0, "stopping", "the host is shutting down"); }
+
 std::vector<Outcome> PluginManager::reload_changed() {
   std::vector<std::string> names;
   {
     std::lock_guard lock(state_mu_);
     for (const std::string& name : order_) {
-      if (slots_.at(name).current) names.push_back(name);
+      const Slot& slot = slots_.at(name);
+      if (slot.current && !slot.current->builtin()) names.push_back(name);
     }
   }
   std::vector<Outcome> outcomes;

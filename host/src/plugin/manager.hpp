@@ -101,6 +101,16 @@ class PluginManager {
   // Reloads every loaded plugin whose file changed on disk.
   std::vector<Outcome> reload_changed();
 
+  // Serves a plugin compiled into the host; it cannot be reloaded or unloaded by request.
+  Outcome add_builtin(std::shared_ptr<Plugin> plugin, const config::PluginConfig& entry);
+
+  // The config entry of a plugin, when it has one.
+  std::optional<config::PluginConfig> entry(const std::string& name) const;
+
+  // Tells subscribers the host is about to stop (event kind "stopping"), so that long-lived
+  // streams of theirs can end before the drain.
+  void notify_stopping();
+
   std::shared_ptr<const RouteTable> routes() const { return std::atomic_load(&routes_); }
   std::vector<PluginStatus> status() const;
   std::optional<PluginStatus> status(const std::string& name) const;

@@ -118,28 +118,42 @@ std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry, const st
                           GAMEVERSE_VERSION};
   plugin->descriptor_ = entry_fn(&info);
   if (plugin->descriptor_ == nullptr) throw LoadError(who + "its entry function returned no descriptor");
+  plugin->take_descriptor(entry, who);
+  return plugin;
+}
 
-  auto negotiated = negotiate(*plugin->descriptor_);
+std::unique_ptr<Plugin> Plugin::open_builtin(const gv_plugin_descriptor* descriptor,
+                                             const config::PluginConfig& entry) {
+  std::unique_ptr<Plugin> plugin(new Plugin());
+  plugin->source_path_ = entry.path;
+  plugin->self_.name = entry.name;
+  plugin->descriptor_ = descriptor;
+  plugin->builtin_ = true;
+  plugin->take_descriptor(entry, "built-in plugin '" + entry.name + "': ");
+  return plugin;
+}
+
+void Plugin::take_descriptor(const config::PluginConfig& entry, const std::string& who) {
+  auto negotiated = negotiate(*descriptor_);
   if (auto* message = std::get_if<std::string>(&negotiated)) throw LoadError(who + *message);
-  const gv_plugin_descriptor& d = *plugin->descriptor_;
+  const gv_plugin_descriptor& d = *descriptor_;
   if (entry.name != d.name) {
     throw LoadError(who + "the file holds plugin '" + d.name + "', not '" + entry.name +
                     "': fix `name` or `path` at " + location(entry, entry.where));
   }
-  plugin->version_ = d.version;
-  plugin->api_ = host_api(std::get<Negotiated>(negotiated).minor);
+  version_ = d.version;
+  api_ = host_api(std::get<Negotiated>(negotiated).minor);
   for (size_t i = 0; i < d.dependency_count; ++i) {
-    if (d.dependencies[i] != nullptr) plugin->dependencies_.emplace_back(d.dependencies[i]);
+    if (d.dependencies[i] != nullptr) dependencies_.emplace_back(d.dependencies[i]);
   }
   try {
-    plugin->build_pool();
-    plugin->check_methods();
-    plugin->check_config(entry);
+    build_pool();
+    check_methods();
+    check_config(entry);
   } catch (const LoadError& e) {
     throw LoadError(who + e.what());
   }
-  plugin->self_.logger = spdlog::default_logger()->clone(entry.name);
-  return plugin;
+  self_.logger = spdlog::default_logger()->clone(entry.name);
 }
 
 void Plugin::build_pool() {

@@ -70,6 +70,11 @@ class Plugin {
   static std::unique_ptr<Plugin> open(const config::PluginConfig& entry,
                                       const std::filesystem::path& load_from = {});
 
+  // A plugin compiled into the host (the admin service): the same checks, no library.
+  static std::unique_ptr<Plugin> open_builtin(const gv_plugin_descriptor* descriptor,
+                                              const config::PluginConfig& entry);
+  bool builtin() const { return builtin_; }
+
   // Creates the plugin's instance with the state of a previous generation. Throws LoadError.
   void init(std::string_view previous_state = {});
 
@@ -116,6 +121,7 @@ class Plugin {
 
  private:
   Plugin() = default;
+  void take_descriptor(const config::PluginConfig& entry, const std::string& who);
   void build_pool();
   void check_methods();
   void check_config(const config::PluginConfig& entry);
@@ -131,6 +137,7 @@ class Plugin {
   std::vector<std::string> dependencies_;
   void* instance_ = nullptr;
 
+  bool builtin_ = false;
   uint64_t generation_ = 0;
   std::chrono::system_clock::time_point loaded_at_ = std::chrono::system_clock::now();
   std::string file_hash_;

@@ -437,11 +437,11 @@ class ServerStream {
       : owner_(std::make_shared<detail::StreamOwner>(std::move(state))) {}
 
   // False once the client is gone or the stream is finished: stop producing then.
-  bool write(const Response& response) { return owner_->state->send_message(response); }
-  bool finish(const Status& status = Status::ok()) { return owner_->state->finish(status); }
+  bool write(const Response& response) const { return owner_->state->send_message(response); }
+  bool finish(const Status& status = Status::ok()) const { return owner_->state->finish(status); }
   bool cancelled() const { return owner_->state->cancelled(); }
   std::chrono::system_clock::time_point deadline() const { return owner_->state->deadline(); }
-  void on_cancel(std::function<void()> callback) { owner_->state->on_cancel(std::move(callback)); }
+  void on_cancel(std::function<void()> callback) const { owner_->state->on_cancel(std::move(callback)); }
 
  private:
   std::shared_ptr<detail::StreamOwner> owner_;

@@ -1,0 +1,278 @@
+#include "admin/admin_plugin.hpp"
+
+#include <gameverse/sdk/plugin.hpp>
+#include <google/protobuf/descriptor.pb.h>
+#include <openssl/crypto.h>
+
+#include <mutex>
+
+#include "config/config.hpp"
+#include "gameverse/host/v1/admin.pb.h"
+
+namespace gameverse::admin {
+
+namespace {
+
+namespace sdk = gameverse::sdk;
+namespace pb = gameverse::host::v1;
+
+// What the admin plugin reaches in the host; set by serve_admin before the plugin starts.
+struct Wiring {
+  plugin::PluginManager* manager = nullptr;
+  AdminOptions options;
+};
+
+Wiring& wiring() {
+  static Wiring instance;
+  return instance;
+}
+
+int64_t unix_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+void fill(const plugin::PluginStatus& status, pb::PluginInfo& info) {
+  info.set_name(status.name);
+  info.set_path(status.path.string());
+  info.set_enabled(status.enabled);
+  info.set_loaded(status.loaded);
+  info.set_abi_minor(status.abi_minor);
+  info.set_description(status.description);
+  for (const auto& method : status.methods) info.add_methods(method);
+  for (const auto& dependency : status.dependencies) info.add_dependencies(dependency);
+  info.set_last_error(status.last_error);
+  for (const auto& record : status.generations) {
+    pb::GenerationInfo* generation = info.add_generations();
+    generation->set_number(record.number);
+    generation->set_version(record.version);
+    generation->set_file_sha256(record.file_hash);
+    generation->set_state(plugin::to_string(record.state));
+    generation->set_error(record.error);
+    generation->set_loaded_at_unix_ms(unix_ms(record.loaded_at));
+    generation->set_live_calls(record.live_calls);
+  }
+}
+
+
+sdk::Status refused(const plugin::Outcome& outcome) {
+  const bool unknown = outcome.message.find("no plugin named") != std::string::npos ||
+                       outcome.message.find("is not loaded") != std::string::npos;
+  return {unknown ? sdk::StatusCode::kNotFound : sdk::StatusCode::kFailedPrecondition, outcome.message};
+}
+
+class AdminPlugin final : public sdk::Plugin {
+ public:
+  explicit AdminPlugin(sdk::InitContext&) : manager_(*wiring().manager), options_(wiring().options) {
+    listener_ = manager_.subscribe([this](const plugin::Event& event) { on_event(event); });
+  }
+
+  ~AdminPlugin() override {
+    manager_.unsubscribe(listener_);
+    end_watches();
+  }
+
+  static void describe(sdk::PluginBuilder<AdminPlugin>& b) {
+    b.unary("/gameverse.host.v1.PluginAdmin/ListPlugins", &AdminPlugin::list)
+        .unary("/gameverse.host.v1.PluginAdmin/GetPlugin", &AdminPlugin::get)
+        .unary("/gameverse.host.v1.PluginAdmin/LoadPlugin", &AdminPlugin::load)
+        .unary("/gameverse.host.v1.PluginAdmin/UnloadPlugin", &AdminPlugin::unload)
+        .unary("/gameverse.host.v1.PluginAdmin/ReloadPlugin", &AdminPlugin::reload)
+        .unary("/gameverse.host.v1.PluginAdmin/ValidateConfig", &AdminPlugin::validate)
+        .server_stream("/gameverse.host.v1.PluginAdmin/WatchEvents", &AdminPlugin::watch);
+  }
+
+  sdk::Status list(sdk::CallContext& context, const pb::ListPluginsRequest&, pb::ListPluginsResponse& response) {
+    check_access(context);
+    for (const auto& status : manager_.status()) fill(status, *response.add_plugins());
+    return sdk::Status::ok();
+  }
+
+  sdk::Status get(sdk::CallContext& context, const pb::GetPluginRequest& request, pb::PluginInfo& response) {
+    check_access(context);
+    auto status = manager_.status(request.name());
+    if (!status) return {sdk::StatusCode::kNotFound, "no plugin named '" + request.name() + "'"};
+    fill(*status, response);
+    return sdk::Status::ok();
+  }
+
+  sdk::Status load(sdk::CallContext& context, const pb::LoadPluginRequest& request, pb::OperationResult& response) {
+    check_access(context);
+    config::PluginConfig entry;
+    if (auto configured = manager_.entry(request.name())) {
+      entry = *configured;
+    } else if (request.path().empty()) {
+      return {sdk::StatusCode::kNotFound,
+              "no plugin named '" + request.name() + "' in the config; give the path of its .so"};
+    }
+    entry.name = request.name();
+    entry.enabled = true;
+    if (entry.source_file.empty()) entry.source_file = "load request";
+    if (entry.key_prefix.empty()) entry.key_prefix = "plugin";
+    if (!request.path().empty()) entry.path = (options_.config_dir / request.path()).lexically_normal();
+    if (!request.config_toml().empty()) {
+      try {
+        entry.settings = toml::parse(std::string_view(request.config_toml()), std::string_view("config_toml"));
+      } catch (const toml::parse_error& e) {
+        return {sdk::StatusCode::kInvalidArgument,
+                "config_toml:" + std::to_string(e.source().begin.line) + ":" +
+                    std::to_string(e.source().begin.column) + ": " + std::string(e.description())};
+      }
+    }
+    const plugin::Outcome outcome = manager_.load(entry);
+    if (!outcome.ok) return refused(outcome);
+    response.set_message("plugin '" + request.name() + "' loaded");
+    response.set_generation(outcome.generation);
+    return sdk::Status::ok();
+  }
+
+  sdk::Status unload(sdk::CallContext& context, const pb::UnloadPluginRequest& request,
+                     pb::OperationResult& response) {
+    check_access(context);
+    const plugin::Outcome outcome = manager_.unload(request.name(), request.force());
+    if (!outcome.ok) return refused(outcome);
+    response.set_message("plugin '" + request.name() + "' unloaded");
+    return sdk::Status::ok();
+  }
+
+  sdk::Status reload(sdk::CallContext& context, const pb::ReloadPluginRequest& request,
+                     pb::OperationResult& response) {
+    check_access(context);
+    const plugin::Outcome outcome = manager_.reload(request.name(), request.force());
+    if (!outcome.ok) return refused(outcome);
+    response.set_message(outcome.message == "unchanged" ? "plugin '" + request.name() + "' is unchanged on disk"
+                                                        : "plugin '" + request.name() + "' reloaded");
+    response.set_generation(outcome.generation);
+    return sdk::Status::ok();
+  }
+
+  sdk::Status validate(sdk::CallContext& context, const pb::ValidateConfigRequest& request,
+                       pb::ValidateConfigResponse& response) {
+    check_access(context);
+    const std::string source = request.source_name().empty() ? "config" : request.source_name();
+    const std::filesystem::path base =
+        std::filesystem::path(source).has_parent_path() ? std::filesystem::path(source).parent_path() : options_.config_dir;
+    config::LoadResult result = config::parse_config(request.config_toml(), source, base);
+    for (const auto& error : result.errors) add_problem(response, error);
+    if (result.config) {
+      for (const auto& entry : result.config->plugins) {
+        if (!entry.enabled) continue;
+        try {
+          plugin::Plugin::open(entry);  // maps the file, runs only its entry, checks the table
+        } catch (const std::exception& e) {
+          add_problem(response, {entry.source_file, entry.where, entry.key_prefix, e.what()});
+        }
+      }
+    }
+    response.set_valid(response.problems_size() == 0);
+    return sdk::Status::ok();
+  }
+
+  void watch(sdk::CallContext& context, const pb::WatchEventsRequest&, sdk::ServerStream<pb::PluginEvent> stream) {
+    check_access(context);
+    uint64_t id = 0;
+    {
+      std::lock_guard lock(watchers_mu_);
+      id = next_watcher_++;
+    }
+    // Outside the lock: the callback runs at once when the client has already gone.
+    stream.on_cancel([this, id] {
+      std::lock_guard lock(watchers_mu_);
+      watchers_.erase(id);
+    });
+    std::lock_guard lock(watchers_mu_);
+    watchers_.emplace(id, std::move(stream));
+  }
+
+ private:
+  static void add_problem(pb::ValidateConfigResponse& response, const config::ConfigError& error) {
+    pb::ConfigProblem* problem = response.add_problems();
+    problem->set_file(error.file);
+    problem->set_line(error.where.line);
+    problem->set_column(error.where.column);
+    problem->set_key(error.key);
+    problem->set_message(error.message);
+  }
+
+  void check_access(sdk::CallContext& context) const {
+    if (std::string why = access_refusal(context.peer(), context.metadata("authorization"), options_.token);
+        !why.empty()) {
+      throw sdk::Error(sdk::StatusCode::kPermissionDenied, why);
+    }
+  }
+
+  void on_event(const plugin::Event& event) {
+    if (event.kind == "stopping") {
+      end_watches();
+      return;
+    }
+    pb::PluginEvent message;
+    message.set_time_unix_ms(unix_ms(event.time));
+    message.set_plugin(event.plugin);
+    message.set_generation(event.generation);
+    message.set_kind(event.kind);
+    message.set_message(event.message);
+    std::lock_guard lock(watchers_mu_);
+    std::erase_if(watchers_, [&](auto& entry) { return !entry.second.write(message); });
+  }
+
+  void end_watches() {
+    std::map<uint64_t, sdk::ServerStream<pb::PluginEvent>> ending;
+    {
+      std::lock_guard lock(watchers_mu_);
+      ending.swap(watchers_);
+    }
+    for (auto& [id, stream] : ending) stream.finish();
+  }
+
+  plugin::PluginManager& manager_;
+  AdminOptions options_;
+  int listener_ = 0;
+  std::mutex watchers_mu_;
+  uint64_t next_watcher_ = 1;
+  std::map<uint64_t, sdk::ServerStream<pb::PluginEvent>> watchers_;
+};
+
+}  // namespace
+
+bool is_loopback(std::string_view peer) {
+  return peer.rfind("ipv4:127.", 0) == 0 || peer.rfind("ipv6:[::1]", 0) == 0 ||
+         peer.rfind("ipv6:[::ffff:127.", 0) == 0 || peer.rfind("unix:", 0) == 0;
+}
+
+std::string access_refusal(std::string_view peer, const std::vector<std::string_view>& authorization,
+                           const std::string& token) {
+  if (is_loopback(peer)) return "";
+  if (token.empty()) {
+    return "the admin service answers loopback only; set [admin] token to reach it from " + std::string(peer);
+  }
+  const std::string expected = "Bearer " + token;
+  for (std::string_view value : authorization) {
+    if (value.size() == expected.size() && CRYPTO_memcmp(value.data(), expected.data(), value.size()) == 0) return "";
+  }
+  return "the admin service needs 'authorization: Bearer <token>' from " + std::string(peer);
+}
+
+plugin::Outcome serve_admin(plugin::PluginManager& manager, AdminOptions options) {
+  wiring() = {&manager, std::move(options)};
+  // The descriptor set comes from the host's own generated pool.
+  static const std::string descriptor_set = [] {
+    google::protobuf::FileDescriptorSet set;
+    pb::ListPluginsRequest::descriptor()->file()->CopyTo(set.add_file());
+    return set.SerializeAsString();
+  }();
+  const gv_plugin_descriptor* descriptor = sdk::detail::entry<AdminPlugin>(
+      kAdminPluginName, GAMEVERSE_VERSION, "gameverse.host.v1.PluginAdmin: manages the host's plugins",
+      gv_bytes{reinterpret_cast<const uint8_t*>(descriptor_set.data()), descriptor_set.size()});
+  config::PluginConfig entry;
+  entry.name = kAdminPluginName;
+  entry.path = "(built in)";
+  entry.source_file = "(built in)";
+  entry.key_prefix = "admin";
+  try {
+    return manager.add_builtin(plugin::Plugin::open_builtin(descriptor, entry), entry);
+  } catch (const std::exception& e) {
+    return {false, kAdminPluginName, e.what(), 0};
+  }
+}
+
+}  // namespace gameverse::admin

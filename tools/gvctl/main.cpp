@@ -1,0 +1,324 @@
+// gvctl: manages the plugins of a running GameVerse host through its admin service.
+#include <CLI/CLI.hpp>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "gameverse/host/v1/admin.grpc.pb.h"
+#include "scaffold.hpp"
+
+namespace {
+
+namespace pb = gameverse::host::v1;
+
+// Exit codes: what a script can tell apart.
+enum ExitCode : int {
+  kOk = 0,
+  kRefused = 1,      // the host answered no: a refused reload, an invalid config, an unknown plugin
+  kUsage = 2,        // the command line is wrong
+  kUnreachable = 3,  // no host answered at the address
+};
+
+struct Options {
+  std::string addr;
+  std::string token;
+  bool json = false;
+  int timeout_ms = 30000;
+};
+
+const char* env_or(const char* name, const char* fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+class Client {
+ public:
+  explicit Client(const Options& options)
+      : options_(options),
+        stub_(pb::PluginAdmin::NewStub(grpc::CreateChannel(options.addr, grpc::InsecureChannelCredentials()))) {}
+
+  std::unique_ptr<grpc::ClientContext> context(bool streaming = false) const {
+    auto context = std::make_unique<grpc::ClientContext>();
+    if (!streaming) {
+      context->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options_.timeout_ms));
+    }
+    if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
+    return context;
+  }
+
+  // Prints what went wrong and what to do, and returns the exit code.
+  int fail(const grpc::Status& status) const {
+    switch (status.error_code()) {
+      case grpc::StatusCode::UNAVAILABLE:
+      case grpc::StatusCode::DEADLINE_EXCEEDED:
+        std::cerr << "gvctl: no GameVerse host answered at " << options_.addr << " (" << status.error_message()
+                  << "); is it running? Point --addr or GAMEVERSE_ADDR at it.\n";
+        return kUnreachable;
+      case grpc::StatusCode::PERMISSION_DENIED:
+        std::cerr << "gvctl: " << status.error_message()
+                  << "\n  pass the host's [admin] token with --token or GAMEVERSE_ADMIN_TOKEN.\n";
+        return kRefused;
+      case grpc::StatusCode::UNIMPLEMENTED:
+        std::cerr << "gvctl: the host at " << options_.addr
+                  << " does not serve the admin service (is [admin] enabled = false?)\n";
+        return kRefused;
+      default:
+        std::cerr << "gvctl: " << status.error_message() << "\n";
+        return kRefused;
+    }
+  }
+
+  pb::PluginAdmin::Stub& stub() { return *stub_; }
+  const Options& options() const { return options_; }
+
+ private:
+  const Options& options_;
+  std::unique_ptr<pb::PluginAdmin::Stub> stub_;
+};
+
+std::string to_json(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+std::string local_time(int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  localtime_r(&seconds, &tm);
+  std::ostringstream out;
+  out << std::put_time(&tm, "%Y-%m-%d %H:%M:%S");
+  return out.str();
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      std::cout << row[i];
+      if (i + 1 < row.size()) std::cout << std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::cout << '\n';
+  }
+}
+
+std::string state_of(const pb::PluginInfo& plugin) {
+  if (!plugin.enabled()) return "disabled";
+  if (!plugin.loaded()) return plugin.last_error().empty() ? "unloaded" : "refused";
+  return plugin.generations(0).state();
+}
+
+int list(Client& client) {
+  pb::ListPluginsResponse response;
+  auto context = client.context();
+  grpc::Status status = client.stub().ListPlugins(context.get(), pb::ListPluginsRequest(), &response);
+  if (!status.ok()) return client.fail(status);
+  if (client.options().json) {
+    std::cout << to_json(response);
+    return kOk;
+  }
+  std::vector<std::vector<std::string>> rows{{"NAME", "STATE", "GEN", "VERSION", "METHODS", "CALLS", "PATH"}};
+  for (const auto& plugin : response.plugins()) {
+    const bool loaded = plugin.loaded() && plugin.generations_size() > 0;
+    const auto& current = loaded ? plugin.generations(0) : pb::GenerationInfo::default_instance();
+    rows.push_back({plugin.name(), state_of(plugin), loaded ? std::to_string(current.number()) : "-",
+                    loaded ? current.version() : "-", std::to_string(plugin.methods_size()),
+                    loaded ? std::to_string(current.live_calls()) : "-", plugin.path()});
+  }
+  print_table(rows);
+  for (const auto& plugin : response.plugins()) {
+    if (!plugin.last_error().empty()) std::cout << "\n" << plugin.name() << ": " << plugin.last_error() << "\n";
+  }
+  return kOk;
+}
+
+int status(Client& client, const std::string& name) {
+  pb::GetPluginRequest request;
+  request.set_name(name);
+  pb::PluginInfo plugin;
+  auto context = client.context();
+  grpc::Status status = client.stub().GetPlugin(context.get(), request, &plugin);
+  if (!status.ok()) return client.fail(status);
+  if (client.options().json) {
+    std::cout << to_json(plugin);
+    return kOk;
+  }
+  std::cout << "plugin:       " << plugin.name() << " (" << state_of(plugin) << ")\n"
+            << "path:         " << plugin.path() << "\n";
+  if (!plugin.description().empty()) std::cout << "description:  " << plugin.description() << "\n";
+  if (plugin.loaded()) std::cout << "ABI:          1." << plugin.abi_minor() << "\n";
+  for (const auto& method : plugin.methods()) std::cout << "method:       " << method << "\n";
+  for (const auto& dependency : plugin.dependencies()) std::cout << "depends on:   " << dependency << "\n";
+  if (!plugin.last_error().empty()) std::cout << "last error:   " << plugin.last_error() << "\n";
+  if (plugin.generations_size() > 0) {
+    std::cout << "\n";
+    std::vector<std::vector<std::string>> rows{{"GEN", "STATE", "VERSION", "LOADED", "CALLS", "SHA-256", "ERROR"}};
+    for (const auto& g : plugin.generations()) {
+      rows.push_back({std::to_string(g.number()), g.state(), g.version(), local_time(g.loaded_at_unix_ms()),
+                      std::to_string(g.live_calls()), g.file_sha256().substr(0, 12), g.error()});
+    }
+    print_table(rows);
+  }
+  return kOk;
+}
+
+int report(Client& client, const grpc::Status& status, const pb::OperationResult& result) {
+  if (!status.ok()) return client.fail(status);
+  if (client.options().json) {
+    std::cout << to_json(result);
+  } else {
+    std::cout << result.message();
+    if (result.generation() != 0) std::cout << " (generation " << result.generation() << ")";
+    std::cout << "\n";
+  }
+  return kOk;
+}
+
+int validate(Client& client, const std::string& file) {
+  std::ifstream in(file);
+  if (!in) {
+    std::cerr << "gvctl: cannot read " << file << "\n";
+    return kUsage;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  pb::ValidateConfigRequest request;
+  request.set_config_toml(text.str());
+  request.set_source_name(std::filesystem::absolute(file).string());
+  pb::ValidateConfigResponse response;
+  auto context = client.context();
+  grpc::Status status = client.stub().ValidateConfig(context.get(), request, &response);
+  if (!status.ok()) return client.fail(status);
+  if (client.options().json) {
+    std::cout << to_json(response);
+  } else if (response.valid()) {
+    std::cout << file << ": valid\n";
+  } else {
+    for (const auto& problem : response.problems()) {
+      std::cout << problem.file();
+      if (problem.line() > 0) std::cout << ":" << problem.line() << ":" << problem.column();
+      std::cout << ": " << (problem.key().empty() ? "" : problem.key() + ": ") << problem.message() << "\n";
+    }
+  }
+  return response.valid() ? kOk : kRefused;
+}
+
+int watch(Client& client) {
+  auto context = client.context(true);
+  auto reader = client.stub().WatchEvents(context.get(), pb::WatchEventsRequest());
+  pb::PluginEvent event;
+  while (reader->Read(&event)) {
+    if (client.options().json) {
+      std::string json;
+      (void)google::protobuf::util::MessageToJsonString(event, &json);
+      std::cout << json << std::endl;
+    } else {
+      std::cout << local_time(event.time_unix_ms()) << "  " << event.plugin() << "  gen " << event.generation()
+                << "  " << event.kind() << (event.message().empty() ? "" : "  " + event.message()) << std::endl;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  return status.ok() ? kOk : client.fail(status);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gvctl: manage the plugins of a running GameVerse host"};
+  app.require_subcommand(1);
+  Options options;
+  options.addr = env_or("GAMEVERSE_ADDR", "127.0.0.1:50051");
+  options.token = env_or("GAMEVERSE_ADMIN_TOKEN", "");
+  app.add_option("--addr", options.addr, "The host, host:port (env GAMEVERSE_ADDR)")->capture_default_str();
+  app.add_option("--token", options.token, "The host's [admin] token (env GAMEVERSE_ADMIN_TOKEN)");
+  app.add_flag("--json", options.json, "Print JSON instead of tables");
+  app.add_option("--timeout-ms", options.timeout_ms, "Deadline of each request")->capture_default_str();
+
+  std::string name;
+  std::string path;
+  std::string config_toml;
+  std::string config_file;
+  std::string directory = ".";
+  bool force = false;
+
+  auto* list_cmd = app.add_subcommand("list", "List the plugins and their state");
+  auto* status_cmd = app.add_subcommand("status", "Show one plugin: methods, generations, last error");
+  status_cmd->add_option("name", name, "Plugin name")->required();
+  auto* load_cmd = app.add_subcommand("load", "Load a plugin that is not loaded");
+  load_cmd->add_option("name", name, "Plugin name")->required();
+  load_cmd->add_option("--path", path, "The .so (default: the path in the host's config)");
+  load_cmd->add_option("--config", config_toml, "The plugin's config table as TOML, e.g. 'greeting = \"Hi\"'");
+  auto* unload_cmd = app.add_subcommand("unload", "Unload a plugin; calls in flight finish first");
+  unload_cmd->add_option("name", name, "Plugin name")->required();
+  unload_cmd->add_flag("--force", force, "Unload even though other plugins depend on it");
+  auto* reload_cmd = app.add_subcommand("reload", "Reload a plugin from its file without dropping calls");
+  reload_cmd->add_option("name", name, "Plugin name")->required();
+  reload_cmd->add_flag("--force", force, "Reload an unchanged file; accept incompatible message types");
+  auto* validate_cmd = app.add_subcommand("validate", "Check a config file as the host would load it");
+  validate_cmd->add_option("config", config_file, "The TOML file")->required();
+  auto* watch_cmd = app.add_subcommand("watch", "Print plugin lifecycle events as they happen");
+  auto* new_cmd = app.add_subcommand("new", "Create a plugin project that builds against an installed SDK");
+  new_cmd->add_option("name", name, "Plugin name: lower-case letters, digits, '-'")->required();
+  new_cmd->add_option("--dir", directory, "Where to create it")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? kOk : kUsage;
+  }
+
+  if (new_cmd->parsed()) {
+    try {
+      const auto root = gameverse::gvctl::scaffold(name, directory);
+      std::cout << "created " << root.string() << "\n"
+                << "  cmake -S " << root.string() << " -B " << (root / "build").string()
+                << " -DCMAKE_PREFIX_PATH=<GameVerse install prefix>\n"
+                << "  cmake --build " << (root / "build").string() << "\n"
+                << "  gvctl load " << name << " --path " << (root / "build" / (name + ".so")).string() << "\n";
+      return kOk;
+    } catch (const std::exception& e) {
+      std::cerr << "gvctl: " << e.what() << "\n";
+      return kRefused;
+    }
+  }
+
+  Client client(options);
+  if (list_cmd->parsed()) return list(client);
+  if (status_cmd->parsed()) return status(client, name);
+  if (validate_cmd->parsed()) return validate(client, config_file);
+  if (watch_cmd->parsed()) return watch(client);
+  pb::OperationResult result;
+  auto context = client.context();
+  if (load_cmd->parsed()) {
+    pb::LoadPluginRequest request;
+    request.set_name(name);
+    request.set_path(path.empty() ? "" : std::filesystem::absolute(path).string());
+    request.set_config_toml(config_toml);
+    return report(client, client.stub().LoadPlugin(context.get(), request, &result), result);
+  }
+  if (unload_cmd->parsed()) {
+    pb::UnloadPluginRequest request;
+    request.set_name(name);
+    request.set_force(force);
+    return report(client, client.stub().UnloadPlugin(context.get(), request, &result), result);
+  }
+  pb::ReloadPluginRequest request;
+  request.set_name(name);
+  request.set_force(force);
+  return report(client, client.stub().ReloadPlugin(context.get(), request, &result), result);
+}
