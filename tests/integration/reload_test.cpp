@@ -372,6 +372,11 @@ size_t open_fds() {
                                            std::filesystem::directory_iterator()));
 }
 
+size_t threads() {
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                           std::filesystem::directory_iterator()));
+}
+
 size_t resident_bytes() {
   std::ifstream statm("/proc/self/statm");
   size_t pages = 0;
@@ -396,10 +401,12 @@ TEST(ManyReloads, FileDescriptorsAndMemoryStayFlat) {
   for (uint64_t i = 1; i <= 20; ++i) reload_to(i);
   manager.wait_retired();
   const size_t fds_before = open_fds();
+  const size_t threads_before = threads();
   [[maybe_unused]] const size_t rss_before = resident_bytes();
   for (uint64_t i = 21; i <= 500; ++i) reload_to(i);
   manager.wait_retired();
   EXPECT_LE(open_fds(), fds_before + 2);
+  EXPECT_EQ(threads(), threads_before) << "threads of retired generations are still running";
 #if defined(__SANITIZE_ADDRESS__)
   // AddressSanitizer keeps freed memory in quarantine; only the descriptors are a fair bound here.
 #else

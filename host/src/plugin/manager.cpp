@@ -694,16 +694,19 @@ void PluginManager::retire_now(std::shared_ptr<Plugin> plugin, std::chrono::stea
 }
 
 void PluginManager::unload_all() {
-  std::lock_guard ops(ops_mu_);
-  std::vector<std::string> order;
   {
-    std::lock_guard lock(state_mu_);
-    order = order_;
+    std::lock_guard ops(ops_mu_);
+    std::vector<std::string> order;
+    {
+      std::lock_guard lock(state_mu_);
+      order = order_;
+    }
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      auto slot = slots_.find(*it);
+      if (slot != slots_.end() && slot->second.current) unload_locked(*it, true, false);
+    }
   }
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    auto slot = slots_.find(*it);
-    if (slot != slots_.end() && slot->second.current) unload_locked(*it, true, false);
-  }
+  // Not under ops_mu_: a retiring plugin may be finishing a request that needs it.
   wait_retired();
 }
 
