@@ -11,6 +11,7 @@
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
+#include "platform/thread_priority.hpp"
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/server.hpp"
@@ -36,12 +37,29 @@ void write_port_file(const std::string& path, int port) {
 
 // Re-reads the config and brings the plugins in line with it; a config with errors changes
 // nothing. Then reloads every plugin whose file changed.
-void reload_from_disk(const std::string& config_path, gameverse::plugin::PluginManager& plugins) {
+// Settings the running host cannot change; a new value only takes effect after a restart.
+void warn_about_restart_settings(const gameverse::config::Config& running,
+                                 const gameverse::config::Config& next) {
+  const auto& a = running.server;
+  const auto& b = next.server;
+  if (a.listen != b.listen || a.max_message_bytes != b.max_message_bytes ||
+      a.worker_threads != b.worker_threads || a.drain_timeout_ms != b.drain_timeout_ms ||
+      running.host.staging_dir != next.host.staging_dir || running.host.watch != next.host.watch ||
+      running.admin.enabled != next.admin.enabled || running.admin.token != next.admin.token) {
+    spdlog::warn(
+        "[server], [admin] and [host] watch/staging settings changed in the config; they apply after a "
+        "restart");
+  }
+}
+
+void reload_from_disk(const std::string& config_path, const gameverse::config::Config& running,
+                      gameverse::plugin::PluginManager& plugins) {
   auto loaded = gameverse::config::load_config_file(config_path);
   if (!loaded.config) {
     for (const auto& error : loaded.errors) spdlog::error("config refused: {}", error.to_string());
     spdlog::error("the new config has {} error(s); nothing was changed", loaded.errors.size());
   } else {
+    warn_about_restart_settings(running, *loaded.config);
     plugins.apply_config(*loaded.config);
   }
   plugins.reload_changed();
@@ -71,6 +89,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   gameverse::config::Config& config = *loaded.config;
+  const gameverse::config::Config file_config = config;  // before command-line overrides
   if (!listen.empty()) config.server.listen = listen;
   setup_logging(log_level.empty() ? config.host.log_level : log_level);
 
@@ -82,10 +101,11 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  gameverse::plugin::PluginManager plugins({config.host.staging_dir,
-                                            std::chrono::milliseconds(config.server.drain_timeout_ms)});
+  gameverse::plugin::PluginManager plugins(
+      {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms)});
   const auto outcomes = plugins.load_all(config);
-  const size_t refused = static_cast<size_t>(std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok; }));
+  const size_t refused = static_cast<size_t>(
+      std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok; }));
   if (check_only) {
     plugins.unload_all();
     std::cout << (refused == 0 ? "config and plugins are valid\n" : "");
@@ -102,7 +122,8 @@ int main(int argc, char** argv) {
   for (const auto& [method, route] : *plugins.routes()) {
     if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
   }
-  gameverse::rpc::Server server(config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
+  gameverse::rpc::Server server(
+      config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
   int port = 0;
   try {
     port = server.start();
@@ -111,8 +132,9 @@ int main(int argc, char** argv) {
     plugins.unload_all();
     return 1;
   }
-  spdlog::info("serving {} methods of {} plugins on {} (port {}){}", plugins.routes()->size(), outcomes.size() - refused,
-               config.server.listen, port, refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
+  spdlog::info("serving {} methods of {} plugins on {} (port {}){}", plugins.routes()->size(),
+               outcomes.size() - refused, config.server.listen, port,
+               refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
   if (!port_file.empty()) write_port_file(port_file, port);
 
   // Changes to the config or a plugin file reload what changed, as SIGHUP does.
@@ -126,16 +148,18 @@ int main(int argc, char** argv) {
     watcher = std::make_unique<gameverse::plugin::FileWatcher>(
         std::chrono::milliseconds(config.host.watch_debounce_ms), watched, [&] {
           spdlog::info("files changed on disk: reloading");
-          reload_from_disk(config_path, plugins);
+          reload_from_disk(config_path, file_config, plugins);
         });
   }
 
+  // From here the main thread only waits for signals and runs SIGHUP reloads: background work.
+  gameverse::platform::lower_this_thread_priority();
   for (;;) {
     int signal = 0;
     sigwait(&signals, &signal);
     if (signal == SIGHUP) {
       spdlog::info("SIGHUP received: reloading {} and changed plugin files", config_path);
-      reload_from_disk(config_path, plugins);
+      reload_from_disk(config_path, file_config, plugins);
       if (watcher) watcher->refresh();
       continue;
     }

@@ -4,8 +4,8 @@
 
 #include <fstream>
 
-#include "plugin/plugin.hpp"
 #include "plugin/manager.hpp"
+#include "plugin/plugin.hpp"
 
 namespace gameverse::plugin {
 namespace {

@@ -19,7 +19,8 @@ struct CliRun {
 };
 
 CliRun gvctl(const HostProcess& host, const std::string& arguments) {
-  const std::string command = std::string(GV_GVCTL_BINARY) + " --addr " + host.address() + " " + arguments + " 2>&1";
+  const std::string command =
+      std::string(GV_GVCTL_BINARY) + " --addr " + host.address() + " " + arguments + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   CliRun run{-1, ""};
   char buffer[4096];
@@ -85,7 +86,8 @@ TEST_F(AdminTest, ReloadUnloadAndLoad) {
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_CONTAINS(again.output, "is not loaded");
 
-  CliRun load = gvctl(*host_, std::string("load hello-c --path ") + GV_PLUGIN_DIR "/hello-c.so --config 'greeting = \"Yo\"'");
+  CliRun load = gvctl(
+      *host_, std::string("load hello-c --path ") + GV_PLUGIN_DIR "/hello-c.so --config 'greeting = \"Yo\"'");
   EXPECT_EQ(load.exit_code, 0) << load.output;
   EXPECT_CONTAINS(load.output, "plugin 'hello-c' loaded (generation 1)");
   CliRun bad_config = gvctl(*host_, std::string("load hello-c2 --path ") + GV_PLUGIN_DIR "/hello-c.so");
@@ -105,7 +107,8 @@ TEST_F(AdminTest, ValidateNamesEveryProblem) {
   EXPECT_CONTAINS(valid.output, "valid");
 
   const auto bad = dir_.path() / "bad.toml";
-  std::ofstream(bad) << "[[plugin]]\nname = \"echo\"\npath = \"echo.so\"\n[plugin.config]\nmax_stream_mesages = 1\n";
+  std::ofstream(bad)
+      << "[[plugin]]\nname = \"echo\"\npath = \"echo.so\"\n[plugin.config]\nmax_stream_mesages = 1\n";
   CliRun invalid = gvctl(*host_, "validate " + bad.string());
   EXPECT_EQ(invalid.exit_code, 1);
   EXPECT_CONTAINS(invalid.output, "bad.toml:5:1: plugin[0].config.max_stream_mesages: unknown key");
@@ -146,7 +149,8 @@ TEST(AdminAccess, LoopbackAlwaysOthersOnlyWithTheToken) {
   EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {}, ""), "answers loopback only");
   const std::string token = "0123456789abcdef";
   EXPECT_EQ(access_refusal("ipv4:10.1.2.3:5000", {"Bearer 0123456789abcdef"}, token), "");
-  EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {"Bearer 0123456789abcdeX"}, token), "needs 'authorization");
+  EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {"Bearer 0123456789abcdeX"}, token),
+                  "needs 'authorization");
   EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {}, token), "needs 'authorization");
 }
 

@@ -38,8 +38,9 @@ class GenericPathTest : public ::testing::Test {
     plugins_.unload_all();
   }
 
-  plugin::PluginManager plugins_{{std::filesystem::temp_directory_path() / ("gv-generic-test-" + std::to_string(getpid())),
-                                  std::chrono::milliseconds(1000)}};
+  plugin::PluginManager plugins_{
+      {std::filesystem::temp_directory_path() / ("gv-generic-test-" + std::to_string(getpid())),
+       std::chrono::milliseconds(1000)}};
   std::unique_ptr<rpc::Server> server_;
   std::unique_ptr<pb::Echo::Stub> stub_;
 };

@@ -66,7 +66,8 @@ size_t mapped_generations(pid_t pid, const std::string& plugin) {
   std::istringstream lines(maps);
   for (std::string line; std::getline(lines, line);) {
     const auto at = line.find("gameverse-staging-");
-    if (at != std::string::npos && line.find("/" + plugin + ".g", at) != std::string::npos) files.insert(line.substr(at));
+    if (at != std::string::npos && line.find("/" + plugin + ".g", at) != std::string::npos)
+      files.insert(line.substr(at));
   }
   return files.size();
 }
@@ -145,7 +146,8 @@ TEST_F(ReloadTest, HundredReloadsUnderLoadFailNoCallAndDropNoStream) {
         break;
       }
       if (reply.sequence() != chat_last + 1 || reply.payload() != request.payload()) {
-        record("chat: expected " + std::to_string(chat_last + 1) + ", got " + std::to_string(reply.sequence()));
+        record("chat: expected " + std::to_string(chat_last + 1) + ", got " +
+               std::to_string(reply.sequence()));
       }
       chat_last = reply.sequence();
       chat_instances.insert(reply.instance_id());
@@ -191,19 +193,24 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
   };
   const auto target = plugin("echo");
   const std::vector<Bad> bad = {
-      {"corrupt file", [&] { std::ofstream(target.string() + ".partial") << "not a shared library";
-                             std::filesystem::rename(target.string() + ".partial", target); },
+      {"corrupt file",
+       [&] {
+         std::ofstream(target.string() + ".partial") << "not a shared library";
+         std::filesystem::rename(target.string() + ".partial", target);
+       },
        "cannot be loaded"},
       {"ABI mismatch", [&] { install(GV_FIXTURE_DIR "/abi-major-mismatch.so", target); },
        "was built for ABI major 2"},
       {"incompatible routes", [&] { install(GV_RELOAD_FIXTURE_DIR "/echo-incompatible.so", target); },
-       "/gameverse.echo.v1.Echo/Echo: gameverse.echo.v1.EchoRequest.payload (field 1) changed type from bytes to int64"},
+       "/gameverse.echo.v1.Echo/Echo: gameverse.echo.v1.EchoRequest.payload (field 1) changed type from "
+       "bytes to int64"},
   };
   for (const Bad& b : bad) {
     b.install();
     host.signal(SIGHUP);
     ASSERT_TRUE(eventually([&] { return host.log().find(b.expected) != std::string::npos; }))
-        << b.what << ": no refusal in\n" << host.log();
+        << b.what << ": no refusal in\n"
+        << host.log();
     EXPECT_TRUE(echo_call(*stub, b.what).ok()) << b.what;
     EXPECT_EQ(stats(*stub).instance_id(), serving) << b.what << " replaced the serving generation";
   }
@@ -213,7 +220,8 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
   install(kEchoA, target);
   host.write_config(host_config(dir_.path(), "[plugin.config]\nmax_stream_messages = 0\n"));
   host.signal(SIGHUP);
-  ASSERT_TRUE(eventually([&] { return host.log().find("max_stream_messages must be at least 1") != std::string::npos; }));
+  ASSERT_TRUE(eventually(
+      [&] { return host.log().find("max_stream_messages must be at least 1") != std::string::npos; }));
   EXPECT_EQ(stats(*stub).instance_id(), serving);
 
   // A config that does not parse changes nothing.
@@ -247,12 +255,14 @@ TEST_F(ReloadTest, ConfigAddsRemovesAndChangesPlugins) {
   };
   EXPECT_EQ(greet(), "status 12");  // not configured: UNIMPLEMENTED
 
-  host.write_config(host_config(dir_.path(), "[[plugin]]\nname = \"hello-c\"\n[plugin.config]\ngreeting = \"Hej\"\n"));
+  host.write_config(
+      host_config(dir_.path(), "[[plugin]]\nname = \"hello-c\"\n[plugin.config]\ngreeting = \"Hej\"\n"));
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] { return greet() == "Hej, Ada!"; })) << host.log();
 
   // A changed config table reloads the plugin with it.
-  host.write_config(host_config(dir_.path(), "[plugin.config]\nmax_stream_messages = 5\n[[plugin]]\nname = \"hello-c\"\n"));
+  host.write_config(
+      host_config(dir_.path(), "[plugin.config]\nmax_stream_messages = 5\n[[plugin]]\nname = \"hello-c\"\n"));
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] { return greet() == "Hello, Ada!"; })) << host.log();
   {
@@ -326,7 +336,8 @@ TEST(Dependencies, LoadOrderFollowsThem) {
     if (e.kind == "serving") serving.push_back(e.plugin);
   });
   config::Config config;
-  config.plugins = {entry("dep-a", GV_RELOAD_FIXTURE_DIR "/dep-a.so"), entry("dep-b", GV_RELOAD_FIXTURE_DIR "/dep-b.so")};
+  config.plugins = {entry("dep-a", GV_RELOAD_FIXTURE_DIR "/dep-a.so"),
+                    entry("dep-b", GV_RELOAD_FIXTURE_DIR "/dep-b.so")};
   for (const auto& outcome : manager.load_all(config)) EXPECT_TRUE(outcome.ok) << outcome.message;
   EXPECT_EQ(serving, (std::vector<std::string>{"dep-b", "dep-a"}));
 

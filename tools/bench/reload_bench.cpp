@@ -1,8 +1,8 @@
 // gv-reload-bench: steady unary load on the echo plugin while it is reloaded at a fixed interval.
 // Reports failed calls, the swap time (from the reload request to the first reply of the new
 // generation) and p99 latency inside reload windows against the steady state in the same run.
-#include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -29,7 +29,8 @@ struct Sample {
 double percentile_us(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(values.size())))];
+  return values[std::min(values.size() - 1,
+                         static_cast<size_t>(p / 100.0 * static_cast<double>(values.size())))];
 }
 
 std::string instance_of(pb::Echo::Stub& stub) {
@@ -52,7 +53,8 @@ int main(int argc, char** argv) {
   app.add_option("--reloads", reloads)->capture_default_str();
   app.add_option("--interval-ms", interval_ms, "Time between reloads")->capture_default_str();
   app.add_option("--clients", clients, "Closed-loop callers")->capture_default_str();
-  app.add_option("--window-ms", window_ms, "A reload window lasts from the request to this long after the swap")
+  app.add_option("--window-ms", window_ms,
+                 "A reload window lasts from the request to this long after the swap")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
@@ -71,7 +73,8 @@ int main(int argc, char** argv) {
       // A channel per caller, so the load spreads over connections as real clients do.
       grpc::ChannelArguments args;
       args.SetInt("gv.bench.channel", c);
-      auto stub = pb::Echo::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+      auto stub =
+          pb::Echo::NewStub(grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
       pb::EchoRequest request;
       request.set_payload(std::string(100, 'x'));
       pb::EchoReply reply;
@@ -112,7 +115,11 @@ int main(int argc, char** argv) {
       if (!status.ok()) std::fprintf(stderr, "reload %d refused: %s\n", r, status.error_message().c_str());
     });
     std::string now = before;
-    while (now == before && Clock::now() - trigger < std::chrono::seconds(5)) now = instance_of(*echo);
+    // Poll gently: a tight loop would itself be load inside the window being measured.
+    while (now == before && Clock::now() - trigger < std::chrono::seconds(5)) {
+      std::this_thread::sleep_for(std::chrono::microseconds(250));
+      now = instance_of(*echo);
+    }
     const auto swapped = Clock::now();
     request.join();
     swap_ms.push_back(std::chrono::duration<double, std::milli>(swapped - trigger).count());
@@ -141,9 +148,10 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(calls), static_cast<unsigned long long>(failed.load()));
   std::printf("swap_ms p50=%.2f p99=%.2f max=%.2f\n", percentile_us(swap_ms, 50), percentile_us(swap_ms, 99),
               *std::max_element(swap_ms.begin(), swap_ms.end()));
-  std::printf("latency_us steady_p50=%.0f steady_p99=%.0f window_p50=%.0f window_p99=%.0f window/steady_p99=%.2f\n",
-              percentile_us(steady, 50), steady_p99, percentile_us(in_window, 50), window_p99,
-              steady_p99 > 0 ? window_p99 / steady_p99 : 0.0);
+  std::printf(
+      "latency_us steady_p50=%.0f steady_p99=%.0f window_p50=%.0f window_p99=%.0f window/steady_p99=%.2f\n",
+      percentile_us(steady, 50), steady_p99, percentile_us(in_window, 50), window_p99,
+      steady_p99 > 0 ? window_p99 / steady_p99 : 0.0);
   if (failed > 0) std::fprintf(stderr, "first failure: %s\n", first_failure.c_str());
   return failed == 0 ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 // gvctl: manages the plugins of a running GameVerse host through its admin service.
-#include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -43,12 +43,15 @@ class Client {
  public:
   explicit Client(const Options& options)
       : options_(options),
-        stub_(pb::PluginAdmin::NewStub(grpc::CreateChannel(options.addr, grpc::InsecureChannelCredentials()))) {}
+        stub_(
+            pb::PluginAdmin::NewStub(grpc::CreateChannel(options.addr, grpc::InsecureChannelCredentials()))) {
+  }
 
   std::unique_ptr<grpc::ClientContext> context(bool streaming = false) const {
     auto context = std::make_unique<grpc::ClientContext>();
     if (!streaming) {
-      context->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options_.timeout_ms));
+      context->set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::milliseconds(options_.timeout_ms));
     }
     if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
     return context;
@@ -59,8 +62,8 @@ class Client {
     switch (status.error_code()) {
       case grpc::StatusCode::UNAVAILABLE:
       case grpc::StatusCode::DEADLINE_EXCEEDED:
-        std::cerr << "gvctl: no GameVerse host answered at " << options_.addr << " (" << status.error_message()
-                  << "); is it running? Point --addr or GAMEVERSE_ADDR at it.\n";
+        std::cerr << "gvctl: no GameVerse host answered at " << options_.addr << " ("
+                  << status.error_message() << "); is it running? Point --addr or GAMEVERSE_ADDR at it.\n";
         return kUnreachable;
       case grpc::StatusCode::PERMISSION_DENIED:
         std::cerr << "gvctl: " << status.error_message()
@@ -70,9 +73,7 @@ class Client {
         std::cerr << "gvctl: the host at " << options_.addr
                   << " does not serve the admin service (is [admin] enabled = false?)\n";
         return kRefused;
-      default:
-        std::cerr << "gvctl: " << status.error_message() << "\n";
-        return kRefused;
+      default: std::cerr << "gvctl: " << status.error_message() << "\n"; return kRefused;
     }
   }
 
@@ -142,7 +143,8 @@ int list(Client& client) {
   }
   print_table(rows);
   for (const auto& plugin : response.plugins()) {
-    if (!plugin.last_error().empty()) std::cout << "\n" << plugin.name() << ": " << plugin.last_error() << "\n";
+    if (!plugin.last_error().empty())
+      std::cout << "\n" << plugin.name() << ": " << plugin.last_error() << "\n";
   }
   return kOk;
 }
@@ -167,7 +169,8 @@ int status(Client& client, const std::string& name) {
   if (!plugin.last_error().empty()) std::cout << "last error:   " << plugin.last_error() << "\n";
   if (plugin.generations_size() > 0) {
     std::cout << "\n";
-    std::vector<std::vector<std::string>> rows{{"GEN", "STATE", "VERSION", "LOADED", "CALLS", "SHA-256", "ERROR"}};
+    std::vector<std::vector<std::string>> rows{
+        {"GEN", "STATE", "VERSION", "LOADED", "CALLS", "SHA-256", "ERROR"}};
     for (const auto& g : plugin.generations()) {
       rows.push_back({std::to_string(g.number()), g.state(), g.version(), local_time(g.loaded_at_unix_ms()),
                       std::to_string(g.live_calls()), g.file_sha256().substr(0, 12), g.error()});
@@ -228,8 +231,9 @@ int watch(Client& client) {
       (void)google::protobuf::util::MessageToJsonString(event, &json);
       std::cout << json << std::endl;
     } else {
-      std::cout << local_time(event.time_unix_ms()) << "  " << event.plugin() << "  gen " << event.generation()
-                << "  " << event.kind() << (event.message().empty() ? "" : "  " + event.message()) << std::endl;
+      std::cout << local_time(event.time_unix_ms()) << "  " << event.plugin() << "  gen "
+                << event.generation() << "  " << event.kind()
+                << (event.message().empty() ? "" : "  " + event.message()) << std::endl;
     }
   }
   grpc::Status status = reader->Finish();
@@ -262,7 +266,8 @@ int main(int argc, char** argv) {
   auto* load_cmd = app.add_subcommand("load", "Load a plugin that is not loaded");
   load_cmd->add_option("name", name, "Plugin name")->required();
   load_cmd->add_option("--path", path, "The .so (default: the path in the host's config)");
-  load_cmd->add_option("--config", config_toml, "The plugin's config table as TOML, e.g. 'greeting = \"Hi\"'");
+  load_cmd->add_option("--config", config_toml,
+                       "The plugin's config table as TOML, e.g. 'greeting = \"Hi\"'");
   auto* unload_cmd = app.add_subcommand("unload", "Unload a plugin; calls in flight finish first");
   unload_cmd->add_option("name", name, "Plugin name")->required();
   unload_cmd->add_flag("--force", force, "Unload even though other plugins depend on it");
@@ -289,7 +294,8 @@ int main(int argc, char** argv) {
                 << "  cmake -S " << root.string() << " -B " << (root / "build").string()
                 << " -DCMAKE_PREFIX_PATH=<GameVerse install prefix>\n"
                 << "  cmake --build " << (root / "build").string() << "\n"
-                << "  gvctl load " << name << " --path " << (root / "build" / (name + ".so")).string() << "\n";
+                << "  gvctl load " << name << " --path " << (root / "build" / (name + ".so")).string()
+                << "\n";
       return kOk;
     } catch (const std::exception& e) {
       std::cerr << "gvctl: " << e.what() << "\n";

@@ -124,11 +124,13 @@ Edit `proto/@IDENT@/v1/@IDENT@.proto` and `src/@IDENT@_plugin.cpp`; every method
 
 std::filesystem::path scaffold(const std::string& name, const std::filesystem::path& directory) {
   if (!std::regex_match(name, std::regex("^[a-z][a-z0-9-]{0,62}$"))) {
-    throw std::runtime_error("'" + name +
-                             "' is not a plugin name: use lower-case letters, digits and '-', starting with a letter");
+    throw std::runtime_error(
+        "'" + name +
+        "' is not a plugin name: use lower-case letters, digits and '-', starting with a letter");
   }
   const std::filesystem::path root = directory / name;
-  if (std::filesystem::exists(root)) throw std::runtime_error(root.string() + " already exists; choose another name or directory");
+  if (std::filesystem::exists(root))
+    throw std::runtime_error(root.string() + " already exists; choose another name or directory");
   const std::string ident = replace_all(name, "-", "_");
   std::string service;
   bool upper = true;
@@ -141,7 +143,8 @@ std::filesystem::path scaffold(const std::string& name, const std::filesystem::p
     upper = false;
   }
   auto fill = [&](const char* text) {
-    return replace_all(replace_all(replace_all(text, "@NAME@", name), "@IDENT@", ident), "@SERVICE@", service);
+    return replace_all(replace_all(replace_all(text, "@NAME@", name), "@IDENT@", ident), "@SERVICE@",
+                       service);
   };
   write(root / "proto" / ident / "v1" / (ident + ".proto"), fill(kProto));
   write(root / "src" / (ident + "_plugin.cpp"), fill(kPlugin));

@@ -1,8 +1,8 @@
 #include "admin/admin_plugin.hpp"
 
-#include <gameverse/sdk/plugin.hpp>
 #include <google/protobuf/descriptor.pb.h>
 #include <openssl/crypto.h>
+#include <gameverse/sdk/plugin.hpp>
 
 #include <condition_variable>
 #include <deque>
@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "gameverse/host/v1/admin.pb.h"
+#include "platform/thread_priority.hpp"
 
 namespace gameverse::admin {
 
@@ -55,7 +56,6 @@ void fill(const plugin::PluginStatus& status, pb::PluginInfo& info) {
     generation->set_live_calls(record.live_calls);
   }
 }
-
 
 sdk::Status refused(const plugin::Outcome& outcome) {
   const bool unknown = outcome.message.find("no plugin named") != std::string::npos ||
@@ -118,15 +118,19 @@ class AdminPlugin final : public sdk::Plugin {
   static void describe(sdk::PluginBuilder<AdminPlugin>& b) {
     b.unary("/gameverse.host.v1.PluginAdmin/ListPlugins", &AdminPlugin::list)
         .unary("/gameverse.host.v1.PluginAdmin/GetPlugin", &AdminPlugin::get)
-        .unary_async("/gameverse.host.v1.PluginAdmin/LoadPlugin", &AdminPlugin::off_thread<&AdminPlugin::load>)
-        .unary_async("/gameverse.host.v1.PluginAdmin/UnloadPlugin", &AdminPlugin::off_thread<&AdminPlugin::unload>)
-        .unary_async("/gameverse.host.v1.PluginAdmin/ReloadPlugin", &AdminPlugin::off_thread<&AdminPlugin::reload>)
+        .unary_async("/gameverse.host.v1.PluginAdmin/LoadPlugin",
+                     &AdminPlugin::off_thread<&AdminPlugin::load>)
+        .unary_async("/gameverse.host.v1.PluginAdmin/UnloadPlugin",
+                     &AdminPlugin::off_thread<&AdminPlugin::unload>)
+        .unary_async("/gameverse.host.v1.PluginAdmin/ReloadPlugin",
+                     &AdminPlugin::off_thread<&AdminPlugin::reload>)
         .unary_async("/gameverse.host.v1.PluginAdmin/ValidateConfig",
                      &AdminPlugin::off_thread<&AdminPlugin::validate>)
         .server_stream("/gameverse.host.v1.PluginAdmin/WatchEvents", &AdminPlugin::watch);
   }
 
-  sdk::Status list(sdk::CallContext& context, const pb::ListPluginsRequest&, pb::ListPluginsResponse& response) {
+  sdk::Status list(sdk::CallContext& context, const pb::ListPluginsRequest&,
+                   pb::ListPluginsResponse& response) {
     check_access(context);
     for (const auto& status : manager_.status()) fill(status, *response.add_plugins());
     return sdk::Status::ok();
@@ -155,11 +159,12 @@ class AdminPlugin final : public sdk::Plugin {
     if (!request.path().empty()) entry.path = (options_.config_dir / request.path()).lexically_normal();
     if (!request.config_toml().empty()) {
       try {
-        entry.settings = toml::parse(std::string_view(request.config_toml()), std::string_view("config_toml"));
+        entry.settings =
+            toml::parse(std::string_view(request.config_toml()), std::string_view("config_toml"));
       } catch (const toml::parse_error& e) {
-        return {sdk::StatusCode::kInvalidArgument,
-                "config_toml:" + std::to_string(e.source().begin.line) + ":" +
-                    std::to_string(e.source().begin.column) + ": " + std::string(e.description())};
+        return {sdk::StatusCode::kInvalidArgument, "config_toml:" + std::to_string(e.source().begin.line) +
+                                                       ":" + std::to_string(e.source().begin.column) + ": " +
+                                                       std::string(e.description())};
       }
     }
     const plugin::Outcome outcome = manager_.load(entry);
@@ -179,16 +184,18 @@ class AdminPlugin final : public sdk::Plugin {
   sdk::Status reload(const pb::ReloadPluginRequest& request, pb::OperationResult& response) {
     const plugin::Outcome outcome = manager_.reload(request.name(), request.force());
     if (!outcome.ok) return refused(outcome);
-    response.set_message(outcome.message == "unchanged" ? "plugin '" + request.name() + "' is unchanged on disk"
-                                                        : "plugin '" + request.name() + "' reloaded");
+    response.set_message(outcome.message == "unchanged"
+                             ? "plugin '" + request.name() + "' is unchanged on disk"
+                             : "plugin '" + request.name() + "' reloaded");
     response.set_generation(outcome.generation);
     return sdk::Status::ok();
   }
 
   sdk::Status validate(const pb::ValidateConfigRequest& request, pb::ValidateConfigResponse& response) {
     const std::string source = request.source_name().empty() ? "config" : request.source_name();
-    const std::filesystem::path base =
-        std::filesystem::path(source).has_parent_path() ? std::filesystem::path(source).parent_path() : options_.config_dir;
+    const std::filesystem::path base = std::filesystem::path(source).has_parent_path()
+                                           ? std::filesystem::path(source).parent_path()
+                                           : options_.config_dir;
     config::LoadResult result = config::parse_config(request.config_toml(), source, base);
     for (const auto& error : result.errors) add_problem(response, error);
     if (result.config) {
@@ -205,7 +212,8 @@ class AdminPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
-  void watch(sdk::CallContext& context, const pb::WatchEventsRequest&, sdk::ServerStream<pb::PluginEvent> stream) {
+  void watch(sdk::CallContext& context, const pb::WatchEventsRequest&,
+             sdk::ServerStream<pb::PluginEvent> stream) {
     check_access(context);
     uint64_t id = 0;
     {
@@ -263,6 +271,7 @@ class AdminPlugin final : public sdk::Plugin {
   }
 
   void run_jobs() {
+    platform::lower_this_thread_priority();
     std::unique_lock lock(jobs_mu_);
     for (;;) {
       jobs_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
@@ -303,7 +312,8 @@ std::string access_refusal(std::string_view peer, const std::vector<std::string_
   }
   const std::string expected = "Bearer " + token;
   for (std::string_view value : authorization) {
-    if (value.size() == expected.size() && CRYPTO_memcmp(value.data(), expected.data(), value.size()) == 0) return "";
+    if (value.size() == expected.size() && CRYPTO_memcmp(value.data(), expected.data(), value.size()) == 0)
+      return "";
   }
   return "the admin service needs 'authorization: Bearer <token>' from " + std::string(peer);
 }

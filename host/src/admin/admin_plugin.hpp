@@ -13,7 +13,7 @@
 namespace gameverse::admin {
 
 struct AdminOptions {
-  std::string token;                // when set, callers beyond loopback present it as a bearer token
+  std::string token;                 // when set, callers beyond loopback present it as a bearer token
   std::filesystem::path config_dir;  // relative paths in requests resolve against it
 };
 

@@ -1,5 +1,7 @@
 #include "plugin/file_watcher.hpp"
 
+#include "platform/thread_priority.hpp"
+
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -11,7 +13,8 @@
 namespace gameverse::plugin {
 
 FileWatcher::FileWatcher(std::chrono::milliseconds debounce,
-                         std::function<std::vector<std::filesystem::path>()> files, std::function<void()> on_change)
+                         std::function<std::vector<std::filesystem::path>()> files,
+                         std::function<void()> on_change)
     : list_files_(std::move(files)), debounce_(debounce), on_change_(std::move(on_change)) {
   inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   stop_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -22,7 +25,9 @@ FileWatcher::FileWatcher(std::chrono::milliseconds debounce,
   thread_ = std::thread([this] { run(); });
 }
 
-void FileWatcher::refresh() { watch(list_files_()); }
+void FileWatcher::refresh() {
+  watch(list_files_());
+}
 
 FileWatcher::~FileWatcher() {
   const uint64_t one = 1;
@@ -61,6 +66,7 @@ void FileWatcher::watch(const std::vector<std::filesystem::path>& files) {
 }
 
 void FileWatcher::run() {
+  platform::lower_this_thread_priority();  // it runs reloads
   alignas(inotify_event) char buffer[16 * 1024];
   bool pending = false;
   for (;;) {

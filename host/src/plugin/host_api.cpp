@@ -73,7 +73,9 @@ void call_principal(gv_call* call, gv_principal* out) {
 gv_bytes call_method(gv_call* call) {
   return call->method();
 }
-gv_bytes call_peer(gv_call* call) { return call->peer(); }
+gv_bytes call_peer(gv_call* call) {
+  return call->peer();
+}
 
 }  // namespace
 

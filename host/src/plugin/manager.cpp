@@ -1,5 +1,7 @@
 #include "plugin/manager.hpp"
 
+#include "platform/thread_priority.hpp"
+
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
@@ -33,7 +35,9 @@ std::set<std::string> services_of(const Plugin& plugin) {
   return services;
 }
 
-bool is_streaming(gv_call_kind kind) { return kind != GV_CALL_UNARY; }
+bool is_streaming(gv_call_kind kind) {
+  return kind != GV_CALL_UNARY;
+}
 
 // Field-by-field: an old reader and a new writer (and the reverse) agree on every shared field.
 std::string incompatible_messages(const google::protobuf::Descriptor& old_type,
@@ -51,9 +55,11 @@ std::string incompatible_messages(const google::protobuf::Descriptor& old_type,
     if (old_field->type() != new_field->type()) {
       return where + " changed type from " + old_field->type_name() + " to " + new_field->type_name();
     }
-    if (old_field->is_repeated() != new_field->is_repeated()) return where + " changed between single and repeated";
+    if (old_field->is_repeated() != new_field->is_repeated())
+      return where + " changed between single and repeated";
     if (old_field->message_type() != nullptr) {
-      std::string nested = incompatible_messages(*old_field->message_type(), *new_field->message_type(), seen);
+      std::string nested =
+          incompatible_messages(*old_field->message_type(), *new_field->message_type(), seen);
       if (!nested.empty()) return nested;
     }
   }
@@ -79,14 +85,15 @@ std::string incompatible_routes(const Plugin& old_generation, const Plugin& new_
   for (const Method& old_method : old_generation.methods()) {
     const Method* new_method = new_generation.find_method(old_method.full_name);
     if (new_method == nullptr) continue;  // dropped methods answer UNIMPLEMENTED: not a type change
-    if (old_method.kind != new_method->kind) return "method " + old_method.full_name + " changed its call kind";
+    if (old_method.kind != new_method->kind)
+      return "method " + old_method.full_name + " changed its call kind";
     std::set<std::string> seen;
     std::string why = incompatible_messages(*old_method.descriptor->input_type(),
                                             *new_method->descriptor->input_type(), seen);
     if (why.empty()) {
       seen.clear();
-      why = incompatible_messages(*old_method.descriptor->output_type(), *new_method->descriptor->output_type(),
-                                  seen);
+      why = incompatible_messages(*old_method.descriptor->output_type(),
+                                  *new_method->descriptor->output_type(), seen);
     }
     if (!why.empty()) return "method " + old_method.full_name + ": " + why;
   }
@@ -131,7 +138,8 @@ void PluginManager::emit(const std::string& plugin, uint64_t generation, const s
   } else if (kind == "failed") {
     spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
   } else {
-    spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, kind, message.empty() ? "" : ": ", message);
+    spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, kind, message.empty() ? "" : ": ",
+                 message);
   }
   std::lock_guard lock(listeners_mu_);
   for (auto& [id, listener] : listeners_) listener(event);
@@ -158,8 +166,8 @@ PluginManager::Staged PluginManager::stage(const config::PluginConfig& entry, ui
   const std::string bytes = read_file(entry.path);
   Staged staged;
   staged.hash = sha256_hex(bytes);
-  staged.path = options_.staging_dir /
-                (entry.name + ".g" + std::to_string(generation) + "." + std::to_string(++staged_count_) + ".so");
+  staged.path = options_.staging_dir / (entry.name + ".g" + std::to_string(generation) + "." +
+                                        std::to_string(++staged_count_) + ".so");
   {
     std::ofstream out(staged.path, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -214,7 +222,8 @@ std::vector<std::string> PluginManager::dependants_of(const Plugin& plugin) cons
 
 void PluginManager::publish_routes(const Plugin* removed, const std::shared_ptr<Plugin>& added) {
   auto table = std::make_shared<RouteTable>(*routes());
-  if (removed != nullptr) std::erase_if(*table, [removed](const auto& entry) { return entry.second.plugin.get() == removed; });
+  if (removed != nullptr)
+    std::erase_if(*table, [removed](const auto& entry) { return entry.second.plugin.get() == removed; });
   if (added) {
     for (const Method& method : added->methods()) {
       (*table)[method.full_name] = Route{added, method.index, method.kind};
@@ -273,37 +282,38 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
   std::map<std::string, int> mark;  // 0 new, 1 on the path, 2 done
   std::vector<std::string> order;
   std::map<std::string, std::string> failed;
-  std::function<bool(const std::string&, std::vector<std::string>&)> visit = [&](const std::string& name,
-                                                                               std::vector<std::string>& path) {
-    if (mark[name] == 2) return true;
-    if (mark[name] == 1) {
-      std::string cycle;
-      for (auto it = std::find(path.begin(), path.end(), name); it != path.end(); ++it) cycle += *it + " -> ";
-      failed[name] = "dependency cycle: " + cycle + name;
-      return false;
-    }
-    mark[name] = 1;
-    path.push_back(name);
-    bool ok = true;
-    for (const std::string& service : opened[name]->dependencies()) {
-      auto it = provider.find(service);
-      if (it == provider.end()) {
-        failed[name] = "depends on " + service + ", which no configured plugin serves";
-        ok = false;
-        break;
-      }
-      if (it->second == name || !opened.contains(it->second)) continue;
-      if (!visit(it->second, path)) {
-        if (!failed.contains(name)) failed[name] = failed[it->second];
-        ok = false;
-        break;
-      }
-    }
-    path.pop_back();
-    mark[name] = 2;
-    if (ok) order.push_back(name);
-    return ok;
-  };
+  std::function<bool(const std::string&, std::vector<std::string>&)> visit =
+      [&](const std::string& name, std::vector<std::string>& path) {
+        if (mark[name] == 2) return true;
+        if (mark[name] == 1) {
+          std::string cycle;
+          for (auto it = std::find(path.begin(), path.end(), name); it != path.end(); ++it)
+            cycle += *it + " -> ";
+          failed[name] = "dependency cycle: " + cycle + name;
+          return false;
+        }
+        mark[name] = 1;
+        path.push_back(name);
+        bool ok = true;
+        for (const std::string& service : opened[name]->dependencies()) {
+          auto it = provider.find(service);
+          if (it == provider.end()) {
+            failed[name] = "depends on " + service + ", which no configured plugin serves";
+            ok = false;
+            break;
+          }
+          if (it->second == name || !opened.contains(it->second)) continue;
+          if (!visit(it->second, path)) {
+            if (!failed.contains(name)) failed[name] = failed[it->second];
+            ok = false;
+            break;
+          }
+        }
+        path.pop_back();
+        mark[name] = 2;
+        if (ok) order.push_back(name);
+        return ok;
+      };
   for (const std::string& name : names) {
     std::vector<std::string> path;
     visit(name, path);
@@ -378,7 +388,8 @@ Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
       if (std::none_of(routes()->begin(), routes()->end(), [&](const auto& route) {
             return route.first.compare(1, service.size() + 1, service + "/") == 0;
           })) {
-        throw LoadError("plugin '" + entry.name + "': depends on " + service + ", which no loaded plugin serves");
+        throw LoadError("plugin '" + entry.name + "': depends on " + service +
+                        ", which no loaded plugin serves");
       }
     }
     plugin->init();
@@ -391,8 +402,8 @@ Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
     }
     outcome.generation = plugin->generation();
     emit(entry.name, plugin->generation(), "serving",
-         plugin->version() + " from " + entry.path.string() + " (" + std::to_string(plugin->methods().size()) +
-             " methods)");
+         plugin->version() + " from " + entry.path.string() + " (" +
+             std::to_string(plugin->methods().size()) + " methods)");
   } catch (const std::exception& e) {
     refuse(*slot, e.what(), outcome);
   }
@@ -423,7 +434,8 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
   try {
     if (!force && !entry_changed) {
       std::error_code ec;
-      if (std::filesystem::is_regular_file(entry.path, ec) && sha256_hex(read_file(entry.path)) == old->file_hash()) {
+      if (std::filesystem::is_regular_file(entry.path, ec) &&
+          sha256_hex(read_file(entry.path)) == old->file_hash()) {
         outcome.message = "unchanged";
         return outcome;
       }
@@ -431,8 +443,8 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
     next = open_staged(entry, ++slot.last_generation);
     if (!force) {
       if (std::string why = incompatible_routes(*old, *next); !why.empty()) {
-        throw LoadError("plugin '" + name + "' generation " + std::to_string(next->generation()) + ": " + why +
-                        " (reload with force to accept)");
+        throw LoadError("plugin '" + name + "' generation " + std::to_string(next->generation()) + ": " +
+                        why + " (reload with force to accept)");
       }
     }
     check_conflicts(*next, old.get());
@@ -471,13 +483,15 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
     if (!is_streaming(call.kind())) return;
     const Method* before = old->find_method(call.method_name());
     const Method* after = next->find_method(call.method_name());
-    if (before != nullptr && after != nullptr && before->movable && after->movable && after->kind == before->kind) {
+    if (before != nullptr && after != nullptr && before->movable && after->movable &&
+        after->kind == before->kind) {
       call.request_move(next, after->index);
       ++moving;
     }
   });
   emit(name, old->generation(), "draining",
-       std::to_string(old->live_call_count()) + " calls in flight, " + std::to_string(moving) + " streams moving");
+       std::to_string(old->live_call_count()) + " calls in flight, " + std::to_string(moving) +
+           " streams moving");
   retire_later(old);
   return outcome;
 }
@@ -500,7 +514,8 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
     return {false, name, "plugin '" + name + "' is not loaded", 0};
   }
   Slot& slot = it->second;
-  if (slot.current->builtin() && !force) return {false, name, "plugin '" + name + "' is built into the host", 0};
+  if (slot.current->builtin() && !force)
+    return {false, name, "plugin '" + name + "' is built into the host", 0};
   const std::vector<std::string> dependants = dependants_of(*slot.current);
   if (!dependants.empty() && !force) {
     std::string list;
@@ -520,7 +535,8 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
       std::erase(order_, name);
     }
   }
-  emit(name, old->generation(), "unloaded", std::to_string(old->live_call_count()) + " calls in flight drain");
+  emit(name, old->generation(), "unloaded",
+       std::to_string(old->live_call_count()) + " calls in flight drain");
   retire_later(std::move(old));
   return outcome;
 }
@@ -554,7 +570,8 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
       continue;
     }
     const config::PluginConfig& before = it->second.entry;
-    const bool changed = before.path != entry.path || before.enabled != entry.enabled || before.settings != entry.settings;
+    const bool changed =
+        before.path != entry.path || before.enabled != entry.enabled || before.settings != entry.settings;
     if (!entry.enabled) {
       if (it->second.current) outcomes.push_back(unload_locked(entry.name, false, false));
       std::lock_guard lock(state_mu_);
@@ -605,7 +622,9 @@ std::optional<config::PluginConfig> PluginManager::entry(const std::string& name
   return it->second.entry;
 }
 
-void PluginManager::notify_stopping() { emit("", 0, "stopping", "the host is shutting down"); }
+void PluginManager::notify_stopping() {
+  emit("", 0, "stopping", "the host is shutting down");
+}
 
 std::vector<Outcome> PluginManager::reload_changed() {
   std::vector<std::string> names;
@@ -633,6 +652,7 @@ void PluginManager::retire_later(std::shared_ptr<Plugin> plugin) {
 }
 
 void PluginManager::reap() {
+  platform::lower_this_thread_priority();
   std::unique_lock lock(reaper_mu_);
   for (;;) {
     reaper_cv_.wait(lock, [this] { return stopping_ || !retiring_.empty(); });
@@ -648,19 +668,21 @@ void PluginManager::reap() {
   }
 }
 
-void PluginManager::retire_now(std::shared_ptr<Plugin> plugin, std::chrono::steady_clock::time_point deadline) {
+void PluginManager::retire_now(std::shared_ptr<Plugin> plugin,
+                               std::chrono::steady_clock::time_point deadline) {
   const std::string name = plugin->name();
   const uint64_t generation = plugin->generation();
   if (!plugin->wait_idle(deadline)) {
     const std::string message = "generation " + std::to_string(generation) + " of plugin '" + name +
-                                "' was replaced and its drain of " + std::to_string(options_.drain_timeout.count()) +
-                                " ms ran out";
+                                "' was replaced and its drain of " +
+                                std::to_string(options_.drain_timeout.count()) + " ms ran out";
     size_t aborted = 0;
     plugin->for_each_live_call([&](LiveCall& call) {
       call.request_abort(message);
       ++aborted;
     });
-    emit(name, generation, "draining", std::to_string(aborted) + " calls cancelled with UNAVAILABLE at the drain deadline");
+    emit(name, generation, "draining",
+         std::to_string(aborted) + " calls cancelled with UNAVAILABLE at the drain deadline");
     if (!plugin->wait_idle(std::chrono::steady_clock::now() + kAbortGrace)) {
       emit(name, generation, "failed",
            std::to_string(plugin->live_call_count()) +

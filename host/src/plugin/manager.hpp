@@ -146,7 +146,8 @@ class PluginManager {
   Staged stage(const config::PluginConfig& entry, uint64_t generation);
   std::shared_ptr<Plugin> open_staged(const config::PluginConfig& entry, uint64_t generation);
   Outcome load_locked(const config::PluginConfig& entry);
-  Outcome reload_locked(const std::string& name, const config::PluginConfig& entry, bool force, bool entry_changed);
+  Outcome reload_locked(const std::string& name, const config::PluginConfig& entry, bool force,
+                        bool entry_changed);
   Outcome unload_locked(const std::string& name, bool force, bool forget);
   void check_conflicts(const Plugin& plugin, const Plugin* replacing) const;
   std::vector<std::string> dependants_of(const Plugin& plugin) const;
@@ -155,7 +156,8 @@ class PluginManager {
   void reap();
   void retire_now(std::shared_ptr<Plugin> plugin, std::chrono::steady_clock::time_point deadline);
   void refuse(Slot& slot, const std::string& message, Outcome& outcome);
-  void emit(const std::string& plugin, uint64_t generation, const std::string& kind, const std::string& message);
+  void emit(const std::string& plugin, uint64_t generation, const std::string& kind,
+            const std::string& message);
   static GenerationRecord record_of(const Plugin& plugin);
 
   Options options_;

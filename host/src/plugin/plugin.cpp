@@ -74,7 +74,8 @@ class CollectingErrors final : public google::protobuf::DescriptorPool::ErrorCol
 
 }  // namespace
 
-std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry, const std::filesystem::path& load_from) {
+std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry,
+                                     const std::filesystem::path& load_from) {
   const std::string who = "plugin '" + entry.name + "' (" + entry.path.string() + "): ";
   const std::filesystem::path& file = load_from.empty() ? entry.path : load_from;
   std::unique_ptr<Plugin> plugin(new Plugin());

@@ -10,13 +10,13 @@
 #include <boost/dll/shared_library.hpp>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
-#include <mutex>
-#include <unordered_set>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 

@@ -252,7 +252,9 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   class MovedHandle final : public gv_call {
    public:
     explicit MovedHandle(ServerCall& call) : call_(call) {}
-    gv_status_code send(const uint8_t* data, size_t size) override { return call_.send_via(this, data, size); }
+    gv_status_code send(const uint8_t* data, size_t size) override {
+      return call_.send_via(this, data, size);
+    }
     gv_status_code finish(gv_status_code code, std::string_view message) override {
       return call_.finish_via(this, code, message);
     }
@@ -334,7 +336,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     } else if (ok) {
       if (!finished_by_plugin()) {
         grpc::Slice slice;
-        plugin().on_call_message(route_.plugin->instance(), handle_, call_state_, bytes_of(read_buffer_, slice));
+        plugin().on_call_message(route_.plugin->instance(), handle_, call_state_,
+                                 bytes_of(read_buffer_, slice));
       }
       read_buffer_.Clear();
       std::lock_guard lock(mu_);
@@ -452,16 +455,16 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     route_.plugin = next;
     route_.method_index = method_index;
     old->unregister_call(this);
-    const gv_status_code adopted =
-        next->descriptor().on_call_adopt(next->instance(), handle_, method_index, detached.view(), &call_state_);
+    const gv_status_code adopted = next->descriptor().on_call_adopt(next->instance(), handle_, method_index,
+                                                                    detached.view(), &call_state_);
     if (adopted != GV_STATUS_OK) {
       std::lock_guard lock(mu_);
       if (!plugin_finished_) {
         plugin_finished_ = true;
-        finish_after_writes_locked({grpc::StatusCode::UNAVAILABLE,
-                                    "the stream could not continue in generation " +
-                                        std::to_string(next->generation()) + " of plugin '" + next->name() +
-                                        "' (status " + std::to_string(adopted) + ")"});
+        finish_after_writes_locked(
+            {grpc::StatusCode::UNAVAILABLE, "the stream could not continue in generation " +
+                                                std::to_string(next->generation()) + " of plugin '" +
+                                                next->name() + "' (status " + std::to_string(adopted) + ")"});
       }
     }
   }

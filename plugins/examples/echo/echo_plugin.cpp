@@ -146,7 +146,8 @@ class Ticker {
     std::chrono::milliseconds interval_;
   };
 
-  explicit Ticker(std::string instance_id) : instance_id_(std::move(instance_id)), thread_([this] { run(); }) {}
+  explicit Ticker(std::string instance_id)
+      : instance_id_(std::move(instance_id)), thread_([this] { run(); }) {}
   ~Ticker() {
     {
       std::lock_guard lock(mu_);
@@ -327,8 +328,10 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
     const size_t slash = detached.find('/');
     pb::CountRequest position;
     if (slash == std::string_view::npos ||
-        !position.ParseFromArray(detached.data() + slash + 1, static_cast<int>(detached.size() - slash - 1))) {
-      throw gameverse::sdk::Error(StatusCode::kDataLoss, "unreadable Count position from the previous generation");
+        !position.ParseFromArray(detached.data() + slash + 1,
+                                 static_cast<int>(detached.size() - slash - 1))) {
+      throw gameverse::sdk::Error(StatusCode::kDataLoss,
+                                  "unreadable Count position from the previous generation");
     }
     const uint64_t next = std::stoull(std::string(detached.substr(0, slash)));
     return ticker_.start(std::move(stream), next, position.limit(), position.interval_ms());

@@ -603,10 +603,11 @@ class PluginBuilder {
   // returns its session; on reload the session's detach() stops it and `resume` of the next
   // generation continues it from what detach() returned.
   template <class Req, class Resp>
-  PluginBuilder& server_stream_movable(
-      const char* full_name,
-      std::unique_ptr<StreamSession> (P::*open)(CallContext&, const Req&, ServerStream<Resp>),
-      std::unique_ptr<StreamSession> (P::*resume)(std::string_view detached, ServerStream<Resp>)) {
+  PluginBuilder& server_stream_movable(const char* full_name,
+                                       std::unique_ptr<StreamSession> (P::*open)(CallContext&, const Req&,
+                                                                                 ServerStream<Resp>),
+                                       std::unique_ptr<StreamSession> (P::*resume)(std::string_view detached,
+                                                                                   ServerStream<Resp>)) {
     add(full_name, GV_CALL_SERVER_STREAMING, [open](P& plugin, gv_call* call, gv_bytes bytes) {
       auto state = std::make_shared<detail::CallState>(call);
       Req request;
@@ -621,7 +622,8 @@ class PluginBuilder {
     methods_.back().flags = GV_METHOD_MOVABLE;
     methods_.back().adopt = [resume](P& plugin, gv_call* call, gv_bytes detached) {
       auto state = std::make_shared<detail::CallState>(call);
-      attach_session(state, [&] { return (plugin.*resume)(detail::view(detached), ServerStream<Resp>(state)); });
+      attach_session(state,
+                     [&] { return (plugin.*resume)(detail::view(detached), ServerStream<Resp>(state)); });
       return state;
     };
     return *this;
@@ -644,14 +646,16 @@ class PluginBuilder {
   // A bidi stream that moves to the next generation on hot reload: the reader's detach() stops
   // it, and `resume` of the next generation returns the reader that continues it.
   template <class Req, class Resp>
-  PluginBuilder& bidi_stream(
-      const char* full_name, std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>),
-      std::unique_ptr<StreamReader<Req>> (P::*resume)(std::string_view detached, ServerStream<Resp>)) {
+  PluginBuilder& bidi_stream(const char* full_name,
+                             std::unique_ptr<StreamReader<Req>> (P::*fn)(CallContext&, ServerStream<Resp>),
+                             std::unique_ptr<StreamReader<Req>> (P::*resume)(std::string_view detached,
+                                                                             ServerStream<Resp>)) {
     add(full_name, GV_CALL_BIDI_STREAMING, reader_starter<Req, Resp>(fn));
     methods_.back().flags = GV_METHOD_MOVABLE;
     methods_.back().adopt = [resume](P& plugin, gv_call* call, gv_bytes detached) {
       auto state = std::make_shared<detail::CallState>(call);
-      attach_reader(state, [&] { return (plugin.*resume)(detail::view(detached), ServerStream<Resp>(state)); });
+      attach_reader(state,
+                    [&] { return (plugin.*resume)(detail::view(detached), ServerStream<Resp>(state)); });
       return state;
     };
     return *this;
