@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "expect_contains.hpp"
 #include "plugin/manager.hpp"
 #include "plugin/plugin.hpp"
 
@@ -30,9 +31,6 @@ std::string refusal(const config::PluginConfig& e) {
   }
   return "";
 }
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
 
 TEST(Loader, MissingFile) {
   auto e = entry("abi-not-built");

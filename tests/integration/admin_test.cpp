@@ -4,14 +4,12 @@
 
 #include <cstdio>
 
+#include "expect_contains.hpp"
 #include "admin/admin_plugin.hpp"
 #include "host_process.hpp"
 
 namespace gameverse::testing {
 namespace {
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
 
 struct CliRun {
   int exit_code;

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <future>
 
+#include "expect_contains.hpp"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/hello/v1/hello.grpc.pb.h"
 #include "host_process.hpp"
@@ -16,9 +17,6 @@ namespace {
 namespace pb = gameverse::echo::v1;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
 
 std::chrono::system_clock::time_point in(std::chrono::milliseconds d) {
   return std::chrono::system_clock::now() + d;

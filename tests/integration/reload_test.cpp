@@ -8,6 +8,7 @@
 #include <future>
 #include <set>
 
+#include "expect_contains.hpp"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/hello/v1/hello.grpc.pb.h"
 #include "host_process.hpp"
@@ -19,9 +20,6 @@ namespace {
 namespace pb = gameverse::echo::v1;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "in: " << (haystack)
 
 const std::string kEchoA = GV_PLUGIN_DIR "/echo.so";
 const std::string kEchoB = GV_RELOAD_FIXTURE_DIR "/echo-b.so";

@@ -4,6 +4,7 @@
 
 #include <gameverse/abi.h>
 
+#include <string>
 #include <string_view>
 
 struct gv_call {
@@ -19,3 +20,19 @@ struct gv_call {
  protected:
   ~gv_call() = default;
 };
+
+namespace gameverse::plugin {
+
+// A gv_state_sink that collects what a plugin writes (save_state, stream detach).
+struct StateSink : gv_state_sink {
+  StateSink() {
+    struct_size = sizeof(gv_state_sink);
+    append = [](gv_state_sink* self, const uint8_t* data, size_t size) {
+      static_cast<StateSink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
+    };
+  }
+  gv_bytes view() const { return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}; }
+  std::string bytes;
+};
+
+}  // namespace gameverse::plugin

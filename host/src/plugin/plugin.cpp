@@ -7,6 +7,7 @@
 #include <regex>
 #include <set>
 
+#include "plugin/call.hpp"
 #include "plugin/negotiation.hpp"
 
 namespace gameverse::plugin {
@@ -282,13 +283,7 @@ void Plugin::init(std::string_view previous_state) {
 
 std::string Plugin::save_state() {
   if (descriptor_->on_save_state == nullptr || instance_ == nullptr) return {};
-  struct Sink : gv_state_sink {
-    std::string bytes;
-  } sink;
-  sink.struct_size = sizeof(gv_state_sink);
-  sink.append = [](gv_state_sink* self, const uint8_t* data, size_t size) {
-    static_cast<Sink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
-  };
+  StateSink sink;
   char message[1024] = {};
   const gv_status_code code =
       descriptor_->on_save_state(instance_, &sink, gv_message_buffer{message, sizeof message});

@@ -434,7 +434,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   void move_call(std::shared_ptr<plugin::Plugin> next, uint32_t method_index) {
     if (!plugin_started_ || finished_by_plugin() || next->generation() <= route_.plugin->generation()) return;
     const std::shared_ptr<plugin::Plugin> old = route_.plugin;
-    StateSink detached;
+    plugin::StateSink detached;
     if (old->descriptor().on_call_detach == nullptr ||
         old->descriptor().on_call_detach(old->instance(), handle_, call_state_, &detached) != GV_STATUS_OK) {
       return;
@@ -468,17 +468,6 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       }
     }
   }
-
-  struct StateSink : gv_state_sink {
-    StateSink() {
-      struct_size = sizeof(gv_state_sink);
-      append = [](gv_state_sink* self, const uint8_t* data, size_t size) {
-        static_cast<StateSink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
-      };
-    }
-    gv_bytes view() const { return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}; }
-    std::string bytes;
-  };
 
   const gv_plugin_descriptor& plugin() const { return route_.plugin->descriptor(); }
 
