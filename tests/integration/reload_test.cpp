@@ -11,6 +11,7 @@
 #include "expect_contains.hpp"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/hello/v1/hello.grpc.pb.h"
+#include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
 #include "plugin/manager.hpp"
 
@@ -304,6 +305,17 @@ TEST_F(ReloadTest, DrainDeadlineEndsLeftoverCallsWithUnavailable) {
   ASSERT_TRUE(eventually([&] { return stats(*stub).sleeps_started() == 1; }));
   install(kEchoB, plugin("echo"));
   host.signal(SIGHUP);
+  // While it drains, the admin service shows the old generation with its call in flight.
+  auto admin = gameverse::host::v1::PluginAdmin::NewStub(host.channel());
+  EXPECT_TRUE(eventually([&] {
+    grpc::ClientContext context;
+    gameverse::host::v1::GetPluginRequest request;
+    request.set_name("echo");
+    gameverse::host::v1::PluginInfo info;
+    return admin->GetPlugin(&context, request, &info).ok() && info.generations_size() >= 2 &&
+           info.generations(0).state() == "serving" && info.generations(1).state() == "draining" &&
+           info.generations(1).live_calls() == 1;
+  }));
   grpc::Status status = done.get_future().get();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_CONTAINS(status.error_message(), "drain of 300 ms ran out");

@@ -645,6 +645,13 @@ std::vector<Outcome> PluginManager::reload_changed() {
 
 void PluginManager::retire_later(std::shared_ptr<Plugin> plugin) {
   {
+    std::lock_guard lock(state_mu_);
+    if (auto it = slots_.find(plugin->name()); it != slots_.end()) {
+      std::erase_if(it->second.draining, [](const auto& weak) { return weak.expired(); });
+      it->second.draining.push_back(plugin);
+    }
+  }
+  {
     std::lock_guard lock(reaper_mu_);
     retiring_.push_back({std::move(plugin), std::chrono::steady_clock::now() + options_.drain_timeout});
   }
@@ -768,6 +775,11 @@ std::optional<PluginStatus> PluginManager::status(const std::string& name) const
     for (const Method& method : plugin.methods()) status.methods.push_back(method.full_name);
     status.dependencies = plugin.dependencies();
     status.generations.push_back(record_of(plugin));
+  }
+  for (auto it = slot.draining.rbegin(); it != slot.draining.rend(); ++it) {
+    if (auto plugin = it->lock(); plugin && plugin->state() == GenerationState::kDraining) {
+      status.generations.push_back(record_of(*plugin));
+    }
   }
   for (const GenerationRecord& record : slot.history) status.generations.push_back(record);
   return status;

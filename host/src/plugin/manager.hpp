@@ -132,7 +132,8 @@ class PluginManager {
     std::shared_ptr<Plugin> current;
     uint64_t last_generation = 0;
     std::string last_error;
-    std::deque<GenerationRecord> history;  // generations no longer serving, newest first
+    std::vector<std::weak_ptr<Plugin>> draining;  // replaced or unloaded, not yet retired
+    std::deque<GenerationRecord> history;         // retired or failed generations, newest first
   };
   struct Staged {
     std::filesystem::path path;
