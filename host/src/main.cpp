@@ -11,6 +11,7 @@
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
+#include "platform/store_service.hpp"
 #include "platform/thread_priority.hpp"
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
@@ -65,6 +66,21 @@ void reload_from_disk(const std::string& config_path, const gameverse::config::C
   plugins.reload_changed();
 }
 
+std::unique_ptr<gameverse::platform::Store> open_store(const gameverse::config::Config& config) {
+  std::unique_ptr<gameverse::platform::StoreBackend> backend;
+  if (config.store.backend == "postgresql") {
+    backend = gameverse::platform::open_postgres_store(config.store.postgresql_url,
+                                                       static_cast<int>(config.store.pool_size));
+  } else {
+    std::filesystem::create_directories(config.host.data_dir);
+    backend = gameverse::platform::open_sqlite_store((config.host.data_dir / "gameverse.db").string());
+  }
+  spdlog::info("store: {} at schema version {}", backend->name(), backend->schema_version());
+  gameverse::platform::StoreLimits limits;
+  limits.max_value_bytes = static_cast<size_t>(config.store.max_value_bytes);
+  return std::make_unique<gameverse::platform::Store>(std::move(backend), limits);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,8 +117,15 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  std::unique_ptr<gameverse::platform::Store> store;
+  try {
+    store = open_store(config);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
   gameverse::plugin::PluginManager plugins(
-      {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms)});
+      {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), store.get()});
   const auto outcomes = plugins.load_all(config);
   const size_t refused = static_cast<size_t>(
       std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok; }));

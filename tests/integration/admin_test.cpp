@@ -4,8 +4,8 @@
 
 #include <cstdio>
 
-#include "expect_contains.hpp"
 #include "admin/admin_plugin.hpp"
+#include "expect_contains.hpp"
 #include "host_process.hpp"
 
 namespace gameverse::testing {

@@ -18,6 +18,14 @@ namespace pb = gameverse::echo::v1;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
+// The config of a host serving the example plugins, plus `extra` TOML appended.
+inline std::string example_config(const std::string& extra = "") {
+  return std::string("[server]\nworker_threads = 2\ndrain_timeout_ms = 3000\n") +
+         "[host]\nlog_level = \"debug\"\nplugin_dir = \"" GV_PLUGIN_DIR "\"\n" +
+         "[[plugin]]\nname = \"echo\"\n[plugin.config]\nmax_stream_messages = 1000\n" +
+         "[[plugin]]\nname = \"hello-c\"\n[plugin.config]\ngreeting = \"Hi\"\n" + extra;
+}
+
 std::chrono::system_clock::time_point in(std::chrono::milliseconds d) {
   return std::chrono::system_clock::now() + d;
 }

@@ -22,7 +22,8 @@ std::string unique_space() {
 
 StoreWrite put(std::string collection, std::string key, std::string value, int64_t expected = kAnyVersion,
                std::string owner = "") {
-  return {StoreWrite::Kind::kPut, std::move(collection), std::move(key), std::move(value), std::move(owner), expected};
+  return {StoreWrite::Kind::kPut, std::move(collection), std::move(key),
+          std::move(value),       std::move(owner),      expected};
 }
 
 StoreWrite erase(std::string collection, std::string key, int64_t expected = kAnyVersion) {
@@ -46,8 +47,9 @@ class StoreConformance : public ::testing::TestWithParam<std::string> {
       store_ = open_sqlite_store(file_.string());
     } else {
       const char* url = std::getenv("GAMEVERSE_TEST_POSTGRES_URL");
-      ASSERT_NE(url, nullptr) << "GAMEVERSE_TEST_POSTGRES_URL is not set: run the suite with `tools/gv test`, "
-                                 "which starts a PostgreSQL server for it";
+      ASSERT_NE(url, nullptr)
+          << "GAMEVERSE_TEST_POSTGRES_URL is not set: run the suite with `tools/gv test`, "
+             "which starts a PostgreSQL server for it";
       store_ = open_postgres_store(url, 4);
     }
     space_ = unique_space();
@@ -125,7 +127,8 @@ TEST_P(StoreConformance, BatchIsAllOrNothingAcrossCollections) {
   EXPECT_FALSE(store_->get(space_, "b", "y"));
   EXPECT_TRUE(store_->get(space_, "a", "existing"));
 
-  const auto versions = store_->write(space_, {put("a", "x", "1"), put("b", "y", "2"), erase("a", "existing", 1)});
+  const auto versions =
+      store_->write(space_, {put("a", "x", "1"), put("b", "y", "2"), erase("a", "existing", 1)});
   EXPECT_EQ(versions, (std::vector<int64_t>{1, 1, 0}));
   EXPECT_TRUE(store_->get(space_, "a", "x"));
   EXPECT_TRUE(store_->get(space_, "b", "y"));
@@ -135,7 +138,8 @@ TEST_P(StoreConformance, BatchIsAllOrNothingAcrossCollections) {
 TEST_P(StoreConformance, ListByPrefixPagesInKeyOrder) {
   std::vector<StoreWrite> writes;
   for (int i = 24; i >= 0; --i) {
-    writes.push_back(put("items", "item/" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::to_string(i)));
+    writes.push_back(
+        put("items", "item/" + std::string(i < 10 ? "0" : "") + std::to_string(i), std::to_string(i)));
   }
   writes.push_back(put("items", "itemz", "outside the prefix"));
   writes.push_back(put("items", "other/1", "outside"));
@@ -160,8 +164,9 @@ TEST_P(StoreConformance, ListByPrefixPagesInKeyOrder) {
 }
 
 TEST_P(StoreConformance, ListByOwner) {
-  store_->write(space_, {put("inv", "sword", "1", kAnyVersion, "ada"), put("inv", "shield", "1", kAnyVersion, "bob"),
-                         put("inv", "bow", "1", kAnyVersion, "ada")});
+  store_->write(space_,
+                {put("inv", "sword", "1", kAnyVersion, "ada"), put("inv", "shield", "1", kAnyVersion, "bob"),
+                 put("inv", "bow", "1", kAnyVersion, "ada")});
   StorePage page = store_->list(space_, {"inv", "", "ada", "", 100});
   ASSERT_EQ(page.objects.size(), 2u);
   EXPECT_EQ(page.objects[0].key, "bow");
@@ -170,8 +175,9 @@ TEST_P(StoreConformance, ListByOwner) {
 }
 
 TEST_P(StoreConformance, PrefixOfHighBytes) {
-  store_->write(space_, {put("bin", std::string("\xff\xff", 2), "a"), put("bin", std::string("\xff\xff\x01", 3), "b"),
-                         put("bin", std::string("\xfe", 1), "c")});
+  store_->write(space_,
+                {put("bin", std::string("\xff\xff", 2), "a"), put("bin", std::string("\xff\xff\x01", 3), "b"),
+                 put("bin", std::string("\xfe", 1), "c")});
   StorePage page = store_->list(space_, {"bin", std::string("\xff\xff", 2), "", "", 100});
   EXPECT_EQ(page.objects.size(), 2u);
 }

@@ -156,7 +156,7 @@ void read_server(const toml::table& table, const std::string& file, Config& conf
 void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
                Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "host", file, errors);
-  reader.reject_unknown({"log_level", "plugin_dir", "staging_dir", "watch", "watch_debounce_ms"});
+  reader.reject_unknown({"log_level", "plugin_dir", "staging_dir", "data_dir", "watch", "watch_debounce_ms"});
   reader.read_string("log_level", config.host.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
   if (table.contains("log_level") && table["log_level"].is_string() &&
@@ -167,6 +167,9 @@ void read_host(const toml::table& table, const std::string& file, const std::fil
   std::string plugin_dir;
   reader.read_string("plugin_dir", plugin_dir);
   if (!plugin_dir.empty()) config.host.plugin_dir = base_dir / plugin_dir;
+  std::string data_dir;
+  reader.read_string("data_dir", data_dir);
+  if (!data_dir.empty()) config.host.data_dir = (base_dir / data_dir).lexically_normal();
   std::string staging_dir;
   reader.read_string("staging_dir", staging_dir);
   if (!staging_dir.empty()) config.host.staging_dir = base_dir / staging_dir;
@@ -243,12 +246,30 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   config.host.staging_dir =
       std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
-  top.reject_unknown({"server", "host", "admin", "plugin"});
+  top.reject_unknown({"server", "host", "store", "admin", "plugin"});
+  config.host.data_dir = (base_dir / "data").lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
     read_server(*server, source_name, config, result.errors);
   }
   if (const toml::table* host = top.sub_table("host")) {
     read_host(*host, source_name, base_dir, config, result.errors);
+  }
+  if (const toml::table* store = top.sub_table("store")) {
+    TableReader reader(*store, "store", source_name, result.errors);
+    reader.reject_unknown({"backend", "postgresql_url", "pool_size", "max_value_bytes"});
+    reader.read_string("backend", config.store.backend);
+    if (config.store.backend != "sqlite" && config.store.backend != "postgresql" &&
+        store->contains("backend")) {
+      reader.error_at(*store->get("backend"), "backend",
+                      "'" + config.store.backend + "' is not a store backend (sqlite or postgresql)");
+    }
+    reader.read_string("postgresql_url", config.store.postgresql_url);
+    if (config.store.backend == "postgresql" && config.store.postgresql_url.empty()) {
+      result.errors.push_back({source_name, position_of(store->source()), "store.postgresql_url",
+                               "required when backend = \"postgresql\""});
+    }
+    reader.read_int("pool_size", config.store.pool_size, 1, 256);
+    reader.read_int("max_value_bytes", config.store.max_value_bytes, 1, 64 * 1024 * 1024);
   }
   if (const toml::table* admin = top.sub_table("admin")) {
     TableReader reader(*admin, "admin", source_name, result.errors);

@@ -39,8 +39,16 @@ struct HostSection {
   std::string log_level = "info";
   std::filesystem::path plugin_dir;   // where a plugin without `path` is looked up
   std::filesystem::path staging_dir;  // where plugin files are copied before they are mapped
+  std::filesystem::path data_dir;     // the host's own files (the SQLite store)
   bool watch = true;                  // reload on changes to the config and plugin files
   int64_t watch_debounce_ms = 200;    // quiet time after the last change before reloading
+};
+
+struct StoreSection {
+  std::string backend = "sqlite";  // sqlite | postgresql
+  std::string postgresql_url;      // a libpq connection string, for backend = "postgresql"
+  int64_t pool_size = 8;           // PostgreSQL connections
+  int64_t max_value_bytes = 1024 * 1024;
 };
 
 struct AdminSection {
@@ -62,6 +70,7 @@ struct Config {
   std::string source_file;
   ServerConfig server;
   HostSection host;
+  StoreSection store;
   AdminSection admin;
   std::vector<PluginConfig> plugins;
 };

@@ -34,7 +34,9 @@ const Migration kMigrations[] = {
 
 const char* kColumns = "collection, key, value, owner, version, created_ms, updated_ms";
 
-pqxx::binarystring bytes(const std::string& s) { return pqxx::binarystring(s.data(), s.size()); }
+pqxx::binarystring bytes(const std::string& s) {
+  return pqxx::binarystring(s.data(), s.size());
+}
 
 StoredObject read_object(const pqxx::row& row) {
   StoredObject o;
@@ -110,16 +112,19 @@ class PostgresStore final : public StoreBackend {
  private:
   std::unique_ptr<pqxx::connection> connect() {
     auto c = std::make_unique<pqxx::connection>(url_);
-    c->prepare("get", std::string("SELECT ") + kColumns + " FROM gv_objects WHERE space = $1 AND collection = $2 AND key = $3");
-    c->prepare("upsert",
-               "INSERT INTO gv_objects (space, collection, key, value, owner, version, created_ms, updated_ms)"
-               " VALUES ($1, $2, $3, $4, $5, 1, $6, $6) ON CONFLICT (space, collection, key) DO UPDATE SET"
-               " value = excluded.value, owner = excluded.owner, version = gv_objects.version + 1,"
-               " updated_ms = excluded.updated_ms RETURNING version");
-    c->prepare("create",
-               "INSERT INTO gv_objects (space, collection, key, value, owner, version, created_ms, updated_ms)"
-               " VALUES ($1, $2, $3, $4, $5, 1, $6, $6) ON CONFLICT (space, collection, key) DO NOTHING"
-               " RETURNING version");
+    c->prepare("get", std::string("SELECT ") + kColumns +
+                          " FROM gv_objects WHERE space = $1 AND collection = $2 AND key = $3");
+    c->prepare(
+        "upsert",
+        "INSERT INTO gv_objects (space, collection, key, value, owner, version, created_ms, updated_ms)"
+        " VALUES ($1, $2, $3, $4, $5, 1, $6, $6) ON CONFLICT (space, collection, key) DO UPDATE SET"
+        " value = excluded.value, owner = excluded.owner, version = gv_objects.version + 1,"
+        " updated_ms = excluded.updated_ms RETURNING version");
+    c->prepare(
+        "create",
+        "INSERT INTO gv_objects (space, collection, key, value, owner, version, created_ms, updated_ms)"
+        " VALUES ($1, $2, $3, $4, $5, 1, $6, $6) ON CONFLICT (space, collection, key) DO NOTHING"
+        " RETURNING version");
     c->prepare("update",
                "UPDATE gv_objects SET value = $4, owner = $5, version = version + 1, updated_ms = $6"
                " WHERE space = $1 AND collection = $2 AND key = $3 AND version = $7 RETURNING version");
@@ -218,8 +223,8 @@ class PostgresStore final : public StoreBackend {
   std::unique_ptr<pqxx::connection> acquire() {
     std::unique_lock lock(mu_);
     if (!available_.wait_for(lock, kPoolWait, [this] { return !idle_.empty() || open_ < pool_size_; })) {
-      throw StoreError(GV_STATUS_UNAVAILABLE, "all " + std::to_string(pool_size_) +
-                                                  " PostgreSQL connections stayed busy for 5 s");
+      throw StoreError(GV_STATUS_UNAVAILABLE,
+                       "all " + std::to_string(pool_size_) + " PostgreSQL connections stayed busy for 5 s");
     }
     if (!idle_.empty()) {
       auto c = std::move(idle_.front());

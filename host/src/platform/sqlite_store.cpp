@@ -22,7 +22,8 @@ const Migration kMigrations[] = {
     {1, "objects",
      "CREATE TABLE gv_objects ("
      "  space TEXT NOT NULL, collection TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
-     "  owner TEXT NOT NULL, version INTEGER NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+     "  owner TEXT NOT NULL, version INTEGER NOT NULL, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT "
+     "NULL,"
      "  PRIMARY KEY (space, collection, key));"
      "CREATE INDEX gv_objects_by_owner ON gv_objects (space, collection, owner, key);"},
 };
@@ -50,13 +51,15 @@ class SqliteStore final : public StoreBackend {
         " version = gv_objects.version + 1, updated_ms = excluded.updated_ms RETURNING version");
     create_ = prepare(
         "INSERT INTO gv_objects (space, collection, key, value, owner, version, created_ms, updated_ms)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) ON CONFLICT (space, collection, key) DO NOTHING RETURNING version");
+        " VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) ON CONFLICT (space, collection, key) DO NOTHING RETURNING "
+        "version");
     update_ = prepare(
         "UPDATE gv_objects SET value = ?4, owner = ?5, version = version + 1, updated_ms = ?6"
         " WHERE space = ?1 AND collection = ?2 AND key = ?3 AND version = ?7 RETURNING version");
     delete_any_ = prepare("DELETE FROM gv_objects WHERE space = ?1 AND collection = ?2 AND key = ?3");
     delete_version_ = prepare(
-        "DELETE FROM gv_objects WHERE space = ?1 AND collection = ?2 AND key = ?3 AND version = ?4 RETURNING version");
+        "DELETE FROM gv_objects WHERE space = ?1 AND collection = ?2 AND key = ?3 AND version = ?4 RETURNING "
+        "version");
     get_ = prepare(
         "SELECT collection, key, value, owner, version, created_ms, updated_ms FROM gv_objects"
         " WHERE space = ?1 AND collection = ?2 AND key = ?3");
@@ -154,7 +157,8 @@ class SqliteStore final : public StoreBackend {
         " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_ms INTEGER NOT NULL)");
     db_.exec("BEGIN IMMEDIATE");
     try {
-      const int current = db_.execAndGet("SELECT COALESCE(MAX(version), 0) FROM gv_schema_migrations").getInt();
+      const int current =
+          db_.execAndGet("SELECT COALESCE(MAX(version), 0) FROM gv_schema_migrations").getInt();
       for (const Migration& m : kMigrations) {
         if (m.version <= current) continue;
         db_.exec(m.sql);
@@ -202,7 +206,8 @@ class SqliteStore final : public StoreBackend {
   int64_t apply(const std::string& space, const StoreWrite& w, int64_t now) {
     const bool put = w.kind == StoreWrite::Kind::kPut;
     SQLite::Statement& q = put ? (w.expected_version == kAnyVersion ? *upsert_
-                                                                     : w.expected_version == 0 ? *create_ : *update_)
+                                  : w.expected_version == 0         ? *create_
+                                                                    : *update_)
                                : (w.expected_version == kAnyVersion ? *delete_any_ : *delete_version_);
     Reset reset(q);
     q.bind(1, space);
@@ -261,7 +266,8 @@ std::optional<std::string> prefix_successor(const std::string& prefix) {
 }
 
 int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "platform/store_service.hpp"
 #include "plugin/call.hpp"
 #include "plugin/plugin.hpp"
 
@@ -77,6 +78,101 @@ gv_bytes call_peer(gv_call* call) {
   return call->peer();
 }
 
+std::string as_string(gv_bytes bytes) {
+  return {reinterpret_cast<const char*>(bytes.data), bytes.size};
+}
+
+gv_bytes as_bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+void write_message(gv_message_buffer buffer, std::string_view message) {
+  if (buffer.data == nullptr || buffer.capacity == 0) return;
+  const size_t n = std::min(message.size(), buffer.capacity - 1);
+  std::memcpy(buffer.data, message.data(), n);
+  buffer.data[n] = '\0';
+}
+
+// Runs a store operation, turning every failure into a status and a message for the plugin.
+template <class F>
+gv_status_code guarded_store(gv_host_plugin* self, gv_message_buffer error, F&& f) {
+  if (self->store == nullptr) {
+    write_message(error, "this host has no store configured");
+    return GV_STATUS_UNAVAILABLE;
+  }
+  try {
+    f(*self->store);
+    return GV_STATUS_OK;
+  } catch (const platform::StoreError& e) {
+    write_message(error, e.what());
+    return e.code();
+  } catch (const std::exception& e) {
+    self->logger->error("store failure: {}", e.what());
+    write_message(error, std::string("store failure: ") + e.what());
+    return GV_STATUS_INTERNAL;
+  }
+}
+
+void visit_object(const platform::StoredObject& o, gv_store_visit_fn visit, void* context) {
+  gv_store_object object{sizeof(gv_store_object), as_bytes(o.collection), as_bytes(o.key),
+                         as_bytes(o.value),       as_bytes(o.owner),      o.version,
+                         o.created_unix_ms,       o.updated_unix_ms};
+  visit(context, &object);
+}
+
+gv_status_code store_get(gv_host_plugin* self, gv_bytes collection, gv_bytes key, gv_store_visit_fn visit,
+                         void* context, gv_message_buffer error) {
+  bool found = false;
+  const gv_status_code code = guarded_store(self, error, [&](platform::Store& store) {
+    if (auto object = store.get(self->name, self->collections, as_string(collection), as_string(key))) {
+      found = true;
+      visit_object(*object, visit, context);
+    }
+  });
+  if (code == GV_STATUS_OK && !found) {
+    write_message(error, "no object with that key in collection '" + as_string(collection) + "'");
+    return GV_STATUS_NOT_FOUND;
+  }
+  return code;
+}
+
+gv_status_code store_write(gv_host_plugin* self, const gv_store_write* writes, size_t count,
+                           int64_t* new_versions, gv_message_buffer error) {
+  return guarded_store(self, error, [&](platform::Store& store) {
+    std::vector<platform::StoreWrite> batch;
+    batch.reserve(count);
+    for (size_t i = 0; i < count; ++i) {
+      const gv_store_write& w = writes[i];
+      if (w.kind != GV_STORE_PUT && w.kind != GV_STORE_DELETE) {
+        throw platform::StoreError(
+            GV_STATUS_INVALID_ARGUMENT,
+            "write " + std::to_string(i) + ": kind " + std::to_string(w.kind) + " is not a write");
+      }
+      batch.push_back(
+          {w.kind == GV_STORE_PUT ? platform::StoreWrite::Kind::kPut : platform::StoreWrite::Kind::kDelete,
+           as_string(w.collection), as_string(w.key), as_string(w.value), as_string(w.owner),
+           w.expected_version});
+    }
+    const std::vector<int64_t> versions = store.write(self->name, self->collections, batch);
+    if (new_versions != nullptr) std::copy(versions.begin(), versions.end(), new_versions);
+  });
+}
+
+gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_store_visit_fn visit,
+                          void* context, gv_state_sink* next_cursor, gv_message_buffer error) {
+  return guarded_store(self, error, [&](platform::Store& store) {
+    platform::StoreQuery q{as_string(query->collection), as_string(query->key_prefix),
+                           as_string(query->owner), "", query->limit};
+    const platform::ListResult result =
+        store.list(self->name, self->collections, q, as_string(query->cursor));
+    for (const auto& object : result.page.objects) visit_object(object, visit, context);
+    if (!result.next_cursor.empty() && next_cursor != nullptr) {
+      next_cursor->append(next_cursor, reinterpret_cast<const uint8_t*>(result.next_cursor.data()),
+                          result.next_cursor.size());
+    }
+  });
+}
+
 }  // namespace
 
 gv_host_api host_api(uint32_t minor) {
@@ -98,6 +194,9 @@ gv_host_api host_api(uint32_t minor) {
   api.call_principal = &call_principal;
   api.call_method = &call_method;
   api.call_peer = &call_peer;
+  api.store_get = &store_get;
+  api.store_write = &store_write;
+  api.store_list = &store_list;
   return api;
 }
 

@@ -148,6 +148,15 @@ void Plugin::take_descriptor(const config::PluginConfig& entry, const std::strin
   for (size_t i = 0; i < d.dependency_count; ++i) {
     if (d.dependencies[i] != nullptr) dependencies_.emplace_back(d.dependencies[i]);
   }
+  static const std::regex collection_name("^[a-z0-9_-]{1,64}$");
+  for (size_t i = 0; i < d.collection_count && d.collections != nullptr; ++i) {
+    if (d.collections[i] == nullptr || !std::regex_match(d.collections[i], collection_name)) {
+      throw LoadError(who + "collection #" + std::to_string(i) + " '" +
+                      (d.collections[i] ? d.collections[i] : "") +
+                      "' is not a collection name (lower-case letters, digits, '_' and '-', at most 64)");
+    }
+    self_.collections.emplace_back(d.collections[i]);
+  }
   try {
     build_pool();
     check_methods();

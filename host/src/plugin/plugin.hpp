@@ -22,12 +22,18 @@
 
 #include "config/config.hpp"
 
+namespace gameverse::platform {
+class Store;
+}
+
 // The host's record of a plugin generation, handed to the plugin as its `self`.
 struct gv_host_plugin {
   using Value = std::variant<std::string, int64_t, double, bool>;
   std::string name;
   std::shared_ptr<spdlog::logger> logger;
   std::map<std::string, Value, std::less<>> config;
+  gameverse::platform::Store* store = nullptr;  // null when the host has none
+  std::vector<std::string> collections;         // declared in the descriptor
 };
 
 namespace gameverse::plugin {
@@ -115,6 +121,8 @@ class Plugin {
   const gv_plugin_descriptor& descriptor() const { return *descriptor_; }
   const std::vector<Method>& methods() const { return methods_; }
   const std::vector<std::string>& dependencies() const { return dependencies_; }
+  const std::vector<std::string>& collections() const { return self_.collections; }
+  void set_store(platform::Store* store) { self_.store = store; }
   const google::protobuf::DescriptorPool& pool() const { return *pool_; }
   void* instance() const { return instance_; }
   gv_host_plugin* self() { return &self_; }

@@ -197,6 +197,75 @@ typedef gv_bytes (*gv_host_call_method_fn)(gv_call* call);
  * Ownership: owned by the host, valid until the call's release. */
 typedef gv_bytes (*gv_host_call_peer_fn)(gv_call* call);
 
+/* --- The document store ------------------------------------------------------------------------
+ * Objects live in the plugin's own collections (declared in its descriptor), keyed by bytes, with
+ * a value, an owner (a player id, or empty), a version for optimistic concurrency and times.
+ * The same calls work on every backend the host is configured with (SQLite, PostgreSQL). */
+
+/* expected_version of a write: GV_STORE_ANY_VERSION writes over whatever is there; 0 creates only
+ * (GV_STATUS_ALREADY_EXISTS if the key exists); N > 0 writes only over version N
+ * (GV_STATUS_ABORTED otherwise, and the whole batch changes nothing). */
+#define GV_STORE_ANY_VERSION (-1)
+
+typedef int32_t gv_store_write_kind;
+enum { GV_STORE_PUT = 1, GV_STORE_DELETE = 2 };
+
+/* Ownership: every pointer borrowed for the duration of the callback that receives it. */
+typedef struct gv_store_object {
+  size_t struct_size;
+  gv_bytes collection;
+  gv_bytes key;
+  gv_bytes value;
+  gv_bytes owner;
+  int64_t version; /* 1 on create, +1 on every put */
+  int64_t created_unix_ms;
+  int64_t updated_unix_ms;
+} gv_store_object;
+
+/* Ownership: borrowed for the call. */
+typedef struct gv_store_write {
+  size_t struct_size;
+  gv_store_write_kind kind;
+  gv_bytes collection;
+  gv_bytes key;   /* 1 .. 512 bytes */
+  gv_bytes value; /* at most the host's max_value_bytes; ignored by deletes */
+  gv_bytes owner; /* at most 128 bytes; ignored by deletes */
+  int64_t expected_version;
+} gv_store_write;
+
+/* Ownership: borrowed for the call. */
+typedef struct gv_store_query {
+  size_t struct_size;
+  gv_bytes collection;
+  gv_bytes key_prefix; /* empty: every key */
+  gv_bytes owner;      /* empty: any owner */
+  gv_bytes cursor;     /* empty: the first page; else the cursor the previous page returned */
+  uint32_t limit;      /* 1 .. 1000; 0 means 100 */
+} gv_store_query;
+
+/* Receives objects. Ownership of object: borrowed for the call. */
+typedef void (*gv_store_visit_fn)(void* context, const gv_store_object* object);
+
+/* Reads one object into visit; GV_STATUS_NOT_FOUND when the key is absent. */
+typedef gv_status_code (*gv_host_store_get_fn)(gv_host_plugin* self, gv_bytes collection, gv_bytes key,
+                                               gv_store_visit_fn visit, void* context,
+                                               gv_message_buffer error);
+
+/* Applies every write or none. new_versions (NULL, or room for count) receives each write's new
+ * version (0 for a delete). Errors: ABORTED, ALREADY_EXISTS, INVALID_ARGUMENT (bad key, value,
+ * owner or collection: the message names which), UNAVAILABLE (the backend is down; nothing was
+ * written). */
+typedef gv_status_code (*gv_host_store_write_fn)(gv_host_plugin* self, const gv_store_write* writes,
+                                                 size_t count, int64_t* new_versions,
+                                                 gv_message_buffer error);
+
+/* Lists objects in byte-wise key order into visit; the cursor of the next page goes to
+ * next_cursor (nothing is appended on the last page). A cursor is tamper-evident and valid only
+ * for the query that produced it (INVALID_ARGUMENT otherwise) and for this host's lifetime. */
+typedef gv_status_code (*gv_host_store_list_fn)(gv_host_plugin* self, const gv_store_query* query,
+                                                gv_store_visit_fn visit, void* context,
+                                                gv_state_sink* next_cursor, gv_message_buffer error);
+
 typedef struct gv_host_api {
   size_t struct_size;
   uint32_t abi_major;
@@ -217,6 +286,9 @@ typedef struct gv_host_api {
   gv_host_call_principal_fn call_principal;
   gv_host_call_method_fn call_method;
   gv_host_call_peer_fn call_peer;
+  gv_host_store_get_fn store_get;
+  gv_host_store_write_fn store_write;
+  gv_host_store_list_fn store_list;
   /* Later minors append here: store, cache, pub/sub, service calls, timers, metrics. */
 } gv_host_api;
 
@@ -344,6 +416,9 @@ typedef struct gv_plugin_descriptor {
   gv_on_shutdown_fn on_shutdown;
   gv_on_call_detach_fn on_call_detach; /* may be NULL: live streams drain on the old generation */
   gv_on_call_adopt_fn on_call_adopt;   /* may be NULL: live streams drain on the old generation */
+
+  const char* const* collections; /* the store collections this plugin uses: [a-z0-9_-]{1,64} */
+  size_t collection_count;
   /* Later minors append here. */
 } gv_plugin_descriptor;
 

@@ -140,6 +140,143 @@ inline std::string_view view(gv_bytes bytes) {
 
 }  // namespace detail
 
+// The host's document store, for the collections the plugin declared (PluginBuilder::collection).
+// Failures throw Error with the host's status and message; thrown from a handler, they become
+// the call's status.
+class Store {
+ public:
+  static constexpr int64_t kAnyVersion = GV_STORE_ANY_VERSION;
+
+  struct Object {
+    std::string collection;
+    std::string key;
+    std::string value;
+    std::string owner;
+    int64_t version = 0;
+    int64_t created_unix_ms = 0;
+    int64_t updated_unix_ms = 0;
+  };
+
+  struct Page {
+    std::vector<Object> objects;
+    std::string next_cursor;  // empty on the last page
+  };
+
+  struct Query {
+    std::string collection;
+    std::string key_prefix;
+    std::string owner;
+    std::string cursor;
+    uint32_t limit = 0;  // 0: the host's default page
+  };
+
+  // Several writes applied all together or not at all.
+  class Batch {
+   public:
+    // expected_version: kAnyVersion, 0 (create only) or the version the object must have.
+    Batch& put(std::string collection, std::string key, std::string value,
+               int64_t expected_version = kAnyVersion, std::string owner = {}) {
+      writes_.push_back({GV_STORE_PUT, std::move(collection), std::move(key), std::move(value),
+                         std::move(owner), expected_version});
+      return *this;
+    }
+    Batch& erase(std::string collection, std::string key, int64_t expected_version = kAnyVersion) {
+      writes_.push_back({GV_STORE_DELETE, std::move(collection), std::move(key), {}, {}, expected_version});
+      return *this;
+    }
+    size_t size() const { return writes_.size(); }
+
+   private:
+    friend class Store;
+    struct Write {
+      gv_store_write_kind kind;
+      std::string collection, key, value, owner;
+      int64_t expected_version;
+    };
+    std::vector<Write> writes_;
+  };
+
+  Store(const gv_host_api* api, gv_host_plugin* self) : api_(api), self_(self) {}
+
+  // The object, or nullopt when the key is absent.
+  std::optional<Object> get(std::string_view collection, std::string_view key) const {
+    std::optional<Object> out;
+    char message[512] = {};
+    const gv_status_code code =
+        api_->store_get(self_, bytes(collection), bytes(key), &collect_one, &out, {message, sizeof message});
+    if (code == GV_STATUS_NOT_FOUND) return std::nullopt;
+    check(code, message);
+    return out;
+  }
+
+  // Returns the new version.
+  int64_t put(std::string collection, std::string key, std::string value,
+              int64_t expected_version = kAnyVersion, std::string owner = {}) const {
+    Batch batch;
+    batch.put(std::move(collection), std::move(key), std::move(value), expected_version, std::move(owner));
+    return commit(batch).at(0);
+  }
+
+  void erase(std::string collection, std::string key, int64_t expected_version = kAnyVersion) const {
+    Batch batch;
+    batch.erase(std::move(collection), std::move(key), expected_version);
+    commit(batch);
+  }
+
+  // Returns each write's new version (0 for deletes).
+  std::vector<int64_t> commit(const Batch& batch) const {
+    std::vector<gv_store_write> writes;
+    writes.reserve(batch.writes_.size());
+    for (const auto& w : batch.writes_) {
+      writes.push_back({sizeof(gv_store_write), w.kind, bytes(w.collection), bytes(w.key), bytes(w.value),
+                        bytes(w.owner), w.expected_version});
+    }
+    std::vector<int64_t> versions(writes.size());
+    char message[512] = {};
+    check(api_->store_write(self_, writes.data(), writes.size(), versions.data(), {message, sizeof message}),
+          message);
+    return versions;
+  }
+
+  Page list(const Query& query) const {
+    Page page;
+    struct Cursor : gv_state_sink {
+      std::string* out;
+    } cursor;
+    cursor.struct_size = sizeof(gv_state_sink);
+    cursor.out = &page.next_cursor;
+    cursor.append = [](gv_state_sink* sink, const uint8_t* data, size_t size) {
+      static_cast<Cursor*>(sink)->out->append(reinterpret_cast<const char*>(data), size);
+    };
+    const gv_store_query q{sizeof(gv_store_query), bytes(query.collection), bytes(query.key_prefix),
+                           bytes(query.owner),     bytes(query.cursor),     query.limit};
+    char message[512] = {};
+    check(api_->store_list(self_, &q, &collect_many, &page.objects, &cursor, {message, sizeof message}),
+          message);
+    return page;
+  }
+
+ private:
+  static gv_bytes bytes(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+  static std::string text(gv_bytes b) { return {reinterpret_cast<const char*>(b.data), b.size}; }
+  static Object object_of(const gv_store_object* o) {
+    return {text(o->collection), text(o->key),       text(o->value),    text(o->owner),
+            o->version,          o->created_unix_ms, o->updated_unix_ms};
+  }
+  static void collect_one(void* context, const gv_store_object* o) {
+    *static_cast<std::optional<Object>*>(context) = object_of(o);
+  }
+  static void collect_many(void* context, const gv_store_object* o) {
+    static_cast<std::vector<Object>*>(context)->push_back(object_of(o));
+  }
+  static void check(gv_status_code code, const char* message) {
+    if (code != GV_STATUS_OK) throw Error(static_cast<StatusCode>(code), message);
+  }
+
+  const gv_host_api* api_;
+  gv_host_plugin* self_;
+};
+
 // The host as the plugin sees it: logging and the plugin's config table.
 class Host {
  public:
@@ -180,6 +317,8 @@ class Host {
   }
 
   uint32_t abi_minor() const { return api_->abi_minor; }
+  // The document store; keep the Host (or the Store) for use in handlers.
+  Store store() const { return Store(api_, self_); }
   const gv_host_api* api() const { return api_; }
   gv_host_plugin* self() const { return self_; }
 
@@ -686,9 +825,16 @@ class PluginBuilder {
     return *this;
   }
 
+  // A store collection this plugin uses ([a-z0-9_-], at most 64): its own, namespaced by plugin.
+  PluginBuilder& collection(const char* name) {
+    collections_.emplace_back(name);
+    return *this;
+  }
+
   std::vector<detail::MethodEntry<P>> methods_;
   std::vector<detail::ConfigKeyEntry> config_keys_;
   std::vector<std::string> dependencies_;
+  std::vector<std::string> collections_;
 
  private:
   template <class F>
@@ -773,6 +919,7 @@ struct Registration {
   std::vector<gv_method_desc> methods;
   std::vector<gv_config_key_desc> config_keys;
   std::vector<const char*> dependencies;
+  std::vector<const char*> collections;
   gv_plugin_descriptor descriptor{};
 
   static Registration& get() {
@@ -884,6 +1031,7 @@ struct Registration {
                              k.description.c_str()});
     }
     for (const auto& d : builder.dependencies_) dependencies.push_back(d.c_str());
+    for (const auto& c : builder.collections_) collections.push_back(c.c_str());
 
     descriptor.struct_size = sizeof descriptor;
     descriptor.abi_major = GV_ABI_VERSION_MAJOR;
@@ -908,6 +1056,8 @@ struct Registration {
     descriptor.on_shutdown = &on_shutdown;
     descriptor.on_call_detach = &on_call_detach;
     descriptor.on_call_adopt = &on_call_adopt;
+    descriptor.collections = collections.data();
+    descriptor.collection_count = collections.size();
     return &descriptor;
   }
 };

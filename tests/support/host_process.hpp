@@ -120,14 +120,6 @@ class HostProcess {
   int exit_code_ = -1;
 };
 
-// The config of a host serving the example plugins, plus `extra` TOML appended.
-inline std::string example_config(const std::string& extra = "") {
-  return std::string("[server]\nworker_threads = 2\ndrain_timeout_ms = 3000\n") +
-         "[host]\nlog_level = \"debug\"\nplugin_dir = \"" GV_PLUGIN_DIR "\"\n" +
-         "[[plugin]]\nname = \"echo\"\n[plugin.config]\nmax_stream_messages = 1000\n" +
-         "[[plugin]]\nname = \"hello-c\"\n[plugin.config]\ngreeting = \"Hi\"\n" + extra;
-}
-
 // Polls `condition` until it holds or `limit` passes; for waiting on the host, never for
 // asserting how long something took.
 template <class Condition>
