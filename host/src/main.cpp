@@ -11,8 +11,10 @@
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
+#include "platform/metrics.hpp"
 #include "platform/store_service.hpp"
 #include "platform/thread_priority.hpp"
+#include "platform/timers.hpp"
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/server.hpp"
@@ -124,8 +126,12 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", e.what());
     return 1;
   }
+  gameverse::platform::TimerService timers;
+  gameverse::platform::MetricsRegistry metrics;
+  gameverse::platform::Platform platform{store.get(), &timers, &metrics, {}};
   gameverse::plugin::PluginManager plugins(
-      {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), store.get()});
+      {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), &platform});
+  platform.routes = [&plugins] { return plugins.routes(); };
   const auto outcomes = plugins.load_all(config);
   const size_t refused = static_cast<size_t>(
       std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok; }));

@@ -3,7 +3,10 @@
 
 #include <cstring>
 
+#include "platform/metrics.hpp"
+#include "platform/service_calls.hpp"
 #include "platform/store_service.hpp"
+#include "platform/timers.hpp"
 #include "plugin/call.hpp"
 #include "plugin/plugin.hpp"
 
@@ -96,12 +99,12 @@ void write_message(gv_message_buffer buffer, std::string_view message) {
 // Runs a store operation, turning every failure into a status and a message for the plugin.
 template <class F>
 gv_status_code guarded_store(gv_host_plugin* self, gv_message_buffer error, F&& f) {
-  if (self->store == nullptr) {
+  if (self->platform == nullptr || self->platform->store == nullptr) {
     write_message(error, "this host has no store configured");
     return GV_STATUS_UNAVAILABLE;
   }
   try {
-    f(*self->store);
+    f(*self->platform->store);
     return GV_STATUS_OK;
   } catch (const platform::StoreError& e) {
     write_message(error, e.what());
@@ -173,6 +176,60 @@ gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_
   });
 }
 
+uint64_t timer_start(gv_host_plugin* self, uint64_t delay_ms, uint64_t period_ms, gv_timer_fn fn,
+                     void* context, gv_message_buffer error) {
+  if (self->platform == nullptr || self->platform->timers == nullptr || fn == nullptr) {
+    write_message(error, fn == nullptr ? "no timer callback" : "this host has no timers");
+    return 0;
+  }
+  return self->platform->timers->start(self, std::chrono::milliseconds(delay_ms),
+                                       std::chrono::milliseconds(period_ms), [fn, context] { fn(context); });
+}
+
+void timer_cancel(gv_host_plugin* self, uint64_t timer_id) {
+  if (self->platform != nullptr && self->platform->timers != nullptr)
+    self->platform->timers->cancel(timer_id);
+}
+
+uint64_t metric_register(gv_host_plugin* self, const gv_metric_desc* desc, gv_message_buffer error) {
+  if (self->platform == nullptr || self->platform->metrics == nullptr) {
+    write_message(error, "this host has no metrics registry");
+    return 0;
+  }
+  try {
+    platform::MetricDefinition d;
+    d.kind = desc->kind;
+    d.name = desc->name != nullptr ? desc->name : "";
+    d.help = desc->help != nullptr ? desc->help : "";
+    for (size_t i = 0; i < desc->label_count; ++i) d.label_names.emplace_back(desc->label_names[i]);
+    if (desc->buckets != nullptr) d.buckets.assign(desc->buckets, desc->buckets + desc->bucket_count);
+    return self->platform->metrics->register_metric(self->name, std::move(d));
+  } catch (const std::exception& e) {
+    write_message(error, e.what());
+    return 0;
+  }
+}
+
+void metric_record(gv_host_plugin* self, uint64_t metric_id, const gv_bytes* label_values, size_t label_count,
+                   double value) {
+  if (self->platform == nullptr || self->platform->metrics == nullptr) return;
+  std::vector<std::string> labels;
+  labels.reserve(label_count);
+  for (size_t i = 0; i < label_count; ++i) labels.push_back(as_string(label_values[i]));
+  self->platform->metrics->record(self->name, metric_id, labels, value);
+}
+
+void call_unary(gv_host_plugin* self, gv_call* parent, gv_bytes method, gv_bytes request, uint64_t timeout_ms,
+                gv_call_done_fn done, void* context) {
+  if (self->platform == nullptr) {
+    const std::string message = "this host cannot route calls between plugins";
+    done(context, GV_STATUS_UNAVAILABLE, as_bytes(message), gv_bytes{nullptr, 0});
+    return;
+  }
+  platform::call_unary(*self->platform, self->name, parent, as_string(method), as_string(request), timeout_ms,
+                       done, context);
+}
+
 }  // namespace
 
 gv_host_api host_api(uint32_t minor) {
@@ -197,6 +254,11 @@ gv_host_api host_api(uint32_t minor) {
   api.store_get = &store_get;
   api.store_write = &store_write;
   api.store_list = &store_list;
+  api.timer_start = &timer_start;
+  api.timer_cancel = &timer_cancel;
+  api.metric_register = &metric_register;
+  api.metric_record = &metric_record;
+  api.call_unary = &call_unary;
   return api;
 }
 

@@ -188,7 +188,7 @@ std::shared_ptr<Plugin> PluginManager::open_staged(const config::PluginConfig& e
   std::filesystem::remove(staged.path);  // the mapping stays; nothing is left behind on disk
   plugin->set_generation(generation);
   plugin->set_file_hash(staged.hash);
-  plugin->set_store(options_.store);
+  plugin->set_platform(options_.platform);
   return plugin;
 }
 
@@ -605,7 +605,7 @@ Outcome PluginManager::add_builtin(std::shared_ptr<Plugin> plugin, const config:
   }
   try {
     plugin->set_generation(++slots_[entry.name].last_generation);
-    plugin->set_store(options_.store);
+    plugin->set_platform(options_.platform);
     plugin->init();
     plugin->set_state(GenerationState::kServing);
     publish_routes(nullptr, plugin);

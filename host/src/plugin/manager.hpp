@@ -72,7 +72,7 @@ class PluginManager {
   struct Options {
     std::filesystem::path staging_dir;  // where plugin files are copied before they are mapped
     std::chrono::milliseconds drain_timeout{5000};
-    platform::Store* store = nullptr;  // what plugins' store calls reach; null: none configured
+    const platform::Platform* platform = nullptr;  // store, timers, metrics, calls; null: none
   };
 
   explicit PluginManager(Options options);

@@ -7,6 +7,7 @@
 #include <regex>
 #include <set>
 
+#include "platform/timers.hpp"
 #include "plugin/call.hpp"
 #include "plugin/negotiation.hpp"
 
@@ -349,7 +350,11 @@ const char* to_string(GenerationState state) {
 }
 
 Plugin::~Plugin() {
-  if (instance_ != nullptr) descriptor_->on_shutdown(instance_);
+  if (instance_ == nullptr) return;
+  // The generation's timers end first, so none fires into a plugin that is shutting down.
+  if (self_.platform != nullptr && self_.platform->timers != nullptr)
+    self_.platform->timers->cancel_all(&self_);
+  descriptor_->on_shutdown(instance_);
 }
 
 }  // namespace gameverse::plugin

@@ -22,9 +22,7 @@
 
 #include "config/config.hpp"
 
-namespace gameverse::platform {
-class Store;
-}
+#include "platform/platform.hpp"
 
 // The host's record of a plugin generation, handed to the plugin as its `self`.
 struct gv_host_plugin {
@@ -32,8 +30,8 @@ struct gv_host_plugin {
   std::string name;
   std::shared_ptr<spdlog::logger> logger;
   std::map<std::string, Value, std::less<>> config;
-  gameverse::platform::Store* store = nullptr;  // null when the host has none
-  std::vector<std::string> collections;         // declared in the descriptor
+  const gameverse::platform::Platform* platform = nullptr;  // null: no platform services
+  std::vector<std::string> collections;                     // declared in the descriptor
 };
 
 namespace gameverse::plugin {
@@ -122,7 +120,7 @@ class Plugin {
   const std::vector<Method>& methods() const { return methods_; }
   const std::vector<std::string>& dependencies() const { return dependencies_; }
   const std::vector<std::string>& collections() const { return self_.collections; }
-  void set_store(platform::Store* store) { self_.store = store; }
+  void set_platform(const platform::Platform* platform) { self_.platform = platform; }
   const google::protobuf::DescriptorPool& pool() const { return *pool_; }
   void* instance() const { return instance_; }
   gv_host_plugin* self() { return &self_; }

@@ -266,6 +266,65 @@ typedef gv_status_code (*gv_host_store_list_fn)(gv_host_plugin* self, const gv_s
                                                 gv_store_visit_fn visit, void* context,
                                                 gv_state_sink* next_cursor, gv_message_buffer error);
 
+/* --- Timers ---------------------------------------------------------------------------------------
+ * Run on a host thread; a callback must not block for long. A generation's timers are cancelled by
+ * the host before its gv_on_shutdown. */
+typedef void (*gv_timer_fn)(void* context);
+
+/* Starts a timer: first after delay_ms, then every period_ms (0: once). Periodic timers keep their
+ * rate: each run is due one period after the previous one was due, not after it ran. Returns the
+ * timer's id (> 0), or 0 with a message in error. Ownership of context: the plugin's. */
+typedef uint64_t (*gv_host_timer_start_fn)(gv_host_plugin* self, uint64_t delay_ms, uint64_t period_ms,
+                                           gv_timer_fn fn, void* context, gv_message_buffer error);
+
+/* Cancels a timer. When it returns, the callback is not running and will not run again (unless
+ * called from that very callback, which then finishes its run). Unknown ids are ignored. */
+typedef void (*gv_host_timer_cancel_fn)(gv_host_plugin* self, uint64_t timer_id);
+
+/* --- Metrics --------------------------------------------------------------------------------------
+ * Kept in the host's registry with a `plugin` label; they survive hot reload of the plugin. */
+typedef int32_t gv_metric_kind;
+enum { GV_METRIC_COUNTER = 1, GV_METRIC_GAUGE = 2, GV_METRIC_HISTOGRAM = 3 };
+
+/* Ownership: every pointer borrowed for the call. */
+typedef struct gv_metric_desc {
+  size_t struct_size;
+  gv_metric_kind kind;
+  const char* name; /* [a-zA-Z_][a-zA-Z0-9_]* */
+  const char* help;
+  const char* const* label_names;
+  size_t label_count;
+  const double* buckets; /* histograms: upper bounds, increasing; NULL: the host's defaults */
+  size_t bucket_count;
+} gv_metric_desc;
+
+/* Registers a metric (again, after a reload: the same definition returns the same metric) and
+ * returns its id (> 0), or 0 with a message in error. */
+typedef uint64_t (*gv_host_metric_register_fn)(gv_host_plugin* self, const gv_metric_desc* desc,
+                                               gv_message_buffer error);
+
+/* Records a value for the given label values (as many as the metric has labels): a counter adds it
+ * (negative values are ignored), a gauge is set to it, a histogram observes it.
+ * Ownership of label_values: borrowed for the call. */
+typedef void (*gv_host_metric_record_fn)(gv_host_plugin* self, uint64_t metric_id,
+                                         const gv_bytes* label_values, size_t label_count, double value);
+
+/* --- Calls to other services ----------------------------------------------------------------------
+ * In process, through the host's router: no network hop. */
+
+/* Receives the outcome of a call exactly once, on any thread (possibly before call_unary returns).
+ * Ownership of message and response: borrowed for the callback. */
+typedef void (*gv_call_done_fn)(void* context, gv_status_code code, gv_bytes message, gv_bytes response);
+
+/* Calls the unary method `method` ("/package.Service/Method") of whichever plugin serves it.
+ * parent: the call being served, whose principal, metadata and deadline carry over; or NULL.
+ * timeout_ms: 0 keeps the parent's deadline (none without a parent); otherwise the earlier of the
+ * two. UNIMPLEMENTED when no plugin serves the method. Ownership of request: borrowed for the call;
+ * of context: the plugin's. */
+typedef void (*gv_host_call_unary_fn)(gv_host_plugin* self, gv_call* parent, gv_bytes method,
+                                      gv_bytes request, uint64_t timeout_ms, gv_call_done_fn done,
+                                      void* context);
+
 typedef struct gv_host_api {
   size_t struct_size;
   uint32_t abi_major;
@@ -289,6 +348,11 @@ typedef struct gv_host_api {
   gv_host_store_get_fn store_get;
   gv_host_store_write_fn store_write;
   gv_host_store_list_fn store_list;
+  gv_host_timer_start_fn timer_start;
+  gv_host_timer_cancel_fn timer_cancel;
+  gv_host_metric_register_fn metric_register;
+  gv_host_metric_record_fn metric_record;
+  gv_host_call_unary_fn call_unary;
   /* Later minors append here: store, cache, pub/sub, service calls, timers, metrics. */
 } gv_host_api;
 

@@ -20,6 +20,7 @@
 #include <gameverse/abi.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -139,6 +140,63 @@ inline std::string_view view(gv_bytes bytes) {
 }
 
 }  // namespace detail
+
+struct Principal {
+  std::string user_id;
+  std::string session_id;
+  std::vector<std::string> roles;
+  bool anonymous() const { return user_id.empty(); }
+};
+
+// Read access to one call, valid while the handler that received it runs.
+class CallContext {
+ public:
+  explicit CallContext(gv_call* call) : call_(call) {}
+
+  std::chrono::system_clock::time_point deadline() const {
+    return to_time_point(detail::host_api()->call_deadline(call_));
+  }
+  bool cancelled() const { return detail::host_api()->call_is_cancelled(call_); }
+  std::string_view method() const { return detail::view(detail::host_api()->call_method(call_)); }
+  // The client's address, "ipv4:127.0.0.1:53211".
+  std::string_view peer() const { return detail::view(detail::host_api()->call_peer(call_)); }
+
+  // Every value of request metadata `key` (lower case).
+  std::vector<std::string_view> metadata(const char* key) const {
+    gv_bytes values[8];
+    size_t count = detail::host_api()->call_metadata(call_, key, values, 8);
+    std::vector<gv_bytes> all(values, values + std::min<size_t>(count, 8));
+    if (count > 8) {
+      all.resize(count);
+      detail::host_api()->call_metadata(call_, key, all.data(), count);
+    }
+    std::vector<std::string_view> out;
+    out.reserve(all.size());
+    for (const gv_bytes& b : all) out.push_back(detail::view(b));
+    return out;
+  }
+
+  Principal principal() const {
+    gv_principal p{};
+    p.struct_size = sizeof p;
+    detail::host_api()->call_principal(call_, &p);
+    Principal out{std::string(detail::view(p.user_id)), std::string(detail::view(p.session_id)), {}};
+    for (size_t i = 0; i < p.role_count; ++i) out.roles.emplace_back(detail::view(p.roles[i]));
+    return out;
+  }
+
+  gv_call* handle() const { return call_; }
+
+  static std::chrono::system_clock::time_point to_time_point(int64_t unix_ms) {
+    if (unix_ms == std::numeric_limits<int64_t>::max()) {
+      return std::chrono::system_clock::time_point::max();
+    }
+    return std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
+  }
+
+ private:
+  gv_call* call_;
+};
 
 // The host's document store, for the collections the plugin declared (PluginBuilder::collection).
 // Failures throw Error with the host's status and message; thrown from a handler, they become
@@ -277,6 +335,67 @@ class Store {
   gv_host_plugin* self_;
 };
 
+// A timer on a host thread (Host::start_timer). Cancelled when the handle is dropped, and by the
+// host when the generation retires.
+class Timer {
+ public:
+  Timer() = default;
+  Timer(const gv_host_api* api, gv_host_plugin* self, uint64_t id,
+        std::unique_ptr<std::function<void()>> callback)
+      : api_(api), self_(self), id_(id), callback_(std::move(callback)) {}
+  Timer(Timer&& other) noexcept { *this = std::move(other); }
+  Timer& operator=(Timer&& other) noexcept {
+    if (this != &other) {
+      cancel();
+      api_ = other.api_;
+      self_ = other.self_;
+      id_ = std::exchange(other.id_, 0);
+      callback_ = std::move(other.callback_);
+    }
+    return *this;
+  }
+  ~Timer() { cancel(); }
+  // When it returns, the callback is not running and will not run again.
+  void cancel() {
+    if (id_ != 0) api_->timer_cancel(self_, std::exchange(id_, 0));
+  }
+  bool active() const { return id_ != 0; }
+
+ private:
+  const gv_host_api* api_ = nullptr;
+  gv_host_plugin* self_ = nullptr;
+  uint64_t id_ = 0;
+  std::unique_ptr<std::function<void()>> callback_;
+};
+
+// A metric in the host's registry (Host::counter, gauge, histogram).
+class Metric {
+ public:
+  Metric() = default;
+  Metric(const gv_host_api* api, gv_host_plugin* self, uint64_t id) : api_(api), self_(self), id_(id) {}
+  // Counter: adds value; gauge: sets it; histogram: observes it. One label value per label name.
+  void record(double value, std::initializer_list<std::string_view> label_values = {}) const {
+    gv_bytes labels[16];
+    size_t n = 0;
+    for (std::string_view v : label_values) {
+      if (n == 16) break;
+      labels[n++] = {reinterpret_cast<const uint8_t*>(v.data()), v.size()};
+    }
+    api_->metric_record(self_, id_, labels, n, value);
+  }
+
+ private:
+  const gv_host_api* api_ = nullptr;
+  gv_host_plugin* self_ = nullptr;
+  uint64_t id_ = 0;
+};
+
+// The outcome of a call to another service (Host::call).
+struct CallResult {
+  Status status;
+  std::string response;  // serialized response message, when status is OK
+};
+
 // The host as the plugin sees it: logging and the plugin's config table.
 class Host {
  public:
@@ -319,10 +438,105 @@ class Host {
   uint32_t abi_minor() const { return api_->abi_minor; }
   // The document store; keep the Host (or the Store) for use in handlers.
   Store store() const { return Store(api_, self_); }
+
+  // Runs `callback` on a host thread after `delay`, then every `period` (zero: once).
+  Timer start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period,
+                    std::function<void()> callback) const {
+    auto owned = std::make_unique<std::function<void()>>(std::move(callback));
+    char message[256] = {};
+    const uint64_t id =
+        api_->timer_start(self_, static_cast<uint64_t>(delay.count()), static_cast<uint64_t>(period.count()),
+                          [](void* context) { (*static_cast<std::function<void()>*>(context))(); },
+                          owned.get(), {message, sizeof message});
+    if (id == 0) throw Error(StatusCode::kFailedPrecondition, message);
+    return Timer(api_, self_, id, std::move(owned));
+  }
+
+  Metric counter(const char* name, const char* help, std::initializer_list<const char*> labels = {}) const {
+    return metric(GV_METRIC_COUNTER, name, help, labels, {});
+  }
+  Metric gauge(const char* name, const char* help, std::initializer_list<const char*> labels = {}) const {
+    return metric(GV_METRIC_GAUGE, name, help, labels, {});
+  }
+  Metric histogram(const char* name, const char* help, std::initializer_list<const char*> labels = {},
+                   std::vector<double> buckets = {}) const {
+    return metric(GV_METRIC_HISTOGRAM, name, help, labels, std::move(buckets));
+  }
+
+  // Calls a unary method of another service in process and waits for its answer. With `parent`,
+  // the caller's principal and deadline carry over. Blocks the calling thread: from a handler,
+  // prefer call_async.
+  CallResult call(std::string_view method, std::string_view request, const CallContext* parent = nullptr,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    struct Waiter {
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false;
+      CallResult result;
+    } waiter;
+    call_async(method, request, parent, timeout, [&waiter](CallResult result) {
+      std::lock_guard lock(waiter.mu);
+      waiter.result = std::move(result);
+      waiter.done = true;
+      waiter.cv.notify_all();
+    });
+    std::unique_lock lock(waiter.mu);
+    waiter.cv.wait(lock, [&] { return waiter.done; });
+    return std::move(waiter.result);
+  }
+
+  // Typed: serializes the request, parses the response; failures throw Error with the status.
+  template <class Response, class Request>
+  Response call(std::string_view method, const Request& request, const CallContext* parent = nullptr,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    CallResult result = call(method, request.SerializeAsString(), parent, timeout);
+    if (!result.status.is_ok()) throw Error(result.status.code(), result.status.message());
+    Response response;
+    if (!response.ParseFromString(result.response)) {
+      throw Error(StatusCode::kInternal,
+                  std::string(method) + " answered with bytes that are not a " + response.GetTypeName());
+    }
+    return response;
+  }
+
+  // Calls and returns at once; `done` runs once with the outcome, on some thread.
+  void call_async(std::string_view method, std::string_view request, const CallContext* parent,
+                  std::chrono::milliseconds timeout, std::function<void(CallResult)> done) const {
+    auto* context = new std::function<void(CallResult)>(std::move(done));
+    api_->call_unary(
+        self_, parent != nullptr ? parent->handle() : nullptr,
+        gv_bytes{reinterpret_cast<const uint8_t*>(method.data()), method.size()},
+        gv_bytes{reinterpret_cast<const uint8_t*>(request.data()), request.size()},
+        static_cast<uint64_t>(timeout.count()),
+        [](void* ctx, gv_status_code code, gv_bytes message, gv_bytes response) {
+          std::unique_ptr<std::function<void(CallResult)>> callback(
+              static_cast<std::function<void(CallResult)>*>(ctx));
+          (*callback)(CallResult{Status(static_cast<StatusCode>(code), std::string(detail::view(message))),
+                                 std::string(detail::view(response))});
+        },
+        context);
+  }
   const gv_host_api* api() const { return api_; }
   gv_host_plugin* self() const { return self_; }
 
  private:
+  Metric metric(gv_metric_kind kind, const char* name, const char* help,
+                std::initializer_list<const char*> labels, std::vector<double> buckets) const {
+    std::vector<const char*> names(labels);
+    const gv_metric_desc desc{sizeof(gv_metric_desc),
+                              kind,
+                              name,
+                              help,
+                              names.data(),
+                              names.size(),
+                              buckets.empty() ? nullptr : buckets.data(),
+                              buckets.size()};
+    char message[256] = {};
+    const uint64_t id = api_->metric_register(self_, &desc, {message, sizeof message});
+    if (id == 0) throw Error(StatusCode::kInvalidArgument, message);
+    return Metric(api_, self_, id);
+  }
+
   static void check(bool found, const char* key, const char* type) {
     if (!found) {
       throw Error(StatusCode::kFailedPrecondition,
@@ -337,63 +551,6 @@ struct InitContext {
   Host host;
   // What the previous generation returned from save_state(); empty on a first load.
   std::string_view previous_state;
-};
-
-struct Principal {
-  std::string user_id;
-  std::string session_id;
-  std::vector<std::string> roles;
-  bool anonymous() const { return user_id.empty(); }
-};
-
-// Read access to one call, valid while the handler that received it runs.
-class CallContext {
- public:
-  explicit CallContext(gv_call* call) : call_(call) {}
-
-  std::chrono::system_clock::time_point deadline() const {
-    return to_time_point(detail::host_api()->call_deadline(call_));
-  }
-  bool cancelled() const { return detail::host_api()->call_is_cancelled(call_); }
-  std::string_view method() const { return detail::view(detail::host_api()->call_method(call_)); }
-  // The client's address, "ipv4:127.0.0.1:53211".
-  std::string_view peer() const { return detail::view(detail::host_api()->call_peer(call_)); }
-
-  // Every value of request metadata `key` (lower case).
-  std::vector<std::string_view> metadata(const char* key) const {
-    gv_bytes values[8];
-    size_t count = detail::host_api()->call_metadata(call_, key, values, 8);
-    std::vector<gv_bytes> all(values, values + std::min<size_t>(count, 8));
-    if (count > 8) {
-      all.resize(count);
-      detail::host_api()->call_metadata(call_, key, all.data(), count);
-    }
-    std::vector<std::string_view> out;
-    out.reserve(all.size());
-    for (const gv_bytes& b : all) out.push_back(detail::view(b));
-    return out;
-  }
-
-  Principal principal() const {
-    gv_principal p{};
-    p.struct_size = sizeof p;
-    detail::host_api()->call_principal(call_, &p);
-    Principal out{std::string(detail::view(p.user_id)), std::string(detail::view(p.session_id)), {}};
-    for (size_t i = 0; i < p.role_count; ++i) out.roles.emplace_back(detail::view(p.roles[i]));
-    return out;
-  }
-
-  gv_call* handle() const { return call_; }
-
-  static std::chrono::system_clock::time_point to_time_point(int64_t unix_ms) {
-    if (unix_ms == std::numeric_limits<int64_t>::max()) {
-      return std::chrono::system_clock::time_point::max();
-    }
-    return std::chrono::system_clock::time_point(std::chrono::milliseconds(unix_ms));
-  }
-
- private:
-  gv_call* call_;
 };
 
 namespace detail {

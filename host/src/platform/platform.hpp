@@ -1,0 +1,28 @@
+// What the host offers plugins beyond calls: the store, timers, metrics and calls to other
+// services. One per host; every generation's gv_host_plugin points at it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+namespace gameverse::plugin {
+struct Route;
+}
+
+namespace gameverse::platform {
+
+class Store;
+class TimerService;
+class MetricsRegistry;
+
+struct Platform {
+  Store* store = nullptr;  // null when the host has none
+  TimerService* timers = nullptr;
+  MetricsRegistry* metrics = nullptr;
+  // The routes of the moment, for calls between plugins.
+  std::function<std::shared_ptr<const std::unordered_map<std::string, plugin::Route>>()> routes;
+};
+
+}  // namespace gameverse::platform

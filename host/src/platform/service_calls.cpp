@@ -1,0 +1,205 @@
+#include "platform/service_calls.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+
+#include "platform/timers.hpp"
+#include "plugin/call.hpp"
+#include "plugin/manager.hpp"
+
+namespace gameverse::platform {
+
+namespace {
+
+gv_bytes as_bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// One in-process call. It lives until the target plugin has finished it (or the deadline or a
+// drain ended it) and its start hook has returned; then the plugin releases it.
+class InProcessCall final : public gv_call, public plugin::LiveCall {
+ public:
+  InProcessCall(const Platform& platform, std::string caller, std::string method, std::string request,
+                int64_t deadline_unix_ms, gv_principal principal_source, gv_call_done_fn done, void* context)
+      : platform_(platform),
+        peer_("inproc:" + caller),
+        method_(std::move(method)),
+        request_(std::move(request)),
+        deadline_unix_ms_(deadline_unix_ms),
+        done_(done),
+        context_(context) {
+    user_id_.assign(reinterpret_cast<const char*>(principal_source.user_id.data),
+                    principal_source.user_id.size);
+    session_id_.assign(reinterpret_cast<const char*>(principal_source.session_id.data),
+                       principal_source.session_id.size);
+    for (size_t i = 0; i < principal_source.role_count; ++i) {
+      roles_.emplace_back(reinterpret_cast<const char*>(principal_source.roles[i].data),
+                          principal_source.roles[i].size);
+    }
+    for (const auto& role : roles_) role_bytes_.push_back(as_bytes(role));
+  }
+
+  void run() {
+    const auto routes = platform_.routes ? platform_.routes() : nullptr;
+    auto it = routes ? routes->find(method_) : decltype(routes->find(method_)){};
+    if (!routes || it == routes->end()) {
+      return fail_and_delete(GV_STATUS_UNIMPLEMENTED,
+                             "method " + method_ + " is not served by any loaded plugin");
+    }
+    if (it->second.kind != GV_CALL_UNARY) {
+      return fail_and_delete(GV_STATUS_UNIMPLEMENTED,
+                             "method " + method_ + " is not unary; calls between plugins are");
+    }
+    route_ = it->second;
+    if (deadline_unix_ms_ != INT64_MAX) {
+      if (deadline_unix_ms_ <= now_ms()) {
+        return fail_and_delete(GV_STATUS_DEADLINE_EXCEEDED,
+                               "the deadline passed before " + method_ + " was called");
+      }
+      timer_ = platform_.timers->start(
+          this, std::chrono::milliseconds(deadline_unix_ms_ - now_ms()), std::chrono::milliseconds(0),
+          [this] { end_early(GV_STATUS_DEADLINE_EXCEEDED, "deadline exceeded calling " + method_); });
+    }
+    route_.plugin->register_call(this);
+    const gv_plugin_descriptor& d = route_.plugin->descriptor();
+    d.on_call_start(route_.plugin->instance(), this, route_.method_index, as_bytes(request_), &call_state_);
+    maybe_release(/*start_returned=*/true);
+  }
+
+  // gv_call
+  gv_status_code send(const uint8_t* data, size_t size) override {
+    std::lock_guard lock(mu_);
+    if (plugin_finished_ || reply_set_) return GV_STATUS_FAILED_PRECONDITION;
+    reply_.assign(reinterpret_cast<const char*>(data), size);
+    reply_set_ = true;
+    return GV_STATUS_OK;
+  }
+
+  gv_status_code finish(gv_status_code code, std::string_view message) override {
+    {
+      std::lock_guard lock(mu_);
+      if (plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
+      plugin_finished_ = true;
+    }
+    if (code == GV_STATUS_OK && !reply_set_) {
+      complete(GV_STATUS_INTERNAL, "the handler of " + method_ + " finished without a response");
+    } else {
+      complete(code, std::string(message));
+    }
+    maybe_release(/*start_returned=*/false);
+    return GV_STATUS_OK;
+  }
+
+  int64_t deadline_unix_ms() const override { return deadline_unix_ms_; }
+  bool is_cancelled() const override {
+    return ended_early_ || (deadline_unix_ms_ != INT64_MAX && now_ms() > deadline_unix_ms_);
+  }
+  size_t metadata(const char*, gv_bytes*, size_t) const override { return 0; }
+  void principal(gv_principal* out) const override {
+    const size_t size = out->struct_size;
+    gv_principal p{};
+    p.struct_size = size;
+    p.user_id = as_bytes(user_id_);
+    p.session_id = as_bytes(session_id_);
+    p.roles = role_bytes_.data();
+    p.role_count = role_bytes_.size();
+    std::memcpy(out, &p, std::min(size, sizeof p));
+  }
+  gv_bytes method() const override { return as_bytes(method_); }
+  gv_bytes peer() const override { return as_bytes(peer_); }
+
+  // plugin::LiveCall: unary calls do not move; a drain deadline ends them.
+  void request_move(std::shared_ptr<plugin::Plugin>, uint32_t) override {}
+  void request_abort(std::string message) override { end_early(GV_STATUS_UNAVAILABLE, message); }
+  gv_call_kind kind() const override { return GV_CALL_UNARY; }
+  const std::string& method_name() const override { return method_; }
+
+ private:
+  void fail_and_delete(gv_status_code code, const std::string& message) {
+    done_(context_, code, as_bytes(message), gv_bytes{nullptr, 0});
+    delete this;
+  }
+
+  // The caller learns the outcome once, whichever comes first: the plugin's finish, the deadline,
+  // or the drain.
+  void complete(gv_status_code code, const std::string& message) {
+    if (completed_.exchange(true)) return;
+    done_(context_, code, as_bytes(message), code == GV_STATUS_OK ? as_bytes(reply_) : gv_bytes{nullptr, 0});
+  }
+
+  void end_early(gv_status_code code, const std::string& message) {
+    ended_early_ = true;
+    complete(code, message);
+    // The plugin still owns the call until it finishes it; tell it to stop (outside the lock: its
+    // cancel may finish the call at once).
+    bool tell = false;
+    {
+      std::lock_guard lock(mu_);
+      tell = !plugin_finished_ && start_returned_;
+    }
+    if (tell && route_.plugin->descriptor().on_call_cancel != nullptr) {
+      route_.plugin->descriptor().on_call_cancel(route_.plugin->instance(), this, call_state_);
+    }
+  }
+
+  void maybe_release(bool start_returned) {
+    {
+      std::lock_guard lock(mu_);
+      if (start_returned) start_returned_ = true;
+      if (!start_returned_ || !plugin_finished_ || released_) return;
+      released_ = true;
+    }
+    if (timer_ != 0) platform_.timers->cancel(timer_);
+    const gv_plugin_descriptor& d = route_.plugin->descriptor();
+    if (d.on_call_release != nullptr) d.on_call_release(route_.plugin->instance(), this, call_state_);
+    route_.plugin->unregister_call(this);
+    delete this;
+  }
+
+  const Platform& platform_;
+  std::string peer_;
+  std::string method_;
+  std::string request_;
+  int64_t deadline_unix_ms_;
+  gv_call_done_fn done_;
+  void* context_;
+  std::string user_id_;
+  std::string session_id_;
+  std::vector<std::string> roles_;
+  std::vector<gv_bytes> role_bytes_;
+  plugin::Route route_{};
+  void* call_state_ = nullptr;
+  uint64_t timer_ = 0;
+  std::atomic<bool> completed_{false};
+  std::atomic<bool> ended_early_{false};
+  std::mutex mu_;
+  bool plugin_finished_ = false;
+  bool start_returned_ = false;
+  bool released_ = false;
+  bool reply_set_ = false;
+  std::string reply_;
+};
+
+}  // namespace
+
+void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
+                std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context) {
+  int64_t deadline = parent != nullptr ? parent->deadline_unix_ms() : INT64_MAX;
+  if (timeout_ms > 0) deadline = std::min<int64_t>(deadline, now_ms() + static_cast<int64_t>(timeout_ms));
+  gv_principal principal{};
+  principal.struct_size = sizeof principal;
+  if (parent != nullptr) parent->principal(&principal);
+  (new InProcessCall(platform, caller, std::move(method), std::move(request), deadline, principal, done,
+                     context))
+      ->run();
+}
+
+}  // namespace gameverse::platform

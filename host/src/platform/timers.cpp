@@ -1,0 +1,95 @@
+#include "platform/timers.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace gameverse::platform {
+
+TimerService::TimerService() : thread_([this] { run(); }) {}
+
+TimerService::~TimerService() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+uint64_t TimerService::start(const void* owner, std::chrono::milliseconds delay,
+                             std::chrono::milliseconds period, std::function<void()> callback) {
+  std::lock_guard lock(mu_);
+  const uint64_t id = next_id_++;
+  const auto due = Clock::now() + delay;
+  timers_.emplace(id, Timer{owner, due, period, std::move(callback)});
+  due_.emplace(due, id);
+  wake_.notify_all();
+  return id;
+}
+
+void TimerService::wait_not_running(std::unique_lock<std::mutex>& lock, uint64_t id) {
+  if (std::this_thread::get_id() == thread_id_) return;  // from its own callback: it finishes its run
+  ran_.wait(lock, [&] { return running_ != id; });
+}
+
+void TimerService::cancel(uint64_t id) {
+  std::unique_lock lock(mu_);
+  timers_.erase(id);
+  wait_not_running(lock, id);
+}
+
+void TimerService::cancel_all(const void* owner) {
+  std::unique_lock lock(mu_);
+  std::erase_if(timers_, [owner](const auto& entry) { return entry.second.owner == owner; });
+  // The timer running now may belong to the owner: wait for its run to end.
+  if (std::this_thread::get_id() != thread_id_) {
+    ran_.wait(lock, [&] { return running_ == 0 || timers_.contains(running_); });
+  }
+}
+
+size_t TimerService::active(const void* owner) const {
+  std::lock_guard lock(mu_);
+  return static_cast<size_t>(std::count_if(
+      timers_.begin(), timers_.end(), [owner](const auto& entry) { return entry.second.owner == owner; }));
+}
+
+void TimerService::run() {
+  std::unique_lock lock(mu_);
+  thread_id_ = std::this_thread::get_id();
+  while (!stopping_) {
+    if (due_.empty()) {
+      wake_.wait(lock);
+      continue;
+    }
+    const auto [when, id] = *due_.begin();
+    if (when > Clock::now()) {
+      wake_.wait_until(lock, when);
+      continue;
+    }
+    due_.erase(due_.begin());
+    auto it = timers_.find(id);
+    if (it == timers_.end()) continue;  // cancelled
+    std::function<void()> callback = it->second.callback;
+    running_ = id;
+    lock.unlock();
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      spdlog::error("a timer callback threw: {}", e.what());
+    }
+    lock.lock();
+    running_ = 0;
+    ran_.notify_all();
+    it = timers_.find(id);
+    if (it == timers_.end()) continue;
+    if (it->second.period.count() > 0) {
+      it->second.due += it->second.period;
+      due_.emplace(it->second.due, id);
+    } else {
+      timers_.erase(it);
+    }
+  }
+}
+
+}  // namespace gameverse::platform

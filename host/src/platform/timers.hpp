@@ -1,0 +1,53 @@
+// Timers for plugins, on one host thread. Periodic timers keep their rate: each run is due one
+// period after the previous one was due, so lateness never accumulates.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace gameverse::platform {
+
+class TimerService {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  TimerService();
+  ~TimerService();
+  TimerService(const TimerService&) = delete;
+  TimerService& operator=(const TimerService&) = delete;
+
+  // Returns the timer's id. `owner` groups timers (a plugin generation) for cancel_all.
+  uint64_t start(const void* owner, std::chrono::milliseconds delay, std::chrono::milliseconds period,
+                 std::function<void()> callback);
+  // When it returns the callback is not running and will not run (unless called from it).
+  void cancel(uint64_t id);
+  void cancel_all(const void* owner);
+  size_t active(const void* owner) const;
+
+ private:
+  struct Timer {
+    const void* owner;
+    Clock::time_point due;
+    std::chrono::milliseconds period;
+    std::function<void()> callback;
+  };
+  void run();
+  void wait_not_running(std::unique_lock<std::mutex>& lock, uint64_t id);
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable ran_;
+  std::map<uint64_t, Timer> timers_;
+  std::multimap<Clock::time_point, uint64_t> due_;
+  uint64_t next_id_ = 1;
+  uint64_t running_ = 0;  // the id whose callback runs now
+  std::thread::id thread_id_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace gameverse::platform
