@@ -197,9 +197,20 @@ class PostgresStore final : public StoreBackend {
         auto result = f(*c);
         release(std::move(c));
         return result;
-      } catch (const pqxx::broken_connection& e) {
+      } catch (const pqxx::in_doubt_error& e) {
         discard();
-        throw StoreError(GV_STATUS_UNAVAILABLE, std::string("PostgreSQL connection lost: ") + e.what());
+        throw StoreError(GV_STATUS_UNAVAILABLE,
+                         std::string("PostgreSQL connection lost while committing; the "
+                                     "batch may or may not be applied: ") +
+                             e.what());
+      } catch (const pqxx::broken_connection& e) {
+        // The server went away (a restart, a failover): its other pooled connections are as dead.
+        // The transaction was rolled back, so one retry on a fresh connection is safe.
+        discard();
+        drop_idle();
+        if (attempt >= 2) {
+          throw StoreError(GV_STATUS_UNAVAILABLE, std::string("PostgreSQL connection lost: ") + e.what());
+        }
       } catch (const pqxx::serialization_failure& e) {
         release(std::move(c));
         if (attempt == kMaxAttempts) throw StoreError(GV_STATUS_ABORTED, e.what());
@@ -251,6 +262,13 @@ class PostgresStore final : public StoreBackend {
     std::lock_guard lock(mu_);
     --open_;
     available_.notify_one();
+  }
+
+  void drop_idle() {
+    std::lock_guard lock(mu_);
+    open_ -= static_cast<int>(idle_.size());
+    idle_.clear();
+    available_.notify_all();
   }
 
   std::string url_;

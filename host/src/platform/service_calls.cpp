@@ -25,7 +25,9 @@ int64_t now_ms() {
 
 // One in-process call. It lives until the target plugin has finished it (or the deadline or a
 // drain ended it) and its start hook has returned; then the plugin releases it.
-class InProcessCall final : public gv_call, public plugin::LiveCall {
+class InProcessCall final : public gv_call,
+                            public plugin::LiveCall,
+                            public std::enable_shared_from_this<InProcessCall> {
  public:
   InProcessCall(const Platform& platform, std::string caller, std::string method, std::string request,
                 int64_t deadline_unix_ms, gv_principal principal_source, gv_call_done_fn done, void* context)
@@ -125,9 +127,13 @@ class InProcessCall final : public gv_call, public plugin::LiveCall {
  private:
   void fail_and_delete(gv_status_code code, const std::string& message) {
     done_(context_, code, as_bytes(message), gv_bytes{nullptr, 0});
-    delete this;
+    keep_alive_.reset();
   }
 
+ public:
+  std::shared_ptr<InProcessCall> keep_alive_;  // the call's own reference, dropped on release
+
+ private:
   // The caller learns the outcome once, whichever comes first: the plugin's finish, the deadline,
   // or the drain.
   void complete(gv_status_code code, const std::string& message) {
@@ -150,6 +156,9 @@ class InProcessCall final : public gv_call, public plugin::LiveCall {
     }
   }
 
+  // Releases the call once the plugin finished it and its start hook returned. From inside the
+  // plugin's own finish the release is posted to the timer thread: the plugin may be holding
+  // locks there that its release hook takes.
   void maybe_release(bool start_returned) {
     {
       std::lock_guard lock(mu_);
@@ -157,11 +166,20 @@ class InProcessCall final : public gv_call, public plugin::LiveCall {
       if (!start_returned_ || !plugin_finished_ || released_) return;
       released_ = true;
     }
-    if (timer_ != 0) platform_.timers->cancel(timer_);
+    if (timer_ != 0) platform_.timers->cancel_nowait(timer_);
+    if (start_returned) {
+      release();
+    } else {
+      platform_.timers->start(nullptr, std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                              [self = shared_from_this()] { self->release(); });
+    }
+  }
+
+  void release() {
     const gv_plugin_descriptor& d = route_.plugin->descriptor();
     if (d.on_call_release != nullptr) d.on_call_release(route_.plugin->instance(), this, call_state_);
     route_.plugin->unregister_call(this);
-    delete this;
+    keep_alive_.reset();
   }
 
   const Platform& platform_;

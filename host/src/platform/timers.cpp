@@ -39,12 +39,17 @@ void TimerService::cancel(uint64_t id) {
   wait_not_running(lock, id);
 }
 
+void TimerService::cancel_nowait(uint64_t id) {
+  std::lock_guard lock(mu_);
+  timers_.erase(id);
+}
+
 void TimerService::cancel_all(const void* owner) {
   std::unique_lock lock(mu_);
   std::erase_if(timers_, [owner](const auto& entry) { return entry.second.owner == owner; });
   // The timer running now may belong to the owner: wait for its run to end.
   if (std::this_thread::get_id() != thread_id_) {
-    ran_.wait(lock, [&] { return running_ == 0 || timers_.contains(running_); });
+    ran_.wait(lock, [&] { return running_ == 0 || running_owner_ != owner; });
   }
 }
 
@@ -72,6 +77,7 @@ void TimerService::run() {
     if (it == timers_.end()) continue;  // cancelled
     std::function<void()> callback = it->second.callback;
     running_ = id;
+    running_owner_ = it->second.owner;
     lock.unlock();
     try {
       callback();
@@ -80,6 +86,7 @@ void TimerService::run() {
     }
     lock.lock();
     running_ = 0;
+    running_owner_ = nullptr;
     ran_.notify_all();
     it = timers_.find(id);
     if (it == timers_.end()) continue;

@@ -25,6 +25,8 @@ class TimerService {
                  std::function<void()> callback);
   // When it returns the callback is not running and will not run (unless called from it).
   void cancel(uint64_t id);
+  // Only stops future runs: for callers that may hold a lock the running callback needs.
+  void cancel_nowait(uint64_t id);
   void cancel_all(const void* owner);
   size_t active(const void* owner) const;
 
@@ -45,6 +47,7 @@ class TimerService {
   std::multimap<Clock::time_point, uint64_t> due_;
   uint64_t next_id_ = 1;
   uint64_t running_ = 0;  // the id whose callback runs now
+  const void* running_owner_ = nullptr;
   std::thread::id thread_id_;
   bool stopping_ = false;
   std::thread thread_;
