@@ -40,7 +40,7 @@ step "gvctl load, then call the new method"
 "$gvctl" --addr "$addr" load my-mod --path "$work/my-mod/build/my-mod.so"
 # gv-load's EchoRequest{bytes payload = 1} is HelloRequest{string name = 1} on the wire; every
 # call must come back OK.
-"$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Hello --duration-ms 200 --warmup-ms 0 \
+"$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Hello --duration-ms 2000 --warmup-ms 0 \
   --channels 1 --outstanding 1
 
 step "edit, rebuild, gvctl reload"
@@ -49,7 +49,7 @@ cmake --build "$work/my-mod/build"
 "$gvctl" --addr "$addr" reload my-mod | tee "$work/reload.out"
 grep -q "reloaded (generation 2)" "$work/reload.out"
 "$gvctl" --addr "$addr" status my-mod | grep -q "2    serving"
-"$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Hello --duration-ms 200 --warmup-ms 0 \
+"$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Hello --duration-ms 2000 --warmup-ms 0 \
   --channels 1 --outstanding 1
 
 kill -TERM "$host"
