@@ -17,13 +17,7 @@ namespace {
 constexpr int kMaxAttempts = 5;
 constexpr auto kPoolWait = std::chrono::seconds(5);
 
-struct Migration {
-  int version;
-  const char* description;
-  const char* sql;
-};
-
-const Migration kMigrations[] = {
+const SchemaMigration kMigrations[] = {
     {1, "objects",
      "CREATE TABLE gv_objects ("
      "  space TEXT NOT NULL, collection TEXT NOT NULL, key BYTEA NOT NULL, value BYTEA NOT NULL,"
@@ -88,15 +82,11 @@ class PostgresStore final : public StoreBackend {
       pqxx::result r = tx.exec_prepared("list", space, query.collection, bytes(query.after_key),
                                         bytes(query.key_prefix), bytes(upper.value_or("")), query.owner,
                                         static_cast<int64_t>(query.limit) + 1, upper.has_value());
-      StorePage page;
-      for (const auto& row : r) {
-        if (page.objects.size() == query.limit) {
-          page.more = true;
-          break;
-        }
-        page.objects.push_back(read_object(row));
-      }
-      return page;
+      auto row = r.begin();
+      return collect_page(query.limit, [&]() -> std::optional<StoredObject> {
+        if (row == r.end()) return std::nullopt;
+        return read_object(*row++);
+      });
     });
   }
 
@@ -148,7 +138,7 @@ class PostgresStore final : public StoreBackend {
         "CREATE TABLE IF NOT EXISTS gv_schema_migrations ("
         " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_ms BIGINT NOT NULL)");
     const int current = tx.exec1("SELECT COALESCE(MAX(version), 0) FROM gv_schema_migrations")[0].as<int>();
-    for (const Migration& m : kMigrations) {
+    for (const SchemaMigration& m : kMigrations) {
       if (m.version <= current) continue;
       tx.exec(m.sql);
       tx.exec_params("INSERT INTO gv_schema_migrations VALUES ($1, $2, $3)", m.version, m.description,

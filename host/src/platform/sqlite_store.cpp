@@ -12,13 +12,7 @@ namespace gameverse::platform {
 
 namespace {
 
-struct Migration {
-  int version;
-  const char* description;
-  const char* sql;
-};
-
-const Migration kMigrations[] = {
+const SchemaMigration kMigrations[] = {
     {1, "objects",
      "CREATE TABLE gv_objects ("
      "  space TEXT NOT NULL, collection TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
@@ -112,15 +106,10 @@ class SqliteStore final : public StoreBackend {
     if (upper) bind_blob(q, 5, *upper);
     if (!query.owner.empty()) q.bind(6, query.owner);
     q.bind(7, static_cast<int64_t>(query.limit) + 1);
-    StorePage page;
-    while (q.executeStep()) {
-      if (page.objects.size() == query.limit) {
-        page.more = true;
-        break;
-      }
-      page.objects.push_back(read_object(q));
-    }
-    return page;
+    return collect_page(query.limit, [&]() -> std::optional<StoredObject> {
+      if (!q.executeStep()) return std::nullopt;
+      return read_object(q);
+    });
   }
 
   int schema_version() override {
@@ -159,7 +148,7 @@ class SqliteStore final : public StoreBackend {
     try {
       const int current =
           db_.execAndGet("SELECT COALESCE(MAX(version), 0) FROM gv_schema_migrations").getInt();
-      for (const Migration& m : kMigrations) {
+      for (const SchemaMigration& m : kMigrations) {
         if (m.version <= current) continue;
         db_.exec(m.sql);
         SQLite::Statement record(db_, "INSERT INTO gv_schema_migrations VALUES (?, ?, ?)");

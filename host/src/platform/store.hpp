@@ -62,6 +62,28 @@ class StoreError : public std::runtime_error {
   gv_status_code code_;
 };
 
+// One step of a backend's schema: applied once, in order, and recorded in gv_schema_migrations.
+struct SchemaMigration {
+  int version;
+  const char* description;
+  const char* sql;
+};
+
+// Builds a page from rows fetched with LIMIT limit + 1: `next` yields objects until it returns
+// nullopt; a row beyond `limit` only tells that more follow.
+template <class Next>
+StorePage collect_page(uint32_t limit, Next&& next) {
+  StorePage page;
+  while (std::optional<StoredObject> object = next()) {
+    if (page.objects.size() == limit) {
+      page.more = true;
+      break;
+    }
+    page.objects.push_back(std::move(*object));
+  }
+  return page;
+}
+
 // One backend. Every method is safe from any thread. `space` is the owning plugin's name.
 class StoreBackend {
  public:
