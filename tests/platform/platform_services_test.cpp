@@ -143,6 +143,9 @@ class ServicesThroughTheHost : public ::testing::Test {
         "/echo.so\"\n[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n");
     probe_ = pb::PlatformProbe::NewStub(host_->channel());
   }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "host log:\n" << host_->log();
+  }
   grpc::Status relay(const std::string& method, const std::string& request, uint32_t timeout_ms,
                      std::string* out) {
     grpc::ClientContext context;

@@ -16,6 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "temp_dir.hpp"
+
 namespace gameverse::testing {
 
 inline std::string read_file(const std::filesystem::path& path) {
@@ -24,24 +26,6 @@ inline std::string read_file(const std::filesystem::path& path) {
   out << in.rdbuf();
   return out.str();
 }
-
-// A fresh directory under the system temp dir, removed with the object.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "gameverse-test-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 class HostProcess {
  public:

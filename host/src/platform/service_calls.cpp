@@ -66,9 +66,14 @@ class InProcessCall final : public gv_call,
         return fail_and_delete(GV_STATUS_DEADLINE_EXCEEDED,
                                "the deadline passed before " + method_ + " was called");
       }
-      timer_ = platform_.timers->start(
-          this, std::chrono::milliseconds(deadline_unix_ms_ - now_ms()), std::chrono::milliseconds(0),
-          [this] { end_early(GV_STATUS_DEADLINE_EXCEEDED, "deadline exceeded calling " + method_); });
+      // The timer holds the call weakly: a call released meanwhile is simply gone.
+      timer_ = platform_.timers->start(this, std::chrono::milliseconds(deadline_unix_ms_ - now_ms()),
+                                       std::chrono::milliseconds(0), [weak = weak_from_this()] {
+                                         if (auto call = weak.lock()) {
+                                           call->end_early(GV_STATUS_DEADLINE_EXCEEDED,
+                                                           "deadline exceeded calling " + call->method_);
+                                         }
+                                       });
     }
     route_.plugin->register_call(this);
     const gv_plugin_descriptor& d = route_.plugin->descriptor();
@@ -101,9 +106,9 @@ class InProcessCall final : public gv_call,
   }
 
   int64_t deadline_unix_ms() const override { return deadline_unix_ms_; }
-  bool is_cancelled() const override {
-    return ended_early_ || (deadline_unix_ms_ != INT64_MAX && now_ms() > deadline_unix_ms_);
-  }
+  // True once the host ended the call (deadline or drain): as for calls from the network, the
+  // plugin learns of it with the cancel hook, not before.
+  bool is_cancelled() const override { return ended_early_; }
   size_t metadata(const char*, gv_bytes*, size_t) const override { return 0; }
   void principal(gv_principal* out) const override {
     const size_t size = out->struct_size;
@@ -215,9 +220,10 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
   gv_principal principal{};
   principal.struct_size = sizeof principal;
   if (parent != nullptr) parent->principal(&principal);
-  (new InProcessCall(platform, caller, std::move(method), std::move(request), deadline, principal, done,
-                     context))
-      ->run();
+  auto call = std::make_shared<InProcessCall>(platform, caller, std::move(method), std::move(request),
+                                              deadline, principal, done, context);
+  call->keep_alive_ = call;  // its own reference until released
+  call->run();
 }
 
 }  // namespace gameverse::platform

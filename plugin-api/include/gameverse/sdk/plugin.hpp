@@ -651,6 +651,10 @@ class CallState {
   // Drops what plugin code attached to the call; on release, which also breaks the cycle of a
   // reader or session holding a stream handle that holds this state.
   void release() {
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;  // the handle is gone: no handle copy may reach the host again
+    }
     inbound_.reset();
     session_.reset();
     detacher_ = nullptr;

@@ -1,0 +1,128 @@
+// One conformance suite for the cache backends: in process, and the Redis server `tools/gv test`
+// starts (GAMEVERSE_TEST_REDIS_URL). An outage test runs a Redis of its own.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+
+#include "expect_contains.hpp"
+#include "platform/cache.hpp"
+#include "temp_dir.hpp"
+
+namespace gameverse::platform {
+namespace {
+
+using std::chrono::milliseconds;
+
+class CacheConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      cache_ = open_memory_cache();
+    } else {
+      const char* url = std::getenv("GAMEVERSE_TEST_REDIS_URL");
+      ASSERT_NE(url, nullptr) << "GAMEVERSE_TEST_REDIS_URL is not set: run the suite with `tools/gv test`";
+      cache_ = open_redis_cache(url);
+    }
+    prefix_ = "test:" + std::to_string(std::random_device()()) + ":";
+  }
+  std::unique_ptr<CacheBackend> cache_;
+  std::string prefix_;
+};
+
+TEST_P(CacheConformance, SetGetEraseKeepBytes) {
+  const std::string value("a\0b\xff", 4);
+  cache_->set(prefix_ + "k", value, milliseconds(0));
+  EXPECT_EQ(cache_->get(prefix_ + "k"), value);
+  cache_->erase(prefix_ + "k");
+  EXPECT_EQ(cache_->get(prefix_ + "k"), std::nullopt);
+  EXPECT_EQ(cache_->get(prefix_ + "never"), std::nullopt);
+}
+
+TEST_P(CacheConformance, ValuesExpire) {
+  cache_->set(prefix_ + "short", "v", milliseconds(50));
+  cache_->set(prefix_ + "long", "v", milliseconds(60000));
+  EXPECT_EQ(cache_->get(prefix_ + "short"), "v");
+  std::this_thread::sleep_for(milliseconds(120));
+  EXPECT_EQ(cache_->get(prefix_ + "short"), std::nullopt);
+  EXPECT_EQ(cache_->get(prefix_ + "long"), "v");
+}
+
+TEST_P(CacheConformance, CountersCountWithinTheirWindow) {
+  EXPECT_EQ(cache_->increment(prefix_ + "fails", 1, milliseconds(100)), 1);
+  EXPECT_EQ(cache_->increment(prefix_ + "fails", 1, milliseconds(100)), 2);
+  EXPECT_EQ(cache_->increment(prefix_ + "fails", 5, milliseconds(100)), 7);
+  std::this_thread::sleep_for(milliseconds(200));  // the window opened by the first increment ended
+  EXPECT_EQ(cache_->increment(prefix_ + "fails", 1, milliseconds(100)), 1);
+  cache_->set(prefix_ + "text", "abc", milliseconds(0));
+  try {
+    cache_->increment(prefix_ + "text", 1, milliseconds(0));
+    FAIL() << "incremented text";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code(), GV_STATUS_FAILED_PRECONDITION);
+  }
+}
+
+TEST_P(CacheConformance, ConcurrentIncrementsAreAtomic) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; ++i) cache_->increment(prefix_ + "hits", 1, milliseconds(0));
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(cache_->get(prefix_ + "hits"), "400");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CacheConformance, ::testing::Values("memory", "redis"),
+                         [](const auto& info) { return info.param; });
+
+// A Redis of the test's own, stopped and started again: calls fail at once with UNAVAILABLE while
+// it is down and succeed again by themselves once it is back.
+TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
+  testing::TempDir dir;
+  const int port = 57000 + static_cast<int>(std::random_device()() % 2000);
+  const std::string start = "redis-server --bind 127.0.0.1 --port " + std::to_string(port) +
+                            " --save '' --appendonly no --daemonize yes --dir " + dir.path().string() +
+                            " --pidfile " + dir.path().string() + "/redis.pid > /dev/null 2>&1";
+  const std::string stop = "redis-cli -p " + std::to_string(port) + " shutdown nosave > /dev/null 2>&1";
+  ASSERT_EQ(std::system(start.c_str()), 0);
+  std::unique_ptr<CacheBackend> cache;
+  for (int i = 0; i < 100 && !cache; ++i) {
+    try {
+      cache = open_redis_cache("redis://127.0.0.1:" + std::to_string(port));
+    } catch (const StoreError&) {
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  }
+  ASSERT_TRUE(cache) << "the test's Redis did not start";
+  cache->set("k", "before", milliseconds(0));
+
+  std::system(stop.c_str());
+  for (int i = 0; i < 3; ++i) {
+    try {
+      cache->get("k");
+      FAIL() << "a call succeeded with Redis down";
+    } catch (const StoreError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
+      EXPECT_CONTAINS(e.what(), "127.0.0.1:" + std::to_string(port));
+    }
+  }
+
+  ASSERT_EQ(std::system(start.c_str()), 0);
+  bool recovered = false;
+  for (int i = 0; i < 300 && !recovered; ++i) {
+    try {
+      cache->set("k", "after", milliseconds(0));
+      recovered = cache->get("k") == "after";
+    } catch (const StoreError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+  }
+  EXPECT_TRUE(recovered) << "the cache did not reconnect to Redis";
+  std::system(stop.c_str());
+}
+
+}  // namespace
+}  // namespace gameverse::platform
