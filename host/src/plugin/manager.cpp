@@ -156,38 +156,38 @@ void PluginManager::unsubscribe(int id) {
   listeners_.erase(id);
 }
 
-// Copies the file under a unique name and maps the copy: a linker rewriting the original in
-// place can never touch a mapped library, and dlopen never hands back an older generation.
-PluginManager::Staged PluginManager::stage(const config::PluginConfig& entry, uint64_t generation) {
+PluginManager::PluginFile PluginManager::read_plugin_file(const config::PluginConfig& entry) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(entry.path, ec)) {
     throw LoadError("plugin '" + entry.name + "' (" + entry.path.string() + "): no such file");
   }
-  const std::string bytes = read_file(entry.path);
-  Staged staged;
-  staged.hash = sha256_hex(bytes);
-  staged.path = options_.staging_dir / (entry.name + ".g" + std::to_string(generation) + "." +
-                                        std::to_string(++staged_count_) + ".so");
-  {
-    std::ofstream out(staged.path, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) throw LoadError("cannot stage " + entry.path.string() + " in " + options_.staging_dir.string());
-  }
-  return staged;
+  PluginFile file{read_file(entry.path), ""};
+  file.hash = sha256_hex(file.bytes);
+  return file;
 }
 
-std::shared_ptr<Plugin> PluginManager::open_staged(const config::PluginConfig& entry, uint64_t generation) {
-  const Staged staged = stage(entry, generation);
+// Writes the file's bytes under a unique name and maps that copy: a linker rewriting the original
+// in place can never touch a mapped library, and dlopen never hands back an older generation.
+std::shared_ptr<Plugin> PluginManager::open_staged(const config::PluginConfig& entry, uint64_t generation,
+                                                   const PluginFile& file) {
+  const std::filesystem::path staged =
+      options_.staging_dir /
+      (entry.name + ".g" + std::to_string(generation) + "." + std::to_string(++staged_count_) + ".so");
+  {
+    std::ofstream out(staged, std::ios::binary);
+    out.write(file.bytes.data(), static_cast<std::streamsize>(file.bytes.size()));
+    if (!out) throw LoadError("cannot stage " + entry.path.string() + " in " + options_.staging_dir.string());
+  }
   std::shared_ptr<Plugin> plugin;
   try {
-    plugin = Plugin::open(entry, staged.path);
+    plugin = Plugin::open(entry, staged);
   } catch (...) {
-    std::filesystem::remove(staged.path);
+    std::filesystem::remove(staged);
     throw;
   }
-  std::filesystem::remove(staged.path);  // the mapping stays; nothing is left behind on disk
+  std::filesystem::remove(staged);  // the mapping stays; nothing is left behind on disk
   plugin->set_generation(generation);
-  plugin->set_file_hash(staged.hash);
+  plugin->set_file_hash(file.hash);
   plugin->set_platform(options_.platform);
   return plugin;
 }
@@ -262,7 +262,7 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
     }
     Outcome outcome{true, entry.name, "", 0};
     try {
-      opened[entry.name] = open_staged(entry, ++slots_[entry.name].last_generation);
+      opened[entry.name] = open_staged(entry, ++slots_[entry.name].last_generation, read_plugin_file(entry));
       names.push_back(entry.name);
     } catch (const std::exception& e) {
       refuse(slots_[entry.name], e.what(), outcome);
@@ -383,7 +383,7 @@ Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
     slot = &it->second;
   }
   try {
-    std::shared_ptr<Plugin> plugin = open_staged(entry, ++slot->last_generation);
+    std::shared_ptr<Plugin> plugin = open_staged(entry, ++slot->last_generation, read_plugin_file(entry));
     check_conflicts(*plugin, nullptr);
     for (const std::string& service : plugin->dependencies()) {
       if (std::none_of(routes()->begin(), routes()->end(), [&](const auto& route) {
@@ -433,15 +433,12 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
   Outcome outcome{true, name, "", old->generation()};
   std::shared_ptr<Plugin> next;
   try {
-    if (!force && !entry_changed) {
-      std::error_code ec;
-      if (std::filesystem::is_regular_file(entry.path, ec) &&
-          sha256_hex(read_file(entry.path)) == old->file_hash()) {
-        outcome.message = "unchanged";
-        return outcome;
-      }
+    const PluginFile file = read_plugin_file(entry);  // read once: for the hash and for staging
+    if (!force && !entry_changed && file.hash == old->file_hash()) {
+      outcome.message = "unchanged";
+      return outcome;
     }
-    next = open_staged(entry, ++slot.last_generation);
+    next = open_staged(entry, ++slot.last_generation, file);
     if (!force) {
       if (std::string why = incompatible_routes(*old, *next); !why.empty()) {
         throw LoadError("plugin '" + name + "' generation " + std::to_string(next->generation()) + ": " +

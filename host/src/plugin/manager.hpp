@@ -136,17 +136,18 @@ class PluginManager {
     std::vector<std::weak_ptr<Plugin>> draining;  // replaced or unloaded, not yet retired
     std::deque<GenerationRecord> history;         // retired or failed generations, newest first
   };
-  struct Staged {
-    std::filesystem::path path;
-    std::string hash;
+  struct PluginFile {
+    std::string bytes;
+    std::string hash;  // SHA-256, hex
   };
   struct Retiring {
     std::shared_ptr<Plugin> plugin;
     std::chrono::steady_clock::time_point deadline;
   };
 
-  Staged stage(const config::PluginConfig& entry, uint64_t generation);
-  std::shared_ptr<Plugin> open_staged(const config::PluginConfig& entry, uint64_t generation);
+  static PluginFile read_plugin_file(const config::PluginConfig& entry);
+  std::shared_ptr<Plugin> open_staged(const config::PluginConfig& entry, uint64_t generation,
+                                      const PluginFile& file);
   Outcome load_locked(const config::PluginConfig& entry);
   Outcome reload_locked(const std::string& name, const config::PluginConfig& entry, bool force,
                         bool entry_changed);
