@@ -133,7 +133,7 @@ TEST_F(AdminTest, WatchPrintsLifecycleEvents) {
   EXPECT_TRUE(first.find("serving") != std::string::npos || first.find("draining") != std::string::npos ||
               first.find("retired") != std::string::npos)
       << first;
-  EXPECT_EQ(host_->stop(), 0);  // ends the watch stream: the host finishes it before draining
+  EXPECT_EQ(host_->stop(), 0) << host_->log();  // ends the watch stream: the host finishes it before draining
   while (fgets(line, sizeof line, pipe) != nullptr) {
   }
   EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 0);

@@ -321,7 +321,7 @@ TEST(HostLifecycle, ShutdownDrainsCallsInFlight) {
   grpc::Status status = done.get_future().get();
   EXPECT_TRUE(status.ok()) << "in-flight call was not drained: " << status.error_message();
   EXPECT_EQ(reply.slept_ms(), 500u);
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
   EXPECT_CONTAINS(host.log(), "SIGTERM received: draining calls");
 }
 
@@ -338,7 +338,7 @@ TEST(HostLifecycle, DrainDeadlineCancelsWhatIsLeft) {
   ASSERT_TRUE(eventually([&] { return stats(*echo).sleeps_started() == 1; }));
   host.signal(SIGTERM);
   EXPECT_FALSE(done.get_future().get().ok());
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 TEST(HostLifecycle, RefusedPluginsLeaveTheOthersServing) {
@@ -366,7 +366,7 @@ TEST(HostLifecycle, RefusedPluginsLeaveTheOthersServing) {
   EXPECT_CONTAINS(log, "malformed descriptor set");
   EXPECT_CONTAINS(log, "its .proto makes it unary");
   EXPECT_CONTAINS(log, "7 plugins refused");
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 TEST(HostLifecycle, PluginConfigErrorRefusesOnlyThatPlugin) {

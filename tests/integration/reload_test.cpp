@@ -176,7 +176,7 @@ TEST_F(ReloadTest, HundredReloadsUnderLoadFailNoCallAndDropNoStream) {
   EXPECT_GT(chat_instances.size(), 10u) << "the Chat stream did not move between generations";
   EXPECT_TRUE(eventually([&] { return mapped_generations(host.pid(), "echo") == 1; }, seconds(20)))
       << "old generations are still mapped: " << mapped_generations(host.pid(), "echo");
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
   EXPECT_CONTAINS(host.log(), "retired: unmapped");
 }
 
@@ -235,7 +235,7 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] { return stats(*stub).instance_id() != serving; }));
   EXPECT_EQ(stats(*stub).handovers(), 1u);
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 TEST_F(ReloadTest, ConfigAddsRemovesAndChangesPlugins) {
@@ -279,7 +279,7 @@ TEST_F(ReloadTest, ConfigAddsRemovesAndChangesPlugins) {
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] { return greet() == "status 12"; })) << host.log();
   EXPECT_TRUE(echo_call(*echo, "still").ok());
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 TEST_F(ReloadTest, ChangedFileOnDiskIsPickedUpWithoutASignal) {
@@ -290,7 +290,7 @@ TEST_F(ReloadTest, ChangedFileOnDiskIsPickedUpWithoutASignal) {
   ASSERT_TRUE(eventually([&] { return stats(*stub).handovers() == 1; })) << host.log();
   EXPECT_NE(stats(*stub).instance_id(), before);
   EXPECT_CONTAINS(host.log(), "files changed on disk");
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 TEST_F(ReloadTest, DrainDeadlineEndsLeftoverCallsWithUnavailable) {
@@ -320,7 +320,7 @@ TEST_F(ReloadTest, DrainDeadlineEndsLeftoverCallsWithUnavailable) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_CONTAINS(status.error_message(), "drain of 300 ms ran out");
   EXPECT_TRUE(echo_call(*stub, "after").ok());
-  EXPECT_EQ(host.stop(), 0);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 // --- the manager in process ---

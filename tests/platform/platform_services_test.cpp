@@ -203,7 +203,7 @@ TEST_F(ServicesThroughTheHost, TimersTickOnHostThreads) {
   ASSERT_TRUE(probe_->Ticks(&context, request, &reply).ok());
   EXPECT_EQ(reply.ticks(), 5u);
   EXPECT_GE(reply.elapsed_ms(), 50u) << "a periodic timer ran early";
-  EXPECT_EQ(host_->stop(), 0);
+  EXPECT_EQ(host_->stop(), 0) << host_->log();
 }
 
 }  // namespace

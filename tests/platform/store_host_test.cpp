@@ -172,7 +172,7 @@ TEST_P(StoreHostTest, ListPagesWithCursorsThatCannotBeTamperedWith) {
 
 TEST_P(StoreHostTest, DataOutlivesTheHost) {
   ASSERT_TRUE(put("saved", "yes").ok());
-  EXPECT_EQ(host_->stop(), 0);
+  EXPECT_EQ(host_->stop(), 0) << host_->log();
   start();
   pb::Object object;
   ASSERT_TRUE(get("saved", &object).ok());

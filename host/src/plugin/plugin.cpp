@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/dll/library_info.hpp>
+#include <mutex>
 #include <regex>
 #include <set>
 
@@ -74,6 +75,13 @@ class CollectingErrors final : public google::protobuf::DescriptorPool::ErrorCol
   std::string first;
 };
 
+// glibc maps and unmaps libraries under its own lock, which ThreadSanitizer cannot see; taking
+// this one too orders a library mapped at a reused address after the unmapping of the old one.
+std::mutex& mapping_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 }  // namespace
 
 std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry,
@@ -89,6 +97,7 @@ std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry,
   if (!std::filesystem::is_regular_file(file, ec)) {
     throw LoadError(who + "no such file; build it or fix `path` at " + location(entry, entry.where));
   }
+  std::lock_guard mapping(mapping_mutex());  // held through the entry call's static initialisers
   try {
     plugin->library_.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
@@ -350,11 +359,16 @@ const char* to_string(GenerationState state) {
 }
 
 Plugin::~Plugin() {
-  if (instance_ == nullptr) return;
-  // The generation's timers end first, so none fires into a plugin that is shutting down.
-  if (self_.platform != nullptr && self_.platform->timers != nullptr)
-    self_.platform->timers->cancel_all(&self_);
-  descriptor_->on_shutdown(instance_);
+  if (instance_ != nullptr) {
+    // The generation's timers end first, so none fires into a plugin that is shutting down.
+    if (self_.platform != nullptr && self_.platform->timers != nullptr)
+      self_.platform->timers->cancel_all(&self_);
+    descriptor_->on_shutdown(instance_);
+  }
+  if (library_.is_loaded()) {
+    std::lock_guard mapping(mapping_mutex());
+    library_.unload();
+  }
 }
 
 }  // namespace gameverse::plugin
