@@ -11,7 +11,9 @@
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
+#include "platform/cache.hpp"
 #include "platform/metrics.hpp"
+#include "platform/pubsub.hpp"
 #include "platform/store_service.hpp"
 #include "platform/thread_priority.hpp"
 #include "platform/timers.hpp"
@@ -126,9 +128,29 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", e.what());
     return 1;
   }
+  std::unique_ptr<gameverse::platform::CacheBackend> cache;
+  std::unique_ptr<gameverse::platform::PubSub> pubsub;
+  try {
+    cache = config.cache.backend == "redis" ? gameverse::platform::open_redis_cache(config.redis.url)
+                                            : gameverse::platform::open_memory_cache();
+    pubsub = config.pubsub.backend == "redis" ? gameverse::platform::open_redis_pubsub(config.redis.url)
+                                              : gameverse::platform::open_memory_pubsub();
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  spdlog::info(
+      "cache: {}; pub/sub: {}{}", cache->name(), pubsub->name(),
+      config.cache.backend == "redis" || config.pubsub.backend == "redis" ? " at " + config.redis.url : "");
   gameverse::platform::TimerService timers;
   gameverse::platform::MetricsRegistry metrics;
-  gameverse::platform::Platform platform{store.get(), &timers, &metrics, {}};
+  gameverse::platform::Platform platform{.store = store.get(),
+                                         .timers = &timers,
+                                         .metrics = &metrics,
+                                         .cache = cache.get(),
+                                         .pubsub = pubsub.get(),
+                                         .max_value_bytes = static_cast<size_t>(config.store.max_value_bytes),
+                                         .routes = {}};
   gameverse::plugin::PluginManager plugins(
       {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), &platform});
   platform.routes = [&plugins] { return plugins.routes(); };

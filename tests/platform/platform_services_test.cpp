@@ -1,16 +1,21 @@
-// Timers, metrics and calls between plugins: the host's services in process, and through the real
-// host with the platform-probe and echo plugins and a real gRPC client.
+// Timers, metrics, the cache, pub/sub and calls between plugins: the host's services in process,
+// and through the real host with the platform-probe and echo plugins and a real gRPC client.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <random>
 
 #include "expect_contains.hpp"
 #include "gameverse/echo/v1/echo.pb.h"
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "host_process.hpp"
+#include "platform/cache.hpp"
 #include "platform/metrics.hpp"
+#include "platform/pubsub.hpp"
 #include "platform/timers.hpp"
 #include "plugin/manager.hpp"
 
@@ -119,7 +124,13 @@ TEST(Metrics, PluginMetricsReachTheRegistryAndSurviveReload) {
   TempDir dir;
   platform::TimerService timers;
   platform::MetricsRegistry metrics;
-  platform::Platform platform{nullptr, &timers, &metrics, {}};
+  platform::Platform platform;
+  auto cache = platform::open_memory_cache();
+  auto pubsub = platform::open_memory_pubsub();
+  platform.timers = &timers;
+  platform.metrics = &metrics;
+  platform.cache = cache.get();
+  platform.pubsub = pubsub.get();
   plugin::PluginManager manager({dir.path() / "staging", milliseconds(1000), &platform});
   platform.routes = [&manager] { return manager.routes(); };
   config::PluginConfig entry;
@@ -204,6 +215,171 @@ TEST_F(ServicesThroughTheHost, TimersTickOnHostThreads) {
   EXPECT_EQ(reply.ticks(), 5u);
   EXPECT_GE(reply.elapsed_ms(), 50u) << "a periodic timer ran early";
   EXPECT_EQ(host_->stop(), 0) << host_->log();
+}
+
+std::string redis_url() {
+  const char* url = std::getenv("GAMEVERSE_TEST_REDIS_URL");
+  return url != nullptr ? url : "";
+}
+
+// A host with the probe whose cache and pub/sub are in process ("memory") or on the test Redis.
+std::string probe_host_config(const std::filesystem::path& data, const std::string& backend,
+                              const std::string& probe_path = GV_PROBE_DIR "/platform-probe.so") {
+  std::string config = "[host]\nwatch = false\ndata_dir = \"" + data.string() + "\"\n";
+  if (backend == "redis") {
+    config += "[redis]\nurl = \"" + redis_url() +
+              "\"\n[cache]\nbackend = \"redis\"\n[pubsub]\nbackend = \"redis\"\n";
+  }
+  return config + "[[plugin]]\nname = \"platform-probe\"\npath = \"" + probe_path +
+         "\"\n[plugin.config]\ntopic = \"scores\"\n";
+}
+
+grpc::Status cache_call(pb::PlatformProbe::Stub& probe, pb::CacheRequest::Op op, const std::string& key,
+                        pb::CacheReply* reply, const std::string& value = "", int64_t delta = 0,
+                        uint32_t ttl_ms = 0) {
+  grpc::ClientContext context;
+  pb::CacheRequest request;
+  request.set_op(op);
+  request.set_key(key);
+  request.set_value(value);
+  request.set_delta(delta);
+  request.set_ttl_ms(ttl_ms);
+  pb::CacheReply ignored;
+  return probe.Cache(&context, request, reply != nullptr ? reply : &ignored);
+}
+
+grpc::Status publish(pb::PlatformProbe::Stub& probe, const std::string& topic, const std::string& payload) {
+  grpc::ClientContext context;
+  pb::PublishRequest request;
+  request.set_topic(topic);
+  request.set_payload(payload);
+  pb::PublishReply reply;
+  return probe.Publish(&context, request, &reply);
+}
+
+std::vector<std::string> received(pb::PlatformProbe::Stub& probe) {
+  grpc::ClientContext context;
+  pb::ReceivedReply reply;
+  if (!probe.Received(&context, pb::ReceivedRequest(), &reply).ok()) return {};
+  return {reply.payloads().begin(), reply.payloads().end()};
+}
+
+template <class F>
+bool eventually(F&& condition) {
+  for (int i = 0; i < 500; ++i) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return condition();
+}
+
+class CacheThroughTheHost : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CacheThroughTheHost, SetGetExpireIncrementAndRefuseBadKeys) {
+  if (GetParam() == "redis") {
+    ASSERT_FALSE(redis_url().empty()) << "run the suite with `tools/gv test`";
+  }
+  TempDir data;
+  HostProcess host(probe_host_config(data.path(), GetParam()));
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  const std::string key = "k" + std::to_string(std::random_device()());
+  pb::CacheReply reply;
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::SET, key, nullptr, std::string("v\0w", 3)).ok());
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::GET, key, &reply).ok());
+  EXPECT_TRUE(reply.found());
+  EXPECT_EQ(reply.value(), std::string("v\0w", 3));
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::DELETE, key, nullptr).ok());
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::GET, key, &reply).ok());
+  EXPECT_FALSE(reply.found());
+
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::SET, key + "ttl", nullptr, "v", 0, 50).ok());
+  std::this_thread::sleep_for(milliseconds(120));
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::GET, key + "ttl", &reply).ok());
+  EXPECT_FALSE(reply.found()) << "a value outlived its time to live";
+
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::INCREMENT, key + "n", &reply, "", 2, 60000).ok());
+    EXPECT_EQ(reply.counter(), 2 * i);
+  }
+
+  grpc::Status empty = cache_call(*probe, pb::CacheRequest::GET, "", &reply);
+  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(empty.error_message(), "the cache key is empty");
+  grpc::Status long_key = cache_call(*probe, pb::CacheRequest::SET, std::string(600, 'k'), nullptr, "v");
+  EXPECT_EQ(long_key.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_CONTAINS(long_key.error_message(), "600 bytes long; the limit is 512");
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::SET, key + "text", nullptr, "abc").ok());
+  grpc::Status text = cache_call(*probe, pb::CacheRequest::INCREMENT, key + "text", nullptr, "", 1);
+  EXPECT_EQ(text.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CacheThroughTheHost, ::testing::Values("memory", "redis"),
+                         [](const auto& info) { return info.param; });
+
+// Two hosts on one Redis: a message a plugin publishes on one reaches the subscribers on both.
+TEST(PubSubThroughTheHost, MessagesReachSubscribersOnAnotherHost) {
+  ASSERT_FALSE(redis_url().empty()) << "run the suite with `tools/gv test`";
+  TempDir data_a, data_b;
+  HostProcess host_a(probe_host_config(data_a.path(), "redis"));
+  HostProcess host_b(probe_host_config(data_b.path(), "redis"));
+  auto probe_a = pb::PlatformProbe::NewStub(host_a.channel());
+  auto probe_b = pb::PlatformProbe::NewStub(host_b.channel());
+  const std::string tag = std::to_string(std::random_device()());
+  ASSERT_TRUE(publish(*probe_a, "scores", "from a " + tag).ok());
+  ASSERT_TRUE(publish(*probe_b, "scores", "from b " + tag).ok());
+  ASSERT_TRUE(publish(*probe_a, "elsewhere", "not for the probe").ok());
+  for (auto* probe : {probe_a.get(), probe_b.get()}) {
+    ASSERT_TRUE(eventually([&] { return received(*probe).size() == 2; })) << received(*probe).size();
+    const auto seen = received(*probe);
+    EXPECT_NE(std::find(seen.begin(), seen.end(), "from a " + tag), seen.end());
+    EXPECT_NE(std::find(seen.begin(), seen.end(), "from b " + tag), seen.end());
+  }
+  grpc::Status bad = publish(*probe_a, "", "x");
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(bad.error_message(), "the topic is empty");
+  EXPECT_EQ(host_a.stop(), 0) << host_a.log();
+  EXPECT_EQ(host_b.stop(), 0) << host_b.log();
+}
+
+// Messages flow while the subscriber plugin is reloaded again and again: each reaches exactly one
+// generation (the probe counts every message it receives under "seen:<payload>").
+TEST(PubSubThroughTheHost, SubscriptionsMoveAcrossReloadsWithoutLossOrRepeat) {
+  TempDir data;
+  const auto probe_file = data.path() / "platform-probe.so";
+  std::filesystem::copy_file(GV_PROBE_DIR "/platform-probe.so", probe_file);
+  HostProcess host(probe_host_config(data.path(), "memory", probe_file.string()));
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  constexpr int kMessages = 400;
+  std::atomic<int> published{0};
+  std::atomic<int> failed{0};
+  std::thread publisher([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      if (!publish(*probe, "scores", std::to_string(i)).ok()) failed++;
+      published++;
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  });
+  constexpr int kReloads = 8;
+  for (int r = 0; r < kReloads && published < kMessages; ++r) {
+    // A rebuilt plugin: the same code with one more byte at the end, so its hash differs.
+    std::ofstream(probe_file, std::ios::app | std::ios::binary) << '\n';
+    host.signal(SIGHUP);
+    std::this_thread::sleep_for(milliseconds(40));
+  }
+  publisher.join();
+  EXPECT_EQ(failed, 0);
+  for (int i = 0; i < kMessages; ++i) {
+    pb::CacheReply reply;
+    ASSERT_TRUE(eventually([&] {
+      return cache_call(*probe, pb::CacheRequest::GET, "seen:" + std::to_string(i), &reply).ok() &&
+             reply.found();
+    })) << "message "
+        << i << " reached no generation";
+    EXPECT_EQ(reply.value(), "1") << "message " << i << " reached " << reply.value() << " generations";
+  }
+  EXPECT_CONTAINS(host.log(), "plugin 'platform-probe' generation 5");  // the reloads happened
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 }  // namespace

@@ -176,5 +176,62 @@ TEST(Config, FilePathsAreRelativeToTheFile) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Config, StoreCacheAndPubSubBackends) {
+  LoadResult result = parse(R"(
+[store]
+backend = "postgresql"
+postgresql_url = "postgresql://gv@db/gameverse"
+pool_size = 16
+[redis]
+url = "redis://cache:6379"
+[cache]
+backend = "redis"
+[pubsub]
+backend = "redis"
+)");
+  ASSERT_TRUE(result.config) << result.errors.front().to_string();
+  EXPECT_EQ(result.config->store.backend, "postgresql");
+  EXPECT_EQ(result.config->store.pool_size, 16);
+  EXPECT_EQ(result.config->redis.url, "redis://cache:6379");
+  EXPECT_EQ(result.config->cache.backend, "redis");
+  EXPECT_EQ(result.config->pubsub.backend, "redis");
+  LoadResult defaults = parse("");
+  ASSERT_TRUE(defaults.config);
+  EXPECT_EQ(defaults.config->store.backend, "sqlite");
+  EXPECT_EQ(defaults.config->cache.backend, "memory");
+  EXPECT_EQ(defaults.config->pubsub.backend, "memory");
+}
+
+TEST(Config, BackendErrorsNameTheKey) {
+  ConfigError store = only_error("[store]\nbackend = \"mysql\"\n");
+  EXPECT_EQ(store.to_string(),
+            "test.toml:2:11: store.backend: 'mysql' is not a store backend (sqlite or postgresql)");
+  EXPECT_EQ(only_error("[store]\nbackend = \"postgresql\"\n").key, "store.postgresql_url");
+  ConfigError cache = only_error("[cache]\nbackend = \"memcached\"\n");
+  EXPECT_EQ(cache.to_string(),
+            "test.toml:2:11: cache.backend: 'memcached' is not a cache backend (memory or redis)");
+  ConfigError no_url = only_error("[pubsub]\nbackend = \"redis\"\n");
+  EXPECT_EQ(no_url.to_string(),
+            "test.toml:2:11: pubsub.backend: \"redis\" needs [redis] url = \"redis://host:port\"");
+  ConfigError bad_url = only_error("[redis]\nurl = \"localhost:6379\"\n");
+  EXPECT_EQ(bad_url.key, "redis.url");
+  EXPECT_NE(bad_url.message.find("redis://127.0.0.1:6379"), std::string::npos) << bad_url.message;
+  EXPECT_EQ(only_error("[cache]\nbackend = \"memory\"\nttl = 5\n").key, "cache.ttl");
+}
+
+// The shipped configs stay valid as the schema grows.
+TEST(Config, ShippedConfigsAreValid) {
+  for (const char* name : {"gameverse.toml", "production.toml"}) {
+    LoadResult result = load_config_file(std::string(GV_CONFIG_DIR) + "/" + name);
+    EXPECT_TRUE(result.config) << name << ": "
+                               << (result.errors.empty() ? "" : result.errors.front().to_string());
+  }
+  LoadResult production = load_config_file(GV_CONFIG_DIR "/production.toml");
+  ASSERT_TRUE(production.config);
+  EXPECT_EQ(production.config->store.backend, "postgresql");
+  EXPECT_EQ(production.config->cache.backend, "redis");
+  EXPECT_EQ(production.config->pubsub.backend, "redis");
+}
+
 }  // namespace
 }  // namespace gameverse::config

@@ -246,7 +246,7 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   config.host.staging_dir =
       std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
-  top.reject_unknown({"server", "host", "store", "admin", "plugin"});
+  top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "admin", "plugin"});
   config.host.data_dir = (base_dir / "data").lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
     read_server(*server, source_name, config, result.errors);
@@ -270,6 +270,30 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
     }
     reader.read_int("pool_size", config.store.pool_size, 1, 256);
     reader.read_int("max_value_bytes", config.store.max_value_bytes, 1, 64 * 1024 * 1024);
+  }
+  if (const toml::table* redis = top.sub_table("redis")) {
+    TableReader reader(*redis, "redis", source_name, result.errors);
+    reader.reject_unknown({"url"});
+    reader.read_string("url", config.redis.url);
+    if (redis->contains("url") && config.redis.url.rfind("redis://", 0) != 0) {
+      reader.error_at(*redis->get("url"), "url",
+                      "'" + config.redis.url + "' is not a Redis address like redis://127.0.0.1:6379");
+    }
+  }
+  for (auto [section, name] : {std::pair{&config.cache, "cache"}, std::pair{&config.pubsub, "pubsub"}}) {
+    const toml::table* table = top.sub_table(name);
+    if (table == nullptr) continue;
+    TableReader reader(*table, name, source_name, result.errors);
+    reader.reject_unknown({"backend"});
+    reader.read_string("backend", section->backend);
+    if (!table->contains("backend")) continue;
+    if (section->backend != "memory" && section->backend != "redis") {
+      reader.error_at(*table->get("backend"), "backend",
+                      "'" + section->backend + "' is not a " + name + " backend (memory or redis)");
+    } else if (section->backend == "redis" && config.redis.url.empty()) {
+      reader.error_at(*table->get("backend"), "backend",
+                      "\"redis\" needs [redis] url = \"redis://host:port\"");
+    }
   }
   if (const toml::table* admin = top.sub_table("admin")) {
     TableReader reader(*admin, "admin", source_name, result.errors);

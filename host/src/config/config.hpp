@@ -51,6 +51,15 @@ struct StoreSection {
   int64_t max_value_bytes = 1024 * 1024;
 };
 
+// [cache] and [pubsub]: in process ("memory", the default) or through [redis].
+struct BusSection {
+  std::string backend = "memory";  // memory | redis
+};
+
+struct RedisSection {
+  std::string url;  // redis://host:port, for a cache or pub/sub with backend = "redis"
+};
+
 struct AdminSection {
   bool enabled = true;
   std::string token;  // when set, the admin service also answers beyond loopback, given this token
@@ -71,6 +80,9 @@ struct Config {
   ServerConfig server;
   HostSection host;
   StoreSection store;
+  BusSection cache;
+  BusSection pubsub;
+  RedisSection redis;
   AdminSection admin;
   std::vector<PluginConfig> plugins;
 };

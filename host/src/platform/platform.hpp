@@ -1,7 +1,8 @@
-// What the host offers plugins beyond calls: the store, timers, metrics and calls to other
-// services. One per host; every generation's gv_host_plugin points at it.
+// What the host offers plugins beyond calls: the store, the cache, pub/sub, timers, metrics and
+// calls to other services. One per host; every generation's gv_host_plugin points at it.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
@@ -16,11 +17,16 @@ namespace gameverse::platform {
 class Store;
 class TimerService;
 class MetricsRegistry;
+class CacheBackend;
+class PubSub;
 
 struct Platform {
   Store* store = nullptr;  // null when the host has none
   TimerService* timers = nullptr;
   MetricsRegistry* metrics = nullptr;
+  CacheBackend* cache = nullptr;
+  PubSub* pubsub = nullptr;
+  size_t max_value_bytes = 1024 * 1024;  // for cached values as for stored ones
   // The routes of the moment, for calls between plugins.
   std::function<std::shared_ptr<const std::unordered_map<std::string, plugin::Route>>()> routes;
 };

@@ -17,8 +17,8 @@ TimerService::~TimerService() {
   thread_.join();
 }
 
-uint64_t TimerService::start(const void* owner, std::chrono::milliseconds delay,
-                             std::chrono::milliseconds period, std::function<void()> callback) {
+uint64_t TimerService::start(const void* owner, std::chrono::nanoseconds delay,
+                             std::chrono::nanoseconds period, std::function<void()> callback) {
   std::lock_guard lock(mu_);
   const uint64_t id = next_id_++;
   const auto due = Clock::now() + delay;

@@ -21,7 +21,7 @@ class TimerService {
   TimerService& operator=(const TimerService&) = delete;
 
   // Returns the timer's id. `owner` groups timers (a plugin generation) for cancel_all.
-  uint64_t start(const void* owner, std::chrono::milliseconds delay, std::chrono::milliseconds period,
+  uint64_t start(const void* owner, std::chrono::nanoseconds delay, std::chrono::nanoseconds period,
                  std::function<void()> callback);
   // When it returns the callback is not running and will not run (unless called from it).
   void cancel(uint64_t id);
@@ -34,7 +34,7 @@ class TimerService {
   struct Timer {
     const void* owner;
     Clock::time_point due;
-    std::chrono::milliseconds period;
+    std::chrono::nanoseconds period;
     std::function<void()> callback;
   };
   void run();

@@ -1,9 +1,12 @@
 // The function table plugins reach the host through (gv_host_api).
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstring>
 
+#include "platform/cache.hpp"
 #include "platform/metrics.hpp"
+#include "platform/pubsub.hpp"
 #include "platform/service_calls.hpp"
 #include "platform/store_service.hpp"
 #include "platform/timers.hpp"
@@ -96,24 +99,29 @@ void write_message(gv_message_buffer buffer, std::string_view message) {
   buffer.data[n] = '\0';
 }
 
-// Runs a store operation, turning every failure into a status and a message for the plugin.
+// Runs a platform operation, turning every failure into a status and a message.
 template <class F>
-gv_status_code guarded_store(gv_host_plugin* self, gv_message_buffer error, F&& f) {
-  if (self->platform == nullptr || self->platform->store == nullptr) {
-    write_message(error, "this host has no store configured");
-    return GV_STATUS_UNAVAILABLE;
-  }
+gv_status_code guarded(gv_host_plugin* self, gv_message_buffer error, const char* what, F&& f) {
   try {
-    f(*self->platform->store);
+    f();
     return GV_STATUS_OK;
   } catch (const platform::StoreError& e) {
     write_message(error, e.what());
     return e.code();
   } catch (const std::exception& e) {
-    self->logger->error("store failure: {}", e.what());
-    write_message(error, std::string("store failure: ") + e.what());
+    self->logger->error("{} failure: {}", what, e.what());
+    write_message(error, std::string(what) + " failure: " + e.what());
     return GV_STATUS_INTERNAL;
   }
+}
+
+template <class F>
+gv_status_code guarded_store(gv_host_plugin* self, gv_message_buffer error, F&& f) {
+  return guarded(self, error, "store", [&] {
+    if (self->platform == nullptr || self->platform->store == nullptr)
+      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no store configured");
+    f(*self->platform->store);
+  });
 }
 
 void visit_object(const platform::StoredObject& o, gv_store_visit_fn visit, void* context) {
@@ -176,14 +184,19 @@ gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_
   });
 }
 
-uint64_t timer_start(gv_host_plugin* self, uint64_t delay_ms, uint64_t period_ms, gv_timer_fn fn,
-                     void* context, gv_message_buffer error) {
+uint64_t timer_start2(gv_host_plugin* self, uint64_t delay_ns, uint64_t period_ns, gv_timer_fn fn,
+                      void* context, gv_message_buffer error) {
   if (self->platform == nullptr || self->platform->timers == nullptr || fn == nullptr) {
     write_message(error, fn == nullptr ? "no timer callback" : "this host has no timers");
     return 0;
   }
-  return self->platform->timers->start(self, std::chrono::milliseconds(delay_ms),
-                                       std::chrono::milliseconds(period_ms), [fn, context] { fn(context); });
+  return self->platform->timers->start(self, std::chrono::nanoseconds(delay_ns),
+                                       std::chrono::nanoseconds(period_ns), [fn, context] { fn(context); });
+}
+
+uint64_t timer_start(gv_host_plugin* self, uint64_t delay_ms, uint64_t period_ms, gv_timer_fn fn,
+                     void* context, gv_message_buffer error) {
+  return timer_start2(self, delay_ms * 1000000, period_ms * 1000000, fn, context, error);
 }
 
 void timer_cancel(gv_host_plugin* self, uint64_t timer_id) {
@@ -230,6 +243,99 @@ void call_unary(gv_host_plugin* self, gv_call* parent, gv_bytes method, gv_bytes
                        done, context);
 }
 
+constexpr size_t kMaxCacheKeyBytes = 512;
+
+// The backend's key: the plugin's name in front, so plugins never see each other's keys.
+std::string cache_key(gv_host_plugin* self, gv_bytes key) {
+  if (self->platform == nullptr || self->platform->cache == nullptr)
+    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no cache configured");
+  if (key.size == 0) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "the cache key is empty");
+  if (key.size > kMaxCacheKeyBytes) {
+    throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "the cache key is " + std::to_string(key.size) +
+                                                               " bytes long; the limit is " +
+                                                               std::to_string(kMaxCacheKeyBytes));
+  }
+  return "gameverse:cache:" + self->name + ":" + as_string(key);
+}
+
+gv_status_code cache_get(gv_host_plugin* self, gv_bytes key, gv_state_sink* value, gv_message_buffer error) {
+  bool found = false;
+  const gv_status_code code = guarded(self, error, "cache", [&] {
+    if (auto cached = self->platform->cache->get(cache_key(self, key))) {
+      found = true;
+      if (value != nullptr)
+        value->append(value, reinterpret_cast<const uint8_t*>(cached->data()), cached->size());
+    }
+  });
+  if (code == GV_STATUS_OK && !found) {
+    write_message(error, "no cached value under that key");
+    return GV_STATUS_NOT_FOUND;
+  }
+  return code;
+}
+
+gv_status_code cache_set(gv_host_plugin* self, gv_bytes key, gv_bytes value, uint64_t ttl_ms,
+                         gv_message_buffer error) {
+  return guarded(self, error, "cache", [&] {
+    const std::string backend_key = cache_key(self, key);
+    if (value.size > self->platform->max_value_bytes) {
+      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
+                                 "the value is " + std::to_string(value.size) + " bytes; the limit is " +
+                                     std::to_string(self->platform->max_value_bytes));
+    }
+    self->platform->cache->set(backend_key, as_string(value),
+                               std::chrono::milliseconds(static_cast<int64_t>(ttl_ms)));
+  });
+}
+
+gv_status_code cache_delete(gv_host_plugin* self, gv_bytes key, gv_message_buffer error) {
+  return guarded(self, error, "cache", [&] { self->platform->cache->erase(cache_key(self, key)); });
+}
+
+gv_status_code cache_increment(gv_host_plugin* self, gv_bytes key, int64_t delta, uint64_t ttl_ms,
+                               int64_t* value, gv_message_buffer error) {
+  return guarded(self, error, "cache", [&] {
+    const int64_t result = self->platform->cache->increment(
+        cache_key(self, key), delta, std::chrono::milliseconds(static_cast<int64_t>(ttl_ms)));
+    if (value != nullptr) *value = result;
+  });
+}
+
+platform::PubSub& bus(gv_host_plugin* self) {
+  if (self->platform == nullptr || self->platform->pubsub == nullptr)
+    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no pub/sub configured");
+  return *self->platform->pubsub;
+}
+
+gv_status_code publish(gv_host_plugin* self, gv_bytes topic, gv_bytes payload, gv_message_buffer error) {
+  return guarded(self, error, "publish", [&] {
+    platform::PubSub& pubsub = bus(self);
+    if (payload.size > self->platform->max_value_bytes) {
+      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
+                                 "the message is " + std::to_string(payload.size) + " bytes; the limit is " +
+                                     std::to_string(self->platform->max_value_bytes));
+    }
+    pubsub.publish(as_string(topic), as_string(payload));
+  });
+}
+
+uint64_t subscribe(gv_host_plugin* self, gv_bytes topic, gv_message_fn fn, void* context,
+                   gv_message_buffer error) {
+  uint64_t id = 0;
+  guarded(self, error, "subscribe", [&] {
+    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
+    id = bus(self).subscribe(
+        self, as_string(topic),
+        [fn, context](const std::string& t, const std::string& p) { fn(context, as_bytes(t), as_bytes(p)); });
+  });
+  return id;
+}
+
+void unsubscribe(gv_host_plugin* self, uint64_t subscription_id) {
+  if (self->platform != nullptr && self->platform->pubsub != nullptr)
+    self->platform->pubsub->unsubscribe(subscription_id);
+}
+
 }  // namespace
 
 gv_host_api host_api(uint32_t minor) {
@@ -259,6 +365,14 @@ gv_host_api host_api(uint32_t minor) {
   api.metric_register = &metric_register;
   api.metric_record = &metric_record;
   api.call_unary = &call_unary;
+  api.cache_get = &cache_get;
+  api.cache_set = &cache_set;
+  api.cache_delete = &cache_delete;
+  api.cache_increment = &cache_increment;
+  api.publish = &publish;
+  api.subscribe = &subscribe;
+  api.unsubscribe = &unsubscribe;
+  api.timer_start2 = &timer_start2;
   return api;
 }
 

@@ -461,6 +461,7 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
   }
 
   // The swap: new calls go to the new generation from here on.
+  next->take_over_subscriptions(*old);
   next->set_state(GenerationState::kServing);
   publish_routes(old.get(), next);
   old->set_state(GenerationState::kDraining);

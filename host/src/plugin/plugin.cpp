@@ -8,6 +8,7 @@
 #include <regex>
 #include <set>
 
+#include "platform/pubsub.hpp"
 #include "platform/timers.hpp"
 #include "plugin/call.hpp"
 #include "plugin/negotiation.hpp"
@@ -358,11 +359,26 @@ const char* to_string(GenerationState state) {
   return "unknown";
 }
 
+void Plugin::set_state(GenerationState state) {
+  state_ = state;
+  if (self_.platform == nullptr || self_.platform->pubsub == nullptr) return;
+  if (state == GenerationState::kServing || state == GenerationState::kDraining)
+    self_.platform->pubsub->set_active(&self_, state == GenerationState::kServing);
+}
+
+void Plugin::take_over_subscriptions(Plugin& old) {
+  if (self_.platform != nullptr && self_.platform->pubsub != nullptr)
+    self_.platform->pubsub->hand_over(&old.self_, &self_);
+}
+
 Plugin::~Plugin() {
   if (instance_ != nullptr) {
-    // The generation's timers end first, so none fires into a plugin that is shutting down.
+    // The generation's timers and subscriptions end first, so that none fires into a plugin
+    // that is shutting down.
     if (self_.platform != nullptr && self_.platform->timers != nullptr)
       self_.platform->timers->cancel_all(&self_);
+    if (self_.platform != nullptr && self_.platform->pubsub != nullptr)
+      self_.platform->pubsub->cancel_all(&self_, true);
     descriptor_->on_shutdown(instance_);
   }
   if (library_.is_loaded()) {

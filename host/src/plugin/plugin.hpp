@@ -96,7 +96,10 @@ class Plugin {
   GenerationState state() const { return state_; }
   std::chrono::system_clock::time_point loaded_at() const { return loaded_at_; }
   std::string description() const { return descriptor_->description ? descriptor_->description : ""; }
-  void set_state(GenerationState state) { state_ = state; }
+  // Serving starts the generation's subscriptions; draining stops them.
+  void set_state(GenerationState state);
+  // At the swap: the old generation's subscriptions stop and this one's start, at once.
+  void take_over_subscriptions(Plugin& old);
   const Method* find_method(std::string_view full_name) const;
 
   // Calls in flight on this generation.

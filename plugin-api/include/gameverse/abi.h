@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define GV_ABI_VERSION_MAJOR 1
-#define GV_ABI_VERSION_MINOR 0
+#define GV_ABI_VERSION_MINOR 1
 
 /* The one symbol a plugin exports. Its name carries the ABI major version. */
 #define GV_PLUGIN_ENTRY_SYMBOL "gv_plugin_entry_v1"
@@ -325,6 +325,62 @@ typedef void (*gv_host_call_unary_fn)(gv_host_plugin* self, gv_call* parent, gv_
                                       gv_bytes request, uint64_t timeout_ms, gv_call_done_fn done,
                                       void* context);
 
+/* --- Timers in nanoseconds (ABI 1.1) --------------------------------------------------------------
+ * timer_start with nanosecond delay and period, so that rates like 60 Hz (16 666 667 ns) are kept;
+ * otherwise the same as timer_start, and cancelled with timer_cancel. */
+typedef uint64_t (*gv_host_timer_start2_fn)(gv_host_plugin* self, uint64_t delay_ns, uint64_t period_ns,
+                                            gv_timer_fn fn, void* context, gv_message_buffer error);
+
+/* --- The cache (ABI 1.1) ---------------------------------------------------------------------------
+ * Values with a time to live and atomic counters. Keys are the plugin's own: the host puts the
+ * plugin's name in front, so plugins never see each other's keys. In process by default, Redis in
+ * production; the same calls on both. Every call may fail with UNAVAILABLE (the cache cannot be
+ * reached: nothing changed) or INVALID_ARGUMENT (an empty key, or one over 512 bytes). */
+
+/* Appends the value to value; NOT_FOUND when the key is absent or has expired. */
+typedef gv_status_code (*gv_host_cache_get_fn)(gv_host_plugin* self, gv_bytes key, gv_state_sink* value,
+                                               gv_message_buffer error);
+
+/* Sets a value (at most the host's max_value_bytes) that expires after ttl_ms (0: never). */
+typedef gv_status_code (*gv_host_cache_set_fn)(gv_host_plugin* self, gv_bytes key, gv_bytes value,
+                                               uint64_t ttl_ms, gv_message_buffer error);
+
+/* Removes a key; an absent key is not an error. */
+typedef gv_status_code (*gv_host_cache_delete_fn)(gv_host_plugin* self, gv_bytes key,
+                                                  gv_message_buffer error);
+
+/* Adds delta atomically and writes the new value to *value. A key this call creates expires after
+ * ttl_ms (0: never), so the counter counts within a window from its first increment (rate
+ * limiting). FAILED_PRECONDITION when the key holds something other than an integer. */
+typedef gv_status_code (*gv_host_cache_increment_fn)(gv_host_plugin* self, gv_bytes key, int64_t delta,
+                                                     uint64_t ttl_ms, int64_t* value,
+                                                     gv_message_buffer error);
+
+/* --- Publish / subscribe (ABI 1.1) ----------------------------------------------------------------
+ * Topics (1 .. 256 bytes) are shared by every plugin and, with Redis, by every host on the same
+ * Redis. Delivery is at most once and in publish order per publisher. */
+
+/* Receives a message on the host's delivery thread, one callback at a time: it must not block for
+ * long. Ownership of topic and payload: borrowed for the callback. */
+typedef void (*gv_message_fn)(void* context, gv_bytes topic, gv_bytes payload);
+
+/* Publishes payload to every subscriber of topic. UNAVAILABLE while the bus cannot be reached,
+ * RESOURCE_EXHAUSTED when this host's subscribers have fallen too far behind. */
+typedef gv_status_code (*gv_host_publish_fn)(gv_host_plugin* self, gv_bytes topic, gv_bytes payload,
+                                             gv_message_buffer error);
+
+/* Subscribes fn to topic and returns the subscription's id (> 0), or 0 with a message in error.
+ * Once it returns, a message published anywhere reaches fn. A subscription belongs to the
+ * generation that made it: made in gv_on_init, it starts when that generation starts serving,
+ * takes over from the previous generation's at the swap (every message reaches exactly one of
+ * them), and ends when the generation retires. Ownership of context: the plugin's. */
+typedef uint64_t (*gv_host_subscribe_fn)(gv_host_plugin* self, gv_bytes topic, gv_message_fn fn,
+                                         void* context, gv_message_buffer error);
+
+/* Ends a subscription. When it returns, fn is not running and will not run again (unless called
+ * from that very callback). Unknown ids are ignored. */
+typedef void (*gv_host_unsubscribe_fn)(gv_host_plugin* self, uint64_t subscription_id);
+
 typedef struct gv_host_api {
   size_t struct_size;
   uint32_t abi_major;
@@ -353,7 +409,17 @@ typedef struct gv_host_api {
   gv_host_metric_register_fn metric_register;
   gv_host_metric_record_fn metric_record;
   gv_host_call_unary_fn call_unary;
-  /* Later minors append here: store, cache, pub/sub, service calls, timers, metrics. */
+
+  /* 1.1: read only when abi_minor >= 1 */
+  gv_host_cache_get_fn cache_get;
+  gv_host_cache_set_fn cache_set;
+  gv_host_cache_delete_fn cache_delete;
+  gv_host_cache_increment_fn cache_increment;
+  gv_host_publish_fn publish;
+  gv_host_subscribe_fn subscribe;
+  gv_host_unsubscribe_fn unsubscribe;
+  gv_host_timer_start2_fn timer_start2;
+  /* Later minors append here. */
 } gv_host_api;
 
 /* ---------------------------------------------------------------------------------------------

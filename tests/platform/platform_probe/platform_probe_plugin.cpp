@@ -1,4 +1,6 @@
-// The platform probe: timers, metrics and in-process calls of the SDK behind RPCs, for tests.
+// The platform probe: timers, metrics, the cache, pub/sub and in-process calls of the SDK behind
+// RPCs, for tests. Every message it receives also counts under "seen:<payload>" in the cache, so
+// that a test can tell that each reached exactly one generation.
 #include <gameverse/sdk/plugin.hpp>
 
 #include <vector>
@@ -18,11 +20,52 @@ class PlatformProbe final : public sdk::Plugin {
         tick_lateness_(init.host.histogram("probe_tick_lateness_seconds", "How late timer ticks ran", {},
                                            {0.001, 0.005, 0.02, 0.1})) {
     init.host.gauge("probe_generation_started", "1 once a generation started").record(1);
+    subscription_ =
+        init.host.subscribe(init.host.config_string("topic"), [this](std::string_view, std::string_view p) {
+          host_.cache().increment("seen:" + std::string(p));
+          std::lock_guard lock(mu_);
+          received_.emplace_back(p);
+        });
   }
 
   static void describe(sdk::PluginBuilder<PlatformProbe>& b) {
     b.unary_async("/gameverse.platformprobe.v1.PlatformProbe/Relay", &PlatformProbe::relay)
-        .unary_async("/gameverse.platformprobe.v1.PlatformProbe/Ticks", &PlatformProbe::ticks);
+        .unary_async("/gameverse.platformprobe.v1.PlatformProbe/Ticks", &PlatformProbe::ticks)
+        .unary("/gameverse.platformprobe.v1.PlatformProbe/Cache", &PlatformProbe::cache)
+        .unary("/gameverse.platformprobe.v1.PlatformProbe/Publish", &PlatformProbe::publish)
+        .unary("/gameverse.platformprobe.v1.PlatformProbe/Received", &PlatformProbe::received)
+        .config_string("topic", "probe", "The topic this plugin subscribes to");
+  }
+
+  sdk::Status cache(sdk::CallContext&, const pb::CacheRequest& request, pb::CacheReply& reply) {
+    const sdk::Cache cache = host_.cache();
+    const std::chrono::milliseconds ttl(request.ttl_ms());
+    switch (request.op()) {
+      case pb::CacheRequest::GET:
+        if (auto value = cache.get(request.key())) {
+          reply.set_found(true);
+          reply.set_value(*value);
+        }
+        break;
+      case pb::CacheRequest::SET: cache.set(request.key(), request.value(), ttl); break;
+      case pb::CacheRequest::DELETE: cache.erase(request.key()); break;
+      case pb::CacheRequest::INCREMENT:
+        reply.set_counter(cache.increment(request.key(), request.delta(), ttl));
+        break;
+      default: throw sdk::Error(sdk::StatusCode::kInvalidArgument, "unknown cache op");
+    }
+    return {};
+  }
+
+  sdk::Status publish(sdk::CallContext&, const pb::PublishRequest& request, pb::PublishReply&) {
+    host_.publish(request.topic(), request.payload());
+    return {};
+  }
+
+  sdk::Status received(sdk::CallContext&, const pb::ReceivedRequest&, pb::ReceivedReply& reply) {
+    std::lock_guard lock(mu_);
+    for (const auto& payload : received_) reply.add_payloads(payload);
+    return {};
   }
 
   void relay(sdk::CallContext& context, const pb::RelayRequest& request,
@@ -83,6 +126,8 @@ class PlatformProbe final : public sdk::Plugin {
   sdk::Metric tick_lateness_;
   std::mutex mu_;
   std::vector<std::unique_ptr<Run>> runs_;
+  std::vector<std::string> received_;
+  sdk::Subscription subscription_;  // last: it ends before the members its handler uses
 };
 
 }  // namespace

@@ -368,6 +368,98 @@ class Timer {
   std::unique_ptr<std::function<void()>> callback_;
 };
 
+// The host's cache (Host::cache): values with a time to live and atomic counters, in the
+// plugin's own key space. Failures throw Error with the host's status and message.
+class Cache {
+ public:
+  Cache(const gv_host_api* api, gv_host_plugin* self) : api_(api), self_(self) {}
+
+  // The value, or nullopt when the key is absent or has expired.
+  std::optional<std::string> get(std::string_view key) const {
+    std::string value;
+    struct Sink : gv_state_sink {
+      std::string* out;
+    } sink;
+    sink.struct_size = sizeof(gv_state_sink);
+    sink.out = &value;
+    sink.append = [](gv_state_sink* s, const uint8_t* data, size_t size) {
+      static_cast<Sink*>(s)->out->append(reinterpret_cast<const char*>(data), size);
+    };
+    char message[512] = {};
+    const gv_status_code code = api_->cache_get(self_, bytes(key), &sink, {message, sizeof message});
+    if (code == GV_STATUS_NOT_FOUND) return std::nullopt;
+    check(code, message);
+    return value;
+  }
+
+  // ttl zero: the value does not expire.
+  void set(std::string_view key, std::string_view value,
+           std::chrono::milliseconds ttl = std::chrono::milliseconds(0)) const {
+    char message[512] = {};
+    check(api_->cache_set(self_, bytes(key), bytes(value), static_cast<uint64_t>(ttl.count()),
+                          {message, sizeof message}),
+          message);
+  }
+
+  void erase(std::string_view key) const {
+    char message[512] = {};
+    check(api_->cache_delete(self_, bytes(key), {message, sizeof message}), message);
+  }
+
+  // Adds delta and returns the new value. A key this call creates expires after ttl (zero: never):
+  // a counter within a window, e.g. failed logins per minute.
+  int64_t increment(std::string_view key, int64_t delta = 1,
+                    std::chrono::milliseconds ttl = std::chrono::milliseconds(0)) const {
+    int64_t value = 0;
+    char message[512] = {};
+    check(api_->cache_increment(self_, bytes(key), delta, static_cast<uint64_t>(ttl.count()), &value,
+                                {message, sizeof message}),
+          message);
+    return value;
+  }
+
+ private:
+  static gv_bytes bytes(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+  static void check(gv_status_code code, const char* message) {
+    if (code != GV_STATUS_OK) throw Error(static_cast<StatusCode>(code), message);
+  }
+  const gv_host_api* api_;
+  gv_host_plugin* self_;
+};
+
+// A subscription to a pub/sub topic (Host::subscribe). Ended when the handle is dropped, and by
+// the host when the generation retires.
+class Subscription {
+ public:
+  using Handler = std::function<void(std::string_view topic, std::string_view payload)>;
+  Subscription() = default;
+  Subscription(const gv_host_api* api, gv_host_plugin* self, uint64_t id, std::unique_ptr<Handler> handler)
+      : api_(api), self_(self), id_(id), handler_(std::move(handler)) {}
+  Subscription(Subscription&& other) noexcept { *this = std::move(other); }
+  Subscription& operator=(Subscription&& other) noexcept {
+    if (this != &other) {
+      cancel();
+      api_ = other.api_;
+      self_ = other.self_;
+      id_ = std::exchange(other.id_, 0);
+      handler_ = std::move(other.handler_);
+    }
+    return *this;
+  }
+  ~Subscription() { cancel(); }
+  // When it returns, the handler is not running and will not run again.
+  void cancel() {
+    if (id_ != 0) api_->unsubscribe(self_, std::exchange(id_, 0));
+  }
+  bool active() const { return id_ != 0; }
+
+ private:
+  const gv_host_api* api_ = nullptr;
+  gv_host_plugin* self_ = nullptr;
+  uint64_t id_ = 0;
+  std::unique_ptr<Handler> handler_;
+};
+
 // A metric in the host's registry (Host::counter, gauge, histogram).
 class Metric {
  public:
@@ -439,15 +531,54 @@ class Host {
   // The document store; keep the Host (or the Store) for use in handlers.
   Store store() const { return Store(api_, self_); }
 
-  // Runs `callback` on a host thread after `delay`, then every `period` (zero: once).
-  Timer start_timer(std::chrono::milliseconds delay, std::chrono::milliseconds period,
+  // The cache; needs a host with ABI 1.1 (Error kFailedPrecondition otherwise).
+  Cache cache() const {
+    require_minor(1, "the cache");
+    return Cache(api_, self_);
+  }
+
+  // Publishes to every subscriber of `topic`, on this host and, with Redis, on every host.
+  void publish(std::string_view topic, std::string_view payload) const {
+    require_minor(1, "pub/sub");
+    char message[512] = {};
+    const gv_status_code code = api_->publish(
+        self_, {reinterpret_cast<const uint8_t*>(topic.data()), topic.size()},
+        {reinterpret_cast<const uint8_t*>(payload.data()), payload.size()}, {message, sizeof message});
+    if (code != GV_STATUS_OK) throw Error(static_cast<StatusCode>(code), message);
+  }
+
+  // Calls `handler` with every message published to `topic` from now on, on the host's delivery
+  // thread (keep it short). Made in the constructor, it takes over from the previous
+  // generation's subscription at a hot reload: every message reaches one of the two.
+  Subscription subscribe(std::string_view topic, Subscription::Handler handler) const {
+    require_minor(1, "pub/sub");
+    auto owned = std::make_unique<Subscription::Handler>(std::move(handler));
+    char message[512] = {};
+    const uint64_t id = api_->subscribe(self_, {reinterpret_cast<const uint8_t*>(topic.data()), topic.size()},
+                                        [](void* context, gv_bytes t, gv_bytes payload) {
+                                          (*static_cast<Subscription::Handler*>(context))(
+                                              detail::view(t), detail::view(payload));
+                                        },
+                                        owned.get(), {message, sizeof message});
+    if (id == 0) throw Error(StatusCode::kInvalidArgument, message);
+    return Subscription(api_, self_, id, std::move(owned));
+  }
+
+  // Runs `callback` on a host thread after `delay`, then every `period` (zero: once), keeping the
+  // rate: std::chrono::nanoseconds(1'000'000'000 / 60) ticks at 60 Hz. (A host older than ABI 1.1
+  // takes whole milliseconds.)
+  Timer start_timer(std::chrono::nanoseconds delay, std::chrono::nanoseconds period,
                     std::function<void()> callback) const {
     auto owned = std::make_unique<std::function<void()>>(std::move(callback));
     char message[256] = {};
-    const uint64_t id =
-        api_->timer_start(self_, static_cast<uint64_t>(delay.count()), static_cast<uint64_t>(period.count()),
-                          [](void* context) { (*static_cast<std::function<void()>*>(context))(); },
-                          owned.get(), {message, sizeof message});
+    const gv_timer_fn fn = [](void* context) { (*static_cast<std::function<void()>*>(context))(); };
+    const uint64_t id = api_->abi_minor >= 1
+                            ? api_->timer_start2(self_, static_cast<uint64_t>(delay.count()),
+                                                 static_cast<uint64_t>(period.count()), fn, owned.get(),
+                                                 {message, sizeof message})
+                            : api_->timer_start(self_, static_cast<uint64_t>(delay.count() / 1000000),
+                                                static_cast<uint64_t>(period.count() / 1000000), fn,
+                                                owned.get(), {message, sizeof message});
     if (id == 0) throw Error(StatusCode::kFailedPrecondition, message);
     return Timer(api_, self_, id, std::move(owned));
   }
@@ -535,6 +666,14 @@ class Host {
     const uint64_t id = api_->metric_register(self_, &desc, {message, sizeof message});
     if (id == 0) throw Error(StatusCode::kInvalidArgument, message);
     return Metric(api_, self_, id);
+  }
+
+  void require_minor(uint32_t minor, const char* what) const {
+    if (api_->abi_minor < minor) {
+      throw Error(StatusCode::kFailedPrecondition,
+                  std::string(what) + " needs a host with ABI 1." + std::to_string(minor) +
+                      " or newer; this host speaks ABI 1." + std::to_string(api_->abi_minor));
+    }
   }
 
   static void check(bool found, const char* key, const char* type) {

@@ -1,0 +1,53 @@
+// A Redis command connection shared by the cache and pub/sub: one connection behind a mutex
+// (Redis answers in order and the commands are short), commands time out after a second, and a
+// lost connection is retried with a growing backoff while every call fails at once.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace gameverse::platform {
+
+struct RedisAddress {
+  std::string host;
+  int port = 0;
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+};
+
+// redis://host:port; StoreError INVALID_ARGUMENT naming the expected form otherwise.
+RedisAddress parse_redis_url(const std::string& url);
+
+struct FreeRedisReply {
+  void operator()(redisReply* reply) const { freeReplyObject(reply); }
+};
+using RedisReply = std::unique_ptr<redisReply, FreeRedisReply>;
+
+class RedisConnection {
+ public:
+  // Connects at once: StoreError UNAVAILABLE when Redis cannot be reached.
+  explicit RedisConnection(RedisAddress address);
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // StoreError UNAVAILABLE while Redis is unreachable, FAILED_PRECONDITION for an error reply.
+  RedisReply command(const std::vector<std::string>& args);
+  const RedisAddress& address() const { return address_; }
+
+ private:
+  void connect_locked();
+
+  RedisAddress address_;
+  std::mutex mu_;
+  redisContext* context_ = nullptr;
+  std::string last_error_;
+  std::chrono::milliseconds backoff_{50};
+  std::chrono::steady_clock::time_point retry_at_{};
+};
+
+}  // namespace gameverse::platform
