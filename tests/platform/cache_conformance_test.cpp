@@ -6,8 +6,8 @@
 #include <thread>
 
 #include "expect_contains.hpp"
+#include "own_redis.hpp"
 #include "platform/cache.hpp"
-#include "temp_dir.hpp"
 
 namespace gameverse::platform {
 namespace {
@@ -80,17 +80,12 @@ INSTANTIATE_TEST_SUITE_P(Backends, CacheConformance, ::testing::Values("memory",
 // A Redis of the test's own, stopped and started again: calls fail at once with UNAVAILABLE while
 // it is down and succeed again by themselves once it is back.
 TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
-  testing::TempDir dir;
-  const int port = 57000 + static_cast<int>(std::random_device()() % 2000);
-  const std::string start = "redis-server --bind 127.0.0.1 --port " + std::to_string(port) +
-                            " --save '' --appendonly no --daemonize yes --dir " + dir.path().string() +
-                            " --pidfile " + dir.path().string() + "/redis.pid > /dev/null 2>&1";
-  const std::string stop = "redis-cli -p " + std::to_string(port) + " shutdown nosave > /dev/null 2>&1";
-  ASSERT_EQ(std::system(start.c_str()), 0);
+  testing::OwnRedis redis;
+  ASSERT_TRUE(redis.start());
   std::unique_ptr<CacheBackend> cache;
   for (int i = 0; i < 100 && !cache; ++i) {
     try {
-      cache = open_redis_cache("redis://127.0.0.1:" + std::to_string(port));
+      cache = open_redis_cache(redis.url());
     } catch (const StoreError&) {
       std::this_thread::sleep_for(milliseconds(20));
     }
@@ -98,18 +93,18 @@ TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
   ASSERT_TRUE(cache) << "the test's Redis did not start";
   cache->set("k", "before", milliseconds(0));
 
-  std::system(stop.c_str());
+  redis.stop();
   for (int i = 0; i < 3; ++i) {
     try {
       cache->get("k");
       FAIL() << "a call succeeded with Redis down";
     } catch (const StoreError& e) {
       EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
-      EXPECT_CONTAINS(e.what(), "127.0.0.1:" + std::to_string(port));
+      EXPECT_CONTAINS(e.what(), redis.address());
     }
   }
 
-  ASSERT_EQ(std::system(start.c_str()), 0);
+  ASSERT_TRUE(redis.start());
   bool recovered = false;
   for (int i = 0; i < 300 && !recovered; ++i) {
     try {
@@ -121,7 +116,6 @@ TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
     }
   }
   EXPECT_TRUE(recovered) << "the cache did not reconnect to Redis";
-  std::system(stop.c_str());
 }
 
 }  // namespace

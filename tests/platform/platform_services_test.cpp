@@ -264,15 +264,6 @@ std::vector<std::string> received(pb::PlatformProbe::Stub& probe) {
   return {reply.payloads().begin(), reply.payloads().end()};
 }
 
-template <class F>
-bool eventually(F&& condition) {
-  for (int i = 0; i < 500; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return condition();
-}
-
 class CacheThroughTheHost : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CacheThroughTheHost, SetGetExpireIncrementAndRefuseBadKeys) {

@@ -7,29 +7,22 @@
 #include <random>
 #include <thread>
 
+#include "eventually.hpp"
 #include "expect_contains.hpp"
+#include "own_redis.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/store.hpp"
-#include "temp_dir.hpp"
 
 namespace gameverse::platform {
 namespace {
+
+using testing::eventually;
 
 using std::chrono::milliseconds;
 
 std::string redis_url() {
   const char* url = std::getenv("GAMEVERSE_TEST_REDIS_URL");
   return url != nullptr ? url : "";
-}
-
-// Waits up to five seconds for a condition.
-template <class F>
-bool eventually(F&& condition) {
-  for (int i = 0; i < 500; ++i) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(10));
-  }
-  return condition();
 }
 
 // What a subscriber saw.
@@ -188,18 +181,12 @@ TEST(RedisPubSub, MessagesCrossBetweenHosts) {
 // A Redis of the test's own, stopped and started again: publishing fails at once with
 // UNAVAILABLE while it is down, and the subscriptions come back by themselves.
 TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
-  testing::TempDir dir;
-  const int port = 57000 + static_cast<int>(std::random_device()() % 2000);
-  const std::string start = "redis-server --bind 127.0.0.1 --port " + std::to_string(port) +
-                            " --save '' --appendonly no --daemonize yes --dir " + dir.path().string() +
-                            " --pidfile " + dir.path().string() + "/redis.pid > /dev/null 2>&1";
-  const std::string stop = "redis-cli -p " + std::to_string(port) + " shutdown nosave > /dev/null 2>&1";
-  const std::string url = "redis://127.0.0.1:" + std::to_string(port);
-  ASSERT_EQ(std::system(start.c_str()), 0);
+  testing::OwnRedis redis;
+  ASSERT_TRUE(redis.start());
   std::unique_ptr<PubSub> bus;
   for (int i = 0; i < 100 && !bus; ++i) {
     try {
-      bus = open_redis_pubsub(url);
+      bus = open_redis_pubsub(redis.url());
     } catch (const StoreError&) {
       std::this_thread::sleep_for(milliseconds(20));
     }
@@ -212,16 +199,16 @@ TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
   bus->publish("t", "before");
   ASSERT_TRUE(eventually([&] { return inbox.seen().size() == 1; }));
 
-  std::system(stop.c_str());
+  redis.stop();
   try {
     bus->publish("t", "during");
     FAIL() << "published with Redis down";
   } catch (const StoreError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
-    EXPECT_CONTAINS(e.what(), "127.0.0.1:" + std::to_string(port));
+    EXPECT_CONTAINS(e.what(), redis.address());
   }
 
-  ASSERT_EQ(std::system(start.c_str()), 0);
+  ASSERT_TRUE(redis.start());
   // Once the listener has subscribed again, a publish reaches the old subscription.
   ASSERT_TRUE(eventually([&] {
     try {
@@ -233,7 +220,6 @@ TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
     return std::find(seen.begin(), seen.end(), "t=after") != seen.end();
   })) << "the subscription did not come back after Redis did";
   bus.reset();
-  std::system(stop.c_str());
 }
 
 }  // namespace

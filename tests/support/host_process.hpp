@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "eventually.hpp"
 #include "temp_dir.hpp"
 
 namespace gameverse::testing {
@@ -103,17 +104,5 @@ class HostProcess {
   int port_ = 0;
   int exit_code_ = -1;
 };
-
-// Polls `condition` until it holds or `limit` passes; for waiting on the host, never for
-// asserting how long something took.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
 
 }  // namespace gameverse::testing

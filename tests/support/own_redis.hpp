@@ -1,0 +1,39 @@
+// A Redis server of a test's own on a random loopback port, for outage tests that stop it and
+// start it again; stopped when the object goes.
+#pragma once
+
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#include "temp_dir.hpp"
+
+namespace gameverse::testing {
+
+class OwnRedis {
+ public:
+  OwnRedis() : port_(57000 + static_cast<int>(std::random_device()() % 2000)) {}
+  ~OwnRedis() { stop(); }
+  OwnRedis(const OwnRedis&) = delete;
+  OwnRedis& operator=(const OwnRedis&) = delete;
+
+  // True once the server process daemonized; it may take a moment more to accept connections.
+  bool start() const {
+    const std::string command = "redis-server --bind 127.0.0.1 --port " + std::to_string(port_) +
+                                " --save '' --appendonly no --daemonize yes --dir " + dir_.path().string() +
+                                " --pidfile " + dir_.path().string() + "/redis.pid > /dev/null 2>&1";
+    return std::system(command.c_str()) == 0;
+  }
+  void stop() const {
+    const std::string command = "redis-cli -p " + std::to_string(port_) + " shutdown nosave > /dev/null 2>&1";
+    [[maybe_unused]] const int ignored = std::system(command.c_str());
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string url() const { return "redis://" + address(); }
+
+ private:
+  TempDir dir_;
+  int port_;
+};
+
+}  // namespace gameverse::testing
