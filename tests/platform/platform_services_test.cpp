@@ -205,6 +205,50 @@ TEST_F(ServicesThroughTheHost, UnknownMethodsAndDeadlinesFailClearly) {
   EXPECT_EQ(failed.error_message(), "nothing here");
 }
 
+// Calls between plugins while the target is reloaded again and again: none fails, each is
+// answered by whichever generation serves when it starts.
+TEST(ServicesAcrossReloads, CallsToAPluginBeingReloadedNeverFail) {
+  TempDir data;
+  const auto echo_file = data.path() / "echo.so";
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/echo.so", echo_file);
+  HostProcess host("[host]\nwatch = false\ndata_dir = \"" + data.path().string() +
+                   "\"\n[[plugin]]\nname = \"echo\"\npath = \"" + echo_file.string() +
+                   "\"\n[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR
+                   "/platform-probe.so\"\n");
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::vector<std::string> failures;
+  std::thread caller([&] {
+    gameverse::echo::v1::EchoRequest request;
+    request.set_payload("across reloads");
+    while (!stop) {
+      grpc::ClientContext context;
+      pb::RelayRequest relay;
+      relay.set_method("/gameverse.echo.v1.Echo/Echo");
+      relay.set_request(request.SerializeAsString());
+      pb::RelayReply reply;
+      const grpc::Status status = probe->Relay(&context, relay, &reply);
+      if (status.ok()) {
+        ok++;
+      } else if (failures.size() < 5) {
+        failures.push_back(std::to_string(status.error_code()) + ": " + status.error_message());
+      }
+    }
+  });
+  for (int r = 0; r < 10; ++r) {
+    std::ofstream(echo_file, std::ios::app | std::ios::binary) << '\n';  // a new build of the same code
+    host.signal(SIGHUP);
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  stop = true;
+  caller.join();
+  for (const auto& failure : failures) ADD_FAILURE() << failure;
+  EXPECT_GT(ok, 10);
+  EXPECT_CONTAINS(host.log(), "plugin 'echo' generation 6");  // the reloads happened
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
 TEST_F(ServicesThroughTheHost, TimersTickOnHostThreads) {
   grpc::ClientContext context;
   pb::TicksRequest request;
