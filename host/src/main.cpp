@@ -183,8 +183,11 @@ int main(int argc, char** argv) {
     plugins.unload_all();
     return 1;
   }
-  spdlog::info("serving {} methods of {} plugins on {} (port {}){}", plugins.routes()->size(),
+  spdlog::info("serving {} methods of {} plugins on {} (port {}, {}){}", plugins.routes()->size(),
                outcomes.size() - refused, config.server.listen, port,
+               !config.server.tls.enabled()            ? "plaintext"
+               : config.server.tls.require_client_cert ? "TLS, client certificates required"
+                                                       : "TLS",
                refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
   if (!port_file.empty()) write_port_file(port_file, port);
 

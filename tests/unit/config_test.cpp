@@ -95,7 +95,7 @@ TEST(Config, UnknownServerKeyNamesItsLine) {
   EXPECT_EQ(e.where.column, 1u);
   EXPECT_EQ(e.to_string(),
             "test.toml:3:1: server.listen_adress: unknown key (expected one of: listen, "
-            "max_message_bytes, worker_threads, drain_timeout_ms)");
+            "max_message_bytes, worker_threads, drain_timeout_ms, tls)");
 }
 
 TEST(Config, WrongTypes) {
@@ -231,6 +231,27 @@ TEST(Config, ShippedConfigsAreValid) {
   EXPECT_EQ(production.config->store.backend, "postgresql");
   EXPECT_EQ(production.config->cache.backend, "redis");
   EXPECT_EQ(production.config->pubsub.backend, "redis");
+}
+
+TEST(Config, TlsFilesAreRelativeToTheConfigAndComplete) {
+  LoadResult result = parse(
+      "[server.tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"tls/server.key\"\n"
+      "client_ca_file = \"/etc/ca.pem\"\nrequire_client_cert = true\n");
+  ASSERT_TRUE(result.config) << result.errors.front().to_string();
+  EXPECT_EQ(result.config->server.tls.cert_file, "/etc/gv/tls/server.pem");
+  EXPECT_EQ(result.config->server.tls.key_file, "/etc/gv/tls/server.key");
+  EXPECT_EQ(result.config->server.tls.client_ca_file, "/etc/ca.pem");
+  EXPECT_TRUE(result.config->server.tls.require_client_cert);
+  EXPECT_FALSE(parse("").config->server.tls.enabled());
+
+  EXPECT_EQ(only_error("[server.tls]\ncert_file = \"a.pem\"\n").to_string(),
+            "test.toml:1:1: server.tls.key_file: TLS needs both cert_file and key_file");
+  EXPECT_EQ(
+      only_error("[server.tls]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\nrequire_client_cert = true\n")
+          .key,
+      "server.tls.client_ca_file");
+  EXPECT_EQ(only_error("[server.tls]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\nciphers = \"x\"\n").key,
+            "server.tls.ciphers");
 }
 
 }  // namespace

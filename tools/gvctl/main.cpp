@@ -32,7 +32,29 @@ struct Options {
   std::string token;
   bool json = false;
   int timeout_ms = 30000;
+  std::string tls_ca;    // PEM file: talk TLS, trusting these CAs
+  std::string tls_cert;  // PEM files of a client certificate, for hosts that require one
+  std::string tls_key;
 };
+
+std::string read_pem(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw CLI::ValidationError("cannot read " + file);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::shared_ptr<grpc::ChannelCredentials> credentials(const Options& options) {
+  if (options.tls_ca.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = read_pem(options.tls_ca);
+  if (!options.tls_cert.empty()) {
+    ssl.pem_cert_chain = read_pem(options.tls_cert);
+    ssl.pem_private_key = read_pem(options.tls_key);
+  }
+  return grpc::SslCredentials(ssl);
+}
 
 const char* env_or(const char* name, const char* fallback) {
   const char* value = std::getenv(name);
@@ -43,9 +65,7 @@ class Client {
  public:
   explicit Client(const Options& options)
       : options_(options),
-        stub_(
-            pb::PluginAdmin::NewStub(grpc::CreateChannel(options.addr, grpc::InsecureChannelCredentials()))) {
-  }
+        stub_(pb::PluginAdmin::NewStub(grpc::CreateChannel(options.addr, credentials(options)))) {}
 
   std::unique_ptr<grpc::ClientContext> context(bool streaming = false) const {
     auto context = std::make_unique<grpc::ClientContext>();
@@ -252,6 +272,15 @@ int main(int argc, char** argv) {
   app.add_option("--token", options.token, "The host's [admin] token (env GAMEVERSE_ADMIN_TOKEN)");
   app.add_flag("--json", options.json, "Print JSON instead of tables");
   app.add_option("--timeout-ms", options.timeout_ms, "Deadline of each request")->capture_default_str();
+  app.add_option("--tls-ca", options.tls_ca, "Talk TLS to the host, trusting the CAs in this PEM file")
+      ->check(CLI::ExistingFile);
+  auto* cert = app.add_option("--tls-cert", options.tls_cert, "Client certificate (PEM), for mTLS")
+                   ->check(CLI::ExistingFile)
+                   ->needs("--tls-ca");
+  app.add_option("--tls-key", options.tls_key, "Client certificate's private key (PEM)")
+      ->check(CLI::ExistingFile)
+      ->needs(cert);
+  cert->needs("--tls-key");
 
   std::string name;
   std::string path;

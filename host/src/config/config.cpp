@@ -138,10 +138,38 @@ bool valid_plugin_name(const std::string& name) {
   return std::regex_match(name, pattern);
 }
 
-void read_server(const toml::table& table, const std::string& file, Config& config,
-                 std::vector<ConfigError>& errors) {
+void read_tls(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
+              Config& config, std::vector<ConfigError>& errors) {
+  TableReader reader(table, "server.tls", file, errors);
+  reader.reject_unknown({"cert_file", "key_file", "client_ca_file", "require_client_cert"});
+  TlsConfig& tls = config.server.tls;
+  for (auto [key, path] : {std::pair{"cert_file", &tls.cert_file}, std::pair{"key_file", &tls.key_file},
+                           std::pair{"client_ca_file", &tls.client_ca_file}}) {
+    std::string value;
+    reader.read_string(key, value);
+    if (!value.empty()) *path = (base_dir / value).lexically_normal();
+  }
+  reader.read_bool("require_client_cert", tls.require_client_cert);
+  const SourcePosition where = position_of(table.source());
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    errors.push_back({file, where, tls.cert_file.empty() ? "server.tls.cert_file" : "server.tls.key_file",
+                      "TLS needs both cert_file and key_file"});
+  }
+  if (tls.require_client_cert && tls.client_ca_file.empty()) {
+    errors.push_back({file, where, "server.tls.client_ca_file",
+                      "required when require_client_cert = true: the CAs client certificates must chain to"});
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    errors.push_back(
+        {file, where, "server.tls.cert_file", "client certificates need TLS: set cert_file and key_file"});
+  }
+}
+
+void read_server(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
+                 Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "server", file, errors);
-  reader.reject_unknown({"listen", "max_message_bytes", "worker_threads", "drain_timeout_ms"});
+  reader.reject_unknown({"listen", "max_message_bytes", "worker_threads", "drain_timeout_ms", "tls"});
+  if (const toml::table* tls = reader.sub_table("tls")) read_tls(*tls, file, base_dir, config, errors);
   reader.read_string("listen", config.server.listen);
   if (table.contains("listen") && table["listen"].is_string() &&
       !valid_listen_address(config.server.listen)) {
@@ -249,7 +277,7 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "admin", "plugin"});
   config.host.data_dir = (base_dir / "data").lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
-    read_server(*server, source_name, config, result.errors);
+    read_server(*server, source_name, base_dir, config, result.errors);
   }
   if (const toml::table* host = top.sub_table("host")) {
     read_host(*host, source_name, base_dir, config, result.errors);

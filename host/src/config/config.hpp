@@ -28,11 +28,21 @@ struct ConfigError {
   std::string to_string() const;
 };
 
+// [server.tls]: the one port serves TLS when cert_file is set.
+struct TlsConfig {
+  std::filesystem::path cert_file;       // PEM: the server's certificate (chain)
+  std::filesystem::path key_file;        // PEM: its private key
+  std::filesystem::path client_ca_file;  // PEM: CAs that client certificates must chain to
+  bool require_client_cert = false;      // mTLS: refuse clients without a valid certificate
+  bool enabled() const { return !cert_file.empty(); }
+};
+
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   int64_t max_message_bytes = 4 * 1024 * 1024;
   int64_t worker_threads = 0;  // 0: one per core
   int64_t drain_timeout_ms = 5000;
+  TlsConfig tls;
 };
 
 struct HostSection {

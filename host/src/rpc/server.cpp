@@ -12,6 +12,7 @@
 
 #include "plugin/call.hpp"
 #include "rpc/health.hpp"
+#include "rpc/tls.hpp"
 
 namespace gameverse::rpc {
 
@@ -620,7 +621,7 @@ int Server::start() {
   });
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(config_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(config_.listen, server_credentials(config_.tls), &port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config_.max_message_bytes));
   builder.RegisterAsyncGenericService(&generic_);
