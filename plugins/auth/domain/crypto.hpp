@@ -1,0 +1,43 @@
+// Password hashing (Argon2id) and access tokens (JWT signed with Ed25519), over libsodium.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "domain/model.hpp"
+
+namespace gameverse::auth {
+
+// Argon2id with libsodium's crypto_pwhash_str; the cost is kept inside each hash, so raising it
+// applies to new hashes and old ones still verify.
+struct PasswordHasher {
+  uint64_t opslimit;  // passes over memory
+  size_t memlimit;    // bytes
+  std::string hash(const std::string& password) const;
+  bool verify(const std::string& hash, const std::string& password) const;
+};
+
+// Cryptographically random bytes as unpadded base64url.
+std::string random_token(size_t bytes);
+// A one-way digest for storing refresh tokens (BLAKE2b-256, hex).
+std::string token_digest(std::string_view token);
+
+SigningKey generate_signing_key(int64_t now_unix_ms);
+// A key from a 32-byte seed given as base64 (standard or url-safe); kInvalidArgument otherwise.
+SigningKey signing_key_from_seed(const std::string& seed_base64, int64_t now_unix_ms);
+
+// header.payload.signature, with "alg": "EdDSA" and the key's "kid".
+std::string sign_token(const SigningKey& key, const TokenClaims& claims);
+
+// Verifies a token against the given public keys (kid → Ed25519 public key). Throws
+// kUnauthenticated saying what is wrong: malformed, an algorithm other than EdDSA ("none"
+// included), an unknown key, a signature that does not verify, expired.
+struct VerifyKey {
+  std::string kid;
+  std::string public_key;
+};
+TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms);
+
+}  // namespace gameverse::auth

@@ -1,0 +1,90 @@
+// The auth domain: accounts, sessions, refresh tokens, signing keys, and the failures a caller
+// sees. Plain C++: no SDK, no protobuf.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gameverse::auth {
+
+// What went wrong, in terms a caller can act on. Messages never say why a password was wrong.
+class AuthError : public std::runtime_error {
+ public:
+  enum class Kind {
+    kInvalidArgument,
+    kAlreadyExists,
+    kNotFound,
+    kUnauthenticated,
+    kPermissionDenied,
+    kLocked
+  };
+  AuthError(Kind kind, const std::string& message, int64_t retry_after_ms = 0)
+      : std::runtime_error(message), kind_(kind), retry_after_ms_(retry_after_ms) {}
+  Kind kind() const { return kind_; }
+  int64_t retry_after_ms() const { return retry_after_ms_; }
+
+ private:
+  Kind kind_;
+  int64_t retry_after_ms_;
+};
+
+inline const std::set<std::string>& known_roles() {
+  static const std::set<std::string> roles{"player", "moderator", "admin"};
+  return roles;
+}
+
+struct Account {
+  std::string id;
+  std::string username;       // empty: a device-only account
+  std::string password_hash;  // Argon2id, in libsodium's string form; empty without a username
+  std::set<std::string> roles{"player"};
+  std::set<std::string> device_ids;
+  int64_t created_unix_ms = 0;
+  int64_t version = 0;  // the store's, for optimistic updates
+};
+
+// A signed-in session: one per login, refreshed by a chain ("family") of single-use tokens.
+struct Session {
+  std::string id;
+  std::string account_id;
+  int64_t created_unix_ms = 0;
+  int64_t expires_unix_ms = 0;  // the refresh chain ends here
+  bool revoked = false;
+  int64_t version = 0;
+};
+
+// One refresh token of a session, stored by the hash of the token.
+struct RefreshRecord {
+  std::string token_hash;
+  std::string session_id;
+  bool spent = false;
+  int64_t version = 0;
+};
+
+struct SigningKey {
+  std::string kid;
+  std::string public_key;  // 32 bytes, Ed25519
+  std::string secret_key;  // 64 bytes, Ed25519 (libsodium's seed + public key form)
+  int64_t created_unix_ms = 0;
+};
+
+struct TokenClaims {
+  std::string subject;  // account id
+  std::string session_id;
+  std::vector<std::string> roles;
+  int64_t issued_unix_ms = 0;
+  int64_t expires_unix_ms = 0;
+};
+
+// Usernames: 3 to 32 of a-z, 0-9, '_', '.', '-', starting with a letter. Throws kInvalidArgument
+// naming the rule.
+void check_username(const std::string& username);
+// Passwords: 10 to 128 bytes, not the username.
+void check_password(const std::string& password, const std::string& username);
+void check_role(const std::string& role);
+
+}  // namespace gameverse::auth

@@ -1,0 +1,70 @@
+// The auth repositories over the host's document store (JSON values) and cache.
+//   accounts/<id>          the account                      owner: the account id
+//   usernames/<username>   the account id (create-only: a name is taken once)
+//   devices/<device id>    the account id
+//   sessions/<id>          the session                      owner: the account id
+//   refresh/<digest>       a refresh token's record (only the BLAKE2b digest of the token)
+//   keys/<kid>             a signing key
+#pragma once
+
+#include <gameverse/sdk/plugin.hpp>
+
+#include "domain/repositories.hpp"
+
+namespace gameverse::auth {
+
+class StoreAccounts final : public Accounts {
+ public:
+  explicit StoreAccounts(sdk::Store store) : store_(store) {}
+  std::optional<Account> by_id(const std::string& id) override;
+  std::optional<Account> by_username(const std::string& username) override;
+  std::optional<Account> by_device(const std::string& device_id) override;
+  void create(const Account& account) override;
+  void update(const Account& before, const Account& after) override;
+
+ private:
+  std::optional<Account> by_index(const char* collection, const std::string& key);
+  sdk::Store store_;
+};
+
+class StoreSessions final : public Sessions {
+ public:
+  explicit StoreSessions(sdk::Store store) : store_(store) {}
+  std::optional<Session> session(const std::string& id) override;
+  std::vector<Session> of_account(const std::string& account_id) override;
+  std::optional<RefreshRecord> refresh(const std::string& token_hash) override;
+  void start(const Session& session, const RefreshRecord& first) override;
+  void rotate(const RefreshRecord& spent, const RefreshRecord& next) override;
+  void revoke(const Session& session) override;
+
+ private:
+  sdk::Store store_;
+};
+
+class StoreSigningKeys final : public SigningKeys {
+ public:
+  explicit StoreSigningKeys(sdk::Store store) : store_(store) {}
+  std::vector<SigningKey> all() override;
+  void add(const SigningKey& key) override;
+
+ private:
+  sdk::Store store_;
+};
+
+class CacheCounters final : public Counters {
+ public:
+  explicit CacheCounters(sdk::Cache cache) : cache_(cache) {}
+  int64_t increment(const std::string& key, std::chrono::milliseconds window) override {
+    return cache_.increment(key, 1, window);
+  }
+  std::optional<std::string> get(const std::string& key) override { return cache_.get(key); }
+  void set(const std::string& key, const std::string& value, std::chrono::milliseconds ttl) override {
+    cache_.set(key, value, ttl);
+  }
+  void erase(const std::string& key) override { cache_.erase(key); }
+
+ private:
+  sdk::Cache cache_;
+};
+
+}  // namespace gameverse::auth
