@@ -19,6 +19,7 @@
 #include "platform/timers.hpp"
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
+#include "rpc/gate.hpp"
 #include "rpc/server.hpp"
 
 namespace {
@@ -165,7 +166,8 @@ int main(int argc, char** argv) {
 
   if (config.admin.enabled) {
     const auto admin = gameverse::admin::serve_admin(
-        plugins, {config.admin.token, std::filesystem::absolute(config_path).parent_path()});
+        plugins, {config.admin.token, std::filesystem::absolute(config_path).parent_path(),
+                  config.admin.allow_loopback});
     if (!admin.ok) spdlog::error("the admin service did not start: {}", admin.message);
   }
 
@@ -175,6 +177,14 @@ int main(int argc, char** argv) {
   }
   gameverse::rpc::Server server(
       config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
+  // The gate verifies access tokens with the keys the auth plugin publishes: fetched now, and
+  // again whenever a plugin (re)starts serving, in case it is the one that publishes them.
+  gameverse::rpc::Gate gate(platform);
+  if (gate.refresh_keys()) spdlog::info("gate: {} token verification key(s)", gate.key_count());
+  plugins.subscribe([&gate](const gameverse::plugin::Event& event) {
+    if (event.kind == "serving") gate.refresh_keys_soon();
+  });
+  server.set_gate(&gate);
   int port = 0;
   try {
     port = server.start();

@@ -150,6 +150,9 @@ TEST(AdminAccess, LoopbackAlwaysOthersOnlyWithTheToken) {
   EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {"Bearer 0123456789abcdeX"}, token),
                   "needs 'authorization");
   EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {}, token), "needs 'authorization");
+  // [admin] allow_loopback = false: loopback callers, too, need the token.
+  EXPECT_CONTAINS(access_refusal("ipv4:127.0.0.1:5000", {}, token, false), "needs 'authorization");
+  EXPECT_EQ(access_refusal("ipv4:127.0.0.1:5000", {"Bearer 0123456789abcdef"}, token, false), "");
 }
 
 }  // namespace

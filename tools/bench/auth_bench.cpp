@@ -42,7 +42,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--opslimit", opslimit)->capture_default_str();
   app.add_option("--memlimit-kib", memlimit_kib)->capture_default_str();
+  bool print_token = false;
+  app.add_flag("--print-token", print_token, "Register an account, print its access token and exit");
   CLI11_PARSE(app, argc, argv);
+
+  if (print_token) {
+    auto stub = pb::Auth::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    pb::RegisterRequest request;
+    request.set_username(
+        "token" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000));
+    request.set_password("correct horse battery");
+    pb::Session session;
+    const grpc::Status status = stub->Register(&context, request, &session);
+    if (!status.ok()) {
+      std::fprintf(stderr, "register failed: %s\n", status.error_message().c_str());
+      return 1;
+    }
+    std::printf("%s\n", session.access_token().c_str());
+    return 0;
+  }
 
   // Baseline: verifications of one hash of the same cost, on as many threads as the plugin has.
   const gameverse::auth::PasswordHasher hasher{opslimit, memlimit_kib * 1024};

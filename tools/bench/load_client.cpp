@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   int outstanding = 32;
   int warmup_ms = 1000;
   int duration_ms = 5000;
+  std::string token;
   app.add_option("--target", target, "host:port")->capture_default_str();
   app.add_option("--method", method, "Full method name; the request is an EchoRequest")
       ->capture_default_str();
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
   app.add_option("--outstanding", outstanding, "Calls in flight per channel")->capture_default_str();
   app.add_option("--warmup-ms", warmup_ms, "Load before measuring")->capture_default_str();
   app.add_option("--duration-ms", duration_ms, "Measured time")->capture_default_str();
+  app.add_option("--token", token, "Send authorization: Bearer TOKEN with every call");
   CLI11_PARSE(app, argc, argv);
 
   gameverse::echo::v1::EchoRequest request;
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
   auto start_call = [&](Slot& slot) {
     slot.context = std::make_unique<grpc::ClientContext>();
     slot.context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    if (!token.empty()) slot.context->AddMetadata("authorization", "Bearer " + token);
     grpc::Slice slice(request_bytes);
     grpc::ByteBuffer buffer(&slice, 1);
     slot.started = Clock::now();

@@ -60,6 +60,7 @@ class Plugin final : public sdk::Plugin {
 
   static void describe(sdk::PluginBuilder<Plugin>& b) {
     b.unary("/@IDENT@.v1.@SERVICE@/Hello", &Plugin::hello)
+        .access("/@IDENT@.v1.@SERVICE@/Hello", sdk::kPublic)  // anyone may call it; the default is signed-in callers
         .config_string("greeting", "Hello", "What a greeting starts with");
   }
 

@@ -126,7 +126,8 @@ class AdminPlugin final : public sdk::Plugin {
                      &AdminPlugin::off_thread<&AdminPlugin::reload>)
         .unary_async("/gameverse.host.v1.PluginAdmin/ValidateConfig",
                      &AdminPlugin::off_thread<&AdminPlugin::validate>)
-        .server_stream("/gameverse.host.v1.PluginAdmin/WatchEvents", &AdminPlugin::watch);
+        .server_stream("/gameverse.host.v1.PluginAdmin/WatchEvents", &AdminPlugin::watch)
+        .access_all(sdk::kPublic);  // its own check_access decides, see there
   }
 
   sdk::Status list(sdk::CallContext& context, const pb::ListPluginsRequest&,
@@ -239,8 +240,13 @@ class AdminPlugin final : public sdk::Plugin {
     problem->set_message(error.message);
   }
 
+  // The gate lets every caller through to here: loopback callers, callers with the [admin] token
+  // and callers whose access token carries the admin role get in.
   void check_access(sdk::CallContext& context) const {
-    if (std::string why = access_refusal(context.peer(), context.metadata("authorization"), options_.token);
+    const sdk::Principal caller = context.principal();
+    if (std::find(caller.roles.begin(), caller.roles.end(), "admin") != caller.roles.end()) return;
+    if (std::string why = access_refusal(context.peer(), context.metadata("authorization"), options_.token,
+                                         options_.allow_loopback);
         !why.empty()) {
       throw sdk::Error(sdk::StatusCode::kPermissionDenied, why);
     }
@@ -305,17 +311,21 @@ bool is_loopback(std::string_view peer) {
 }
 
 std::string access_refusal(std::string_view peer, const std::vector<std::string_view>& authorization,
-                           const std::string& token) {
-  if (is_loopback(peer)) return "";
+                           const std::string& token, bool allow_loopback) {
+  if (allow_loopback && is_loopback(peer)) return "";
   if (token.empty()) {
-    return "the admin service answers loopback only; set [admin] token to reach it from " + std::string(peer);
+    return "the admin service answers loopback only; set [admin] token, or sign in with the admin role, to "
+           "reach it from " +
+           std::string(peer);
   }
   const std::string expected = "Bearer " + token;
   for (std::string_view value : authorization) {
     if (value.size() == expected.size() && CRYPTO_memcmp(value.data(), expected.data(), value.size()) == 0)
       return "";
   }
-  return "the admin service needs 'authorization: Bearer <token>' from " + std::string(peer);
+  return "the admin service needs 'authorization: Bearer <token>' (the [admin] token, or an access token "
+         "with the admin role) from " +
+         std::string(peer);
 }
 
 plugin::Outcome serve_admin(plugin::PluginManager& manager, AdminOptions options) {

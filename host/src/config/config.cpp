@@ -221,7 +221,7 @@ void read_plugins(const toml::node& node, const std::string& file, const std::fi
     plugin.where = position_of(table.source());
     plugin.key_prefix = "plugin[" + std::to_string(i) + "]";
     TableReader reader(table, plugin.key_prefix, file, errors);
-    reader.reject_unknown({"name", "path", "enabled", "config"});
+    reader.reject_unknown({"name", "path", "enabled", "config", "access"});
 
     reader.read_string("name", plugin.name);
     if (!table.contains("name")) {
@@ -251,6 +251,21 @@ void read_plugins(const toml::node& node, const std::string& file, const std::fi
     plugin.path = plugin.path.lexically_normal();
     reader.read_bool("enabled", plugin.enabled);
     if (const toml::table* settings = reader.sub_table("config")) plugin.settings = *settings;
+    if (const toml::table* access = reader.sub_table("access")) {
+      TableReader access_reader(*access, plugin.key_prefix + ".access", file, errors);
+      for (const auto& [method, value] : *access) {
+        const std::string name(method.str());
+        const auto* text = value.as_string();
+        auto policy = text != nullptr ? AccessPolicy::parse(text->get()) : std::nullopt;
+        if (!policy) {
+          access_reader.error_at(value, name,
+                                 "is not an access policy: \"public\", \"authenticated\" or \"role:<name>\"");
+          continue;
+        }
+        plugin.access[name] = *policy;
+        plugin.access_where[name] = position_of(value.source());
+      }
+    }
     config.plugins.push_back(std::move(plugin));
   }
 }
@@ -325,8 +340,9 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* admin = top.sub_table("admin")) {
     TableReader reader(*admin, "admin", source_name, result.errors);
-    reader.reject_unknown({"enabled", "token"});
+    reader.reject_unknown({"enabled", "token", "allow_loopback"});
     reader.read_bool("enabled", config.admin.enabled);
+    reader.read_bool("allow_loopback", config.admin.allow_loopback);
     reader.read_string("token", config.admin.token);
     if (admin->contains("token") && config.admin.token.size() < 16 && (*admin)["token"].is_string()) {
       reader.error_at(*admin->get("token"), "token", "must be at least 16 characters");

@@ -2,10 +2,13 @@
 // and key; an unknown key is an error, never ignored.
 #pragma once
 
+#include "config/access.hpp"
+
 #include <toml++/toml.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,7 +75,8 @@ struct RedisSection {
 
 struct AdminSection {
   bool enabled = true;
-  std::string token;  // when set, the admin service also answers beyond loopback, given this token
+  std::string token;           // when set, the admin service also answers beyond loopback, given this token
+  bool allow_loopback = true;  // false: loopback callers, too, need the token or the admin role
 };
 
 struct PluginConfig {
@@ -80,6 +84,9 @@ struct PluginConfig {
   std::filesystem::path path;  // absolute
   bool enabled = true;
   toml::table settings;  // [plugin.config], checked against the plugin's schema on load
+  // [plugin.access]: method full name → the policy that replaces the plugin's own.
+  std::map<std::string, AccessPolicy> access;
+  std::map<std::string, SourcePosition> access_where;
   std::string source_file;
   SourcePosition where;
   std::string key_prefix;  // "plugin[1]", for error messages about this entry

@@ -221,13 +221,22 @@ std::vector<std::string> PluginManager::dependants_of(const Plugin& plugin) cons
   return dependants;
 }
 
+namespace {
+// The [plugin.access] table as text, to tell whether it changed.
+std::string access_text(const config::PluginConfig& entry) {
+  std::string text;
+  for (const auto& [method, policy] : entry.access) text += method + "=" + policy.to_string() + ";";
+  return text;
+}
+}  // namespace
+
 void PluginManager::publish_routes(const Plugin* removed, const std::shared_ptr<Plugin>& added) {
   auto table = std::make_shared<RouteTable>(*routes());
   if (removed != nullptr)
     std::erase_if(*table, [removed](const auto& entry) { return entry.second.plugin.get() == removed; });
   if (added) {
     for (const Method& method : added->methods()) {
-      (*table)[method.full_name] = Route{added, method.index, method.kind};
+      (*table)[method.full_name] = Route{added, method.index, method.kind, method.access};
     }
   }
   std::atomic_store(&routes_, std::shared_ptr<const RouteTable>(std::move(table)));
@@ -569,8 +578,8 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
       continue;
     }
     const config::PluginConfig& before = it->second.entry;
-    const bool changed =
-        before.path != entry.path || before.enabled != entry.enabled || before.settings != entry.settings;
+    const bool changed = before.path != entry.path || before.enabled != entry.enabled ||
+                         before.settings != entry.settings || access_text(before) != access_text(entry);
     if (!entry.enabled) {
       if (it->second.current) outcomes.push_back(unload_locked(entry.name, false, false));
       std::lock_guard lock(state_mu_);

@@ -24,6 +24,7 @@ struct Route {
   std::shared_ptr<Plugin> plugin;  // each call holds its generation for as long as it runs
   uint32_t method_index;
   gv_call_kind kind;
+  config::AccessPolicy access;  // checked by the gate before the call reaches the plugin
 };
 
 using RouteTable = std::unordered_map<std::string, Route>;

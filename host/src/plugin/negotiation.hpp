@@ -11,7 +11,7 @@ namespace gameverse::plugin {
 
 // The size of gv_plugin_descriptor in ABI 1.0. It never changes: later minors append fields,
 // and a plugin built against 1.0 hands the host a struct of exactly this size.
-inline constexpr size_t kDescriptorSizeV1_0 = sizeof(gv_plugin_descriptor);
+inline constexpr size_t kDescriptorSizeV1_0 = offsetof(gv_plugin_descriptor, method_access);
 
 struct HostAbi {
   uint32_t major = GV_ABI_VERSION_MAJOR;

@@ -171,6 +171,7 @@ void Plugin::take_descriptor(const config::PluginConfig& entry, const std::strin
   try {
     build_pool();
     check_methods();
+    apply_access_overrides(entry);
     check_config(entry);
   } catch (const LoadError& e) {
     throw LoadError(who + e.what());
@@ -227,7 +228,32 @@ void Plugin::check_methods() {
         throw LoadError("method " + std::string(m.full_name) + " is declared twice");
       }
     }
-    methods_.push_back({m.full_name, m.call_kind, i, method, (m.flags & GV_METHOD_MOVABLE) != 0});
+    config::AccessPolicy access;  // nothing declared: authenticated, never public
+    const bool has_access_table = descriptor_->struct_size >= offsetof(gv_plugin_descriptor, method_access) +
+                                                                  sizeof(descriptor_->method_access) &&
+                                  descriptor_->method_access != nullptr;
+    if (has_access_table && descriptor_->method_access[i] != nullptr) {
+      auto declared = config::AccessPolicy::parse(descriptor_->method_access[i]);
+      if (!declared) {
+        throw LoadError("method " + std::string(m.full_name) + " declares the access policy '" +
+                        descriptor_->method_access[i] + "'; expected public, authenticated or role:<name>");
+      }
+      access = *declared;
+    }
+    methods_.push_back({m.full_name, m.call_kind, i, method, (m.flags & GV_METHOD_MOVABLE) != 0, access});
+  }
+}
+
+void Plugin::apply_access_overrides(const config::PluginConfig& entry) {
+  for (const auto& [name, policy] : entry.access) {
+    auto it =
+        std::find_if(methods_.begin(), methods_.end(), [&](const Method& m) { return m.full_name == name; });
+    if (it == methods_.end()) {
+      const auto where = entry.access_where.count(name) ? entry.access_where.at(name) : entry.where;
+      throw LoadError("the access policy at " + location(entry, where) + " names " + name +
+                      ", which this plugin does not serve");
+    }
+    it->access = policy;
   }
 }
 

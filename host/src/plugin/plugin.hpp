@@ -42,6 +42,7 @@ struct Method {
   uint32_t index;                                        // position in the descriptor's method table
   const google::protobuf::MethodDescriptor* descriptor;  // in the plugin's private pool
   bool movable;                                          // GV_METHOD_MOVABLE
+  config::AccessPolicy access;                           // the plugin's, or the config's override
 };
 
 class Plugin;
@@ -133,6 +134,7 @@ class Plugin {
   void take_descriptor(const config::PluginConfig& entry, const std::string& who);
   void build_pool();
   void check_methods();
+  void apply_access_overrides(const config::PluginConfig& entry);
   void check_config(const config::PluginConfig& entry);
 
   boost::dll::shared_library library_;  // first member: unmapped last

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "plugin/call.hpp"
+#include "rpc/gate.hpp"
 #include "rpc/health.hpp"
 #include "rpc/tls.hpp"
 
@@ -172,10 +173,16 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   }
 
   void principal(gv_principal* out) const override {
-    // Anonymous until an authenticating gate fills it in: every field empty.
+    // What the gate established; anonymous (every field empty) for a public call without a token.
     const size_t size = out->struct_size;
     std::memset(reinterpret_cast<char*>(out) + sizeof(size_t), 0,
                 std::min(size, sizeof(gv_principal)) - sizeof(size_t));
+    if (size < sizeof(gv_principal) || !caller_) return;
+    out->user_id = {reinterpret_cast<const uint8_t*>(caller_->user_id.data()), caller_->user_id.size()};
+    out->session_id = {reinterpret_cast<const uint8_t*>(caller_->session_id.data()),
+                       caller_->session_id.size()};
+    out->roles = caller_->role_bytes.data();
+    out->role_count = caller_->role_bytes.size();
   }
 
   gv_bytes method() const override {
@@ -297,6 +304,21 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       start_finish_locked(
           {grpc::StatusCode::UNIMPLEMENTED, "method " + method + " is not served by any loaded plugin"});
       return;
+    }
+    if (server_.gate_ != nullptr) {
+      const auto& metadata = transport_.context.client_metadata();
+      const auto authorization = metadata.find("authorization");
+      Gate::Decision decision = server_.gate_->check(
+          method, it->second.access,
+          authorization == metadata.end()
+              ? std::string_view()
+              : std::string_view(authorization->second.data(), authorization->second.size()));
+      if (decision.refusal) {
+        std::lock_guard lock(mu_);
+        start_finish_locked(*decision.refusal);
+        return;
+      }
+      caller_ = std::move(decision.caller);
     }
     route_ = it->second;
     route_.plugin->register_call(this);
@@ -589,6 +611,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   std::optional<std::pair<std::shared_ptr<plugin::Plugin>, uint32_t>> move_target_;
   std::optional<std::string> abort_message_;
   mutable std::string peer_;
+  std::shared_ptr<const Caller> caller_;  // set by the gate before the plugin sees the call
 };
 
 UnaryMethods::UnaryMethods(const std::vector<std::string>& names) : names_(names) {

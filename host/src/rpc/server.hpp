@@ -23,6 +23,8 @@
 
 namespace gameverse::rpc {
 
+class Gate;
+
 template <class Transport>
 class ServerCall;
 struct GenericTransport;
@@ -56,6 +58,10 @@ class Server {
   // std::runtime_error naming the address when it cannot listen.
   int start();
 
+  // The gate every plugin call passes first; without one (tests of the dispatch path), calls go
+  // straight to the plugins, anonymous. Set before start().
+  void set_gate(Gate* gate) { gate_ = gate; }
+
   // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
   // waits for their plugins to finish them, then stops the worker threads.
   void shutdown(std::chrono::milliseconds drain);
@@ -73,6 +79,7 @@ class Server {
 
   config::ServerConfig config_;
   RouteSource routes_;
+  Gate* gate_ = nullptr;
   grpc::AsyncGenericService generic_;
   std::vector<std::string> unary_method_names_;
   std::unique_ptr<UnaryMethods> unary_methods_;

@@ -549,6 +549,12 @@ typedef struct gv_plugin_descriptor {
 
   const char* const* collections; /* the store collections this plugin uses: [a-z0-9_-]{1,64} */
   size_t collection_count;
+
+  /* 1.1: read only when struct_size reaches them */
+  /* One access policy per entry of `methods`, in the same order, or NULL: "public",
+   * "authenticated" or "role:<name>". A NULL table or entry means "authenticated": the host's gate
+   * lets only signed-in callers through. The host's config can override any of them. */
+  const char* const* method_access;
   /* Later minors append here. */
 } gv_plugin_descriptor;
 

@@ -193,6 +193,12 @@ class AuthPlugin final : public sdk::Plugin {
         .unary_async("/gameverse.auth.v1.Auth/GrantRole", &AuthPlugin::grant_role)
         .unary_async("/gameverse.auth.v1.Auth/RevokeRole", &AuthPlugin::revoke_role)
         .unary_async("/gameverse.auth.v1.Auth/GetVerificationKeys", &AuthPlugin::get_verification_keys);
+    // Signing in is open to anyone; the rest needs a signed-in caller, roles an admin.
+    for (const char* open : {"Register", "Login", "AuthenticateDevice", "Refresh", "GetVerificationKeys"}) {
+      b.access(("/gameverse.auth.v1.Auth/" + std::string(open)).c_str(), sdk::kPublic);
+    }
+    b.access("/gameverse.auth.v1.Auth/GrantRole", b.role("admin"))
+        .access("/gameverse.auth.v1.Auth/RevokeRole", b.role("admin"));
   }
 
   void register_account(sdk::CallContext&, const pb::RegisterRequest& r,

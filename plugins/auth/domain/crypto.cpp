@@ -2,7 +2,7 @@
 
 #include <sodium.h>
 
-#include <nlohmann/json.hpp>
+#include <gameverse/tokens.hpp>
 
 namespace gameverse::auth {
 
@@ -10,42 +10,9 @@ namespace {
 
 using K = AuthError::Kind;
 
-struct SodiumInit {
-  SodiumInit() {
-    if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
-  }
-};
-
-void ensure_sodium() {
-  static const SodiumInit init;
-}
-
-std::string base64url(std::string_view bytes) {
-  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  out.resize(std::strlen(out.c_str()));
-  return out;
-}
-
-bool from_base64(std::string_view text, int variant, std::string& out) {
-  out.assign(text.size(), '\0');
-  size_t length = 0;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(),
-                        nullptr, &length, nullptr, variant) != 0) {
-    return false;
-  }
-  out.resize(length);
-  return true;
-}
-
-std::string unauthenticated_part(std::string_view text, const char* what) {
-  std::string out;
-  if (!from_base64(text, sodium_base64_VARIANT_URLSAFE_NO_PADDING, out)) {
-    throw AuthError(K::kUnauthenticated, std::string("malformed token: its ") + what + " is not base64url");
-  }
-  return out;
-}
+using tokens::base64url;
+using tokens::ensure_sodium;
+using tokens::from_base64;
 
 }  // namespace
 
@@ -117,65 +84,15 @@ SigningKey signing_key_from_seed(const std::string& seed_base64, int64_t now_uni
 }
 
 std::string sign_token(const SigningKey& key, const TokenClaims& claims) {
-  ensure_sodium();
-  const nlohmann::json header = {{"alg", "EdDSA"}, {"typ", "JWT"}, {"kid", key.kid}};
-  const nlohmann::json payload = {{"iss", "gameverse"},
-                                  {"sub", claims.subject},
-                                  {"sid", claims.session_id},
-                                  {"roles", claims.roles},
-                                  {"iat", claims.issued_unix_ms / 1000},
-                                  {"exp", claims.expires_unix_ms / 1000}};
-  const std::string signing_input = base64url(header.dump()) + "." + base64url(payload.dump());
-  unsigned char signature[crypto_sign_BYTES];
-  crypto_sign_detached(signature, nullptr, reinterpret_cast<const unsigned char*>(signing_input.data()),
-                       signing_input.size(), reinterpret_cast<const unsigned char*>(key.secret_key.data()));
-  return signing_input + "." +
-         base64url(std::string_view(reinterpret_cast<const char*>(signature), sizeof signature));
+  return tokens::sign(key.kid, key.secret_key, claims);
 }
 
 TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms) {
-  ensure_sodium();
-  const size_t first = token.find('.');
-  const size_t second = first == std::string_view::npos ? first : token.find('.', first + 1);
-  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
-    throw AuthError(K::kUnauthenticated, "malformed token: a JWT has three dot-separated parts");
+  try {
+    return tokens::verify(token, keys, now_unix_ms);
+  } catch (const tokens::TokenError& e) {
+    throw AuthError(K::kUnauthenticated, e.what());
   }
-  const nlohmann::json header =
-      nlohmann::json::parse(unauthenticated_part(token.substr(0, first), "header"), nullptr, false);
-  if (!header.is_object() || !header.contains("alg") || !header["alg"].is_string()) {
-    throw AuthError(K::kUnauthenticated, "malformed token: its header has no algorithm");
-  }
-  const std::string alg = header["alg"];
-  if (alg != "EdDSA") {
-    throw AuthError(K::kUnauthenticated, "token algorithm '" + alg + "' is not accepted; tokens are EdDSA");
-  }
-  const std::string kid = header.contains("kid") && header["kid"].is_string() ? header["kid"] : "";
-  const auto key = std::find_if(keys.begin(), keys.end(), [&](const VerifyKey& k) { return k.kid == kid; });
-  if (key == keys.end())
-    throw AuthError(K::kUnauthenticated, "token signed with an unknown key '" + kid + "'");
-  const std::string signature = unauthenticated_part(token.substr(second + 1), "signature");
-  const std::string_view signing_input = token.substr(0, second);
-  if (signature.size() != crypto_sign_BYTES || key->public_key.size() != crypto_sign_PUBLICKEYBYTES ||
-      crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
-                                  reinterpret_cast<const unsigned char*>(signing_input.data()),
-                                  signing_input.size(),
-                                  reinterpret_cast<const unsigned char*>(key->public_key.data())) != 0) {
-    throw AuthError(K::kUnauthenticated, "token signature does not verify");
-  }
-  const nlohmann::json payload = nlohmann::json::parse(
-      unauthenticated_part(token.substr(first + 1, second - first - 1), "payload"), nullptr, false);
-  if (!payload.is_object() || !payload.contains("sub") || !payload.contains("exp") ||
-      !payload["exp"].is_number()) {
-    throw AuthError(K::kUnauthenticated, "malformed token: its payload lacks sub or exp");
-  }
-  TokenClaims claims;
-  claims.subject = payload.value("sub", "");
-  claims.session_id = payload.value("sid", "");
-  claims.roles = payload.value("roles", std::vector<std::string>{});
-  claims.issued_unix_ms = payload.value("iat", int64_t{0}) * 1000;
-  claims.expires_unix_ms = payload["exp"].get<int64_t>() * 1000;
-  if (now_unix_ms >= claims.expires_unix_ms) throw AuthError(K::kUnauthenticated, "token expired");
-  return claims;
 }
 
 }  // namespace gameverse::auth

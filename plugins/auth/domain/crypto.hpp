@@ -34,10 +34,7 @@ std::string sign_token(const SigningKey& key, const TokenClaims& claims);
 // Verifies a token against the given public keys (kid → Ed25519 public key). Throws
 // kUnauthenticated saying what is wrong: malformed, an algorithm other than EdDSA ("none"
 // included), an unknown key, a signature that does not verify, expired.
-struct VerifyKey {
-  std::string kid;
-  std::string public_key;
-};
+using VerifyKey = tokens::VerifyKey;
 TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms);
 
 }  // namespace gameverse::auth

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <gameverse/tokens.hpp>
+
 namespace gameverse::auth {
 
 // What went wrong, in terms a caller can act on. Messages never say why a password was wrong.
@@ -72,13 +74,8 @@ struct SigningKey {
   int64_t created_unix_ms = 0;
 };
 
-struct TokenClaims {
-  std::string subject;  // account id
-  std::string session_id;
-  std::vector<std::string> roles;
-  int64_t issued_unix_ms = 0;
-  int64_t expires_unix_ms = 0;
-};
+// The claims of an access token (the format is gameverse/tokens.hpp, shared with the host's gate).
+using TokenClaims = tokens::Claims;
 
 // Usernames: 3 to 32 of a-z, 0-9, '_', '.', '-', starting with a letter. Throws kInvalidArgument
 // naming the rule.

@@ -97,7 +97,9 @@ TEST_P(AuthThroughTheHost, RegisterLoginRefreshAndReuseDetection) {
   EXPECT_EQ(me.id(), registered.account().id());
   const grpc::Status anonymous = account("", &me);
   EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(anonymous.error_message(), "this call needs the metadata authorization: Bearer <access token>");
+  EXPECT_EQ(anonymous.error_message(),
+            "method /gameverse.auth.v1.Auth/GetAccount needs a signed-in caller: send "
+            "the metadata authorization: Bearer <access token>");
 
   pb::Session rotated;
   ASSERT_TRUE(refresh(session.refresh_token(), &rotated).ok());

@@ -242,8 +242,19 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
         .unary("/gameverse.echo.v1.Echo/Fail", &EchoPlugin::fail)
         .unary("/gameverse.echo.v1.Echo/Stats", &EchoPlugin::stats)
         .server_stream_movable("/gameverse.echo.v1.Echo/Count", &EchoPlugin::count, &EchoPlugin::resume_count)
+        .unary("/gameverse.echo.v1.Echo/WhoAmI", &EchoPlugin::who_am_i)
+        .access_all(
+            gameverse::sdk::kPublic)  // a demo service: open to anyone unless the config says otherwise
         .config_int("max_stream_messages", 100000, "Largest count an Expand call may ask for")
         .config_int("max_sleep_ms", 60000, "Longest duration a Sleep call may ask for");
+  }
+
+  Status who_am_i(CallContext& context, const pb::WhoAmIRequest&, pb::WhoAmIReply& reply) {
+    const gameverse::sdk::Principal caller = context.principal();
+    reply.set_user_id(caller.user_id);
+    reply.set_session_id(caller.session_id);
+    for (const auto& role : caller.roles) reply.add_roles(role);
+    return Status::ok();
   }
 
   Status echo(CallContext&, const pb::EchoRequest& request, pb::EchoReply& reply) {

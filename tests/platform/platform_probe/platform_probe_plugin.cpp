@@ -34,6 +34,7 @@ class PlatformProbe final : public sdk::Plugin {
         .unary("/gameverse.platformprobe.v1.PlatformProbe/Cache", &PlatformProbe::cache)
         .unary("/gameverse.platformprobe.v1.PlatformProbe/Publish", &PlatformProbe::publish)
         .unary("/gameverse.platformprobe.v1.PlatformProbe/Received", &PlatformProbe::received)
+        .access_all(sdk::kPublic)
         .config_string("topic", "probe", "The topic this plugin subscribes to");
   }
 

@@ -36,6 +36,7 @@ class StoreProbe final : public sdk::Plugin {
         .unary("/gameverse.storeprobe.v1.StoreProbe/Get", &StoreProbe::get)
         .unary("/gameverse.storeprobe.v1.StoreProbe/Batch", &StoreProbe::batch)
         .unary("/gameverse.storeprobe.v1.StoreProbe/List", &StoreProbe::list)
+        .access_all(sdk::kPublic)
         .collection("items")
         .collection("profiles");
   }

@@ -969,6 +969,7 @@ struct MethodEntry {
   uint32_t flags = 0;
   // Continues a call detached from the previous generation (movable methods only).
   std::function<std::shared_ptr<CallState>(P&, gv_call*, gv_bytes)> adopt;
+  std::string access;  // empty: nothing declared, which the host's gate treats as "authenticated"
 };
 
 struct ConfigKeyEntry {
@@ -993,6 +994,10 @@ inline std::string toml_string_literal(std::string_view value) {
 }
 
 }  // namespace detail
+
+// Access policies for PluginBuilder::access.
+inline constexpr const char* kPublic = "public";
+inline constexpr const char* kAuthenticated = "authenticated";
 
 // What a plugin's describe() fills in: its methods, config keys and dependencies.
 template <class P>
@@ -1125,6 +1130,25 @@ class PluginBuilder {
     return *this;
   }
 
+  // Who may call a method at the host's gate: kPublic (anyone), kAuthenticated (any signed-in
+  // caller; also what a method without a declaration gets) or role("moderator"). The host's
+  // config ([plugin.access]) can override it.
+  PluginBuilder& access(const char* full_name, std::string policy) {
+    for (auto& m : methods_) {
+      if (m.full_name == full_name) {
+        m.access = std::move(policy);
+        return *this;
+      }
+    }
+    throw std::logic_error(std::string("access() for ") + full_name + ", which is not registered (yet)");
+  }
+  // The same policy for every method registered so far.
+  PluginBuilder& access_all(const std::string& policy) {
+    for (auto& m : methods_) m.access = policy;
+    return *this;
+  }
+  static std::string role(std::string_view name) { return "role:" + std::string(name); }
+
   // A store collection this plugin uses ([a-z0-9_-], at most 64): its own, namespaced by plugin.
   PluginBuilder& collection(const char* name) {
     collections_.emplace_back(name);
@@ -1139,7 +1163,7 @@ class PluginBuilder {
  private:
   template <class F>
   PluginBuilder& add(const char* full_name, gv_call_kind kind, F&& start) {
-    methods_.push_back({full_name, kind, std::forward<F>(start), 0, nullptr});
+    methods_.push_back({full_name, kind, std::forward<F>(start), 0, nullptr, {}});
     return *this;
   }
 
@@ -1220,6 +1244,7 @@ struct Registration {
   std::vector<gv_config_key_desc> config_keys;
   std::vector<const char*> dependencies;
   std::vector<const char*> collections;
+  std::vector<const char*> method_access;
   gv_plugin_descriptor descriptor{};
 
   static Registration& get() {
@@ -1324,6 +1349,7 @@ struct Registration {
                                        gv_bytes descriptor_set) {
     for (const auto& m : builder.methods_) {
       methods.push_back({sizeof(gv_method_desc), m.full_name.c_str(), m.kind, m.flags});
+      method_access.push_back(m.access.empty() ? nullptr : m.access.c_str());
     }
     for (const auto& k : builder.config_keys_) {
       config_keys.push_back({sizeof(gv_config_key_desc), k.key.c_str(), k.type, k.required,
@@ -1358,6 +1384,7 @@ struct Registration {
     descriptor.on_call_adopt = &on_call_adopt;
     descriptor.collections = collections.data();
     descriptor.collection_count = collections.size();
+    descriptor.method_access = method_access.data();
     return &descriptor;
   }
 };

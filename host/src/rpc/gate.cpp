@@ -1,0 +1,225 @@
+#include "rpc/gate.hpp"
+
+#include <spdlog/spdlog.h>
+#include <gameverse/tokens.hpp>
+
+#include <condition_variable>
+#include <functional>
+
+#include "gameverse/auth/v1/auth.pb.h"
+#include "platform/service_calls.hpp"
+
+namespace gameverse::rpc {
+
+namespace {
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string joined(const std::vector<std::string>& roles) {
+  if (roles.empty()) return "none";
+  std::string out;
+  for (const auto& role : roles) out += (out.empty() ? "" : ", ") + role;
+  return out;
+}
+
+}  // namespace
+
+Gate::Gate(const platform::Platform& platform, std::string keys_method)
+    : platform_(platform),
+      alive_(std::make_shared<Alive>()),
+      keys_method_(std::move(keys_method)),
+      keys_(std::make_shared<std::vector<Key>>()) {
+  alive_->gate = this;
+}
+
+Gate::~Gate() {
+  std::lock_guard lock(alive_->mu);
+  alive_->gate = nullptr;
+}
+
+size_t Gate::key_count() const {
+  std::lock_guard lock(keys_mu_);
+  return keys_->size();
+}
+
+void Gate::store_keys(const std::string& serialized) {
+  gameverse::auth::v1::VerificationKeys message;
+  if (!message.ParseFromString(serialized)) {
+    spdlog::error("gate: {} answered with bytes that are not VerificationKeys", keys_method_);
+    return;
+  }
+  auto keys = std::make_shared<std::vector<Key>>();
+  for (const auto& k : message.keys()) {
+    if (k.algorithm() != "EdDSA" || k.public_key().size() != crypto_sign_PUBLICKEYBYTES) {
+      spdlog::warn("gate: skipping verification key '{}': algorithm '{}', {} bytes", k.kid(), k.algorithm(),
+                   k.public_key().size());
+      continue;
+    }
+    keys->push_back({k.kid(), k.public_key()});
+  }
+  bool dropped = false;
+  {
+    std::lock_guard lock(keys_mu_);
+    for (const Key& old : *keys_) {
+      dropped |= std::none_of(keys->begin(), keys->end(), [&](const Key& k) { return k.kid == old.kid; });
+    }
+    keys_ = std::move(keys);
+  }
+  if (dropped) forget_tokens();  // a retired key no longer vouches for the tokens it signed
+}
+
+void Gate::forget_tokens() {
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    shard.tokens.clear();
+  }
+}
+
+bool Gate::refresh_keys(std::chrono::milliseconds timeout) {
+  return fetch_keys(timeout, true);
+}
+
+// Without waiting: the answer arrives on the key source's thread.
+void Gate::refresh_keys_soon() {
+  fetch_keys(std::chrono::seconds(2), false);
+}
+
+bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    bool ok = false;
+    std::shared_ptr<Alive> alive;
+  };
+  auto wait = std::make_shared<Wait>();
+  wait->alive = alive_;
+  // The context outlives a timed-out wait: the callback holds its own reference.
+  auto* context = new std::shared_ptr<Wait>(wait);
+  platform::call_unary(
+      platform_, "host", nullptr, keys_method_, "", static_cast<uint64_t>(timeout.count()),
+      [](void* ctx, gv_status_code code, gv_bytes message, gv_bytes response) {
+        std::unique_ptr<std::shared_ptr<Wait>> owned(static_cast<std::shared_ptr<Wait>*>(ctx));
+        Wait& w = **owned;
+        if (code == GV_STATUS_OK) {
+          std::lock_guard alive(w.alive->mu);
+          if (w.alive->gate != nullptr) {
+            w.alive->gate->store_keys(
+                std::string(reinterpret_cast<const char*>(response.data), response.size));
+          }
+        } else if (code != GV_STATUS_UNIMPLEMENTED) {
+          spdlog::warn("gate: fetching verification keys failed: {}",
+                       std::string_view(reinterpret_cast<const char*>(message.data), message.size));
+        }
+        std::lock_guard lock(w.mu);
+        w.done = true;
+        w.ok = code == GV_STATUS_OK;
+        w.cv.notify_all();
+      },
+      context);
+  if (!wait_for_answer) return true;
+  std::unique_lock lock(wait->mu);
+  wait->cv.wait_for(lock, timeout, [&] { return wait->done; });
+  return wait->ok;
+}
+
+std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<const Caller>& caller) {
+  const int64_t now = now_unix_ms();
+  Shard& shard = shards_[TokenHash()(token) % kShards];
+  {
+    std::lock_guard lock(shard.mu);
+    auto it = shard.tokens.find(token);
+    if (it != shard.tokens.end()) {
+      if (now < it->second.expires_unix_ms) {
+        caller = it->second.caller;
+        return std::nullopt;
+      }
+      shard.tokens.erase(it);
+    }
+  }
+  auto attempt = [&]() -> tokens::Claims {
+    std::shared_ptr<const std::vector<Key>> keys;
+    {
+      std::lock_guard lock(keys_mu_);
+      keys = keys_;
+    }
+    std::vector<tokens::VerifyKey> verify_keys;
+    verify_keys.reserve(keys->size());
+    for (const Key& k : *keys) verify_keys.push_back({k.kid, k.public_key});
+    return tokens::verify(token, verify_keys, now);
+  };
+  tokens::Claims claims;
+  try {
+    try {
+      claims = attempt();
+    } catch (const tokens::TokenError& e) {
+      if (std::string_view(e.what()).find("unknown key") == std::string_view::npos) throw;
+      // A key this host has not fetched yet (a rotation, or the auth plugin started after the
+      // host): fetch again, at most once a second.
+      int64_t last = last_unknown_key_fetch_ms_.load();
+      if (now - last < 1000 || !last_unknown_key_fetch_ms_.compare_exchange_strong(last, now)) throw;
+      if (!refresh_keys(std::chrono::seconds(1)) && key_count() == 0) {
+        return "the host cannot verify access tokens: no plugin serves " + keys_method_;
+      }
+      claims = attempt();
+    }
+  } catch (const tokens::TokenError& e) {
+    return e.what();
+  }
+  auto verified = std::make_shared<Caller>();
+  verified->user_id = claims.subject;
+  verified->session_id = claims.session_id;
+  verified->roles = claims.roles;
+  for (const auto& role : verified->roles) {
+    verified->role_bytes.push_back({reinterpret_cast<const uint8_t*>(role.data()), role.size()});
+  }
+  caller = verified;
+  std::lock_guard lock(shard.mu);
+  if (shard.tokens.size() >= kTokensPerShard) {
+    std::erase_if(shard.tokens, [now](const auto& entry) { return entry.second.expires_unix_ms <= now; });
+    if (shard.tokens.size() >= kTokensPerShard) shard.tokens.clear();
+  }
+  shard.tokens.emplace(std::string(token), Verified{std::move(verified), claims.expires_unix_ms});
+  return std::nullopt;
+}
+
+Gate::Decision Gate::check(const std::string& method, const config::AccessPolicy& policy,
+                           std::string_view authorization) {
+  Decision decision;
+  std::string_view token;
+  if (authorization.size() > 7 &&
+      (authorization.rfind("Bearer ", 0) == 0 || authorization.rfind("bearer ", 0) == 0)) {
+    token = authorization.substr(7);
+  }
+  if (policy.kind == config::AccessPolicy::Kind::kPublic) {
+    if (!token.empty() && verify(token, decision.caller)) decision.caller.reset();  // a bad token: anonymous
+    return decision;
+  }
+  if (token.empty()) {
+    decision.refusal = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                    "method " + method +
+                                        " needs a signed-in caller: send the metadata authorization: Bearer "
+                                        "<access token>");
+    return decision;
+  }
+  if (auto why = verify(token, decision.caller)) {
+    decision.refusal =
+        grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the access token was refused: " + *why);
+    return decision;
+  }
+  if (policy.kind == config::AccessPolicy::Kind::kRole) {
+    const auto& roles = decision.caller->roles;
+    if (std::find(roles.begin(), roles.end(), policy.role) == roles.end()) {
+      decision.refusal = grpc::Status(
+          grpc::StatusCode::PERMISSION_DENIED,
+          "method " + method + " needs the role '" + policy.role + "'; the caller has: " + joined(roles));
+    }
+  }
+  return decision;
+}
+
+}  // namespace gameverse::rpc

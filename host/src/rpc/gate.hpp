@@ -1,0 +1,103 @@
+// The host's gate: before a call reaches a plugin, its method's access policy is checked against
+// the caller's access token ("authorization: Bearer <JWT>"), and the caller becomes the call's
+// principal. Tokens are verified here, with the public keys the auth plugin publishes (fetched
+// in process from its GetVerificationKeys method), and remembered until they expire.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include <gameverse/abi.h>
+
+#include "config/access.hpp"
+#include "platform/platform.hpp"
+
+namespace gameverse::rpc {
+
+struct Caller {
+  std::string user_id;  // empty: anonymous
+  std::string session_id;
+  std::vector<std::string> roles;
+  std::vector<gv_bytes> role_bytes;  // `roles` as the ABI hands them to plugins
+};
+
+class Gate {
+ public:
+  static constexpr const char* kDefaultKeysMethod = "/gameverse.auth.v1.Auth/GetVerificationKeys";
+
+  Gate(const platform::Platform& platform, std::string keys_method = kDefaultKeysMethod);
+  ~Gate();
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+
+  struct Decision {
+    std::optional<grpc::Status> refusal;   // set: end the call with it
+    std::shared_ptr<const Caller> caller;  // null: anonymous; shared by every call with the token
+  };
+  // `authorization`: the call's authorization metadata (empty when it has none). A public method
+  // lets everyone through (a valid token still names the caller); the others need a token that
+  // verifies, and a role policy the role.
+  Decision check(const std::string& method, const config::AccessPolicy& policy,
+                 std::string_view authorization);
+
+  // Fetches the verification keys now and waits up to `timeout` for them; false when no plugin
+  // serves the keys method or it failed (the message is logged).
+  bool refresh_keys(std::chrono::milliseconds timeout = std::chrono::seconds(2));
+  // The same without waiting, for when the key source was (re)loaded.
+  void refresh_keys_soon();
+  size_t key_count() const;
+
+ private:
+  struct Key {
+    std::string kid;
+    std::string public_key;
+  };
+  struct Verified {
+    std::shared_ptr<const Caller> caller;
+    int64_t expires_unix_ms;
+  };
+  struct TokenHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view token) const { return std::hash<std::string_view>()(token); }
+  };
+  // Verified tokens, sharded to keep the lock per lookup short; looked up without a copy.
+  struct Shard {
+    std::mutex mu;
+    std::unordered_map<std::string, Verified, TokenHash, std::equal_to<>> tokens;
+  };
+  static constexpr size_t kShards = 16;
+  static constexpr size_t kTokensPerShard = 4096;
+
+  // The caller of a token, or the reason it is refused.
+  std::optional<std::string> verify(std::string_view token, std::shared_ptr<const Caller>& caller);
+  bool fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer);
+  void store_keys(const std::string& serialized);
+  void forget_tokens();
+
+  // Key fetches answer on other threads, possibly after a timed-out wait: they reach the gate
+  // through this, which the destructor clears.
+  struct Alive {
+    std::mutex mu;
+    Gate* gate;
+  };
+
+  const platform::Platform& platform_;
+  std::shared_ptr<Alive> alive_;
+  std::string keys_method_;
+  mutable std::mutex keys_mu_;
+  std::shared_ptr<const std::vector<Key>> keys_;
+  std::atomic<int64_t> last_unknown_key_fetch_ms_{0};
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace gameverse::rpc

@@ -1,0 +1,201 @@
+// The host's gate with the real auth plugin as the token issuer and echo as the service: access
+// policies (declared by the plugin, overridden by config), the principal reaching the plugin,
+// roles, and every kind of bad token, through a real gRPC client.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <random>
+
+#include "expect_contains.hpp"
+#include "gameverse/auth/v1/auth.grpc.pb.h"
+#include "gameverse/echo/v1/echo.grpc.pb.h"
+#include "host_process.hpp"
+
+namespace gameverse::testing {
+namespace {
+
+namespace auth = gameverse::auth::v1;
+namespace echo = gameverse::echo::v1;
+
+std::string base64url(const std::string& bytes) {
+  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+class Gate : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    host_ = std::make_unique<HostProcess>(
+        "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() +
+        "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
+        "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
+        "access_token_ttl_s = 2\nbootstrap_admins = \"root\"\n"
+        "[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
+        "/echo.so\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = \"authenticated\"\n"
+        "\"/gameverse.echo.v1.Echo/Stats\" = \"role:moderator\"\n");
+    auth_ = auth::Auth::NewStub(host_->channel());
+    echo_ = echo::Echo::NewStub(host_->channel());
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "host log:\n" << host_->log();
+  }
+  auth::Session sign_up(const std::string& user) {
+    grpc::ClientContext context;
+    auth::RegisterRequest request;
+    request.set_username(user);
+    request.set_password("correct horse");
+    auth::Session session;
+    const grpc::Status status = auth_->Register(&context, request, &session);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return session;
+  }
+  grpc::Status who_am_i(const std::string& token, echo::WhoAmIReply* reply) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    return echo_->WhoAmI(&context, echo::WhoAmIRequest(), reply);
+  }
+  grpc::Status stats(const std::string& token) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    echo::StatsReply reply;
+    return echo_->Stats(&context, echo::StatsRequest(), &reply);
+  }
+
+  TempDir data_;
+  std::unique_ptr<HostProcess> host_;
+  std::unique_ptr<auth::Auth::Stub> auth_;
+  std::unique_ptr<echo::Echo::Stub> echo_;
+};
+
+TEST_F(Gate, PublicMethodsAreOpenAndTheOthersNeedAToken) {
+  grpc::ClientContext context;
+  echo::EchoRequest request;
+  request.set_payload("anyone");
+  echo::EchoReply reply;
+  EXPECT_TRUE(echo_->Echo(&context, request, &reply).ok()) << "a public method refused an anonymous caller";
+
+  echo::WhoAmIReply me;
+  const grpc::Status anonymous = who_am_i("", &me);
+  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      anonymous.error_message(),
+      "method /gameverse.echo.v1.Echo/WhoAmI needs a signed-in caller: send the metadata authorization: "
+      "Bearer <access token>");
+
+  const auth::Session ada = sign_up("ada");
+  const grpc::Status signed_in = who_am_i(ada.access_token(), &me);
+  ASSERT_TRUE(signed_in.ok()) << signed_in.error_message();
+  EXPECT_EQ(me.user_id(), ada.account().id()) << "the principal did not reach the plugin";
+  EXPECT_FALSE(me.session_id().empty());
+  ASSERT_EQ(me.roles_size(), 1);
+  EXPECT_EQ(me.roles(0), "player");
+}
+
+TEST_F(Gate, RolesAreCheckedAndGrantedRolesCountAfterTheNextSignIn) {
+  const auth::Session ada = sign_up("ada");
+  const grpc::Status player = stats(ada.access_token());
+  EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(player.error_message(),
+            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
+  EXPECT_EQ(stats("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  const auth::Session root = sign_up("root");
+  {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + root.access_token());
+    auth::RoleRequest request;
+    request.set_account_id(ada.account().id());
+    request.set_role("moderator");
+    auth::Account changed;
+    const grpc::Status granted = auth_->GrantRole(&context, request, &changed);
+    ASSERT_TRUE(granted.ok()) << granted.error_message();
+  }
+  {
+    grpc::ClientContext context;  // GrantRole is role:admin at the gate
+    context.AddMetadata("authorization", "Bearer " + ada.access_token());
+    auth::RoleRequest request;
+    request.set_account_id(ada.account().id());
+    request.set_role("admin");
+    auth::Account changed;
+    EXPECT_EQ(auth_->GrantRole(&context, request, &changed).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  grpc::ClientContext context;
+  auth::RefreshRequest request;
+  request.set_refresh_token(ada.refresh_token());
+  auth::Session refreshed;
+  ASSERT_TRUE(auth_->Refresh(&context, request, &refreshed).ok());
+  const grpc::Status moderator = stats(refreshed.access_token());
+  EXPECT_TRUE(moderator.ok()) << moderator.error_message();
+}
+
+TEST_F(Gate, BadTokensAreRefusedWithTheirReason) {
+  const auth::Session ada = sign_up("ada");
+  const std::string token = ada.access_token();
+  const size_t dot1 = token.find('.'), dot2 = token.rfind('.');
+  const std::string payload = token.substr(dot1 + 1, dot2 - dot1 - 1);
+  std::string claims(payload.size(), '\0');
+  size_t length = 0;
+  ASSERT_EQ(
+      sodium_base642bin(reinterpret_cast<unsigned char*>(claims.data()), claims.size(), payload.data(),
+                        payload.size(), nullptr, &length, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+      0);
+  claims.resize(length);
+  const std::string as_admin = claims.substr(0, claims.find("\"player\"")) + "\"admin\"" +
+                               claims.substr(claims.find("\"player\"") + 8);
+  const std::map<std::string, std::string> cases = {
+      {"not-a-jwt", "malformed token: a JWT has three dot-separated parts"},
+      {base64url(R"({"alg":"none","typ":"JWT"})") + "." + payload + ".",
+       "token algorithm 'none' is not accepted"},
+      {token.substr(0, dot1) + "." + base64url(as_admin) + token.substr(dot2),
+       "token signature does not verify"},
+      {base64url(R"({"alg":"EdDSA","kid":"forged"})") + "." + payload + token.substr(dot2),
+       "token signed with an unknown key 'forged'"},
+  };
+  echo::WhoAmIReply me;
+  for (const auto& [bad, reason] : cases) {
+    const grpc::Status refused = who_am_i(bad, &me);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED) << bad;
+    EXPECT_CONTAINS(refused.error_message(), "the access token was refused: " + reason);
+  }
+  // On a public method a bad token does not refuse the call: the caller is anonymous.
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer not-a-jwt");
+  echo::EchoRequest request;
+  echo::EchoReply reply;
+  EXPECT_TRUE(echo_->Echo(&context, request, &reply).ok());
+  // Access tokens live 2 s here.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  const grpc::Status expired = who_am_i(token, &me);
+  EXPECT_EQ(expired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(expired.error_message(), "the access token was refused: token expired");
+}
+
+// Without a plugin that publishes keys, nothing but public methods can be reached, and the
+// refusal says why.
+TEST(GateWithoutAuth, SaysThatNoPluginPublishesKeys) {
+  HostProcess host("[host]\nwatch = false\n[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
+                   "/echo.so\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = \"authenticated\"\n");
+  auto stub = echo::Echo::NewStub(host.channel());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + base64url(R"({"alg":"EdDSA","kid":"k"})") + ".e30.c2ln");
+  echo::WhoAmIReply reply;
+  const grpc::Status refused = stub->WhoAmI(&context, echo::WhoAmIRequest(), &reply);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(refused.error_message(),
+            "the access token was refused: the host cannot verify access tokens: no plugin serves "
+            "/gameverse.auth.v1.Auth/GetVerificationKeys");
+}
+
+TEST(GateConfig, AnOverrideForAMethodThePluginDoesNotServeRefusesThePlugin) {
+  HostProcess host("[host]\nwatch = false\n[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
+                   "/echo.so\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/Shout\" = \"public\"\n");
+  EXPECT_CONTAINS(host.log(), "names /gameverse.echo.v1.Echo/Shout, which this plugin does not serve");
+}
+
+}  // namespace
+}  // namespace gameverse::testing
