@@ -19,6 +19,22 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace pb = gameverse::auth::v1;
 
+// Registers an account and returns its session; exits on failure.
+pb::Session register_account(pb::Auth::Stub& stub, const std::string& prefix) {
+  grpc::ClientContext context;
+  pb::RegisterRequest request;
+  request.set_username(prefix +
+                       std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000));
+  request.set_password("correct horse battery");
+  pb::Session session;
+  const grpc::Status status = stub.Register(&context, request, &session);
+  if (!status.ok()) {
+    std::fprintf(stderr, "register failed: %s\n", status.error_message().c_str());
+    std::exit(1);
+  }
+  return session;
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -48,18 +64,7 @@ int main(int argc, char** argv) {
 
   if (print_token) {
     auto stub = pb::Auth::NewStub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
-    grpc::ClientContext context;
-    pb::RegisterRequest request;
-    request.set_username(
-        "token" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000));
-    request.set_password("correct horse battery");
-    pb::Session session;
-    const grpc::Status status = stub->Register(&context, request, &session);
-    if (!status.ok()) {
-      std::fprintf(stderr, "register failed: %s\n", status.error_message().c_str());
-      return 1;
-    }
-    std::printf("%s\n", session.access_token().c_str());
+    std::printf("%s\n", register_account(*stub, "token").access_token().c_str());
     return 0;
   }
 
@@ -84,20 +89,7 @@ int main(int argc, char** argv) {
 
   auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
   auto stub = pb::Auth::NewStub(channel);
-  const std::string user =
-      "bench" + std::to_string(std::chrono::system_clock::now().time_since_epoch().count() % 1000000);
-  {
-    grpc::ClientContext context;
-    pb::RegisterRequest request;
-    request.set_username(user);
-    request.set_password("correct horse battery");
-    pb::Session session;
-    const grpc::Status status = stub->Register(&context, request, &session);
-    if (!status.ok()) {
-      std::fprintf(stderr, "register failed: %s\n", status.error_message().c_str());
-      return 1;
-    }
-  }
+  const std::string user = register_account(*stub, "bench").account().username();
   std::atomic<int> logins{0}, failures{0};
   std::vector<std::vector<double>> latencies(static_cast<size_t>(clients));
   stop = false;

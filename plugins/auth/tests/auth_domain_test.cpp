@@ -13,12 +13,12 @@ namespace {
 using std::chrono::minutes;
 using K = AuthError::Kind;
 
-std::string base64url(const std::string& bytes) {
-  std::string out(sodium_base64_ENCODED_LEN(bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    bytes.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  out.resize(std::strlen(out.c_str()));
-  return out;
+using tokens::base64url;
+
+std::string decoded(const std::string& part) {
+  std::string raw;
+  EXPECT_TRUE(tokens::from_base64(part, sodium_base64_VARIANT_URLSAFE_NO_PADDING, raw)) << part;
+  return raw;
 }
 
 class AuthRules : public ::testing::Test {
@@ -219,14 +219,7 @@ TEST_F(AuthRules, BadTokensAreRefusedWithTheirReason) {
   EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(hs256); }),
             "token algorithm 'HS256' is not accepted; tokens are EdDSA");
   // A payload changed to claim the admin role: the signature no longer matches.
-  nlohmann::json claims = nlohmann::json::parse([&] {
-    std::string raw(payload.size(), '\0');
-    size_t n = 0;
-    sodium_base642bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), payload.data(),
-                      payload.size(), nullptr, &n, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    raw.resize(n);
-    return raw;
-  }());
+  nlohmann::json claims = nlohmann::json::parse(decoded(payload));
   claims["roles"] = {"player", "admin"};
   const std::string tampered = header + "." + base64url(claims.dump()) + "." + token.substr(dot2 + 1);
   EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(tampered); }),
@@ -235,14 +228,7 @@ TEST_F(AuthRules, BadTokensAreRefusedWithTheirReason) {
   const SigningKey stranger = generate_signing_key(now_);
   TokenClaims forged{"someone", "s", {"admin"}, now_, now_ + 60'000};
   SigningKey same_kid = stranger;
-  same_kid.kid = nlohmann::json::parse([&] {
-    std::string raw(header.size(), '\0');
-    size_t n = 0;
-    sodium_base642bin(reinterpret_cast<unsigned char*>(raw.data()), raw.size(), header.data(), header.size(),
-                      nullptr, &n, nullptr, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    raw.resize(n);
-    return raw;
-  }())["kid"];
+  same_kid.kid = nlohmann::json::parse(decoded(header))["kid"];
   EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(sign_token(same_kid, forged)); }),
             "token signature does not verify");
   EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(sign_token(stranger, forged)); }),
