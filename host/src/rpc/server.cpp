@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <deque>
+#include <mutex>
 #include <optional>
 
 #include "plugin/call.hpp"
@@ -174,6 +175,10 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
 
   void principal(gv_principal* out) const override {
     // What the gate established; anonymous (every field empty) for a public call without a token.
+    std::call_once(caller_known_, [&] {
+      if (server_.gate_ != nullptr)
+        caller_ = server_.gate_->check(transport_.method(), route_.access, authorization()).caller;
+    });
     const size_t size = out->struct_size;
     std::memset(reinterpret_cast<char*>(out) + sizeof(size_t), 0,
                 std::min(size, sizeof(gv_principal)) - sizeof(size_t));
@@ -183,6 +188,13 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
                        caller_->session_id.size()};
     out->roles = caller_->role_bytes.data();
     out->role_count = caller_->role_bytes.size();
+  }
+
+  // The first authorization metadata value, or empty.
+  std::string_view authorization() const {
+    const auto& metadata = transport_.context.client_metadata();
+    const auto it = metadata.find("authorization");
+    return it == metadata.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
   }
 
   gv_bytes method() const override {
@@ -305,20 +317,16 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
           {grpc::StatusCode::UNIMPLEMENTED, "method " + method + " is not served by any loaded plugin"});
       return;
     }
-    if (server_.gate_ != nullptr) {
-      const auto& metadata = transport_.context.client_metadata();
-      const auto authorization = metadata.find("authorization");
-      Gate::Decision decision = server_.gate_->check(
-          method, it->second.access,
-          authorization == metadata.end()
-              ? std::string_view()
-              : std::string_view(authorization->second.data(), authorization->second.size()));
+    // A public method's caller is worked out only if the plugin asks (principal()): reading the
+    // metadata makes gRPC build a map of every header, which costs more than the call's dispatch.
+    if (server_.gate_ != nullptr && it->second.access.kind != config::AccessPolicy::Kind::kPublic) {
+      Gate::Decision decision = server_.gate_->check(method, it->second.access, authorization());
       if (decision.refusal) {
         std::lock_guard lock(mu_);
         start_finish_locked(*decision.refusal);
         return;
       }
-      caller_ = std::move(decision.caller);
+      std::call_once(caller_known_, [&] { caller_ = std::move(decision.caller); });
     }
     route_ = it->second;
     route_.plugin->register_call(this);
@@ -611,7 +619,9 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   std::optional<std::pair<std::shared_ptr<plugin::Plugin>, uint32_t>> move_target_;
   std::optional<std::string> abort_message_;
   mutable std::string peer_;
-  std::shared_ptr<const Caller> caller_;  // set by the gate before the plugin sees the call
+  // Set by the gate before the plugin sees the call, or (public methods) on the first principal().
+  mutable std::once_flag caller_known_;
+  mutable std::shared_ptr<const Caller> caller_;
 };
 
 UnaryMethods::UnaryMethods(const std::vector<std::string>& names) : names_(names) {
