@@ -28,7 +28,7 @@ class Gate : public ::testing::Test {
         "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() +
         "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
         "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
-        "access_token_ttl_s = 2\nbootstrap_admins = \"root\"\n"
+        "access_token_ttl_s = 4\nbootstrap_admins = \"root\"\n"
         "[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
         "/echo.so\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = \"authenticated\"\n"
         "\"/gameverse.echo.v1.Echo/Stats\" = \"role:moderator\"\n");
@@ -158,8 +158,8 @@ TEST_F(Gate, BadTokensAreRefusedWithTheirReason) {
   echo::EchoRequest request;
   echo::EchoReply reply;
   EXPECT_TRUE(echo_->Echo(&context, request, &reply).ok());
-  // Access tokens live 2 s here.
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  // Access tokens live 4 s here (3 to 4: JWTs count whole seconds).
+  std::this_thread::sleep_for(std::chrono::milliseconds(4100));
   const grpc::Status expired = who_am_i(token, &me);
   EXPECT_EQ(expired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(expired.error_message(), "the access token was refused: token expired");
