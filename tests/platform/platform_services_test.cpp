@@ -10,6 +10,7 @@
 #include <random>
 
 #include "expect_contains.hpp"
+#include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/echo/v1/echo.pb.h"
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "host_process.hpp"
@@ -250,6 +251,55 @@ TEST(ServicesAcrossReloads, CallsToAPluginBeingReloadedNeverFail) {
   caller.join();
   for (const auto& failure : failures) ADD_FAILURE() << failure;
   EXPECT_GT(ok, 10);
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
+// A call between plugins made within a caller's call meets the target's access policy as that
+// caller: a public method cannot open a door the gate keeps shut.
+TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
+  TempDir data;
+  HostProcess host("[host]\nwatch = false\ndata_dir = \"" + data.path().string() +
+                   "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
+                   "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
+                   "[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
+                   "/echo.so\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = \"authenticated\"\n"
+                   "\"/gameverse.echo.v1.Echo/Stats\" = \"role:moderator\"\n"
+                   "[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n");
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  auto relay = [&](const std::string& method, const std::string& token, std::string* response) {
+    grpc::ClientContext context;
+    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    pb::RelayRequest request;
+    request.set_method(method);
+    pb::RelayReply reply;
+    grpc::Status status = probe->Relay(&context, request, &reply);
+    if (response != nullptr) *response = reply.response();
+    return status;
+  };
+  const grpc::Status anonymous = relay("/gameverse.echo.v1.Echo/WhoAmI", "", nullptr);
+  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      anonymous.error_message(),
+      "method /gameverse.echo.v1.Echo/WhoAmI needs a signed-in caller, and the call it is made for has none");
+
+  auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
+  grpc::ClientContext context;
+  gameverse::auth::v1::RegisterRequest request;
+  request.set_username("ada");
+  request.set_password("correct horse");
+  gameverse::auth::v1::Session ada;
+  ASSERT_TRUE(auth->Register(&context, request, &ada).ok());
+  std::string response;
+  const grpc::Status signed_in = relay("/gameverse.echo.v1.Echo/WhoAmI", ada.access_token(), &response);
+  ASSERT_TRUE(signed_in.ok()) << signed_in.error_message();
+  gameverse::echo::v1::WhoAmIReply me;
+  ASSERT_TRUE(me.ParseFromString(response));
+  EXPECT_EQ(me.user_id(), ada.account().id())
+      << "the caller did not carry over into the call between plugins";
+  const grpc::Status player = relay("/gameverse.echo.v1.Echo/Stats", ada.access_token(), nullptr);
+  EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(player.error_message(),
+            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator', which the caller lacks");
   EXPECT_EQ(host.stop(), 0) << host.log();
 }
 

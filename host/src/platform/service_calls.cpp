@@ -60,6 +60,21 @@ class InProcessCall final : public gv_call,
       return fail_and_delete(GV_STATUS_UNIMPLEMENTED,
                              "method " + method_ + " is not unary; calls between plugins are");
     }
+    // A call made for a caller (with a parent) meets the target's access policy as that caller;
+    // a plugin's own calls (no parent: timers, start-up) act with the plugin's trust.
+    if (for_caller_) {
+      const config::AccessPolicy& policy = it->second.access;
+      if (policy.kind != config::AccessPolicy::Kind::kPublic && user_id_.empty()) {
+        return fail_and_delete(
+            GV_STATUS_UNAUTHENTICATED,
+            "method " + method_ + " needs a signed-in caller, and the call it is made for has none");
+      }
+      if (policy.kind == config::AccessPolicy::Kind::kRole &&
+          std::find(roles_.begin(), roles_.end(), policy.role) == roles_.end()) {
+        return fail_and_delete(GV_STATUS_PERMISSION_DENIED, "method " + method_ + " needs the role '" +
+                                                                policy.role + "', which the caller lacks");
+      }
+    }
     route_ = it->second;
     if (deadline_unix_ms_ != INT64_MAX) {
       if (deadline_unix_ms_ <= now_ms()) {
@@ -137,6 +152,7 @@ class InProcessCall final : public gv_call,
 
  public:
   std::shared_ptr<InProcessCall> keep_alive_;  // the call's own reference, dropped on release
+  bool for_caller_ = false;                    // made within a call (parent): on that caller's behalf
 
  private:
   // The caller learns the outcome once, whichever comes first: the plugin's finish, the deadline,
@@ -222,6 +238,7 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
   if (parent != nullptr) parent->principal(&principal);
   auto call = std::make_shared<InProcessCall>(platform, caller, std::move(method), std::move(request),
                                               deadline, principal, done, context);
+  call->for_caller_ = parent != nullptr;
   call->keep_alive_ = call;  // its own reference until released
   call->run();
 }
