@@ -266,14 +266,7 @@ class RedisPubSub final : public PubSub {
       if (list->empty()) continue;
       std::vector<std::string> args{verb};
       for (const auto& topic : *list) args.push_back(channel(topic));
-      std::vector<const char*> argv;
-      std::vector<size_t> lengths;
-      for (const auto& a : args) {
-        argv.push_back(a.data());
-        lengths.push_back(a.size());
-      }
-      if (redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data()) != REDIS_OK)
-        return false;
+      if (!append_redis_command(c, args)) return false;
     }
     int done = 0;
     while (!done) {
@@ -317,15 +310,12 @@ class RedisPubSub final : public PubSub {
     std::chrono::milliseconds backoff(100);
     bool was_down = false;
     while (!stop_) {
-      const timeval connect_timeout{0, 500'000};
-      redisContext* c = redisConnectWithTimeout(address_.host.c_str(), address_.port, connect_timeout);
-      if (c == nullptr || c->err) {
-        if (!was_down) {
-          spdlog::warn("pub/sub: cannot reach Redis at {} ({}); retrying", address_.to_string(),
-                       c != nullptr ? c->errstr : "out of memory");
-        }
+      std::string error;
+      redisContext* c = connect_redis(address_, error);
+      if (c == nullptr) {
+        if (!was_down)
+          spdlog::warn("pub/sub: cannot reach Redis at {} ({}); retrying", address_.to_string(), error);
         was_down = true;
-        if (c != nullptr) redisFree(c);
         set_connected(false);
         pause(backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));

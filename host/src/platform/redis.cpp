@@ -16,6 +16,27 @@ RedisAddress parse_redis_url(const std::string& url) {
   return {parts[1].str(), std::stoi(parts[2].str())};
 }
 
+redisContext* connect_redis(const RedisAddress& address, std::string& error) {
+  const timeval connect_timeout{0, 500'000};
+  redisContext* c = redisConnectWithTimeout(address.host.c_str(), address.port, connect_timeout);
+  if (c != nullptr && c->err == 0) return c;
+  error = c != nullptr ? c->errstr : "out of memory";
+  if (c != nullptr) redisFree(c);
+  return nullptr;
+}
+
+bool append_redis_command(redisContext* c, const std::vector<std::string>& args) {
+  std::vector<const char*> argv;
+  std::vector<size_t> lengths;
+  argv.reserve(args.size());
+  lengths.reserve(args.size());
+  for (const auto& a : args) {
+    argv.push_back(a.data());
+    lengths.push_back(a.size());
+  }
+  return redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data()) == REDIS_OK;
+}
+
 RedisConnection::RedisConnection(RedisAddress address) : address_(std::move(address)) {
   std::lock_guard lock(mu_);
   connect_locked();
@@ -30,11 +51,8 @@ RedisConnection::~RedisConnection() {
 }
 
 void RedisConnection::connect_locked() {
-  const timeval connect_timeout{0, 500'000};
-  redisContext* c = redisConnectWithTimeout(address_.host.c_str(), address_.port, connect_timeout);
-  if (c == nullptr || c->err) {
-    last_error_ = c != nullptr ? c->errstr : "out of memory";
-    if (c != nullptr) redisFree(c);
+  redisContext* c = connect_redis(address_, last_error_);
+  if (c == nullptr) {
     context_ = nullptr;
     backoff_ = std::min(backoff_ * 2, std::chrono::milliseconds(5000));
     retry_at_ = std::chrono::steady_clock::now() + backoff_;
@@ -55,16 +73,10 @@ RedisReply RedisConnection::command(const std::vector<std::string>& args) {
                        "Redis at " + address_.to_string() + " is unreachable: " + last_error_);
     }
   }
-  std::vector<const char*> argv;
-  std::vector<size_t> lengths;
-  argv.reserve(args.size());
-  lengths.reserve(args.size());
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  RedisReply reply(static_cast<redisReply*>(
-      redisCommandArgv(context_, static_cast<int>(argv.size()), argv.data(), lengths.data())));
+  // Append and read the reply: what redisCommandArgv does on a blocking connection.
+  void* raw = nullptr;
+  if (append_redis_command(context_, args)) redisGetReply(context_, &raw);
+  RedisReply reply(static_cast<redisReply*>(raw));
   if (!reply) {
     // The connection broke (or timed out): drop it and reconnect after a backoff.
     last_error_ = context_->errstr;

@@ -22,6 +22,13 @@ struct RedisAddress {
 // redis://host:port; StoreError INVALID_ARGUMENT naming the expected form otherwise.
 RedisAddress parse_redis_url(const std::string& url);
 
+// A blocking connection to `address`, made within half a second; null with the reason in
+// `error` otherwise.
+redisContext* connect_redis(const RedisAddress& address, std::string& error);
+
+// Queues one command (binary-safe arguments) on `c` without sending it; false on failure.
+bool append_redis_command(redisContext* c, const std::vector<std::string>& args);
+
 struct FreeRedisReply {
   void operator()(redisReply* reply) const { freeReplyObject(reply); }
 };

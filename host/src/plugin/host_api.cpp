@@ -243,6 +243,15 @@ void call_unary(gv_host_plugin* self, gv_call* parent, gv_bytes method, gv_bytes
                        done, context);
 }
 
+// Cached values and pub/sub messages are held to the store's max_value_bytes.
+void check_size(gv_host_plugin* self, const char* what, gv_bytes bytes) {
+  if (bytes.size > self->platform->max_value_bytes) {
+    throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
+                               std::string(what) + " is " + std::to_string(bytes.size) +
+                                   " bytes; the limit is " + std::to_string(self->platform->max_value_bytes));
+  }
+}
+
 constexpr size_t kMaxCacheKeyBytes = 512;
 
 // The backend's key: the plugin's name in front, so plugins never see each other's keys.
@@ -278,11 +287,7 @@ gv_status_code cache_set(gv_host_plugin* self, gv_bytes key, gv_bytes value, uin
                          gv_message_buffer error) {
   return guarded(self, error, "cache", [&] {
     const std::string backend_key = cache_key(self, key);
-    if (value.size > self->platform->max_value_bytes) {
-      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
-                                 "the value is " + std::to_string(value.size) + " bytes; the limit is " +
-                                     std::to_string(self->platform->max_value_bytes));
-    }
+    check_size(self, "the value", value);
     self->platform->cache->set(backend_key, as_string(value),
                                std::chrono::milliseconds(static_cast<int64_t>(ttl_ms)));
   });
@@ -310,11 +315,7 @@ platform::PubSub& bus(gv_host_plugin* self) {
 gv_status_code publish(gv_host_plugin* self, gv_bytes topic, gv_bytes payload, gv_message_buffer error) {
   return guarded(self, error, "publish", [&] {
     platform::PubSub& pubsub = bus(self);
-    if (payload.size > self->platform->max_value_bytes) {
-      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
-                                 "the message is " + std::to_string(payload.size) + " bytes; the limit is " +
-                                     std::to_string(self->platform->max_value_bytes));
-    }
+    check_size(self, "the message", payload);
     pubsub.publish(as_string(topic), as_string(payload));
   });
 }

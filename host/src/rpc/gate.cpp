@@ -32,7 +32,7 @@ Gate::Gate(const platform::Platform& platform, std::string keys_method)
     : platform_(platform),
       alive_(std::make_shared<Alive>()),
       keys_method_(std::move(keys_method)),
-      keys_(std::make_shared<std::vector<Key>>()) {
+      keys_(std::make_shared<std::vector<tokens::VerifyKey>>()) {
   alive_->gate = this;
 }
 
@@ -52,7 +52,7 @@ void Gate::store_keys(const std::string& serialized) {
     spdlog::error("gate: {} answered with bytes that are not VerificationKeys", keys_method_);
     return;
   }
-  auto keys = std::make_shared<std::vector<Key>>();
+  auto keys = std::make_shared<std::vector<tokens::VerifyKey>>();
   for (const auto& k : message.keys()) {
     if (k.algorithm() != "EdDSA" || k.public_key().size() != crypto_sign_PUBLICKEYBYTES) {
       spdlog::warn("gate: skipping verification key '{}': algorithm '{}', {} bytes", k.kid(), k.algorithm(),
@@ -64,8 +64,9 @@ void Gate::store_keys(const std::string& serialized) {
   bool dropped = false;
   {
     std::lock_guard lock(keys_mu_);
-    for (const Key& old : *keys_) {
-      dropped |= std::none_of(keys->begin(), keys->end(), [&](const Key& k) { return k.kid == old.kid; });
+    for (const tokens::VerifyKey& old : *keys_) {
+      dropped |= std::none_of(keys->begin(), keys->end(),
+                              [&](const tokens::VerifyKey& k) { return k.kid == old.kid; });
     }
     keys_ = std::move(keys);
   }
@@ -142,15 +143,12 @@ std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<
     }
   }
   auto attempt = [&]() -> tokens::Claims {
-    std::shared_ptr<const std::vector<Key>> keys;
+    std::shared_ptr<const std::vector<tokens::VerifyKey>> keys;
     {
       std::lock_guard lock(keys_mu_);
       keys = keys_;
     }
-    std::vector<tokens::VerifyKey> verify_keys;
-    verify_keys.reserve(keys->size());
-    for (const Key& k : *keys) verify_keys.push_back({k.kid, k.public_key});
-    return tokens::verify(token, verify_keys, now);
+    return tokens::verify(token, *keys, now);
   };
   tokens::Claims claims;
   try {

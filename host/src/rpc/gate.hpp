@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <gameverse/abi.h>
+#include <gameverse/tokens.hpp>
 
 #include "config/access.hpp"
 #include "platform/platform.hpp"
@@ -58,10 +59,6 @@ class Gate {
   size_t key_count() const;
 
  private:
-  struct Key {
-    std::string kid;
-    std::string public_key;
-  };
   struct Verified {
     std::shared_ptr<const Caller> caller;
     int64_t expires_unix_ms;
@@ -95,7 +92,7 @@ class Gate {
   std::shared_ptr<Alive> alive_;
   std::string keys_method_;
   mutable std::mutex keys_mu_;
-  std::shared_ptr<const std::vector<Key>> keys_;
+  std::shared_ptr<const std::vector<tokens::VerifyKey>> keys_;
   std::atomic<int64_t> last_unknown_key_fetch_ms_{0};
   std::array<Shard, kShards> shards_;
 };
