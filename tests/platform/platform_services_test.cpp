@@ -19,6 +19,7 @@
 #include "platform/pubsub.hpp"
 #include "platform/timers.hpp"
 #include "plugin/manager.hpp"
+#include "test_servers.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -313,11 +314,6 @@ TEST_F(ServicesThroughTheHost, TimersTickOnHostThreads) {
   EXPECT_EQ(reply.ticks(), 5u);
   EXPECT_GE(reply.elapsed_ms(), 50u) << "a periodic timer ran early";
   EXPECT_EQ(host_->stop(), 0) << host_->log();
-}
-
-std::string redis_url() {
-  const char* url = std::getenv("GAMEVERSE_TEST_REDIS_URL");
-  return url != nullptr ? url : "";
 }
 
 // A host with the probe whose cache and pub/sub are in process ("memory") or on the test Redis.

@@ -12,6 +12,7 @@
 #include "own_redis.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/store.hpp"
+#include "test_servers.hpp"
 
 namespace gameverse::platform {
 namespace {
@@ -20,11 +21,7 @@ using testing::eventually;
 
 using std::chrono::milliseconds;
 
-std::string redis_url() {
-  const char* url = std::getenv("GAMEVERSE_TEST_REDIS_URL");
-  return url != nullptr ? url : "";
-}
-
+using testing::redis_url;
 // What a subscriber saw.
 struct Inbox {
   std::mutex mu;
@@ -182,16 +179,8 @@ TEST(RedisPubSub, MessagesCrossBetweenHosts) {
 // UNAVAILABLE while it is down, and the subscriptions come back by themselves.
 TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
   testing::OwnRedis redis;
-  ASSERT_TRUE(redis.start());
-  std::unique_ptr<PubSub> bus;
-  for (int i = 0; i < 100 && !bus; ++i) {
-    try {
-      bus = open_redis_pubsub(redis.url());
-    } catch (const StoreError&) {
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-  }
-  ASSERT_TRUE(bus) << "the test's Redis did not start";
+  ASSERT_TRUE(redis.start()) << "the test's Redis did not start";
+  auto bus = open_redis_pubsub(redis.url());
   const int owner = 0;
   Inbox inbox;
   bus->set_active(&owner, true);

@@ -2,9 +2,11 @@
 // start it again; stopped when the object goes.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "temp_dir.hpp"
 
@@ -17,12 +19,18 @@ class OwnRedis {
   OwnRedis(const OwnRedis&) = delete;
   OwnRedis& operator=(const OwnRedis&) = delete;
 
-  // True once the server process daemonized; it may take a moment more to accept connections.
+  // True once the server answers PING (within five seconds).
   bool start() const {
     const std::string command = "redis-server --bind 127.0.0.1 --port " + std::to_string(port_) +
                                 " --save '' --appendonly no --daemonize yes --dir " + dir_.path().string() +
                                 " --pidfile " + dir_.path().string() + "/redis.pid > /dev/null 2>&1";
-    return std::system(command.c_str()) == 0;
+    if (std::system(command.c_str()) != 0) return false;
+    const std::string ping = "redis-cli -p " + std::to_string(port_) + " ping 2>/dev/null | grep -q PONG";
+    for (int i = 0; i < 250; ++i) {
+      if (std::system(ping.c_str()) == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
   }
   void stop() const {
     const std::string command = "redis-cli -p " + std::to_string(port_) + " shutdown nosave > /dev/null 2>&1";

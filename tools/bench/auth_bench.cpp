@@ -13,6 +13,7 @@
 
 #include "domain/crypto.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
+#include "percentile.hpp"
 
 namespace {
 
@@ -33,12 +34,6 @@ pb::Session register_account(pb::Auth::Stub& stub, const std::string& prefix) {
     std::exit(1);
   }
   return session;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 }  // namespace
@@ -124,7 +119,8 @@ int main(int argc, char** argv) {
               static_cast<unsigned long>(opslimit), memlimit_kib, threads, baseline);
   std::printf(
       "logins through the host, %d clients: %.1f logins/s (%d failed), latency p50 %.0f ms, p99 %.0f ms\n",
-      clients, rate, failures.load(), percentile(all, 0.5), percentile(all, 0.99));
+      clients, rate, failures.load(), gameverse::bench::percentile(all, 0.5),
+      gameverse::bench::percentile(all, 0.99));
   std::printf("ratio logins / verifications: %.2f\n", rate / baseline);
   return failures > 0 ? 1 : 0;
 }

@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "percentile.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/timers.hpp"
 #include "plugin/plugin.hpp"
@@ -26,12 +27,6 @@ namespace gp = gameverse::platform;
 
 gv_bytes bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-double percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())))];
 }
 
 struct Subscriber {
@@ -109,7 +104,8 @@ void fan_out(const std::string& backend, const std::string& redis_url, int subsc
   } else {
     std::printf(
         "latency %-6s %4d subscribers at %d messages/s: publish to callback p50 %6.1f us, p99 %6.1f us\n",
-        backend.c_str(), subscribers, rate, percentile(latencies_us, 0.5), percentile(latencies_us, 0.99));
+        backend.c_str(), subscribers, rate, gameverse::bench::percentile(latencies_us, 0.5),
+        gameverse::bench::percentile(latencies_us, 0.99));
   }
   bus->cancel_all(&self, true);
 }
@@ -160,8 +156,9 @@ void drift(int seconds, int other_timers) {
       "drift   %4d other timers, %d s: %d ticks of %.1f expected (%.3f%%)  lateness p50 %7.1f us  p99 %7.1f "
       "us  max %8.1f us  last tick %7.1f us late\n",
       other_timers, seconds, measured.ticks, expected, 100.0 * measured.ticks / expected,
-      percentile(measured.lateness_us, 0.5), percentile(measured.lateness_us, 0.99),
-      percentile(measured.lateness_us, 1.0),
+      gameverse::bench::percentile(measured.lateness_us, 0.5),
+      gameverse::bench::percentile(measured.lateness_us, 0.99),
+      gameverse::bench::percentile(measured.lateness_us, 1.0),
       measured.lateness_us.empty() ? 0.0 : measured.lateness_us.back());
 }
 

@@ -14,6 +14,7 @@
 
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
+#include "percentile.hpp"
 
 namespace {
 
@@ -25,13 +26,6 @@ struct Sample {
   Clock::time_point start;
   Clock::duration latency;
 };
-
-double percentile_us(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  return values[std::min(values.size() - 1,
-                         static_cast<size_t>(p / 100.0 * static_cast<double>(values.size())))];
-}
 
 std::string instance_of(pb::Echo::Stub& stub) {
   grpc::ClientContext context;
@@ -142,16 +136,16 @@ int main(int argc, char** argv) {
       (inside ? in_window : steady).push_back(us);
     }
   }
-  const double steady_p99 = percentile_us(steady, 99);
-  const double window_p99 = percentile_us(in_window, 99);
+  const double steady_p99 = gameverse::bench::percentile(steady, 0.99);
+  const double window_p99 = gameverse::bench::percentile(in_window, 0.99);
   std::printf("reloads=%d interval_ms=%d calls=%llu failed=%llu\n", reloads, interval_ms,
               static_cast<unsigned long long>(calls), static_cast<unsigned long long>(failed.load()));
-  std::printf("swap_ms p50=%.2f p99=%.2f max=%.2f\n", percentile_us(swap_ms, 50), percentile_us(swap_ms, 99),
-              *std::max_element(swap_ms.begin(), swap_ms.end()));
+  std::printf("swap_ms p50=%.2f p99=%.2f max=%.2f\n", gameverse::bench::percentile(swap_ms, 0.5),
+              gameverse::bench::percentile(swap_ms, 0.99), *std::max_element(swap_ms.begin(), swap_ms.end()));
   std::printf(
       "latency_us steady_p50=%.0f steady_p99=%.0f window_p50=%.0f window_p99=%.0f window/steady_p99=%.2f\n",
-      percentile_us(steady, 50), steady_p99, percentile_us(in_window, 50), window_p99,
-      steady_p99 > 0 ? window_p99 / steady_p99 : 0.0);
+      gameverse::bench::percentile(steady, 0.5), steady_p99, gameverse::bench::percentile(in_window, 0.5),
+      window_p99, steady_p99 > 0 ? window_p99 / steady_p99 : 0.0);
   if (failed > 0) std::fprintf(stderr, "first failure: %s\n", first_failure.c_str());
   return failed == 0 ? 0 : 1;
 }
