@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
@@ -17,6 +18,7 @@
 #include "platform/store_service.hpp"
 #include "platform/thread_priority.hpp"
 #include "platform/timers.hpp"
+#include "platform/work_pool.hpp"
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/gate.hpp"
@@ -69,6 +71,17 @@ void reload_from_disk(const std::string& config_path, const gameverse::config::C
     plugins.apply_config(*loaded.config);
   }
   plugins.reload_changed();
+}
+
+// [blocking]: mostly waiting on the store, the cache and other services, so more threads than CPUs.
+gameverse::platform::WorkPool::Limits blocking_limits(const gameverse::config::BlockingSection& section) {
+  const size_t cpus = std::max<size_t>(1, std::thread::hardware_concurrency());
+  gameverse::platform::WorkPool::Limits limits;
+  limits.threads = section.threads > 0 ? static_cast<size_t>(section.threads) : std::max<size_t>(8, 4 * cpus);
+  limits.per_owner_threads = section.threads_per_plugin > 0 ? static_cast<size_t>(section.threads_per_plugin)
+                                                            : std::max<size_t>(1, limits.threads / 2);
+  limits.per_owner_queue = static_cast<size_t>(section.queue_per_plugin);
+  return limits;
 }
 
 std::unique_ptr<gameverse::platform::Store> open_store(const gameverse::config::Config& config) {
@@ -145,11 +158,15 @@ int main(int argc, char** argv) {
       config.cache.backend == "redis" || config.pubsub.backend == "redis" ? " at " + config.redis.url : "");
   gameverse::platform::TimerService timers;
   gameverse::platform::MetricsRegistry metrics;
+  gameverse::platform::WorkPool blocking(blocking_limits(config.blocking), &metrics);
+  spdlog::info("blocking work: {} threads, {} per plugin, {} queued per plugin", blocking.limits().threads,
+               blocking.limits().per_owner_threads, blocking.limits().per_owner_queue);
   gameverse::platform::Platform platform{.store = store.get(),
                                          .timers = &timers,
                                          .metrics = &metrics,
                                          .cache = cache.get(),
                                          .pubsub = pubsub.get(),
+                                         .blocking = &blocking,
                                          .max_value_bytes = static_cast<size_t>(config.store.max_value_bytes),
                                          .routes = {}};
   gameverse::plugin::PluginManager plugins(

@@ -96,7 +96,7 @@ TEST(Loader, ExamplePluginsLoad) {
 
 TEST(Loader, PrivatePoolKnowsThePluginsMethods) {
   auto plugin = Plugin::open(entry("echo", GV_PLUGIN_DIR));
-  ASSERT_EQ(plugin->methods().size(), 9u);
+  ASSERT_EQ(plugin->methods().size(), 11u);
   const auto* method = plugin->pool().FindMethodByName("gameverse.echo.v1.Echo.Chat");
   ASSERT_NE(method, nullptr);
   EXPECT_TRUE(method->client_streaming());
@@ -113,11 +113,73 @@ TEST(Loader, PluginConfigIsCheckedAgainstItsSchema) {
   EXPECT_CONTAINS(message, "test.toml:2:16: plugin[0].config.max_sleep_ms: must be an integer");
 }
 
-TEST(Loader, PluginConfigValuesReachThePlugin) {
+TEST(Loader, PluginConfigRulesAreTheHosts) {
   config::PluginConfig e = entry("echo", GV_PLUGIN_DIR);
   e.settings = toml::parse(std::string_view("max_stream_messages = 0\n"), std::string_view("test.toml"));
-  // The echo plugin refuses 0 in its constructor, which proves the value reached it.
-  EXPECT_CONTAINS(refusal(e), "max_stream_messages must be at least 1");
+  // The echo plugin declares max_stream_messages at least 1: the host refuses 0, naming its place.
+  EXPECT_CONTAINS(refusal(e),
+                  "test.toml:1:23: plugin[0].config.max_stream_messages: must be at least 1, not 0");
+}
+
+// A config value the host checked and filled in, as the plugin reads it.
+template <class T>
+T config_value(Plugin& plugin, const char* key) {
+  return std::get<T>(plugin.self()->config.at(key));
+}
+
+// Plugins built against ABI 1.0 and 1.1 had smaller method and config key entries and no
+// entry sizes in the descriptor: the host still reads every entry right.
+TEST(Loader, PluginsOfAbi10And11StillLoad) {
+  for (const char* name : {"abi-legacy-1-0", "abi-legacy-1-1"}) {
+    SCOPED_TRACE(name);
+    config::PluginConfig e = entry(name);
+    e.settings = toml::parse(std::string_view("greeting = \"hello\"\n"), std::string_view("test.toml"));
+    std::unique_ptr<Plugin> plugin;
+    ASSERT_NO_THROW(plugin = Plugin::open(e));
+    ASSERT_EQ(plugin->methods().size(), 2u);
+    EXPECT_EQ(plugin->methods()[1].full_name, "/gameverse.echo.v1.Echo/Expand");
+    EXPECT_EQ(plugin->methods()[1].kind, GV_CALL_SERVER_STREAMING);
+    EXPECT_EQ(config_value<int64_t>(*plugin, "rounds"), 3);
+    EXPECT_EQ(config_value<std::string>(*plugin, "greeting"), "hello");
+    plugin->init();
+    EXPECT_EQ(plugin->abi_minor(), std::string(name) == "abi-legacy-1-0" ? 0u : 1u);
+  }
+  // 1.1's access table beside the methods still counts.
+  auto plugin = Plugin::open(entry("abi-legacy-1-1"));
+  EXPECT_EQ(plugin->methods()[0].access.kind, config::AccessPolicy::Kind::kPublic);
+  EXPECT_EQ(plugin->methods()[1].access.kind, config::AccessPolicy::Kind::kRole);
+  EXPECT_EQ(plugin->methods()[1].access.role, "admin");
+  // 1.0 had none: both need a signed-in caller.
+  auto old = Plugin::open(entry("abi-legacy-1-0"));
+  EXPECT_EQ(old->methods()[1].access.kind, config::AccessPolicy::Kind::kAuthenticated);
+}
+
+TEST(Loader, AMistakeInDescribeReachesTheMessage) {
+  const std::string message = refusal(entry("abi-describe-fails"));
+  EXPECT_CONTAINS(message, "plugin 'abi-describe-fails'");
+  EXPECT_CONTAINS(message, "describe() failed: method /gameverse.hello.v1.Hello/Greet is declared twice");
+}
+
+TEST(Loader, ConfigRulesAreCheckedWithTheValuesPlace) {
+  config::PluginConfig e = entry("abi-config-rules");
+  e.settings = toml::parse(std::string_view("workers = 0\nratio = 1.5\nmode = \"turbo\"\nregion = \"\"\n"),
+                           std::string_view("test.toml"));
+  const std::string message = refusal(e);
+  EXPECT_CONTAINS(message, "test.toml:1:11: plugin[0].config.workers: must be at least 1, not 0");
+  EXPECT_CONTAINS(message, "test.toml:2:9: plugin[0].config.ratio: must be at most 1, not 1.5");
+  EXPECT_CONTAINS(message,
+                  "test.toml:3:8: plugin[0].config.mode: must be one of \"fast\", \"safe\", not \"turbo\"");
+  EXPECT_CONTAINS(message, "test.toml:4:10: plugin[0].config.region: must not be empty");
+
+  // Values within the rules load, and the defaults meet them too.
+  e.settings = toml::parse(std::string_view("workers = 64\nratio = 0\nmode = \"safe\"\n"),
+                           std::string_view("test.toml"));
+  std::unique_ptr<Plugin> plugin;
+  ASSERT_NO_THROW(plugin = Plugin::open(e));
+  EXPECT_EQ(config_value<int64_t>(*plugin, "workers"), 64);
+  EXPECT_EQ(config_value<double>(*plugin, "ratio"), 0.0);
+  EXPECT_EQ(config_value<std::string>(*plugin, "mode"), "safe");
+  EXPECT_EQ(config_value<std::string>(*plugin, "region"), "eu");
 }
 
 PluginManager::Options manager_options() {

@@ -8,6 +8,9 @@
 #include <future>
 
 #include "gameverse/echo/v1/echo.grpc.pb.h"
+#include "platform/platform.hpp"
+#include "platform/timers.hpp"
+#include "platform/work_pool.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/server.hpp"
 
@@ -38,9 +41,13 @@ class GenericPathTest : public ::testing::Test {
     plugins_.unload_all();
   }
 
+  // Timers and the blocking pool, which the echo plugin runs its sleeps and blocking calls on.
+  platform::TimerService timers_;
+  platform::WorkPool blocking_{{}, nullptr};
+  platform::Platform platform_{.timers = &timers_, .blocking = &blocking_, .routes = {}};
   plugin::PluginManager plugins_{
       {std::filesystem::temp_directory_path() / ("gv-generic-test-" + std::to_string(getpid())),
-       std::chrono::milliseconds(1000)}};
+       std::chrono::milliseconds(1000), &platform_}};
   std::unique_ptr<rpc::Server> server_;
   std::unique_ptr<pb::Echo::Stub> stub_;
 };

@@ -220,7 +220,7 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
   host.write_config(host_config(dir_.path(), "[plugin.config]\nmax_stream_messages = 0\n"));
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually(
-      [&] { return host.log().find("max_stream_messages must be at least 1") != std::string::npos; }));
+      [&] { return host.log().find("max_stream_messages: must be at least 1") != std::string::npos; }));
   EXPECT_EQ(stats(*stub).instance_id(), serving);
 
   // A config that does not parse changes nothing.

@@ -18,6 +18,7 @@
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/timers.hpp"
+#include "platform/work_pool.hpp"
 #include "plugin/manager.hpp"
 #include "test_servers.hpp"
 
@@ -126,10 +127,12 @@ TEST(Metrics, PluginMetricsReachTheRegistryAndSurviveReload) {
   TempDir dir;
   platform::TimerService timers;
   platform::MetricsRegistry metrics;
+  platform::WorkPool blocking({}, &metrics);
   platform::Platform platform;
   auto cache = platform::open_memory_cache();
   auto pubsub = platform::open_memory_pubsub();
   platform.timers = &timers;
+  platform.blocking = &blocking;
   platform.metrics = &metrics;
   platform.cache = cache.get();
   platform.pubsub = pubsub.get();

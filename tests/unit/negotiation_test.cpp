@@ -13,8 +13,8 @@ gv_status_code init(const gv_host_api*, gv_host_plugin*, gv_bytes, void**, gv_me
 void start(void*, gv_call*, uint32_t, gv_bytes, void**) {}
 void shutdown(void*) {}
 
-const gv_method_desc kUnary[] = {{sizeof(gv_method_desc), "/a.B/C", GV_CALL_UNARY, 0}};
-const gv_method_desc kBidi[] = {{sizeof(gv_method_desc), "/a.B/D", GV_CALL_BIDI_STREAMING, 0}};
+const gv_method_desc kUnary[] = {{sizeof(gv_method_desc), "/a.B/C", GV_CALL_UNARY, 0, nullptr}};
+const gv_method_desc kBidi[] = {{sizeof(gv_method_desc), "/a.B/D", GV_CALL_BIDI_STREAMING, 0, nullptr}};
 
 gv_plugin_descriptor valid() {
   gv_plugin_descriptor d;
@@ -29,6 +29,8 @@ gv_plugin_descriptor valid() {
   d.on_init = init;
   d.on_call_start = start;
   d.on_shutdown = shutdown;
+  d.method_desc_size = sizeof(gv_method_desc);
+  d.config_key_desc_size = sizeof(gv_config_key_desc);
   return d;
 }
 

@@ -19,7 +19,6 @@ path = "$BUILD/plugins/auth.so"
 [plugin.config]
 argon2_opslimit = 3
 argon2_memlimit_kib = 65536
-hash_workers = 2
 max_failed_logins_per_address = 1000000
 TOML
 "$BUILD/bin/gameverse" --config "$work/host.toml" --listen 127.0.0.1:0 --port-file "$work/port" &

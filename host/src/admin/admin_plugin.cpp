@@ -4,10 +4,7 @@
 #include <openssl/crypto.h>
 #include <gameverse/sdk/plugin.hpp>
 
-#include <condition_variable>
-#include <deque>
 #include <mutex>
-#include <thread>
 
 #include "config/config.hpp"
 #include "gameverse/host/v1/admin.pb.h"
@@ -63,15 +60,6 @@ sdk::Status refused(const plugin::Outcome& outcome) {
   return {unknown ? sdk::StatusCode::kNotFound : sdk::StatusCode::kFailedPrecondition, outcome.message};
 }
 
-// Request and response types of a handler that runs on the admin plugin's own thread.
-template <class T>
-struct WorkTraits;
-template <class C, class Req, class Resp>
-struct WorkTraits<sdk::Status (C::*)(const Req&, Resp&)> {
-  using Request = Req;
-  using Response = Resp;
-};
-
 class AdminPlugin final : public sdk::Plugin {
  public:
   explicit AdminPlugin(sdk::InitContext&) : manager_(*wiring().manager), options_(wiring().options) {
@@ -81,53 +69,20 @@ class AdminPlugin final : public sdk::Plugin {
   ~AdminPlugin() override {
     manager_.unsubscribe(listener_);
     end_watches();
-    {
-      std::lock_guard lock(jobs_mu_);
-      stopping_ = true;
-    }
-    jobs_cv_.notify_all();
-    worker_.join();
   }
 
-  // Loading, reloading and validating map files and build descriptor pools: that runs on the
-  // plugin's own thread, never on the host thread that delivered the call.
-  template <auto Work>
-  void off_thread(sdk::CallContext& context, const typename WorkTraits<decltype(Work)>::Request& request,
-                  sdk::UnaryResponder<typename WorkTraits<decltype(Work)>::Response> responder) {
-    using Response = typename WorkTraits<decltype(Work)>::Response;
-    check_access(context);
-    auto shared = std::make_shared<sdk::UnaryResponder<Response>>(std::move(responder));
-    std::lock_guard lock(jobs_mu_);
-    jobs_.push_back([this, request, shared] {
-      Response response;
-      sdk::Status status;
-      try {
-        status = (this->*Work)(request, response);
-      } catch (const std::exception& e) {
-        status = {sdk::StatusCode::kInternal, e.what()};
-      }
-      if (status.is_ok()) {
-        shared->reply(response);
-      } else {
-        shared->fail(status);
-      }
-    });
-    jobs_cv_.notify_one();
-  }
-
+  // Loading, reloading and validating map files and build descriptor pools: they run on the
+  // host's pool for blocking work, never on the thread that delivered the call.
   static void describe(sdk::PluginBuilder<AdminPlugin>& b) {
-    b.unary("/gameverse.host.v1.PluginAdmin/ListPlugins", &AdminPlugin::list)
-        .unary("/gameverse.host.v1.PluginAdmin/GetPlugin", &AdminPlugin::get)
-        .unary_async("/gameverse.host.v1.PluginAdmin/LoadPlugin",
-                     &AdminPlugin::off_thread<&AdminPlugin::load>)
-        .unary_async("/gameverse.host.v1.PluginAdmin/UnloadPlugin",
-                     &AdminPlugin::off_thread<&AdminPlugin::unload>)
-        .unary_async("/gameverse.host.v1.PluginAdmin/ReloadPlugin",
-                     &AdminPlugin::off_thread<&AdminPlugin::reload>)
-        .unary_async("/gameverse.host.v1.PluginAdmin/ValidateConfig",
-                     &AdminPlugin::off_thread<&AdminPlugin::validate>)
-        .server_stream("/gameverse.host.v1.PluginAdmin/WatchEvents", &AdminPlugin::watch)
-        .access_all(sdk::kPublic);  // its own check_access decides, see there
+    // Open at the gate: check_access decides, see there.
+    b.service("gameverse.host.v1.PluginAdmin")
+        .unary("ListPlugins", &AdminPlugin::list, sdk::kPublic)
+        .unary("GetPlugin", &AdminPlugin::get, sdk::kPublic)
+        .blocking("LoadPlugin", &AdminPlugin::load, sdk::kPublic)
+        .blocking("UnloadPlugin", &AdminPlugin::unload, sdk::kPublic)
+        .blocking("ReloadPlugin", &AdminPlugin::reload, sdk::kPublic)
+        .blocking("ValidateConfig", &AdminPlugin::validate, sdk::kPublic)
+        .server_stream("WatchEvents", &AdminPlugin::watch, sdk::kPublic);
   }
 
   sdk::Status list(sdk::CallContext& context, const pb::ListPluginsRequest&,
@@ -145,7 +100,10 @@ class AdminPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
-  sdk::Status load(const pb::LoadPluginRequest& request, pb::OperationResult& response) {
+  sdk::Status load(sdk::CallContext& context, const pb::LoadPluginRequest& request,
+                   pb::OperationResult& response) {
+    check_access(context);
+    platform::BackgroundPriority background;
     config::PluginConfig entry;
     if (auto configured = manager_.entry(request.name())) {
       entry = *configured;
@@ -175,14 +133,20 @@ class AdminPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
-  sdk::Status unload(const pb::UnloadPluginRequest& request, pb::OperationResult& response) {
+  sdk::Status unload(sdk::CallContext& context, const pb::UnloadPluginRequest& request,
+                     pb::OperationResult& response) {
+    check_access(context);
+    platform::BackgroundPriority background;
     const plugin::Outcome outcome = manager_.unload(request.name(), request.force());
     if (!outcome.ok) return refused(outcome);
     response.set_message("plugin '" + request.name() + "' unloaded");
     return sdk::Status::ok();
   }
 
-  sdk::Status reload(const pb::ReloadPluginRequest& request, pb::OperationResult& response) {
+  sdk::Status reload(sdk::CallContext& context, const pb::ReloadPluginRequest& request,
+                     pb::OperationResult& response) {
+    check_access(context);
+    platform::BackgroundPriority background;
     const plugin::Outcome outcome = manager_.reload(request.name(), request.force());
     if (!outcome.ok) return refused(outcome);
     response.set_message(outcome.message == "unchanged"
@@ -192,7 +156,10 @@ class AdminPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
-  sdk::Status validate(const pb::ValidateConfigRequest& request, pb::ValidateConfigResponse& response) {
+  sdk::Status validate(sdk::CallContext& context, const pb::ValidateConfigRequest& request,
+                       pb::ValidateConfigResponse& response) {
+    check_access(context);
+    platform::BackgroundPriority background;
     const std::string source = request.source_name().empty() ? "config" : request.source_name();
     const std::filesystem::path base = std::filesystem::path(source).has_parent_path()
                                            ? std::filesystem::path(source).parent_path()
@@ -276,28 +243,9 @@ class AdminPlugin final : public sdk::Plugin {
     for (auto& [id, stream] : ending) stream.finish();
   }
 
-  void run_jobs() {
-    platform::lower_this_thread_priority();
-    std::unique_lock lock(jobs_mu_);
-    for (;;) {
-      jobs_cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      if (stopping_) return;  // jobs left behind fail: their responders end the calls
-      auto job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-    }
-  }
-
   plugin::PluginManager& manager_;
   AdminOptions options_;
   int listener_ = 0;
-  std::mutex jobs_mu_;
-  std::condition_variable jobs_cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::thread worker_{[this] { run_jobs(); }};
   std::mutex watchers_mu_;
   uint64_t next_watcher_ = 1;
   std::map<uint64_t, sdk::ServerStream<pb::PluginEvent>> watchers_;
@@ -337,7 +285,8 @@ plugin::Outcome serve_admin(plugin::PluginManager& manager, AdminOptions options
     return set.SerializeAsString();
   }();
   const gv_plugin_descriptor* descriptor = sdk::detail::entry<AdminPlugin>(
-      kAdminPluginName, GAMEVERSE_VERSION, "gameverse.host.v1.PluginAdmin: manages the host's plugins",
+      nullptr, kAdminPluginName, GAMEVERSE_VERSION,
+      "gameverse.host.v1.PluginAdmin: manages the host's plugins",
       gv_bytes{reinterpret_cast<const uint8_t*>(descriptor_set.data()), descriptor_set.size()});
   config::PluginConfig entry;
   entry.name = kAdminPluginName;

@@ -289,7 +289,7 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   config.host.staging_dir =
       std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
-  top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "admin", "plugin"});
+  top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "blocking", "admin", "plugin"});
   config.host.data_dir = (base_dir / "data").lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
     read_server(*server, source_name, base_dir, config, result.errors);
@@ -336,6 +336,17 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
     } else if (section->backend == "redis" && config.redis.url.empty()) {
       reader.error_at(*table->get("backend"), "backend",
                       "\"redis\" needs [redis] url = \"redis://host:port\"");
+    }
+  }
+  if (const toml::table* blocking = top.sub_table("blocking")) {
+    TableReader reader(*blocking, "blocking", source_name, result.errors);
+    reader.reject_unknown({"threads", "threads_per_plugin", "queue_per_plugin"});
+    reader.read_int("threads", config.blocking.threads, 0, 1024);
+    reader.read_int("threads_per_plugin", config.blocking.threads_per_plugin, 0, 1024);
+    reader.read_int("queue_per_plugin", config.blocking.queue_per_plugin, 1, 1'000'000);
+    if (config.blocking.threads > 0 && config.blocking.threads_per_plugin > config.blocking.threads) {
+      reader.error_at(*blocking->get("threads_per_plugin"), "threads_per_plugin",
+                      "cannot be more than threads (" + std::to_string(config.blocking.threads) + ")");
     }
   }
   if (const toml::table* admin = top.sub_table("admin")) {

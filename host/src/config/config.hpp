@@ -73,6 +73,13 @@ struct RedisSection {
   std::string url;  // redis://host:port, for a cache or pub/sub with backend = "redis"
 };
 
+// [blocking]: the host's pool for plugins' blocking work (store, cache, calls, hashing).
+struct BlockingSection {
+  int64_t threads = 0;              // 0: 4 per CPU the process may use, at least 8
+  int64_t threads_per_plugin = 0;   // how many one plugin may use at once; 0: half the pool
+  int64_t queue_per_plugin = 1024;  // work one plugin may have waiting; more is RESOURCE_EXHAUSTED
+};
+
 struct AdminSection {
   bool enabled = true;
   std::string token;           // when set, the admin service also answers beyond loopback, given this token
@@ -100,6 +107,7 @@ struct Config {
   BusSection cache;
   BusSection pubsub;
   RedisSection redis;
+  BlockingSection blocking;
   AdminSection admin;
   std::vector<PluginConfig> plugins;
 };

@@ -1,5 +1,6 @@
-// What the host offers plugins beyond calls: the store, the cache, pub/sub, timers, metrics and
-// calls to other services. One per host; every generation's gv_host_plugin points at it.
+// What the host offers plugins beyond calls: the store, the cache, pub/sub, timers, metrics, a
+// pool for blocking work and calls to other services. One per host; every generation's gv_host_plugin points
+// at it.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +20,7 @@ class TimerService;
 class MetricsRegistry;
 class CacheBackend;
 class PubSub;
+class WorkPool;
 
 struct Platform {
   Store* store = nullptr;  // null when the host has none
@@ -26,6 +28,7 @@ struct Platform {
   MetricsRegistry* metrics = nullptr;
   CacheBackend* cache = nullptr;
   PubSub* pubsub = nullptr;
+  WorkPool* blocking = nullptr;          // plugins' blocking work
   size_t max_value_bytes = 1024 * 1024;  // for cached values as for stored ones
   // The routes of the moment, for calls between plugins.
   std::function<std::shared_ptr<const std::unordered_map<std::string, plugin::Route>>()> routes;

@@ -164,6 +164,7 @@ class InProcessCall final : public gv_call,
 
   void end_early(gv_status_code code, const std::string& message) {
     ended_early_ = true;
+    mark_ended();
     complete(code, message);
     // The plugin still owns the call until it finishes it; tell it to stop (outside the lock: its
     // cancel may finish the call at once).
@@ -197,6 +198,7 @@ class InProcessCall final : public gv_call,
   }
 
   void release() {
+    mark_ended();
     const gv_plugin_descriptor& d = route_.plugin->descriptor();
     if (d.on_call_release != nullptr) d.on_call_release(route_.plugin->instance(), this, call_state_);
     route_.plugin->unregister_call(this);

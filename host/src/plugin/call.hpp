@@ -4,6 +4,9 @@
 
 #include <gameverse/abi.h>
 
+#include <atomic>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -17,18 +20,37 @@ struct gv_call {
   virtual gv_bytes method() const = 0;
   virtual gv_bytes peer() const = 0;
 
+  // True once the call was cancelled or released: blocking work queued for the call checks it
+  // instead of the call, which may be gone by the time the work would start. Made on first use.
+  std::shared_ptr<const std::atomic<bool>> ended_flag() {
+    std::lock_guard lock(ended_mu_);
+    if (!ended_) ended_ = std::make_shared<std::atomic<bool>>(ended_early_);
+    return ended_;
+  }
+  // For the call's owner: when the call is cancelled, and before the plugin releases it.
+  void mark_ended() {
+    std::lock_guard lock(ended_mu_);
+    ended_early_ = true;
+    if (ended_) ended_->store(true);
+  }
+
  protected:
   ~gv_call() = default;
+
+ private:
+  std::mutex ended_mu_;
+  std::shared_ptr<std::atomic<bool>> ended_;
+  bool ended_early_ = false;
 };
 
 namespace gameverse::plugin {
 
-// A gv_state_sink that collects what a plugin writes (save_state, stream detach).
-struct StateSink : gv_state_sink {
-  StateSink() {
-    struct_size = sizeof(gv_state_sink);
-    append = [](gv_state_sink* self, const uint8_t* data, size_t size) {
-      static_cast<StateSink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
+// A gv_byte_sink that collects what a plugin writes (save_state, stream detach).
+struct ByteSink : gv_byte_sink {
+  ByteSink() {
+    struct_size = sizeof(gv_byte_sink);
+    append = [](gv_byte_sink* self, const uint8_t* data, size_t size) {
+      static_cast<ByteSink*>(self)->bytes.append(reinterpret_cast<const char*>(data), size);
     };
   }
   gv_bytes view() const { return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}; }

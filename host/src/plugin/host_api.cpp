@@ -10,6 +10,7 @@
 #include "platform/service_calls.hpp"
 #include "platform/store_service.hpp"
 #include "platform/timers.hpp"
+#include "platform/work_pool.hpp"
 #include "plugin/call.hpp"
 #include "plugin/plugin.hpp"
 
@@ -170,7 +171,7 @@ gv_status_code store_write(gv_host_plugin* self, const gv_store_write* writes, s
 }
 
 gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_store_visit_fn visit,
-                          void* context, gv_state_sink* next_cursor, gv_message_buffer error) {
+                          void* context, gv_byte_sink* next_cursor, gv_message_buffer error) {
   return guarded_store(self, error, [&](platform::Store& store) {
     platform::StoreQuery q{as_string(query->collection), as_string(query->key_prefix),
                            as_string(query->owner), "", query->limit};
@@ -184,14 +185,82 @@ gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_
   });
 }
 
+// --- Blocking work (1.2) ---------------------------------------------------------------------------
+
+platform::WorkPool& pool(gv_host_plugin* self) {
+  if (self->platform == nullptr || self->platform->blocking == nullptr)
+    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no pool for blocking work");
+  return *self->platform->blocking;
+}
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Serials in the blocking pool for timers' and subscriptions' callbacks, unique in the host.
+uint64_t next_serial() {
+  static std::atomic<uint64_t> serial{1};
+  return serial++;
+}
+
+gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, void* context,
+                            gv_message_buffer error) {
+  return guarded(self, error, "blocking work", [&] {
+    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no work function");
+    platform::WorkPool::Precheck precheck;
+    if (call != nullptr) {
+      precheck = [ended = call->ended_flag(), deadline = call->deadline_unix_ms()] {
+        if (ended->load()) return GV_STATUS_CANCELLED;
+        if (deadline != INT64_MAX && now_unix_ms() >= deadline) return GV_STATUS_DEADLINE_EXCEEDED;
+        return GV_STATUS_OK;
+      };
+    }
+    std::string why;
+    const gv_status_code code = pool(self).submit(
+        self, self->name, 0, [fn, context](gv_status_code status) { fn(context, status); },
+        std::move(precheck), false, &why);
+    if (code != GV_STATUS_OK) throw platform::StoreError(code, why);
+  });
+}
+
+gv_status_code timer_start3(gv_host_plugin* self, uint64_t delay_ns, uint64_t period_ns, uint32_t flags,
+                            gv_timer_fn fn, void* context, uint64_t* out_timer_id, gv_message_buffer error) {
+  return guarded(self, error, "timer", [&] {
+    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no timer callback");
+    if (self->platform == nullptr || self->platform->timers == nullptr)
+      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no timers");
+    if (flags & ~static_cast<uint32_t>(GV_RUN_BLOCKING))
+      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "unknown timer flags " + std::to_string(flags));
+    std::function<void()> callback = [fn, context] { fn(context); };
+    uint64_t serial = 0;
+    if (flags & GV_RUN_BLOCKING) {
+      platform::WorkPool& blocking = pool(self);
+      serial = next_serial();
+      // A run that is due while the previous one still waits is skipped: runs never pile up.
+      callback = [&blocking, self, serial, fn, context] {
+        blocking.submit(
+            self, self->name, serial,
+            [fn, context](gv_status_code status) {
+              if (status == GV_STATUS_OK) fn(context);
+            },
+            {}, true);
+      };
+    }
+    std::lock_guard lock(self->blocking_mu);
+    const uint64_t id = self->platform->timers->start(
+        self, std::chrono::nanoseconds(delay_ns), std::chrono::nanoseconds(period_ns), std::move(callback));
+    if (serial != 0) self->blocking_timers.emplace(id, serial);
+    if (out_timer_id != nullptr) *out_timer_id = id;
+  });
+}
+
 uint64_t timer_start2(gv_host_plugin* self, uint64_t delay_ns, uint64_t period_ns, gv_timer_fn fn,
                       void* context, gv_message_buffer error) {
-  if (self->platform == nullptr || self->platform->timers == nullptr || fn == nullptr) {
-    write_message(error, fn == nullptr ? "no timer callback" : "this host has no timers");
-    return 0;
-  }
-  return self->platform->timers->start(self, std::chrono::nanoseconds(delay_ns),
-                                       std::chrono::nanoseconds(period_ns), [fn, context] { fn(context); });
+  uint64_t id = 0;
+  timer_start3(self, delay_ns, period_ns, 0, fn, context, &id, error);
+  return id;
 }
 
 uint64_t timer_start(gv_host_plugin* self, uint64_t delay_ms, uint64_t period_ms, gv_timer_fn fn,
@@ -199,28 +268,50 @@ uint64_t timer_start(gv_host_plugin* self, uint64_t delay_ms, uint64_t period_ms
   return timer_start2(self, delay_ms * 1000000, period_ms * 1000000, fn, context, error);
 }
 
-void timer_cancel(gv_host_plugin* self, uint64_t timer_id) {
-  if (self->platform != nullptr && self->platform->timers != nullptr)
-    self->platform->timers->cancel(timer_id);
+// The serial in the blocking pool of a timer or subscription that runs there, taken out of `ids`.
+uint64_t take_serial(gv_host_plugin* self, std::map<uint64_t, uint64_t>& ids, uint64_t id) {
+  std::lock_guard lock(self->blocking_mu);
+  auto it = ids.find(id);
+  if (it == ids.end()) return 0;
+  const uint64_t serial = it->second;
+  ids.erase(it);
+  return serial;
 }
 
-uint64_t metric_register(gv_host_plugin* self, const gv_metric_desc* desc, gv_message_buffer error) {
-  if (self->platform == nullptr || self->platform->metrics == nullptr) {
-    write_message(error, "this host has no metrics registry");
-    return 0;
-  }
-  try {
+void timer_cancel(gv_host_plugin* self, uint64_t timer_id) {
+  if (self->platform == nullptr || self->platform->timers == nullptr) return;
+  self->platform->timers->cancel(timer_id);
+  if (const uint64_t serial = take_serial(self, self->blocking_timers, timer_id); serial != 0)
+    self->platform->blocking->cancel_serial(self, serial);
+}
+
+gv_status_code metric_register2(gv_host_plugin* self, const gv_metric_desc* desc, uint64_t* out_metric_id,
+                                gv_message_buffer error) {
+  return guarded(self, error, "metric", [&] {
+    if (self->platform == nullptr || self->platform->metrics == nullptr)
+      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no metrics registry");
+    if (desc == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no metric description");
     platform::MetricDefinition d;
     d.kind = desc->kind;
     d.name = desc->name != nullptr ? desc->name : "";
     d.help = desc->help != nullptr ? desc->help : "";
-    for (size_t i = 0; i < desc->label_count; ++i) d.label_names.emplace_back(desc->label_names[i]);
+    for (size_t i = 0; i < desc->label_count; ++i)
+      d.label_names.emplace_back(desc->label_names[i] != nullptr ? desc->label_names[i] : "");
     if (desc->buckets != nullptr) d.buckets.assign(desc->buckets, desc->buckets + desc->bucket_count);
-    return self->platform->metrics->register_metric(self->name, std::move(d));
-  } catch (const std::exception& e) {
-    write_message(error, e.what());
-    return 0;
-  }
+    uint64_t id = 0;
+    try {
+      id = self->platform->metrics->register_metric(self->name, std::move(d));
+    } catch (const std::invalid_argument& e) {
+      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, e.what());
+    }
+    if (out_metric_id != nullptr) *out_metric_id = id;
+  });
+}
+
+uint64_t metric_register(gv_host_plugin* self, const gv_metric_desc* desc, gv_message_buffer error) {
+  uint64_t id = 0;
+  metric_register2(self, desc, &id, error);
+  return id;
 }
 
 void metric_record(gv_host_plugin* self, uint64_t metric_id, const gv_bytes* label_values, size_t label_count,
@@ -267,7 +358,7 @@ std::string cache_key(gv_host_plugin* self, gv_bytes key) {
   return "gameverse:cache:" + self->name + ":" + as_string(key);
 }
 
-gv_status_code cache_get(gv_host_plugin* self, gv_bytes key, gv_state_sink* value, gv_message_buffer error) {
+gv_status_code cache_get(gv_host_plugin* self, gv_bytes key, gv_byte_sink* value, gv_message_buffer error) {
   bool found = false;
   const gv_status_code code = guarded(self, error, "cache", [&] {
     if (auto cached = self->platform->cache->get(cache_key(self, key))) {
@@ -320,21 +411,47 @@ gv_status_code publish(gv_host_plugin* self, gv_bytes topic, gv_bytes payload, g
   });
 }
 
+gv_status_code subscribe2(gv_host_plugin* self, gv_bytes topic, uint32_t flags, gv_message_fn fn,
+                          void* context, uint64_t* out_subscription_id, gv_message_buffer error) {
+  return guarded(self, error, "subscribe", [&] {
+    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
+    if (flags & ~static_cast<uint32_t>(GV_RUN_BLOCKING))
+      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
+                                 "unknown subscription flags " + std::to_string(flags));
+    platform::PubSub::Handler handler = [fn, context](const std::string& t, const std::string& p) {
+      fn(context, as_bytes(t), as_bytes(p));
+    };
+    uint64_t serial = 0;
+    if (flags & GV_RUN_BLOCKING) {
+      platform::WorkPool& blocking = pool(self);
+      serial = next_serial();
+      // In order, one at a time, on the plugin's share of the pool; a full queue drops the
+      // message (pub/sub is at most once) and the pool counts it.
+      handler = [&blocking, self, serial, fn, context](const std::string& t, const std::string& p) {
+        blocking.submit(self, self->name, serial, [fn, context, t, p](gv_status_code status) {
+          if (status == GV_STATUS_OK) fn(context, as_bytes(t), as_bytes(p));
+        });
+      };
+    }
+    std::lock_guard lock(self->blocking_mu);
+    const uint64_t id = bus(self).subscribe(self, as_string(topic), std::move(handler));
+    if (serial != 0) self->blocking_subscriptions.emplace(id, serial);
+    if (out_subscription_id != nullptr) *out_subscription_id = id;
+  });
+}
+
 uint64_t subscribe(gv_host_plugin* self, gv_bytes topic, gv_message_fn fn, void* context,
                    gv_message_buffer error) {
   uint64_t id = 0;
-  guarded(self, error, "subscribe", [&] {
-    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
-    id = bus(self).subscribe(
-        self, as_string(topic),
-        [fn, context](const std::string& t, const std::string& p) { fn(context, as_bytes(t), as_bytes(p)); });
-  });
+  subscribe2(self, topic, 0, fn, context, &id, error);
   return id;
 }
 
 void unsubscribe(gv_host_plugin* self, uint64_t subscription_id) {
-  if (self->platform != nullptr && self->platform->pubsub != nullptr)
-    self->platform->pubsub->unsubscribe(subscription_id);
+  if (self->platform == nullptr || self->platform->pubsub == nullptr) return;
+  self->platform->pubsub->unsubscribe(subscription_id);
+  if (const uint64_t serial = take_serial(self, self->blocking_subscriptions, subscription_id); serial != 0)
+    self->platform->blocking->cancel_serial(self, serial);
 }
 
 }  // namespace
@@ -374,6 +491,10 @@ gv_host_api host_api(uint32_t minor) {
   api.subscribe = &subscribe;
   api.unsubscribe = &unsubscribe;
   api.timer_start2 = &timer_start2;
+  api.run_blocking = &run_blocking;
+  api.timer_start3 = &timer_start3;
+  api.subscribe2 = &subscribe2;
+  api.metric_register2 = &metric_register2;
   return api;
 }
 

@@ -10,9 +10,9 @@ std::string version(uint32_t major, uint32_t minor) {
   return std::to_string(major) + "." + std::to_string(minor);
 }
 
-bool any_streaming_requests(const gv_plugin_descriptor& d) {
+bool any_streaming_requests(const gv_plugin_descriptor& d, size_t method_desc_size) {
   for (size_t i = 0; i < d.method_count; ++i) {
-    const gv_call_kind kind = d.methods[i].call_kind;
+    const gv_call_kind kind = table_entry<gv_method_desc>(d.methods, method_desc_size, i).call_kind;
     if (kind == GV_CALL_CLIENT_STREAMING || kind == GV_CALL_BIDI_STREAMING) return true;
   }
   return false;
@@ -42,6 +42,27 @@ std::variant<Negotiated, std::string> negotiate(const gv_plugin_descriptor& d, c
       }
     }
   }
+  Negotiated negotiated{d.abi_minor < host.minor ? d.abi_minor : host.minor};
+  if (d.abi_minor >= 2) {
+    // From 1.2 on the plugin says how far apart its table entries are.
+    if (d.struct_size < offsetof(gv_plugin_descriptor, config_key_desc_size) + sizeof(size_t)) {
+      return "descriptor says ABI " + version(d.abi_major, d.abi_minor) + " but its struct_size " +
+             std::to_string(d.struct_size) +
+             " does not reach the 1.2 fields method_desc_size and "
+             "config_key_desc_size";
+    }
+    if (d.method_count > 0 && d.method_desc_size < kMethodDescSizeV1_0) {
+      return "descriptor says ABI " + version(d.abi_major, d.abi_minor) + " but its method_desc_size is " +
+             std::to_string(d.method_desc_size) + "; set it to sizeof(gv_method_desc)";
+    }
+    if (d.config_key_count > 0 && d.config_key_desc_size < kConfigKeyDescSizeV1_0) {
+      return "descriptor says ABI " + version(d.abi_major, d.abi_minor) +
+             " but its config_key_desc_size is " + std::to_string(d.config_key_desc_size) +
+             "; set it to sizeof(gv_config_key_desc)";
+    }
+    if (d.method_count > 0) negotiated.method_desc_size = d.method_desc_size;
+    if (d.config_key_count > 0) negotiated.config_key_desc_size = d.config_key_desc_size;
+  }
   if (d.name == nullptr || *d.name == '\0') return "descriptor has no name";
   if (d.version == nullptr || *d.version == '\0') return "descriptor has no version";
   if (d.method_count > 0 && d.methods == nullptr) return "descriptor lists methods but no method table";
@@ -54,11 +75,21 @@ std::variant<Negotiated, std::string> negotiate(const gv_plugin_descriptor& d, c
   if (d.on_init == nullptr) return "descriptor has no on_init hook";
   if (d.on_shutdown == nullptr) return "descriptor has no on_shutdown hook";
   if (d.method_count > 0 && d.on_call_start == nullptr) return "descriptor has no on_call_start hook";
-  if (any_streaming_requests(d) && (d.on_call_message == nullptr || d.on_call_half_close == nullptr)) {
+  for (size_t i = 0; i < d.method_count; ++i) {
+    const auto* entry = reinterpret_cast<const unsigned char*>(d.methods) + i * negotiated.method_desc_size;
+    size_t struct_size = 0;
+    std::memcpy(&struct_size, entry, sizeof struct_size);
+    if (struct_size < kMethodDescSizeV1_0) {
+      return "method #" + std::to_string(i) + " has struct_size " + std::to_string(struct_size) +
+             ", smaller than the " + std::to_string(kMethodDescSizeV1_0) + " bytes of ABI 1.0";
+    }
+  }
+  if (any_streaming_requests(d, negotiated.method_desc_size) &&
+      (d.on_call_message == nullptr || d.on_call_half_close == nullptr)) {
     return "descriptor has client-streaming or bidi methods but no on_call_message / "
            "on_call_half_close hook";
   }
-  return Negotiated{d.abi_minor < host.minor ? d.abi_minor : host.minor};
+  return negotiated;
 }
 
 uint32_t entry_symbol_major(const std::string& symbol) {

@@ -10,6 +10,7 @@
 
 #include "platform/pubsub.hpp"
 #include "platform/timers.hpp"
+#include "platform/work_pool.hpp"
 #include "plugin/call.hpp"
 #include "plugin/negotiation.hpp"
 
@@ -61,6 +62,45 @@ std::optional<gv_host_plugin::Value> convert(const toml::node& node, gv_config_t
     default: break;
   }
   return std::nullopt;
+}
+
+std::string number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
+std::string quoted_list(const char* const* values, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count; ++i) {
+    out += (i == 0 ? "\"" : ", \"") + std::string(values[i] != nullptr ? values[i] : "") + "\"";
+  }
+  return out;
+}
+
+// What is wrong with `value` under the key's rules (ABI 1.2), or "" when nothing is.
+std::string broken_rule(const gv_config_key_desc& k, const gv_host_plugin::Value& value) {
+  if (const auto* i = std::get_if<int64_t>(&value)) {
+    if ((k.rules & GV_CONFIG_RULE_MIN) && *i < k.min_int)
+      return "must be at least " + std::to_string(k.min_int) + ", not " + std::to_string(*i);
+    if ((k.rules & GV_CONFIG_RULE_MAX) && *i > k.max_int)
+      return "must be at most " + std::to_string(k.max_int) + ", not " + std::to_string(*i);
+  } else if (const auto* d = std::get_if<double>(&value)) {
+    if ((k.rules & GV_CONFIG_RULE_MIN) && !(*d >= k.min_double))
+      return "must be at least " + number(k.min_double) + ", not " + number(*d);
+    if ((k.rules & GV_CONFIG_RULE_MAX) && !(*d <= k.max_double))
+      return "must be at most " + number(k.max_double) + ", not " + number(*d);
+  } else if (const auto* text = std::get_if<std::string>(&value)) {
+    if ((k.rules & GV_CONFIG_RULE_NON_EMPTY) && text->empty()) return "must not be empty";
+    if ((k.rules & GV_CONFIG_RULE_ONE_OF) && k.allowed_values != nullptr) {
+      for (size_t i = 0; i < k.allowed_value_count; ++i) {
+        if (k.allowed_values[i] != nullptr && *text == k.allowed_values[i]) return "";
+      }
+      return "must be one of " + quoted_list(k.allowed_values, k.allowed_value_count) + ", not \"" + *text +
+             "\"";
+    }
+  }
+  return "";
 }
 
 std::string location(const config::PluginConfig& entry, config::SourcePosition where) {
@@ -127,10 +167,14 @@ std::unique_ptr<Plugin> Plugin::open(const config::PluginConfig& entry,
 
   auto entry_fn =
       plugin->library_.get<const gv_plugin_descriptor*(const gv_host_info*)>(GV_PLUGIN_ENTRY_SYMBOL);
-  const gv_host_info info{sizeof(gv_host_info), GV_ABI_VERSION_MAJOR, GV_ABI_VERSION_MINOR,
-                          GAMEVERSE_VERSION};
+  char entry_error[1024] = {};
+  const gv_host_info info{sizeof(gv_host_info), GV_ABI_VERSION_MAJOR, GV_ABI_VERSION_MINOR, GAMEVERSE_VERSION,
+                          gv_message_buffer{entry_error, sizeof entry_error}};
   plugin->descriptor_ = entry_fn(&info);
-  if (plugin->descriptor_ == nullptr) throw LoadError(who + "its entry function returned no descriptor");
+  if (plugin->descriptor_ == nullptr) {
+    throw LoadError(who + "its entry function returned no descriptor: " +
+                    (entry_error[0] != '\0' ? entry_error : "(it gave no reason)"));
+  }
   plugin->take_descriptor(entry, who);
   return plugin;
 }
@@ -155,7 +199,8 @@ void Plugin::take_descriptor(const config::PluginConfig& entry, const std::strin
                     "': fix `name` or `path` at " + location(entry, entry.where));
   }
   version_ = d.version;
-  api_ = host_api(std::get<Negotiated>(negotiated).minor);
+  negotiated_ = std::get<Negotiated>(negotiated);
+  api_ = host_api(negotiated_.minor);
   for (size_t i = 0; i < d.dependency_count; ++i) {
     if (d.dependencies[i] != nullptr) dependencies_.emplace_back(d.dependencies[i]);
   }
@@ -202,8 +247,8 @@ void Plugin::build_pool() {
 void Plugin::check_methods() {
   static const std::regex method_name(R"(^/([A-Za-z_][A-Za-z0-9_.]*)/([A-Za-z_][A-Za-z0-9_]*)$)");
   for (uint32_t i = 0; i < descriptor_->method_count; ++i) {
-    const gv_method_desc& m = descriptor_->methods[i];
-    if (m.struct_size < sizeof(gv_method_desc) || m.full_name == nullptr) {
+    const auto m = table_entry<gv_method_desc>(descriptor_->methods, negotiated_.method_desc_size, i);
+    if (m.full_name == nullptr) {
       throw LoadError("method #" + std::to_string(i) + " has a malformed entry");
     }
     std::cmatch parts;
@@ -232,11 +277,14 @@ void Plugin::check_methods() {
     const bool has_access_table = descriptor_->struct_size >= offsetof(gv_plugin_descriptor, method_access) +
                                                                   sizeof(descriptor_->method_access) &&
                                   descriptor_->method_access != nullptr;
-    if (has_access_table && descriptor_->method_access[i] != nullptr) {
-      auto declared = config::AccessPolicy::parse(descriptor_->method_access[i]);
+    // 1.2 plugins declare it in the method's entry; 1.1 plugins in a table beside the methods.
+    const char* declared_access = m.access;
+    if (declared_access == nullptr && has_access_table) declared_access = descriptor_->method_access[i];
+    if (declared_access != nullptr) {
+      auto declared = config::AccessPolicy::parse(declared_access);
       if (!declared) {
         throw LoadError("method " + std::string(m.full_name) + " declares the access policy '" +
-                        descriptor_->method_access[i] + "'; expected public, authenticated or role:<name>");
+                        declared_access + "'; expected public, authenticated or role:<name>");
       }
       access = *declared;
     }
@@ -261,24 +309,31 @@ void Plugin::check_config(const config::PluginConfig& entry) {
   std::vector<std::string> errors;
   std::string declared;
   std::set<std::string, std::less<>> declared_keys;
+  const auto key_at = [this](size_t i) {
+    return table_entry<gv_config_key_desc>(descriptor_->config_keys, negotiated_.config_key_desc_size, i);
+  };
   for (size_t i = 0; i < descriptor_->config_key_count; ++i) {
-    const char* key = descriptor_->config_keys[i].key;
+    const char* key = key_at(i).key;
     declared += (declared.empty() ? "" : ", ") + std::string(key ? key : "?");
     if (key != nullptr) declared_keys.emplace(key);
   }
   const std::string prefix = entry.key_prefix + ".config.";
 
   for (size_t i = 0; i < descriptor_->config_key_count; ++i) {
-    const gv_config_key_desc& k = descriptor_->config_keys[i];
-    if (k.struct_size < sizeof(gv_config_key_desc) || k.key == nullptr) {
+    const gv_config_key_desc k = key_at(i);
+    if (k.struct_size < kConfigKeyDescSizeV1_0 || k.key == nullptr) {
       throw LoadError("config key #" + std::to_string(i) + " has a malformed entry");
     }
     if (const toml::node* node = entry.settings.get(k.key)) {
+      const std::string where = location(entry, config::position_of(node->source())) + ": " + prefix + k.key;
       if (auto value = convert(*node, k.type)) {
-        self_.config.emplace(k.key, std::move(*value));
+        if (std::string broken = broken_rule(k, *value); !broken.empty()) {
+          errors.push_back(where + ": " + broken);
+        } else {
+          self_.config.emplace(k.key, std::move(*value));
+        }
       } else {
-        errors.push_back(location(entry, config::position_of(node->source())) + ": " + prefix + k.key +
-                         ": must be " + config_type_name(k.type));
+        errors.push_back(where + ": must be " + config_type_name(k.type));
       }
     } else if (k.required) {
       errors.push_back(location(entry, entry.where) + ": " + prefix + k.key + ": required by plugin '" +
@@ -296,6 +351,10 @@ void Plugin::check_config(const config::PluginConfig& entry) {
       if (!value) {
         throw LoadError(std::string("config key '") + k.key + "' declares a default that is not " +
                         config_type_name(k.type) + ": " + (k.default_value ? k.default_value : "(none)"));
+      }
+      if (std::string broken = broken_rule(k, *value); !broken.empty()) {
+        throw LoadError(std::string("config key '") + k.key +
+                        "' declares a default that breaks its own rule: " + broken);
       }
       self_.config.emplace(k.key, std::move(*value));
     }
@@ -329,7 +388,7 @@ void Plugin::init(std::string_view previous_state) {
 
 std::string Plugin::save_state() {
   if (descriptor_->on_save_state == nullptr || instance_ == nullptr) return {};
-  StateSink sink;
+  ByteSink sink;
   char message[1024] = {};
   const gv_status_code code =
       descriptor_->on_save_state(instance_, &sink, gv_message_buffer{message, sizeof message});
@@ -399,12 +458,17 @@ void Plugin::take_over_subscriptions(Plugin& old) {
 
 Plugin::~Plugin() {
   if (instance_ != nullptr) {
-    // The generation's timers and subscriptions end first, so that none fires into a plugin
-    // that is shutting down.
+    // The generation's timers, subscriptions and blocking work end first, so that none runs in a
+    // plugin that is shutting down.
     if (self_.platform != nullptr && self_.platform->timers != nullptr)
       self_.platform->timers->cancel_all(&self_);
     if (self_.platform != nullptr && self_.platform->pubsub != nullptr)
       self_.platform->pubsub->cancel_all(&self_, true);
+    if (self_.platform != nullptr && self_.platform->blocking != nullptr) {
+      // What was queued still runs (a subscription's last messages); calls are over by now, so
+      // work for them is skipped.
+      self_.platform->blocking->drain(&self_);
+    }
     descriptor_->on_shutdown(instance_);
   }
   if (library_.is_loaded()) {

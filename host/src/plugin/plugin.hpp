@@ -23,6 +23,7 @@
 #include "config/config.hpp"
 
 #include "platform/platform.hpp"
+#include "plugin/negotiation.hpp"
 
 // The host's record of a plugin generation, handed to the plugin as its `self`.
 struct gv_host_plugin {
@@ -32,6 +33,10 @@ struct gv_host_plugin {
   std::map<std::string, Value, std::less<>> config;
   const gameverse::platform::Platform* platform = nullptr;  // null: no platform services
   std::vector<std::string> collections;                     // declared in the descriptor
+  // Timers and subscriptions flagged GV_RUN_BLOCKING: their id → their serial in the blocking pool.
+  std::mutex blocking_mu;
+  std::map<uint64_t, uint64_t> blocking_timers;
+  std::map<uint64_t, uint64_t> blocking_subscriptions;
 };
 
 namespace gameverse::plugin {
@@ -141,6 +146,7 @@ class Plugin {
   std::filesystem::path path_;
   std::string version_;
   const gv_plugin_descriptor* descriptor_ = nullptr;
+  Negotiated negotiated_{};
   gv_host_api api_{};
   gv_host_plugin self_;
   std::unique_ptr<google::protobuf::DescriptorPool> pool_;

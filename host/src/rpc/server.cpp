@@ -455,6 +455,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       finish_after_writes_locked({grpc::StatusCode::UNAVAILABLE, message});
     }
     cancelled_ = true;
+    handle_->mark_ended();
     if (plugin_started_ && plugin().on_call_cancel != nullptr) {
       plugin().on_call_cancel(route_.plugin->instance(), handle_, call_state_);
     }
@@ -465,7 +466,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   void move_call(std::shared_ptr<plugin::Plugin> next, uint32_t method_index) {
     if (!plugin_started_ || finished_by_plugin() || next->generation() <= route_.plugin->generation()) return;
     const std::shared_ptr<plugin::Plugin> old = route_.plugin;
-    plugin::StateSink detached;
+    plugin::ByteSink detached;
     if (old->descriptor().on_call_detach == nullptr ||
         old->descriptor().on_call_detach(old->instance(), handle_, call_state_, &detached) != GV_STATUS_OK) {
       return;
@@ -478,6 +479,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       old_handle = handle_;
       handle_ = moved_handles_.back().get();
     }
+    old_handle->mark_ended();
     if (old->descriptor().on_call_release != nullptr) {
       old->descriptor().on_call_release(old->instance(), old_handle, call_state_);
     }
@@ -508,6 +510,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   }
 
   void deliver_cancel() {
+    handle_->mark_ended();
     if (plugin_started_ && plugin().on_call_cancel != nullptr && !finished_by_plugin()) {
       plugin().on_call_cancel(route_.plugin->instance(), handle_, call_state_);
     }
@@ -572,6 +575,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       std::lock_guard lock(mu_);
       if (pending_ops_ > 0 || (plugin_started_ && !plugin_finished_)) return;
     }
+    handle_->mark_ended();
     if (plugin_started_ && plugin().on_call_release != nullptr) {
       plugin().on_call_release(route_.plugin->instance(), handle_, call_state_);
     }

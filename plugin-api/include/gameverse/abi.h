@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define GV_ABI_VERSION_MAJOR 1
-#define GV_ABI_VERSION_MINOR 1
+#define GV_ABI_VERSION_MINOR 2
 
 /* The one symbol a plugin exports. Its name carries the ABI major version. */
 #define GV_PLUGIN_ENTRY_SYMBOL "gv_plugin_entry_v1"
@@ -100,13 +100,16 @@ typedef struct gv_message_buffer {
   size_t capacity;
 } gv_message_buffer;
 
-/* Where on_save_state writes the state handed to the next generation.
- * Ownership: owned by the host, valid only during on_save_state; append copies the bytes. */
-typedef struct gv_state_sink gv_state_sink;
-struct gv_state_sink {
+/* Where the receiver of some bytes (a saved state, a cached value, a cursor) has them appended.
+ * Ownership: owned by whoever passes it, valid only during the call it is passed to; append copies
+ * the bytes. */
+typedef struct gv_byte_sink gv_byte_sink;
+struct gv_byte_sink {
   size_t struct_size;
-  void (*append)(gv_state_sink* sink, const uint8_t* data, size_t size);
+  void (*append)(gv_byte_sink* sink, const uint8_t* data, size_t size);
 };
+/* The name of gv_byte_sink before ABI 1.2; the same type. */
+typedef gv_byte_sink gv_state_sink;
 
 /* ---------------------------------------------------------------------------------------------
  * Opaque handles (defined by the host; a plugin only passes them back)
@@ -130,6 +133,10 @@ typedef struct gv_host_info {
   uint32_t abi_major;
   uint32_t abi_minor;
   const char* host_version; /* Ownership: owned by the host, static. */
+  /* 1.2: where an entry function that returns NULL says why (a mistake in the plugin's
+   * declarations, an unsupported host), so that the host can log it. Read it only when
+   * struct_size reaches it. Ownership: owned by the host, writable during the entry call. */
+  gv_message_buffer entry_error;
 } gv_host_info;
 
 /* The authenticated caller. Empty (size 0 fields, role_count 0) for anonymous calls.
@@ -264,7 +271,7 @@ typedef gv_status_code (*gv_host_store_write_fn)(gv_host_plugin* self, const gv_
  * for the query that produced it (INVALID_ARGUMENT otherwise) and for this host's lifetime. */
 typedef gv_status_code (*gv_host_store_list_fn)(gv_host_plugin* self, const gv_store_query* query,
                                                 gv_store_visit_fn visit, void* context,
-                                                gv_state_sink* next_cursor, gv_message_buffer error);
+                                                gv_byte_sink* next_cursor, gv_message_buffer error);
 
 /* --- Timers ---------------------------------------------------------------------------------------
  * Run on a host thread; a callback must not block for long. A generation's timers are cancelled by
@@ -338,7 +345,7 @@ typedef uint64_t (*gv_host_timer_start2_fn)(gv_host_plugin* self, uint64_t delay
  * reached: nothing changed) or INVALID_ARGUMENT (an empty key, or one over 512 bytes). */
 
 /* Appends the value to value; NOT_FOUND when the key is absent or has expired. */
-typedef gv_status_code (*gv_host_cache_get_fn)(gv_host_plugin* self, gv_bytes key, gv_state_sink* value,
+typedef gv_status_code (*gv_host_cache_get_fn)(gv_host_plugin* self, gv_bytes key, gv_byte_sink* value,
                                                gv_message_buffer error);
 
 /* Sets a value (at most the host's max_value_bytes) that expires after ttl_ms (0: never). */
@@ -381,6 +388,51 @@ typedef uint64_t (*gv_host_subscribe_fn)(gv_host_plugin* self, gv_bytes topic, g
  * from that very callback). Unknown ids are ignored. */
 typedef void (*gv_host_unsubscribe_fn)(gv_host_plugin* self, uint64_t subscription_id);
 
+/* --- Blocking work (ABI 1.2) ----------------------------------------------------------------------
+ * Work that may block (the store, the cache, calls to other services, password hashing) runs on a
+ * host-owned pool, never on the thread that called a hook: no plugin needs threads of its own. Each
+ * plugin may use a limited number of the pool's threads at once and queue a limited amount of work
+ * ([blocking] in the host's config), so one plugin saturating its share does not slow another.
+ * A generation's queued work is dropped (UNAVAILABLE) and its running work waited for before its
+ * gv_on_shutdown. */
+
+/* Flags of work, timers and subscriptions. */
+enum {
+  /* Run the callback on the host's blocking pool, within the plugin's share, instead of on the
+   * timer or delivery thread: it may then block. A periodic timer never has more than one run
+   * queued or running (a run that is due meanwhile is skipped); a subscription's messages still
+   * arrive one at a time and in order (when its queue is full, a message is dropped and counted). */
+  GV_RUN_BLOCKING = 1u << 0
+};
+
+/* Receives the outcome of run_blocking exactly once. status is GV_STATUS_OK: do the work now, on
+ * this pool thread; anything else: the work is not to be done (GV_STATUS_CANCELLED: its call was
+ * cancelled; GV_STATUS_DEADLINE_EXCEEDED: its call's deadline passed while it waited;
+ * GV_STATUS_UNAVAILABLE: the generation is shutting down), so only release what context holds.
+ * Ownership of context: the plugin's. */
+typedef void (*gv_work_fn)(void* context, gv_status_code status);
+
+/* Queues fn on the blocking pool. call: the call the work answers, or NULL; the work is skipped
+ * when that call is cancelled or its deadline passes before the work starts. Returns GV_STATUS_OK
+ * when fn will be called (exactly once, maybe before run_blocking returns), or
+ * GV_STATUS_RESOURCE_EXHAUSTED when the plugin's queue is full, and then fn is never called. */
+typedef gv_status_code (*gv_host_run_blocking_fn)(gv_host_plugin* self, gv_call* call, gv_work_fn fn,
+                                                  void* context, gv_message_buffer error);
+
+/* timer_start2 with a status code, flags (GV_RUN_BLOCKING) and the id in *out_timer_id. */
+typedef gv_status_code (*gv_host_timer_start3_fn)(gv_host_plugin* self, uint64_t delay_ns, uint64_t period_ns,
+                                                  uint32_t flags, gv_timer_fn fn, void* context,
+                                                  uint64_t* out_timer_id, gv_message_buffer error);
+
+/* subscribe with a status code, flags (GV_RUN_BLOCKING) and the id in *out_subscription_id. */
+typedef gv_status_code (*gv_host_subscribe2_fn)(gv_host_plugin* self, gv_bytes topic, uint32_t flags,
+                                                gv_message_fn fn, void* context,
+                                                uint64_t* out_subscription_id, gv_message_buffer error);
+
+/* metric_register with a status code and the id in *out_metric_id. */
+typedef gv_status_code (*gv_host_metric_register2_fn)(gv_host_plugin* self, const gv_metric_desc* desc,
+                                                      uint64_t* out_metric_id, gv_message_buffer error);
+
 typedef struct gv_host_api {
   size_t struct_size;
   uint32_t abi_major;
@@ -419,6 +471,12 @@ typedef struct gv_host_api {
   gv_host_subscribe_fn subscribe;
   gv_host_unsubscribe_fn unsubscribe;
   gv_host_timer_start2_fn timer_start2;
+
+  /* 1.2: read only when abi_minor >= 2 */
+  gv_host_run_blocking_fn run_blocking;
+  gv_host_timer_start3_fn timer_start3;
+  gv_host_subscribe2_fn subscribe2;
+  gv_host_metric_register2_fn metric_register2;
   /* Later minors append here. */
 } gv_host_api;
 
@@ -434,17 +492,31 @@ enum {
 };
 
 /* One method the plugin serves. It must exist in the plugin's descriptor set with the same
- * call kind. Ownership: owned by the plugin, static for the life of the loaded library. */
+ * call kind. Ownership: owned by the plugin, static for the life of the loaded library.
+ * The host steps through the table by the descriptor's method_desc_size (1.2), so entries can grow. */
 typedef struct gv_method_desc {
   size_t struct_size;
   const char* full_name; /* "/package.Service/Method", as gRPC puts it on the wire */
   gv_call_kind call_kind;
   uint32_t flags; /* GV_METHOD_* */
+  /* 1.2: who may call it at the host's gate: "public", "authenticated" or "role:<name>"; NULL
+   * means "authenticated". Replaces the descriptor's method_access table. */
+  const char* access;
 } gv_method_desc;
 
+/* Rules a config key's value must meet (1.2), checked by the host like its own keys. */
+enum {
+  GV_CONFIG_RULE_MIN = 1u << 0,       /* integer >= min_int, float >= min_double */
+  GV_CONFIG_RULE_MAX = 1u << 1,       /* integer <= max_int, float <= max_double */
+  GV_CONFIG_RULE_NON_EMPTY = 1u << 2, /* a string that is not empty */
+  GV_CONFIG_RULE_ONE_OF = 1u << 3     /* a string that is one of allowed_values */
+};
+
 /* One key of the plugin's config table. The host checks the [plugin.config] table against these
- * before gv_on_init: an undeclared key, a wrong type or a missing required key refuses the load.
- * Ownership: owned by the plugin, static for the life of the loaded library. */
+ * before gv_on_init: an undeclared key, a wrong type, a missing required key or (1.2) a value that
+ * breaks a rule refuses the load, with the file, line and column of the value.
+ * Ownership: owned by the plugin, static for the life of the loaded library.
+ * The host steps through the table by the descriptor's config_key_desc_size (1.2). */
 typedef struct gv_config_key_desc {
   size_t struct_size;
   const char* key;
@@ -452,6 +524,14 @@ typedef struct gv_config_key_desc {
   bool required;
   const char* default_value; /* a TOML literal ("30", "\"hi\"", "true"); NULL when required */
   const char* description;
+  /* 1.2 */
+  uint32_t rules; /* GV_CONFIG_RULE_*; the fields below count only where their rule is set */
+  int64_t min_int;
+  int64_t max_int;
+  double min_double;
+  double max_double;
+  const char* const* allowed_values;
+  size_t allowed_value_count;
 } gv_config_key_desc;
 
 /* Hooks. Every hook is called from a host thread. Hooks for one call are never called
@@ -491,7 +571,7 @@ typedef void (*gv_on_call_release_fn)(void* instance, gv_call* call, void* call_
 
 /* Writes the state the next generation receives in gv_on_init (hot reload). Returns
  * GV_STATUS_OK, or another code with a message in error, which keeps the old generation. */
-typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_state_sink* sink, gv_message_buffer error);
+typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_byte_sink* sink, gv_message_buffer error);
 
 /* Hot reload of a live stream, old generation side: the plugin stops producing for the call, writes
  * into sink whatever the next generation needs to continue it exactly (a position, a sequence
@@ -499,7 +579,7 @@ typedef gv_status_code (*gv_on_save_state_fn)(void* instance, gv_state_sink* sin
  * gv_on_call_release follows. Another code keeps the call on the old generation, which drains it.
  * Called only for streaming calls, and only when the next generation has gv_on_call_adopt. */
 typedef gv_status_code (*gv_on_call_detach_fn)(void* instance, gv_call* call, void* call_state,
-                                               gv_state_sink* sink);
+                                               gv_byte_sink* sink);
 
 /* Hot reload of a live stream, new generation side: the call, a new handle for it, continues in
  * this generation. `detached` is what the old generation wrote in gv_on_call_detach (Ownership:
@@ -551,10 +631,17 @@ typedef struct gv_plugin_descriptor {
   size_t collection_count;
 
   /* 1.1: read only when struct_size reaches them */
-  /* One access policy per entry of `methods`, in the same order, or NULL: "public",
+  /* One access policy per entry of `methods`, in the same order, or NULL (1.2 plugins set
+   * gv_method_desc.access instead, which wins where both are set): "public",
    * "authenticated" or "role:<name>". A NULL table or entry means "authenticated": the host's gate
    * lets only signed-in callers through. The host's config can override any of them. */
   const char* const* method_access;
+
+  /* 1.2: the size of one entry of `methods` and of `config_keys`, as the plugin was built (the
+   * sizeof of its gv_method_desc and gv_config_key_desc); the host steps through the tables by
+   * them, so their entries can grow. 0 (a plugin before 1.2): the 1.0 sizes. */
+  size_t method_desc_size;
+  size_t config_key_desc_size;
   /* Later minors append here. */
 } gv_plugin_descriptor;
 

@@ -1,10 +1,11 @@
-// The echo example: every call kind through the C++ SDK, an asynchronous method that honours
-// cancellation and deadlines, and methods that throw.
+// The echo example: every call kind through the C++ SDK, a blocking handler on the host's pool,
+// an asynchronous method that honours cancellation and deadlines on host timers, a server stream
+// that moves to the next generation on hot reload, and methods that throw. It owns no threads.
 #include <gameverse/sdk/plugin.hpp>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -12,207 +13,16 @@
 
 namespace {
 
-using gameverse::sdk::CallContext;
-using gameverse::sdk::InitContext;
-using gameverse::sdk::PluginBuilder;
-using gameverse::sdk::ServerStream;
-using gameverse::sdk::Status;
-using gameverse::sdk::StatusCode;
-using gameverse::sdk::StreamReader;
-using gameverse::sdk::UnaryResponder;
+namespace sdk = gameverse::sdk;
+using sdk::CallContext;
+using sdk::InitContext;
+using sdk::PluginBuilder;
+using sdk::ServerStream;
+using sdk::Status;
+using sdk::StatusCode;
+using sdk::StreamReader;
+using sdk::UnaryResponder;
 namespace pb = gameverse::echo::v1;
-
-// Answers Sleep calls when their time comes, from one plugin-owned thread, so a sleeping call
-// never holds a host thread.
-class Sleeper {
- public:
-  struct Counters {
-    std::atomic<uint64_t> started{0};
-    std::atomic<uint64_t> completed{0};
-    std::atomic<uint64_t> cancelled{0};
-  };
-
-  Sleeper() : thread_([this] { run(); }) {}
-  ~Sleeper() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-
-  const Counters& counters() const { return counters_; }
-
-  void add(std::chrono::steady_clock::time_point due, uint32_t duration_ms,
-           UnaryResponder<pb::SleepReply> responder) {
-    counters_.started++;
-    responder.on_cancel([this] {
-      counters_.cancelled++;
-      wake_.notify_all();
-    });
-    {
-      std::lock_guard lock(mu_);
-      pending_.emplace(due, Job{duration_ms, std::move(responder)});
-    }
-    wake_.notify_all();
-  }
-
- private:
-  struct Job {
-    uint32_t duration_ms;
-    UnaryResponder<pb::SleepReply> responder;
-  };
-
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      // Cancelled jobs were already finished by the SDK; drop them.
-      std::erase_if(pending_, [](auto& entry) { return entry.second.responder.cancelled(); });
-      const auto now = std::chrono::steady_clock::now();
-      while (!pending_.empty() && pending_.begin()->first <= now) {
-        Job job = std::move(pending_.begin()->second);
-        pending_.erase(pending_.begin());
-        pb::SleepReply reply;
-        reply.set_slept_ms(job.duration_ms);
-        if (job.responder.reply(reply)) counters_.completed++;
-      }
-      if (pending_.empty()) {
-        wake_.wait(lock);
-      } else {
-        wake_.wait_until(lock, pending_.begin()->first);
-      }
-    }
-    for (auto& [due, job] : pending_) {
-      job.responder.fail(Status(StatusCode::kUnavailable, "the echo plugin is shutting down"));
-    }
-  }
-
-  Counters counters_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::multimap<std::chrono::steady_clock::time_point, Job> pending_;
-  std::thread thread_;
-};
-
-// Drives Count streams: one plugin-owned thread writes each session's next value when it is due.
-// A session's writes and its detach share the session's lock, so once detach() returns its
-// value, this generation writes no more: the next one continues from exactly there.
-class Ticker {
- public:
-  class Session final : public gameverse::sdk::StreamSession {
-   public:
-    Session(Ticker& ticker, ServerStream<pb::CountReply> stream, uint64_t next, uint64_t limit,
-            std::chrono::milliseconds interval)
-        : ticker_(ticker), stream_(std::move(stream)), next_(next), limit_(limit), interval_(interval) {}
-    ~Session() override { ticker_.remove(this); }
-
-    std::string detach() override {
-      ticker_.remove(this);
-      std::lock_guard lock(mu_);
-      stopped_ = true;
-      pb::CountRequest position;  // the next value to send, the limit and the interval
-      position.set_limit(limit_);
-      position.set_interval_ms(static_cast<uint32_t>(interval_.count()));
-      return std::to_string(next_) + "/" + position.SerializeAsString();
-    }
-    void on_cancel() override { ticker_.remove(this); }
-
-    // Sends the next value; false when the stream is over.
-    bool tick(const std::string& instance_id) {
-      std::lock_guard lock(mu_);
-      if (stopped_) return false;
-      pb::CountReply reply;
-      reply.set_value(next_);
-      reply.set_instance_id(instance_id);
-      if (!stream_.write(reply)) return false;
-      if (limit_ != 0 && next_ >= limit_) {
-        stream_.finish();
-        return false;
-      }
-      ++next_;
-      return true;
-    }
-    std::chrono::milliseconds interval() const { return interval_; }
-
-   private:
-    Ticker& ticker_;
-    ServerStream<pb::CountReply> stream_;
-    std::mutex mu_;
-    bool stopped_ = false;
-    uint64_t next_;
-    uint64_t limit_;
-    std::chrono::milliseconds interval_;
-  };
-
-  explicit Ticker(std::string instance_id)
-      : instance_id_(std::move(instance_id)), thread_([this] { run(); }) {}
-  ~Ticker() {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    thread_.join();
-  }
-
-  std::unique_ptr<gameverse::sdk::StreamSession> start(ServerStream<pb::CountReply> stream, uint64_t next,
-                                                       uint64_t limit, uint32_t interval_ms) {
-    auto session = std::make_unique<Session>(*this, std::move(stream), next, limit,
-                                             std::chrono::milliseconds(std::max<uint32_t>(interval_ms, 1)));
-    {
-      std::lock_guard lock(mu_);
-      due_.emplace(std::chrono::steady_clock::now(), session.get());
-    }
-    wake_.notify_all();
-    return session;
-  }
-
- private:
-  void remove(Session* session) {
-    std::unique_lock lock(mu_);
-    std::erase_if(due_, [session](const auto& entry) { return entry.second == session; });
-    // A tick of this session may be running without the lock: wait it out, and keep run() from
-    // scheduling the session again.
-    if (ticking_ == session) removed_while_ticking_ = true;
-    idle_.wait(lock, [&] { return ticking_ != session; });
-  }
-
-  void run() {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      if (due_.empty()) {
-        wake_.wait(lock);
-        continue;
-      }
-      auto [when, session] = *due_.begin();
-      if (when > std::chrono::steady_clock::now()) {
-        wake_.wait_until(lock, when);
-        continue;
-      }
-      due_.erase(due_.begin());
-      ticking_ = session;
-      lock.unlock();
-      const bool more = session->tick(instance_id_);
-      lock.lock();
-      ticking_ = nullptr;
-      if (more && !removed_while_ticking_) due_.emplace(when + session->interval(), session);
-      removed_while_ticking_ = false;
-      idle_.notify_all();
-    }
-  }
-
-  std::string instance_id_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable idle_;
-  bool stopping_ = false;
-  Session* ticking_ = nullptr;
-  bool removed_while_ticking_ = false;
-  std::multimap<std::chrono::steady_clock::time_point, Session*> due_;
-  std::thread thread_;
-};
 
 // A unique name for this plugin instance, so clients can see which generation answered.
 std::string new_instance_id() {
@@ -221,32 +31,107 @@ std::string new_instance_id() {
   return std::to_string(now) + "-" + std::to_string(sequence++);
 }
 
-class EchoPlugin final : public gameverse::sdk::Plugin {
+// One Count stream: a host timer writes its next value every interval. Writes and detach share
+// the session's lock, so once detach() returns its position, this generation writes no more and
+// the next one continues from exactly there.
+class CountSession final : public sdk::StreamSession {
+ public:
+  CountSession(ServerStream<pb::CountReply> stream, uint64_t next, uint64_t limit, uint32_t interval_ms,
+               const std::string& instance_id)
+      : stream_(std::move(stream)),
+        next_(next),
+        limit_(limit),
+        interval_(std::chrono::milliseconds(std::max<uint32_t>(interval_ms, 1))),
+        instance_id_(instance_id) {}
+
+  void start(const sdk::Host& host) {
+    timer_ = host.start_timer(std::chrono::nanoseconds(0), interval_, [this] { tick(); });
+  }
+
+  std::string detach() override {
+    timer_.cancel();  // no tick runs once it returns
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    pb::CountRequest position;  // the next value to send, the limit and the interval
+    position.set_limit(limit_);
+    position.set_interval_ms(
+        static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count()));
+    return std::to_string(next_) + "/" + position.SerializeAsString();
+  }
+
+  void on_cancel() override {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+  }
+
+ private:
+  void tick() {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    pb::CountReply reply;
+    reply.set_value(next_);
+    reply.set_instance_id(instance_id_);
+    if (!stream_.write(reply)) {
+      stopped_ = true;
+      return;
+    }
+    if (limit_ != 0 && next_ >= limit_) {
+      stopped_ = true;  // the timer ends with the session, once the host releases the call
+      stream_.finish();
+      return;
+    }
+    ++next_;
+  }
+
+  ServerStream<pb::CountReply> stream_;
+  std::mutex mu_;
+  bool stopped_ = false;
+  uint64_t next_;
+  uint64_t limit_;
+  std::chrono::nanoseconds interval_;
+  const std::string& instance_id_;
+  sdk::Timer timer_;  // last: cancelled before the members its ticks use go
+};
+
+class EchoPlugin final : public sdk::Plugin {
  public:
   explicit EchoPlugin(InitContext& init)
-      : max_stream_messages_(init.host.config_int("max_stream_messages")),
+      : host_(init.host),
+        max_stream_messages_(init.host.config_int("max_stream_messages")),
         max_sleep_ms_(init.host.config_int("max_sleep_ms")),
         handovers_(init.previous_state.empty() ? 0 : std::stoull(std::string(init.previous_state)) + 1) {
-    if (max_stream_messages_ < 1) {
-      throw gameverse::sdk::Error(StatusCode::kInvalidArgument, "max_stream_messages must be at least 1");
-    }
     init.host.info("echo ready");
   }
 
+  ~EchoPlugin() override {
+    std::map<uint64_t, std::unique_ptr<PendingSleep>> left;
+    {
+      std::lock_guard lock(sleeps_mu_);
+      left.swap(sleeps_);
+    }
+    for (auto& [id, sleep] : left) {
+      sleep->timer.cancel();
+      sleep->responder.fail(Status(StatusCode::kUnavailable, "the echo plugin is shutting down"));
+    }
+  }
+
+  // A demo service: open to anyone unless the config says otherwise ([plugin.access]).
   static void describe(PluginBuilder<EchoPlugin>& b) {
-    b.unary("/gameverse.echo.v1.Echo/Echo", &EchoPlugin::echo)
-        .server_stream("/gameverse.echo.v1.Echo/Expand", &EchoPlugin::expand)
-        .client_stream("/gameverse.echo.v1.Echo/Collect", &EchoPlugin::collect)
-        .bidi_stream("/gameverse.echo.v1.Echo/Chat", &EchoPlugin::chat, &EchoPlugin::resume_chat)
-        .unary_async("/gameverse.echo.v1.Echo/Sleep", &EchoPlugin::sleep)
-        .unary("/gameverse.echo.v1.Echo/Fail", &EchoPlugin::fail)
-        .unary("/gameverse.echo.v1.Echo/Stats", &EchoPlugin::stats)
-        .server_stream_movable("/gameverse.echo.v1.Echo/Count", &EchoPlugin::count, &EchoPlugin::resume_count)
-        .unary("/gameverse.echo.v1.Echo/WhoAmI", &EchoPlugin::who_am_i)
-        .access_all(
-            gameverse::sdk::kPublic)  // a demo service: open to anyone unless the config says otherwise
-        .config_int("max_stream_messages", 100000, "Largest count an Expand call may ask for")
-        .config_int("max_sleep_ms", 60000, "Longest duration a Sleep call may ask for");
+    b.service("gameverse.echo.v1.Echo")
+        .unary("Echo", &EchoPlugin::echo, sdk::kPublic)
+        .blocking("BlockingEcho", &EchoPlugin::echo, sdk::kPublic)
+        .server_stream("Expand", &EchoPlugin::expand, sdk::kPublic)
+        .client_stream("Collect", &EchoPlugin::collect, sdk::kPublic)
+        .bidi_stream_movable("Chat", &EchoPlugin::chat, &EchoPlugin::resume_chat, sdk::kPublic)
+        .unary_async("Sleep", &EchoPlugin::sleep, sdk::kPublic)
+        .blocking("Hold", &EchoPlugin::hold, sdk::kPublic)
+        .unary("Fail", &EchoPlugin::fail, sdk::kPublic)
+        .unary("Stats", &EchoPlugin::stats, sdk::kPublic)
+        .server_stream_movable("Count", &EchoPlugin::count, &EchoPlugin::resume_count, sdk::kPublic)
+        .unary("WhoAmI", &EchoPlugin::who_am_i, sdk::kPublic);
+    b.config_int("max_stream_messages", 100000, "Largest count an Expand call may ask for", sdk::at_least(1))
+        .config_int("max_sleep_ms", 60000, "Longest duration a Sleep or Hold call may ask for",
+                    sdk::at_least(0));
   }
 
   Status who_am_i(CallContext& context, const pb::WhoAmIRequest&, pb::WhoAmIReply& reply) {
@@ -328,37 +213,65 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
     return std::make_unique<Chatter>(std::move(out), std::stoull(std::string(detached)), instance_id_);
   }
 
-  std::unique_ptr<gameverse::sdk::StreamSession> count(CallContext&, const pb::CountRequest& request,
-                                                       ServerStream<pb::CountReply> stream) {
-    return ticker_.start(std::move(stream), 1, request.limit(), request.interval_ms());
+  std::unique_ptr<sdk::StreamSession> count(CallContext&, const pb::CountRequest& request,
+                                            ServerStream<pb::CountReply> stream) {
+    return start_count(std::move(stream), 1, request.limit(), request.interval_ms());
   }
 
-  // `detached` is "<next value>/<serialized CountRequest>", written by Ticker::Session::detach.
-  std::unique_ptr<gameverse::sdk::StreamSession> resume_count(std::string_view detached,
-                                                              ServerStream<pb::CountReply> stream) {
+  // `detached` is "<next value>/<serialized CountRequest>", written by CountSession::detach.
+  std::unique_ptr<sdk::StreamSession> resume_count(std::string_view detached,
+                                                   ServerStream<pb::CountReply> stream) {
     const size_t slash = detached.find('/');
     pb::CountRequest position;
     if (slash == std::string_view::npos ||
         !position.ParseFromArray(detached.data() + slash + 1,
                                  static_cast<int>(detached.size() - slash - 1))) {
-      throw gameverse::sdk::Error(StatusCode::kDataLoss,
-                                  "unreadable Count position from the previous generation");
+      throw sdk::Error(StatusCode::kDataLoss, "unreadable Count position from the previous generation");
     }
     const uint64_t next = std::stoull(std::string(detached.substr(0, slash)));
-    return ticker_.start(std::move(stream), next, position.limit(), position.interval_ms());
+    return start_count(std::move(stream), next, position.limit(), position.interval_ms());
   }
 
   std::string save_state() override { return std::to_string(handovers_); }
 
+  // Answers from a host timer when the time comes, so a sleeping call holds no thread.
   void sleep(CallContext&, const pb::SleepRequest& request, UnaryResponder<pb::SleepReply> responder) {
-    if (request.duration_ms() > max_sleep_ms_) {
-      responder.fail(
-          Status(StatusCode::kInvalidArgument, "duration_ms " + std::to_string(request.duration_ms()) +
-                                                   " exceeds max_sleep_ms " + std::to_string(max_sleep_ms_)));
+    if (Status refused = check_duration(request.duration_ms()); !refused.is_ok()) {
+      responder.fail(refused);
       return;
     }
-    const auto due = std::chrono::steady_clock::now() + std::chrono::milliseconds(request.duration_ms());
-    sleeper_.add(due, request.duration_ms(), std::move(responder));
+    sleeps_started_++;
+    const uint64_t id = next_sleep_++;
+    // Runs at once when the client has already gone: before the sleep is stored, so it finds none.
+    responder.on_cancel([this, id] { end_sleep(id, true); });
+    if (responder.cancelled()) {
+      sleeps_cancelled_++;
+      return;
+    }
+    auto pending = std::make_unique<PendingSleep>(std::move(responder), request.duration_ms());
+    std::unique_lock lock(sleeps_mu_);
+    PendingSleep& sleep = *sleeps_.emplace(id, std::move(pending)).first->second;
+    try {
+      sleep.timer = host_.start_timer(std::chrono::milliseconds(request.duration_ms()),
+                                      std::chrono::nanoseconds(0), [this, id] { end_sleep(id, false); });
+    } catch (const sdk::Error& e) {
+      std::unique_ptr<PendingSleep> failed = std::move(sleeps_.at(id));
+      sleeps_.erase(id);
+      lock.unlock();
+      failed->responder.fail(e.status());
+    }
+  }
+
+  // Holds a pool thread, as a handler waiting on a slow dependency would.
+  Status hold(CallContext& context, const pb::SleepRequest& request, pb::SleepReply& reply) {
+    if (Status refused = check_duration(request.duration_ms()); !refused.is_ok()) return refused;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(request.duration_ms());
+    while (std::chrono::steady_clock::now() < until) {
+      if (context.cancelled()) return {StatusCode::kCancelled, "the client cancelled the call"};
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    reply.set_slept_ms(request.duration_ms());
+    return Status::ok();
   }
 
   Status fail(CallContext&, const pb::FailRequest& request, pb::EchoReply&) {
@@ -369,21 +282,66 @@ class EchoPlugin final : public gameverse::sdk::Plugin {
   }
 
   Status stats(CallContext&, const pb::StatsRequest&, pb::StatsReply& reply) {
-    reply.set_sleeps_started(sleeper_.counters().started);
-    reply.set_sleeps_completed(sleeper_.counters().completed);
-    reply.set_sleeps_cancelled(sleeper_.counters().cancelled);
+    reply.set_sleeps_started(sleeps_started_);
+    reply.set_sleeps_completed(sleeps_completed_);
+    reply.set_sleeps_cancelled(sleeps_cancelled_);
     reply.set_instance_id(instance_id_);
     reply.set_handovers(handovers_);
     return Status::ok();
   }
 
  private:
+  struct PendingSleep {
+    PendingSleep(UnaryResponder<pb::SleepReply> r, uint32_t ms) : responder(std::move(r)), duration_ms(ms) {}
+    UnaryResponder<pb::SleepReply> responder;
+    uint32_t duration_ms;
+    sdk::Timer timer;
+  };
+
+  Status check_duration(uint32_t duration_ms) const {
+    if (duration_ms <= max_sleep_ms_) return Status::ok();
+    return {StatusCode::kInvalidArgument, "duration_ms " + std::to_string(duration_ms) +
+                                              " exceeds max_sleep_ms " + std::to_string(max_sleep_ms_)};
+  }
+
+  // The sleep's timer fired, or its client cancelled: whichever comes first answers.
+  void end_sleep(uint64_t id, bool cancelled) {
+    std::unique_ptr<PendingSleep> sleep;
+    {
+      std::lock_guard lock(sleeps_mu_);
+      auto it = sleeps_.find(id);
+      if (it == sleeps_.end()) return;
+      sleep = std::move(it->second);
+      sleeps_.erase(it);
+    }
+    if (cancelled) {
+      sleeps_cancelled_++;
+    } else {
+      pb::SleepReply reply;
+      reply.set_slept_ms(sleep->duration_ms);
+      if (sleep->responder.reply(reply)) sleeps_completed_++;
+    }
+    // Dropping it cancels its timer: from the timer's own callback, that run just ends.
+  }
+
+  std::unique_ptr<sdk::StreamSession> start_count(ServerStream<pb::CountReply> stream, uint64_t next,
+                                                  uint64_t limit, uint32_t interval_ms) {
+    auto session = std::make_unique<CountSession>(std::move(stream), next, limit, interval_ms, instance_id_);
+    session->start(host_);
+    return session;
+  }
+
+  sdk::Host host_;
   int64_t max_stream_messages_;
   int64_t max_sleep_ms_;
   uint64_t handovers_;
   std::string instance_id_ = new_instance_id();
-  Sleeper sleeper_;
-  Ticker ticker_{instance_id_};
+  std::atomic<uint64_t> sleeps_started_{0};
+  std::atomic<uint64_t> sleeps_completed_{0};
+  std::atomic<uint64_t> sleeps_cancelled_{0};
+  std::mutex sleeps_mu_;
+  std::atomic<uint64_t> next_sleep_{0};
+  std::map<uint64_t, std::unique_ptr<PendingSleep>> sleeps_;
 };
 
 }  // namespace

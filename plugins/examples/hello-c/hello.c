@@ -160,16 +160,14 @@ static void hello_shutdown(void* instance) {
   free(instance);
 }
 
+/* The gate lets anyone greet. */
 static const gv_method_desc hello_methods[] = {
-    {sizeof(gv_method_desc), "/gameverse.hello.v1.Hello/Greet", GV_CALL_UNARY, 0},
+    {sizeof(gv_method_desc), "/gameverse.hello.v1.Hello/Greet", GV_CALL_UNARY, 0, "public"},
 };
-
-/* The gate lets anyone greet; one entry per method, in the order of hello_methods. */
-static const char* const hello_access[] = {"public"};
 
 static const gv_config_key_desc hello_config[] = {
     {sizeof(gv_config_key_desc), "greeting", GV_CONFIG_STRING, false, "\"Hello\"",
-     "What the greeting starts with"},
+     "What the greeting starts with", GV_CONFIG_RULE_NON_EMPTY, 0, 0, 0, 0, NULL, 0},
 };
 
 GV_PLUGIN_EXPORT const gv_plugin_descriptor* gv_plugin_entry_v1(const gv_host_info* host) {
@@ -190,6 +188,8 @@ GV_PLUGIN_EXPORT const gv_plugin_descriptor* gv_plugin_entry_v1(const gv_host_in
   descriptor.on_init = hello_init;
   descriptor.on_call_start = hello_call_start;
   descriptor.on_shutdown = hello_shutdown;
-  descriptor.method_access = hello_access;
+  /* The host steps through the tables by these, so their entries can grow in later versions. */
+  descriptor.method_desc_size = sizeof(gv_method_desc);
+  descriptor.config_key_desc_size = sizeof(gv_config_key_desc);
   return &descriptor;
 }

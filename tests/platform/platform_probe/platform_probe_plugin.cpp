@@ -20,22 +20,24 @@ class PlatformProbe final : public sdk::Plugin {
         tick_lateness_(init.host.histogram("probe_tick_lateness_seconds", "How late timer ticks ran", {},
                                            {0.001, 0.005, 0.02, 0.1})) {
     init.host.gauge("probe_generation_started", "1 once a generation started").record(1);
-    subscription_ =
-        init.host.subscribe(init.host.config_string("topic"), [this](std::string_view, std::string_view p) {
+    subscription_ = init.host.subscribe(
+        init.host.config_string("topic"),
+        [this](std::string_view, std::string_view p) {
           host_.cache().increment("seen:" + std::string(p));
           std::lock_guard lock(mu_);
           received_.emplace_back(p);
-        });
+        },
+        sdk::Run::kBlocking);
   }
 
   static void describe(sdk::PluginBuilder<PlatformProbe>& b) {
-    b.unary_async("/gameverse.platformprobe.v1.PlatformProbe/Relay", &PlatformProbe::relay)
-        .unary_async("/gameverse.platformprobe.v1.PlatformProbe/Ticks", &PlatformProbe::ticks)
-        .unary("/gameverse.platformprobe.v1.PlatformProbe/Cache", &PlatformProbe::cache)
-        .unary("/gameverse.platformprobe.v1.PlatformProbe/Publish", &PlatformProbe::publish)
-        .unary("/gameverse.platformprobe.v1.PlatformProbe/Received", &PlatformProbe::received)
-        .access_all(sdk::kPublic)
-        .config_string("topic", "probe", "The topic this plugin subscribes to");
+    b.service("gameverse.platformprobe.v1.PlatformProbe")
+        .unary_async("Relay", &PlatformProbe::relay, sdk::kPublic)
+        .unary_async("Ticks", &PlatformProbe::ticks, sdk::kPublic)
+        .blocking("Cache", &PlatformProbe::cache, sdk::kPublic)
+        .blocking("Publish", &PlatformProbe::publish, sdk::kPublic)
+        .unary("Received", &PlatformProbe::received, sdk::kPublic);
+    b.config_string("topic", "probe", "The topic this plugin subscribes to", sdk::non_empty());
   }
 
   sdk::Status cache(sdk::CallContext&, const pb::CacheRequest& request, pb::CacheReply& reply) {

@@ -31,14 +31,13 @@ class StoreProbe final : public sdk::Plugin {
   explicit StoreProbe(sdk::InitContext& init) : store_(init.host.store()) {}
 
   static void describe(sdk::PluginBuilder<StoreProbe>& b) {
-    b.unary("/gameverse.storeprobe.v1.StoreProbe/Put", &StoreProbe::write)
-        .unary("/gameverse.storeprobe.v1.StoreProbe/Delete", &StoreProbe::write)
-        .unary("/gameverse.storeprobe.v1.StoreProbe/Get", &StoreProbe::get)
-        .unary("/gameverse.storeprobe.v1.StoreProbe/Batch", &StoreProbe::batch)
-        .unary("/gameverse.storeprobe.v1.StoreProbe/List", &StoreProbe::list)
-        .access_all(sdk::kPublic)
-        .collection("items")
-        .collection("profiles");
+    b.service("gameverse.storeprobe.v1.StoreProbe")
+        .blocking("Put", &StoreProbe::write, sdk::kPublic)
+        .blocking("Delete", &StoreProbe::write, sdk::kPublic)
+        .blocking("Get", &StoreProbe::get, sdk::kPublic)
+        .blocking("Batch", &StoreProbe::batch, sdk::kPublic)
+        .blocking("List", &StoreProbe::list, sdk::kPublic);
+    b.collection("items").collection("profiles");
   }
 
   sdk::Status write(sdk::CallContext&, const pb::Write& request, pb::Versions& reply) {
