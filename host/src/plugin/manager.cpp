@@ -1,6 +1,7 @@
 #include "plugin/manager.hpp"
 
 #include "platform/thread_priority.hpp"
+#include "plugin/route_compatibility.hpp"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -39,33 +40,6 @@ bool is_streaming(gv_call_kind kind) {
   return kind != GV_CALL_UNARY;
 }
 
-// Field-by-field: an old reader and a new writer (and the reverse) agree on every shared field.
-std::string incompatible_messages(const google::protobuf::Descriptor& old_type,
-                                  const google::protobuf::Descriptor& new_type, std::set<std::string>& seen) {
-  if (old_type.full_name() != new_type.full_name()) {
-    return "type " + old_type.full_name() + " became " + new_type.full_name();
-  }
-  if (!seen.insert(old_type.full_name()).second) return "";
-  for (int i = 0; i < old_type.field_count(); ++i) {
-    const auto* old_field = old_type.field(i);
-    const auto* new_field = new_type.FindFieldByNumber(old_field->number());
-    if (new_field == nullptr) continue;  // removed fields are skipped by old readers: compatible
-    const std::string where = old_type.full_name() + "." + old_field->name() + " (field " +
-                              std::to_string(old_field->number()) + ")";
-    if (old_field->type() != new_field->type()) {
-      return where + " changed type from " + old_field->type_name() + " to " + new_field->type_name();
-    }
-    if (old_field->is_repeated() != new_field->is_repeated())
-      return where + " changed between single and repeated";
-    if (old_field->message_type() != nullptr) {
-      std::string nested =
-          incompatible_messages(*old_field->message_type(), *new_field->message_type(), seen);
-      if (!nested.empty()) return nested;
-    }
-  }
-  return "";
-}
-
 }  // namespace
 
 std::string sha256_hex(std::string_view bytes) {
@@ -79,25 +53,6 @@ std::string sha256_hex(std::string_view bytes) {
     out += kHex[digest[i] & 15];
   }
   return out;
-}
-
-std::string incompatible_routes(const Plugin& old_generation, const Plugin& new_generation) {
-  for (const Method& old_method : old_generation.methods()) {
-    const Method* new_method = new_generation.find_method(old_method.full_name);
-    if (new_method == nullptr) continue;  // dropped methods answer UNIMPLEMENTED: not a type change
-    if (old_method.kind != new_method->kind)
-      return "method " + old_method.full_name + " changed its call kind";
-    std::set<std::string> seen;
-    std::string why = incompatible_messages(*old_method.descriptor->input_type(),
-                                            *new_method->descriptor->input_type(), seen);
-    if (why.empty()) {
-      seen.clear();
-      why = incompatible_messages(*old_method.descriptor->output_type(),
-                                  *new_method->descriptor->output_type(), seen);
-    }
-    if (!why.empty()) return "method " + old_method.full_name + ": " + why;
-  }
-  return "";
 }
 
 PluginManager::PluginManager(Options options) : options_(std::move(options)) {
@@ -449,7 +404,7 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
     }
     next = open_staged(entry, ++slot.last_generation, file);
     if (!force) {
-      if (std::string why = incompatible_routes(*old, *next); !why.empty()) {
+      if (std::string why = incompatible_routes(old->methods(), next->methods()); !why.empty()) {
         throw LoadError("plugin '" + name + "' generation " + std::to_string(next->generation()) + ": " +
                         why + " (reload with force to accept)");
       }

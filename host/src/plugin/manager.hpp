@@ -185,10 +185,6 @@ class PluginManager {
   std::thread reaper_;
 };
 
-// Why routes of a new generation cannot replace the old ones; empty when they can: a method
-// whose call kind, request type or response type changed in an incompatible way.
-std::string incompatible_routes(const Plugin& old_generation, const Plugin& new_generation);
-
 // SHA-256 of bytes, in lower-case hex.
 std::string sha256_hex(std::string_view bytes);
 
