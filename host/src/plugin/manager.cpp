@@ -1,6 +1,7 @@
 #include "plugin/manager.hpp"
 
 #include "platform/thread_priority.hpp"
+#include "plugin/load_order.hpp"
 #include "plugin/route_compatibility.hpp"
 
 #include <openssl/evp.h>
@@ -26,14 +27,14 @@ std::string read_file(const std::filesystem::path& path) {
   return bytes.str();
 }
 
-// The services ("package.Service") a generation serves.
-std::set<std::string> services_of(const Plugin& plugin) {
+// The services ("package.Service") a generation serves, each once, in order.
+std::vector<std::string> services_of(const Plugin& plugin) {
   std::set<std::string> services;
   for (const Method& method : plugin.methods()) {
     const auto slash = method.full_name.find('/', 1);
     services.insert(method.full_name.substr(1, slash - 1));
   }
-  return services;
+  return {services.begin(), services.end()};
 }
 
 bool is_streaming(gv_call_kind kind) {
@@ -165,12 +166,13 @@ void PluginManager::check_conflicts(const Plugin& plugin, const Plugin* replacin
 }
 
 std::vector<std::string> PluginManager::dependants_of(const Plugin& plugin) const {
-  const std::set<std::string> services = services_of(plugin);
+  const std::vector<std::string> services = services_of(plugin);
   std::vector<std::string> dependants;
   for (const auto& [name, slot] : slots_) {
     if (!slot.current || slot.current.get() == &plugin) continue;
     for (const std::string& dependency : slot.current->dependencies()) {
-      if (services.contains(dependency)) dependants.push_back("'" + name + "' depends on " + dependency);
+      if (std::find(services.begin(), services.end(), dependency) != services.end())
+        dependants.push_back("'" + name + "' depends on " + dependency);
     }
   }
   return dependants;
@@ -235,69 +237,31 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
   }
 
   // Dependency order: a plugin comes after the plugins serving the services it calls.
-  std::map<std::string, std::string> provider;  // service -> plugin
-  for (const auto& [name, plugin] : opened) {
-    for (const std::string& service : services_of(*plugin)) provider.emplace(service, name);
-  }
-  for (const auto& [name, slot] : slots_) {
-    if (slot.current) {
-      for (const std::string& service : services_of(*slot.current)) provider.emplace(service, name);
-    }
-  }
-  std::map<std::string, int> mark;  // 0 new, 1 on the path, 2 done
-  std::vector<std::string> order;
-  std::map<std::string, std::string> failed;
-  std::function<bool(const std::string&, std::vector<std::string>&)> visit =
-      [&](const std::string& name, std::vector<std::string>& path) {
-        if (mark[name] == 2) return true;
-        if (mark[name] == 1) {
-          std::string cycle;
-          for (auto it = std::find(path.begin(), path.end(), name); it != path.end(); ++it)
-            cycle += *it + " -> ";
-          failed[name] = "dependency cycle: " + cycle + name;
-          return false;
-        }
-        mark[name] = 1;
-        path.push_back(name);
-        bool ok = true;
-        for (const std::string& service : opened[name]->dependencies()) {
-          auto it = provider.find(service);
-          if (it == provider.end()) {
-            failed[name] = "depends on " + service + ", which no configured plugin serves";
-            ok = false;
-            break;
-          }
-          if (it->second == name || !opened.contains(it->second)) continue;
-          if (!visit(it->second, path)) {
-            if (!failed.contains(name)) failed[name] = failed[it->second];
-            ok = false;
-            break;
-          }
-        }
-        path.pop_back();
-        mark[name] = 2;
-        if (ok) order.push_back(name);
-        return ok;
-      };
+  std::vector<PluginServices> loading;
   for (const std::string& name : names) {
-    std::vector<std::string> path;
-    visit(name, path);
+    const Plugin& plugin = *opened[name];
+    loading.push_back({name, services_of(plugin), plugin.dependencies()});
   }
+  std::vector<PluginServices> serving;
+  for (const auto& [name, slot] : slots_) {
+    if (slot.current) serving.push_back({name, services_of(*slot.current), {}});
+  }
+  const LoadOrder ordered = load_order(loading, serving);
 
   for (const std::string& name : names) {
-    if (auto it = failed.find(name); it != failed.end()) {
+    if (auto it = ordered.refused.find(name); it != ordered.refused.end()) {
       Outcome outcome{true, name, "", 0};
       refuse(slots_[name], "plugin '" + name + "': " + it->second, outcome);
       outcomes.push_back(outcome);
     }
   }
-  for (const std::string& name : order) {
+  for (const std::string& name : ordered.order) {
     Outcome outcome{true, name, "", 0};
     Slot& slot = slots_[name];
     std::shared_ptr<Plugin> plugin = opened[name];
     try {
       for (const std::string& service : plugin->dependencies()) {
-        const std::string& owner = provider.at(service);
+        const std::string& owner = ordered.provider.at(service);
         if (owner != name && !slots_[owner].current) {
           throw LoadError("plugin '" + name + "': depends on " + service + " of plugin '" + owner +
                           "', which was refused");
