@@ -199,6 +199,25 @@ void PluginManager::publish_routes(const Plugin* removed, const std::shared_ptr<
   std::atomic_store(&routes_, std::shared_ptr<const RouteTable>(std::move(table)));
 }
 
+void PluginManager::start_serving(Slot& slot, const std::shared_ptr<Plugin>& next,
+                                  const std::shared_ptr<Plugin>& old) {
+  next->init(old ? old->save_state() : std::string());
+  if (old) next->take_over_subscriptions(*old);
+  next->set_state(GenerationState::kServing);
+  publish_routes(old.get(), next);
+  if (old) old->set_state(GenerationState::kDraining);
+  {
+    std::lock_guard lock(state_mu_);
+    slot.current = next;
+    slot.last_error.clear();
+  }
+  emit(next->name(), next->generation(), "serving",
+       next->version() + " from " + next->source_path().string() + " (ABI " +
+           std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(next->abi_minor()) + ", " +
+           std::to_string(next->methods().size()) + " methods)" +
+           (old ? ", replaces generation " + std::to_string(old->generation()) : ""));
+}
+
 void PluginManager::refuse(Slot& slot, const std::string& message, Outcome& outcome) {
   outcome.ok = false;
   outcome.message = message;
@@ -268,19 +287,8 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
         }
       }
       check_conflicts(*plugin, nullptr);
-      plugin->init();
-      plugin->set_state(GenerationState::kServing);
-      publish_routes(nullptr, plugin);
-      {
-        std::lock_guard lock(state_mu_);
-        slot.current = plugin;
-        slot.last_error.clear();
-      }
+      start_serving(slot, plugin, nullptr);
       outcome.generation = plugin->generation();
-      emit(name, plugin->generation(), "serving",
-           plugin->version() + " from " + plugin->source_path().string() + " (ABI " +
-               std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(plugin->abi_minor()) + ", " +
-               std::to_string(plugin->methods().size()) + " methods)");
     } catch (const std::exception& e) {
       refuse(slot, e.what(), outcome);
     }
@@ -321,18 +329,8 @@ Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
                         ", which no loaded plugin serves");
       }
     }
-    plugin->init();
-    plugin->set_state(GenerationState::kServing);
-    publish_routes(nullptr, plugin);
-    {
-      std::lock_guard lock(state_mu_);
-      slot->current = plugin;
-      slot->last_error.clear();
-    }
+    start_serving(*slot, plugin, nullptr);
     outcome.generation = plugin->generation();
-    emit(entry.name, plugin->generation(), "serving",
-         plugin->version() + " from " + entry.path.string() + " (" +
-             std::to_string(plugin->methods().size()) + " methods)");
   } catch (const std::exception& e) {
     refuse(*slot, e.what(), outcome);
   }
@@ -374,7 +372,7 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
       }
     }
     check_conflicts(*next, old.get());
-    next->init(old->save_state());
+    start_serving(slot, next, old);  // the swap: new calls go to the new generation from here on
   } catch (const std::exception& e) {
     if (next) next->set_state(GenerationState::kFailed);
     refuse(slot, e.what(), outcome);
@@ -388,21 +386,12 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
     return outcome;
   }
 
-  // The swap: new calls go to the new generation from here on.
-  next->take_over_subscriptions(*old);
-  next->set_state(GenerationState::kServing);
-  publish_routes(old.get(), next);
-  old->set_state(GenerationState::kDraining);
   {
     std::lock_guard lock(state_mu_);
     slot.entry = entry;
-    slot.current = next;
-    slot.last_error.clear();
   }
   outcome.generation = next->generation();
   outcome.message = "generation " + std::to_string(next->generation()) + " serving";
-  emit(name, next->generation(), "serving",
-       next->version() + " replaces generation " + std::to_string(old->generation()));
 
   // Live streams continue in the new generation where both generations can move them.
   size_t moving = 0;
@@ -532,11 +521,7 @@ Outcome PluginManager::add_builtin(std::shared_ptr<Plugin> plugin, const config:
   try {
     plugin->set_generation(++slots_[entry.name].last_generation);
     plugin->set_platform(options_.platform);
-    plugin->init();
-    plugin->set_state(GenerationState::kServing);
-    publish_routes(nullptr, plugin);
-    std::lock_guard lock(state_mu_);
-    slots_[entry.name].current = plugin;
+    start_serving(slots_[entry.name], plugin, nullptr);
   } catch (const std::exception& e) {
     refuse(slots_[entry.name], e.what(), outcome);
   }

@@ -156,6 +156,10 @@ class PluginManager {
   void check_conflicts(const Plugin& plugin, const Plugin* replacing) const;
   std::vector<std::string> dependants_of(const Plugin& plugin) const;
   void publish_routes(const Plugin* removed, const std::shared_ptr<Plugin>& added);
+  // The one way a generation starts: init (with the state of `old`, which it replaces, if any),
+  // then it serves, its routes are published, the slot holds it and subscribers hear of it.
+  // Throws what init throws, before anything changed.
+  void start_serving(Slot& slot, const std::shared_ptr<Plugin>& next, const std::shared_ptr<Plugin>& old);
   void retire_later(std::shared_ptr<Plugin> plugin);
   void reap();
   void retire_now(std::shared_ptr<Plugin> plugin, std::chrono::steady_clock::time_point deadline);
