@@ -140,9 +140,9 @@ TEST(Metrics, PluginMetricsReachTheRegistryAndSurviveReload) {
   entry.path = GV_PROBE_DIR "/platform-probe.so";
   config::Config config;
   config.plugins.push_back(entry);
-  ASSERT_TRUE(manager.load_all(config).at(0).ok);
+  ASSERT_TRUE(manager.load_all(config).at(0).ok());
   EXPECT_EQ(metrics.value("platform-probe", "probe_generation_started", {}), 1);
-  ASSERT_TRUE(manager.reload("platform-probe", true).ok);
+  ASSERT_TRUE(manager.reload("platform-probe", true).ok());
   EXPECT_EQ(metrics.value("platform-probe", "probe_generation_started", {}), 1);
   EXPECT_CONTAINS(metrics.render_prometheus(), "# TYPE probe_tick_lateness_seconds histogram");
 }

@@ -84,18 +84,33 @@ GenerationRecord PluginManager::record_of(const Plugin& plugin) {
   return record;
 }
 
-void PluginManager::emit(const std::string& plugin, uint64_t generation, const std::string& kind,
+const char* to_string(Event::Kind kind) {
+  switch (kind) {
+    case Event::Kind::kServing: return "serving";
+    case Event::Kind::kDraining: return "draining";
+    case Event::Kind::kRetired: return "retired";
+    case Event::Kind::kRefused: return "refused";
+    case Event::Kind::kUnloaded: return "unloaded";
+    case Event::Kind::kFailed: return "failed";
+    case Event::Kind::kStopping: return "stopping";
+  }
+  return "unknown";
+}
+
+void PluginManager::emit(const std::string& plugin, uint64_t generation, Event::Kind kind,
                          const std::string& message) {
   Event event{std::chrono::system_clock::now(), plugin, generation, kind, message};
-  if (kind == "stopping") {
-    // Not a plugin's event: only for subscribers.
-  } else if (kind == "refused") {
-    spdlog::error("refused {}", message);  // refusal messages name the plugin and its file
-  } else if (kind == "failed") {
-    spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
-  } else {
-    spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, kind, message.empty() ? "" : ": ",
-                 message);
+  switch (kind) {
+    case Event::Kind::kStopping: break;  // not a plugin's event: only for subscribers
+    case Event::Kind::kRefused:
+      spdlog::error("refused {}", message);  // refusal messages name the plugin and its file
+      break;
+    case Event::Kind::kFailed:
+      spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
+      break;
+    default:
+      spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, to_string(kind),
+                   message.empty() ? "" : ": ", message);
   }
   std::lock_guard lock(listeners_mu_);
   for (auto& [id, listener] : listeners_) listener(event);
@@ -211,7 +226,7 @@ void PluginManager::start_serving(Slot& slot, const std::shared_ptr<Plugin>& nex
     slot.current = next;
     slot.last_error.clear();
   }
-  emit(next->name(), next->generation(), "serving",
+  emit(next->name(), next->generation(), Event::Kind::kServing,
        next->version() + " from " + next->source_path().string() + " (ABI " +
            std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(next->abi_minor()) + ", " +
            std::to_string(next->methods().size()) + " methods)" +
@@ -219,13 +234,13 @@ void PluginManager::start_serving(Slot& slot, const std::shared_ptr<Plugin>& nex
 }
 
 void PluginManager::refuse(Slot& slot, const std::string& message, Outcome& outcome) {
-  outcome.ok = false;
+  outcome.kind = Outcome::Kind::kRefused;
   outcome.message = message;
   {
     std::lock_guard lock(state_mu_);
     slot.last_error = message;
   }
-  emit(slot.entry.name, slot.current ? slot.current->generation() : 0, "refused", message);
+  emit(slot.entry.name, slot.current ? slot.current->generation() : 0, Event::Kind::kRefused, message);
 }
 
 std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
@@ -245,7 +260,7 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
       spdlog::info("plugin '{}' is disabled in the config", entry.name);
       continue;
     }
-    Outcome outcome{true, entry.name, "", 0};
+    Outcome outcome{Outcome::Kind::kDone, entry.name, "", 0};
     try {
       opened[entry.name] = open_staged(entry, ++slots_[entry.name].last_generation, read_plugin_file(entry));
       names.push_back(entry.name);
@@ -269,13 +284,13 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
 
   for (const std::string& name : names) {
     if (auto it = ordered.refused.find(name); it != ordered.refused.end()) {
-      Outcome outcome{true, name, "", 0};
+      Outcome outcome{Outcome::Kind::kDone, name, "", 0};
       refuse(slots_[name], "plugin '" + name + "': " + it->second, outcome);
       outcomes.push_back(outcome);
     }
   }
   for (const std::string& name : ordered.order) {
-    Outcome outcome{true, name, "", 0};
+    Outcome outcome{Outcome::Kind::kDone, name, "", 0};
     Slot& slot = slots_[name];
     std::shared_ptr<Plugin> plugin = opened[name];
     try {
@@ -303,13 +318,13 @@ Outcome PluginManager::load(const config::PluginConfig& entry) {
 }
 
 Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
-  Outcome outcome{true, entry.name, "", 0};
+  Outcome outcome{Outcome::Kind::kDone, entry.name, "", 0};
   Slot* slot = nullptr;
   {
     std::lock_guard lock(state_mu_);
     auto [it, inserted] = slots_.try_emplace(entry.name);
     if (!inserted && it->second.current) {
-      outcome.ok = false;
+      outcome.kind = Outcome::Kind::kRefused;
       outcome.message = "plugin '" + entry.name + "' is already loaded (generation " +
                         std::to_string(it->second.current->generation()) + "); reload it instead";
       return outcome;
@@ -343,7 +358,8 @@ Outcome PluginManager::reload(const std::string& name, bool force) {
   {
     std::lock_guard lock(state_mu_);
     auto it = slots_.find(name);
-    if (it == slots_.end()) return {false, name, "no plugin named '" + name + "' is configured or loaded", 0};
+    if (it == slots_.end())
+      return {Outcome::Kind::kNotFound, name, "no plugin named '" + name + "' is configured or loaded", 0};
     entry = it->second.entry;
   }
   return reload_locked(name, entry, force, false);
@@ -352,16 +368,18 @@ Outcome PluginManager::reload(const std::string& name, bool force) {
 Outcome PluginManager::reload_locked(const std::string& name, const config::PluginConfig& entry, bool force,
                                      bool entry_changed) {
   Slot& slot = slots_.at(name);
-  if (!entry.enabled) return {false, name, "plugin '" + name + "' is disabled in the config", 0};
+  if (!entry.enabled)
+    return {Outcome::Kind::kRefused, name, "plugin '" + name + "' is disabled in the config", 0};
   if (!slot.current) return load_locked(entry);
-  if (slot.current->builtin()) return {false, name, "plugin '" + name + "' is built into the host", 0};
+  if (slot.current->builtin())
+    return {Outcome::Kind::kRefused, name, "plugin '" + name + "' is built into the host", 0};
   const std::shared_ptr<Plugin> old = slot.current;
-  Outcome outcome{true, name, "", old->generation()};
+  Outcome outcome{Outcome::Kind::kDone, name, "", old->generation()};
   std::shared_ptr<Plugin> next;
   try {
     const PluginFile file = read_plugin_file(entry);  // read once: for the hash and for staging
     if (!force && !entry_changed && file.hash == old->file_hash()) {
-      outcome.message = "unchanged";
+      outcome.kind = Outcome::Kind::kUnchanged;
       return outcome;
     }
     next = open_staged(entry, ++slot.last_generation, file);
@@ -405,7 +423,7 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
       ++moving;
     }
   });
-  emit(name, old->generation(), "draining",
+  emit(name, old->generation(), Event::Kind::kDraining,
        std::to_string(old->live_call_count()) + " calls in flight, " + std::to_string(moving) +
            " streams moving");
   retire_later(old);
@@ -418,7 +436,7 @@ Outcome PluginManager::unload(const std::string& name, bool force) {
 }
 
 Outcome PluginManager::unload_locked(const std::string& name, bool force, bool forget) {
-  Outcome outcome{true, name, "", 0};
+  Outcome outcome{Outcome::Kind::kDone, name, "", 0};
   auto it = slots_.find(name);
   if (it == slots_.end() || !it->second.current) {
     if (forget && it != slots_.end()) {
@@ -427,11 +445,11 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
       std::erase(order_, name);
       return outcome;
     }
-    return {false, name, "plugin '" + name + "' is not loaded", 0};
+    return {Outcome::Kind::kNotFound, name, "plugin '" + name + "' is not loaded", 0};
   }
   Slot& slot = it->second;
   if (slot.current->builtin() && !force)
-    return {false, name, "plugin '" + name + "' is built into the host", 0};
+    return {Outcome::Kind::kRefused, name, "plugin '" + name + "' is built into the host", 0};
   const std::vector<std::string> dependants = dependants_of(*slot.current);
   if (!dependants.empty() && !force) {
     std::string list;
@@ -451,7 +469,7 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
       std::erase(order_, name);
     }
   }
-  emit(name, old->generation(), "unloaded",
+  emit(name, old->generation(), Event::Kind::kUnloaded,
        std::to_string(old->live_call_count()) + " calls in flight drain");
   retire_later(std::move(old));
   return outcome;
@@ -499,7 +517,7 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
       continue;
     }
     Outcome outcome = reload_locked(entry.name, entry, false, changed);
-    if (!changed && outcome.ok && outcome.message == "unchanged") {
+    if (!changed && outcome.kind == Outcome::Kind::kUnchanged) {
       std::lock_guard lock(state_mu_);
       it->second.entry = entry;  // positions in the file may have moved
       continue;
@@ -511,7 +529,7 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
 
 Outcome PluginManager::add_builtin(std::shared_ptr<Plugin> plugin, const config::PluginConfig& entry) {
   std::lock_guard ops(ops_mu_);
-  Outcome outcome{true, entry.name, "", 1};
+  Outcome outcome{Outcome::Kind::kDone, entry.name, "", 1};
   {
     std::lock_guard lock(state_mu_);
     Slot& slot = slots_[entry.name];
@@ -536,7 +554,7 @@ std::optional<config::PluginConfig> PluginManager::entry(const std::string& name
 }
 
 void PluginManager::notify_stopping() {
-  emit("", 0, "stopping", "the host is shutting down");
+  emit("", 0, Event::Kind::kStopping, "the host is shutting down");
 }
 
 std::vector<Outcome> PluginManager::reload_changed() {
@@ -551,7 +569,7 @@ std::vector<Outcome> PluginManager::reload_changed() {
   std::vector<Outcome> outcomes;
   for (const std::string& name : names) {
     Outcome outcome = reload(name);
-    if (!(outcome.ok && outcome.message == "unchanged")) outcomes.push_back(outcome);
+    if (outcome.kind != Outcome::Kind::kUnchanged) outcomes.push_back(outcome);
   }
   return outcomes;
 }
@@ -601,10 +619,10 @@ void PluginManager::retire_now(std::shared_ptr<Plugin> plugin,
       call.request_abort(message);
       ++aborted;
     });
-    emit(name, generation, "draining",
+    emit(name, generation, Event::Kind::kDraining,
          std::to_string(aborted) + " calls cancelled with UNAVAILABLE at the drain deadline");
     if (!plugin->wait_idle(std::chrono::steady_clock::now() + kAbortGrace)) {
-      emit(name, generation, "failed",
+      emit(name, generation, Event::Kind::kFailed,
            std::to_string(plugin->live_call_count()) +
                " calls were never finished by the plugin; the generation stays mapped");
       std::lock_guard lock(reaper_mu_);
@@ -630,7 +648,7 @@ void PluginManager::retire_now(std::shared_ptr<Plugin> plugin,
   const long references = plugin.use_count();
   plugin.reset();  // on_shutdown, then dlclose
   const bool still_mapped = references == 1 && read_file("/proc/self/maps").find(mapped) != std::string::npos;
-  emit(name, generation, "retired",
+  emit(name, generation, Event::Kind::kRetired,
        references > 1 ? "still referenced; unmapped when the last reference goes"
                       : (still_mapped ? "still mapped after dlclose" : "unmapped"));
 }

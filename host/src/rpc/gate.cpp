@@ -155,7 +155,7 @@ std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<
     try {
       claims = attempt();
     } catch (const tokens::TokenError& e) {
-      if (std::string_view(e.what()).find("unknown key") == std::string_view::npos) throw;
+      if (e.kind != tokens::TokenError::Kind::kUnknownKey) throw;
       // A key this host has not fetched yet (a rotation, or the auth plugin started after the
       // host): fetch again, at most once a second.
       int64_t last = last_unknown_key_fetch_ms_.load();
