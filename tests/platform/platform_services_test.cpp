@@ -300,7 +300,7 @@ TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
   const grpc::Status player = relay("/gameverse.echo.v1.Echo/Stats", ada.access_token(), nullptr);
   EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(player.error_message(),
-            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator', which the caller lacks");
+            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
   EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
