@@ -105,7 +105,7 @@ gv_status_code guarded(gv_host_plugin* self, gv_message_buffer error, const char
   try {
     f();
     return GV_STATUS_OK;
-  } catch (const platform::StoreError& e) {
+  } catch (const platform::PlatformError& e) {
     write_message(error, e.what());
     return e.code();
   } catch (const std::exception& e) {
@@ -119,7 +119,7 @@ template <class F>
 gv_status_code guarded_store(gv_host_plugin* self, gv_message_buffer error, F&& f) {
   return guarded(self, error, "store", [&] {
     if (self->platform == nullptr || self->platform->store == nullptr)
-      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no store configured");
+      throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no store configured");
     f(*self->platform->store);
   });
 }
@@ -155,7 +155,7 @@ gv_status_code store_write(gv_host_plugin* self, const gv_store_write* writes, s
     for (size_t i = 0; i < count; ++i) {
       const gv_store_write& w = writes[i];
       if (w.kind != GV_STORE_PUT && w.kind != GV_STORE_DELETE) {
-        throw platform::StoreError(
+        throw platform::PlatformError(
             GV_STATUS_INVALID_ARGUMENT,
             "write " + std::to_string(i) + ": kind " + std::to_string(w.kind) + " is not a write");
       }
@@ -246,9 +246,10 @@ void call_unary(gv_host_plugin* self, gv_call* parent, gv_bytes method, gv_bytes
 // Cached values and pub/sub messages are held to the store's max_value_bytes.
 void check_size(gv_host_plugin* self, const char* what, gv_bytes bytes) {
   if (bytes.size > self->platform->max_value_bytes) {
-    throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
-                               std::string(what) + " is " + std::to_string(bytes.size) +
-                                   " bytes; the limit is " + std::to_string(self->platform->max_value_bytes));
+    throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                                  std::string(what) + " is " + std::to_string(bytes.size) +
+                                      " bytes; the limit is " +
+                                      std::to_string(self->platform->max_value_bytes));
   }
 }
 
@@ -257,12 +258,12 @@ constexpr size_t kMaxCacheKeyBytes = 512;
 // The backend's key: the plugin's name in front, so plugins never see each other's keys.
 std::string cache_key(gv_host_plugin* self, gv_bytes key) {
   if (self->platform == nullptr || self->platform->cache == nullptr)
-    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no cache configured");
-  if (key.size == 0) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "the cache key is empty");
+    throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no cache configured");
+  if (key.size == 0) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "the cache key is empty");
   if (key.size > kMaxCacheKeyBytes) {
-    throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "the cache key is " + std::to_string(key.size) +
-                                                               " bytes long; the limit is " +
-                                                               std::to_string(kMaxCacheKeyBytes));
+    throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "the cache key is " + std::to_string(key.size) +
+                                                                  " bytes long; the limit is " +
+                                                                  std::to_string(kMaxCacheKeyBytes));
   }
   return "gameverse:cache:" + self->name + ":" + as_string(key);
 }
@@ -308,7 +309,7 @@ gv_status_code cache_increment(gv_host_plugin* self, gv_bytes key, int64_t delta
 
 platform::PubSub& bus(gv_host_plugin* self) {
   if (self->platform == nullptr || self->platform->pubsub == nullptr)
-    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no pub/sub configured");
+    throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no pub/sub configured");
   return *self->platform->pubsub;
 }
 
@@ -324,7 +325,7 @@ uint64_t subscribe(gv_host_plugin* self, gv_bytes topic, gv_message_fn fn, void*
                    gv_message_buffer error) {
   uint64_t id = 0;
   guarded(self, error, "subscribe", [&] {
-    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
+    if (fn == nullptr) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
     id = bus(self).subscribe(
         self, as_string(topic),
         [fn, context](const std::string& t, const std::string& p) { fn(context, as_bytes(t), as_bytes(p)); });
