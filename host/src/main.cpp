@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
   platform.routes = [&plugins] { return plugins.routes(); };
   const auto outcomes = plugins.load_all(config);
   const size_t refused = static_cast<size_t>(
-      std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok; }));
+      std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok(); }));
   if (check_only) {
     plugins.unload_all();
     std::cout << (refused == 0 ? "config and plugins are valid\n" : "");
@@ -185,7 +185,7 @@ int main(int argc, char** argv) {
     const auto admin = gameverse::admin::serve_admin(
         plugins, {config.admin.token, std::filesystem::absolute(config_path).parent_path(),
                   config.admin.allow_loopback});
-    if (!admin.ok) spdlog::error("the admin service did not start: {}", admin.message);
+    if (!admin.ok()) spdlog::error("the admin service did not start: {}", admin.message);
   }
 
   std::vector<std::string> unary_methods;
@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
   gameverse::rpc::Gate gate(platform);
   if (gate.refresh_keys()) spdlog::info("gate: {} token verification key(s)", gate.key_count());
   plugins.subscribe([&gate](const gameverse::plugin::Event& event) {
-    if (event.kind == "serving") gate.refresh_keys_soon();
+    if (event.kind == gameverse::plugin::Event::Kind::kServing) gate.refresh_keys_soon();
   });
   server.set_gate(&gate);
   int port = 0;

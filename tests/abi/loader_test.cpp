@@ -195,11 +195,12 @@ TEST(PluginManager, MethodOwnedTwiceIsRefusedNamingBoth) {
   PluginManager manager(manager_options());
   const auto outcomes = manager.load_all(config);
   ASSERT_EQ(outcomes.size(), 3u);
-  const auto refused = std::find_if(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return !o.ok; });
+  const auto refused =
+      std::find_if(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return !o.ok(); });
   ASSERT_NE(refused, outcomes.end());
   EXPECT_EQ(refused->plugin, "abi-method-twice");
   EXPECT_CONTAINS(refused->message, "/gameverse.echo.v1.Echo/Echo is already served by plugin 'echo'");
-  EXPECT_EQ(std::count_if(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return o.ok; }), 2);
+  EXPECT_EQ(std::count_if(outcomes.begin(), outcomes.end(), [](const Outcome& o) { return o.ok(); }), 2);
   // The others serve on.
   EXPECT_EQ(manager.routes()->at("/gameverse.echo.v1.Echo/Echo").plugin->name(), "echo");
   EXPECT_EQ(manager.routes()->count("/gameverse.hello.v1.Hello/Greet"), 1u);

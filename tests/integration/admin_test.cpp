@@ -16,9 +16,9 @@ struct CliRun {
   std::string output;  // stdout and stderr
 };
 
-CliRun gvctl(const HostProcess& host, const std::string& arguments) {
-  const std::string command =
-      std::string(GV_GVCTL_BINARY) + " --addr " + host.address() + " " + arguments + " 2>&1";
+// gvctl with `arguments` as they are.
+CliRun gvctl_raw(const std::string& arguments) {
+  const std::string command = std::string(GV_GVCTL_BINARY) + " " + arguments + " 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   CliRun run{-1, ""};
   char buffer[4096];
@@ -26,6 +26,10 @@ CliRun gvctl(const HostProcess& host, const std::string& arguments) {
   const int status = pclose(pipe);
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return run;
+}
+
+CliRun gvctl(const HostProcess& host, const std::string& arguments) {
+  return gvctl_raw("--addr " + host.address() + " " + arguments);
 }
 
 class AdminTest : public ::testing::Test {
@@ -57,6 +61,25 @@ TEST_F(AdminTest, ListAndStatus) {
   CliRun missing = gvctl(*host_, "status nope");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_CONTAINS(missing.output, "no plugin named 'nope'");
+}
+
+TEST_F(AdminTest, GlobalOptionsGoBeforeOrAfterTheSubcommand) {
+  for (const std::string arguments : {"list --json", "--json list"}) {
+    CliRun list = gvctl(*host_, arguments);
+    EXPECT_EQ(list.exit_code, 0) << arguments << ": " << list.output;
+    EXPECT_CONTAINS(list.output, "\"plugins\": [");
+    EXPECT_CONTAINS(list.output, "\"name\": \"echo\"");
+    EXPECT_EQ(list.output.find("NAME"), std::string::npos) << arguments << " printed the table";
+  }
+  // After the subcommand's positional argument, and every global option there.
+  CliRun status = gvctl_raw("status echo --json --addr " + host_->address() + " --timeout-ms 10000");
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_CONTAINS(status.output, "\"name\": \"echo\"");
+  EXPECT_CONTAINS(status.output, "\"state\": \"serving\"");
+
+  CliRun misspelt = gvctl(*host_, "list --jsn");
+  EXPECT_EQ(misspelt.exit_code, 2) << misspelt.output;
+  EXPECT_CONTAINS(misspelt.output, "--jsn");
 }
 
 TEST_F(AdminTest, ReloadUnloadAndLoad) {

@@ -27,7 +27,7 @@ class GenericPathTest : public ::testing::Test {
     echo.path = GV_PLUGIN_DIR "/echo.so";
     config::Config config;
     config.plugins.push_back(echo);
-    for (const auto& outcome : plugins_.load_all(config)) ASSERT_TRUE(outcome.ok) << outcome.message;
+    for (const auto& outcome : plugins_.load_all(config)) ASSERT_TRUE(outcome.ok()) << outcome.message;
     config::ServerConfig server_config;
     server_config.listen = "127.0.0.1:0";
     server_config.worker_threads = 2;

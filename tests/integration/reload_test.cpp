@@ -343,19 +343,19 @@ TEST(Dependencies, LoadOrderFollowsThem) {
   plugin::PluginManager manager(options(dir));
   std::vector<std::string> serving;
   manager.subscribe([&](const plugin::Event& e) {
-    if (e.kind == "serving") serving.push_back(e.plugin);
+    if (e.kind == plugin::Event::Kind::kServing) serving.push_back(e.plugin);
   });
   config::Config config;
   config.plugins = {entry("dep-a", GV_RELOAD_FIXTURE_DIR "/dep-a.so"),
                     entry("dep-b", GV_RELOAD_FIXTURE_DIR "/dep-b.so")};
-  for (const auto& outcome : manager.load_all(config)) EXPECT_TRUE(outcome.ok) << outcome.message;
+  for (const auto& outcome : manager.load_all(config)) EXPECT_TRUE(outcome.ok()) << outcome.message;
   EXPECT_EQ(serving, (std::vector<std::string>{"dep-b", "dep-a"}));
 
   plugin::Outcome refused = manager.unload("dep-b");
-  EXPECT_FALSE(refused.ok);
+  EXPECT_FALSE(refused.ok());
   EXPECT_CONTAINS(refused.message, "'dep-a' depends on gameverse.deps.v1.B");
   EXPECT_EQ(manager.routes()->count("/gameverse.deps.v1.B/Ping"), 1u);
-  EXPECT_TRUE(manager.unload("dep-b", true).ok);
+  EXPECT_TRUE(manager.unload("dep-b", true).ok());
   EXPECT_EQ(manager.routes()->count("/gameverse.deps.v1.B/Ping"), 0u);
 }
 
@@ -370,9 +370,9 @@ TEST(Dependencies, CycleIsRefusedNamingIt) {
   ASSERT_EQ(outcomes.size(), 3u);
   for (const auto& outcome : outcomes) {
     if (outcome.plugin == "echo") {
-      EXPECT_TRUE(outcome.ok);
+      EXPECT_TRUE(outcome.ok());
     } else {
-      EXPECT_FALSE(outcome.ok);
+      EXPECT_FALSE(outcome.ok());
       EXPECT_CONTAINS(outcome.message, "dependency cycle: cycle-x -> cycle-y -> cycle-x");
     }
   }
@@ -412,11 +412,11 @@ TEST(ManyReloads, FileDescriptorsAndMemoryStayFlat) {
   plugin::PluginManager manager(options(dir));
   config::Config config;
   config.plugins = {entry("echo", dir.path() / "echo.so")};
-  ASSERT_TRUE(manager.load_all(config).at(0).ok);
+  ASSERT_TRUE(manager.load_all(config).at(0).ok());
   auto reload_to = [&](uint64_t i) {
     install(i % 2 ? kEchoB : kEchoA, dir.path() / "echo.so");
     plugin::Outcome outcome = manager.reload("echo");
-    ASSERT_TRUE(outcome.ok) << outcome.message;
+    ASSERT_TRUE(outcome.ok()) << outcome.message;
     ASSERT_EQ(outcome.generation, i + 1);
   };
   for (uint64_t i = 1; i <= 20; ++i) reload_to(i);

@@ -58,7 +58,7 @@ TEST_P(CacheConformance, CountersCountWithinTheirWindow) {
   try {
     cache_->increment(prefix_ + "text", 1, milliseconds(0));
     FAIL() << "incremented text";
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_FAILED_PRECONDITION);
   }
 }
@@ -90,7 +90,7 @@ TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
     try {
       cache->get("k");
       FAIL() << "a call succeeded with Redis down";
-    } catch (const StoreError& e) {
+    } catch (const PlatformError& e) {
       EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
       EXPECT_CONTAINS(e.what(), redis.address());
     }
@@ -102,7 +102,7 @@ TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
     try {
       cache->set("k", "after", milliseconds(0));
       recovered = cache->get("k") == "after";
-    } catch (const StoreError& e) {
+    } catch (const PlatformError& e) {
       EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
       std::this_thread::sleep_for(milliseconds(20));
     }

@@ -143,9 +143,9 @@ TEST(Metrics, PluginMetricsReachTheRegistryAndSurviveReload) {
   entry.path = GV_PROBE_DIR "/platform-probe.so";
   config::Config config;
   config.plugins.push_back(entry);
-  ASSERT_TRUE(manager.load_all(config).at(0).ok);
+  ASSERT_TRUE(manager.load_all(config).at(0).ok());
   EXPECT_EQ(metrics.value("platform-probe", "probe_generation_started", {}), 1);
-  ASSERT_TRUE(manager.reload("platform-probe", true).ok);
+  ASSERT_TRUE(manager.reload("platform-probe", true).ok());
   EXPECT_EQ(metrics.value("platform-probe", "probe_generation_started", {}), 1);
   EXPECT_CONTAINS(metrics.render_prometheus(), "# TYPE probe_tick_lateness_seconds histogram");
 }
@@ -303,7 +303,7 @@ TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
   const grpc::Status player = relay("/gameverse.echo.v1.Echo/Stats", ada.access_token(), nullptr);
   EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(player.error_message(),
-            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator', which the caller lacks");
+            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
   EXPECT_EQ(host.stop(), 0) << host.log();
 }
 

@@ -41,7 +41,7 @@ TEST(PostgresRestart, InFlightCallsFailCleanlyAndNoBatchIsHalfApplied) {
                                {StoreWrite::Kind::kPut, "pairs", pair + "/b", value, "", kAnyVersion}});
           ok++;
           if (restarted) ok_after_restart++;
-        } catch (const StoreError& e) {
+        } catch (const PlatformError& e) {
           if (e.code() == GV_STATUS_UNAVAILABLE) {
             unavailable++;
             std::this_thread::sleep_for(std::chrono::milliseconds(20));

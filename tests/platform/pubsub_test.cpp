@@ -139,14 +139,14 @@ TEST_P(PubSubConformance, BadTopicsAreRefusedClearly) {
   try {
     bus_->publish("", "x");
     FAIL() << "published to an empty topic";
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_INVALID_ARGUMENT);
     EXPECT_CONTAINS(e.what(), "empty");
   }
   try {
     bus_->subscribe(&owner_, std::string(300, 't'), [](const std::string&, const std::string&) {});
     FAIL() << "subscribed to an over-long topic";
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_INVALID_ARGUMENT);
     EXPECT_CONTAINS(e.what(), "300 bytes");
   }
@@ -192,7 +192,7 @@ TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
   try {
     bus->publish("t", "during");
     FAIL() << "published with Redis down";
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
     EXPECT_CONTAINS(e.what(), redis.address());
   }
@@ -202,7 +202,7 @@ TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
   ASSERT_TRUE(eventually([&] {
     try {
       bus->publish("t", "after");
-    } catch (const StoreError& e) {
+    } catch (const PlatformError& e) {
       EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
     }
     const auto seen = inbox.seen();

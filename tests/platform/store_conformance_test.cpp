@@ -33,7 +33,7 @@ StoreWrite erase(std::string collection, std::string key, int64_t expected = kAn
 gv_status_code code_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     return e.code();
   }
   return GV_STATUS_OK;
@@ -217,7 +217,7 @@ TEST_P(StoreConformance, ConcurrentOptimisticIncrementsLoseNothing) {
           try {
             write1(put("counters", "hits", std::to_string(std::stoi(current->value) + 1), current->version));
             break;
-          } catch (const StoreError& e) {
+          } catch (const PlatformError& e) {
             if (e.code() != GV_STATUS_ABORTED) {
               unexpected++;
               break;
@@ -248,14 +248,14 @@ TEST(StoreOpen, UnreachableBackendsSayWhy) {
   try {
     open_postgres_store("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", 1);
     FAIL() << "connected to nothing";
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
     EXPECT_CONTAINS(e.what(), "cannot open the PostgreSQL store");
   }
   try {
     open_sqlite_store("/nonexistent-dir/gameverse.db");
     FAIL() << "opened a file in a missing directory";
-  } catch (const StoreError& e) {
+  } catch (const PlatformError& e) {
     EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE);
     EXPECT_CONTAINS(e.what(), "/nonexistent-dir/gameverse.db");
   }

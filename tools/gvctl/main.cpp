@@ -265,6 +265,10 @@ int watch(Client& client) {
 int main(int argc, char** argv) {
   CLI::App app{"gvctl: manage the plugins of a running GameVerse host"};
   app.require_subcommand(1);
+  // Options a subcommand does not know fall through to the app's: `gvctl list --json` and
+  // `gvctl status echo --addr host:port` work as well as with the options before the subcommand.
+  // Set before the subcommands are added: they inherit it.
+  app.fallthrough();
   Options options;
   options.addr = env_or("GAMEVERSE_ADDR", "127.0.0.1:50051");
   options.token = env_or("GAMEVERSE_ADMIN_TOKEN", "");

@@ -55,9 +55,9 @@ void fill(const plugin::PluginStatus& status, pb::PluginInfo& info) {
 }
 
 sdk::Status refused(const plugin::Outcome& outcome) {
-  const bool unknown = outcome.message.find("no plugin named") != std::string::npos ||
-                       outcome.message.find("is not loaded") != std::string::npos;
-  return {unknown ? sdk::StatusCode::kNotFound : sdk::StatusCode::kFailedPrecondition, outcome.message};
+  return {outcome.kind == plugin::Outcome::Kind::kNotFound ? sdk::StatusCode::kNotFound
+                                                           : sdk::StatusCode::kFailedPrecondition,
+          outcome.message};
 }
 
 class AdminPlugin final : public sdk::Plugin {
@@ -127,7 +127,7 @@ class AdminPlugin final : public sdk::Plugin {
       }
     }
     const plugin::Outcome outcome = manager_.load(entry);
-    if (!outcome.ok) return refused(outcome);
+    if (!outcome.ok()) return refused(outcome);
     response.set_message("plugin '" + request.name() + "' loaded");
     response.set_generation(outcome.generation);
     return sdk::Status::ok();
@@ -138,7 +138,7 @@ class AdminPlugin final : public sdk::Plugin {
     check_access(context);
     platform::BackgroundPriority background;
     const plugin::Outcome outcome = manager_.unload(request.name(), request.force());
-    if (!outcome.ok) return refused(outcome);
+    if (!outcome.ok()) return refused(outcome);
     response.set_message("plugin '" + request.name() + "' unloaded");
     return sdk::Status::ok();
   }
@@ -148,8 +148,8 @@ class AdminPlugin final : public sdk::Plugin {
     check_access(context);
     platform::BackgroundPriority background;
     const plugin::Outcome outcome = manager_.reload(request.name(), request.force());
-    if (!outcome.ok) return refused(outcome);
-    response.set_message(outcome.message == "unchanged"
+    if (!outcome.ok()) return refused(outcome);
+    response.set_message(outcome.kind == plugin::Outcome::Kind::kUnchanged
                              ? "plugin '" + request.name() + "' is unchanged on disk"
                              : "plugin '" + request.name() + "' reloaded");
     response.set_generation(outcome.generation);
@@ -220,7 +220,7 @@ class AdminPlugin final : public sdk::Plugin {
   }
 
   void on_event(const plugin::Event& event) {
-    if (event.kind == "stopping") {
+    if (event.kind == plugin::Event::Kind::kStopping) {
       end_watches();
       return;
     }
@@ -228,7 +228,7 @@ class AdminPlugin final : public sdk::Plugin {
     message.set_time_unix_ms(unix_ms(event.time));
     message.set_plugin(event.plugin);
     message.set_generation(event.generation);
-    message.set_kind(event.kind);
+    message.set_kind(plugin::to_string(event.kind));
     message.set_message(event.message);
     std::lock_guard lock(watchers_mu_);
     std::erase_if(watchers_, [&](auto& entry) { return !entry.second.write(message); });
@@ -296,7 +296,7 @@ plugin::Outcome serve_admin(plugin::PluginManager& manager, AdminOptions options
   try {
     return manager.add_builtin(plugin::Plugin::open_builtin(descriptor, entry), entry);
   } catch (const std::exception& e) {
-    return {false, kAdminPluginName, e.what(), 0};
+    return {plugin::Outcome::Kind::kRefused, kAdminPluginName, e.what(), 0};
   }
 }
 

@@ -2,11 +2,20 @@
 // callers with a role. A method whose plugin declares nothing is "authenticated", never public.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace gameverse::config {
+
+// Why a policy refuses a caller; the message names the method and what it needs.
+struct AccessRefusal {
+  enum class Kind { kUnauthenticated, kPermissionDenied };
+  Kind kind;
+  std::string message;
+};
 
 struct AccessPolicy {
   enum class Kind { kPublic, kAuthenticated, kRole };
@@ -22,6 +31,26 @@ struct AccessPolicy {
       if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-')) return std::nullopt;
     }
     return AccessPolicy{Kind::kRole, std::string(text.substr(5))};
+  }
+
+  // Whether the policy lets a caller call `method`: the one evaluation for calls from the network
+  // (the gate) and calls between plugins. `roles`: the signed-in caller's; null: anonymous. An
+  // anonymous caller's refusal says "method M needs a signed-in caller", for the caller of this
+  // function to add how to become one.
+  std::optional<AccessRefusal> refusal(std::string_view method, const std::vector<std::string>* roles) const {
+    if (kind == Kind::kPublic) return std::nullopt;
+    if (roles == nullptr) {
+      return AccessRefusal{AccessRefusal::Kind::kUnauthenticated,
+                           "method " + std::string(method) + " needs a signed-in caller"};
+    }
+    if (kind == Kind::kRole && std::find(roles->begin(), roles->end(), role) == roles->end()) {
+      std::string held;
+      for (const auto& r : *roles) held += (held.empty() ? "" : ", ") + r;
+      return AccessRefusal{AccessRefusal::Kind::kPermissionDenied,
+                           "method " + std::string(method) + " needs the role '" + role +
+                               "'; the caller has: " + (held.empty() ? "none" : held)};
+    }
+    return std::nullopt;
   }
 
   std::string to_string() const {

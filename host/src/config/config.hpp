@@ -43,7 +43,7 @@ struct TlsConfig {
 struct ServerConfig {
   std::string listen = "127.0.0.1:50051";
   int64_t max_message_bytes = 4 * 1024 * 1024;
-  int64_t worker_threads = 0;  // 0: one per core
+  int64_t worker_threads = 0;  // 0: one per usable CPU (platform::usable_cpus)
   int64_t drain_timeout_ms = 5000;
   TlsConfig tls;
 };

@@ -38,7 +38,7 @@ class MemoryCache final : public CacheBackend {
     try {
       current = std::stoll(it->second.value);
     } catch (const std::exception&) {
-      throw StoreError(GV_STATUS_FAILED_PRECONDITION, "the cached value is not an integer");
+      throw PlatformError(GV_STATUS_FAILED_PRECONDITION, "the cached value is not an integer");
     }
     it->second.value = std::to_string(current + delta);
     return current + delta;
@@ -101,7 +101,7 @@ class RedisCache final : public CacheBackend {
     RedisReply reply =
         redis_.command({"EVAL", kScript, "1", key, std::to_string(delta), std::to_string(ttl.count())});
     if (reply->type != REDIS_REPLY_INTEGER)
-      throw StoreError(GV_STATUS_INTERNAL, "Redis: INCRBY gave no integer");
+      throw PlatformError(GV_STATUS_INTERNAL, "Redis: INCRBY gave no integer");
     return reply->integer;
   }
 

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "platform/store.hpp"  // StoreError: the same status-and-message failures
+#include "platform/platform_error.hpp"
 
 namespace gameverse::platform {
 

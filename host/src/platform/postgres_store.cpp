@@ -155,8 +155,8 @@ class PostgresStore final : public StoreBackend {
     } else if (put && w.expected_version == 0) {
       r = tx.exec_prepared("create", space, w.collection, bytes(w.key), bytes(w.value), w.owner, now);
       if (r.empty()) {
-        throw StoreError(GV_STATUS_ALREADY_EXISTS,
-                         "collection '" + w.collection + "': the key exists and the put was create-only");
+        throw PlatformError(GV_STATUS_ALREADY_EXISTS,
+                            "collection '" + w.collection + "': the key exists and the put was create-only");
       }
     } else if (put) {
       r = tx.exec_prepared("update", space, w.collection, bytes(w.key), bytes(w.value), w.owner, now,
@@ -169,10 +169,10 @@ class PostgresStore final : public StoreBackend {
     }
     if (r.empty()) {
       pqxx::result now_version = tx.exec_prepared("version", space, w.collection, bytes(w.key));
-      throw StoreError(GV_STATUS_ABORTED, "collection '" + w.collection + "': expected version " +
-                                              std::to_string(w.expected_version) + " of the key, it is " +
-                                              (now_version.empty() ? std::string("absent")
-                                                                   : now_version[0][0].as<std::string>()));
+      throw PlatformError(GV_STATUS_ABORTED, "collection '" + w.collection + "': expected version " +
+                                                 std::to_string(w.expected_version) + " of the key, it is " +
+                                                 (now_version.empty() ? std::string("absent")
+                                                                      : now_version[0][0].as<std::string>()));
     }
     return put ? r[0][0].as<int64_t>() : 0;
   }
@@ -189,25 +189,25 @@ class PostgresStore final : public StoreBackend {
         return result;
       } catch (const pqxx::in_doubt_error& e) {
         discard();
-        throw StoreError(GV_STATUS_UNAVAILABLE,
-                         std::string("PostgreSQL connection lost while committing; the "
-                                     "batch may or may not be applied: ") +
-                             e.what());
+        throw PlatformError(GV_STATUS_UNAVAILABLE,
+                            std::string("PostgreSQL connection lost while committing; the "
+                                        "batch may or may not be applied: ") +
+                                e.what());
       } catch (const pqxx::broken_connection& e) {
         // The server went away (a restart, a failover): its other pooled connections are as dead.
         // The transaction was rolled back, so one retry on a fresh connection is safe.
         discard();
         drop_idle();
         if (attempt >= 2) {
-          throw StoreError(GV_STATUS_UNAVAILABLE, std::string("PostgreSQL connection lost: ") + e.what());
+          throw PlatformError(GV_STATUS_UNAVAILABLE, std::string("PostgreSQL connection lost: ") + e.what());
         }
       } catch (const pqxx::serialization_failure& e) {
         release(std::move(c));
-        if (attempt == kMaxAttempts) throw StoreError(GV_STATUS_ABORTED, e.what());
+        if (attempt == kMaxAttempts) throw PlatformError(GV_STATUS_ABORTED, e.what());
       } catch (const pqxx::deadlock_detected& e) {
         release(std::move(c));
-        if (attempt == kMaxAttempts) throw StoreError(GV_STATUS_ABORTED, e.what());
-      } catch (const StoreError&) {
+        if (attempt == kMaxAttempts) throw PlatformError(GV_STATUS_ABORTED, e.what());
+      } catch (const PlatformError&) {
         release(std::move(c));
         throw;
       } catch (const pqxx::sql_error& e) {
@@ -216,7 +216,7 @@ class PostgresStore final : public StoreBackend {
         } else {
           discard();
         }
-        throw StoreError(GV_STATUS_INTERNAL, std::string("PostgreSQL: ") + e.what());
+        throw PlatformError(GV_STATUS_INTERNAL, std::string("PostgreSQL: ") + e.what());
       }
     }
   }
@@ -224,8 +224,8 @@ class PostgresStore final : public StoreBackend {
   std::unique_ptr<pqxx::connection> acquire() {
     std::unique_lock lock(mu_);
     if (!available_.wait_for(lock, kPoolWait, [this] { return !idle_.empty() || open_ < pool_size_; })) {
-      throw StoreError(GV_STATUS_UNAVAILABLE,
-                       "all " + std::to_string(pool_size_) + " PostgreSQL connections stayed busy for 5 s");
+      throw PlatformError(GV_STATUS_UNAVAILABLE, "all " + std::to_string(pool_size_) +
+                                                     " PostgreSQL connections stayed busy for 5 s");
     }
     if (!idle_.empty()) {
       auto c = std::move(idle_.front());
@@ -238,7 +238,7 @@ class PostgresStore final : public StoreBackend {
       return connect();
     } catch (const std::exception& e) {
       discard();
-      throw StoreError(GV_STATUS_UNAVAILABLE, std::string("cannot connect to PostgreSQL: ") + e.what());
+      throw PlatformError(GV_STATUS_UNAVAILABLE, std::string("cannot connect to PostgreSQL: ") + e.what());
     }
   }
 
@@ -274,10 +274,10 @@ class PostgresStore final : public StoreBackend {
 std::unique_ptr<StoreBackend> open_postgres_store(const std::string& url, int pool_size) {
   try {
     return std::make_unique<PostgresStore>(url, pool_size);
-  } catch (const StoreError&) {
+  } catch (const PlatformError&) {
     throw;
   } catch (const std::exception& e) {
-    throw StoreError(GV_STATUS_UNAVAILABLE, std::string("cannot open the PostgreSQL store: ") + e.what());
+    throw PlatformError(GV_STATUS_UNAVAILABLE, std::string("cannot open the PostgreSQL store: ") + e.what());
   }
 }
 

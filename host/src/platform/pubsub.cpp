@@ -31,11 +31,11 @@ void PubSub::stop_delivery() {
 }
 
 void PubSub::check_topic(const std::string& topic) {
-  if (topic.empty()) throw StoreError(GV_STATUS_INVALID_ARGUMENT, "the topic is empty");
+  if (topic.empty()) throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "the topic is empty");
   if (topic.size() > kMaxTopicBytes) {
-    throw StoreError(GV_STATUS_INVALID_ARGUMENT, "the topic is " + std::to_string(topic.size()) +
-                                                     " bytes long; the limit is " +
-                                                     std::to_string(kMaxTopicBytes));
+    throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "the topic is " + std::to_string(topic.size()) +
+                                                        " bytes long; the limit is " +
+                                                        std::to_string(kMaxTopicBytes));
   }
 }
 
@@ -194,9 +194,9 @@ class MemoryPubSub final : public PubSub {
   void publish(const std::string& topic, const std::string& payload) override {
     check_topic(topic);
     if (!deliver(topic, payload)) {
-      throw StoreError(GV_STATUS_RESOURCE_EXHAUSTED, "the subscribers of this host are " +
-                                                         std::to_string(kMaxQueuedMessages) +
-                                                         " messages behind; publish again later");
+      throw PlatformError(GV_STATUS_RESOURCE_EXHAUSTED, "the subscribers of this host are " +
+                                                            std::to_string(kMaxQueuedMessages) +
+                                                            " messages behind; publish again later");
     }
   }
   std::string name() const override { return "memory"; }
@@ -208,7 +208,7 @@ class RedisPubSub final : public PubSub {
  public:
   explicit RedisPubSub(const RedisAddress& address)
       : publisher_(address), address_(address), wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (wake_fd_ < 0) throw StoreError(GV_STATUS_INTERNAL, "eventfd failed");
+    if (wake_fd_ < 0) throw PlatformError(GV_STATUS_INTERNAL, "eventfd failed");
     listener_ = std::thread([this] { listen(); });
   }
 

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "platform/platform_error.hpp"
+
 namespace gameverse::platform {
 
 class PubSub {
@@ -27,7 +29,7 @@ class PubSub {
   PubSub(const PubSub&) = delete;
   PubSub& operator=(const PubSub&) = delete;
 
-  // Delivers payload to every subscriber of topic. StoreError: INVALID_ARGUMENT for an empty or
+  // Delivers payload to every subscriber of topic. PlatformError: INVALID_ARGUMENT for an empty or
   // over-long topic, UNAVAILABLE while the bus is unreachable, RESOURCE_EXHAUSTED when the
   // subscribers are kMaxQueuedMessages behind.
   virtual void publish(const std::string& topic, const std::string& payload) = 0;

@@ -10,8 +10,8 @@ RedisAddress parse_redis_url(const std::string& url) {
   static const std::regex pattern(R"(^redis://([^:/]+):([0-9]{1,5})/?$)");
   std::smatch parts;
   if (!std::regex_match(url, parts, pattern)) {
-    throw StoreError(GV_STATUS_INVALID_ARGUMENT,
-                     "'" + url + "' is not a Redis address like redis://127.0.0.1:6379");
+    throw PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                        "'" + url + "' is not a Redis address like redis://127.0.0.1:6379");
   }
   return {parts[1].str(), std::stoi(parts[2].str())};
 }
@@ -41,8 +41,8 @@ RedisConnection::RedisConnection(RedisAddress address) : address_(std::move(addr
   std::lock_guard lock(mu_);
   connect_locked();
   if (context_ == nullptr) {
-    throw StoreError(GV_STATUS_UNAVAILABLE,
-                     "cannot reach Redis at " + address_.to_string() + ": " + last_error_);
+    throw PlatformError(GV_STATUS_UNAVAILABLE,
+                        "cannot reach Redis at " + address_.to_string() + ": " + last_error_);
   }
 }
 
@@ -69,8 +69,8 @@ RedisReply RedisConnection::command(const std::vector<std::string>& args) {
   if (context_ == nullptr) {
     if (std::chrono::steady_clock::now() >= retry_at_) connect_locked();
     if (context_ == nullptr) {
-      throw StoreError(GV_STATUS_UNAVAILABLE,
-                       "Redis at " + address_.to_string() + " is unreachable: " + last_error_);
+      throw PlatformError(GV_STATUS_UNAVAILABLE,
+                          "Redis at " + address_.to_string() + " is unreachable: " + last_error_);
     }
   }
   // Append and read the reply: what redisCommandArgv does on a blocking connection.
@@ -84,10 +84,11 @@ RedisReply RedisConnection::command(const std::vector<std::string>& args) {
     context_ = nullptr;
     backoff_ = std::chrono::milliseconds(100);
     retry_at_ = std::chrono::steady_clock::now() + backoff_;
-    throw StoreError(GV_STATUS_UNAVAILABLE, "Redis at " + address_.to_string() + " failed: " + last_error_);
+    throw PlatformError(GV_STATUS_UNAVAILABLE,
+                        "Redis at " + address_.to_string() + " failed: " + last_error_);
   }
   if (reply->type == REDIS_REPLY_ERROR) {
-    throw StoreError(GV_STATUS_FAILED_PRECONDITION, "Redis: " + std::string(reply->str, reply->len));
+    throw PlatformError(GV_STATUS_FAILED_PRECONDITION, "Redis: " + std::string(reply->str, reply->len));
   }
   return reply;
 }

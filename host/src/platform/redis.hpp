@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "platform/platform_error.hpp"
+
 namespace gameverse::platform {
 
 struct RedisAddress {
@@ -19,7 +21,7 @@ struct RedisAddress {
   std::string to_string() const { return host + ":" + std::to_string(port); }
 };
 
-// redis://host:port; StoreError INVALID_ARGUMENT naming the expected form otherwise.
+// redis://host:port; PlatformError INVALID_ARGUMENT naming the expected form otherwise.
 RedisAddress parse_redis_url(const std::string& url);
 
 // A blocking connection to `address`, made within half a second; null with the reason in
@@ -36,13 +38,13 @@ using RedisReply = std::unique_ptr<redisReply, FreeRedisReply>;
 
 class RedisConnection {
  public:
-  // Connects at once: StoreError UNAVAILABLE when Redis cannot be reached.
+  // Connects at once: PlatformError UNAVAILABLE when Redis cannot be reached.
   explicit RedisConnection(RedisAddress address);
   ~RedisConnection();
   RedisConnection(const RedisConnection&) = delete;
   RedisConnection& operator=(const RedisConnection&) = delete;
 
-  // StoreError UNAVAILABLE while Redis is unreachable, FAILED_PRECONDITION for an error reply.
+  // PlatformError UNAVAILABLE while Redis is unreachable, FAILED_PRECONDITION for an error reply.
   RedisReply command(const std::vector<std::string>& args);
   const RedisAddress& address() const { return address_; }
 

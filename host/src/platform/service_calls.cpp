@@ -63,16 +63,11 @@ class InProcessCall final : public gv_call,
     // A call made for a caller (with a parent) meets the target's access policy as that caller;
     // a plugin's own calls (no parent: timers, start-up) act with the plugin's trust.
     if (for_caller_) {
-      const config::AccessPolicy& policy = it->second.access;
-      if (policy.kind != config::AccessPolicy::Kind::kPublic && user_id_.empty()) {
-        return fail_and_delete(
-            GV_STATUS_UNAUTHENTICATED,
-            "method " + method_ + " needs a signed-in caller, and the call it is made for has none");
-      }
-      if (policy.kind == config::AccessPolicy::Kind::kRole &&
-          std::find(roles_.begin(), roles_.end(), policy.role) == roles_.end()) {
-        return fail_and_delete(GV_STATUS_PERMISSION_DENIED, "method " + method_ + " needs the role '" +
-                                                                policy.role + "', which the caller lacks");
+      if (auto refusal = it->second.access.refusal(method_, user_id_.empty() ? nullptr : &roles_)) {
+        return refusal->kind == config::AccessRefusal::Kind::kUnauthenticated
+                   ? fail_and_delete(GV_STATUS_UNAUTHENTICATED,
+                                     refusal->message + ", and the call it is made for has none")
+                   : fail_and_delete(GV_STATUS_PERMISSION_DENIED, refusal->message);
       }
     }
     route_ = it->second;

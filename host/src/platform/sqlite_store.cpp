@@ -187,9 +187,9 @@ class SqliteStore final : public StoreBackend {
 
   [[noreturn]] void conflict(const std::string& space, const StoreWrite& w) {
     const int64_t now = current_version(space, w);
-    throw StoreError(GV_STATUS_ABORTED, "collection '" + w.collection + "': expected version " +
-                                            std::to_string(w.expected_version) + " of the key, it is " +
-                                            (now == 0 ? std::string("absent") : std::to_string(now)));
+    throw PlatformError(GV_STATUS_ABORTED, "collection '" + w.collection + "': expected version " +
+                                               std::to_string(w.expected_version) + " of the key, it is " +
+                                               (now == 0 ? std::string("absent") : std::to_string(now)));
   }
 
   int64_t apply(const std::string& space, const StoreWrite& w, int64_t now) {
@@ -216,8 +216,8 @@ class SqliteStore final : public StoreBackend {
     }
     if (!q.executeStep()) {
       if (put && w.expected_version == 0) {
-        throw StoreError(GV_STATUS_ALREADY_EXISTS,
-                         "collection '" + w.collection + "': the key exists and the put was create-only");
+        throw PlatformError(GV_STATUS_ALREADY_EXISTS,
+                            "collection '" + w.collection + "': the key exists and the put was create-only");
       }
       q.reset();
       conflict(space, w);
@@ -237,7 +237,7 @@ std::unique_ptr<StoreBackend> open_sqlite_store(const std::string& file) {
   try {
     return std::make_unique<SqliteStore>(file);
   } catch (const SQLite::Exception& e) {
-    throw StoreError(GV_STATUS_UNAVAILABLE, "cannot open the SQLite store " + file + ": " + e.what());
+    throw PlatformError(GV_STATUS_UNAVAILABLE, "cannot open the SQLite store " + file + ": " + e.what());
   }
 }
 

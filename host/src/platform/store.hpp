@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "platform/platform_error.hpp"
+
 namespace gameverse::platform {
 
 struct StoredObject {
@@ -49,17 +51,6 @@ struct StoreQuery {
 struct StorePage {
   std::vector<StoredObject> objects;
   bool more = false;  // another page follows the last object
-};
-
-// A failure with its gRPC status code: ABORTED, ALREADY_EXISTS, NOT_FOUND, INVALID_ARGUMENT,
-// UNAVAILABLE (the backend is unreachable; nothing was written), INTERNAL.
-class StoreError : public std::runtime_error {
- public:
-  StoreError(gv_status_code code, const std::string& message) : std::runtime_error(message), code_(code) {}
-  gv_status_code code() const { return code_; }
-
- private:
-  gv_status_code code_;
 };
 
 // One step of a backend's schema: applied once, in order, and recorded in gv_schema_migrations.

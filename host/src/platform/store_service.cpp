@@ -29,17 +29,17 @@ void Store::check_collection(const std::string& space, const std::vector<std::st
   if (std::find(collections.begin(), collections.end(), collection) != collections.end()) return;
   std::string declared;
   for (const auto& c : collections) declared += (declared.empty() ? "" : ", ") + c;
-  throw StoreError(GV_STATUS_INVALID_ARGUMENT,
-                   "collection '" + collection + "' is not declared by plugin '" + space +
-                       "' (declared: " + (declared.empty() ? "none" : declared) + ")");
+  throw PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                      "collection '" + collection + "' is not declared by plugin '" + space +
+                          "' (declared: " + (declared.empty() ? "none" : declared) + ")");
 }
 
 void Store::check_key(const std::string& key) const {
-  if (key.empty()) throw StoreError(GV_STATUS_INVALID_ARGUMENT, "the key is empty");
+  if (key.empty()) throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "the key is empty");
   if (key.size() > limits_.max_key_bytes) {
-    throw StoreError(GV_STATUS_INVALID_ARGUMENT, "the key is " + std::to_string(key.size()) +
-                                                     " bytes, more than " +
-                                                     std::to_string(limits_.max_key_bytes));
+    throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "the key is " + std::to_string(key.size()) +
+                                                        " bytes, more than " +
+                                                        std::to_string(limits_.max_key_bytes));
   }
 }
 
@@ -54,9 +54,9 @@ std::vector<int64_t> Store::write(const std::string& space, const std::vector<st
                                   const std::vector<StoreWrite>& writes) {
   if (writes.empty()) return {};
   if (writes.size() > limits_.max_batch_writes) {
-    throw StoreError(GV_STATUS_INVALID_ARGUMENT, "a batch of " + std::to_string(writes.size()) +
-                                                     " writes is more than " +
-                                                     std::to_string(limits_.max_batch_writes));
+    throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "a batch of " + std::to_string(writes.size()) +
+                                                        " writes is more than " +
+                                                        std::to_string(limits_.max_batch_writes));
   }
   for (size_t i = 0; i < writes.size(); ++i) {
     const StoreWrite& w = writes[i];
@@ -66,23 +66,25 @@ std::vector<int64_t> Store::write(const std::string& space, const std::vector<st
       check_key(w.key);
       if (w.kind == StoreWrite::Kind::kPut) {
         if (w.value.size() > limits_.max_value_bytes) {
-          throw StoreError(GV_STATUS_INVALID_ARGUMENT, "the value is " + std::to_string(w.value.size()) +
-                                                           " bytes, more than max_value_bytes " +
-                                                           std::to_string(limits_.max_value_bytes));
+          throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "the value is " + std::to_string(w.value.size()) +
+                                                              " bytes, more than max_value_bytes " +
+                                                              std::to_string(limits_.max_value_bytes));
         }
         if (w.owner.size() > limits_.max_owner_bytes) {
-          throw StoreError(GV_STATUS_INVALID_ARGUMENT,
-                           "the owner is longer than " + std::to_string(limits_.max_owner_bytes) + " bytes");
+          throw PlatformError(
+              GV_STATUS_INVALID_ARGUMENT,
+              "the owner is longer than " + std::to_string(limits_.max_owner_bytes) + " bytes");
         }
       } else if (w.expected_version == 0) {
-        throw StoreError(GV_STATUS_INVALID_ARGUMENT, "a delete cannot be create-only (expected version 0)");
+        throw PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                            "a delete cannot be create-only (expected version 0)");
       }
       if (w.expected_version < kAnyVersion) {
-        throw StoreError(GV_STATUS_INVALID_ARGUMENT,
-                         "expected version " + std::to_string(w.expected_version) + " is not a version");
+        throw PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                            "expected version " + std::to_string(w.expected_version) + " is not a version");
       }
-    } catch (const StoreError& e) {
-      throw StoreError(e.code(), which + e.what());
+    } catch (const PlatformError& e) {
+      throw PlatformError(e.code(), which + e.what());
     }
   }
   return backend_->write(space, writes);
@@ -104,8 +106,8 @@ ListResult Store::list(const std::string& space, const std::vector<std::string>&
   check_collection(space, collections, query.collection);
   if (query.limit == 0) query.limit = limits_.default_page;
   if (query.limit > limits_.max_page) {
-    throw StoreError(GV_STATUS_INVALID_ARGUMENT, "a page of " + std::to_string(query.limit) +
-                                                     " is more than " + std::to_string(limits_.max_page));
+    throw PlatformError(GV_STATUS_INVALID_ARGUMENT, "a page of " + std::to_string(query.limit) +
+                                                        " is more than " + std::to_string(limits_.max_page));
   }
   query.after_key.clear();
   if (!cursor.empty()) {
@@ -115,9 +117,10 @@ ListResult Store::list(const std::string& space, const std::vector<std::string>&
     const std::string mac = cursor.size() >= kMacBytes ? cursor.substr(cursor.size() - kMacBytes) : "";
     const std::string expected = cursor_mac(space, query, after_key);
     if (mac.size() != kMacBytes || CRYPTO_memcmp(mac.data(), expected.data(), kMacBytes) != 0) {
-      throw StoreError(GV_STATUS_INVALID_ARGUMENT,
-                       "the cursor is not valid for this query: it was altered, comes from another query, or "
-                       "from before the host restarted");
+      throw PlatformError(
+          GV_STATUS_INVALID_ARGUMENT,
+          "the cursor is not valid for this query: it was altered, comes from another query, or "
+          "from before the host restarted");
     }
     query.after_key = after_key;
   }

@@ -29,7 +29,7 @@ class Store {
   Store(std::unique_ptr<StoreBackend> backend, StoreLimits limits);
 
   // `space` is the plugin's name; `collections` what it declared. Every method throws
-  // StoreError with a message that names the argument at fault.
+  // PlatformError with a message that names the argument at fault.
   std::optional<StoredObject> get(const std::string& space, const std::vector<std::string>& collections,
                                   const std::string& collection, const std::string& key);
   std::vector<int64_t> write(const std::string& space, const std::vector<std::string>& collections,

@@ -106,7 +106,7 @@ gv_status_code guarded(gv_host_plugin* self, gv_message_buffer error, const char
   try {
     f();
     return GV_STATUS_OK;
-  } catch (const platform::StoreError& e) {
+  } catch (const platform::PlatformError& e) {
     write_message(error, e.what());
     return e.code();
   } catch (const std::exception& e) {
@@ -120,7 +120,7 @@ template <class F>
 gv_status_code guarded_store(gv_host_plugin* self, gv_message_buffer error, F&& f) {
   return guarded(self, error, "store", [&] {
     if (self->platform == nullptr || self->platform->store == nullptr)
-      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no store configured");
+      throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no store configured");
     f(*self->platform->store);
   });
 }
@@ -156,7 +156,7 @@ gv_status_code store_write(gv_host_plugin* self, const gv_store_write* writes, s
     for (size_t i = 0; i < count; ++i) {
       const gv_store_write& w = writes[i];
       if (w.kind != GV_STORE_PUT && w.kind != GV_STORE_DELETE) {
-        throw platform::StoreError(
+        throw platform::PlatformError(
             GV_STATUS_INVALID_ARGUMENT,
             "write " + std::to_string(i) + ": kind " + std::to_string(w.kind) + " is not a write");
       }
@@ -189,7 +189,7 @@ gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_
 
 platform::WorkPool& pool(gv_host_plugin* self) {
   if (self->platform == nullptr || self->platform->blocking == nullptr)
-    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no pool for blocking work");
+    throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no pool for blocking work");
   return *self->platform->blocking;
 }
 
@@ -208,7 +208,7 @@ uint64_t next_serial() {
 gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, void* context,
                             gv_message_buffer error) {
   return guarded(self, error, "blocking work", [&] {
-    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no work function");
+    if (fn == nullptr) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "no work function");
     platform::WorkPool::Precheck precheck;
     if (call != nullptr) {
       precheck = [ended = call->ended_flag(), deadline = call->deadline_unix_ms()] {
@@ -221,18 +221,18 @@ gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, 
     const gv_status_code code = pool(self).submit(
         self, self->name, 0, [fn, context](gv_status_code status) { fn(context, status); },
         std::move(precheck), false, &why);
-    if (code != GV_STATUS_OK) throw platform::StoreError(code, why);
+    if (code != GV_STATUS_OK) throw platform::PlatformError(code, why);
   });
 }
 
 gv_status_code timer_start3(gv_host_plugin* self, uint64_t delay_ns, uint64_t period_ns, uint32_t flags,
                             gv_timer_fn fn, void* context, uint64_t* out_timer_id, gv_message_buffer error) {
   return guarded(self, error, "timer", [&] {
-    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no timer callback");
+    if (fn == nullptr) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "no timer callback");
     if (self->platform == nullptr || self->platform->timers == nullptr)
-      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no timers");
+      throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no timers");
     if (flags & ~static_cast<uint32_t>(GV_RUN_BLOCKING))
-      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "unknown timer flags " + std::to_string(flags));
+      throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "unknown timer flags " + std::to_string(flags));
     std::function<void()> callback = [fn, context] { fn(context); };
     uint64_t serial = 0;
     if (flags & GV_RUN_BLOCKING) {
@@ -289,8 +289,8 @@ gv_status_code metric_register2(gv_host_plugin* self, const gv_metric_desc* desc
                                 gv_message_buffer error) {
   return guarded(self, error, "metric", [&] {
     if (self->platform == nullptr || self->platform->metrics == nullptr)
-      throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no metrics registry");
-    if (desc == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no metric description");
+      throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no metrics registry");
+    if (desc == nullptr) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "no metric description");
     platform::MetricDefinition d;
     d.kind = desc->kind;
     d.name = desc->name != nullptr ? desc->name : "";
@@ -302,7 +302,7 @@ gv_status_code metric_register2(gv_host_plugin* self, const gv_metric_desc* desc
     try {
       id = self->platform->metrics->register_metric(self->name, std::move(d));
     } catch (const std::invalid_argument& e) {
-      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, e.what());
+      throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, e.what());
     }
     if (out_metric_id != nullptr) *out_metric_id = id;
   });
@@ -337,9 +337,10 @@ void call_unary(gv_host_plugin* self, gv_call* parent, gv_bytes method, gv_bytes
 // Cached values and pub/sub messages are held to the store's max_value_bytes.
 void check_size(gv_host_plugin* self, const char* what, gv_bytes bytes) {
   if (bytes.size > self->platform->max_value_bytes) {
-    throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
-                               std::string(what) + " is " + std::to_string(bytes.size) +
-                                   " bytes; the limit is " + std::to_string(self->platform->max_value_bytes));
+    throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                                  std::string(what) + " is " + std::to_string(bytes.size) +
+                                      " bytes; the limit is " +
+                                      std::to_string(self->platform->max_value_bytes));
   }
 }
 
@@ -348,12 +349,12 @@ constexpr size_t kMaxCacheKeyBytes = 512;
 // The backend's key: the plugin's name in front, so plugins never see each other's keys.
 std::string cache_key(gv_host_plugin* self, gv_bytes key) {
   if (self->platform == nullptr || self->platform->cache == nullptr)
-    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no cache configured");
-  if (key.size == 0) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "the cache key is empty");
+    throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no cache configured");
+  if (key.size == 0) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "the cache key is empty");
   if (key.size > kMaxCacheKeyBytes) {
-    throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "the cache key is " + std::to_string(key.size) +
-                                                               " bytes long; the limit is " +
-                                                               std::to_string(kMaxCacheKeyBytes));
+    throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "the cache key is " + std::to_string(key.size) +
+                                                                  " bytes long; the limit is " +
+                                                                  std::to_string(kMaxCacheKeyBytes));
   }
   return "gameverse:cache:" + self->name + ":" + as_string(key);
 }
@@ -399,7 +400,7 @@ gv_status_code cache_increment(gv_host_plugin* self, gv_bytes key, int64_t delta
 
 platform::PubSub& bus(gv_host_plugin* self) {
   if (self->platform == nullptr || self->platform->pubsub == nullptr)
-    throw platform::StoreError(GV_STATUS_UNAVAILABLE, "this host has no pub/sub configured");
+    throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no pub/sub configured");
   return *self->platform->pubsub;
 }
 
@@ -414,9 +415,9 @@ gv_status_code publish(gv_host_plugin* self, gv_bytes topic, gv_bytes payload, g
 gv_status_code subscribe2(gv_host_plugin* self, gv_bytes topic, uint32_t flags, gv_message_fn fn,
                           void* context, uint64_t* out_subscription_id, gv_message_buffer error) {
   return guarded(self, error, "subscribe", [&] {
-    if (fn == nullptr) throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
+    if (fn == nullptr) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
     if (flags & ~static_cast<uint32_t>(GV_RUN_BLOCKING))
-      throw platform::StoreError(GV_STATUS_INVALID_ARGUMENT,
+      throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT,
                                  "unknown subscription flags " + std::to_string(flags));
     platform::PubSub::Handler handler = [fn, context](const std::string& t, const std::string& p) {
       fn(context, as_bytes(t), as_bytes(p));

@@ -1,6 +1,8 @@
 #include "plugin/manager.hpp"
 
 #include "platform/thread_priority.hpp"
+#include "plugin/load_order.hpp"
+#include "plugin/route_compatibility.hpp"
 
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
@@ -25,45 +27,18 @@ std::string read_file(const std::filesystem::path& path) {
   return bytes.str();
 }
 
-// The services ("package.Service") a generation serves.
-std::set<std::string> services_of(const Plugin& plugin) {
+// The services ("package.Service") a generation serves, each once, in order.
+std::vector<std::string> services_of(const Plugin& plugin) {
   std::set<std::string> services;
   for (const Method& method : plugin.methods()) {
     const auto slash = method.full_name.find('/', 1);
     services.insert(method.full_name.substr(1, slash - 1));
   }
-  return services;
+  return {services.begin(), services.end()};
 }
 
 bool is_streaming(gv_call_kind kind) {
   return kind != GV_CALL_UNARY;
-}
-
-// Field-by-field: an old reader and a new writer (and the reverse) agree on every shared field.
-std::string incompatible_messages(const google::protobuf::Descriptor& old_type,
-                                  const google::protobuf::Descriptor& new_type, std::set<std::string>& seen) {
-  if (old_type.full_name() != new_type.full_name()) {
-    return "type " + old_type.full_name() + " became " + new_type.full_name();
-  }
-  if (!seen.insert(old_type.full_name()).second) return "";
-  for (int i = 0; i < old_type.field_count(); ++i) {
-    const auto* old_field = old_type.field(i);
-    const auto* new_field = new_type.FindFieldByNumber(old_field->number());
-    if (new_field == nullptr) continue;  // removed fields are skipped by old readers: compatible
-    const std::string where = old_type.full_name() + "." + old_field->name() + " (field " +
-                              std::to_string(old_field->number()) + ")";
-    if (old_field->type() != new_field->type()) {
-      return where + " changed type from " + old_field->type_name() + " to " + new_field->type_name();
-    }
-    if (old_field->is_repeated() != new_field->is_repeated())
-      return where + " changed between single and repeated";
-    if (old_field->message_type() != nullptr) {
-      std::string nested =
-          incompatible_messages(*old_field->message_type(), *new_field->message_type(), seen);
-      if (!nested.empty()) return nested;
-    }
-  }
-  return "";
 }
 
 }  // namespace
@@ -79,25 +54,6 @@ std::string sha256_hex(std::string_view bytes) {
     out += kHex[digest[i] & 15];
   }
   return out;
-}
-
-std::string incompatible_routes(const Plugin& old_generation, const Plugin& new_generation) {
-  for (const Method& old_method : old_generation.methods()) {
-    const Method* new_method = new_generation.find_method(old_method.full_name);
-    if (new_method == nullptr) continue;  // dropped methods answer UNIMPLEMENTED: not a type change
-    if (old_method.kind != new_method->kind)
-      return "method " + old_method.full_name + " changed its call kind";
-    std::set<std::string> seen;
-    std::string why = incompatible_messages(*old_method.descriptor->input_type(),
-                                            *new_method->descriptor->input_type(), seen);
-    if (why.empty()) {
-      seen.clear();
-      why = incompatible_messages(*old_method.descriptor->output_type(),
-                                  *new_method->descriptor->output_type(), seen);
-    }
-    if (!why.empty()) return "method " + old_method.full_name + ": " + why;
-  }
-  return "";
 }
 
 PluginManager::PluginManager(Options options) : options_(std::move(options)) {
@@ -128,18 +84,33 @@ GenerationRecord PluginManager::record_of(const Plugin& plugin) {
   return record;
 }
 
-void PluginManager::emit(const std::string& plugin, uint64_t generation, const std::string& kind,
+const char* to_string(Event::Kind kind) {
+  switch (kind) {
+    case Event::Kind::kServing: return "serving";
+    case Event::Kind::kDraining: return "draining";
+    case Event::Kind::kRetired: return "retired";
+    case Event::Kind::kRefused: return "refused";
+    case Event::Kind::kUnloaded: return "unloaded";
+    case Event::Kind::kFailed: return "failed";
+    case Event::Kind::kStopping: return "stopping";
+  }
+  return "unknown";
+}
+
+void PluginManager::emit(const std::string& plugin, uint64_t generation, Event::Kind kind,
                          const std::string& message) {
   Event event{std::chrono::system_clock::now(), plugin, generation, kind, message};
-  if (kind == "stopping") {
-    // Not a plugin's event: only for subscribers.
-  } else if (kind == "refused") {
-    spdlog::error("refused {}", message);  // refusal messages name the plugin and its file
-  } else if (kind == "failed") {
-    spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
-  } else {
-    spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, kind, message.empty() ? "" : ": ",
-                 message);
+  switch (kind) {
+    case Event::Kind::kStopping: break;  // not a plugin's event: only for subscribers
+    case Event::Kind::kRefused:
+      spdlog::error("refused {}", message);  // refusal messages name the plugin and its file
+      break;
+    case Event::Kind::kFailed:
+      spdlog::error("plugin '{}' generation {} failed: {}", plugin, generation, message);
+      break;
+    default:
+      spdlog::info("plugin '{}' generation {} {}{}{}", plugin, generation, to_string(kind),
+                   message.empty() ? "" : ": ", message);
   }
   std::lock_guard lock(listeners_mu_);
   for (auto& [id, listener] : listeners_) listener(event);
@@ -210,12 +181,13 @@ void PluginManager::check_conflicts(const Plugin& plugin, const Plugin* replacin
 }
 
 std::vector<std::string> PluginManager::dependants_of(const Plugin& plugin) const {
-  const std::set<std::string> services = services_of(plugin);
+  const std::vector<std::string> services = services_of(plugin);
   std::vector<std::string> dependants;
   for (const auto& [name, slot] : slots_) {
     if (!slot.current || slot.current.get() == &plugin) continue;
     for (const std::string& dependency : slot.current->dependencies()) {
-      if (services.contains(dependency)) dependants.push_back("'" + name + "' depends on " + dependency);
+      if (std::find(services.begin(), services.end(), dependency) != services.end())
+        dependants.push_back("'" + name + "' depends on " + dependency);
     }
   }
   return dependants;
@@ -242,14 +214,33 @@ void PluginManager::publish_routes(const Plugin* removed, const std::shared_ptr<
   std::atomic_store(&routes_, std::shared_ptr<const RouteTable>(std::move(table)));
 }
 
+void PluginManager::start_serving(Slot& slot, const std::shared_ptr<Plugin>& next,
+                                  const std::shared_ptr<Plugin>& old) {
+  next->init(old ? old->save_state() : std::string());
+  if (old) next->take_over_subscriptions(*old);
+  next->set_state(GenerationState::kServing);
+  publish_routes(old.get(), next);
+  if (old) old->set_state(GenerationState::kDraining);
+  {
+    std::lock_guard lock(state_mu_);
+    slot.current = next;
+    slot.last_error.clear();
+  }
+  emit(next->name(), next->generation(), Event::Kind::kServing,
+       next->version() + " from " + next->source_path().string() + " (ABI " +
+           std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(next->abi_minor()) + ", " +
+           std::to_string(next->methods().size()) + " methods)" +
+           (old ? ", replaces generation " + std::to_string(old->generation()) : ""));
+}
+
 void PluginManager::refuse(Slot& slot, const std::string& message, Outcome& outcome) {
-  outcome.ok = false;
+  outcome.kind = Outcome::Kind::kRefused;
   outcome.message = message;
   {
     std::lock_guard lock(state_mu_);
     slot.last_error = message;
   }
-  emit(slot.entry.name, slot.current ? slot.current->generation() : 0, "refused", message);
+  emit(slot.entry.name, slot.current ? slot.current->generation() : 0, Event::Kind::kRefused, message);
 }
 
 std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
@@ -269,7 +260,7 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
       spdlog::info("plugin '{}' is disabled in the config", entry.name);
       continue;
     }
-    Outcome outcome{true, entry.name, "", 0};
+    Outcome outcome{Outcome::Kind::kDone, entry.name, "", 0};
     try {
       opened[entry.name] = open_staged(entry, ++slots_[entry.name].last_generation, read_plugin_file(entry));
       names.push_back(entry.name);
@@ -280,88 +271,39 @@ std::vector<Outcome> PluginManager::load_all(const config::Config& config) {
   }
 
   // Dependency order: a plugin comes after the plugins serving the services it calls.
-  std::map<std::string, std::string> provider;  // service -> plugin
-  for (const auto& [name, plugin] : opened) {
-    for (const std::string& service : services_of(*plugin)) provider.emplace(service, name);
-  }
-  for (const auto& [name, slot] : slots_) {
-    if (slot.current) {
-      for (const std::string& service : services_of(*slot.current)) provider.emplace(service, name);
-    }
-  }
-  std::map<std::string, int> mark;  // 0 new, 1 on the path, 2 done
-  std::vector<std::string> order;
-  std::map<std::string, std::string> failed;
-  std::function<bool(const std::string&, std::vector<std::string>&)> visit =
-      [&](const std::string& name, std::vector<std::string>& path) {
-        if (mark[name] == 2) return true;
-        if (mark[name] == 1) {
-          std::string cycle;
-          for (auto it = std::find(path.begin(), path.end(), name); it != path.end(); ++it)
-            cycle += *it + " -> ";
-          failed[name] = "dependency cycle: " + cycle + name;
-          return false;
-        }
-        mark[name] = 1;
-        path.push_back(name);
-        bool ok = true;
-        for (const std::string& service : opened[name]->dependencies()) {
-          auto it = provider.find(service);
-          if (it == provider.end()) {
-            failed[name] = "depends on " + service + ", which no configured plugin serves";
-            ok = false;
-            break;
-          }
-          if (it->second == name || !opened.contains(it->second)) continue;
-          if (!visit(it->second, path)) {
-            if (!failed.contains(name)) failed[name] = failed[it->second];
-            ok = false;
-            break;
-          }
-        }
-        path.pop_back();
-        mark[name] = 2;
-        if (ok) order.push_back(name);
-        return ok;
-      };
+  std::vector<PluginServices> loading;
   for (const std::string& name : names) {
-    std::vector<std::string> path;
-    visit(name, path);
+    const Plugin& plugin = *opened[name];
+    loading.push_back({name, services_of(plugin), plugin.dependencies()});
   }
+  std::vector<PluginServices> serving;
+  for (const auto& [name, slot] : slots_) {
+    if (slot.current) serving.push_back({name, services_of(*slot.current), {}});
+  }
+  const LoadOrder ordered = load_order(loading, serving);
 
   for (const std::string& name : names) {
-    if (auto it = failed.find(name); it != failed.end()) {
-      Outcome outcome{true, name, "", 0};
+    if (auto it = ordered.refused.find(name); it != ordered.refused.end()) {
+      Outcome outcome{Outcome::Kind::kDone, name, "", 0};
       refuse(slots_[name], "plugin '" + name + "': " + it->second, outcome);
       outcomes.push_back(outcome);
     }
   }
-  for (const std::string& name : order) {
-    Outcome outcome{true, name, "", 0};
+  for (const std::string& name : ordered.order) {
+    Outcome outcome{Outcome::Kind::kDone, name, "", 0};
     Slot& slot = slots_[name];
     std::shared_ptr<Plugin> plugin = opened[name];
     try {
       for (const std::string& service : plugin->dependencies()) {
-        const std::string& owner = provider.at(service);
+        const std::string& owner = ordered.provider.at(service);
         if (owner != name && !slots_[owner].current) {
           throw LoadError("plugin '" + name + "': depends on " + service + " of plugin '" + owner +
                           "', which was refused");
         }
       }
       check_conflicts(*plugin, nullptr);
-      plugin->init();
-      plugin->set_state(GenerationState::kServing);
-      publish_routes(nullptr, plugin);
-      {
-        std::lock_guard lock(state_mu_);
-        slot.current = plugin;
-        slot.last_error.clear();
-      }
+      start_serving(slot, plugin, nullptr);
       outcome.generation = plugin->generation();
-      emit(name, plugin->generation(), "serving",
-           plugin->version() + " from " + plugin->source_path().string() + " (ABI " +
-               std::to_string(GV_ABI_VERSION_MAJOR) + "." + std::to_string(plugin->abi_minor()) + ", " +
-               std::to_string(plugin->methods().size()) + " methods)");
     } catch (const std::exception& e) {
       refuse(slot, e.what(), outcome);
     }
@@ -376,13 +318,13 @@ Outcome PluginManager::load(const config::PluginConfig& entry) {
 }
 
 Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
-  Outcome outcome{true, entry.name, "", 0};
+  Outcome outcome{Outcome::Kind::kDone, entry.name, "", 0};
   Slot* slot = nullptr;
   {
     std::lock_guard lock(state_mu_);
     auto [it, inserted] = slots_.try_emplace(entry.name);
     if (!inserted && it->second.current) {
-      outcome.ok = false;
+      outcome.kind = Outcome::Kind::kRefused;
       outcome.message = "plugin '" + entry.name + "' is already loaded (generation " +
                         std::to_string(it->second.current->generation()) + "); reload it instead";
       return outcome;
@@ -402,18 +344,8 @@ Outcome PluginManager::load_locked(const config::PluginConfig& entry) {
                         ", which no loaded plugin serves");
       }
     }
-    plugin->init();
-    plugin->set_state(GenerationState::kServing);
-    publish_routes(nullptr, plugin);
-    {
-      std::lock_guard lock(state_mu_);
-      slot->current = plugin;
-      slot->last_error.clear();
-    }
+    start_serving(*slot, plugin, nullptr);
     outcome.generation = plugin->generation();
-    emit(entry.name, plugin->generation(), "serving",
-         plugin->version() + " from " + entry.path.string() + " (" +
-             std::to_string(plugin->methods().size()) + " methods)");
   } catch (const std::exception& e) {
     refuse(*slot, e.what(), outcome);
   }
@@ -426,7 +358,8 @@ Outcome PluginManager::reload(const std::string& name, bool force) {
   {
     std::lock_guard lock(state_mu_);
     auto it = slots_.find(name);
-    if (it == slots_.end()) return {false, name, "no plugin named '" + name + "' is configured or loaded", 0};
+    if (it == slots_.end())
+      return {Outcome::Kind::kNotFound, name, "no plugin named '" + name + "' is configured or loaded", 0};
     entry = it->second.entry;
   }
   return reload_locked(name, entry, force, false);
@@ -435,27 +368,29 @@ Outcome PluginManager::reload(const std::string& name, bool force) {
 Outcome PluginManager::reload_locked(const std::string& name, const config::PluginConfig& entry, bool force,
                                      bool entry_changed) {
   Slot& slot = slots_.at(name);
-  if (!entry.enabled) return {false, name, "plugin '" + name + "' is disabled in the config", 0};
+  if (!entry.enabled)
+    return {Outcome::Kind::kRefused, name, "plugin '" + name + "' is disabled in the config", 0};
   if (!slot.current) return load_locked(entry);
-  if (slot.current->builtin()) return {false, name, "plugin '" + name + "' is built into the host", 0};
+  if (slot.current->builtin())
+    return {Outcome::Kind::kRefused, name, "plugin '" + name + "' is built into the host", 0};
   const std::shared_ptr<Plugin> old = slot.current;
-  Outcome outcome{true, name, "", old->generation()};
+  Outcome outcome{Outcome::Kind::kDone, name, "", old->generation()};
   std::shared_ptr<Plugin> next;
   try {
     const PluginFile file = read_plugin_file(entry);  // read once: for the hash and for staging
     if (!force && !entry_changed && file.hash == old->file_hash()) {
-      outcome.message = "unchanged";
+      outcome.kind = Outcome::Kind::kUnchanged;
       return outcome;
     }
     next = open_staged(entry, ++slot.last_generation, file);
     if (!force) {
-      if (std::string why = incompatible_routes(*old, *next); !why.empty()) {
+      if (std::string why = incompatible_routes(old->methods(), next->methods()); !why.empty()) {
         throw LoadError("plugin '" + name + "' generation " + std::to_string(next->generation()) + ": " +
                         why + " (reload with force to accept)");
       }
     }
     check_conflicts(*next, old.get());
-    next->init(old->save_state());
+    start_serving(slot, next, old);  // the swap: new calls go to the new generation from here on
   } catch (const std::exception& e) {
     if (next) next->set_state(GenerationState::kFailed);
     refuse(slot, e.what(), outcome);
@@ -469,21 +404,12 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
     return outcome;
   }
 
-  // The swap: new calls go to the new generation from here on.
-  next->take_over_subscriptions(*old);
-  next->set_state(GenerationState::kServing);
-  publish_routes(old.get(), next);
-  old->set_state(GenerationState::kDraining);
   {
     std::lock_guard lock(state_mu_);
     slot.entry = entry;
-    slot.current = next;
-    slot.last_error.clear();
   }
   outcome.generation = next->generation();
   outcome.message = "generation " + std::to_string(next->generation()) + " serving";
-  emit(name, next->generation(), "serving",
-       next->version() + " replaces generation " + std::to_string(old->generation()));
 
   // Live streams continue in the new generation where both generations can move them.
   size_t moving = 0;
@@ -497,7 +423,7 @@ Outcome PluginManager::reload_locked(const std::string& name, const config::Plug
       ++moving;
     }
   });
-  emit(name, old->generation(), "draining",
+  emit(name, old->generation(), Event::Kind::kDraining,
        std::to_string(old->live_call_count()) + " calls in flight, " + std::to_string(moving) +
            " streams moving");
   retire_later(old);
@@ -510,7 +436,7 @@ Outcome PluginManager::unload(const std::string& name, bool force) {
 }
 
 Outcome PluginManager::unload_locked(const std::string& name, bool force, bool forget) {
-  Outcome outcome{true, name, "", 0};
+  Outcome outcome{Outcome::Kind::kDone, name, "", 0};
   auto it = slots_.find(name);
   if (it == slots_.end() || !it->second.current) {
     if (forget && it != slots_.end()) {
@@ -519,11 +445,11 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
       std::erase(order_, name);
       return outcome;
     }
-    return {false, name, "plugin '" + name + "' is not loaded", 0};
+    return {Outcome::Kind::kNotFound, name, "plugin '" + name + "' is not loaded", 0};
   }
   Slot& slot = it->second;
   if (slot.current->builtin() && !force)
-    return {false, name, "plugin '" + name + "' is built into the host", 0};
+    return {Outcome::Kind::kRefused, name, "plugin '" + name + "' is built into the host", 0};
   const std::vector<std::string> dependants = dependants_of(*slot.current);
   if (!dependants.empty() && !force) {
     std::string list;
@@ -543,7 +469,7 @@ Outcome PluginManager::unload_locked(const std::string& name, bool force, bool f
       std::erase(order_, name);
     }
   }
-  emit(name, old->generation(), "unloaded",
+  emit(name, old->generation(), Event::Kind::kUnloaded,
        std::to_string(old->live_call_count()) + " calls in flight drain");
   retire_later(std::move(old));
   return outcome;
@@ -591,7 +517,7 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
       continue;
     }
     Outcome outcome = reload_locked(entry.name, entry, false, changed);
-    if (!changed && outcome.ok && outcome.message == "unchanged") {
+    if (!changed && outcome.kind == Outcome::Kind::kUnchanged) {
       std::lock_guard lock(state_mu_);
       it->second.entry = entry;  // positions in the file may have moved
       continue;
@@ -603,7 +529,7 @@ std::vector<Outcome> PluginManager::apply_config(const config::Config& config) {
 
 Outcome PluginManager::add_builtin(std::shared_ptr<Plugin> plugin, const config::PluginConfig& entry) {
   std::lock_guard ops(ops_mu_);
-  Outcome outcome{true, entry.name, "", 1};
+  Outcome outcome{Outcome::Kind::kDone, entry.name, "", 1};
   {
     std::lock_guard lock(state_mu_);
     Slot& slot = slots_[entry.name];
@@ -613,11 +539,7 @@ Outcome PluginManager::add_builtin(std::shared_ptr<Plugin> plugin, const config:
   try {
     plugin->set_generation(++slots_[entry.name].last_generation);
     plugin->set_platform(options_.platform);
-    plugin->init();
-    plugin->set_state(GenerationState::kServing);
-    publish_routes(nullptr, plugin);
-    std::lock_guard lock(state_mu_);
-    slots_[entry.name].current = plugin;
+    start_serving(slots_[entry.name], plugin, nullptr);
   } catch (const std::exception& e) {
     refuse(slots_[entry.name], e.what(), outcome);
   }
@@ -632,7 +554,7 @@ std::optional<config::PluginConfig> PluginManager::entry(const std::string& name
 }
 
 void PluginManager::notify_stopping() {
-  emit("", 0, "stopping", "the host is shutting down");
+  emit("", 0, Event::Kind::kStopping, "the host is shutting down");
 }
 
 std::vector<Outcome> PluginManager::reload_changed() {
@@ -647,7 +569,7 @@ std::vector<Outcome> PluginManager::reload_changed() {
   std::vector<Outcome> outcomes;
   for (const std::string& name : names) {
     Outcome outcome = reload(name);
-    if (!(outcome.ok && outcome.message == "unchanged")) outcomes.push_back(outcome);
+    if (outcome.kind != Outcome::Kind::kUnchanged) outcomes.push_back(outcome);
   }
   return outcomes;
 }
@@ -697,10 +619,10 @@ void PluginManager::retire_now(std::shared_ptr<Plugin> plugin,
       call.request_abort(message);
       ++aborted;
     });
-    emit(name, generation, "draining",
+    emit(name, generation, Event::Kind::kDraining,
          std::to_string(aborted) + " calls cancelled with UNAVAILABLE at the drain deadline");
     if (!plugin->wait_idle(std::chrono::steady_clock::now() + kAbortGrace)) {
-      emit(name, generation, "failed",
+      emit(name, generation, Event::Kind::kFailed,
            std::to_string(plugin->live_call_count()) +
                " calls were never finished by the plugin; the generation stays mapped");
       std::lock_guard lock(reaper_mu_);
@@ -726,7 +648,7 @@ void PluginManager::retire_now(std::shared_ptr<Plugin> plugin,
   const long references = plugin.use_count();
   plugin.reset();  // on_shutdown, then dlclose
   const bool still_mapped = references == 1 && read_file("/proc/self/maps").find(mapped) != std::string::npos;
-  emit(name, generation, "retired",
+  emit(name, generation, Event::Kind::kRetired,
        references > 1 ? "still referenced; unmapped when the last reference goes"
                       : (still_mapped ? "still mapped after dlclose" : "unmapped"));
 }

@@ -31,12 +31,24 @@ using RouteTable = std::unordered_map<std::string, Route>;
 
 // One step in a plugin's life, for the log, the admin service and gvctl.
 struct Event {
+  enum class Kind {
+    kServing,   // a generation serves (a load, a reload, a built-in plugin)
+    kDraining,  // a replaced generation waits for its calls, or its drain ran out
+    kRetired,   // a generation was unmapped
+    kRefused,   // a load, reload or unload was refused; the serving generation is unchanged
+    kUnloaded,  // a plugin stopped serving
+    kFailed,    // a generation's calls never finished: it stays mapped
+    kStopping,  // the host is shutting down (not a plugin's event)
+  };
   std::chrono::system_clock::time_point time;
   std::string plugin;
   uint64_t generation = 0;
-  std::string kind;  // loaded, serving, draining, retired, refused, unloaded, failed
+  Kind kind = Kind::kServing;
   std::string message;
 };
+
+// The kind as the admin service's PluginEvent.kind carries it: "serving", "draining", ...
+const char* to_string(Event::Kind kind);
 
 struct GenerationRecord {
   uint64_t number = 0;
@@ -61,11 +73,20 @@ struct PluginStatus {
   std::vector<GenerationRecord> generations;  // newest first: the serving one, then older ones
 };
 
+// What a load, reload or unload came to.
 struct Outcome {
-  bool ok = true;
+  enum class Kind {
+    kDone,       // the change was made
+    kUnchanged,  // a reload found the file unchanged: nothing to do
+    kNotFound,   // no plugin by that name is configured, or it is not loaded
+    kRefused,    // refused; the message says why and what serves is unchanged
+  };
+  Kind kind = Kind::kDone;
   std::string plugin;
   std::string message;
   uint64_t generation = 0;  // the generation serving afterwards
+
+  bool ok() const { return kind == Kind::kDone || kind == Kind::kUnchanged; }
 };
 
 class PluginManager {
@@ -109,7 +130,7 @@ class PluginManager {
   // The config entry of a plugin, when it has one.
   std::optional<config::PluginConfig> entry(const std::string& name) const;
 
-  // Tells subscribers the host is about to stop (event kind "stopping"), so that long-lived
+  // Tells subscribers the host is about to stop (Event::Kind::kStopping), so that long-lived
   // streams of theirs can end before the drain.
   void notify_stopping();
 
@@ -156,12 +177,15 @@ class PluginManager {
   void check_conflicts(const Plugin& plugin, const Plugin* replacing) const;
   std::vector<std::string> dependants_of(const Plugin& plugin) const;
   void publish_routes(const Plugin* removed, const std::shared_ptr<Plugin>& added);
+  // The one way a generation starts: init (with the state of `old`, which it replaces, if any),
+  // then it serves, its routes are published, the slot holds it and subscribers hear of it.
+  // Throws what init throws, before anything changed.
+  void start_serving(Slot& slot, const std::shared_ptr<Plugin>& next, const std::shared_ptr<Plugin>& old);
   void retire_later(std::shared_ptr<Plugin> plugin);
   void reap();
   void retire_now(std::shared_ptr<Plugin> plugin, std::chrono::steady_clock::time_point deadline);
   void refuse(Slot& slot, const std::string& message, Outcome& outcome);
-  void emit(const std::string& plugin, uint64_t generation, const std::string& kind,
-            const std::string& message);
+  void emit(const std::string& plugin, uint64_t generation, Event::Kind kind, const std::string& message);
   static GenerationRecord record_of(const Plugin& plugin);
 
   Options options_;
@@ -184,10 +208,6 @@ class PluginManager {
   size_t reaping_ = 0;
   std::thread reaper_;
 };
-
-// Why routes of a new generation cannot replace the old ones; empty when they can: a method
-// whose call kind, request type or response type changed in an incompatible way.
-std::string incompatible_routes(const Plugin& old_generation, const Plugin& new_generation);
 
 // SHA-256 of bytes, in lower-case hex.
 std::string sha256_hex(std::string_view bytes);

@@ -19,13 +19,6 @@ int64_t now_unix_ms() {
       .count();
 }
 
-std::string joined(const std::vector<std::string>& roles) {
-  if (roles.empty()) return "none";
-  std::string out;
-  for (const auto& role : roles) out += (out.empty() ? "" : ", ") + role;
-  return out;
-}
-
 }  // namespace
 
 Gate::Gate(const platform::Platform& platform, std::string keys_method)
@@ -155,7 +148,7 @@ std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<
     try {
       claims = attempt();
     } catch (const tokens::TokenError& e) {
-      if (std::string_view(e.what()).find("unknown key") == std::string_view::npos) throw;
+      if (e.kind != tokens::TokenError::Kind::kUnknownKey) throw;
       // A key this host has not fetched yet (a rotation, or the auth plugin started after the
       // host): fetch again, at most once a second.
       int64_t last = last_unknown_key_fetch_ms_.load();
@@ -197,24 +190,20 @@ Gate::Decision Gate::check(const std::string& method, const config::AccessPolicy
     if (!token.empty() && verify(token, decision.caller)) decision.caller.reset();  // a bad token: anonymous
     return decision;
   }
-  if (token.empty()) {
-    decision.refusal = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                                    "method " + method +
-                                        " needs a signed-in caller: send the metadata authorization: Bearer "
-                                        "<access token>");
-    return decision;
+  if (!token.empty()) {
+    if (auto why = verify(token, decision.caller)) {
+      decision.refusal =
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the access token was refused: " + *why);
+      return decision;
+    }
   }
-  if (auto why = verify(token, decision.caller)) {
-    decision.refusal =
-        grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the access token was refused: " + *why);
-    return decision;
-  }
-  if (policy.kind == config::AccessPolicy::Kind::kRole) {
-    const auto& roles = decision.caller->roles;
-    if (std::find(roles.begin(), roles.end(), policy.role) == roles.end()) {
-      decision.refusal = grpc::Status(
-          grpc::StatusCode::PERMISSION_DENIED,
-          "method " + method + " needs the role '" + policy.role + "'; the caller has: " + joined(roles));
+  if (auto refusal = policy.refusal(method, decision.caller ? &decision.caller->roles : nullptr)) {
+    if (refusal->kind == config::AccessRefusal::Kind::kUnauthenticated) {
+      decision.refusal =
+          grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                       refusal->message + ": send the metadata authorization: Bearer <access token>");
+    } else {
+      decision.refusal = grpc::Status(grpc::StatusCode::PERMISSION_DENIED, refusal->message);
     }
   }
   return decision;

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 
+#include "platform/cpu_budget.hpp"
 #include "plugin/call.hpp"
 #include "rpc/gate.hpp"
 #include "rpc/health.hpp"
@@ -664,8 +665,13 @@ int Server::start() {
   builder.RegisterAsyncGenericService(&generic_);
   unary_methods_ = std::make_unique<UnaryMethods>(unary_method_names_);
   if (!unary_method_names_.empty()) builder.RegisterService(unary_methods_.get());
-  const size_t threads = config_.worker_threads > 0 ? static_cast<size_t>(config_.worker_threads)
-                                                    : std::max(1u, std::thread::hardware_concurrency());
+  size_t threads = static_cast<size_t>(config_.worker_threads);
+  if (threads == 0) {
+    const platform::CpuBudget cpus = platform::usable_cpus();
+    threads = cpus.count;
+    spdlog::info("worker_threads = 0: usable CPUs: {} ({}); one completion-queue thread each", cpus.count,
+                 cpus.reason);
+  }
   for (size_t i = 0; i < threads; ++i) queues_.push_back(builder.AddCompletionQueue());
   server_ = builder.BuildAndStart();
   const bool unix_socket = config_.listen.rfind("unix:", 0) == 0;

@@ -1,5 +1,6 @@
 // The one gRPC port. The host's own services are registered statically; every other method goes
-// through an AsyncGenericService to the plugin that owns it (see docs/architecture in README).
+// through an AsyncGenericService to the plugin that owns it (README "Calling it"; the dispatch
+// path's measurements are in docs/benchmarks.md).
 #pragma once
 
 #include <grpcpp/generic/async_generic_service.h>

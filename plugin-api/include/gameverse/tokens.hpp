@@ -31,7 +31,15 @@ struct VerifyKey {
 
 // Why a token was refused; the message says what is wrong with it and nothing more.
 struct TokenError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  enum class Kind {
+    kMalformed,     // not a JWT, not base64url, no algorithm, no sub or exp
+    kAlgorithm,     // an algorithm other than EdDSA
+    kUnknownKey,    // signed with a key not among those given: perhaps one not fetched yet
+    kBadSignature,  // the signature does not verify
+    kExpired,
+  };
+  TokenError(Kind kind, const std::string& message) : std::runtime_error(message), kind(kind) {}
+  Kind kind;
 };
 
 inline void ensure_sodium() {
@@ -89,37 +97,41 @@ inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys,
   const size_t first = token.find('.');
   const size_t second = first == std::string_view::npos ? first : token.find('.', first + 1);
   if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
-    throw TokenError("malformed token: a JWT has three dot-separated parts");
+    throw TokenError(TokenError::Kind::kMalformed, "malformed token: a JWT has three dot-separated parts");
   }
   auto part = [&](std::string_view text, const char* what) {
     std::string out;
     if (!from_base64(text, sodium_base64_VARIANT_URLSAFE_NO_PADDING, out)) {
-      throw TokenError(std::string("malformed token: its ") + what + " is not base64url");
+      throw TokenError(TokenError::Kind::kMalformed,
+                       std::string("malformed token: its ") + what + " is not base64url");
     }
     return out;
   };
   const nlohmann::json header = nlohmann::json::parse(part(token.substr(0, first), "header"), nullptr, false);
   if (!header.is_object() || !header.contains("alg") || !header["alg"].is_string()) {
-    throw TokenError("malformed token: its header has no algorithm");
+    throw TokenError(TokenError::Kind::kMalformed, "malformed token: its header has no algorithm");
   }
   const std::string alg = header["alg"];
-  if (alg != "EdDSA") throw TokenError("token algorithm '" + alg + "' is not accepted; tokens are EdDSA");
+  if (alg != "EdDSA")
+    throw TokenError(TokenError::Kind::kAlgorithm,
+                     "token algorithm '" + alg + "' is not accepted; tokens are EdDSA");
   const std::string kid = header.contains("kid") && header["kid"].is_string() ? header["kid"] : "";
   const auto key = std::find_if(keys.begin(), keys.end(), [&](const VerifyKey& k) { return k.kid == kid; });
-  if (key == keys.end()) throw TokenError("token signed with an unknown key '" + kid + "'");
+  if (key == keys.end())
+    throw TokenError(TokenError::Kind::kUnknownKey, "token signed with an unknown key '" + kid + "'");
   const std::string signature = part(token.substr(second + 1), "signature");
   const std::string_view input = token.substr(0, second);
   if (signature.size() != crypto_sign_BYTES || key->public_key.size() != crypto_sign_PUBLICKEYBYTES ||
       crypto_sign_verify_detached(reinterpret_cast<const unsigned char*>(signature.data()),
                                   reinterpret_cast<const unsigned char*>(input.data()), input.size(),
                                   reinterpret_cast<const unsigned char*>(key->public_key.data())) != 0) {
-    throw TokenError("token signature does not verify");
+    throw TokenError(TokenError::Kind::kBadSignature, "token signature does not verify");
   }
   const nlohmann::json payload =
       nlohmann::json::parse(part(token.substr(first + 1, second - first - 1), "payload"), nullptr, false);
   if (!payload.is_object() || !payload.contains("sub") || !payload["sub"].is_string() ||
       !payload.contains("exp") || !payload["exp"].is_number_integer()) {
-    throw TokenError("malformed token: its payload lacks sub or exp");
+    throw TokenError(TokenError::Kind::kMalformed, "malformed token: its payload lacks sub or exp");
   }
   Claims claims;
   claims.subject = payload["sub"];
@@ -133,7 +145,7 @@ inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys,
     claims.issued_unix_ms = payload["iat"].get<int64_t>() * 1000;
   }
   claims.expires_unix_ms = payload["exp"].get<int64_t>() * 1000;
-  if (now_unix_ms >= claims.expires_unix_ms) throw TokenError("token expired");
+  if (now_unix_ms >= claims.expires_unix_ms) throw TokenError(TokenError::Kind::kExpired, "token expired");
   return claims;
 }
 
