@@ -13,6 +13,7 @@
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
 #include "platform/cache.hpp"
+#include "platform/cpu_budget.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/store_service.hpp"
@@ -73,9 +74,10 @@ void reload_from_disk(const std::string& config_path, const gameverse::config::C
   plugins.reload_changed();
 }
 
-// [blocking]: mostly waiting on the store, the cache and other services, so more threads than CPUs.
+// [blocking]: mostly waiting on the store, the cache and other services, so more threads than the
+// CPUs this process may use.
 gameverse::platform::WorkPool::Limits blocking_limits(const gameverse::config::BlockingSection& section) {
-  const size_t cpus = std::max<size_t>(1, std::thread::hardware_concurrency());
+  const size_t cpus = gameverse::platform::usable_cpus().count;
   gameverse::platform::WorkPool::Limits limits;
   limits.threads = section.threads > 0 ? static_cast<size_t>(section.threads) : std::max<size_t>(8, 4 * cpus);
   limits.per_owner_threads = section.threads_per_plugin > 0 ? static_cast<size_t>(section.threads_per_plugin)
