@@ -119,7 +119,7 @@ class EchoPlugin final : public sdk::Plugin {
   static void describe(PluginBuilder<EchoPlugin>& b) {
     b.service("gameverse.echo.v1.Echo")
         .unary("Echo", &EchoPlugin::echo, sdk::kPublic)
-        .blocking("BlockingEcho", &EchoPlugin::echo, sdk::kPublic)
+        .blocking("BlockingEcho", &EchoPlugin::blocking_echo, sdk::kPublic)
         .server_stream("Expand", &EchoPlugin::expand, sdk::kPublic)
         .client_stream("Collect", &EchoPlugin::collect, sdk::kPublic)
         .bidi_stream_movable("Chat", &EchoPlugin::chat, &EchoPlugin::resume_chat, sdk::kPublic)
@@ -262,6 +262,12 @@ class EchoPlugin final : public sdk::Plugin {
     }
   }
 
+  // Echo on the host's pool for blocking work.
+  Status blocking_echo(CallContext& context, const pb::EchoRequest& request, pb::EchoReply& reply) {
+    blocking_echoes_++;
+    return echo(context, request, reply);
+  }
+
   // Holds a pool thread, as a handler waiting on a slow dependency would.
   Status hold(CallContext& context, const pb::SleepRequest& request, pb::SleepReply& reply) {
     if (Status refused = check_duration(request.duration_ms()); !refused.is_ok()) return refused;
@@ -287,6 +293,7 @@ class EchoPlugin final : public sdk::Plugin {
     reply.set_sleeps_cancelled(sleeps_cancelled_);
     reply.set_instance_id(instance_id_);
     reply.set_handovers(handovers_);
+    reply.set_blocking_echoes(blocking_echoes_);
     return Status::ok();
   }
 
@@ -339,6 +346,7 @@ class EchoPlugin final : public sdk::Plugin {
   std::atomic<uint64_t> sleeps_started_{0};
   std::atomic<uint64_t> sleeps_completed_{0};
   std::atomic<uint64_t> sleeps_cancelled_{0};
+  std::atomic<uint64_t> blocking_echoes_{0};
   std::mutex sleeps_mu_;
   std::atomic<uint64_t> next_sleep_{0};
   std::map<uint64_t, std::unique_ptr<PendingSleep>> sleeps_;

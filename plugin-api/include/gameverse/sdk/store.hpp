@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,20 +26,28 @@ namespace detail {
 template <ProtoMessage M>
 M parse_record(std::string_view bytes, std::string_view where) {
   M message;
-  if (!parse(bytes, message)) {
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !message.ParsePartialFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     throw Error(StatusCode::kDataLoss, std::string(where) + " holds " + std::to_string(bytes.size()) +
                                            " bytes that do not parse as " + message.GetTypeName());
+  }
+  if (!message.IsInitialized()) {
+    throw Error(StatusCode::kDataLoss,
+                std::string(where) + " holds a " + message.GetTypeName() +
+                    " without its required fields: " + message.InitializationErrorString());
   }
   return message;
 }
 
 template <ProtoMessage M>
 std::string serialize(const M& message) {
-  std::string out;
-  if (!message.SerializeToString(&out)) {
+  if (!message.IsInitialized()) {
     throw Error(StatusCode::kInvalidArgument,
-                message.GetTypeName() + " cannot be serialized: a required field is not set");
+                "a " + message.GetTypeName() +
+                    " without its required fields cannot be stored: " + message.InitializationErrorString());
   }
+  std::string out;
+  message.SerializeToString(&out);
   return out;
 }
 

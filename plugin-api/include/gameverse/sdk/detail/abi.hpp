@@ -104,7 +104,9 @@ bool parse(gv_bytes bytes, Message& out) {
 template <class T>
 concept ProtoMessage = requires(const T& m, T& out, std::string* s) {
   { m.SerializeToString(s) } -> std::same_as<bool>;
-  { out.ParseFromArray(static_cast<const void*>(nullptr), 0) } -> std::same_as<bool>;
+  { out.ParsePartialFromArray(static_cast<const void*>(nullptr), 0) } -> std::same_as<bool>;
+  { m.IsInitialized() } -> std::same_as<bool>;
+  m.InitializationErrorString();
   m.GetTypeName();
 };
 
