@@ -91,10 +91,10 @@ const WorkPool::OwnerMetrics* WorkPool::metrics_of(const std::string& name) {
   return &metric_ids_.emplace(name, ids).first->second;
 }
 
-void WorkPool::record_depth(const Owner& owner) {
+void WorkPool::record_depth(const Owner& owner, bool queued, bool running) {
   if (const OwnerMetrics* ids = metrics_of(owner.name)) {
-    metrics_->record(owner.name, ids->queued, {}, static_cast<double>(owner.queue.size()));
-    metrics_->record(owner.name, ids->running, {}, static_cast<double>(owner.running));
+    if (queued) metrics_->record(owner.name, ids->queued, {}, static_cast<double>(owner.queue.size()));
+    if (running) metrics_->record(owner.name, ids->running, {}, static_cast<double>(owner.running));
   }
 }
 
@@ -122,7 +122,7 @@ gv_status_code WorkPool::submit(const void* owner, const std::string& owner_name
   }
   state.queue.push_back({serial, std::move(work), std::move(precheck), Clock::now()});
   mark_ready(owner, state);
-  record_depth(state);
+  record_depth(state, true, false);
   lock.unlock();
   wake_.notify_one();
   return GV_STATUS_OK;
@@ -180,7 +180,7 @@ void WorkPool::run() {
     state.running++;
     state.running_serials.push_back(item.serial);
     running_.emplace(owner, std::make_pair(item.serial, std::this_thread::get_id()));
-    record_depth(state);
+    record_depth(state, true, true);
     const OwnerMetrics* ids = metrics_of(name);
     lock.unlock();
 
@@ -211,11 +211,11 @@ void WorkPool::run() {
         break;
       }
     }
-    record_depth(after);
+    record_depth(after, false, true);
     mark_ready(owner, after);
     forget_if_idle(owner);
-    finished_.notify_all();
-    wake_.notify_all();
+    if (waiting_for_owners_ > 0) finished_.notify_all();
+    if (!ready_.empty()) wake_.notify_one();  // this owner may run again: another thread can take it
   }
 }
 
@@ -239,7 +239,7 @@ void WorkPool::drop_queued(std::unique_lock<std::mutex>& lock, const void* owner
     it->second.in_ready_list = false;
   }
   const std::string name = it->second.name;
-  record_depth(it->second);
+  record_depth(it->second, true, false);
   lock.unlock();
   const OwnerMetrics* ids = nullptr;
   for (Item& item : dropped) {
@@ -259,12 +259,14 @@ void WorkPool::cancel_serial(const void* owner, uint64_t serial) {
   drop_queued(
       lock, owner, [serial](const Item& i) { return i.serial == serial; }, GV_STATUS_CANCELLED);
   const auto self = std::this_thread::get_id();
+  waiting_for_owners_++;
   finished_.wait(lock, [&] {
     for (auto [it, end] = running_.equal_range(owner); it != end; ++it) {
       if (it->second.first == serial && it->second.second != self) return false;
     }
     return true;
   });
+  waiting_for_owners_--;
 }
 
 void WorkPool::cancel_all(const void* owner) {
@@ -272,18 +274,21 @@ void WorkPool::cancel_all(const void* owner) {
   drop_queued(
       lock, owner, [](const Item&) { return true; }, GV_STATUS_UNAVAILABLE);
   const auto self = std::this_thread::get_id();
+  waiting_for_owners_++;
   finished_.wait(lock, [&] {
     for (auto [it, end] = running_.equal_range(owner); it != end; ++it) {
       if (it->second.second != self) return false;
     }
     return true;
   });
+  waiting_for_owners_--;
   forget_if_idle(owner);
 }
 
 void WorkPool::drain(const void* owner) {
   std::unique_lock lock(mu_);
   const auto self = std::this_thread::get_id();
+  waiting_for_owners_++;
   finished_.wait(lock, [&] {
     auto it = owners_.find(owner);
     if (it == owners_.end()) return true;
@@ -293,6 +298,7 @@ void WorkPool::drain(const void* owner) {
     }
     return true;
   });
+  waiting_for_owners_--;
 }
 
 size_t WorkPool::queued(const void* owner) const {

@@ -92,7 +92,7 @@ class WorkPool {
   void forget_if_idle(const void* owner);
   void drop_queued(std::unique_lock<std::mutex>& lock, const void* owner,
                    const std::function<bool(const Item&)>& which, gv_status_code status);
-  void record_depth(const Owner& owner);
+  void record_depth(const Owner& owner, bool queued, bool running);
   const OwnerMetrics* metrics_of(const std::string& name);
 
   Limits limits_;
@@ -106,6 +106,7 @@ class WorkPool {
   // (owner, serial) of the items running now, with the thread that runs each.
   std::multimap<const void*, std::pair<uint64_t, std::thread::id>> running_;
   bool stopping_ = false;
+  int waiting_for_owners_ = 0;  // callers in cancel_serial, cancel_all or drain
   std::vector<std::thread> threads_;
 };
 
