@@ -8,7 +8,6 @@
 
 #include "config/config.hpp"
 #include "gameverse/host/v1/admin.pb.h"
-#include "platform/thread_priority.hpp"
 
 namespace gameverse::admin {
 
@@ -103,7 +102,6 @@ class AdminPlugin final : public sdk::Plugin {
   sdk::Status load(sdk::CallContext& context, const pb::LoadPluginRequest& request,
                    pb::OperationResult& response) {
     check_access(context);
-    platform::BackgroundPriority background;
     config::PluginConfig entry;
     if (auto configured = manager_.entry(request.name())) {
       entry = *configured;
@@ -136,7 +134,6 @@ class AdminPlugin final : public sdk::Plugin {
   sdk::Status unload(sdk::CallContext& context, const pb::UnloadPluginRequest& request,
                      pb::OperationResult& response) {
     check_access(context);
-    platform::BackgroundPriority background;
     const plugin::Outcome outcome = manager_.unload(request.name(), request.force());
     if (!outcome.ok()) return refused(outcome);
     response.set_message("plugin '" + request.name() + "' unloaded");
@@ -146,7 +143,6 @@ class AdminPlugin final : public sdk::Plugin {
   sdk::Status reload(sdk::CallContext& context, const pb::ReloadPluginRequest& request,
                      pb::OperationResult& response) {
     check_access(context);
-    platform::BackgroundPriority background;
     const plugin::Outcome outcome = manager_.reload(request.name(), request.force());
     if (!outcome.ok()) return refused(outcome);
     response.set_message(outcome.kind == plugin::Outcome::Kind::kUnchanged
@@ -159,7 +155,6 @@ class AdminPlugin final : public sdk::Plugin {
   sdk::Status validate(sdk::CallContext& context, const pb::ValidateConfigRequest& request,
                        pb::ValidateConfigResponse& response) {
     check_access(context);
-    platform::BackgroundPriority background;
     const std::string source = request.source_name().empty() ? "config" : request.source_name();
     const std::filesystem::path base = std::filesystem::path(source).has_parent_path()
                                            ? std::filesystem::path(source).parent_path()
