@@ -13,6 +13,8 @@ cat > "$work/host.toml" <<TOML
 log_level = "warn"
 watch = false
 data_dir = "$work/data"
+[blocking]
+threads_per_plugin = 2        # the auth plugin hashes on two threads, as the baseline does
 [[plugin]]
 name = "auth"
 path = "$BUILD/plugins/auth.so"
