@@ -7,7 +7,9 @@
 #   - hidden visibility and a version script, so gv_plugin_entry_v<major> is the only export,
 #   - links only the SDK headers and libprotobuf-lite; undefined symbols fail the link.
 # PROTO_ROOT is the import root the .proto files are named under (default: the current source
-# dir). The library lands in GAMEVERSE_PLUGIN_OUTPUT_DIR when set, else the current binary dir.
+# dir); a .proto may also lie under one of IMPORT_DIRS (e.g. a plugin's own storage records beside
+# a service .proto of a shared tree) and is then named under that dir. The library lands in
+# GAMEVERSE_PLUGIN_OUTPUT_DIR when set, else the current binary dir.
 include_guard(GLOBAL)
 
 
@@ -34,7 +36,18 @@ function(gameverse_add_plugin)
     get_filename_component(abs "${proto}" ABSOLUTE)
     list(APPEND proto_abs "${abs}")
     if(NOT GV_RAW)
-      file(RELATIVE_PATH rel "${GV_PROTO_ROOT}" "${abs}")
+      set(rel "")
+      foreach(root IN LISTS GV_PROTO_ROOT GV_IMPORT_DIRS)
+        get_filename_component(root "${root}" ABSOLUTE)
+        cmake_path(IS_PREFIX root "${abs}" NORMALIZE under_root)
+        if(under_root AND rel STREQUAL "")
+          file(RELATIVE_PATH rel "${root}" "${abs}")
+        endif()
+      endforeach()
+      if(rel STREQUAL "")
+        message(FATAL_ERROR
+                "gameverse_add_plugin(${GV_NAME}): ${proto} is under neither PROTO_ROOT nor IMPORT_DIRS")
+      endif()
       string(REGEX REPLACE "\\.proto$" "" stem "${rel}")
       set(outputs "${gen_dir}/${stem}.pb.cc" "${gen_dir}/${stem}.pb.h")
       add_custom_command(

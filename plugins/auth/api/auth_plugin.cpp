@@ -99,7 +99,8 @@ TokenClaims caller_of(const sdk::CallContext& context) {
   return claims;
 }
 
-// Domain errors become their status; anything else the SDK turns into INTERNAL.
+// Domain errors become their status; the store's (sdk::Error, e.g. DATA_LOSS for a corrupt record)
+// keep theirs; anything else the SDK turns into INTERNAL.
 template <class Work>
 sdk::Status answer(Work&& work) {
   try {

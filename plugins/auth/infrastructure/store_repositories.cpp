@@ -1,80 +1,95 @@
 #include "infrastructure/store_repositories.hpp"
 
-#include <gameverse/sdk/json.hpp>
-
-#include <sodium.h>
+#include "gameverse/auth/records/v1/records.pb.h"
 
 namespace gameverse::auth {
 
 namespace {
 
-using nlohmann::json;
+namespace stored = records::v1;
 using K = AuthError::Kind;
 
-json to_json(const Account& a) {
-  return {{"username", a.username},
-          {"password_hash", a.password_hash},
-          {"roles", a.roles},
-          {"device_ids", a.device_ids},
-          {"created_unix_ms", a.created_unix_ms}};
+// Domain types ↔ stored records. The key (and, for sessions, the owner) carries the id, so a record
+// does not repeat it; the version is the store's.
+
+stored::AccountRecord to_record(const Account& a) {
+  stored::AccountRecord r;
+  if (!a.username.empty()) r.set_username(a.username);
+  if (!a.password_hash.empty()) r.set_password_hash(a.password_hash);
+  for (const auto& role : a.roles) r.add_roles(role);
+  for (const auto& device : a.device_ids) r.add_device_ids(device);
+  r.set_created_unix_ms(a.created_unix_ms);
+  return r;
 }
 
-Account account_of(const std::string& id, const sdk::Store::Object& object) {
-  const json j = sdk::parse_json(object.value, "account " + id);
+Account from_record(const sdk::Record<stored::AccountRecord>& record) {
+  const stored::AccountRecord& r = record.value;
   Account a;
-  a.id = id;
-  a.username = j.value("username", "");
-  a.password_hash = j.value("password_hash", "");
-  a.roles = j.value("roles", std::set<std::string>{});
-  a.device_ids = j.value("device_ids", std::set<std::string>{});
-  a.created_unix_ms = j.value("created_unix_ms", int64_t{0});
-  a.version = object.version;
+  a.id = record.key;
+  a.username = r.username();
+  a.password_hash = r.password_hash();
+  a.roles = {r.roles().begin(), r.roles().end()};
+  a.device_ids = {r.device_ids().begin(), r.device_ids().end()};
+  a.created_unix_ms = r.created_unix_ms();
+  a.version = record.version;
   return a;
 }
 
-Session session_of(const sdk::Store::Object& object) {
-  const json j = sdk::parse_json(object.value, "session " + object.key);
-  return {object.key,
-          object.owner,
-          j.value("created_unix_ms", int64_t{0}),
-          j.value("expires_unix_ms", int64_t{0}),
-          j.value("revoked", false),
-          object.version};
+stored::AccountIndexRecord index_of(const std::string& account_id) {
+  stored::AccountIndexRecord r;
+  r.set_account_id(account_id);
+  return r;
 }
 
-json to_json(const Session& s) {
-  return {
-      {"created_unix_ms", s.created_unix_ms}, {"expires_unix_ms", s.expires_unix_ms}, {"revoked", s.revoked}};
+stored::SessionRecord to_record(const Session& s) {
+  stored::SessionRecord r;
+  r.set_created_unix_ms(s.created_unix_ms);
+  r.set_expires_unix_ms(s.expires_unix_ms);
+  r.set_revoked(s.revoked);
+  return r;
 }
 
-std::string hex(const std::string& bytes) {
-  std::string out(bytes.size() * 2 + 1, '\0');
-  sodium_bin2hex(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  out.pop_back();
-  return out;
+Session from_record(const sdk::Record<stored::SessionRecord>& record) {
+  const stored::SessionRecord& r = record.value;
+  return {record.key, record.owner, r.created_unix_ms(), r.expires_unix_ms(), r.revoked(), record.version};
 }
 
-std::string unhex(const std::string& text) {
-  std::string out(text.size() / 2, '\0');
-  size_t length = 0;
-  sodium_hex2bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), text.data(), text.size(), nullptr,
-                 &length, nullptr);
-  out.resize(length);
-  return out;
+stored::RefreshRecord to_record(const RefreshRecord& refresh) {
+  stored::RefreshRecord r;
+  r.set_session_id(refresh.session_id);
+  r.set_spent(refresh.spent);
+  return r;
+}
+
+RefreshRecord from_record(const sdk::Record<stored::RefreshRecord>& record) {
+  return {record.key, record.value.session_id(), record.value.spent(), record.version};
+}
+
+stored::SigningKeyRecord to_record(const SigningKey& key) {
+  stored::SigningKeyRecord r;
+  r.set_public_key(key.public_key);
+  r.set_secret_key(key.secret_key);
+  r.set_created_unix_ms(key.created_unix_ms);
+  return r;
+}
+
+SigningKey from_record(const sdk::Record<stored::SigningKeyRecord>& record) {
+  const stored::SigningKeyRecord& r = record.value;
+  return {record.key, r.public_key(), r.secret_key(), r.created_unix_ms()};
 }
 
 }  // namespace
 
 std::optional<Account> StoreAccounts::by_id(const std::string& id) {
-  auto object = store_.get("accounts", id);
-  if (!object) return std::nullopt;
-  return account_of(id, *object);
+  auto record = store_.get<stored::AccountRecord>("accounts", id);
+  if (!record) return std::nullopt;
+  return from_record(*record);
 }
 
 std::optional<Account> StoreAccounts::by_index(const char* collection, const std::string& key) {
-  auto entry = store_.get(collection, key);
+  auto entry = store_.get<stored::AccountIndexRecord>(collection, key);
   if (!entry) return std::nullopt;
-  return by_id(entry->value);
+  return by_id(entry->value.account_id());
 }
 
 std::optional<Account> StoreAccounts::by_username(const std::string& username) {
@@ -87,9 +102,11 @@ std::optional<Account> StoreAccounts::by_device(const std::string& device_id) {
 
 void StoreAccounts::create(const Account& account) {
   sdk::Store::Batch batch;
-  batch.put("accounts", account.id, to_json(account).dump(), 0, account.id);
-  if (!account.username.empty()) batch.put("usernames", account.username, account.id, 0, account.id);
-  for (const auto& device : account.device_ids) batch.put("devices", device, account.id, 0, account.id);
+  batch.put("accounts", account.id, to_record(account), 0, account.id);
+  if (!account.username.empty())
+    batch.put("usernames", account.username, index_of(account.id), 0, account.id);
+  for (const auto& device : account.device_ids)
+    batch.put("devices", device, index_of(account.id), 0, account.id);
   try {
     store_.commit(batch);
   } catch (const sdk::Error& e) {
@@ -103,16 +120,16 @@ void StoreAccounts::create(const Account& account) {
 
 void StoreAccounts::update(const Account& before, const Account& after) {
   sdk::Store::Batch batch;
-  batch.put("accounts", after.id, to_json(after).dump(), before.version, after.id);
+  batch.put("accounts", after.id, to_record(after), before.version, after.id);
   if (after.username != before.username) {
-    if (!after.username.empty()) batch.put("usernames", after.username, after.id, 0, after.id);
+    if (!after.username.empty()) batch.put("usernames", after.username, index_of(after.id), 0, after.id);
     if (!before.username.empty()) batch.erase("usernames", before.username);
   }
   for (const auto& device : before.device_ids) {
     if (after.device_ids.count(device) == 0) batch.erase("devices", device);
   }
   for (const auto& device : after.device_ids) {
-    if (before.device_ids.count(device) == 0) batch.put("devices", device, after.id, 0, after.id);
+    if (before.device_ids.count(device) == 0) batch.put("devices", device, index_of(after.id), 0, after.id);
   }
   try {
     store_.commit(batch);
@@ -127,9 +144,9 @@ void StoreAccounts::update(const Account& before, const Account& after) {
 }
 
 std::optional<Session> StoreSessions::session(const std::string& id) {
-  auto object = store_.get("sessions", id);
-  if (!object) return std::nullopt;
-  return session_of(*object);
+  auto record = store_.get<stored::SessionRecord>("sessions", id);
+  if (!record) return std::nullopt;
+  return from_record(*record);
 }
 
 std::vector<Session> StoreSessions::of_account(const std::string& account_id) {
@@ -139,33 +156,32 @@ std::vector<Session> StoreSessions::of_account(const std::string& account_id) {
   query.owner = account_id;
   query.limit = 1000;
   do {
-    sdk::Store::Page page = store_.list(query);
-    for (const auto& object : page.objects) out.push_back(session_of(object));
+    auto page = store_.list<stored::SessionRecord>(query);
+    for (const auto& record : page.records) out.push_back(from_record(record));
     query.cursor = page.next_cursor;
   } while (!query.cursor.empty());
   return out;
 }
 
 std::optional<RefreshRecord> StoreSessions::refresh(const std::string& token_hash) {
-  auto object = store_.get("refresh", token_hash);
-  if (!object) return std::nullopt;
-  const json j = sdk::parse_json(object->value, "refresh record");
-  return RefreshRecord{token_hash, j.value("session", ""), j.value("spent", false), object->version};
+  auto record = store_.get<stored::RefreshRecord>("refresh", token_hash);
+  if (!record) return std::nullopt;
+  return from_record(*record);
 }
 
 void StoreSessions::start(const Session& session, const RefreshRecord& first) {
   sdk::Store::Batch batch;
-  batch.put("sessions", session.id, to_json(session).dump(), 0, session.account_id);
-  batch.put("refresh", first.token_hash, json{{"session", session.id}, {"spent", false}}.dump(), 0,
-            session.account_id);
+  batch.put("sessions", session.id, to_record(session), 0, session.account_id);
+  batch.put("refresh", first.token_hash, to_record(first), 0, session.account_id);
   store_.commit(batch);
 }
 
 void StoreSessions::rotate(const RefreshRecord& spent, const RefreshRecord& next) {
+  RefreshRecord now_spent = spent;
+  now_spent.spent = true;
   sdk::Store::Batch batch;
-  batch.put("refresh", spent.token_hash, json{{"session", spent.session_id}, {"spent", true}}.dump(),
-            spent.version);
-  batch.put("refresh", next.token_hash, json{{"session", next.session_id}, {"spent", false}}.dump(), 0);
+  batch.put("refresh", spent.token_hash, to_record(now_spent), spent.version);
+  batch.put("refresh", next.token_hash, to_record(next), 0);
   try {
     store_.commit(batch);
   } catch (const sdk::Error& e) {
@@ -177,7 +193,7 @@ void StoreSessions::rotate(const RefreshRecord& spent, const RefreshRecord& next
 void StoreSessions::revoke(const Session& session) {
   Session revoked = session;
   revoked.revoked = true;
-  store_.put("sessions", session.id, to_json(revoked).dump(), sdk::Store::kAnyVersion, session.account_id);
+  store_.put("sessions", session.id, to_record(revoked), sdk::Store::kAnyVersion, session.account_id);
 }
 
 std::vector<SigningKey> StoreSigningKeys::all() {
@@ -186,23 +202,16 @@ std::vector<SigningKey> StoreSigningKeys::all() {
   query.collection = "keys";
   query.limit = 1000;
   do {
-    sdk::Store::Page page = store_.list(query);
-    for (const auto& object : page.objects) {
-      const json j = sdk::parse_json(object.value, "signing key " + object.key);
-      keys.push_back({object.key, unhex(j.value("public", "")), unhex(j.value("secret", "")),
-                      j.value("created_unix_ms", int64_t{0})});
-    }
+    auto page = store_.list<stored::SigningKeyRecord>(query);
+    for (const auto& record : page.records) keys.push_back(from_record(record));
     query.cursor = page.next_cursor;
   } while (!query.cursor.empty());
   return keys;
 }
 
 void StoreSigningKeys::add(const SigningKey& key) {
-  const json j = {{"public", hex(key.public_key)},
-                  {"secret", hex(key.secret_key)},
-                  {"created_unix_ms", key.created_unix_ms}};
   try {
-    store_.put("keys", key.kid, j.dump(), 0);
+    store_.put("keys", key.kid, to_record(key), 0);
   } catch (const sdk::Error& e) {
     if (e.code() != sdk::StatusCode::kAlreadyExists) throw;  // another host stored the same configured key
   }

@@ -1,10 +1,13 @@
-// The auth repositories over the host's document store (JSON values) and cache.
-//   accounts/<id>          the account                      owner: the account id
-//   usernames/<username>   the account id (create-only: a name is taken once)
-//   devices/<device id>    the account id
-//   sessions/<id>          the session                      owner: the account id
-//   refresh/<digest>       a refresh token's record (only the BLAKE2b digest of the token)
-//   keys/<kid>             a signing key
+// The auth repositories over the host's document store and cache. Values are the records of
+// proto/gameverse/auth/records/v1/records.proto (beside this file):
+//   accounts/<id>          AccountRecord                    owner: the account id
+//   usernames/<username>   AccountIndexRecord (create-only: a name is taken once)
+//   devices/<device id>    AccountIndexRecord
+//   sessions/<id>          SessionRecord                    owner: the account id
+//   refresh/<digest>       RefreshRecord (only the BLAKE2b digest of the token)
+//   keys/<kid>             SigningKeyRecord
+// A stored value that is not its record (a required field missing) is sdk::Error DATA_LOSS naming
+// the collection and key, never a record filled with defaults.
 #pragma once
 
 #include <gameverse/sdk/plugin.hpp>

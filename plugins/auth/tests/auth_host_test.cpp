@@ -10,6 +10,7 @@
 #include "expect_contains.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "host_process.hpp"
+#include "platform/store.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -22,7 +23,8 @@ class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
     if (GetParam() == "postgresql") {
       const char* url = std::getenv("GAMEVERSE_TEST_POSTGRES_URL");
       ASSERT_NE(url, nullptr) << "GAMEVERSE_TEST_POSTGRES_URL is not set: run the suite with `tools/gv test`";
-      store_ = "[store]\nbackend = \"postgresql\"\npostgresql_url = \"" + std::string(url) + "\"\n";
+      postgres_url_ = url;
+      store_ = "[store]\nbackend = \"postgresql\"\npostgresql_url = \"" + postgres_url_ + "\"\n";
     }
     suffix_ = std::to_string(std::random_device()() % 1'000'000);
     plugin_ = data_.path() / "auth.so";  // a copy of its own, so a test can rebuild it in place
@@ -42,6 +44,11 @@ class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
     auth_ = pb::Auth::NewStub(host_->channel());
   }
   std::string name(const std::string& base) const { return base + suffix_; }
+  // The store the host uses, opened directly: for writing what the plugin would never write.
+  std::unique_ptr<platform::StoreBackend> open_store() const {
+    if (GetParam() == "postgresql") return platform::open_postgres_store(postgres_url_, 1);
+    return platform::open_sqlite_store((data_.path() / "gameverse.db").string());
+  }
 
   grpc::Status login(const std::string& user, const std::string& password, pb::Session* out) {
     grpc::ClientContext context;
@@ -72,6 +79,7 @@ class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
   TempDir data_;
   std::filesystem::path plugin_;
   std::string store_;
+  std::string postgres_url_;
   std::string suffix_;
   std::unique_ptr<HostProcess> host_;
   std::unique_ptr<pb::Auth::Stub> auth_;
@@ -201,6 +209,38 @@ TEST_P(AuthThroughTheHost, TokensVerifyAcrossAReloadOfThePlugin) {
   EXPECT_TRUE(verified.ok()) << verified.error_message();
   pb::Session rotated;
   EXPECT_TRUE(refresh(session.refresh_token(), &rotated).ok());
+}
+
+// The plugin's records are proto2 with required fields: a stored account that lacks one is
+// DATA_LOSS naming the collection and key, never an account read with defaults.
+TEST_P(AuthThroughTheHost, AStoredAccountMissingARequiredFieldIsDataLoss) {
+  pb::Session session;
+  ASSERT_TRUE(register_account(name("cor"), "correct horse", &session).ok());
+  const std::string id = session.account().id();
+  ASSERT_EQ(host_->stop(), 0) << host_->log();
+  // An AccountRecord with its username (field 1) only: created_unix_ms (field 5) is required.
+  const std::string username = name("cor");
+  platform::StoreWrite partial;
+  partial.collection = "accounts";
+  partial.key = id;
+  partial.value = "\x0a" + std::string(1, static_cast<char>(username.size())) + username;
+  partial.owner = id;
+  open_store()->write("auth", {partial});
+  start();
+
+  const std::string expected = "collection 'accounts' key '" + id + "' holds " +
+                               std::to_string(partial.value.size()) +
+                               " bytes that do not parse as gameverse.auth.records.v1.AccountRecord";
+  pb::Account me;
+  const grpc::Status by_token = account(session.access_token(), &me);
+  EXPECT_EQ(by_token.error_code(), grpc::StatusCode::DATA_LOSS) << by_token.error_message();
+  EXPECT_EQ(by_token.error_message(), expected);
+  // Signing in reaches the same account through the username's index record.
+  const grpc::Status by_name = login(name("cor"), "correct horse", &session);
+  EXPECT_EQ(by_name.error_code(), grpc::StatusCode::DATA_LOSS) << by_name.error_message();
+  EXPECT_EQ(by_name.error_message(), expected);
+  pb::Session other;
+  EXPECT_TRUE(register_account(name("dan"), "correct horse", &other).ok()) << "the host stopped serving";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, AuthThroughTheHost, ::testing::Values("sqlite", "postgresql"),
