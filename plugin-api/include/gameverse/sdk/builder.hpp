@@ -313,41 +313,60 @@ class ServiceBuilder {
   template <class Req, class Resp>
   ServiceBuilder& blocking(const char* method, Status (P::*fn)(CallContext&, const Req&, Resp&),
                            std::string access = {}) {
-    return add(
-        method, GV_CALL_UNARY, std::move(access),
-        [fn](P& plugin, gv_call* call, gv_bytes bytes) -> std::shared_ptr<detail::CallState> {
-          auto request = std::make_shared<Req>();
-          if (!detail::parse(bytes, *request)) {
-            detail::finish_call(call, detail::parse_error(*request));
-            return nullptr;
-          }
-          auto state = std::make_shared<detail::CallState>(call);
-          state->give_to_blocking_work();
-          auto work = [&plugin, fn, request, state](gv_status_code status) {
-            if (status != GV_STATUS_OK) {
-              state->finish(detail::skipped_work_status(status));
-              return;
-            }
-            Resp response;
-            CallContext context(state->handle());
-            Status result;
-            try {
-              result = (plugin.*fn)(context, *request, response);
-            } catch (...) {
-              result = detail::status_of_current_exception();
-            }
-            if (result.is_ok() && !state->send_message(response)) {
-              result = Status(StatusCode::kCancelled, "the call ended before the reply");
-            }
-            state->finish(result);
-          };
-          try {
-            Host(detail::host_api(), detail::plugin_self()).run_blocking_with_status(std::move(work), call);
-          } catch (...) {
-            state->finish(detail::status_of_current_exception());
-          }
-          return state;
-        });
+    return add(method, GV_CALL_UNARY, std::move(access),
+               [fn](P& plugin, gv_call* call, gv_bytes bytes) -> std::shared_ptr<detail::CallState> {
+                 // One allocation carries the call to the pool and back (what a blocking call costs
+                 // beside an inline one is measured: tools/gv bench blocking).
+                 struct Job {
+                   P* plugin;
+                   Status (P::*fn)(CallContext&, const Req&, Resp&);
+                   Req request;
+                   std::shared_ptr<detail::CallState> state;
+
+                   static void run(void* context, gv_status_code status) {
+                     std::unique_ptr<Job> job(static_cast<Job*>(context));
+                     detail::CallState& state = *job->state;
+                     if (status != GV_STATUS_OK) {
+                       state.finish(detail::skipped_work_status(status));
+                       return;
+                     }
+                     Resp response;
+                     CallContext call_context(state.handle());
+                     Status result;
+                     try {
+                       result = (job->plugin->*job->fn)(call_context, job->request, response);
+                       if (result.is_ok() && !state.send_message(response)) {
+                         result = Status(StatusCode::kCancelled, "the call ended before the reply");
+                       }
+                     } catch (...) {
+                       result = detail::status_of_current_exception();
+                     }
+                     state.finish(result);
+                   }
+                 };
+                 auto job = std::make_unique<Job>(Job{&plugin, fn, Req(), nullptr});
+                 if (!detail::parse(bytes, job->request)) {
+                   detail::finish_call(call, detail::parse_error(job->request));
+                   return nullptr;
+                 }
+                 job->state = std::make_shared<detail::CallState>(call);
+                 std::shared_ptr<detail::CallState> state = job->state;
+                 state->give_to_blocking_work();
+                 const gv_host_api* api = detail::host_api();
+                 if (api->abi_minor < 2) {  // a host without the pool: run it here
+                   Job::run(job.release(), GV_STATUS_OK);
+                   return state;
+                 }
+                 detail::MessageBuffer message;
+                 const gv_status_code code =
+                     api->run_blocking(detail::plugin_self(), call, &Job::run, job.get(), message.buffer());
+                 if (code == GV_STATUS_OK) {
+                   job.release();  // Job::run owns it now
+                 } else {
+                   state->finish(Status(static_cast<StatusCode>(code), message.text));
+                 }
+                 return state;
+               });
   }
 
   // A unary method that answers later, from any thread, through the UnaryResponder.
