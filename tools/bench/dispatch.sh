@@ -8,7 +8,7 @@
 # for 100-byte and 10-KiB unary echo. Prints req/s, p50, p99, server CPU per call and B/A.
 # Usage: dispatch.sh BUILD_DIR   (env: ROUNDS=3 DURATION_MS=5000 WARMUP_MS=1000 WORKER_THREADS=1)
 set -euo pipefail
-BUILD=$1
+BUILD=$(cd "$1" && pwd)  # absolute: the host resolves plugin_dir against its config file
 ROUNDS=${ROUNDS:-3}
 DURATION_MS=${DURATION_MS:-5000}
 WARMUP_MS=${WARMUP_MS:-1000}

@@ -9,7 +9,7 @@
 # connection, OUTSTANDING in flight, and the server is stopped with SIGINT; per call =
 # (total(HIGH) - total(LOW)) / (HIGH - LOW), so start-up and shut-down cancel out.
 # Usage: dispatch_instructions.sh BUILD_DIR   (env: LOW=2000 HIGH=8000 OUTSTANDING=8 PAYLOAD=100
-#        TOOL=callgrind|perf KEEP=DIR to keep the callgrind files for callgrind_annotate)
+#        NATIVE_SLOTS=64 TOOL=callgrind|perf KEEP=DIR to keep the callgrind files for callgrind_annotate)
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)  # absolute: the host resolves plugin_dir against its config file
 LOW=${LOW:-2000}
@@ -17,6 +17,7 @@ HIGH=${HIGH:-8000}
 OUTSTANDING=${OUTSTANDING:-8}
 PAYLOAD=${PAYLOAD:-100}
 TOOL=${TOOL:-callgrind}
+NATIVE_SLOTS=${NATIVE_SLOTS:-64}
 
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -63,7 +64,7 @@ count() {  # server(native|host) calls
   local server=$1 calls=$2 out="$work/$1-$2" pid perf_pid=
   local args=()
   if [ "$server" = native ]; then
-    args=("$BUILD/bin/native-echo-server" --listen 127.0.0.1:0 --threads 1 --port-file "$work/port")
+    args=("$BUILD/bin/native-echo-server" --listen 127.0.0.1:0 --threads 1 --slots "$NATIVE_SLOTS" --port-file "$work/port")
   else
     args=("$BUILD/bin/gameverse" --config "$work/host.toml" --listen 127.0.0.1:0 --port-file "$work/port")
   fi
