@@ -214,13 +214,16 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
     EXPECT_EQ(stats(*stub).instance_id(), serving) << b.what << " replaced the serving generation";
   }
 
-  // An init that fails: the config asks echo for something it refuses. (The file is the serving
-  // one again, so only the config changes.)
+  // A config value that breaks the rule echo declares for it, named with its place in the file.
+  // (The file is the serving one again, so only the config changes.)
   install(kEchoA, target);
   host.write_config(host_config(dir_.path(), "[plugin.config]\nmax_stream_messages = 0\n"));
   host.signal(SIGHUP);
-  ASSERT_TRUE(eventually(
-      [&] { return host.log().find("max_stream_messages: must be at least 1") != std::string::npos; }));
+  ASSERT_TRUE(eventually([&] {
+    return host.log().find(
+               "gameverse.toml:12:23: plugin[0].config.max_stream_messages: must be at least 1, not 0") !=
+           std::string::npos;
+  })) << host.log();
   EXPECT_EQ(stats(*stub).instance_id(), serving);
 
   // A config that does not parse changes nothing.
@@ -319,6 +322,41 @@ TEST_F(ReloadTest, DrainDeadlineEndsLeftoverCallsWithUnavailable) {
   grpc::Status status = done.get_future().get();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_CONTAINS(status.error_message(), "drain of 300 ms ran out");
+  EXPECT_TRUE(echo_call(*stub, "after").ok());
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
+// A blocking handler still running at the drain deadline: the client gets UNAVAILABLE at once,
+// and the call stays the plugin's until its handler returns (it sees the cancellation), so the
+// handler never touches a released call; then the old generation retires.
+TEST_F(ReloadTest, DrainDeadlineWaitsForARunningBlockingHandler) {
+  HostProcess host(host_config(dir_.path(), "", "drain_timeout_ms = 300\n"));
+  auto stub = pb::Echo::NewStub(host.channel());
+  auto admin = gameverse::host::v1::PluginAdmin::NewStub(host.channel());
+  auto generations = [&] {
+    grpc::ClientContext context;
+    gameverse::host::v1::GetPluginRequest request;
+    request.set_name("echo");
+    gameverse::host::v1::PluginInfo info;
+    EXPECT_TRUE(admin->GetPlugin(&context, request, &info).ok());
+    return info;
+  };
+  grpc::ClientContext context;
+  pb::SleepRequest request;
+  request.set_duration_ms(30000);
+  pb::SleepReply reply;
+  std::promise<grpc::Status> done;
+  stub->async()->Hold(&context, &request, &reply, [&done](grpc::Status s) { done.set_value(s); });
+  ASSERT_TRUE(eventually([&] { return generations().generations(0).live_calls() == 1; }));
+  install(kEchoB, plugin("echo"));
+  host.signal(SIGHUP);
+  grpc::Status status = done.get_future().get();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_CONTAINS(status.error_message(), "drain of 300 ms ran out");
+  EXPECT_TRUE(eventually([&] {
+    const auto info = generations();
+    return info.generations_size() >= 2 && info.generations(1).state() == "retired";
+  })) << host.log();
   EXPECT_TRUE(echo_call(*stub, "after").ok());
   EXPECT_EQ(host.stop(), 0) << host.log();
 }

@@ -2,17 +2,19 @@
 # The dispatch benchmark: how close the host, routing every call through a plugin, comes to a
 # native typed gRPC server doing the same echo.
 #   A: native-echo-server (typed async completion-queue service, 1 thread)
-#   B: gameverse with the echo plugin (generic async service, worker_threads = 1)
+#   B: gameverse with the echo plugin, worker_threads = 1 (WORKER_THREADS=default: the key left
+#      out, so the host picks its thread count as it would in production)
 # Same port, server pinned to CPU 0 and the load client to CPU 1, rounds interleaved A B A B,
 # for 100-byte and 10-KiB unary echo. Prints req/s, p50, p99, server CPU per call and B/A.
-# Usage: dispatch.sh BUILD_DIR   (env: ROUNDS=3 DURATION_MS=5000 WARMUP_MS=1000)
+# Usage: dispatch.sh BUILD_DIR   (env: ROUNDS=3 DURATION_MS=5000 WARMUP_MS=1000 WORKER_THREADS=1)
 set -euo pipefail
-BUILD=$1
+BUILD=$(cd "$1" && pwd)  # absolute: the host resolves plugin_dir against its config file
 ROUNDS=${ROUNDS:-3}
 DURATION_MS=${DURATION_MS:-5000}
 WARMUP_MS=${WARMUP_MS:-1000}
 CHANNELS=${CHANNELS:-4}
 OUTSTANDING=${OUTSTANDING:-32}
+WORKER_THREADS=${WORKER_THREADS:-1}
 SIZES=(100 10240)
 
 work=$(mktemp -d)
@@ -27,9 +29,14 @@ else
   client_cpu=()
 fi
 
+if [ "$WORKER_THREADS" = default ]; then
+  server_table=""
+else
+  server_table="[server]
+worker_threads = $WORKER_THREADS"
+fi
 cat > "$work/host.toml" <<TOML
-[server]
-worker_threads = 1
+$server_table
 [host]
 log_level = "warn"
 plugin_dir = "$BUILD/plugins"

@@ -1,6 +1,7 @@
 // gv-load: a closed-loop gRPC load client. Keeps channels x outstanding unary calls in flight
 // through a generic stub (raw bytes, so it measures the server and not client-side parsing),
-// checks every status, and prints throughput and a latency histogram's percentiles.
+// checks every status, and prints throughput and a latency histogram's percentiles. With --calls it
+// makes exactly that many calls instead (no warm-up, no time limit), for instruction counts.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <CLI/CLI.hpp>
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
   int outstanding = 32;
   int warmup_ms = 1000;
   int duration_ms = 5000;
+  uint64_t calls = 0;
   std::string token;
   app.add_option("--target", target, "host:port")->capture_default_str();
   app.add_option("--method", method, "Full method name; the request is an EchoRequest")
@@ -71,6 +73,8 @@ int main(int argc, char** argv) {
   app.add_option("--outstanding", outstanding, "Calls in flight per channel")->capture_default_str();
   app.add_option("--warmup-ms", warmup_ms, "Load before measuring")->capture_default_str();
   app.add_option("--duration-ms", duration_ms, "Measured time")->capture_default_str();
+  app.add_option("--calls", calls,
+                 "Make exactly this many calls, all measured, then stop (0: run for a time)");
   app.add_option("--token", token, "Send authorization: Bearer TOKEN with every call");
   CLI11_PARSE(app, argc, argv);
 
@@ -100,15 +104,21 @@ int main(int argc, char** argv) {
     slot.reader->StartCall();
     slot.reader->Finish(&slot.response, &slot.status, &slot);
   };
+  if (calls > 0) {
+    warmup_ms = 0;
+    if (slots.size() > calls) slots.resize(calls);
+  }
   for (size_t i = 0; i < slots.size(); ++i) {
     slots[i].stub = stubs[i % stubs.size()].get();
     start_call(slots[i]);
   }
+  uint64_t started = slots.size();
 
   Histogram histogram;
   uint64_t errors = 0;
   std::string first_error;
-  const auto measure_from = Clock::now() + std::chrono::milliseconds(warmup_ms);
+  const auto began = Clock::now();
+  const auto measure_from = began + std::chrono::milliseconds(warmup_ms);
   const auto stop_at = measure_from + std::chrono::milliseconds(duration_ms);
   size_t in_flight = slots.size();
   void* tag = nullptr;
@@ -116,7 +126,7 @@ int main(int argc, char** argv) {
   while (in_flight > 0 && queue.Next(&tag, &ok)) {
     auto& slot = *static_cast<Slot*>(tag);
     const auto now = Clock::now();
-    if (now >= measure_from && now < stop_at) {
+    if (calls > 0 || (now >= measure_from && now < stop_at)) {
       if (!ok || !slot.status.ok()) {
         if (++errors == 1)
           first_error = std::to_string(slot.status.error_code()) + " " + slot.status.error_message();
@@ -124,7 +134,8 @@ int main(int argc, char** argv) {
         histogram.record(now - slot.started);
       }
     }
-    if (now < stop_at) {
+    if (calls > 0 ? started < calls : now < stop_at) {
+      ++started;
       start_call(slot);
     } else {
       --in_flight;
@@ -134,7 +145,8 @@ int main(int argc, char** argv) {
   while (queue.Next(&tag, &ok)) {
   }
 
-  const double seconds = duration_ms / 1000.0;
+  const double seconds =
+      calls > 0 ? std::chrono::duration<double>(Clock::now() - began).count() : duration_ms / 1000.0;
   std::printf("requests=%llu errors=%llu rps=%.0f p50_us=%.0f p99_us=%.0f\n",
               static_cast<unsigned long long>(histogram.total()), static_cast<unsigned long long>(errors),
               static_cast<double>(histogram.total()) / seconds, histogram.percentile_us(50),

@@ -47,9 +47,11 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0";
   std::string port_file;
   int threads = 1;
+  int slots = 64;
   app.add_option("--listen", listen)->capture_default_str();
   app.add_option("--port-file", port_file);
   app.add_option("--threads", threads, "Completion-queue threads")->capture_default_str();
+  app.add_option("--slots", slots, "Calls requested ahead per completion queue")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   sigset_t signals;
@@ -70,8 +72,9 @@ int main(int argc, char** argv) {
   if (!server || port == 0) return 1;
   std::vector<std::thread> workers;
   for (auto& queue : queues) {
-    // As many waiting slots as the host posts, so both servers accept bursts alike.
-    for (int i = 0; i < 64; ++i) new EchoCall(service, queue.get());
+    // Waiting slots: at least as many as the host keeps for one busy method, so both accept
+    // bursts alike. Each is a tag that Debian's gRPC scans on every completion.
+    for (int i = 0; i < slots; ++i) new EchoCall(service, queue.get());
     workers.emplace_back([q = queue.get()] {
       void* tag = nullptr;
       bool ok = false;

@@ -250,7 +250,12 @@ void read_plugins(const toml::node& node, const std::string& file, const std::fi
     }
     plugin.path = plugin.path.lexically_normal();
     reader.read_bool("enabled", plugin.enabled);
-    if (const toml::table* settings = reader.sub_table("config")) plugin.settings = *settings;
+    if (const toml::table* settings = reader.sub_table("config")) {
+      plugin.settings = *settings;
+      // A copied table forgets where its values stood; messages about them need it.
+      for (auto&& [key, value] : *settings)
+        plugin.settings_where[std::string(key.str())] = position_of(value.source());
+    }
     if (const toml::table* access = reader.sub_table("access")) {
       TableReader access_reader(*access, plugin.key_prefix + ".access", file, errors);
       for (const auto& [method, value] : *access) {

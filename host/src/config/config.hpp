@@ -91,6 +91,7 @@ struct PluginConfig {
   std::filesystem::path path;  // absolute
   bool enabled = true;
   toml::table settings;  // [plugin.config], checked against the plugin's schema on load
+  std::map<std::string, SourcePosition> settings_where;  // where each of its values stands
   // [plugin.access]: method full name → the policy that replaces the plugin's own.
   std::map<std::string, AccessPolicy> access;
   std::map<std::string, SourcePosition> access_where;

@@ -64,6 +64,15 @@ std::optional<gv_host_plugin::Value> convert(const toml::node& node, gv_config_t
   return std::nullopt;
 }
 
+// Where a [plugin.config] value stands: its own source when it was parsed in place, else what the
+// config loader recorded (a copied table forgets it), else the plugin's entry.
+config::SourcePosition value_position(const config::PluginConfig& entry, const std::string& key,
+                                      const toml::node& node) {
+  if (const config::SourcePosition own = config::position_of(node.source()); own.line != 0) return own;
+  if (auto it = entry.settings_where.find(key); it != entry.settings_where.end()) return it->second;
+  return entry.where;
+}
+
 std::string number(double value) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", value);
@@ -325,7 +334,7 @@ void Plugin::check_config(const config::PluginConfig& entry) {
       throw LoadError("config key #" + std::to_string(i) + " has a malformed entry");
     }
     if (const toml::node* node = entry.settings.get(k.key)) {
-      const std::string where = location(entry, config::position_of(node->source())) + ": " + prefix + k.key;
+      const std::string where = location(entry, value_position(entry, k.key, *node)) + ": " + prefix + k.key;
       if (auto value = convert(*node, k.type)) {
         if (std::string broken = broken_rule(k, *value); !broken.empty()) {
           errors.push_back(where + ": " + broken);
@@ -361,7 +370,7 @@ void Plugin::check_config(const config::PluginConfig& entry) {
   }
   for (auto&& [key, node] : entry.settings) {
     if (!declared_keys.contains(key.str())) {
-      errors.push_back(location(entry, config::position_of(key.source())) + ": " + prefix +
+      errors.push_back(location(entry, value_position(entry, std::string(key.str()), node)) + ": " + prefix +
                        std::string(key.str()) + ": unknown key; plugin '" + entry.name +
                        "' declares: " + (declared.empty() ? "no keys" : declared));
     }

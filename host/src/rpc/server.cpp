@@ -7,7 +7,7 @@
 #include <grpcpp/server_builder.h>
 #include <spdlog/spdlog.h>
 
-#include <deque>
+#include <list>
 #include <mutex>
 #include <optional>
 
@@ -21,10 +21,15 @@ namespace gameverse::rpc {
 
 namespace {
 
-// Slots waiting for a new call on each completion queue; enough that a burst of new calls
-// never waits for a slot to be posted again.
-constexpr int kRequestSlotsPerQueue = 64;
-constexpr int kRequestSlotsPerUnaryMethod = 32;
+// Slots waiting for a new call, per completion queue and method: few at first, doubling up to the
+// maximum whenever a method has as many calls active as slots, so a busy method soon has enough
+// that new calls do not queue inside gRPC for a slot (a locked queue, slower than a waiting slot),
+// and an idle one costs little. Every posted slot is a tag on the queue, and
+// Debian's gRPC (built with assertions) scans the queue's list of tags on every completion.
+constexpr int kInitialSlotsPerMethod = 1;
+constexpr int kInitialGenericSlots = 4;
+constexpr int kMaxSlotsPerUnaryMethod = 32;
+constexpr int kMaxGenericSlots = 64;
 
 bool single_response(gv_call_kind kind) {
   return kind == GV_CALL_UNARY || kind == GV_CALL_CLIENT_STREAMING;
@@ -78,13 +83,13 @@ struct GenericTransport {
   void request(Server& server, grpc::ServerCompletionQueue* queue, grpc::ByteBuffer*, void* tag) {
     server.generic_.RequestCall(&context, &stream, queue, queue, tag);
   }
-  void request_next(Server& server, grpc::ServerCompletionQueue* queue) { server.request_call(queue); }
+  static size_t slot(const Server& server) { return server.generic_slot(); }
   const std::string& method() const { return context.method(); }
   void read(grpc::ByteBuffer* buffer, void* tag) { stream.Read(buffer, tag); }
   void write(const grpc::ByteBuffer& buffer, void* tag) { stream.Write(buffer, tag); }
   void finish(const grpc::Status& status, void* tag) { stream.Finish(status, tag); }
-  void write_and_finish(const grpc::ByteBuffer& buffer, const grpc::Status& status, void* tag) {
-    stream.WriteAndFinish(buffer, grpc::WriteOptions(), status, tag);
+  void write_and_finish(const grpc::Slice& reply, const grpc::Status& status, void* tag) {
+    stream.WriteAndFinish(grpc::ByteBuffer(&reply, 1), grpc::WriteOptions(), status, tag);
   }
 };
 
@@ -92,7 +97,7 @@ struct UnaryTransport {
   explicit UnaryTransport(int method_index) : index(method_index) {}
   int index;
   grpc::ServerContext context;
-  grpc::ServerAsyncResponseWriter<grpc::ByteBuffer> responder{&context};
+  grpc::ServerAsyncResponseWriter<UnaryReply> responder{&context};
   const std::string* method_name = nullptr;
 
   static constexpr bool kRequestComesWithCall = true;
@@ -100,21 +105,20 @@ struct UnaryTransport {
     method_name = &server.unary_methods_->name(index);
     server.unary_methods_->request(index, &context, request, &responder, queue, tag);
   }
-  void request_next(Server& server, grpc::ServerCompletionQueue* queue) {
-    server.request_unary(queue, index);
-  }
+  size_t slot(const Server&) const { return static_cast<size_t>(index); }
   const std::string& method() const { return *method_name; }
   void read(grpc::ByteBuffer*, void*) {}  // never called: the kind is unary
   void write(const grpc::ByteBuffer&, void*) {}
   void finish(const grpc::Status& status, void* tag) {
     if (status.ok()) {
-      responder.Finish(grpc::ByteBuffer(), status, tag);  // unreachable: OK always has a reply
+      const grpc::Slice empty;
+      responder.Finish(UnaryReply{&empty}, status, tag);  // unreachable: OK always has a reply
     } else {
       responder.FinishWithError(status, tag);
     }
   }
-  void write_and_finish(const grpc::ByteBuffer& buffer, const grpc::Status& status, void* tag) {
-    responder.Finish(buffer, status, tag);
+  void write_and_finish(const grpc::Slice& reply, const grpc::Status& status, void* tag) {
+    responder.Finish(UnaryReply{&reply}, status, tag);
   }
 };
 
@@ -128,13 +132,16 @@ template <class Transport>
 class ServerCall final : public gv_call, public CompletionHandler, public plugin::LiveCall {
  public:
   template <class... Args>
-  ServerCall(Server& server, grpc::ServerCompletionQueue* queue, Args&&... transport_args)
+  ServerCall(Server& server, Server::Queue& queue, Args&&... transport_args)
       : server_(server), queue_(queue), transport_(std::forward<Args>(transport_args)...) {
     transport_.context.AsyncNotifyWhenDone(&done_tag_);
-    transport_.request(server_, queue_, &read_buffer_, &request_tag_);
+    transport_.request(server_, queue_.cq.get(), &read_buffer_, &request_tag_);
   }
 
+  // Every completion but the request's ends one pending operation; the request's starts the done
+  // tag's. The count is settled in maybe_delete, under the lock it takes anyway.
   void on_completion(Op op, bool ok) override {
+    int ops_delta = -1;
     switch (op) {
       case Op::kRequest:
         if (!ok) {  // the server is shutting down; the done tag never fires for an unstarted call
@@ -143,15 +150,16 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
           server.call_ended();
           return;
         }
+        ops_delta = 1;
         on_request();
         break;
       case Op::kRead: on_read(ok); break;
       case Op::kWrite: on_write(ok); break;
-      case Op::kFinish: complete_op(); break;
+      case Op::kFinish: break;
       case Op::kDone: on_done(); break;
       case Op::kControl: on_control(); break;
     }
-    maybe_delete();
+    maybe_delete(ops_delta);
   }
 
   // gv_call, through the handle the call started with.
@@ -212,15 +220,15 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   // Sends and finishes from a handle that is no longer the call's (the call moved on) fail.
   gv_status_code send_via(const gv_call* handle, const uint8_t* data, size_t size) {
     grpc::Slice slice(data, size);
-    grpc::ByteBuffer buffer(&slice, 1);
     std::lock_guard lock(mu_);
-    if (handle != handle_ || plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
+    if (handle != handle_ || plugin_finished_ || host_ended_) return GV_STATUS_FAILED_PRECONDITION;
     if (cancelled_ || write_failed_) return GV_STATUS_CANCELLED;
     if (single_response(route_.kind)) {
       if (reply_) return GV_STATUS_FAILED_PRECONDITION;
-      reply_ = std::move(buffer);
+      reply_ = std::move(slice);
       return GV_STATUS_OK;
     }
+    grpc::ByteBuffer buffer(&slice, 1);
     if (queued_bytes_ + size > max_queued_bytes()) return GV_STATUS_RESOURCE_EXHAUSTED;
     if (write_in_flight_) {
       queued_bytes_ += size;
@@ -236,6 +244,12 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     std::lock_guard lock(mu_);
     if (handle != handle_ || plugin_finished_) return GV_STATUS_FAILED_PRECONDITION;
     plugin_finished_ = true;
+    if (host_ended_) {
+      // The host answered the client already (abort_call); now that the plugin is done with the
+      // call too, it can be released: on the completion thread, never inside this finish.
+      arm_control_locked();
+      return GV_STATUS_FAILED_PRECONDITION;
+    }
     if (single_response(route_.kind) && status.ok()) {
       if (!reply_) {
         start_finish_locked({grpc::StatusCode::INTERNAL,
@@ -253,14 +267,14 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   // plugin::LiveCall: called under the generation's call-registry lock.
   void request_move(std::shared_ptr<plugin::Plugin> next, uint32_t method_index) override {
     std::lock_guard lock(mu_);
-    if (plugin_finished_) return;
+    if (plugin_finished_ || host_ended_) return;
     move_target_.emplace(std::move(next), method_index);
     arm_control_locked();
   }
 
   void request_abort(std::string message) override {
     std::lock_guard lock(mu_);
-    if (plugin_finished_) return;
+    if (plugin_finished_ || host_ended_) return;
     abort_message_ = std::move(message);
     arm_control_locked();
   }
@@ -295,11 +309,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   size_t max_queued_bytes() const { return static_cast<size_t>(server_.config_.max_message_bytes) * 16; }
 
   void on_request() {
-    transport_.request_next(server_, queue_);  // a new slot takes this one's place
-    {
-      std::lock_guard lock(mu_);
-      ++pending_ops_;  // the done tag
-    }
+    server_.slot_taken(queue_, transport_.slot(server_));
+    request_taken_ = true;
     deadline_unix_ms_ = unix_ms(transport_.context.deadline());
     const std::string& method = transport_.method();
     const auto routes = server_.routes_();
@@ -377,7 +388,6 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     } else if (!finished_by_plugin() && !cancelled_) {
       plugin().on_call_half_close(route_.plugin->instance(), handle_, call_state_);
     }
-    complete_op();
   }
 
   void answer_host_method(bool read_ok) {
@@ -390,8 +400,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
                 : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the client sent no request message");
     std::lock_guard lock(mu_);
     if (status.ok() && !server_.closed_) {
-      grpc::Slice reply_slice(reply);
-      reply_ = grpc::ByteBuffer(&reply_slice, 1);
+      reply_ = grpc::Slice(reply);
       ++pending_ops_;
       transport_.write_and_finish(*reply_, status, &finish_tag_);
     } else {
@@ -401,7 +410,6 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
 
   void on_write(bool ok) {
     std::lock_guard lock(mu_);
-    --pending_ops_;
     write_in_flight_ = false;
     if (!ok) {
       write_failed_ = true;
@@ -424,7 +432,6 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       cancelled_ = true;
       deliver_cancel();
     }
-    complete_op();
   }
 
   void on_control() {
@@ -441,16 +448,17 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     } else if (move) {
       move_call(std::move(move->first), move->second);
     }
-    complete_op();
   }
 
-  // Ends the call for the plugin (hot reload's drain deadline): the client gets UNAVAILABLE,
-  // the plugin a cancel; its own finish that may follow is refused.
+  // Ends the call for the client (hot reload's drain deadline): it gets UNAVAILABLE, the plugin a
+  // cancel. The plugin still holds the call — a blocking handler may be using it — so the call
+  // is released only once the plugin finishes it (that finish is refused); the manager keeps a
+  // generation whose plugin never does mapped.
   void abort_call(const std::string& message) {
     {
       std::lock_guard lock(mu_);
-      if (plugin_finished_) return;
-      plugin_finished_ = true;
+      if (plugin_finished_ || host_ended_) return;
+      host_ended_ = true;
       write_queue_.clear();
       queued_bytes_ = 0;
       finish_after_writes_locked({grpc::StatusCode::UNAVAILABLE, message});
@@ -524,14 +532,10 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     return {holder.begin(), holder.size()};
   }
 
+  // Whether the plugin gets no more hooks for the call: it finished it, or the host ended it.
   bool finished_by_plugin() {
     std::lock_guard lock(mu_);
-    return plugin_finished_;
-  }
-
-  void complete_op() {
-    std::lock_guard lock(mu_);
-    --pending_ops_;
+    return plugin_finished_ || host_ended_;
   }
 
   void arm_control_locked() {
@@ -539,7 +543,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     control_armed_ = true;
     if (!alarm_) alarm_ = std::make_unique<grpc::Alarm>();
     ++pending_ops_;
-    alarm_->Set(queue_, gpr_now(GPR_CLOCK_MONOTONIC), &control_tag_);
+    alarm_->Set(queue_.cq.get(), gpr_now(GPR_CLOCK_MONOTONIC), &control_tag_);
   }
 
   void start_read_locked() {
@@ -571,9 +575,10 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     transport_.finish(status, &finish_tag_);
   }
 
-  void maybe_delete() {
+  void maybe_delete(int ops_delta) {
     {
       std::lock_guard lock(mu_);
+      pending_ops_ += ops_delta;
       if (pending_ops_ > 0 || (plugin_started_ && !plugin_finished_)) return;
     }
     handle_->mark_ended();
@@ -581,13 +586,14 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       plugin().on_call_release(route_.plugin->instance(), handle_, call_state_);
     }
     if (registered_) route_.plugin->unregister_call(this);
+    if (request_taken_) server_.slot_call_ended(queue_, transport_.slot(server_));
     Server& server = server_;
     delete this;
     server.call_ended();
   }
 
   Server& server_;
-  grpc::ServerCompletionQueue* queue_;
+  Server::Queue& queue_;
   Transport transport_;
   Tag request_tag_{this, Op::kRequest};
   Tag read_tag_{this, Op::kRead};
@@ -600,6 +606,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   plugin::Route route_{};
   const Server::HostMethod* host_method_ = nullptr;
   int64_t deadline_unix_ms_ = INT64_MAX;
+  bool request_taken_ = false;  // a call took this slot (it stops counting when it ends)
   bool plugin_started_ = false;
   bool registered_ = false;
   void* call_state_ = nullptr;
@@ -612,14 +619,15 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   gv_call* handle_ = this;  // the handle of the generation that owns the call now
   int pending_ops_ = 0;
   bool plugin_finished_ = false;
+  bool host_ended_ = false;  // abort_call answered the client; the plugin has yet to finish
   bool finish_started_ = false;
   bool write_in_flight_ = false;
   bool write_failed_ = false;
   bool control_armed_ = false;
   grpc::ByteBuffer write_buffer_;
-  std::deque<grpc::ByteBuffer> write_queue_;
+  std::list<grpc::ByteBuffer> write_queue_;  // a list: no allocation while empty, as in unary calls
   size_t queued_bytes_ = 0;
-  std::optional<grpc::ByteBuffer> reply_;
+  std::optional<grpc::Slice> reply_;  // a single response, until the finish sends it
   std::optional<grpc::Status> deferred_finish_;
   std::optional<std::pair<std::shared_ptr<plugin::Plugin>, uint32_t>> move_target_;
   std::optional<std::string> abort_message_;
@@ -638,7 +646,7 @@ UnaryMethods::UnaryMethods(const std::vector<std::string>& names) : names_(names
 }
 
 void UnaryMethods::request(int index, grpc::ServerContext* context, grpc::ByteBuffer* request,
-                           grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* responder,
+                           grpc::ServerAsyncResponseWriter<UnaryReply>* responder,
                            grpc::ServerCompletionQueue* queue, void* tag) {
   RequestAsyncUnary(index, context, request, responder, queue, queue, tag);
 }
@@ -672,7 +680,15 @@ int Server::start() {
     spdlog::info("worker_threads = 0: usable CPUs: {} ({}); one completion-queue thread each", cpus.count,
                  cpus.reason);
   }
-  for (size_t i = 0; i < threads; ++i) queues_.push_back(builder.AddCompletionQueue());
+  for (size_t i = 0; i < threads; ++i) {
+    auto queue = std::make_unique<Queue>();
+    queue->cq = builder.AddCompletionQueue();
+    queue->waiting.assign(generic_slot() + 1, 0);
+    queue->active.assign(generic_slot() + 1, 0);
+    queue->target.assign(generic_slot() + 1, kInitialSlotsPerMethod);
+    queue->target[generic_slot()] = kInitialGenericSlots;
+    queues_.push_back(std::move(queue));
+  }
   server_ = builder.BuildAndStart();
   const bool unix_socket = config_.listen.rfind("unix:", 0) == 0;
   if (!server_ || (!unix_socket && port == 0)) {
@@ -680,31 +696,35 @@ int Server::start() {
                              " (address in use, or not an address of this machine?)");
   }
   for (auto& queue : queues_) {
-    for (int i = 0; i < kRequestSlotsPerQueue; ++i) request_call(queue.get());
-    for (size_t m = 0; m < unary_method_names_.size(); ++m) {
-      for (int i = 0; i < kRequestSlotsPerUnaryMethod; ++i) request_unary(queue.get(), static_cast<int>(m));
+    for (size_t slot = 0; slot <= generic_slot(); ++slot) {
+      while (queue->waiting[slot] < queue->target[slot] && post_slot(*queue, slot)) {
+      }
     }
-    threads_.emplace_back([this, q = queue.get()] { run(q); });
+    threads_.emplace_back([this, q = queue->cq.get()] { run(q); });
   }
   return unix_socket ? 0 : port;
 }
 
-void Server::request_call(grpc::ServerCompletionQueue* queue) {
-  if (closed_) return;
-  {
-    std::lock_guard lock(live_mu_);
-    ++live_calls_;
+bool Server::post_slot(Queue& queue, size_t slot) {
+  if (closed_) return false;
+  ++live_calls_;
+  ++queue.waiting[slot];
+  if (slot == generic_slot()) {
+    new ServerCall<GenericTransport>(*this, queue);
+  } else {
+    new ServerCall<UnaryTransport>(*this, queue, static_cast<int>(slot));
   }
-  new ServerCall<GenericTransport>(*this, queue);
+  return true;
 }
 
-void Server::request_unary(grpc::ServerCompletionQueue* queue, int method_index) {
-  if (closed_) return;
-  {
-    std::lock_guard lock(live_mu_);
-    ++live_calls_;
+void Server::slot_taken(Queue& queue, size_t slot) {
+  --queue.waiting[slot];
+  if (++queue.active[slot] >= queue.target[slot]) {
+    const int max = slot == generic_slot() ? kMaxGenericSlots : kMaxSlotsPerUnaryMethod;
+    queue.target[slot] = std::min(queue.target[slot] * 2, max);
   }
-  new ServerCall<UnaryTransport>(*this, queue, method_index);
+  while (queue.waiting[slot] < queue.target[slot] && post_slot(queue, slot)) {
+  }
 }
 
 void Server::run(grpc::ServerCompletionQueue* queue) {
@@ -717,8 +737,10 @@ void Server::run(grpc::ServerCompletionQueue* queue) {
 }
 
 void Server::call_ended() {
-  std::lock_guard lock(live_mu_);
-  if (--live_calls_ == 0) live_cv_.notify_all();
+  if (--live_calls_ == 0) {
+    std::lock_guard lock(live_mu_);  // a waiter between its check and its wait gets the notify
+    live_cv_.notify_all();
+  }
 }
 
 void Server::shutdown(std::chrono::milliseconds drain) {
@@ -734,14 +756,14 @@ void Server::shutdown(std::chrono::milliseconds drain) {
     std::unique_lock lock(live_mu_);
     if (!live_cv_.wait_until(lock, deadline + kPluginFinishGrace, [this] { return live_calls_ == 0; })) {
       spdlog::error("{} calls were not finished by their plugins {} s after the drain; abandoning them",
-                    live_calls_, kPluginFinishGrace.count());
+                    live_calls_.load(), kPluginFinishGrace.count());
     }
   }
   // No call is in flight and no slot waits (shutdown cancelled them): close idle connections now.
   grpc_server_cancel_all_calls(server_->c_server());
   stopping.join();
   closed_ = true;
-  for (auto& queue : queues_) queue->Shutdown();
+  for (auto& queue : queues_) queue->cq->Shutdown();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
 }

@@ -26,6 +26,12 @@ namespace gameverse::rpc {
 
 class Gate;
 
+// A unary call's reply: one slice that gRPC takes into its send buffer as it is (see the
+// SerializationTraits below), where a grpc::ByteBuffer would be copied once more.
+struct UnaryReply {
+  const grpc::Slice* slice;
+};
+
 template <class Transport>
 class ServerCall;
 struct GenericTransport;
@@ -37,8 +43,8 @@ class UnaryMethods final : public grpc::Service {
   explicit UnaryMethods(const std::vector<std::string>& names);
   const std::string& name(int index) const { return names_[static_cast<size_t>(index)]; }
   void request(int index, grpc::ServerContext* context, grpc::ByteBuffer* request,
-               grpc::ServerAsyncResponseWriter<grpc::ByteBuffer>* responder,
-               grpc::ServerCompletionQueue* queue, void* tag);
+               grpc::ServerAsyncResponseWriter<UnaryReply>* responder, grpc::ServerCompletionQueue* queue,
+               void* tag);
 
  private:
   std::vector<std::string> names_;
@@ -73,8 +79,19 @@ class Server {
   friend struct GenericTransport;
   friend struct UnaryTransport;
 
-  void request_call(grpc::ServerCompletionQueue* queue);
-  void request_unary(grpc::ServerCompletionQueue* queue, int method_index);
+  // A completion queue and the request slots it keeps posted, per registered unary method and
+  // (last) for the generic service. The counts are touched only by the queue's one thread, and by
+  // start() before that thread runs.
+  struct Queue {
+    std::unique_ptr<grpc::ServerCompletionQueue> cq;
+    std::vector<int> waiting;  // slots posted and not yet taken by a call
+    std::vector<int> active;   // calls that took a slot and have not ended
+    std::vector<int> target;   // how many to keep waiting: doubles while as many calls are active
+  };
+  size_t generic_slot() const { return unary_method_names_.size(); }
+  bool post_slot(Queue& queue, size_t slot);
+  void slot_taken(Queue& queue, size_t slot);
+  void slot_call_ended(Queue& queue, size_t slot) { --queue.active[slot]; }
   void run(grpc::ServerCompletionQueue* queue);
   void call_ended();
 
@@ -85,7 +102,7 @@ class Server {
   std::vector<std::string> unary_method_names_;
   std::unique_ptr<UnaryMethods> unary_methods_;
   std::unique_ptr<grpc::Server> server_;
-  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::unique_ptr<Queue>> queues_;  // calls keep a reference: never moved
   std::vector<std::thread> threads_;
   std::unordered_map<std::string, HostMethod> host_methods_;  // fixed before start()
   std::atomic<bool> draining_{false};  // shutdown has begun: health reports NOT_SERVING
@@ -93,7 +110,24 @@ class Server {
 
   std::mutex live_mu_;
   std::condition_variable live_cv_;
-  size_t live_calls_ = 0;  // ServerCall objects: calls in flight and slots waiting for one
+  // ServerCall objects: calls in flight and slots waiting for one. Changed without the lock; the
+  // last decrement notifies under it.
+  std::atomic<size_t> live_calls_ = 0;
 };
 
 }  // namespace gameverse::rpc
+
+template <>
+class grpc::SerializationTraits<gameverse::rpc::UnaryReply> {
+ public:
+  static grpc::Status Serialize(const gameverse::rpc::UnaryReply& reply, grpc::ByteBuffer* buffer,
+                                bool* own_buffer) {
+    grpc::ByteBuffer bytes(reply.slice, 1);  // takes a reference to the slice, copies nothing
+    buffer->Swap(&bytes);
+    *own_buffer = true;
+    return grpc::Status::OK;
+  }
+  static grpc::Status Deserialize(grpc::ByteBuffer*, gameverse::rpc::UnaryReply*) {
+    return {grpc::StatusCode::INTERNAL, "a unary reply is never received"};
+  }
+};
