@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The README's walk for a modder, end to end and out of the tree: install GameVerse, scaffold a
-# plugin with `gvctl new`, build it with find_package(GameVerse), run its test, load it into a
-# running host with gvctl, call it, change it, rebuild and reload it.
+# plugin with `gvctl new`, build it with find_package(GameVerse) and warnings as errors, run its
+# tests (the domain alone, the plugin in the installed host), load it into a running host with
+# gvctl, call it, change it, rebuild and reload it.
 # Usage: modder_walk.sh BUILD_DIR
 set -euo pipefail
 BUILD=$1
 work=$(mktemp -d)
 host=
 cleanup() {
+  local status=$?
+  [ "$status" -ne 0 ] && [ -f "$work/host.log" ] && { echo "--- host log"; cat "$work/host.log"; }
   [ -n "$host" ] && kill "$host" 2>/dev/null && wait "$host" 2>/dev/null
   rm -rf "$work"
 }
@@ -22,13 +25,13 @@ step "gvctl new my-mod"
 "$gvctl" new my-mod --dir "$work"
 
 step "build out of the tree against the installed SDK"
-cmake -S "$work/my-mod" -B "$work/my-mod/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" > "$work/configure.log" \
-  || { cat "$work/configure.log"; exit 1; }
+cmake -S "$work/my-mod" -B "$work/my-mod/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_COMPILE_WARNING_AS_ERROR=ON > "$work/configure.log" || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/my-mod/build"
 ctest --test-dir "$work/my-mod/build" --output-on-failure
 
 step "start a host with no plugins"
-printf '[host]\nwatch = false\n' > "$work/host.toml"
+printf '[host]\nwatch = false\ndata_dir = "%s"\n' "$work/data" > "$work/host.toml"
 "$work/prefix/bin/gameverse" --config "$work/host.toml" --listen 127.0.0.1:0 --port-file "$work/port" \
   2> "$work/host.log" &
 host=$!
@@ -38,19 +41,25 @@ addr="127.0.0.1:$(cat "$work/port")"
 
 step "gvctl load, then call the new method"
 "$gvctl" --addr "$addr" load my-mod --path "$work/my-mod/build/my-mod.so"
-# gv-load's EchoRequest{bytes payload = 1} is HelloRequest{string name = 1} on the wire; every
-# call must come back OK.
-"$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Hello --duration-ms 2000 --warmup-ms 0 \
-  --channels 1 --outstanding 1
+# gv-load's EchoRequest{bytes payload = 1} is GreetRequest{string player = 1} on the wire (a
+# player name of 8 letters); every call must come back OK, each one counted in the store.
+greet() {
+  "$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Greet --payload-bytes 8 --duration-ms 2000 \
+    --warmup-ms 0 --channels 1 --outstanding 1
+}
+greet
 
 step "edit, rebuild, gvctl reload"
-sed -i 's/"Hello", "What a greeting/"Howdy", "What a greeting/' "$work/my-mod/src/my_mod_plugin.cpp"
+plugin_source="$work/my-mod/api/my_mod_plugin.cpp"
+sed -i -e 's/"greeting", "Hello"/"greeting", "Howdy"/' -e 's/"my-mod", "0.1.0"/"my-mod", "0.2.0"/' "$plugin_source"
+grep -q '"greeting", "Howdy"' "$plugin_source"  # the edits took: sed says nothing when they do not
+grep -q '"my-mod", "0.2.0"' "$plugin_source"
 cmake --build "$work/my-mod/build"
 "$gvctl" --addr "$addr" reload my-mod | tee "$work/reload.out"
 grep -q "reloaded (generation 2)" "$work/reload.out"
-"$gvctl" --addr "$addr" status my-mod | grep -q "2    serving"
-"$BUILD/bin/gv-load" --target "$addr" --method /my_mod.v1.MyMod/Hello --duration-ms 2000 --warmup-ms 0 \
-  --channels 1 --outstanding 1
+"$gvctl" --addr "$addr" status my-mod | tee "$work/status.out"
+grep -Eq '^2 +serving +0\.2\.0 ' "$work/status.out"
+greet
 
 kill -TERM "$host"
 wait "$host"

@@ -311,7 +311,8 @@ int main(int argc, char** argv) {
   validate_cmd->add_option("config", config_file, "The TOML file")->required();
   auto* watch_cmd = app.add_subcommand("watch", "Print plugin lifecycle events as they happen");
   auto* new_cmd = app.add_subcommand("new", "Create a plugin project that builds against an installed SDK");
-  new_cmd->add_option("name", name, "Plugin name: lower-case letters, digits, '-'")->required();
+  new_cmd->add_option("name", name, "Plugin name: lower-case words of letters and digits joined by '-'")
+      ->required();
   new_cmd->add_option("--dir", directory, "Where to create it")->capture_default_str();
 
   try {
@@ -327,6 +328,7 @@ int main(int argc, char** argv) {
                 << "  cmake -S " << root.string() << " -B " << (root / "build").string()
                 << " -DCMAKE_PREFIX_PATH=<GameVerse install prefix>\n"
                 << "  cmake --build " << (root / "build").string() << "\n"
+                << "  ctest --test-dir " << (root / "build").string() << "\n"
                 << "  gvctl load " << name << " --path " << (root / "build" / (name + ".so")).string()
                 << "\n";
       return kOk;
