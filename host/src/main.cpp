@@ -83,6 +83,7 @@ gameverse::platform::WorkPool::Limits blocking_limits(const gameverse::config::B
   limits.per_owner_threads = section.threads_per_plugin > 0 ? static_cast<size_t>(section.threads_per_plugin)
                                                             : std::max<size_t>(1, limits.threads / 2);
   limits.per_owner_queue = static_cast<size_t>(section.queue_per_plugin);
+  limits.per_owner_queue_bytes = static_cast<size_t>(section.queue_bytes_per_plugin);
   return limits;
 }
 

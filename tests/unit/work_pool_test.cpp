@@ -174,8 +174,88 @@ TEST(WorkPool, DrainRunsWhatIsQueued) {
   std::atomic<int> ran{0};
   for (int i = 0; i < 20; ++i)
     pool.submit(owner_a, "a", 0, [&](gv_status_code s) { ran += s == GV_STATUS_OK; });
-  pool.drain(owner_a);
+  EXPECT_TRUE(pool.drain(owner_a, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
   EXPECT_EQ(ran.load(), 20);
+}
+
+TEST(WorkPool, DrainGivesUpAtItsDeadline) {
+  WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
+  Gate gate;
+  pool.submit(owner_a, "a", 0, [&](gv_status_code) { gate.pass(); });
+  ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
+  EXPECT_FALSE(pool.drain(owner_a, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+  gate.open();
+  EXPECT_TRUE(pool.drain(owner_a, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+}
+
+// Closing drops what waits, waits for what runs, and refuses what that running work submits.
+TEST(WorkPool, ClosingRefusesTheOwnersFurtherWork) {
+  WorkPool pool({.threads = 2, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
+  Gate gate;
+  std::atomic<gv_status_code> resubmitted{-1};
+  std::string why;
+  pool.submit(owner_a, "a", 0, [&](gv_status_code) {
+    gate.pass();
+    resubmitted = pool.submit(
+        owner_a, "a", 0, [](gv_status_code) { ADD_FAILURE() << "ran after close"; }, {}, false, &why);
+  });
+  ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
+  std::atomic<gv_status_code> queued{-1};
+  pool.submit(owner_a, "a", 0, [&](gv_status_code s) { queued = s; });
+  std::thread closer([&] { pool.close(owner_a); });
+  ASSERT_TRUE(eventually([&] { return queued.load() == GV_STATUS_UNAVAILABLE; }));
+  gate.open();
+  closer.join();
+  EXPECT_EQ(resubmitted.load(), GV_STATUS_UNAVAILABLE);
+  EXPECT_EQ(why, "plugin 'a' is shutting down");
+  EXPECT_EQ(pool.submit(owner_b, "b", 0, [](gv_status_code) {}), GV_STATUS_OK);  // others go on
+}
+
+// Calls cancelled while they waited make room in a full queue instead of holding it.
+TEST(WorkPool, AFullQueueMakesRoomByDroppingWorkThatWouldBeSkipped) {
+  WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 2}, nullptr);
+  Gate gate;
+  pool.submit(owner_a, "a", 0, [&](gv_status_code) { gate.pass(); });
+  ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
+  std::atomic<bool> cancelled{false};
+  std::atomic<gv_status_code> first{-1};
+  pool.submit(
+      owner_a, "a", 0, [&](gv_status_code s) { first = s; },
+      [&] { return cancelled ? GV_STATUS_CANCELLED : GV_STATUS_OK; });
+  pool.submit(owner_a, "a", 0, [](gv_status_code) {});
+  EXPECT_EQ(pool.submit(owner_a, "a", 0, [](gv_status_code) {}), GV_STATUS_RESOURCE_EXHAUSTED);
+  cancelled = true;
+  EXPECT_EQ(pool.submit(owner_a, "a", 0, [](gv_status_code) {}), GV_STATUS_OK);
+  EXPECT_EQ(first.load(), GV_STATUS_CANCELLED);
+  gate.open();
+}
+
+// A queue is bounded in the bytes its items hold as well as in their number.
+TEST(WorkPool, QueuedBytesAreBounded) {
+  WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100, .per_owner_queue_bytes = 1000},
+                nullptr);
+  Gate gate;
+  pool.submit(owner_a, "big", 0, [&](gv_status_code) { gate.pass(); });
+  ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
+  EXPECT_EQ(pool.submit(
+                owner_a, "big", 0, [](gv_status_code) {}, {}, false, nullptr, 600),
+            GV_STATUS_OK);
+  std::string why;
+  EXPECT_EQ(pool.submit(
+                owner_a, "big", 0, [](gv_status_code) {}, {}, false, &why, 600),
+            GV_STATUS_RESOURCE_EXHAUSTED);
+  EXPECT_EQ(why,
+            "plugin 'big' has 600 bytes of blocking calls waiting; 600 more would pass its limit of 1000; "
+            "try again later");
+  EXPECT_EQ(pool.submit(
+                owner_a, "big", 0, [](gv_status_code) {}, {}, false, nullptr, 400),
+            GV_STATUS_OK);
+  gate.open();
+  // One item larger than the limit still gets through an empty queue: a request the server took.
+  EXPECT_TRUE(pool.drain(owner_a, std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+  EXPECT_EQ(pool.submit(
+                owner_a, "big", 0, [](gv_status_code) {}, {}, false, nullptr, 5000),
+            GV_STATUS_OK);
 }
 
 TEST(WorkPool, CancelSerialDropsItsQueuedItemsOnly) {

@@ -345,10 +345,11 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* blocking = top.sub_table("blocking")) {
     TableReader reader(*blocking, "blocking", source_name, result.errors);
-    reader.reject_unknown({"threads", "threads_per_plugin", "queue_per_plugin"});
+    reader.reject_unknown({"threads", "threads_per_plugin", "queue_per_plugin", "queue_bytes_per_plugin"});
     reader.read_int("threads", config.blocking.threads, 0, 1024);
     reader.read_int("threads_per_plugin", config.blocking.threads_per_plugin, 0, 1024);
     reader.read_int("queue_per_plugin", config.blocking.queue_per_plugin, 1, 1'000'000);
+    reader.read_int("queue_bytes_per_plugin", config.blocking.queue_bytes_per_plugin, 1024, INT64_MAX);
     if (config.blocking.threads > 0 && config.blocking.threads_per_plugin > config.blocking.threads) {
       reader.error_at(*blocking->get("threads_per_plugin"), "threads_per_plugin",
                       "cannot be more than threads (" + std::to_string(config.blocking.threads) + ")");

@@ -78,6 +78,7 @@ struct BlockingSection {
   int64_t threads = 0;              // 0: 4 per CPU the process may use, at least 8
   int64_t threads_per_plugin = 0;   // how many one plugin may use at once; 0: half the pool
   int64_t queue_per_plugin = 1024;  // work one plugin may have waiting; more is RESOURCE_EXHAUSTED
+  int64_t queue_bytes_per_plugin = 64 * 1024 * 1024;  // and the request bytes that work may hold
 };
 
 struct AdminSection {

@@ -132,6 +132,7 @@ class InProcessCall final : public gv_call,
   }
   gv_bytes method() const override { return as_bytes(method_); }
   gv_bytes peer() const override { return as_bytes(peer_); }
+  size_t request_bytes() const override { return request_.size(); }
 
   // plugin::LiveCall: unary calls do not move; a drain deadline ends them.
   void request_move(std::shared_ptr<plugin::Plugin>, uint32_t) override {}

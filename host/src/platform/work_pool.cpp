@@ -27,12 +27,23 @@ void run_guarded(const WorkPool::Work& work, gv_status_code status, const std::s
   }
 }
 
+gv_status_code precheck_guarded(const WorkPool::Precheck& precheck, const std::string& owner) {
+  if (!precheck) return GV_STATUS_OK;
+  try {
+    return precheck();
+  } catch (const std::exception& e) {
+    spdlog::error("the precheck of blocking work of '{}' threw: {}", owner, e.what());
+    return GV_STATUS_INTERNAL;
+  }
+}
+
 }  // namespace
 
 WorkPool::WorkPool(Limits limits, MetricsRegistry* metrics) : limits_(limits), metrics_(metrics) {
   limits_.threads = std::max<size_t>(limits_.threads, 1);
   limits_.per_owner_threads = std::clamp<size_t>(limits_.per_owner_threads, 1, limits_.threads);
   limits_.per_owner_queue = std::max<size_t>(limits_.per_owner_queue, 1);
+  limits_.per_owner_queue_bytes = std::max<size_t>(limits_.per_owner_queue_bytes, 1);
   threads_.reserve(limits_.threads);
   for (size_t i = 0; i < limits_.threads; ++i) threads_.emplace_back([this] { run(); });
 }
@@ -98,29 +109,83 @@ void WorkPool::record_depth(const Owner& owner, bool queued, bool running) {
   }
 }
 
+void WorkPool::take_skippable(Owner& owner, std::vector<std::pair<Item, gv_status_code>>& dropped) {
+  for (auto item = owner.queue.begin(); item != owner.queue.end();) {
+    const gv_status_code status = precheck_guarded(item->precheck, owner.name);
+    if (status == GV_STATUS_OK) {
+      ++item;
+      continue;
+    }
+    owner.queued_bytes -= item->bytes;
+    dropped.emplace_back(std::move(*item), status);
+    item = owner.queue.erase(item);
+  }
+}
+
+void WorkPool::run_dropped(std::vector<std::pair<Item, gv_status_code>>& dropped, const std::string& name) {
+  const OwnerMetrics* ids = nullptr;
+  if (metrics_ != nullptr && !dropped.empty()) {
+    std::lock_guard lock(mu_);
+    ids = metrics_of(name);
+  }
+  for (auto& [item, status] : dropped) {
+    run_guarded(item.work, status, name);
+    if (ids != nullptr) metrics_->record(name, ids->skipped, {}, 1);
+  }
+  dropped.clear();
+}
+
 gv_status_code WorkPool::submit(const void* owner, const std::string& owner_name, uint64_t serial, Work work,
-                                Precheck precheck, bool coalesce, std::string* why) {
+                                Precheck precheck, bool coalesce, std::string* why, size_t bytes) {
   std::unique_lock lock(mu_);
   if (stopping_) {
     if (why) *why = "the host is shutting down";
     return GV_STATUS_UNAVAILABLE;
   }
-  Owner& state = owners_[owner];
-  if (state.name.empty()) state.name = owner_name;
-  if (coalesce && serial != 0 && std::any_of(state.queue.begin(), state.queue.end(), [serial](const Item& i) {
-        return i.serial == serial;
-      })) {
+  Owner* entry = &owners_[owner];
+  if (entry->closed) {
+    if (why) *why = "plugin '" + entry->name + "' is shutting down";
+    return GV_STATUS_UNAVAILABLE;
+  }
+  if (entry->name != owner_name) entry->name = owner_name;
+  if (coalesce && serial != 0 &&
+      std::any_of(entry->queue.begin(), entry->queue.end(),
+                  [serial](const Item& i) { return i.serial == serial; })) {
     return GV_STATUS_ALREADY_EXISTS;
   }
-  if (state.queue.size() >= limits_.per_owner_queue) {
+  auto full = [&] {
+    return entry->queue.size() >= limits_.per_owner_queue ||
+           (!entry->queue.empty() && entry->queued_bytes + bytes > limits_.per_owner_queue_bytes);
+  };
+  if (full()) {
+    // Calls cancelled while they waited keep no place in the queue.
+    std::vector<std::pair<Item, gv_status_code>> dropped;
+    take_skippable(*entry, dropped);
+    if (!dropped.empty()) {
+      lock.unlock();
+      run_dropped(dropped, owner_name);
+      lock.lock();
+      entry = &owners_[owner];  // the entry may have gone and come back meanwhile
+      if (entry->name.empty()) entry->name = owner_name;
+      if (stopping_ || entry->closed) return GV_STATUS_UNAVAILABLE;
+    }
+  }
+  Owner& state = *entry;
+  if (full()) {
     if (const OwnerMetrics* ids = metrics_of(state.name)) metrics_->record(state.name, ids->rejected, {}, 1);
     if (why) {
-      *why = "plugin '" + state.name + "' has " + std::to_string(state.queue.size()) +
-             " blocking calls waiting, its limit ([blocking] queue_per_plugin); try again later";
+      *why = state.queue.size() >= limits_.per_owner_queue
+                 ? "plugin '" + state.name + "' has " + std::to_string(state.queue.size()) +
+                       " blocking calls waiting, its limit ([blocking] queue_per_plugin); try again later"
+                 : "plugin '" + state.name + "' has " + std::to_string(state.queued_bytes) +
+                       " bytes of blocking calls waiting; " + std::to_string(bytes) +
+                       " more would pass its limit of " + std::to_string(limits_.per_owner_queue_bytes) +
+                       "; try again later";
     }
     return GV_STATUS_RESOURCE_EXHAUSTED;
   }
-  state.queue.push_back({serial, std::move(work), std::move(precheck), Clock::now()});
+  state.queue.push_back({serial, std::move(work), std::move(precheck), Clock::now(), bytes});
+  state.queued_bytes += bytes;
   mark_ready(owner, state);
   record_depth(state, true, false);
   lock.unlock();
@@ -130,7 +195,8 @@ gv_status_code WorkPool::submit(const void* owner, const std::string& owner_name
 
 void WorkPool::forget_if_idle(const void* owner) {
   auto it = owners_.find(owner);
-  if (it == owners_.end() || !it->second.queue.empty() || it->second.running != 0) return;
+  if (it == owners_.end() || it->second.closed || !it->second.queue.empty() || it->second.running != 0)
+    return;
   if (it->second.in_ready_list) ready_.remove(owner);
   owners_.erase(it);
 }
@@ -159,6 +225,7 @@ bool WorkPool::take_next(const void*& owner, Item& item) {
     owner = *it;
     item = std::move(*pick);
     state.queue.erase(pick);
+    state.queued_bytes -= item.bytes;
     // Round robin: this owner goes to the back, or out when it has nothing left.
     ready_.erase(it);
     state.in_ready_list = false;
@@ -185,8 +252,7 @@ void WorkPool::run() {
     lock.unlock();
 
     const double waited = seconds_since(item.queued_at);
-    gv_status_code status = GV_STATUS_OK;
-    if (item.precheck) status = item.precheck();
+    const gv_status_code status = precheck_guarded(item.precheck, name);
     const auto started = Clock::now();
     run_guarded(item.work, status, name);
     if (ids != nullptr) {
@@ -223,11 +289,12 @@ void WorkPool::drop_queued(std::unique_lock<std::mutex>& lock, const void* owner
                            const std::function<bool(const Item&)>& which, gv_status_code status) {
   auto it = owners_.find(owner);
   if (it == owners_.end()) return;
-  std::vector<Item> dropped;
+  std::vector<std::pair<Item, gv_status_code>> dropped;
   auto& queue = it->second.queue;
   for (auto item = queue.begin(); item != queue.end();) {
     if (which(*item)) {
-      dropped.push_back(std::move(*item));
+      it->second.queued_bytes -= item->bytes;
+      dropped.emplace_back(std::move(*item), status);
       item = queue.erase(item);
     } else {
       ++item;
@@ -241,55 +308,46 @@ void WorkPool::drop_queued(std::unique_lock<std::mutex>& lock, const void* owner
   const std::string name = it->second.name;
   record_depth(it->second, true, false);
   lock.unlock();
-  const OwnerMetrics* ids = nullptr;
-  for (Item& item : dropped) {
-    run_guarded(item.work, status, name);
-    if (ids == nullptr && metrics_ != nullptr) {
-      std::lock_guard relock(mu_);
-      ids = metrics_of(name);
-    }
-    if (ids != nullptr) metrics_->record(name, ids->skipped, {}, 1);
-  }
-  dropped.clear();
+  run_dropped(dropped, name);
   lock.lock();
+  if (waiting_for_owners_ > 0) finished_.notify_all();
+}
+
+// Waits until the owner runs nothing (of `serial`, with only_serial) but on this very thread.
+void WorkPool::wait_idle_locked(std::unique_lock<std::mutex>& lock, const void* owner, uint64_t serial,
+                                bool only_serial) {
+  const auto self = std::this_thread::get_id();
+  waiting_for_owners_++;
+  finished_.wait(lock, [&] {
+    for (auto [it, end] = running_.equal_range(owner); it != end; ++it) {
+      if (it->second.second != self && (!only_serial || it->second.first == serial)) return false;
+    }
+    return true;
+  });
+  waiting_for_owners_--;
 }
 
 void WorkPool::cancel_serial(const void* owner, uint64_t serial) {
   std::unique_lock lock(mu_);
   drop_queued(
       lock, owner, [serial](const Item& i) { return i.serial == serial; }, GV_STATUS_CANCELLED);
-  const auto self = std::this_thread::get_id();
-  waiting_for_owners_++;
-  finished_.wait(lock, [&] {
-    for (auto [it, end] = running_.equal_range(owner); it != end; ++it) {
-      if (it->second.first == serial && it->second.second != self) return false;
-    }
-    return true;
-  });
-  waiting_for_owners_--;
+  wait_idle_locked(lock, owner, serial, true);
+  forget_if_idle(owner);
 }
 
 void WorkPool::cancel_all(const void* owner) {
   std::unique_lock lock(mu_);
   drop_queued(
       lock, owner, [](const Item&) { return true; }, GV_STATUS_UNAVAILABLE);
-  const auto self = std::this_thread::get_id();
-  waiting_for_owners_++;
-  finished_.wait(lock, [&] {
-    for (auto [it, end] = running_.equal_range(owner); it != end; ++it) {
-      if (it->second.second != self) return false;
-    }
-    return true;
-  });
-  waiting_for_owners_--;
+  wait_idle_locked(lock, owner, 0, false);
   forget_if_idle(owner);
 }
 
-void WorkPool::drain(const void* owner) {
+bool WorkPool::drain(const void* owner, std::chrono::steady_clock::time_point deadline) {
   std::unique_lock lock(mu_);
   const auto self = std::this_thread::get_id();
   waiting_for_owners_++;
-  finished_.wait(lock, [&] {
+  const bool idle = finished_.wait_until(lock, deadline, [&] {
     auto it = owners_.find(owner);
     if (it == owners_.end()) return true;
     if (!it->second.queue.empty()) return false;
@@ -299,6 +357,21 @@ void WorkPool::drain(const void* owner) {
     return true;
   });
   waiting_for_owners_--;
+  forget_if_idle(owner);
+  return idle;
+}
+
+void WorkPool::close(const void* owner) {
+  std::unique_lock lock(mu_);
+  owners_[owner].closed = true;
+  drop_queued(
+      lock, owner, [](const Item&) { return true; }, GV_STATUS_UNAVAILABLE);
+  wait_idle_locked(lock, owner, 0, false);
+  auto it = owners_.find(owner);
+  if (it != owners_.end()) {
+    if (it->second.in_ready_list) ready_.remove(owner);
+    owners_.erase(it);
+  }
 }
 
 size_t WorkPool::queued(const void* owner) const {

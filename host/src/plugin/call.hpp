@@ -19,6 +19,9 @@ struct gv_call {
   virtual void principal(gv_principal* out) const = 0;
   virtual gv_bytes method() const = 0;
   virtual gv_bytes peer() const = 0;
+  // The size of the request message the call started with (0 for streams of requests): what
+  // blocking work queued for the call holds, counted against the plugin's queue.
+  virtual size_t request_bytes() const { return 0; }
 
   // True once the call was cancelled or released: blocking work queued for the call checks it
   // instead of the call, which may be gone by the time the work would start. Made on first use.

@@ -220,7 +220,7 @@ gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, 
     std::string why;
     const gv_status_code code = pool(self).submit(
         self, self->name, 0, [fn, context](gv_status_code status) { fn(context, status); },
-        std::move(precheck), false, &why);
+        std::move(precheck), false, &why, call != nullptr ? call->request_bytes() : 0);
     if (code != GV_STATUS_OK) throw platform::PlatformError(code, why);
   });
 }
@@ -232,7 +232,8 @@ gv_status_code timer_start3(gv_host_plugin* self, uint64_t delay_ns, uint64_t pe
     if (self->platform == nullptr || self->platform->timers == nullptr)
       throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no timers");
     if (flags & ~static_cast<uint32_t>(GV_RUN_BLOCKING))
-      throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "unknown timer flags " + std::to_string(flags));
+      throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                                    "unknown timer flags " + std::to_string(flags));
     std::function<void()> callback = [fn, context] { fn(context); };
     uint64_t serial = 0;
     if (flags & GV_RUN_BLOCKING) {
@@ -418,7 +419,7 @@ gv_status_code subscribe2(gv_host_plugin* self, gv_bytes topic, uint32_t flags, 
     if (fn == nullptr) throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT, "no subscriber callback");
     if (flags & ~static_cast<uint32_t>(GV_RUN_BLOCKING))
       throw platform::PlatformError(GV_STATUS_INVALID_ARGUMENT,
-                                 "unknown subscription flags " + std::to_string(flags));
+                                    "unknown subscription flags " + std::to_string(flags));
     platform::PubSub::Handler handler = [fn, context](const std::string& t, const std::string& p) {
       fn(context, as_bytes(t), as_bytes(p));
     };

@@ -127,6 +127,9 @@ class CollectingErrors final : public google::protobuf::DescriptorPool::ErrorCol
 
 // glibc maps and unmaps libraries under its own lock, which ThreadSanitizer cannot see; taking
 // this one too orders a library mapped at a reused address after the unmapping of the old one.
+// How long a retiring generation's blocking work may still run before the host gives up on it.
+constexpr auto kBlockingDrainLimit = std::chrono::seconds(30);
+
 std::mutex& mapping_mutex() {
   static std::mutex mutex;
   return mutex;
@@ -386,6 +389,7 @@ void Plugin::init(std::string_view previous_state) {
   char message[1024] = {};
   const gv_bytes state{reinterpret_cast<const uint8_t*>(previous_state.data()), previous_state.size()};
   void* instance = nullptr;
+  init_called_ = true;  // from here on the plugin may have timers, subscriptions and work
   const gv_status_code code =
       descriptor_->on_init(&api_, &self_, state, &instance, gv_message_buffer{message, sizeof message});
   if (code != GV_STATUS_OK) {
@@ -466,20 +470,33 @@ void Plugin::take_over_subscriptions(Plugin& old) {
 }
 
 Plugin::~Plugin() {
-  if (instance_ != nullptr) {
+  const platform::Platform* platform = self_.platform;
+  platform::WorkPool* blocking = platform != nullptr ? platform->blocking : nullptr;
+  bool work_left = false;
+  if (init_called_ && platform != nullptr) {
     // The generation's timers, subscriptions and blocking work end first, so that none runs in a
-    // plugin that is shutting down.
-    if (self_.platform != nullptr && self_.platform->timers != nullptr)
-      self_.platform->timers->cancel_all(&self_);
-    if (self_.platform != nullptr && self_.platform->pubsub != nullptr)
-      self_.platform->pubsub->cancel_all(&self_, true);
-    if (self_.platform != nullptr && self_.platform->blocking != nullptr) {
-      // What was queued still runs (a subscription's last messages); calls are over by now, so
-      // work for them is skipped.
-      self_.platform->blocking->drain(&self_);
+    // plugin that is shutting down (also when its init failed half-way).
+    if (platform->timers != nullptr) platform->timers->cancel_all(&self_);
+    if (platform->pubsub != nullptr) platform->pubsub->cancel_all(&self_, true);
+    // What was queued still runs (a subscription's last messages); calls are over by now, so
+    // work for them is skipped.
+    if (blocking != nullptr &&
+        !blocking->drain(&self_, std::chrono::steady_clock::now() + kBlockingDrainLimit)) {
+      work_left = true;
+      spdlog::error(
+          "plugin '{}' generation {}: blocking work still runs {} s after it retired; the generation stays "
+          "in memory (not shut down, not unmapped) so that the work never runs in unmapped code",
+          name(), generation_, std::chrono::duration_cast<std::chrono::seconds>(kBlockingDrainLimit).count());
     }
-    descriptor_->on_shutdown(instance_);
   }
+  if (work_left) {
+    // Leaked on purpose, like a generation whose calls never finish: unmapping would crash the host.
+    new boost::dll::shared_library(std::move(library_));
+    return;
+  }
+  if (instance_ != nullptr) descriptor_->on_shutdown(instance_);
+  // Whatever the shutdown queued is dropped; nothing of this generation runs after this.
+  if (init_called_ && blocking != nullptr) blocking->close(&self_);
   if (library_.is_loaded()) {
     std::lock_guard mapping(mapping_mutex());
     library_.unload();

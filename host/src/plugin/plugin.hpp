@@ -155,6 +155,7 @@ class Plugin {
   void* instance_ = nullptr;
 
   bool builtin_ = false;
+  bool init_called_ = false;
   uint64_t generation_ = 0;
   std::chrono::system_clock::time_point loaded_at_ = std::chrono::system_clock::now();
   std::string file_hash_;

@@ -211,6 +211,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     return {reinterpret_cast<const uint8_t*>(method.data()), method.size()};
   }
 
+  size_t request_bytes() const override { return request_bytes_; }
+
   gv_bytes peer() const override {
     std::lock_guard lock(mu_);
     if (peer_.empty()) peer_ = transport_.context.peer();
@@ -515,6 +517,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
 
   void deliver_start(gv_bytes request) {
     plugin_started_ = true;
+    request_bytes_ = request.size;
     plugin().on_call_start(route_.plugin->instance(), handle_, route_.method_index, request, &call_state_);
   }
 
@@ -620,6 +623,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   int pending_ops_ = 0;
   bool plugin_finished_ = false;
   bool host_ended_ = false;  // abort_call answered the client; the plugin has yet to finish
+  size_t request_bytes_ = 0;
   bool finish_started_ = false;
   bool write_in_flight_ = false;
   bool write_failed_ = false;
