@@ -399,9 +399,9 @@ typedef void (*gv_host_unsubscribe_fn)(gv_host_plugin* self, uint64_t subscripti
 /* Flags of work, timers and subscriptions. */
 enum {
   /* Run the callback on the host's blocking pool, within the plugin's share, instead of on the
-   * timer or delivery thread: it may then block. A periodic timer never has more than one run
-   * queued or running (a run that is due meanwhile is skipped); a subscription's messages still
-   * arrive one at a time and in order (when its queue is full, a message is dropped and counted). */
+   * timer or delivery thread: it may then block. A periodic timer never has two runs waiting (a
+   * run that comes due while one waits is skipped); a subscription's messages still arrive one at a
+   * time and in order (when its queue is full, a message is dropped and counted). */
   GV_RUN_BLOCKING = 1u << 0
 };
 

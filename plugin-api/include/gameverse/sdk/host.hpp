@@ -299,7 +299,8 @@ class Host {
 
   // Calls a unary method of another service in process and waits for its answer: from a blocking
   // handler, timer or subscription (or Host::run_blocking), never from a hook on a host thread.
-  // With `parent`, the caller's principal and deadline carry over.
+  // With `parent`, the caller's principal and deadline carry over. A blocking method of this same
+  // plugin needs a thread of its share, which the waiting callers may hold: give it a timeout.
   CallResult call(std::string_view method, std::string_view request, const CallContext* parent = nullptr,
                   std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
     struct Waiter {
