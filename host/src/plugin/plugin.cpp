@@ -373,7 +373,7 @@ void Plugin::check_config(const config::PluginConfig& entry) {
   }
   for (auto&& [key, node] : entry.settings) {
     if (!declared_keys.contains(key.str())) {
-      errors.push_back(location(entry, value_position(entry, std::string(key.str()), node)) + ": " + prefix +
+      errors.push_back(location(entry, config::position_of(key.source())) + ": " + prefix +
                        std::string(key.str()) + ": unknown key; plugin '" + entry.name +
                        "' declares: " + (declared.empty() ? "no keys" : declared));
     }

@@ -228,9 +228,9 @@ TEST_P(AuthThroughTheHost, AStoredAccountMissingARequiredFieldIsDataLoss) {
   open_store()->write("auth", {partial});
   start();
 
-  const std::string expected = "collection 'accounts' key '" + id + "' holds " +
-                               std::to_string(partial.value.size()) +
-                               " bytes that do not parse as gameverse.auth.records.v1.AccountRecord";
+  const std::string expected =
+      "collection 'accounts' key '" + id +
+      "' holds a gameverse.auth.records.v1.AccountRecord without its required fields";
   pb::Account me;
   const grpc::Status by_token = account(session.access_token(), &me);
   EXPECT_EQ(by_token.error_code(), grpc::StatusCode::DATA_LOSS) << by_token.error_message();

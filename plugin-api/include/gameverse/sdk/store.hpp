@@ -23,6 +23,13 @@ namespace detail {
 
 // Parses stored or cached bytes as M; a record that does not parse (a missing required field,
 // bytes of another type) is DATA_LOSS naming where it came from, never a silently empty message.
+// ": name, other" — the fields a message lacks, where protobuf can tell (lite messages cannot).
+template <ProtoMessage M>
+std::string missing_fields(const M& message) {
+  const std::string missing = message.InitializationErrorString();
+  return missing.empty() || missing.front() == '(' ? "" : ": " + missing;
+}
+
 template <ProtoMessage M>
 M parse_record(std::string_view bytes, std::string_view where) {
   M message;
@@ -32,9 +39,8 @@ M parse_record(std::string_view bytes, std::string_view where) {
                                            " bytes that do not parse as " + message.GetTypeName());
   }
   if (!message.IsInitialized()) {
-    throw Error(StatusCode::kDataLoss,
-                std::string(where) + " holds a " + message.GetTypeName() +
-                    " without its required fields: " + message.InitializationErrorString());
+    throw Error(StatusCode::kDataLoss, std::string(where) + " holds a " + message.GetTypeName() +
+                                           " without its required fields" + missing_fields(message));
   }
   return message;
 }
@@ -42,9 +48,8 @@ M parse_record(std::string_view bytes, std::string_view where) {
 template <ProtoMessage M>
 std::string serialize(const M& message) {
   if (!message.IsInitialized()) {
-    throw Error(StatusCode::kInvalidArgument,
-                "a " + message.GetTypeName() +
-                    " without its required fields cannot be stored: " + message.InitializationErrorString());
+    throw Error(StatusCode::kInvalidArgument, "a " + message.GetTypeName() + " without its required fields" +
+                                                  missing_fields(message) + " cannot be stored");
   }
   std::string out;
   message.SerializeToString(&out);
