@@ -4,7 +4,7 @@
 # of the same cost in process for comparison.
 # Usage: auth.sh BUILD_DIR   (env: SECONDS_PER_RUN=10 CLIENTS=4)
 set -euo pipefail
-BUILD=$1
+BUILD=$(cd "$1" && pwd)  # absolute: the host resolves paths against its config file
 work=$(mktemp -d)
 host=
 trap '[ -n "$host" ] && kill "$host" 2>/dev/null; rm -rf "$work"' EXIT

@@ -12,15 +12,11 @@ WARMUP_MS=${WARMUP_MS:-1000}
 CHANNELS=${CHANNELS:-4}
 OUTSTANDING=${OUTSTANDING:-32}
 
+. "$(dirname "$0")/lib.sh"
+
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-server_cpu=()
-client_cpu=()
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu=(taskset -c 0)
-  client_cpu=(taskset -c 1)
-fi
+pin_cpus
 
 cat > "$work/host.toml" <<TOML
 [host]
@@ -33,8 +29,7 @@ name = "echo"
 TOML
 
 "${server_cpu[@]}" "$BUILD/bin/gameverse" --config "$work/host.toml" --listen 127.0.0.1:0 --port-file "$work/port" &
-for _ in $(seq 1 500); do [ -s "$work/port" ] && break; sleep 0.02; done
-[ -s "$work/port" ] || { echo "the host did not start" >&2; exit 1; }
+wait_for_file "$work/port"
 target="127.0.0.1:$(cat "$work/port")"
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -48,13 +43,7 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-awk '
-function field(name,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] } }
-function median(list,   n, a, i, j, t) {
-  n = split(list, a, " ")
-  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-  return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk "$AWK_STATS"'
 { rps[$1] = rps[$1] " " field("rps"); p50[$1] = p50[$1] " " field("p50_us"); p99[$1] = p99[$1] " " field("p99_us"); errors += field("errors") }
 END {
   printf "%-14s %10s %8s %8s\n", "method", "req/s", "p50 us", "p99 us"

@@ -17,17 +17,11 @@ OUTSTANDING=${OUTSTANDING:-32}
 WORKER_THREADS=${WORKER_THREADS:-1}
 SIZES=(100 10240)
 
+. "$(dirname "$0")/lib.sh"
+
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-
-if [ "$(nproc)" -ge 2 ]; then
-  server_cpu=(taskset -c 0)
-  client_cpu=(taskset -c 1)
-else
-  echo "warning: one CPU only, so server and client share it; ratios are still comparable" >&2
-  server_cpu=()
-  client_cpu=()
-fi
+pin_cpus
 
 if [ "$WORKER_THREADS" = default ]; then
   server_table=""
@@ -43,12 +37,6 @@ plugin_dir = "$BUILD/plugins"
 [[plugin]]
 name = "echo"
 TOML
-
-wait_for_file() {
-  for _ in $(seq 1 500); do [ -s "$1" ] && return 0; sleep 0.02; done
-  echo "server did not start" >&2
-  exit 1
-}
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
@@ -88,13 +76,7 @@ done
 
 # Medians per server and size; CPU per call is over warm-up plus measured time.
 clk_tck=$(getconf CLK_TCK)
-awk -v clk="$clk_tck" -v warm="$WARMUP_MS" -v dur="$DURATION_MS" '
-function field(name,   i, kv) { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] } }
-function median(list,   n, a, i, j, t) {
-  n = split(list, a, " ")
-  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-  return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk -v clk="$clk_tck" -v warm="$WARMUP_MS" -v dur="$DURATION_MS" "$AWK_STATS"'
 {
   key = $1 " " $2
   rps[key] = rps[key] " " field("rps"); p50[key] = p50[key] " " field("p50_us"); p99[key] = p99[key] " " field("p99_us")

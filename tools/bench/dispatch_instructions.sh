@@ -47,11 +47,7 @@ data_dir = "$work/data"
 name = "echo"
 TOML
 
-wait_for_file() {  # under valgrind the host takes seconds to load its plugins
-  for _ in $(seq 1 3000); do [ -s "$1" ] && return 0; sleep 0.02; done
-  echo "server did not start" >&2
-  exit 1
-}
+. "$(dirname "$0")/lib.sh"
 
 fail() {  # server-pid message
   kill "$1" 2>/dev/null || true
@@ -72,11 +68,11 @@ count() {  # server(native|host) calls
   if [ "$TOOL" = callgrind ]; then
     valgrind --tool=callgrind --callgrind-out-file="$out.callgrind" "${args[@]}" > "$out.log" 2>&1 &
     pid=$!
-    wait_for_file "$work/port"
+    wait_for_file "$work/port" 3000  # under valgrind the host needs seconds
   else
     perf stat -x, -e instructions:u -o "$out.perf" -- "${args[@]}" > "$out.log" 2>&1 &
     perf_pid=$!
-    wait_for_file "$work/port"
+    wait_for_file "$work/port" 3000  # under valgrind the host needs seconds
     pid=$(pgrep -P "$perf_pid")
   fi
   "$BUILD/bin/gv-load" --target "127.0.0.1:$(cat "$work/port")" --payload-bytes "$PAYLOAD" \

@@ -6,13 +6,14 @@
 #   B: Echo overridden to "authenticated" in the config, called with a valid access token
 # Prints req/s and p99 per side and B/A. Usage: gate.sh BUILD_DIR (env: ROUNDS=3 DURATION_MS=5000)
 set -euo pipefail
-BUILD=$1
+BUILD=$(cd "$1" && pwd)  # absolute: the host resolves paths against its config file
 ROUNDS=${ROUNDS:-3}
 DURATION_MS=${DURATION_MS:-5000}
 WARMUP_MS=${WARMUP_MS:-1000}
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-if [ "$(nproc)" -ge 2 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); else server_cpu=(); client_cpu=(); fi
+pin_cpus
 
 write_config() {  # file, extra lines for the echo entry
   cat > "$1" <<TOML
@@ -43,8 +44,7 @@ start_host() {  # config → sets pid and port
   rm -f "$work/port"
   "${server_cpu[@]}" "$BUILD/bin/gameverse" --config "$1" --listen "127.0.0.1:${PORT:-0}" --port-file "$work/port" &
   pid=$!
-  for _ in $(seq 1 500); do [ -s "$work/port" ] && break; sleep 0.02; done
-  [ -s "$work/port" ] || { echo "the host did not start" >&2; exit 1; }
+  wait_for_file "$work/port"
   PORT=$(cat "$work/port")
 }
 
@@ -62,13 +62,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round: $side $line" >&2
   done
 done
-awk '
-function field(name,   i, kv) { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] } }
-function median(list,   n, a, i, j, t) {
-  n = split(list, a, " ")
-  for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
-  return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
+awk "$AWK_STATS"'
 { rps[$1] = rps[$1] " " field("rps"); p99[$1] = p99[$1] " " field("p99_us"); errors += field("errors") }
 END {
   printf "A public, no token:        %10.0f req/s  p99 %6.0f us\n", median(rps["A"]), median(p99["A"])

@@ -4,11 +4,12 @@
 # INTERVAL_MS. Host pinned to CPU 0, load to CPU 1.
 # Usage: reload.sh BUILD_DIR   (env: RELOADS=50 INTERVAL_MS=200 CLIENTS=8)
 set -euo pipefail
-BUILD=$1
+BUILD=$(cd "$1" && pwd)  # absolute: the host resolves paths against its config file
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d)
 host=
 trap '[ -n "$host" ] && kill "$host" 2>/dev/null; rm -rf "$work"' EXIT
-if [ "$(nproc)" -ge 2 ]; then server_cpu=(taskset -c 0); client_cpu=(taskset -c 1); else server_cpu=(); client_cpu=(); fi
+pin_cpus
 
 cp "$BUILD/plugins/echo.so" "$work/echo.so"
 cat > "$work/host.toml" <<TOML
@@ -23,6 +24,6 @@ name = "echo"
 TOML
 "${server_cpu[@]}" "$BUILD/bin/gameverse" --config "$work/host.toml" --listen 127.0.0.1:0 --port-file "$work/port" &
 host=$!
-for _ in $(seq 1 500); do [ -s "$work/port" ] && break; sleep 0.02; done
+wait_for_file "$work/port"
 "${client_cpu[@]}" "$BUILD/bin/gv-reload-bench" --target "127.0.0.1:$(cat "$work/port")" \
   --reloads "${RELOADS:-50}" --interval-ms "${INTERVAL_MS:-200}" --clients "${CLIENTS:-8}"
