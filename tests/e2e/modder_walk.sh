@@ -25,8 +25,18 @@ step "gvctl new my-mod"
 "$gvctl" new my-mod --dir "$work"
 
 step "build out of the tree against the installed SDK"
+# A host built with sanitizers gets a plugin built with the same ones: ThreadSanitizer sees the
+# plugin's atomics (a blocking call's state, shared between threads) only in instrumented code.
+sanitize=$(sed -n 's/^GAMEVERSE_SANITIZE:STRING=//p' "$BUILD/CMakeCache.txt")
+sanitizer_flags=()
+if [ -n "$sanitize" ]; then
+  flags="-fsanitize=$sanitize -fno-omit-frame-pointer"
+  sanitizer_flags=("-DCMAKE_C_FLAGS=$flags" "-DCMAKE_CXX_FLAGS=$flags" "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=$sanitize"
+                   "-DCMAKE_MODULE_LINKER_FLAGS=-fsanitize=$sanitize")
+fi
 cmake -S "$work/my-mod" -B "$work/my-mod/build" -G Ninja -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_COMPILE_WARNING_AS_ERROR=ON > "$work/configure.log" || { cat "$work/configure.log"; exit 1; }
+  -DCMAKE_COMPILE_WARNING_AS_ERROR=ON "${sanitizer_flags[@]}" > "$work/configure.log" \
+  || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/my-mod/build"
 ctest --test-dir "$work/my-mod/build" --output-on-failure
 

@@ -49,8 +49,8 @@ const void* const owner_a = &owner_a_tag;
 const void* const owner_b = &owner_b_tag;
 
 TEST(WorkPool, OneOwnerAtItsLimitLeavesThreadsToAnother) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 4, .per_owner_threads = 2, .per_owner_queue = 100}, nullptr);
-  Gate gate;
   std::atomic<int> a_started{0};
   for (int i = 0; i < 6; ++i) {
     ASSERT_EQ(pool.submit(owner_a, "a", 0,
@@ -76,8 +76,8 @@ TEST(WorkPool, OneOwnerAtItsLimitLeavesThreadsToAnother) {
 
 TEST(WorkPool, AFullQueueRefusesAndNamesTheLimit) {
   MetricsRegistry metrics;
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 2}, &metrics);
-  Gate gate;
   ASSERT_EQ(pool.submit(owner_a, "busy", 0, [&](gv_status_code) { gate.pass(); }), GV_STATUS_OK);
   ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
   ASSERT_EQ(pool.submit(owner_a, "busy", 0, [](gv_status_code) {}), GV_STATUS_OK);
@@ -123,8 +123,8 @@ TEST(WorkPool, ItemsOfOneSerialRunOneAtATimeInOrder) {
 }
 
 TEST(WorkPool, CoalescedSerialQueuesOnce) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
-  Gate gate;
   pool.submit(owner_a, "a", 0, [&](gv_status_code) { gate.pass(); });
   ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
   std::atomic<int> runs{0};
@@ -149,8 +149,8 @@ TEST(WorkPool, PrecheckSkipsWorkWithItsReason) {
 }
 
 TEST(WorkPool, CancelAllDropsQueuedWorkAndWaitsForRunningWork) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
-  Gate gate;
   std::atomic<bool> running_done{false};
   pool.submit(owner_a, "a", 0, [&](gv_status_code) {
     gate.pass();
@@ -179,8 +179,8 @@ TEST(WorkPool, DrainRunsWhatIsQueued) {
 }
 
 TEST(WorkPool, DrainGivesUpAtItsDeadline) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
-  Gate gate;
   pool.submit(owner_a, "a", 0, [&](gv_status_code) { gate.pass(); });
   ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
   EXPECT_FALSE(pool.drain(owner_a, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
@@ -190,8 +190,8 @@ TEST(WorkPool, DrainGivesUpAtItsDeadline) {
 
 // Closing drops what waits, waits for what runs, and refuses what that running work submits.
 TEST(WorkPool, ClosingRefusesTheOwnersFurtherWork) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 2, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
-  Gate gate;
   std::atomic<gv_status_code> resubmitted{-1};
   std::string why;
   pool.submit(owner_a, "a", 0, [&](gv_status_code) {
@@ -213,8 +213,8 @@ TEST(WorkPool, ClosingRefusesTheOwnersFurtherWork) {
 
 // Calls cancelled while they waited make room in a full queue instead of holding it.
 TEST(WorkPool, AFullQueueMakesRoomByDroppingWorkThatWouldBeSkipped) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 2}, nullptr);
-  Gate gate;
   pool.submit(owner_a, "a", 0, [&](gv_status_code) { gate.pass(); });
   ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
   std::atomic<bool> cancelled{false};
@@ -232,9 +232,9 @@ TEST(WorkPool, AFullQueueMakesRoomByDroppingWorkThatWouldBeSkipped) {
 
 // A queue is bounded in the bytes its items hold as well as in their number.
 TEST(WorkPool, QueuedBytesAreBounded) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100, .per_owner_queue_bytes = 1000},
                 nullptr);
-  Gate gate;
   pool.submit(owner_a, "big", 0, [&](gv_status_code) { gate.pass(); });
   ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
   EXPECT_EQ(pool.submit(
@@ -259,8 +259,8 @@ TEST(WorkPool, QueuedBytesAreBounded) {
 }
 
 TEST(WorkPool, CancelSerialDropsItsQueuedItemsOnly) {
+  Gate gate;  // before the pool: its threads may still be leaving the gate when the test ends
   WorkPool pool({.threads = 1, .per_owner_threads = 1, .per_owner_queue = 100}, nullptr);
-  Gate gate;
   pool.submit(owner_a, "a", 0, [&](gv_status_code) { gate.pass(); });
   ASSERT_TRUE(eventually([&] { return gate.waiting() == 1; }));
   std::atomic<gv_status_code> cancelled{-1}, kept{-1};
