@@ -24,6 +24,7 @@ log_level = "warn"
 watch = false
 plugin_dir = "$BUILD/plugins"
 data_dir = "$work/data"
+${BLOCKING_CONFIG:-}
 [[plugin]]
 name = "echo"
 TOML

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include "platform/metrics.hpp"
@@ -236,6 +238,11 @@ bool WorkPool::take_next(const void*& owner, Item& item) {
 }
 
 void WorkPool::run() {
+  // A pool thread woken for work does not preempt the completion-queue thread that woke it, so
+  // both do a run of calls per switch instead of switching per call (measured: tools/gv bench
+  // blocking, B/A 0.60 -> 0.75 on one CPU). Unprivileged threads may choose SCHED_BATCH.
+  sched_param param{};
+  if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) spdlog::debug("blocking pool: no SCHED_BATCH");
   std::unique_lock lock(mu_);
   for (;;) {
     const void* owner = nullptr;
@@ -281,7 +288,10 @@ void WorkPool::run() {
     mark_ready(owner, after);
     forget_if_idle(owner);
     if (waiting_for_owners_ > 0) finished_.notify_all();
-    if (!ready_.empty()) wake_.notify_one();  // this owner may run again: another thread can take it
+    // This thread takes the next item itself; another is woken only for work beyond that one.
+    if (ready_.size() > 1 || (ready_.size() == 1 && owners_.at(ready_.front()).queue.size() > 1)) {
+      wake_.notify_one();
+    }
   }
 }
 
