@@ -28,10 +28,16 @@ AuthService::AuthService(AuthSettings settings, Accounts& accounts, Sessions& se
       sessions_(sessions),
       keys_(keys),
       counters_(counters),
-      now_(std::move(now)) {}
+      now_(std::move(now)),
+      configured_kid_(settings_.signing_key_seed.empty()
+                          ? ""
+                          : signing_key_from_seed(settings_.signing_key_seed, 0).kid) {}
 
 int64_t AuthService::key_not_after(const SigningKey& key) const {
-  if (key.kid.rfind("config-", 0) == 0) return INT64_MAX;  // configured keys sign until replaced
+  // The configured key signs and verifies until it is replaced; a configured key that no longer
+  // is (replaced after a leak, or the config emptied) is retired at once: it neither verifies nor
+  // is published, and sessions go on through their (unsigned) refresh tokens.
+  if (key.kid.rfind("config-", 0) == 0) return key.kid == configured_kid_ ? INT64_MAX : 0;
   return key.created_unix_ms + ms(settings_.key_rotation) + ms(settings_.access_ttl);
 }
 

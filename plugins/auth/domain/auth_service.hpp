@@ -72,6 +72,7 @@ class AuthService {
   SigningKeys& keys_;
   Counters& counters_;
   Clock now_;
+  std::string configured_kid_;  // the kid of the configured signing key; empty when keys are generated
   std::mutex keys_mu_;
   std::vector<SigningKey> key_cache_;
 };

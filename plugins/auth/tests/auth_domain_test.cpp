@@ -267,5 +267,33 @@ TEST_F(AuthRules, AConfiguredKeyIsUsedAndSurvivesARestart) {
             "the signing key is 5 bytes; an Ed25519 seed is 32 (openssl rand -base64 32)");
 }
 
+// After a leak the operator configures another key: the old one neither signs nor verifies any
+// more, at once, and is no longer published to the gate; sessions go on by refreshing.
+TEST_F(AuthRules, AReplacedConfiguredKeyIsRetiredAtOnce) {
+  AuthSettings leaked;
+  leaked.signing_key_seed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+  const IssuedSession session = service(leaked).register_account("ada", "correct horse");
+  ASSERT_EQ(service_->verification_keys().size(), 1u);
+  const std::string leaked_kid = service_->verification_keys()[0].kid;
+  service_.reset();
+
+  AuthSettings replaced;
+  replaced.signing_key_seed = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+  AuthService& auth = service(replaced);
+  const auto published = auth.verification_keys();
+  ASSERT_EQ(published.size(), 1u);
+  EXPECT_NE(published[0].kid, leaked_kid);
+  failure(K::kUnauthenticated, [&] { auth.authenticate(session.access_token); });
+  // The refresh token is not signed: the session goes on with a token of the new key.
+  const IssuedSession refreshed = auth.refresh(session.refresh_token);
+  EXPECT_NO_THROW(auth.authenticate(refreshed.access_token));
+
+  // Leaving the config empty again retires the configured key too: generated keys take over.
+  service_.reset();
+  AuthService& generated = service();
+  for (const auto& key : generated.verification_keys()) EXPECT_NE(key.kid.rfind("config-", 0), 0u) << key.kid;
+  failure(K::kUnauthenticated, [&] { generated.authenticate(refreshed.access_token); });
+}
+
 }  // namespace
 }  // namespace gameverse::auth::testing
