@@ -40,7 +40,7 @@ class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
         "[[plugin]]\nname = \"auth\"\npath = \"" + plugin_.string() +
         "\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
         "max_failed_logins_per_account = 3\nlockout_s = 2\nbootstrap_admins = \"root" +
-        suffix_ + "\"\n");
+        suffix_ + "\"\n" + (signing_key_.empty() ? "" : "signing_key = \"" + signing_key_ + "\"\n"));
     auth_ = pb::Auth::NewStub(host_->channel());
   }
   std::string name(const std::string& base) const { return base + suffix_; }
@@ -78,6 +78,7 @@ class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
 
   TempDir data_;
   std::filesystem::path plugin_;
+  std::string signing_key_;  // [plugin.config] signing_key, when set
   std::string store_;
   std::string postgres_url_;
   std::string suffix_;
@@ -193,6 +194,42 @@ TEST_P(AuthThroughTheHost, SessionsSurviveARestartOfTheHost) {
   ASSERT_GE(keys.keys_size(), 1);
   EXPECT_EQ(keys.keys(0).algorithm(), "EdDSA");
   EXPECT_EQ(keys.keys(0).public_key().size(), 32u);
+}
+
+// After a leak the operator configures another key and restarts: the gate refuses tokens of the
+// old key at once, only the new key is published, and the session goes on by refreshing.
+TEST_P(AuthThroughTheHost, AReplacedConfiguredKeyIsRefusedAtTheGate) {
+  auto configured_kids = [&] {
+    pb::VerificationKeys keys;
+    grpc::ClientContext context;
+    EXPECT_TRUE(auth_->GetVerificationKeys(&context, pb::GetVerificationKeysRequest(), &keys).ok());
+    std::vector<std::string> kids;
+    for (const auto& key : keys.keys()) {
+      if (key.kid().rfind("config-", 0) == 0) kids.push_back(key.kid());
+    }
+    return kids;
+  };
+  signing_key_ = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+  ASSERT_EQ(host_->stop(), 0) << host_->log();
+  start();
+  pb::Session session;
+  ASSERT_TRUE(register_account(name("lee"), "correct horse", &session).ok());
+  pb::Account me;
+  ASSERT_TRUE(account(session.access_token(), &me).ok());
+  const std::vector<std::string> leaked = configured_kids();
+  ASSERT_EQ(leaked.size(), 1u);
+
+  signing_key_ = "HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+  ASSERT_EQ(host_->stop(), 0) << host_->log();
+  start();
+  const grpc::Status refused = account(session.access_token(), &me);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED) << refused.error_message();
+  const std::vector<std::string> now_published = configured_kids();
+  ASSERT_EQ(now_published.size(), 1u);  // the new configured key only
+  EXPECT_NE(now_published[0], leaked[0]);
+  pb::Session refreshed;
+  ASSERT_TRUE(refresh(session.refresh_token(), &refreshed).ok());
+  EXPECT_TRUE(account(refreshed.access_token(), &me).ok());
 }
 
 // A reload of the auth plugin itself: tokens issued by the old generation verify in the new one.
