@@ -87,6 +87,33 @@ TEST(Tls, ThePortServesTlsAndRefusesPlaintext) {
   EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
+// The oldest protocol the port speaks is TLS 1.2: openssl offering only TLS 1.1 (with the security
+// level lowered, so that the refusal is the server's) gets no session; TLS 1.2 and 1.3 do.
+TEST(Tls, TheOldestProtocolIsTls12) {
+  Certificates certs;
+  HostProcess host(host_config(certs, ""));
+  TempDir out;
+  auto handshake = [&](const std::string& protocol) {
+    const std::string log = (out.path() / (protocol + ".log")).string();
+    const std::string command = "echo | timeout 10 openssl s_client -connect " + host.address() + " -" +
+                                protocol + " -cipher DEFAULT@SECLEVEL=0 -alpn h2 -CAfile " +
+                                certs.path("ca.pem") + " > " + log + " 2>&1";
+    const int exit_code = std::system(command.c_str());
+    return std::make_pair(exit_code, read_file(log));
+  };
+  const auto [tls11, tls11_log] = handshake("tls1_1");
+  EXPECT_NE(tls11, 0) << tls11_log;
+  EXPECT_CONTAINS(tls11_log, "no peer certificate available");  // no session was made
+  const auto [tls12, tls12_log] = handshake("tls1_2");
+  EXPECT_EQ(tls12, 0) << tls12_log;
+  EXPECT_CONTAINS(tls12_log, "Protocol  : TLSv1.2");
+  EXPECT_CONTAINS(tls12_log, "Verify return code: 0 (ok)");
+  const auto [tls13, tls13_log] = handshake("tls1_3");
+  EXPECT_EQ(tls13, 0) << tls13_log;
+  EXPECT_TRUE(echo(tls_channel(host, certs)).ok()) << "the host stopped serving";
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
 TEST(Tls, MutualTlsRequiresAClientCertificateFromTheConfiguredCa) {
   Certificates certs;
   HostProcess host(
