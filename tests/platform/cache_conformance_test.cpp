@@ -5,6 +5,7 @@
 #include <random>
 #include <thread>
 
+#include "eventually.hpp"
 #include "expect_contains.hpp"
 #include "own_redis.hpp"
 #include "platform/cache.hpp"
@@ -76,6 +77,23 @@ TEST_P(CacheConformance, ConcurrentIncrementsAreAtomic) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, CacheConformance, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
+
+// Keys nobody reads again (a failure counter per client address) do not pile up in process:
+// later writes drop the expired ones.
+TEST(MemoryCache, ExpiredEntriesThatNobodyReadsAreDropped) {
+  auto cache = open_memory_cache();
+  for (int i = 0; i < 1000; ++i) cache->increment("failures:10.0.0." + std::to_string(i), 1, milliseconds(1));
+  cache->set("last", "x", milliseconds(1));
+  ASSERT_TRUE(testing::eventually([&] { return !cache->get("last"); }));  // every counter has expired
+  EXPECT_EQ(cache->entry_count(), 1000u);                                 // expired, not yet dropped
+  for (int i = 0; i < 200; ++i) cache->set("current", std::to_string(i), milliseconds(0));
+  EXPECT_EQ(cache->entry_count(), 1u);
+  EXPECT_EQ(cache->get("current"), "199");
+  // Entries overwritten or erased leave nothing behind in the expiry order either.
+  cache->set("current", "again", milliseconds(1));
+  cache->erase("current");
+  EXPECT_EQ(cache->entry_count(), 0u);
+}
 
 // A Redis of the test's own, stopped and started again: calls fail at once with UNAVAILABLE while
 // it is down and succeed again by themselves once it is back.

@@ -1,5 +1,6 @@
 #include "platform/cache.hpp"
 
+#include <map>
 #include <mutex>
 #include <unordered_map>
 
@@ -11,7 +12,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-class MemoryCache final : public CacheBackend {
+class MemoryCache final : public MemoryCacheBackend {
  public:
   std::optional<std::string> get(const std::string& key) override {
     std::lock_guard lock(mu_);
@@ -22,18 +23,33 @@ class MemoryCache final : public CacheBackend {
 
   void set(const std::string& key, const std::string& value, std::chrono::milliseconds ttl) override {
     std::lock_guard lock(mu_);
-    entries_[key] = {value, expiry(ttl)};
+    drop_expired();
+    auto it = entries_.find(key);
+    if (it == entries_.end()) {
+      it = entries_.emplace(key, Entry{}).first;
+    } else {
+      forget_expiry(it->second);
+    }
+    it->second.value = value;
+    set_expiry(it, ttl);
   }
 
   void erase(const std::string& key) override {
     std::lock_guard lock(mu_);
-    entries_.erase(key);
+    auto it = entries_.find(key);
+    if (it == entries_.end()) return;
+    forget_expiry(it->second);
+    entries_.erase(it);
   }
 
   int64_t increment(const std::string& key, int64_t delta, std::chrono::milliseconds ttl) override {
     std::lock_guard lock(mu_);
+    drop_expired();
     auto it = live(key);
-    if (it == entries_.end()) it = entries_.emplace(key, Entry{"0", expiry(ttl)}).first;
+    if (it == entries_.end()) {
+      it = entries_.emplace(key, Entry{"0", std::nullopt, {}}).first;
+      set_expiry(it, ttl);
+    }
     int64_t current = 0;
     try {
       current = std::stoll(it->second.value);
@@ -46,29 +62,60 @@ class MemoryCache final : public CacheBackend {
 
   std::string name() const override { return "memory"; }
 
+  size_t entry_count() const override {
+    std::lock_guard lock(mu_);
+    return entries_.size();
+  }
+
  private:
+  using Expiries = std::multimap<Clock::time_point, std::string>;
   struct Entry {
     std::string value;
     std::optional<Clock::time_point> expires;
+    Expiries::iterator in_expiries;  // valid when expires is set
   };
+  using Entries = std::unordered_map<std::string, Entry>;
 
-  static std::optional<Clock::time_point> expiry(std::chrono::milliseconds ttl) {
-    if (ttl.count() <= 0) return std::nullopt;
-    return Clock::now() + ttl;
+  // At most this many expired entries go per write: the cost stays small and bounded, and the
+  // writes that make entries drop them faster than they come.
+  static constexpr int kDropsPerWrite = 8;
+
+  void set_expiry(Entries::iterator it, std::chrono::milliseconds ttl) {
+    if (ttl.count() <= 0) {
+      it->second.expires.reset();
+      return;
+    }
+    it->second.expires = Clock::now() + ttl;
+    it->second.in_expiries = expiries_.emplace(*it->second.expires, it->first);
+  }
+
+  void forget_expiry(Entry& entry) {
+    if (entry.expires) expiries_.erase(entry.in_expiries);
+    entry.expires.reset();
+  }
+
+  void drop_expired() {
+    const auto now = Clock::now();
+    for (int i = 0; i < kDropsPerWrite && !expiries_.empty() && expiries_.begin()->first <= now; ++i) {
+      entries_.erase(expiries_.begin()->second);
+      expiries_.erase(expiries_.begin());
+    }
   }
 
   // The entry, or end() after dropping it when it has expired.
-  std::unordered_map<std::string, Entry>::iterator live(const std::string& key) {
+  Entries::iterator live(const std::string& key) {
     auto it = entries_.find(key);
     if (it != entries_.end() && it->second.expires && *it->second.expires <= Clock::now()) {
+      forget_expiry(it->second);
       entries_.erase(it);
       return entries_.end();
     }
     return it;
   }
 
-  std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;
+  mutable std::mutex mu_;
+  Entries entries_;
+  Expiries expiries_;
 };
 
 class RedisCache final : public CacheBackend {
@@ -113,7 +160,7 @@ class RedisCache final : public CacheBackend {
 
 }  // namespace
 
-std::unique_ptr<CacheBackend> open_memory_cache() {
+std::unique_ptr<MemoryCacheBackend> open_memory_cache() {
   return std::make_unique<MemoryCache>();
 }
 

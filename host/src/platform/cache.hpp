@@ -25,7 +25,15 @@ class CacheBackend {
   virtual std::string name() const = 0;
 };
 
-std::unique_ptr<CacheBackend> open_memory_cache();
+// In process. Expired entries are dropped as later writes pass them (a few per write), so keys
+// that nobody reads again — a counter per client address — do not pile up.
+class MemoryCacheBackend : public CacheBackend {
+ public:
+  // Entries held, expired ones not yet dropped included.
+  virtual size_t entry_count() const = 0;
+};
+
+std::unique_ptr<MemoryCacheBackend> open_memory_cache();
 
 // redis://host:port. Commands time out after a second; while Redis is unreachable every call fails
 // at once with UNAVAILABLE, and reconnecting is retried with a growing backoff (100 ms to 5 s).
