@@ -93,23 +93,25 @@ TEST(Tls, TheOldestProtocolIsTls12) {
   Certificates certs;
   HostProcess host(host_config(certs, ""));
   TempDir out;
+  // What openssl printed for a handshake offering only `protocol`. (Its exit code says nothing:
+  // gRPC may close a session that sends no HTTP/2 before or after openssl prints it.)
   auto handshake = [&](const std::string& protocol) {
     const std::string log = (out.path() / (protocol + ".log")).string();
     const std::string command = "echo | timeout 10 openssl s_client -connect " + host.address() + " -" +
                                 protocol + " -cipher DEFAULT@SECLEVEL=0 -alpn h2 -CAfile " +
                                 certs.path("ca.pem") + " > " + log + " 2>&1";
-    const int exit_code = std::system(command.c_str());
-    return std::make_pair(exit_code, read_file(log));
+    EXPECT_NE(std::system(command.c_str()), -1);
+    return read_file(log);
   };
-  const auto [tls11, tls11_log] = handshake("tls1_1");
-  EXPECT_NE(tls11, 0) << tls11_log;
-  EXPECT_CONTAINS(tls11_log, "no peer certificate available");  // no session was made
-  const auto [tls12, tls12_log] = handshake("tls1_2");
-  EXPECT_EQ(tls12, 0) << tls12_log;
-  EXPECT_CONTAINS(tls12_log, "Protocol  : TLSv1.2");
-  EXPECT_CONTAINS(tls12_log, "Verify return code: 0 (ok)");
-  const auto [tls13, tls13_log] = handshake("tls1_3");
-  EXPECT_EQ(tls13, 0) << tls13_log;
+  const std::string tls11 = handshake("tls1_1");
+  EXPECT_CONTAINS(tls11, "no peer certificate available");  // no session was made
+  EXPECT_CONTAINS(tls11, "Cipher is (NONE)");
+  for (const char* protocol : {"tls1_2", "tls1_3"}) {
+    const std::string log = handshake(protocol);
+    EXPECT_CONTAINS(log, "Server certificate");
+    EXPECT_EQ(log.find("Cipher is (NONE)"), std::string::npos) << log;
+    EXPECT_CONTAINS(log, std::string("New, TLSv1.") + protocol[5] + ", Cipher is ");
+  }
   EXPECT_TRUE(echo(tls_channel(host, certs)).ok()) << "the host stopped serving";
   EXPECT_EQ(host.stop(), 0) << host.log();
 }
