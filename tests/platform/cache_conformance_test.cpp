@@ -85,7 +85,6 @@ TEST(MemoryCache, ExpiredEntriesThatNobodyReadsAreDropped) {
   for (int i = 0; i < 1000; ++i) cache->increment("failures:10.0.0." + std::to_string(i), 1, milliseconds(1));
   cache->set("last", "x", milliseconds(1));
   ASSERT_TRUE(testing::eventually([&] { return !cache->get("last"); }));  // every counter has expired
-  EXPECT_EQ(cache->entry_count(), 1000u);                                 // expired, not yet dropped
   for (int i = 0; i < 200; ++i) cache->set("current", std::to_string(i), milliseconds(0));
   EXPECT_EQ(cache->entry_count(), 1u);
   EXPECT_EQ(cache->get("current"), "199");
