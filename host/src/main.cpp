@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <thread>
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "platform/store.hpp"
 #include "platform/timers.hpp"
 #include "plugin/call.hpp"
 #include "plugin/manager.hpp"
@@ -15,12 +16,6 @@ namespace {
 
 gv_bytes as_bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // One in-process call. It lives until the target plugin has finished it (or the deadline or a
@@ -72,12 +67,12 @@ class InProcessCall final : public gv_call,
     }
     route_ = it->second;
     if (deadline_unix_ms_ != INT64_MAX) {
-      if (deadline_unix_ms_ <= now_ms()) {
+      if (deadline_unix_ms_ <= now_unix_ms()) {
         return fail_and_delete(GV_STATUS_DEADLINE_EXCEEDED,
                                "the deadline passed before " + method_ + " was called");
       }
       // The timer holds the call weakly: a call released meanwhile is simply gone.
-      timer_ = platform_.timers->start(this, std::chrono::milliseconds(deadline_unix_ms_ - now_ms()),
+      timer_ = platform_.timers->start(this, std::chrono::milliseconds(deadline_unix_ms_ - now_unix_ms()),
                                        std::chrono::milliseconds(0), [weak = weak_from_this()] {
                                          if (auto call = weak.lock()) {
                                            call->end_early(GV_STATUS_DEADLINE_EXCEEDED,
@@ -230,7 +225,8 @@ class InProcessCall final : public gv_call,
 void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
                 std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context) {
   int64_t deadline = parent != nullptr ? parent->deadline_unix_ms() : INT64_MAX;
-  if (timeout_ms > 0) deadline = std::min<int64_t>(deadline, now_ms() + static_cast<int64_t>(timeout_ms));
+  if (timeout_ms > 0)
+    deadline = std::min<int64_t>(deadline, now_unix_ms() + static_cast<int64_t>(timeout_ms));
   gv_principal principal{};
   principal.struct_size = sizeof principal;
   if (parent != nullptr) parent->principal(&principal);

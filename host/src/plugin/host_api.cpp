@@ -193,12 +193,6 @@ platform::WorkPool& pool(gv_host_plugin* self) {
   return *self->platform->blocking;
 }
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 // Serials in the blocking pool for timers' and subscriptions' callbacks, unique in the host.
 uint64_t next_serial() {
   static std::atomic<uint64_t> serial{1};
@@ -213,7 +207,7 @@ gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, 
     if (call != nullptr) {
       precheck = [ended = call->ended_flag(), deadline = call->deadline_unix_ms()] {
         if (ended->load()) return GV_STATUS_CANCELLED;
-        if (deadline != INT64_MAX && now_unix_ms() >= deadline) return GV_STATUS_DEADLINE_EXCEEDED;
+        if (deadline != INT64_MAX && platform::now_unix_ms() >= deadline) return GV_STATUS_DEADLINE_EXCEEDED;
         return GV_STATUS_OK;
       };
     }

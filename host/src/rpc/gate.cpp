@@ -8,18 +8,9 @@
 
 #include "gameverse/auth/v1/auth.pb.h"
 #include "platform/service_calls.hpp"
+#include "platform/store.hpp"
 
 namespace gameverse::rpc {
-
-namespace {
-
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 Gate::Gate(const platform::Platform& platform, std::string keys_method)
     : platform_(platform),
@@ -122,7 +113,7 @@ bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
 }
 
 std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<const Caller>& caller) {
-  const int64_t now = now_unix_ms();
+  const int64_t now = platform::now_unix_ms();
   Shard& shard = shards_[TokenHash()(token) % kShards];
   {
     std::lock_guard lock(shard.mu);
