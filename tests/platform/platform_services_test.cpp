@@ -270,21 +270,31 @@ TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
                    "\"/gameverse.echo.v1.Echo/Stats\" = \"role:moderator\"\n"
                    "[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n");
   auto probe = pb::PlatformProbe::NewStub(host.channel());
-  auto relay = [&](const std::string& method, const std::string& token, std::string* response) {
+  // How the probe calls: naming the handler's context (Relay), by Host::call's default from a
+  // blocking handler, or with the plugin's own trust.
+  enum class Via { kNamedContext, kDefault, kAsPlugin };
+  auto relay = [&](const std::string& method, const std::string& token, std::string* response,
+                   Via via = Via::kNamedContext) {
     grpc::ClientContext context;
     if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
     pb::RelayRequest request;
     request.set_method(method);
+    request.set_as_plugin(via == Via::kAsPlugin);
     pb::RelayReply reply;
-    grpc::Status status = probe->Relay(&context, request, &reply);
+    grpc::Status status = via == Via::kNamedContext ? probe->Relay(&context, request, &reply)
+                                                    : probe->RelayBlocking(&context, request, &reply);
     if (response != nullptr) *response = reply.response();
     return status;
   };
-  const grpc::Status anonymous = relay("/gameverse.echo.v1.Echo/WhoAmI", "", nullptr);
-  EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(
-      anonymous.error_message(),
-      "method /gameverse.echo.v1.Echo/WhoAmI needs a signed-in caller, and the call it is made for has none");
+  for (Via via : {Via::kNamedContext, Via::kDefault}) {
+    const grpc::Status anonymous = relay("/gameverse.echo.v1.Echo/WhoAmI", "", nullptr, via);
+    EXPECT_EQ(anonymous.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(anonymous.error_message(),
+              "method /gameverse.echo.v1.Echo/WhoAmI needs a signed-in caller, and the call it is made for "
+              "has none");
+  }
+  // Only a plugin that says so acts with its own trust.
+  EXPECT_TRUE(relay("/gameverse.echo.v1.Echo/WhoAmI", "", nullptr, Via::kAsPlugin).ok());
 
   auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
   grpc::ClientContext context;
@@ -300,6 +310,9 @@ TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
   ASSERT_TRUE(me.ParseFromString(response));
   EXPECT_EQ(me.user_id(), ada.account().id())
       << "the caller did not carry over into the call between plugins";
+  ASSERT_TRUE(relay("/gameverse.echo.v1.Echo/WhoAmI", ada.access_token(), &response, Via::kDefault).ok());
+  ASSERT_TRUE(me.ParseFromString(response));
+  EXPECT_EQ(me.user_id(), ada.account().id()) << "Host::call's default did not act for the handler's caller";
   const grpc::Status player = relay("/gameverse.echo.v1.Echo/Stats", ada.access_token(), nullptr);
   EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(player.error_message(),

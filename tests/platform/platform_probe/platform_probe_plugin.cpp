@@ -33,6 +33,7 @@ class PlatformProbe final : public sdk::Plugin {
   static void describe(sdk::PluginBuilder<PlatformProbe>& b) {
     b.service("gameverse.platformprobe.v1.PlatformProbe")
         .unary_async("Relay", &PlatformProbe::relay, sdk::kPublic)
+        .blocking("RelayBlocking", &PlatformProbe::relay_blocking, sdk::kPublic)
         .unary_async("Ticks", &PlatformProbe::ticks, sdk::kPublic)
         .blocking("Cache", &PlatformProbe::cache, sdk::kPublic)
         .blocking("Publish", &PlatformProbe::publish, sdk::kPublic)
@@ -74,7 +75,7 @@ class PlatformProbe final : public sdk::Plugin {
   void relay(sdk::CallContext& context, const pb::RelayRequest& request,
              sdk::UnaryResponder<pb::RelayReply> out) {
     auto responder = std::make_shared<sdk::UnaryResponder<pb::RelayReply>>(std::move(out));
-    host_.call_async(request.method(), request.request(), &context,
+    host_.call_async(request.method(), request.request(), context,
                      std::chrono::milliseconds(request.timeout_ms()),
                      [this, responder](sdk::CallResult result) {
                        relayed_.record(1, {result.status.is_ok() ? "ok" : "error"});
@@ -86,6 +87,16 @@ class PlatformProbe final : public sdk::Plugin {
                        reply.set_response(result.response);
                        responder->reply(reply);
                      });
+  }
+
+  sdk::Status relay_blocking(sdk::CallContext&, const pb::RelayRequest& request, pb::RelayReply& reply) {
+    const std::chrono::milliseconds timeout(request.timeout_ms());
+    sdk::CallResult result = request.as_plugin()
+                                 ? host_.call(request.method(), request.request(), sdk::as_plugin, timeout)
+                                 : host_.call(request.method(), request.request(), timeout);
+    if (!result.status.is_ok()) return result.status;
+    reply.set_response(result.response);
+    return {};
   }
 
   void ticks(sdk::CallContext&, const pb::TicksRequest& request, sdk::UnaryResponder<pb::TicksReply> out) {

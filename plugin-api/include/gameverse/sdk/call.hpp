@@ -26,10 +26,18 @@ struct Principal {
   bool anonymous() const { return user_id.empty(); }
 };
 
-// Read access to one call, valid while the handler that received it runs.
+// Read access to one call, valid while the handler that received it runs. While it lives it is
+// its thread's current call: Host::call made from the handler acts for that caller by default.
 class CallContext {
  public:
-  explicit CallContext(gv_call* call) : call_(call) {}
+  explicit CallContext(gv_call* call) : call_(call), outer_(current_slot()) { current_slot() = this; }
+  ~CallContext() { current_slot() = outer_; }
+  CallContext(const CallContext&) = delete;
+  CallContext& operator=(const CallContext&) = delete;
+
+  // The call whose handler runs on this thread; null outside handlers (timers, subscriptions,
+  // callbacks that run after the handler returned).
+  static const CallContext* current() { return current_slot(); }
 
   std::chrono::system_clock::time_point deadline() const {
     return to_time_point(detail::host_api()->call_deadline(call_));
@@ -73,7 +81,14 @@ class CallContext {
   }
 
  private:
+  // A pointer: no destructor, so it never pins the plugin's library to a thread (see detail/abi.hpp).
+  static const CallContext*& current_slot() {
+    static thread_local const CallContext* slot = nullptr;
+    return slot;
+  }
+
   gv_call* call_;
+  const CallContext* outer_;
 };
 
 // The host's document store, for the collections the plugin declared (PluginBuilder::collection).

@@ -121,6 +121,12 @@ struct CallResult {
   std::string response;  // serialized response message, when status is OK
 };
 
+// Tag for Host::call: call with the plugin's own trust instead of for a caller.
+struct AsPlugin {
+  explicit constexpr AsPlugin() = default;
+};
+inline constexpr AsPlugin as_plugin{};
+
 class Host {
  public:
   Host(const gv_host_api* api, gv_host_plugin* self) : api_(api), self_(self) {}
@@ -299,17 +305,78 @@ class Host {
 
   // Calls a unary method of another service in process and waits for its answer: from a blocking
   // handler, timer or subscription (or Host::run_blocking), never from a hook on a host thread.
-  // With `parent`, the caller's principal and deadline carry over. A blocking method of this same
-  // plugin needs a thread of its share, which the waiting callers may hold: give it a timeout.
-  CallResult call(std::string_view method, std::string_view request, const CallContext* parent = nullptr,
+  // The call acts for a caller, who meets the target's access policy and whose deadline carries
+  // over: by default the caller of the handler running on this thread; `caller` names one (for
+  // work that outlives its handler). `sdk::as_plugin` calls with this plugin's own trust, past the
+  // target's policy: for the plugin's own work, never on a caller's behalf. Outside a handler the
+  // default has no caller and the call fails (kFailedPrecondition) rather than guess.
+  // A blocking method of this same plugin needs a thread of its share, which the waiting callers
+  // may hold: give it a timeout.
+  CallResult call(std::string_view method, std::string_view request,
                   std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    return wait_for(method, request, Parent::current(), timeout);
+  }
+  CallResult call(std::string_view method, std::string_view request, const CallContext& caller,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    return wait_for(method, request, Parent{&caller, false}, timeout);
+  }
+  CallResult call(std::string_view method, std::string_view request, AsPlugin,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    return wait_for(method, request, Parent{nullptr, true}, timeout);
+  }
+
+  // Typed: serializes the request, parses the response; failures throw Error with the status.
+  template <class Response, class Request>
+  Response call(std::string_view method, const Request& request,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    return typed<Response>(method, request, Parent::current(), timeout);
+  }
+  template <class Response, class Request>
+  Response call(std::string_view method, const Request& request, const CallContext& caller,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    return typed<Response>(method, request, Parent{&caller, false}, timeout);
+  }
+  template <class Response, class Request>
+  Response call(std::string_view method, const Request& request, AsPlugin,
+                std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
+    return typed<Response>(method, request, Parent{nullptr, true}, timeout);
+  }
+
+  // Calls and returns at once; `done` runs once with the outcome, on some thread. The caller is
+  // chosen as for `call`.
+  void call_async(std::string_view method, std::string_view request, std::chrono::milliseconds timeout,
+                  std::function<void(CallResult)> done) const {
+    start(method, request, Parent::current(), timeout, std::move(done));
+  }
+  void call_async(std::string_view method, std::string_view request, const CallContext& caller,
+                  std::chrono::milliseconds timeout, std::function<void(CallResult)> done) const {
+    start(method, request, Parent{&caller, false}, timeout, std::move(done));
+  }
+  void call_async(std::string_view method, std::string_view request, AsPlugin,
+                  std::chrono::milliseconds timeout, std::function<void(CallResult)> done) const {
+    start(method, request, Parent{nullptr, true}, timeout, std::move(done));
+  }
+
+  const gv_host_api* api() const { return api_; }
+  gv_host_plugin* self() const { return self_; }
+
+ private:
+  // Whom a call between services acts for: a caller's call, or (as_plugin) the plugin itself.
+  struct Parent {
+    const CallContext* caller;
+    bool as_plugin;
+    static Parent current() { return {CallContext::current(), false}; }
+  };
+
+  CallResult wait_for(std::string_view method, std::string_view request, Parent parent,
+                      std::chrono::milliseconds timeout) const {
     struct Waiter {
       std::mutex mu;
       std::condition_variable cv;
       bool done = false;
       CallResult result;
     } waiter;
-    call_async(method, request, parent, timeout, [&waiter](CallResult result) {
+    start(method, request, parent, timeout, [&waiter](CallResult result) {
       std::lock_guard lock(waiter.mu);
       waiter.result = std::move(result);
       waiter.done = true;
@@ -320,11 +387,10 @@ class Host {
     return std::move(waiter.result);
   }
 
-  // Typed: serializes the request, parses the response; failures throw Error with the status.
   template <class Response, class Request>
-  Response call(std::string_view method, const Request& request, const CallContext* parent = nullptr,
-                std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) const {
-    CallResult result = call(method, request.SerializeAsString(), parent, timeout);
+  Response typed(std::string_view method, const Request& request, Parent parent,
+                 std::chrono::milliseconds timeout) const {
+    CallResult result = wait_for(method, request.SerializeAsString(), parent, timeout);
     if (!result.status.is_ok()) throw Error(result.status);
     Response response;
     if (!detail::parse(std::string_view(result.response), response)) {
@@ -334,13 +400,20 @@ class Host {
     return response;
   }
 
-  // Calls and returns at once; `done` runs once with the outcome, on some thread.
-  void call_async(std::string_view method, std::string_view request, const CallContext* parent,
-                  std::chrono::milliseconds timeout, std::function<void(CallResult)> done) const {
+  void start(std::string_view method, std::string_view request, Parent parent,
+             std::chrono::milliseconds timeout, std::function<void(CallResult)> done) const {
+    if (parent.caller == nullptr && !parent.as_plugin) {
+      done(CallResult{Status(StatusCode::kFailedPrecondition,
+                             "calling " + std::string(method) +
+                                 " outside a handler: pass the CallContext of the call it is made for, or "
+                                 "sdk::as_plugin to call with this plugin's own trust"),
+                      {}});
+      return;
+    }
     auto* context = new std::function<void(CallResult)>(std::move(done));
     api_->call_unary(
-        self_, parent != nullptr ? parent->handle() : nullptr, detail::bytes(method), detail::bytes(request),
-        static_cast<uint64_t>(timeout.count()),
+        self_, parent.caller != nullptr ? parent.caller->handle() : nullptr, detail::bytes(method),
+        detail::bytes(request), static_cast<uint64_t>(timeout.count()),
         [](void* ctx, gv_status_code code, gv_bytes message, gv_bytes response) {
           std::unique_ptr<std::function<void(CallResult)>> callback(
               static_cast<std::function<void(CallResult)>*>(ctx));
@@ -350,10 +423,6 @@ class Host {
         context);
   }
 
-  const gv_host_api* api() const { return api_; }
-  gv_host_plugin* self() const { return self_; }
-
- private:
   static uint32_t flags_of(Run run) {
     return run == Run::kBlocking ? static_cast<uint32_t>(GV_RUN_BLOCKING) : 0u;
   }

@@ -1,0 +1,37 @@
+// Whom a call between services acts for when the plugin does not say: the caller of the handler
+// running on the thread, or, outside any handler, nobody (the call fails instead of guessing).
+#include <gtest/gtest.h>
+#include <gameverse/sdk/plugin.hpp>
+
+#include "plugin/plugin.hpp"
+
+namespace gameverse::sdk {
+namespace {
+
+TEST(SdkCallsBetweenServices, AHandlersContextIsTheThreadsCurrentCallWhileItRuns) {
+  EXPECT_EQ(CallContext::current(), nullptr);
+  {
+    const CallContext outer(nullptr);
+    EXPECT_EQ(CallContext::current(), &outer);
+    {
+      const CallContext inner(nullptr);  // a handler called in process from the outer one
+      EXPECT_EQ(CallContext::current(), &inner);
+    }
+    EXPECT_EQ(CallContext::current(), &outer);
+  }
+  EXPECT_EQ(CallContext::current(), nullptr);
+}
+
+TEST(SdkCallsBetweenServices, OutsideAHandlerTheDefaultCallFailsAndNamesTheChoices) {
+  gv_host_api api = plugin::host_api(2);
+  gv_host_plugin self;
+  const Host host(&api, &self);
+  const CallResult result = host.call("/gameverse.echo.v1.Echo/Echo", "");
+  EXPECT_EQ(result.status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(result.status.message(),
+            "calling /gameverse.echo.v1.Echo/Echo outside a handler: pass the CallContext of the call it is "
+            "made for, or sdk::as_plugin to call with this plugin's own trust");
+}
+
+}  // namespace
+}  // namespace gameverse::sdk
