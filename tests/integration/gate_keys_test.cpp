@@ -27,7 +27,8 @@ struct KeyPair {
 
 KeyPair make_key(const std::string& kid) {
   tokens::ensure_sodium();
-  KeyPair key{kid, std::string(crypto_sign_PUBLICKEYBYTES, '\0'), std::string(crypto_sign_SECRETKEYBYTES, '\0')};
+  KeyPair key{kid, std::string(crypto_sign_PUBLICKEYBYTES, '\0'),
+              std::string(crypto_sign_SECRETKEYBYTES, '\0')};
   crypto_sign_keypair(reinterpret_cast<unsigned char*>(key.public_key.data()),
                       reinterpret_cast<unsigned char*>(key.secret_key.data()));
   return key;

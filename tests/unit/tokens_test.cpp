@@ -24,9 +24,10 @@ class TokenVerification : public ::testing::Test {
   std::string signed_token(const nlohmann::json& header, const nlohmann::json& payload) const {
     const std::string input = base64url(header.dump()) + "." + base64url(payload.dump());
     unsigned char signature[crypto_sign_BYTES];
-    crypto_sign_detached(signature, nullptr, reinterpret_cast<const unsigned char*>(input.data()), input.size(),
-                         reinterpret_cast<const unsigned char*>(secret_key_.data()));
-    return input + "." + base64url(std::string_view(reinterpret_cast<const char*>(signature), sizeof signature));
+    crypto_sign_detached(signature, nullptr, reinterpret_cast<const unsigned char*>(input.data()),
+                         input.size(), reinterpret_cast<const unsigned char*>(secret_key_.data()));
+    return input + "." +
+           base64url(std::string_view(reinterpret_cast<const char*>(signature), sizeof signature));
   }
   nlohmann::json payload() const {
     return {{"iss", "gameverse"}, {"aud", "gameverse"}, {"sub", "ada"},

@@ -51,12 +51,14 @@ void Gate::revoke(const std::string& serialized) {
     std::lock_guard lock(revoked_.mu);
     if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) {
       std::erase_if(revoked_.sessions, [now](const auto& entry) { return entry.second <= now; });
-      std::erase_if(revoked_.accounts, [now](const auto& entry) { return entry.second.until_unix_ms <= now; });
+      std::erase_if(revoked_.accounts,
+                    [now](const auto& entry) { return entry.second.until_unix_ms <= now; });
     }
     if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) {
-      spdlog::warn("gate: {} revocations are kept already; this one is dropped and its tokens stay valid "
-                   "until they expire",
-                   kMaxRevocations);
+      spdlog::warn(
+          "gate: {} revocations are kept already; this one is dropped and its tokens stay valid "
+          "until they expire",
+          kMaxRevocations);
       return;
     }
     if (!revocation.session_id().empty()) {
@@ -115,8 +117,8 @@ void Gate::store_keys(const std::string& serialized) {
   if (message.has_clock_skew_ms()) keys->validation.clock_skew_ms = message.clock_skew_ms();
   for (const auto& k : message.keys()) {
     if (k.algorithm() != "EdDSA" || k.public_key().size() != crypto_sign_PUBLICKEYBYTES) {
-      spdlog::warn("gate: skipping verification key '{}': algorithm '{}', {} bytes", tokens::printable(k.kid()),
-                   tokens::printable(k.algorithm()), k.public_key().size());
+      spdlog::warn("gate: skipping verification key '{}': algorithm '{}', {} bytes",
+                   tokens::printable(k.kid()), tokens::printable(k.algorithm()), k.public_key().size());
       continue;
     }
     keys->keys.push_back({k.kid(), k.public_key()});
@@ -228,7 +230,8 @@ std::optional<grpc::Status> Gate::verify(std::string_view token, std::shared_ptr
     // host): fetched in the background, at most once a second, so that no completion-queue thread
     // waits for it; the caller retries.
     int64_t last = last_unknown_key_fetch_ms_.load();
-    if (now - last >= 1000 && last_unknown_key_fetch_ms_.compare_exchange_strong(last, now)) refresh_keys_soon();
+    if (now - last >= 1000 && last_unknown_key_fetch_ms_.compare_exchange_strong(last, now))
+      refresh_keys_soon();
     if (fetches_in_flight_.load() > 0) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "verification keys are being refreshed; retry");
     }

@@ -102,8 +102,8 @@ inline std::string printable(std::string_view text) {
   constexpr size_t kMax = 32;
   std::string out;
   for (const char c : text.substr(0, kMax)) {
-    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                       c == '_' || c == '-';
+    const bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       c == '.' || c == '_' || c == '-';
     out += plain ? c : '?';
   }
   if (text.size() > kMax) out += "...";
@@ -163,7 +163,8 @@ inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys,
   const std::string kid = header.contains("kid") && header["kid"].is_string() ? header["kid"] : "";
   const auto key = std::find_if(keys.begin(), keys.end(), [&](const VerifyKey& k) { return k.kid == kid; });
   if (key == keys.end())
-    throw TokenError(TokenError::Kind::kUnknownKey, "token signed with an unknown key '" + printable(kid) + "'");
+    throw TokenError(TokenError::Kind::kUnknownKey,
+                     "token signed with an unknown key '" + printable(kid) + "'");
   const std::string signature = part(token.substr(second + 1), "signature");
   const std::string_view input = token.substr(0, second);
   if (signature.size() != crypto_sign_BYTES || key->public_key.size() != crypto_sign_PUBLICKEYBYTES ||
@@ -178,7 +179,8 @@ inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys,
   }
   const nlohmann::json payload =
       nlohmann::json::parse(part(token.substr(first + 1, second - first - 1), "payload"), nullptr, false);
-  if (!payload.is_object() || !payload.contains("sub") || !payload["sub"].is_string() || !payload.contains("exp")) {
+  if (!payload.is_object() || !payload.contains("sub") || !payload["sub"].is_string() ||
+      !payload.contains("exp")) {
     throw TokenError(TokenError::Kind::kMalformed, "malformed token: its payload lacks sub or exp");
   }
   // A time claim in whole seconds between 1970 and 9999, as milliseconds; -1 when absent.
@@ -208,12 +210,13 @@ inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys,
   }
   // "aud" is one string or an array of them (RFC 7519).
   const nlohmann::json* aud = payload.contains("aud") ? &payload["aud"] : nullptr;
-  const bool for_us =
-      aud != nullptr && (aud->is_array() ? std::find(aud->begin(), aud->end(), expected.audience) != aud->end()
-                                         : *aud == expected.audience);
+  const bool for_us = aud != nullptr &&
+                      (aud->is_array() ? std::find(aud->begin(), aud->end(), expected.audience) != aud->end()
+                                       : *aud == expected.audience);
   if (!for_us) {
-    throw TokenError(TokenError::Kind::kWrongAudience, "token audience (aud) does not include '" +
-                                                           expected.audience + "': meant for another service");
+    throw TokenError(
+        TokenError::Kind::kWrongAudience,
+        "token audience (aud) does not include '" + expected.audience + "': meant for another service");
   }
   if (now_unix_ms >= claims.expires_unix_ms + expected.clock_skew_ms) {
     throw TokenError(TokenError::Kind::kExpired, "token expired");

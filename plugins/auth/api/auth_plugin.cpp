@@ -167,10 +167,11 @@ class AuthPlugin final : public sdk::Plugin {
         keys_(init.host.store(), key_encryption_key(init.host)),
         counters_(init.host.cache()),
         revocations_(init.host),
-        service_(settings_from(init.host), accounts_, sessions_, keys_, counters_, now_unix_ms, &revocations_) {
+        service_(settings_from(init.host), accounts_, sessions_, keys_, counters_, now_unix_ms,
+                 &revocations_) {
     // The first signing key exists (or is made) before serving, and every stored one opens.
     service_.verification_keys();
-    if (init.host.config_string("signing_key").empty() && key_encryption_key(init.host).empty()) {
+    if (init.host.config_string("signing_key").empty() && !keys_.sealed()) {
       init.host.warn(
           "auth: generated signing keys are stored in plain text; set key_encryption_key_file or "
           "GAMEVERSE_AUTH_KEK to seal them, or configure signing_key with generate_keys = false");
@@ -214,11 +215,14 @@ class AuthPlugin final : public sdk::Plugin {
         .config_string("key_encryption_key_file", "",
                        "File with a base64 32-byte key that seals generated signing keys in the store; "
                        "empty: the environment variable GAMEVERSE_AUTH_KEK, if set")
-        .config_string("issuer", gameverse::tokens::kDefaultIssuer, "The tokens' issuer (iss)", sdk::non_empty())
-        .config_string("audience", gameverse::tokens::kDefaultAudience, "The tokens' audience (aud)", sdk::non_empty())
-        .config_int("clock_skew_s", gameverse::tokens::kClockSkewMs / 1000,
-                    "How far apart hosts' clocks may be: tokens are accepted this long past exp and before nbf",
-                    sdk::between(0, 300))
+        .config_string("issuer", gameverse::tokens::kDefaultIssuer, "The tokens' issuer (iss)",
+                       sdk::non_empty())
+        .config_string("audience", gameverse::tokens::kDefaultAudience, "The tokens' audience (aud)",
+                       sdk::non_empty())
+        .config_int(
+            "clock_skew_s", gameverse::tokens::kClockSkewMs / 1000,
+            "How far apart hosts' clocks may be: tokens are accepted this long past exp and before nbf",
+            sdk::between(0, 300))
         .config_int("argon2_opslimit", 3, "Argon2id passes", sdk::between(1, 64))
         .config_int("argon2_memlimit_kib", 64 * 1024, "Argon2id memory, in KiB",
                     sdk::between(8, 4 * 1024 * 1024))

@@ -43,7 +43,8 @@ int64_t AuthService::key_not_after(const SigningKey& key) const {
   // The configured key signs and verifies until it is replaced; one that no longer is configured
   // (replaced after a leak, or the config emptied) is retired at once: it neither verifies nor is
   // published, and sessions go on through their (unsigned) refresh tokens.
-  if (key.kid.rfind("config-", 0) == 0) return configured_key_ && key.kid == configured_key_->kid ? INT64_MAX : 0;
+  if (key.kid.rfind("config-", 0) == 0)
+    return configured_key_ && key.kid == configured_key_->kid ? INT64_MAX : 0;
   return key.created_unix_ms + ms(settings_.key_rotation) + ms(settings_.access_ttl);
 }
 

@@ -20,8 +20,8 @@ struct AuthSettings {
   int64_t max_failures_per_address = 20;
   std::chrono::milliseconds failure_window{std::chrono::minutes(15)};
   std::chrono::milliseconds lockout{std::chrono::minutes(15)};
-  std::string signing_key_seed;  // base64 Ed25519 seed, kept in memory only; empty: generated keys
-  bool generate_keys = true;     // false: a configured signing key is required
+  std::string signing_key_seed;   // base64 Ed25519 seed, kept in memory only; empty: generated keys
+  bool generate_keys = true;      // false: a configured signing key is required
   tokens::Validation validation;  // "iss", "aud" and the clock skew of the tokens
   std::vector<std::string> bootstrap_admins;  // usernames that are admins when they register
 };

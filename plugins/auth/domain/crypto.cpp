@@ -105,17 +105,17 @@ std::string seal_secret(const std::string& kek, const std::string& kid, const st
 
 std::string open_secret(const std::string& kek, const std::string& kid, const std::string& sealed) {
   ensure_sodium();
-  constexpr size_t kOverhead = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+  constexpr size_t kOverhead =
+      crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES;
   std::string secret(sealed.size() > kOverhead ? sealed.size() - kOverhead : 0, '\0');
   unsigned long long length = 0;
   const auto* nonce = reinterpret_cast<const unsigned char*>(sealed.data());
-  if (sealed.size() <= kOverhead ||
-      crypto_aead_xchacha20poly1305_ietf_decrypt(
-          reinterpret_cast<unsigned char*>(secret.data()), &length, nullptr,
-          nonce + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-          sealed.size() - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-          reinterpret_cast<const unsigned char*>(kid.data()), kid.size(), nonce,
-          reinterpret_cast<const unsigned char*>(kek.data())) != 0) {
+  if (sealed.size() <= kOverhead || crypto_aead_xchacha20poly1305_ietf_decrypt(
+                                        reinterpret_cast<unsigned char*>(secret.data()), &length, nullptr,
+                                        nonce + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                                        sealed.size() - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                                        reinterpret_cast<const unsigned char*>(kid.data()), kid.size(), nonce,
+                                        reinterpret_cast<const unsigned char*>(kek.data())) != 0) {
     throw AuthError(K::kInvalidArgument,
                     "the stored signing key '" + kid +
                         "' does not decrypt with the configured key encryption key (key_encryption_key_file "

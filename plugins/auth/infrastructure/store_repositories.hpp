@@ -53,6 +53,7 @@ class StoreSigningKeys final : public SigningKeys {
   std::vector<SigningKey> all() override;
   void add(const SigningKey& key) override;
   void remove(const std::string& kid) override;
+  bool sealed() const { return !kek_.empty(); }
 
  private:
   sdk::Store store_;

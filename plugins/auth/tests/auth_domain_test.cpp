@@ -27,8 +27,8 @@ class AuthRules : public ::testing::Test {
   AuthService& service(AuthSettings settings = {}) {
     settings.hasher = {1, 8 * 1024};  // fast for tests; the cost does not change the rules
     settings.bootstrap_admins = {"root"};
-    service_ = std::make_unique<AuthService>(settings, accounts_, sessions_, keys_, counters_,
-                                             [this] { return now_; }, &revocations_);
+    service_ = std::make_unique<AuthService>(
+        settings, accounts_, sessions_, keys_, counters_, [this] { return now_; }, &revocations_);
     return *service_;
   }
   // Expects `f` to throw AuthError of `kind` and returns its message.
@@ -299,7 +299,8 @@ TEST_F(AuthRules, AReplacedConfiguredKeyIsRetiredAtOnce) {
 // A configured key lives in memory only: the store never holds it (nor one an older version put
 // there), and without it key generation can be turned off.
 TEST_F(AuthRules, AConfiguredKeyIsNeverStored) {
-  keys_.add(signing_key_from_seed("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", now_));  // as older versions did
+  // Stored, as older versions did.
+  keys_.add(signing_key_from_seed("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", now_));
   AuthSettings settings;
   settings.signing_key_seed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
   settings.generate_keys = false;
@@ -350,8 +351,9 @@ TEST_F(AuthRules, GrantingChecksTheCallersStoredRolesNotTheToken) {
   EXPECT_EQ(revocations_.published[0].account_id, root.account.id);
   EXPECT_EQ(revocations_.published[0].issued_before_unix_ms, now_);
   EXPECT_EQ(revocations_.published[0].until_unix_ms, now_ + 15 * 60'000);
-  EXPECT_EQ(failure(K::kPermissionDenied, [&] { auth.set_role(root_caller, root.account.id, "admin", true); }),
-            "granting roles needs the admin role");
+  EXPECT_EQ(
+      failure(K::kPermissionDenied, [&] { auth.set_role(root_caller, root.account.id, "admin", true); }),
+      "granting roles needs the admin role");
 }
 
 TEST_F(AuthRules, EndedSessionsAreAnnouncedForTheGate) {

@@ -66,8 +66,8 @@ class AuthHost {
     request.set_refresh_token(refresh_token);
     return auth_->Refresh(&context, request, out);
   }
-  grpc::Status set_role(const std::string& access_token, const std::string& account_id, const std::string& role,
-                        bool grant) {
+  grpc::Status set_role(const std::string& access_token, const std::string& account_id,
+                        const std::string& role, bool grant) {
     grpc::ClientContext context;
     context.AddMetadata("authorization", "Bearer " + access_token);
     pb::RoleRequest request;
@@ -112,7 +112,8 @@ std::vector<platform::StoredObject> stored_keys(const std::filesystem::path& dat
 
 size_t occurrences(const std::string& haystack, const std::string& needle) {
   size_t count = 0;
-  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) ++count;
+  for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1))
+    ++count;
   return count;
 }
 
@@ -198,8 +199,9 @@ TEST(Issuer, ADeploymentSharingTheSigningKeyRefusesAnothersTokens) {
   ASSERT_TRUE(b.account(theirs.access_token()).ok());
   const grpc::Status refused = a.account(theirs.access_token());
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(refused.error_message(),
-            "the access token was refused: token issuer (iss) is not 'studio-a': issued by another deployment");
+  EXPECT_EQ(
+      refused.error_message(),
+      "the access token was refused: token issuer (iss) is not 'studio-a': issued by another deployment");
 }
 
 // Hosts A and B on one store: when A moves to a new key, B's gate accepts A's new tokens without
@@ -304,7 +306,8 @@ TEST_F(KeysAtRestWithAKek, GeneratedKeysAreSealedAndTokensVerifyAfterARestart) {
                       "or GAMEVERSE_AUTH_KEK)");
   grpc::ClientContext context;
   pb::VerificationKeys keys;
-  const grpc::Status status = wrong.stub().GetVerificationKeys(&context, pb::GetVerificationKeysRequest(), &keys);
+  const grpc::Status status =
+      wrong.stub().GetVerificationKeys(&context, pb::GetVerificationKeysRequest(), &keys);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
 }
 
