@@ -20,9 +20,9 @@ Gate::Gate(const platform::Platform& platform, std::string keys_method)
       keys_(std::make_shared<KeySet>()) {
   alive_->gate = this;
   if (platform_.pubsub != nullptr) {
-    revocation_subscription_ = platform_.pubsub->subscribe(
-        this, tokens::kRevocationTopic,
-        [this](const std::string&, const std::string& payload) { revoke(payload); });
+    // Ended with cancel_all in the destructor.
+    platform_.pubsub->subscribe(this, tokens::kRevocationTopic,
+                                [this](const std::string&, const std::string& payload) { revoke(payload); });
     platform_.pubsub->set_active(this, true);
   }
 }

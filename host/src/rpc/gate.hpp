@@ -125,7 +125,6 @@ class Gate {
   Revoked revoked_;
   // Bumped by every revocation: a verification that began before one does not cache its token.
   std::atomic<uint64_t> revocation_epoch_{0};
-  uint64_t revocation_subscription_ = 0;
 };
 
 }  // namespace gameverse::rpc

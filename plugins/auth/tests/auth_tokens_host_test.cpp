@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -186,6 +187,24 @@ TEST_F(Revocation, ADemotedAdminsOldTokenCannotGrantRoles) {
   }));
   EXPECT_EQ(host_.set_role(again.access_token(), root.account().id(), "admin", true).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// Two hosts on one store and one Redis: a logout through one host ends the session's token at the
+// other host's gate, which had verified and remembered it.
+TEST(AcrossHosts, ALogoutThroughOneHostIsSeenByTheOthersGate) {
+  const char* redis = std::getenv("GAMEVERSE_TEST_REDIS_URL");
+  ASSERT_NE(redis, nullptr) << "GAMEVERSE_TEST_REDIS_URL is not set: run the suite with `tools/gv test`";
+  const std::string shared = std::string("[redis]\nurl = \"") + redis + "\"\n[pubsub]\nbackend = \"redis\"\n";
+  TempDir data;
+  AuthHost a(data.path(), shared);
+  AuthHost b(data.path(), shared);
+  const pb::Session ada = a.sign_up("ada");
+  ASSERT_TRUE(b.account(ada.access_token()).ok());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + ada.access_token());
+  pb::LogoutReply reply;
+  ASSERT_TRUE(a.stub().Logout(&context, pb::LogoutRequest(), &reply).ok());
+  EXPECT_TRUE(b.refuses(ada.access_token(), "the session was ended; sign in again"));
 }
 
 // Two deployments that share a signing key but not the issuer refuse each other's tokens.
