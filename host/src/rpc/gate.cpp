@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "gameverse/auth/v1/auth.pb.h"
+#include "platform/pubsub.hpp"
 #include "platform/service_calls.hpp"
 #include "platform/store.hpp"
 
@@ -16,18 +17,92 @@ Gate::Gate(const platform::Platform& platform, std::string keys_method)
     : platform_(platform),
       alive_(std::make_shared<Alive>()),
       keys_method_(std::move(keys_method)),
-      keys_(std::make_shared<std::vector<tokens::VerifyKey>>()) {
+      keys_(std::make_shared<KeySet>()) {
   alive_->gate = this;
+  if (platform_.pubsub != nullptr) {
+    // Ended with cancel_all in the destructor.
+    platform_.pubsub->subscribe(this, tokens::kRevocationTopic,
+                                [this](const std::string&, const std::string& payload) { revoke(payload); });
+    platform_.pubsub->set_active(this, true);
+  }
 }
 
 Gate::~Gate() {
+  if (platform_.pubsub != nullptr) platform_.pubsub->cancel_all(this, true);
   std::lock_guard lock(alive_->mu);
   alive_->gate = nullptr;
 }
 
 size_t Gate::key_count() const {
   std::lock_guard lock(keys_mu_);
-  return keys_->size();
+  return keys_->keys.size();
+}
+
+void Gate::revoke(const std::string& serialized) {
+  gameverse::auth::v1::Revocation revocation;
+  if (!revocation.ParseFromString(serialized) ||
+      (revocation.session_id().empty() && revocation.account_id().empty())) {
+    spdlog::warn("gate: a message on {} is not a Revocation; ignored", tokens::kRevocationTopic);
+    return;
+  }
+  const int64_t now = platform::now_unix_ms();
+  if (revocation.until_unix_ms() <= now) return;  // its tokens have all expired
+  {
+    std::lock_guard lock(revoked_.mu);
+    if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) {
+      std::erase_if(revoked_.sessions, [now](const auto& entry) { return entry.second <= now; });
+      std::erase_if(revoked_.accounts,
+                    [now](const auto& entry) { return entry.second.until_unix_ms <= now; });
+    }
+    if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) {
+      spdlog::warn(
+          "gate: {} revocations are kept already; this one is dropped and its tokens stay valid "
+          "until they expire",
+          kMaxRevocations);
+      return;
+    }
+    if (!revocation.session_id().empty()) {
+      int64_t& until = revoked_.sessions[revocation.session_id()];
+      until = std::max(until, revocation.until_unix_ms());
+    }
+    if (!revocation.account_id().empty()) {
+      auto [it, added] = revoked_.accounts.try_emplace(
+          revocation.account_id(),
+          Revoked::Account{revocation.issued_before_unix_ms(), revocation.until_unix_ms()});
+      if (!added) {
+        it->second.issued_before_unix_ms =
+            std::max(it->second.issued_before_unix_ms, revocation.issued_before_unix_ms());
+        it->second.until_unix_ms = std::max(it->second.until_unix_ms, revocation.until_unix_ms());
+      }
+    }
+  }
+  // After the set holds it and the epoch moved on, no verification caches a matching token again:
+  // drop those cached already.
+  ++revocation_epoch_;
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mu);
+    std::erase_if(shard.tokens, [&](const auto& entry) {
+      const Caller& caller = *entry.second.caller;
+      return revoked(caller.session_id, caller.user_id, entry.second.issued_unix_ms).has_value();
+    });
+  }
+}
+
+std::optional<std::string> Gate::revoked(const std::string& session_id, const std::string& user_id,
+                                         int64_t issued_unix_ms) {
+  const int64_t now = platform::now_unix_ms();
+  std::lock_guard lock(revoked_.mu);
+  if (!session_id.empty()) {
+    auto it = revoked_.sessions.find(session_id);
+    if (it != revoked_.sessions.end() && now < it->second) return "the session was ended; sign in again";
+  }
+  auto it = revoked_.accounts.find(user_id);
+  // "iat" has whole seconds: a token of the same second as the change counts as before it.
+  if (it != revoked_.accounts.end() && now < it->second.until_unix_ms &&
+      issued_unix_ms <= it->second.issued_before_unix_ms) {
+    return "roles changed; refresh the token";
+  }
+  return std::nullopt;
 }
 
 void Gate::store_keys(const std::string& serialized) {
@@ -36,22 +111,28 @@ void Gate::store_keys(const std::string& serialized) {
     spdlog::error("gate: {} answered with bytes that are not VerificationKeys", keys_method_);
     return;
   }
-  auto keys = std::make_shared<std::vector<tokens::VerifyKey>>();
+  auto keys = std::make_shared<KeySet>();
+  if (!message.issuer().empty()) keys->validation.issuer = message.issuer();
+  if (!message.audience().empty()) keys->validation.audience = message.audience();
+  if (message.has_clock_skew_ms()) keys->validation.clock_skew_ms = message.clock_skew_ms();
   for (const auto& k : message.keys()) {
     if (k.algorithm() != "EdDSA" || k.public_key().size() != crypto_sign_PUBLICKEYBYTES) {
-      spdlog::warn("gate: skipping verification key '{}': algorithm '{}', {} bytes", k.kid(), k.algorithm(),
-                   k.public_key().size());
+      spdlog::warn("gate: skipping verification key '{}': algorithm '{}', {} bytes",
+                   tokens::printable(k.kid()), tokens::printable(k.algorithm()), k.public_key().size());
       continue;
     }
-    keys->push_back({k.kid(), k.public_key()});
+    keys->keys.push_back({k.kid(), k.public_key()});
   }
   bool dropped = false;
   {
     std::lock_guard lock(keys_mu_);
-    for (const tokens::VerifyKey& old : *keys_) {
-      dropped |= std::none_of(keys->begin(), keys->end(),
+    for (const tokens::VerifyKey& old : keys_->keys) {
+      dropped |= std::none_of(keys->keys.begin(), keys->keys.end(),
                               [&](const tokens::VerifyKey& k) { return k.kid == old.kid; });
     }
+    dropped |= keys->validation.issuer != keys_->validation.issuer ||
+               keys->validation.audience != keys_->validation.audience ||
+               keys->validation.clock_skew_ms != keys_->validation.clock_skew_ms;
     keys_ = std::move(keys);
   }
   if (dropped) forget_tokens();  // a retired key no longer vouches for the tokens it signed
@@ -83,6 +164,7 @@ bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
   };
   auto wait = std::make_shared<Wait>();
   wait->alive = alive_;
+  ++fetches_in_flight_;
   // The context outlives a timed-out wait: the callback holds its own reference.
   auto* context = new std::shared_ptr<Wait>(wait);
   platform::call_unary(
@@ -100,6 +182,10 @@ bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
           spdlog::warn("gate: fetching verification keys failed: {}",
                        std::string_view(reinterpret_cast<const char*>(message.data), message.size));
         }
+        {
+          std::lock_guard alive(w.alive->mu);
+          if (w.alive->gate != nullptr) --w.alive->gate->fetches_in_flight_;
+        }
         std::lock_guard lock(w.mu);
         w.done = true;
         w.ok = code == GV_STATUS_OK;
@@ -112,7 +198,7 @@ bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
   return wait->ok;
 }
 
-std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<const Caller>& caller) {
+std::optional<grpc::Status> Gate::verify(std::string_view token, std::shared_ptr<const Caller>& caller) {
   const int64_t now = platform::now_unix_ms();
   Shard& shard = shards_[TokenHash()(token) % kShards];
   {
@@ -126,32 +212,35 @@ std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<
       shard.tokens.erase(it);
     }
   }
-  auto attempt = [&]() -> tokens::Claims {
-    std::shared_ptr<const std::vector<tokens::VerifyKey>> keys;
-    {
-      std::lock_guard lock(keys_mu_);
-      keys = keys_;
-    }
-    return tokens::verify(token, *keys, now);
+  const uint64_t epoch = revocation_epoch_.load();
+  std::shared_ptr<const KeySet> keys;
+  {
+    std::lock_guard lock(keys_mu_);
+    keys = keys_;
+  }
+  auto refused = [](const std::string& why) {
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the access token was refused: " + why);
   };
   tokens::Claims claims;
   try {
-    try {
-      claims = attempt();
-    } catch (const tokens::TokenError& e) {
-      if (e.kind != tokens::TokenError::Kind::kUnknownKey) throw;
-      // A key this host has not fetched yet (a rotation, or the auth plugin started after the
-      // host): fetch again, at most once a second.
-      int64_t last = last_unknown_key_fetch_ms_.load();
-      if (now - last < 1000 || !last_unknown_key_fetch_ms_.compare_exchange_strong(last, now)) throw;
-      if (!refresh_keys(std::chrono::seconds(1)) && key_count() == 0) {
-        return "the host cannot verify access tokens: no plugin serves " + keys_method_;
-      }
-      claims = attempt();
-    }
+    claims = tokens::verify(token, keys->keys, now, keys->validation);
   } catch (const tokens::TokenError& e) {
-    return e.what();
+    if (e.kind != tokens::TokenError::Kind::kUnknownKey) return refused(e.what());
+    // A key this host has not fetched yet (a rotation, or the auth plugin started after the
+    // host): fetched in the background, at most once a second, so that no completion-queue thread
+    // waits for it; the caller retries.
+    int64_t last = last_unknown_key_fetch_ms_.load();
+    if (now - last >= 1000 && last_unknown_key_fetch_ms_.compare_exchange_strong(last, now))
+      refresh_keys_soon();
+    if (fetches_in_flight_.load() > 0) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "verification keys are being refreshed; retry");
+    }
+    if (keys->keys.empty()) {
+      return refused("the host cannot verify access tokens: no plugin serves " + keys_method_);
+    }
+    return refused(e.what());
   }
+  if (auto why = revoked(claims.session_id, claims.subject, claims.issued_unix_ms)) return refused(*why);
   auto verified = std::make_shared<Caller>();
   verified->user_id = claims.subject;
   verified->session_id = claims.session_id;
@@ -161,11 +250,13 @@ std::optional<std::string> Gate::verify(std::string_view token, std::shared_ptr<
   }
   caller = verified;
   std::lock_guard lock(shard.mu);
+  if (revocation_epoch_.load() != epoch) return std::nullopt;  // checked against an older revocation set
   if (shard.tokens.size() >= kTokensPerShard) {
     std::erase_if(shard.tokens, [now](const auto& entry) { return entry.second.expires_unix_ms <= now; });
     if (shard.tokens.size() >= kTokensPerShard) shard.tokens.clear();
   }
-  shard.tokens.emplace(std::string(token), Verified{std::move(verified), claims.expires_unix_ms});
+  shard.tokens.emplace(std::string(token),
+                       Verified{std::move(verified), claims.expires_unix_ms, claims.issued_unix_ms});
   return std::nullopt;
 }
 
@@ -182,9 +273,8 @@ Gate::Decision Gate::check(const std::string& method, const config::AccessPolicy
     return decision;
   }
   if (!token.empty()) {
-    if (auto why = verify(token, decision.caller)) {
-      decision.refusal =
-          grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "the access token was refused: " + *why);
+    if (auto refusal = verify(token, decision.caller)) {
+      decision.refusal = std::move(refusal);
       return decision;
     }
   }

@@ -1,7 +1,9 @@
 // The host's gate: before a call reaches a plugin, its method's access policy is checked against
 // the caller's access token ("authorization: Bearer <JWT>"), and the caller becomes the call's
 // principal. Tokens are verified here, with the public keys the auth plugin publishes (fetched
-// in process from its GetVerificationKeys method), and remembered until they expire.
+// in process from its GetVerificationKeys method, with the issuer and audience tokens must
+// carry), and remembered until they expire or the auth plugin announces their revocation on the
+// pub/sub topic tokens::kRevocationTopic.
 #pragma once
 
 #include <grpcpp/support/status.h>
@@ -36,6 +38,10 @@ class Gate {
  public:
   static constexpr const char* kDefaultKeysMethod = "/gameverse.auth.v1.Auth/GetVerificationKeys";
 
+  // Revocations kept at most (sessions and accounts together); past it a new one is dropped with a
+  // warning and its tokens stay valid until they expire.
+  static constexpr size_t kMaxRevocations = 100'000;
+
   Gate(const platform::Platform& platform, std::string keys_method = kDefaultKeysMethod);
   ~Gate();
   Gate(const Gate&) = delete;
@@ -57,11 +63,28 @@ class Gate {
   // The same without waiting, for when the key source was (re)loaded.
   void refresh_keys_soon();
   size_t key_count() const;
+  // A gameverse.auth.v1.Revocation, as the pub/sub topic carries it.
+  void revoke(const std::string& serialized_revocation);
 
  private:
   struct Verified {
     std::shared_ptr<const Caller> caller;
     int64_t expires_unix_ms;
+    int64_t issued_unix_ms;
+  };
+  // The keys and what tokens must say of their issuer and audience, replaced together.
+  struct KeySet {
+    std::vector<tokens::VerifyKey> keys;
+    tokens::Validation validation;
+  };
+  struct Revoked {
+    std::mutex mu;
+    std::unordered_map<std::string, int64_t> sessions;  // session id → until
+    struct Account {
+      int64_t issued_before_unix_ms;
+      int64_t until_unix_ms;
+    };
+    std::unordered_map<std::string, Account> accounts;
   };
   struct TokenHash {
     using is_transparent = void;
@@ -75,8 +98,11 @@ class Gate {
   static constexpr size_t kShards = 16;
   static constexpr size_t kTokensPerShard = 4096;
 
-  // The caller of a token, or the reason it is refused.
-  std::optional<std::string> verify(std::string_view token, std::shared_ptr<const Caller>& caller);
+  // The caller of a token, or the status it is refused with.
+  std::optional<grpc::Status> verify(std::string_view token, std::shared_ptr<const Caller>& caller);
+  // Why tokens with these claims are revoked; nullopt when they are not.
+  std::optional<std::string> revoked(const std::string& session_id, const std::string& user_id,
+                                     int64_t issued_unix_ms);
   bool fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer);
   void store_keys(const std::string& serialized);
   void forget_tokens();
@@ -92,9 +118,13 @@ class Gate {
   std::shared_ptr<Alive> alive_;
   std::string keys_method_;
   mutable std::mutex keys_mu_;
-  std::shared_ptr<const std::vector<tokens::VerifyKey>> keys_;
+  std::shared_ptr<const KeySet> keys_;
   std::atomic<int64_t> last_unknown_key_fetch_ms_{0};
+  std::atomic<int> fetches_in_flight_{0};
   std::array<Shard, kShards> shards_;
+  Revoked revoked_;
+  // Bumped by every revocation: a verification that began before one does not cache its token.
+  std::atomic<uint64_t> revocation_epoch_{0};
 };
 
 }  // namespace gameverse::rpc

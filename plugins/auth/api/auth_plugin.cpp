@@ -2,6 +2,8 @@
 // host's gate (the principal of the call), never from parsing the token here.
 #include <gameverse/sdk/plugin.hpp>
 
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 #include "domain/auth_service.hpp"
@@ -57,9 +59,55 @@ gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   s.failure_window = std::chrono::seconds(host.config_int("failed_login_window_s"));
   s.lockout = std::chrono::seconds(host.config_int("lockout_s"));
   s.signing_key_seed = host.config_string("signing_key");
+  s.generate_keys = host.config_bool("generate_keys");
+  s.validation = {host.config_string("issuer"), host.config_string("audience"),
+                  host.config_int("clock_skew_s") * 1000};
   s.bootstrap_admins = split_list(host.config_string("bootstrap_admins"));
   return s;
 }
+
+// The key that seals generated signing keys in the store: from the file `key_encryption_key_file`
+// names, else from the environment variable GAMEVERSE_AUTH_KEK; empty when neither is set.
+std::string key_encryption_key(const sdk::Host& host) {
+  const std::string path = host.config_string("key_encryption_key_file");
+  if (!path.empty()) {
+    std::ifstream in(path);
+    if (!in) {
+      throw AuthError(AuthError::Kind::kInvalidArgument,
+                      "key_encryption_key_file: cannot read '" + path + "'");
+    }
+    std::string text;
+    in >> text;  // the base64 text, without surrounding whitespace
+    return gameverse::auth::key_encryption_key(text, "key_encryption_key_file '" + path + "'");
+  }
+  const char* env = std::getenv("GAMEVERSE_AUTH_KEK");
+  if (env != nullptr && *env != '\0') return gameverse::auth::key_encryption_key(env, "GAMEVERSE_AUTH_KEK");
+  return {};
+}
+
+// Revocations go out on the host's pub/sub, to the gate of every host (with Redis, across hosts).
+class PubSubRevocations final : public gameverse::auth::Revocations {
+ public:
+  explicit PubSubRevocations(sdk::Host host) : host_(host) {}
+  void publish(const gameverse::auth::Revocation& r) override {
+    pb::Revocation message;
+    message.set_session_id(r.session_id);
+    message.set_account_id(r.account_id);
+    message.set_issued_before_unix_ms(r.issued_before_unix_ms);
+    message.set_until_unix_ms(r.until_unix_ms);
+    try {
+      host_.publish(gameverse::tokens::kRevocationTopic, message.SerializeAsString());
+    } catch (const sdk::Error& e) {
+      // The session is ended in the store all the same; its access tokens then last until they expire.
+      host_.warn(std::string("auth: a revocation was not published; its access tokens stay valid until they "
+                             "expire: ") +
+                 e.what());
+    }
+  }
+
+ private:
+  sdk::Host host_;
+};
 
 void fill(pb::Account& out, const gameverse::auth::Account& a) {
   out.set_id(a.id);
@@ -116,10 +164,18 @@ class AuthPlugin final : public sdk::Plugin {
   explicit AuthPlugin(sdk::InitContext& init)
       : accounts_(init.host.store()),
         sessions_(init.host.store()),
-        keys_(init.host.store()),
+        keys_(init.host.store(), key_encryption_key(init.host)),
         counters_(init.host.cache()),
-        service_(settings_from(init.host), accounts_, sessions_, keys_, counters_, now_unix_ms) {
-    service_.verification_keys();  // the first signing key exists (or is made) before serving
+        revocations_(init.host),
+        service_(settings_from(init.host), accounts_, sessions_, keys_, counters_, now_unix_ms,
+                 &revocations_) {
+    // The first signing key exists (or is made) before serving, and every stored one opens.
+    service_.verification_keys();
+    if (init.host.config_string("signing_key").empty() && !keys_.sealed()) {
+      init.host.warn(
+          "auth: generated signing keys are stored in plain text; set key_encryption_key_file or "
+          "GAMEVERSE_AUTH_KEK to seal them, or configure signing_key with generate_keys = false");
+    }
   }
 
   // Every method waits on the store or hashes a password (Argon2id: tens of milliseconds and
@@ -151,9 +207,22 @@ class AuthPlugin final : public sdk::Plugin {
         .config_int("key_rotation_h", 24 * 7,
                     "A new signing key this often, in hours; old keys verify until their tokens expire",
                     sdk::at_least(1))
-        .config_string(
-            "signing_key", "",
-            "Base64 Ed25519 seed (openssl rand -base64 32); empty: generated and kept in the store")
+        .config_string("signing_key", "",
+                       "Base64 Ed25519 seed (openssl rand -base64 32), kept in memory only; empty: keys are "
+                       "generated and kept in the store")
+        .config_bool("generate_keys", true,
+                     "Generate and rotate signing keys in the store; false: signing_key is required")
+        .config_string("key_encryption_key_file", "",
+                       "File with a base64 32-byte key that seals generated signing keys in the store; "
+                       "empty: the environment variable GAMEVERSE_AUTH_KEK, if set")
+        .config_string("issuer", gameverse::tokens::kDefaultIssuer, "The tokens' issuer (iss)",
+                       sdk::non_empty())
+        .config_string("audience", gameverse::tokens::kDefaultAudience, "The tokens' audience (aud)",
+                       sdk::non_empty())
+        .config_int(
+            "clock_skew_s", gameverse::tokens::kClockSkewMs / 1000,
+            "How far apart hosts' clocks may be: tokens are accepted this long past exp and before nbf",
+            sdk::between(0, 300))
         .config_int("argon2_opslimit", 3, "Argon2id passes", sdk::between(1, 64))
         .config_int("argon2_memlimit_kib", 64 * 1024, "Argon2id memory, in KiB",
                     sdk::between(8, 4 * 1024 * 1024))
@@ -213,6 +282,9 @@ class AuthPlugin final : public sdk::Plugin {
   sdk::Status get_verification_keys(sdk::CallContext&, const pb::GetVerificationKeysRequest&,
                                     pb::VerificationKeys& reply) {
     return answer([&] {
+      reply.set_issuer(service_.validation().issuer);
+      reply.set_audience(service_.validation().audience);
+      reply.set_clock_skew_ms(service_.validation().clock_skew_ms);
       for (const auto& key : service_.verification_keys()) {
         pb::VerificationKey* k = reply.add_keys();
         k->set_kid(key.kid);
@@ -227,6 +299,7 @@ class AuthPlugin final : public sdk::Plugin {
   gameverse::auth::StoreSessions sessions_;
   gameverse::auth::StoreSigningKeys keys_;
   gameverse::auth::CacheCounters counters_;
+  PubSubRevocations revocations_;
   AuthService service_;
 };
 

@@ -22,59 +22,72 @@ const std::string& decoy_hash(const PasswordHasher& hasher) {
 }  // namespace
 
 AuthService::AuthService(AuthSettings settings, Accounts& accounts, Sessions& sessions, SigningKeys& keys,
-                         Counters& counters, Clock now)
+                         Counters& counters, Clock now, Revocations* revocations)
     : settings_(std::move(settings)),
       accounts_(accounts),
       sessions_(sessions),
       keys_(keys),
       counters_(counters),
       now_(std::move(now)),
-      configured_kid_(settings_.signing_key_seed.empty()
-                          ? ""
-                          : signing_key_from_seed(settings_.signing_key_seed, 0).kid) {}
+      revocations_(revocations) {
+  if (!settings_.signing_key_seed.empty()) {
+    configured_key_ = signing_key_from_seed(settings_.signing_key_seed, now_());
+  } else if (!settings_.generate_keys) {
+    throw AuthError(K::kInvalidArgument,
+                    "key generation is off (generate_keys = false) and no signing_key is configured: "
+                    "set signing_key (openssl rand -base64 32)");
+  }
+}
 
 int64_t AuthService::key_not_after(const SigningKey& key) const {
-  // The configured key signs and verifies until it is replaced; a configured key that no longer
-  // is (replaced after a leak, or the config emptied) is retired at once: it neither verifies nor
-  // is published, and sessions go on through their (unsigned) refresh tokens.
-  if (key.kid.rfind("config-", 0) == 0) return key.kid == configured_kid_ ? INT64_MAX : 0;
+  // The configured key signs and verifies until it is replaced; one that no longer is configured
+  // (replaced after a leak, or the config emptied) is retired at once: it neither verifies nor is
+  // published, and sessions go on through their (unsigned) refresh tokens.
+  if (key.kid.rfind("config-", 0) == 0)
+    return configured_key_ && key.kid == configured_key_->kid ? INT64_MAX : 0;
   return key.created_unix_ms + ms(settings_.key_rotation) + ms(settings_.access_ttl);
 }
 
-const SigningKey& AuthService::current_key() {
+void AuthService::read_keys_locked(int64_t now) {
+  std::vector<SigningKey> stored = keys_.all();
+  // Older versions stored the configured key too; a configured key lives in memory only.
+  std::erase_if(stored, [&](const SigningKey& k) {
+    if (k.kid.rfind("config-", 0) != 0) return false;
+    keys_.remove(k.kid);
+    return true;
+  });
+  key_cache_ = std::move(stored);
+  key_cache_read_unix_ms_ = now;
+}
+
+SigningKey AuthService::current_key() {
   std::lock_guard lock(keys_mu_);
-  const int64_t now = now_();
-  if (key_cache_.empty()) key_cache_ = keys_.all();
-  if (!settings_.signing_key_seed.empty()) {
-    const SigningKey configured = signing_key_from_seed(settings_.signing_key_seed, now);
-    auto it = std::find_if(key_cache_.begin(), key_cache_.end(),
-                           [&](const SigningKey& k) { return k.kid == configured.kid; });
-    if (it == key_cache_.end()) {
-      keys_.add(configured);
-      key_cache_.push_back(configured);
-      return key_cache_.back();
-    }
-    return *it;
-  }
+  return current_key_locked(now_());
+}
+
+SigningKey AuthService::current_key_locked(int64_t now) {
+  if (configured_key_) return *configured_key_;
+  if (key_cache_read_unix_ms_ == 0 || now - key_cache_read_unix_ms_ >= kKeyCacheMs) read_keys_locked(now);
   auto newest = std::max_element(
       key_cache_.begin(), key_cache_.end(),
       [](const SigningKey& a, const SigningKey& b) { return a.created_unix_ms < b.created_unix_ms; });
-  if (newest != key_cache_.end() && newest->kid.rfind("config-", 0) != 0 &&
-      now - newest->created_unix_ms < ms(settings_.key_rotation)) {
+  if (newest != key_cache_.end() && now - newest->created_unix_ms < ms(settings_.key_rotation)) {
     return *newest;
   }
   // First start, or time to rotate: older keys keep verifying until their tokens have expired.
   SigningKey fresh = generate_signing_key(now);
   keys_.add(fresh);
-  key_cache_.push_back(std::move(fresh));
-  return key_cache_.back();
+  key_cache_.push_back(fresh);
+  return fresh;
 }
 
 std::vector<VerifyKey> AuthService::verification_keys() {
-  current_key();  // makes sure there is one
   std::lock_guard lock(keys_mu_);
   const int64_t now = now_();
+  current_key_locked(now);  // makes sure there is one
+  if (now - key_cache_read_unix_ms_ >= kKeyCacheMs) read_keys_locked(now);
   std::vector<VerifyKey> keys;
+  if (configured_key_) keys.push_back({configured_key_->kid, configured_key_->public_key});
   for (const SigningKey& k : key_cache_) {
     if (key_not_after(k) > now) keys.push_back({k.kid, k.public_key});
   }
@@ -83,16 +96,22 @@ std::vector<VerifyKey> AuthService::verification_keys() {
 
 TokenClaims AuthService::authenticate(std::string_view access_token) {
   try {
-    return verify_token(access_token, verification_keys(), now_());
+    return verify_token(access_token, verification_keys(), now_(), settings_.validation);
   } catch (const AuthError& e) {
     if (std::string_view(e.what()).find("unknown key") == std::string_view::npos) throw;
     // Another host may have rotated to a key this one has not read yet.
     {
       std::lock_guard lock(keys_mu_);
-      key_cache_ = keys_.all();
+      read_keys_locked(now_());
     }
-    return verify_token(access_token, verification_keys(), now_());
+    return verify_token(access_token, verification_keys(), now_(), settings_.validation);
   }
+}
+
+void AuthService::revoke_session(const Session& session) {
+  sessions_.revoke(session);
+  // Its access tokens have all expired one lifetime from now.
+  if (revocations_ != nullptr) revocations_->publish({session.id, "", 0, now_() + ms(settings_.access_ttl)});
 }
 
 IssuedSession AuthService::issue(const Account& account) {
@@ -117,7 +136,7 @@ IssuedSession AuthService::issue_in(const Account& account, const Session& sessi
                      {account.roles.begin(), account.roles.end()},
                      now,
                      now + ms(settings_.access_ttl)};
-  issued.access_token = sign_token(current_key(), claims);
+  issued.access_token = sign_token(current_key(), claims, settings_.validation);
   issued.access_expires_unix_ms = claims.expires_unix_ms / 1000 * 1000;
   issued.refresh_expires_unix_ms = session.expires_unix_ms;
   issued.account = account;
@@ -215,7 +234,7 @@ IssuedSession AuthService::refresh(const std::string& refresh_token) {
   if (now_() >= session->expires_unix_ms)
     throw AuthError(K::kUnauthenticated, "the session expired; sign in again");
   auto reuse = [&] {
-    sessions_.revoke(*session);
+    revoke_session(*session);
     return AuthError(K::kUnauthenticated,
                      "this refresh token was already used: the session is revoked; sign in again");
   };
@@ -231,7 +250,7 @@ size_t AuthService::logout(const TokenClaims& caller, bool everywhere) {
   size_t ended = 0;
   for (const Session& s : sessions_.of_account(caller.subject)) {
     if (s.revoked || (!everywhere && s.id != caller.session_id)) continue;
-    sessions_.revoke(s);
+    revoke_session(s);
     ++ended;
   }
   return ended;
@@ -303,14 +322,17 @@ IssuedSession AuthService::change_password(const TokenClaims& caller, const std:
   const std::string hash = settings_.hasher.hash(next);
   account = update_account(account.id, [&](Account& a) { a.password_hash = hash; });
   for (const Session& s : sessions_.of_account(account.id)) {
-    if (!s.revoked) sessions_.revoke(s);
+    if (!s.revoked) revoke_session(s);
   }
   return issue(account);
 }
 
 Account AuthService::set_role(const TokenClaims& caller, const std::string& account_id,
                               const std::string& role, bool grant) {
-  if (std::find(caller.roles.begin(), caller.roles.end(), "admin") == caller.roles.end()) {
+  // The caller's roles as stored now, not as their token says: a demoted admin's token still
+  // names the role until it expires.
+  const std::optional<Account> stored_caller = accounts_.by_id(caller.subject);
+  if (!stored_caller || stored_caller->roles.count("admin") == 0) {
     throw AuthError(K::kPermissionDenied,
                     std::string(grant ? "granting" : "revoking") + " roles needs the admin role");
   }
@@ -318,13 +340,20 @@ Account AuthService::set_role(const TokenClaims& caller, const std::string& acco
   if (!grant && role == "admin" && account_id == caller.subject) {
     throw AuthError(K::kInvalidArgument, "an admin cannot revoke their own admin role");
   }
-  return update_account(account_id, [&](Account& a) {
+  Account changed = update_account(account_id, [&](Account& a) {
     if (grant) {
       a.roles.insert(role);
     } else {
       a.roles.erase(role);
     }
   });
+  // Tokens that still name the revoked role are refused from now on (those issued in this same
+  // second too: "iat" has whole seconds); a refresh gives one with the roles as they are.
+  if (!grant && revocations_ != nullptr) {
+    const int64_t now = now_();
+    revocations_->publish({"", account_id, now, now + ms(settings_.access_ttl)});
+  }
+  return changed;
 }
 
 }  // namespace gameverse::auth

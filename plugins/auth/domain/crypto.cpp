@@ -83,13 +83,64 @@ SigningKey signing_key_from_seed(const std::string& seed_base64, int64_t now_uni
   return key;
 }
 
-std::string sign_token(const SigningKey& key, const TokenClaims& claims) {
-  return tokens::sign(key.kid, key.secret_key, claims);
+std::string sign_token(const SigningKey& key, const TokenClaims& claims, const tokens::Validation& audience) {
+  return tokens::sign(key.kid, key.secret_key, claims, audience);
 }
 
-TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms) {
+std::string seal_secret(const std::string& kek, const std::string& kid, const std::string& secret) {
+  ensure_sodium();
+  std::string sealed(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + secret.size() +
+                         crypto_aead_xchacha20poly1305_ietf_ABYTES,
+                     '\0');
+  auto* nonce = reinterpret_cast<unsigned char*>(sealed.data());
+  randombytes_buf(nonce, crypto_aead_xchacha20poly1305_ietf_NPUBBYTES);
+  unsigned long long length = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(
+      nonce + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, &length,
+      reinterpret_cast<const unsigned char*>(secret.data()), secret.size(),
+      reinterpret_cast<const unsigned char*>(kid.data()), kid.size(), nullptr, nonce,
+      reinterpret_cast<const unsigned char*>(kek.data()));
+  return sealed;
+}
+
+std::string open_secret(const std::string& kek, const std::string& kid, const std::string& sealed) {
+  ensure_sodium();
+  constexpr size_t kOverhead =
+      crypto_aead_xchacha20poly1305_ietf_NPUBBYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES;
+  std::string secret(sealed.size() > kOverhead ? sealed.size() - kOverhead : 0, '\0');
+  unsigned long long length = 0;
+  const auto* nonce = reinterpret_cast<const unsigned char*>(sealed.data());
+  if (sealed.size() <= kOverhead || crypto_aead_xchacha20poly1305_ietf_decrypt(
+                                        reinterpret_cast<unsigned char*>(secret.data()), &length, nullptr,
+                                        nonce + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                                        sealed.size() - crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+                                        reinterpret_cast<const unsigned char*>(kid.data()), kid.size(), nonce,
+                                        reinterpret_cast<const unsigned char*>(kek.data())) != 0) {
+    throw AuthError(K::kInvalidArgument,
+                    "the stored signing key '" + kid +
+                        "' does not decrypt with the configured key encryption key (key_encryption_key_file "
+                        "or GAMEVERSE_AUTH_KEK): it was sealed under another key, or its record was altered");
+  }
+  secret.resize(length);
+  return secret;
+}
+
+std::string key_encryption_key(const std::string& base64, const std::string& source) {
+  ensure_sodium();
+  std::string key;
+  if ((!from_base64(base64, sodium_base64_VARIANT_ORIGINAL, key) &&
+       !from_base64(base64, sodium_base64_VARIANT_URLSAFE_NO_PADDING, key)) ||
+      key.size() != crypto_aead_xchacha20poly1305_ietf_KEYBYTES) {
+    throw AuthError(K::kInvalidArgument, "the key encryption key from " + source +
+                                             " is not base64 of 32 bytes (openssl rand -base64 32)");
+  }
+  return key;
+}
+
+TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms,
+                         const tokens::Validation& audience) {
   try {
-    return tokens::verify(token, keys, now_unix_ms);
+    return tokens::verify(token, keys, now_unix_ms, audience);
   } catch (const tokens::TokenError& e) {
     throw AuthError(K::kUnauthenticated, e.what());
   }

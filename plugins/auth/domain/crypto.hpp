@@ -29,12 +29,22 @@ SigningKey generate_signing_key(int64_t now_unix_ms);
 SigningKey signing_key_from_seed(const std::string& seed_base64, int64_t now_unix_ms);
 
 // header.payload.signature, with "alg": "EdDSA" and the key's "kid".
-std::string sign_token(const SigningKey& key, const TokenClaims& claims);
+std::string sign_token(const SigningKey& key, const TokenClaims& claims, const tokens::Validation& audience);
+
+// Signing secrets at rest: XChaCha20-Poly1305 under a 32-byte key encryption key, with the kid as
+// associated data (a sealed secret moved to another kid does not open). The sealed form is the
+// 24-byte nonce followed by the ciphertext.
+std::string seal_secret(const std::string& kek, const std::string& kid, const std::string& secret);
+// kInvalidArgument naming the kid when it does not open: another KEK, or an altered record.
+std::string open_secret(const std::string& kek, const std::string& kid, const std::string& sealed);
+// A KEK given as base64 (standard or url-safe) of 32 bytes; kInvalidArgument naming `source`.
+std::string key_encryption_key(const std::string& base64, const std::string& source);
 
 // Verifies a token against the given public keys (kid → Ed25519 public key). Throws
 // kUnauthenticated saying what is wrong: malformed, an algorithm other than EdDSA ("none"
 // included), an unknown key, a signature that does not verify, expired.
 using VerifyKey = tokens::VerifyKey;
-TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms);
+TokenClaims verify_token(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms,
+                         const tokens::Validation& audience);
 
 }  // namespace gameverse::auth

@@ -74,6 +74,15 @@ struct SigningKey {
   int64_t created_unix_ms = 0;
 };
 
+// Access tokens to refuse before they expire: a session's (session_id), or an account's issued at
+// or before a time (account_id, issued_before_unix_ms). until_unix_ms: when all have expired.
+struct Revocation {
+  std::string session_id;
+  std::string account_id;
+  int64_t issued_before_unix_ms = 0;
+  int64_t until_unix_ms = 0;
+};
+
 // The claims of an access token (the format is gameverse/tokens.hpp, shared with the host's gate).
 using TokenClaims = tokens::Claims;
 

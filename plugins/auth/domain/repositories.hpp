@@ -41,11 +41,21 @@ class Sessions {
   virtual void revoke(const Session& session) = 0;
 };
 
+// Generated signing keys (a configured key is never stored).
 class SigningKeys {
  public:
   virtual ~SigningKeys() = default;
   virtual std::vector<SigningKey> all() = 0;
   virtual void add(const SigningKey& key) = 0;
+  virtual void remove(const std::string& kid) = 0;
+};
+
+// Where revocations go for the verifiers of access tokens (the host's gate). At most once: a
+// revocation that does not arrive leaves its tokens valid until they expire.
+class Revocations {
+ public:
+  virtual ~Revocations() = default;
+  virtual void publish(const Revocation& revocation) = 0;
 };
 
 // Counters in a window (the cache's atomic increment) and short-lived flags.

@@ -1,5 +1,6 @@
 #include "infrastructure/store_repositories.hpp"
 
+#include "domain/crypto.hpp"
 #include "gameverse/auth/records/v1/records.pb.h"
 
 namespace gameverse::auth {
@@ -65,17 +66,34 @@ RefreshRecord from_record(const sdk::Record<stored::RefreshRecord>& record) {
   return {record.key, record.value.session_id(), record.value.spent(), record.version};
 }
 
-stored::SigningKeyRecord to_record(const SigningKey& key) {
+stored::SigningKeyRecord to_record(const SigningKey& key, const std::string& kek) {
   stored::SigningKeyRecord r;
   r.set_public_key(key.public_key);
-  r.set_secret_key(key.secret_key);
+  if (kek.empty()) {
+    r.set_secret_key(key.secret_key);
+  } else {
+    r.set_sealed_secret_key(seal_secret(kek, key.kid, key.secret_key));
+  }
   r.set_created_unix_ms(key.created_unix_ms);
   return r;
 }
 
-SigningKey from_record(const sdk::Record<stored::SigningKeyRecord>& record) {
+SigningKey from_record(const sdk::Record<stored::SigningKeyRecord>& record, const std::string& kek) {
   const stored::SigningKeyRecord& r = record.value;
-  return {record.key, r.public_key(), r.secret_key(), r.created_unix_ms()};
+  std::string secret;
+  if (r.has_sealed_secret_key()) {
+    if (kek.empty()) {
+      throw AuthError(K::kInvalidArgument, "the stored signing key '" + record.key +
+                                               "' is encrypted, but no key encryption key is configured "
+                                               "(key_encryption_key_file or GAMEVERSE_AUTH_KEK)");
+    }
+    secret = open_secret(kek, record.key, r.sealed_secret_key());
+  } else if (r.has_secret_key()) {
+    secret = r.secret_key();
+  } else {
+    throw sdk::Error(sdk::StatusCode::kDataLoss, "keys/" + record.key + ": SigningKeyRecord has no secret");
+  }
+  return {record.key, r.public_key(), secret, r.created_unix_ms()};
 }
 
 }  // namespace
@@ -203,7 +221,18 @@ std::vector<SigningKey> StoreSigningKeys::all() {
   query.limit = 1000;
   do {
     auto page = store_.list<stored::SigningKeyRecord>(query);
-    for (const auto& record : page.records) keys.push_back(from_record(record));
+    for (const auto& record : page.records) {
+      keys.push_back(from_record(record, kek_));
+      // Stored in plain text (before a key encryption key was configured): sealed now. Another
+      // host doing the same at once makes this write stale, which is fine.
+      if (!kek_.empty() && record.value.has_secret_key()) {
+        try {
+          store_.put("keys", record.key, to_record(keys.back(), kek_), record.version);
+        } catch (const sdk::Error& e) {
+          if (e.code() != sdk::StatusCode::kAborted) throw;
+        }
+      }
+    }
     query.cursor = page.next_cursor;
   } while (!query.cursor.empty());
   return keys;
@@ -211,10 +240,14 @@ std::vector<SigningKey> StoreSigningKeys::all() {
 
 void StoreSigningKeys::add(const SigningKey& key) {
   try {
-    store_.put("keys", key.kid, to_record(key), 0);
+    store_.put("keys", key.kid, to_record(key, kek_), 0);
   } catch (const sdk::Error& e) {
-    if (e.code() != sdk::StatusCode::kAlreadyExists) throw;  // another host stored the same configured key
+    if (e.code() != sdk::StatusCode::kAlreadyExists) throw;  // a kid is random: only a retried write
   }
+}
+
+void StoreSigningKeys::remove(const std::string& kid) {
+  store_.erase("keys", kid);
 }
 
 }  // namespace gameverse::auth

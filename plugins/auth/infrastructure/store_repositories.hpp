@@ -5,7 +5,7 @@
 //   devices/<device id>    AccountIndexRecord
 //   sessions/<id>          SessionRecord                    owner: the account id
 //   refresh/<digest>       RefreshRecord (only the BLAKE2b digest of the token)
-//   keys/<kid>             SigningKeyRecord
+//   keys/<kid>             SigningKeyRecord (generated keys only; sealed with a key encryption key)
 // A stored value that is not its record (a required field missing) is sdk::Error DATA_LOSS naming
 // the collection and key, never a record filled with defaults.
 #pragma once
@@ -44,14 +44,20 @@ class StoreSessions final : public Sessions {
   sdk::Store store_;
 };
 
+// `kek`: the 32-byte key encryption key; empty: secrets are stored in plain text. A record that
+// does not open (another KEK, or sealed while none is configured) is AuthError kInvalidArgument
+// naming its kid.
 class StoreSigningKeys final : public SigningKeys {
  public:
-  explicit StoreSigningKeys(sdk::Store store) : store_(store) {}
+  StoreSigningKeys(sdk::Store store, std::string kek) : store_(store), kek_(std::move(kek)) {}
   std::vector<SigningKey> all() override;
   void add(const SigningKey& key) override;
+  void remove(const std::string& kid) override;
+  bool sealed() const { return !kek_.empty(); }
 
  private:
   sdk::Store store_;
+  std::string kek_;
 };
 
 class CacheCounters final : public Counters {

@@ -27,8 +27,8 @@ class AuthRules : public ::testing::Test {
   AuthService& service(AuthSettings settings = {}) {
     settings.hasher = {1, 8 * 1024};  // fast for tests; the cost does not change the rules
     settings.bootstrap_admins = {"root"};
-    service_ = std::make_unique<AuthService>(settings, accounts_, sessions_, keys_, counters_,
-                                             [this] { return now_; });
+    service_ = std::make_unique<AuthService>(
+        settings, accounts_, sessions_, keys_, counters_, [this] { return now_; }, &revocations_);
     return *service_;
   }
   // Expects `f` to throw AuthError of `kind` and returns its message.
@@ -51,6 +51,7 @@ class AuthRules : public ::testing::Test {
   MemorySessions sessions_;
   MemoryKeys keys_;
   MemoryCounters counters_;
+  MemoryRevocations revocations_;
   std::unique_ptr<AuthService> service_;
 };
 
@@ -229,9 +230,9 @@ TEST_F(AuthRules, BadTokensAreRefusedWithTheirReason) {
   TokenClaims forged{"someone", "s", {"admin"}, now_, now_ + 60'000};
   SigningKey same_kid = stranger;
   same_kid.kid = nlohmann::json::parse(decoded(header))["kid"];
-  EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(sign_token(same_kid, forged)); }),
+  EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(sign_token(same_kid, forged, {})); }),
             "token signature does not verify");
-  EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(sign_token(stranger, forged)); }),
+  EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(sign_token(stranger, forged, {})); }),
             "token signed with an unknown key '" + stranger.kid + "'");
   advance(minutes(16));
   EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.authenticate(token); }), "token expired");
@@ -293,6 +294,93 @@ TEST_F(AuthRules, AReplacedConfiguredKeyIsRetiredAtOnce) {
   AuthService& generated = service();
   for (const auto& key : generated.verification_keys()) EXPECT_NE(key.kid.rfind("config-", 0), 0u) << key.kid;
   failure(K::kUnauthenticated, [&] { generated.authenticate(refreshed.access_token); });
+}
+
+// A configured key lives in memory only: the store never holds it (nor one an older version put
+// there), and without it key generation can be turned off.
+TEST_F(AuthRules, AConfiguredKeyIsNeverStored) {
+  // Stored, as older versions did.
+  keys_.add(signing_key_from_seed("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", now_));
+  AuthSettings settings;
+  settings.signing_key_seed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+  settings.generate_keys = false;
+  AuthService& auth = service(settings);
+  const IssuedSession session = auth.register_account("ada", "correct horse");
+  EXPECT_NO_THROW(auth.authenticate(session.access_token));
+  EXPECT_EQ(auth.verification_keys().size(), 1u);
+  EXPECT_TRUE(keys_.all().empty());
+
+  AuthSettings none;
+  none.generate_keys = false;
+  EXPECT_EQ(failure(K::kInvalidArgument, [&] { service(none); }),
+            "key generation is off (generate_keys = false) and no signing_key is configured: set signing_key "
+            "(openssl rand -base64 32)");
+}
+
+// Two hosts on one store: a key the other one rotated to is published here within a second, and
+// one store read a second at most serves any number of calls.
+TEST_F(AuthRules, AKeyAnotherHostMadeIsPublishedWithinASecond) {
+  AuthService& here = service();
+  ASSERT_EQ(here.verification_keys().size(), 1u);
+  const SigningKey theirs = generate_signing_key(now_);
+  keys_.add(theirs);  // the other host rotated
+  EXPECT_EQ(here.verification_keys().size(), 1u) << "the store is read at most once a second";
+  advance(std::chrono::milliseconds(AuthService::kKeyCacheMs));
+  EXPECT_EQ(here.verification_keys().size(), 2u);
+
+  // A token of a key not read yet makes authenticate read the store at once.
+  const SigningKey newer = generate_signing_key(now_);
+  keys_.add(newer);
+  const TokenClaims claims{"someone", "s", {"player"}, now_, now_ + 60'000};
+  EXPECT_EQ(here.authenticate(sign_token(newer, claims, {})).subject, "someone");
+}
+
+TEST_F(AuthRules, GrantingChecksTheCallersStoredRolesNotTheToken) {
+  AuthService& auth = service();
+  const IssuedSession root = auth.register_account("root", "correct horse");
+  const IssuedSession ada = auth.register_account("ada", "correct horse");
+  const TokenClaims root_caller = auth.authenticate(root.access_token);
+  const TokenClaims ada_caller = auth.authenticate(ada.access_token);
+  auth.set_role(root_caller, ada.account.id, "admin", true);
+  // Demoted by ada; root's token still says admin, and is not believed.
+  revocations_.published.clear();
+  advance(std::chrono::seconds(2));
+  auth.set_role(TokenClaims{ada_caller.subject, ada_caller.session_id, {"player", "admin"}, 0, 0},
+                root.account.id, "admin", false);
+  ASSERT_EQ(revocations_.published.size(), 1u);
+  EXPECT_EQ(revocations_.published[0].account_id, root.account.id);
+  EXPECT_EQ(revocations_.published[0].issued_before_unix_ms, now_);
+  EXPECT_EQ(revocations_.published[0].until_unix_ms, now_ + 15 * 60'000);
+  EXPECT_EQ(
+      failure(K::kPermissionDenied, [&] { auth.set_role(root_caller, root.account.id, "admin", true); }),
+      "granting roles needs the admin role");
+}
+
+TEST_F(AuthRules, EndedSessionsAreAnnouncedForTheGate) {
+  AuthService& auth = service();
+  const IssuedSession first = auth.register_account("ada", "correct horse");
+  const IssuedSession second = auth.login("ada", "correct horse", "10.0.0.1");
+  const TokenClaims caller = auth.authenticate(first.access_token);
+  auto ended = [&] {
+    std::set<std::string> ids;
+    for (const Revocation& r : revocations_.published) {
+      EXPECT_TRUE(r.account_id.empty());
+      EXPECT_EQ(r.until_unix_ms, now_ + 15 * 60'000);
+      ids.insert(r.session_id);
+    }
+    revocations_.published.clear();
+    return ids;
+  };
+  auth.logout(caller, false);
+  EXPECT_EQ(ended(), std::set<std::string>{caller.session_id});
+  const TokenClaims other = auth.authenticate(second.access_token);
+  const IssuedSession changed = auth.change_password(other, "correct horse", "another horse");
+  EXPECT_EQ(ended(), std::set<std::string>{other.session_id});
+  // A spent refresh token used again ends its session.
+  const TokenClaims latest = auth.authenticate(changed.access_token);
+  auth.refresh(changed.refresh_token);
+  failure(K::kUnauthenticated, [&] { auth.refresh(changed.refresh_token); });
+  EXPECT_EQ(ended(), std::set<std::string>{latest.session_id});
 }
 
 }  // namespace

@@ -98,9 +98,18 @@ class MemoryKeys final : public SigningKeys {
  public:
   std::vector<SigningKey> all() override { return keys_; }
   void add(const SigningKey& key) override { keys_.push_back(key); }
+  void remove(const std::string& kid) override {
+    std::erase_if(keys_, [&](const SigningKey& k) { return k.kid == kid; });
+  }
 
  private:
   std::vector<SigningKey> keys_;
+};
+
+class MemoryRevocations final : public Revocations {
+ public:
+  void publish(const Revocation& revocation) override { published.push_back(revocation); }
+  std::vector<Revocation> published;
 };
 
 // Counters whose windows follow the test's clock.
