@@ -182,7 +182,9 @@ class AuthPlugin final : public sdk::Plugin {
         .config_int("argon2_opslimit", 3, "Argon2id passes", sdk::between(1, 64))
         .config_int("argon2_memlimit_kib", 64 * 1024, "Argon2id memory, in KiB",
                     sdk::between(8, 4 * 1024 * 1024))
-        .config_int("max_failed_logins_per_account", 5, "Failed logins in the window that lock an account",
+        .config_int("max_failed_logins_per_account", 5,
+                    "Failed logins of one username from one client address in the window that lock that "
+                    "username from that address",
                     sdk::at_least(1))
         .config_int("max_failed_logins_per_address", 20,
                     "Failed logins in the window that lock a client address", sdk::at_least(1))

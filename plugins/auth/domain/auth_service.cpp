@@ -135,9 +135,10 @@ IssuedSession AuthService::register_account(const std::string& username, const s
                                             const std::string& address) {
   check_username(username);
   check_password(password, username);
+  // Busy first: a call told to retry does not use up its address's registrations.
+  if (settings_.hasher.limiter) settings_.hasher.limiter->check_not_full();
   limit_rate("registrations", address, settings_.registrations_per_address_per_hour, std::chrono::hours(1),
              "registrations_per_address_per_hour");
-  if (settings_.hasher.limiter) settings_.hasher.limiter->check_not_full();  // before cheaper work
   if (accounts_.by_username(username))
     throw AuthError(K::kAlreadyExists, "the username '" + username + "' is taken");
   Account account;
