@@ -256,6 +256,19 @@ TEST_P(AuthThroughTheHost, AnUntrustedPeersForwardedForIsIgnored) {
   EXPECT_EQ(locked.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << locked.error_message();
 }
 
+// A trusted_proxies entry that is no address or network refuses the plugin's load, naming it;
+// the host goes on serving.
+TEST_P(AuthThroughTheHost, ATrustedProxyThatIsNoNetworkIsAConfigErrorNamingIt) {
+  restart_with("trusted_proxies = \"fd00::/8, 10.0.0.0/33\"\n");
+  EXPECT_TRUE(eventually([&] {
+    return host_->log().find("trusted_proxies: '10.0.0.0/33' has a prefix length outside 0 to 32") !=
+           std::string::npos;
+  })) << host_->log();
+  pb::Session session;
+  EXPECT_EQ(register_account(name("cfg"), "correct horse", &session).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+}
+
 // IPv6 counts per /64: addresses in one /64 share a counter, the next /64 has its own.
 TEST_P(AuthThroughTheHost, Ipv6AddressesInOneSlash64ShareTheirFailures) {
   restart_with("trusted_proxies = \"127.0.0.1\"\nlockout_s = 600\n");
