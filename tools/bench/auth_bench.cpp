@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   }
 
   // Baseline: verifications of one hash of the same cost, on as many threads as the plugin has.
-  const gameverse::auth::PasswordHasher hasher{opslimit, memlimit_kib * 1024};
+  const gameverse::auth::PasswordHasher hasher{opslimit, memlimit_kib * 1024, nullptr};
   const std::string hash = hasher.hash("correct horse battery");
   std::atomic<int> verified{0};
   std::atomic<bool> stop{false};

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "domain/auth_service.hpp"
+#include "domain/client_address.hpp"
 #include "gameverse/auth/v1/auth.pb.h"
 #include "infrastructure/store_repositories.hpp"
 
@@ -32,6 +33,7 @@ sdk::Status status_of(const AuthError& e) {
     case AuthError::Kind::kUnauthenticated: return {sdk::StatusCode::kUnauthenticated, e.what()};
     case AuthError::Kind::kPermissionDenied: return {sdk::StatusCode::kPermissionDenied, e.what()};
     case AuthError::Kind::kLocked: return {sdk::StatusCode::kResourceExhausted, e.what()};
+    case AuthError::Kind::kBusy: return {sdk::StatusCode::kResourceExhausted, e.what()};
   }
   return {sdk::StatusCode::kInternal, e.what()};
 }
@@ -58,6 +60,15 @@ gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   s.max_failures_per_address = host.config_int("max_failed_logins_per_address");
   s.failure_window = std::chrono::seconds(host.config_int("failed_login_window_s"));
   s.lockout = std::chrono::seconds(host.config_int("lockout_s"));
+  s.slow_down_after_failures = host.config_int("slow_down_after_failures");
+  s.slow_down_max = std::chrono::seconds(host.config_int("slow_down_max_s"));
+  s.known_address_ttl = std::chrono::hours(24 * host.config_int("known_address_days"));
+  s.registrations_per_address_per_hour = host.config_int("registrations_per_address_per_hour");
+  s.device_sign_ins_per_address_per_minute = host.config_int("device_sign_ins_per_address_per_minute");
+  s.device_accounts_per_address_per_hour = host.config_int("device_accounts_per_address_per_hour");
+  s.hasher.limiter =
+      std::make_shared<gameverse::auth::HashLimiter>(static_cast<size_t>(host.config_int("hash_workers")),
+                                                     static_cast<size_t>(host.config_int("hash_queue")));
   s.signing_key_seed = host.config_string("signing_key");
   s.generate_keys = host.config_bool("generate_keys");
   s.validation = {host.config_string("issuer"), host.config_string("audience"),
@@ -113,7 +124,7 @@ void fill(pb::Account& out, const gameverse::auth::Account& a) {
   out.set_id(a.id);
   out.set_username(a.username);
   for (const auto& r : a.roles) out.add_roles(r);
-  for (const auto& d : a.device_ids) out.add_device_ids(d);
+  for (const auto& d : a.device_ids) out.add_device_fingerprints(gameverse::auth::device_fingerprint(d));
   out.set_created_unix_ms(a.created_unix_ms);
 }
 
@@ -123,14 +134,6 @@ void fill(pb::Session& out, const gameverse::auth::IssuedSession& s) {
   out.set_refresh_token(s.refresh_token);
   out.set_refresh_expires_unix_ms(s.refresh_expires_unix_ms);
   fill(*out.mutable_account(), s.account);
-}
-
-// "ipv4:1.2.3.4:5678" → "1.2.3.4"; "ipv6:[::1]:5678" → "[::1]".
-std::string client_address(std::string_view peer) {
-  const size_t colon = peer.find(':');
-  const size_t port = peer.rfind(':');
-  if (colon == std::string_view::npos || port == colon) return std::string(peer);
-  return std::string(peer.substr(colon + 1, port - colon - 1));
 }
 
 // The caller the host's gate verified: the account, its session and its roles.
@@ -159,6 +162,22 @@ sdk::Status answer(Work&& work) {
   }
 }
 
+// The same for a call that may hash a password: waiting for a hash worker ends with the call.
+template <class Work>
+sdk::Status answer_hashing(const sdk::CallContext& context, Work&& work) {
+  const gameverse::auth::HashLimiter::CallScope scope(context.deadline(),
+                                                      [&context] { return context.cancelled(); });
+  return answer(std::forward<Work>(work));
+}
+
+std::vector<gameverse::auth::Network> trusted_proxies_from(const sdk::Host& host) {
+  try {
+    return gameverse::auth::parse_networks(host.config_string("trusted_proxies"), "trusted_proxies");
+  } catch (const AuthError& e) {
+    throw sdk::Error(sdk::StatusCode::kInvalidArgument, e.what());
+  }
+}
+
 class AuthPlugin final : public sdk::Plugin {
  public:
   explicit AuthPlugin(sdk::InitContext& init)
@@ -168,7 +187,8 @@ class AuthPlugin final : public sdk::Plugin {
         counters_(init.host.cache()),
         revocations_(init.host),
         service_(settings_from(init.host), accounts_, sessions_, keys_, counters_, now_unix_ms,
-                 &revocations_) {
+                 &revocations_),
+        trusted_proxies_(trusted_proxies_from(init.host)) {
     // The first signing key exists (or is made) before serving, and every stored one opens.
     service_.verification_keys();
     if (init.host.config_string("signing_key").empty() && !keys_.sealed()) {
@@ -176,10 +196,15 @@ class AuthPlugin final : public sdk::Plugin {
           "auth: generated signing keys are stored in plain text; set key_encryption_key_file or "
           "GAMEVERSE_AUTH_KEK to seal them, or configure signing_key with generate_keys = false");
     }
+    const auto purge_every = std::chrono::seconds(init.host.config_int("purge_interval_s"));
+    purge_timer_ = init.host.start_timer(
+        purge_every, purge_every, [this] { service_.purge_ended_sessions(); }, sdk::Run::kBlocking);
   }
 
   // Every method waits on the store or hashes a password (Argon2id: tens of milliseconds and
-  // megabytes by design), so every method runs on the host's pool for blocking work.
+  // megabytes by design), so every method runs on the host's pool for blocking work. Hashing
+  // takes at most hash_workers + hash_queue of the plugin's threads there (HashLimiter), so the
+  // methods that do not hash always find one.
   static void describe(sdk::PluginBuilder<AuthPlugin>& b) {
     // Signing in is open to anyone; the rest needs a signed-in caller, roles an admin.
     b.service("gameverse.auth.v1.Auth")
@@ -226,26 +251,58 @@ class AuthPlugin final : public sdk::Plugin {
         .config_int("argon2_opslimit", 3, "Argon2id passes", sdk::between(1, 64))
         .config_int("argon2_memlimit_kib", 64 * 1024, "Argon2id memory, in KiB",
                     sdk::between(8, 4 * 1024 * 1024))
-        .config_int("max_failed_logins_per_account", 5, "Failed logins in the window that lock an account",
+        .config_int("max_failed_logins_per_account", 5,
+                    "Failed logins of one username from one client address in the window that lock that "
+                    "username from that address",
                     sdk::at_least(1))
         .config_int("max_failed_logins_per_address", 20,
                     "Failed logins in the window that lock a client address", sdk::at_least(1))
         .config_int("failed_login_window_s", 900, "The window failed logins are counted in, in seconds",
                     sdk::at_least(1))
         .config_int("lockout_s", 900, "How long a lock lasts, in seconds", sdk::at_least(1))
+        .config_int("slow_down_after_failures", 10,
+                    "Failed logins of one username from anywhere in the window after which an address "
+                    "it has not signed in from gets one try per delay (1 s, doubling)",
+                    sdk::at_least(1))
+        .config_int("slow_down_max_s", 60, "The longest such delay, in seconds", sdk::between(1, 3600))
+        .config_int("known_address_days", 30,
+                    "An address an account signed in from is not slowed down for this many days",
+                    sdk::between(1, 365))
+        .config_int("registrations_per_address_per_hour", 20,
+                    "Register calls one client address may make an hour", sdk::at_least(1))
+        .config_int("device_sign_ins_per_address_per_minute", 60,
+                    "AuthenticateDevice calls one client address may make a minute", sdk::at_least(1))
+        .config_int("device_accounts_per_address_per_hour", 20,
+                    "Accounts AuthenticateDevice may create for one client address an hour", sdk::at_least(1))
+        .config_string("trusted_proxies", "",
+                       "Comma-separated addresses or CIDRs of proxies whose x-forwarded-for names the client "
+                       "(e.g. \"10.0.0.0/8, fd00::/8\"); empty: the transport peer is the client")
+        .config_int(
+            "hash_workers", 2,
+            "Password hashes at once; keep hash_workers + hash_queue below [blocking] threads_per_plugin",
+            sdk::between(1, 64))
+        .config_int("hash_queue", 1, "Calls that may wait for a hash worker; more answer RESOURCE_EXHAUSTED",
+                    sdk::between(0, 1024))
+        .config_int("purge_interval_s", 3600,
+                    "How often ended sessions and refresh records nobody can use are deleted, in seconds",
+                    sdk::at_least(1))
         .config_string("bootstrap_admins", "",
                        "Comma-separated usernames that get the admin role when they register");
   }
 
-  sdk::Status register_account(sdk::CallContext&, const pb::RegisterRequest& r, pb::Session& reply) {
-    return answer([&] { fill(reply, service_.register_account(r.username(), r.password())); });
+  sdk::Status register_account(sdk::CallContext& context, const pb::RegisterRequest& r, pb::Session& reply) {
+    return answer_hashing(context, [&] {
+      fill(reply, service_.register_account(r.username(), r.password(), client_address_of(context)));
+    });
   }
   sdk::Status login(sdk::CallContext& context, const pb::LoginRequest& r, pb::Session& reply) {
-    return answer(
-        [&] { fill(reply, service_.login(r.username(), r.password(), client_address(context.peer()))); });
+    return answer_hashing(context, [&] {
+      fill(reply, service_.login(r.username(), r.password(), client_address_of(context)));
+    });
   }
-  sdk::Status authenticate_device(sdk::CallContext&, const pb::DeviceRequest& r, pb::Session& reply) {
-    return answer([&] { fill(reply, service_.authenticate_device(r.device_id())); });
+  sdk::Status authenticate_device(sdk::CallContext& context, const pb::DeviceRequest& r, pb::Session& reply) {
+    return answer(
+        [&] { fill(reply, service_.authenticate_device(r.device_id(), client_address_of(context))); });
   }
   sdk::Status refresh(sdk::CallContext&, const pb::RefreshRequest& r, pb::Session& reply) {
     return answer([&] { fill(reply, service_.refresh(r.refresh_token())); });
@@ -259,15 +316,16 @@ class AuthPlugin final : public sdk::Plugin {
     return answer([&] { fill(reply, service_.account(caller_of(context))); });
   }
   sdk::Status link_username(sdk::CallContext& context, const pb::LinkUsernameRequest& r, pb::Account& reply) {
-    return answer(
-        [&] { fill(reply, service_.link_username(caller_of(context), r.username(), r.password())); });
+    return answer_hashing(context, [&] {
+      fill(reply, service_.link_username(caller_of(context), r.username(), r.password()));
+    });
   }
   sdk::Status unlink_device(sdk::CallContext& context, const pb::UnlinkDeviceRequest& r, pb::Account& reply) {
     return answer([&] { fill(reply, service_.unlink_device(caller_of(context), r.device_id())); });
   }
   sdk::Status change_password(sdk::CallContext& context, const pb::ChangePasswordRequest& r,
                               pb::Session& reply) {
-    return answer([&] {
+    return answer_hashing(context, [&] {
       fill(reply, service_.change_password(caller_of(context), r.current_password(), r.new_password()));
     });
   }
@@ -295,12 +353,19 @@ class AuthPlugin final : public sdk::Plugin {
   }
 
  private:
+  std::string client_address_of(const sdk::CallContext& context) const {
+    return gameverse::auth::client_address(context.peer(), context.metadata("x-forwarded-for"),
+                                           trusted_proxies_);
+  }
+
   gameverse::auth::StoreAccounts accounts_;
   gameverse::auth::StoreSessions sessions_;
   gameverse::auth::StoreSigningKeys keys_;
   gameverse::auth::CacheCounters counters_;
   PubSubRevocations revocations_;
   AuthService service_;
+  std::vector<gameverse::auth::Network> trusted_proxies_;
+  sdk::Timer purge_timer_;  // first to go: it runs purges on service_
 };
 
 }  // namespace

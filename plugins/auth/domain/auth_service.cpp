@@ -19,6 +19,13 @@ const std::string& decoy_hash(const PasswordHasher& hasher) {
   return hash;
 }
 
+AuthError bad_device_id(const std::string& device_id) {
+  return AuthError(K::kInvalidArgument,
+                   "a device id is a random secret the client makes once, 22 to 128 characters (128 bits or "
+                   "more, e.g. 16 random bytes as base64url); this one has " +
+                       std::to_string(device_id.size()));
+}
+
 }  // namespace
 
 AuthService::AuthService(AuthSettings settings, Accounts& accounts, Sessions& sessions, SigningKeys& keys,
@@ -143,9 +150,14 @@ IssuedSession AuthService::issue_in(const Account& account, const Session& sessi
   return issued;
 }
 
-IssuedSession AuthService::register_account(const std::string& username, const std::string& password) {
+IssuedSession AuthService::register_account(const std::string& username, const std::string& password,
+                                            const std::string& address) {
   check_username(username);
   check_password(password, username);
+  // Busy first: a call told to retry does not use up its address's registrations.
+  if (settings_.hasher.limiter) settings_.hasher.limiter->check_not_full();
+  limit_rate("registrations", address, settings_.registrations_per_address_per_hour, std::chrono::hours(1),
+             "registrations_per_address_per_hour");
   if (accounts_.by_username(username))
     throw AuthError(K::kAlreadyExists, "the username '" + username + "' is taken");
   Account account;
@@ -161,68 +173,160 @@ IssuedSession AuthService::register_account(const std::string& username, const s
   return issue(*accounts_.by_id(account.id));
 }
 
-void AuthService::check_not_locked(const std::string& account_id, const std::string& address) {
+void AuthService::limit_rate(const std::string& what, const std::string& address, int64_t max,
+                             std::chrono::milliseconds window, const std::string& setting) {
+  if (address.empty()) return;
+  const std::string key = "rate:" + what + ":" + address;
   const int64_t now = now_();
-  for (const auto& [key, what] : {std::pair{"lock:account:" + account_id, "the account"},
-                                  std::pair{"lock:address:" + address, "this address"}}) {
-    if (key.back() == ':') continue;
-    if (auto until = counters_.get(key)) {
-      const int64_t left = std::stoll(*until) - now;
-      if (left > 0) {
-        throw AuthError(K::kLocked,
-                        std::string("too many failed logins: ") + what + " is locked for another " +
-                            std::to_string((left + 999) / 1000) + " s",
-                        left);
-      }
-    }
-  }
+  const int64_t count = counters_.increment(key, window);
+  if (count == 1) counters_.set(key + ":since", std::to_string(now), window);
+  if (count <= max) return;
+  int64_t left = ms(window);
+  if (auto since = counters_.get(key + ":since"))
+    left = std::max<int64_t>(0, std::stoll(*since) + ms(window) - now);
+  throw AuthError(K::kLocked,
+                  "too many " + what + " from this address: at most " + std::to_string(max) + " (" + setting +
+                      "); retry in " + std::to_string((left + 999) / 1000) + " s",
+                  left);
 }
 
-void AuthService::count_failure(const std::string& account_id, const std::string& address) {
-  const int64_t until = now_() + ms(settings_.lockout);
-  if (!account_id.empty() && counters_.increment("fail:account:" + account_id, settings_.failure_window) >=
-                                 settings_.max_failures_per_account) {
-    counters_.set("lock:account:" + account_id, std::to_string(until), settings_.lockout);
-    counters_.erase("fail:account:" + account_id);
+AuthService::Attempt AuthService::begin_attempt(const std::string& username, const std::string& address) {
+  Attempt attempt{token_digest(username), address};
+  const std::string pair = attempt.name + "|" + address;
+  const int64_t now = now_();
+  auto refuse = [&](const std::string& lock_key, const std::string& who) {
+    int64_t left = ms(settings_.lockout);
+    if (auto until = counters_.get(lock_key)) left = std::max<int64_t>(1, std::stoll(*until) - now);
+    return AuthError(
+        K::kLocked,
+        "too many failed logins " + who + ": try again in " + std::to_string((left + 999) / 1000) + " s",
+        left);
+  };
+  // Locks: of this username from this address, and of this address.
+  if (counters_.get("lock:pair:" + pair))
+    throw refuse("lock:pair:" + pair, "for this username from this address");
+  if (!address.empty() && counters_.get("lock:address:" + address))
+    throw refuse("lock:address:" + address, "from this address");
+  // Counted before the password is checked, so that concurrent attempts cannot all pass a check
+  // made before any of them was counted: each gets its own number.
+  attempt.pair_count = counters_.increment("fail:pair:" + pair, settings_.failure_window);
+  if (!address.empty())
+    attempt.address_count = counters_.increment("fail:address:" + address, settings_.failure_window);
+  if (attempt.pair_count > settings_.max_failures_per_account) {
+    throw refuse("lock:pair:" + pair, "for this username from this address");
   }
-  if (!address.empty() && counters_.increment("fail:address:" + address, settings_.failure_window) >=
-                              settings_.max_failures_per_address) {
-    counters_.set("lock:address:" + address, std::to_string(until), settings_.lockout);
-    counters_.erase("fail:address:" + address);
+  if (attempt.address_count > settings_.max_failures_per_address) {
+    throw refuse("lock:address:" + address, "from this address");
   }
+  // The slow-down of a username many addresses guess at, which its owner's addresses skip.
+  const std::optional<std::string> failures = counters_.get("fail:name:" + attempt.name);
+  const int64_t over = (failures ? std::stoll(*failures) : 0) - settings_.slow_down_after_failures;
+  if (over >= 0 && !counters_.get("known:" + pair)) {
+    const int64_t delay =
+        std::min<int64_t>(ms(settings_.slow_down_max), int64_t{1000} << std::min<int64_t>(over, 20));
+    if (counters_.increment("slow:" + attempt.name, std::chrono::milliseconds(delay)) > 1) {
+      abandon_attempt(attempt);
+      throw AuthError(K::kLocked,
+                      "too many failed logins for this username: one try every " +
+                          std::to_string(delay / 1000) + " s; try again in " + std::to_string(delay / 1000) +
+                          " s",
+                      delay);
+    }
+  }
+  if (settings_.hasher.limiter) {
+    try {
+      settings_.hasher.limiter->check_not_full();  // busy: refused before anything else is read
+    } catch (const AuthError&) {
+      abandon_attempt(attempt);
+      throw;
+    }
+  }
+  return attempt;
+}
+
+void AuthService::abandon_attempt(const Attempt& attempt) {
+  counters_.add("fail:pair:" + attempt.name + "|" + attempt.address, -1, settings_.failure_window);
+  if (!attempt.address.empty())
+    counters_.add("fail:address:" + attempt.address, -1, settings_.failure_window);
+}
+
+bool AuthService::finish_attempt(const Attempt& attempt, const std::string* hash,
+                                 const std::string& password) {
+  const std::string pair = attempt.name + "|" + attempt.address;
+  bool ok = false;
+  try {
+    ok = hash != nullptr ? settings_.hasher.verify(*hash, password)
+                         : (settings_.hasher.verify(decoy_hash(settings_.hasher), password), false);
+  } catch (const AuthError&) {
+    abandon_attempt(attempt);  // busy: not an attempt at all
+    throw;
+  }
+  if (ok) {
+    counters_.erase("fail:pair:" + pair);
+    if (!attempt.address.empty()) {
+      counters_.add("fail:address:" + attempt.address, -1, settings_.failure_window);
+      counters_.set("known:" + pair, "1", settings_.known_address_ttl);
+    }
+    return true;
+  }
+  counters_.increment("fail:name:" + attempt.name, settings_.failure_window);
+  const std::string until = std::to_string(now_() + ms(settings_.lockout));
+  if (attempt.pair_count >= settings_.max_failures_per_account) {
+    counters_.set("lock:pair:" + pair, until, settings_.lockout);
+    counters_.erase("fail:pair:" + pair);
+  }
+  if (!attempt.address.empty() && attempt.address_count >= settings_.max_failures_per_address) {
+    counters_.set("lock:address:" + attempt.address, until, settings_.lockout);
+    counters_.erase("fail:address:" + attempt.address);
+  }
+  return false;
 }
 
 IssuedSession AuthService::login(const std::string& username, const std::string& password,
                                  const std::string& address) {
+  const Attempt attempt = begin_attempt(username, address);
   std::optional<Account> account = accounts_.by_username(username);
-  check_not_locked(account ? account->id : "", address);
-  const bool ok = account && !account->password_hash.empty()
-                      ? settings_.hasher.verify(account->password_hash, password)
-                      : (settings_.hasher.verify(decoy_hash(settings_.hasher), password), false);
-  if (!ok) {
-    count_failure(account ? account->id : "", address);
+  const bool has_password = account && !account->password_hash.empty();
+  if (!finish_attempt(attempt, has_password ? &account->password_hash : nullptr, password)) {
     throw AuthError(K::kUnauthenticated, "wrong username or password");
   }
-  counters_.erase("fail:account:" + account->id);
   return issue(*account);
 }
 
-IssuedSession AuthService::authenticate_device(const std::string& device_id) {
+IssuedSession AuthService::authenticate_device(const std::string& device_id, const std::string& address) {
   if (device_id.size() < 8 || device_id.size() > 128) {
-    throw AuthError(K::kInvalidArgument,
-                    "a device id has 8 to 128 characters; this one has " + std::to_string(device_id.size()));
+    throw bad_device_id(device_id);
   }
-  if (auto account = accounts_.by_device(device_id)) return issue(*account);
+  limit_rate("device sign-ins", address, settings_.device_sign_ins_per_address_per_minute,
+             std::chrono::minutes(1), "device_sign_ins_per_address_per_minute");
+  const std::string key = device_key(device_id);
+  if (auto account = accounts_.by_device(key)) return issue(*account);
+  // A device stored before devices were hashed: found by its plain id once, then stored hashed.
+  if (!is_device_key(device_id)) {
+    std::optional<Account> legacy = accounts_.by_device(device_id);
+    if (legacy && legacy->device_ids.count(device_id) != 0) {
+      return issue(update_account(legacy->id, [&](Account& a) {
+        if (a.device_ids.erase(device_id) != 0) a.device_ids.insert(key);
+      }));
+    }
+  }
+  if (device_id.size() < 22) {
+    throw bad_device_id(device_id);
+  }
+  limit_rate("new device accounts", address, settings_.device_accounts_per_address_per_hour,
+             std::chrono::hours(1), "device_accounts_per_address_per_hour");
   Account account;
   account.id = random_token(12);
-  account.device_ids.insert(device_id);
+  account.device_ids.insert(key);
   account.created_unix_ms = now_();
   try {
     accounts_.create(account);
   } catch (const AuthError& e) {
     if (e.kind() != K::kAlreadyExists) throw;  // the same device signed in twice at once
   }
-  return issue(*accounts_.by_device(device_id));
+  std::optional<Account> created = accounts_.by_device(key);
+  if (!created) throw AuthError(K::kNotFound, "the device's account was removed meanwhile; sign in again");
+  return issue(*created);
 }
 
 IssuedSession AuthService::refresh(const std::string& refresh_token) {
@@ -256,6 +360,10 @@ size_t AuthService::logout(const TokenClaims& caller, bool everywhere) {
   return ended;
 }
 
+size_t AuthService::purge_ended_sessions() {
+  return sessions_.purge_ended(now_());
+}
+
 Account AuthService::load(const std::string& account_id) {
   std::optional<Account> account = accounts_.by_id(account_id);
   if (!account) throw AuthError(K::kNotFound, "no account " + account_id);
@@ -285,6 +393,12 @@ Account AuthService::link_username(const TokenClaims& caller, const std::string&
                                    const std::string& password) {
   check_username(username);
   check_password(password, username);
+  // What makes the link fail is checked before the costly hash, and again in the update.
+  const Account before = load(caller.subject);
+  if (!before.username.empty())
+    throw AuthError(K::kAlreadyExists, "the account already has the username '" + before.username + "'");
+  if (accounts_.by_username(username))
+    throw AuthError(K::kAlreadyExists, "the username '" + username + "' is taken");
   const std::string hash = settings_.hasher.hash(password);
   return update_account(caller.subject, [&](Account& a) {
     if (!a.username.empty())
@@ -296,14 +410,17 @@ Account AuthService::link_username(const TokenClaims& caller, const std::string&
 
 Account AuthService::unlink_device(const TokenClaims& caller, const std::string& device_id) {
   return update_account(caller.subject, [&](Account& a) {
-    if (a.device_ids.count(device_id) == 0)
+    // Stored by its key; a record from before devices were hashed may hold the plain id.
+    std::string key = device_key(device_id);
+    if (a.device_ids.count(key) == 0 && !is_device_key(device_id)) key = device_id;
+    if (a.device_ids.count(key) == 0)
       throw AuthError(K::kNotFound, "the device is not linked to this account");
     if (a.username.empty() && a.device_ids.size() == 1) {
       throw AuthError(
           K::kInvalidArgument,
           "unlinking the last device would leave the account no way to sign in; link a username first");
     }
-    a.device_ids.erase(device_id);
+    a.device_ids.erase(key);
   });
 }
 
@@ -313,9 +430,7 @@ IssuedSession AuthService::change_password(const TokenClaims& caller, const std:
   if (account.password_hash.empty()) {
     throw AuthError(K::kInvalidArgument, "the account has no password; link a username first");
   }
-  check_not_locked(account.id, "");
-  if (!settings_.hasher.verify(account.password_hash, current)) {
-    count_failure(account.id, "");
+  if (!finish_attempt(begin_attempt(account.username, ""), &account.password_hash, current)) {
     throw AuthError(K::kUnauthenticated, "the current password is wrong");
   }
   check_password(next, account.username);

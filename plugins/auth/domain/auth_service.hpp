@@ -15,11 +15,25 @@ struct AuthSettings {
   std::chrono::milliseconds access_ttl{std::chrono::minutes(15)};
   std::chrono::milliseconds refresh_ttl{std::chrono::hours(24 * 30)};
   std::chrono::milliseconds key_rotation{std::chrono::hours(24 * 7)};  // a new signing key this often
-  PasswordHasher hasher{3, 64u << 20};  // Argon2id: 3 passes over 64 MiB (libsodium's "moderate")
-  int64_t max_failures_per_account = 5;
-  int64_t max_failures_per_address = 20;
+  // Argon2id: 3 passes over 64 MiB (libsodium's "moderate"); the API bounds it with a HashLimiter.
+  PasswordHasher hasher{3, 64u << 20, nullptr};
+  // Wrong passwords (README: "Signing in: limits and lockout"). Failures are counted per username
+  // and client address, per client address, and per username from anywhere; unknown usernames
+  // are counted like existing ones.
+  int64_t max_failures_per_account = 5;   // per username from one client address: that pair is locked
+  int64_t max_failures_per_address = 20;  // per client address, any username: the address is locked
   std::chrono::milliseconds failure_window{std::chrono::minutes(15)};
   std::chrono::milliseconds lockout{std::chrono::minutes(15)};
+  // Per username from anywhere: past this many failures in the window, a client address where the
+  // account has not signed in lately gets one try per delay, from 1 s doubling per failure up to
+  // slow_down_max; addresses the account signed in from within known_address_ttl are not slowed.
+  int64_t slow_down_after_failures = 10;
+  std::chrono::milliseconds slow_down_max{std::chrono::minutes(1)};
+  std::chrono::milliseconds known_address_ttl{std::chrono::hours(24 * 30)};
+  // Per client address.
+  int64_t registrations_per_address_per_hour = 20;
+  int64_t device_sign_ins_per_address_per_minute = 60;
+  int64_t device_accounts_per_address_per_hour = 20;
   std::string signing_key_seed;   // base64 Ed25519 seed, kept in memory only; empty: generated keys
   bool generate_keys = true;      // false: a configured signing key is required
   tokens::Validation validation;  // "iss", "aud" and the clock skew of the tokens
@@ -42,10 +56,11 @@ class AuthService {
   AuthService(AuthSettings settings, Accounts& accounts, Sessions& sessions, SigningKeys& keys,
               Counters& counters, Clock now, Revocations* revocations = nullptr);
 
-  IssuedSession register_account(const std::string& username, const std::string& password);
-  // `address` is the client's, for the per-address failure limit.
+  // `address`: the client's (client_address.hpp), for the limits per client address.
+  IssuedSession register_account(const std::string& username, const std::string& password,
+                                 const std::string& address = "");
   IssuedSession login(const std::string& username, const std::string& password, const std::string& address);
-  IssuedSession authenticate_device(const std::string& device_id);
+  IssuedSession authenticate_device(const std::string& device_id, const std::string& address = "");
   IssuedSession refresh(const std::string& refresh_token);
   // The caller, from an access token: kUnauthenticated when it does not verify.
   TokenClaims authenticate(std::string_view access_token);
@@ -62,6 +77,9 @@ class AuthService {
   // soon, and anonymous callers cannot turn each call into a store read.
   std::vector<VerifyKey> verification_keys();
   const tokens::Validation& validation() const { return settings_.validation; }
+  // Deletes sessions whose refresh chain has ended and the refresh records nobody can use any
+  // more; returns how many records went.
+  size_t purge_ended_sessions();
   // When tokens signed by a key have all expired: it may be dropped from the verification set then.
   int64_t key_not_after(const SigningKey& key) const;
   static constexpr int64_t kKeyCacheMs = 1000;
@@ -73,8 +91,22 @@ class AuthService {
   SigningKey current_key_locked(int64_t now);
   void read_keys_locked(int64_t now);
   void revoke_session(const Session& session);
-  void check_not_locked(const std::string& account_id, const std::string& address);
-  void count_failure(const std::string& account_id, const std::string& address);
+  // One password attempt on `username` from `address`: begin_attempt refuses it (kLocked, the
+  // same whether the username exists or not) or counts it, before any hashing; finish_attempt
+  // verifies the password (against a decoy hash when `hash` is null, so an unknown name costs the
+  // same) and books the outcome.
+  struct Attempt {
+    std::string name;     // digest of the username: the same size and kind for every name
+    std::string address;  // empty: not counted per address
+    int64_t pair_count = 0;
+    int64_t address_count = 0;
+  };
+  Attempt begin_attempt(const std::string& username, const std::string& address);
+  bool finish_attempt(const Attempt& attempt, const std::string* hash, const std::string& password);
+  void abandon_attempt(const Attempt& attempt);  // takes back what begin_attempt counted
+  // kLocked when `address` made more than `max` of `what` in the window (fixed, from its first).
+  void limit_rate(const std::string& what, const std::string& address, int64_t max,
+                  std::chrono::milliseconds window, const std::string& setting);
   Account load(const std::string& account_id);
   Account update_account(const std::string& account_id, const std::function<void(Account&)>& change);
 

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <optional>
+
 #include <gameverse/tokens.hpp>
 
 namespace gameverse::auth {
@@ -18,6 +20,8 @@ using tokens::from_base64;
 
 std::string PasswordHasher::hash(const std::string& password) const {
   ensure_sodium();
+  std::optional<HashLimiter::Slot> worker;
+  if (limiter) worker.emplace(limiter->acquire());
   char out[crypto_pwhash_STRBYTES];
   if (crypto_pwhash_str_alg(out, password.data(), password.size(), opslimit, memlimit,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
@@ -28,6 +32,8 @@ std::string PasswordHasher::hash(const std::string& password) const {
 
 bool PasswordHasher::verify(const std::string& hash, const std::string& password) const {
   ensure_sodium();
+  std::optional<HashLimiter::Slot> worker;
+  if (limiter) worker.emplace(limiter->acquire());
   return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
 }
 
@@ -46,6 +52,23 @@ std::string token_digest(std::string_view token) {
   char hex[sizeof digest * 2 + 1];
   sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
   return hex;
+}
+
+namespace {
+constexpr std::string_view kDeviceKeyPrefix = "b2:";
+}
+
+std::string device_key(std::string_view device_id) {
+  return std::string(kDeviceKeyPrefix) + token_digest(device_id);
+}
+
+bool is_device_key(std::string_view entry) {
+  return entry.substr(0, kDeviceKeyPrefix.size()) == kDeviceKeyPrefix;
+}
+
+std::string device_fingerprint(std::string_view entry) {
+  return is_device_key(entry) ? std::string(entry.substr(kDeviceKeyPrefix.size(), 12))
+                              : token_digest(entry).substr(0, 12);
 }
 
 SigningKey generate_signing_key(int64_t now_unix_ms) {

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "domain/hash_limiter.hpp"
 #include "domain/model.hpp"
 
 namespace gameverse::auth {
@@ -15,6 +17,8 @@ namespace gameverse::auth {
 struct PasswordHasher {
   uint64_t opslimit;  // passes over memory
   size_t memlimit;    // bytes
+  // When set, every hash and verify holds one of its workers (kBusy when none is to be had).
+  std::shared_ptr<HashLimiter> limiter;
   std::string hash(const std::string& password) const;
   bool verify(const std::string& hash, const std::string& password) const;
 };
@@ -23,6 +27,14 @@ struct PasswordHasher {
 std::string random_token(size_t bytes);
 // A one-way digest for storing refresh tokens (BLAKE2b-256, hex).
 std::string token_digest(std::string_view token);
+
+// Device ids are client-made random secrets (128 bits or more), so a fast digest suffices: the
+// store keeps "b2:" + token_digest(device id), never the id. The prefix tells a key from a plain
+// id that a record from before hashing may hold.
+std::string device_key(std::string_view device_id);
+bool is_device_key(std::string_view entry);
+// What GetAccount shows of a device: 12 hex digits of its key, enough to tell devices apart.
+std::string device_fingerprint(std::string_view entry);
 
 SigningKey generate_signing_key(int64_t now_unix_ms);
 // A key from a 32-byte seed given as base64 (standard or url-safe); kInvalidArgument otherwise.

@@ -22,7 +22,8 @@ class AuthError : public std::runtime_error {
     kNotFound,
     kUnauthenticated,
     kPermissionDenied,
-    kLocked
+    kLocked,  // too many attempts from this client, or for this name: RESOURCE_EXHAUSTED, retry later
+    kBusy     // every hash worker is taken: RESOURCE_EXHAUSTED, retry soon
   };
   AuthError(Kind kind, const std::string& message, int64_t retry_after_ms = 0)
       : std::runtime_error(message), kind_(kind), retry_after_ms_(retry_after_ms) {}
@@ -44,6 +45,8 @@ struct Account {
   std::string username;       // empty: a device-only account
   std::string password_hash;  // Argon2id, in libsodium's string form; empty without a username
   std::set<std::string> roles{"player"};
+  // The keys of the account's devices (device_key), never the device ids themselves. Records
+  // written before devices were hashed may still hold a plain id, until it next signs in.
   std::set<std::string> device_ids;
   int64_t created_unix_ms = 0;
   int64_t version = 0;  // the store's, for optimistic updates

@@ -39,6 +39,10 @@ class Sessions {
   // Marks `spent` spent (at its version) and stores `next`, at once.
   virtual void rotate(const RefreshRecord& spent, const RefreshRecord& next) = 0;
   virtual void revoke(const Session& session) = 0;
+  // Deletes, page by page, sessions that expired before `now` and the refresh records of sessions
+  // that are gone, expired or revoked (a spent record of a live session stays: it detects reuse).
+  // Returns how many records it deleted.
+  virtual size_t purge_ended(int64_t now_unix_ms) = 0;
 };
 
 // Generated signing keys (a configured key is never stored).
@@ -63,6 +67,8 @@ class Counters {
  public:
   virtual ~Counters() = default;
   virtual int64_t increment(const std::string& key, std::chrono::milliseconds window) = 0;
+  // Adds delta (negative: takes back); a key this creates expires after window.
+  virtual int64_t add(const std::string& key, int64_t delta, std::chrono::milliseconds window) = 0;
   virtual std::optional<std::string> get(const std::string& key) = 0;
   virtual void set(const std::string& key, const std::string& value, std::chrono::milliseconds ttl) = 0;
   virtual void erase(const std::string& key) = 0;

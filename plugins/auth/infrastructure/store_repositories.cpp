@@ -1,5 +1,7 @@
 #include "infrastructure/store_repositories.hpp"
 
+#include <map>
+
 #include "domain/crypto.hpp"
 #include "gameverse/auth/records/v1/records.pb.h"
 
@@ -212,6 +214,57 @@ void StoreSessions::revoke(const Session& session) {
   Session revoked = session;
   revoked.revoked = true;
   store_.put("sessions", session.id, to_record(revoked), sdk::Store::kAnyVersion, session.account_id);
+}
+
+size_t StoreSessions::commit_unless_changed(const sdk::Store::Batch& batch) {
+  if (batch.empty()) return 0;
+  try {
+    store_.commit(batch);
+    return batch.size();
+  } catch (const sdk::Error& e) {
+    // A record changed or went meanwhile (a refresh, another host purging): the next run sees it.
+    if (e.code() == sdk::StatusCode::kAborted || e.code() == sdk::StatusCode::kNotFound) return 0;
+    throw;
+  }
+}
+
+size_t StoreSessions::purge_ended(int64_t now_unix_ms) {
+  constexpr uint32_t kPage = 200;  // records read, and deleted in one batch, at a time
+  size_t deleted = 0;
+  // Sessions first, so that the refresh records of sessions that just went go in the same run.
+  sdk::Store::Query query;
+  query.collection = "sessions";
+  query.limit = kPage;
+  do {
+    auto page = store_.list<stored::SessionRecord>(query);
+    sdk::Store::Batch batch;
+    for (const auto& record : page.records) {
+      if (record.value.expires_unix_ms() <= now_unix_ms) batch.erase("sessions", record.key, record.version);
+    }
+    deleted += commit_unless_changed(batch);
+    query.cursor = page.next_cursor;
+  } while (!query.cursor.empty());
+
+  query = {};
+  query.collection = "refresh";
+  query.limit = kPage;
+  do {
+    auto page = store_.list<stored::RefreshRecord>(query);
+    std::map<std::string, bool> session_ended;  // by id, for this page
+    sdk::Store::Batch batch;
+    for (const auto& record : page.records) {
+      const std::string& id = record.value.session_id();
+      auto known = session_ended.find(id);
+      if (known == session_ended.end()) {
+        const std::optional<Session> s = session(id);
+        known = session_ended.emplace(id, !s || s->revoked || s->expires_unix_ms <= now_unix_ms).first;
+      }
+      if (known->second) batch.erase("refresh", record.key, record.version);
+    }
+    deleted += commit_unless_changed(batch);
+    query.cursor = page.next_cursor;
+  } while (!query.cursor.empty());
+  return deleted;
 }
 
 std::vector<SigningKey> StoreSigningKeys::all() {

@@ -2,7 +2,7 @@
 // proto/gameverse/auth/records/v1/records.proto (beside this file):
 //   accounts/<id>          AccountRecord                    owner: the account id
 //   usernames/<username>   AccountIndexRecord (create-only: a name is taken once)
-//   devices/<device id>    AccountIndexRecord
+//   devices/<device key>   AccountIndexRecord ("b2:" + BLAKE2b digest of the device id, never the id)
 //   sessions/<id>          SessionRecord                    owner: the account id
 //   refresh/<digest>       RefreshRecord (only the BLAKE2b digest of the token)
 //   keys/<kid>             SigningKeyRecord (generated keys only; sealed with a key encryption key)
@@ -39,8 +39,10 @@ class StoreSessions final : public Sessions {
   void start(const Session& session, const RefreshRecord& first) override;
   void rotate(const RefreshRecord& spent, const RefreshRecord& next) override;
   void revoke(const Session& session) override;
+  size_t purge_ended(int64_t now_unix_ms) override;
 
  private:
+  size_t commit_unless_changed(const sdk::Store::Batch& batch);
   sdk::Store store_;
 };
 
@@ -65,6 +67,9 @@ class CacheCounters final : public Counters {
   explicit CacheCounters(sdk::Cache cache) : cache_(cache) {}
   int64_t increment(const std::string& key, std::chrono::milliseconds window) override {
     return cache_.increment(key, 1, window);
+  }
+  int64_t add(const std::string& key, int64_t delta, std::chrono::milliseconds window) override {
+    return cache_.increment(key, delta, window);
   }
   std::optional<std::string> get(const std::string& key) override { return cache_.get(key); }
   void set(const std::string& key, const std::string& value, std::chrono::milliseconds ttl) override {

@@ -2,9 +2,13 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
+#include <atomic>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "domain/auth_service.hpp"
+#include "domain/client_address.hpp"
 #include "in_memory_repositories.hpp"
 
 namespace gameverse::auth::testing {
@@ -25,7 +29,8 @@ class AuthRules : public ::testing::Test {
  protected:
   AuthRules() : counters_(now_) {}
   AuthService& service(AuthSettings settings = {}) {
-    settings.hasher = {1, 8 * 1024};  // fast for tests; the cost does not change the rules
+    settings.hasher.opslimit = 1;  // fast for tests; the cost does not change the rules
+    settings.hasher.memlimit = 8 * 1024;
     settings.bootstrap_admins = {"root"};
     service_ = std::make_unique<AuthService>(
         settings, accounts_, sessions_, keys_, counters_, [this] { return now_; }, &revocations_);
@@ -86,17 +91,18 @@ TEST_F(AuthRules, LoginSaysNothingAboutWhichPartWasWrong) {
   EXPECT_EQ(auth.login("ada", "correct horse", "10.0.0.1").account.username, "ada");
 }
 
-TEST_F(AuthRules, FailedLoginsLockTheAccountForAWhileAndTheLockExpires) {
+// Five wrong passwords for a username from one address lock that pair: the right password from
+// there is refused too, until the lock expires, while the owner elsewhere is not locked out.
+TEST_F(AuthRules, FailedLoginsLockTheUsernameFromThatAddressForAWhile) {
   AuthService& auth = service();
   auth.register_account("ada", "correct horse");
-  for (int i = 0; i < 5; ++i)
-    failure(K::kUnauthenticated, [&] { auth.login("ada", "wrong", "10.0.0." + std::to_string(i)); });
-  // Locked: even the right password is refused, and the message says for how long.
+  for (int i = 0; i < 5; ++i) failure(K::kUnauthenticated, [&] { auth.login("ada", "wrong", "10.0.0.9"); });
   EXPECT_EQ(failure(K::kLocked, [&] { auth.login("ada", "correct horse", "10.0.0.9"); }),
-            "too many failed logins: the account is locked for another 900 s");
+            "too many failed logins for this username from this address: try again in 900 s");
+  EXPECT_NO_THROW(auth.login("ada", "correct horse", "198.51.100.1")) << "the owner elsewhere was locked out";
   advance(minutes(10));
   EXPECT_EQ(failure(K::kLocked, [&] { auth.login("ada", "correct horse", "10.0.0.9"); }),
-            "too many failed logins: the account is locked for another 300 s");
+            "too many failed logins for this username from this address: try again in 300 s");
   advance(minutes(5));
   EXPECT_NO_THROW(auth.login("ada", "correct horse", "10.0.0.9"));
 }
@@ -108,8 +114,106 @@ TEST_F(AuthRules, FailedLoginsFromOneAddressLockThatAddress) {
     failure(K::kUnauthenticated, [&] { auth.login("user" + std::to_string(i), "guess", "203.0.113.7"); });
   }
   EXPECT_EQ(failure(K::kLocked, [&] { auth.login("ada", "correct horse", "203.0.113.7"); }),
-            "too many failed logins: this address is locked for another 900 s");
+            "too many failed logins from this address: try again in 900 s");
   EXPECT_NO_THROW(auth.login("ada", "correct horse", "198.51.100.1"));
+}
+
+// A lock says nothing about whether the name exists, and costs the same for both: neither hashes
+// (with the only hash worker taken, an answer that hashed would be "busy").
+TEST_F(AuthRules, LockedAnswersAreTheSameForExistingAndUnknownNames) {
+  AuthSettings settings;
+  settings.hasher.limiter = std::make_shared<HashLimiter>(1, 0);
+  AuthService& auth = service(settings);
+  auth.register_account("ada", "correct horse");
+  std::map<std::string, std::vector<std::string>> answers;
+  for (const std::string name : {"ada", "nobody"}) {
+    for (int i = 0; i < 5; ++i) {
+      answers[name].push_back(failure(K::kUnauthenticated, [&] { auth.login(name, "wrong", "10.0.0.9"); }));
+    }
+  }
+  const HashLimiter::Slot taken = settings.hasher.limiter->acquire();
+  for (const std::string name : {"ada", "nobody"}) {
+    answers[name].push_back(failure(K::kLocked, [&] { auth.login(name, "correct horse", "10.0.0.9"); }));
+    answers[name].push_back(failure(K::kBusy, [&] { auth.login(name, "correct horse", "10.0.0.10"); }));
+  }
+  EXPECT_EQ(answers["ada"], answers["nobody"]);
+  EXPECT_EQ(answers["ada"][5],
+            "too many failed logins for this username from this address: try again in 900 s");
+}
+
+// Many addresses guessing one username slow it down to one try per delay (doubling, capped), for
+// everyone but the addresses its owner signed in from: the owner is never locked out.
+TEST_F(AuthRules, GuessesFromManyAddressesSlowTheUsernameDownButNotForItsOwner) {
+  AuthService& auth = service();
+  auth.register_account("ada", "correct horse");
+  auth.login("ada", "correct horse", "192.0.2.1");  // the owner's usual address
+  for (int i = 0; i < 10; ++i) {
+    failure(K::kUnauthenticated, [&] { auth.login("ada", "guess", "10.1.0." + std::to_string(i)); });
+  }
+  failure(K::kUnauthenticated,
+          [&] { auth.login("ada", "guess", "10.2.0.1"); });  // the one try of this second
+  EXPECT_EQ(failure(K::kLocked, [&] { auth.login("ada", "guess", "10.2.0.2"); }),
+            "too many failed logins for this username: one try every 2 s; try again in 2 s");
+  EXPECT_EQ(failure(K::kUnauthenticated, [&] { auth.login("nobody", "guess", "10.2.0.2"); }),
+            "wrong username or password")
+      << "other names are not slowed down";
+  EXPECT_NO_THROW(auth.login("ada", "correct horse", "192.0.2.1")) << "the owner's address was slowed down";
+  advance(std::chrono::seconds(2));
+  EXPECT_NO_THROW(auth.login("ada", "correct horse", "198.51.100.7"))
+      << "the owner waited and was still refused";
+}
+
+TEST_F(AuthRules, RegistrationsAndDeviceSignInsAreLimitedPerAddress) {
+  AuthSettings settings;
+  settings.registrations_per_address_per_hour = 2;
+  settings.device_sign_ins_per_address_per_minute = 3;
+  settings.device_accounts_per_address_per_hour = 1;
+  AuthService& auth = service(settings);
+  auth.register_account("ada", "correct horse", "203.0.113.7");
+  auth.register_account("bob", "correct horse", "203.0.113.7");
+  advance(minutes(20));
+  EXPECT_EQ(failure(K::kLocked, [&] { auth.register_account("cyd", "correct horse", "203.0.113.7"); }),
+            "too many registrations from this address: at most 2 (registrations_per_address_per_hour); "
+            "retry in 2400 s");
+  EXPECT_NO_THROW(auth.register_account("cyd", "correct horse", "198.51.100.1"));
+
+  const std::string phone = "phone-0123456789abcdefXY";
+  auth.authenticate_device(phone, "203.0.113.7");
+  EXPECT_EQ(
+      failure(K::kLocked, [&] { auth.authenticate_device("tablet-0123456789abcdefX", "203.0.113.7"); }),
+      "too many new device accounts from this address: at most 1 (device_accounts_per_address_per_hour); "
+      "retry in 3600 s");
+  auth.authenticate_device(phone, "203.0.113.7");  // a device that has an account still signs in
+  EXPECT_EQ(failure(K::kLocked, [&] { auth.authenticate_device(phone, "203.0.113.7"); }),
+            "too many device sign-ins from this address: at most 3 (device_sign_ins_per_address_per_minute); "
+            "retry in 60 s");
+  advance(minutes(1));
+  EXPECT_NO_THROW(auth.authenticate_device(phone, "203.0.113.7"));
+}
+
+// The expensive hash comes last: a name that is taken, or an account that already has one, is
+// answered without waiting for a hash worker (here all taken, and the call gives up after 50 ms).
+TEST_F(AuthRules, RegisterAndLinkUsernameCheckTheNameBeforeHashing) {
+  AuthSettings settings;
+  settings.hasher.limiter = std::make_shared<HashLimiter>(1, 1);
+  AuthService& auth = service(settings);
+  auth.register_account("ada", "correct horse");
+  const TokenClaims device =
+      auth.authenticate(auth.authenticate_device("device-0123456789abcdefXY").access_token);
+  const TokenClaims named = auth.authenticate(auth.register_account("bob", "correct horse").access_token);
+  const HashLimiter::Slot taken = settings.hasher.limiter->acquire();
+  const HashLimiter::CallScope scope(std::chrono::system_clock::now() + std::chrono::milliseconds(50),
+                                     [] { return false; });
+  EXPECT_EQ(failure(K::kAlreadyExists, [&] { auth.register_account("ada", "another password"); }),
+            "the username 'ada' is taken");
+  EXPECT_EQ(failure(K::kAlreadyExists, [&] { auth.link_username(device, "ada", "correct horse"); }),
+            "the username 'ada' is taken");
+  EXPECT_EQ(failure(K::kAlreadyExists, [&] { auth.link_username(named, "bobby", "correct horse"); }),
+            "the account already has the username 'bob'");
+  EXPECT_EQ(
+      failure(K::kBusy, [&] { auth.register_account("cyd", "correct horse"); }),
+      "auth is busy checking passwords; the call ended (deadline or cancellation) while it waited for a "
+      "hash worker");
 }
 
 TEST_F(AuthRules, RefreshRotatesAndAReusedTokenRevokesTheWholeSession) {
@@ -163,14 +267,17 @@ TEST_F(AuthRules, ChangingThePasswordEndsEverySessionButTheNewOne) {
 
 TEST_F(AuthRules, DevicesSignInAndLinkToAUsername) {
   AuthService& auth = service();
-  EXPECT_EQ(failure(K::kInvalidArgument, [&] { auth.authenticate_device("short"); }),
-            "a device id has 8 to 128 characters; this one has 5");
-  const IssuedSession first = auth.authenticate_device("device-0001");
-  const IssuedSession again = auth.authenticate_device("device-0001");
+  EXPECT_EQ(
+      failure(K::kInvalidArgument, [&] { auth.authenticate_device("device-0123456789abcd"); }),
+      "a device id is a random secret the client makes once, 22 to 128 characters (128 bits or more, e.g. "
+      "16 random bytes as base64url); this one has 21");
+  const std::string id = "device-0123456789abcdefXY";
+  const IssuedSession first = auth.authenticate_device(id);
+  const IssuedSession again = auth.authenticate_device(id);
   EXPECT_EQ(first.account.id, again.account.id) << "the same device made a second account";
   EXPECT_TRUE(first.account.username.empty());
   const TokenClaims me = auth.authenticate(first.access_token);
-  EXPECT_EQ(failure(K::kInvalidArgument, [&] { auth.unlink_device(me, "device-0001"); }),
+  EXPECT_EQ(failure(K::kInvalidArgument, [&] { auth.unlink_device(me, id); }),
             "unlinking the last device would leave the account no way to sign in; link a username first");
   auth.register_account("bob", "correct horse");
   EXPECT_EQ(failure(K::kAlreadyExists, [&] { auth.link_username(me, "bob", "correct horse"); }),
@@ -178,8 +285,57 @@ TEST_F(AuthRules, DevicesSignInAndLinkToAUsername) {
   const Account linked = auth.link_username(me, "ada", "correct horse");
   EXPECT_EQ(linked.username, "ada");
   EXPECT_EQ(auth.login("ada", "correct horse", "10.0.0.1").account.id, first.account.id);
-  EXPECT_TRUE(auth.unlink_device(me, "device-0001").device_ids.empty());
-  EXPECT_NE(auth.authenticate_device("device-0001").account.id, first.account.id);
+  EXPECT_TRUE(auth.unlink_device(me, id).device_ids.empty());
+  EXPECT_NE(auth.authenticate_device(id).account.id, first.account.id);
+}
+
+// The store never holds a device id: accounts and the device index hold its key, and the key
+// itself is no device id (it does not reach the account).
+TEST_F(AuthRules, DeviceIdsAreStoredOnlyHashed) {
+  AuthService& auth = service();
+  const std::string id = "device-0123456789abcdefXY";
+  const IssuedSession session = auth.authenticate_device(id);
+  EXPECT_EQ(session.account.device_ids, std::set<std::string>{device_key(id)});
+  EXPECT_FALSE(accounts_.by_device(id).has_value());
+  EXPECT_EQ(accounts_.by_device(device_key(id))->id, session.account.id);
+  EXPECT_NE(auth.authenticate_device(device_key(id)).account.id, session.account.id);
+  EXPECT_EQ(device_fingerprint(device_key(id)), token_digest(id).substr(0, 12));
+  EXPECT_EQ(failure(K::kNotFound,
+                    [&] { auth.unlink_device(auth.authenticate(session.access_token), device_key(id)); }),
+            "the device is not linked to this account");
+}
+
+// An account stored before devices were hashed holds the plain id: it signs in once by it (even
+// when shorter than new ids may be), is rewritten to the key, and can be unlinked by the id.
+TEST_F(AuthRules, APlainDeviceIdFromBeforeHashingSignsInAndIsRewritten) {
+  AuthService& auth = service();
+  Account old;
+  old.id = "old-account";
+  old.username = "ada";
+  old.device_ids = {"legacy-dev-1", "legacy-dev-2"};
+  accounts_.create(old);
+  const IssuedSession session = auth.authenticate_device("legacy-dev-1");
+  EXPECT_EQ(session.account.id, "old-account");
+  EXPECT_EQ(accounts_.by_id("old-account")->device_ids,
+            (std::set<std::string>{device_key("legacy-dev-1"), "legacy-dev-2"}));
+  EXPECT_FALSE(accounts_.by_device("legacy-dev-1").has_value());
+  EXPECT_EQ(auth.authenticate_device("legacy-dev-1").account.id, "old-account");
+  EXPECT_EQ(auth.unlink_device(auth.authenticate(session.access_token), "legacy-dev-2").device_ids,
+            std::set<std::string>{device_key("legacy-dev-1")});
+}
+
+TEST_F(AuthRules, PurgingDropsEndedSessionsAndTheirRefreshRecords) {
+  AuthSettings settings;
+  settings.refresh_ttl = std::chrono::hours(1);
+  AuthService& auth = service(settings);
+  const IssuedSession old = auth.register_account("ada", "correct horse");
+  auth.refresh(old.refresh_token);  // a spent record and a live one
+  advance(std::chrono::minutes(50));
+  const IssuedSession recent = auth.login("ada", "correct horse", "10.0.0.1");
+  advance(std::chrono::minutes(20));  // the first session has ended
+  EXPECT_EQ(auth.purge_ended_sessions(), 3u);
+  EXPECT_EQ(sessions_.refresh_records(), 1u);
+  EXPECT_NO_THROW(auth.refresh(recent.refresh_token));
 }
 
 TEST_F(AuthRules, OnlyAdminsGrantAndRevokeRoles) {
@@ -381,6 +537,101 @@ TEST_F(AuthRules, EndedSessionsAreAnnouncedForTheGate) {
   auth.refresh(changed.refresh_token);
   failure(K::kUnauthenticated, [&] { auth.refresh(changed.refresh_token); });
   EXPECT_EQ(ended(), std::set<std::string>{latest.session_id});
+}
+
+std::string address_of(std::string_view peer, std::vector<std::string_view> forwarded = {},
+                       std::string_view trusted = "") {
+  return client_address(peer, forwarded, parse_networks(trusted, "trusted_proxies"));
+}
+
+// IPv4 counts per address, IPv6 per /64 (the block one subscriber gets); an IPv4-mapped IPv6
+// address is its IPv4 address.
+TEST(ClientAddress, IsThePeerWithIpv6CountedPerSlash64) {
+  EXPECT_EQ(address_of("ipv4:203.0.113.7:50123"), "203.0.113.7");
+  EXPECT_EQ(address_of("ipv6:[2001:db8:1:2:aaaa::1]:443"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_of("ipv6:[2001:db8:1:2:ffff:1:2:3]:443"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_of("ipv6:[2001:db8:1:3::1]:443"), "2001:db8:1:3::/64");
+  EXPECT_EQ(address_of("ipv6:[::ffff:198.51.100.4]:443"), "198.51.100.4");
+  EXPECT_EQ(address_of("unix:/run/gameverse.sock"), "unix:/run/gameverse.sock");
+  EXPECT_EQ(address_of(""), "unknown");
+}
+
+// x-forwarded-for counts only from a trusted proxy, and then its rightmost entry that is not
+// itself a trusted proxy: what the client wrote to the left of it is ignored.
+TEST(ClientAddress, ComesFromXForwardedForOnlyThroughATrustedProxy) {
+  EXPECT_EQ(address_of("ipv4:203.0.113.7:1", {"198.51.100.9"}), "203.0.113.7") << "no proxy is trusted";
+  EXPECT_EQ(address_of("ipv4:203.0.113.7:1", {"198.51.100.9"}, "10.0.0.0/8"), "203.0.113.7");
+  EXPECT_EQ(address_of("ipv4:10.0.0.5:1", {"198.51.100.9"}, "10.0.0.0/8"), "198.51.100.9");
+  EXPECT_EQ(address_of("ipv4:10.0.0.5:1", {"1.1.1.1, 198.51.100.9, 10.0.0.7"}, "10.0.0.0/8"), "198.51.100.9");
+  EXPECT_EQ(address_of("ipv4:10.0.0.5:1", {"1.1.1.1", "198.51.100.9:4711"}, "10.0.0.0/8"), "198.51.100.9");
+  EXPECT_EQ(address_of("ipv4:10.0.0.5:1", {"2001:db8:5:6::1"}, "10.0.0.0/8"), "2001:db8:5:6::/64");
+  EXPECT_EQ(address_of("ipv6:[fd00::1]:1", {"[2001:db8:5:6::1]:443"}, "fd00::/8"), "2001:db8:5:6::/64");
+  EXPECT_EQ(address_of("ipv4:10.0.0.5:1", {"not-an-address"}, "10.0.0.0/8"), "10.0.0.5")
+      << "an entry that is no address counts as the proxy that sent it";
+  EXPECT_EQ(address_of("ipv4:127.0.0.1:1", {"198.51.100.9"}, "127.0.0.1"), "198.51.100.9");
+}
+
+TEST(ClientAddress, ATrustedProxyListThatIsNotAddressesIsAnError) {
+  for (const auto& [list, message] : std::vector<std::pair<std::string, std::string>>{
+           {"10.0.0.0/33", "trusted_proxies: '10.0.0.0/33' has a prefix length outside 0 to 32"},
+           {"fd00::/129", "trusted_proxies: 'fd00::/129' has a prefix length outside 0 to 128"},
+           {"10.0.0.0/x", "trusted_proxies: '10.0.0.0/x' has a prefix length outside 0 to 32"},
+           {"10.0.0.1, proxy.internal",
+            "trusted_proxies: 'proxy.internal' is not an IPv4 or IPv6 address or network (e.g. 10.0.0.0/8, "
+            "fd00::/8)"}}) {
+    try {
+      parse_networks(list, "trusted_proxies");
+      ADD_FAILURE() << list << " was accepted";
+    } catch (const AuthError& e) {
+      EXPECT_EQ(e.kind(), AuthError::Kind::kInvalidArgument);
+      EXPECT_EQ(e.what(), message);
+    }
+  }
+  EXPECT_EQ(parse_networks(" 10.0.0.0/8 , ::1 ,", "trusted_proxies").size(), 2u);
+}
+
+// workers at once, queue waiting, the rest refused at once; a waiter takes the next free worker.
+TEST(HashLimiter, BoundsHashingAndWaiting) {
+  HashLimiter limiter(1, 1);
+  std::optional<HashLimiter::Slot> first(limiter.acquire());
+  std::atomic<bool> second_got_one = false;
+  std::thread waiter([&] {
+    const HashLimiter::Slot second = limiter.acquire();
+    second_got_one = true;
+  });
+  // The waiter is queued once a third caller is refused.
+  while (true) {
+    try {
+      limiter.check_not_full();
+      std::this_thread::yield();
+    } catch (const AuthError& e) {
+      EXPECT_EQ(e.kind(), AuthError::Kind::kBusy);
+      EXPECT_EQ(std::string(e.what()),
+                "auth is busy checking passwords (hash_workers and hash_queue are taken); retry in 1 s");
+      break;
+    }
+  }
+  EXPECT_THROW(limiter.acquire(), AuthError);
+  EXPECT_FALSE(second_got_one);
+  first.reset();
+  waiter.join();
+  EXPECT_TRUE(second_got_one);
+  EXPECT_NO_THROW(limiter.check_not_full());
+}
+
+TEST(HashLimiter, AWaiterGivesUpWhenItsCallIsCancelled) {
+  HashLimiter limiter(1, 1);
+  const HashLimiter::Slot taken = limiter.acquire();
+  std::atomic<bool> cancelled = false;
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    cancelled = true;
+  });
+  const HashLimiter::CallScope scope(std::chrono::system_clock::time_point::max(),
+                                     [&] { return cancelled.load(); });
+  EXPECT_THROW(limiter.acquire(), AuthError);
+  canceller.join();
+  EXPECT_NO_THROW(limiter.check_not_full()) << "the waiter that gave up was still counted as waiting";
 }
 
 }  // namespace

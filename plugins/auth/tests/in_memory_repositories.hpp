@@ -88,6 +88,15 @@ class MemorySessions final : public Sessions {
     refresh_[next.token_hash].version = 1;
   }
   void revoke(const Session& session) override { sessions_.at(session.id).revoked = true; }
+  size_t purge_ended(int64_t now_unix_ms) override {
+    size_t deleted =
+        std::erase_if(sessions_, [&](const auto& s) { return s.second.expires_unix_ms <= now_unix_ms; });
+    return deleted + std::erase_if(refresh_, [&](const auto& r) {
+             auto s = sessions_.find(r.second.session_id);
+             return s == sessions_.end() || s->second.revoked;
+           });
+  }
+  size_t refresh_records() const { return refresh_.size(); }
 
  private:
   std::map<std::string, Session> sessions_;
@@ -117,9 +126,12 @@ class MemoryCounters final : public Counters {
  public:
   explicit MemoryCounters(const int64_t& now) : now_(now) {}
   int64_t increment(const std::string& key, std::chrono::milliseconds window) override {
+    return add(key, 1, window);
+  }
+  int64_t add(const std::string& key, int64_t delta, std::chrono::milliseconds window) override {
     Entry& e = live(key);
     if (e.value.empty()) e = {"0", now_ + window.count()};
-    e.value = std::to_string(std::stoll(e.value) + 1);
+    e.value = std::to_string(std::stoll(e.value) + delta);
     return std::stoll(e.value);
   }
   std::optional<std::string> get(const std::string& key) override {
