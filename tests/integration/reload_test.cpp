@@ -36,7 +36,7 @@ std::string host_config(const std::filesystem::path& plugin_dir, const std::stri
                         const std::string& server = "drain_timeout_ms = 5000\n", bool watch = false) {
   return "[server]\nworker_threads = 2\n" + server + "[host]\nlog_level = \"debug\"\nplugin_dir = \"" +
          plugin_dir.string() + "\"\nwatch = " + (watch ? "true" : "false") +
-         "\nwatch_debounce_ms = 50\n[[plugin]]\nname = \"echo\"\n" + extra;
+         "\nwatch_debounce_ms = 50\n[admin]\nallow_loopback = true\n[[plugin]]\nname = \"echo\"\n" + extra;
 }
 
 pb::StatsReply stats(pb::Echo::Stub& stub) {

@@ -9,6 +9,7 @@
 #include "expect_contains.hpp"
 #include "own_redis.hpp"
 #include "platform/cache.hpp"
+#include "platform/redis.hpp"
 
 namespace gameverse::platform {
 namespace {
@@ -125,6 +126,66 @@ TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
     }
   }
   EXPECT_TRUE(recovered) << "the cache did not reconnect to Redis";
+}
+
+// A Redis that requires a password: the URL's password is sent with AUTH (the default user, and
+// a named user), a wrong or missing one is refused at start-up, and no message shows it.
+TEST(RedisAuth, ThePasswordInTheUrlIsSentAndNeverShown) {
+  const std::string password = "s3cret-pw-for-the-test";
+  testing::OwnRedis redis(password);
+  ASSERT_TRUE(redis.start()) << "the test's Redis did not start";
+  auto cache = open_redis_cache(redis.url());
+  cache->set("k", "v", milliseconds(0));
+  EXPECT_EQ(cache->get("k"), "v");
+  auto as_default_user = open_redis_cache("redis://default:" + password + "@" + redis.address());
+  EXPECT_EQ(as_default_user->get("k"), "v");
+  // Percent-encoded characters in the password are decoded: "%2D" is "-".
+  auto encoded = open_redis_cache("redis://:s3cret%2Dpw-for-the-test@" + redis.address());
+  EXPECT_EQ(encoded->get("k"), "v");
+
+  auto refusal = [](const std::string& url) {
+    try {
+      open_redis_cache(url);
+    } catch (const PlatformError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("connected");
+  };
+  const std::string wrong = refusal("redis://:not-the-password@" + redis.address());
+  EXPECT_CONTAINS(wrong, "Redis refused the credentials in the URL");
+  EXPECT_CONTAINS(wrong, redis.address());
+  EXPECT_EQ(wrong.find("not-the-password"), std::string::npos) << wrong;
+  // Without a password the connection is made, but every command is refused.
+  auto anonymous = open_redis_cache("redis://" + redis.address());
+  try {
+    anonymous->get("k");
+    ADD_FAILURE() << "Redis answered a client without the password";
+  } catch (const PlatformError& e) {
+    EXPECT_CONTAINS(e.what(), "NOAUTH");
+  }
+}
+
+TEST(RedisAuth, UrlsAreCheckedAndMessagesMaskThePassword) {
+  EXPECT_EQ(parse_redis_url("redis://:pw@cache.internal:6380").password, "pw");
+  const RedisAddress named = parse_redis_url("redis://game:p%40ss@cache.internal:6379/");
+  EXPECT_EQ(named.user, "game");
+  EXPECT_EQ(named.password, "p@ss");
+  EXPECT_EQ(named.to_string(), "cache.internal:6379");
+  EXPECT_EQ(redacted_redis_url("redis://game:p%40ss@cache.internal:6379"),
+            "redis://game:***@cache.internal:6379");
+  EXPECT_EQ(redacted_redis_url("redis://cache.internal:6379"), "redis://cache.internal:6379");
+  for (const std::string url : {"redis://:hunter2@host", "rediss://:hunter2@host:6379",
+                                "redis://:hunter2@host:99999", "redis://:hun%2ter2@host:6379"}) {
+    try {
+      parse_redis_url(url);
+      ADD_FAILURE() << "accepted a bad Redis URL";
+    } catch (const PlatformError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_INVALID_ARGUMENT);
+      EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("hun%2ter2"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

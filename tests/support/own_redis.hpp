@@ -14,7 +14,9 @@ namespace gameverse::testing {
 
 class OwnRedis {
  public:
-  OwnRedis() : port_(57000 + static_cast<int>(std::random_device()() % 2000)) {}
+  // `password`: the server requires it (requirepass); url() carries it.
+  explicit OwnRedis(std::string password = "")
+      : port_(57000 + static_cast<int>(std::random_device()() % 2000)), password_(std::move(password)) {}
   ~OwnRedis() { stop(); }
   OwnRedis(const OwnRedis&) = delete;
   OwnRedis& operator=(const OwnRedis&) = delete;
@@ -23,9 +25,11 @@ class OwnRedis {
   bool start() const {
     const std::string command = "redis-server --bind 127.0.0.1 --port " + std::to_string(port_) +
                                 " --save '' --appendonly no --daemonize yes --dir " + dir_.path().string() +
-                                " --pidfile " + dir_.path().string() + "/redis.pid > /dev/null 2>&1";
+                                " --pidfile " + dir_.path().string() + "/redis.pid" +
+                                (password_.empty() ? "" : " --requirepass " + password_) +
+                                " > /dev/null 2>&1";
     if (std::system(command.c_str()) != 0) return false;
-    const std::string ping = "redis-cli -p " + std::to_string(port_) + " ping 2>/dev/null | grep -q PONG";
+    const std::string ping = cli() + " ping 2>/dev/null | grep -q PONG";
     for (int i = 0; i < 250; ++i) {
       if (std::system(ping.c_str()) == 0) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -33,15 +37,23 @@ class OwnRedis {
     return false;
   }
   void stop() const {
-    const std::string command = "redis-cli -p " + std::to_string(port_) + " shutdown nosave > /dev/null 2>&1";
+    const std::string command = cli() + " shutdown nosave > /dev/null 2>&1";
     [[maybe_unused]] const int ignored = std::system(command.c_str());
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  std::string url() const { return "redis://" + address(); }
+  std::string url() const {
+    return "redis://" + (password_.empty() ? "" : ":" + password_ + "@") + address();
+  }
 
  private:
+  std::string cli() const {
+    return "redis-cli -p " + std::to_string(port_) +
+           (password_.empty() ? "" : " --no-auth-warning -a " + password_);
+  }
+
   TempDir dir_;
   int port_;
+  std::string password_;
 };
 
 }  // namespace gameverse::testing

@@ -18,14 +18,22 @@ namespace gameverse::platform {
 struct RedisAddress {
   std::string host;
   int port = 0;
+  std::string user;      // AUTH user (Redis 6 ACL); empty: the default user
+  std::string password;  // AUTH password; empty: no AUTH. Never logged or put in a message.
+  // host:port, for messages and logs: without the credentials.
   std::string to_string() const { return host + ":" + std::to_string(port); }
 };
 
-// redis://host:port; PlatformError INVALID_ARGUMENT naming the expected form otherwise.
+// redis://host:port, redis://:password@host:port or redis://user:password@host:port (user and
+// password percent-encoded); PlatformError INVALID_ARGUMENT naming the expected form otherwise,
+// with the password masked. rediss:// (TLS) is refused: Debian 12's hiredis (0.14) has no TLS.
 RedisAddress parse_redis_url(const std::string& url);
 
-// A blocking connection to `address`, made within half a second; null with the reason in
-// `error` otherwise.
+// `url` with the password, if any, replaced by "***": for messages and logs.
+std::string redacted_redis_url(const std::string& url);
+
+// A blocking connection to `address`, made within half a second and authenticated when the
+// address has a password; null with the reason in `error` otherwise.
 redisContext* connect_redis(const RedisAddress& address, std::string& error);
 
 // Queues one command (binary-safe arguments) on `c` without sending it; false on failure.

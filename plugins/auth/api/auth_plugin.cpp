@@ -2,8 +2,6 @@
 // host's gate (the principal of the call), never from parsing the token here.
 #include <gameverse/sdk/plugin.hpp>
 
-#include <sstream>
-
 #include "domain/auth_service.hpp"
 #include "gameverse/auth/v1/auth.pb.h"
 #include "infrastructure/store_repositories.hpp"
@@ -34,17 +32,6 @@ sdk::Status status_of(const AuthError& e) {
   return {sdk::StatusCode::kInternal, e.what()};
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   gameverse::auth::AuthSettings s;
   s.access_ttl = std::chrono::seconds(host.config_int("access_token_ttl_s"));
@@ -57,7 +44,6 @@ gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   s.failure_window = std::chrono::seconds(host.config_int("failed_login_window_s"));
   s.lockout = std::chrono::seconds(host.config_int("lockout_s"));
   s.signing_key_seed = host.config_string("signing_key");
-  s.bootstrap_admins = split_list(host.config_string("bootstrap_admins"));
   return s;
 }
 
@@ -163,9 +149,7 @@ class AuthPlugin final : public sdk::Plugin {
                     "Failed logins in the window that lock a client address", sdk::at_least(1))
         .config_int("failed_login_window_s", 900, "The window failed logins are counted in, in seconds",
                     sdk::at_least(1))
-        .config_int("lockout_s", 900, "How long a lock lasts, in seconds", sdk::at_least(1))
-        .config_string("bootstrap_admins", "",
-                       "Comma-separated usernames that get the admin role when they register");
+        .config_int("lockout_s", 900, "How long a lock lasts, in seconds", sdk::at_least(1));
   }
 
   sdk::Status register_account(sdk::CallContext&, const pb::RegisterRequest& r, pb::Session& reply) {
@@ -204,11 +188,11 @@ class AuthPlugin final : public sdk::Plugin {
   }
   sdk::Status grant_role(sdk::CallContext& context, const pb::RoleRequest& r, pb::Account& reply) {
     return answer(
-        [&] { fill(reply, service_.set_role(caller_of(context), r.account_id(), r.role(), true)); });
+        [&] { fill(reply, service_.set_role(caller_of(context), account_id_of(r), r.role(), true)); });
   }
   sdk::Status revoke_role(sdk::CallContext& context, const pb::RoleRequest& r, pb::Account& reply) {
     return answer(
-        [&] { fill(reply, service_.set_role(caller_of(context), r.account_id(), r.role(), false)); });
+        [&] { fill(reply, service_.set_role(caller_of(context), account_id_of(r), r.role(), false)); });
   }
   sdk::Status get_verification_keys(sdk::CallContext&, const pb::GetVerificationKeysRequest&,
                                     pb::VerificationKeys& reply) {
@@ -223,6 +207,16 @@ class AuthPlugin final : public sdk::Plugin {
   }
 
  private:
+  // The account a role request names, by id or by username.
+  std::string account_id_of(const pb::RoleRequest& r) {
+    if (r.username().empty()) return r.account_id();
+    if (!r.account_id().empty()) {
+      throw AuthError(AuthError::Kind::kInvalidArgument,
+                      "name the account by account_id or by username, not both");
+    }
+    return service_.account_id_of(r.username());
+  }
+
   gameverse::auth::StoreAccounts accounts_;
   gameverse::auth::StoreSessions sessions_;
   gameverse::auth::StoreSigningKeys keys_;

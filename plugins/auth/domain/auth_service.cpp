@@ -134,10 +134,6 @@ IssuedSession AuthService::register_account(const std::string& username, const s
   account.username = username;
   account.password_hash = settings_.hasher.hash(password);
   account.created_unix_ms = now_();
-  if (std::find(settings_.bootstrap_admins.begin(), settings_.bootstrap_admins.end(), username) !=
-      settings_.bootstrap_admins.end()) {
-    account.roles.insert("admin");
-  }
   accounts_.create(account);
   return issue(*accounts_.by_id(account.id));
 }
@@ -308,9 +304,16 @@ IssuedSession AuthService::change_password(const TokenClaims& caller, const std:
   return issue(account);
 }
 
+std::string AuthService::account_id_of(const std::string& username) {
+  std::optional<Account> account = accounts_.by_username(username);
+  if (!account) throw AuthError(K::kNotFound, "no account with the username '" + username + "'");
+  return account->id;
+}
+
 Account AuthService::set_role(const TokenClaims& caller, const std::string& account_id,
                               const std::string& role, bool grant) {
-  if (std::find(caller.roles.begin(), caller.roles.end(), "admin") == caller.roles.end()) {
+  if (std::find(caller.roles.begin(), caller.roles.end(), "admin") == caller.roles.end() &&
+      std::find(caller.roles.begin(), caller.roles.end(), kOperatorRole) == caller.roles.end()) {
     throw AuthError(K::kPermissionDenied,
                     std::string(grant ? "granting" : "revoking") + " roles needs the admin role");
   }

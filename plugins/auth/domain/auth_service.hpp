@@ -20,8 +20,7 @@ struct AuthSettings {
   int64_t max_failures_per_address = 20;
   std::chrono::milliseconds failure_window{std::chrono::minutes(15)};
   std::chrono::milliseconds lockout{std::chrono::minutes(15)};
-  std::string signing_key_seed;               // base64 Ed25519 seed; empty: generated and stored
-  std::vector<std::string> bootstrap_admins;  // usernames that are admins when they register
+  std::string signing_key_seed;  // base64 Ed25519 seed; empty: generated and stored
 };
 
 struct IssuedSession {
@@ -51,6 +50,9 @@ class AuthService {
   Account unlink_device(const TokenClaims& caller, const std::string& device_id);
   IssuedSession change_password(const TokenClaims& caller, const std::string& current,
                                 const std::string& next);
+  // The id of the account with `username`; kNotFound when there is none.
+  std::string account_id_of(const std::string& username);
+  // Admins set roles, and the host's operator (the [admin] token), who makes the first admin.
   Account set_role(const TokenClaims& caller, const std::string& account_id, const std::string& role,
                    bool grant);
   std::vector<VerifyKey> verification_keys();
