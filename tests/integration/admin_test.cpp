@@ -142,6 +142,14 @@ TEST_F(AdminTest, ValidateNamesEveryProblem) {
   CliRun invalid = gvctl(*host_, "validate " + bad.string());
   EXPECT_EQ(invalid.exit_code, 1);
   EXPECT_CONTAINS(invalid.output, "bad.toml:5:1: plugin[0].config.max_stream_mesages: unknown key");
+
+  // Opening a plugin runs its code: a file outside the plugin directory is named, not opened.
+  const auto outside = dir_.path() / "outside.toml";
+  std::ofstream(outside) << "[[plugin]]\nname = \"hello-c\"\npath = \"" GV_PLUGIN_DIR "/hello-c.so\"\n";
+  CliRun refused = gvctl(*host_, "validate " + outside.string());
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_CONTAINS(refused.output, "plugin[0].path: not checked: path '");
+  EXPECT_CONTAINS(refused.output, "outside the plugin directory");
 }
 
 TEST_F(AdminTest, WatchPrintsLifecycleEvents) {

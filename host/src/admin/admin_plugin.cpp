@@ -172,6 +172,14 @@ class AdminPlugin final : public sdk::Plugin {
     if (result.config) {
       for (const auto& entry : result.config->plugins) {
         if (!entry.enabled) continue;
+        // Mapping a file runs its code: only files LoadPlugin could load are opened.
+        std::string outside;
+        confine_to_plugin_dir(options_.plugin_dir, entry.path.string(), outside);
+        if (!outside.empty()) {
+          add_problem(response, {entry.source_file, entry.where, entry.key_prefix + ".path",
+                                 "not checked: " + outside});
+          continue;
+        }
         try {
           plugin::Plugin::open(entry);  // maps the file, runs only its entry, checks the table
         } catch (const std::exception& e) {
