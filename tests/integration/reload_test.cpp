@@ -221,7 +221,7 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] {
     return host.log().find(
-               "gameverse.toml:12:23: plugin[0].config.max_stream_messages: must be at least 1, not 0") !=
+               "gameverse.toml:14:23: plugin[0].config.max_stream_messages: must be at least 1, not 0") !=
            std::string::npos;
   })) << host.log();
   EXPECT_EQ(stats(*stub).instance_id(), serving);
