@@ -143,7 +143,7 @@ std::string placeholder_in(const std::string& value) {
   std::string lower = value;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   for (const char* word : {"replace", "example", "changeme", "change-me", "change_me", "placeholder",
-                           "at-least", "your-", "secret-here", "xxxxxxxx", "todo"}) {
+                           "at-least", "your-", "secret-here", "xxxxxxxx"}) {
     if (lower.find(word) != std::string::npos) return word;
   }
   return "";
