@@ -149,10 +149,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<gameverse::platform::CacheBackend> cache;
   std::unique_ptr<gameverse::platform::PubSub> pubsub;
   try {
-    cache = config.cache.backend == "redis" ? gameverse::platform::open_redis_cache(config.redis.url)
-                                            : gameverse::platform::open_memory_cache();
-    pubsub = config.pubsub.backend == "redis" ? gameverse::platform::open_redis_pubsub(config.redis.url)
-                                              : gameverse::platform::open_memory_pubsub();
+    cache = config.cache.backend == "redis"
+                ? gameverse::platform::open_redis_cache(config.redis.url, config.redis.ca_file.string())
+                : gameverse::platform::open_memory_cache();
+    pubsub = config.pubsub.backend == "redis"
+                 ? gameverse::platform::open_redis_pubsub(config.redis.url, config.redis.ca_file.string())
+                 : gameverse::platform::open_memory_pubsub();
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

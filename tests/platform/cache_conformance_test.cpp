@@ -2,6 +2,8 @@
 // starts (GAMEVERSE_TEST_REDIS_URL). An outage test runs a Redis of its own.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -9,6 +11,7 @@
 #include "expect_contains.hpp"
 #include "own_redis.hpp"
 #include "platform/cache.hpp"
+#include "platform/pubsub.hpp"
 #include "platform/redis.hpp"
 
 namespace gameverse::platform {
@@ -175,7 +178,7 @@ TEST(RedisAuth, UrlsAreCheckedAndMessagesMaskThePassword) {
   EXPECT_EQ(redacted_redis_url("redis://game:p%40ss@cache.internal:6379"),
             "redis://game:***@cache.internal:6379");
   EXPECT_EQ(redacted_redis_url("redis://cache.internal:6379"), "redis://cache.internal:6379");
-  for (const std::string url : {"redis://:hunter2@host", "rediss://:hunter2@host:6379",
+  for (const std::string url : {"redis://:hunter2@host", "rediss://:hunter2@host",
                                 "redis://:hunter2@host:99999", "redis://:hun%2ter2@host:6379"}) {
     try {
       parse_redis_url(url);
@@ -186,6 +189,70 @@ TEST(RedisAuth, UrlsAreCheckedAndMessagesMaskThePassword) {
       EXPECT_EQ(std::string(e.what()).find("hun%2ter2"), std::string::npos) << e.what();
     }
   }
+}
+
+// rediss://: TLS to a Redis that speaks only TLS, its certificate (for the name "localhost" only)
+// from a CA the test makes. The right CA and name connect; another CA, or another name for the
+// same server, are refused at start-up and say why.
+TEST(RedisTls, TheServerIsVerifiedAndTheConnectionWorks) {
+  testing::TempDir dir;
+  const auto file = [&](const std::string& name) { return (dir.path() / name).string(); };
+  const std::string quiet = " > /dev/null 2>&1";
+  for (const std::string ca : {"ca", "other-ca"}) {
+    ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=" + ca + " -keyout " +
+                           file(ca + ".key") + " -out " + file(ca + ".pem") + quiet)
+                              .c_str()),
+              0);
+  }
+  std::ofstream(file("san.ext")) << "subjectAltName=DNS:localhost\n";
+  ASSERT_EQ(
+      std::system(("openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout " + file("server.key") +
+                   " -out " + file("server.csr") + quiet + " && openssl x509 -req -days 1 -in " +
+                   file("server.csr") + " -CA " + file("ca.pem") + " -CAkey " + file("ca.key") +
+                   " -CAcreateserial -extfile " + file("san.ext") + " -out " + file("server.pem") + quiet)
+                      .c_str()),
+      0);
+  testing::OwnRedis redis("tls-test-password",
+                          testing::OwnRedis::Tls{file("server.pem"), file("server.key"), file("ca.pem")});
+  ASSERT_TRUE(redis.start()) << "the test's TLS Redis did not start";
+  const std::string port = redis.address().substr(redis.address().rfind(':'));
+  const std::string by_name = "rediss://:tls-test-password@localhost" + port;
+
+  auto cache = open_redis_cache(by_name, file("ca.pem"));
+  cache->set("k", "over TLS", milliseconds(0));
+  EXPECT_EQ(cache->get("k"), "over TLS");
+  EXPECT_EQ(cache->increment("n", 2, milliseconds(0)), 2);
+  auto bus = open_redis_pubsub(by_name, file("ca.pem"));
+  const int owner = 0;
+  std::vector<std::string> seen;
+  std::mutex seen_mu;
+  bus->set_active(&owner, true);
+  bus->subscribe(&owner, "t", [&](const std::string& topic, const std::string& payload) {
+    std::lock_guard lock(seen_mu);
+    seen.push_back(topic + "=" + payload);
+  });
+  bus->publish("t", "hello");
+  EXPECT_TRUE(testing::eventually([&] {
+    std::lock_guard lock(seen_mu);
+    return seen == std::vector<std::string>{"t=hello"};
+  }));
+  bus.reset();
+
+  auto refusal = [](const std::string& url, const std::string& ca_file) {
+    try {
+      open_redis_cache(url, ca_file);
+    } catch (const PlatformError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("connected");
+  };
+  EXPECT_CONTAINS(refusal(by_name, file("other-ca.pem")),
+                  "TLS: the server's certificate is refused: ");  // its chain ends in a CA not trusted
+  EXPECT_CONTAINS(refusal("rediss://:tls-test-password@" + redis.address(), file("ca.pem")),
+                  "TLS: the server's certificate is refused: IP address mismatch");
+  // A plaintext client gets no answer it can read.
+  EXPECT_NE(refusal("redis://:tls-test-password@" + redis.address(), ""), "connected");
 }
 
 }  // namespace

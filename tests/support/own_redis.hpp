@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -14,20 +15,32 @@ namespace gameverse::testing {
 
 class OwnRedis {
  public:
-  // `password`: the server requires it (requirepass); url() carries it.
-  explicit OwnRedis(std::string password = "")
-      : port_(57000 + static_cast<int>(std::random_device()() % 2000)), password_(std::move(password)) {}
+  // PEM files for a server that speaks TLS only.
+  struct Tls {
+    std::string cert_file;
+    std::string key_file;
+    std::string ca_file;  // what redis-cli trusts, to see the server up
+  };
+
+  // `password`: the server requires it (requirepass); url() carries it. `tls`: TLS only.
+  explicit OwnRedis(std::string password = "", std::optional<Tls> tls = std::nullopt)
+      : port_(57000 + static_cast<int>(std::random_device()() % 2000)),
+        password_(std::move(password)),
+        tls_(std::move(tls)) {}
   ~OwnRedis() { stop(); }
   OwnRedis(const OwnRedis&) = delete;
   OwnRedis& operator=(const OwnRedis&) = delete;
 
   // True once the server answers PING (within five seconds).
   bool start() const {
-    const std::string command = "redis-server --bind 127.0.0.1 --port " + std::to_string(port_) +
-                                " --save '' --appendonly no --daemonize yes --dir " + dir_.path().string() +
-                                " --pidfile " + dir_.path().string() + "/redis.pid" +
-                                (password_.empty() ? "" : " --requirepass " + password_) +
-                                " > /dev/null 2>&1";
+    const std::string ports = tls_ ? "--port 0 --tls-port " + std::to_string(port_) + " --tls-cert-file " +
+                                         tls_->cert_file + " --tls-key-file " + tls_->key_file +
+                                         " --tls-ca-cert-file " + tls_->ca_file + " --tls-auth-clients no"
+                                   : "--port " + std::to_string(port_);
+    const std::string command =
+        "redis-server --bind 127.0.0.1 " + ports + " --save '' --appendonly no --daemonize yes --dir " +
+        dir_.path().string() + " --pidfile " + dir_.path().string() + "/redis.pid" +
+        (password_.empty() ? "" : " --requirepass " + password_) + " > /dev/null 2>&1";
     if (std::system(command.c_str()) != 0) return false;
     const std::string ping = cli() + " ping 2>/dev/null | grep -q PONG";
     for (int i = 0; i < 250; ++i) {
@@ -42,18 +55,20 @@ class OwnRedis {
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string url() const {
-    return "redis://" + (password_.empty() ? "" : ":" + password_ + "@") + address();
+    return (tls_ ? "rediss://" : "redis://") + (password_.empty() ? "" : ":" + password_ + "@") + address();
   }
 
  private:
   std::string cli() const {
     return "redis-cli -p " + std::to_string(port_) +
-           (password_.empty() ? "" : " --no-auth-warning -a " + password_);
+           (password_.empty() ? "" : " --no-auth-warning -a " + password_) +
+           (tls_ ? " --tls --cacert " + tls_->ca_file : "");
   }
 
   TempDir dir_;
   int port_;
   std::string password_;
+  std::optional<Tls> tls_;
 };
 
 }  // namespace gameverse::testing

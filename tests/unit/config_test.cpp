@@ -307,8 +307,13 @@ TEST(Config, RedisUrlsMayCarryAPasswordThatMessagesMask) {
   EXPECT_EQ(bad.key, "redis.url");
   EXPECT_EQ(bad.message.find("hunter2"), std::string::npos) << bad.message;
   EXPECT_NE(bad.message.find("redis://:***@cache.internal"), std::string::npos) << bad.message;
-  ConfigError tls = only_error("[redis]\nurl = \"rediss://cache.internal:6380\"\n");
-  EXPECT_NE(tls.message.find("rediss:// (TLS) is not supported"), std::string::npos) << tls.message;
+  const LoadResult tls = parse("[redis]\nurl = \"rediss://cache.internal:6380\"\nca_file = \"tls/ca.pem\"\n");
+  ASSERT_TRUE(tls.config) << tls.errors.front().to_string();
+  EXPECT_EQ(tls.config->redis.ca_file, "/etc/gv/tls/ca.pem");
+  ConfigError plaintext =
+      only_error("[redis]\nurl = \"redis://cache.internal:6379\"\nca_file = \"ca.pem\"\n");
+  EXPECT_EQ(plaintext.to_string(),
+            "test.toml:3:11: redis.ca_file: is for TLS: the url must start with rediss://");
 }
 
 }  // namespace

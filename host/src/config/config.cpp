@@ -327,8 +327,14 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* redis = top.sub_table("redis")) {
     TableReader reader(*redis, "redis", source_name, result.errors);
-    reader.reject_unknown({"url"});
+    reader.reject_unknown({"url", "ca_file"});
     reader.read_string("url", config.redis.url);
+    std::string ca_file;
+    reader.read_string("ca_file", ca_file);
+    if (!ca_file.empty()) config.redis.ca_file = (base_dir / ca_file).lexically_normal();
+    if (!ca_file.empty() && config.redis.url.rfind("rediss://", 0) != 0) {
+      reader.error_at(*redis->get("ca_file"), "ca_file", "is for TLS: the url must start with rediss://");
+    }
     if (redis->contains("url") && (*redis)["url"].is_string()) {
       try {
         platform::parse_redis_url(config.redis.url);

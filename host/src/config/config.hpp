@@ -71,7 +71,8 @@ struct BusSection {
 };
 
 struct RedisSection {
-  std::string url;  // redis://[[user]:password@]host:port, for a cache or pub/sub on Redis
+  std::string url;                // redis[s]://[[user]:password@]host:port, for a cache or pub/sub on Redis
+  std::filesystem::path ca_file;  // rediss://: PEM CAs Redis's certificate must chain to; empty: the system's
 };
 
 // [blocking]: the host's pool for plugins' blocking work (store, cache, calls, hashing).
