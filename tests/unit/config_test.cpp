@@ -265,7 +265,8 @@ TEST(Config, LoopbackIsNotTrustedUnlessConfigured) {
 TEST(Config, PlaceholderAdminTokensAreRefused) {
   for (const std::string token :
        {"replace-with-a-long-random-secret", "changeme-changeme-changeme", "an-EXAMPLE-token-of-some-length",
-        "at-least-16-characters", "<placeholder-for-the-token>"}) {
+        "at-least-16-characters", "<placeholder-for-the-token>", "<openssl rand -hex 32>",
+        "<64 hexadecimal digits>"}) {
     ConfigError e = only_error("[admin]\nenabled = true\ntoken = \"" + token + "\"\n");
     EXPECT_EQ(e.key, "admin.token") << token;
     EXPECT_EQ(e.where.line, 3u) << token;

@@ -137,13 +137,13 @@ bool valid_listen_address(const std::string& address) {
   return std::stoi(port) <= 65535 && std::regex_match(address, pattern);
 }
 
-// Values copied from an example instead of a secret: README's and production.toml's, and the
+// Values copied from an example instead of a secret: README's and production.toml's ("<...>"), and the
 // usual ones. A token that contains one is refused.
 std::string placeholder_in(const std::string& value) {
   std::string lower = value;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   for (const char* word : {"replace", "example", "changeme", "change-me", "change_me", "placeholder",
-                           "at-least", "your-", "secret-here", "xxxxxxxx"}) {
+                           "at-least", "your-", "secret-here", "xxxxxxxx", "openssl", "<"}) {
     if (lower.find(word) != std::string::npos) return word;
   }
   return "";
