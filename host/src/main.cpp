@@ -15,6 +15,7 @@
 #include "platform/cpu_budget.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
+#include "platform/redis.hpp"
 #include "platform/store_service.hpp"
 #include "platform/thread_priority.hpp"
 #include "platform/timers.hpp"
@@ -53,7 +54,8 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
   if (a.listen != b.listen || a.max_message_bytes != b.max_message_bytes ||
       a.worker_threads != b.worker_threads || a.drain_timeout_ms != b.drain_timeout_ms ||
       running.host.staging_dir != next.host.staging_dir || running.host.watch != next.host.watch ||
-      running.admin.enabled != next.admin.enabled || running.admin.token != next.admin.token) {
+      running.admin.enabled != next.admin.enabled || running.admin.token != next.admin.token ||
+      running.admin.allow_loopback != next.admin.allow_loopback) {
     spdlog::warn(
         "[server], [admin] and [host] watch/staging settings changed in the config; they apply after a "
         "restart");
@@ -147,17 +149,20 @@ int main(int argc, char** argv) {
   std::unique_ptr<gameverse::platform::CacheBackend> cache;
   std::unique_ptr<gameverse::platform::PubSub> pubsub;
   try {
-    cache = config.cache.backend == "redis" ? gameverse::platform::open_redis_cache(config.redis.url)
-                                            : gameverse::platform::open_memory_cache();
-    pubsub = config.pubsub.backend == "redis" ? gameverse::platform::open_redis_pubsub(config.redis.url)
-                                              : gameverse::platform::open_memory_pubsub();
+    cache = config.cache.backend == "redis"
+                ? gameverse::platform::open_redis_cache(config.redis.url, config.redis.ca_file.string())
+                : gameverse::platform::open_memory_cache();
+    pubsub = config.pubsub.backend == "redis"
+                 ? gameverse::platform::open_redis_pubsub(config.redis.url, config.redis.ca_file.string())
+                 : gameverse::platform::open_memory_pubsub();
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  spdlog::info(
-      "cache: {}; pub/sub: {}{}", cache->name(), pubsub->name(),
-      config.cache.backend == "redis" || config.pubsub.backend == "redis" ? " at " + config.redis.url : "");
+  spdlog::info("cache: {}; pub/sub: {}{}", cache->name(), pubsub->name(),
+               config.cache.backend == "redis" || config.pubsub.backend == "redis"
+                   ? " at " + gameverse::platform::redacted_redis_url(config.redis.url)
+                   : "");
   gameverse::platform::TimerService timers;
   gameverse::platform::MetricsRegistry metrics;
   gameverse::platform::WorkPool blocking(blocking_limits(config.blocking), &metrics);
@@ -185,8 +190,8 @@ int main(int argc, char** argv) {
 
   if (config.admin.enabled) {
     const auto admin = gameverse::admin::serve_admin(
-        plugins, {config.admin.token, std::filesystem::absolute(config_path).parent_path(),
-                  config.admin.allow_loopback});
+        plugins, {!config.admin.token.empty(), std::filesystem::absolute(config_path).parent_path(),
+                  config.host.plugin_dir, config.admin.allow_loopback});
     if (!admin.ok()) spdlog::error("the admin service did not start: {}", admin.message);
   }
 
@@ -199,6 +204,7 @@ int main(int argc, char** argv) {
   // The gate verifies access tokens with the keys the auth plugin publishes: fetched now, and
   // again whenever a plugin (re)starts serving, in case it is the one that publishes them.
   gameverse::rpc::Gate gate(platform);
+  gate.set_operator_token(config.admin.token);
   if (gate.refresh_keys()) spdlog::info("gate: {} token verification key(s)", gate.key_count());
   plugins.subscribe([&gate](const gameverse::plugin::Event& event) {
     if (event.kind == gameverse::plugin::Event::Kind::kServing) gate.refresh_keys_soon();

@@ -41,7 +41,10 @@ cmake --build "$work/my-mod/build"
 ctest --test-dir "$work/my-mod/build" --output-on-failure
 
 step "start a host with no plugins"
-printf '[host]\nwatch = false\ndata_dir = "%s"\n' "$work/data" > "$work/host.toml"
+# gvctl loads plugins only from the plugin directory, and acts with the host's [admin] token.
+export GAMEVERSE_ADMIN_TOKEN="modder-walk-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+printf '[host]\nwatch = false\ndata_dir = "%s"\nplugin_dir = "%s"\n[admin]\ntoken = "%s"\n' \
+  "$work/data" "$work/my-mod/build" "$GAMEVERSE_ADMIN_TOKEN" > "$work/host.toml"
 "$work/prefix/bin/gameverse" --config "$work/host.toml" --listen 127.0.0.1:0 --port-file "$work/port" \
   2> "$work/host.log" &
 host=$!

@@ -1,15 +1,20 @@
 // The admin service through gvctl, the real CLI, against the real host: every command, its
-// output and its exit code.
+// output and its exit code; who may administer the host, and what LoadPlugin may load.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 
 #include "admin/admin_plugin.hpp"
 #include "expect_contains.hpp"
+#include "gameverse/auth/v1/auth.grpc.pb.h"
+#include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
 
 namespace gameverse::testing {
 namespace {
+
+// The hosts' [admin] token: the operator's credential.
+constexpr const char* kToken = "admin-test-token-0123456789";
 
 struct CliRun {
   int exit_code;
@@ -28,8 +33,9 @@ CliRun gvctl_raw(const std::string& arguments) {
   return run;
 }
 
+// gvctl as the operator: with the host's [admin] token.
 CliRun gvctl(const HostProcess& host, const std::string& arguments) {
-  return gvctl_raw("--addr " + host.address() + " " + arguments);
+  return gvctl_raw("--addr " + host.address() + " --token " + kToken + " " + arguments);
 }
 
 class AdminTest : public ::testing::Test {
@@ -37,6 +43,7 @@ class AdminTest : public ::testing::Test {
   void SetUp() override {
     std::filesystem::copy_file(GV_PLUGIN_DIR "/echo.so", dir_.path() / "echo.so");
     host_ = std::make_unique<HostProcess>("[host]\nwatch = false\nplugin_dir = \"" + dir_.path().string() +
+                                          "\"\n[admin]\ntoken = \"" + kToken +
                                           "\"\n[[plugin]]\nname = \"echo\"\n");
   }
   TempDir dir_;
@@ -72,7 +79,8 @@ TEST_F(AdminTest, GlobalOptionsGoBeforeOrAfterTheSubcommand) {
     EXPECT_EQ(list.output.find("NAME"), std::string::npos) << arguments << " printed the table";
   }
   // After the subcommand's positional argument, and every global option there.
-  CliRun status = gvctl_raw("status echo --json --addr " + host_->address() + " --timeout-ms 10000");
+  CliRun status =
+      gvctl_raw("status echo --json --addr " + host_->address() + " --timeout-ms 10000 --token " + kToken);
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_CONTAINS(status.output, "\"name\": \"echo\"");
   EXPECT_CONTAINS(status.output, "\"state\": \"serving\"");
@@ -107,11 +115,12 @@ TEST_F(AdminTest, ReloadUnloadAndLoad) {
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_CONTAINS(again.output, "is not loaded");
 
-  CliRun load = gvctl(
-      *host_, std::string("load hello-c --path ") + GV_PLUGIN_DIR "/hello-c.so --config 'greeting = \"Yo\"'");
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", dir_.path() / "hello-c.so");
+  CliRun load = gvctl(*host_, "load hello-c --path " + (dir_.path() / "hello-c.so").string() +
+                                  " --config 'greeting = \"Yo\"'");
   EXPECT_EQ(load.exit_code, 0) << load.output;
   EXPECT_CONTAINS(load.output, "plugin 'hello-c' loaded (generation 1)");
-  CliRun bad_config = gvctl(*host_, std::string("load hello-c2 --path ") + GV_PLUGIN_DIR "/hello-c.so");
+  CliRun bad_config = gvctl(*host_, "load hello-c2 --path " + (dir_.path() / "hello-c.so").string());
   EXPECT_EQ(bad_config.exit_code, 1);
   EXPECT_CONTAINS(bad_config.output, "holds plugin 'hello-c', not 'hello-c2'");
 
@@ -133,10 +142,19 @@ TEST_F(AdminTest, ValidateNamesEveryProblem) {
   CliRun invalid = gvctl(*host_, "validate " + bad.string());
   EXPECT_EQ(invalid.exit_code, 1);
   EXPECT_CONTAINS(invalid.output, "bad.toml:5:1: plugin[0].config.max_stream_mesages: unknown key");
+
+  // Opening a plugin runs its code: a file outside the plugin directory is named, not opened.
+  const auto outside = dir_.path() / "outside.toml";
+  std::ofstream(outside) << "[[plugin]]\nname = \"hello-c\"\npath = \"" GV_PLUGIN_DIR "/hello-c.so\"\n";
+  CliRun refused = gvctl(*host_, "validate " + outside.string());
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_CONTAINS(refused.output, "plugin[0].path: not checked: path '");
+  EXPECT_CONTAINS(refused.output, "outside the plugin directory");
 }
 
 TEST_F(AdminTest, WatchPrintsLifecycleEvents) {
-  const std::string command = std::string(GV_GVCTL_BINARY) + " --addr " + host_->address() + " watch 2>&1";
+  const std::string command =
+      std::string(GV_GVCTL_BINARY) + " --addr " + host_->address() + " --token " + kToken + " watch 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   // The watch is subscribed once its first event arrives; keep reloading until one does.
@@ -162,20 +180,171 @@ TEST_F(AdminTest, WatchPrintsLifecycleEvents) {
   EXPECT_EQ(WEXITSTATUS(pclose(pipe)), 0);
 }
 
-TEST(AdminAccess, LoopbackAlwaysOthersOnlyWithTheToken) {
+TEST(AdminAccess, TheOperatorAlwaysLoopbackOnlyWhenAllowed) {
   using admin::access_refusal;
-  EXPECT_EQ(access_refusal("ipv4:127.0.0.1:5000", {}, ""), "");
-  EXPECT_EQ(access_refusal("ipv6:[::1]:5000", {}, ""), "");
-  EXPECT_EQ(access_refusal("unix:/run/gv.sock", {}, ""), "");
-  EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {}, ""), "answers loopback only");
-  const std::string token = "0123456789abcdef";
-  EXPECT_EQ(access_refusal("ipv4:10.1.2.3:5000", {"Bearer 0123456789abcdef"}, token), "");
-  EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {"Bearer 0123456789abcdeX"}, token),
-                  "needs 'authorization");
-  EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", {}, token), "needs 'authorization");
-  // [admin] allow_loopback = false: loopback callers, too, need the token.
-  EXPECT_CONTAINS(access_refusal("ipv4:127.0.0.1:5000", {}, token, false), "needs 'authorization");
-  EXPECT_EQ(access_refusal("ipv4:127.0.0.1:5000", {"Bearer 0123456789abcdef"}, token, false), "");
+  for (const char* peer :
+       {"ipv4:127.0.0.1:5000", "ipv6:[::1]:5000", "unix:/run/gv.sock", "ipv4:10.1.2.3:5000"}) {
+    EXPECT_EQ(access_refusal(peer, true, true, false), "") << peer;
+    EXPECT_CONTAINS(access_refusal(peer, false, true, false), "needs the operator's credential");
+  }
+  // Loopback trust is off unless configured: behind a proxy on the same machine, everyone is loopback.
+  EXPECT_CONTAINS(access_refusal("ipv4:127.0.0.1:5000", false, true, false),
+                  "loopback callers need it too unless [admin] allow_loopback = true");
+  EXPECT_EQ(access_refusal("ipv4:127.0.0.1:5000", false, false, true), "");
+  EXPECT_EQ(access_refusal("unix:/run/gv.sock", false, false, true), "");
+  EXPECT_CONTAINS(access_refusal("ipv4:10.1.2.3:5000", false, false, true), "set [admin] token");
+}
+
+// The defaults: a host with neither a token nor allow_loopback answers no one, loopback included.
+TEST(AdminAccess, LoopbackWithoutTheTokenIsRefusedByDefault) {
+  HostProcess host("[host]\nwatch = false\n");
+  CliRun refused = gvctl_raw("--addr " + host.address() + " list");
+  EXPECT_EQ(refused.exit_code, 1) << refused.output;
+  EXPECT_CONTAINS(refused.output, "the admin service needs the operator's credential from ipv4:127.0.0.1:");
+  EXPECT_CONTAINS(refused.output, "set [admin] token");
+
+  HostProcess with_token(std::string("[host]\nwatch = false\n[admin]\ntoken = \"") + kToken + "\"\n");
+  CliRun no_token = gvctl_raw("--addr " + with_token.address() + " list");
+  EXPECT_EQ(no_token.exit_code, 1) << no_token.output;
+  EXPECT_CONTAINS(no_token.output, "send 'authorization: Bearer <the [admin] token>'");
+  CliRun wrong = gvctl_raw("--addr " + with_token.address() + " --token not-the-admin-token-at-all list");
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.output;
+  // The token on the command line, or in the environment.
+  EXPECT_EQ(gvctl(with_token, "list").exit_code, 0);
+  setenv("GAMEVERSE_ADMIN_TOKEN", kToken, 1);
+  CliRun from_env = gvctl_raw("--addr " + with_token.address() + " list");
+  unsetenv("GAMEVERSE_ADMIN_TOKEN");
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.output;
+  EXPECT_CONTAINS(from_env.output, "gameverse-admin");
+
+  HostProcess trusting("[host]\nwatch = false\n[admin]\nallow_loopback = true\n");
+  CliRun loopback = gvctl_raw("--addr " + trusting.address() + " list");
+  EXPECT_EQ(loopback.exit_code, 0) << loopback.output;
+}
+
+// Accounts' roles, the game's admin included, do not administer the host; the operator makes the
+// first admin with gvctl grant-role, and registering gives no one the admin role.
+TEST(AdminAccess, TheGameAdminRoleDoesNotAdministerTheHostAndTheOperatorMakesTheFirstAdmin) {
+  TempDir data;
+  HostProcess host("[host]\nwatch = false\ndata_dir = \"" + data.path().string() + "\"\n[admin]\ntoken = \"" +
+                   kToken +
+                   "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
+                   "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n");
+  auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
+  auto sign_up = [&](const std::string& username) {
+    grpc::ClientContext context;
+    gameverse::auth::v1::RegisterRequest request;
+    request.set_username(username);
+    request.set_password("correct horse");
+    gameverse::auth::v1::Session session;
+    const grpc::Status status = auth->Register(&context, request, &session);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return session;
+  };
+  auto grant_as = [&](const std::string& access_token, const std::string& account_id) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + access_token);
+    gameverse::auth::v1::RoleRequest request;
+    request.set_account_id(account_id);
+    request.set_role("moderator");
+    gameverse::auth::v1::Account changed;
+    return auth->GrantRole(&context, request, &changed);
+  };
+  // The names that once were bootstrap admins are names like any other.
+  const auto root = sign_up("root");
+  const auto alice = sign_up("alice");
+  const auto bob = sign_up("bob");
+  for (const auto& session : {root, alice}) {
+    ASSERT_EQ(session.account().roles_size(), 1);
+    EXPECT_EQ(session.account().roles(0), "player");
+    EXPECT_EQ(grant_as(session.access_token(), bob.account().id()).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+
+  // grant-role needs the token; then takes a username (or an account id).
+  CliRun no_token = gvctl_raw("--addr " + host.address() + " grant-role alice admin");
+  EXPECT_EQ(no_token.exit_code, 2) << no_token.output;
+  EXPECT_CONTAINS(no_token.output, "pass its [admin] token with --token or GAMEVERSE_ADMIN_TOKEN");
+  CliRun granted = gvctl(host, "grant-role alice admin");
+  ASSERT_EQ(granted.exit_code, 0) << granted.output << host.log();
+  EXPECT_CONTAINS(granted.output, "account " + alice.account().id() + " (alice): roles admin, player");
+  CliRun by_id = gvctl(host, "grant-role -- " + bob.account().id() + " moderator");  // ids may begin with '-'
+  EXPECT_EQ(by_id.exit_code, 0) << by_id.output;
+  EXPECT_CONTAINS(by_id.output, "(bob): roles moderator, player");
+  CliRun revoked = gvctl(host, "revoke-role bob moderator");
+  EXPECT_EQ(revoked.exit_code, 0) << revoked.output;
+  EXPECT_CONTAINS(revoked.output, "(bob): roles player");
+  CliRun nobody = gvctl(host, "grant-role nobody admin");
+  EXPECT_EQ(nobody.exit_code, 1) << nobody.output;
+  EXPECT_CONTAINS(nobody.output, "no account has the username or the id 'nobody'");
+  CliRun not_a_role = gvctl(host, "grant-role alice operator");
+  EXPECT_EQ(not_a_role.exit_code, 1) << not_a_role.output;
+  EXPECT_CONTAINS(not_a_role.output, "'operator' is not a role");
+
+  // Alice's next access token carries admin: she grants roles now, but does not administer the host.
+  grpc::ClientContext context;
+  gameverse::auth::v1::RefreshRequest refresh;
+  refresh.set_refresh_token(alice.refresh_token());
+  gameverse::auth::v1::Session admin_alice;
+  ASSERT_TRUE(auth->Refresh(&context, refresh, &admin_alice).ok());
+  const grpc::Status alice_grants = grant_as(admin_alice.access_token(), bob.account().id());
+  EXPECT_TRUE(alice_grants.ok()) << alice_grants.error_message();
+  grpc::ClientContext admin_context;
+  admin_context.AddMetadata("authorization", "Bearer " + admin_alice.access_token());
+  gameverse::host::v1::ListPluginsResponse plugins;
+  const grpc::Status admin_call =
+      gameverse::host::v1::PluginAdmin::NewStub(host.channel())->ListPlugins(&admin_context, {}, &plugins);
+  EXPECT_EQ(admin_call.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_CONTAINS(admin_call.error_message(), "game roles, admin included, do not administer the host");
+}
+
+// LoadPlugin loads files from inside [host] plugin_dir only, whichever way a path tries to leave.
+TEST_F(AdminTest, LoadPluginIsConfinedToThePluginDirectory) {
+  TempDir elsewhere;
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", elsewhere.path() / "hello-c.so");
+  const std::string root = std::filesystem::weakly_canonical(dir_.path()).string();
+  auto refused = [&](const std::string& path) {
+    CliRun run = gvctl(*host_, "load hello-c --path '" + path + "'");
+    EXPECT_EQ(run.exit_code, 1) << path << ": " << run.output;
+    EXPECT_CONTAINS(run.output, ", outside the plugin directory " + root + " ([host] plugin_dir)");
+    return run.output;
+  };
+  // An absolute path outside it.
+  EXPECT_CONTAINS(
+      refused((elsewhere.path() / "hello-c.so").string()),
+      "resolves to " + std::filesystem::weakly_canonical(elsewhere.path() / "hello-c.so").string());
+  // '..' out of it (gvctl sends paths absolute: the host resolves the dots).
+  refused((dir_.path() / ".." / elsewhere.path().filename() / "hello-c.so").string());
+  // A symlink inside it to a file outside.
+  std::filesystem::create_symlink(elsewhere.path() / "hello-c.so", dir_.path() / "hello-c.so");
+  refused((dir_.path() / "hello-c.so").string());
+  // A directory that only starts with the same name.
+  const auto sibling = std::filesystem::path(root + "-other");
+  std::filesystem::create_directories(sibling);
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", sibling / "hello-c.so");
+  refused((sibling / "hello-c.so").string());
+  std::filesystem::remove_all(sibling);
+  EXPECT_EQ(gvctl(*host_, "status hello-c").exit_code, 1) << "a refused load left a plugin behind";
+
+  // Inside, directly or through a symlink that stays inside, it loads.
+  std::filesystem::remove(dir_.path() / "hello-c.so");
+  std::filesystem::create_directories(dir_.path() / "v1");
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", dir_.path() / "v1" / "hello-c.so");
+  std::filesystem::create_symlink(dir_.path() / "v1" / "hello-c.so", dir_.path() / "hello-c.so");
+  CliRun loaded = gvctl(*host_, "load hello-c --path " + (dir_.path() / "hello-c.so").string());
+  EXPECT_EQ(loaded.exit_code, 0) << loaded.output;
+}
+
+// The names the config refuses, LoadPlugin refuses: a name like "auth:lock" would share the
+// cache keys of "auth".
+TEST_F(AdminTest, LoadPluginRefusesWhatIsNotAPluginName) {
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", dir_.path() / "hello-c.so");
+  for (const std::string name : {"auth:lock", "Hello", "../hello-c", "x_y"}) {
+    CliRun run = gvctl(*host_, "load '" + name + "' --path " + (dir_.path() / "hello-c.so").string());
+    EXPECT_EQ(run.exit_code, 1) << name << ": " << run.output;
+    EXPECT_CONTAINS(run.output,
+                    "name: '" + name + "' is not a plugin name (lower-case letters, digits and '-'");
+  }
 }
 
 }  // namespace

@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 #include <gameverse/tokens.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <random>
 
 #include "expect_contains.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
+#include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
 
 namespace gameverse::testing {
@@ -21,14 +24,23 @@ namespace echo = gameverse::echo::v1;
 
 using tokens::base64url;
 
+// The auth plugin's signing key, so that a test can forge a token the gate trusts.
+constexpr const char* kSigningSeed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
+
+// The host's [admin] token: its bearer is the operator.
+constexpr const char* kOperatorToken = "operator-token-0123456789abcdef";
+
 class Gate : public ::testing::Test {
  protected:
   void SetUp() override {
     host_ = std::make_unique<HostProcess>(
-        "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() +
+        "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n[admin]\ntoken = \"" +
+        kOperatorToken +
         "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
         "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
-        "access_token_ttl_s = 4\nclock_skew_s = 0\nbootstrap_admins = \"root\"\n"
+        "access_token_ttl_s = 4\nclock_skew_s = 0\nsigning_key = \"" +
+        kSigningSeed +
+        "\"\n"
         "[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
         "/echo.so\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = \"authenticated\"\n"
         "\"/gameverse.echo.v1.Echo/Stats\" = \"role:moderator\"\n");
@@ -52,6 +64,26 @@ class Gate : public ::testing::Test {
     grpc::ClientContext context;
     if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
     return echo_->WhoAmI(&context, echo::WhoAmIRequest(), reply);
+  }
+  // The operator grants `role`; the session's next access token carries it.
+  auth::Session grant(const auth::Session& session, const std::string& role) {
+    {
+      grpc::ClientContext context;
+      context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
+      auth::RoleRequest request;
+      request.set_account_id(session.account().id());
+      request.set_role(role);
+      auth::Account changed;
+      const grpc::Status granted = auth_->GrantRole(&context, request, &changed);
+      EXPECT_TRUE(granted.ok()) << granted.error_message();
+    }
+    grpc::ClientContext context;
+    auth::RefreshRequest request;
+    request.set_refresh_token(session.refresh_token());
+    auth::Session refreshed;
+    const grpc::Status status = auth_->Refresh(&context, request, &refreshed);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return refreshed;
   }
   grpc::Status stats(const std::string& token) {
     grpc::ClientContext context;
@@ -98,7 +130,7 @@ TEST_F(Gate, RolesAreCheckedAndGrantedRolesCountAfterTheNextSignIn) {
             "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
   EXPECT_EQ(stats("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
 
-  const auth::Session root = sign_up("root");
+  const auth::Session root = grant(sign_up("root"), "admin");
   {
     grpc::ClientContext context;
     context.AddMetadata("authorization", "Bearer " + root.access_token());
@@ -168,6 +200,69 @@ TEST_F(Gate, BadTokensAreRefusedWithTheirReason) {
   const grpc::Status expired = who_am_i(token, &me);
   EXPECT_EQ(expired.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(expired.error_message(), "the access token was refused: token expired");
+}
+
+// The [admin] token makes its bearer the operator, whom every policy lets through; a token that
+// only differs is an access token like any other, and refused as one.
+TEST_F(Gate, TheAdminTokenMakesTheOperator) {
+  echo::WhoAmIReply me;
+  const grpc::Status status = who_am_i(kOperatorToken, &me);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(me.user_id(), "operator");
+  EXPECT_EQ(me.session_id(), "");
+  ASSERT_EQ(me.roles_size(), 1);
+  EXPECT_EQ(me.roles(0), "operator");
+  EXPECT_TRUE(stats(kOperatorToken).ok()) << "role:moderator refused the operator";
+  std::string almost = kOperatorToken;
+  almost.back() ^= 1;
+  const grpc::Status refused = stats(almost);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_CONTAINS(refused.error_message(), "the access token was refused: malformed token");
+}
+
+// "operator" is reserved: a validly signed access token that claims it (as an account id and as
+// a role) gets neither the role nor the operator's way in, at the gate or at the admin service.
+TEST_F(Gate, AnAccessTokenClaimingTheOperatorRoleIsNotTheOperator) {
+  const auth::Session ada = sign_up("ada");
+  const std::string token = ada.access_token();
+  std::string header;
+  ASSERT_TRUE(tokens::from_base64(token.substr(0, token.find('.')), sodium_base64_VARIANT_URLSAFE_NO_PADDING,
+                                  header));
+  const std::string kid = nlohmann::json::parse(header).at("kid").get<std::string>();
+  std::string seed;
+  ASSERT_TRUE(tokens::from_base64(kSigningSeed, sodium_base64_VARIANT_ORIGINAL, seed));
+  std::string public_key(crypto_sign_PUBLICKEYBYTES, '\0');
+  std::string secret_key(crypto_sign_SECRETKEYBYTES, '\0');
+  crypto_sign_seed_keypair(reinterpret_cast<unsigned char*>(public_key.data()),
+                           reinterpret_cast<unsigned char*>(secret_key.data()),
+                           reinterpret_cast<const unsigned char*>(seed.data()));
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const std::string forged =
+      tokens::sign(kid, secret_key, {"operator", "s", {"operator", "moderator"}, now, now + 60'000});
+
+  echo::WhoAmIReply me;
+  const grpc::Status status = who_am_i(forged, &me);
+  ASSERT_TRUE(status.ok()) << "the forged token does not verify, so it proves nothing: "
+                           << status.error_message();
+  ASSERT_EQ(me.roles_size(), 1);
+  EXPECT_EQ(me.roles(0), "moderator") << "the gate kept the reserved role from the token";
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + forged);
+  auth::RoleRequest request;
+  request.set_account_id(ada.account().id());
+  request.set_role("admin");
+  auth::Account changed;
+  EXPECT_EQ(auth_->GrantRole(&context, request, &changed).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stats(forged).error_code(), grpc::StatusCode::OK);  // its moderator role still counts
+  grpc::ClientContext admin_context;
+  admin_context.AddMetadata("authorization", "Bearer " + forged);
+  gameverse::host::v1::ListPluginsResponse plugins;
+  const grpc::Status admin =
+      gameverse::host::v1::PluginAdmin::NewStub(host_->channel())->ListPlugins(&admin_context, {}, &plugins);
+  EXPECT_EQ(admin.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << "the forged operator administers the host";
 }
 
 // Without a plugin that publishes keys, nothing but public methods can be reached, and the

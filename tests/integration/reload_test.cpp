@@ -36,7 +36,7 @@ std::string host_config(const std::filesystem::path& plugin_dir, const std::stri
                         const std::string& server = "drain_timeout_ms = 5000\n", bool watch = false) {
   return "[server]\nworker_threads = 2\n" + server + "[host]\nlog_level = \"debug\"\nplugin_dir = \"" +
          plugin_dir.string() + "\"\nwatch = " + (watch ? "true" : "false") +
-         "\nwatch_debounce_ms = 50\n[[plugin]]\nname = \"echo\"\n" + extra;
+         "\nwatch_debounce_ms = 50\n[admin]\nallow_loopback = true\n[[plugin]]\nname = \"echo\"\n" + extra;
 }
 
 pb::StatsReply stats(pb::Echo::Stub& stub) {
@@ -221,7 +221,7 @@ TEST_F(ReloadTest, BadNewVersionsAreRefusedAndTheOldKeepsServing) {
   host.signal(SIGHUP);
   ASSERT_TRUE(eventually([&] {
     return host.log().find(
-               "gameverse.toml:12:23: plugin[0].config.max_stream_messages: must be at least 1, not 0") !=
+               "gameverse.toml:14:23: plugin[0].config.max_stream_messages: must be at least 1, not 0") !=
            std::string::npos;
   })) << host.log();
   EXPECT_EQ(stats(*stub).instance_id(), serving);

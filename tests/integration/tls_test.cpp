@@ -49,7 +49,8 @@ class Certificates {
 std::string host_config(const Certificates& certs, const std::string& extra) {
   return "[server.tls]\ncert_file = \"" + certs.path("server.pem") + "\"\nkey_file = \"" +
          certs.path("server.key") + "\"\n" + extra +
-         "[host]\nwatch = false\n[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR "/echo.so\"\n";
+         "[host]\nwatch = false\n[admin]\nallow_loopback = true\n[[plugin]]\nname = \"echo\"\npath = "
+         "\"" GV_PLUGIN_DIR "/echo.so\"\n";
 }
 
 std::shared_ptr<grpc::Channel> tls_channel(const HostProcess& host, const Certificates& certs,

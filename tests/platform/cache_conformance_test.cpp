@@ -2,6 +2,8 @@
 // starts (GAMEVERSE_TEST_REDIS_URL). An outage test runs a Redis of its own.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -9,6 +11,8 @@
 #include "expect_contains.hpp"
 #include "own_redis.hpp"
 #include "platform/cache.hpp"
+#include "platform/pubsub.hpp"
+#include "platform/redis.hpp"
 
 namespace gameverse::platform {
 namespace {
@@ -125,6 +129,130 @@ TEST(RedisOutage, UnavailableWhileDownAndRecoversByItself) {
     }
   }
   EXPECT_TRUE(recovered) << "the cache did not reconnect to Redis";
+}
+
+// A Redis that requires a password: the URL's password is sent with AUTH (the default user, and
+// a named user), a wrong or missing one is refused at start-up, and no message shows it.
+TEST(RedisAuth, ThePasswordInTheUrlIsSentAndNeverShown) {
+  const std::string password = "s3cret-pw-for-the-test";
+  testing::OwnRedis redis(password);
+  ASSERT_TRUE(redis.start()) << "the test's Redis did not start";
+  auto cache = open_redis_cache(redis.url());
+  cache->set("k", "v", milliseconds(0));
+  EXPECT_EQ(cache->get("k"), "v");
+  auto as_default_user = open_redis_cache("redis://default:" + password + "@" + redis.address());
+  EXPECT_EQ(as_default_user->get("k"), "v");
+  // Percent-encoded characters in the password are decoded: "%2D" is "-".
+  auto encoded = open_redis_cache("redis://:s3cret%2Dpw-for-the-test@" + redis.address());
+  EXPECT_EQ(encoded->get("k"), "v");
+
+  auto refusal = [](const std::string& url) {
+    try {
+      open_redis_cache(url);
+    } catch (const PlatformError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("connected");
+  };
+  const std::string wrong = refusal("redis://:not-the-password@" + redis.address());
+  EXPECT_CONTAINS(wrong, "Redis refused the credentials in the URL");
+  EXPECT_CONTAINS(wrong, redis.address());
+  EXPECT_EQ(wrong.find("not-the-password"), std::string::npos) << wrong;
+  // Without a password the connection is made, but every command is refused.
+  auto anonymous = open_redis_cache("redis://" + redis.address());
+  try {
+    anonymous->get("k");
+    ADD_FAILURE() << "Redis answered a client without the password";
+  } catch (const PlatformError& e) {
+    EXPECT_CONTAINS(e.what(), "NOAUTH");
+  }
+}
+
+TEST(RedisAuth, UrlsAreCheckedAndMessagesMaskThePassword) {
+  EXPECT_EQ(parse_redis_url("redis://:pw@cache.internal:6380").password, "pw");
+  const RedisAddress named = parse_redis_url("redis://game:p%40ss@cache.internal:6379/");
+  EXPECT_EQ(named.user, "game");
+  EXPECT_EQ(named.password, "p@ss");
+  EXPECT_EQ(named.to_string(), "cache.internal:6379");
+  EXPECT_EQ(redacted_redis_url("redis://game:p%40ss@cache.internal:6379"),
+            "redis://game:***@cache.internal:6379");
+  EXPECT_EQ(redacted_redis_url("redis://cache.internal:6379"), "redis://cache.internal:6379");
+  for (const std::string url : {"redis://:hunter2@host", "rediss://:hunter2@host",
+                                "redis://:hunter2@host:99999", "redis://:hun%2ter2@host:6379"}) {
+    try {
+      parse_redis_url(url);
+      ADD_FAILURE() << "accepted a bad Redis URL";
+    } catch (const PlatformError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_INVALID_ARGUMENT);
+      EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("hun%2ter2"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// rediss://: TLS to a Redis that speaks only TLS, its certificate (for the name "localhost" only)
+// from a CA the test makes. The right CA and name connect; another CA, or another name for the
+// same server, are refused at start-up and say why.
+TEST(RedisTls, TheServerIsVerifiedAndTheConnectionWorks) {
+  testing::TempDir dir;
+  const auto file = [&](const std::string& name) { return (dir.path() / name).string(); };
+  const std::string quiet = " > /dev/null 2>&1";
+  for (const std::string ca : {"ca", "other-ca"}) {
+    ASSERT_EQ(std::system(("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=" + ca + " -keyout " +
+                           file(ca + ".key") + " -out " + file(ca + ".pem") + quiet)
+                              .c_str()),
+              0);
+  }
+  std::ofstream(file("san.ext")) << "subjectAltName=DNS:localhost\n";
+  ASSERT_EQ(
+      std::system(("openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout " + file("server.key") +
+                   " -out " + file("server.csr") + quiet + " && openssl x509 -req -days 1 -in " +
+                   file("server.csr") + " -CA " + file("ca.pem") + " -CAkey " + file("ca.key") +
+                   " -CAcreateserial -extfile " + file("san.ext") + " -out " + file("server.pem") + quiet)
+                      .c_str()),
+      0);
+  testing::OwnRedis redis("tls-test-password",
+                          testing::OwnRedis::Tls{file("server.pem"), file("server.key"), file("ca.pem")});
+  ASSERT_TRUE(redis.start()) << "the test's TLS Redis did not start";
+  const std::string port = redis.address().substr(redis.address().rfind(':'));
+  const std::string by_name = "rediss://:tls-test-password@localhost" + port;
+
+  auto cache = open_redis_cache(by_name, file("ca.pem"));
+  cache->set("k", "over TLS", milliseconds(0));
+  EXPECT_EQ(cache->get("k"), "over TLS");
+  EXPECT_EQ(cache->increment("n", 2, milliseconds(0)), 2);
+  auto bus = open_redis_pubsub(by_name, file("ca.pem"));
+  const int owner = 0;
+  std::vector<std::string> seen;
+  std::mutex seen_mu;
+  bus->set_active(&owner, true);
+  bus->subscribe(&owner, "t", [&](const std::string& topic, const std::string& payload) {
+    std::lock_guard lock(seen_mu);
+    seen.push_back(topic + "=" + payload);
+  });
+  bus->publish("t", "hello");
+  EXPECT_TRUE(testing::eventually([&] {
+    std::lock_guard lock(seen_mu);
+    return seen == std::vector<std::string>{"t=hello"};
+  }));
+  bus.reset();
+
+  auto refusal = [](const std::string& url, const std::string& ca_file) {
+    try {
+      open_redis_cache(url, ca_file);
+    } catch (const PlatformError& e) {
+      EXPECT_EQ(e.code(), GV_STATUS_UNAVAILABLE) << e.what();
+      return std::string(e.what());
+    }
+    return std::string("connected");
+  };
+  EXPECT_CONTAINS(refusal(by_name, file("other-ca.pem")),
+                  "TLS: the server's certificate is refused: ");  // its chain ends in a CA not trusted
+  EXPECT_CONTAINS(refusal("rediss://:tls-test-password@" + redis.address(), file("ca.pem")),
+                  "TLS: the server's certificate is refused: IP address mismatch");
+  // A plaintext client gets no answer it can read.
+  EXPECT_NE(refusal("redis://:tls-test-password@" + redis.address(), ""), "connected");
 }
 
 }  // namespace

@@ -211,5 +211,21 @@ TEST(RedisPubSub, OutageIsUnavailableAndSubscriptionsRecover) {
   bus.reset();
 }
 
+// The listener's connection authenticates too: messages arrive through a Redis that requires
+// the password in the URL.
+TEST(RedisPubSub, ThroughARedisThatRequiresAPassword) {
+  testing::OwnRedis redis("pubsub-test-password");
+  ASSERT_TRUE(redis.start()) << "the test's Redis did not start";
+  auto bus = open_redis_pubsub(redis.url());
+  const int owner = 0;
+  Inbox inbox;
+  bus->set_active(&owner, true);
+  bus->subscribe(&owner, "t", inbox.handler());
+  bus->publish("t", "hello");
+  ASSERT_TRUE(eventually([&] { return inbox.seen().size() == 1; }));
+  EXPECT_EQ(inbox.seen().front(), "t=hello");
+  bus.reset();
+}
+
 }  // namespace
 }  // namespace gameverse::platform

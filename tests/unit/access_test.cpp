@@ -37,5 +37,13 @@ TEST(AccessPolicy, RoleNeedsTheRole) {
   EXPECT_FALSE(policy("role:moderator").refusal("/p.S/M", &both));
 }
 
+// The host's operator (the [admin] token) can load code into the host: no policy stops it.
+TEST(AccessPolicy, TheOperatorPassesEveryPolicy) {
+  const std::vector<std::string> host_operator{std::string(kOperatorRole)};
+  for (const char* text : {"public", "authenticated", "role:moderator", "role:admin"}) {
+    EXPECT_FALSE(policy(text).refusal("/p.S/M", &host_operator)) << text;
+  }
+}
+
 }  // namespace
 }  // namespace gameverse::config

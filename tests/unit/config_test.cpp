@@ -254,5 +254,68 @@ TEST(Config, TlsFilesAreRelativeToTheConfigAndComplete) {
             "server.tls.ciphers");
 }
 
+// Loopback is no proof of who calls (behind a proxy on the same machine, every client is
+// loopback): the admin service trusts it only when told to.
+TEST(Config, LoopbackIsNotTrustedUnlessConfigured) {
+  EXPECT_FALSE(parse("").config->admin.allow_loopback);
+  EXPECT_TRUE(parse("[admin]\nallow_loopback = true\n").config->admin.allow_loopback);
+}
+
+// A token copied from an example is no secret: refused, naming the key and the line, never the value.
+TEST(Config, PlaceholderAdminTokensAreRefused) {
+  for (const std::string token :
+       {"replace-with-a-long-random-secret", "changeme-changeme-changeme", "an-EXAMPLE-token-of-some-length",
+        "at-least-16-characters", "<placeholder-for-the-token>", "<openssl rand -hex 32>",
+        "<64 hexadecimal digits>"}) {
+    ConfigError e = only_error("[admin]\nenabled = true\ntoken = \"" + token + "\"\n");
+    EXPECT_EQ(e.key, "admin.token") << token;
+    EXPECT_EQ(e.where.line, 3u) << token;
+    EXPECT_NE(e.message.find("is a placeholder"), std::string::npos) << e.message;
+    EXPECT_EQ(e.message.find(token), std::string::npos) << "the message shows the token: " << e.message;
+  }
+  EXPECT_EQ(only_error("[admin]\ntoken = \"short\"\n").message, "must be at least 16 characters");
+  const LoadResult real = parse("[admin]\ntoken = \"3f9a61c0d2b84e7f95a1c6d0e2b7f418\"\n");
+  ASSERT_TRUE(real.config) << real.errors.front().to_string();
+  EXPECT_EQ(real.config->admin.token, "3f9a61c0d2b84e7f95a1c6d0e2b7f418");
+}
+
+// One rule for plugin names, in the config and for LoadPlugin; the plugin directory defaults to
+// the config's own.
+TEST(Config, PluginNamesAndThePluginDirectory) {
+  EXPECT_EQ(plugin_name_refusal("player-data"), "");
+  for (const char* name : {"auth:lock", "Auth", "-x", "../x", "", "a b"}) {
+    EXPECT_EQ(
+        plugin_name_refusal(name),
+        "'" + std::string(name) + "' is not a plugin name (lower-case letters, digits and '-', at most 63)");
+  }
+  EXPECT_EQ(only_error("[[plugin]]\nname = \"auth:lock\"\n").message, plugin_name_refusal("auth:lock"));
+  EXPECT_EQ(parse("").config->host.plugin_dir, "/etc/gv");
+  EXPECT_EQ(parse("[host]\nplugin_dir = \"plugins/../lib\"\n").config->host.plugin_dir, "/etc/gv/lib");
+}
+
+// The shipped production config serves TLS where it listens beyond loopback, and trusts no loopback.
+TEST(Config, TheProductionConfigIsTheSafeOne) {
+  LoadResult production = load_config_file(GV_CONFIG_DIR "/production.toml");
+  ASSERT_TRUE(production.config) << production.errors.front().to_string();
+  EXPECT_TRUE(production.config->server.tls.enabled());
+  EXPECT_FALSE(production.config->admin.allow_loopback);
+}
+
+TEST(Config, RedisUrlsMayCarryAPasswordThatMessagesMask) {
+  EXPECT_TRUE(parse("[redis]\nurl = \"redis://:pw@cache.internal:6379\"\n").config);
+  EXPECT_TRUE(parse("[redis]\nurl = \"redis://game:pw@cache.internal:6379\"\n").config);
+  ConfigError bad = only_error("[redis]\nurl = \"redis://:hunter2@cache.internal\"\n");
+  EXPECT_EQ(bad.key, "redis.url");
+  EXPECT_EQ(bad.message.find("hunter2"), std::string::npos) << bad.message;
+  EXPECT_NE(bad.message.find("redis://:***@cache.internal"), std::string::npos) << bad.message;
+  const LoadResult tls = parse("[redis]\nurl = \"rediss://cache.internal:6380\"\nca_file = \"tls/ca.pem\"\n");
+  ASSERT_TRUE(tls.config) << tls.errors.front().to_string();
+  EXPECT_EQ(tls.config->redis.ca_file, "/etc/gv/tls/ca.pem");
+  ConfigError plaintext =
+      only_error("[redis]\nurl = \"redis://cache.internal:6379\"\nca_file = \"ca.pem\"\n");
+  EXPECT_EQ(plaintext.to_string(),
+            "test.toml:3:11: redis.ca_file: is for TLS: the url must start with rediss://");
+}
+
 }  // namespace
 }  // namespace gameverse::config

@@ -19,6 +19,8 @@ worker_threads = 1
 log_level = "warn"
 watch = false
 plugin_dir = "$work"
+[admin]
+allow_loopback = true     # gv-reload-bench reloads over loopback, without the token
 [[plugin]]
 name = "echo"
 TOML

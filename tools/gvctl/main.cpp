@@ -1,4 +1,5 @@
-// gvctl: manages the plugins of a running GameVerse host through its admin service.
+// gvctl: manages the plugins of a running GameVerse host through its admin service, and the
+// roles of its accounts through the auth plugin, as the host's operator.
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <CLI/CLI.hpp>
@@ -12,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "scaffold.hpp"
 
@@ -65,7 +67,8 @@ class Client {
  public:
   explicit Client(const Options& options)
       : options_(options),
-        stub_(pb::PluginAdmin::NewStub(grpc::CreateChannel(options.addr, credentials(options)))) {}
+        channel_(grpc::CreateChannel(options.addr, credentials(options))),
+        stub_(pb::PluginAdmin::NewStub(channel_)) {}
 
   std::unique_ptr<grpc::ClientContext> context(bool streaming = false) const {
     auto context = std::make_unique<grpc::ClientContext>();
@@ -98,10 +101,12 @@ class Client {
   }
 
   pb::PluginAdmin::Stub& stub() { return *stub_; }
+  std::shared_ptr<grpc::Channel> channel() const { return channel_; }
   const Options& options() const { return options_; }
 
  private:
   const Options& options_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::PluginAdmin::Stub> stub_;
 };
 
@@ -260,6 +265,54 @@ int watch(Client& client) {
   return status.ok() ? kOk : client.fail(status);
 }
 
+// GrantRole or RevokeRole on the auth plugin, as the operator: `account` is a username, or else
+// an account id.
+int set_role(Client& client, const std::string& account, const std::string& role, bool grant) {
+  if (client.options().token.empty()) {
+    std::cerr
+        << "gvctl: " << (grant ? "grant-role" : "revoke-role")
+        << " acts as the host's operator: pass its [admin] token with --token or GAMEVERSE_ADMIN_TOKEN\n";
+    return kUsage;
+  }
+  auto auth = gameverse::auth::v1::Auth::NewStub(client.channel());
+  auto call = [&](bool by_username, gameverse::auth::v1::Account& reply) {
+    gameverse::auth::v1::RoleRequest request;
+    (by_username ? request.mutable_username() : request.mutable_account_id())->assign(account);
+    request.set_role(role);
+    auto context = client.context();
+    return grant ? auth->GrantRole(context.get(), request, &reply)
+                 : auth->RevokeRole(context.get(), request, &reply);
+  };
+  gameverse::auth::v1::Account reply;
+  grpc::Status status = call(true, reply);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) status = call(false, reply);
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    std::cerr << "gvctl: no account has the username or the id '" << account << "'\n";
+    return kRefused;
+  }
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    std::cerr << "gvctl: the host at " << client.options().addr
+              << " does not serve gameverse.auth.v1.Auth: is the auth plugin loaded?\n";
+    return kRefused;
+  }
+  if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    std::cerr << "gvctl: " << status.error_message()
+              << "\n  the host did not take the token as its [admin] token: check --token or "
+                 "GAMEVERSE_ADMIN_TOKEN.\n";
+    return kRefused;
+  }
+  if (!status.ok()) return client.fail(status);
+  if (client.options().json) {
+    std::cout << to_json(reply);
+    return kOk;
+  }
+  std::string roles;
+  for (const auto& r : reply.roles()) roles += (roles.empty() ? "" : ", ") + r;
+  std::cout << "account " << reply.id() << (reply.username().empty() ? "" : " (" + reply.username() + ")")
+            << ": roles " << (roles.empty() ? "none" : roles) << "\n";
+  return kOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -310,6 +363,15 @@ int main(int argc, char** argv) {
   auto* validate_cmd = app.add_subcommand("validate", "Check a config file as the host would load it");
   validate_cmd->add_option("config", config_file, "The TOML file")->required();
   auto* watch_cmd = app.add_subcommand("watch", "Print plugin lifecycle events as they happen");
+  std::string account;
+  std::string role;
+  auto* grant_cmd =
+      app.add_subcommand("grant-role", "Give an account a role (as the operator: needs --token)");
+  auto* revoke_cmd = app.add_subcommand("revoke-role", "Take a role from an account (as the operator)");
+  for (auto* command : {grant_cmd, revoke_cmd}) {
+    command->add_option("account", account, "The account's username, or its id")->required();
+    command->add_option("role", role, "player, moderator or admin")->required();
+  }
   auto* new_cmd = app.add_subcommand("new", "Create a plugin project that builds against an installed SDK");
   new_cmd->add_option("name", name, "Plugin name: lower-case words of letters and digits joined by '-'")
       ->required();
@@ -343,6 +405,8 @@ int main(int argc, char** argv) {
   if (status_cmd->parsed()) return status(client, name);
   if (validate_cmd->parsed()) return validate(client, config_file);
   if (watch_cmd->parsed()) return watch(client);
+  if (grant_cmd->parsed() || revoke_cmd->parsed())
+    return set_role(client, account, role, grant_cmd->parsed());
   pb::OperationResult result;
   auto context = client.context();
   if (load_cmd->parsed()) {

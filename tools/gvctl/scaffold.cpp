@@ -528,7 +528,7 @@ A GameVerse plugin serving `@IDENT@.v1.@SERVICE@`.
     cmake -S . -B build -DCMAKE_PREFIX_PATH=<GameVerse install prefix>
     cmake --build build
     ctest --test-dir build                       # the domain alone, then the plugin in a real host
-    gvctl load @NAME@ --path build/@NAME@.so     # into a running host
+    gvctl load @NAME@ --path build/@NAME@.so     # into a running host whose plugin_dir holds it
     gvctl reload @NAME@                          # after a rebuild (or let the host's file watch do it)
 
 The inside has the shape of every GameVerse service plugin:

@@ -1,9 +1,9 @@
 #include "admin/admin_plugin.hpp"
 
 #include <google/protobuf/descriptor.pb.h>
-#include <openssl/crypto.h>
 #include <gameverse/sdk/plugin.hpp>
 
+#include <algorithm>
 #include <mutex>
 
 #include "config/config.hpp"
@@ -102,18 +102,26 @@ class AdminPlugin final : public sdk::Plugin {
   sdk::Status load(sdk::CallContext& context, const pb::LoadPluginRequest& request,
                    pb::OperationResult& response) {
     check_access(context);
+    if (std::string why = config::plugin_name_refusal(request.name()); !why.empty()) {
+      return {sdk::StatusCode::kInvalidArgument, "name: " + why};
+    }
     config::PluginConfig entry;
     if (auto configured = manager_.entry(request.name())) {
       entry = *configured;
     } else if (request.path().empty()) {
-      return {sdk::StatusCode::kNotFound,
-              "no plugin named '" + request.name() + "' in the config; give the path of its .so"};
+      return {sdk::StatusCode::kNotFound, "no plugin named '" + request.name() +
+                                              "' in the config; give the path of its .so in " +
+                                              options_.plugin_dir.string()};
     }
     entry.name = request.name();
     entry.enabled = true;
     if (entry.source_file.empty()) entry.source_file = "load request";
     if (entry.key_prefix.empty()) entry.key_prefix = "plugin";
-    if (!request.path().empty()) entry.path = (options_.config_dir / request.path()).lexically_normal();
+    if (!request.path().empty()) {
+      std::string why;
+      entry.path = confine_to_plugin_dir(options_.plugin_dir, request.path(), why);
+      if (!why.empty()) return {sdk::StatusCode::kPermissionDenied, why};
+    }
     if (!request.config_toml().empty()) {
       try {
         entry.settings =
@@ -164,6 +172,14 @@ class AdminPlugin final : public sdk::Plugin {
     if (result.config) {
       for (const auto& entry : result.config->plugins) {
         if (!entry.enabled) continue;
+        // Mapping a file runs its code: only files LoadPlugin could load are opened.
+        std::string outside;
+        confine_to_plugin_dir(options_.plugin_dir, entry.path.string(), outside);
+        if (!outside.empty()) {
+          add_problem(response, {entry.source_file, entry.where, entry.key_prefix + ".path",
+                                 "not checked: " + outside});
+          continue;
+        }
         try {
           plugin::Plugin::open(entry);  // maps the file, runs only its entry, checks the table
         } catch (const std::exception& e) {
@@ -202,13 +218,15 @@ class AdminPlugin final : public sdk::Plugin {
     problem->set_message(error.message);
   }
 
-  // The gate lets every caller through to here: loopback callers, callers with the [admin] token
-  // and callers whose access token carries the admin role get in.
+  // The gate lets every caller through to here, and makes the caller with the [admin] token the
+  // operator.
   void check_access(sdk::CallContext& context) const {
     const sdk::Principal caller = context.principal();
-    if (std::find(caller.roles.begin(), caller.roles.end(), "admin") != caller.roles.end()) return;
-    if (std::string why = access_refusal(context.peer(), context.metadata("authorization"), options_.token,
-                                         options_.allow_loopback);
+    const bool is_operator =
+        caller.user_id == config::kOperatorRole &&
+        std::find(caller.roles.begin(), caller.roles.end(), config::kOperatorRole) != caller.roles.end();
+    if (std::string why =
+            access_refusal(context.peer(), is_operator, options_.token_configured, options_.allow_loopback);
         !why.empty()) {
       throw sdk::Error(sdk::StatusCode::kPermissionDenied, why);
     }
@@ -253,22 +271,42 @@ bool is_loopback(std::string_view peer) {
          peer.rfind("ipv6:[::ffff:127.", 0) == 0 || peer.rfind("unix:", 0) == 0;
 }
 
-std::string access_refusal(std::string_view peer, const std::vector<std::string_view>& authorization,
-                           const std::string& token, bool allow_loopback) {
-  if (allow_loopback && is_loopback(peer)) return "";
-  if (token.empty()) {
-    return "the admin service answers loopback only; set [admin] token, or sign in with the admin role, to "
-           "reach it from " +
-           std::string(peer);
+std::string access_refusal(std::string_view peer, bool is_operator, bool token_configured,
+                           bool allow_loopback) {
+  if (is_operator || (allow_loopback && is_loopback(peer))) return "";
+  std::string why = "the admin service needs the operator's credential from " + std::string(peer) + ": ";
+  why += token_configured
+             ? "send 'authorization: Bearer <the [admin] token>'"
+             : "set [admin] token in the host's config and send it as 'authorization: Bearer <token>'";
+  if (is_loopback(peer)) why += " (loopback callers need it too unless [admin] allow_loopback = true)";
+  return why + "; game roles, admin included, do not administer the host";
+}
+
+std::filesystem::path confine_to_plugin_dir(const std::filesystem::path& plugin_dir,
+                                            const std::string& requested, std::string& why) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  fs::path root = fs::weakly_canonical(plugin_dir, error);
+  if (error) {
+    why = "the plugin directory " + plugin_dir.string() + " cannot be resolved: " + error.message();
+    return {};
   }
-  const std::string expected = "Bearer " + token;
-  for (std::string_view value : authorization) {
-    if (value.size() == expected.size() && CRYPTO_memcmp(value.data(), expected.data(), value.size()) == 0)
-      return "";
+  if (root.filename().empty()) root = root.parent_path();  // "/plugins/" → "/plugins"
+  const fs::path asked(requested);
+  const fs::path resolved = fs::weakly_canonical(asked.is_absolute() ? asked : root / asked, error);
+  if (error) {
+    why = "path '" + requested + "' cannot be resolved: " + error.message();
+    return {};
   }
-  return "the admin service needs 'authorization: Bearer <token>' (the [admin] token, or an access token "
-         "with the admin role) from " +
-         std::string(peer);
+  // Compared by whole components, after symlinks are resolved: "/plugins-old" is not in "/plugins".
+  const auto [in_root, in_resolved] =
+      std::mismatch(root.begin(), root.end(), resolved.begin(), resolved.end());
+  if (in_root != root.end() || in_resolved == resolved.end()) {
+    why = "path '" + requested + "' resolves to " + resolved.string() + ", outside the plugin directory " +
+          root.string() + " ([host] plugin_dir): LoadPlugin loads only files in it; copy the plugin there";
+    return {};
+  }
+  return resolved;
 }
 
 plugin::Outcome serve_admin(plugin::PluginManager& manager, AdminOptions options) {

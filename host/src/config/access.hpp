@@ -10,6 +10,10 @@
 
 namespace gameverse::config {
 
+// The host's operator (the caller with the [admin] token): reserved, never taken from an access
+// token, and let through by every policy, since the operator can load code into the host anyway.
+inline constexpr std::string_view kOperatorRole = "operator";
+
 // Why a policy refuses a caller; the message names the method and what it needs.
 struct AccessRefusal {
   enum class Kind { kUnauthenticated, kPermissionDenied };
@@ -39,6 +43,9 @@ struct AccessPolicy {
   // function to add how to become one.
   std::optional<AccessRefusal> refusal(std::string_view method, const std::vector<std::string>* roles) const {
     if (kind == Kind::kPublic) return std::nullopt;
+    if (roles != nullptr && std::find(roles->begin(), roles->end(), kOperatorRole) != roles->end()) {
+      return std::nullopt;
+    }
     if (roles == nullptr) {
       return AccessRefusal{AccessRefusal::Kind::kUnauthenticated,
                            "method " + std::string(method) + " needs a signed-in caller"};

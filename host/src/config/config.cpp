@@ -1,5 +1,7 @@
 #include "config/config.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -7,6 +9,8 @@
 #include <thread>
 
 #include <unistd.h>
+
+#include "platform/redis.hpp"
 
 namespace gameverse::config {
 
@@ -133,9 +137,16 @@ bool valid_listen_address(const std::string& address) {
   return std::stoi(port) <= 65535 && std::regex_match(address, pattern);
 }
 
-bool valid_plugin_name(const std::string& name) {
-  static const std::regex pattern("^[a-z0-9][a-z0-9-]{0,62}$");
-  return std::regex_match(name, pattern);
+// Values copied from an example instead of a secret: README's and production.toml's ("<...>"), and the
+// usual ones. A token that contains one is refused.
+std::string placeholder_in(const std::string& value) {
+  std::string lower = value;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* word : {"replace", "example", "changeme", "change-me", "change_me", "placeholder",
+                           "at-least", "your-", "secret-here", "xxxxxxxx", "openssl", "<"}) {
+    if (lower.find(word) != std::string::npos) return word;
+  }
+  return "";
 }
 
 void read_tls(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
@@ -194,7 +205,7 @@ void read_host(const toml::table& table, const std::string& file, const std::fil
   }
   std::string plugin_dir;
   reader.read_string("plugin_dir", plugin_dir);
-  if (!plugin_dir.empty()) config.host.plugin_dir = base_dir / plugin_dir;
+  if (!plugin_dir.empty()) config.host.plugin_dir = (base_dir / plugin_dir).lexically_normal();
   std::string data_dir;
   reader.read_string("data_dir", data_dir);
   if (!data_dir.empty()) config.host.data_dir = (base_dir / data_dir).lexically_normal();
@@ -228,9 +239,8 @@ void read_plugins(const toml::node& node, const std::string& file, const std::fi
       errors.push_back({file, plugin.where, plugin.key_prefix, "missing required key 'name'"});
       continue;
     }
-    if (!valid_plugin_name(plugin.name)) {
-      reader.error_at(*table.get("name"), "name",
-                      "'" + plugin.name + "' is not a plugin name (lower-case letters, digits and '-')");
+    if (std::string why = plugin_name_refusal(plugin.name); !why.empty()) {
+      reader.error_at(*table.get("name"), "name", why);
       continue;
     }
     if (auto [it, inserted] = seen.emplace(plugin.name, position_of(table.get("name")->source()));
@@ -242,12 +252,7 @@ void read_plugins(const toml::node& node, const std::string& file, const std::fi
 
     std::string path;
     reader.read_string("path", path);
-    if (!path.empty()) {
-      plugin.path = base_dir / path;
-    } else {
-      plugin.path =
-          (config.host.plugin_dir.empty() ? base_dir : config.host.plugin_dir) / (plugin.name + ".so");
-    }
+    plugin.path = path.empty() ? config.host.plugin_dir / (plugin.name + ".so") : base_dir / path;
     plugin.path = plugin.path.lexically_normal();
     reader.read_bool("enabled", plugin.enabled);
     if (const toml::table* settings = reader.sub_table("config")) {
@@ -296,6 +301,7 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   TableReader top(root, "", source_name, result.errors);
   top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "blocking", "admin", "plugin"});
   config.host.data_dir = (base_dir / "data").lexically_normal();
+  config.host.plugin_dir = base_dir.lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
     read_server(*server, source_name, base_dir, config, result.errors);
   }
@@ -321,11 +327,20 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* redis = top.sub_table("redis")) {
     TableReader reader(*redis, "redis", source_name, result.errors);
-    reader.reject_unknown({"url"});
+    reader.reject_unknown({"url", "ca_file"});
     reader.read_string("url", config.redis.url);
-    if (redis->contains("url") && config.redis.url.rfind("redis://", 0) != 0) {
-      reader.error_at(*redis->get("url"), "url",
-                      "'" + config.redis.url + "' is not a Redis address like redis://127.0.0.1:6379");
+    std::string ca_file;
+    reader.read_string("ca_file", ca_file);
+    if (!ca_file.empty()) config.redis.ca_file = (base_dir / ca_file).lexically_normal();
+    if (!ca_file.empty() && config.redis.url.rfind("rediss://", 0) != 0) {
+      reader.error_at(*redis->get("ca_file"), "ca_file", "is for TLS: the url must start with rediss://");
+    }
+    if (redis->contains("url") && (*redis)["url"].is_string()) {
+      try {
+        platform::parse_redis_url(config.redis.url);
+      } catch (const platform::PlatformError& e) {
+        reader.error_at(*redis->get("url"), "url", e.what());  // the password masked
+      }
     }
   }
   for (auto [section, name] : {std::pair{&config.cache, "cache"}, std::pair{&config.pubsub, "pubsub"}}) {
@@ -361,8 +376,15 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
     reader.read_bool("enabled", config.admin.enabled);
     reader.read_bool("allow_loopback", config.admin.allow_loopback);
     reader.read_string("token", config.admin.token);
-    if (admin->contains("token") && config.admin.token.size() < 16 && (*admin)["token"].is_string()) {
-      reader.error_at(*admin->get("token"), "token", "must be at least 16 characters");
+    if (admin->contains("token") && (*admin)["token"].is_string()) {
+      // Never echoed: the value is a secret.
+      if (config.admin.token.size() < 16) {
+        reader.error_at(*admin->get("token"), "token", "must be at least 16 characters");
+      } else if (std::string word = placeholder_in(config.admin.token); !word.empty()) {
+        reader.error_at(*admin->get("token"), "token",
+                        "is a placeholder (it contains '" + word +
+                            "'), not a secret: generate one, e.g. with `openssl rand -hex 32`");
+      }
     }
   }
   if (const toml::node* plugins = root.get("plugin")) {
@@ -370,6 +392,12 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (result.errors.empty()) result.config = std::move(config);
   return result;
+}
+
+std::string plugin_name_refusal(std::string_view name) {
+  static const std::regex pattern("^[a-z0-9][a-z0-9-]{0,62}$");
+  if (std::regex_match(name.begin(), name.end(), pattern)) return "";
+  return "'" + std::string(name) + "' is not a plugin name (lower-case letters, digits and '-', at most 63)";
 }
 
 LoadResult load_config_file(const std::filesystem::path& file) {

@@ -50,7 +50,8 @@ struct ServerConfig {
 
 struct HostSection {
   std::string log_level = "info";
-  std::filesystem::path plugin_dir;   // where a plugin without `path` is looked up
+  std::filesystem::path plugin_dir;   // where a plugin without `path` is looked up, and the only
+                                      // place LoadPlugin may load from; default: the config's directory
   std::filesystem::path staging_dir;  // where plugin files are copied before they are mapped
   std::filesystem::path data_dir;     // the host's own files (the SQLite store)
   bool watch = true;                  // reload on changes to the config and plugin files
@@ -70,7 +71,8 @@ struct BusSection {
 };
 
 struct RedisSection {
-  std::string url;  // redis://host:port, for a cache or pub/sub with backend = "redis"
+  std::string url;                // redis[s]://[[user]:password@]host:port, for a cache or pub/sub on Redis
+  std::filesystem::path ca_file;  // rediss://: PEM CAs Redis's certificate must chain to; empty: the system's
 };
 
 // [blocking]: the host's pool for plugins' blocking work (store, cache, calls, hashing).
@@ -83,8 +85,8 @@ struct BlockingSection {
 
 struct AdminSection {
   bool enabled = true;
-  std::string token;           // when set, the admin service also answers beyond loopback, given this token
-  bool allow_loopback = true;  // false: loopback callers, too, need the token or the admin role
+  std::string token;            // the operator's credential: "authorization: Bearer <token>"
+  bool allow_loopback = false;  // true: loopback callers may administer the host without the token
 };
 
 struct PluginConfig {
@@ -127,5 +129,9 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
                         const std::filesystem::path& base_dir);
 
 SourcePosition position_of(const toml::source_region& region);
+
+// Why `name` cannot name a plugin ("" when it can): lower-case letters, digits and '-'. The one
+// rule for the config and for plugins loaded at run time.
+std::string plugin_name_refusal(std::string_view name);
 
 }  // namespace gameverse::config

@@ -164,8 +164,10 @@ std::unique_ptr<MemoryCacheBackend> open_memory_cache() {
   return std::make_unique<MemoryCache>();
 }
 
-std::unique_ptr<CacheBackend> open_redis_cache(const std::string& url) {
-  return std::make_unique<RedisCache>(parse_redis_url(url));
+std::unique_ptr<CacheBackend> open_redis_cache(const std::string& url, const std::string& ca_file) {
+  RedisAddress address = parse_redis_url(url);
+  address.ca_file = ca_file;
+  return std::make_unique<RedisCache>(address);
 }
 
 }  // namespace gameverse::platform

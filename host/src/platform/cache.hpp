@@ -35,8 +35,9 @@ class MemoryCacheBackend : public CacheBackend {
 
 std::unique_ptr<MemoryCacheBackend> open_memory_cache();
 
-// redis://host:port. Commands time out after a second; while Redis is unreachable every call fails
-// at once with UNAVAILABLE, and reconnecting is retried with a growing backoff (100 ms to 5 s).
-std::unique_ptr<CacheBackend> open_redis_cache(const std::string& url);
+// redis://host:port (see parse_redis_url; rediss:// verifies the server against `ca_file`, or the
+// system's CAs when empty). Commands time out after a second; while Redis is unreachable every call
+// fails at once with UNAVAILABLE, and reconnecting is retried with a growing backoff (100 ms to 5 s).
+std::unique_ptr<CacheBackend> open_redis_cache(const std::string& url, const std::string& ca_file = "");
 
 }  // namespace gameverse::platform

@@ -311,8 +311,8 @@ class RedisPubSub final : public PubSub {
     bool was_down = false;
     while (!stop_) {
       std::string error;
-      redisContext* c = connect_redis(address_, error);
-      if (c == nullptr) {
+      std::unique_ptr<RedisLink> link = connect_redis(address_, error);
+      if (!link) {
         if (!was_down)
           spdlog::warn("pub/sub: cannot reach Redis at {} ({}); retrying", address_.to_string(), error);
         was_down = true;
@@ -321,7 +321,7 @@ class RedisPubSub final : public PubSub {
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
         continue;
       }
-      redisEnableKeepAlive(c);
+      redisContext* c = link->context();
       if (was_down) spdlog::info("pub/sub: Redis at {} is back", address_.to_string());
       was_down = false;
       backoff = std::chrono::milliseconds(100);
@@ -355,7 +355,7 @@ class RedisPubSub final : public PubSub {
                      c->errstr[0] != '\0' ? c->errstr : "connection closed");
         was_down = true;
       }
-      redisFree(c);
+      link.reset();
       set_connected(false);
       if (!stop_) pause(backoff);
     }
@@ -378,8 +378,10 @@ std::unique_ptr<PubSub> open_memory_pubsub() {
   return std::make_unique<MemoryPubSub>();
 }
 
-std::unique_ptr<PubSub> open_redis_pubsub(const std::string& url) {
-  return std::make_unique<RedisPubSub>(parse_redis_url(url));
+std::unique_ptr<PubSub> open_redis_pubsub(const std::string& url, const std::string& ca_file) {
+  RedisAddress address = parse_redis_url(url);
+  address.ca_file = ca_file;
+  return std::make_unique<RedisPubSub>(address);
 }
 
 }  // namespace gameverse::platform

@@ -97,11 +97,11 @@ class PubSub {
 
 std::unique_ptr<PubSub> open_memory_pubsub();
 
-// redis://host:port. Publishing goes through Redis (every host on it receives, this one too);
-// subscribing follows the local subscriptions topic by topic. While Redis is unreachable
-// publish fails with UNAVAILABLE and the subscriber reconnects with a growing backoff
-// (100 ms to 5 s), then subscribes again. Redis pub/sub delivers at most once: messages
+// redis://host:port (see parse_redis_url; rediss:// with `ca_file` as for the cache). Publishing goes through
+// Redis (every host on it receives, this one too); subscribing follows the local subscriptions topic by
+// topic. While Redis is unreachable publish fails with UNAVAILABLE and the subscriber reconnects with a
+// growing backoff (100 ms to 5 s), then subscribes again. Redis pub/sub delivers at most once: messages
 // published while a host is cut off do not reach it.
-std::unique_ptr<PubSub> open_redis_pubsub(const std::string& url);
+std::unique_ptr<PubSub> open_redis_pubsub(const std::string& url, const std::string& ca_file = "");
 
 }  // namespace gameverse::platform

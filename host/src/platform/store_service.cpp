@@ -16,13 +16,48 @@ std::string field(const std::string& s) {
   return std::to_string(s.size()) + ":" + s;
 }
 
+// The key that signs cursors lives in the store, so that every host on it accepts the others'
+// cursors (a load balancer sends the next page anywhere). Its space is no plugin's: plugin names
+// have no ':'.
+constexpr const char* kHostSpace = "gameverse:host";
+constexpr const char* kSecretsCollection = "secrets";
+constexpr const char* kCursorKeyName = "cursor-mac-key";
+constexpr size_t kCursorKeyBytes = 32;
+
+// Reads the shared key, or makes it: create-only, so when two hosts start together one key wins
+// and both read it.
+std::string shared_cursor_key(StoreBackend& backend) {
+  auto stored = [&]() -> std::optional<std::string> {
+    auto object = backend.get(kHostSpace, kSecretsCollection, kCursorKeyName);
+    if (!object) return std::nullopt;
+    if (object->value.size() != kCursorKeyBytes) {
+      throw PlatformError(GV_STATUS_DATA_LOSS, "the store's cursor key (space " + std::string(kHostSpace) +
+                                                   ", " + kSecretsCollection + "/" + kCursorKeyName +
+                                                   ") has " + std::to_string(object->value.size()) +
+                                                   " bytes, not " + std::to_string(kCursorKeyBytes));
+    }
+    return object->value;
+  };
+  if (auto key = stored()) return *key;
+  std::string fresh(kCursorKeyBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(fresh.data()), static_cast<int>(fresh.size())) != 1) {
+    throw PlatformError(GV_STATUS_INTERNAL, "no random bytes for the store's cursor key");
+  }
+  try {
+    backend.write(kHostSpace, {{StoreWrite::Kind::kPut, kSecretsCollection, kCursorKeyName, fresh, "", 0}});
+    return fresh;
+  } catch (const PlatformError& e) {
+    if (e.code() != GV_STATUS_ALREADY_EXISTS) throw;
+  }
+  if (auto key = stored()) return *key;
+  throw PlatformError(GV_STATUS_INTERNAL,
+                      "the store's cursor key was made by another host but cannot be read");
+}
+
 }  // namespace
 
 Store::Store(std::unique_ptr<StoreBackend> backend, StoreLimits limits)
-    : backend_(std::move(backend)), limits_(limits), cursor_secret_(32, '\0') {
-  RAND_bytes(reinterpret_cast<unsigned char*>(cursor_secret_.data()),
-             static_cast<int>(cursor_secret_.size()));
-}
+    : backend_(std::move(backend)), limits_(limits), cursor_secret_(shared_cursor_key(*backend_)) {}
 
 void Store::check_collection(const std::string& space, const std::vector<std::string>& collections,
                              const std::string& collection) const {

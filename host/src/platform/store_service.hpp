@@ -26,6 +26,8 @@ struct ListResult {
 
 class Store {
  public:
+  // Reads (or, on a new store, makes) the key that signs cursors; throws PlatformError when the
+  // backend cannot.
   Store(std::unique_ptr<StoreBackend> backend, StoreLimits limits);
 
   // `space` is the plugin's name; `collections` what it declared. Every method throws
@@ -49,7 +51,7 @@ class Store {
 
   std::unique_ptr<StoreBackend> backend_;
   StoreLimits limits_;
-  std::string cursor_secret_;  // random per host: cursors are valid for this host's lifetime
+  std::string cursor_secret_;  // kept in the store: a cursor from one host is valid on every other
 };
 
 }  // namespace gameverse::platform

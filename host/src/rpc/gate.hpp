@@ -57,6 +57,11 @@ class Gate {
   Decision check(const std::string& method, const config::AccessPolicy& policy,
                  std::string_view authorization);
 
+  // The [admin] token: a caller presenting it as its bearer token is the host's operator (user
+  // "operator", role "operator"), whom every policy lets through. Empty: nobody is. Set it before
+  // the server starts.
+  void set_operator_token(std::string token);
+
   // Fetches the verification keys now and waits up to `timeout` for them; false when no plugin
   // serves the keys method or it failed (the message is logged).
   bool refresh_keys(std::chrono::milliseconds timeout = std::chrono::seconds(2));
@@ -114,8 +119,12 @@ class Gate {
     Gate* gate;
   };
 
+  bool is_operator_token(std::string_view token) const;
+
   const platform::Platform& platform_;
   std::shared_ptr<Alive> alive_;
+  std::string operator_token_;
+  std::shared_ptr<const Caller> operator_;
   std::string keys_method_;
   mutable std::mutex keys_mu_;
   std::shared_ptr<const KeySet> keys_;

@@ -38,17 +38,6 @@ sdk::Status status_of(const AuthError& e) {
   return {sdk::StatusCode::kInternal, e.what()};
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
 gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   gameverse::auth::AuthSettings s;
   s.access_ttl = std::chrono::seconds(host.config_int("access_token_ttl_s"));
@@ -73,7 +62,6 @@ gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   s.generate_keys = host.config_bool("generate_keys");
   s.validation = {host.config_string("issuer"), host.config_string("audience"),
                   host.config_int("clock_skew_s") * 1000};
-  s.bootstrap_admins = split_list(host.config_string("bootstrap_admins"));
   return s;
 }
 
@@ -285,9 +273,7 @@ class AuthPlugin final : public sdk::Plugin {
                     sdk::between(0, 1024))
         .config_int("purge_interval_s", 3600,
                     "How often ended sessions and refresh records nobody can use are deleted, in seconds",
-                    sdk::at_least(1))
-        .config_string("bootstrap_admins", "",
-                       "Comma-separated usernames that get the admin role when they register");
+                    sdk::at_least(1));
   }
 
   sdk::Status register_account(sdk::CallContext& context, const pb::RegisterRequest& r, pb::Session& reply) {
@@ -331,11 +317,11 @@ class AuthPlugin final : public sdk::Plugin {
   }
   sdk::Status grant_role(sdk::CallContext& context, const pb::RoleRequest& r, pb::Account& reply) {
     return answer(
-        [&] { fill(reply, service_.set_role(caller_of(context), r.account_id(), r.role(), true)); });
+        [&] { fill(reply, service_.set_role(caller_of(context), account_id_of(r), r.role(), true)); });
   }
   sdk::Status revoke_role(sdk::CallContext& context, const pb::RoleRequest& r, pb::Account& reply) {
     return answer(
-        [&] { fill(reply, service_.set_role(caller_of(context), r.account_id(), r.role(), false)); });
+        [&] { fill(reply, service_.set_role(caller_of(context), account_id_of(r), r.role(), false)); });
   }
   sdk::Status get_verification_keys(sdk::CallContext&, const pb::GetVerificationKeysRequest&,
                                     pb::VerificationKeys& reply) {
@@ -356,6 +342,16 @@ class AuthPlugin final : public sdk::Plugin {
   std::string client_address_of(const sdk::CallContext& context) const {
     return gameverse::auth::client_address(context.peer(), context.metadata("x-forwarded-for"),
                                            trusted_proxies_);
+  }
+
+  // The account a role request names, by id or by username.
+  std::string account_id_of(const pb::RoleRequest& r) {
+    if (r.username().empty()) return r.account_id();
+    if (!r.account_id().empty()) {
+      throw AuthError(AuthError::Kind::kInvalidArgument,
+                      "name the account by account_id or by username, not both");
+    }
+    return service_.account_id_of(r.username());
   }
 
   gameverse::auth::StoreAccounts accounts_;

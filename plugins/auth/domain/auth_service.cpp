@@ -165,10 +165,6 @@ IssuedSession AuthService::register_account(const std::string& username, const s
   account.username = username;
   account.password_hash = settings_.hasher.hash(password);
   account.created_unix_ms = now_();
-  if (std::find(settings_.bootstrap_admins.begin(), settings_.bootstrap_admins.end(), username) !=
-      settings_.bootstrap_admins.end()) {
-    account.roles.insert("admin");
-  }
   accounts_.create(account);
   return issue(*accounts_.by_id(account.id));
 }
@@ -442,12 +438,21 @@ IssuedSession AuthService::change_password(const TokenClaims& caller, const std:
   return issue(account);
 }
 
+std::string AuthService::account_id_of(const std::string& username) {
+  std::optional<Account> account = accounts_.by_username(username);
+  if (!account) throw AuthError(K::kNotFound, "no account with the username '" + username + "'");
+  return account->id;
+}
+
 Account AuthService::set_role(const TokenClaims& caller, const std::string& account_id,
                               const std::string& role, bool grant) {
-  // The caller's roles as stored now, not as their token says: a demoted admin's token still
-  // names the role until it expires.
-  const std::optional<Account> stored_caller = accounts_.by_id(caller.subject);
-  if (!stored_caller || stored_caller->roles.count("admin") == 0) {
+  // The operator (the host's admin token) may; otherwise the caller's roles as stored now, not as
+  // their token says: a demoted admin's token still names the role until it expires.
+  const bool operator_caller =
+      std::find(caller.roles.begin(), caller.roles.end(), kOperatorRole) != caller.roles.end();
+  const std::optional<Account> stored_caller =
+      operator_caller ? std::nullopt : accounts_.by_id(caller.subject);
+  if (!operator_caller && (!stored_caller || stored_caller->roles.count("admin") == 0)) {
     throw AuthError(K::kPermissionDenied,
                     std::string(grant ? "granting" : "revoking") + " roles needs the admin role");
   }

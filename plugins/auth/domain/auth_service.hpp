@@ -37,7 +37,6 @@ struct AuthSettings {
   std::string signing_key_seed;   // base64 Ed25519 seed, kept in memory only; empty: generated keys
   bool generate_keys = true;      // false: a configured signing key is required
   tokens::Validation validation;  // "iss", "aud" and the clock skew of the tokens
-  std::vector<std::string> bootstrap_admins;  // usernames that are admins when they register
 };
 
 struct IssuedSession {
@@ -70,6 +69,9 @@ class AuthService {
   Account unlink_device(const TokenClaims& caller, const std::string& device_id);
   IssuedSession change_password(const TokenClaims& caller, const std::string& current,
                                 const std::string& next);
+  // The id of the account with `username`; kNotFound when there is none.
+  std::string account_id_of(const std::string& username);
+  // Admins set roles, and the host's operator (the [admin] token), who makes the first admin.
   Account set_role(const TokenClaims& caller, const std::string& account_id, const std::string& role,
                    bool grant);
   // The configured key and the stored generated keys whose tokens may not have expired. Re-read

@@ -35,6 +35,10 @@ class AuthError : public std::runtime_error {
   int64_t retry_after_ms_;
 };
 
+// The role the host's gate gives the caller with its [admin] token (the operator), never a role
+// of an account: it sets any role, and so makes the first admin.
+inline constexpr const char* kOperatorRole = "operator";
+
 inline const std::set<std::string>& known_roles() {
   static const std::set<std::string> roles{"player", "moderator", "admin"};
   return roles;

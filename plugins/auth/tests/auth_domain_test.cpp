@@ -31,7 +31,6 @@ class AuthRules : public ::testing::Test {
   AuthService& service(AuthSettings settings = {}) {
     settings.hasher.opslimit = 1;  // fast for tests; the cost does not change the rules
     settings.hasher.memlimit = 8 * 1024;
-    settings.bootstrap_admins = {"root"};
     service_ = std::make_unique<AuthService>(
         settings, accounts_, sessions_, keys_, counters_, [this] { return now_; }, &revocations_);
     return *service_;
@@ -78,7 +77,8 @@ TEST_F(AuthRules, RegisterChecksNamesAndPasswordsAndNeverStoresThePassword) {
   EXPECT_EQ(stored.password_hash.find("correct horse"), std::string::npos);
   EXPECT_EQ(stored.roles, std::set<std::string>{"player"});
   EXPECT_EQ(auth.authenticate(session.access_token).subject, stored.id);
-  EXPECT_TRUE(auth.register_account("root", "correct horse").account.roles.count("admin"));
+  // No name makes an admin: the first admin is the operator's doing.
+  EXPECT_EQ(auth.register_account("root", "correct horse").account.roles, std::set<std::string>{"player"});
 }
 
 TEST_F(AuthRules, LoginSaysNothingAboutWhichPartWasWrong) {
@@ -338,11 +338,16 @@ TEST_F(AuthRules, PurgingDropsEndedSessionsAndTheirRefreshRecords) {
   EXPECT_NO_THROW(auth.refresh(recent.refresh_token));
 }
 
-TEST_F(AuthRules, OnlyAdminsGrantAndRevokeRoles) {
+TEST_F(AuthRules, OnlyAdminsAndTheOperatorGrantAndRevokeRoles) {
   AuthService& auth = service();
-  const IssuedSession root = auth.register_account("root", "correct horse");
+  auth.register_account("root", "correct horse");
   const IssuedSession ada = auth.register_account("ada", "correct horse");
-  const TokenClaims admin = auth.authenticate(root.access_token);
+  // The host's operator (the gate's principal for the [admin] token) makes the first admin.
+  const TokenClaims host_operator{"operator", "", {kOperatorRole}, now_, now_ + 60'000};
+  EXPECT_EQ(failure(K::kNotFound, [&] { auth.account_id_of("nobody"); }),
+            "no account with the username 'nobody'");
+  EXPECT_TRUE(auth.set_role(host_operator, auth.account_id_of("root"), "admin", true).roles.count("admin"));
+  const TokenClaims admin = auth.authenticate(auth.login("root", "correct horse", "10.0.0.1").access_token);
   const TokenClaims player = auth.authenticate(ada.access_token);
   EXPECT_EQ(failure(K::kPermissionDenied, [&] { auth.set_role(player, player.subject, "admin", true); }),
             "granting roles needs the admin role");
@@ -495,6 +500,8 @@ TEST_F(AuthRules, GrantingChecksTheCallersStoredRolesNotTheToken) {
   AuthService& auth = service();
   const IssuedSession root = auth.register_account("root", "correct horse");
   const IssuedSession ada = auth.register_account("ada", "correct horse");
+  auth.set_role(TokenClaims{"operator", "", {kOperatorRole}, now_, now_ + 60'000}, root.account.id, "admin",
+                true);
   const TokenClaims root_caller = auth.authenticate(root.access_token);
   const TokenClaims ada_caller = auth.authenticate(ada.access_token);
   auth.set_role(root_caller, ada.account.id, "admin", true);

@@ -21,6 +21,9 @@ namespace {
 
 namespace pb = gameverse::auth::v1;
 
+// The host's [admin] token: its bearer, the operator, sets roles.
+constexpr const char* kOperatorToken = "auth-test-operator-token-0123";
+
 class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
@@ -39,13 +42,14 @@ class AuthThroughTheHost : public ::testing::TestWithParam<std::string> {
     if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
   }
   void start() {
-    host_ = std::make_unique<HostProcess>(overridden(
-        "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
-            "[[plugin]]\nname = \"auth\"\npath = \"" + plugin_.string() +
-            "\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
-            "max_failed_logins_per_account = 3\nlockout_s = 2\nbootstrap_admins = \"root" +
-            suffix_ + "\"\n" + (signing_key_.empty() ? "" : "signing_key = \"" + signing_key_ + "\"\n"),
-        extra_config_));
+    host_ = std::make_unique<HostProcess>(
+        overridden("[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
+                       "[admin]\ntoken = \"" + kOperatorToken + "\"\n[[plugin]]\nname = \"auth\"\npath = \"" +
+                       plugin_.string() +
+                       "\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
+                       "max_failed_logins_per_account = 3\nlockout_s = 2\n" +
+                       (signing_key_.empty() ? "" : "signing_key = \"" + signing_key_ + "\"\n"),
+                   extra_config_));
     auth_ = pb::Auth::NewStub(host_->channel());
   }
   // `config` with the "key = value" lines of `overrides` in place of its own lines of those keys.
@@ -493,9 +497,23 @@ TEST_P(AuthThroughTheHost, DevicesLinkAndAdminsGrantRoles) {
     ASSERT_TRUE(auth_->LinkUsername(&context, request, &linked).ok());
     EXPECT_EQ(linked.username(), name("dev"));
   }
+  pb::Session player;
+  ASSERT_TRUE(register_account(name("root"), "correct horse", &player).ok());
+  EXPECT_EQ(player.account().roles_size(), 1) << "registering gave more than the player role";
+  {
+    grpc::ClientContext context;  // the operator names the account by its username
+    context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
+    pb::RoleRequest request;
+    request.set_username(name("root"));
+    request.set_role("admin");
+    pb::Account changed;
+    const grpc::Status granted = auth_->GrantRole(&context, request, &changed);
+    ASSERT_TRUE(granted.ok()) << granted.error_message();
+    EXPECT_EQ(changed.id(), player.account().id());
+  }
   pb::Session root;
-  ASSERT_TRUE(register_account(name("root"), "correct horse", &root).ok());
-  EXPECT_EQ(root.account().roles_size(), 2) << "the bootstrap admin did not get the admin role";
+  ASSERT_TRUE(refresh(player.refresh_token(), &root).ok());
+  EXPECT_EQ(root.account().roles_size(), 2) << "the granted admin role is not in the next token";
   for (const auto& [token, expected] : {std::pair{device.access_token(), grpc::StatusCode::PERMISSION_DENIED},
                                         std::pair{root.access_token(), grpc::StatusCode::OK}}) {
     grpc::ClientContext context;
@@ -510,6 +528,18 @@ TEST_P(AuthThroughTheHost, DevicesLinkAndAdminsGrantRoles) {
   ASSERT_TRUE(login(name("dev"), "correct horse", &relogin).ok());
   EXPECT_EQ(relogin.account().id(), device.account().id());
   EXPECT_EQ(relogin.account().roles_size(), 2);
+}
+
+// The first admin is made by the operator (gvctl grant-role): a config that still lists
+// bootstrap_admins refuses the plugin, naming the key and its line.
+TEST(AuthConfig, BootstrapAdminsIsRefused) {
+  TempDir data;
+  HostProcess host("[host]\nwatch = false\ndata_dir = \"" + data.path().string() +
+                   "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
+                   "/auth.so\"\n[plugin.config]\nbootstrap_admins = \"root\"\n");
+  EXPECT_CONTAINS(
+      host.log(),
+      "gameverse.toml:8:1: plugin[0].config.bootstrap_admins: unknown key; plugin 'auth' declares:");
 }
 
 // Sessions and signing keys live in the host's store: a restarted host verifies the tokens and

@@ -23,15 +23,17 @@ constexpr const char* kSeed = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  /
 // Revocations travel by the host's pub/sub: on one host they take milliseconds; the tests allow
 // this much, which only a broken revocation exceeds.
 constexpr std::chrono::seconds kRevocationBound(5);
+// The host's [admin] token: its bearer, the operator, makes the first admin.
+constexpr const char* kOperatorToken = "auth-tokens-test-operator-token";
 
 // One auth deployment: a host with the auth plugin over the SQLite file in `data_dir`.
 class AuthHost {
  public:
   AuthHost(const std::filesystem::path& data_dir, const std::string& plugin_config)
-      : host_("[host]\nwatch = false\ndata_dir = \"" + data_dir.string() +
+      : host_("[host]\nwatch = false\ndata_dir = \"" + data_dir.string() + "\"\n[admin]\ntoken = \"" +
+              kOperatorToken +
               "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
-              "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
-              "bootstrap_admins = \"root\"\n" +
+              "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n" +
               plugin_config),
         auth_(pb::Auth::NewStub(host_.channel())) {}
 
@@ -165,8 +167,11 @@ TEST_F(Revocation, AReusedRefreshTokenEndsItsSessionsAccessTokens) {
 // A demoted admin's token still says "admin" until it expires: it is refused at the gate, and the
 // auth plugin checks the stored roles besides.
 TEST_F(Revocation, ADemotedAdminsOldTokenCannotGrantRoles) {
-  const pb::Session root = host_.sign_up("root");
+  const pb::Session player_root = host_.sign_up("root");
   const pb::Session ada = host_.sign_up("ada");
+  ASSERT_TRUE(host_.set_role(kOperatorToken, player_root.account().id(), "admin", true).ok());
+  pb::Session root;
+  ASSERT_TRUE(host_.refresh(player_root.refresh_token(), &root).ok());
   ASSERT_TRUE(host_.set_role(root.access_token(), ada.account().id(), "admin", true).ok());
   pb::Session ada_admin;
   ASSERT_TRUE(host_.refresh(ada.refresh_token(), &ada_admin).ok());
