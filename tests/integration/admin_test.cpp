@@ -261,14 +261,19 @@ TEST(AdminAccess, TheGameAdminRoleDoesNotAdministerTheHostAndTheOperatorMakesThe
               grpc::StatusCode::PERMISSION_DENIED);
   }
 
-  // grant-role needs the token; then takes a username (or an account id).
+  // grant-role needs the token; then takes a username (or, with --id, an account id).
   CliRun no_token = gvctl_raw("--addr " + host.address() + " grant-role alice admin");
   EXPECT_EQ(no_token.exit_code, 2) << no_token.output;
   EXPECT_CONTAINS(no_token.output, "pass its [admin] token with --token or GAMEVERSE_ADMIN_TOKEN");
   CliRun granted = gvctl(host, "grant-role alice admin");
   ASSERT_EQ(granted.exit_code, 0) << granted.output << host.log();
   EXPECT_CONTAINS(granted.output, "account " + alice.account().id() + " (alice): roles admin, player");
-  CliRun by_id = gvctl(host, "grant-role -- " + bob.account().id() + " moderator");  // ids may begin with '-'
+  // A username that spells bob's id is not bob: an id is looked up as an id only with --id.
+  CliRun as_username = gvctl(host, "grant-role -- " + bob.account().id() + " moderator");
+  EXPECT_EQ(as_username.exit_code, 1) << as_username.output;
+  EXPECT_CONTAINS(as_username.output, "no account has the username '" + bob.account().id() + "'");
+  CliRun by_id =
+      gvctl(host, "grant-role --id -- " + bob.account().id() + " moderator");  // ids may begin with '-'
   EXPECT_EQ(by_id.exit_code, 0) << by_id.output;
   EXPECT_CONTAINS(by_id.output, "(bob): roles moderator, player");
   CliRun revoked = gvctl(host, "revoke-role bob moderator");
@@ -276,7 +281,7 @@ TEST(AdminAccess, TheGameAdminRoleDoesNotAdministerTheHostAndTheOperatorMakesThe
   EXPECT_CONTAINS(revoked.output, "(bob): roles player");
   CliRun nobody = gvctl(host, "grant-role nobody admin");
   EXPECT_EQ(nobody.exit_code, 1) << nobody.output;
-  EXPECT_CONTAINS(nobody.output, "no account has the username or the id 'nobody'");
+  EXPECT_CONTAINS(nobody.output, "no account has the username 'nobody' (give an account id with --id)");
   CliRun not_a_role = gvctl(host, "grant-role alice operator");
   EXPECT_EQ(not_a_role.exit_code, 1) << not_a_role.output;
   EXPECT_CONTAINS(not_a_role.output, "'operator' is not a role");
@@ -318,6 +323,19 @@ TEST_F(AdminTest, LoadPluginIsConfinedToThePluginDirectory) {
   // A symlink inside it to a file outside.
   std::filesystem::create_symlink(elsewhere.path() / "hello-c.so", dir_.path() / "hello-c.so");
   refused((dir_.path() / "hello-c.so").string());
+  // A link inside it to a directory outside, reached past a name that does not exist: tidying
+  // "missing/.." away without following links would land inside, and the load would leave.
+  std::filesystem::create_directory_symlink(elsewhere.path(), dir_.path() / "outside");
+  refused((dir_.path() / "outside" / "hello-c.so").string());
+  const CliRun past_missing =
+      gvctl(*host_, "load hello-c --path '" +
+                        (dir_.path() / "missing" / ".." / "outside" / "hello-c.so").string() + "'");
+  EXPECT_EQ(past_missing.exit_code, 1) << past_missing.output;
+  EXPECT_CONTAINS(past_missing.output, "cannot be resolved");
+  // A directory, not a file.
+  std::filesystem::create_directories(dir_.path() / "plugins.d");
+  EXPECT_CONTAINS(gvctl(*host_, "load hello-c --path " + (dir_.path() / "plugins.d").string()).output,
+                  "which is not a file");
   // A directory that only starts with the same name.
   const auto sibling = std::filesystem::path(root + "-other");
   std::filesystem::create_directories(sibling);

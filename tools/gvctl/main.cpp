@@ -265,9 +265,10 @@ int watch(Client& client) {
   return status.ok() ? kOk : client.fail(status);
 }
 
-// GrantRole or RevokeRole on the auth plugin, as the operator: `account` is a username, or else
-// an account id.
-int set_role(Client& client, const std::string& account, const std::string& role, bool grant) {
+// GrantRole or RevokeRole on the auth plugin, as the operator: `account` is a username, or with
+// `by_id` an account id. Never one and then the other: anyone can register a username that
+// spells another account's id.
+int set_role(Client& client, const std::string& account, bool by_id, const std::string& role, bool grant) {
   if (client.options().token.empty()) {
     std::cerr
         << "gvctl: " << (grant ? "grant-role" : "revoke-role")
@@ -275,19 +276,16 @@ int set_role(Client& client, const std::string& account, const std::string& role
     return kUsage;
   }
   auto auth = gameverse::auth::v1::Auth::NewStub(client.channel());
-  auto call = [&](bool by_username, gameverse::auth::v1::Account& reply) {
-    gameverse::auth::v1::RoleRequest request;
-    (by_username ? request.mutable_username() : request.mutable_account_id())->assign(account);
-    request.set_role(role);
-    auto context = client.context();
-    return grant ? auth->GrantRole(context.get(), request, &reply)
-                 : auth->RevokeRole(context.get(), request, &reply);
-  };
+  gameverse::auth::v1::RoleRequest request;
+  (by_id ? request.mutable_account_id() : request.mutable_username())->assign(account);
+  request.set_role(role);
+  auto context = client.context();
   gameverse::auth::v1::Account reply;
-  grpc::Status status = call(true, reply);
-  if (status.error_code() == grpc::StatusCode::NOT_FOUND) status = call(false, reply);
+  const grpc::Status status = grant ? auth->GrantRole(context.get(), request, &reply)
+                                    : auth->RevokeRole(context.get(), request, &reply);
   if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-    std::cerr << "gvctl: no account has the username or the id '" << account << "'\n";
+    std::cerr << "gvctl: no account has the " << (by_id ? "id" : "username") << " '" << account << "'"
+              << (by_id ? "" : " (give an account id with --id)") << "\n";
     return kRefused;
   }
   if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
@@ -368,9 +366,11 @@ int main(int argc, char** argv) {
   auto* grant_cmd =
       app.add_subcommand("grant-role", "Give an account a role (as the operator: needs --token)");
   auto* revoke_cmd = app.add_subcommand("revoke-role", "Take a role from an account (as the operator)");
+  bool by_id = false;
   for (auto* command : {grant_cmd, revoke_cmd}) {
-    command->add_option("account", account, "The account's username, or its id")->required();
+    command->add_option("account", account, "The account's username (its id with --id)")->required();
     command->add_option("role", role, "player, moderator or admin")->required();
+    command->add_flag("--id", by_id, "The account is given by its id, not its username");
   }
   auto* new_cmd = app.add_subcommand("new", "Create a plugin project that builds against an installed SDK");
   new_cmd->add_option("name", name, "Plugin name: lower-case words of letters and digits joined by '-'")
@@ -406,7 +406,7 @@ int main(int argc, char** argv) {
   if (validate_cmd->parsed()) return validate(client, config_file);
   if (watch_cmd->parsed()) return watch(client);
   if (grant_cmd->parsed() || revoke_cmd->parsed())
-    return set_role(client, account, role, grant_cmd->parsed());
+    return set_role(client, account, by_id, role, grant_cmd->parsed());
   pb::OperationResult result;
   auto context = client.context();
   if (load_cmd->parsed()) {

@@ -174,14 +174,15 @@ class AdminPlugin final : public sdk::Plugin {
         if (!entry.enabled) continue;
         // Mapping a file runs its code: only files LoadPlugin could load are opened.
         std::string outside;
-        confine_to_plugin_dir(options_.plugin_dir, entry.path.string(), outside);
+        config::PluginConfig confined = entry;
+        confined.path = confine_to_plugin_dir(options_.plugin_dir, entry.path.string(), outside);
         if (!outside.empty()) {
           add_problem(response, {entry.source_file, entry.where, entry.key_prefix + ".path",
                                  "not checked: " + outside});
           continue;
         }
         try {
-          plugin::Plugin::open(entry);  // maps the file, runs only its entry, checks the table
+          plugin::Plugin::open(confined);  // maps the file, runs only its entry, checks the table
         } catch (const std::exception& e) {
           add_problem(response, {entry.source_file, entry.where, entry.key_prefix, e.what()});
         }
@@ -293,7 +294,9 @@ std::filesystem::path confine_to_plugin_dir(const std::filesystem::path& plugin_
   }
   if (root.filename().empty()) root = root.parent_path();  // "/plugins/" → "/plugins"
   const fs::path asked(requested);
-  const fs::path resolved = fs::weakly_canonical(asked.is_absolute() ? asked : root / asked, error);
+  // canonical, not weakly_canonical: the file exists, and every link on the way is followed
+  // ("missing/../link/x.so" would otherwise be tidied lexically past a link that leads out).
+  const fs::path resolved = fs::canonical(asked.is_absolute() ? asked : root / asked, error);
   if (error) {
     why = "path '" + requested + "' cannot be resolved: " + error.message();
     return {};
@@ -304,6 +307,10 @@ std::filesystem::path confine_to_plugin_dir(const std::filesystem::path& plugin_
   if (in_root != root.end() || in_resolved == resolved.end()) {
     why = "path '" + requested + "' resolves to " + resolved.string() + ", outside the plugin directory " +
           root.string() + " ([host] plugin_dir): LoadPlugin loads only files in it; copy the plugin there";
+    return {};
+  }
+  if (!fs::is_regular_file(resolved, error)) {
+    why = "path '" + requested + "' resolves to " + resolved.string() + ", which is not a file";
     return {};
   }
   return resolved;

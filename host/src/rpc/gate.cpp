@@ -69,13 +69,7 @@ void Gate::revoke(const std::string& serialized) {
       std::erase_if(revoked_.accounts,
                     [now](const auto& entry) { return entry.second.until_unix_ms <= now; });
     }
-    if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) {
-      spdlog::warn(
-          "gate: {} revocations are kept already; this one is dropped and its tokens stay valid "
-          "until they expire",
-          kMaxRevocations);
-      return;
-    }
+    if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) evict_soonest_locked();
     if (!revocation.session_id().empty()) {
       int64_t& until = revoked_.sessions[revocation.session_id()];
       until = std::max(until, revocation.until_unix_ms());
@@ -101,6 +95,30 @@ void Gate::revoke(const std::string& serialized) {
       return revoked(caller.session_id, caller.user_id, entry.second.issued_unix_ms).has_value();
     });
   }
+}
+
+// Full of revocations still in force: the tenth that ends soonest goes, so that the newest (the
+// one an operator just made after an incident) always takes effect. The tokens of those evicted
+// last until they expire, which is at most the time those revocations had left.
+void Gate::evict_soonest_locked() {
+  std::vector<int64_t> ends;
+  ends.reserve(revoked_.sessions.size() + revoked_.accounts.size());
+  for (const auto& [id, until] : revoked_.sessions) ends.push_back(until);
+  for (const auto& [id, account] : revoked_.accounts) ends.push_back(account.until_unix_ms);
+  auto cut = ends.begin() + static_cast<std::ptrdiff_t>(ends.size() / 10);
+  std::nth_element(ends.begin(), cut, ends.end());
+  const int64_t below = *cut;
+  std::erase_if(revoked_.sessions, [below](const auto& entry) { return entry.second < below; });
+  std::erase_if(revoked_.accounts, [below](const auto& entry) { return entry.second.until_unix_ms < below; });
+  if (revoked_.sessions.size() + revoked_.accounts.size() >= kMaxRevocations) {
+    // All end at the same time: drop any tenth.
+    for (size_t n = kMaxRevocations / 10; n > 0 && !revoked_.sessions.empty(); --n)
+      revoked_.sessions.erase(revoked_.sessions.begin());
+  }
+  spdlog::warn(
+      "gate: {} revocations were kept; those ending before {} ms are dropped, so their tokens last "
+      "until they expire",
+      kMaxRevocations, below);
 }
 
 std::optional<std::string> Gate::revoked(const std::string& session_id, const std::string& user_id,
@@ -180,6 +198,7 @@ bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
   auto wait = std::make_shared<Wait>();
   wait->alive = alive_;
   ++fetches_in_flight_;
+  last_key_fetch_ms_ = platform::now_unix_ms();
   // The context outlives a timed-out wait: the callback holds its own reference.
   auto* context = new std::shared_ptr<Wait>(wait);
   platform::call_unary(
@@ -215,6 +234,12 @@ bool Gate::fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer) {
 
 std::optional<grpc::Status> Gate::verify(std::string_view token, std::shared_ptr<const Caller>& caller) {
   const int64_t now = platform::now_unix_ms();
+  // Fetched again now and then: a key the auth plugin stopped publishing (retired, or replaced by
+  // a configured one on another host) stops vouching within that time, cached tokens included.
+  if (int64_t last = last_key_fetch_ms_.load(std::memory_order_relaxed);
+      now - last >= kKeyRefreshMs && last_key_fetch_ms_.compare_exchange_strong(last, now)) {
+    refresh_keys_soon();
+  }
   Shard& shard = shards_[TokenHash()(token) % kShards];
   {
     std::lock_guard lock(shard.mu);

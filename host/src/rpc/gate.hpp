@@ -41,6 +41,8 @@ class Gate {
   // Revocations kept at most (sessions and accounts together); past it a new one is dropped with a
   // warning and its tokens stay valid until they expire.
   static constexpr size_t kMaxRevocations = 100'000;
+  // How often the keys are fetched again while tokens arrive.
+  static constexpr int64_t kKeyRefreshMs = 60'000;
 
   Gate(const platform::Platform& platform, std::string keys_method = kDefaultKeysMethod);
   ~Gate();
@@ -106,6 +108,7 @@ class Gate {
   // The caller of a token, or the status it is refused with.
   std::optional<grpc::Status> verify(std::string_view token, std::shared_ptr<const Caller>& caller);
   // Why tokens with these claims are revoked; nullopt when they are not.
+  void evict_soonest_locked();  // with revoked_.mu held
   std::optional<std::string> revoked(const std::string& session_id, const std::string& user_id,
                                      int64_t issued_unix_ms);
   bool fetch_keys(std::chrono::milliseconds timeout, bool wait_for_answer);
@@ -129,6 +132,7 @@ class Gate {
   mutable std::mutex keys_mu_;
   std::shared_ptr<const KeySet> keys_;
   std::atomic<int64_t> last_unknown_key_fetch_ms_{0};
+  std::atomic<int64_t> last_key_fetch_ms_{0};
   std::atomic<int> fetches_in_flight_{0};
   std::array<Shard, kShards> shards_;
   Revoked revoked_;
