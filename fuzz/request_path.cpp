@@ -1,0 +1,108 @@
+// The request path: a method name and request bytes into the host's server as a client sends
+// them — route lookup, the host's own methods, dispatch through the host table into the real
+// echo plugin and its reply — over an in-process channel to the real server. Input: a selector
+// byte, then either (selector >= 0x80) a method name of its own up to the first '\n' or (else) one
+// of the methods the host serves, then the request message.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "platform/platform.hpp"
+#include "platform/timers.hpp"
+#include "platform/work_pool.hpp"
+#include "plugin/manager.hpp"
+#include "rpc/server.hpp"
+
+namespace {
+
+namespace gv = gameverse;
+
+// The host as gameverse runs it, minus the network: timers and the blocking pool the echo plugin
+// uses, the plugin manager with the echo plugin loaded from its file, and the server. It lives
+// as long as the process (libFuzzer exits without unwinding).
+struct Host {
+  Host() {
+    spdlog::set_level(spdlog::level::off);
+    const auto scratch =
+        std::filesystem::temp_directory_path() / ("gv-fuzz-request-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(scratch);
+    plugins = std::make_unique<gv::plugin::PluginManager>(
+        gv::plugin::PluginManager::Options{scratch / "staging", std::chrono::milliseconds(1000), &platform});
+    gv::config::PluginConfig echo;
+    echo.name = "echo";
+    echo.path = GV_ECHO_PLUGIN;
+    // Small bounds, so that no input holds a call for long.
+    echo.settings.insert("max_stream_messages", 4);
+    echo.settings.insert("max_sleep_ms", 5);
+    gv::config::Config config;
+    config.plugins.push_back(echo);
+    for (const auto& outcome : plugins->load_all(config)) {
+      if (!outcome.ok()) {
+        fprintf(stderr, "the echo plugin did not load: %s\n", outcome.message.c_str());
+        std::abort();
+      }
+    }
+    platform.routes = [this] { return plugins->routes(); };
+    gv::config::ServerConfig server_config;
+    server_config.listen = "unix:" + (scratch / "fuzz.sock").string();
+    server_config.worker_threads = 1;
+    server = std::make_unique<gv::rpc::Server>(server_config, [this] { return plugins->routes(); });
+    server->start();
+    stub = std::make_unique<grpc::GenericStub>(server->in_process_channel());
+    for (const auto& [name, route] : *plugins->routes()) methods.push_back(name);
+    std::sort(methods.begin(), methods.end());
+    methods.push_back("/grpc.health.v1.Health/Check");  // answered by the host itself
+    methods.push_back("/gameverse.echo.v1.Echo/Missing");
+    std::filesystem::remove_all(scratch);  // the socket and staged copy stay open or mapped
+  }
+
+  gv::platform::TimerService timers;
+  gv::platform::WorkPool blocking{{}, nullptr};
+  gv::platform::Platform platform{.timers = &timers, .blocking = &blocking, .routes = {}};
+  std::unique_ptr<gv::plugin::PluginManager> plugins;
+  std::unique_ptr<gv::rpc::Server> server;
+  std::unique_ptr<grpc::GenericStub> stub;
+  std::vector<std::string> methods;
+  grpc::CompletionQueue queue;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static Host* const host = new Host();
+  if (size == 0) return 0;
+  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  std::string method;
+  std::string_view request;
+  if (data[0] >= 0x80) {
+    const size_t newline = input.find('\n');
+    method = input.substr(0, newline);
+    request = newline == std::string_view::npos ? "" : input.substr(newline + 1);
+  } else {
+    method = host->methods[data[0] % host->methods.size()];
+    request = input;
+  }
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  grpc::Slice slice(request.data(), request.size());
+  const grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer reply;
+  grpc::Status status;
+  auto call = host->stub->PrepareUnaryCall(&context, method, request_buffer, &host->queue);
+  call->StartCall();
+  call->Finish(&reply, &status, call.get());
+  void* tag = nullptr;
+  bool ok = false;
+  if (!host->queue.Next(&tag, &ok) || tag != call.get()) std::abort();
+  return 0;
+}
