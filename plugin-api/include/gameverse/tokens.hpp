@@ -91,6 +91,19 @@ inline std::string sign(std::string_view kid, std::string_view secret_key, const
          base64url(std::string_view(reinterpret_cast<const char*>(signature), sizeof signature));
 }
 
+// A NumericDate claim (whole seconds, as "exp" and "iat" carry them) in milliseconds; false when
+// it is not an integer or its milliseconds do not fit in 64 bits.
+inline bool claim_unix_ms(const nlohmann::json& seconds, int64_t& out) {
+  constexpr int64_t kMaxSeconds = INT64_MAX / 1000;
+  if (!seconds.is_number_integer()) return false;
+  if (seconds.is_number_unsigned() ? seconds.get<uint64_t>() > static_cast<uint64_t>(kMaxSeconds)
+                                   : seconds.get<int64_t>() < -kMaxSeconds) {
+    return false;
+  }
+  out = seconds.get<int64_t>() * 1000;
+  return true;
+}
+
 // The token's claims, or TokenError saying what is wrong: malformed, an algorithm other than
 // EdDSA ("none" included), a key not in `keys`, a signature that does not verify, expired.
 inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys, int64_t now_unix_ms) {
@@ -141,10 +154,11 @@ inline Claims verify(std::string_view token, const std::vector<VerifyKey>& keys,
       if (role.is_string()) claims.roles.push_back(role);
     }
   }
-  if (payload.contains("iat") && payload["iat"].is_number_integer()) {
-    claims.issued_unix_ms = payload["iat"].get<int64_t>() * 1000;
+  if (!claim_unix_ms(payload["exp"], claims.expires_unix_ms) ||
+      (payload.contains("iat") && payload["iat"].is_number_integer() &&
+       !claim_unix_ms(payload["iat"], claims.issued_unix_ms))) {
+    throw TokenError(TokenError::Kind::kMalformed, "malformed token: its exp or iat is not a time");
   }
-  claims.expires_unix_ms = payload["exp"].get<int64_t>() * 1000;
   if (now_unix_ms >= claims.expires_unix_ms) throw TokenError(TokenError::Kind::kExpired, "token expired");
   return claims;
 }
