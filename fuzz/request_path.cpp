@@ -1,6 +1,7 @@
 // The request path: a method name and request bytes into the host's server as a client sends
 // them — route lookup, the host's own methods, dispatch through the host table into the real
-// echo plugin and its reply — over an in-process channel to the real server. Input: a selector
+// echo plugin and its replies — over an in-process channel to the real server, set up as
+// gameverse sets it up (without the gate: the echo plugin's methods are public). Input: a selector
 // byte, then either (selector >= 0x80) a method name of its own up to the first '\n' or (else) one
 // of the methods the host serves, then the request message.
 #include <grpcpp/generic/generic_stub.h>
@@ -56,7 +57,13 @@ struct Host {
     gv::config::ServerConfig server_config;
     server_config.listen = "unix:" + (scratch / "fuzz.sock").string();
     server_config.worker_threads = 1;
-    server = std::make_unique<gv::rpc::Server>(server_config, [this] { return plugins->routes(); });
+    // Unary methods known at start ride the registered unary path, as gameverse sets them up.
+    std::vector<std::string> unary_methods;
+    for (const auto& [name, route] : *plugins->routes()) {
+      if (route.kind == GV_CALL_UNARY) unary_methods.push_back(name);
+    }
+    server = std::make_unique<gv::rpc::Server>(
+        server_config, [this] { return plugins->routes(); }, std::move(unary_methods));
     server->start();
     stub = std::make_unique<grpc::GenericStub>(server->in_process_channel());
     for (const auto& [name, route] : *plugins->routes()) methods.push_back(name);
@@ -76,6 +83,14 @@ struct Host {
   grpc::CompletionQueue queue;
 };
 
+// Waits for the one operation in flight on `queue`; whether it succeeded.
+bool completed(grpc::CompletionQueue& queue) {
+  void* tag = nullptr;
+  bool ok = false;
+  if (!queue.Next(&tag, &ok)) std::abort();
+  return ok;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -92,17 +107,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     method = host->methods[data[0] % host->methods.size()];
     request = input;
   }
+  // One call shape for every kind: one request message, half-close, read up to a few replies,
+  // then cancel what still streams.
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   grpc::Slice slice(request.data(), request.size());
   const grpc::ByteBuffer request_buffer(&slice, 1);
+  auto call = host->stub->PrepareCall(&context, method, &host->queue);
+  void* const tag = call.get();
+  call->StartCall(tag);
+  bool ok = completed(host->queue);
+  if (ok) {
+    call->Write(request_buffer, tag);
+    ok = completed(host->queue);
+  }
+  if (ok) {
+    call->WritesDone(tag);
+    ok = completed(host->queue);
+  }
   grpc::ByteBuffer reply;
+  for (int replies = 0; ok && replies < 8; ++replies) {
+    call->Read(&reply, tag);
+    ok = completed(host->queue);
+  }
+  context.TryCancel();
   grpc::Status status;
-  auto call = host->stub->PrepareUnaryCall(&context, method, request_buffer, &host->queue);
-  call->StartCall();
-  call->Finish(&reply, &status, call.get());
-  void* tag = nullptr;
-  bool ok = false;
-  if (!host->queue.Next(&tag, &ok) || tag != call.get()) std::abort();
+  call->Finish(&status, tag);
+  completed(host->queue);
   return 0;
 }
