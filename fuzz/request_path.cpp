@@ -1,9 +1,10 @@
 // The request path: a method name and request bytes into the host's server as a client sends
 // them — route lookup, the host's own methods, dispatch through the host table into the real
 // echo plugin and its replies — over an in-process channel to the real server, set up as
-// gameverse sets it up (without the gate: the echo plugin's methods are public). Input: a selector
-// byte, then either (selector >= 0x80) a method name of its own up to the first '\n' or (else) one
-// of the methods the host serves, then the request message.
+// gameverse sets it up, the gate included (two echo methods are configured to need a caller).
+// Input: a selector byte; when its bit 0x40 is set, an authorization header up to the first '\n';
+// then either (selector >= 0x80) a method name of its own up to the next '\n' or (else) one of
+// the methods the host serves; then the request message.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
@@ -22,6 +23,7 @@
 #include "platform/timers.hpp"
 #include "platform/work_pool.hpp"
 #include "plugin/manager.hpp"
+#include "rpc/gate.hpp"
 #include "rpc/server.hpp"
 
 namespace {
@@ -45,6 +47,10 @@ struct Host {
     // Small bounds, so that no input holds a call for long.
     echo.settings.insert("max_stream_messages", 4);
     echo.settings.insert("max_sleep_ms", 5);
+    // Policies the gate checks against the authorization header (the others are public). No
+    // plugin serves verification keys here, so every token is refused, for its own reason.
+    echo.access["/gameverse.echo.v1.Echo/Stats"] = *gv::config::AccessPolicy::parse("authenticated");
+    echo.access["/gameverse.echo.v1.Echo/WhoAmI"] = *gv::config::AccessPolicy::parse("role:admin");
     gv::config::Config config;
     config.plugins.push_back(echo);
     for (const auto& outcome : plugins->load_all(config)) {
@@ -64,6 +70,8 @@ struct Host {
     }
     server = std::make_unique<gv::rpc::Server>(
         server_config, [this] { return plugins->routes(); }, std::move(unary_methods));
+    gate = std::make_unique<gv::rpc::Gate>(platform);
+    server->set_gate(gate.get());
     server->start();
     stub = std::make_unique<grpc::GenericStub>(server->in_process_channel());
     for (const auto& [name, route] : *plugins->routes()) methods.push_back(name);
@@ -77,6 +85,7 @@ struct Host {
   gv::platform::WorkPool blocking{{}, nullptr};
   gv::platform::Platform platform{.timers = &timers, .blocking = &blocking, .routes = {}};
   std::unique_ptr<gv::plugin::PluginManager> plugins;
+  std::unique_ptr<gv::rpc::Gate> gate;
   std::unique_ptr<gv::rpc::Server> server;
   std::unique_ptr<grpc::GenericStub> stub;
   std::vector<std::string> methods;
@@ -96,7 +105,15 @@ bool completed(grpc::CompletionQueue& queue) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Host* const host = new Host();
   if (size == 0) return 0;
-  const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
+  grpc::ClientContext context;
+  if (data[0] & 0x40) {
+    // What an HTTP/2 client can put in a header value: printable ASCII.
+    std::string authorization(input.substr(0, input.find('\n')));
+    input.remove_prefix(std::min(input.size(), authorization.size() + 1));
+    std::erase_if(authorization, [](char c) { return c < 0x20 || c > 0x7e; });
+    context.AddMetadata("authorization", authorization);
+  }
   std::string method;
   std::string_view request;
   if (data[0] >= 0x80) {
@@ -109,7 +126,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // One call shape for every kind: one request message, half-close, read up to a few replies,
   // then cancel what still streams.
-  grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   grpc::Slice slice(request.data(), request.size());
   const grpc::ByteBuffer request_buffer(&slice, 1);
