@@ -3,6 +3,7 @@
 // build the pool, check the methods against it), then as hot reload compares it with the
 // generation it would replace (the echo example's). Input: a call kind byte, the length of a
 // method name, the name ("/package.Service/Method"), then the descriptor set.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

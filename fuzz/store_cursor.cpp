@@ -3,10 +3,12 @@
 // byte, a limit byte, the lengths of a key prefix and an owner, those two, then cursor material.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
