@@ -306,8 +306,8 @@ void Plugin::check_methods() {
 
 void Plugin::apply_access_overrides(const config::PluginConfig& entry) {
   for (const auto& [name, policy] : entry.access) {
-    auto it =
-        std::find_if(methods_.begin(), methods_.end(), [&](const Method& m) { return m.full_name == name; });
+    auto it = std::find_if(methods_.begin(), methods_.end(),
+                           [&name = name](const Method& m) { return m.full_name == name; });
     if (it == methods_.end()) {
       const auto where = entry.access_where.count(name) ? entry.access_where.at(name) : entry.where;
       throw LoadError("the access policy at " + location(entry, where) + " names " + name +

@@ -69,6 +69,10 @@ class Server {
   // straight to the plugins, anonymous. Set before start().
   void set_gate(Gate* gate) { gate_ = gate; }
 
+  // A channel to this server within the process, with no network in between: every call takes
+  // the same path as one from the port (the request-path fuzzer). After start().
+  std::shared_ptr<grpc::Channel> in_process_channel() { return server_->InProcessChannel({}); }
+
   // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
   // waits for their plugins to finish them, then stops the worker threads.
   void shutdown(std::chrono::milliseconds drain);
