@@ -303,7 +303,8 @@ class AuthPlugin final : public sdk::Plugin {
   }
   sdk::Status link_username(sdk::CallContext& context, const pb::LinkUsernameRequest& r, pb::Account& reply) {
     return answer_hashing(context, [&] {
-      fill(reply, service_.link_username(caller_of(context), r.username(), r.password()));
+      fill(reply, service_.link_username(caller_of(context), r.username(), r.password(),
+                                         client_address_of(context)));
     });
   }
   sdk::Status unlink_device(sdk::CallContext& context, const pb::UnlinkDeviceRequest& r, pb::Account& reply) {

@@ -47,12 +47,18 @@ AuthService::AuthService(AuthSettings settings, Accounts& accounts, Sessions& se
 }
 
 int64_t AuthService::key_not_after(const SigningKey& key) const {
-  // The configured key signs and verifies until it is replaced; one that no longer is configured
-  // (replaced after a leak, or the config emptied) is retired at once: it neither verifies nor is
-  // published, and sessions go on through their (unsigned) refresh tokens.
-  if (key.kid.rfind("config-", 0) == 0)
-    return configured_key_ && key.kid == configured_key_->kid ? INT64_MAX : 0;
-  return key.created_unix_ms + ms(settings_.key_rotation) + ms(settings_.access_ttl);
+  // The configured key signs and verifies until it is replaced. Every other key is retired at once
+  // while a key is configured: one configured before (replaced after a leak), and the generated
+  // keys too, since configuring a key is the operator's answer to a leaked generated one. A retired
+  // key neither verifies nor is published; sessions go on through their (unsigned) refresh tokens.
+  if (configured_key_) return key.kid == configured_key_->kid ? INT64_MAX : 0;
+  if (key.kid.rfind("config-", 0) == 0) return 0;  // the config was emptied
+  // A generated key signs for one rotation; its last tokens are accepted until exp + clock skew.
+  return key.created_unix_ms + ms(settings_.key_rotation) + tokens_accepted_for();
+}
+
+int64_t AuthService::tokens_accepted_for() const {
+  return ms(settings_.access_ttl) + settings_.validation.clock_skew_ms;
 }
 
 void AuthService::read_keys_locked(int64_t now) {
@@ -117,8 +123,16 @@ TokenClaims AuthService::authenticate(std::string_view access_token) {
 
 void AuthService::revoke_session(const Session& session) {
   sessions_.revoke(session);
-  // Its access tokens have all expired one lifetime from now.
-  if (revocations_ != nullptr) revocations_->publish({session.id, "", 0, now_() + ms(settings_.access_ttl)});
+  // Its access tokens are all past exp + clock skew one lifetime from now.
+  if (revocations_ != nullptr) revocations_->publish({session.id, "", 0, now_() + tokens_accepted_for()});
+}
+
+void AuthService::revoke_account_tokens(const std::string& account_id) {
+  const int64_t now = now_();
+  // Remembered for issue_in: a token issued in this same second would count as before the cut.
+  counters_.set("revoked:" + account_id, std::to_string(now),
+                std::chrono::milliseconds(tokens_accepted_for()));
+  if (revocations_ != nullptr) revocations_->publish({"", account_id, now, now + tokens_accepted_for()});
 }
 
 IssuedSession AuthService::issue(const Account& account) {
@@ -143,6 +157,12 @@ IssuedSession AuthService::issue_in(const Account& account, const Session& sessi
                      {account.roles.begin(), account.roles.end()},
                      now,
                      now + ms(settings_.access_ttl)};
+  // "iat" has whole seconds, and the gate refuses the account's tokens issued at or before a
+  // revocation of all of them: one issued in the second of that revocation says the next second.
+  if (auto revoked = counters_.get("revoked:" + account.id)) {
+    const int64_t cut = std::stoll(*revoked);
+    if (now / 1000 * 1000 <= cut) claims.issued_unix_ms = (cut / 1000 + 1) * 1000;
+  }
   issued.access_token = sign_token(current_key(), claims, settings_.validation);
   issued.access_expires_unix_ms = claims.expires_unix_ms / 1000 * 1000;
   issued.refresh_expires_unix_ms = session.expires_unix_ms;
@@ -220,10 +240,11 @@ AuthService::Attempt AuthService::begin_attempt(const std::string& username, con
   if (over >= 0 && !counters_.get("known:" + pair)) {
     const int64_t delay =
         std::min<int64_t>(ms(settings_.slow_down_max), int64_t{1000} << std::min<int64_t>(over, 20));
-    if (counters_.increment("slow:" + attempt.name, std::chrono::milliseconds(delay)) > 1) {
+    // One try per delay for each address: another address holding its slot keeps nobody out here.
+    if (counters_.increment("slow:" + pair, std::chrono::milliseconds(delay)) > 1) {
       abandon_attempt(attempt);
       throw AuthError(K::kLocked,
-                      "too many failed logins for this username: one try every " +
+                      "too many failed logins for this username: one try from this address every " +
                           std::to_string(delay / 1000) + " s; try again in " + std::to_string(delay / 1000) +
                           " s",
                       delay);
@@ -286,7 +307,22 @@ IssuedSession AuthService::login(const std::string& username, const std::string&
   if (!finish_attempt(attempt, has_password ? &account->password_hash : nullptr, password)) {
     throw AuthError(K::kUnauthenticated, "wrong username or password");
   }
+  rehash_if_outdated(*account, password);
   return issue(*account);
+}
+
+void AuthService::rehash_if_outdated(const Account& account, const std::string& password) {
+  // A hash of an older Argon2 cost verifies faster than the decoy of an unknown name (made at the
+  // current cost), which would tell the name exists: it is redone at the current cost.
+  if (!settings_.hasher.needs_rehash(account.password_hash)) return;
+  try {
+    const std::string hash = settings_.hasher.hash(password);
+    update_account(account.id, [&](Account& a) {
+      if (a.password_hash == account.password_hash) a.password_hash = hash;  // not a changed password
+    });
+  } catch (const std::exception&) {
+    // Best effort (busy hash workers, a concurrent change, the store): the next sign-in tries again.
+  }
 }
 
 IssuedSession AuthService::authenticate_device(const std::string& device_id, const std::string& address) {
@@ -347,12 +383,24 @@ IssuedSession AuthService::refresh(const std::string& refresh_token) {
 }
 
 size_t AuthService::logout(const TokenClaims& caller, bool everywhere) {
-  size_t ended = 0;
+  if (everywhere) return end_all_sessions(caller.subject);
   for (const Session& s : sessions_.of_account(caller.subject)) {
-    if (s.revoked || (!everywhere && s.id != caller.session_id)) continue;
+    if (s.revoked || s.id != caller.session_id) continue;
     revoke_session(s);
+    return 1;
+  }
+  return 0;
+}
+
+size_t AuthService::end_all_sessions(const std::string& account_id) {
+  size_t ended = 0;
+  for (const Session& s : sessions_.of_account(account_id)) {
+    if (s.revoked) continue;
+    sessions_.revoke(s);
     ++ended;
   }
+  // One revocation of the account's tokens, however many sessions it had: the gate keeps one entry.
+  revoke_account_tokens(account_id);
   return ended;
 }
 
@@ -386,13 +434,17 @@ Account AuthService::update_account(const std::string& account_id,
 }
 
 Account AuthService::link_username(const TokenClaims& caller, const std::string& username,
-                                   const std::string& password) {
+                                   const std::string& password, const std::string& address) {
   check_username(username);
   check_password(password, username);
   // What makes the link fail is checked before the costly hash, and again in the update.
   const Account before = load(caller.subject);
   if (!before.username.empty())
     throw AuthError(K::kAlreadyExists, "the account already has the username '" + before.username + "'");
+  // "Taken" tells that a username exists: asking costs a registration of the address, as in Register.
+  if (settings_.hasher.limiter) settings_.hasher.limiter->check_not_full();
+  limit_rate("registrations", address, settings_.registrations_per_address_per_hour, std::chrono::hours(1),
+             "registrations_per_address_per_hour");
   if (accounts_.by_username(username))
     throw AuthError(K::kAlreadyExists, "the username '" + username + "' is taken");
   const std::string hash = settings_.hasher.hash(password);
@@ -432,9 +484,7 @@ IssuedSession AuthService::change_password(const TokenClaims& caller, const std:
   check_password(next, account.username);
   const std::string hash = settings_.hasher.hash(next);
   account = update_account(account.id, [&](Account& a) { a.password_hash = hash; });
-  for (const Session& s : sessions_.of_account(account.id)) {
-    if (!s.revoked) revoke_session(s);
-  }
+  end_all_sessions(account.id);
   return issue(account);
 }
 
@@ -467,12 +517,9 @@ Account AuthService::set_role(const TokenClaims& caller, const std::string& acco
       a.roles.erase(role);
     }
   });
-  // Tokens that still name the revoked role are refused from now on (those issued in this same
-  // second too: "iat" has whole seconds); a refresh gives one with the roles as they are.
-  if (!grant && revocations_ != nullptr) {
-    const int64_t now = now_();
-    revocations_->publish({"", account_id, now, now + ms(settings_.access_ttl)});
-  }
+  // Tokens that still name the revoked role are refused from now on; a refresh gives one with the
+  // roles as they are.
+  if (!grant) revoke_account_tokens(account_id);
   return changed;
 }
 

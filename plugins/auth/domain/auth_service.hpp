@@ -25,7 +25,7 @@ struct AuthSettings {
   std::chrono::milliseconds failure_window{std::chrono::minutes(15)};
   std::chrono::milliseconds lockout{std::chrono::minutes(15)};
   // Per username from anywhere: past this many failures in the window, a client address where the
-  // account has not signed in lately gets one try per delay, from 1 s doubling per failure up to
+  // account has not signed in lately gets its own one try per delay, from 1 s doubling per failure up to
   // slow_down_max; addresses the account signed in from within known_address_ttl are not slowed.
   int64_t slow_down_after_failures = 10;
   std::chrono::milliseconds slow_down_max{std::chrono::minutes(1)};
@@ -65,7 +65,9 @@ class AuthService {
   TokenClaims authenticate(std::string_view access_token);
   size_t logout(const TokenClaims& caller, bool everywhere);
   Account account(const TokenClaims& caller);
-  Account link_username(const TokenClaims& caller, const std::string& username, const std::string& password);
+  // Counts as a registration of `address` (registrations_per_address_per_hour), like Register.
+  Account link_username(const TokenClaims& caller, const std::string& username, const std::string& password,
+                        const std::string& address = "");
   Account unlink_device(const TokenClaims& caller, const std::string& device_id);
   IssuedSession change_password(const TokenClaims& caller, const std::string& current,
                                 const std::string& next);
@@ -92,7 +94,16 @@ class AuthService {
   SigningKey current_key();
   SigningKey current_key_locked(int64_t now);
   void read_keys_locked(int64_t now);
+  // How long after it is issued an access token may still be accepted: its lifetime + clock skew.
+  int64_t tokens_accepted_for() const;
+  // One session ended, announced for that session.
   void revoke_session(const Session& session);
+  // Every token of the account issued until now refused (one announcement for the account).
+  void revoke_account_tokens(const std::string& account_id);
+  // Ends every session of the account with one account revocation; returns how many ended.
+  size_t end_all_sessions(const std::string& account_id);
+  // After a successful sign-in: a hash made at another Argon2 cost is redone at the current one.
+  void rehash_if_outdated(const Account& account, const std::string& password);
   // One password attempt on `username` from `address`: begin_attempt refuses it (kLocked, the
   // same whether the username exists or not) or counts it, before any hashing; finish_attempt
   // verifies the password (against a decoy hash when `hash` is null, so an unknown name costs the

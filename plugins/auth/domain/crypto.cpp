@@ -37,6 +37,11 @@ bool PasswordHasher::verify(const std::string& hash, const std::string& password
   return crypto_pwhash_str_verify(hash.c_str(), password.data(), password.size()) == 0;
 }
 
+bool PasswordHasher::needs_rehash(const std::string& hash) const {
+  ensure_sodium();
+  return crypto_pwhash_str_needs_rehash(hash.c_str(), opslimit, memlimit) != 0;
+}
+
 std::string random_token(size_t bytes) {
   ensure_sodium();
   std::string raw(bytes, '\0');

@@ -21,6 +21,8 @@ struct PasswordHasher {
   std::shared_ptr<HashLimiter> limiter;
   std::string hash(const std::string& password) const;
   bool verify(const std::string& hash, const std::string& password) const;
+  // True when `hash` was not made with this cost (or algorithm): re-hash after a verify.
+  bool needs_rehash(const std::string& hash) const;
 };
 
 // Cryptographically random bytes as unpadded base64url.

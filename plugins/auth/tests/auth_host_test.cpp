@@ -384,6 +384,26 @@ TEST_P(AuthThroughTheHost, RegistersAndDeviceSignInsBeyondThePerAddressLimitsAre
       "too many device sign-ins from this address: at most 4 (device_sign_ins_per_address_per_minute)");
 }
 
+// LinkUsername answers "taken" only within the client address's registration limit (shared with
+// Register): it is no unmetered way to learn which usernames exist.
+TEST_P(AuthThroughTheHost, LinkUsernameIsLimitedWithTheRegistrationsOfTheAddress) {
+  restart_with("registrations_per_address_per_hour = 1\n");
+  pb::Session session;
+  ASSERT_TRUE(register_account(name("ada"), "correct horse", &session).ok());
+  pb::Session device_session;
+  ASSERT_TRUE(device("device-0123456789abcdef-" + suffix_, &device_session).ok());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + device_session.access_token());
+  pb::LinkUsernameRequest request;
+  request.set_username(name("ada"));
+  request.set_password("correct horse");
+  pb::Account reply;
+  const grpc::Status status = auth_->LinkUsername(&context, request, &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_CONTAINS(status.error_message(),
+                  "too many registrations from this address: at most 1 (registrations_per_address_per_hour)");
+}
+
 // A device id is a secret: the store keeps only its hash, GetAccount shows a fingerprint, and a
 // short id is refused with what a device id must be.
 TEST_P(AuthThroughTheHost, DeviceIdsAreStoredHashedAndNeverReturned) {

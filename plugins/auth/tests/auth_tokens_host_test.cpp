@@ -148,9 +148,34 @@ TEST_F(Revocation, ChangingThePasswordEndsEveryOtherSession) {
   request.set_new_password("another horse");
   pb::Session changed;
   ASSERT_TRUE(host_.stub().ChangePassword(&context, request, &changed).ok());
-  EXPECT_TRUE(host_.refuses(phone.access_token(), "the session was ended; sign in again"));
-  EXPECT_TRUE(host_.refuses(laptop.access_token(), "the session was ended; sign in again"));
-  EXPECT_TRUE(host_.account(changed.access_token()).ok());
+  // One revocation of the account's tokens issued until the change.
+  EXPECT_TRUE(host_.refuses(phone.access_token(), "the access token was refused"));
+  EXPECT_TRUE(host_.refuses(laptop.access_token(), "the access token was refused"));
+  // Issued in the same second as the revocation, but after it: accepted.
+  const grpc::Status status = host_.account(changed.access_token());
+  EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+// Logout everywhere ends every session's tokens at the gate with one revocation of the account; a
+// sign-in right after (likely in the same second) gets a token the gate accepts.
+TEST_F(Revocation, LogoutEverywhereEndsEverySessionsTokensAtTheGate) {
+  const pb::Session phone = host_.sign_up("ada");
+  std::vector<pb::Session> others;
+  for (int i = 0; i < 3; ++i) others.push_back(host_.login("ada"));
+  for (const pb::Session& s : others) ASSERT_TRUE(host_.account(s.access_token()).ok());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + phone.access_token());
+  pb::LogoutRequest request;
+  request.set_everywhere(true);
+  pb::LogoutReply reply;
+  ASSERT_TRUE(host_.stub().Logout(&context, request, &reply).ok());
+  EXPECT_EQ(reply.sessions_ended(), 4u);
+  const pb::Session again = host_.login("ada");
+  EXPECT_TRUE(host_.refuses(phone.access_token(), "the access token was refused"));
+  for (const pb::Session& s : others)
+    EXPECT_TRUE(host_.refuses(s.access_token(), "the access token was refused"));
+  const grpc::Status status = host_.account(again.access_token());
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 TEST_F(Revocation, AReusedRefreshTokenEndsItsSessionsAccessTokens) {

@@ -10,6 +10,7 @@ namespace gameverse::auth::testing {
 
 class MemoryAccounts final : public Accounts {
  public:
+  bool fail_updates = false;  // every update throws, as a store that is down would
   std::optional<Account> by_id(const std::string& id) override {
     auto it = accounts_.find(id);
     return it == accounts_.end() ? std::nullopt : std::optional<Account>(it->second);
@@ -35,6 +36,7 @@ class MemoryAccounts final : public Accounts {
     for (const auto& d : account.device_ids) devices_[d] = account.id;
   }
   void update(const Account& before, const Account& after) override {
+    if (fail_updates) throw std::runtime_error("the store is unavailable");
     if (accounts_.at(before.id).version != before.version) throw StaleWrite("changed meanwhile");
     if (after.username != before.username && !after.username.empty() && usernames_.count(after.username)) {
       throw AuthError(AuthError::Kind::kAlreadyExists, "the username '" + after.username + "' is taken");
