@@ -133,7 +133,8 @@ std::optional<std::string> Gate::revoked(const std::string& session_id, const st
   // "iat" has whole seconds: a token of the same second as the change counts as before it.
   if (it != revoked_.accounts.end() && now < it->second.until_unix_ms &&
       issued_unix_ms <= it->second.issued_before_unix_ms) {
-    return "roles changed; refresh the token";
+    return "the account's tokens were revoked (its roles or password changed, or it signed out everywhere); "
+           "refresh or sign in again";
   }
   return std::nullopt;
 }

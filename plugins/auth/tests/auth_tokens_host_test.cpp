@@ -205,7 +205,9 @@ TEST_F(Revocation, ADemotedAdminsOldTokenCannotGrantRoles) {
       [&] {
         const grpc::Status granted = host_.set_role(root.access_token(), root.account().id(), "admin", true);
         return granted.error_code() == grpc::StatusCode::UNAUTHENTICATED &&
-               granted.error_message() == "the access token was refused: roles changed; refresh the token";
+               granted.error_message() ==
+                   "the access token was refused: the account's tokens were revoked (its roles or password "
+                   "changed, or it signed out everywhere); refresh or sign in again";
       },
       kRevocationBound));
   // A token issued after the change (from the next second: "iat" counts whole seconds) carries
