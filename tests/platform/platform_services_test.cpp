@@ -96,7 +96,7 @@ TEST(Metrics, RendersPrometheusTextLabelledByPlugin) {
   EXPECT_CONTAINS(text, "# TYPE logins_total counter\nlogins_total{plugin=\"auth\",result=\"ok\"} 3\n");
   EXPECT_CONTAINS(text, "players{plugin=\"world\"} 42\n");
   EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"0.01\"} 1\n");
-  EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"0.10000000000000001\"} 2\n");
+  EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"0.1\"} 2\n");
   EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"+Inf\"} 3\n");
   EXPECT_CONTAINS(text, "tick_seconds_count{plugin=\"world\"} 3\n");
   EXPECT_CONTAINS(text, "gameverse_metric_errors_total 2\n");
