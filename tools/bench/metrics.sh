@@ -3,9 +3,23 @@
 # [metrics] per_method = true (A) and false (B), 100-byte unary echo, rounds interleaved A B A B,
 # server pinned to CPU 0 and the load client to CPU 1. During A rounds /metrics is scraped once a
 # second, as Prometheus would. Prints req/s, p50, p99, server CPU per call and A/B.
-# Usage: metrics.sh BUILD_DIR   (env: ROUNDS=3 DURATION_MS=5000 WARMUP_MS=1000 WORKER_THREADS=1)
+# With MODE=instructions it counts instead, under callgrind (deterministic, whatever else the
+# machine does): the host's instructions per call with per_method on and off, through
+# dispatch_instructions.sh (env LOW, HIGH, OUTSTANDING as there).
+# Usage: metrics.sh BUILD_DIR   (env: ROUNDS=3 DURATION_MS=5000 WARMUP_MS=1000 WORKER_THREADS=1
+#        MODE=time|instructions)
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
+if [ "${MODE:-time}" = instructions ]; then
+  declare -A per_call
+  for per_method in true false; do
+    per_call[$per_method]=$(PER_METHOD=$per_method "$(dirname "$0")/dispatch_instructions.sh" "$BUILD" \
+                              | awk '$1 == "host" {print $2}')
+  done
+  printf "%-12s %22s\n" per_method "instructions per call" true "${per_call[true]}" false "${per_call[false]}"
+  awk -v on="${per_call[true]}" -v off="${per_call[false]}" 'BEGIN { printf "on/off %.4f\n", on / off }'
+  exit 0
+fi
 ROUNDS=${ROUNDS:-3}
 DURATION_MS=${DURATION_MS:-5000}
 WARMUP_MS=${WARMUP_MS:-1000}
