@@ -97,7 +97,7 @@ std::unique_ptr<gameverse::http::HttpServer> make_http_port(const gameverse::con
                                                             gameverse::platform::PubSub& pubsub) {
   const bool on_redis = config.cache.backend == "redis" || config.pubsub.backend == "redis";
   const bool cache_on_redis = config.cache.backend == "redis";
-  endpoints.unreachable_dependencies = [&store, &cache, &pubsub, on_redis, cache_on_redis] {
+  auto check = [&store, &cache, &pubsub, on_redis, cache_on_redis] {
     std::vector<std::string> problems;
     try {
       store.backend().get("host", "readiness", "probe");
@@ -115,6 +115,9 @@ std::unique_ptr<gameverse::http::HttpServer> make_http_port(const gameverse::con
     }
     return problems;
   };
+  // Off the HTTP thread: a store that hangs must not hold /healthz.
+  auto watch = std::make_shared<gameverse::http::DependencyWatch>(check, std::chrono::seconds(1));
+  endpoints.unreachable_dependencies = [watch] { return watch->problems(); };
   gameverse::http::Router router;
   gameverse::http::add_host_endpoints(router, std::move(endpoints));
   gameverse::http::Limits limits;

@@ -7,6 +7,44 @@
 
 namespace gameverse::http {
 
+DependencyWatch::DependencyWatch(Check check, std::chrono::milliseconds interval)
+    : check_(std::move(check)), interval_(interval), problems_(check_()), thread_([this] { run(); }) {}
+
+DependencyWatch::~DependencyWatch() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+std::vector<std::string> DependencyWatch::problems() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> problems = problems_;
+  if (running_since_) {
+    const auto waited = std::chrono::steady_clock::now() - *running_since_;
+    if (waited > interval_) {
+      problems.push_back(
+          "the store or Redis has not answered for " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()) + " ms");
+    }
+  }
+  return problems;
+}
+
+void DependencyWatch::run() {
+  std::unique_lock lock(mu_);
+  while (!wake_.wait_for(lock, interval_, [this] { return stopping_; })) {
+    running_since_ = std::chrono::steady_clock::now();
+    lock.unlock();
+    std::vector<std::string> found = check_();
+    lock.lock();
+    running_since_.reset();
+    problems_ = std::move(found);
+  }
+}
+
 std::vector<std::string> readiness_problems(const HostEndpoints& endpoints) {
   std::vector<std::string> problems;
   for (const auto& status : endpoints.plugins->status()) {
