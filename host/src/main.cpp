@@ -61,6 +61,13 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
         "[server], [admin] and [host] watch/staging settings changed in the config; they apply after a "
         "restart");
   }
+  const auto& h = running.http;
+  const auto& g = next.http;
+  if (h.listen != g.listen || h.max_connections != g.max_connections ||
+      h.max_header_bytes != g.max_header_bytes || h.max_body_bytes != g.max_body_bytes ||
+      h.request_timeout_ms != g.request_timeout_ms || running.metrics.per_method != next.metrics.per_method) {
+    spdlog::warn("[http] and [metrics] settings changed in the config; they apply after a restart");
+  }
 }
 
 void reload_from_disk(const std::string& config_path, const gameverse::config::Config& running,
