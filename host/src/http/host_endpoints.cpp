@@ -66,19 +66,19 @@ void add_host_endpoints(Router& router, HostEndpoints endpoints) {
   router.add("GET", "/metrics", [endpoints](const Request&) {
     std::string body = endpoints.metrics->render_prometheus();
     if (endpoints.call_metrics != nullptr) endpoints.call_metrics->render(body);
-    return Response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body)};
+    return Response{200, "text/plain; version=0.0.4; charset=utf-8", std::move(body), {}};
   });
   router.add("GET", "/healthz", [endpoints](const Request&) {
-    if (endpoints.stopping->load()) return Response{503, "text/plain; charset=utf-8", "stopping\n"};
-    return Response{200, "text/plain; charset=utf-8", "ok\n"};
+    if (endpoints.stopping->load()) return Response{503, "text/plain; charset=utf-8", "stopping\n", {}};
+    return Response{200, "text/plain; charset=utf-8", "ok\n", {}};
   });
   router.add("GET", "/readyz", [endpoints](const Request&) {
-    if (endpoints.stopping->load()) return Response{503, "text/plain; charset=utf-8", "stopping\n"};
+    if (endpoints.stopping->load()) return Response{503, "text/plain; charset=utf-8", "stopping\n", {}};
     const auto problems = readiness_problems(endpoints);
-    if (problems.empty()) return Response{200, "text/plain; charset=utf-8", "ready\n"};
+    if (problems.empty()) return Response{200, "text/plain; charset=utf-8", "ready\n", {}};
     std::string body = "not ready:\n";
     for (const auto& problem : problems) body += problem + "\n";
-    return Response{503, "text/plain; charset=utf-8", std::move(body)};
+    return Response{503, "text/plain; charset=utf-8", std::move(body), {}};
   });
 }
 

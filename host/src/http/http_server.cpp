@@ -17,13 +17,25 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 
+std::string_view Request::header(std::string_view name) const {
+  for (const auto& [key, value] : headers) {
+    if (key.size() == name.size() && beast::iequals(beast::string_view(key.data(), key.size()),
+                                                    beast::string_view(name.data(), name.size())))
+      return value;
+  }
+  return {};
+}
+
 void Router::add(std::string method, std::string path, Handler handler) {
   routes_[std::move(path)][std::move(method)] = std::move(handler);
 }
 
 Response Router::dispatch(const Request& request, std::string& allow) const {
   const auto path = routes_.find(request.path);
-  if (path == routes_.end()) return {404, "text/plain; charset=utf-8", "not found\n"};
+  if (path == routes_.end()) {
+    if (fallback_) return fallback_(request);
+    return {404, "text/plain; charset=utf-8", "not found\n", {}};
+  }
   const auto& methods = path->second;
   auto handler = methods.find(std::string(request.method));
   if (handler == methods.end() && request.method == "HEAD") handler = methods.find("GET");
@@ -32,7 +44,7 @@ Response Router::dispatch(const Request& request, std::string& allow) const {
     allow += (allow.empty() ? "" : ", ") + method;
     if (method == "GET") allow += ", HEAD";
   }
-  return {405, "text/plain; charset=utf-8", "method not allowed\n"};
+  return {405, "text/plain; charset=utf-8", "method not allowed\n", {}};
 }
 
 std::pair<std::string, uint16_t> split_host_port(const std::string& address) {
@@ -77,18 +89,22 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto& request = parser_->get();
     const std::string_view target(request.target().data(), request.target().size());
     const auto question = target.find('?');
-    const Request routed{
-        std::string_view(request.method_string().data(), request.method_string().size()),
-        target.substr(0, question),
-        question == std::string_view::npos ? std::string_view() : target.substr(question + 1),
-        request.body()};
+    Request routed{std::string_view(request.method_string().data(), request.method_string().size()),
+                   target.substr(0, question),
+                   question == std::string_view::npos ? std::string_view() : target.substr(question + 1),
+                   request.body(),
+                   {}};
+    for (const auto& field : request) {
+      routed.headers.emplace_back(std::string_view(field.name_string().data(), field.name_string().size()),
+                                  std::string_view(field.value().data(), field.value().size()));
+    }
     std::string allow;
     Response answer;
     try {
       answer = router_->dispatch(routed, allow);
     } catch (const std::exception& e) {
       spdlog::error("http: {} {}: {}", routed.method, routed.path, e.what());
-      answer = {500, "text/plain; charset=utf-8", "internal error\n"};
+      answer = {500, "text/plain; charset=utf-8", "internal error\n", {}};
     }
     send(std::move(answer), request.keep_alive(), request.method() == bhttp::verb::head, request.version(),
          std::move(allow));
@@ -96,7 +112,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void refuse(unsigned status, std::string body) {
     refused_ = true;
-    send({status, "text/plain; charset=utf-8", std::move(body)}, false, false, 11, "");
+    send({status, "text/plain; charset=utf-8", std::move(body), {}}, false, false, 11, "");
   }
 
   void send(Response answer, bool keep_alive, bool head, unsigned version, std::string allow) {
@@ -105,6 +121,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.result(answer.status);
     response_.set(bhttp::field::content_type, answer.content_type);
     if (!allow.empty()) response_.set(bhttp::field::allow, allow);
+    for (const auto& [name, value] : answer.headers) response_.insert(name, value);
     response_.keep_alive(keep_alive);
     response_.content_length(answer.body.size());
     if (!head) response_.body() = std::move(answer.body);
@@ -191,8 +208,9 @@ void accept_next(tcp::acceptor& acceptor, asio::io_context& io, std::shared_ptr<
 }  // namespace
 
 int HttpServer::start() {
-  state_ = std::make_unique<State>();
   const auto [host, port] = split_host_port(listen_);
+  if (host.empty()) throw std::runtime_error("[http] listen '" + listen_ + "' is not host:port");
+  state_ = std::make_unique<State>();
   try {
     tcp::resolver resolver(state_->io);
     const auto endpoints = resolver.resolve(host, std::to_string(port), tcp::resolver::passive);

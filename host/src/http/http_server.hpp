@@ -21,12 +21,17 @@ struct Request {
   std::string_view path;    // the target without its query string
   std::string_view query;   // after '?', or empty
   std::string_view body;
+  std::vector<std::pair<std::string_view, std::string_view>> headers;  // as received, in order
+
+  // The first value of the header `name` (any case), or empty.
+  std::string_view header(std::string_view name) const;
 };
 
 struct Response {
   unsigned status = 200;
   std::string content_type = "text/plain; charset=utf-8";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // more header fields to send
 };
 
 // Routes by exact path, then method. A GET route answers HEAD too (without the body). Handlers
@@ -35,11 +40,15 @@ class Router {
  public:
   using Handler = std::function<Response(const Request&)>;
   void add(std::string method, std::string path, Handler handler);
+  // For requests whose path no add() names (a gateway's /<package.Service>/<Method>); without
+  // one they get 404.
+  void set_fallback(Handler handler) { fallback_ = std::move(handler); }
   // 404 for an unknown path, 405 (with the methods allowed) for a known path and another method.
   Response dispatch(const Request& request, std::string& allow) const;
 
  private:
   std::map<std::string, std::map<std::string, Handler>, std::less<>> routes_;  // path → method → handler
+  Handler fallback_;
 };
 
 struct Limits {
