@@ -11,6 +11,7 @@
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
+#include "http/host_endpoints.hpp"
 #include "platform/cache.hpp"
 #include "platform/cpu_budget.hpp"
 #include "platform/metrics.hpp"
@@ -60,6 +61,13 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
         "[server], [admin] and [host] watch/staging settings changed in the config; they apply after a "
         "restart");
   }
+  const auto& h = running.http;
+  const auto& g = next.http;
+  if (h.listen != g.listen || h.max_connections != g.max_connections ||
+      h.max_header_bytes != g.max_header_bytes || h.max_body_bytes != g.max_body_bytes ||
+      h.request_timeout_ms != g.request_timeout_ms || running.metrics.per_method != next.metrics.per_method) {
+    spdlog::warn("[http] and [metrics] settings changed in the config; they apply after a restart");
+  }
 }
 
 void reload_from_disk(const std::string& config_path, const gameverse::config::Config& running,
@@ -88,6 +96,45 @@ gameverse::platform::WorkPool::Limits blocking_limits(const gameverse::config::B
   return limits;
 }
 
+// The HTTP port's endpoints and limits ([http]); started by the caller.
+std::unique_ptr<gameverse::http::HttpServer> make_http_port(const gameverse::config::Config& config,
+                                                            gameverse::http::HostEndpoints endpoints,
+                                                            gameverse::platform::Store& store,
+                                                            gameverse::platform::CacheBackend& cache,
+                                                            gameverse::platform::PubSub& pubsub) {
+  const bool on_redis = config.cache.backend == "redis" || config.pubsub.backend == "redis";
+  const bool cache_on_redis = config.cache.backend == "redis";
+  auto check = [&store, &cache, &pubsub, on_redis, cache_on_redis] {
+    std::vector<std::string> problems;
+    try {
+      store.backend().get("host", "readiness", "probe");
+    } catch (const std::exception& e) {
+      problems.push_back("the store (" + store.backend().name() + ") is unreachable: " + e.what());
+    }
+    try {
+      if (cache_on_redis) {
+        cache.get("gameverse:readiness");
+      } else if (on_redis) {
+        pubsub.publish("gameverse.readiness", "");
+      }
+    } catch (const std::exception& e) {
+      problems.push_back(std::string("Redis is unreachable: ") + e.what());
+    }
+    return problems;
+  };
+  // Off the HTTP thread: a store that hangs must not hold /healthz.
+  auto watch = std::make_shared<gameverse::http::DependencyWatch>(check, std::chrono::seconds(1));
+  endpoints.unreachable_dependencies = [watch] { return watch->problems(); };
+  gameverse::http::Router router;
+  gameverse::http::add_host_endpoints(router, std::move(endpoints));
+  gameverse::http::Limits limits;
+  limits.max_connections = static_cast<size_t>(config.http.max_connections);
+  limits.max_header_bytes = static_cast<uint32_t>(config.http.max_header_bytes);
+  limits.max_body_bytes = static_cast<uint64_t>(config.http.max_body_bytes);
+  limits.request_timeout = std::chrono::milliseconds(config.http.request_timeout_ms);
+  return std::make_unique<gameverse::http::HttpServer>(config.http.listen, limits, std::move(router));
+}
+
 std::unique_ptr<gameverse::platform::Store> open_store(const gameverse::config::Config& config) {
   std::unique_ptr<gameverse::platform::StoreBackend> backend;
   if (config.store.backend == "postgresql") {
@@ -110,11 +157,13 @@ int main(int argc, char** argv) {
   std::string config_path = "config/gameverse.toml";
   std::string listen;
   std::string port_file;
+  std::string http_port_file;
   std::string log_level;
   bool check_only = false;
   app.add_option("-c,--config", config_path, "The TOML config file")->capture_default_str();
   app.add_option("--listen", listen, "Override [server] listen, e.g. 127.0.0.1:0");
   app.add_option("--port-file", port_file, "Write the bound port to this file once serving");
+  app.add_option("--http-port-file", http_port_file, "Write the bound [http] port to this file once serving");
   app.add_option("--log-level", log_level, "Override [host] log_level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.add_flag("--check", check_only, "Validate the config and load every plugin, then exit");
@@ -179,6 +228,7 @@ int main(int argc, char** argv) {
   gameverse::plugin::PluginManager plugins(
       {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), &platform});
   platform.routes = [&plugins] { return plugins.routes(); };
+  gameverse::http::count_plugin_events(plugins, metrics);
   const auto outcomes = plugins.load_all(config);
   const size_t refused = static_cast<size_t>(
       std::count_if(outcomes.begin(), outcomes.end(), [](const auto& o) { return !o.ok(); }));
@@ -210,6 +260,8 @@ int main(int argc, char** argv) {
     if (event.kind == gameverse::plugin::Event::Kind::kServing) gate.refresh_keys_soon();
   });
   server.set_gate(&gate);
+  gameverse::rpc::CallMetrics call_metrics;
+  if (config.metrics.per_method) server.set_call_metrics(&call_metrics);
   int port = 0;
   try {
     port = server.start();
@@ -224,6 +276,27 @@ int main(int argc, char** argv) {
                : config.server.tls.require_client_cert ? "TLS, client certificates required"
                                                        : "TLS",
                refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
+  std::atomic<bool> stopping{false};
+  std::unique_ptr<gameverse::http::HttpServer> http;
+  if (config.http.enabled()) {
+    http = make_http_port(config,
+                          {.metrics = &metrics,
+                           .call_metrics = config.metrics.per_method ? &call_metrics : nullptr,
+                           .plugins = &plugins,
+                           .stopping = &stopping,
+                           .unreachable_dependencies = {}},
+                          *store, *cache, *pubsub);
+    try {
+      const int http_port = http->start();
+      spdlog::info("HTTP (/metrics, /healthz, /readyz) on {} (port {})", config.http.listen, http_port);
+      if (!http_port_file.empty()) write_port_file(http_port_file, http_port);
+    } catch (const std::exception& e) {
+      spdlog::critical("{}", e.what());
+      server.shutdown(std::chrono::milliseconds(0));
+      plugins.unload_all();
+      return 1;
+    }
+  }
   if (!port_file.empty()) write_port_file(port_file, port);
 
   // Changes to the config or a plugin file reload what changed, as SIGHUP does.
@@ -257,8 +330,10 @@ int main(int argc, char** argv) {
     break;
   }
   watcher.reset();
+  stopping = true;
   plugins.notify_stopping();
   server.shutdown(std::chrono::milliseconds(config.server.drain_timeout_ms));
+  if (http) http->stop();
   plugins.unload_all();
   spdlog::info("stopped");
   return 0;

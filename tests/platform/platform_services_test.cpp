@@ -14,6 +14,7 @@
 #include "gameverse/echo/v1/echo.pb.h"
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "host_process.hpp"
+#include "own_redis.hpp"
 #include "platform/cache.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
@@ -96,7 +97,7 @@ TEST(Metrics, RendersPrometheusTextLabelledByPlugin) {
   EXPECT_CONTAINS(text, "# TYPE logins_total counter\nlogins_total{plugin=\"auth\",result=\"ok\"} 3\n");
   EXPECT_CONTAINS(text, "players{plugin=\"world\"} 42\n");
   EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"0.01\"} 1\n");
-  EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"0.10000000000000001\"} 2\n");
+  EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"0.1\"} 2\n");
   EXPECT_CONTAINS(text, "tick_seconds_bucket{plugin=\"world\",le=\"+Inf\"} 3\n");
   EXPECT_CONTAINS(text, "tick_seconds_count{plugin=\"world\"} 3\n");
   EXPECT_CONTAINS(text, "gameverse_metric_errors_total 2\n");
@@ -485,6 +486,72 @@ TEST(PubSubThroughTheHost, SubscriptionsMoveAcrossReloadsWithoutLossOrRepeat) {
     EXPECT_EQ(reply.value(), "1") << "message " << i << " reached " << reply.value() << " generations";
   }
   EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
+}  // namespace
+}  // namespace gameverse::testing
+
+namespace gameverse::testing {
+namespace {
+
+// GET `path` on the host's HTTP port with curl: the body, then a line "HTTP <status>".
+std::string http_get(const HostProcess& host, const std::string& path) {
+  const std::string command = "curl -sS --max-time 30 -w '\\nHTTP %{http_code}' http://127.0.0.1:" +
+                              std::to_string(host.http_port()) + path + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string out;
+  char buffer[4096];
+  size_t got = 0;
+  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, got);
+  pclose(pipe);
+  return out;
+}
+
+bool have_curl() {
+  return std::system("command -v curl > /dev/null 2>&1") == 0;
+}
+
+// A plugin's cache and pub/sub operations are counted by status code and timed, per plugin.
+TEST(Metrics, PlatformOperationsAreCountedPerPluginOnTheHttpPort) {
+  if (!have_curl()) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
+  TempDir data;
+  HostProcess host("[http]\nlisten = \"127.0.0.1:0\"\n" + probe_host_config(data.path(), "memory"));
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  pb::CacheReply reply;
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::SET, "k", nullptr, "v").ok());
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::GET, "k", &reply).ok());
+  ASSERT_TRUE(cache_call(*probe, pb::CacheRequest::GET, "missing", &reply).ok());
+  ASSERT_TRUE(publish(*probe, "scores", "1").ok());
+  const std::string text = http_get(host, "/metrics");
+  const std::string labels = "{plugin=\"platform-probe\",service=\"cache\",operation=";
+  EXPECT_CONTAINS(text, "gameverse_platform_operations_total" + labels + "\"set\",code=\"OK\"} 1\n");
+  EXPECT_CONTAINS(text, "gameverse_platform_operations_total" + labels + "\"get\",code=\"OK\"} 1\n");
+  EXPECT_CONTAINS(text, "gameverse_platform_operations_total" + labels + "\"get\",code=\"NOT_FOUND\"} 1\n");
+  EXPECT_CONTAINS(text,
+                  "gameverse_platform_operations_total{plugin=\"platform-probe\",service=\"pubsub\","
+                  "operation=\"publish\",code=\"OK\"} 1\n");
+  EXPECT_CONTAINS(text, "gameverse_platform_operation_duration_seconds_count" + labels + "\"get\"} 2\n");
+}
+
+// /readyz names Redis while it is down, and is ready again once it is back.
+TEST(Readiness, FollowsRedis) {
+  if (!have_curl()) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
+  OwnRedis redis;
+  ASSERT_TRUE(redis.start()) << "redis-server did not start";
+  TempDir data;
+  HostProcess host("[http]\nlisten = \"127.0.0.1:0\"\n[host]\nwatch = false\ndata_dir = \"" +
+                   data.path().string() + "\"\n[redis]\nurl = \"" + redis.url() +
+                   "\"\n[cache]\nbackend = \"redis\"\n");
+  EXPECT_EQ(http_get(host, "/readyz"), "ready\n\nHTTP 200");
+  redis.stop();
+  EXPECT_TRUE(eventually([&] {
+    return http_get(host, "/readyz").find("Redis is unreachable") != std::string::npos;
+  })) << http_get(host, "/readyz");
+  EXPECT_CONTAINS(http_get(host, "/readyz"), "HTTP 503");
+  ASSERT_TRUE(redis.start());
+  EXPECT_TRUE(
+      eventually([&] { return http_get(host, "/readyz") == "ready\n\nHTTP 200"; }, std::chrono::seconds(30)))
+      << http_get(host, "/readyz");
 }
 
 }  // namespace

@@ -37,6 +37,7 @@ class HostProcess {
     config_path_ = dir_.path() / "gameverse.toml";
     log_path_ = dir_.path() / "host.log";
     const auto port_file = dir_.path() / "port";
+    const auto http_port_file = dir_.path() / "http-port";
     std::ofstream(config_path_) << config_toml;
     pid_ = fork();
     if (pid_ == 0) {
@@ -44,7 +45,8 @@ class HostProcess {
       dup2(log_fd, STDERR_FILENO);
       dup2(log_fd, STDOUT_FILENO);
       execl(GV_HOST_BINARY, GV_HOST_BINARY, "--config", config_path_.c_str(), "--listen", "127.0.0.1:0",
-            "--port-file", port_file.c_str(), static_cast<char*>(nullptr));
+            "--port-file", port_file.c_str(), "--http-port-file", http_port_file.c_str(),
+            static_cast<char*>(nullptr));
       _exit(127);
     }
     const auto give_up = std::chrono::steady_clock::now() + startup_limit;
@@ -61,6 +63,8 @@ class HostProcess {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     port_ = std::stoi(read_file(port_file));
+    // Written before the gRPC port's file, when [http] listen is set.
+    if (std::filesystem::exists(http_port_file)) http_port_ = std::stoi(read_file(http_port_file));
   }
 
   ~HostProcess() {
@@ -87,6 +91,8 @@ class HostProcess {
     std::filesystem::rename(tmp, config_path_);
   }
   int port() const { return port_; }
+  // The [http] port; 0 when the config has none.
+  int http_port() const { return http_port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   std::string log() const { return read_file(log_path_); }
 
@@ -102,6 +108,7 @@ class HostProcess {
   std::filesystem::path log_path_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int http_port_ = 0;
   int exit_code_ = -1;
 };
 

@@ -319,3 +319,49 @@ TEST(Config, RedisUrlsMayCarryAPasswordThatMessagesMask) {
 
 }  // namespace
 }  // namespace gameverse::config
+
+namespace gameverse::config {
+namespace {
+
+TEST(Config, HttpPortIsOffUnlessListenIsSet) {
+  LoadResult empty = parse("");
+  ASSERT_TRUE(empty.config);
+  EXPECT_FALSE(empty.config->http.enabled());
+  EXPECT_TRUE(empty.config->metrics.per_method);
+  LoadResult set = parse(
+      "[http]\nlisten = \"127.0.0.1:8080\"\nmax_connections = 3\nmax_header_bytes = 2048\nmax_body_bytes = "
+      "0\n"
+      "request_timeout_ms = 750\n[metrics]\nper_method = false\n");
+  ASSERT_TRUE(set.config) << set.errors.front().to_string();
+  EXPECT_TRUE(set.config->http.enabled());
+  EXPECT_EQ(set.config->http.listen, "127.0.0.1:8080");
+  EXPECT_EQ(set.config->http.max_connections, 3);
+  EXPECT_EQ(set.config->http.max_header_bytes, 2048);
+  EXPECT_EQ(set.config->http.max_body_bytes, 0);
+  EXPECT_EQ(set.config->http.request_timeout_ms, 750);
+  EXPECT_FALSE(set.config->metrics.per_method);
+}
+
+TEST(Config, HttpErrorsNameTheKeyAndValue) {
+  ConfigError listen = only_error("[http]\nlisten = \"8080\"\n");
+  EXPECT_EQ(listen.key, "http.listen");
+  EXPECT_EQ(listen.where.line, 2u);
+  EXPECT_EQ(listen.message, "'8080' is not an address with a TCP port, like 127.0.0.1:8080");
+  EXPECT_EQ(only_error("[http]\nlisten = \"unix:/tmp/x\"\n").key, "http.listen");
+  ConfigError connections = only_error("[http]\nmax_connections = 0\n");
+  EXPECT_EQ(connections.key, "http.max_connections");
+  EXPECT_EQ(connections.message, "must be between 1 and 100000, not 0");
+  EXPECT_EQ(only_error("[http]\nmax_header_bytes = 10\n").key, "http.max_header_bytes");
+  EXPECT_EQ(only_error("[http]\nrequest_timeout_ms = \"1s\"\n").message, "must be an integer, not a string");
+  EXPECT_EQ(only_error("[http]\nport = 8080\n").key, "http.port");
+  EXPECT_EQ(only_error("[metrics]\nper_method = 1\n").key, "metrics.per_method");
+}
+
+TEST(Config, TheShippedConfigServesHttpOnLoopback) {
+  LoadResult result = load_config_file(GV_CONFIG_DIR "/gameverse.toml");
+  ASSERT_TRUE(result.config);
+  EXPECT_EQ(result.config->http.listen, "127.0.0.1:8080");
+}
+
+}  // namespace
+}  // namespace gameverse::config

@@ -9,7 +9,8 @@
 # connection, OUTSTANDING in flight, and the server is stopped with SIGINT; per call =
 # (total(HIGH) - total(LOW)) / (HIGH - LOW), so start-up and shut-down cancel out.
 # Usage: dispatch_instructions.sh BUILD_DIR   (env: LOW=2000 HIGH=8000 OUTSTANDING=8 PAYLOAD=100
-#        NATIVE_SLOTS=64 TOOL=callgrind|perf KEEP=DIR to keep the callgrind files for callgrind_annotate)
+#        NATIVE_SLOTS=64 TOOL=callgrind|perf KEEP=DIR to keep the callgrind files for callgrind_annotate
+#        PER_METHOD=true|false: the host's [metrics] per_method, for tools/bench/metrics.sh)
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)  # absolute: the host resolves plugin_dir against its config file
 LOW=${LOW:-2000}
@@ -43,6 +44,8 @@ log_level = "warn"
 watch = false
 plugin_dir = "$BUILD/plugins"
 data_dir = "$work/data"
+[metrics]
+per_method = ${PER_METHOD:-true}
 [[plugin]]
 name = "echo"
 TOML

@@ -192,6 +192,25 @@ void read_server(const toml::table& table, const std::string& file, const std::f
   reader.read_int("drain_timeout_ms", config.server.drain_timeout_ms, 0, 3'600'000);
 }
 
+void read_http(const toml::table& table, const std::string& file, Config& config,
+               std::vector<ConfigError>& errors) {
+  TableReader reader(table, "http", file, errors);
+  reader.reject_unknown(
+      {"listen", "max_connections", "max_header_bytes", "max_body_bytes", "request_timeout_ms"});
+  HttpSection& http = config.http;
+  reader.read_string("listen", http.listen);
+  // An IP address or host name and a TCP port; no unix sockets here.
+  if (table.contains("listen") && table["listen"].is_string() &&
+      (http.listen.rfind("unix:", 0) == 0 || !valid_listen_address(http.listen))) {
+    reader.error_at(*table.get("listen"), "listen",
+                    "'" + http.listen + "' is not an address with a TCP port, like 127.0.0.1:8080");
+  }
+  reader.read_int("max_connections", http.max_connections, 1, 100'000);
+  reader.read_int("max_header_bytes", http.max_header_bytes, 256, 1024 * 1024);
+  reader.read_int("max_body_bytes", http.max_body_bytes, 0, 64 * 1024 * 1024);
+  reader.read_int("request_timeout_ms", http.request_timeout_ms, 10, 3'600'000);
+}
+
 void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
                Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "host", file, errors);
@@ -299,7 +318,8 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   config.host.staging_dir =
       std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
-  top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "blocking", "admin", "plugin"});
+  top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "blocking", "admin", "http",
+                      "metrics", "plugin"});
   config.host.data_dir = (base_dir / "data").lexically_normal();
   config.host.plugin_dir = base_dir.lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
@@ -386,6 +406,12 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
                             "'), not a secret: generate one, e.g. with `openssl rand -hex 32`");
       }
     }
+  }
+  if (const toml::table* http = top.sub_table("http")) read_http(*http, source_name, config, result.errors);
+  if (const toml::table* metrics = top.sub_table("metrics")) {
+    TableReader reader(*metrics, "metrics", source_name, result.errors);
+    reader.reject_unknown({"per_method"});
+    reader.read_bool("per_method", config.metrics.per_method);
   }
   if (const toml::node* plugins = root.get("plugin")) {
     read_plugins(*plugins, source_name, base_dir, config, result.errors);

@@ -89,6 +89,21 @@ struct AdminSection {
   bool allow_loopback = false;  // true: loopback callers may administer the host without the token
 };
 
+// [http]: the HTTP port (/metrics, /healthz, /readyz); off while listen is empty.
+struct HttpSection {
+  std::string listen;                   // host:port, e.g. "127.0.0.1:8080"
+  int64_t max_connections = 64;         // open at once; more are closed as soon as accepted
+  int64_t max_header_bytes = 8 * 1024;  // a larger request head gets 431
+  int64_t max_body_bytes = 64 * 1024;   // a larger request body gets 413
+  int64_t request_timeout_ms = 10'000;  // a request must arrive whole (and a response go) within this
+  bool enabled() const { return !listen.empty(); }
+};
+
+// [metrics]: what the host measures beyond what plugins register.
+struct MetricsSection {
+  bool per_method = true;  // gRPC calls, status codes and latency per method
+};
+
 struct PluginConfig {
   std::string name;
   std::filesystem::path path;  // absolute
@@ -113,6 +128,8 @@ struct Config {
   RedisSection redis;
   BlockingSection blocking;
   AdminSection admin;
+  HttpSection http;
+  MetricsSection metrics;
   std::vector<PluginConfig> plugins;
 };
 

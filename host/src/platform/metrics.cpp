@@ -1,6 +1,7 @@
 #include "platform/metrics.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <optional>
 #include <regex>
@@ -21,10 +22,11 @@ const char* type_name(gv_metric_kind kind) {
   }
 }
 
-std::string escape(const std::string& value) {
+// HELP text escapes only backslash and newline; label values also the double quote.
+std::string escape(const std::string& value, bool quote = true) {
   std::string out;
   for (char c : value) {
-    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\\' || (quote && c == '"')) out += '\\';
     if (c == '\n') {
       out += "\\n";
       continue;
@@ -34,12 +36,37 @@ std::string escape(const std::string& value) {
   return out;
 }
 
-std::string number(double v) {
+}  // namespace
+
+const char* status_code_name(int code) {
+  static const char* const names[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  return code >= 0 && code < static_cast<int>(std::size(names)) ? names[code] : "UNKNOWN";
+}
+
+std::string escape_label_value(const std::string& value) {
+  return escape(value);
+}
+
+std::string prometheus_number(double v) {
+  if (std::isnan(v)) return "NaN";
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  std::ostringstream out;
-  out.precision(17);
-  out << v;
-  return out.str();
+  // The shortest digits that read back as v; plain decimals (0.0005, not 5e-04) where they stay short.
+  char buffer[64];
+  const double magnitude = std::fabs(v);
+  const bool plain = v == 0 || (magnitude >= 1e-9 && magnitude < 1e15);
+  const auto result = plain ? std::to_chars(buffer, buffer + sizeof buffer, v, std::chars_format::fixed)
+                            : std::to_chars(buffer, buffer + sizeof buffer, v);
+  return std::string(buffer, result.ptr);
+}
+
+namespace {
+
+std::string number(double v) {
+  return prometheus_number(v);
 }
 
 std::string labels(const std::string& plugin, const std::vector<std::string>& names,
@@ -60,6 +87,10 @@ uint64_t MetricsRegistry::register_metric(const std::string& plugin, MetricDefin
   static const std::regex name_pattern("^[a-zA-Z_][a-zA-Z0-9_]*$");
   if (!std::regex_match(definition.name, name_pattern)) {
     throw std::invalid_argument("metric name '" + definition.name + "' is not [a-zA-Z_][a-zA-Z0-9_]*");
+  }
+  if (definition.name.rfind("gameverse_rpc_", 0) == 0) {
+    throw std::invalid_argument("metric name '" + definition.name +
+                                "': gameverse_rpc_ names are the host's own");
   }
   if (definition.kind < GV_METRIC_COUNTER || definition.kind > GV_METRIC_HISTOGRAM) {
     throw std::invalid_argument("metric '" + definition.name + "' has an unknown kind " +
@@ -154,8 +185,8 @@ std::string MetricsRegistry::render_prometheus() const {
   std::ostringstream out;
   for (const auto& [name, families] : by_name) {
     const MetricDefinition& d = families.front()->definition;
-    out << "# HELP " << name << " " << escape(d.help) << "\n# TYPE " << name << " " << type_name(d.kind)
-        << "\n";
+    out << "# HELP " << name << " " << escape(d.help, false) << "\n# TYPE " << name << " "
+        << type_name(d.kind) << "\n";
     for (const Family* family : families) {
       for (const auto& [values, series] : family->series) {
         if (d.kind != GV_METRIC_HISTOGRAM) {

@@ -21,11 +21,19 @@ struct MetricDefinition {
   std::vector<double> buckets;  // histograms
 };
 
+// A label value in the text format: backslash, double quote and newline escaped.
+std::string escape_label_value(const std::string& value);
+// A sample value in the text format: +Inf, -Inf, NaN or a number with every digit kept.
+std::string prometheus_number(double value);
+
+// A gRPC status code's name, "OK" .. "UNAUTHENTICATED"; "UNKNOWN" for a number out of range.
+const char* status_code_name(int code);
+
 class MetricsRegistry {
  public:
   // Returns the metric's id; the same plugin registering the same definition again (a reloaded
   // generation) gets the same id and keeps the values. Throws std::invalid_argument naming what is
-  // wrong with the definition.
+  // wrong with the definition. Names beginning gameverse_rpc_ are the host's own.
   uint64_t register_metric(const std::string& plugin, MetricDefinition definition);
 
   // Adds (counter), sets (gauge) or observes (histogram) `value` for the label values. Wrong label

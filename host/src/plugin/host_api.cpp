@@ -185,6 +185,63 @@ gv_status_code store_list(gv_host_plugin* self, const gv_store_query* query, gv_
   });
 }
 
+// --- Operation metrics ----------------------------------------------------------------------------
+
+// Store, cache and pub/sub operations, per plugin: counted by status code, and timed.
+void record_operation(gv_host_plugin* self, const char* service, const char* operation, gv_status_code code,
+                      std::chrono::steady_clock::duration took) {
+  platform::MetricsRegistry* metrics = self->platform == nullptr ? nullptr : self->platform->metrics;
+  if (metrics == nullptr) return;
+  std::call_once(self->operation_metrics_once, [&] {
+    try {
+      self->operations_metric = metrics->register_metric(
+          self->name, {GV_METRIC_COUNTER,
+                       "gameverse_platform_operations_total",
+                       "Store, cache and pub/sub operations of plugins, by status code.",
+                       {"service", "operation", "code"},
+                       {}});
+      self->operation_seconds_metric = metrics->register_metric(
+          self->name, {GV_METRIC_HISTOGRAM,
+                       "gameverse_platform_operation_duration_seconds",
+                       "How long plugins' store, cache and pub/sub operations took.",
+                       {"service", "operation"},
+                       {0.00001, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5}});
+    } catch (const std::exception& e) {
+      self->operations_metric = self->operation_seconds_metric = 0;
+      self->logger->warn("operation metrics: {}", e.what());
+    }
+  });
+  if (self->operations_metric == 0) return;
+  metrics->record(self->name, self->operations_metric, {service, operation, platform::status_code_name(code)},
+                  1);
+  metrics->record(self->name, self->operation_seconds_metric, {service, operation},
+                  std::chrono::duration<double>(took).count());
+}
+
+// Service and Operation name the metric's labels; Function is the operation as the table exports it.
+template <const char* Service, const char* Operation, auto Function>
+struct Measured;
+template <const char* Service, const char* Operation, class... Args,
+          gv_status_code (*Function)(gv_host_plugin*, Args...)>
+struct Measured<Service, Operation, Function> {
+  static gv_status_code call(gv_host_plugin* self, Args... args) {
+    const auto start = std::chrono::steady_clock::now();
+    const gv_status_code code = Function(self, args...);
+    record_operation(self, Service, Operation, code, std::chrono::steady_clock::now() - start);
+    return code;
+  }
+};
+constexpr char kStore[] = "store";
+constexpr char kCache[] = "cache";
+constexpr char kPubSub[] = "pubsub";
+constexpr char kGet[] = "get";
+constexpr char kWrite[] = "write";
+constexpr char kList[] = "list";
+constexpr char kSet[] = "set";
+constexpr char kDelete[] = "delete";
+constexpr char kIncrement[] = "increment";
+constexpr char kPublish[] = "publish";
+
 // --- Blocking work (1.2) ---------------------------------------------------------------------------
 
 platform::WorkPool& pool(gv_host_plugin* self) {
@@ -471,19 +528,19 @@ gv_host_api host_api(uint32_t minor) {
   api.call_principal = &call_principal;
   api.call_method = &call_method;
   api.call_peer = &call_peer;
-  api.store_get = &store_get;
-  api.store_write = &store_write;
-  api.store_list = &store_list;
+  api.store_get = &Measured<kStore, kGet, &store_get>::call;
+  api.store_write = &Measured<kStore, kWrite, &store_write>::call;
+  api.store_list = &Measured<kStore, kList, &store_list>::call;
   api.timer_start = &timer_start;
   api.timer_cancel = &timer_cancel;
   api.metric_register = &metric_register;
   api.metric_record = &metric_record;
   api.call_unary = &call_unary;
-  api.cache_get = &cache_get;
-  api.cache_set = &cache_set;
-  api.cache_delete = &cache_delete;
-  api.cache_increment = &cache_increment;
-  api.publish = &publish;
+  api.cache_get = &Measured<kCache, kGet, &cache_get>::call;
+  api.cache_set = &Measured<kCache, kSet, &cache_set>::call;
+  api.cache_delete = &Measured<kCache, kDelete, &cache_delete>::call;
+  api.cache_increment = &Measured<kCache, kIncrement, &cache_increment>::call;
+  api.publish = &Measured<kPubSub, kPublish, &publish>::call;
   api.subscribe = &subscribe;
   api.unsubscribe = &unsubscribe;
   api.timer_start2 = &timer_start2;

@@ -37,6 +37,10 @@ struct gv_host_plugin {
   std::mutex blocking_mu;
   std::map<uint64_t, uint64_t> blocking_timers;
   std::map<uint64_t, uint64_t> blocking_subscriptions;
+  // The ids of the store, cache and pub/sub operation metrics, registered on first use.
+  std::once_flag operation_metrics_once;
+  uint64_t operations_metric = 0;  // 0: not registered (no registry, or refused)
+  uint64_t operation_seconds_metric = 0;
 };
 
 namespace gameverse::plugin {

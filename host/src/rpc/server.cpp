@@ -258,6 +258,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
                              "the handler of " + transport_.method() + " finished without a response"});
       } else if (!server_.closed_) {
         ++pending_ops_;
+        final_code_ = grpc::StatusCode::OK;
         transport_.write_and_finish(*reply_, status, &finish_tag_);
       }
       return GV_STATUS_OK;
@@ -317,6 +318,13 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     const std::string& method = transport_.method();
     const auto routes = server_.routes_();
     const auto it = routes->find(method);
+    if (server_.call_metrics_ != nullptr) {
+      metrics_ = it != routes->end() || server_.host_methods_.contains(method)
+                     ? server_.method_metrics(queue_, transport_.slot(server_), method)
+                     : server_.call_metrics_->unrouted();
+      metrics_->start();
+      started_at_ = std::chrono::steady_clock::now();
+    }
     if (it == routes->end()) {
       std::lock_guard lock(mu_);
       if constexpr (!Transport::kRequestComesWithCall) {
@@ -404,6 +412,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     if (status.ok() && !server_.closed_) {
       reply_ = grpc::Slice(reply);
       ++pending_ops_;
+      final_code_ = grpc::StatusCode::OK;
       transport_.write_and_finish(*reply_, status, &finish_tag_);
     } else {
       start_finish_locked(std::move(status));
@@ -575,6 +584,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     if (finish_started_ || server_.closed_) return;
     finish_started_ = true;
     ++pending_ops_;
+    final_code_ = status.error_code();
     transport_.finish(status, &finish_tag_);
   }
 
@@ -590,6 +600,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     }
     if (registered_) route_.plugin->unregister_call(this);
     if (request_taken_) server_.slot_call_ended(queue_, transport_.slot(server_));
+    if (metrics_ != nullptr) metrics_->end(final_code_, std::chrono::steady_clock::now() - started_at_);
     Server& server = server_;
     delete this;
     server.call_ended();
@@ -608,6 +619,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   // Touched only on the completion thread (hooks run there); handle_ is also read under mu_.
   plugin::Route route_{};
   const Server::HostMethod* host_method_ = nullptr;
+  CallMetrics::Method* metrics_ = nullptr;  // null: calls are not counted
+  std::chrono::steady_clock::time_point started_at_;
   int64_t deadline_unix_ms_ = INT64_MAX;
   bool request_taken_ = false;  // a call took this slot (it stops counting when it ends)
   bool plugin_started_ = false;
@@ -625,6 +638,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   bool host_ended_ = false;  // abort_call answered the client; the plugin has yet to finish
   size_t request_bytes_ = 0;
   bool finish_started_ = false;
+  int final_code_ = grpc::StatusCode::CANCELLED;  // what the finish sent; a call never finished was cancelled
   bool write_in_flight_ = false;
   bool write_failed_ = false;
   bool control_armed_ = false;
@@ -693,6 +707,9 @@ int Server::start() {
     queue->target[generic_slot()] = kInitialGenericSlots;
     queues_.push_back(std::move(queue));
   }
+  if (call_metrics_ != nullptr) {
+    for (const auto& name : unary_method_names_) unary_metrics_.push_back(call_metrics_->method(name));
+  }
   server_ = builder.BuildAndStart();
   const bool unix_socket = config_.listen.rfind("unix:", 0) == 0;
   if (!server_ || (!unix_socket && port == 0)) {
@@ -738,6 +755,13 @@ void Server::run(grpc::ServerCompletionQueue* queue) {
     auto* t = static_cast<CompletionHandler::Tag*>(tag);
     t->call->on_completion(t->op, ok);
   }
+}
+
+CallMetrics::Method* Server::method_metrics(Queue& queue, size_t slot, const std::string& method) {
+  if (slot < unary_metrics_.size()) return unary_metrics_[slot];
+  auto& found = queue.metrics_by_method[method];
+  if (found == nullptr) found = call_metrics_->method(method);
+  return found;
 }
 
 void Server::call_ended() {

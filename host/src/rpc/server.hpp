@@ -21,6 +21,7 @@
 
 #include "config/config.hpp"
 #include "plugin/manager.hpp"
+#include "rpc/call_metrics.hpp"
 
 namespace gameverse::rpc {
 
@@ -69,6 +70,9 @@ class Server {
   // straight to the plugins, anonymous. Set before start().
   void set_gate(Gate* gate) { gate_ = gate; }
 
+  // Where calls are counted per method; none (the default): not counted. Set before start().
+  void set_call_metrics(CallMetrics* metrics) { call_metrics_ = metrics; }
+
   // A channel to this server within the process, with no network in between: every call takes
   // the same path as one from the port (the request-path fuzzer). After start().
   std::shared_ptr<grpc::Channel> in_process_channel() { return server_->InProcessChannel({}); }
@@ -91,6 +95,8 @@ class Server {
     std::vector<int> waiting;  // slots posted and not yet taken by a call
     std::vector<int> active;   // calls that took a slot and have not ended
     std::vector<int> target;   // how many to keep waiting: doubles while as many calls are active
+    // Per-method counters of the generic path's methods, found once per queue without a lock.
+    std::unordered_map<std::string, CallMetrics::Method*> metrics_by_method;
   };
   size_t generic_slot() const { return unary_method_names_.size(); }
   bool post_slot(Queue& queue, size_t slot);
@@ -98,10 +104,14 @@ class Server {
   void slot_call_ended(Queue& queue, size_t slot) { --queue.active[slot]; }
   void run(grpc::ServerCompletionQueue* queue);
   void call_ended();
+  // The counters for a call to `method` (served) taken from `slot`; null when calls are not counted.
+  CallMetrics::Method* method_metrics(Queue& queue, size_t slot, const std::string& method);
 
   config::ServerConfig config_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
+  CallMetrics* call_metrics_ = nullptr;
+  std::vector<CallMetrics::Method*> unary_metrics_;  // per registered unary method; fixed at start()
   grpc::AsyncGenericService generic_;
   std::vector<std::string> unary_method_names_;
   std::unique_ptr<UnaryMethods> unary_methods_;
