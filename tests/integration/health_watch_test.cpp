@@ -131,5 +131,13 @@ TEST_F(HealthWatchTest, WatchersAreBounded) {
   EXPECT_TRUE(eventually([&] { return Watch(host_->channel(), "").next() == HealthCheckResponse::SERVING; }));
 }
 
+TEST_F(HealthWatchTest, AServiceNameLongerThanAnyIsRefused) {
+  Watch long_name(host_->channel(), std::string(2000, 'x'));
+  EXPECT_EQ(long_name.next(), HealthCheckResponse::UNKNOWN);
+  const grpc::Status refused = long_name.finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_CONTAINS(refused.error_message(), "service: 2000 bytes, longer than 1024");
+}
+
 }  // namespace
 }  // namespace gameverse::testing

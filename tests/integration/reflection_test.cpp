@@ -210,15 +210,18 @@ CommandRun run(const std::string& command) {
 }
 
 TEST_F(ReflectionTest, AThirdPartyClientListsDescribesAndCallsWithoutProtoFiles) {
-  ASSERT_EQ(run("node --version").exit_code, 0) << "node is missing: `tools/gv setup` installs it";
-  ASSERT_EQ(run("npm --version").exit_code, 0) << "npm is missing: `tools/gv setup` installs it";
+  ASSERT_EQ(run("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
+  ASSERT_EQ(run("npm --version").exit_code, 0) << "npm is missing: `tools/gv deps` installs it";
   const std::filesystem::path work = GV_REFLECTION_CLIENT_WORK;
   const std::filesystem::path source = GV_REFLECTION_CLIENT_SOURCE;
   std::filesystem::create_directories(work);
+  // Installed again whenever the lock file changed since the last install.
+  const bool installed = std::filesystem::exists(work / "node_modules" / "grpc-js-reflection-client") &&
+                         read_file(work / "package-lock.json") == read_file(source / "package-lock.json");
   for (const char* file : {"package.json", "package-lock.json", "reflection_client.js"}) {
-    std::filesystem::copy_file(source / file, work / file, std::filesystem::copy_options::update_existing);
+    std::filesystem::copy_file(source / file, work / file, std::filesystem::copy_options::overwrite_existing);
   }
-  if (!std::filesystem::exists(work / "node_modules" / "grpc-js-reflection-client")) {
+  if (!installed) {
     const CommandRun install = run("cd '" + work.string() + "' && npm ci --no-audit --no-fund");
     if (install.exit_code != 0) {
       if (run("npm ping").exit_code != 0)
@@ -230,7 +233,9 @@ TEST_F(ReflectionTest, AThirdPartyClientListsDescribesAndCallsWithoutProtoFiles)
     const CommandRun client =
         run("node '" + (work / "reflection_client.js").string() + "' " + host_->address() + " " + version);
     ASSERT_EQ(client.exit_code, 0) << version << ": " << client.output;
-    const auto result = nlohmann::json::parse(client.output);
+    // The client prints its result as the last line; Node may warn before it.
+    const std::string output = client.output.substr(0, client.output.find_last_not_of('\n') + 1);
+    const auto result = nlohmann::json::parse(output.substr(output.find_last_of('\n') + 1));
     const auto services = result["services"].get<std::vector<std::string>>();
     for (const char* service :
          {"gameverse.echo.v1.Echo", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"}) {

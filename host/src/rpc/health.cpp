@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -18,6 +19,8 @@ namespace sdk = gameverse::sdk;
 using grpc::health::v1::HealthCheckRequest;
 using grpc::health::v1::HealthCheckResponse;
 using ServingStatus = grpc::health::v1::HealthCheckResponse::ServingStatus;
+
+constexpr size_t kMaxServiceNameBytes = 1024;
 
 // What the health plugin reaches in the host; set by serve_health_watch before it starts.
 struct Wiring {
@@ -37,7 +40,7 @@ class HealthPlugin final : public sdk::Plugin {
     listener_ = manager_.subscribe([this](const plugin::Event& event) { on_event(event); });
     std::lock_guard lock(mu_);
     served_ = plugin::services_of(*manager_.routes());
-    ever_served_ = served_;
+    ever_served_.insert(served_.begin(), served_.end());
   }
 
   ~HealthPlugin() override {
@@ -53,26 +56,34 @@ class HealthPlugin final : public sdk::Plugin {
   void watch(sdk::CallContext&, const HealthCheckRequest& request,
              sdk::ServerStream<HealthCheckResponse> stream) {
     uint64_t id = 0;
+    std::optional<sdk::Status> end;  // the stream ends at once with this, outside the lock
     {
       std::lock_guard lock(mu_);
-      if (watchers_.size() >= max_watchers_) {
-        stream.finish({sdk::StatusCode::kResourceExhausted,
-                       "the host has " + std::to_string(watchers_.size()) +
-                           " health watchers open, its limit ([server] health_watchers); try again later"});
-        return;
-      }
-      if (stopping_) {
+      if (request.service().size() > kMaxServiceNameBytes) {
+        // Each watcher keeps its name: a long one would let a client hold memory.
+        end = sdk::Status(sdk::StatusCode::kInvalidArgument,
+                          "service: " + std::to_string(request.service().size()) + " bytes, longer than " +
+                              std::to_string(kMaxServiceNameBytes) + ", the longest service name watched");
+      } else if (watchers_.size() >= max_watchers_) {
+        end = sdk::Status(sdk::StatusCode::kResourceExhausted,
+                          "the host has " + std::to_string(watchers_.size()) +
+                              " health watchers open, its limit ([server] health_watchers); try again later");
+      } else if (stopping_) {
         send(stream, HealthCheckResponse::NOT_SERVING);
-        stream.finish();
-        return;
+        end = sdk::Status::ok();
+      } else {
+        id = next_watcher_++;
+        Watcher& watcher = watchers_.emplace(id, Watcher{request.service(), stream}).first->second;
+        // Under the lock, as events are: no change can fall between this status and the next.
+        if (!send_if_changed(watcher)) {
+          watchers_.erase(id);
+          return;
+        }
       }
-      id = next_watcher_++;
-      Watcher& watcher = watchers_.emplace(id, Watcher{request.service(), stream}).first->second;
-      // Under the lock, as events are: no change can fall between this status and the next.
-      if (!send_if_changed(watcher)) {
-        watchers_.erase(id);
-        return;
-      }
+    }
+    if (end) {
+      stream.finish(*end);
+      return;
     }
     // Outside the lock: the callback runs at once when the client has already gone.
     stream.on_cancel([this, id] {
