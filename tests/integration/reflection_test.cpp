@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+
 #include <cstdio>
 #include <set>
 #include <vector>
@@ -190,6 +192,27 @@ TEST_F(ReflectionTest, SendsEachDependencyOncePerStream) {
   // A new stream knows nothing yet.
   ReflectionStream fresh(host_->channel());
   EXPECT_EQ(names_of(fresh.file_by_filename("importer.proto")).size(), with_imports.size());
+}
+
+TEST_F(ReflectionTest, ShutdownEndsAnOpenStreamBeforeTheDrain) {
+  // A drain this long would outlast the stream's deadline: the stream must end before it.
+  restart("drain_timeout_ms = 120000\n");
+  auto stub = reflection::ServerReflection::NewStub(host_->channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub->ServerReflectionInfo(&context);
+  reflection::ServerReflectionRequest request;
+  request.set_list_services("");
+  reflection::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+
+  host_->signal(SIGTERM);
+  EXPECT_FALSE(stream->Read(&response));
+  const grpc::Status ended = stream->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE) << ended.error_message();
+  EXPECT_CONTAINS(ended.error_message(), "shutting down");
+  EXPECT_EQ(host_->stop(), 0);
 }
 
 // The third-party client: npm's grpc-js-reflection-client, installed into the build directory

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <unordered_map>
 #include <vector>
 
@@ -93,12 +95,60 @@ class Serving {
   std::vector<const plugin::Plugin*> plugins_;  // each serving generation once, by name
 };
 
+// The open reflection streams, so that shutdown ends them before the drain: a client such as
+// Postman keeps its stream open while it shows the host.
+class OpenStreams {
+ public:
+  // Keeps `end` (which finishes the stream) until forget(id); returns the id. Once the host is
+  // stopping, ends the stream at once.
+  uint64_t add(std::function<void()> end) {
+    {
+      std::lock_guard lock(mu_);
+      if (!stopping_) {
+        enders_.emplace(next_id_, std::move(end));
+        return next_id_++;
+      }
+    }
+    end();
+    return 0;
+  }
+
+  void forget(uint64_t id) {
+    std::function<void()> dropped;  // dropped outside the lock: it holds a stream handle
+    std::lock_guard lock(mu_);
+    if (auto it = enders_.find(id); it != enders_.end()) {
+      dropped = std::move(it->second);
+      enders_.erase(it);
+    }
+  }
+
+  void end_all() {
+    std::map<uint64_t, std::function<void()>> ending;
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+      ending.swap(enders_);
+    }
+    for (auto& [id, end] : ending) end();
+  }
+
+ private:
+  std::mutex mu_;
+  bool stopping_ = false;
+  uint64_t next_id_ = 1;
+  std::map<uint64_t, std::function<void()>> enders_;
+};
+
 // One reflection stream (v1 or v1alpha: the same messages under two packages).
 template <class Request, class Response>
 class ReflectionStream final : public sdk::StreamReader<Request> {
  public:
-  ReflectionStream(plugin::PluginManager& manager, sdk::ServerStream<Response> out)
-      : manager_(manager), out_(std::move(out)) {}
+  ReflectionStream(plugin::PluginManager& manager, OpenStreams& open, sdk::ServerStream<Response> out)
+      : manager_(manager), open_(open), out_(std::move(out)) {
+    id_ = open_.add([out = out_] {
+      out.finish({sdk::StatusCode::kUnavailable, "the host is shutting down"});
+    });
+  }
 
   void on_message(const Request& request) override {
     Response response;
@@ -108,10 +158,16 @@ class ReflectionStream final : public sdk::StreamReader<Request> {
     // A client that does not read its answers fills the call's queue: it is ended then.
     if (!out_.write(response)) {
       out_.finish({sdk::StatusCode::kResourceExhausted, "the client does not read the reflection answers"});
+      open_.forget(id_);
     }
   }
 
-  void on_half_close() override { out_.finish(); }
+  void on_half_close() override {
+    out_.finish();
+    open_.forget(id_);
+  }
+
+  void on_cancel() override { open_.forget(id_); }
 
  private:
   void answer(const Serving& serving, const Request& request, Response& response) {
@@ -183,14 +239,25 @@ class ReflectionStream final : public sdk::StreamReader<Request> {
   }
 
   plugin::PluginManager& manager_;
+  OpenStreams& open_;
   sdk::ServerStream<Response> out_;
+  uint64_t id_ = 0;
   // File name → hash of the FileDescriptorProto sent; bounded by the files the pools hold.
   std::unordered_map<std::string, size_t> sent_;
 };
 
 class ReflectionPlugin final : public sdk::Plugin {
  public:
-  explicit ReflectionPlugin(sdk::InitContext&) : manager_(*wired_manager()) {}
+  explicit ReflectionPlugin(sdk::InitContext&) : manager_(*wired_manager()) {
+    listener_ = manager_.subscribe([this](const plugin::Event& event) {
+      if (event.kind == plugin::Event::Kind::kStopping) open_.end_all();
+    });
+  }
+
+  ~ReflectionPlugin() override {
+    manager_.unsubscribe(listener_);
+    open_.end_all();
+  }
 
   // Open to anonymous callers: tools describe the host before anyone has a token.
   static void describe(sdk::PluginBuilder<ReflectionPlugin>& b) {
@@ -208,11 +275,13 @@ class ReflectionPlugin final : public sdk::Plugin {
 
   template <class Request, class Response>
   std::unique_ptr<sdk::StreamReader<Request>> info(sdk::CallContext&, sdk::ServerStream<Response> out) {
-    return std::make_unique<ReflectionStream<Request, Response>>(manager_, std::move(out));
+    return std::make_unique<ReflectionStream<Request, Response>>(manager_, open_, std::move(out));
   }
 
  private:
   plugin::PluginManager& manager_;
+  OpenStreams open_;
+  int listener_ = 0;
 };
 
 }  // namespace
