@@ -24,6 +24,8 @@
 #include "plugin/file_watcher.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/gate.hpp"
+#include "rpc/health.hpp"
+#include "rpc/reflection.hpp"
 #include "rpc/server.hpp"
 
 namespace {
@@ -54,9 +56,9 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
   const auto& b = next.server;
   if (a.listen != b.listen || a.max_message_bytes != b.max_message_bytes ||
       a.worker_threads != b.worker_threads || a.drain_timeout_ms != b.drain_timeout_ms ||
-      running.host.staging_dir != next.host.staging_dir || running.host.watch != next.host.watch ||
-      running.admin.enabled != next.admin.enabled || running.admin.token != next.admin.token ||
-      running.admin.allow_loopback != next.admin.allow_loopback) {
+      a.health_watchers != b.health_watchers || running.host.staging_dir != next.host.staging_dir ||
+      running.host.watch != next.host.watch || running.admin.enabled != next.admin.enabled ||
+      running.admin.token != next.admin.token || running.admin.allow_loopback != next.admin.allow_loopback) {
     spdlog::warn(
         "[server], [admin] and [host] watch/staging settings changed in the config; they apply after a "
         "restart");
@@ -238,6 +240,12 @@ int main(int argc, char** argv) {
     return refused == 0 ? 0 : 1;
   }
 
+  // Health Watch and reflection, built in; before admin, which must come last (plugin/builtin.hpp).
+  for (const auto& builtin :
+       {gameverse::rpc::serve_health_watch(plugins, static_cast<size_t>(config.server.health_watchers)),
+        gameverse::rpc::serve_reflection(plugins)}) {
+    if (!builtin.ok()) spdlog::error("{} did not start: {}", builtin.plugin, builtin.message);
+  }
   if (config.admin.enabled) {
     const auto admin = gameverse::admin::serve_admin(
         plugins, {!config.admin.token.empty(), std::filesystem::absolute(config_path).parent_path(),

@@ -95,7 +95,7 @@ TEST(Config, UnknownServerKeyNamesItsLine) {
   EXPECT_EQ(e.where.column, 1u);
   EXPECT_EQ(e.to_string(),
             "test.toml:3:1: server.listen_adress: unknown key (expected one of: listen, "
-            "max_message_bytes, worker_threads, drain_timeout_ms, tls)");
+            "max_message_bytes, worker_threads, drain_timeout_ms, health_watchers, tls)");
 }
 
 TEST(Config, WrongTypes) {
@@ -113,6 +113,7 @@ TEST(Config, RangesAreChecked) {
   EXPECT_EQ(e.message, "must be between 0 and 256, not 1000");
   EXPECT_EQ(only_error("[server]\ndrain_timeout_ms = -1\n").key, "server.drain_timeout_ms");
   EXPECT_EQ(only_error("[server]\nmax_message_bytes = 10\n").key, "server.max_message_bytes");
+  EXPECT_EQ(only_error("[server]\nhealth_watchers = -1\n").message, "must be between 0 and 1000000, not -1");
 }
 
 TEST(Config, ListenAddressIsChecked) {

@@ -1,6 +1,5 @@
 #include "admin/admin_plugin.hpp"
 
-#include <google/protobuf/descriptor.pb.h>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 
 #include "config/config.hpp"
 #include "gameverse/host/v1/admin.pb.h"
+#include "plugin/builtin.hpp"
 
 namespace gameverse::admin {
 
@@ -318,26 +318,9 @@ std::filesystem::path confine_to_plugin_dir(const std::filesystem::path& plugin_
 
 plugin::Outcome serve_admin(plugin::PluginManager& manager, AdminOptions options) {
   wiring() = {&manager, std::move(options)};
-  // The descriptor set comes from the host's own generated pool.
-  static const std::string descriptor_set = [] {
-    google::protobuf::FileDescriptorSet set;
-    pb::ListPluginsRequest::descriptor()->file()->CopyTo(set.add_file());
-    return set.SerializeAsString();
-  }();
-  const gv_plugin_descriptor* descriptor = sdk::detail::entry<AdminPlugin>(
-      nullptr, kAdminPluginName, GAMEVERSE_VERSION,
-      "gameverse.host.v1.PluginAdmin: manages the host's plugins",
-      gv_bytes{reinterpret_cast<const uint8_t*>(descriptor_set.data()), descriptor_set.size()});
-  config::PluginConfig entry;
-  entry.name = kAdminPluginName;
-  entry.path = "(built in)";
-  entry.source_file = "(built in)";
-  entry.key_prefix = "admin";
-  try {
-    return manager.add_builtin(plugin::Plugin::open_builtin(descriptor, entry), entry);
-  } catch (const std::exception& e) {
-    return {plugin::Outcome::Kind::kRefused, kAdminPluginName, e.what(), 0};
-  }
+  return plugin::serve_builtin<AdminPlugin>(manager, kAdminPluginName,
+                                            "gameverse.host.v1.PluginAdmin: manages the host's plugins",
+                                            "admin", {pb::ListPluginsRequest::descriptor()->file()});
 }
 
 }  // namespace gameverse::admin

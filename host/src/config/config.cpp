@@ -179,7 +179,8 @@ void read_tls(const toml::table& table, const std::string& file, const std::file
 void read_server(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
                  Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "server", file, errors);
-  reader.reject_unknown({"listen", "max_message_bytes", "worker_threads", "drain_timeout_ms", "tls"});
+  reader.reject_unknown(
+      {"listen", "max_message_bytes", "worker_threads", "drain_timeout_ms", "health_watchers", "tls"});
   if (const toml::table* tls = reader.sub_table("tls")) read_tls(*tls, file, base_dir, config, errors);
   reader.read_string("listen", config.server.listen);
   if (table.contains("listen") && table["listen"].is_string() &&
@@ -190,6 +191,7 @@ void read_server(const toml::table& table, const std::string& file, const std::f
   reader.read_int("max_message_bytes", config.server.max_message_bytes, 1024, INT32_MAX);
   reader.read_int("worker_threads", config.server.worker_threads, 0, 256);
   reader.read_int("drain_timeout_ms", config.server.drain_timeout_ms, 0, 3'600'000);
+  reader.read_int("health_watchers", config.server.health_watchers, 0, 1'000'000);
 }
 
 void read_http(const toml::table& table, const std::string& file, Config& config,

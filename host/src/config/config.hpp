@@ -45,6 +45,7 @@ struct ServerConfig {
   int64_t max_message_bytes = 4 * 1024 * 1024;
   int64_t worker_threads = 0;  // 0: one per usable CPU (platform::usable_cpus)
   int64_t drain_timeout_ms = 5000;
+  int64_t health_watchers = 1000;  // open grpc.health.v1.Health/Watch streams; more: RESOURCE_EXHAUSTED
   TlsConfig tls;
 };
 

@@ -84,6 +84,15 @@ GenerationRecord PluginManager::record_of(const Plugin& plugin) {
   return record;
 }
 
+std::set<std::string> services_of(const RouteTable& routes) {
+  std::set<std::string> services;
+  for (const auto& [method, route] : routes) {
+    const size_t end = method.find('/', 1);
+    if (end != std::string::npos) services.insert(method.substr(1, end - 1));
+  }
+  return services;
+}
+
 const char* to_string(Event::Kind kind) {
   switch (kind) {
     case Event::Kind::kServing: return "serving";

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -28,6 +29,9 @@ struct Route {
 };
 
 using RouteTable = std::unordered_map<std::string, Route>;
+
+// The services the table routes to ("package.Service" of each "/package.Service/Method").
+std::set<std::string> services_of(const RouteTable& routes);
 
 // One step in a plugin's life, for the log, the admin service and gvctl.
 struct Event {
