@@ -9,6 +9,7 @@
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -16,25 +17,13 @@ namespace {
 // The hosts' [admin] token: the operator's credential.
 constexpr const char* kToken = "admin-test-token-0123456789";
 
-struct CliRun {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
 // gvctl with `arguments` as they are.
-CliRun gvctl_raw(const std::string& arguments) {
-  const std::string command = std::string(GV_GVCTL_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  CliRun run{-1, ""};
-  char buffer[4096];
-  while (fgets(buffer, sizeof buffer, pipe) != nullptr) run.output += buffer;
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+CommandRun gvctl_raw(const std::string& arguments) {
+  return run_command(std::string(GV_GVCTL_BINARY) + " " + arguments);
 }
 
 // gvctl as the operator: with the host's [admin] token.
-CliRun gvctl(const HostProcess& host, const std::string& arguments) {
+CommandRun gvctl(const HostProcess& host, const std::string& arguments) {
   return gvctl_raw("--addr " + host.address() + " --token " + kToken + " " + arguments);
 }
 
@@ -51,80 +40,80 @@ class AdminTest : public ::testing::Test {
 };
 
 TEST_F(AdminTest, ListAndStatus) {
-  CliRun list = gvctl(*host_, "list");
+  CommandRun list = gvctl(*host_, "list");
   EXPECT_EQ(list.exit_code, 0) << list.output;
   EXPECT_CONTAINS(list.output, "NAME");
   EXPECT_CONTAINS(list.output, "echo");
   EXPECT_CONTAINS(list.output, "serving");
   EXPECT_CONTAINS(list.output, "gameverse-admin");
 
-  CliRun status = gvctl(*host_, "status echo");
+  CommandRun status = gvctl(*host_, "status echo");
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_CONTAINS(status.output, "method:       /gameverse.echo.v1.Echo/Count");
-  CliRun json = gvctl(*host_, "--json status echo");
+  CommandRun json = gvctl(*host_, "--json status echo");
   EXPECT_CONTAINS(json.output, "\"name\": \"echo\"");
   EXPECT_CONTAINS(json.output, "\"state\": \"serving\"");
 
-  CliRun missing = gvctl(*host_, "status nope");
+  CommandRun missing = gvctl(*host_, "status nope");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_CONTAINS(missing.output, "no plugin named 'nope'");
 }
 
 TEST_F(AdminTest, GlobalOptionsGoBeforeOrAfterTheSubcommand) {
   for (const std::string arguments : {"list --json", "--json list"}) {
-    CliRun list = gvctl(*host_, arguments);
+    CommandRun list = gvctl(*host_, arguments);
     EXPECT_EQ(list.exit_code, 0) << arguments << ": " << list.output;
     EXPECT_CONTAINS(list.output, "\"plugins\": [");
     EXPECT_CONTAINS(list.output, "\"name\": \"echo\"");
     EXPECT_EQ(list.output.find("NAME"), std::string::npos) << arguments << " printed the table";
   }
   // After the subcommand's positional argument, and every global option there.
-  CliRun status =
+  CommandRun status =
       gvctl_raw("status echo --json --addr " + host_->address() + " --timeout-ms 10000 --token " + kToken);
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_CONTAINS(status.output, "\"name\": \"echo\"");
   EXPECT_CONTAINS(status.output, "\"state\": \"serving\"");
 
-  CliRun misspelt = gvctl(*host_, "list --jsn");
+  CommandRun misspelt = gvctl(*host_, "list --jsn");
   EXPECT_EQ(misspelt.exit_code, 2) << misspelt.output;
   EXPECT_CONTAINS(misspelt.output, "--jsn");
 }
 
 TEST_F(AdminTest, ReloadUnloadAndLoad) {
-  CliRun unchanged = gvctl(*host_, "reload echo");
+  CommandRun unchanged = gvctl(*host_, "reload echo");
   EXPECT_EQ(unchanged.exit_code, 0) << unchanged.output;
   EXPECT_CONTAINS(unchanged.output, "unchanged on disk (generation 1)");
 
-  CliRun forced = gvctl(*host_, "reload echo --force");
+  CommandRun forced = gvctl(*host_, "reload echo --force");
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
   EXPECT_CONTAINS(forced.output, "reloaded (generation 2)");
 
   std::filesystem::copy_file(GV_RELOAD_FIXTURE_DIR "/echo-incompatible.so", dir_.path() / "echo.so",
                              std::filesystem::copy_options::overwrite_existing);
-  CliRun refused = gvctl(*host_, "reload echo");
+  CommandRun refused = gvctl(*host_, "reload echo");
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_CONTAINS(refused.output, "changed type from bytes to int64");
   EXPECT_CONTAINS(gvctl(*host_, "status echo").output, "changed type from bytes to int64");  // the last error
-  CliRun accepted = gvctl(*host_, "reload echo --force");
+  CommandRun accepted = gvctl(*host_, "reload echo --force");
   EXPECT_EQ(accepted.exit_code, 0) << accepted.output;
   EXPECT_CONTAINS(accepted.output, "(generation 4)");
 
   EXPECT_EQ(gvctl(*host_, "unload echo").exit_code, 0);
   EXPECT_CONTAINS(gvctl(*host_, "list").output, "unloaded");
-  CliRun again = gvctl(*host_, "unload echo");
+  CommandRun again = gvctl(*host_, "unload echo");
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_CONTAINS(again.output, "is not loaded");
 
   std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", dir_.path() / "hello-c.so");
-  CliRun load = gvctl(*host_, "load hello-c --path " + (dir_.path() / "hello-c.so").string() +
-                                  " --config 'greeting = \"Yo\"'");
+  CommandRun load = gvctl(*host_, "load hello-c --path " + (dir_.path() / "hello-c.so").string() +
+                                      " --config 'greeting = \"Yo\"'");
   EXPECT_EQ(load.exit_code, 0) << load.output;
   EXPECT_CONTAINS(load.output, "plugin 'hello-c' loaded (generation 1)");
-  CliRun bad_config = gvctl(*host_, "load hello-c2 --path " + (dir_.path() / "hello-c.so").string());
+  CommandRun bad_config = gvctl(*host_, "load hello-c2 --path " + (dir_.path() / "hello-c.so").string());
   EXPECT_EQ(bad_config.exit_code, 1);
   EXPECT_CONTAINS(bad_config.output, "holds plugin 'hello-c', not 'hello-c2'");
 
-  CliRun builtin = gvctl(*host_, "unload gameverse-admin");
+  CommandRun builtin = gvctl(*host_, "unload gameverse-admin");
   EXPECT_EQ(builtin.exit_code, 1);
   EXPECT_CONTAINS(builtin.output, "built into the host");
 }
@@ -132,21 +121,21 @@ TEST_F(AdminTest, ReloadUnloadAndLoad) {
 TEST_F(AdminTest, ValidateNamesEveryProblem) {
   const auto good = dir_.path() / "good.toml";
   std::ofstream(good) << "[[plugin]]\nname = \"echo\"\npath = \"echo.so\"\n";
-  CliRun valid = gvctl(*host_, "validate " + good.string());
+  CommandRun valid = gvctl(*host_, "validate " + good.string());
   EXPECT_EQ(valid.exit_code, 0) << valid.output;
   EXPECT_CONTAINS(valid.output, "valid");
 
   const auto bad = dir_.path() / "bad.toml";
   std::ofstream(bad)
       << "[[plugin]]\nname = \"echo\"\npath = \"echo.so\"\n[plugin.config]\nmax_stream_mesages = 1\n";
-  CliRun invalid = gvctl(*host_, "validate " + bad.string());
+  CommandRun invalid = gvctl(*host_, "validate " + bad.string());
   EXPECT_EQ(invalid.exit_code, 1);
   EXPECT_CONTAINS(invalid.output, "bad.toml:5:1: plugin[0].config.max_stream_mesages: unknown key");
 
   // Opening a plugin runs its code: a file outside the plugin directory is named, not opened.
   const auto outside = dir_.path() / "outside.toml";
   std::ofstream(outside) << "[[plugin]]\nname = \"hello-c\"\npath = \"" GV_PLUGIN_DIR "/hello-c.so\"\n";
-  CliRun refused = gvctl(*host_, "validate " + outside.string());
+  CommandRun refused = gvctl(*host_, "validate " + outside.string());
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
   EXPECT_CONTAINS(refused.output, "plugin[0].path: not checked: path '");
   EXPECT_CONTAINS(refused.output, "outside the plugin directory");
@@ -198,27 +187,27 @@ TEST(AdminAccess, TheOperatorAlwaysLoopbackOnlyWhenAllowed) {
 // The defaults: a host with neither a token nor allow_loopback answers no one, loopback included.
 TEST(AdminAccess, LoopbackWithoutTheTokenIsRefusedByDefault) {
   HostProcess host("[host]\nwatch = false\n");
-  CliRun refused = gvctl_raw("--addr " + host.address() + " list");
+  CommandRun refused = gvctl_raw("--addr " + host.address() + " list");
   EXPECT_EQ(refused.exit_code, 1) << refused.output;
   EXPECT_CONTAINS(refused.output, "the admin service needs the operator's credential from ipv4:127.0.0.1:");
   EXPECT_CONTAINS(refused.output, "set [admin] token");
 
   HostProcess with_token(std::string("[host]\nwatch = false\n[admin]\ntoken = \"") + kToken + "\"\n");
-  CliRun no_token = gvctl_raw("--addr " + with_token.address() + " list");
+  CommandRun no_token = gvctl_raw("--addr " + with_token.address() + " list");
   EXPECT_EQ(no_token.exit_code, 1) << no_token.output;
   EXPECT_CONTAINS(no_token.output, "send 'authorization: Bearer <the [admin] token>'");
-  CliRun wrong = gvctl_raw("--addr " + with_token.address() + " --token not-the-admin-token-at-all list");
+  CommandRun wrong = gvctl_raw("--addr " + with_token.address() + " --token not-the-admin-token-at-all list");
   EXPECT_EQ(wrong.exit_code, 1) << wrong.output;
   // The token on the command line, or in the environment.
   EXPECT_EQ(gvctl(with_token, "list").exit_code, 0);
   setenv("GAMEVERSE_ADMIN_TOKEN", kToken, 1);
-  CliRun from_env = gvctl_raw("--addr " + with_token.address() + " list");
+  CommandRun from_env = gvctl_raw("--addr " + with_token.address() + " list");
   unsetenv("GAMEVERSE_ADMIN_TOKEN");
   EXPECT_EQ(from_env.exit_code, 0) << from_env.output;
   EXPECT_CONTAINS(from_env.output, "gameverse-admin");
 
   HostProcess trusting("[host]\nwatch = false\n[admin]\nallow_loopback = true\n");
-  CliRun loopback = gvctl_raw("--addr " + trusting.address() + " list");
+  CommandRun loopback = gvctl_raw("--addr " + trusting.address() + " list");
   EXPECT_EQ(loopback.exit_code, 0) << loopback.output;
 }
 
@@ -262,27 +251,27 @@ TEST(AdminAccess, TheGameAdminRoleDoesNotAdministerTheHostAndTheOperatorMakesThe
   }
 
   // grant-role needs the token; then takes a username (or, with --id, an account id).
-  CliRun no_token = gvctl_raw("--addr " + host.address() + " grant-role alice admin");
+  CommandRun no_token = gvctl_raw("--addr " + host.address() + " grant-role alice admin");
   EXPECT_EQ(no_token.exit_code, 2) << no_token.output;
   EXPECT_CONTAINS(no_token.output, "pass its [admin] token with --token or GAMEVERSE_ADMIN_TOKEN");
-  CliRun granted = gvctl(host, "grant-role alice admin");
+  CommandRun granted = gvctl(host, "grant-role alice admin");
   ASSERT_EQ(granted.exit_code, 0) << granted.output << host.log();
   EXPECT_CONTAINS(granted.output, "account " + alice.account().id() + " (alice): roles admin, player");
   // A username that spells bob's id is not bob: an id is looked up as an id only with --id.
-  CliRun as_username = gvctl(host, "grant-role -- " + bob.account().id() + " moderator");
+  CommandRun as_username = gvctl(host, "grant-role -- " + bob.account().id() + " moderator");
   EXPECT_EQ(as_username.exit_code, 1) << as_username.output;
   EXPECT_CONTAINS(as_username.output, "no account has the username '" + bob.account().id() + "'");
-  CliRun by_id =
+  CommandRun by_id =
       gvctl(host, "grant-role --id -- " + bob.account().id() + " moderator");  // ids may begin with '-'
   EXPECT_EQ(by_id.exit_code, 0) << by_id.output;
   EXPECT_CONTAINS(by_id.output, "(bob): roles moderator, player");
-  CliRun revoked = gvctl(host, "revoke-role bob moderator");
+  CommandRun revoked = gvctl(host, "revoke-role bob moderator");
   EXPECT_EQ(revoked.exit_code, 0) << revoked.output;
   EXPECT_CONTAINS(revoked.output, "(bob): roles player");
-  CliRun nobody = gvctl(host, "grant-role nobody admin");
+  CommandRun nobody = gvctl(host, "grant-role nobody admin");
   EXPECT_EQ(nobody.exit_code, 1) << nobody.output;
   EXPECT_CONTAINS(nobody.output, "no account has the username 'nobody' (give an account id with --id)");
-  CliRun not_a_role = gvctl(host, "grant-role alice operator");
+  CommandRun not_a_role = gvctl(host, "grant-role alice operator");
   EXPECT_EQ(not_a_role.exit_code, 1) << not_a_role.output;
   EXPECT_CONTAINS(not_a_role.output, "'operator' is not a role");
 
@@ -309,7 +298,7 @@ TEST_F(AdminTest, LoadPluginIsConfinedToThePluginDirectory) {
   std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", elsewhere.path() / "hello-c.so");
   const std::string root = std::filesystem::weakly_canonical(dir_.path()).string();
   auto refused = [&](const std::string& path) {
-    CliRun run = gvctl(*host_, "load hello-c --path '" + path + "'");
+    CommandRun run = gvctl(*host_, "load hello-c --path '" + path + "'");
     EXPECT_EQ(run.exit_code, 1) << path << ": " << run.output;
     EXPECT_CONTAINS(run.output, ", outside the plugin directory " + root + " ([host] plugin_dir)");
     return run.output;
@@ -327,7 +316,7 @@ TEST_F(AdminTest, LoadPluginIsConfinedToThePluginDirectory) {
   // "missing/.." away without following links would land inside, and the load would leave.
   std::filesystem::create_directory_symlink(elsewhere.path(), dir_.path() / "outside");
   refused((dir_.path() / "outside" / "hello-c.so").string());
-  const CliRun past_missing =
+  const CommandRun past_missing =
       gvctl(*host_, "load hello-c --path '" +
                         (dir_.path() / "missing" / ".." / "outside" / "hello-c.so").string() + "'");
   EXPECT_EQ(past_missing.exit_code, 1) << past_missing.output;
@@ -349,7 +338,7 @@ TEST_F(AdminTest, LoadPluginIsConfinedToThePluginDirectory) {
   std::filesystem::create_directories(dir_.path() / "v1");
   std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", dir_.path() / "v1" / "hello-c.so");
   std::filesystem::create_symlink(dir_.path() / "v1" / "hello-c.so", dir_.path() / "hello-c.so");
-  CliRun loaded = gvctl(*host_, "load hello-c --path " + (dir_.path() / "hello-c.so").string());
+  CommandRun loaded = gvctl(*host_, "load hello-c --path " + (dir_.path() / "hello-c.so").string());
   EXPECT_EQ(loaded.exit_code, 0) << loaded.output;
 }
 
@@ -358,7 +347,7 @@ TEST_F(AdminTest, LoadPluginIsConfinedToThePluginDirectory) {
 TEST_F(AdminTest, LoadPluginRefusesWhatIsNotAPluginName) {
   std::filesystem::copy_file(GV_PLUGIN_DIR "/hello-c.so", dir_.path() / "hello-c.so");
   for (const std::string name : {"auth:lock", "Hello", "../hello-c", "x_y"}) {
-    CliRun run = gvctl(*host_, "load '" + name + "' --path " + (dir_.path() / "hello-c.so").string());
+    CommandRun run = gvctl(*host_, "load '" + name + "' --path " + (dir_.path() / "hello-c.so").string());
     EXPECT_EQ(run.exit_code, 1) << name << ": " << run.output;
     EXPECT_CONTAINS(run.output,
                     "name: '" + name + "' is not a plugin name (lower-case letters, digits and '-'");

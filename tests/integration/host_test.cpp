@@ -10,6 +10,7 @@
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/hello/v1/hello.grpc.pb.h"
 #include "host_process.hpp"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -385,14 +386,9 @@ TEST(HostLifecycle, InvalidConfigStopsStartUpWithEveryError) {
   TempDir dir;
   const auto config = dir.path() / "bad.toml";
   std::ofstream(config) << "[server]\nlisten = 5\n[hots]\n";
-  const std::string command = std::string(GV_HOST_BINARY) + " --config " + config.string() + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[512];
-  while (fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
-  const int status = pclose(pipe);
-  EXPECT_EQ(WEXITSTATUS(status), 2);
+  const CommandRun run = run_command(std::string(GV_HOST_BINARY) + " --config " + config.string());
+  const std::string& output = run.output;
+  EXPECT_EQ(run.exit_code, 2);
   EXPECT_CONTAINS(output, "bad.toml:2:10: server.listen: must be a string, not an integer");
   EXPECT_CONTAINS(output, "bad.toml:3:2: hots: unknown key");
   EXPECT_CONTAINS(output, "2 error(s); nothing was started");

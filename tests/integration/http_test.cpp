@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <regex>
 #include <thread>
 
@@ -19,6 +18,7 @@
 
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "host_process.hpp"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -27,30 +27,13 @@ namespace pb = gameverse::echo::v1;
 
 constexpr const char* kToken = "http-test-operator-token-0123";
 
-struct Shell {
-  int exit_code;
-  std::string output;
-};
-
-Shell run(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  Shell result{-1, ""};
-  char buffer[4096];
-  size_t got = 0;
-  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) result.output.append(buffer, got);
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-// curl's body, then a last line "HTTP <status>".
-Shell curl(const HostProcess& host, const std::string& path, const std::string& options = "") {
-  return run("curl -sS --max-time 30 -w '\\nHTTP %{http_code}' " + options +
-             " http://127.0.0.1:" + std::to_string(host.http_port()) + path);
+CommandRun curl(const HostProcess& host, const std::string& path, const std::string& options = "") {
+  return run_command("curl -sS --max-time 30 -w '\\nHTTP %{http_code}' " + options +
+                     " http://127.0.0.1:" + std::to_string(host.http_port()) + path);
 }
 
 bool have(const char* tool) {
-  return run(std::string("command -v ") + tool).exit_code == 0;
+  return run_command(std::string("command -v ") + tool).exit_code == 0;
 }
 
 std::string config(const std::string& http_extra = "") {
@@ -125,14 +108,14 @@ TEST(HttpTest, MetricsPassPromtoolOnAScrapeUnderLoad) {
   ASSERT_TRUE(eventually([&] { return calls > 50; }, std::chrono::seconds(60)));
   const auto file =
       std::filesystem::temp_directory_path() / ("gameverse-scrape-" + std::to_string(getpid()) + ".txt");
-  Shell fetched = run("curl -sS --max-time 30 -D - -o " + file.string() +
-                      " http://127.0.0.1:" + std::to_string(host.http_port()) + "/metrics");
+  CommandRun fetched = run_command("curl -sS --max-time 30 -D - -o " + file.string() +
+                                   " http://127.0.0.1:" + std::to_string(host.http_port()) + "/metrics");
   stop = true;
   load.join();
   ASSERT_EQ(fetched.exit_code, 0) << fetched.output;
   EXPECT_CONTAINS(fetched.output, "Content-Type: text/plain; version=0.0.4");
   const std::string text = read_file(file);
-  Shell check = run("promtool check metrics < " + file.string());
+  CommandRun check = run_command("promtool check metrics < " + file.string());
   std::filesystem::remove(file);
   EXPECT_EQ(check.exit_code, 0) << check.output << "\n" << text;
 
@@ -169,7 +152,7 @@ TEST(HttpTest, UnknownMethodsAreCountedTogetherNotOneSeriesEach) {
     ASSERT_TRUE(eventually([&] { return done.load(); }));
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   }
-  Shell metrics = curl(host, "/metrics");
+  CommandRun metrics = curl(host, "/metrics");
   EXPECT_CONTAINS(metrics.output,
                   "gameverse_rpc_calls_total{method=\"unrouted\",code=\"UNIMPLEMENTED\"} 3\n");
   EXPECT_EQ(metrics.output.find("no.Such"), std::string::npos) << metrics.output;
@@ -181,13 +164,13 @@ TEST(HttpTest, HealthzReadyzFollowAPluginUnloadedAndLoaded) {
   EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");
   EXPECT_EQ(curl(host, "/readyz").output, "ready\n\nHTTP 200");
   const std::string gvctl = std::string(GV_GVCTL_BINARY) + " --addr " + host.address() + " --token " + kToken;
-  Shell unload = run(gvctl + " unload echo");
+  CommandRun unload = run_command(gvctl + " unload echo");
   ASSERT_EQ(unload.exit_code, 0) << unload.output;
-  Shell not_ready = curl(host, "/readyz");
+  CommandRun not_ready = curl(host, "/readyz");
   EXPECT_CONTAINS(not_ready.output, "plugin echo is not serving");
   EXPECT_CONTAINS(not_ready.output, "HTTP 503");
   EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");  // alive all the same
-  Shell load = run(gvctl + " load echo");
+  CommandRun load = run_command(gvctl + " load echo");
   ASSERT_EQ(load.exit_code, 0) << load.output;
   EXPECT_EQ(curl(host, "/readyz").output, "ready\n\nHTTP 200");
 }
@@ -196,16 +179,17 @@ TEST(HttpTest, RoutesMethodsAndKeepAlive) {
   if (!have("curl")) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
   HostProcess host(config());
   EXPECT_EQ(curl(host, "/nope").output, "not found\n\nHTTP 404");
-  Shell post = curl(host, "/metrics", "-X POST -d x -D -");
+  CommandRun post = curl(host, "/metrics", "-X POST -d x -D -");
   EXPECT_CONTAINS(post.output, "HTTP 405");
   EXPECT_CONTAINS(post.output, "Allow: GET, HEAD");
-  Shell head = curl(host, "/healthz", "-I");
+  CommandRun head = curl(host, "/healthz", "-I");
   EXPECT_CONTAINS(head.output, "HTTP/1.1 200");
   EXPECT_CONTAINS(head.output, "Content-Length: 3");
   EXPECT_EQ(head.output.find("ok\n"), std::string::npos) << head.output;
   // Two requests on one connection.
-  Shell both = run("curl -sv --max-time 30 http://127.0.0.1:" + std::to_string(host.http_port()) +
-                   "/healthz http://127.0.0.1:" + std::to_string(host.http_port()) + "/readyz");
+  CommandRun both =
+      run_command("curl -sv --max-time 30 http://127.0.0.1:" + std::to_string(host.http_port()) +
+                  "/healthz http://127.0.0.1:" + std::to_string(host.http_port()) + "/readyz");
   EXPECT_CONTAINS(both.output, "Re-using existing connection");
   EXPECT_CONTAINS(both.output, "ok\n");
   EXPECT_CONTAINS(both.output, "ready\n");
@@ -214,7 +198,7 @@ TEST(HttpTest, RoutesMethodsAndKeepAlive) {
 TEST(HttpTest, AnOversizedHeaderIs431AndTheHostKeepsServing) {
   if (!have("curl")) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
   HostProcess host(config("max_header_bytes = 1024\n"));
-  Shell big = curl(host, "/healthz", "-H 'X-Big: " + std::string(4096, 'a') + "'");
+  CommandRun big = curl(host, "/healthz", "-H 'X-Big: " + std::string(4096, 'a') + "'");
   EXPECT_CONTAINS(big.output, "HTTP 431");
   EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");
   // A body announced larger than max_body_bytes (64 KiB by default) is refused before it is read.
@@ -244,7 +228,7 @@ TEST(HttpTest, IdleConnectionsBeyondTheLimitDoNotStopAScrape) {
   for (int fd : idle) EXPECT_TRUE(eventually([&] { return closed_by_server(fd); }, std::chrono::seconds(60)));
   for (int fd : idle) close(fd);
   EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");
-  Shell metrics = curl(host, "/metrics");
+  CommandRun metrics = curl(host, "/metrics");
   EXPECT_CONTAINS(metrics.output, "HTTP 200");
 }
 

@@ -7,13 +7,13 @@
 
 #include <signal.h>
 
-#include <cstdio>
 #include <set>
 #include <vector>
 
 #include "expect_contains.hpp"
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "host_services.hpp"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -217,24 +217,9 @@ TEST_F(ReflectionTest, ShutdownEndsAnOpenStreamBeforeTheDrain) {
 
 // The third-party client: npm's grpc-js-reflection-client, installed into the build directory
 // from the package.json and package-lock.json beside its script.
-struct CommandRun {
-  int exit_code;
-  std::string output;
-};
-
-CommandRun run(const std::string& command) {
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  CommandRun result{-1, ""};
-  char buffer[4096];
-  while (fgets(buffer, sizeof buffer, pipe) != nullptr) result.output += buffer;
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
 TEST_F(ReflectionTest, AThirdPartyClientListsDescribesAndCallsWithoutProtoFiles) {
-  ASSERT_EQ(run("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
-  ASSERT_EQ(run("npm --version").exit_code, 0) << "npm is missing: `tools/gv deps` installs it";
+  ASSERT_EQ(run_command("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
+  ASSERT_EQ(run_command("npm --version").exit_code, 0) << "npm is missing: `tools/gv deps` installs it";
   const std::filesystem::path work = GV_REFLECTION_CLIENT_WORK;
   const std::filesystem::path source = GV_REFLECTION_CLIENT_SOURCE;
   std::filesystem::create_directories(work);
@@ -245,16 +230,16 @@ TEST_F(ReflectionTest, AThirdPartyClientListsDescribesAndCallsWithoutProtoFiles)
     std::filesystem::copy_file(source / file, work / file, std::filesystem::copy_options::overwrite_existing);
   }
   if (!installed) {
-    const CommandRun install = run("cd '" + work.string() + "' && npm ci --no-audit --no-fund");
+    const CommandRun install = run_command("cd '" + work.string() + "' && npm ci --no-audit --no-fund");
     if (install.exit_code != 0) {
-      if (run("npm ping").exit_code != 0)
+      if (run_command("npm ping").exit_code != 0)
         GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
       FAIL() << "npm ci failed:\n" << install.output;
     }
   }
   for (const char* version : {"v1", "v1alpha"}) {
-    const CommandRun client =
-        run("node '" + (work / "reflection_client.js").string() + "' " + host_->address() + " " + version);
+    const CommandRun client = run_command("node '" + (work / "reflection_client.js").string() + "' " +
+                                          host_->address() + " " + version);
     ASSERT_EQ(client.exit_code, 0) << version << ": " << client.output;
     // The client prints its result as the last line; Node may warn before it.
     const std::string output = client.output.substr(0, client.output.find_last_not_of('\n') + 1);

@@ -21,6 +21,7 @@
 #include "platform/timers.hpp"
 #include "platform/work_pool.hpp"
 #include "plugin/manager.hpp"
+#include "run_command.hpp"
 #include "test_servers.hpp"
 
 namespace gameverse::testing {
@@ -496,15 +497,9 @@ namespace {
 
 // GET `path` on the host's HTTP port with curl: the body, then a line "HTTP <status>".
 std::string http_get(const HostProcess& host, const std::string& path) {
-  const std::string command = "curl -sS --max-time 30 -w '\\nHTTP %{http_code}' http://127.0.0.1:" +
-                              std::to_string(host.http_port()) + path + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  std::string out;
-  char buffer[4096];
-  size_t got = 0;
-  while ((got = fread(buffer, 1, sizeof buffer, pipe)) > 0) out.append(buffer, got);
-  pclose(pipe);
-  return out;
+  return run_command("curl -sS --max-time 30 -w '\\nHTTP %{http_code}' http://127.0.0.1:" +
+                     std::to_string(host.http_port()) + path)
+      .output;
 }
 
 bool have_curl() {
