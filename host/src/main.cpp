@@ -11,6 +11,7 @@
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
+#include "http/gateway.hpp"
 #include "http/host_endpoints.hpp"
 #include "platform/cache.hpp"
 #include "platform/cpu_budget.hpp"
@@ -103,7 +104,8 @@ std::unique_ptr<gameverse::http::HttpServer> make_http_port(const gameverse::con
                                                             gameverse::http::HostEndpoints endpoints,
                                                             gameverse::platform::Store& store,
                                                             gameverse::platform::CacheBackend& cache,
-                                                            gameverse::platform::PubSub& pubsub) {
+                                                            gameverse::platform::PubSub& pubsub,
+                                                            gameverse::http::Gateway* gateway) {
   const bool on_redis = config.cache.backend == "redis" || config.pubsub.backend == "redis";
   const bool cache_on_redis = config.cache.backend == "redis";
   auto check = [&store, &cache, &pubsub, on_redis, cache_on_redis] {
@@ -129,11 +131,14 @@ std::unique_ptr<gameverse::http::HttpServer> make_http_port(const gameverse::con
   endpoints.unreachable_dependencies = [watch] { return watch->problems(); };
   gameverse::http::Router router;
   gameverse::http::add_host_endpoints(router, std::move(endpoints));
+  if (gateway != nullptr) gateway->serve(router);
   gameverse::http::Limits limits;
   limits.max_connections = static_cast<size_t>(config.http.max_connections);
   limits.max_header_bytes = static_cast<uint32_t>(config.http.max_header_bytes);
   limits.max_body_bytes = static_cast<uint64_t>(config.http.max_body_bytes);
   limits.request_timeout = std::chrono::milliseconds(config.http.request_timeout_ms);
+  limits.max_streams = static_cast<size_t>(config.http.max_streams);
+  limits.threads = static_cast<size_t>(config.http.threads);
   return std::make_unique<gameverse::http::HttpServer>(config.http.listen, limits, std::move(router));
 }
 
@@ -285,18 +290,26 @@ int main(int argc, char** argv) {
                                                        : "TLS",
                refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
   std::atomic<bool> stopping{false};
+  std::unique_ptr<gameverse::http::Gateway> gateway;
   std::unique_ptr<gameverse::http::HttpServer> http;
   if (config.http.enabled()) {
+    if (config.http.gateway) {
+      gateway = std::make_unique<gameverse::http::Gateway>(
+          [&plugins] { return plugins.routes(); }, server.in_process_channel(),
+          gameverse::http::GatewayOptions{std::chrono::milliseconds(config.http.gateway_timeout_ms),
+                                          config.http.cors_origins, server.forwarding_key()});
+    }
     http = make_http_port(config,
                           {.metrics = &metrics,
                            .call_metrics = config.metrics.per_method ? &call_metrics : nullptr,
                            .plugins = &plugins,
                            .stopping = &stopping,
                            .unreachable_dependencies = {}},
-                          *store, *cache, *pubsub);
+                          *store, *cache, *pubsub, gateway.get());
     try {
       const int http_port = http->start();
-      spdlog::info("HTTP (/metrics, /healthz, /readyz) on {} (port {})", config.http.listen, http_port);
+      spdlog::info("HTTP (/metrics, /healthz, /readyz{}) on {} (port {})",
+                   gateway ? ", the JSON and gRPC-Web gateway" : "", config.http.listen, http_port);
       if (!http_port_file.empty()) write_port_file(http_port_file, http_port);
     } catch (const std::exception& e) {
       spdlog::critical("{}", e.what());

@@ -110,6 +110,24 @@ class TableReader {
     }
   }
 
+  void read_string_list(std::string_view key, std::vector<std::string>& out) {
+    const toml::node* node = table_.get(key);
+    if (node == nullptr) return;
+    const toml::array* array = node->as_array();
+    if (array == nullptr) {
+      error_at(*node, key, "must be an array of strings, not " + std::string(type_name(node->type())));
+      return;
+    }
+    out.clear();
+    for (const auto& item : *array) {
+      if (const auto* value = item.as_string()) {
+        out.push_back(value->get());
+      } else {
+        error_at(item, key, "must hold strings only, not " + std::string(type_name(item.type())));
+      }
+    }
+  }
+
   const toml::table* sub_table(std::string_view key) {
     const toml::node* node = table_.get(key);
     if (node == nullptr) return nullptr;
@@ -197,8 +215,9 @@ void read_server(const toml::table& table, const std::string& file, const std::f
 void read_http(const toml::table& table, const std::string& file, Config& config,
                std::vector<ConfigError>& errors) {
   TableReader reader(table, "http", file, errors);
-  reader.reject_unknown(
-      {"listen", "max_connections", "max_header_bytes", "max_body_bytes", "request_timeout_ms"});
+  reader.reject_unknown({"listen", "max_connections", "max_header_bytes", "max_body_bytes",
+                         "request_timeout_ms", "gateway", "gateway_timeout_ms", "max_streams", "cors_origins",
+                         "threads"});
   HttpSection& http = config.http;
   reader.read_string("listen", http.listen);
   // An IP address or host name and a TCP port; no unix sockets here.
@@ -211,6 +230,24 @@ void read_http(const toml::table& table, const std::string& file, Config& config
   reader.read_int("max_header_bytes", http.max_header_bytes, 256, 1024 * 1024);
   reader.read_int("max_body_bytes", http.max_body_bytes, 0, 64 * 1024 * 1024);
   reader.read_int("request_timeout_ms", http.request_timeout_ms, 10, 3'600'000);
+  reader.read_bool("gateway", http.gateway);
+  reader.read_int("gateway_timeout_ms", http.gateway_timeout_ms, 10, 3'600'000);
+  reader.read_int("max_streams", http.max_streams, 0, 100'000);
+  reader.read_int("threads", http.threads, 1, 64);
+  reader.read_string_list("cors_origins", http.cors_origins);
+  // An origin is a scheme, a host and perhaps a port, exactly as browsers send it: no path, no
+  // trailing slash, no wildcard inside ("*" alone allows every origin).
+  static const std::regex origin(
+      R"(^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^https?://\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?$)");
+  if (const toml::array* origins = table["cors_origins"].as_array()) {
+    for (const auto& node : *origins) {
+      const auto* value = node.as_string();
+      if (value == nullptr || value->get() == "*" || std::regex_match(value->get(), origin)) continue;
+      reader.error_at(node, "cors_origins",
+                      "'" + value->get() +
+                          "' is not an origin like https://game.example or http://localhost:5173 (or \"*\")");
+    }
+  }
 }
 
 void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,

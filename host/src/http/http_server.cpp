@@ -7,6 +7,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <deque>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 
@@ -30,21 +32,22 @@ void Router::add(std::string method, std::string path, Handler handler) {
   routes_[std::move(path)][std::move(method)] = std::move(handler);
 }
 
-Response Router::dispatch(const Request& request, std::string& allow) const {
+void Router::dispatch(const Request& request, const std::shared_ptr<Exchange>& exchange) const {
   const auto path = routes_.find(request.path);
   if (path == routes_.end()) {
-    if (fallback_) return fallback_(request);
-    return {404, "text/plain; charset=utf-8", "not found\n", {}};
+    if (fallback_) return fallback_(request, exchange);
+    return exchange->respond({404, "text/plain; charset=utf-8", "not found\n", {}});
   }
   const auto& methods = path->second;
   auto handler = methods.find(std::string(request.method));
   if (handler == methods.end() && request.method == "HEAD") handler = methods.find("GET");
-  if (handler != methods.end()) return handler->second(request);
+  if (handler != methods.end()) return exchange->respond(handler->second(request));
+  std::string allow;
   for (const auto& [method, unused] : methods) {
     allow += (allow.empty() ? "" : ", ") + method;
     if (method == "GET") allow += ", HEAD";
   }
-  return {405, "text/plain; charset=utf-8", "method not allowed\n", {}};
+  exchange->respond({405, "text/plain; charset=utf-8", "method not allowed\n", {{"Allow", allow}}});
 }
 
 std::pair<std::string, uint16_t> split_host_port(const std::string& address) {
@@ -60,24 +63,147 @@ std::pair<std::string, uint16_t> split_host_port(const std::string& address) {
 
 namespace {
 
-// One connection: reads a request, answers it, and reads the next while the client keeps it alive.
+using Strand = asio::strand<asio::io_context::executor_type>;
+
+// Shared by the server and every exchange: once the server stops, exchanges that outlive it (a
+// plugin answering late) post nothing more to its io_context.
+struct Loop {
+  std::mutex mu;
+  bool open = true;
+};
+
+class Session;
+
+// An exchange's steps reach its session on the session's strand: at once when the caller is
+// already there (a handler answering before it returns), else posted.
+class SessionExchange final : public Exchange {
+ public:
+  SessionExchange(std::weak_ptr<Session> session, std::shared_ptr<Loop> loop, std::string peer)
+      : session_(std::move(session)), loop_(std::move(loop)), peer_(std::move(peer)) {}
+
+  void respond(Response response) override;
+  void start_stream(Response head) override;
+  void write(std::string piece, std::function<void(bool)> sent) override;
+  void end() override;
+  void on_abandoned(std::function<void()> abandoned) override;
+  const std::string& peer() const override { return peer_; }
+
+ private:
+  // False when the session is gone (the step never runs).
+  template <class Step>
+  bool run(Step step);
+
+  std::weak_ptr<Session> session_;
+  std::shared_ptr<Loop> loop_;
+  std::string peer_;
+};
+
+std::string peer_of(const tcp::socket& socket) {
+  beast::error_code error;
+  const tcp::endpoint remote = socket.remote_endpoint(error);
+  if (error) return "unknown";
+  const auto address = remote.address();
+  return address.is_v4() ? "ipv4:" + address.to_string() + ":" + std::to_string(remote.port())
+                         : "ipv6:[" + address.to_string() + "]:" + std::to_string(remote.port());
+}
+
+// One connection: reads a request, answers it (at once, later, or in pieces), and reads the next
+// while the client keeps it alive.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, std::shared_ptr<const Router> router, const Limits& limits,
-          std::atomic<size_t>& open)
-      : stream_(std::move(socket)), router_(std::move(router)), limits_(limits), open_(open) {}
-  ~Session() { --open_; }
+  Session(tcp::socket socket, Strand strand, std::shared_ptr<const Router> router,
+          std::shared_ptr<const Limits> limits, std::shared_ptr<HttpServer::Counters> counters,
+          std::shared_ptr<Loop> loop)
+      : strand_(std::move(strand)),
+        stream_(std::move(socket)),
+        peer_(peer_of(stream_.socket())),
+        router_(std::move(router)),
+        limits_(std::move(limits)),
+        counters_(std::move(counters)),
+        loop_(std::move(loop)) {}
+  ~Session() {
+    abandon();
+    if (streaming_) --counters_->streams;
+    --counters_->connections;
+  }
+
+  const Strand& strand() const { return strand_; }
 
   void read_request() {
     parser_.emplace();
-    parser_->header_limit(limits_.max_header_bytes);
-    parser_->body_limit(limits_.max_body_bytes);
-    stream_.expires_after(limits_.request_timeout);
+    parser_->header_limit(limits_->max_header_bytes);
+    parser_->body_limit(limits_->max_body_bytes);
+    stream_.expires_after(limits_->request_timeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
+  // The exchange's steps, on the strand.
+  void answer(Response response) {
+    if (state_ != State::kHandling) return;
+    state_ = State::kAnswering;
+    abandoned_ = nullptr;
+    send(std::move(response));
+  }
+
+  void start_stream(Response head) {
+    if (state_ != State::kHandling) return;
+    if (counters_->streams.fetch_add(1) >= limits_->max_streams) {
+      --counters_->streams;
+      // The handler learns that nothing will be sent (its writes fail), then the client gets 503.
+      state_ = State::kAnswering;
+      if (auto abandoned = std::exchange(abandoned_, nullptr)) abandoned();
+      return send({503, "text/plain; charset=utf-8", "too many streams open; try again later\n", {}});
+    }
+    streaming_ = true;
+    state_ = State::kStreaming;
+    stream_head_.emplace();
+    stream_head_->version(version_);
+    stream_head_->result(head.status);
+    stream_head_->set(bhttp::field::content_type, head.content_type);
+    for (const auto& [name, value] : head.headers) stream_head_->insert(name, value);
+    // HTTP/1.0 has no chunks: the body ends when the connection closes.
+    if (version_ >= 11) {
+      stream_head_->chunked(true);
+      stream_head_->keep_alive(keep_alive_);
+    } else {
+      stream_head_->keep_alive(false);
+    }
+    serializer_.emplace(*stream_head_);
+    pending_.push_back({Piece::kHead, {}, nullptr});
+    pump();
+  }
+
+  void write_piece(std::string piece, std::function<void(bool)> sent) {
+    if (state_ != State::kStreaming || closed_) {
+      if (sent) sent(false);
+      return;
+    }
+    pending_.push_back({Piece::kData, std::move(piece), std::move(sent)});
+    pump();
+  }
+
+  void end_stream() {
+    if (state_ != State::kStreaming) return;
+    state_ = State::kEnding;
+    abandoned_ = nullptr;
+    pending_.push_back({Piece::kLast, {}, nullptr});
+    pump();
+  }
+
+  void set_abandoned(std::function<void()> abandoned) {
+    if (closed_ && (state_ == State::kHandling || state_ == State::kStreaming)) return abandoned();
+    if (state_ == State::kHandling || state_ == State::kStreaming) abandoned_ = std::move(abandoned);
+  }
+
  private:
+  enum class State { kReading, kHandling, kAnswering, kStreaming, kEnding };
+  struct Piece {
+    enum Kind { kHead, kData, kLast } kind;
+    std::string bytes;
+    std::function<void(bool)> sent;
+  };
+
   void on_read(beast::error_code error, size_t) {
     if (error == bhttp::error::header_limit) return refuse(431, "request header fields too large\n");
     if (error == bhttp::error::body_limit) return refuse(413, "request body too large\n");
@@ -98,41 +224,138 @@ class Session : public std::enable_shared_from_this<Session> {
       routed.headers.emplace_back(std::string_view(field.name_string().data(), field.name_string().size()),
                                   std::string_view(field.value().data(), field.value().size()));
     }
-    std::string allow;
-    Response answer;
+    keep_alive_ = request.keep_alive();
+    head_only_ = request.method() == bhttp::verb::head;
+    version_ = request.version();
+    state_ = State::kHandling;
+    auto exchange = std::make_shared<SessionExchange>(weak_from_this(), loop_, peer_);
     try {
-      answer = router_->dispatch(routed, allow);
+      router_->dispatch(routed, exchange);
     } catch (const std::exception& e) {
       spdlog::error("http: {} {}: {}", routed.method, routed.path, e.what());
-      answer = {500, "text/plain; charset=utf-8", "internal error\n", {}};
+      exchange->respond({500, "text/plain; charset=utf-8", "internal error\n", {}});
     }
-    send(std::move(answer), request.keep_alive(), request.method() == bhttp::verb::head, request.version(),
-         std::move(allow));
+    // Still without an answer: the client may leave meanwhile, which the handler must learn.
+    if (state_ == State::kHandling || state_ == State::kStreaming) watch_for_close();
+  }
+
+  // While an answer is pending nothing more is read from the client; a read of the raw socket
+  // (which the request timeout does not cover) notices when it goes. Bytes it gets (a pipelined
+  // request) are kept for the next request, up to the header limit.
+  void watch_for_close() {
+    if (watching_ || closed_) return;
+    if (buffer_.size() >= limits_->max_header_bytes) return;
+    watching_ = true;
+    stream_.socket().async_read_some(
+        buffer_.prepare(512),
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t size) {
+          self->watching_ = false;
+          self->buffer_.commit(size);
+          if (error == asio::error::operation_aborted && self->resume_reading_) {
+            self->resume_reading_ = false;
+            return self->read_request();
+          }
+          if (error) return self->close();
+          if (self->state_ == State::kHandling || self->state_ == State::kStreaming)
+            return self->watch_for_close();
+          if (self->state_ == State::kReading) self->read_request();
+        }));
+  }
+
+  // The answer is complete: read the next request once the watch has stopped.
+  void next_request() {
+    state_ = State::kReading;
+    if (watching_) {
+      resume_reading_ = true;
+      beast::error_code ignored;
+      stream_.socket().cancel(ignored);
+      return;
+    }
+    read_request();
   }
 
   void refuse(unsigned status, std::string body) {
     refused_ = true;
-    send({status, "text/plain; charset=utf-8", std::move(body), {}}, false, false, 11, "");
+    keep_alive_ = false;
+    head_only_ = false;
+    version_ = 11;
+    state_ = State::kAnswering;
+    send({status, "text/plain; charset=utf-8", std::move(body), {}});
   }
 
-  void send(Response answer, bool keep_alive, bool head, unsigned version, std::string allow) {
+  void send(Response answer) {
     response_ = {};
-    response_.version(version);
+    response_.version(version_);
     response_.result(answer.status);
     response_.set(bhttp::field::content_type, answer.content_type);
-    if (!allow.empty()) response_.set(bhttp::field::allow, allow);
     for (const auto& [name, value] : answer.headers) response_.insert(name, value);
-    response_.keep_alive(keep_alive);
+    response_.keep_alive(keep_alive_);
     response_.content_length(answer.body.size());
-    if (!head) response_.body() = std::move(answer.body);
-    stream_.expires_after(limits_.request_timeout);
-    bhttp::async_write(stream_, response_, beast::bind_front_handler(&Session::on_write, shared_from_this()));
+    if (!head_only_) response_.body() = std::move(answer.body);
+    stream_.expires_after(limits_->request_timeout);
+    bhttp::async_write(
+        stream_, response_,
+        asio::bind_executor(strand_, beast::bind_front_handler(&Session::on_write, shared_from_this())));
   }
 
   void on_write(beast::error_code error, size_t) {
     if (!error && refused_) return drain_then_close();
     if (error || !response_.keep_alive()) return close();
-    read_request();
+    next_request();
+  }
+
+  // Sends the pieces of a stream one after the other.
+  void pump() {
+    if (writing_ || pending_.empty()) return;
+    if (closed_) return fail_pending();
+    writing_ = true;
+    stream_.expires_after(limits_->request_timeout);
+    auto done = asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t) {
+      self->writing_ = false;
+      Piece piece = std::move(self->pending_.front());
+      self->pending_.pop_front();
+      if (error) {
+        self->close();
+        if (piece.sent) piece.sent(false);
+        return self->fail_pending();
+      }
+      if (piece.sent) piece.sent(true);
+      if (piece.kind == Piece::kLast) {
+        --self->counters_->streams;
+        self->streaming_ = false;
+        if (!self->stream_head_->keep_alive()) return self->close();
+        self->stream_head_.reset();
+        return self->next_request();
+      }
+      self->pump();
+    });
+    Piece& piece = pending_.front();
+    const bool chunked = stream_head_->chunked();
+    switch (piece.kind) {
+      case Piece::kHead: bhttp::async_write_header(stream_, *serializer_, std::move(done)); break;
+      case Piece::kData:
+        if (chunked) {
+          asio::async_write(stream_, bhttp::make_chunk(asio::buffer(piece.bytes)), std::move(done));
+        } else {
+          asio::async_write(stream_, asio::buffer(piece.bytes), std::move(done));
+        }
+        break;
+      case Piece::kLast:
+        if (chunked) {
+          asio::async_write(stream_, bhttp::make_chunk_last(), std::move(done));
+        } else {
+          asio::post(strand_, [done = std::move(done)]() mutable { done(beast::error_code(), 0); });
+        }
+        break;
+    }
+  }
+
+  void fail_pending() {
+    while (!pending_.empty()) {
+      Piece piece = std::move(pending_.front());
+      pending_.pop_front();
+      if (piece.sent) piece.sent(false);
+    }
   }
 
   // After a refusal the client may still be sending what was refused; closing with it unread
@@ -145,40 +368,118 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void discard_until_closed() {
-    stream_.async_read_some(asio::buffer(discard_),
-                            [self = shared_from_this()](beast::error_code error, size_t) {
-                              if (error) return self->close();
-                              self->discard_until_closed();
-                            });
+    stream_.async_read_some(
+        asio::buffer(discard_),
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t) {
+          if (error) return self->close();
+          self->discard_until_closed();
+        }));
   }
 
   void close() {
+    if (closed_) return;
+    closed_ = true;
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
+    abandon();
   }
 
+  void abandon() {
+    if (auto abandoned = std::exchange(abandoned_, nullptr)) abandoned();
+  }
+
+  Strand strand_;
   beast::tcp_stream stream_;
+  std::string peer_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bhttp::response<bhttp::string_body> response_;
+  std::optional<bhttp::response<bhttp::empty_body>> stream_head_;
+  std::optional<bhttp::response_serializer<bhttp::empty_body>> serializer_;
+  std::deque<Piece> pending_;
+  std::function<void()> abandoned_;
   std::array<char, 4096> discard_;
+  State state_ = State::kReading;
+  unsigned version_ = 11;
+  bool keep_alive_ = false;
+  bool head_only_ = false;
   bool refused_ = false;
+  bool streaming_ = false;  // counted in counters_->streams
+  bool writing_ = false;
+  bool watching_ = false;
+  bool resume_reading_ = false;
+  bool closed_ = false;
   std::shared_ptr<const Router> router_;
-  const Limits& limits_;
-  std::atomic<size_t>& open_;
+  std::shared_ptr<const Limits> limits_;
+  std::shared_ptr<HttpServer::Counters> counters_;
+  std::shared_ptr<Loop> loop_;
 };
+
+template <class Step>
+bool SessionExchange::run(Step step) {
+  std::shared_ptr<Session> session;
+  {
+    std::lock_guard lock(loop_->mu);
+    if (!loop_->open) return false;
+    session = session_.lock();
+    if (!session) return false;
+    if (!session->strand().running_in_this_thread()) {
+      const Strand strand = session->strand();
+      asio::post(strand,
+                 [session = std::move(session), step = std::move(step)]() mutable { step(*session); });
+      return true;
+    }
+  }
+  step(*session);
+  return true;
+}
+
+void SessionExchange::respond(Response response) {
+  run([response = std::move(response)](Session& session) mutable { session.answer(std::move(response)); });
+}
+
+void SessionExchange::start_stream(Response head) {
+  run([head = std::move(head)](Session& session) mutable { session.start_stream(std::move(head)); });
+}
+
+void SessionExchange::write(std::string piece, std::function<void(bool)> sent) {
+  // A write that cannot reach its session reports failure, so the writer stops.
+  auto shared_sent = std::make_shared<std::function<void(bool)>>(std::move(sent));
+  const bool reached = run([piece = std::move(piece), shared_sent](Session& session) mutable {
+    session.write_piece(std::move(piece), std::move(*shared_sent));
+  });
+  if (!reached && *shared_sent) (*shared_sent)(false);
+}
+
+void SessionExchange::end() {
+  run([](Session& session) { session.end_stream(); });
+}
+
+void SessionExchange::on_abandoned(std::function<void()> abandoned) {
+  std::shared_ptr<Session> alive;
+  {
+    std::lock_guard lock(loop_->mu);
+    alive = loop_->open ? session_.lock() : nullptr;
+  }
+  if (!alive) return abandoned();  // the connection is gone already
+  alive.reset();
+  run([abandoned = std::move(abandoned)](Session& session) mutable {
+    session.set_abandoned(std::move(abandoned));
+  });
+}
 
 }  // namespace
 
 struct HttpServer::State {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  std::shared_ptr<Loop> loop = std::make_shared<Loop>();
 };
 
 HttpServer::HttpServer(std::string listen, Limits limits, Router router)
     : listen_(std::move(listen)),
-      limits_(limits),
+      limits_(std::make_shared<const Limits>(limits)),
       router_(std::make_shared<const Router>(std::move(router))) {}
 
 HttpServer::~HttpServer() {
@@ -188,20 +489,22 @@ HttpServer::~HttpServer() {
 namespace {
 
 void accept_next(tcp::acceptor& acceptor, asio::io_context& io, std::shared_ptr<const Router> router,
-                 const Limits& limits, std::atomic<size_t>& open) {
-  acceptor.async_accept(asio::make_strand(io), [&acceptor, &io, router, &limits, &open](
-                                                   beast::error_code error, tcp::socket socket) {
+                 std::shared_ptr<const Limits> limits, std::shared_ptr<HttpServer::Counters> counters,
+                 std::shared_ptr<Loop> loop) {
+  Strand strand = asio::make_strand(io);
+  acceptor.async_accept(strand, [&acceptor, &io, strand, router, limits, counters, loop](
+                                    beast::error_code error, tcp::socket socket) {
     if (error == asio::error::operation_aborted || !acceptor.is_open()) return;
     if (!error) {
-      if (open.fetch_add(1) >= limits.max_connections) {
-        --open;  // over the limit: closed at once, before anything is read
+      if (counters->connections.fetch_add(1) >= limits->max_connections) {
+        --counters->connections;  // over the limit: closed at once, before anything is read
         beast::error_code ignored;
         socket.close(ignored);
       } else {
-        std::make_shared<Session>(std::move(socket), router, limits, open)->read_request();
+        std::make_shared<Session>(std::move(socket), strand, router, limits, counters, loop)->read_request();
       }
     }
-    accept_next(acceptor, io, router, limits, open);
+    accept_next(acceptor, io, router, limits, counters, loop);
   });
 }
 
@@ -225,8 +528,8 @@ int HttpServer::start() {
     throw std::runtime_error("[http] cannot listen on " + listen_ + ": " + e.what());
   }
   const int bound = state_->acceptor.local_endpoint().port();
-  accept_next(state_->acceptor, state_->io, router_, limits_, open_connections_);
-  for (size_t i = 0; i < std::max<size_t>(1, limits_.threads); ++i) {
+  accept_next(state_->acceptor, state_->io, router_, limits_, counters_, state_->loop);
+  for (size_t i = 0; i < std::max<size_t>(1, limits_->threads); ++i) {
     threads_.emplace_back([this] { state_->io.run(); });
   }
   return bound;
@@ -234,6 +537,10 @@ int HttpServer::start() {
 
 void HttpServer::stop() {
   if (!state_) return;
+  {
+    std::lock_guard lock(state_->loop->mu);
+    state_->loop->open = false;
+  }
   asio::post(state_->io, [this] {
     beast::error_code ignored;
     state_->acceptor.close(ignored);

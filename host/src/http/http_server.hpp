@@ -34,21 +34,43 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // more header fields to send
 };
 
+// How a handler answers, now or later, from any thread. Exactly one of: respond(); or
+// start_stream(), then write() any number of times (one at a time), then end().
+class Exchange {
+ public:
+  virtual ~Exchange() = default;
+  // The whole answer.
+  virtual void respond(Response response) = 0;
+  // The head of an answer sent in pieces (chunked): status, type and headers.
+  virtual void start_stream(Response head) = 0;
+  // Sends one piece; `sent(true)` once it went out, `sent(false)` when the client is gone or too
+  // slow (the connection is then closed). The next write waits for `sent`.
+  virtual void write(std::string piece, std::function<void(bool sent)> sent) = 0;
+  virtual void end() = 0;
+  // `abandoned` runs once when the client goes away before the answer is complete (possibly at
+  // once, on any thread); never after respond() or end().
+  virtual void on_abandoned(std::function<void()> abandoned) = 0;
+  // The client's address as "ipv4:1.2.3.4:5678" or "ipv6:[::1]:5678" (gRPC's peer format).
+  virtual const std::string& peer() const = 0;
+};
+
 // Routes by exact path, then method. A GET route answers HEAD too (without the body). Handlers
-// run on the server's threads: keep them short and never blocking for long.
+// run on the server's threads: keep them short and never blocking for long. The request's views
+// are valid only until the handler returns.
 class Router {
  public:
   using Handler = std::function<Response(const Request&)>;
+  using AsyncHandler = std::function<void(const Request&, std::shared_ptr<Exchange>)>;
   void add(std::string method, std::string path, Handler handler);
   // For requests whose path no add() names (a gateway's /<package.Service>/<Method>); without
   // one they get 404.
-  void set_fallback(Handler handler) { fallback_ = std::move(handler); }
+  void set_fallback(AsyncHandler handler) { fallback_ = std::move(handler); }
   // 404 for an unknown path, 405 (with the methods allowed) for a known path and another method.
-  Response dispatch(const Request& request, std::string& allow) const;
+  void dispatch(const Request& request, const std::shared_ptr<Exchange>& exchange) const;
 
  private:
   std::map<std::string, std::map<std::string, Handler>, std::less<>> routes_;  // path → method → handler
-  Handler fallback_;
+  AsyncHandler fallback_;
 };
 
 struct Limits {
@@ -60,10 +82,19 @@ struct Limits {
   // is closed.
   std::chrono::milliseconds request_timeout{10'000};
   size_t threads = 1;
+  // Answers sent in pieces (streams) open at once; past it a stream is refused with 503 so that
+  // long streams cannot take every connection.
+  size_t max_streams = 32;
 };
 
 class HttpServer {
  public:
+  // Shared with the connections, which may outlive the server by a little (an answer posted late).
+  struct Counters {
+    std::atomic<size_t> connections{0};
+    std::atomic<size_t> streams{0};
+  };
+
   HttpServer(std::string listen, Limits limits, Router router);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
@@ -75,16 +106,17 @@ class HttpServer {
   // Closes the listener and every connection, and joins the threads.
   void stop();
 
-  size_t open_connections() const { return open_connections_; }
+  size_t open_connections() const { return counters_->connections; }
+  size_t open_streams() const { return counters_->streams; }
 
  private:
   struct State;
   std::string listen_;
-  Limits limits_;
+  std::shared_ptr<const Limits> limits_;
   std::shared_ptr<const Router> router_;
   std::unique_ptr<State> state_;
   std::vector<std::thread> threads_;
-  std::atomic<size_t> open_connections_{0};
+  std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
 };
 
 // "host:port" → (host, port); an IPv6 host is written in brackets. nullopt-like empty host when

@@ -247,7 +247,7 @@ void Plugin::build_pool() {
     throw LoadError("malformed descriptor set: " + std::to_string(set_bytes.size) +
                     " bytes that do not parse as google.protobuf.FileDescriptorSet");
   }
-  pool_ = std::make_unique<google::protobuf::DescriptorPool>();
+  pool_ = std::make_shared<google::protobuf::DescriptorPool>();
   for (const auto& file : set.file()) {
     CollectingErrors errors;
     if (pool_->BuildFileCollectingErrors(file, &errors) == nullptr) {

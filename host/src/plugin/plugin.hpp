@@ -135,6 +135,8 @@ class Plugin {
   const std::vector<std::string>& collections() const { return self_.collections; }
   void set_platform(const platform::Platform* platform) { self_.platform = platform; }
   const google::protobuf::DescriptorPool& pool() const { return *pool_; }
+  // The same pool, for users that may outlive the generation (a transcoding answer in flight).
+  std::shared_ptr<const google::protobuf::DescriptorPool> shared_pool() const { return pool_; }
   void* instance() const { return instance_; }
   gv_host_plugin* self() { return &self_; }
 
@@ -153,7 +155,7 @@ class Plugin {
   Negotiated negotiated_{};
   gv_host_api api_{};
   gv_host_plugin self_;
-  std::unique_ptr<google::protobuf::DescriptorPool> pool_;
+  std::shared_ptr<google::protobuf::DescriptorPool> pool_;
   std::vector<Method> methods_;
   std::vector<std::string> dependencies_;
   void* instance_ = nullptr;

@@ -5,6 +5,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <list>
@@ -171,7 +172,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   bool is_cancelled() const override { return cancelled_; }
 
   size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
-    if (key == nullptr) return 0;
+    // The gateway's key stays with the host: a plugin that logs metadata must not leak it.
+    if (key == nullptr || std::string_view(key) == kForwardingKeyKey) return 0;
     auto [begin, end] = transport_.context.client_metadata().equal_range(grpc::string_ref(key));
     size_t count = 0;
     for (auto it = begin; it != end; ++it, ++count) {
@@ -215,7 +217,18 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
 
   gv_bytes peer() const override {
     std::lock_guard lock(mu_);
-    if (peer_.empty()) peer_ = transport_.context.peer();
+    if (peer_.empty()) {
+      peer_ = transport_.context.peer();
+      // The HTTP gateway names its client's address, so that plugins see it as they would on the
+      // gRPC port; it is believed only with the gateway's key.
+      const auto& metadata = transport_.context.client_metadata();
+      if (const auto forwarded = metadata.find(kForwardedPeerKey); forwarded != metadata.end()) {
+        const auto key = metadata.find(kForwardingKeyKey);
+        if (key != metadata.end() && server_.is_forwarding_key({key->second.data(), key->second.size()})) {
+          peer_.assign(forwarded->second.data(), forwarded->second.size());
+        }
+      }
+    }
     return {reinterpret_cast<const uint8_t*>(peer_.data()), peer_.size()};
   }
 
@@ -670,7 +683,18 @@ void UnaryMethods::request(int index, grpc::ServerContext* context, grpc::ByteBu
 }
 
 Server::Server(config::ServerConfig config, RouteSource routes, std::vector<std::string> unary_methods)
-    : config_(std::move(config)), routes_(std::move(routes)), unary_method_names_(std::move(unary_methods)) {}
+    : config_(std::move(config)), routes_(std::move(routes)), unary_method_names_(std::move(unary_methods)) {
+  unsigned char key[32];
+  randombytes_buf(key, sizeof key);
+  forwarding_key_.resize(sizeof key * 2 + 1);
+  sodium_bin2hex(forwarding_key_.data(), forwarding_key_.size(), key, sizeof key);
+  forwarding_key_.pop_back();
+}
+
+bool Server::is_forwarding_key(std::string_view key) const {
+  return key.size() == forwarding_key_.size() &&
+         sodium_memcmp(key.data(), forwarding_key_.data(), key.size()) == 0;
+}
 
 Server::~Server() {
   if (server_ && !closed_) shutdown(std::chrono::milliseconds(0));

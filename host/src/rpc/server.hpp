@@ -27,6 +27,11 @@ namespace gameverse::rpc {
 
 class Gate;
 
+// The metadata that carries an HTTP gateway client's address, believed only beside the server's
+// forwarding key (Server::forwarding_key), which only the host's own gateway holds.
+inline constexpr const char* kForwardedPeerKey = "gameverse-http-peer";
+inline constexpr const char* kForwardingKeyKey = "gameverse-forwarding-key";
+
 // A unary call's reply: one slice that gRPC takes into its send buffer as it is (see the
 // SerializationTraits below), where a grpc::ByteBuffer would be copied once more.
 struct UnaryReply {
@@ -77,6 +82,11 @@ class Server {
   // the same path as one from the port (the request-path fuzzer). After start().
   std::shared_ptr<grpc::Channel> in_process_channel() { return server_->InProcessChannel({}); }
 
+  // A random secret per process: calls that carry it (kForwardingKeyKey) may name the client they
+  // forward (kForwardedPeerKey). Given to the host's HTTP gateway only.
+  const std::string& forwarding_key() const { return forwarding_key_; }
+  bool is_forwarding_key(std::string_view key) const;
+
   // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
   // waits for their plugins to finish them, then stops the worker threads.
   void shutdown(std::chrono::milliseconds drain);
@@ -108,6 +118,7 @@ class Server {
   CallMetrics::Method* method_metrics(Queue& queue, size_t slot, const std::string& method);
 
   config::ServerConfig config_;
+  std::string forwarding_key_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
   CallMetrics* call_metrics_ = nullptr;

@@ -1,0 +1,629 @@
+#include "http/gateway.hpp"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/type_resolver.h>
+#include <google/protobuf/util/type_resolver_util.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <mutex>
+#include <unordered_map>
+
+#include "rpc/server.hpp"
+
+namespace gameverse::http {
+
+namespace gp = google::protobuf;
+
+unsigned http_status_of(int grpc_code) {
+  switch (static_cast<grpc::StatusCode>(grpc_code)) {
+    case grpc::StatusCode::OK: return 200;
+    case grpc::StatusCode::CANCELLED: return 499;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+    case grpc::StatusCode::OUT_OF_RANGE: return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return 504;
+    case grpc::StatusCode::NOT_FOUND: return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+    case grpc::StatusCode::ABORTED: return 409;
+    case grpc::StatusCode::PERMISSION_DENIED: return 403;
+    case grpc::StatusCode::UNAUTHENTICATED: return 401;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return 429;
+    case grpc::StatusCode::UNIMPLEMENTED: return 501;
+    case grpc::StatusCode::UNAVAILABLE: return 503;
+    default: return 500;  // UNKNOWN, INTERNAL, DATA_LOSS
+  }
+}
+
+const char* grpc_code_name(int grpc_code) {
+  static constexpr const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  return grpc_code >= 0 && grpc_code <= 16 ? kNames[grpc_code] : "UNKNOWN";
+}
+
+int64_t parse_grpc_timeout_ms(std::string_view value) {
+  // At most 8 digits and a unit (gRPC over HTTP/2, "Timeout").
+  if (value.size() < 2 || value.size() > 9) return -1;
+  int64_t amount = 0;
+  const auto digits = value.substr(0, value.size() - 1);
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), amount);
+  if (error != std::errc() || end != digits.data() + digits.size() || amount < 0) return -1;
+  switch (value.back()) {
+    case 'H': return amount * 3'600'000;
+    case 'M': return amount * 60'000;
+    case 'S': return amount * 1'000;
+    case 'm': return amount;
+    case 'u': return std::max<int64_t>(amount / 1'000, amount > 0 ? 1 : 0);
+    case 'n': return std::max<int64_t>(amount / 1'000'000, amount > 0 ? 1 : 0);
+    default: return -1;
+  }
+}
+
+namespace {
+
+constexpr std::string_view kTypeUrlPrefix = "type.googleapis.com";
+
+bool starts_with_ci(std::string_view text, std::string_view prefix) {
+  return text.size() >= prefix.size() &&
+         std::equal(prefix.begin(), prefix.end(), text.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+         });
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+std::string json_escape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  for (const unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+std::string json_error(int code, std::string_view message) {
+  return "{\"code\":" + std::to_string(code) + ",\"status\":\"" + grpc_code_name(code) + "\",\"message\":\"" +
+         json_escape(message) + "\"}";
+}
+
+std::string base64(std::string_view bytes) {
+  std::string out(sodium_base64_encoded_len(bytes.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(bytes.data()),
+                    bytes.size(), sodium_base64_VARIANT_ORIGINAL);
+  out.resize(out.size() - 1);  // the terminating NUL
+  return out;
+}
+
+// gRPC-Web text bodies may be several padded base64 pieces one after the other.
+std::optional<std::string> unbase64(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  while (!text.empty()) {
+    std::string piece(text.size() / 4 * 3 + 3, '\0');
+    size_t size = 0;
+    const char* end = nullptr;
+    if (sodium_base642bin(reinterpret_cast<unsigned char*>(piece.data()), piece.size(), text.data(),
+                          text.size(), " \r\n\t", &size, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        end == text.data()) {
+      return std::nullopt;
+    }
+    out.append(piece.data(), size);
+    text.remove_prefix(static_cast<size_t>(end - text.data()));
+  }
+  return out;
+}
+
+// A gRPC message frame: flag, big-endian length, message.
+std::string frame(uint8_t flag, std::string_view payload) {
+  std::string out(5 + payload.size(), '\0');
+  out[0] = static_cast<char>(flag);
+  const auto size = static_cast<uint32_t>(payload.size());
+  out[1] = static_cast<char>(size >> 24);
+  out[2] = static_cast<char>(size >> 16);
+  out[3] = static_cast<char>(size >> 8);
+  out[4] = static_cast<char>(size);
+  std::copy(payload.begin(), payload.end(), out.begin() + 5);
+  return out;
+}
+
+// grpc-message is percent-encoded (gRPC over HTTP/2, "Status-Message").
+std::string percent_encode(std::string_view text) {
+  std::string out;
+  for (const unsigned char c : text) {
+    if (c >= 0x20 && c <= 0x7e && c != '%') {
+      out += static_cast<char>(c);
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+std::string trailer_frame(const grpc::Status& status) {
+  std::string block = "grpc-status:" + std::to_string(status.error_code()) + "\r\n";
+  if (!status.ok()) block += "grpc-message:" + percent_encode(status.error_message()) + "\r\n";
+  return frame(0x80, block);
+}
+
+std::string to_string(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string out;
+  if (!buffer.Dump(&slices).ok()) return out;
+  out.reserve(buffer.Length());
+  for (const auto& slice : slices) out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  return out;
+}
+
+grpc::ByteBuffer to_buffer(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// Request headers that are HTTP's own, the gateway's, or gRPC's reserved ones: never forwarded as
+// call metadata.
+bool forwarded_as_metadata(std::string_view name) {
+  static const std::array<std::string_view, 24> kDropped = {"host",
+                                                            "connection",
+                                                            "keep-alive",
+                                                            "proxy-connection",
+                                                            "proxy-authorization",
+                                                            "te",
+                                                            "trailer",
+                                                            "transfer-encoding",
+                                                            "upgrade",
+                                                            "content-length",
+                                                            "content-type",
+                                                            "accept",
+                                                            "accept-encoding",
+                                                            "accept-language",
+                                                            "user-agent",
+                                                            "origin",
+                                                            "referer",
+                                                            "cookie",
+                                                            "x-grpc-web",
+                                                            "x-user-agent",
+                                                            "cache-control",
+                                                            "pragma",
+                                                            "expect",
+                                                            "dnt"};
+  if (name.empty() || name.size() > 64) return false;
+  const std::string key = lower(name);
+  if (std::find(kDropped.begin(), kDropped.end(), key) != kDropped.end()) return false;
+  if (key.rfind("grpc-", 0) == 0 || key.rfind("gameverse-", 0) == 0 || key.rfind("sec-", 0) == 0 ||
+      key.rfind("access-control-", 0) == 0 || key.rfind("connect-", 0) == 0) {
+    return false;
+  }
+  // Binary metadata would need decoding; a gRPC metadata key is [0-9a-z-_.].
+  if (key.size() > 4 && key.compare(key.size() - 4, 4, "-bin") == 0) return false;
+  return std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+
+bool printable(std::string_view value) {
+  return std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
+}  // namespace
+
+// What the gateway shares with its calls: the stub, the routes, the options, and one transcoder
+// per plugin generation.
+struct Gateway::Core {
+  // A generation's JSON mapping: its pool (kept while calls use it) and a resolver over it.
+  struct Transcoder {
+    std::shared_ptr<const gp::DescriptorPool> pool;
+    std::unique_ptr<gp::util::TypeResolver> resolver;
+  };
+
+  RouteSource routes;
+  grpc::GenericStub stub;
+  GatewayOptions options;
+  std::mutex transcoders_mu;
+  std::unordered_map<const plugin::Plugin*,
+                     std::pair<std::weak_ptr<plugin::Plugin>, std::shared_ptr<Transcoder>>>
+      transcoders;
+
+  Core(RouteSource source, std::shared_ptr<grpc::Channel> channel, GatewayOptions gateway_options)
+      : routes(std::move(source)), stub(std::move(channel)), options(std::move(gateway_options)) {}
+
+  std::shared_ptr<Transcoder> transcoder_of(const std::shared_ptr<plugin::Plugin>& plugin) {
+    std::lock_guard lock(transcoders_mu);
+    auto it = transcoders.find(plugin.get());
+    if (it != transcoders.end() && !it->second.first.expired()) return it->second.second;
+    // A new generation: forget those that retired.
+    std::erase_if(transcoders, [](const auto& entry) { return entry.second.first.expired(); });
+    auto transcoder = std::make_shared<Transcoder>();
+    transcoder->pool = plugin->shared_pool();
+    transcoder->resolver.reset(
+        gp::util::NewTypeResolverForDescriptorPool(std::string(kTypeUrlPrefix), transcoder->pool.get()));
+    transcoders[plugin.get()] = {plugin, transcoder};
+    return transcoder;
+  }
+
+  // CORS: the value for Access-Control-Allow-Origin, or empty when the origin may not call.
+  std::string allowed_origin(std::string_view origin) const {
+    if (origin.empty()) return "";
+    for (const auto& allowed : options.cors_origins) {
+      if (allowed == "*") return "*";
+      if (allowed == origin) return std::string(origin);
+    }
+    return "";
+  }
+};
+
+namespace {
+
+enum class Protocol { kJson, kGrpcWeb, kGrpcWebText };
+
+// One call through the gateway: started on the HTTP thread, answered from gRPC's callbacks.
+class GatewayCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                          public std::enable_shared_from_this<GatewayCall> {
+ public:
+  GatewayCall(std::shared_ptr<Gateway::Core> core, std::shared_ptr<Exchange> exchange, Protocol protocol,
+              std::string method, const gp::MethodDescriptor* descriptor,
+              std::shared_ptr<Gateway::Core::Transcoder> transcoder, bool streaming,
+              std::vector<std::pair<std::string, std::string>> response_headers)
+      : core_(std::move(core)),
+        exchange_(std::move(exchange)),
+        protocol_(protocol),
+        method_(std::move(method)),
+        transcoder_(std::move(transcoder)),
+        streaming_(streaming),
+        response_headers_(std::move(response_headers)) {
+    if (descriptor != nullptr) {
+      response_type_url_ = std::string(kTypeUrlPrefix) + "/" + descriptor->output_type()->full_name();
+    }
+  }
+
+  grpc::ClientContext& context() { return context_; }
+
+  void start(std::string request) {
+    request_ = to_buffer(request);
+    // The client leaving cancels the call. The exchange keeps this call alive until then.
+    exchange_->on_abandoned([weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->context_.TryCancel();
+    });
+    self_ = shared_from_this();  // until OnDone or the unary completion
+    if (!streaming_) {
+      core_->stub.UnaryCall(&context_, method_, grpc::StubOptions(), &request_, &reply_,
+                            [this](grpc::Status status) { unary_done(std::move(status)); });
+      return;
+    }
+    core_->stub.PrepareBidiStreamingCall(&context_, method_, grpc::StubOptions(), this);
+    AddHold();  // OnDone waits until every message was read and sent on
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&reply_);
+    StartCall();
+  }
+
+  // Reactions (gRPC's threads).
+  void OnWriteDone(bool) override {}
+  void OnReadDone(bool ok) override {
+    if (!ok) return RemoveHold();
+    std::string piece;
+    if (!encode_message(piece)) {
+      context_.TryCancel();
+      return RemoveHold();
+    }
+    if (!stream_started_) {
+      stream_started_ = true;
+      exchange_->start_stream(head(200));
+    }
+    exchange_->write(std::move(piece), [weak = weak_from_this()](bool sent) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (!sent) {
+        self->context_.TryCancel();
+        return self->RemoveHold();
+      }
+      self->StartRead(&self->reply_);
+    });
+  }
+  void OnDone(const grpc::Status& status) override {
+    if (!stream_started_) {
+      finish_whole(status);
+    } else {
+      std::string last = final_piece(status);
+      if (!last.empty()) exchange_->write(std::move(last), nullptr);
+      exchange_->end();
+    }
+    self_.reset();  // the last reference but the exchange's weak ones
+  }
+
+ private:
+  void unary_done(grpc::Status status) {
+    finish_whole(status);
+    self_.reset();
+  }
+
+  Response head(unsigned status) {
+    Response response;
+    response.status = status;
+    switch (protocol_) {
+      case Protocol::kJson:
+        response.content_type = streaming_ ? "application/x-ndjson" : "application/json";
+        break;
+      case Protocol::kGrpcWeb: response.content_type = "application/grpc-web+proto"; break;
+      case Protocol::kGrpcWebText: response.content_type = "application/grpc-web-text+proto"; break;
+    }
+    response.headers = response_headers_;
+    const auto& metadata = context_.GetServerInitialMetadata();
+    if (auto id = metadata.find("x-request-id"); id != metadata.end()) {
+      response.headers.emplace_back("X-Request-Id", std::string(id->second.data(), id->second.size()));
+    }
+    return response;
+  }
+
+  // The current reply as one piece of the answer: a JSON object (one NDJSON line for a stream) or a
+  // gRPC-Web frame.
+  bool encode_message(std::string& piece) {
+    if (protocol_ != Protocol::kJson) {
+      piece = frame(0, to_string(reply_));
+      if (protocol_ == Protocol::kGrpcWebText) piece = base64(piece);
+      return true;
+    }
+    std::string json;
+    gp::util::JsonPrintOptions options;
+    const auto converted = gp::util::BinaryToJsonString(transcoder_->resolver.get(), response_type_url_,
+                                                        to_string(reply_), &json, options);
+    if (!converted.ok()) {
+      spdlog::error("http gateway: the reply of {} does not convert to JSON: {}", method_,
+                    converted.ToString());
+      transcode_failed_ = true;
+      return false;
+    }
+    piece = streaming_ ? "{\"result\":" + json + "}\n" : std::move(json);
+    return true;
+  }
+
+  grpc::Status effective(const grpc::Status& status) const {
+    if (transcode_failed_) return {grpc::StatusCode::INTERNAL, "the reply could not be converted to JSON"};
+    return status;
+  }
+
+  // What ends a stream that already sent messages: the trailers, or an error line.
+  std::string final_piece(const grpc::Status& given) {
+    const grpc::Status status = effective(given);
+    switch (protocol_) {
+      case Protocol::kJson:
+        return status.ok() ? ""
+                           : "{\"error\":" + json_error(status.error_code(), status.error_message()) + "}\n";
+      case Protocol::kGrpcWeb: return trailer_frame(status);
+      case Protocol::kGrpcWebText: return base64(trailer_frame(status));
+    }
+    return "";
+  }
+
+  // The whole answer at once: a unary call, or a stream that ended before its first message.
+  void finish_whole(const grpc::Status& given) {
+    grpc::Status status = effective(given);
+    if (protocol_ == Protocol::kJson) {
+      std::string body;
+      if (status.ok() && !streaming_) {
+        if (!encode_message(body)) status = effective(status);
+      }
+      if (!status.ok()) {
+        Response response = head(http_status_of(status.error_code()));
+        response.content_type = "application/json";
+        response.body = json_error(status.error_code(), status.error_message()) + "\n";
+        return exchange_->respond(std::move(response));
+      }
+      Response response = head(200);
+      response.body = std::move(body);
+      return exchange_->respond(std::move(response));
+    }
+    Response response = head(200);
+    std::string body;
+    if (status.ok() && !streaming_) body = frame(0, to_string(reply_));
+    body += trailer_frame(status);
+    response.body = protocol_ == Protocol::kGrpcWebText ? base64(body) : std::move(body);
+    exchange_->respond(std::move(response));
+  }
+
+  std::shared_ptr<Gateway::Core> core_;
+  std::shared_ptr<Exchange> exchange_;
+  Protocol protocol_;
+  std::string method_;
+  std::shared_ptr<Gateway::Core::Transcoder> transcoder_;
+  bool streaming_;
+  std::vector<std::pair<std::string, std::string>> response_headers_;
+  std::string response_type_url_;
+  grpc::ClientContext context_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer reply_;
+  std::shared_ptr<GatewayCall> self_;
+  bool stream_started_ = false;
+  bool transcode_failed_ = false;
+};
+
+void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
+            const std::shared_ptr<Exchange>& exchange) {
+  std::vector<std::pair<std::string, std::string>> cors;
+  const std::string_view origin = request.header("origin");
+  const std::string allowed_origin = core->allowed_origin(origin);
+  if (!allowed_origin.empty()) {
+    cors.emplace_back("Access-Control-Allow-Origin", allowed_origin);
+    cors.emplace_back("Access-Control-Expose-Headers", "grpc-status, grpc-message, x-request-id");
+  }
+  if (!origin.empty() && !core->options.cors_origins.empty()) cors.emplace_back("Vary", "Origin");
+
+  if (request.method == "OPTIONS") {
+    // A browser's preflight: allowed origins learn what they may send.
+    if (allowed_origin.empty()) {
+      return exchange->respond(
+          {403, "text/plain; charset=utf-8", "this origin may not call the gateway\n", cors});
+    }
+    cors.emplace_back("Access-Control-Allow-Methods", "POST, OPTIONS");
+    cors.emplace_back("Access-Control-Allow-Headers",
+                      "authorization, content-type, grpc-timeout, x-grpc-web, x-user-agent, x-request-id");
+    cors.emplace_back("Access-Control-Max-Age", "600");
+    return exchange->respond({204, "text/plain; charset=utf-8", "", cors});
+  }
+
+  const std::string_view content_type = request.header("content-type");
+  Protocol protocol = Protocol::kJson;
+  if (starts_with_ci(content_type, "application/grpc-web-text")) {
+    protocol = Protocol::kGrpcWebText;
+  } else if (starts_with_ci(content_type, "application/grpc-web")) {
+    protocol = Protocol::kGrpcWeb;
+  }
+  // Refusals before any call: JSON callers get an HTTP status and a JSON body, gRPC-Web callers
+  // a status in trailers, as their clients expect.
+  auto refuse = [&](grpc::StatusCode code, const std::string& message) {
+    Response response;
+    response.headers = cors;
+    if (const auto id = request.header("x-request-id"); !id.empty() && id.size() <= 128 && printable(id)) {
+      response.headers.emplace_back("X-Request-Id", std::string(id));
+    }
+    if (protocol == Protocol::kJson) {
+      response.status = http_status_of(code);
+      response.content_type = "application/json";
+      response.body = json_error(code, message) + "\n";
+    } else {
+      response.content_type =
+          protocol == Protocol::kGrpcWeb ? "application/grpc-web+proto" : "application/grpc-web-text+proto";
+      const std::string trailers = trailer_frame({code, message});
+      response.body = protocol == Protocol::kGrpcWeb ? trailers : base64(trailers);
+    }
+    exchange->respond(std::move(response));
+  };
+
+  if (request.method != "POST") {
+    cors.emplace_back("Allow", "POST, OPTIONS");
+    return exchange->respond(
+        {405, "application/json", json_error(12, "call methods with POST") + "\n", cors});
+  }
+  if (protocol == Protocol::kJson && !content_type.empty() &&
+      !starts_with_ci(content_type, "application/json")) {
+    Response response{415, "application/json",
+                      json_error(3, "content-type '" + std::string(content_type) +
+                                        "' is not application/json, application/grpc-web+proto or "
+                                        "application/grpc-web-text") +
+                          "\n",
+                      cors};
+    return exchange->respond(std::move(response));
+  }
+
+  const std::string method(request.path);
+  const auto routes = core->routes();
+  const auto route = routes ? routes->find(method) : plugin::RouteTable::const_iterator{};
+  if (!routes || route == routes->end()) {
+    return refuse(grpc::StatusCode::UNIMPLEMENTED,
+                  "method " + method + " is not served by any loaded plugin");
+  }
+  const gv_call_kind kind = route->second.kind;
+  if (kind != GV_CALL_UNARY && kind != GV_CALL_SERVER_STREAMING) {
+    return refuse(grpc::StatusCode::UNIMPLEMENTED,
+                  "method " + method + " streams requests, which HTTP/1.1 cannot carry; call it over gRPC");
+  }
+  const auto& plugin = route->second.plugin;
+  const gp::MethodDescriptor* descriptor = plugin->methods()[route->second.method_index].descriptor;
+
+  // The request message, in the protobuf wire format.
+  std::string message;
+  std::shared_ptr<Gateway::Core::Transcoder> transcoder;
+  if (protocol == Protocol::kJson) {
+    transcoder = core->transcoder_of(plugin);
+    gp::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    const std::string_view body = request.body.empty() ? std::string_view("{}") : request.body;
+    const auto parsed = gp::util::JsonToBinaryString(
+        transcoder->resolver.get(), std::string(kTypeUrlPrefix) + "/" + descriptor->input_type()->full_name(),
+        gp::StringPiece(body.data(), body.size()), &message, options);
+    if (!parsed.ok()) {
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT, "the request body is not a " +
+                                                            descriptor->input_type()->full_name() +
+                                                            " in JSON: " + std::string(parsed.message()));
+    }
+  } else {
+    std::string decoded;
+    std::string_view body = request.body;
+    if (protocol == Protocol::kGrpcWebText) {
+      auto bytes = unbase64(body);
+      if (!bytes) return refuse(grpc::StatusCode::INVALID_ARGUMENT, "the request body is not base64");
+      decoded = std::move(*bytes);
+      body = decoded;
+    }
+    // Exactly one uncompressed message frame.
+    if (body.size() < 5)
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT, "the request holds no message frame");
+    const auto flag = static_cast<uint8_t>(body[0]);
+    const uint32_t size =
+        (uint32_t{static_cast<uint8_t>(body[1])} << 24) | (uint32_t{static_cast<uint8_t>(body[2])} << 16) |
+        (uint32_t{static_cast<uint8_t>(body[3])} << 8) | uint32_t{static_cast<uint8_t>(body[4])};
+    if (flag != 0) {
+      return refuse(flag == 1 ? grpc::StatusCode::UNIMPLEMENTED : grpc::StatusCode::INVALID_ARGUMENT,
+                    flag == 1 ? "compressed messages are not accepted" : "the first frame is not a message");
+    }
+    if (body.size() - 5 != size) {
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT,
+                    "the request must hold exactly one message frame of the length its header gives");
+    }
+    message.assign(body.substr(5));
+  }
+
+  auto call =
+      std::make_shared<GatewayCall>(core, exchange, protocol, method, descriptor, std::move(transcoder),
+                                    kind == GV_CALL_SERVER_STREAMING, std::move(cors));
+  grpc::ClientContext& context = call->context();
+  int64_t timeout_ms = kind == GV_CALL_UNARY ? core->options.unary_timeout.count() : -1;
+  if (const auto given = request.header("grpc-timeout"); !given.empty()) {
+    timeout_ms = parse_grpc_timeout_ms(given);
+    if (timeout_ms < 0) return refuse(grpc::StatusCode::INVALID_ARGUMENT, "grpc-timeout is malformed");
+  }
+  if (timeout_ms >= 0) {
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  }
+  for (const auto& [name, value] : request.headers) {
+    if (forwarded_as_metadata(name) && printable(value)) context.AddMetadata(lower(name), std::string(value));
+  }
+  context.AddMetadata(rpc::kForwardedPeerKey, exchange->peer());
+  context.AddMetadata(rpc::kForwardingKeyKey, core->options.forwarding_key);
+  call->start(std::move(message));
+}
+
+}  // namespace
+
+Gateway::Gateway(RouteSource routes, std::shared_ptr<grpc::Channel> channel, GatewayOptions options)
+    : core_(std::make_shared<Core>(std::move(routes), std::move(channel), std::move(options))) {}
+
+Gateway::~Gateway() = default;
+
+void Gateway::serve(Router& router) {
+  router.set_fallback([core = core_](const Request& request, std::shared_ptr<Exchange> exchange) {
+    handle(core, request, exchange);
+  });
+}
+
+}  // namespace gameverse::http
