@@ -13,6 +13,7 @@
 #include "eventually.hpp"
 #include "expect_contains.hpp"
 #include "host_process.hpp"
+#include "npm_client.hpp"
 #include "run_command.hpp"
 
 namespace gameverse::testing {
@@ -372,6 +373,30 @@ TEST_F(GatewayTest, UnloadLoadAndReloadChangeWhatTheGatewayServes) {
   EXPECT_EQ(json_of(after)["payload"], "eg==");
   const Reply wrong = post(host, "/gameverse.echo.v1.Echo/Echo", R"({"nope":1})");
   EXPECT_EQ(wrong.status, 400);
+}
+
+// A standard gRPC-Web client: Connect's gRPC-Web transport from npm (what browser builds use), fed
+// only the echo plugin's descriptor set. Unary, server streaming, an error status, the gate.
+TEST_F(GatewayTest, ConnectsGrpcWebClientCallsTheHost) {
+  ASSERT_EQ(run_command("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
+  const std::filesystem::path work = GV_GRPC_WEB_CLIENT_WORK;
+  const NpmInstall install = install_npm_client(GV_GRPC_WEB_CLIENT_SOURCE, work, {"grpc_web_client.mjs"});
+  if (install.registry_unreachable) GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
+  ASSERT_TRUE(install.ok) << "npm ci failed:\n" << install.output;
+  HostProcess host(config());
+  const CommandRun client = run_command("node '" + (work / "grpc_web_client.mjs").string() +
+                                        "' http://127.0.0.1:" + std::to_string(host.http_port()) + " '" +
+                                        GV_ECHO_DESCRIPTOR_SET + "' " + kToken);
+  ASSERT_EQ(client.exit_code, 0) << client.output;
+  const std::string output = client.output.substr(0, client.output.find_last_not_of('\n') + 1);
+  const auto result = nlohmann::json::parse(output.substr(output.find_last_of('\n') + 1), nullptr, false);
+  ASSERT_TRUE(result.is_object()) << client.output;
+  EXPECT_EQ(result["echo"], "from the browser client");
+  EXPECT_EQ(result["expand"], nlohmann::json::array({1, 2, 3}));
+  EXPECT_EQ(result["fail"]["code"], "NotFound");
+  EXPECT_EQ(result["fail"]["message"], "not here");
+  EXPECT_EQ(result["anonymous"], "Unauthenticated");
+  EXPECT_EQ(result["user"], "operator");
 }
 
 TEST_F(GatewayTest, TheGatewayCanBeTurnedOff) {

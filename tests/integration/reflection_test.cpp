@@ -13,6 +13,7 @@
 #include "expect_contains.hpp"
 #include "grpc/reflection/v1/reflection.grpc.pb.h"
 #include "host_services.hpp"
+#include "npm_client.hpp"
 #include "run_command.hpp"
 
 namespace gameverse::testing {
@@ -221,22 +222,9 @@ TEST_F(ReflectionTest, AThirdPartyClientListsDescribesAndCallsWithoutProtoFiles)
   ASSERT_EQ(run_command("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
   ASSERT_EQ(run_command("npm --version").exit_code, 0) << "npm is missing: `tools/gv deps` installs it";
   const std::filesystem::path work = GV_REFLECTION_CLIENT_WORK;
-  const std::filesystem::path source = GV_REFLECTION_CLIENT_SOURCE;
-  std::filesystem::create_directories(work);
-  // Installed again whenever the lock file changed since the last install.
-  const bool installed = std::filesystem::exists(work / "node_modules" / "grpc-js-reflection-client") &&
-                         read_file(work / "package-lock.json") == read_file(source / "package-lock.json");
-  for (const char* file : {"package.json", "package-lock.json", "reflection_client.js"}) {
-    std::filesystem::copy_file(source / file, work / file, std::filesystem::copy_options::overwrite_existing);
-  }
-  if (!installed) {
-    const CommandRun install = run_command("cd '" + work.string() + "' && npm ci --no-audit --no-fund");
-    if (install.exit_code != 0) {
-      if (run_command("npm ping").exit_code != 0)
-        GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
-      FAIL() << "npm ci failed:\n" << install.output;
-    }
-  }
+  const NpmInstall install = install_npm_client(GV_REFLECTION_CLIENT_SOURCE, work, {"reflection_client.js"});
+  if (install.registry_unreachable) GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
+  ASSERT_TRUE(install.ok) << "npm ci failed:\n" << install.output;
   for (const char* version : {"v1", "v1alpha"}) {
     const CommandRun client = run_command("node '" + (work / "reflection_client.js").string() + "' " +
                                           host_->address() + " " + version);
