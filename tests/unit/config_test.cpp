@@ -358,10 +358,40 @@ TEST(Config, HttpErrorsNameTheKeyAndValue) {
   EXPECT_EQ(only_error("[metrics]\nper_method = 1\n").key, "metrics.per_method");
 }
 
+TEST(Config, TheGatewaysSettingsAreReadAndCheckedOriginByOrigin) {
+  LoadResult set = parse(
+      "[http]\nlisten = \"127.0.0.1:8080\"\ngateway = false\ngateway_timeout_ms = 500\nmax_streams = 4\n"
+      "threads = 2\ncors_origins = [\"https://play.example\", \"http://[::1]:5173\", \"*\"]\n");
+  ASSERT_TRUE(set.config) << set.errors.front().to_string();
+  EXPECT_FALSE(set.config->http.gateway);
+  EXPECT_EQ(set.config->http.gateway_timeout_ms, 500);
+  EXPECT_EQ(set.config->http.max_streams, 4);
+  EXPECT_EQ(set.config->http.threads, 2);
+  EXPECT_EQ(set.config->http.cors_origins,
+            (std::vector<std::string>{"https://play.example", "http://[::1]:5173", "*"}));
+  EXPECT_TRUE(parse("").config->http.gateway);  // on wherever the port is
+
+  // A path, a trailing slash or a wildcard inside is no origin: the browser would never match it.
+  ConfigError path = only_error("[http]\ncors_origins = [\n  \"https://ok.example\",\n  \"https://x.example/\"]\n");
+  EXPECT_EQ(path.key, "http.cors_origins");
+  EXPECT_EQ(path.where.line, 4u);
+  EXPECT_EQ(path.message,
+            "'https://x.example/' is not an origin like https://game.example or http://localhost:5173 (or \"*\")");
+  EXPECT_EQ(only_error("[http]\ncors_origins = [\"https://*.example\"]\n").key, "http.cors_origins");
+  EXPECT_EQ(only_error("[http]\ncors_origins = \"*\"\n").message, "must be an array of strings, not a string");
+  EXPECT_EQ(only_error("[http]\ncors_origins = [1]\n").message, "must hold strings only, not an integer");
+  EXPECT_EQ(only_error("[http]\nthreads = 0\n").key, "http.threads");
+}
+
 TEST(Config, TheShippedConfigServesHttpOnLoopback) {
   LoadResult result = load_config_file(GV_CONFIG_DIR "/gameverse.toml");
   ASSERT_TRUE(result.config);
   EXPECT_EQ(result.config->http.listen, "127.0.0.1:8080");
+  EXPECT_TRUE(result.config->http.gateway);
+  // Production's HTTP port is plaintext on every interface: no gateway (tokens) there by default.
+  LoadResult production = load_config_file(GV_CONFIG_DIR "/production.toml");
+  ASSERT_TRUE(production.config) << production.errors.front().to_string();
+  EXPECT_FALSE(production.config->http.gateway);
 }
 
 }  // namespace
