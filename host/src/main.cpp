@@ -137,7 +137,6 @@ std::unique_ptr<gameverse::http::HttpServer> make_http_port(const gameverse::con
   limits.max_header_bytes = static_cast<uint32_t>(config.http.max_header_bytes);
   limits.max_body_bytes = static_cast<uint64_t>(config.http.max_body_bytes);
   limits.request_timeout = std::chrono::milliseconds(config.http.request_timeout_ms);
-  limits.max_streams = static_cast<size_t>(config.http.max_streams);
   limits.threads = static_cast<size_t>(config.http.threads);
   return std::make_unique<gameverse::http::HttpServer>(config.http.listen, limits, std::move(router));
 }

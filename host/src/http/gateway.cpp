@@ -15,6 +15,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "logging/request_id.hpp"
 #include "rpc/server.hpp"
 
 namespace gameverse::http {
@@ -124,20 +125,20 @@ std::string base64(std::string_view bytes) {
 
 // gRPC-Web text bodies may be several padded base64 pieces one after the other.
 std::optional<std::string> unbase64(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
+  std::string out(text.size() / 4 * 3 + 3, '\0');  // decoded in place: linear in the body
+  size_t written = 0;
   while (!text.empty()) {
-    std::string piece(text.size() / 4 * 3 + 3, '\0');
     size_t size = 0;
     const char* end = nullptr;
-    if (sodium_base642bin(reinterpret_cast<unsigned char*>(piece.data()), piece.size(), text.data(),
-                          text.size(), " \r\n\t", &size, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+    if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data() + written), out.size() - written,
+                          text.data(), text.size(), " \r\n\t", &size, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
         end == text.data()) {
       return std::nullopt;
     }
-    out.append(piece.data(), size);
+    written += size;
     text.remove_prefix(static_cast<size_t>(end - text.data()));
   }
+  out.resize(written);
   return out;
 }
 
@@ -467,8 +468,39 @@ class GatewayCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   bool transcode_failed_ = false;
 };
 
+// The media type of a Content-Type value: lower-case, without parameters.
+std::string media_type(std::string_view content_type) {
+  std::string type = lower(content_type.substr(0, content_type.find(';')));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  return type;
+}
+
+// A path a method can have: "/<package.Service>/<Method>".
+bool method_shaped(std::string_view path) {
+  if (path.size() < 4 || path.front() != '/') return false;
+  const size_t slash = path.find('/', 1);
+  if (slash == std::string_view::npos || slash + 1 == path.size()) return false;
+  const std::string_view service = path.substr(1, slash - 1);
+  return service.find('.') != std::string_view::npos && path.find('/', slash + 1) == std::string_view::npos;
+}
+
+// The request headers a preflight may allow: those asked for that are valid header names.
+std::string allowed_request_headers(std::string_view asked) {
+  std::string out = "authorization, content-type, grpc-timeout, x-grpc-web, x-user-agent, x-request-id";
+  while (!asked.empty()) {
+    const size_t comma = asked.find(',');
+    std::string name = lower(asked.substr(0, comma));
+    asked = comma == std::string_view::npos ? std::string_view() : asked.substr(comma + 1);
+    name.erase(0, name.find_first_not_of(" \t"));
+    name.erase(name.find_last_not_of(" \t") + 1);
+    if (forwarded_as_metadata(name) && out.find(name) == std::string::npos) out += ", " + name;
+  }
+  return out;
+}
+
 void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
             const std::shared_ptr<Exchange>& exchange) {
+  if (!method_shaped(request.path)) return exchange->respond({404, "text/plain; charset=utf-8", "not found\n", {}});
   std::vector<std::pair<std::string, std::string>> cors;
   const std::string_view origin = request.header("origin");
   const std::string allowed_origin = core->allowed_origin(origin);
@@ -476,34 +508,35 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
     cors.emplace_back("Access-Control-Allow-Origin", allowed_origin);
     cors.emplace_back("Access-Control-Expose-Headers", "grpc-status, grpc-message, x-request-id");
   }
-  if (!origin.empty() && !core->options.cors_origins.empty()) cors.emplace_back("Vary", "Origin");
+  if (!core->options.cors_origins.empty()) cors.emplace_back("Vary", "Origin");
 
   if (request.method == "OPTIONS") {
     // A browser's preflight: allowed origins learn what they may send.
     if (allowed_origin.empty()) {
-      return exchange->respond(
-          {403, "text/plain; charset=utf-8", "this origin may not call the gateway\n", cors});
+      return exchange->respond({403, "text/plain; charset=utf-8", "this origin may not call the gateway\n", cors});
     }
     cors.emplace_back("Access-Control-Allow-Methods", "POST, OPTIONS");
     cors.emplace_back("Access-Control-Allow-Headers",
-                      "authorization, content-type, grpc-timeout, x-grpc-web, x-user-agent, x-request-id");
+                      allowed_request_headers(request.header("access-control-request-headers")));
     cors.emplace_back("Access-Control-Max-Age", "600");
-    return exchange->respond({204, "text/plain; charset=utf-8", "", cors});
+    return exchange->respond({204, "", "", cors});
   }
 
-  const std::string_view content_type = request.header("content-type");
+  const std::string type = media_type(request.header("content-type"));
   Protocol protocol = Protocol::kJson;
-  if (starts_with_ci(content_type, "application/grpc-web-text")) {
+  if (type == "application/grpc-web-text" || type == "application/grpc-web-text+proto") {
     protocol = Protocol::kGrpcWebText;
-  } else if (starts_with_ci(content_type, "application/grpc-web")) {
+  } else if (type == "application/grpc-web" || type == "application/grpc-web+proto") {
     protocol = Protocol::kGrpcWeb;
   }
   // Refusals before any call: JSON callers get an HTTP status and a JSON body, gRPC-Web callers
   // a status in trailers, as their clients expect.
-  auto refuse = [&](grpc::StatusCode code, const std::string& message) {
+  auto refuse = [&](grpc::StatusCode code, const std::string& message,
+                    std::vector<std::pair<std::string, std::string>> more_headers = {}) {
     Response response;
     response.headers = cors;
-    if (const auto id = request.header("x-request-id"); !id.empty() && id.size() <= 128 && printable(id)) {
+    response.headers.insert(response.headers.end(), more_headers.begin(), more_headers.end());
+    if (const auto id = request.header("x-request-id"); logging::is_sane_request_id(id)) {
       response.headers.emplace_back("X-Request-Id", std::string(id));
     }
     if (protocol == Protocol::kJson) {
@@ -521,18 +554,27 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
 
   if (request.method != "POST") {
     cors.emplace_back("Allow", "POST, OPTIONS");
-    return exchange->respond(
-        {405, "application/json", json_error(12, "call methods with POST") + "\n", cors});
+    return exchange->respond({405, "application/json", json_error(12, "call methods with POST") + "\n", cors});
   }
-  if (protocol == Protocol::kJson && !content_type.empty() &&
-      !starts_with_ci(content_type, "application/json")) {
-    Response response{415, "application/json",
-                      json_error(3, "content-type '" + std::string(content_type) +
-                                        "' is not application/json, application/grpc-web+proto or "
-                                        "application/grpc-web-text") +
-                          "\n",
-                      cors};
-    return exchange->respond(std::move(response));
+  // A page from an origin not allowed never gets a call made: browsers send simple requests
+  // (no preflight) and only hide the answer, which is too late for a call that changes something.
+  if (!origin.empty() && allowed_origin.empty()) {
+    return exchange->respond(
+        {403, "application/json", json_error(7, "the origin " + std::string(origin) + " may not call the gateway; "
+                                                    "see [http] cors_origins") + "\n",
+         cors});
+  }
+  if (protocol == Protocol::kJson && type != "application/json") {
+    return exchange->respond(
+        {415, "application/json",
+         json_error(3, "content-type '" + std::string(request.header("content-type")) +
+                           "' is not application/json, application/grpc-web+proto or application/grpc-web-text") +
+             "\n",
+         cors});
+  }
+  if (const auto encoding = lower(request.header("content-encoding")); !encoding.empty() && encoding != "identity") {
+    return exchange->respond(
+        {415, "application/json", json_error(3, "content-encoding '" + encoding + "' is not accepted") + "\n", cors});
   }
 
   const std::string method(request.path);

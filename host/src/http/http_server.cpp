@@ -10,6 +10,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <unordered_set>
 #include <stdexcept>
 
 namespace gameverse::http {
@@ -65,14 +66,16 @@ namespace {
 
 using Strand = asio::strand<asio::io_context::executor_type>;
 
-// Shared by the server and every exchange: once the server stops, exchanges that outlive it (a
-// plugin answering late) post nothing more to its io_context.
+class Session;
+
+// Shared by the server and every exchange. Once the server stops, exchanges that outlive it (a
+// plugin answering late) post nothing more to its io_context. Sessions waiting for an answer are
+// held here: no read or write of theirs is pending then to keep them alive.
 struct Loop {
   std::mutex mu;
   bool open = true;
+  std::unordered_set<std::shared_ptr<Session>> waiting;
 };
-
-class Session;
 
 // An exchange's steps reach its session on the session's strand: at once when the caller is
 // already there (a handler answering before it returns), else posted.
@@ -98,13 +101,34 @@ class SessionExchange final : public Exchange {
   std::string peer_;
 };
 
+// A write's `sent`, called exactly once: with false when the write is dropped unsent (its
+// session gone, or the server stopped before the write ran).
+class SentOnce {
+ public:
+  explicit SentOnce(std::function<void(bool)> sent) : sent_(std::move(sent)) {}
+  ~SentOnce() { call(false); }
+  SentOnce(const SentOnce&) = delete;
+  SentOnce& operator=(const SentOnce&) = delete;
+  void call(bool ok) {
+    if (auto sent = std::exchange(sent_, nullptr)) sent(ok);
+  }
+
+ private:
+  std::function<void(bool)> sent_;
+};
+
+// The client's address as gRPC writes a peer ("ipv4:1.2.3.4:5", "ipv6:%5B::1%5D:5"), IPv4 clients
+// of an IPv6 listener as IPv4.
 std::string peer_of(const tcp::socket& socket) {
   beast::error_code error;
   const tcp::endpoint remote = socket.remote_endpoint(error);
   if (error) return "unknown";
-  const auto address = remote.address();
+  auto address = remote.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
   return address.is_v4() ? "ipv4:" + address.to_string() + ":" + std::to_string(remote.port())
-                         : "ipv6:[" + address.to_string() + "]:" + std::to_string(remote.port());
+                         : "ipv6:%5B" + address.to_string() + "%5D:" + std::to_string(remote.port());
 }
 
 // One connection: reads a request, answers it (at once, later, or in pieces), and reads the next
@@ -123,7 +147,7 @@ class Session : public std::enable_shared_from_this<Session> {
         loop_(std::move(loop)) {}
   ~Session() {
     abandon();
-    if (streaming_) --counters_->streams;
+    fail_pending();
     --counters_->connections;
   }
 
@@ -134,28 +158,21 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(limits_->max_header_bytes);
     parser_->body_limit(limits_->max_body_bytes);
     stream_.expires_after(limits_->request_timeout);
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
-  // The exchange's steps, on the strand.
+  // The exchange's steps, on the strand. Every caller holds a reference to the session.
   void answer(Response response) {
     if (state_ != State::kHandling) return;
     state_ = State::kAnswering;
     abandoned_ = nullptr;
+    release();
+    if (closed_) return;
     send(std::move(response));
   }
 
   void start_stream(Response head) {
     if (state_ != State::kHandling) return;
-    if (counters_->streams.fetch_add(1) >= limits_->max_streams) {
-      --counters_->streams;
-      // The handler learns that nothing will be sent (its writes fail), then the client gets 503.
-      state_ = State::kAnswering;
-      if (auto abandoned = std::exchange(abandoned_, nullptr)) abandoned();
-      return send({503, "text/plain; charset=utf-8", "too many streams open; try again later\n", {}});
-    }
-    streaming_ = true;
     state_ = State::kStreaming;
     stream_head_.emplace();
     stream_head_->version(version_);
@@ -174,11 +191,8 @@ class Session : public std::enable_shared_from_this<Session> {
     pump();
   }
 
-  void write_piece(std::string piece, std::function<void(bool)> sent) {
-    if (state_ != State::kStreaming || closed_) {
-      if (sent) sent(false);
-      return;
-    }
+  void write_piece(std::string piece, std::shared_ptr<SentOnce> sent) {
+    if (state_ != State::kStreaming || closed_) return;  // `sent` reports false when dropped
     pending_.push_back({Piece::kData, std::move(piece), std::move(sent)});
     pump();
   }
@@ -192,8 +206,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void set_abandoned(std::function<void()> abandoned) {
-    if (closed_ && (state_ == State::kHandling || state_ == State::kStreaming)) return abandoned();
-    if (state_ == State::kHandling || state_ == State::kStreaming) abandoned_ = std::move(abandoned);
+    const bool pending = state_ == State::kHandling || state_ == State::kStreaming;
+    if (!pending) return;
+    if (closed_) return abandoned();
+    abandoned_ = std::move(abandoned);
   }
 
  private:
@@ -201,7 +217,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Piece {
     enum Kind { kHead, kData, kLast } kind;
     std::string bytes;
-    std::function<void(bool)> sent;
+    std::shared_ptr<SentOnce> sent;
   };
 
   void on_read(beast::error_code error, size_t) {
@@ -228,6 +244,7 @@ class Session : public std::enable_shared_from_this<Session> {
     head_only_ = request.method() == bhttp::verb::head;
     version_ = request.version();
     state_ = State::kHandling;
+    hold();
     auto exchange = std::make_shared<SessionExchange>(weak_from_this(), loop_, peer_);
     try {
       router_->dispatch(routed, exchange);
@@ -239,26 +256,43 @@ class Session : public std::enable_shared_from_this<Session> {
     if (state_ == State::kHandling || state_ == State::kStreaming) watch_for_close();
   }
 
+  // Held by the loop while an answer is pending, when nothing else may be.
+  void hold() {
+    std::lock_guard lock(loop_->mu);
+    if (loop_->open) loop_->waiting.insert(shared_from_this());
+  }
+  void release() {
+    std::shared_ptr<Session> self;  // dropped after the lock: the caller holds another reference
+    std::lock_guard lock(loop_->mu);
+    if (auto it = loop_->waiting.find(shared_from_this()); it != loop_->waiting.end()) {
+      self = *it;
+      loop_->waiting.erase(it);
+    }
+  }
+
   // While an answer is pending nothing more is read from the client; a read of the raw socket
   // (which the request timeout does not cover) notices when it goes. Bytes it gets (a pipelined
-  // request) are kept for the next request, up to the header limit.
+  // request) are kept for the next request, up to the header limit; past it they are dropped and
+  // the connection closes after the answer. A client that half-closes still gets its answer.
   void watch_for_close() {
-    if (watching_ || closed_) return;
-    if (buffer_.size() >= limits_->max_header_bytes) return;
+    if (watching_ || closed_ || client_done_) return;
     watching_ = true;
+    const bool room = buffer_.size() < limits_->max_header_bytes;
+    if (!room) keep_alive_ = false;
+    auto into = room ? buffer_.prepare(512) : asio::mutable_buffer(discard_.data(), discard_.size());
     stream_.socket().async_read_some(
-        buffer_.prepare(512),
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t size) {
+        into, asio::bind_executor(strand_, [self = shared_from_this(), room](beast::error_code error, size_t size) {
           self->watching_ = false;
-          self->buffer_.commit(size);
-          if (error == asio::error::operation_aborted && self->resume_reading_) {
-            self->resume_reading_ = false;
-            return self->read_request();
+          if (room) self->buffer_.commit(size);
+          const bool resume = std::exchange(self->resume_reading_, false);
+          if (error == asio::error::eof) {
+            self->client_done_ = true;
+            self->keep_alive_ = false;
+            return;  // the answer still goes out; then the connection closes
           }
-          if (error) return self->close();
-          if (self->state_ == State::kHandling || self->state_ == State::kStreaming)
-            return self->watch_for_close();
-          if (self->state_ == State::kReading) self->read_request();
+          if (error && error != asio::error::operation_aborted) return self->close();
+          if (self->state_ == State::kHandling || self->state_ == State::kStreaming) return self->watch_for_close();
+          if (resume && self->state_ == State::kReading) self->read_request();
         }));
   }
 
@@ -287,15 +321,16 @@ class Session : public std::enable_shared_from_this<Session> {
     response_ = {};
     response_.version(version_);
     response_.result(answer.status);
-    response_.set(bhttp::field::content_type, answer.content_type);
+    // 204 and 304 carry no body and no Content-Length (RFC 9110).
+    const bool bodiless = answer.status == 204 || answer.status == 304;
+    if (!bodiless) response_.set(bhttp::field::content_type, answer.content_type);
     for (const auto& [name, value] : answer.headers) response_.insert(name, value);
     response_.keep_alive(keep_alive_);
-    response_.content_length(answer.body.size());
-    if (!head_only_) response_.body() = std::move(answer.body);
+    if (!bodiless) response_.content_length(answer.body.size());
+    if (!head_only_ && !bodiless) response_.body() = std::move(answer.body);
     stream_.expires_after(limits_->request_timeout);
-    bhttp::async_write(
-        stream_, response_,
-        asio::bind_executor(strand_, beast::bind_front_handler(&Session::on_write, shared_from_this())));
+    bhttp::async_write(stream_, response_,
+                       asio::bind_executor(strand_, beast::bind_front_handler(&Session::on_write, shared_from_this())));
   }
 
   void on_write(beast::error_code error, size_t) {
@@ -316,14 +351,13 @@ class Session : public std::enable_shared_from_this<Session> {
       self->pending_.pop_front();
       if (error) {
         self->close();
-        if (piece.sent) piece.sent(false);
+        if (piece.sent) piece.sent->call(false);
         return self->fail_pending();
       }
-      if (piece.sent) piece.sent(true);
+      if (piece.sent) piece.sent->call(true);
       if (piece.kind == Piece::kLast) {
-        --self->counters_->streams;
-        self->streaming_ = false;
-        if (!self->stream_head_->keep_alive()) return self->close();
+        self->release();
+        if (!self->stream_head_->keep_alive() || !self->keep_alive_) return self->close();
         self->stream_head_.reset();
         return self->next_request();
       }
@@ -354,7 +388,7 @@ class Session : public std::enable_shared_from_this<Session> {
     while (!pending_.empty()) {
       Piece piece = std::move(pending_.front());
       pending_.pop_front();
-      if (piece.sent) piece.sent(false);
+      if (piece.sent) piece.sent->call(false);
     }
   }
 
@@ -368,21 +402,22 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void discard_until_closed() {
-    stream_.async_read_some(
-        asio::buffer(discard_),
-        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t) {
-          if (error) return self->close();
-          self->discard_until_closed();
-        }));
+    stream_.async_read_some(asio::buffer(discard_),
+                            asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t) {
+                              if (error) return self->close();
+                              self->discard_until_closed();
+                            }));
   }
 
   void close() {
     if (closed_) return;
     closed_ = true;
+    resume_reading_ = false;
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream_.close();
     abandon();
+    release();
   }
 
   void abandon() {
@@ -405,10 +440,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = false;
   bool head_only_ = false;
   bool refused_ = false;
-  bool streaming_ = false;  // counted in counters_->streams
   bool writing_ = false;
   bool watching_ = false;
   bool resume_reading_ = false;
+  bool client_done_ = false;  // the client half-closed: it sends nothing more
   bool closed_ = false;
   std::shared_ptr<const Router> router_;
   std::shared_ptr<const Limits> limits_;
@@ -426,11 +461,11 @@ bool SessionExchange::run(Step step) {
     if (!session) return false;
     if (!session->strand().running_in_this_thread()) {
       const Strand strand = session->strand();
-      asio::post(strand,
-                 [session = std::move(session), step = std::move(step)]() mutable { step(*session); });
+      asio::post(strand, [session = std::move(session), step = std::move(step)]() mutable { step(*session); });
       return true;
     }
   }
+  // On the strand, so on one of the server's threads: the server has not stopped.
   step(*session);
   return true;
 }
@@ -444,12 +479,10 @@ void SessionExchange::start_stream(Response head) {
 }
 
 void SessionExchange::write(std::string piece, std::function<void(bool)> sent) {
-  // A write that cannot reach its session reports failure, so the writer stops.
-  auto shared_sent = std::make_shared<std::function<void(bool)>>(std::move(sent));
-  const bool reached = run([piece = std::move(piece), shared_sent](Session& session) mutable {
-    session.write_piece(std::move(piece), std::move(*shared_sent));
+  auto once = std::make_shared<SentOnce>(std::move(sent));
+  run([piece = std::move(piece), once](Session& session) mutable {
+    session.write_piece(std::move(piece), std::move(once));
   });
-  if (!reached && *shared_sent) (*shared_sent)(false);
 }
 
 void SessionExchange::end() {
@@ -457,16 +490,10 @@ void SessionExchange::end() {
 }
 
 void SessionExchange::on_abandoned(std::function<void()> abandoned) {
-  std::shared_ptr<Session> alive;
-  {
-    std::lock_guard lock(loop_->mu);
-    alive = loop_->open ? session_.lock() : nullptr;
+  auto shared = std::make_shared<std::function<void()>>(std::move(abandoned));
+  if (!run([shared](Session& session) { session.set_abandoned(std::move(*shared)); })) {
+    (*shared)();  // the connection is gone already
   }
-  if (!alive) return abandoned();  // the connection is gone already
-  alive.reset();
-  run([abandoned = std::move(abandoned)](Session& session) mutable {
-    session.set_abandoned(std::move(abandoned));
-  });
 }
 
 }  // namespace
@@ -537,9 +564,11 @@ int HttpServer::start() {
 
 void HttpServer::stop() {
   if (!state_) return;
+  std::unordered_set<std::shared_ptr<Session>> waiting;
   {
     std::lock_guard lock(state_->loop->mu);
     state_->loop->open = false;
+    waiting.swap(state_->loop->waiting);
   }
   asio::post(state_->io, [this] {
     beast::error_code ignored;
@@ -548,6 +577,7 @@ void HttpServer::stop() {
   state_->io.stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
+  waiting.clear();  // their calls learn that the client is gone, while the io_context still exists
   state_.reset();  // drops the sessions still open: before open_connections_ goes
 }
 

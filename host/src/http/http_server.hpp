@@ -82,9 +82,6 @@ struct Limits {
   // is closed.
   std::chrono::milliseconds request_timeout{10'000};
   size_t threads = 1;
-  // Answers sent in pieces (streams) open at once; past it a stream is refused with 503 so that
-  // long streams cannot take every connection.
-  size_t max_streams = 32;
 };
 
 class HttpServer {
@@ -92,7 +89,6 @@ class HttpServer {
   // Shared with the connections, which may outlive the server by a little (an answer posted late).
   struct Counters {
     std::atomic<size_t> connections{0};
-    std::atomic<size_t> streams{0};
   };
 
   HttpServer(std::string listen, Limits limits, Router router);
@@ -107,7 +103,6 @@ class HttpServer {
   void stop();
 
   size_t open_connections() const { return counters_->connections; }
-  size_t open_streams() const { return counters_->streams; }
 
  private:
   struct State;
