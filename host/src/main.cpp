@@ -1,5 +1,4 @@
 // gameverse: the plugin host. Loads the plugins its config names and serves them on one port.
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
@@ -13,6 +12,7 @@
 #include "config/config.hpp"
 #include "http/gateway.hpp"
 #include "http/host_endpoints.hpp"
+#include "logging/format.hpp"
 #include "platform/cache.hpp"
 #include "platform/cpu_budget.hpp"
 #include "platform/metrics.hpp"
@@ -30,13 +30,6 @@
 #include "rpc/server.hpp"
 
 namespace {
-
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_color_mt("gameverse");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(level));
-}
 
 // Written once the port is bound, by rename, so a reader never sees a half-written file.
 void write_port_file(const std::string& path, int port) {
@@ -58,10 +51,12 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
   if (a.listen != b.listen || a.max_message_bytes != b.max_message_bytes ||
       a.worker_threads != b.worker_threads || a.drain_timeout_ms != b.drain_timeout_ms ||
       a.health_watchers != b.health_watchers || running.host.staging_dir != next.host.staging_dir ||
-      running.host.watch != next.host.watch || running.admin.enabled != next.admin.enabled ||
-      running.admin.token != next.admin.token || running.admin.allow_loopback != next.admin.allow_loopback) {
+      running.host.log_format != next.host.log_format || running.host.watch != next.host.watch ||
+      running.admin.enabled != next.admin.enabled || running.admin.token != next.admin.token ||
+      running.admin.allow_loopback != next.admin.allow_loopback) {
     spdlog::warn(
-        "[server], [admin] and [host] watch/staging settings changed in the config; they apply after a "
+        "[server], [admin] and [host] watch/staging/log_format settings changed in the config; they apply "
+        "after a "
         "restart");
   }
   const auto& h = running.http;
@@ -165,6 +160,7 @@ int main(int argc, char** argv) {
   std::string port_file;
   std::string http_port_file;
   std::string log_level;
+  std::string log_format;
   bool check_only = false;
   app.add_option("-c,--config", config_path, "The TOML config file")->capture_default_str();
   app.add_option("--listen", listen, "Override [server] listen, e.g. 127.0.0.1:0");
@@ -172,6 +168,8 @@ int main(int argc, char** argv) {
   app.add_option("--http-port-file", http_port_file, "Write the bound [http] port to this file once serving");
   app.add_option("--log-level", log_level, "Override [host] log_level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
+  app.add_option("--log-format", log_format, "Override [host] log_format")
+      ->check(CLI::IsMember({"text", "json"}));
   app.add_flag("--check", check_only, "Validate the config and load every plugin, then exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -184,7 +182,9 @@ int main(int argc, char** argv) {
   gameverse::config::Config& config = *loaded.config;
   const gameverse::config::Config file_config = config;  // before command-line overrides
   if (!listen.empty()) config.server.listen = listen;
-  setup_logging(log_level.empty() ? config.host.log_level : log_level);
+  gameverse::logging::setup_host_logging(
+      log_level.empty() ? config.host.log_level : log_level,
+      *gameverse::logging::parse_log_format(log_format.empty() ? config.host.log_format : log_format));
 
   // Signals are taken by sigwait on the main thread; every thread started later inherits the mask.
   sigset_t signals;

@@ -96,7 +96,7 @@ TEST(Loader, ExamplePluginsLoad) {
 
 TEST(Loader, PrivatePoolKnowsThePluginsMethods) {
   auto plugin = Plugin::open(entry("echo", GV_PLUGIN_DIR));
-  ASSERT_EQ(plugin->methods().size(), 11u);
+  ASSERT_EQ(plugin->methods().size(), 12u);
   const auto* method = plugin->pool().FindMethodByName("gameverse.echo.v1.Echo.Chat");
   ASSERT_NE(method, nullptr);
   EXPECT_TRUE(method->client_streaming());

@@ -61,6 +61,26 @@ TEST_F(GenericPathTest, UnaryEcho) {
   EXPECT_EQ(reply.payload(), request.payload());
 }
 
+// The request id as on the registered unary path (tests/integration/request_id_test.cpp).
+TEST_F(GenericPathTest, RequestIds) {
+  for (const std::string sent : {"generic-1", "not sane"}) {
+    grpc::ClientContext context;
+    context.AddMetadata("x-request-id", sent);
+    pb::RequestIdReply reply;
+    ASSERT_TRUE(stub_->RequestId(&context, pb::RequestIdRequest(), &reply).ok());
+    const auto& header = context.GetServerInitialMetadata();
+    ASSERT_EQ(header.count("x-request-id"), 1u);
+    const std::string id(header.find("x-request-id")->second.data(),
+                         header.find("x-request-id")->second.size());
+    EXPECT_EQ(reply.request_id(), id);
+    if (sent == "generic-1") {
+      EXPECT_EQ(id, sent);
+    } else {
+      EXPECT_EQ(id.size(), 32u);
+    }
+  }
+}
+
 TEST_F(GenericPathTest, UnaryErrors) {
   grpc::ClientContext context;
   pb::FailRequest request;

@@ -129,6 +129,21 @@ TEST(Config, LogLevelIsChecked) {
   EXPECT_NE(e.message.find("trace, debug, info"), std::string::npos);
 }
 
+TEST(Config, LogFormatIsTextOrJson) {
+  EXPECT_EQ(parse("").config->host.log_format, "text");
+  EXPECT_EQ(parse("[host]\nlog_format = \"json\"\n").config->host.log_format, "json");
+  ConfigError e = only_error("[host]\nlog_level = \"info\"\nlog_format = \"yaml\"\n");
+  EXPECT_EQ(e.key, "host.log_format");
+  EXPECT_EQ(e.where.line, 3u);
+  EXPECT_EQ(e.message, "'yaml' is not one of text, json");
+  EXPECT_EQ(e.to_string(), "test.toml:3:14: host.log_format: 'yaml' is not one of text, json");
+  EXPECT_EQ(only_error("[host]\nlog_format = 1\n").key, "host.log_format");
+  // Misspelt, it is an unknown key that lists the right one.
+  ConfigError unknown = only_error("[host]\nlog_formt = \"json\"\n");
+  EXPECT_EQ(unknown.key, "host.log_formt");
+  EXPECT_NE(unknown.message.find("log_format"), std::string::npos);
+}
+
 TEST(Config, PluginNeedsAValidName) {
   EXPECT_EQ(only_error("[[plugin]]\npath = \"x.so\"\n").message, "missing required key 'name'");
   ConfigError e = only_error("[[plugin]]\nname = \"Echo Plugin\"\n");

@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "logging/format.hpp"
 #include "platform/redis.hpp"
 
 namespace gameverse::config {
@@ -253,13 +254,20 @@ void read_http(const toml::table& table, const std::string& file, Config& config
 void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
                Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "host", file, errors);
-  reader.reject_unknown({"log_level", "plugin_dir", "staging_dir", "data_dir", "watch", "watch_debounce_ms"});
+  reader.reject_unknown(
+      {"log_level", "log_format", "plugin_dir", "staging_dir", "data_dir", "watch", "watch_debounce_ms"});
   reader.read_string("log_level", config.host.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
   if (table.contains("log_level") && table["log_level"].is_string() &&
       !levels.contains(config.host.log_level)) {
     reader.error_at(*table.get("log_level"), "log_level",
                     "'" + config.host.log_level + "' is not one of trace, debug, info, warn, error, off");
+  }
+  reader.read_string("log_format", config.host.log_format);
+  if (table.contains("log_format") && table["log_format"].is_string() &&
+      !logging::parse_log_format(config.host.log_format)) {
+    reader.error_at(*table.get("log_format"), "log_format",
+                    "'" + config.host.log_format + "' is not one of text, json");
   }
   std::string plugin_dir;
   reader.read_string("plugin_dir", plugin_dir);

@@ -51,6 +51,7 @@ struct ServerConfig {
 
 struct HostSection {
   std::string log_level = "info";
+  std::string log_format = "text";    // text | json (logging/format.hpp)
   std::filesystem::path plugin_dir;   // where a plugin without `path` is looked up, and the only
                                       // place LoadPlugin may load from; default: the config's directory
   std::filesystem::path staging_dir;  // where plugin files are copied before they are mapped

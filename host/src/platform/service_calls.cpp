@@ -5,6 +5,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "logging/context.hpp"
+#include "logging/request_id.hpp"
 #include "platform/store.hpp"
 #include "platform/timers.hpp"
 #include "plugin/call.hpp"
@@ -25,11 +27,13 @@ class InProcessCall final : public gv_call,
                             public std::enable_shared_from_this<InProcessCall> {
  public:
   InProcessCall(const Platform& platform, std::string caller, std::string method, std::string request,
-                int64_t deadline_unix_ms, gv_principal principal_source, gv_call_done_fn done, void* context)
+                int64_t deadline_unix_ms, gv_principal principal_source, std::string request_id,
+                gv_call_done_fn done, void* context)
       : platform_(platform),
         peer_("inproc:" + caller),
         method_(std::move(method)),
         request_(std::move(request)),
+        request_id_(std::move(request_id)),
         deadline_unix_ms_(deadline_unix_ms),
         done_(done),
         context_(context) {
@@ -66,6 +70,7 @@ class InProcessCall final : public gv_call,
       }
     }
     route_ = it->second;
+    log_context_ = {request_id_, route_.plugin->name(), route_.plugin->generation()};
     if (deadline_unix_ms_ != INT64_MAX) {
       if (deadline_unix_ms_ <= now_unix_ms()) {
         return fail_and_delete(GV_STATUS_DEADLINE_EXCEEDED,
@@ -82,7 +87,10 @@ class InProcessCall final : public gv_call,
     }
     route_.plugin->register_call(this);
     const gv_plugin_descriptor& d = route_.plugin->descriptor();
-    d.on_call_start(route_.plugin->instance(), this, route_.method_index, as_bytes(request_), &call_state_);
+    {
+      const logging::CallLogScope log_scope(&log_context_);
+      d.on_call_start(route_.plugin->instance(), this, route_.method_index, as_bytes(request_), &call_state_);
+    }
     maybe_release(/*start_returned=*/true);
   }
 
@@ -114,7 +122,12 @@ class InProcessCall final : public gv_call,
   // True once the host ended the call (deadline or drain): as for calls from the network, the
   // plugin learns of it with the cancel hook, not before.
   bool is_cancelled() const override { return ended_early_; }
-  size_t metadata(const char*, gv_bytes*, size_t) const override { return 0; }
+  // Only the request id: the caller's, carried over.
+  size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
+    if (key == nullptr || !logging::is_request_id_key(key)) return 0;
+    if (max_values > 0) values[0] = as_bytes(request_id_);
+    return 1;
+  }
   void principal(gv_principal* out) const override {
     const size_t size = out->struct_size;
     gv_principal p{};
@@ -165,6 +178,7 @@ class InProcessCall final : public gv_call,
       tell = !plugin_finished_ && start_returned_;
     }
     if (tell && route_.plugin->descriptor().on_call_cancel != nullptr) {
+      const logging::CallLogScope log_scope(&log_context_);
       route_.plugin->descriptor().on_call_cancel(route_.plugin->instance(), this, call_state_);
     }
   }
@@ -191,7 +205,10 @@ class InProcessCall final : public gv_call,
   void release() {
     mark_ended();
     const gv_plugin_descriptor& d = route_.plugin->descriptor();
-    if (d.on_call_release != nullptr) d.on_call_release(route_.plugin->instance(), this, call_state_);
+    if (d.on_call_release != nullptr) {
+      const logging::CallLogScope log_scope(&log_context_);
+      d.on_call_release(route_.plugin->instance(), this, call_state_);
+    }
     route_.plugin->unregister_call(this);
     keep_alive_.reset();
   }
@@ -200,6 +217,8 @@ class InProcessCall final : public gv_call,
   std::string peer_;
   std::string method_;
   std::string request_;
+  std::string request_id_;
+  logging::CallLogContext log_context_;  // filled in once the target is known
   int64_t deadline_unix_ms_;
   gv_call_done_fn done_;
   void* context_;
@@ -220,6 +239,17 @@ class InProcessCall final : public gv_call,
   std::string reply_;
 };
 
+// A chain of calls shares one request id: the parent's; without a parent, the one of the call
+// this thread works for (a plugin's own call made from a handler); else a new one.
+std::string request_id_for(const gv_call* parent) {
+  if (parent != nullptr && !parent->request_id().empty()) return std::string(parent->request_id());
+  if (const logging::CallLogContext* current = logging::current_call();
+      current != nullptr && !current->request_id.empty()) {
+    return std::string(current->request_id);
+  }
+  return std::string(logging::GeneratedRequestId::make().view());
+}
+
 }  // namespace
 
 void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
@@ -231,7 +261,7 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
   principal.struct_size = sizeof principal;
   if (parent != nullptr) parent->principal(&principal);
   auto call = std::make_shared<InProcessCall>(platform, caller, std::move(method), std::move(request),
-                                              deadline, principal, done, context);
+                                              deadline, principal, request_id_for(parent), done, context);
   call->for_caller_ = parent != nullptr;
   call->keep_alive_ = call;  // its own reference until released
   call->run();

@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "logging/request_id.hpp"
+
 struct gv_call {
   virtual gv_status_code send(const uint8_t* data, size_t size) = 0;
   virtual gv_status_code finish(gv_status_code code, std::string_view message) = 0;
@@ -22,6 +24,14 @@ struct gv_call {
   // The size of the request message the call started with (0 for streams of requests): what
   // blocking work queued for the call holds, counted against the plugin's queue.
   virtual size_t request_bytes() const { return 0; }
+
+  // The id the call's log lines and the calls it makes carry (metadata x-request-id); empty when
+  // its kind of call has none. Valid while the call is.
+  std::string_view request_id() const {
+    gv_bytes id{};
+    if (metadata(gameverse::logging::kRequestIdKey.data(), &id, 1) != 1) return {};
+    return {reinterpret_cast<const char*>(id.data), id.size};
+  }
 
   // True once the call was cancelled or released: blocking work queued for the call checks it
   // instead of the call, which may be gone by the time the work would start. Made on first use.

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "logging/context.hpp"
+#include "logging/request_id.hpp"
 #include "platform/cache.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
@@ -256,6 +258,14 @@ uint64_t next_serial() {
   return serial++;
 }
 
+// The request id of `call`, or of the call this thread works for when there is none; empty when
+// neither is known.
+std::string request_id_of(const gv_call* call) {
+  if (call != nullptr) return std::string(call->request_id());
+  const logging::CallLogContext* current = logging::current_call();
+  return current != nullptr ? std::string(current->request_id) : std::string();
+}
+
 gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, void* context,
                             gv_message_buffer error) {
   return guarded(self, error, "blocking work", [&] {
@@ -270,7 +280,13 @@ gv_status_code run_blocking(gv_host_plugin* self, gv_call* call, gv_work_fn fn, 
     }
     std::string why;
     const gv_status_code code = pool(self).submit(
-        self, self->name, 0, [fn, context](gv_status_code status) { fn(context, status); },
+        self, self->name, 0,
+        [fn, context, request_id = request_id_of(call), self](gv_status_code status) {
+          // The work belongs to the call it was queued for: its lines carry that call's id.
+          const logging::CallLogContext call_log{request_id, self->name, self->logger->generation()};
+          const logging::CallLogScope log_scope(request_id.empty() ? nullptr : &call_log);
+          fn(context, status);
+        },
         std::move(precheck), false, &why, call != nullptr ? call->request_bytes() : 0);
     if (code != GV_STATUS_OK) throw platform::PlatformError(code, why);
   });

@@ -233,7 +233,7 @@ void Plugin::take_descriptor(const config::PluginConfig& entry, const std::strin
   } catch (const LoadError& e) {
     throw LoadError(who + e.what());
   }
-  self_.logger = spdlog::default_logger()->clone(entry.name);
+  self_.logger = std::make_shared<logging::PluginLogger>(*spdlog::default_logger(), entry.name);
 }
 
 void Plugin::build_pool() {

@@ -4,7 +4,6 @@
 
 #include <gameverse/abi.h>
 #include <google/protobuf/descriptor.h>
-#include <spdlog/logger.h>
 
 #include <atomic>
 #include <boost/dll/shared_library.hpp>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "logging/format.hpp"
 
 #include "platform/platform.hpp"
 #include "plugin/negotiation.hpp"
@@ -29,7 +29,7 @@
 struct gv_host_plugin {
   using Value = std::variant<std::string, int64_t, double, bool>;
   std::string name;
-  std::shared_ptr<spdlog::logger> logger;
+  std::shared_ptr<gameverse::logging::PluginLogger> logger;
   std::map<std::string, Value, std::less<>> config;
   const gameverse::platform::Platform* platform = nullptr;  // null: no platform services
   std::vector<std::string> collections;                     // declared in the descriptor
@@ -97,7 +97,10 @@ class Plugin {
 
   // Generation bookkeeping, set by the manager.
   uint64_t generation() const { return generation_; }
-  void set_generation(uint64_t generation) { generation_ = generation; }
+  void set_generation(uint64_t generation) {
+    generation_ = generation;
+    self_.logger->set_generation(generation);
+  }
   const std::string& file_hash() const { return file_hash_; }
   void set_file_hash(std::string hash) { file_hash_ = std::move(hash); }
   // The file as configured (path() is the staged copy that was mapped).

@@ -12,6 +12,8 @@
 #include <mutex>
 #include <optional>
 
+#include "logging/context.hpp"
+#include "logging/request_id.hpp"
 #include "platform/cpu_budget.hpp"
 #include "plugin/call.hpp"
 #include "rpc/gate.hpp"
@@ -142,6 +144,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   // Every completion but the request's ends one pending operation; the request's starts the done
   // tag's. The count is settled in maybe_delete, under the lock it takes anyway.
   void on_completion(Op op, bool ok) override {
+    // Every plugin hook and host line of the call runs in here: they log with its request id.
+    const logging::CallLogScope log_scope(&log_context_);
     int ops_delta = -1;
     switch (op) {
       case Op::kRequest:
@@ -174,6 +178,11 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
     // The gateway's key stays with the host: a plugin that logs metadata must not leak it.
     if (key == nullptr || std::string_view(key) == kForwardingKeyKey) return 0;
+    if (logging::is_request_id_key(key)) {  // the id in force, which may not be the client's
+      if (max_values > 0)
+        values[0] = {reinterpret_cast<const uint8_t*>(request_id_.data()), request_id_.size()};
+      return 1;
+    }
     auto [begin, end] = transport_.context.client_metadata().equal_range(grpc::string_ref(key));
     size_t count = 0;
     for (auto it = begin; it != end; ++it, ++count) {
@@ -327,6 +336,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   void on_request() {
     server_.slot_taken(queue_, transport_.slot(server_));
     request_taken_ = true;
+    take_request_id();
     deadline_unix_ms_ = unix_ms(transport_.context.deadline());
     const std::string& method = transport_.method();
     const auto routes = server_.routes_();
@@ -352,8 +362,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
           {grpc::StatusCode::UNIMPLEMENTED, "method " + method + " is not served by any loaded plugin"});
       return;
     }
-    // A public method's caller is worked out only if the plugin asks (principal()): reading the
-    // metadata makes gRPC build a map of every header, which costs more than the call's dispatch.
+    // A public method's caller is worked out only if the plugin asks (principal()): verifying a
+    // bearer token costs more than the call's dispatch.
     if (server_.gate_ != nullptr && it->second.access.kind != config::AccessPolicy::Kind::kPublic) {
       Gate::Decision decision = server_.gate_->check(method, it->second.access, authorization());
       if (decision.refusal) {
@@ -364,6 +374,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       std::call_once(caller_known_, [&] { caller_ = std::move(decision.caller); });
     }
     route_ = it->second;
+    log_context_ = {request_id_, route_.plugin->name(), route_.plugin->generation()};
     route_.plugin->register_call(this);
     registered_ = true;
     if constexpr (Transport::kRequestComesWithCall) {
@@ -520,6 +531,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     next->register_call(this);
     route_.plugin = next;
     route_.method_index = method_index;
+    log_context_ = {request_id_, route_.plugin->name(), route_.plugin->generation()};
     old->unregister_call(this);
     const gv_status_code adopted = next->descriptor().on_call_adopt(next->instance(), handle_, method_index,
                                                                     detached.view(), &call_state_);
@@ -536,6 +548,25 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   }
 
   const gv_plugin_descriptor& plugin() const { return route_.plugin->descriptor(); }
+
+  // The client's x-request-id when it sent one sane value, else a new one; sent back in the
+  // initial metadata, which every reply carries, an error alone too (gRPC then sends headers
+  // before the status, not a trailers-only reply).
+  void take_request_id() {
+    const auto& client = transport_.context.client_metadata();
+    const auto [begin, end] =
+        client.equal_range(grpc::string_ref(logging::kRequestIdKey.data(), logging::kRequestIdKey.size()));
+    if (begin != end && std::next(begin) == end &&
+        logging::is_sane_request_id(std::string_view(begin->second.data(), begin->second.size()))) {
+      request_id_ = std::string_view(begin->second.data(), begin->second.size());
+    } else {
+      generated_request_id_ = logging::GeneratedRequestId::make();
+      request_id_ = generated_request_id_.view();
+    }
+    log_context_.request_id = request_id_;
+    static const std::string key(logging::kRequestIdKey);
+    transport_.context.AddInitialMetadata(key, std::string(request_id_));
+  }
 
   void deliver_start(gv_bytes request) {
     plugin_started_ = true;
@@ -635,6 +666,9 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   CallMetrics::Method* metrics_ = nullptr;  // null: calls are not counted
   std::chrono::steady_clock::time_point started_at_;
   int64_t deadline_unix_ms_ = INT64_MAX;
+  std::string_view request_id_;  // into the client's metadata, or generated_request_id_
+  logging::GeneratedRequestId generated_request_id_;
+  logging::CallLogContext log_context_;
   bool request_taken_ = false;  // a call took this slot (it stops counting when it ends)
   bool plugin_started_ = false;
   bool registered_ = false;

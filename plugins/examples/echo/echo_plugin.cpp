@@ -128,7 +128,8 @@ class EchoPlugin final : public sdk::Plugin {
         .unary("Fail", &EchoPlugin::fail, sdk::kPublic)
         .unary("Stats", &EchoPlugin::stats, sdk::kPublic)
         .server_stream_movable("Count", &EchoPlugin::count, &EchoPlugin::resume_count, sdk::kPublic)
-        .unary("WhoAmI", &EchoPlugin::who_am_i, sdk::kPublic);
+        .unary("WhoAmI", &EchoPlugin::who_am_i, sdk::kPublic)
+        .unary_async("RequestId", &EchoPlugin::request_id, sdk::kPublic);
     b.config_int("max_stream_messages", 100000, "Largest count an Expand call may ask for", sdk::at_least(1))
         .config_int("max_sleep_ms", 60000, "Longest duration a Sleep or Hold call may ask for",
                     sdk::at_least(0));
@@ -140,6 +141,40 @@ class EchoPlugin final : public sdk::Plugin {
     reply.set_session_id(caller.session_id);
     for (const auto& role : caller.roles) reply.add_roles(role);
     return Status::ok();
+  }
+
+  // The host puts the request id on every line written during the call; the message has it too,
+  // so that a test can match the two.
+  void request_id(CallContext& context, const pb::RequestIdRequest& request,
+                  UnaryResponder<pb::RequestIdReply> responder) {
+    auto reply = std::make_shared<pb::RequestIdReply>();
+    reply->set_request_id(std::string(context.request_id()));
+    auto shared = std::make_shared<UnaryResponder<pb::RequestIdReply>>(std::move(responder));
+    const auto answer = [this, reply, shared](const char* where) {
+      host_.info("request id " + reply->request_id() + " " + where);
+      shared->reply(*reply);
+    };
+    switch (request.path()) {
+      case pb::RequestIdRequest::ON_POOL:
+        host_.run_blocking([answer] { answer("(on the pool)"); }, &context);
+        return;
+      case pb::RequestIdRequest::AFTER_CALL:
+        host_.call_async("/gameverse.echo.v1.Echo/RequestId", pb::RequestIdRequest().SerializeAsString(),
+                         context, std::chrono::milliseconds(0),
+                         [answer, reply, shared](sdk::CallResult result) {
+                           pb::RequestIdReply inner;
+                           if (!result.status.is_ok() || !inner.ParseFromString(result.response)) {
+                             shared->fail(result.status.is_ok()
+                                              ? Status(StatusCode::kInternal, "unreadable RequestId reply")
+                                              : result.status);
+                             return;
+                           }
+                           reply->set_inner_request_id(inner.request_id());
+                           answer("(after an in-process call)");
+                         });
+        return;
+      default: answer("(inline)");
+    }
   }
 
   Status echo(CallContext&, const pb::EchoRequest& request, pb::EchoReply& reply) {

@@ -62,6 +62,16 @@ class CallContext {
     return out;
   }
 
+  // The call's request id (metadata "x-request-id"): the client's own when it sent a sane one,
+  // else one the host made; a call made from another plugin's handler carries that handler's.
+  // The host already puts it on every log line written during the call; pass it on to systems
+  // outside the host to tie their records to this call. Empty on a host without request ids.
+  std::string_view request_id() const {
+    gv_bytes value{};
+    if (detail::host_api()->call_metadata(call_, "x-request-id", &value, 1) == 0) return {};
+    return detail::view(value);
+  }
+
   Principal principal() const {
     gv_principal p{};
     p.struct_size = sizeof p;
