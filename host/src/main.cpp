@@ -292,11 +292,20 @@ int main(int argc, char** argv) {
   std::unique_ptr<gameverse::http::Gateway> gateway;
   std::unique_ptr<gameverse::http::HttpServer> http;
   if (config.http.enabled()) {
+    if (config.http.gateway && config.server.tls.require_client_cert) {
+      spdlog::warn(
+          "[http] gateway = true serves plugin methods in plaintext, without the client certificates "
+          "[server.tls] require_client_cert asks for on the gRPC port");
+    }
     if (config.http.gateway) {
       gateway = std::make_unique<gameverse::http::Gateway>(
           [&plugins] { return plugins.routes(); }, server.in_process_channel(),
           gameverse::http::GatewayOptions{std::chrono::milliseconds(config.http.gateway_timeout_ms),
-                                          config.http.cors_origins, server.forwarding_key()});
+                                          config.http.cors_origins, server.forwarding_key(),
+                                          static_cast<size_t>(config.http.max_connections / 2),
+                                          static_cast<size_t>(config.http.max_streams)},
+          gameverse::http::DirectCalls{&platform, &gate,
+                                       config.metrics.per_method ? &call_metrics : nullptr});
     }
     http = make_http_port(config,
                           {.metrics = &metrics,

@@ -2,7 +2,12 @@
 // driven by curl: transcoding both ways, errors naming the field, the status mapping, the gate,
 // server streams as NDJSON and as gRPC-Web frames, CORS, the stream limit, a client that leaves
 // mid-stream, a client that tries to pose as another address, and reloads.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -21,9 +26,10 @@ namespace {
 
 constexpr const char* kToken = "gateway-test-operator-token-0123";
 
-std::string config(const std::string& http_extra = "") {
-  return std::string("[host]\nwatch = false\nplugin_dir = \"") + GV_PLUGIN_DIR + "\"\n[admin]\ntoken = \"" +
-         kToken + "\"\n[http]\nlisten = \"127.0.0.1:0\"\n" + http_extra +
+std::string config(const std::string& http_extra = "", const std::string& admin_extra = "") {
+  return std::string("[host]\nwatch = false\nplugin_dir = \"") + GV_PLUGIN_DIR + "\"\n[admin]\n" +
+         admin_extra + "token = \"" + kToken + "\"\n[http]\nlisten = \"127.0.0.1:0\"\ngateway = true\n" +
+         http_extra +
          "[[plugin]]\nname = \"echo\"\n[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = "
          "\"authenticated\"\n";
 }
@@ -314,6 +320,7 @@ TEST_F(GatewayTest, CorsAllowsOnlyTheConfiguredOrigins) {
 
 TEST_F(GatewayTest, StreamsAreBoundedAndALeavingClientEndsItsCall) {
   HostProcess host(config("max_streams = 1\n"));
+  // Refused before any call is made: the plugin never sees the second stream.
   const std::string base = "http://127.0.0.1:" + std::to_string(host.http_port());
   // A stream that never ends by itself holds the one stream slot while curl reads it.
   std::thread holder([&] {
@@ -399,8 +406,125 @@ TEST_F(GatewayTest, ConnectsGrpcWebClientCallsTheHost) {
   EXPECT_EQ(result["user"], "operator");
 }
 
+TEST_F(GatewayTest, RequestIdsAreAnsweredAndReachThePlugin) {
+  HostProcess host(config());
+  // None sent: the host makes one, answers it, and the plugin's context holds the same.
+  const Reply made = post(host, "/gameverse.echo.v1.Echo/RequestId", R"({"path":"AFTER_CALL"})");
+  ASSERT_EQ(made.status, 200) << made.body;
+  std::smatch id;
+  ASSERT_TRUE(std::regex_search(made.headers, id, std::regex("X-Request-Id: ([0-9a-f]{32})\r")))
+      << made.headers;
+  EXPECT_EQ(json_of(made)["requestId"], id[1].str());
+  EXPECT_EQ(json_of(made)["innerRequestId"], id[1].str());  // and a call it makes in turn
+  // A sane one is kept, also on a stream and on a refusal; one that is not is replaced.
+  const std::string mine = "-H 'content-type: application/json' -H 'x-request-id: trace-42.a'";
+  const Reply kept = post(host, "/gameverse.echo.v1.Echo/RequestId", "{}", mine);
+  EXPECT_CONTAINS(kept.headers, "X-Request-Id: trace-42.a\r");
+  EXPECT_EQ(json_of(kept)["requestId"], "trace-42.a");
+  EXPECT_CONTAINS(post(host, "/gameverse.echo.v1.Echo/Expand", R"({"count":1})", mine).headers,
+                  "X-Request-Id: trace-42.a\r");
+  EXPECT_CONTAINS(post(host, "/gameverse.echo.v1.Echo/Echo", R"({"nope":1})", mine).headers,
+                  "X-Request-Id: trace-42.a\r");
+  const Reply replaced = post(host, "/gameverse.echo.v1.Echo/RequestId", "{}",
+                              "-H 'content-type: application/json' -H 'x-request-id: a b<script>'");
+  EXPECT_TRUE(std::regex_search(replaced.headers, std::regex("X-Request-Id: [0-9a-f]{32}\r")))
+      << replaced.headers;
+}
+
+// What a browser page can send without a preflight never makes a call: a foreign Origin, or a
+// body that is not declared JSON. And the admin service does not take a gateway caller for a
+// loopback one, whatever its address: a proxy or a page may stand in between.
+TEST_F(GatewayTest, CrossSiteRequestsNeverReachAPlugin) {
+  HostProcess host(config("cors_origins = [\"https://play.example\"]\n", "allow_loopback = true\n"));
+  const std::string unload = "/gameverse.host.v1.PluginAdmin/UnloadPlugin";
+  const Reply foreign = post(host, unload, R"({"name":"echo"})",
+                             "-H 'content-type: application/json' -H 'Origin: https://evil.example'");
+  EXPECT_EQ(foreign.status, 403) << foreign.body;
+  EXPECT_CONTAINS(foreign.body, "https://evil.example may not call");
+  const Reply untyped = post(host, unload, R"({"name":"echo"})", "-H 'content-type:'");
+  EXPECT_EQ(untyped.status, 415) << untyped.body;
+  const Reply plain = post(host, unload, R"({"name":"echo"})", "-H 'content-type: text/plain'");
+  EXPECT_EQ(plain.status, 415) << plain.body;
+  const Reply loopback = post(host, unload, R"({"name":"echo"})");
+  EXPECT_EQ(loopback.status, 403) << loopback.body;
+  EXPECT_CONTAINS(loopback.body, "operator's credential");
+  // echo still serves.
+  EXPECT_EQ(post(host, "/gameverse.echo.v1.Echo/Echo", "{}").status, 200);
+  // Paths that are no method stay 404, whatever the method.
+  const CommandRun favicon = run_command("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:" +
+                                         std::to_string(host.http_port()) + "/favicon.ico");
+  EXPECT_EQ(favicon.output, "404");
+}
+
+// Calls in progress are bounded below the connection limit, so that a client holding slow calls
+// cannot take the probes' connections; and a client's grpc-timeout never outlasts the gateway's.
+TEST_F(GatewayTest, SlowCallsCannotPinThePortOrOutstayTheTimeout) {
+  HostProcess host(config("max_connections = 4\ngateway_timeout_ms = 3000\n"));
+  const std::string base = "http://127.0.0.1:" + std::to_string(host.http_port());
+  std::vector<std::thread> sleepers;
+  for (int i = 0; i < 2; ++i) {
+    sleepers.emplace_back([&] {
+      run_command(
+          "curl -sS --max-time 20 -X POST -H 'content-type: application/json' -H 'grpc-timeout: 99M' "
+          "--data-raw '{\"durationMs\":60000}' " +
+          base + "/gameverse.echo.v1.Echo/Sleep");
+    });
+  }
+  auto in_flight = [&] {
+    const CommandRun metrics = run_command("curl -sS " + base + "/metrics");
+    std::smatch value;
+    static const std::regex gauge(
+        R"(gameverse_rpc_calls_in_flight\{method="/gameverse.echo.v1.Echo/Sleep"\} (\d+))");
+    return std::regex_search(metrics.output, value, gauge) ? std::stoi(value[1]) : -1;
+  };
+  ASSERT_TRUE(eventually([&] { return in_flight() == 2; }, std::chrono::seconds(10)));
+  const Reply third = post(host, "/gameverse.echo.v1.Echo/Echo", "{}");
+  EXPECT_EQ(third.status, 503) << third.body;
+  EXPECT_CONTAINS(third.headers, "Retry-After: 1");
+  EXPECT_EQ(run_command("curl -sS --max-time 5 " + base + "/healthz").output, "ok\n");
+  for (auto& sleeper : sleepers) sleeper.join();
+  // The sleepers asked for 99 minutes; the gateway's 3 s ended them.
+  const CommandRun metrics = run_command("curl -sS " + base + "/metrics");
+  EXPECT_CONTAINS(
+      metrics.output,
+      "gameverse_rpc_calls_total{method=\"/gameverse.echo.v1.Echo/Sleep\",code=\"DEADLINE_EXCEEDED\"} 2");
+  EXPECT_EQ(post(host, "/gameverse.echo.v1.Echo/Echo", "{}").status, 200);
+}
+
+// A client that sends its request and then closes its sending side (HTTP/1.0 tools, `nc -N`)
+// still gets its answer.
+TEST_F(GatewayTest, AClientThatHalfClosesStillGetsItsAnswer) {
+  HostProcess host(config());
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(host.http_port()));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const std::string body = R"({"durationMs":300})";
+  const std::string request =
+      "POST /gameverse.echo.v1.Echo/Sleep HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  shutdown(fd, SHUT_WR);
+  std::string reply;
+  char buffer[4096];
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 20'000) <= 0) break;
+    const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
+    if (got <= 0) break;
+    reply.append(buffer, static_cast<size_t>(got));
+  }
+  close(fd);
+  EXPECT_CONTAINS(reply, "HTTP/1.1 200 OK");
+  EXPECT_CONTAINS(reply, "Connection: close");
+}
+
 TEST_F(GatewayTest, TheGatewayCanBeTurnedOff) {
-  HostProcess host(config("gateway = false\n"));
+  HostProcess host(std::string("[host]\nwatch = false\nplugin_dir = \"") + GV_PLUGIN_DIR +
+                   "\"\n[http]\nlisten = \"127.0.0.1:0\"\n[[plugin]]\nname = \"echo\"\n");
   const Reply off = post(host, "/gameverse.echo.v1.Echo/Echo", "{}");
   EXPECT_EQ(off.status, 404);
   EXPECT_EQ(run_command("curl -sS http://127.0.0.1:" + std::to_string(host.http_port()) + "/healthz").output,

@@ -29,6 +29,7 @@ watch = false
 plugin_dir = "$BUILD/plugins"
 [http]
 listen = "127.0.0.1:0"
+gateway = true
 max_connections = 256
 [[plugin]]
 name = "echo"

@@ -1,5 +1,7 @@
 #include "admin/admin_plugin.hpp"
 
+#include "rpc/forwarding.hpp"
+
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -226,8 +228,11 @@ class AdminPlugin final : public sdk::Plugin {
     const bool is_operator =
         caller.user_id == config::kOperatorRole &&
         std::find(caller.roles.begin(), caller.roles.end(), config::kOperatorRole) != caller.roles.end();
-    if (std::string why =
-            access_refusal(context.peer(), is_operator, options_.token_configured, options_.allow_loopback);
+    // Through the HTTP gateway a loopback address may stand for anyone: a proxy's client, or a
+    // browser page's.
+    const bool via_gateway = !context.metadata(rpc::kViaGatewayKey).empty();
+    if (std::string why = access_refusal(context.peer(), is_operator, options_.token_configured,
+                                         options_.allow_loopback && !via_gateway);
         !why.empty()) {
       throw sdk::Error(sdk::StatusCode::kPermissionDenied, why);
     }
@@ -268,8 +273,12 @@ class AdminPlugin final : public sdk::Plugin {
 }  // namespace
 
 bool is_loopback(std::string_view peer) {
-  return peer.rfind("ipv4:127.", 0) == 0 || peer.rfind("ipv6:[::1]", 0) == 0 ||
-         peer.rfind("ipv6:[::ffff:127.", 0) == 0 || peer.rfind("unix:", 0) == 0;
+  // gRPC writes IPv6 peers with the brackets escaped: "ipv6:%5B::1%5D:5000".
+  for (const char* prefix :
+       {"ipv4:127.", "ipv6:[::1]", "ipv6:%5B::1%5D", "ipv6:[::ffff:127.", "ipv6:%5B::ffff:127.", "unix:"}) {
+    if (peer.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
 }
 
 std::string access_refusal(std::string_view peer, bool is_operator, bool token_configured,

@@ -98,10 +98,11 @@ struct HttpSection {
   int64_t max_header_bytes = 8 * 1024;  // a larger request head gets 431
   int64_t max_body_bytes = 64 * 1024;   // a larger request body gets 413
   int64_t request_timeout_ms = 10'000;  // a request must arrive whole (and a response go) within this
-  // The JSON gateway and gRPC-Web: plugin methods at POST /<package.Service>/<Method>.
-  bool gateway = true;
+  // The JSON gateway and gRPC-Web: plugin methods at POST /<package.Service>/<Method>. Off unless
+  // asked for: a port opened for /metrics alone must not start serving every method in plaintext.
+  bool gateway = false;
   int64_t gateway_timeout_ms = 30'000;  // a unary call's deadline when the request names none
-  int64_t max_streams = 32;             // server streams open at once; unary calls keep the rest
+  int64_t max_streams = 16;  // server streams at once; calls at once are max_connections / 2
   // Origins whose pages may call the gateway from a browser (CORS): "https://game.example", or
   // "*" for any. Empty: none (same-origin pages only).
   std::vector<std::string> cors_origins;

@@ -16,7 +16,11 @@
 #include <unordered_map>
 
 #include "logging/request_id.hpp"
-#include "rpc/server.hpp"
+#include "platform/service_calls.hpp"
+#include "platform/store.hpp"
+#include "rpc/call_metrics.hpp"
+#include "rpc/forwarding.hpp"
+#include "rpc/gate.hpp"
 
 namespace gameverse::http {
 
@@ -72,13 +76,8 @@ int64_t parse_grpc_timeout_ms(std::string_view value) {
 namespace {
 
 constexpr std::string_view kTypeUrlPrefix = "type.googleapis.com";
-
-bool starts_with_ci(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() &&
-         std::equal(prefix.begin(), prefix.end(), text.begin(), [](char a, char b) {
-           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-         });
-}
+// A stream's grpc-timeout beyond this (about a year) is taken as this: no overflow in deadlines.
+constexpr int64_t kMaxStreamTimeoutMs = int64_t{365} * 24 * 3'600'000;
 
 std::string lower(std::string_view text) {
   std::string out(text);
@@ -131,7 +130,8 @@ std::optional<std::string> unbase64(std::string_view text) {
     size_t size = 0;
     const char* end = nullptr;
     if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data() + written), out.size() - written,
-                          text.data(), text.size(), " \r\n\t", &size, &end, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+                          text.data(), text.size(), " \r\n\t", &size, &end,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
         end == text.data()) {
       return std::nullopt;
     }
@@ -250,13 +250,38 @@ struct Gateway::Core {
   RouteSource routes;
   grpc::GenericStub stub;
   GatewayOptions options;
+  DirectCalls direct;
+  std::atomic<size_t> calls{0};    // in progress: unary and streams
+  std::atomic<size_t> streams{0};  // in progress
   std::mutex transcoders_mu;
   std::unordered_map<const plugin::Plugin*,
                      std::pair<std::weak_ptr<plugin::Plugin>, std::shared_ptr<Transcoder>>>
       transcoders;
 
-  Core(RouteSource source, std::shared_ptr<grpc::Channel> channel, GatewayOptions gateway_options)
-      : routes(std::move(source)), stub(std::move(channel)), options(std::move(gateway_options)) {}
+  Core(RouteSource source, std::shared_ptr<grpc::Channel> channel, GatewayOptions gateway_options,
+       DirectCalls direct_calls)
+      : routes(std::move(source)),
+        stub(std::move(channel)),
+        options(std::move(gateway_options)),
+        direct(direct_calls) {}
+
+  // A place for one more call (and stream), held until the returned token is dropped; null when
+  // the limits are reached.
+  std::shared_ptr<void> admit(bool stream) {
+    if (calls.fetch_add(1) >= options.max_calls) {
+      --calls;
+      return nullptr;
+    }
+    if (stream && streams.fetch_add(1) >= options.max_streams) {
+      --streams;
+      --calls;
+      return nullptr;
+    }
+    return std::shared_ptr<void>(this, [stream](Core* core) {
+      if (stream) --core->streams;
+      --core->calls;
+    });
+  }
 
   std::shared_ptr<Transcoder> transcoder_of(const std::shared_ptr<plugin::Plugin>& plugin) {
     std::lock_guard lock(transcoders_mu);
@@ -287,40 +312,129 @@ namespace {
 
 enum class Protocol { kJson, kGrpcWeb, kGrpcWebText };
 
-// One call through the gateway: started on the HTTP thread, answered from gRPC's callbacks.
-class GatewayCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
-                          public std::enable_shared_from_this<GatewayCall> {
+// What a call's answer looks like in its protocol: the head, each message, the end.
+class Encoder {
  public:
-  GatewayCall(std::shared_ptr<Gateway::Core> core, std::shared_ptr<Exchange> exchange, Protocol protocol,
-              std::string method, const gp::MethodDescriptor* descriptor,
-              std::shared_ptr<Gateway::Core::Transcoder> transcoder, bool streaming,
-              std::vector<std::pair<std::string, std::string>> response_headers)
+  Encoder(Protocol protocol, bool streaming, std::shared_ptr<Gateway::Core::Transcoder> transcoder,
+          const gp::MethodDescriptor* descriptor, std::vector<std::pair<std::string, std::string>> headers)
+      : protocol_(protocol),
+        streaming_(streaming),
+        transcoder_(std::move(transcoder)),
+        method_(descriptor->full_name()),
+        response_type_url_(std::string(kTypeUrlPrefix) + "/" + descriptor->output_type()->full_name()),
+        headers_(std::move(headers)) {}
+
+  Response head(unsigned status) const {
+    Response response;
+    response.status = status;
+    switch (protocol_) {
+      case Protocol::kJson:
+        response.content_type = streaming_ ? "application/x-ndjson" : "application/json";
+        break;
+      case Protocol::kGrpcWeb: response.content_type = "application/grpc-web+proto"; break;
+      case Protocol::kGrpcWebText: response.content_type = "application/grpc-web-text+proto"; break;
+    }
+    response.headers = headers_;
+    return response;
+  }
+
+  // A reply as one piece of the answer: a JSON object (one NDJSON line in a stream) or a gRPC-Web
+  // frame. False when the reply does not convert to JSON (then the call is INTERNAL).
+  bool message(std::string_view reply, std::string& piece) {
+    if (protocol_ != Protocol::kJson) {
+      piece = frame(0, reply);
+      if (protocol_ == Protocol::kGrpcWebText) piece = base64(piece);
+      return true;
+    }
+    std::string json;
+    const auto converted =
+        gp::util::BinaryToJsonString(transcoder_->resolver.get(), response_type_url_, std::string(reply),
+                                     &json, gp::util::JsonPrintOptions());
+    if (!converted.ok()) {
+      spdlog::error("http gateway: the reply of {} does not convert to JSON: {}", method_,
+                    converted.ToString());
+      failed_ = true;
+      return false;
+    }
+    piece = streaming_ ? "{\"result\":" + json + "}\n" : std::move(json);
+    return true;
+  }
+
+  // What ends a stream that already sent messages: the trailers, or an error line.
+  std::string end_piece(const grpc::Status& given) const {
+    const grpc::Status status = effective(given);
+    switch (protocol_) {
+      case Protocol::kJson:
+        return status.ok() ? ""
+                           : "{\"error\":" + json_error(status.error_code(), status.error_message()) + "}\n";
+      case Protocol::kGrpcWeb: return trailer_frame(status);
+      case Protocol::kGrpcWebText: return base64(trailer_frame(status));
+    }
+    return "";
+  }
+
+  // The whole answer at once: a unary call (`reply` when it succeeded), or a stream that ended
+  // before its first message.
+  Response whole(const grpc::Status& given, std::string_view reply) {
+    grpc::Status status = effective(given);
+    std::string body;
+    if (protocol_ == Protocol::kJson) {
+      if (status.ok() && !streaming_ && !message(reply, body)) status = effective(status);
+      if (!status.ok()) {
+        Response response = head(http_status_of(status.error_code()));
+        response.content_type = "application/json";
+        response.body = json_error(status.error_code(), status.error_message()) + "\n";
+        return response;
+      }
+      Response response = head(200);
+      response.body = std::move(body);
+      return response;
+    }
+    Response response = head(200);
+    if (status.ok() && !streaming_) body = frame(0, reply);
+    body += trailer_frame(status);
+    response.body = protocol_ == Protocol::kGrpcWebText ? base64(body) : std::move(body);
+    return response;
+  }
+
+ private:
+  grpc::Status effective(const grpc::Status& status) const {
+    if (failed_) return {grpc::StatusCode::INTERNAL, "the reply could not be converted to JSON"};
+    return status;
+  }
+
+  Protocol protocol_;
+  bool streaming_;
+  std::shared_ptr<Gateway::Core::Transcoder> transcoder_;
+  std::string method_;
+  std::string response_type_url_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+  bool failed_ = false;
+};
+
+// A server stream through the gateway: a client of the host's own gRPC server on its in-process
+// channel, so that the stream moves across reloads like any other. Started on the HTTP thread,
+// answered from gRPC's reactions, one message at a time as the client reads them.
+class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
+                         public std::enable_shared_from_this<StreamCall> {
+ public:
+  StreamCall(std::shared_ptr<Gateway::Core> core, std::shared_ptr<Exchange> exchange, std::string method,
+             Encoder encoder, std::shared_ptr<void> admission)
       : core_(std::move(core)),
         exchange_(std::move(exchange)),
-        protocol_(protocol),
         method_(std::move(method)),
-        transcoder_(std::move(transcoder)),
-        streaming_(streaming),
-        response_headers_(std::move(response_headers)) {
-    if (descriptor != nullptr) {
-      response_type_url_ = std::string(kTypeUrlPrefix) + "/" + descriptor->output_type()->full_name();
-    }
-  }
+        encoder_(std::move(encoder)),
+        admission_(std::move(admission)) {}
 
   grpc::ClientContext& context() { return context_; }
 
   void start(std::string request) {
     request_ = to_buffer(request);
-    // The client leaving cancels the call. The exchange keeps this call alive until then.
+    // The client leaving cancels the call.
     exchange_->on_abandoned([weak = weak_from_this()] {
       if (auto self = weak.lock()) self->context_.TryCancel();
     });
-    self_ = shared_from_this();  // until OnDone or the unary completion
-    if (!streaming_) {
-      core_->stub.UnaryCall(&context_, method_, grpc::StubOptions(), &request_, &reply_,
-                            [this](grpc::Status status) { unary_done(std::move(status)); });
-      return;
-    }
+    self_ = shared_from_this();  // until OnDone
     core_->stub.PrepareBidiStreamingCall(&context_, method_, grpc::StubOptions(), this);
     AddHold();  // OnDone waits until every message was read and sent on
     StartWriteLast(&request_, grpc::WriteOptions());
@@ -333,13 +447,13 @@ class GatewayCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   void OnReadDone(bool ok) override {
     if (!ok) return RemoveHold();
     std::string piece;
-    if (!encode_message(piece)) {
+    if (!encoder_.message(to_string(reply_), piece)) {
       context_.TryCancel();
       return RemoveHold();
     }
     if (!stream_started_) {
       stream_started_ = true;
-      exchange_->start_stream(head(200));
+      exchange_->start_stream(encoder_.head(200));
     }
     exchange_->write(std::move(piece), [weak = weak_from_this()](bool sent) {
       auto self = weak.lock();
@@ -353,120 +467,62 @@ class GatewayCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc:
   }
   void OnDone(const grpc::Status& status) override {
     if (!stream_started_) {
-      finish_whole(status);
+      exchange_->respond(encoder_.whole(status, {}));
     } else {
-      std::string last = final_piece(status);
+      std::string last = encoder_.end_piece(status);
       if (!last.empty()) exchange_->write(std::move(last), nullptr);
       exchange_->end();
     }
+    admission_.reset();
     self_.reset();  // the last reference but the exchange's weak ones
   }
 
  private:
-  void unary_done(grpc::Status status) {
-    finish_whole(status);
-    self_.reset();
-  }
-
-  Response head(unsigned status) {
-    Response response;
-    response.status = status;
-    switch (protocol_) {
-      case Protocol::kJson:
-        response.content_type = streaming_ ? "application/x-ndjson" : "application/json";
-        break;
-      case Protocol::kGrpcWeb: response.content_type = "application/grpc-web+proto"; break;
-      case Protocol::kGrpcWebText: response.content_type = "application/grpc-web-text+proto"; break;
-    }
-    response.headers = response_headers_;
-    const auto& metadata = context_.GetServerInitialMetadata();
-    if (auto id = metadata.find("x-request-id"); id != metadata.end()) {
-      response.headers.emplace_back("X-Request-Id", std::string(id->second.data(), id->second.size()));
-    }
-    return response;
-  }
-
-  // The current reply as one piece of the answer: a JSON object (one NDJSON line for a stream) or a
-  // gRPC-Web frame.
-  bool encode_message(std::string& piece) {
-    if (protocol_ != Protocol::kJson) {
-      piece = frame(0, to_string(reply_));
-      if (protocol_ == Protocol::kGrpcWebText) piece = base64(piece);
-      return true;
-    }
-    std::string json;
-    gp::util::JsonPrintOptions options;
-    const auto converted = gp::util::BinaryToJsonString(transcoder_->resolver.get(), response_type_url_,
-                                                        to_string(reply_), &json, options);
-    if (!converted.ok()) {
-      spdlog::error("http gateway: the reply of {} does not convert to JSON: {}", method_,
-                    converted.ToString());
-      transcode_failed_ = true;
-      return false;
-    }
-    piece = streaming_ ? "{\"result\":" + json + "}\n" : std::move(json);
-    return true;
-  }
-
-  grpc::Status effective(const grpc::Status& status) const {
-    if (transcode_failed_) return {grpc::StatusCode::INTERNAL, "the reply could not be converted to JSON"};
-    return status;
-  }
-
-  // What ends a stream that already sent messages: the trailers, or an error line.
-  std::string final_piece(const grpc::Status& given) {
-    const grpc::Status status = effective(given);
-    switch (protocol_) {
-      case Protocol::kJson:
-        return status.ok() ? ""
-                           : "{\"error\":" + json_error(status.error_code(), status.error_message()) + "}\n";
-      case Protocol::kGrpcWeb: return trailer_frame(status);
-      case Protocol::kGrpcWebText: return base64(trailer_frame(status));
-    }
-    return "";
-  }
-
-  // The whole answer at once: a unary call, or a stream that ended before its first message.
-  void finish_whole(const grpc::Status& given) {
-    grpc::Status status = effective(given);
-    if (protocol_ == Protocol::kJson) {
-      std::string body;
-      if (status.ok() && !streaming_) {
-        if (!encode_message(body)) status = effective(status);
-      }
-      if (!status.ok()) {
-        Response response = head(http_status_of(status.error_code()));
-        response.content_type = "application/json";
-        response.body = json_error(status.error_code(), status.error_message()) + "\n";
-        return exchange_->respond(std::move(response));
-      }
-      Response response = head(200);
-      response.body = std::move(body);
-      return exchange_->respond(std::move(response));
-    }
-    Response response = head(200);
-    std::string body;
-    if (status.ok() && !streaming_) body = frame(0, to_string(reply_));
-    body += trailer_frame(status);
-    response.body = protocol_ == Protocol::kGrpcWebText ? base64(body) : std::move(body);
-    exchange_->respond(std::move(response));
-  }
-
   std::shared_ptr<Gateway::Core> core_;
   std::shared_ptr<Exchange> exchange_;
-  Protocol protocol_;
   std::string method_;
-  std::shared_ptr<Gateway::Core::Transcoder> transcoder_;
-  bool streaming_;
-  std::vector<std::pair<std::string, std::string>> response_headers_;
-  std::string response_type_url_;
+  Encoder encoder_;
+  std::shared_ptr<void> admission_;
   grpc::ClientContext context_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer reply_;
-  std::shared_ptr<GatewayCall> self_;
+  std::shared_ptr<StreamCall> self_;
   bool stream_started_ = false;
-  bool transcode_failed_ = false;
 };
+
+// A unary call: straight to the plugin through the host's in-process call path, past the gate and
+// counted in the per-method metrics as on the gRPC port, with no gRPC in between.
+void call_unary(const std::shared_ptr<Gateway::Core>& core, const std::shared_ptr<Exchange>& exchange,
+                const plugin::Route& route, std::string method, std::string_view authorization,
+                platform::CallOrigin origin, std::string request, std::shared_ptr<Encoder> encoder,
+                std::shared_ptr<void> admission) {
+  rpc::CallMetrics::Method* metrics =
+      core->direct.metrics != nullptr ? core->direct.metrics->method(method) : nullptr;
+  const auto started = std::chrono::steady_clock::now();
+  if (metrics != nullptr) metrics->start();
+  auto finish = [exchange, encoder, metrics, started, admission = std::move(admission)](
+                    const grpc::Status& status, std::string_view reply) mutable {
+    if (metrics != nullptr) metrics->end(status.error_code(), std::chrono::steady_clock::now() - started);
+    admission.reset();
+    exchange->respond(encoder->whole(status, reply));
+  };
+  if (core->direct.gate != nullptr) {
+    const rpc::Gate::Decision decision = core->direct.gate->check(method, route.access, authorization);
+    if (decision.refusal) return finish(*decision.refusal, {});
+    if (decision.caller) {
+      origin.user_id = decision.caller->user_id;
+      origin.session_id = decision.caller->session_id;
+      origin.roles = decision.caller->roles;
+    }
+  }
+  auto cancel = platform::call_unary_for_client(
+      *core->direct.platform, std::move(origin), std::move(method), std::move(request),
+      [finish = std::move(finish)](gv_status_code code, std::string_view message,
+                                   std::string_view reply) mutable {
+        finish(grpc::Status(static_cast<grpc::StatusCode>(code), std::string(message)), reply);
+      });
+  exchange->on_abandoned(std::move(cancel));
+}
 
 // The media type of a Content-Type value: lower-case, without parameters.
 std::string media_type(std::string_view content_type) {
@@ -500,7 +556,8 @@ std::string allowed_request_headers(std::string_view asked) {
 
 void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
             const std::shared_ptr<Exchange>& exchange) {
-  if (!method_shaped(request.path)) return exchange->respond({404, "text/plain; charset=utf-8", "not found\n", {}});
+  if (!method_shaped(request.path))
+    return exchange->respond({404, "text/plain; charset=utf-8", "not found\n", {}});
   std::vector<std::pair<std::string, std::string>> cors;
   const std::string_view origin = request.header("origin");
   const std::string allowed_origin = core->allowed_origin(origin);
@@ -513,7 +570,8 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
   if (request.method == "OPTIONS") {
     // A browser's preflight: allowed origins learn what they may send.
     if (allowed_origin.empty()) {
-      return exchange->respond({403, "text/plain; charset=utf-8", "this origin may not call the gateway\n", cors});
+      return exchange->respond(
+          {403, "text/plain; charset=utf-8", "this origin may not call the gateway\n", cors});
     }
     cors.emplace_back("Access-Control-Allow-Methods", "POST, OPTIONS");
     cors.emplace_back("Access-Control-Allow-Headers",
@@ -554,27 +612,33 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
 
   if (request.method != "POST") {
     cors.emplace_back("Allow", "POST, OPTIONS");
-    return exchange->respond({405, "application/json", json_error(12, "call methods with POST") + "\n", cors});
+    return exchange->respond(
+        {405, "application/json", json_error(12, "call methods with POST") + "\n", cors});
   }
   // A page from an origin not allowed never gets a call made: browsers send simple requests
   // (no preflight) and only hide the answer, which is too late for a call that changes something.
   if (!origin.empty() && allowed_origin.empty()) {
-    return exchange->respond(
-        {403, "application/json", json_error(7, "the origin " + std::string(origin) + " may not call the gateway; "
-                                                    "see [http] cors_origins") + "\n",
-         cors});
+    return exchange->respond({403, "application/json",
+                              json_error(7, "the origin " + std::string(origin) +
+                                                " may not call the gateway; "
+                                                "see [http] cors_origins") +
+                                  "\n",
+                              cors});
   }
   if (protocol == Protocol::kJson && type != "application/json") {
     return exchange->respond(
         {415, "application/json",
-         json_error(3, "content-type '" + std::string(request.header("content-type")) +
-                           "' is not application/json, application/grpc-web+proto or application/grpc-web-text") +
+         json_error(
+             3, "content-type '" + std::string(request.header("content-type")) +
+                    "' is not application/json, application/grpc-web+proto or application/grpc-web-text") +
              "\n",
          cors});
   }
-  if (const auto encoding = lower(request.header("content-encoding")); !encoding.empty() && encoding != "identity") {
-    return exchange->respond(
-        {415, "application/json", json_error(3, "content-encoding '" + encoding + "' is not accepted") + "\n", cors});
+  if (const auto encoding = lower(request.header("content-encoding"));
+      !encoding.empty() && encoding != "identity") {
+    return exchange->respond({415, "application/json",
+                              json_error(3, "content-encoding '" + encoding + "' is not accepted") + "\n",
+                              cors});
   }
 
   const std::string method(request.path);
@@ -635,21 +699,54 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
     message.assign(body.substr(5));
   }
 
-  auto call =
-      std::make_shared<GatewayCall>(core, exchange, protocol, method, descriptor, std::move(transcoder),
-                                    kind == GV_CALL_SERVER_STREAMING, std::move(cors));
-  grpc::ClientContext& context = call->context();
+  // The deadline: the client's grpc-timeout, for a unary call never past gateway_timeout_ms.
   int64_t timeout_ms = kind == GV_CALL_UNARY ? core->options.unary_timeout.count() : -1;
   if (const auto given = request.header("grpc-timeout"); !given.empty()) {
-    timeout_ms = parse_grpc_timeout_ms(given);
-    if (timeout_ms < 0) return refuse(grpc::StatusCode::INVALID_ARGUMENT, "grpc-timeout is malformed");
+    const int64_t asked = parse_grpc_timeout_ms(given);
+    if (asked < 0) return refuse(grpc::StatusCode::INVALID_ARGUMENT, "grpc-timeout is malformed");
+    timeout_ms = timeout_ms < 0 ? std::min<int64_t>(asked, kMaxStreamTimeoutMs) : std::min(asked, timeout_ms);
   }
-  if (timeout_ms >= 0) {
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  const bool streaming = kind == GV_CALL_SERVER_STREAMING;
+  auto admission = core->admit(streaming);
+  if (!admission) {
+    return refuse(grpc::StatusCode::UNAVAILABLE,
+                  streaming ? "too many streams open over HTTP; try again shortly, or use gRPC"
+                            : "too many calls in progress over HTTP; try again shortly",
+                  {{"Retry-After", "1"}});
   }
+  // The client's own request id when it is sane, else a new one: in the answer, the plugin's
+  // context and every log line about the call.
+  const std::string_view given_id = request.header("x-request-id");
+  std::string request_id = logging::is_sane_request_id(given_id)
+                               ? std::string(given_id)
+                               : std::string(logging::GeneratedRequestId::make().view());
+  cors.emplace_back("X-Request-Id", request_id);
+  Encoder encoder(protocol, streaming, std::move(transcoder), descriptor, std::move(cors));
+
+  std::vector<std::pair<std::string, std::string>> metadata;
   for (const auto& [name, value] : request.headers) {
-    if (forwarded_as_metadata(name) && printable(value)) context.AddMetadata(lower(name), std::string(value));
+    if (!forwarded_as_metadata(name) || !printable(value)) continue;
+    std::string key = lower(name);
+    if (key != logging::kRequestIdKey) metadata.emplace_back(std::move(key), std::string(value));
   }
+  metadata.emplace_back(rpc::kViaGatewayKey, "http");
+
+  if (!streaming) {
+    platform::CallOrigin origin;
+    origin.peer = exchange->peer();
+    origin.metadata = std::move(metadata);
+    origin.request_id = std::move(request_id);
+    origin.deadline_unix_ms = platform::now_unix_ms() + timeout_ms;
+    return call_unary(core, exchange, route->second, method, request.header("authorization"),
+                      std::move(origin), std::move(message), std::make_shared<Encoder>(std::move(encoder)),
+                      std::move(admission));
+  }
+  auto call = std::make_shared<StreamCall>(core, exchange, method, std::move(encoder), std::move(admission));
+  grpc::ClientContext& context = call->context();
+  if (timeout_ms >= 0)
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  context.AddMetadata(std::string(logging::kRequestIdKey), request_id);
   context.AddMetadata(rpc::kForwardedPeerKey, exchange->peer());
   context.AddMetadata(rpc::kForwardingKeyKey, core->options.forwarding_key);
   call->start(std::move(message));
@@ -657,8 +754,9 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
 
 }  // namespace
 
-Gateway::Gateway(RouteSource routes, std::shared_ptr<grpc::Channel> channel, GatewayOptions options)
-    : core_(std::make_shared<Core>(std::move(routes), std::move(channel), std::move(options))) {}
+Gateway::Gateway(RouteSource routes, std::shared_ptr<grpc::Channel> channel, GatewayOptions options,
+                 DirectCalls direct)
+    : core_(std::make_shared<Core>(std::move(routes), std::move(channel), std::move(options), direct)) {}
 
 Gateway::~Gateway() = default;
 

@@ -3,8 +3,10 @@
 //    mapping over the plugin's own descriptor pool; a server stream answers newline-delimited JSON.
 //  - gRPC-Web (application/grpc-web[+proto] and application/grpc-web-text[+proto]), what browser
 //    builds of a game call with the standard gRPC-Web clients.
-// Every call goes through the host's own gRPC server on its in-process channel, so it meets the
-// same gate, routing, metrics, request ids, hot reload and drain as a call on the gRPC port.
+// Unary calls take the host's in-process call path straight to the plugin; server streams go
+// through the host's own gRPC server on its in-process channel, so that they move across reloads.
+// Either way a call meets the same gate, routing, metrics, request ids and drain as on the gRPC
+// port.
 #pragma once
 
 #include <grpcpp/channel.h>
@@ -16,7 +18,13 @@
 #include <vector>
 
 #include "http/http_server.hpp"
+#include "platform/platform.hpp"
 #include "plugin/manager.hpp"
+
+namespace gameverse::rpc {
+class Gate;
+class CallMetrics;
+}  // namespace gameverse::rpc
 
 namespace gameverse::http {
 
@@ -27,6 +35,18 @@ struct GatewayOptions {
   std::vector<std::string> cors_origins;
   // The gRPC server's forwarding key, with which the client's address is believed.
   std::string forwarding_key;
+  // Calls in progress at once, and of them server streams; more are refused with 503 at once.
+  // Keep max_calls below the port's connection limit: probes and scrapes need connections too.
+  size_t max_calls = 32;
+  size_t max_streams = 16;
+};
+
+// How unary calls reach plugins without the in-process channel: the host's in-process call path
+// (as calls between plugins take), past the same gate and counted in the same metrics.
+struct DirectCalls {
+  const platform::Platform* platform = nullptr;  // required
+  rpc::Gate* gate = nullptr;                     // null: calls are anonymous
+  rpc::CallMetrics* metrics = nullptr;           // null: not counted
 };
 
 // gRPC status code → HTTP status, the usual mapping (google.rpc.Code's documentation).
@@ -40,7 +60,8 @@ class Gateway {
  public:
   using RouteSource = std::function<std::shared_ptr<const plugin::RouteTable>()>;
   // `channel`: the host's in-process channel to its own gRPC server.
-  Gateway(RouteSource routes, std::shared_ptr<grpc::Channel> channel, GatewayOptions options);
+  Gateway(RouteSource routes, std::shared_ptr<grpc::Channel> channel, GatewayOptions options,
+          DirectCalls direct);
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;

@@ -10,8 +10,8 @@
 #include <deque>
 #include <mutex>
 #include <optional>
-#include <unordered_set>
 #include <stdexcept>
+#include <unordered_set>
 
 namespace gameverse::http {
 
@@ -158,7 +158,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(limits_->max_header_bytes);
     parser_->body_limit(limits_->max_body_bytes);
     stream_.expires_after(limits_->request_timeout);
-    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&Session::on_read, shared_from_this()));
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      beast::bind_front_handler(&Session::on_read, shared_from_this()));
   }
 
   // The exchange's steps, on the strand. Every caller holds a reference to the session.
@@ -281,7 +282,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!room) keep_alive_ = false;
     auto into = room ? buffer_.prepare(512) : asio::mutable_buffer(discard_.data(), discard_.size());
     stream_.socket().async_read_some(
-        into, asio::bind_executor(strand_, [self = shared_from_this(), room](beast::error_code error, size_t size) {
+        into,
+        asio::bind_executor(strand_, [self = shared_from_this(), room](beast::error_code error, size_t size) {
           self->watching_ = false;
           if (room) self->buffer_.commit(size);
           const bool resume = std::exchange(self->resume_reading_, false);
@@ -291,7 +293,8 @@ class Session : public std::enable_shared_from_this<Session> {
             return;  // the answer still goes out; then the connection closes
           }
           if (error && error != asio::error::operation_aborted) return self->close();
-          if (self->state_ == State::kHandling || self->state_ == State::kStreaming) return self->watch_for_close();
+          if (self->state_ == State::kHandling || self->state_ == State::kStreaming)
+            return self->watch_for_close();
           if (resume && self->state_ == State::kReading) self->read_request();
         }));
   }
@@ -329,8 +332,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!bodiless) response_.content_length(answer.body.size());
     if (!head_only_ && !bodiless) response_.body() = std::move(answer.body);
     stream_.expires_after(limits_->request_timeout);
-    bhttp::async_write(stream_, response_,
-                       asio::bind_executor(strand_, beast::bind_front_handler(&Session::on_write, shared_from_this())));
+    bhttp::async_write(
+        stream_, response_,
+        asio::bind_executor(strand_, beast::bind_front_handler(&Session::on_write, shared_from_this())));
   }
 
   void on_write(beast::error_code error, size_t) {
@@ -402,11 +406,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void discard_until_closed() {
-    stream_.async_read_some(asio::buffer(discard_),
-                            asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t) {
-                              if (error) return self->close();
-                              self->discard_until_closed();
-                            }));
+    stream_.async_read_some(
+        asio::buffer(discard_),
+        asio::bind_executor(strand_, [self = shared_from_this()](beast::error_code error, size_t) {
+          if (error) return self->close();
+          self->discard_until_closed();
+        }));
   }
 
   void close() {
@@ -461,7 +466,8 @@ bool SessionExchange::run(Step step) {
     if (!session) return false;
     if (!session->strand().running_in_this_thread()) {
       const Strand strand = session->strand();
-      asio::post(strand, [session = std::move(session), step = std::move(step)]() mutable { step(*session); });
+      asio::post(strand,
+                 [session = std::move(session), step = std::move(step)]() mutable { step(*session); });
       return true;
     }
   }
@@ -578,7 +584,7 @@ void HttpServer::stop() {
   for (auto& thread : threads_) thread.join();
   threads_.clear();
   waiting.clear();  // their calls learn that the client is gone, while the io_context still exists
-  state_.reset();  // drops the sessions still open: before open_connections_ goes
+  state_.reset();   // drops the sessions still open: before open_connections_ goes
 }
 
 }  // namespace gameverse::http

@@ -26,26 +26,16 @@ class InProcessCall final : public gv_call,
                             public plugin::LiveCall,
                             public std::enable_shared_from_this<InProcessCall> {
  public:
-  InProcessCall(const Platform& platform, std::string caller, std::string method, std::string request,
-                int64_t deadline_unix_ms, gv_principal principal_source, std::string request_id,
-                gv_call_done_fn done, void* context)
+  using Done = std::function<void(gv_status_code code, gv_bytes message, gv_bytes reply)>;
+
+  InProcessCall(const Platform& platform, CallOrigin origin, std::string method, std::string request,
+                Done done)
       : platform_(platform),
-        peer_("inproc:" + caller),
+        origin_(std::move(origin)),
         method_(std::move(method)),
         request_(std::move(request)),
-        request_id_(std::move(request_id)),
-        deadline_unix_ms_(deadline_unix_ms),
-        done_(done),
-        context_(context) {
-    user_id_.assign(reinterpret_cast<const char*>(principal_source.user_id.data),
-                    principal_source.user_id.size);
-    session_id_.assign(reinterpret_cast<const char*>(principal_source.session_id.data),
-                       principal_source.session_id.size);
-    for (size_t i = 0; i < principal_source.role_count; ++i) {
-      roles_.emplace_back(reinterpret_cast<const char*>(principal_source.roles[i].data),
-                          principal_source.roles[i].size);
-    }
-    for (const auto& role : roles_) role_bytes_.push_back(as_bytes(role));
+        done_(std::move(done)) {
+    for (const auto& role : origin_.roles) role_bytes_.push_back(as_bytes(role));
   }
 
   void run() {
@@ -62,7 +52,8 @@ class InProcessCall final : public gv_call,
     // A call made for a caller (with a parent) meets the target's access policy as that caller;
     // a plugin's own calls (no parent: timers, start-up) act with the plugin's trust.
     if (for_caller_) {
-      if (auto refusal = it->second.access.refusal(method_, user_id_.empty() ? nullptr : &roles_)) {
+      if (auto refusal =
+              it->second.access.refusal(method_, origin_.user_id.empty() ? nullptr : &origin_.roles)) {
         return refusal->kind == config::AccessRefusal::Kind::kUnauthenticated
                    ? fail_and_delete(GV_STATUS_UNAUTHENTICATED,
                                      refusal->message + ", and the call it is made for has none")
@@ -70,20 +61,20 @@ class InProcessCall final : public gv_call,
       }
     }
     route_ = it->second;
-    log_context_ = {request_id_, route_.plugin->name(), route_.plugin->generation()};
-    if (deadline_unix_ms_ != INT64_MAX) {
-      if (deadline_unix_ms_ <= now_unix_ms()) {
+    log_context_ = {origin_.request_id, route_.plugin->name(), route_.plugin->generation()};
+    if (origin_.deadline_unix_ms != INT64_MAX) {
+      if (origin_.deadline_unix_ms <= now_unix_ms()) {
         return fail_and_delete(GV_STATUS_DEADLINE_EXCEEDED,
                                "the deadline passed before " + method_ + " was called");
       }
       // The timer holds the call weakly: a call released meanwhile is simply gone.
-      timer_ = platform_.timers->start(this, std::chrono::milliseconds(deadline_unix_ms_ - now_unix_ms()),
-                                       std::chrono::milliseconds(0), [weak = weak_from_this()] {
-                                         if (auto call = weak.lock()) {
-                                           call->end_early(GV_STATUS_DEADLINE_EXCEEDED,
-                                                           "deadline exceeded calling " + call->method_);
-                                         }
-                                       });
+      timer_ = platform_.timers->start(
+          this, std::chrono::milliseconds(origin_.deadline_unix_ms - now_unix_ms()),
+          std::chrono::milliseconds(0), [weak = weak_from_this()] {
+            if (auto call = weak.lock()) {
+              call->end_early(GV_STATUS_DEADLINE_EXCEEDED, "deadline exceeded calling " + call->method_);
+            }
+          });
     }
     route_.plugin->register_call(this);
     const gv_plugin_descriptor& d = route_.plugin->descriptor();
@@ -118,29 +109,41 @@ class InProcessCall final : public gv_call,
     return GV_STATUS_OK;
   }
 
-  int64_t deadline_unix_ms() const override { return deadline_unix_ms_; }
+  int64_t deadline_unix_ms() const override { return origin_.deadline_unix_ms; }
   // True once the host ended the call (deadline or drain): as for calls from the network, the
   // plugin learns of it with the cancel hook, not before.
   bool is_cancelled() const override { return ended_early_; }
   // Only the request id: the caller's, carried over.
   size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
-    if (key == nullptr || !logging::is_request_id_key(key)) return 0;
-    if (max_values > 0) values[0] = as_bytes(request_id_);
-    return 1;
+    if (key == nullptr) return 0;
+    if (logging::is_request_id_key(key)) {
+      if (max_values > 0) values[0] = as_bytes(origin_.request_id);
+      return 1;
+    }
+    size_t count = 0;
+    for (const auto& [name, value] : origin_.metadata) {
+      if (name != key) continue;
+      if (count < max_values) values[count] = as_bytes(value);
+      ++count;
+    }
+    return count;
   }
   void principal(gv_principal* out) const override {
     const size_t size = out->struct_size;
     gv_principal p{};
     p.struct_size = size;
-    p.user_id = as_bytes(user_id_);
-    p.session_id = as_bytes(session_id_);
+    p.user_id = as_bytes(origin_.user_id);
+    p.session_id = as_bytes(origin_.session_id);
     p.roles = role_bytes_.data();
     p.role_count = role_bytes_.size();
     std::memcpy(out, &p, std::min(size, sizeof p));
   }
   gv_bytes method() const override { return as_bytes(method_); }
-  gv_bytes peer() const override { return as_bytes(peer_); }
+  gv_bytes peer() const override { return as_bytes(origin_.peer); }
   size_t request_bytes() const override { return request_.size(); }
+
+  // The client went away (a gateway call): the call ends as cancelled, and the plugin is told.
+  void cancel_by_client() { end_early(GV_STATUS_CANCELLED, "the client cancelled the call"); }
 
   // plugin::LiveCall: unary calls do not move; a drain deadline ends them.
   void request_move(std::shared_ptr<plugin::Plugin>, uint32_t) override {}
@@ -150,7 +153,7 @@ class InProcessCall final : public gv_call,
 
  private:
   void fail_and_delete(gv_status_code code, const std::string& message) {
-    done_(context_, code, as_bytes(message), gv_bytes{nullptr, 0});
+    done_(code, as_bytes(message), gv_bytes{nullptr, 0});
     keep_alive_.reset();
   }
 
@@ -163,7 +166,7 @@ class InProcessCall final : public gv_call,
   // or the drain.
   void complete(gv_status_code code, const std::string& message) {
     if (completed_.exchange(true)) return;
-    done_(context_, code, as_bytes(message), code == GV_STATUS_OK ? as_bytes(reply_) : gv_bytes{nullptr, 0});
+    done_(code, as_bytes(message), code == GV_STATUS_OK ? as_bytes(reply_) : gv_bytes{nullptr, 0});
   }
 
   void end_early(gv_status_code code, const std::string& message) {
@@ -214,17 +217,11 @@ class InProcessCall final : public gv_call,
   }
 
   const Platform& platform_;
-  std::string peer_;
+  CallOrigin origin_;
   std::string method_;
   std::string request_;
-  std::string request_id_;
   logging::CallLogContext log_context_;  // filled in once the target is known
-  int64_t deadline_unix_ms_;
-  gv_call_done_fn done_;
-  void* context_;
-  std::string user_id_;
-  std::string session_id_;
-  std::vector<std::string> roles_;
+  Done done_;
   std::vector<gv_bytes> role_bytes_;
   plugin::Route route_{};
   void* call_state_ = nullptr;
@@ -254,17 +251,49 @@ std::string request_id_for(const gv_call* parent) {
 
 void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
                 std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context) {
-  int64_t deadline = parent != nullptr ? parent->deadline_unix_ms() : INT64_MAX;
+  CallOrigin origin;
+  origin.peer = "inproc:" + caller;
+  origin.deadline_unix_ms = parent != nullptr ? parent->deadline_unix_ms() : INT64_MAX;
   if (timeout_ms > 0)
-    deadline = std::min<int64_t>(deadline, now_unix_ms() + static_cast<int64_t>(timeout_ms));
-  gv_principal principal{};
-  principal.struct_size = sizeof principal;
-  if (parent != nullptr) parent->principal(&principal);
-  auto call = std::make_shared<InProcessCall>(platform, caller, std::move(method), std::move(request),
-                                              deadline, principal, request_id_for(parent), done, context);
+    origin.deadline_unix_ms =
+        std::min<int64_t>(origin.deadline_unix_ms, now_unix_ms() + static_cast<int64_t>(timeout_ms));
+  if (parent != nullptr) {
+    gv_principal principal{};
+    principal.struct_size = sizeof principal;
+    parent->principal(&principal);
+    origin.user_id.assign(reinterpret_cast<const char*>(principal.user_id.data), principal.user_id.size);
+    origin.session_id.assign(reinterpret_cast<const char*>(principal.session_id.data),
+                             principal.session_id.size);
+    for (size_t i = 0; i < principal.role_count; ++i) {
+      origin.roles.emplace_back(reinterpret_cast<const char*>(principal.roles[i].data),
+                                principal.roles[i].size);
+    }
+  }
+  origin.request_id = request_id_for(parent);
+  auto call =
+      std::make_shared<InProcessCall>(platform, std::move(origin), std::move(method), std::move(request),
+                                      [done, context](gv_status_code code, gv_bytes message, gv_bytes reply) {
+                                        done(context, code, message, reply);
+                                      });
   call->for_caller_ = parent != nullptr;
   call->keep_alive_ = call;  // its own reference until released
   call->run();
+}
+
+std::function<void()> call_unary_for_client(const Platform& platform, CallOrigin origin, std::string method,
+                                            std::string request, ClientCallDone done) {
+  auto call = std::make_shared<InProcessCall>(
+      platform, std::move(origin), std::move(method), std::move(request),
+      [done = std::move(done)](gv_status_code code, gv_bytes message, gv_bytes reply) {
+        done(code, std::string_view(reinterpret_cast<const char*>(message.data), message.size),
+             std::string_view(reinterpret_cast<const char*>(reply.data), reply.size));
+      });
+  call->keep_alive_ = call;  // the gate checked the method's policy for this caller already
+  std::weak_ptr<InProcessCall> weak = call;
+  call->run();
+  return [weak] {
+    if (auto live = weak.lock()) live->cancel_by_client();
+  };
 }
 
 }  // namespace gameverse::platform

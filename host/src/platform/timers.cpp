@@ -22,10 +22,17 @@ uint64_t TimerService::start(const void* owner, std::chrono::nanoseconds delay,
   std::lock_guard lock(mu_);
   const uint64_t id = next_id_++;
   const auto due = Clock::now() + delay;
-  timers_.emplace(id, Timer{owner, due, period, std::move(callback)});
-  due_.emplace(due, id);
-  wake_.notify_all();
+  const auto queued = due_.emplace(due, id);
+  timers_.emplace(id, Timer{owner, due, period, std::move(callback), queued});
+  // The thread sleeps until the earliest timer: only a new earliest one needs to wake it (a wake
+  // per call costs two context switches).
+  if (queued == due_.begin()) wake_.notify_all();
   return id;
+}
+
+void TimerService::erase_locked(std::map<uint64_t, Timer>::iterator it) {
+  if (it->second.queued != due_.end()) due_.erase(it->second.queued);
+  timers_.erase(it);
 }
 
 void TimerService::wait_not_running(std::unique_lock<std::mutex>& lock, uint64_t id) {
@@ -35,18 +42,24 @@ void TimerService::wait_not_running(std::unique_lock<std::mutex>& lock, uint64_t
 
 void TimerService::cancel(uint64_t id) {
   std::unique_lock lock(mu_);
-  timers_.erase(id);
+  if (auto it = timers_.find(id); it != timers_.end()) erase_locked(it);
   wait_not_running(lock, id);
 }
 
 void TimerService::cancel_nowait(uint64_t id) {
   std::lock_guard lock(mu_);
-  timers_.erase(id);
+  if (auto it = timers_.find(id); it != timers_.end()) erase_locked(it);
 }
 
 void TimerService::cancel_all(const void* owner) {
   std::unique_lock lock(mu_);
-  std::erase_if(timers_, [owner](const auto& entry) { return entry.second.owner == owner; });
+  for (auto it = timers_.begin(); it != timers_.end();) {
+    if (it->second.owner == owner) {
+      erase_locked(it++);
+    } else {
+      ++it;
+    }
+  }
   // The timer running now may belong to the owner: wait for its run to end.
   if (std::this_thread::get_id() != thread_id_) {
     ran_.wait(lock, [&] { return running_ == 0 || running_owner_ != owner; });
@@ -75,6 +88,7 @@ void TimerService::run() {
     due_.erase(due_.begin());
     auto it = timers_.find(id);
     if (it == timers_.end()) continue;  // cancelled
+    it->second.queued = due_.end();
     std::function<void()> callback = it->second.callback;
     running_ = id;
     running_owner_ = it->second.owner;
@@ -92,7 +106,7 @@ void TimerService::run() {
     if (it == timers_.end()) continue;
     if (it->second.period.count() > 0) {
       it->second.due += it->second.period;
-      due_.emplace(it->second.due, id);
+      it->second.queued = due_.emplace(it->second.due, id);
     } else {
       timers_.erase(it);
     }

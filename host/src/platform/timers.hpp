@@ -31,20 +31,24 @@ class TimerService {
   size_t active(const void* owner) const;
 
  private:
+  using DueQueue = std::multimap<Clock::time_point, uint64_t>;
   struct Timer {
     const void* owner;
     Clock::time_point due;
     std::chrono::nanoseconds period;
     std::function<void()> callback;
+    DueQueue::iterator queued;  // its place in due_; due_.end() while it runs
   };
   void run();
+  // Removes a timer and its place in the queue (with mu_ held).
+  void erase_locked(std::map<uint64_t, Timer>::iterator it);
   void wait_not_running(std::unique_lock<std::mutex>& lock, uint64_t id);
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable ran_;
   std::map<uint64_t, Timer> timers_;
-  std::multimap<Clock::time_point, uint64_t> due_;
+  DueQueue due_;  // cancelled timers leave it at once: calls with long deadlines start and cancel one each
   uint64_t next_id_ = 1;
   uint64_t running_ = 0;  // the id whose callback runs now
   const void* running_owner_ = nullptr;

@@ -22,15 +22,11 @@
 #include "config/config.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/call_metrics.hpp"
+#include "rpc/forwarding.hpp"
 
 namespace gameverse::rpc {
 
 class Gate;
-
-// The metadata that carries an HTTP gateway client's address, believed only beside the server's
-// forwarding key (Server::forwarding_key), which only the host's own gateway holds.
-inline constexpr const char* kForwardedPeerKey = "gameverse-http-peer";
-inline constexpr const char* kForwardingKeyKey = "gameverse-forwarding-key";
 
 // A unary call's reply: one slice that gRPC takes into its send buffer as it is (see the
 // SerializationTraits below), where a grpc::ByteBuffer would be copied once more.

@@ -18,6 +18,29 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// gRPC writes an IPv6 peer as a URI does, brackets escaped: "%5B::1%5D:5000" → "[::1]:5000".
+std::string unescape_brackets(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && text.size() - i >= 3) {
+      const std::string_view code = text.substr(i + 1, 2);
+      if (code == "5B" || code == "5b") {
+        out += '[';
+        i += 2;
+        continue;
+      }
+      if (code == "5D" || code == "5d") {
+        out += ']';
+        i += 2;
+        continue;
+      }
+    }
+    out += text[i];
+  }
+  return out;
+}
+
 // A bare address, no brackets, no port.
 std::optional<Network> parse_bare(std::string_view text) {
   if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
@@ -128,7 +151,7 @@ std::string client_address(std::string_view peer, const std::vector<std::string_
   std::optional<Network> hop;
   if (scheme != std::string_view::npos &&
       (peer.substr(0, scheme) == "ipv4" || peer.substr(0, scheme) == "ipv6")) {
-    hop = parse_address(peer.substr(scheme + 1));
+    hop = parse_address(unescape_brackets(peer.substr(scheme + 1)));
   }
   if (!hop)
     return peer.empty() ? "unknown" : std::string(peer);  // "unix:…", "inproc:<plugin>": one client each

@@ -674,6 +674,10 @@ TEST(ClientAddress, IsThePeerWithIpv6CountedPerSlash64) {
   EXPECT_EQ(address_of("ipv6:[2001:db8:1:2:ffff:1:2:3]:443"), "2001:db8:1:2::/64");
   EXPECT_EQ(address_of("ipv6:[2001:db8:1:3::1]:443"), "2001:db8:1:3::/64");
   EXPECT_EQ(address_of("ipv6:[::ffff:198.51.100.4]:443"), "198.51.100.4");
+  // As gRPC writes IPv6 peers: the brackets escaped. Counted per /64 all the same, not per port.
+  EXPECT_EQ(address_of("ipv6:%5B2001:db8:1:2:aaaa::1%5D:443"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_of("ipv6:%5B2001:db8:1:2::9%5D:50000"), "2001:db8:1:2::/64");
+  EXPECT_EQ(address_of("ipv6:%5b::ffff:198.51.100.4%5d:443"), "198.51.100.4");
   EXPECT_EQ(address_of("unix:/run/gameverse.sock"), "unix:/run/gameverse.sock");
   EXPECT_EQ(address_of(""), "unknown");
 }
