@@ -1,6 +1,9 @@
 // Request ids and the two log formats, on a logger writing to a string.
+#include <grpc/grpc.h>
+#include <grpc/support/log.h>
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include <regex>
@@ -156,6 +159,23 @@ TEST(JsonLog, LinesWrittenDuringACallCarryItsRequestId) {
   EXPECT_EQ(lines[4].at("generation"), 3);
   EXPECT_FALSE(lines[4].contains("request_id"));
   EXPECT_EQ(current_call(), nullptr);
+}
+
+TEST(JsonLog, GrpcsOwnLinesAreTheHostsLinesToo) {
+  CapturedLog log(LogFormat::kJson);
+  const std::shared_ptr<spdlog::logger> previous = spdlog::default_logger();
+  spdlog::set_default_logger(log.logger);
+  route_grpc_logs_to_default_logger();
+  grpc_init();  // gRPC drops its lines before it is initialized
+  gpr_log(GPR_ERROR, "a \"quoted\" error %d", 7);
+  grpc_shutdown();
+  spdlog::set_default_logger(previous);
+  const auto lines = log.json_lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].at("logger"), "host");
+  EXPECT_EQ(lines[0].at("level"), "error");
+  EXPECT_EQ(lines[0].at("message").get<std::string>().rfind("grpc: a \"quoted\" error 7 (", 0), 0u)
+      << lines[0];
 }
 
 TEST(TextLog, LinesWrittenDuringACallEndWithTheRequestId) {

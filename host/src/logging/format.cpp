@@ -1,11 +1,15 @@
 #include "logging/format.hpp"
 
+#include <grpc/support/log.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <mutex>
 
 #include "logging/context.hpp"
 
@@ -132,6 +136,17 @@ class JsonFormatter final : public spdlog::formatter {
   size_t cached_prefix_size_ = 0;
 };
 
+void log_grpc_line(gpr_log_func_args* args) {
+  const spdlog::level::level_enum level = args->severity == GPR_LOG_SEVERITY_ERROR  ? spdlog::level::err
+                                          : args->severity == GPR_LOG_SEVERITY_INFO ? spdlog::level::info
+                                                                                    : spdlog::level::debug;
+  spdlog::log(level, "grpc: {} ({}:{})", args->message, args->file, args->line);
+}
+
+void log_grpc_line_plainly(gpr_log_func_args* args) {
+  std::fprintf(stderr, "grpc: %s (%s:%d)\n", args->message, args->file, args->line);
+}
+
 }  // namespace
 
 std::optional<LogFormat> parse_log_format(std::string_view name) {
@@ -152,6 +167,16 @@ void setup_host_logging(const std::string& level, LogFormat format) {
   logger->set_formatter(make_formatter(format));
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
+  route_grpc_logs_to_default_logger();
+}
+
+void route_grpc_logs_to_default_logger() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    spdlog::default_logger_raw();  // spdlog's registry exists before the exit handler is registered,
+    std::atexit([] { gpr_set_log_function(log_grpc_line_plainly); });  // so the handler runs before it goes
+  });
+  gpr_set_log_function(log_grpc_line);
 }
 
 void append_json_string_contents(std::string_view text, spdlog::memory_buf_t& out) {

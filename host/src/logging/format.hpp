@@ -26,8 +26,13 @@ std::optional<LogFormat> parse_log_format(std::string_view name);
 std::unique_ptr<spdlog::formatter> make_formatter(LogFormat format);
 
 // Makes the host's logger (named "gameverse"; "host" in JSON lines) the default, on stderr, in
-// `format` at `level` ("trace" .. "off").
+// `format` at `level` ("trace" .. "off"), and routes gRPC's own lines through it.
 void setup_host_logging(const std::string& level, LogFormat format);
+
+// Sends gRPC's own log lines (errors, unless GRPC_VERBOSITY asks for more) through the default
+// logger, so that a JSON log stays one object per line. At exit, before the logger goes, they go
+// back to stderr as plain text.
+void route_grpc_logs_to_default_logger();
 
 // Appends `text` as the contents of a JSON string: quotes, backslashes and control characters
 // escaped, every byte that is not part of valid UTF-8 replaced by U+FFFD.
