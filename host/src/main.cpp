@@ -300,10 +300,11 @@ int main(int argc, char** argv) {
     if (config.http.gateway) {
       gateway = std::make_unique<gameverse::http::Gateway>(
           [&plugins] { return plugins.routes(); }, server.in_process_channel(),
-          gameverse::http::GatewayOptions{std::chrono::milliseconds(config.http.gateway_timeout_ms),
-                                          config.http.cors_origins, server.forwarding_key(),
-                                          static_cast<size_t>(config.http.max_connections / 2),
-                                          static_cast<size_t>(config.http.max_streams)},
+          gameverse::http::GatewayOptions{
+              std::chrono::milliseconds(config.http.gateway_timeout_ms), config.http.cors_origins,
+              server.forwarding_key(),
+              static_cast<size_t>(std::max<int64_t>(1, config.http.max_connections / 2)),
+              static_cast<size_t>(config.http.max_streams)},
           gameverse::http::DirectCalls{&platform, &gate,
                                        config.metrics.per_method ? &call_metrics : nullptr});
     }
@@ -361,7 +362,13 @@ int main(int argc, char** argv) {
   watcher.reset();
   stopping = true;
   plugins.notify_stopping();
-  server.shutdown(std::chrono::milliseconds(config.server.drain_timeout_ms));
+  const auto drain_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(config.server.drain_timeout_ms);
+  if (gateway && !gateway->stop_and_wait(drain_deadline)) {
+    spdlog::warn("HTTP calls still ran at the drain deadline; they end as cancelled");
+  }
+  server.shutdown(std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
+      drain_deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero())));
   if (http) http->stop();
   plugins.unload_all();
   spdlog::info("stopped");

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <charconv>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 #include "logging/request_id.hpp"
@@ -253,6 +254,7 @@ struct Gateway::Core {
   DirectCalls direct;
   std::atomic<size_t> calls{0};    // in progress: unary and streams
   std::atomic<size_t> streams{0};  // in progress
+  std::atomic<bool> stopping{false};
   std::mutex transcoders_mu;
   std::unordered_map<const plugin::Plugin*,
                      std::pair<std::weak_ptr<plugin::Plugin>, std::shared_ptr<Transcoder>>>
@@ -266,18 +268,19 @@ struct Gateway::Core {
         direct(direct_calls) {}
 
   // A place for one more call (and stream), held until the returned token is dropped; null when
-  // the limits are reached.
-  std::shared_ptr<void> admit(bool stream) {
-    if (calls.fetch_add(1) >= options.max_calls) {
-      --calls;
+  // the limits are reached or the host is stopping.
+  static std::shared_ptr<void> admit(const std::shared_ptr<Core>& core, bool stream) {
+    if (core->stopping.load()) return nullptr;
+    if (core->calls.fetch_add(1) >= core->options.max_calls) {
+      --core->calls;
       return nullptr;
     }
-    if (stream && streams.fetch_add(1) >= options.max_streams) {
-      --streams;
-      --calls;
+    if (stream && core->streams.fetch_add(1) >= core->options.max_streams) {
+      --core->streams;
+      --core->calls;
       return nullptr;
     }
-    return std::shared_ptr<void>(this, [stream](Core* core) {
+    return std::shared_ptr<void>(core.get(), [core, stream](Core*) {
       if (stream) --core->streams;
       --core->calls;
     });
@@ -375,6 +378,8 @@ class Encoder {
 
   // The whole answer at once: a unary call (`reply` when it succeeded), or a stream that ended
   // before its first message.
+  bool failed() const { return failed_; }
+
   Response whole(const grpc::Status& given, std::string_view reply) {
     grpc::Status status = effective(given);
     std::string body;
@@ -499,26 +504,42 @@ void call_unary(const std::shared_ptr<Gateway::Core>& core, const std::shared_pt
   rpc::CallMetrics::Method* metrics =
       core->direct.metrics != nullptr ? core->direct.metrics->method(method) : nullptr;
   const auto started = std::chrono::steady_clock::now();
-  if (metrics != nullptr) metrics->start();
-  auto finish = [exchange, encoder, metrics, started, admission = std::move(admission)](
-                    const grpc::Status& status, std::string_view reply) mutable {
-    if (metrics != nullptr) metrics->end(status.error_code(), std::chrono::steady_clock::now() - started);
-    admission.reset();
-    exchange->respond(encoder->whole(status, reply));
+  auto finish = [exchange, encoder, metrics, started](const grpc::Status& status, std::string_view reply) {
+    Response response = encoder->whole(status, reply);
+    if (metrics != nullptr) {
+      metrics->end(encoder->failed() ? grpc::StatusCode::INTERNAL : status.error_code(),
+                   std::chrono::steady_clock::now() - started);
+    }
+    exchange->respond(std::move(response));
   };
-  if (core->direct.gate != nullptr) {
-    const rpc::Gate::Decision decision = core->direct.gate->check(method, route.access, authorization);
+  if (metrics != nullptr) metrics->start();
+  rpc::Gate* gate = core->direct.gate;
+  if (gate != nullptr && route.access.kind != config::AccessPolicy::Kind::kPublic) {
+    const rpc::Gate::Decision decision = gate->check(method, route.access, authorization);
     if (decision.refusal) return finish(*decision.refusal, {});
     if (decision.caller) {
       origin.user_id = decision.caller->user_id;
       origin.session_id = decision.caller->session_id;
       origin.roles = decision.caller->roles;
     }
+  } else if (gate != nullptr && !authorization.empty()) {
+    // A public method's caller is worked out only if the plugin asks, as on the gRPC port:
+    // verifying a token costs more than the call.
+    origin.identify = [gate, method, access = route.access,
+                       token = std::string(authorization)](platform::CallOrigin& caller) {
+      const rpc::Gate::Decision decision = gate->check(method, access, token);
+      if (!decision.caller) return;
+      caller.user_id = decision.caller->user_id;
+      caller.session_id = decision.caller->session_id;
+      caller.roles = decision.caller->roles;
+    };
   }
+  // The admission goes with the call itself, not its answer: a call that ended early for its
+  // client (deadline, disconnect) still counts while its plugin works on it.
   auto cancel = platform::call_unary_for_client(
       *core->direct.platform, std::move(origin), std::move(method), std::move(request),
-      [finish = std::move(finish)](gv_status_code code, std::string_view message,
-                                   std::string_view reply) mutable {
+      [finish = std::move(finish), admission = std::move(admission)](
+          gv_status_code code, std::string_view message, std::string_view reply) {
         finish(grpc::Status(static_cast<grpc::StatusCode>(code), std::string(message)), reply);
       });
   exchange->on_abandoned(std::move(cancel));
@@ -707,11 +728,12 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
     timeout_ms = timeout_ms < 0 ? std::min<int64_t>(asked, kMaxStreamTimeoutMs) : std::min(asked, timeout_ms);
   }
   const bool streaming = kind == GV_CALL_SERVER_STREAMING;
-  auto admission = core->admit(streaming);
+  auto admission = Gateway::Core::admit(core, streaming);
   if (!admission) {
     return refuse(grpc::StatusCode::UNAVAILABLE,
-                  streaming ? "too many streams open over HTTP; try again shortly, or use gRPC"
-                            : "too many calls in progress over HTTP; try again shortly",
+                  core->stopping ? "the host is shutting down"
+                  : streaming    ? "too many streams open over HTTP; try again shortly, or use gRPC"
+                                 : "too many calls in progress over HTTP; try again shortly",
                   {{"Retry-After", "1"}});
   }
   // The client's own request id when it is sane, else a new one: in the answer, the plugin's
@@ -759,6 +781,16 @@ Gateway::Gateway(RouteSource routes, std::shared_ptr<grpc::Channel> channel, Gat
     : core_(std::make_shared<Core>(std::move(routes), std::move(channel), std::move(options), direct)) {}
 
 Gateway::~Gateway() = default;
+
+bool Gateway::stop_and_wait(std::chrono::steady_clock::time_point deadline) {
+  core_->stopping = true;
+  // Streams run through the gRPC server, whose shutdown ends them; unary calls are the gateway's.
+  while (core_->calls.load() > core_->streams.load()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
 
 void Gateway::serve(Router& router) {
   router.set_fallback([core = core_](const Request& request, std::shared_ptr<Exchange> exchange) {

@@ -69,6 +69,10 @@ class Gateway {
   // Becomes the router's fallback: every path the host's own endpoints do not name.
   void serve(Router& router);
 
+  // Refuses new calls (UNAVAILABLE) and waits until the unary calls in progress have answered, or
+  // `deadline` passed (false). For shutdown, before the gRPC server drains the streams.
+  bool stop_and_wait(std::chrono::steady_clock::time_point deadline);
+
   struct Core;
 
  private:

@@ -274,9 +274,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // While an answer is pending nothing more is read from the client; a read of the raw socket
   // (which the request timeout does not cover) notices when it goes. Bytes it gets (a pipelined
   // request) are kept for the next request, up to the header limit; past it they are dropped and
-  // the connection closes after the answer. A client that half-closes still gets its answer.
+  // the connection closes after the answer.
   void watch_for_close() {
-    if (watching_ || closed_ || client_done_) return;
+    if (watching_ || closed_) return;
     watching_ = true;
     const bool room = buffer_.size() < limits_->max_header_bytes;
     if (!room) keep_alive_ = false;
@@ -287,11 +287,9 @@ class Session : public std::enable_shared_from_this<Session> {
           self->watching_ = false;
           if (room) self->buffer_.commit(size);
           const bool resume = std::exchange(self->resume_reading_, false);
-          if (error == asio::error::eof) {
-            self->client_done_ = true;
-            self->keep_alive_ = false;
-            return;  // the answer still goes out; then the connection closes
-          }
+          // End of the stream is the client leaving, as a reset is: a client that only
+          // half-closes cannot be told from one that closed, and a call for a client that left
+          // must not run on.
           if (error && error != asio::error::operation_aborted) return self->close();
           if (self->state_ == State::kHandling || self->state_ == State::kStreaming)
             return self->watch_for_close();
@@ -448,7 +446,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false;
   bool watching_ = false;
   bool resume_reading_ = false;
-  bool client_done_ = false;  // the client half-closed: it sends nothing more
   bool closed_ = false;
   std::shared_ptr<const Router> router_;
   std::shared_ptr<const Limits> limits_;
@@ -583,6 +580,8 @@ void HttpServer::stop() {
   state_->io.stop();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
+  beast::error_code ignored;
+  state_->acceptor.close(ignored);  // the posted close may not have run
   waiting.clear();  // their calls learn that the client is gone, while the io_context still exists
   state_.reset();   // drops the sessions still open: before open_connections_ goes
 }

@@ -34,9 +34,7 @@ class InProcessCall final : public gv_call,
         origin_(std::move(origin)),
         method_(std::move(method)),
         request_(std::move(request)),
-        done_(std::move(done)) {
-    for (const auto& role : origin_.roles) role_bytes_.push_back(as_bytes(role));
-  }
+        done_(std::move(done)) {}
 
   void run() {
     const auto routes = platform_.routes ? platform_.routes() : nullptr;
@@ -52,6 +50,7 @@ class InProcessCall final : public gv_call,
     // A call made for a caller (with a parent) meets the target's access policy as that caller;
     // a plugin's own calls (no parent: timers, start-up) act with the plugin's trust.
     if (for_caller_) {
+      if (it->second.access.kind != config::AccessPolicy::Kind::kPublic) identify();
       if (auto refusal =
               it->second.access.refusal(method_, origin_.user_id.empty() ? nullptr : &origin_.roles)) {
         return refusal->kind == config::AccessRefusal::Kind::kUnauthenticated
@@ -129,6 +128,7 @@ class InProcessCall final : public gv_call,
     return count;
   }
   void principal(gv_principal* out) const override {
+    identify();
     const size_t size = out->struct_size;
     gv_principal p{};
     p.struct_size = size;
@@ -143,7 +143,24 @@ class InProcessCall final : public gv_call,
   size_t request_bytes() const override { return request_.size(); }
 
   // The client went away (a gateway call): the call ends as cancelled, and the plugin is told.
-  void cancel_by_client() { end_early(GV_STATUS_CANCELLED, "the client cancelled the call"); }
+  // On the timer thread, like deadlines and the releases a plugin's own finish posts: so the
+  // cancel hook never runs beside the release hook.
+  void cancel_by_client() {
+    platform_.timers->start(nullptr, std::chrono::milliseconds(0), std::chrono::milliseconds(0),
+                            [weak = weak_from_this()] {
+                              if (auto call = weak.lock())
+                                call->end_early(GV_STATUS_CANCELLED, "the client cancelled the call");
+                            });
+  }
+
+  // The caller, worked out on first use when the origin defers it (a public method's caller).
+  void identify() const {
+    std::call_once(identified_, [this] {
+      if (origin_.identify) origin_.identify(origin_);
+      role_bytes_.clear();
+      for (const auto& role : origin_.roles) role_bytes_.push_back(as_bytes(role));
+    });
+  }
 
   // plugin::LiveCall: unary calls do not move; a drain deadline ends them.
   void request_move(std::shared_ptr<plugin::Plugin>, uint32_t) override {}
@@ -178,7 +195,8 @@ class InProcessCall final : public gv_call,
     bool tell = false;
     {
       std::lock_guard lock(mu_);
-      tell = !plugin_finished_ && start_returned_;
+      tell = !plugin_finished_ && start_returned_ && !cancel_told_;
+      if (tell) cancel_told_ = true;  // a deadline and a client leaving at once: one cancel
     }
     if (tell && route_.plugin->descriptor().on_call_cancel != nullptr) {
       const logging::CallLogScope log_scope(&log_context_);
@@ -217,12 +235,13 @@ class InProcessCall final : public gv_call,
   }
 
   const Platform& platform_;
-  CallOrigin origin_;
+  mutable CallOrigin origin_;  // identify() completes it once
+  mutable std::once_flag identified_;
   std::string method_;
   std::string request_;
   logging::CallLogContext log_context_;  // filled in once the target is known
   Done done_;
-  std::vector<gv_bytes> role_bytes_;
+  mutable std::vector<gv_bytes> role_bytes_;
   plugin::Route route_{};
   void* call_state_ = nullptr;
   uint64_t timer_ = 0;
@@ -231,6 +250,7 @@ class InProcessCall final : public gv_call,
   std::mutex mu_;
   bool plugin_finished_ = false;
   bool start_returned_ = false;
+  bool cancel_told_ = false;
   bool released_ = false;
   bool reply_set_ = false;
   std::string reply_;
@@ -288,7 +308,10 @@ std::function<void()> call_unary_for_client(const Platform& platform, CallOrigin
         done(code, std::string_view(reinterpret_cast<const char*>(message.data), message.size),
              std::string_view(reinterpret_cast<const char*>(reply.data), reply.size));
       });
-  call->keep_alive_ = call;  // the gate checked the method's policy for this caller already
+  // The policy is checked again against the route the call takes: a reload since the gateway's
+  // check may have changed it.
+  call->for_caller_ = true;
+  call->keep_alive_ = call;
   std::weak_ptr<InProcessCall> weak = call;
   call->run();
   return [weak] {

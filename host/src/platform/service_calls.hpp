@@ -24,6 +24,9 @@ struct CallOrigin {
   std::vector<std::pair<std::string, std::string>> metadata;  // lower-case keys
   std::string request_id;
   int64_t deadline_unix_ms = INT64_MAX;
+  // Set: fills in user_id, session_id and roles when first needed (the plugin asks who calls, or
+  // the method turns out not to be public), so a public method's caller costs nothing unless used.
+  std::function<void(CallOrigin&)> identify;
 };
 
 // Starts the call; `done` runs exactly once, on some thread, possibly before this returns.
