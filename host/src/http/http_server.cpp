@@ -81,8 +81,9 @@ struct Loop {
 // already there (a handler answering before it returns), else posted.
 class SessionExchange final : public Exchange {
  public:
-  SessionExchange(std::weak_ptr<Session> session, std::shared_ptr<Loop> loop, std::string peer)
-      : session_(std::move(session)), loop_(std::move(loop)), peer_(std::move(peer)) {}
+  SessionExchange(std::weak_ptr<Session> session, const Session* identity, std::shared_ptr<Loop> loop,
+                  std::string peer)
+      : session_(std::move(session)), identity_(identity), loop_(std::move(loop)), peer_(std::move(peer)) {}
 
   void respond(Response response) override;
   void start_stream(Response head) override;
@@ -97,8 +98,24 @@ class SessionExchange final : public Exchange {
   bool run(Step step);
 
   std::weak_ptr<Session> session_;
+  const Session* identity_;  // compared with the session dispatching on this thread, never followed
   std::shared_ptr<Loop> loop_;
   std::string peer_;
+};
+
+// The session whose handler runs on this thread now (inside Router::dispatch): its exchange's
+// steps run at once, with no lock and no post.
+thread_local Session* dispatching = nullptr;
+
+class DispatchScope {
+ public:
+  explicit DispatchScope(Session* session) : outer_(std::exchange(dispatching, session)) {}
+  ~DispatchScope() { dispatching = outer_; }
+  DispatchScope(const DispatchScope&) = delete;
+  DispatchScope& operator=(const DispatchScope&) = delete;
+
+ private:
+  Session* outer_;
 };
 
 // A write's `sent`, called exactly once: with false when the write is dropped unsent (its
@@ -245,24 +262,33 @@ class Session : public std::enable_shared_from_this<Session> {
     head_only_ = request.method() == bhttp::verb::head;
     version_ = request.version();
     state_ = State::kHandling;
-    hold();
-    auto exchange = std::make_shared<SessionExchange>(weak_from_this(), loop_, peer_);
-    try {
-      router_->dispatch(routed, exchange);
-    } catch (const std::exception& e) {
-      spdlog::error("http: {} {}: {}", routed.method, routed.path, e.what());
-      exchange->respond({500, "text/plain; charset=utf-8", "internal error\n", {}});
+    auto exchange = std::make_shared<SessionExchange>(weak_from_this(), this, loop_, peer_);
+    {
+      const DispatchScope scope(this);  // answers given before dispatch returns go straight out
+      try {
+        router_->dispatch(routed, exchange);
+      } catch (const std::exception& e) {
+        spdlog::error("http: {} {}: {}", routed.method, routed.path, e.what());
+        exchange->respond({500, "text/plain; charset=utf-8", "internal error\n", {}});
+      }
     }
-    // Still without an answer: the client may leave meanwhile, which the handler must learn.
-    if (state_ == State::kHandling || state_ == State::kStreaming) watch_for_close();
+    // Still without an answer: held until it comes, and the client may leave meanwhile, which the
+    // handler must learn. (Answers from other threads are posted to this strand: none can come
+    // before this returns.)
+    if (state_ == State::kHandling || state_ == State::kStreaming) {
+      hold();
+      watch_for_close();
+    }
   }
 
   // Held by the loop while an answer is pending, when nothing else may be.
   void hold() {
     std::lock_guard lock(loop_->mu);
-    if (loop_->open) loop_->waiting.insert(shared_from_this());
+    if (loop_->open) held_ = loop_->waiting.insert(shared_from_this()).second;
   }
   void release() {
+    if (!held_) return;
+    held_ = false;
     std::shared_ptr<Session> self;  // dropped after the lock: the caller holds another reference
     std::lock_guard lock(loop_->mu);
     if (auto it = loop_->waiting.find(shared_from_this()); it != loop_->waiting.end()) {
@@ -447,6 +473,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool watching_ = false;
   bool resume_reading_ = false;
   bool closed_ = false;
+  bool held_ = false;  // in loop_->waiting
   std::shared_ptr<const Router> router_;
   std::shared_ptr<const Limits> limits_;
   std::shared_ptr<HttpServer::Counters> counters_;
@@ -455,6 +482,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
 template <class Step>
 bool SessionExchange::run(Step step) {
+  if (dispatching != nullptr && dispatching == identity_) {  // its handler answering in place
+    step(*dispatching);
+    return true;
+  }
   std::shared_ptr<Session> session;
   {
     std::lock_guard lock(loop_->mu);

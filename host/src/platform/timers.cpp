@@ -24,9 +24,10 @@ uint64_t TimerService::start(const void* owner, std::chrono::nanoseconds delay,
   const auto due = Clock::now() + delay;
   const auto queued = due_.emplace(due, id);
   timers_.emplace(id, Timer{owner, due, period, std::move(callback), queued});
-  // The thread sleeps until the earliest timer: only a new earliest one needs to wake it (a wake
-  // per call costs two context switches).
-  if (queued == due_.begin()) wake_.notify_all();
+  // The thread sleeps until the earliest timer it knew of: only a timer due before that needs to
+  // wake it. (Calls with deadlines start and cancel one each; a wake per call costs two context
+  // switches.) A thread that wakes for a timer cancelled meanwhile just sleeps again.
+  if (due < sleeping_until_) wake_.notify_one();
   return id;
 }
 
@@ -77,14 +78,17 @@ void TimerService::run() {
   thread_id_ = std::this_thread::get_id();
   while (!stopping_) {
     if (due_.empty()) {
+      sleeping_until_ = Clock::time_point::max();
       wake_.wait(lock);
       continue;
     }
     const auto [when, id] = *due_.begin();
     if (when > Clock::now()) {
+      sleeping_until_ = when;
       wake_.wait_until(lock, when);
       continue;
     }
+    sleeping_until_ = Clock::time_point::min();  // running: it looks at the queue before sleeping
     due_.erase(due_.begin());
     auto it = timers_.find(id);
     if (it == timers_.end()) continue;  // cancelled

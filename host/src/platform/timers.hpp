@@ -50,6 +50,8 @@ class TimerService {
   std::map<uint64_t, Timer> timers_;
   DueQueue due_;  // cancelled timers leave it at once: calls with long deadlines start and cancel one each
   uint64_t next_id_ = 1;
+  // What the thread waits for: a timer due earlier must wake it. min() while it runs timers.
+  Clock::time_point sleeping_until_ = Clock::time_point::min();
   uint64_t running_ = 0;  // the id whose callback runs now
   const void* running_owner_ = nullptr;
   std::thread::id thread_id_;
