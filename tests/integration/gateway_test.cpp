@@ -61,6 +61,15 @@ Reply post(const HostProcess& host, const std::string& path, const std::string& 
   return reply;
 }
 
+// The host's gameverse_rpc_calls_in_flight for `method` ("Echo/Sleep"), from a scrape; -1 when absent.
+int calls_in_flight(const HostProcess& host, const std::string& method) {
+  const CommandRun metrics =
+      run_command("curl -sS http://127.0.0.1:" + std::to_string(host.http_port()) + "/metrics");
+  const std::string series = "gameverse_rpc_calls_in_flight{method=\"/gameverse.echo.v1." + method + "\"} ";
+  const size_t at = metrics.output.find(series);
+  return at == std::string::npos ? -1 : std::atoi(metrics.output.c_str() + at + series.size());
+}
+
 nlohmann::json json_of(const Reply& reply) {
   return nlohmann::json::parse(reply.body, nullptr, false);
 }
@@ -320,7 +329,6 @@ TEST_F(GatewayTest, CorsAllowsOnlyTheConfiguredOrigins) {
 
 TEST_F(GatewayTest, StreamsAreBoundedAndALeavingClientEndsItsCall) {
   HostProcess host(config("max_streams = 1\n"));
-  // Refused before any call is made: the plugin never sees the second stream.
   const std::string base = "http://127.0.0.1:" + std::to_string(host.http_port());
   // A stream that never ends by itself holds the one stream slot while curl reads it.
   std::thread holder([&] {
@@ -329,21 +337,15 @@ TEST_F(GatewayTest, StreamsAreBoundedAndALeavingClientEndsItsCall) {
         "--data-raw '{\"intervalMs\":50}' " +
         base + "/gameverse.echo.v1.Echo/Count");
   });
-  auto in_flight = [&] {
-    const CommandRun metrics = run_command("curl -sS " + base + "/metrics");
-    std::smatch value;
-    static const std::regex gauge(
-        R"(gameverse_rpc_calls_in_flight\{method="/gameverse.echo.v1.Echo/Count"\} (\d+))");
-    return std::regex_search(metrics.output, value, gauge) ? std::stoi(value[1]) : -1;
-  };
-  ASSERT_TRUE(eventually([&] { return in_flight() == 1; }, std::chrono::seconds(20)));
+  ASSERT_TRUE(eventually([&] { return calls_in_flight(host, "Echo/Count") == 1; }, std::chrono::seconds(20)));
+  // Refused before any call is made: the plugin never sees the second stream.
   const Reply refused = post(host, "/gameverse.echo.v1.Echo/Expand", R"({"payload":"eA==","count":2})");
   EXPECT_EQ(refused.status, 503) << refused.body;
   // Unary calls still pass.
   EXPECT_EQ(post(host, "/gameverse.echo.v1.Echo/Echo", "{}").status, 200);
   holder.join();
   // curl gave up after 4 s: its call was cancelled, not left running.
-  EXPECT_TRUE(eventually([&] { return in_flight() == 0; }, std::chrono::seconds(20)));
+  EXPECT_TRUE(eventually([&] { return calls_in_flight(host, "Echo/Count") == 0; }, std::chrono::seconds(20)));
   const Reply after = post(host, "/gameverse.echo.v1.Echo/Expand", R"({"payload":"eA==","count":2})");
   EXPECT_EQ(after.status, 200) << after.body;
 }
@@ -470,14 +472,7 @@ TEST_F(GatewayTest, SlowCallsCannotPinThePortOrOutstayTheTimeout) {
           base + "/gameverse.echo.v1.Echo/Sleep");
     });
   }
-  auto in_flight = [&] {
-    const CommandRun metrics = run_command("curl -sS " + base + "/metrics");
-    std::smatch value;
-    static const std::regex gauge(
-        R"(gameverse_rpc_calls_in_flight\{method="/gameverse.echo.v1.Echo/Sleep"\} (\d+))");
-    return std::regex_search(metrics.output, value, gauge) ? std::stoi(value[1]) : -1;
-  };
-  ASSERT_TRUE(eventually([&] { return in_flight() == 2; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(eventually([&] { return calls_in_flight(host, "Echo/Sleep") == 2; }, std::chrono::seconds(10)));
   const Reply third = post(host, "/gameverse.echo.v1.Echo/Echo", "{}");
   EXPECT_EQ(third.status, 503) << third.body;
   EXPECT_CONTAINS(third.headers, "Retry-After: 1");
@@ -509,9 +504,7 @@ TEST_F(GatewayTest, AClientThatClosesCancelsItsCall) {
   ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
   const std::string metrics_url =
       "curl -sS http://127.0.0.1:" + std::to_string(host.http_port()) + "/metrics";
-  const std::string in_flight = "gameverse_rpc_calls_in_flight{method=\"/gameverse.echo.v1.Echo/Sleep\"} 1";
-  ASSERT_TRUE(eventually([&] { return run_command(metrics_url).output.find(in_flight) != std::string::npos; },
-                         std::chrono::seconds(10)));
+  ASSERT_TRUE(eventually([&] { return calls_in_flight(host, "Echo/Sleep") == 1; }, std::chrono::seconds(10)));
   shutdown(fd, SHUT_WR);
   const std::string cancelled =
       "gameverse_rpc_calls_total{method=\"/gameverse.echo.v1.Echo/Sleep\",code=\"CANCELLED\"} 1";
