@@ -70,6 +70,25 @@ int calls_in_flight(const HostProcess& host, const std::string& method) {
   return at == std::string::npos ? -1 : std::atoi(metrics.output.c_str() + at + series.size());
 }
 
+// The last line a client script printed, as JSON (Node may warn before it).
+nlohmann::json last_json_line(const std::string& output) {
+  const std::string trimmed = output.substr(0, output.find_last_not_of('\n') + 1);
+  return nlohmann::json::parse(trimmed.substr(trimmed.find_last_of('\n') + 1), nullptr, false);
+}
+
+// A free TCP port on loopback, for a server the test starts next.
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t size = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
 nlohmann::json json_of(const Reply& reply) {
   return nlohmann::json::parse(reply.body, nullptr, false);
 }
@@ -389,7 +408,8 @@ TEST_F(GatewayTest, UnloadLoadAndReloadChangeWhatTheGatewayServes) {
 TEST_F(GatewayTest, ConnectsGrpcWebClientCallsTheHost) {
   ASSERT_EQ(run_command("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
   const std::filesystem::path work = GV_GRPC_WEB_CLIENT_WORK;
-  const NpmInstall install = install_npm_client(GV_GRPC_WEB_CLIENT_SOURCE, work, {"grpc_web_client.mjs"});
+  const NpmInstall install =
+      install_npm_client(GV_GRPC_WEB_CLIENT_SOURCE, work, {"grpc_web_client.mjs", "browser_client.mjs"});
   if (install.registry_unreachable) GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
   ASSERT_TRUE(install.ok) << "npm ci failed:\n" << install.output;
   HostProcess host(config());
@@ -397,8 +417,7 @@ TEST_F(GatewayTest, ConnectsGrpcWebClientCallsTheHost) {
                                         "' http://127.0.0.1:" + std::to_string(host.http_port()) + " '" +
                                         GV_ECHO_DESCRIPTOR_SET + "' " + kToken);
   ASSERT_EQ(client.exit_code, 0) << client.output;
-  const std::string output = client.output.substr(0, client.output.find_last_not_of('\n') + 1);
-  const auto result = nlohmann::json::parse(output.substr(output.find_last_of('\n') + 1), nullptr, false);
+  const auto result = last_json_line(client.output);
   ASSERT_TRUE(result.is_object()) << client.output;
   EXPECT_EQ(result["echo"], "from the browser client");
   EXPECT_EQ(result["expand"], nlohmann::json::array({1, 2, 3}));
@@ -406,6 +425,42 @@ TEST_F(GatewayTest, ConnectsGrpcWebClientCallsTheHost) {
   EXPECT_EQ(result["fail"]["message"], "not here");
   EXPECT_EQ(result["anonymous"], "Unauthenticated");
   EXPECT_EQ(result["user"], "operator");
+}
+
+// A page in a real browser (Debian's Chromium, headless) calls the host from another origin with
+// Connect's gRPC-Web transport, as a browser build of a game does: the browser makes the CORS
+// preflight and enforces the answer. From the allowed origin the calls go through and the page
+// reads the request id; from another origin the browser blocks them.
+TEST_F(GatewayTest, ABrowserPageOnAnAllowedOriginCallsTheHost) {
+  ASSERT_EQ(run_command("test -x /usr/bin/chromium").exit_code, 0)
+      << "Chromium is missing: `tools/gv test` installs Debian's chromium";
+  const std::filesystem::path work = GV_GRPC_WEB_CLIENT_WORK;
+  const NpmInstall install =
+      install_npm_client(GV_GRPC_WEB_CLIENT_SOURCE, work, {"grpc_web_client.mjs", "browser_client.mjs"});
+  if (install.registry_unreachable) GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
+  ASSERT_TRUE(install.ok) << "npm ci failed:\n" << install.output;
+  const int page_port = free_port();
+  HostProcess host(config("cors_origins = [\"http://127.0.0.1:" + std::to_string(page_port) + "\"]\n"));
+  auto open_page = [&](const std::string& page_host) {
+    return run_command("node '" + (work / "browser_client.mjs").string() + "' http://127.0.0.1:" +
+                       std::to_string(host.http_port()) + " '" + GV_ECHO_DESCRIPTOR_SET + "' " + kToken +
+                       " " + std::to_string(page_port) + " " + page_host);
+  };
+  const CommandRun allowed = open_page("127.0.0.1");
+  ASSERT_EQ(allowed.exit_code, 0) << allowed.output;
+  const auto result = last_json_line(allowed.output);
+  ASSERT_TRUE(result.is_object()) << allowed.output;
+  EXPECT_EQ(result["echo"], "from the page") << allowed.output;
+  EXPECT_EQ(result["expand"], nlohmann::json::array({1, 2}));
+  EXPECT_EQ(result["user"], "operator");
+  EXPECT_TRUE(std::regex_match(result.value("requestId", ""), std::regex("[0-9a-f]{32}"))) << allowed.output;
+
+  // localhost is another origin than 127.0.0.1: not in cors_origins.
+  const CommandRun refused = open_page("localhost");
+  ASSERT_EQ(refused.exit_code, 0) << refused.output;
+  const auto blocked = last_json_line(refused.output);
+  EXPECT_FALSE(blocked.contains("echo")) << refused.output;
+  EXPECT_CONTAINS(refused.output, "blocked by CORS policy");
 }
 
 TEST_F(GatewayTest, RequestIdsAreAnsweredAndReachThePlugin) {
