@@ -24,15 +24,30 @@ class OwnRedis {
 
   // `password`: the server requires it (requirepass); url() carries it. `tls`: TLS only.
   explicit OwnRedis(std::string password = "", std::optional<Tls> tls = std::nullopt)
-      : port_(57000 + static_cast<int>(std::random_device()() % 2000)),
-        password_(std::move(password)),
-        tls_(std::move(tls)) {}
+      : port_(random_port()), password_(std::move(password)), tls_(std::move(tls)) {}
   ~OwnRedis() { stop(); }
   OwnRedis(const OwnRedis&) = delete;
   OwnRedis& operator=(const OwnRedis&) = delete;
 
-  // True once the server answers PING (within five seconds).
+  // True once the server answers PING (within five seconds). The first start tries other ports
+  // when its own is taken (a client of another test may hold it); later starts keep the port, as
+  // the hosts under test were told it.
   bool start() const {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      if (start_once()) {
+        started_ = true;
+        return true;
+      }
+      if (started_) return false;
+      port_ = random_port();
+    }
+    return false;
+  }
+
+ private:
+  static int random_port() { return 57000 + static_cast<int>(std::random_device()() % 2000); }
+
+  bool start_once() const {
     const std::string ports = tls_ ? "--port 0 --tls-port " + std::to_string(port_) + " --tls-cert-file " +
                                          tls_->cert_file + " --tls-key-file " + tls_->key_file +
                                          " --tls-ca-cert-file " + tls_->ca_file + " --tls-auth-clients no"
@@ -49,6 +64,8 @@ class OwnRedis {
     }
     return false;
   }
+
+ public:
   void stop() const {
     const std::string command = cli() + " shutdown nosave > /dev/null 2>&1";
     [[maybe_unused]] const int ignored = std::system(command.c_str());
@@ -66,7 +83,8 @@ class OwnRedis {
   }
 
   TempDir dir_;
-  int port_;
+  mutable int port_;
+  mutable bool started_ = false;
   std::string password_;
   std::optional<Tls> tls_;
 };
