@@ -234,6 +234,16 @@ AuthService::Attempt AuthService::begin_attempt(const std::string& username, con
   if (attempt.address_count > settings_.max_failures_per_address) {
     throw refuse("lock:address:" + address, "from this address");
   }
+  // A lock set while this attempt was being counted: the failure that set it also reset the count
+  // this attempt may have started again from. Refused like one that found the lock.
+  if (counters_.get("lock:pair:" + pair)) {
+    abandon_attempt(attempt);
+    throw refuse("lock:pair:" + pair, "for this username from this address");
+  }
+  if (!address.empty() && counters_.get("lock:address:" + address)) {
+    abandon_attempt(attempt);
+    throw refuse("lock:address:" + address, "from this address");
+  }
   // The slow-down of a username many addresses guess at, which its owner's addresses skip.
   const std::optional<std::string> failures = counters_.get("fail:name:" + attempt.name);
   const int64_t over = (failures ? std::stoll(*failures) : 0) - settings_.slow_down_after_failures;
