@@ -387,13 +387,16 @@ TEST(Config, TheGatewaysSettingsAreReadAndCheckedOriginByOrigin) {
   EXPECT_FALSE(parse("").config->http.gateway);  // a port opened for /metrics serves no methods
 
   // A path, a trailing slash or a wildcard inside is no origin: the browser would never match it.
-  ConfigError path = only_error("[http]\ncors_origins = [\n  \"https://ok.example\",\n  \"https://x.example/\"]\n");
+  ConfigError path =
+      only_error("[http]\ncors_origins = [\n  \"https://ok.example\",\n  \"https://x.example/\"]\n");
   EXPECT_EQ(path.key, "http.cors_origins");
   EXPECT_EQ(path.where.line, 4u);
-  EXPECT_EQ(path.message,
-            "'https://x.example/' is not an origin like https://game.example or http://localhost:5173 (or \"*\")");
+  EXPECT_EQ(
+      path.message,
+      "'https://x.example/' is not an origin like https://game.example or http://localhost:5173 (or \"*\")");
   EXPECT_EQ(only_error("[http]\ncors_origins = [\"https://*.example\"]\n").key, "http.cors_origins");
-  EXPECT_EQ(only_error("[http]\ncors_origins = \"*\"\n").message, "must be an array of strings, not a string");
+  EXPECT_EQ(only_error("[http]\ncors_origins = \"*\"\n").message,
+            "must be an array of strings, not a string");
   EXPECT_EQ(only_error("[http]\ncors_origins = [1]\n").message, "must hold strings only, not an integer");
   EXPECT_EQ(only_error("[http]\nthreads = 0\n").key, "http.threads");
 }

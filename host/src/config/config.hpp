@@ -102,7 +102,7 @@ struct HttpSection {
   // asked for: a port opened for /metrics alone must not start serving every method in plaintext.
   bool gateway = false;
   int64_t gateway_timeout_ms = 30'000;  // a unary call's deadline when the request names none
-  int64_t max_streams = 16;  // server streams at once; calls at once are max_connections / 2
+  int64_t max_streams = 16;             // server streams at once; calls at once are max_connections / 2
   // Origins whose pages may call the gateway from a browser (CORS): "https://game.example", or
   // "*" for any. Empty: none (same-origin pages only).
   std::vector<std::string> cors_origins;
