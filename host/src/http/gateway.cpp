@@ -16,7 +16,9 @@
 #include <thread>
 #include <unordered_map>
 
+#include "logging/format.hpp"
 #include "logging/request_id.hpp"
+#include "platform/metrics.hpp"
 #include "platform/service_calls.hpp"
 #include "platform/store.hpp"
 #include "rpc/call_metrics.hpp"
@@ -45,15 +47,6 @@ unsigned http_status_of(int grpc_code) {
     case grpc::StatusCode::UNAVAILABLE: return 503;
     default: return 500;  // UNKNOWN, INTERNAL, DATA_LOSS
   }
-}
-
-const char* grpc_code_name(int grpc_code) {
-  static constexpr const char* kNames[] = {
-      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
-      "DATA_LOSS", "UNAUTHENTICATED"};
-  return grpc_code >= 0 && grpc_code <= 16 ? kNames[grpc_code] : "UNKNOWN";
 }
 
 int64_t parse_grpc_timeout_ms(std::string_view value) {
@@ -86,33 +79,11 @@ std::string lower(std::string_view text) {
   return out;
 }
 
-std::string json_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 2);
-  for (const unsigned char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
-
 std::string json_error(int code, std::string_view message) {
-  return "{\"code\":" + std::to_string(code) + ",\"status\":\"" + grpc_code_name(code) + "\",\"message\":\"" +
-         json_escape(message) + "\"}";
+  spdlog::memory_buf_t text;
+  logging::append_json_string_contents(message, text);
+  return "{\"code\":" + std::to_string(code) + ",\"status\":\"" + platform::status_code_name(code) +
+         "\",\"message\":\"" + std::string(text.data(), text.size()) + "\"}";
 }
 
 std::string base64(std::string_view bytes) {
@@ -185,6 +156,15 @@ std::string to_string(const grpc::ByteBuffer& buffer) {
   out.reserve(buffer.Length());
   for (const auto& slice : slices) out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
   return out;
+}
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// A refusal that HTTP itself names (405, 403 for an origin, 415): a JSON body with the gRPC code
+// that comes closest, whatever the protocol asked for.
+Response json_refusal(unsigned http_status, grpc::StatusCode code, std::string_view message,
+                      Headers headers) {
+  return {http_status, "application/json", json_error(code, message) + "\n", std::move(headers)};
 }
 
 grpc::ByteBuffer to_buffer(const std::string& bytes) {
@@ -315,11 +295,28 @@ namespace {
 
 enum class Protocol { kJson, kGrpcWeb, kGrpcWebText };
 
+const char* grpc_web_type(Protocol protocol) {
+  return protocol == Protocol::kGrpcWebText ? "application/grpc-web-text+proto"
+                                            : "application/grpc-web+proto";
+}
+
+// A call's failure as its protocol answers it: an HTTP status and a JSON body, or (gRPC-Web) 200
+// with the status in trailers.
+Response error_answer(Protocol protocol, const grpc::Status& status, Headers headers) {
+  if (protocol == Protocol::kJson) {
+    return json_refusal(http_status_of(status.error_code()), status.error_code(), status.error_message(),
+                        std::move(headers));
+  }
+  const std::string trailers = trailer_frame(status);
+  return {200, grpc_web_type(protocol), protocol == Protocol::kGrpcWeb ? trailers : base64(trailers),
+          std::move(headers)};
+}
+
 // What a call's answer looks like in its protocol: the head, each message, the end.
 class Encoder {
  public:
   Encoder(Protocol protocol, bool streaming, std::shared_ptr<Gateway::Core::Transcoder> transcoder,
-          const gp::MethodDescriptor* descriptor, std::vector<std::pair<std::string, std::string>> headers)
+          const gp::MethodDescriptor* descriptor, Headers headers)
       : protocol_(protocol),
         streaming_(streaming),
         transcoder_(std::move(transcoder)),
@@ -334,8 +331,8 @@ class Encoder {
       case Protocol::kJson:
         response.content_type = streaming_ ? "application/x-ndjson" : "application/json";
         break;
-      case Protocol::kGrpcWeb: response.content_type = "application/grpc-web+proto"; break;
-      case Protocol::kGrpcWebText: response.content_type = "application/grpc-web-text+proto"; break;
+      case Protocol::kGrpcWeb:
+      case Protocol::kGrpcWebText: response.content_type = grpc_web_type(protocol_); break;
     }
     response.headers = headers_;
     return response;
@@ -376,26 +373,23 @@ class Encoder {
     return "";
   }
 
-  // The whole answer at once: a unary call (`reply` when it succeeded), or a stream that ended
-  // before its first message.
+  // True once a reply did not convert to JSON: the call then counts as INTERNAL.
   bool failed() const { return failed_; }
 
+  // The whole answer at once: a unary call (`reply` when it succeeded), or a stream that ended
+  // before its first message.
   Response whole(const grpc::Status& given, std::string_view reply) {
     grpc::Status status = effective(given);
     std::string body;
+    if (status.ok() && !streaming_ && protocol_ == Protocol::kJson && !message(reply, body)) {
+      status = effective(status);
+    }
+    if (protocol_ == Protocol::kJson && !status.ok()) return error_answer(protocol_, status, headers_);
+    Response response = head(200);
     if (protocol_ == Protocol::kJson) {
-      if (status.ok() && !streaming_ && !message(reply, body)) status = effective(status);
-      if (!status.ok()) {
-        Response response = head(http_status_of(status.error_code()));
-        response.content_type = "application/json";
-        response.body = json_error(status.error_code(), status.error_message()) + "\n";
-        return response;
-      }
-      Response response = head(200);
       response.body = std::move(body);
       return response;
     }
-    Response response = head(200);
     if (status.ok() && !streaming_) body = frame(0, reply);
     body += trailer_frame(status);
     response.body = protocol_ == Protocol::kGrpcWebText ? base64(body) : std::move(body);
@@ -413,7 +407,7 @@ class Encoder {
   std::shared_ptr<Gateway::Core::Transcoder> transcoder_;
   std::string method_;
   std::string response_type_url_;
-  std::vector<std::pair<std::string, std::string>> headers_;
+  Headers headers_;
   bool failed_ = false;
 };
 
@@ -495,6 +489,14 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   bool stream_started_ = false;
 };
 
+// The gate's caller as the plugin sees it; null (anonymous) leaves the origin as it is.
+void adopt(platform::CallOrigin& origin, const rpc::Caller* caller) {
+  if (caller == nullptr) return;
+  origin.user_id = caller->user_id;
+  origin.session_id = caller->session_id;
+  origin.roles = caller->roles;
+}
+
 // A unary call: straight to the plugin through the host's in-process call path, past the gate and
 // counted in the per-method metrics as on the gRPC port, with no gRPC in between.
 void call_unary(const std::shared_ptr<Gateway::Core>& core, const std::shared_ptr<Exchange>& exchange,
@@ -517,21 +519,13 @@ void call_unary(const std::shared_ptr<Gateway::Core>& core, const std::shared_pt
   if (gate != nullptr && route.access.kind != config::AccessPolicy::Kind::kPublic) {
     const rpc::Gate::Decision decision = gate->check(method, route.access, authorization);
     if (decision.refusal) return finish(*decision.refusal, {});
-    if (decision.caller) {
-      origin.user_id = decision.caller->user_id;
-      origin.session_id = decision.caller->session_id;
-      origin.roles = decision.caller->roles;
-    }
+    adopt(origin, decision.caller.get());
   } else if (gate != nullptr && !authorization.empty()) {
     // A public method's caller is worked out only if the plugin asks, as on the gRPC port:
     // verifying a token costs more than the call.
     origin.identify = [gate, method, access = route.access,
                        token = std::string(authorization)](platform::CallOrigin& caller) {
-      const rpc::Gate::Decision decision = gate->check(method, access, token);
-      if (!decision.caller) return;
-      caller.user_id = decision.caller->user_id;
-      caller.session_id = decision.caller->session_id;
-      caller.roles = decision.caller->roles;
+      adopt(caller, gate->check(method, access, token).caller.get());
     };
   }
   // The admission goes with the call itself, not its answer: a call that ended early for its
@@ -579,7 +573,7 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
             const std::shared_ptr<Exchange>& exchange) {
   if (!method_shaped(request.path))
     return exchange->respond({404, "text/plain; charset=utf-8", "not found\n", {}});
-  std::vector<std::pair<std::string, std::string>> cors;
+  Headers cors;
   const std::string_view origin = request.header("origin");
   const std::string allowed_origin = core->allowed_origin(origin);
   if (!allowed_origin.empty()) {
@@ -610,56 +604,38 @@ void handle(const std::shared_ptr<Gateway::Core>& core, const Request& request,
   }
   // Refusals before any call: JSON callers get an HTTP status and a JSON body, gRPC-Web callers
   // a status in trailers, as their clients expect.
-  auto refuse = [&](grpc::StatusCode code, const std::string& message,
-                    std::vector<std::pair<std::string, std::string>> more_headers = {}) {
-    Response response;
-    response.headers = cors;
-    response.headers.insert(response.headers.end(), more_headers.begin(), more_headers.end());
+  auto refuse = [&](grpc::StatusCode code, const std::string& message, Headers more_headers = {}) {
+    Headers headers = cors;
+    headers.insert(headers.end(), more_headers.begin(), more_headers.end());
     if (const auto id = request.header("x-request-id"); logging::is_sane_request_id(id)) {
-      response.headers.emplace_back("X-Request-Id", std::string(id));
+      headers.emplace_back("X-Request-Id", std::string(id));
     }
-    if (protocol == Protocol::kJson) {
-      response.status = http_status_of(code);
-      response.content_type = "application/json";
-      response.body = json_error(code, message) + "\n";
-    } else {
-      response.content_type =
-          protocol == Protocol::kGrpcWeb ? "application/grpc-web+proto" : "application/grpc-web-text+proto";
-      const std::string trailers = trailer_frame({code, message});
-      response.body = protocol == Protocol::kGrpcWeb ? trailers : base64(trailers);
-    }
-    exchange->respond(std::move(response));
+    exchange->respond(error_answer(protocol, {code, message}, std::move(headers)));
   };
 
   if (request.method != "POST") {
     cors.emplace_back("Allow", "POST, OPTIONS");
     return exchange->respond(
-        {405, "application/json", json_error(12, "call methods with POST") + "\n", cors});
+        json_refusal(405, grpc::StatusCode::UNIMPLEMENTED, "call methods with POST", cors));
   }
   // A page from an origin not allowed never gets a call made: browsers send simple requests
   // (no preflight) and only hide the answer, which is too late for a call that changes something.
   if (!origin.empty() && allowed_origin.empty()) {
-    return exchange->respond({403, "application/json",
-                              json_error(7, "the origin " + std::string(origin) +
-                                                " may not call the gateway; "
-                                                "see [http] cors_origins") +
-                                  "\n",
-                              cors});
+    return exchange->respond(json_refusal(
+        403, grpc::StatusCode::PERMISSION_DENIED,
+        "the origin " + std::string(origin) + " may not call the gateway; see [http] cors_origins", cors));
   }
   if (protocol == Protocol::kJson && type != "application/json") {
     return exchange->respond(
-        {415, "application/json",
-         json_error(
-             3, "content-type '" + std::string(request.header("content-type")) +
-                    "' is not application/json, application/grpc-web+proto or application/grpc-web-text") +
-             "\n",
-         cors});
+        json_refusal(415, grpc::StatusCode::INVALID_ARGUMENT,
+                     "content-type '" + std::string(request.header("content-type")) +
+                         "' is not application/json, application/grpc-web+proto or application/grpc-web-text",
+                     cors));
   }
   if (const auto encoding = lower(request.header("content-encoding"));
       !encoding.empty() && encoding != "identity") {
-    return exchange->respond({415, "application/json",
-                              json_error(3, "content-encoding '" + encoding + "' is not accepted") + "\n",
-                              cors});
+    return exchange->respond(json_refusal(415, grpc::StatusCode::INVALID_ARGUMENT,
+                                          "content-encoding '" + encoding + "' is not accepted", cors));
   }
 
   const std::string method(request.path);

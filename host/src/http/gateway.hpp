@@ -51,8 +51,6 @@ struct DirectCalls {
 
 // gRPC status code → HTTP status, the usual mapping (google.rpc.Code's documentation).
 unsigned http_status_of(int grpc_code);
-// "INVALID_ARGUMENT", ... for a gRPC status code.
-const char* grpc_code_name(int grpc_code);
 // A grpc-timeout header value ("10S", "250m", ...) in milliseconds; -1 when malformed.
 int64_t parse_grpc_timeout_ms(std::string_view value);
 
