@@ -2,9 +2,7 @@
 // driven by curl: transcoding both ways, errors naming the field, the status mapping, the gate,
 // server streams as NDJSON and as gRPC-Web frames, CORS, the stream limit, a client that leaves
 // mid-stream, a client that tries to pose as another address, and reloads.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,6 +16,7 @@
 #include "eventually.hpp"
 #include "expect_contains.hpp"
 #include "host_process.hpp"
+#include "loopback.hpp"
 #include "npm_client.hpp"
 #include "run_command.hpp"
 
@@ -74,19 +73,6 @@ int calls_in_flight(const HostProcess& host, const std::string& method) {
 nlohmann::json last_json_line(const std::string& output) {
   const std::string trimmed = output.substr(0, output.find_last_not_of('\n') + 1);
   return nlohmann::json::parse(trimmed.substr(trimmed.find_last_of('\n') + 1), nullptr, false);
-}
-
-// A free TCP port on loopback, for a server the test starts next.
-int free_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t size = sizeof address;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  close(fd);
-  return ntohs(address.sin_port);
 }
 
 nlohmann::json json_of(const Reply& reply) {
@@ -545,12 +531,8 @@ TEST_F(GatewayTest, SlowCallsCannotPinThePortOrOutstayTheTimeout) {
 // close): its call ends as cancelled at once, not when the plugin or the deadline would end it.
 TEST_F(GatewayTest, AClientThatClosesCancelsItsCall) {
   HostProcess host(config());
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(host.http_port()));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const int fd = connect_to(host.http_port());
+  ASSERT_GE(fd, 0);
   const std::string body = R"({"durationMs":20000})";
   const std::string request =
       "POST /gameverse.echo.v1.Echo/Sleep HTTP/1.1\r\nHost: x\r\nContent-Type: "

@@ -18,6 +18,7 @@
 
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "host_process.hpp"
+#include "loopback.hpp"
 #include "run_command.hpp"
 
 namespace gameverse::testing {
@@ -39,19 +40,6 @@ bool have(const char* tool) {
 std::string config(const std::string& http_extra = "") {
   return std::string("[host]\nwatch = false\nplugin_dir = \"") + GV_PLUGIN_DIR + "\"\n[admin]\ntoken = \"" +
          kToken + "\"\n[http]\nlisten = \"127.0.0.1:0\"\n" + http_extra + "[[plugin]]\nname = \"echo\"\n";
-}
-
-int connect_to(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 // Whether the server has closed `fd`: a read that returns end of file (or a reset) without blocking.

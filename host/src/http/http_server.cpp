@@ -224,14 +224,16 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void set_abandoned(std::function<void()> abandoned) {
-    const bool pending = state_ == State::kHandling || state_ == State::kStreaming;
-    if (!pending) return;
+    if (!awaiting_answer()) return;
     if (closed_) return abandoned();
     abandoned_ = std::move(abandoned);
   }
 
  private:
   enum class State { kReading, kHandling, kAnswering, kStreaming, kEnding };
+  // The handler has not answered yet, or its stream goes on.
+  bool awaiting_answer() const { return state_ == State::kHandling || state_ == State::kStreaming; }
+
   struct Piece {
     enum Kind { kHead, kData, kLast } kind;
     std::string bytes;
@@ -275,7 +277,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Still without an answer: held until it comes, and the client may leave meanwhile, which the
     // handler must learn. (Answers from other threads are posted to this strand: none can come
     // before this returns.)
-    if (state_ == State::kHandling || state_ == State::kStreaming) {
+    if (awaiting_answer()) {
       hold();
       watch_for_close();
     }
@@ -317,8 +319,7 @@ class Session : public std::enable_shared_from_this<Session> {
           // half-closes cannot be told from one that closed, and a call for a client that left
           // must not run on.
           if (error && error != asio::error::operation_aborted) return self->close();
-          if (self->state_ == State::kHandling || self->state_ == State::kStreaming)
-            return self->watch_for_close();
+          if (self->awaiting_answer()) return self->watch_for_close();
           if (resume && self->state_ == State::kReading) self->read_request();
         }));
   }
