@@ -63,7 +63,9 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
   const auto& g = next.http;
   if (h.listen != g.listen || h.max_connections != g.max_connections ||
       h.max_header_bytes != g.max_header_bytes || h.max_body_bytes != g.max_body_bytes ||
-      h.request_timeout_ms != g.request_timeout_ms || running.metrics.per_method != next.metrics.per_method) {
+      h.request_timeout_ms != g.request_timeout_ms || h.threads != g.threads || h.gateway != g.gateway ||
+      h.gateway_timeout_ms != g.gateway_timeout_ms || h.max_streams != g.max_streams ||
+      h.cors_origins != g.cors_origins || running.metrics.per_method != next.metrics.per_method) {
     spdlog::warn("[http] and [metrics] settings changed in the config; they apply after a restart");
   }
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -554,6 +555,21 @@ TEST_F(GatewayTest, AClientThatClosesCancelsItsCall) {
       [&] { return json_of(post(host, "/gameverse.echo.v1.Echo/Stats", "{}"))["sleepsCancelled"] == "1"; },
       std::chrono::seconds(10)))
       << post(host, "/gameverse.echo.v1.Echo/Stats", "{}").body;
+}
+
+// The gateway's settings take effect at start: a reload that changes them says so, and the
+// running gateway keeps the ones it started with.
+TEST_F(GatewayTest, ChangedGatewaySettingsAreNamedAsNeedingARestart) {
+  HostProcess host(config("cors_origins = [\"https://play.example\"]\n"));
+  host.write_config(config("cors_origins = [\"https://other.example\"]\n"));
+  host.signal(SIGHUP);
+  EXPECT_TRUE(eventually(
+      [&] { return host.log().find("[http] and [metrics] settings changed") != std::string::npos; },
+      std::chrono::seconds(10)))
+      << host.log();
+  const Reply still = post(host, "/gameverse.echo.v1.Echo/Echo", "{}",
+                           "-H 'content-type: application/json' -H 'Origin: https://play.example'");
+  EXPECT_EQ(still.status, 200) << still.body;
 }
 
 TEST_F(GatewayTest, TheGatewayCanBeTurnedOff) {

@@ -112,7 +112,8 @@ class InProcessCall final : public gv_call,
   // True once the host ended the call (deadline or drain): as for calls from the network, the
   // plugin learns of it with the cancel hook, not before.
   bool is_cancelled() const override { return ended_early_; }
-  // Only the request id: the caller's, carried over.
+  // The request id in force (the caller's, carried over), and what the origin sent: a gateway
+  // client's headers; nothing for calls between plugins.
   size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
     if (key == nullptr) return 0;
     if (logging::is_request_id_key(key)) {
