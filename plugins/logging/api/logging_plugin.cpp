@@ -1,0 +1,515 @@
+// gameverse.logging.v1.Logging and OTLP's LogsService/Export: maps the messages onto the logging
+// domain, limits senders, and feeds live tails on this host and, through pub/sub, on others.
+#include <gameverse/sdk/plugin.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "api/otlp_logs.hpp"
+#include "domain/log_service.hpp"
+#include "gameverse/logging/v1/logging.pb.h"
+#include "infrastructure/store_log_repository.hpp"
+
+namespace {
+
+namespace sdk = gameverse::sdk;
+namespace pb = gameverse::logging::v1;
+namespace otlp = opentelemetry::proto::collector::logs::v1;
+using namespace gameverse::logging;
+
+// Where a stored chunk is announced, for the tails on every host.
+constexpr const char* kChunksTopic = "gameverse.logging.chunks";
+
+int64_t now_unix_nano() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string new_writer_id() {
+  std::random_device random;
+  std::uniform_int_distribution<uint64_t> bits;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id;
+  uint64_t value = bits(random);
+  for (int i = 0; i < 12; ++i, value >>= 4) id += kHex[value & 15];
+  return id;
+}
+
+LogSettings settings_from(const sdk::Host& host) {
+  LogSettings s;
+  s.chunk_records = static_cast<size_t>(host.config_int("chunk_records"));
+  s.max_body_bytes = static_cast<size_t>(host.config_int("max_body_bytes"));
+  const std::array<const char*, kFamilies> keys{
+      "retention_hours_info", "retention_hours_trace", "retention_hours_debug", "retention_hours_info",
+      "retention_hours_warn", "retention_hours_error", "retention_hours_fatal"};
+  for (int family = 0; family < kFamilies; ++family) {
+    s.max_age_ns[static_cast<size_t>(family)] =
+        host.config_int(keys[static_cast<size_t>(family)]) * kNanosPerHour;
+  }
+  s.max_stored_bytes = host.config_int("max_stored_mb") * 1024 * 1024;
+  return s;
+}
+
+LogFilter filter_of(const pb::LogFilter& f) {
+  LogFilter out;
+  out.from_unix_nano = f.from_unix_nano();
+  out.to_unix_nano = f.to_unix_nano();
+  out.min_severity = f.min_severity();
+  out.services.assign(f.services().begin(), f.services().end());
+  out.plugins.assign(f.plugins().begin(), f.plugins().end());
+  out.request_id = f.request_id();
+  for (const pb::Attribute& a : f.attributes()) out.attributes.push_back({a.key(), a.value()});
+  out.text = f.text();
+  return out;
+}
+
+void fill(pb::LogEntry& out, const Entry& entry) {
+  const LogRecord& r = entry.record;
+  out.set_time_unix_nano(r.time_unix_nano);
+  out.set_observed_unix_nano(r.observed_unix_nano);
+  out.set_severity_number(r.severity_number);
+  out.set_severity_text(r.severity_text);
+  out.set_service(r.service);
+  out.set_host(r.host);
+  out.set_plugin(r.plugin);
+  out.set_generation(r.generation);
+  out.set_request_id(r.request_id);
+  out.set_trace_id(r.trace_id);
+  out.set_span_id(r.span_id);
+  out.set_body(r.body);
+  for (const Attribute& a : r.attributes) {
+    pb::Attribute* attribute = out.add_attributes();
+    attribute->set_key(a.key);
+    attribute->set_value(a.value);
+  }
+  out.set_cursor(encode_cursor(entry.position));
+}
+
+std::optional<Position> cursor_of(const std::string& cursor) {
+  if (cursor.empty()) return std::nullopt;
+  std::string error;
+  std::optional<Position> position = decode_cursor(cursor, &error);
+  if (!position) throw sdk::Error(sdk::StatusCode::kInvalidArgument, error);
+  return position;
+}
+
+// Storage failures are worth a retry to a sender (OTLP's retryable UNAVAILABLE); what the store
+// refuses for the request itself is not.
+sdk::Error storage_error(const sdk::Error& e) {
+  if (e.code() == sdk::StatusCode::kInvalidArgument || e.code() == sdk::StatusCode::kResourceExhausted)
+    return e;
+  return sdk::Error(sdk::StatusCode::kUnavailable,
+                    "log storage is unavailable, retry later: " + std::string(e.what()));
+}
+
+// The address part of a gRPC peer ("ipv4:1.2.3.4:5" -> "ipv4:1.2.3.4").
+std::string client_of(const sdk::CallContext& context) {
+  const sdk::Principal principal = context.principal();
+  if (!principal.user_id.empty()) return "user:" + principal.user_id;
+  const std::string peer(context.peer());
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
+}
+
+// A live tail: replays from its cursor, then takes every chunk announced after it opened.
+struct Tail {
+  explicit Tail(sdk::ServerStream<pb::LogEntry> s) : stream(std::move(s)) {}
+  LogFilter filter;
+  sdk::ServerStream<pb::LogEntry> stream;
+  std::optional<Position> after;
+  std::mutex mu;
+  bool replaying = true;
+  bool ended = false;
+  std::vector<std::string> waiting;  // announced while replaying
+  std::set<std::string> replayed;    // chunks the replay read that live announcements may name
+  int64_t opened_unix_nano = 0;
+};
+
+class LoggingPlugin final : public sdk::Plugin {
+ public:
+  explicit LoggingPlugin(sdk::InitContext& init)
+      : host_(init.host),
+        repository_(init.host.store()),
+        service_(repository_, settings_from(init.host), new_writer_id(), now_unix_nano),
+        max_records_per_client_per_s_(init.host.config_int("max_records_per_client_per_s")),
+        client_lines_per_player_per_minute_(init.host.config_int("client_lines_per_player_per_minute")),
+        max_tails_(static_cast<size_t>(init.host.config_int("max_tails"))),
+        stored_(init.host.counter("gameverse_logging_records_stored_total", "Log records stored, by source",
+                                  {"source"})),
+        refused_(init.host.counter(
+            "gameverse_logging_records_refused_total",
+            "Log records refused (too old, ahead of the clock, over a rate), by source", {"source"})),
+        retention_dropped_(init.host.counter("gameverse_logging_retention_dropped_records_total",
+                                             "Log records dropped by retention")),
+        tails_open_(init.host.gauge("gameverse_logging_tails", "Live tails open on this host")) {
+    announcements_ = init.host.subscribe(
+        kChunksTopic, [this](std::string_view, std::string_view payload) { deliver(payload); },
+        sdk::Run::kBlocking);
+    const auto every = std::chrono::seconds(init.host.config_int("retention_interval_s"));
+    retention_timer_ = init.host.start_timer(
+        every, every, [this] { enforce_retention(); }, sdk::Run::kBlocking);
+  }
+
+  ~LoggingPlugin() override {
+    retention_timer_.cancel();
+    announcements_.cancel();
+    std::lock_guard lock(tails_mu_);
+    for (const auto& tail : tails_) {
+      std::lock_guard tail_lock(tail->mu);
+      if (!tail->ended)
+        tail->stream.finish(sdk::Status(sdk::StatusCode::kUnavailable,
+                                        "the logging service stopped; tail again from the last cursor"));
+      tail->ended = true;
+    }
+  }
+
+  static void describe(sdk::PluginBuilder<LoggingPlugin>& b) {
+    b.service("opentelemetry.proto.collector.logs.v1.LogsService")
+        .blocking("Export", &LoggingPlugin::export_logs, sdk::role("telemetry"));
+    b.service("gameverse.logging.v1.Logging")
+        .blocking("Query", &LoggingPlugin::query, sdk::role("logs"))
+        .server_stream("Tail", &LoggingPlugin::tail, sdk::role("logs"))
+        .blocking("Write", &LoggingPlugin::write, sdk::kAuthenticated);
+    b.collection("chunks").collection("minutes").collection("sizes").collection("requests");
+    b.config_int("retention_hours_trace", 24, "How long TRACE records are kept, in hours",
+                 sdk::between(1, 24 * 3650))
+        .config_int("retention_hours_debug", 24, "How long DEBUG records are kept, in hours",
+                    sdk::between(1, 24 * 3650))
+        .config_int("retention_hours_info", 24 * 7,
+                    "How long INFO records (and those of no severity) are kept, in hours",
+                    sdk::between(1, 24 * 3650))
+        .config_int("retention_hours_warn", 24 * 14, "How long WARN records are kept, in hours",
+                    sdk::between(1, 24 * 3650))
+        .config_int("retention_hours_error", 24 * 30, "How long ERROR records are kept, in hours",
+                    sdk::between(1, 24 * 3650))
+        .config_int("retention_hours_fatal", 24 * 30, "How long FATAL records are kept, in hours",
+                    sdk::between(1, 24 * 3650))
+        .config_int(
+            "max_stored_mb", 0,
+            "Stored records at most, in MiB (0: no bound); above it the least severe, oldest hours go first",
+            sdk::at_least(0))
+        .config_int("retention_interval_s", 60, "How often retention runs, in seconds",
+                    sdk::between(1, 86400))
+        .config_int("chunk_records", 1000, "Records per stored chunk at most", sdk::between(1, 10000))
+        .config_int("max_body_bytes", 16384, "Longer bodies are cut (the record says so)",
+                    sdk::between(64, 1048576))
+        .config_int(
+            "max_records_per_client_per_s", 200000,
+            "OTLP records one sender (principal or address) may send a second; more are RESOURCE_EXHAUSTED",
+            sdk::at_least(1))
+        .config_int("client_lines_per_player_per_minute", 120, "Lines one player may Write a minute",
+                    sdk::at_least(1))
+        .config_int("max_tails", 64, "Live tails open on this host at once; more are RESOURCE_EXHAUSTED",
+                    sdk::between(1, 10000));
+  }
+
+  sdk::Status export_logs(sdk::CallContext& context, const otlp::ExportLogsServiceRequest& request,
+                          otlp::ExportLogsServiceResponse& reply) {
+    const int64_t now = now_unix_nano();
+    OtlpRecords in = records_of(request, now);
+    // The host's own shipping comes from inside the process, never over the network.
+    if (!context.peer().starts_with("inproc:")) over_rate(client_of(context), in.records.size());
+    AppendResult result = store(std::move(in.records), "otlp");
+    const size_t refused = result.rejected + in.refused;
+    if (refused > 0) {
+      reply.mutable_partial_success()->set_rejected_log_records(static_cast<int64_t>(refused));
+      reply.mutable_partial_success()->set_error_message(
+          !result.rejected_reason.empty() ? result.rejected_reason
+                                          : std::to_string(in.refused) + " record(s): " + in.refused_reason);
+    }
+    return sdk::Status::ok();
+  }
+
+  sdk::Status write(sdk::CallContext& context, const pb::WriteRequest& request, pb::WriteResponse& reply) {
+    const std::string player = context.principal().user_id;
+    if (player.empty()) return {sdk::StatusCode::kUnauthenticated, "Write needs a signed-in player"};
+    if (request.entries_size() > 100)
+      return {sdk::StatusCode::kInvalidArgument, "entries: at most 100 a call"};
+    const int64_t used =
+        host_.cache().increment("write/" + player, request.entries_size(), std::chrono::minutes(1));
+    if (used > client_lines_per_player_per_minute_) {
+      refused_.record(static_cast<double>(request.entries_size()), {"client"});
+      return {sdk::StatusCode::kResourceExhausted, "over client_lines_per_player_per_minute (" +
+                                                       std::to_string(client_lines_per_player_per_minute_) +
+                                                       "); retry in a minute"};
+    }
+    const int64_t now = now_unix_nano();
+    std::vector<LogRecord> records;
+    for (const pb::ClientLogEntry& e : request.entries()) {
+      LogRecord r;
+      // A client's clock is its own: what is far off is taken as now.
+      const int64_t skew = e.time_unix_nano() - now;
+      r.time_unix_nano = e.time_unix_nano() != 0 && skew < 5 * kNanosPerMinute && skew > -5 * kNanosPerMinute
+                             ? e.time_unix_nano()
+                             : now;
+      r.observed_unix_nano = now;
+      r.severity_number = std::clamp(e.severity_number(), 0, 24);
+      r.severity_text = severity_name(r.severity_number);
+      r.service = "game-client";
+      r.request_id = std::string(context.request_id());
+      r.body = e.body();
+      r.attributes.push_back({"player", player});
+      for (const pb::Attribute& a : e.attributes()) {
+        if (r.attributes.size() > 16) break;
+        if (a.key().starts_with("gameverse.") || a.key() == "player") continue;  // not the client's to say
+        r.attributes.push_back({a.key(), a.value()});
+      }
+      records.push_back(std::move(r));
+    }
+    const AppendResult result = store(std::move(records), "client");
+    reply.set_accepted(static_cast<uint32_t>(result.accepted));
+    reply.set_rejected(static_cast<uint32_t>(result.rejected));
+    reply.set_error_message(result.rejected_reason);
+    return sdk::Status::ok();
+  }
+
+  sdk::Status query(sdk::CallContext&, const pb::QueryRequest& request, pb::QueryResponse& reply) {
+    const LogFilter filter = filter_of(request.filter());
+    if (std::string problem = check_filter(filter); !problem.empty()) {
+      return {sdk::StatusCode::kInvalidArgument, problem};
+    }
+    if (request.page_size() > 1000) return {sdk::StatusCode::kInvalidArgument, "page_size: at most 1000"};
+    const size_t page_size = request.page_size() == 0 ? 100 : request.page_size();
+    const bool newest_first = request.order() != pb::ORDER_OLDEST_FIRST;
+    Page page;
+    try {
+      page = service_.query(filter, newest_first, page_size, cursor_of(request.cursor()));
+    } catch (const sdk::Error& e) {
+      throw storage_error(e);
+    }
+    for (const Entry& entry : page.entries) fill(*reply.add_entries(), entry);
+    if (page.next) reply.set_next_cursor(encode_cursor(*page.next));
+    return sdk::Status::ok();
+  }
+
+  void tail(sdk::CallContext&, const pb::TailRequest& request, sdk::ServerStream<pb::LogEntry> stream) {
+    auto tail = std::make_shared<Tail>(stream);
+    tail->filter = filter_of(request.filter());
+    tail->opened_unix_nano = now_unix_nano();
+    std::string problem = check_filter(tail->filter);
+    if (problem.empty() && tail->filter.to_unix_nano != 0)
+      problem = "filter.to_unix_nano: a tail has no end; leave it 0";
+    if (!problem.empty()) {
+      stream.finish(sdk::Status(sdk::StatusCode::kInvalidArgument, problem));
+      return;
+    }
+    try {
+      tail->after = cursor_of(request.cursor());
+    } catch (const sdk::Error& e) {
+      stream.finish(e.status());
+      return;
+    }
+    {
+      std::lock_guard lock(tails_mu_);
+      if (tails_.size() >= max_tails_) {
+        stream.finish(
+            sdk::Status(sdk::StatusCode::kResourceExhausted,
+                        "max_tails (" + std::to_string(max_tails_) + ") tails are open on this host"));
+        return;
+      }
+      tails_.push_back(tail);
+      tails_open_.record(static_cast<double>(tails_.size()));
+    }
+    stream.on_cancel([this, weak = std::weak_ptr<Tail>(tail)] {
+      if (auto t = weak.lock()) close(t, sdk::Status(sdk::StatusCode::kCancelled, "cancelled"));
+    });
+    if (!request.cursor().empty()) {
+      try {
+        host_.run_blocking([this, tail] { replay(tail); });
+      } catch (const sdk::Error& e) {
+        close(tail, e.status());
+      }
+    } else {
+      std::lock_guard lock(tail->mu);
+      tail->replaying = false;
+    }
+  }
+
+ private:
+  AppendResult store(std::vector<LogRecord> records, const char* source) {
+    AppendResult result;
+    try {
+      result = service_.append(std::move(records));
+    } catch (const sdk::Error& e) {
+      throw storage_error(e);
+    }
+    if (result.accepted > 0) stored_.record(static_cast<double>(result.accepted), {source});
+    if (result.rejected > 0) refused_.record(static_cast<double>(result.rejected), {source});
+    if (!result.chunk_keys.empty()) announce(result.chunk_keys);
+    return result;
+  }
+
+  void announce(const std::vector<std::string>& keys) {
+    std::string payload;
+    for (const std::string& key : keys) payload += key + "\n";
+    try {
+      host_.publish(kChunksTopic, payload);
+    } catch (const sdk::Error& e) {
+      // Stored and acknowledged all the same: live tails miss it, queries find it.
+      host_.warn("logging: could not announce stored records to live tails: " + std::string(e.what()));
+    }
+  }
+
+  void over_rate(const std::string& client, size_t records) {
+    if (records == 0) return;
+    const int64_t second = now_unix_nano() / kNanosPerSecond;
+    const int64_t used = host_.cache().increment("rate/" + client + "/" + std::to_string(second),
+                                                 static_cast<int64_t>(records), std::chrono::seconds(2));
+    if (used > max_records_per_client_per_s_) {
+      refused_.record(static_cast<double>(records), {"otlp"});
+      throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                       "over max_records_per_client_per_s (" + std::to_string(max_records_per_client_per_s_) +
+                           ") for " + client + "; retry after 1s");
+    }
+  }
+
+  void replay(const std::shared_ptr<Tail>& tail) {
+    try {
+      for (;;) {
+        if (tail->stream.cancelled())
+          return close(tail, sdk::Status(sdk::StatusCode::kCancelled, "cancelled"));
+        Page page = service_.query(tail->filter, false, 500, tail->after);
+        for (const Entry& entry : page.entries) {
+          if (!send(tail, entry)) return;
+          if (entry.position.time_unix_nano >= tail->opened_unix_nano - 10 * kNanosPerMinute) {
+            tail->replayed.insert(entry.position.chunk_key);
+          }
+        }
+        if (!page.next) break;
+        tail->after = page.next;
+      }
+    } catch (const sdk::Error& e) {
+      return close(tail, storage_error(e).status());
+    }
+    // What was announced meanwhile and the replay did not read goes out now, in order.
+    for (;;) {
+      std::vector<std::string> waiting;
+      {
+        std::lock_guard lock(tail->mu);
+        if (tail->waiting.empty()) {
+          tail->replaying = false;
+          return;
+        }
+        waiting.swap(tail->waiting);
+      }
+      for (const std::string& key : waiting) {
+        if (tail->replayed.contains(key)) continue;
+        std::optional<StoredChunk> chunk = repository_.chunk(key);
+        if (chunk && !send_chunk(tail, *chunk)) return;
+      }
+    }
+  }
+
+  // Called with a chunk announcement from any host.
+  void deliver(std::string_view payload) {
+    std::vector<std::shared_ptr<Tail>> tails;
+    {
+      std::lock_guard lock(tails_mu_);
+      tails.assign(tails_.begin(), tails_.end());
+    }
+    if (tails.empty()) return;
+    size_t start = 0;
+    while (start < payload.size()) {
+      const size_t end = std::min(payload.find('\n', start), payload.size());
+      const std::string key(payload.substr(start, end - start));
+      start = end + 1;
+      if (key.empty()) continue;
+      std::optional<StoredChunk> chunk;
+      try {
+        chunk = repository_.chunk(key);
+      } catch (const sdk::Error& e) {
+        host_.warn("logging: a live tail could not read stored records: " + std::string(e.what()));
+        continue;
+      }
+      if (!chunk) continue;
+      for (const auto& tail : tails) {
+        {
+          std::lock_guard lock(tail->mu);
+          if (tail->ended) continue;
+          if (tail->replaying) {
+            if (tail->waiting.size() < 10000) {
+              tail->waiting.push_back(key);
+            } else {
+              tail->ended = true;
+              tail->stream.finish(sdk::Status(
+                  sdk::StatusCode::kResourceExhausted,
+                  "the replay fell too far behind the live records; tail again from its last cursor"));
+            }
+            continue;
+          }
+        }
+        send_chunk(tail, *chunk);
+      }
+    }
+  }
+
+  bool send_chunk(const std::shared_ptr<Tail>& tail, const StoredChunk& chunk) {
+    for (const Entry& entry : service_.matching(chunk, tail->filter, std::nullopt)) {
+      if (!send(tail, entry)) return false;
+    }
+    return true;
+  }
+
+  bool send(const std::shared_ptr<Tail>& tail, const Entry& entry) {
+    pb::LogEntry message;
+    fill(message, entry);
+    {
+      std::lock_guard lock(tail->mu);
+      if (tail->ended) return false;
+      if (tail->stream.write(message)) return true;
+      tail->ended = true;
+      tail->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                      "the client reads too slowly; tail again from the last cursor it got"));
+    }
+    forget(tail);
+    return false;
+  }
+
+  void close(const std::shared_ptr<Tail>& tail, const sdk::Status& status) {
+    {
+      std::lock_guard lock(tail->mu);
+      if (!tail->ended) tail->stream.finish(status);
+      tail->ended = true;
+    }
+    forget(tail);
+  }
+
+  void forget(const std::shared_ptr<Tail>& tail) {
+    std::lock_guard lock(tails_mu_);
+    tails_.remove(tail);
+    tails_open_.record(static_cast<double>(tails_.size()));
+  }
+
+  void enforce_retention() {
+    const RetentionReport report = service_.enforce_retention();
+    if (report.hours_dropped == 0) return;
+    retention_dropped_.record(static_cast<double>(report.records_dropped));
+    host_.info("logging: retention dropped " + std::to_string(report.records_dropped) + " records (" +
+               std::to_string(report.bytes_dropped) + " bytes) in " + std::to_string(report.hours_dropped) +
+               " hour(s) of one severity each");
+  }
+
+  sdk::Host host_;
+  StoreLogRepository repository_;
+  LogService service_;
+  int64_t max_records_per_client_per_s_;
+  int64_t client_lines_per_player_per_minute_;
+  size_t max_tails_;
+  sdk::Metric stored_, refused_, retention_dropped_, tails_open_;
+  std::mutex tails_mu_;
+  std::list<std::shared_ptr<Tail>> tails_;
+  sdk::Subscription announcements_;
+  sdk::Timer retention_timer_;
+};
+
+}  // namespace
+
+GAMEVERSE_PLUGIN(LoggingPlugin, "logging", "0.1.0",
+                 "Centralized logs: OTLP ingest, queries, live tails, retention")

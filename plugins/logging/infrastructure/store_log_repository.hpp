@@ -1,0 +1,33 @@
+// The logging repository over the host's document store. Collections and keys as in
+// domain/log_keys.hpp; chunks hold records.v1.StoredChunk (proto/ beside this file), sizes hold
+// "<bytes> <records>", markers and request references hold nothing.
+#pragma once
+
+#include <gameverse/sdk/store.hpp>
+
+#include "domain/repository.hpp"
+
+namespace gameverse::logging {
+
+class StoreLogRepository final : public LogRepository {
+ public:
+  explicit StoreLogRepository(sdk::Store store) : store_(store) {}
+  // Request references go first, in batches of their own: one whose chunk never came is skipped
+  // by queries. Then the chunks, markers and sizes, together when they fit in one store batch.
+  void append(const AppendBatch& batch) override;
+  void erase(const EraseBatch& batch) override;
+  std::vector<std::string> markers(std::string_view prefix) override;
+  std::vector<SizeEntry> sizes() override;
+  void chunks(std::string_view prefix, const std::function<bool(StoredChunk&&)>& each) override;
+  std::optional<StoredChunk> chunk(std::string_view key) override;
+  std::vector<std::string> request_refs(std::string_view request_id, size_t limit) override;
+
+  // Bytes of a chunk as stored, and back (for the pub/sub path to tails on other hosts, too).
+  static std::string encode_chunk(const StoredChunk& chunk);
+  static StoredChunk decode_chunk(std::string key, std::string_view bytes);
+
+ private:
+  sdk::Store store_;
+};
+
+}  // namespace gameverse::logging
