@@ -15,6 +15,7 @@
 #include "logging/format.hpp"
 #include "platform/cache.hpp"
 #include "platform/cpu_budget.hpp"
+#include "platform/log_shipping.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/redis.hpp"
@@ -233,6 +234,17 @@ int main(int argc, char** argv) {
                                          .blocking = &blocking,
                                          .max_value_bytes = static_cast<size_t>(config.store.max_value_bytes),
                                          .routes = {}};
+  // Log lines queue from here on, so the logging plugin gets the host's start-up too.
+  std::shared_ptr<gameverse::platform::LogShipper> log_shipper;
+  if (config.host.ship_logs) {
+    char host_name[256] = {};
+    gethostname(host_name, sizeof host_name - 1);
+    log_shipper = std::make_shared<gameverse::platform::LogShipper>(
+        gameverse::platform::LogShippingOptions{
+            .queue_lines = static_cast<size_t>(config.host.ship_queue_lines), .host_name = host_name},
+        platform);
+    spdlog::default_logger()->sinks().push_back(log_shipper->sink());
+  }
   gameverse::plugin::PluginManager plugins(
       {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), &platform});
   platform.routes = [&plugins] { return plugins.routes(); };
@@ -329,6 +341,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (log_shipper) log_shipper->start();
   if (!port_file.empty()) write_port_file(port_file, port);
 
   // Changes to the config or a plugin file reload what changed, as SIGHUP does.
@@ -372,6 +385,7 @@ int main(int argc, char** argv) {
   server.shutdown(std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
       drain_deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero())));
   if (http) http->stop();
+  if (log_shipper) log_shipper->stop();  // what is queued goes while the logging plugin still serves
   plugins.unload_all();
   spdlog::info("stopped");
   return 0;

@@ -254,8 +254,8 @@ void read_http(const toml::table& table, const std::string& file, Config& config
 void read_host(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
                Config& config, std::vector<ConfigError>& errors) {
   TableReader reader(table, "host", file, errors);
-  reader.reject_unknown(
-      {"log_level", "log_format", "plugin_dir", "staging_dir", "data_dir", "watch", "watch_debounce_ms"});
+  reader.reject_unknown({"log_level", "log_format", "plugin_dir", "staging_dir", "data_dir", "watch",
+                         "watch_debounce_ms", "ship_logs", "ship_queue_lines"});
   reader.read_string("log_level", config.host.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
   if (table.contains("log_level") && table["log_level"].is_string() &&
@@ -280,6 +280,8 @@ void read_host(const toml::table& table, const std::string& file, const std::fil
   if (!staging_dir.empty()) config.host.staging_dir = base_dir / staging_dir;
   reader.read_bool("watch", config.host.watch);
   reader.read_int("watch_debounce_ms", config.host.watch_debounce_ms, 0, 60'000);
+  reader.read_bool("ship_logs", config.host.ship_logs);
+  reader.read_int("ship_queue_lines", config.host.ship_queue_lines, 100, 10'000'000);
 }
 
 void read_plugins(const toml::node& node, const std::string& file, const std::filesystem::path& base_dir,

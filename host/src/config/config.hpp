@@ -58,6 +58,8 @@ struct HostSection {
   std::filesystem::path data_dir;     // the host's own files (the SQLite store)
   bool watch = true;                  // reload on changes to the config and plugin files
   int64_t watch_debounce_ms = 200;    // quiet time after the last change before reloading
+  bool ship_logs = true;              // send log lines to the plugin serving OTLP LogsService/Export
+  int64_t ship_queue_lines = 10000;   // lines waiting to be shipped at most; more are dropped, counted
 };
 
 struct StoreSection {
