@@ -120,7 +120,8 @@ void LogShipper::offer(Line line) {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    if (stopping_ || queue_.size() >= options_.queue_lines) {
+    if (stopping_) return;  // the host is stopping: the line is on stderr, not shipped
+    if (queue_.size() >= options_.queue_lines) {
       ++dropped_full_;
       return;
     }
