@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <deque>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -13,6 +14,7 @@
 
 #include "api/otlp_logs.hpp"
 #include "domain/log_service.hpp"
+#include "gameverse/logging/records/v1/records.pb.h"
 #include "gameverse/logging/v1/logging.pb.h"
 #include "infrastructure/store_log_repository.hpp"
 
@@ -118,18 +120,47 @@ std::string client_of(const sdk::CallContext& context) {
   return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
 }
 
-// A live tail: replays from its cursor, then takes every chunk announced after it opened.
+// A live tail: replays from its cursor, then takes every chunk announced after it opened. Moves
+// to the next generation at a hot reload (detach / resume).
 struct Tail {
   explicit Tail(sdk::ServerStream<pb::LogEntry> s) : stream(std::move(s)) {}
+  pb::TailRequest request;
   LogFilter filter;
   sdk::ServerStream<pb::LogEntry> stream;
-  std::optional<Position> after;
+  std::optional<Position> after;  // the replay's place
   std::mutex mu;
   bool replaying = true;
-  bool ended = false;
-  std::vector<std::string> waiting;  // announced while replaying
-  std::set<std::string> replayed;    // chunks the replay read that live announcements may name
+  bool ended = false;                       // finished, or detached: nothing more is written
+  std::vector<std::string> waiting;         // announced while replaying
+  std::set<std::string> replayed;           // chunks the replay read that live announcements may name
+  std::deque<std::string> delivered_order;  // live chunks sent, newest last (at most kDelivered)
+  std::set<std::string> delivered;
   int64_t opened_unix_nano = 0;
+
+  static constexpr size_t kDelivered = 1024;
+  // Under mu: false when the chunk was sent already.
+  bool first_delivery(const std::string& key) {
+    if (!delivered.insert(key).second) return false;
+    delivered_order.push_back(key);
+    if (delivered_order.size() > kDelivered) {
+      delivered.erase(delivered_order.front());
+      delivered_order.pop_front();
+    }
+    return true;
+  }
+};
+
+class LoggingPlugin;
+
+class TailSession final : public sdk::StreamSession {
+ public:
+  TailSession(LoggingPlugin& plugin, std::shared_ptr<Tail> tail) : plugin_(plugin), tail_(std::move(tail)) {}
+  std::string detach() override;
+  void on_cancel() override;
+
+ private:
+  LoggingPlugin& plugin_;
+  std::shared_ptr<Tail> tail_;
 };
 
 class LoggingPlugin final : public sdk::Plugin {
@@ -175,7 +206,8 @@ class LoggingPlugin final : public sdk::Plugin {
         .blocking("Export", &LoggingPlugin::export_logs, sdk::role("telemetry"));
     b.service("gameverse.logging.v1.Logging")
         .blocking("Query", &LoggingPlugin::query, sdk::role("logs"))
-        .server_stream("Tail", &LoggingPlugin::tail, sdk::role("logs"))
+        .server_stream_movable("Tail", &LoggingPlugin::tail_open, &LoggingPlugin::tail_resume,
+                               sdk::role("logs"))
         .blocking("Write", &LoggingPlugin::write, sdk::kAuthenticated);
     b.collection("chunks").collection("minutes").collection("sizes").collection("requests");
     b.config_int("retention_hours_trace", 24, "How long TRACE records are kept, in hours",
@@ -289,50 +321,113 @@ class LoggingPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
-  void tail(sdk::CallContext&, const pb::TailRequest& request, sdk::ServerStream<pb::LogEntry> stream) {
+  std::unique_ptr<sdk::StreamSession> tail_open(sdk::CallContext&, const pb::TailRequest& request,
+                                                sdk::ServerStream<pb::LogEntry> stream) {
+    auto tail = make_tail(request, stream);
+    tail->after = cursor_of(request.cursor());
+    register_tail(tail);
+    if (request.cursor().empty()) {
+      std::lock_guard lock(tail->mu);
+      tail->replaying = false;
+    } else {
+      start_replay(tail);
+    }
+    return std::make_unique<TailSession>(*this, tail);
+  }
+
+  // The previous generation's tail, from what detach() returned: the replay goes on from its
+  // place; a live tail first gets what was announced here before it arrived, less what it sent.
+  std::unique_ptr<sdk::StreamSession> tail_resume(std::string_view detached,
+                                                  sdk::ServerStream<pb::LogEntry> stream) {
+    ::gameverse::logging::records::v1::DetachedTail state;
+    pb::TailRequest request;
+    if (!state.ParseFromArray(detached.data(), static_cast<int>(detached.size())) ||
+        !request.ParseFromString(state.request())) {
+      throw sdk::Error(sdk::StatusCode::kInternal, "a tail handed over at a reload could not be read");
+    }
+    auto tail = make_tail(request, stream);
+    tail->after = cursor_of(state.after_cursor());
+    for (const std::string& key : state.delivered()) tail->first_delivery(key);
+    if (!state.live()) {
+      register_tail(tail);
+      start_replay(tail);
+      return std::make_unique<TailSession>(*this, tail);
+    }
+    {
+      std::lock_guard lock(tail->mu);
+      tail->replaying = false;
+    }
+    register_tail(tail);
+    std::vector<std::string> recent;
+    {
+      std::lock_guard lock(recent_mu_);
+      recent.assign(recent_.begin(), recent_.end());
+    }
+    host_.run_blocking([this, tail, recent] {
+      for (const std::string& key : recent) {
+        std::optional<StoredChunk> chunk = repository_.chunk(key);
+        if (chunk && !send_chunk(tail, *chunk)) return;
+      }
+    });
+    return std::make_unique<TailSession>(*this, tail);
+  }
+
+  // Stops the tail here (nothing more is written once this returns) and says where it was.
+  std::string detach(const std::shared_ptr<Tail>& tail) {
+    ::gameverse::logging::records::v1::DetachedTail state;
+    {
+      std::lock_guard lock(tail->mu);
+      tail->ended = true;
+      state.set_request(tail->request.SerializeAsString());
+      if (tail->after) state.set_after_cursor(encode_cursor(*tail->after));
+      state.set_live(!tail->replaying);
+      for (const std::string& key : tail->delivered_order) state.add_delivered(key);
+    }
+    forget(tail);
+    return state.SerializeAsString();
+  }
+
+  void close(const std::shared_ptr<Tail>& tail, const sdk::Status& status) {
+    {
+      std::lock_guard lock(tail->mu);
+      if (!tail->ended) tail->stream.finish(status);
+      tail->ended = true;
+    }
+    forget(tail);
+  }
+
+ private:
+  std::shared_ptr<Tail> make_tail(const pb::TailRequest& request,
+                                  const sdk::ServerStream<pb::LogEntry>& stream) {
     auto tail = std::make_shared<Tail>(stream);
+    tail->request = request;
     tail->filter = filter_of(request.filter());
     tail->opened_unix_nano = now_unix_nano();
     std::string problem = check_filter(tail->filter);
     if (problem.empty() && tail->filter.to_unix_nano != 0)
       problem = "filter.to_unix_nano: a tail has no end; leave it 0";
-    if (!problem.empty()) {
-      stream.finish(sdk::Status(sdk::StatusCode::kInvalidArgument, problem));
-      return;
+    if (!problem.empty()) throw sdk::Error(sdk::StatusCode::kInvalidArgument, problem);
+    return tail;
+  }
+
+  void register_tail(const std::shared_ptr<Tail>& tail) {
+    std::lock_guard lock(tails_mu_);
+    if (tails_.size() >= max_tails_) {
+      throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                       "max_tails (" + std::to_string(max_tails_) + ") tails are open on this host");
     }
+    tails_.push_back(tail);
+    tails_open_.record(static_cast<double>(tails_.size()));
+  }
+
+  void start_replay(const std::shared_ptr<Tail>& tail) {
     try {
-      tail->after = cursor_of(request.cursor());
+      host_.run_blocking([this, tail] { replay(tail); });
     } catch (const sdk::Error& e) {
-      stream.finish(e.status());
-      return;
-    }
-    {
-      std::lock_guard lock(tails_mu_);
-      if (tails_.size() >= max_tails_) {
-        stream.finish(
-            sdk::Status(sdk::StatusCode::kResourceExhausted,
-                        "max_tails (" + std::to_string(max_tails_) + ") tails are open on this host"));
-        return;
-      }
-      tails_.push_back(tail);
-      tails_open_.record(static_cast<double>(tails_.size()));
-    }
-    stream.on_cancel([this, weak = std::weak_ptr<Tail>(tail)] {
-      if (auto t = weak.lock()) close(t, sdk::Status(sdk::StatusCode::kCancelled, "cancelled"));
-    });
-    if (!request.cursor().empty()) {
-      try {
-        host_.run_blocking([this, tail] { replay(tail); });
-      } catch (const sdk::Error& e) {
-        close(tail, e.status());
-      }
-    } else {
-      std::lock_guard lock(tail->mu);
-      tail->replaying = false;
+      close(tail, e.status());
     }
   }
 
- private:
   AppendResult store(std::vector<LogRecord> records, const char* source) {
     AppendResult result;
     try {
@@ -409,9 +504,15 @@ class LoggingPlugin final : public sdk::Plugin {
 
   // Called with a chunk announcement from any host.
   void deliver(std::string_view payload) {
+    remember(payload);
     std::vector<std::shared_ptr<Tail>> tails;
     {
       std::lock_guard lock(tails_mu_);
+      tails_.remove_if([](const std::shared_ptr<Tail>& t) {
+        std::lock_guard tail_lock(t->mu);
+        return t->ended;
+      });
+      tails_open_.record(static_cast<double>(tails_.size()));
       tails.assign(tails_.begin(), tails_.end());
     }
     if (tails.empty()) return;
@@ -450,35 +551,50 @@ class LoggingPlugin final : public sdk::Plugin {
     }
   }
 
+  // A live chunk goes out whole or not at all, and once: a reload's detach waits for it.
   bool send_chunk(const std::shared_ptr<Tail>& tail, const StoredChunk& chunk) {
-    for (const Entry& entry : service_.matching(chunk, tail->filter, std::nullopt)) {
-      if (!send(tail, entry)) return false;
-    }
-    return true;
-  }
-
-  bool send(const std::shared_ptr<Tail>& tail, const Entry& entry) {
-    pb::LogEntry message;
-    fill(message, entry);
+    std::vector<pb::LogEntry> messages;
+    for (const Entry& entry : service_.matching(chunk, tail->filter, std::nullopt))
+      fill(messages.emplace_back(), entry);
     {
       std::lock_guard lock(tail->mu);
       if (tail->ended) return false;
-      if (tail->stream.write(message)) return true;
-      tail->ended = true;
-      tail->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
-                                      "the client reads too slowly; tail again from the last cursor it got"));
+      if (!tail->first_delivery(chunk.key)) return true;
+      for (const pb::LogEntry& message : messages) {
+        if (!tail->stream.write(message)) return too_slow(tail, lock);
+      }
+      return true;
     }
-    forget(tail);
+  }
+
+  // A replayed record; the tail's place moves past it.
+  bool send(const std::shared_ptr<Tail>& tail, const Entry& entry) {
+    pb::LogEntry message;
+    fill(message, entry);
+    std::lock_guard lock(tail->mu);
+    if (tail->ended) return false;
+    if (!tail->stream.write(message)) return too_slow(tail, lock);
+    tail->after = entry.position;
+    return true;
+  }
+
+  bool too_slow(const std::shared_ptr<Tail>& tail, std::lock_guard<std::mutex>&) {
+    tail->ended = true;
+    tail->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                    "the client reads too slowly; tail again from the last cursor it got"));
+    // Forgotten by the next delivery or at shutdown: tails_mu_ is not taken under a tail's lock.
     return false;
   }
 
-  void close(const std::shared_ptr<Tail>& tail, const sdk::Status& status) {
-    {
-      std::lock_guard lock(tail->mu);
-      if (!tail->ended) tail->stream.finish(status);
-      tail->ended = true;
+  // The chunks announced most recently, for tails that arrive from the previous generation.
+  void remember(std::string_view payload) {
+    std::lock_guard lock(recent_mu_);
+    for (size_t start = 0; start < payload.size();) {
+      const size_t end = std::min(payload.find('\n', start), payload.size());
+      if (end > start) recent_.emplace_back(payload.substr(start, end - start));
+      start = end + 1;
     }
-    forget(tail);
+    while (recent_.size() > kRecentChunks) recent_.pop_front();
   }
 
   void forget(const std::shared_ptr<Tail>& tail) {
@@ -503,11 +619,22 @@ class LoggingPlugin final : public sdk::Plugin {
   int64_t client_lines_per_player_per_minute_;
   size_t max_tails_;
   sdk::Metric stored_, refused_, retention_dropped_, tails_open_;
+  static constexpr size_t kRecentChunks = 4096;
+  std::mutex recent_mu_;
+  std::deque<std::string> recent_;
   std::mutex tails_mu_;
   std::list<std::shared_ptr<Tail>> tails_;
   sdk::Subscription announcements_;
   sdk::Timer retention_timer_;
 };
+
+std::string TailSession::detach() {
+  return plugin_.detach(tail_);
+}
+
+void TailSession::on_cancel() {
+  plugin_.close(tail_, sdk::Status(sdk::StatusCode::kCancelled, "cancelled"));
+}
 
 }  // namespace
 
