@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <list>
@@ -180,9 +181,11 @@ class LoggingPlugin final : public sdk::Plugin {
         retention_dropped_(init.host.counter("gameverse_logging_retention_dropped_records_total",
                                              "Log records dropped by retention")),
         tails_open_(init.host.gauge("gameverse_logging_tails", "Live tails open on this host")) {
+    // Inline: an announcement is in this generation's hands at once (a reload hands the recent
+    // ones on); tails are fed on the pool.
     announcements_ = init.host.subscribe(
-        kChunksTopic, [this](std::string_view, std::string_view payload) { deliver(payload); },
-        sdk::Run::kBlocking);
+        kChunksTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
+        sdk::Run::kInline);
     const auto every = std::chrono::seconds(init.host.config_int("retention_interval_s"));
     retention_timer_ = init.host.start_timer(
         every, every, [this] { enforce_retention(); }, sdk::Run::kBlocking);
@@ -336,7 +339,8 @@ class LoggingPlugin final : public sdk::Plugin {
   }
 
   // The previous generation's tail, from what detach() returned: the replay goes on from its
-  // place; a live tail first gets what was announced here before it arrived, less what it sent.
+  // place; a live tail first gets what was announced to either generation lately, less what it
+  // sent (an announcement the previous generation took but had not fed to its tails is there).
   std::unique_ptr<sdk::StreamSession> tail_resume(std::string_view detached,
                                                   sdk::ServerStream<pb::LogEntry> stream) {
     ::gameverse::logging::records::v1::DetachedTail state;
@@ -358,10 +362,10 @@ class LoggingPlugin final : public sdk::Plugin {
       tail->replaying = false;
     }
     register_tail(tail);
-    std::vector<std::string> recent;
+    std::vector<std::string> recent(state.announced().begin(), state.announced().end());
     {
       std::lock_guard lock(recent_mu_);
-      recent.assign(recent_.begin(), recent_.end());
+      recent.insert(recent.end(), recent_.begin(), recent_.end());
     }
     host_.run_blocking([this, tail, recent] {
       for (const std::string& key : recent) {
@@ -382,6 +386,10 @@ class LoggingPlugin final : public sdk::Plugin {
       if (tail->after) state.set_after_cursor(encode_cursor(*tail->after));
       state.set_live(!tail->replaying);
       for (const std::string& key : tail->delivered_order) state.add_delivered(key);
+    }
+    {
+      std::lock_guard lock(recent_mu_);
+      for (const std::string& key : recent_) state.add_announced(key);
     }
     forget(tail);
     return state.SerializeAsString();
@@ -502,9 +510,52 @@ class LoggingPlugin final : public sdk::Plugin {
     }
   }
 
-  // Called with a chunk announcement from any host.
-  void deliver(std::string_view payload) {
-    remember(payload);
+  // A chunk announcement from any host, on the host's delivery thread: noted, and fed to the tails
+  // on the pool, one batch at a time.
+  void announced(std::string_view payload) {
+    {
+      std::lock_guard lock(recent_mu_);
+      for (size_t start = 0; start < payload.size();) {
+        const size_t end = std::min(payload.find('\n', start), payload.size());
+        if (end > start) recent_.emplace_back(payload.substr(start, end - start));
+        start = end + 1;
+      }
+      while (recent_.size() > kRecentChunks) recent_.pop_front();
+      pending_.emplace_back(payload);
+      while (pending_.size() > kPendingAnnouncements) pending_.pop_front();  // the tails fall behind
+      if (feeding_) return;
+      feeding_ = true;
+    }
+    try {
+      host_.run_blocking_with_status(
+          [this](gv_status_code status) {
+            if (status == GV_STATUS_OK) return feed_tails();
+            std::lock_guard lock(recent_mu_);  // not run (the plugin stops): the next one tries
+            feeding_ = false;
+          },
+          nullptr);
+    } catch (const sdk::Error&) {
+      std::lock_guard lock(recent_mu_);  // the pool is full: the next announcement tries again
+      feeding_ = false;
+    }
+  }
+
+  void feed_tails() {
+    for (;;) {
+      std::deque<std::string> batch;
+      {
+        std::lock_guard lock(recent_mu_);
+        if (pending_.empty()) {
+          feeding_ = false;
+          return;
+        }
+        batch.swap(pending_);
+      }
+      for (const std::string& payload : batch) deliver_here(payload);
+    }
+  }
+
+  void deliver_here(std::string_view payload) {
     std::vector<std::shared_ptr<Tail>> tails;
     {
       std::lock_guard lock(tails_mu_);
@@ -586,17 +637,6 @@ class LoggingPlugin final : public sdk::Plugin {
     return false;
   }
 
-  // The chunks announced most recently, for tails that arrive from the previous generation.
-  void remember(std::string_view payload) {
-    std::lock_guard lock(recent_mu_);
-    for (size_t start = 0; start < payload.size();) {
-      const size_t end = std::min(payload.find('\n', start), payload.size());
-      if (end > start) recent_.emplace_back(payload.substr(start, end - start));
-      start = end + 1;
-    }
-    while (recent_.size() > kRecentChunks) recent_.pop_front();
-  }
-
   void forget(const std::shared_ptr<Tail>& tail) {
     std::lock_guard lock(tails_mu_);
     tails_.remove(tail);
@@ -622,6 +662,9 @@ class LoggingPlugin final : public sdk::Plugin {
   static constexpr size_t kRecentChunks = 4096;
   std::mutex recent_mu_;
   std::deque<std::string> recent_;
+  static constexpr size_t kPendingAnnouncements = 10000;
+  std::deque<std::string> pending_;  // announcements the tails have not been fed yet
+  bool feeding_ = false;             // feed_tails is queued or running
   std::mutex tails_mu_;
   std::list<std::shared_ptr<Tail>> tails_;
   sdk::Subscription announcements_;

@@ -375,6 +375,7 @@ TEST_P(LoggingThroughTheHost, AReloadUnderIngestLosesNothingAcknowledged) {
 TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAndNoRepeat) {
   grpc::ClientContext context;
   as_operator(context);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   pb::TailRequest request;
   *request.mutable_filter() = mine();
   auto reader = logging_->Tail(&context, request);
@@ -386,9 +387,13 @@ TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAn
 
   std::atomic<bool> stop{false};
   std::atomic<int> acknowledged{0};
+  std::vector<std::string> sent, failed;
   std::thread sender([&] {
     for (int i = 0; !stop && i < 100000; ++i) {
-      if (send(request_of({{9, "during " + std::to_string(i)}})).ok()) ++acknowledged;
+      const std::string body = "during " + std::to_string(i);
+      const grpc::Status status = send(request_of({{9, body}}));
+      (status.ok() ? sent : failed).push_back(body + ": " + status.error_message());
+      if (status.ok()) ++acknowledged;
     }
   });
   ASSERT_TRUE(eventually([&] { return acknowledged > 10; }));
@@ -411,12 +416,16 @@ TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAn
 
   std::set<std::string> seen;
   for (;;) {
-    ASSERT_TRUE(reader->Read(&entry)) << "the tail ended: " << reader->Finish().error_message();
+    ASSERT_TRUE(reader->Read(&entry)) << "the tail ended after " << seen.size() << " of " << sent.size()
+                                      << " lines: " << reader->Finish().error_message();
     EXPECT_TRUE(seen.insert(entry.body()).second) << entry.body() << " came twice";
     if (entry.body() == "last") break;
   }
-  // Every acknowledged line came, whichever generation stored it.
-  for (int i = 0; i < acknowledged; ++i) EXPECT_TRUE(seen.contains("during " + std::to_string(i))) << i;
+  // Every acknowledged line came, whichever generation stored it; no export failed.
+  for (const std::string& body : sent) {
+    EXPECT_TRUE(seen.contains(body.substr(0, body.find(':')))) << body;
+  }
+  EXPECT_TRUE(failed.empty()) << failed.size() << " exports failed, the first: " << failed.front();
   context.TryCancel();
 }
 
