@@ -2,7 +2,8 @@
 # the bounded buffer (domain/, plain C++), and the sink that ships over HTTP with Boost.Beast
 # (infrastructure/). A static PIC library the logging plugin links; it starts no threads.
 add_library(logging_elasticsearch STATIC
-  ${CMAKE_CURRENT_LIST_DIR}/domain/elasticsearch_bulk.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/domain/elasticsearch_bulk.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/infrastructure/elasticsearch_sink.cpp)
 set_target_properties(logging_elasticsearch PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(logging_elasticsearch PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(logging_elasticsearch PUBLIC nlohmann_json::nlohmann_json PRIVATE Boost::headers
@@ -19,7 +20,8 @@ function(gameverse_logging_elasticsearch_tests dir)
   if(NOT BUILD_TESTING)
     return()
   endif()
-  add_executable(logging_elasticsearch_tests ${dir}/tests/elasticsearch_bulk_test.cpp)
+  add_executable(logging_elasticsearch_tests ${dir}/tests/elasticsearch_bulk_test.cpp
+                                             ${dir}/tests/elasticsearch_sink_test.cpp)
   target_include_directories(logging_elasticsearch_tests PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
   target_link_libraries(logging_elasticsearch_tests PRIVATE logging_elasticsearch Boost::headers
                         Threads::Threads GTest::gtest_main)
