@@ -1,13 +1,14 @@
 # The Elasticsearch sink of the logging service: the _bulk format, response parsing, backoff and
-# the bounded buffer (domain/, plain C++), and the sink that ships over HTTP with Boost.Beast
-# (infrastructure/). A static PIC library the logging plugin links; it starts no threads.
+# the bounded buffer (domain/, plain C++), and the sink that ships over HTTP or HTTPS with
+# Boost.Beast and OpenSSL (infrastructure/). A static PIC library the logging plugin links; it
+# starts no threads.
 add_library(logging_elasticsearch STATIC
   ${CMAKE_CURRENT_LIST_DIR}/domain/elasticsearch_bulk.cpp
   ${CMAKE_CURRENT_LIST_DIR}/infrastructure/elasticsearch_sink.cpp)
 set_target_properties(logging_elasticsearch PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(logging_elasticsearch PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(logging_elasticsearch PUBLIC nlohmann_json::nlohmann_json PRIVATE Boost::headers
-                      Threads::Threads)
+                      OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
 # Boost.Asio synchronises with std::atomic_thread_fence, which GCC warns TSan cannot see: the
 # warning is about Boost's code, and TSan still checks ours (as for the host's HTTP server).
 if(GAMEVERSE_SANITIZE STREQUAL "thread" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
@@ -24,7 +25,7 @@ function(gameverse_logging_elasticsearch_tests dir)
                                              ${dir}/tests/elasticsearch_sink_test.cpp)
   target_include_directories(logging_elasticsearch_tests PRIVATE ${PROJECT_SOURCE_DIR}/tests/support)
   target_link_libraries(logging_elasticsearch_tests PRIVATE logging_elasticsearch Boost::headers
-                        Threads::Threads GTest::gtest_main)
+                        OpenSSL::SSL OpenSSL::Crypto Threads::Threads GTest::gtest_main)
   target_compile_definitions(logging_elasticsearch_tests PRIVATE
     GV_ES_TEMPLATE="${PROJECT_SOURCE_DIR}/config/elasticsearch/gameverse-logs-template.json")
   if(GAMEVERSE_SANITIZE STREQUAL "thread" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")

@@ -4,9 +4,12 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <cctype>
+#include <optional>
 #include <stdexcept>
 
 namespace gameverse::logging::elasticsearch {
@@ -51,14 +54,16 @@ std::string quote(std::string_view body) {
 Endpoint parse_endpoint(std::string_view url, std::string_view field) {
   const std::string where(field);
   const std::string lower = lowercase(url);
-  if (lower.starts_with("https://")) {
-    throw std::invalid_argument(where + ": https is not supported; use http:// to a TLS-terminating proxy");
+  Endpoint endpoint;
+  endpoint.tls = lower.starts_with("https://");
+  if (!endpoint.tls && !lower.starts_with("http://")) {
+    throw std::invalid_argument(where + ": must start with http:// or https://");
   }
-  if (!lower.starts_with("http://")) throw std::invalid_argument(where + ": must start with http://");
+  if (endpoint.tls) endpoint.port = 443;
   if (has_control_characters(url) || url.find(' ') != std::string_view::npos) {
     throw std::invalid_argument(where + ": contains spaces or control characters");
   }
-  std::string_view rest = url.substr(7);
+  std::string_view rest = url.substr(endpoint.tls ? 8 : 7);
   if (rest.find_first_of("?#") != std::string_view::npos) {
     throw std::invalid_argument(where + ": a query or fragment is not allowed");
   }
@@ -68,7 +73,6 @@ Endpoint parse_endpoint(std::string_view url, std::string_view field) {
   if (authority.find('@') != std::string_view::npos) {
     throw std::invalid_argument(where + ": no user:password@ in the URL; set elasticsearch_authorization");
   }
-  Endpoint endpoint;
   std::string_view port;
   if (authority.starts_with('[')) {
     const size_t close = authority.find(']');
@@ -104,24 +108,53 @@ Endpoint parse_endpoint(std::string_view url, std::string_view field) {
   return endpoint;
 }
 
+struct ElasticsearchSink::Tls {
+  asio::ssl::context context{asio::ssl::context::tls_client};
+};
+
 // One connection for the requests of one flush(); the io_context runs only inside post(), on the
 // caller's thread.
 struct ElasticsearchSink::Connection {
-  asio::io_context io;
-  beast::tcp_stream stream{io};
-  beast::flat_buffer buffer;
-  bool open = false;
+  explicit Connection(Tls* tls) : tls_context(tls) {}
 
+  // A fresh stream (a TLS stream cannot be reused once closed).
+  void reset() {
+    secure.reset();
+    plain.reset();
+    if (tls_context != nullptr) {
+      secure.emplace(io, tls_context->context);
+    } else {
+      plain.emplace(io);
+    }
+    buffer.clear();
+  }
+  beast::tcp_stream& tcp() { return secure ? secure->next_layer() : *plain; }
+  // Calls `use` with the stream HTTP goes over.
+  template <typename Use>
+  void with_stream(Use&& use) {
+    if (secure) {
+      use(*secure);
+    } else {
+      use(*plain);
+    }
+  }
+  // No TLS close_notify: the connection is done with, and closing must not wait for the peer.
   void close() {
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.close();
-    buffer.clear();
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp().close();
     open = false;
   }
   ~Connection() {
     if (open) close();
   }
+
+  Tls* tls_context;
+  asio::io_context io;
+  std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  std::optional<beast::tcp_stream> plain;
+  beast::flat_buffer buffer;
+  bool open = false;
 };
 
 ElasticsearchSink::ElasticsearchSink(SinkOptions options)
@@ -138,6 +171,25 @@ ElasticsearchSink::ElasticsearchSink(SinkOptions options)
   if (options_.timeout.count() <= 0)
     throw std::invalid_argument("elasticsearch_timeout_ms: must be positive");
   if (!options_.clock) throw std::invalid_argument("clock: not set");
+  if (!endpoint_.tls) {
+    if (!options_.ca_file.empty())
+      throw std::invalid_argument("elasticsearch_ca_file: only for https:// URLs");
+    return;
+  }
+  tls_ = std::make_unique<Tls>();
+  beast::error_code error;
+  if (options_.ca_file.empty()) {
+    tls_->context.set_default_verify_paths(error);
+  } else {
+    tls_->context.load_verify_file(options_.ca_file, error);
+  }
+  if (error) {
+    throw std::invalid_argument(
+        "elasticsearch_ca_file: cannot load " +
+        (options_.ca_file.empty() ? std::string("the system's CAs") : options_.ca_file) + ": " +
+        error.message());
+  }
+  tls_->context.set_verify_mode(asio::ssl::verify_peer);
 }
 
 ElasticsearchSink::~ElasticsearchSink() = default;
@@ -146,9 +198,7 @@ size_t ElasticsearchSink::offer(std::span<const LogRecord> records) {
   return buffer_.offer(records);
 }
 
-ElasticsearchSink::Answer ElasticsearchSink::post(Connection& connection, const std::string& body) {
-  // One deadline for the whole exchange: every operation below is cut off by it.
-  connection.stream.expires_after(options_.timeout);
+ElasticsearchSink::Answer ElasticsearchSink::post(Connection& connection, std::string body) {
   beast::error_code error;
   const auto run = [&] {
     connection.io.restart();
@@ -156,12 +206,15 @@ ElasticsearchSink::Answer ElasticsearchSink::post(Connection& connection, const 
   };
 
   if (!connection.open) {
-    // Resolution is synchronous (an asynchronous one would start a thread); a numeric address
-    // needs no lookup.
+    connection.reset();
+    // One deadline for the whole exchange: every operation below is cut off by it.
+    connection.tcp().expires_after(options_.timeout);
+    // Resolution is synchronous (an asynchronous one would start a thread) and not bounded by the
+    // deadline; a numeric address needs no lookup.
     tcp::resolver resolver(connection.io);
     const auto addresses = resolver.resolve(endpoint_.host, std::to_string(endpoint_.port), error);
     if (error) throw std::runtime_error("cannot resolve " + endpoint_.host + ": " + error.message());
-    connection.stream.async_connect(addresses, [&](beast::error_code e, const tcp::endpoint&) { error = e; });
+    connection.tcp().async_connect(addresses, [&](beast::error_code e, const tcp::endpoint&) { error = e; });
     run();
     if (error) {
       connection.close();
@@ -169,6 +222,9 @@ ElasticsearchSink::Answer ElasticsearchSink::post(Connection& connection, const 
                                ": " + error.message());
     }
     connection.open = true;
+    if (connection.secure) handshake(connection);
+  } else {
+    connection.tcp().expires_after(options_.timeout);
   }
 
   bhttp::request<bhttp::string_body> request{bhttp::verb::post,
@@ -181,17 +237,18 @@ ElasticsearchSink::Answer ElasticsearchSink::post(Connection& connection, const 
   request.set(bhttp::field::user_agent, "gameverse-logging");
   if (!options_.authorization.empty()) request.set(bhttp::field::authorization, options_.authorization);
   request.keep_alive(true);
-  request.body() = body;
+  request.body() = std::move(body);
   request.prepare_payload();
 
   bhttp::response_parser<bhttp::string_body> parser;
   // The answer with filter_path is a few dozen bytes per item; errors add their reasons.
-  parser.body_limit(uint64_t{1} << 20 | (uint64_t{8} << 10) * options_.batch_records);
-  bhttp::async_write(connection.stream, request, [&](beast::error_code e, size_t) {
-    error = e;
-    if (e) return;
-    bhttp::async_read(connection.stream, connection.buffer, parser,
-                      [&](beast::error_code r, size_t) { error = r; });
+  parser.body_limit((uint64_t{1} << 20) + (uint64_t{8} << 10) * options_.batch_records);
+  connection.with_stream([&](auto& stream) {
+    bhttp::async_write(stream, request, [&](beast::error_code e, size_t) {
+      error = e;
+      if (e) return;
+      bhttp::async_read(stream, connection.buffer, parser, [&](beast::error_code r, size_t) { error = r; });
+    });
   });
   run();
   if (error) {
@@ -204,6 +261,30 @@ ElasticsearchSink::Answer ElasticsearchSink::post(Connection& connection, const 
   auto response = parser.release();
   if (!response.keep_alive()) connection.close();
   return Answer{response.result_int(), std::move(response.body())};
+}
+
+void ElasticsearchSink::handshake(Connection& connection) {
+  auto& secure = *connection.secure;
+  // SNI for names (never for addresses), and the certificate must name the host asked for.
+  beast::error_code not_an_address;
+  asio::ip::make_address(endpoint_.host, not_an_address);
+  if (not_an_address && !SSL_set_tlsext_host_name(secure.native_handle(), endpoint_.host.c_str())) {
+    connection.close();
+    throw std::runtime_error("cannot set the TLS server name " + endpoint_.host);
+  }
+  secure.set_verify_callback(asio::ssl::host_name_verification(endpoint_.host));
+  beast::error_code error;
+  secure.async_handshake(asio::ssl::stream_base::client, [&](beast::error_code e) { error = e; });
+  connection.io.restart();
+  connection.io.run();
+  if (error) {
+    connection.close();
+    const std::string why = error == beast::error::timeout
+                                ? "no answer within " + std::to_string(options_.timeout.count()) + " ms"
+                                : error.message();
+    throw std::runtime_error("TLS handshake with " + endpoint_.host + ":" + std::to_string(endpoint_.port) +
+                             ": " + why);
+  }
 }
 
 FlushReport ElasticsearchSink::flush() {
@@ -219,7 +300,7 @@ FlushReport ElasticsearchSink::flush() {
   // Halved while Elasticsearch refuses whole requests as too large or malformed, so that one bad
   // record ends up alone and rejected instead of holding back everything behind it.
   size_t batch_limit = options_.batch_records;
-  Connection connection;
+  Connection connection(tls_.get());
   while (budget > 0) {
     std::vector<LogRecord> batch = buffer_.take(std::min(batch_limit, budget));
     if (batch.empty()) break;

@@ -1,6 +1,7 @@
-// Ships log records to Elasticsearch's `_bulk` API over plain HTTP (Boost.Beast). offer() only
-// copies into a bounded buffer; flush() does the network work on the thread that calls it — the
-// sink starts no threads, so the plugin calls flush() from a host timer on the blocking pool.
+// Ships log records to Elasticsearch's `_bulk` API over HTTP or HTTPS (Boost.Beast, OpenSSL).
+// offer() only copies into a bounded buffer; flush() does the network work on the thread that
+// calls it — the sink starts no threads, so the plugin calls flush() from a host timer on the
+// blocking pool.
 #pragma once
 
 #include <atomic>
@@ -19,10 +20,11 @@
 
 namespace gameverse::logging::elasticsearch {
 
-// Where to send: "http://host[:port][/path prefix]". The host may be a name, an IPv4 address or
-// an IPv6 address in brackets; the port defaults to 80; a prefix (a proxy's "/es") goes before
-// "/_bulk". https is not supported here: put a TLS-terminating proxy or sidecar in front.
+// Where to send: "http[s]://host[:port][/path prefix]". The host may be a name, an IPv4 address
+// or an IPv6 address in brackets; the port defaults to 80 (443 for https); a prefix (a proxy's
+// "/es") goes before "/_bulk".
 struct Endpoint {
+  bool tls = false;  // https: the server's certificate is verified, and must name the host
   std::string host;
   uint16_t port = 80;
   std::string path_prefix;  // "" or "/es" (never ending in "/")
@@ -37,11 +39,12 @@ struct SinkOptions {
   std::string url;                                  // elasticsearch_url
   std::string index_pattern{kDefaultIndexPattern};  // elasticsearch_index
   std::string authorization;                        // elasticsearch_authorization: "ApiKey ...", "Basic ..."
-  size_t batch_records = 1000;                      // elasticsearch_batch_records: records per _bulk request
-  size_t buffer_records = 50'000;                   // elasticsearch_buffer_records
-  size_t buffer_bytes = 64 << 20;                   // elasticsearch_buffer_bytes
-  std::chrono::milliseconds timeout{10'000};        // elasticsearch_timeout_ms: connect + send + answer
-  BackoffPolicy backoff;                            // elasticsearch_retry_initial_ms / _max_ms
+  std::string ca_file;             // elasticsearch_ca_file: PEM CAs to trust for https; empty: the system's
+  size_t batch_records = 1000;     // elasticsearch_batch_records: records per _bulk request
+  size_t buffer_records = 50'000;  // elasticsearch_buffer_records
+  size_t buffer_bytes = 64 << 20;  // elasticsearch_buffer_bytes
+  std::chrono::milliseconds timeout{10'000};  // elasticsearch_timeout_ms: connect + send + answer
+  BackoffPolicy backoff;                      // elasticsearch_retry_initial_ms / _max_ms
   // The sink's clock, for backoff; tests replace it.
   std::function<std::chrono::steady_clock::time_point()> clock = [] {
     return std::chrono::steady_clock::now();
@@ -93,18 +96,22 @@ class ElasticsearchSink {
 
  private:
   struct Connection;
+  struct Tls;
   struct Answer {
     unsigned status = 0;
     std::string body;
   };
   // One POST on `connection` (opened when needed); throws std::runtime_error when there is no
   // complete answer within the timeout.
-  Answer post(Connection& connection, const std::string& body);
+  Answer post(Connection& connection, std::string body);
+  // Verifies the server's certificate against the trusted CAs and the host's name.
+  void handshake(Connection& connection);
 
   SinkOptions options_;
   Endpoint endpoint_;
   RecordBuffer buffer_;
-  std::mutex flush_mutex_;  // one flush at a time; guards backoff_ and retry_after_
+  std::unique_ptr<Tls> tls_;  // for https only
+  std::mutex flush_mutex_;    // one flush at a time; guards backoff_ and retry_after_
   Backoff backoff_;
   std::chrono::steady_clock::time_point retry_after_{};
   std::atomic<uint64_t> shipped_{0};

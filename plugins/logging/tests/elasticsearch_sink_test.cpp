@@ -7,6 +7,9 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,6 +21,8 @@
 
 #include "infrastructure/elasticsearch_sink.hpp"
 #include "loopback.hpp"
+#include "run_command.hpp"
+#include "temp_dir.hpp"
 
 namespace es = gameverse::logging::elasticsearch;
 namespace asio = boost::asio;
@@ -74,12 +79,40 @@ Reply all_stored(const Received& request) {
   return bulk_answer(request, [](size_t) { return 201; });
 }
 
-// An HTTP/1.1 server on 127.0.0.1 and a free port, serving on one thread until destroyed.
+// A certificate for `names` (127.0.0.1 and localhost unless told), made by openssl for the test,
+// self-signed: it is its own CA.
+class TestCertificate {
+ public:
+  explicit TestCertificate(const std::string& names = "IP:127.0.0.1,DNS:localhost") {
+    const std::string dir = dir_.path().string();
+    const auto run = gameverse::testing::run_command("cd " + dir +
+                                                     " && openssl req -x509 -newkey rsa:2048 -nodes -days 2 "
+                                                     "-subj /CN=localhost -keyout key.pem -out cert.pem"
+                                                     " -addext subjectAltName=" +
+                                                     names);
+    if (run.exit_code != 0)
+      throw std::runtime_error("openssl could not make the certificate:\n" + run.output);
+  }
+  std::string cert() const { return (dir_.path() / "cert.pem").string(); }
+  std::string key() const { return (dir_.path() / "key.pem").string(); }
+
+ private:
+  gameverse::testing::TempDir dir_;
+};
+
+// An HTTP/1.1 server (HTTPS with a certificate) on 127.0.0.1 and a free port, serving on one
+// thread until destroyed.
 class BulkReceiver {
  public:
   using Script = std::function<Reply(const Received&, size_t index)>;  // index: 0 for the first request
 
-  explicit BulkReceiver(Script script) : script_(std::move(script)) {
+  explicit BulkReceiver(Script script, const TestCertificate* certificate = nullptr)
+      : script_(std::move(script)) {
+    if (certificate != nullptr) {
+      tls_.emplace(asio::ssl::context::tls_server);
+      tls_->use_certificate_chain_file(certificate->cert());
+      tls_->use_private_key_file(certificate->key(), asio::ssl::context::pem);
+    }
     acceptor_.open(tcp::v4());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
@@ -93,7 +126,9 @@ class BulkReceiver {
   }
 
   int port() const { return acceptor_.local_endpoint().port(); }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
+  std::string url() const {
+    return (tls_ ? "https" : "http") + std::string("://127.0.0.1:") + std::to_string(port());
+  }
   std::vector<Received> requests() const {
     std::lock_guard lock(mutex_);
     return requests_;
@@ -101,16 +136,40 @@ class BulkReceiver {
 
  private:
   struct Session : std::enable_shared_from_this<Session> {
-    Session(BulkReceiver& owner, tcp::socket socket, int number)
-        : owner(owner), stream(std::move(socket)), number(number) {}
+    Session(BulkReceiver& owner, tcp::socket socket, int number) : owner(owner), number(number) {
+      if (owner.tls_) {
+        secure.emplace(std::move(socket), *owner.tls_);
+      } else {
+        plain.emplace(std::move(socket));
+      }
+    }
+
+    template <typename Use>
+    void with_stream(Use&& use) {
+      if (secure) {
+        use(*secure);
+      } else {
+        use(*plain);
+      }
+    }
+
+    void start() {
+      if (!secure) return read();
+      secure->async_handshake(asio::ssl::stream_base::server,
+                              [self = shared_from_this()](beast::error_code error) {
+                                if (!error) self->read();
+                              });
+    }
 
     void read() {
       parser.emplace();
       parser->body_limit(64 << 20);
-      bhttp::async_read(stream, buffer, *parser,
-                        [self = shared_from_this()](beast::error_code error, size_t) {
-                          if (!error) self->answer();
-                        });
+      with_stream([&](auto& stream) {
+        bhttp::async_read(stream, buffer, *parser,
+                          [self = shared_from_this()](beast::error_code error, size_t) {
+                            if (!error) self->answer();
+                          });
+      });
     }
 
     void answer() {
@@ -137,13 +196,16 @@ class BulkReceiver {
       response->keep_alive(request.keep_alive());
       response->body() = reply.body;
       response->prepare_payload();
-      bhttp::async_write(stream, *response, [self = shared_from_this()](beast::error_code error, size_t) {
-        if (!error && self->response->keep_alive()) self->read();
+      with_stream([&](auto& stream) {
+        bhttp::async_write(stream, *response, [self = shared_from_this()](beast::error_code error, size_t) {
+          if (!error && self->response->keep_alive()) self->read();
+        });
       });
     }
 
     BulkReceiver& owner;
-    beast::tcp_stream stream;
+    std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+    std::optional<beast::tcp_stream> plain;
     int number;
     beast::flat_buffer buffer;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser;
@@ -153,12 +215,13 @@ class BulkReceiver {
   void accept() {
     acceptor_.async_accept([this](beast::error_code error, tcp::socket socket) {
       if (error) return;
-      std::make_shared<Session>(*this, std::move(socket), ++connections_)->read();
+      std::make_shared<Session>(*this, std::move(socket), ++connections_)->start();
       accept();
     });
   }
 
   Script script_;
+  std::optional<asio::ssl::context> tls_;
   asio::io_context io_;
   tcp::acceptor acceptor_{io_};
   int connections_ = 0;
@@ -486,9 +549,17 @@ TEST(ElasticsearchSink, BadOptionsAreRefusedNamingTheKey) {
     return "(accepted)";
   };
   EXPECT_EQ(error_for([](auto&) {}), "(accepted)");
-  EXPECT_EQ(error_for([](auto& o) { o.url = "https://es:9200"; }),
-            "elasticsearch_url: https is not supported; use http:// to a TLS-terminating proxy");
-  EXPECT_EQ(error_for([](auto& o) { o.url = "es:9200"; }), "elasticsearch_url: must start with http://");
+  EXPECT_EQ(error_for([](auto& o) { o.url = "ftp://es:9200"; }),
+            "elasticsearch_url: must start with http:// or https://");
+  EXPECT_EQ(error_for([](auto& o) { o.url = "es:9200"; }),
+            "elasticsearch_url: must start with http:// or https://");
+  EXPECT_EQ(error_for([](auto& o) { o.ca_file = "/etc/ssl/certs/ca-certificates.crt"; }),
+            "elasticsearch_ca_file: only for https:// URLs");
+  EXPECT_EQ(error_for([](auto& o) {
+              o.url = "https://es:9200";
+              o.ca_file = "/nonexistent/ca.pem";
+            }).rfind("elasticsearch_ca_file: cannot load /nonexistent/ca.pem: ", 0),
+            0u);
   EXPECT_EQ(error_for([](auto& o) { o.url = "http://elastic:changeme@es:9200"; }),
             "elasticsearch_url: no user:password@ in the URL; set elasticsearch_authorization");
   EXPECT_EQ(error_for([](auto& o) { o.url = "http://es:92000"; }),
@@ -515,9 +586,13 @@ TEST(ElasticsearchSink, UrlsGiveHostPortAndPrefix) {
   EXPECT_EQ(plain.host, "es.internal");
   EXPECT_EQ(plain.port, 9200);
   EXPECT_EQ(plain.bulk_target(), "/_bulk");
+  EXPECT_FALSE(plain.tls);
   const es::Endpoint prefixed = es::parse_endpoint("HTTP://[::1]/search//");
   EXPECT_EQ(prefixed.host, "::1");
   EXPECT_EQ(prefixed.port, 80);
+  const es::Endpoint secure = es::parse_endpoint("https://es.example");
+  EXPECT_TRUE(secure.tls);
+  EXPECT_EQ(secure.port, 443);
   EXPECT_EQ(prefixed.bulk_target(), "/search/_bulk");
 }
 
@@ -572,4 +647,53 @@ TEST(ElasticsearchSink, ARecordThatMakesTheWholeRequestBadIsIsolatedAndRejected)
   }
   EXPECT_EQ(shipped, (std::vector<std::string>{"record 0", "record 2", "record 3"}));
   EXPECT_FALSE(sink.flush().backing_off);
+}
+
+TEST(ElasticsearchSink, ShipsOverHttpsToAServerWhoseCertificateItTrusts) {
+  const TestCertificate certificate;
+  BulkReceiver receiver([](const Received& request, size_t) { return all_stored(request); }, &certificate);
+  ManualClock clock;
+  es::SinkOptions options = options_for(receiver.url(), clock);
+  options.ca_file = certificate.cert();
+  options.batch_records = 2;
+  es::ElasticsearchSink sink(std::move(options));
+  sink.offer(records(3));
+
+  const es::FlushReport report = sink.flush();
+  EXPECT_EQ(report.error, "");
+  EXPECT_EQ(report.stored, 3u);
+  const std::vector<Received> requests = receiver.requests();
+  ASSERT_EQ(requests.size(), 2u);
+  for (const Received& request : requests) {
+    expect_bulk_format(request);
+    EXPECT_EQ(request.connection, 1);
+  }
+  EXPECT_EQ(messages_of(requests), expected_messages(3));
+}
+
+TEST(ElasticsearchSink, RefusesAnHttpsServerItCannotVerify) {
+  const TestCertificate certificate;
+  BulkReceiver receiver([](const Received& request, size_t) { return all_stored(request); }, &certificate);
+  ManualClock clock;
+  // The system's CAs never signed the test's certificate.
+  es::ElasticsearchSink untrusting(options_for(receiver.url(), clock));
+  untrusting.offer(records(1));
+  const es::FlushReport untrusted = untrusting.flush();
+  EXPECT_NE(untrusted.error.find("TLS handshake with 127.0.0.1"), std::string::npos) << untrusted.error;
+  EXPECT_NE(untrusted.error.find("certificate verify failed"), std::string::npos) << untrusted.error;
+
+  // Trusted, but issued for another name than the address asked for.
+  const TestCertificate elsewhere("DNS:elsewhere.example");
+  BulkReceiver impostor([](const Received& request, size_t) { return all_stored(request); }, &elsewhere);
+  es::SinkOptions options = options_for(impostor.url(), clock);
+  options.ca_file = elsewhere.cert();
+  es::ElasticsearchSink misnamed(std::move(options));
+  misnamed.offer(records(1));
+  const es::FlushReport wrong_name = misnamed.flush();
+  EXPECT_NE(wrong_name.error.find("certificate verify failed"), std::string::npos) << wrong_name.error;
+
+  EXPECT_TRUE(receiver.requests().empty());
+  EXPECT_TRUE(impostor.requests().empty());
+  EXPECT_EQ(untrusting.buffered(), 1u);
+  EXPECT_EQ(misnamed.failed_requests(), 1u);
 }
