@@ -5,7 +5,11 @@
 add_library(logging_elasticsearch STATIC
   ${CMAKE_CURRENT_LIST_DIR}/domain/elasticsearch_bulk.cpp
   ${CMAKE_CURRENT_LIST_DIR}/infrastructure/elasticsearch_sink.cpp)
-set_target_properties(logging_elasticsearch PROPERTIES POSITION_INDEPENDENT_CODE ON)
+# Compiled like a plugin's own code: nothing exported, and no unique symbols (Asio has many) that
+# could pin the plugin in memory and defeat unloading.
+set_target_properties(logging_elasticsearch PROPERTIES POSITION_INDEPENDENT_CODE ON
+  CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+target_compile_options(logging_elasticsearch PRIVATE $<$<COMPILE_LANG_AND_ID:CXX,GNU>:-fno-gnu-unique>)
 target_include_directories(logging_elasticsearch PUBLIC ${CMAKE_CURRENT_LIST_DIR})
 target_link_libraries(logging_elasticsearch PUBLIC nlohmann_json::nlohmann_json PRIVATE Boost::headers
                       OpenSSL::SSL OpenSSL::Crypto Threads::Threads)

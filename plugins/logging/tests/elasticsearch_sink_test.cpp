@@ -518,19 +518,27 @@ TEST(ElasticsearchSink, AFullBufferDropsTheNewestRecordsAndCountsThem) {
 }
 
 TEST(ElasticsearchSink, RecordsOfferedDuringAFlushWaitForTheNextOne) {
-  // The receiver offers more records while it holds the first request: offer() does not wait for
-  // the flush, and the flush does not chase what arrived after it started.
+  // The receiver offers more records, and flushes, while it holds the first request: offer() does
+  // not wait for the flush, a second flush does not wait for the first, and the first does not
+  // chase what arrived after it started.
   ManualClock clock;
   std::unique_ptr<es::ElasticsearchSink> sink;
   size_t offered_during_flush = 0;
+  es::FlushReport second_flush;
+  second_flush.requests = 99;
   BulkReceiver receiver([&](const Received& request, size_t index) {
-    if (index == 0) offered_during_flush = sink->offer(records(3, "later "));
+    if (index == 0) {
+      offered_during_flush = sink->offer(records(3, "later "));
+      second_flush = sink->flush();  // another timer firing meanwhile: returns at once
+    }
     return all_stored(request);
   });
   sink = std::make_unique<es::ElasticsearchSink>(options_for(receiver.url(), clock));
   sink->offer(records(2));
   EXPECT_EQ(sink->flush().stored, 2u);
   EXPECT_EQ(offered_during_flush, 3u);
+  EXPECT_EQ(second_flush.requests, 0u);
+  EXPECT_EQ(second_flush.stored, 0u);
   EXPECT_EQ(sink->buffered(), 3u);
   EXPECT_EQ(sink->flush().stored, 3u);
   EXPECT_EQ(messages_of(receiver.requests()[1]), expected_messages(3, "later "));
