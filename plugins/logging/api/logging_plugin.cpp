@@ -17,6 +17,7 @@
 #include "domain/log_service.hpp"
 #include "gameverse/logging/records/v1/records.pb.h"
 #include "gameverse/logging/v1/logging.pb.h"
+#include "infrastructure/elasticsearch_sink.hpp"
 #include "infrastructure/store_log_repository.hpp"
 
 namespace {
@@ -58,6 +59,27 @@ LogSettings settings_from(const sdk::Host& host) {
   }
   s.max_stored_bytes = host.config_int("max_stored_mb") * 1024 * 1024;
   return s;
+}
+
+// The Elasticsearch sink, when elasticsearch_url is set; bad settings refuse the plugin, naming the key.
+std::unique_ptr<elasticsearch::ElasticsearchSink> sink_from(const sdk::Host& host) {
+  elasticsearch::SinkOptions o;
+  o.url = host.config_string("elasticsearch_url");
+  if (o.url.empty()) return nullptr;
+  o.index_pattern = host.config_string("elasticsearch_index");
+  o.authorization = host.config_string("elasticsearch_authorization");
+  o.ca_file = host.config_string("elasticsearch_ca_file");
+  o.batch_records = static_cast<size_t>(host.config_int("elasticsearch_batch_records"));
+  o.buffer_records = static_cast<size_t>(host.config_int("elasticsearch_buffer_records"));
+  o.buffer_bytes = static_cast<size_t>(host.config_int("elasticsearch_buffer_mb")) * 1024 * 1024;
+  o.timeout = std::chrono::milliseconds(host.config_int("elasticsearch_timeout_ms"));
+  o.backoff.initial = std::chrono::milliseconds(host.config_int("elasticsearch_retry_initial_ms"));
+  o.backoff.max = std::chrono::milliseconds(host.config_int("elasticsearch_retry_max_ms"));
+  try {
+    return std::make_unique<elasticsearch::ElasticsearchSink>(std::move(o));
+  } catch (const std::invalid_argument& e) {
+    throw sdk::Error(sdk::StatusCode::kInvalidArgument, e.what());
+  }
 }
 
 LogFilter filter_of(const pb::LogFilter& f) {
@@ -180,18 +202,36 @@ class LoggingPlugin final : public sdk::Plugin {
             "Log records refused (too old, ahead of the clock, over a rate), by source", {"source"})),
         retention_dropped_(init.host.counter("gameverse_logging_retention_dropped_records_total",
                                              "Log records dropped by retention")),
-        tails_open_(init.host.gauge("gameverse_logging_tails", "Live tails open on this host")) {
+        tails_open_(init.host.gauge("gameverse_logging_tails", "Live tails open on this host")),
+        sink_(sink_from(init.host)) {
     // Inline: an announcement is in this generation's hands at once (a reload hands the recent
     // ones on); tails are fed on the pool.
     announcements_ = init.host.subscribe(
         kChunksTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
         sdk::Run::kInline);
+    if (sink_) {
+      es_shipped_ = init.host.counter("gameverse_logging_elasticsearch_shipped_total",
+                                      "Log records Elasticsearch stored");
+      es_dropped_ = init.host.counter("gameverse_logging_elasticsearch_dropped_total",
+                                      "Log records not sent to Elasticsearch: its buffer was full");
+      es_rejected_ = init.host.counter("gameverse_logging_elasticsearch_rejected_total",
+                                       "Log records Elasticsearch refused for good (e.g. a mapping error)");
+      es_failed_ = init.host.counter("gameverse_logging_elasticsearch_failed_requests_total",
+                                     "_bulk requests that failed as a whole (kept and retried)");
+      es_buffered_ = init.host.gauge("gameverse_logging_elasticsearch_buffered",
+                                     "Log records waiting to be sent to Elasticsearch");
+      const auto flush_every =
+          std::chrono::milliseconds(init.host.config_int("elasticsearch_flush_interval_ms"));
+      sink_timer_ = init.host.start_timer(
+          flush_every, flush_every, [this] { flush_sink(); }, sdk::Run::kBlocking);
+    }
     const auto every = std::chrono::seconds(init.host.config_int("retention_interval_s"));
     retention_timer_ = init.host.start_timer(
         every, every, [this] { enforce_retention(); }, sdk::Run::kBlocking);
   }
 
   ~LoggingPlugin() override {
+    sink_timer_.cancel();
     retention_timer_.cancel();
     announcements_.cancel();
     std::lock_guard lock(tails_mu_);
@@ -242,7 +282,33 @@ class LoggingPlugin final : public sdk::Plugin {
         .config_int("client_lines_per_player_per_minute", 120, "Lines one player may Write a minute",
                     sdk::at_least(1))
         .config_int("max_tails", 64, "Live tails open on this host at once; more are RESOURCE_EXHAUSTED",
-                    sdk::between(1, 10000));
+                    sdk::between(1, 10000))
+        .config_string(
+            "elasticsearch_url", "",
+            "Also send every stored record to Elasticsearch's _bulk API here (http:// or https://, "
+            "with an optional path prefix); empty: no Elasticsearch")
+        .config_string(
+            "elasticsearch_index", "gameverse-logs-%Y.%m.%d",
+            "The index of a record: %Y %m %d of its UTC time (config/elasticsearch has a template)")
+        .config_string("elasticsearch_authorization", "",
+                       "The Authorization header sent, e.g. \"ApiKey <base64>\" or \"Basic <base64>\"")
+        .config_string("elasticsearch_ca_file", "",
+                       "https: the CAs Elasticsearch's certificate must chain to (default: the system's)")
+        .config_int("elasticsearch_batch_records", 1000, "Records per _bulk request at most",
+                    sdk::between(1, 100000))
+        .config_int("elasticsearch_buffer_records", 50000,
+                    "Records waiting for Elasticsearch at most; newer ones are dropped, counted",
+                    sdk::between(1, 10000000))
+        .config_int("elasticsearch_buffer_mb", 64,
+                    "Bytes of records waiting for Elasticsearch at most, in MiB", sdk::between(1, 4096))
+        .config_int("elasticsearch_timeout_ms", 10000, "A _bulk request's time limit",
+                    sdk::between(100, 600000))
+        .config_int("elasticsearch_retry_initial_ms", 500, "The first wait after a failed request",
+                    sdk::between(1, 600000))
+        .config_int("elasticsearch_retry_max_ms", 30000, "The longest wait between retries",
+                    sdk::between(1, 3600000))
+        .config_int("elasticsearch_flush_interval_ms", 1000, "How often what waits is sent",
+                    sdk::between(10, 600000));
   }
 
   sdk::Status export_logs(sdk::CallContext& context, const otlp::ExportLogsServiceRequest& request,
@@ -438,11 +504,13 @@ class LoggingPlugin final : public sdk::Plugin {
 
   AppendResult store(std::vector<LogRecord> records, const char* source) {
     AppendResult result;
+    std::vector<LogRecord> stored;
     try {
-      result = service_.append(std::move(records));
+      result = service_.append(std::move(records), sink_ ? &stored : nullptr);
     } catch (const sdk::Error& e) {
       throw storage_error(e);
     }
+    if (sink_) sink_->offer(stored);
     if (result.accepted > 0) stored_.record(static_cast<double>(result.accepted), {source});
     if (result.rejected > 0) refused_.record(static_cast<double>(result.rejected), {source});
     if (!result.chunk_keys.empty()) announce(result.chunk_keys);
@@ -643,6 +711,31 @@ class LoggingPlugin final : public sdk::Plugin {
     tails_open_.record(static_cast<double>(tails_.size()));
   }
 
+  void flush_sink() {
+    const elasticsearch::FlushReport report = sink_->flush();
+    const auto delta = [](uint64_t now, uint64_t& before) {
+      const auto d = static_cast<double>(now - before);
+      before = now;
+      return d;
+    };
+    es_shipped_.record(delta(sink_->shipped(), es_reported_.shipped));
+    es_dropped_.record(delta(sink_->dropped(), es_reported_.dropped));
+    es_rejected_.record(delta(sink_->rejected(), es_reported_.rejected));
+    es_failed_.record(delta(sink_->failed_requests(), es_reported_.failed));
+    es_buffered_.record(static_cast<double>(sink_->buffered()));
+    // Its problems are logged once a minute at most: each line is a record that goes there too.
+    if ((report.error.empty() && report.rejections.empty()) ||
+        std::chrono::steady_clock::now() - es_last_warning_ < std::chrono::minutes(1)) {
+      return;
+    }
+    es_last_warning_ = std::chrono::steady_clock::now();
+    std::string message = "logging: Elasticsearch at " + host_.config_string("elasticsearch_url") + ": ";
+    message += !report.error.empty() ? report.error
+                                     : "refused " + std::to_string(report.rejected) + " record(s), e.g. " +
+                                           report.rejections.front();
+    host_.warn(message);
+  }
+
   void enforce_retention() {
     const RetentionReport report = service_.enforce_retention();
     if (report.hours_dropped == 0) return;
@@ -667,6 +760,13 @@ class LoggingPlugin final : public sdk::Plugin {
   bool feeding_ = false;             // feed_tails is queued or running
   std::mutex tails_mu_;
   std::list<std::shared_ptr<Tail>> tails_;
+  std::unique_ptr<elasticsearch::ElasticsearchSink> sink_;
+  sdk::Metric es_shipped_, es_dropped_, es_rejected_, es_failed_, es_buffered_;
+  struct {
+    uint64_t shipped = 0, dropped = 0, rejected = 0, failed = 0;
+  } es_reported_;
+  std::chrono::steady_clock::time_point es_last_warning_{};
+  sdk::Timer sink_timer_;
   sdk::Subscription announcements_;
   sdk::Timer retention_timer_;
 };

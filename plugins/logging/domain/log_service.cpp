@@ -98,7 +98,7 @@ LogService::Slot& LogService::take_slot(std::unique_lock<std::mutex>& lock) {
   return slot;
 }
 
-AppendResult LogService::append(std::vector<LogRecord> records) {
+AppendResult LogService::append(std::vector<LogRecord> records, std::vector<LogRecord>* stored) {
   AppendResult result;
   const int64_t now = now_();
   // (family, hour, minute) -> the records that go there, in the order they came.
@@ -162,6 +162,10 @@ AppendResult LogService::append(std::vector<LogRecord> records) {
   batch.request_refs.assign(request_refs.begin(), request_refs.end());
   repository_.append(batch);  // throws: nothing stored, the slot's totals unchanged
   slot.totals = std::move(totals);
+  if (stored != nullptr) {
+    for (const StoredChunk& chunk : batch.chunks)
+      stored->insert(stored->end(), chunk.records.begin(), chunk.records.end());
+  }
   std::lock_guard lock(markers_mu_);
   known_markers_.insert(new_markers.begin(), new_markers.end());
   return result;

@@ -65,8 +65,8 @@ class LogService {
              std::function<int64_t()> now_unix_nano);
 
   // Stores the records that meet the rules, all at once; refuses the rest, counted. Throws what
-  // the repository throws, having stored nothing.
-  AppendResult append(std::vector<LogRecord> records);
+  // the repository throws, having stored nothing. `stored`: also gets a copy of what was stored.
+  AppendResult append(std::vector<LogRecord> records, std::vector<LogRecord>* stored = nullptr);
 
   // The records that match, after `after` in the order asked for. A page may hold fewer than
   // `page_size` records (the scan bound) and still have a next position.

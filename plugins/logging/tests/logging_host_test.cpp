@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "bulk_receiver.hpp"
 #include "eventually.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
@@ -427,6 +428,41 @@ TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAn
   }
   EXPECT_TRUE(failed.empty()) << failed.size() << " exports failed, the first: " << failed.front();
   context.TryCancel();
+}
+
+TEST_P(LoggingThroughTheHost, StoredRecordsReachElasticsearchInTheBulkFormatAfterARetry) {
+  bulk::BulkReceiver elasticsearch([](const bulk::Received& request, size_t index) {
+    return index == 0 ? bulk::Reply{503, "{}"} : bulk::all_stored(request);
+  });
+  ASSERT_NO_FATAL_FAILURE(host_->stop());
+  start("elasticsearch_url = \"" + elasticsearch.url() +
+        "\"\nelasticsearch_flush_interval_ms = 20\nelasticsearch_retry_initial_ms = 10\n"
+        "elasticsearch_authorization = \"ApiKey c2VjcmV0\"\n");
+  ASSERT_TRUE(send(request_of({{9, "to the search engine"}, {17, "an error for Kibana"}})).ok());
+  std::vector<std::string> messages;
+  ASSERT_TRUE(eventually([&] {
+    messages.clear();
+    const auto requests = elasticsearch.requests();
+    if (requests.size() < 2) return false;
+    for (const bulk::Received& request : requests) {
+      EXPECT_EQ(request.method, "POST");
+      EXPECT_TRUE(request.target.starts_with("/_bulk")) << request.target;
+      EXPECT_EQ(request.content_type, "application/x-ndjson");
+      EXPECT_EQ(request.authorization, "ApiKey c2VjcmV0");
+    }
+    // What the 503 refused came again; the host's own lines may be there too.
+    for (const std::string& line : bulk::lines_of(requests.back().body)) {
+      const auto document = nlohmann::json::parse(line);
+      if (document.contains("message") &&
+          document.value("service", nlohmann::json::object()).value("name", "") == service_) {
+        messages.push_back(document["message"]);
+      }
+    }
+    return messages.size() == 2;
+  })) << elasticsearch.requests().size()
+      << " requests";
+  std::sort(messages.begin(), messages.end());
+  EXPECT_EQ(messages, (std::vector<std::string>{"an error for Kibana", "to the search engine"}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LoggingThroughTheHost, ::testing::Values("sqlite", "postgresql"),
