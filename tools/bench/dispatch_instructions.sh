@@ -10,7 +10,9 @@
 # (total(HIGH) - total(LOW)) / (HIGH - LOW), so start-up and shut-down cancel out.
 # Usage: dispatch_instructions.sh BUILD_DIR   (env: LOW=2000 HIGH=8000 OUTSTANDING=8 PAYLOAD=100
 #        NATIVE_SLOTS=64 TOOL=callgrind|perf KEEP=DIR to keep the callgrind files for callgrind_annotate
-#        PER_METHOD=true|false: the host's [metrics] per_method, for tools/bench/metrics.sh)
+#        PER_METHOD=true|false: the host's [metrics] per_method, for tools/bench/metrics.sh;
+#        SERVERS="native host" to measure one only; for tools/bench/logs.sh: LOG_LEVEL=warn,
+#        SHIP_LOGS=false, METHOD=/gameverse.echo.v1.Echo/Echo, HOST_TOML=tables added to the config)
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)  # absolute: the host resolves plugin_dir against its config file
 LOW=${LOW:-2000}
@@ -40,7 +42,8 @@ cat > "$work/host.toml" <<TOML
 [server]
 worker_threads = 1
 [host]
-log_level = "warn"
+log_level = "${LOG_LEVEL:-warn}"
+ship_logs = ${SHIP_LOGS:-false}
 watch = false
 plugin_dir = "$BUILD/plugins"
 data_dir = "$work/data"
@@ -48,6 +51,7 @@ data_dir = "$work/data"
 per_method = ${PER_METHOD:-true}
 [[plugin]]
 name = "echo"
+${HOST_TOML:-}
 TOML
 
 . "$(dirname "$0")/lib.sh"
@@ -79,6 +83,7 @@ count() {  # server(native|host) calls
     pid=$(pgrep -P "$perf_pid")
   fi
   "$BUILD/bin/gv-load" --target "127.0.0.1:$(cat "$work/port")" --payload-bytes "$PAYLOAD" \
+    --method "${METHOD:-/gameverse.echo.v1.Echo/Echo}" \
     --channels 1 --outstanding "$OUTSTANDING" --calls "$calls" > "$out.load" 2>&1 \
     || { cat "$out.load" "$out.log" >&2; fail "$pid" "$server: the load failed"; }
   kill -INT "$pid"
@@ -93,7 +98,7 @@ count() {  # server(native|host) calls
 
 declare -A per_call
 total=0
-for server in native host; do
+for server in ${SERVERS:-native host}; do
   count "$server" "$LOW"
   low=$total
   count "$server" "$HIGH"
@@ -102,5 +107,6 @@ for server in native host; do
   echo "$server: $low instructions at $LOW calls, $high at $HIGH" >&2
 done
 printf "%-8s %22s\n" server "instructions per call"
-printf "%-8s %22d\n" native "${per_call[native]}" host "${per_call[host]}"
-awk -v n="${per_call[native]}" -v h="${per_call[host]}" 'BEGIN { printf "host/native %.3f\n", h / n }'
+for server in ${SERVERS:-native host}; do printf "%-8s %22d\n" "$server" "${per_call[$server]}"; done
+[ -z "${per_call[native]:-}" ] || [ -z "${per_call[host]:-}" ] ||
+  awk -v n="${per_call[native]}" -v h="${per_call[host]}" 'BEGIN { printf "host/native %.3f\n", h / n }'

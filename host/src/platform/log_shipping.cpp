@@ -1,5 +1,6 @@
 #include "platform/log_shipping.hpp"
 
+#include <google/protobuf/arena.h>
 #include <spdlog/spdlog.h>
 
 #include <future>
@@ -192,7 +193,13 @@ bool LogShipper::send(std::deque<Line>& batch) {
     const auto routes = platform_.routes ? platform_.routes() : nullptr;
     if (routes == nullptr || !routes->contains(kOtlpLogsExport)) return false;
   }
-  otlp::collector::logs::v1::ExportLogsServiceRequest request;
+  // On an arena over a block kept from batch to batch: a batch costs no allocation per record.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.initial_block = arena_block_.data();
+  arena_options.initial_block_size = arena_block_.size();
+  google::protobuf::Arena arena(arena_options);
+  auto& request =
+      *google::protobuf::Arena::CreateMessage<otlp::collector::logs::v1::ExportLogsServiceRequest>(&arena);
   otlp::logs::v1::ResourceLogs* resource_logs = request.add_resource_logs();
   auto* resource = resource_logs->mutable_resource();
   const std::pair<const char*, std::string> resource_attributes[] = {{"service.name", "gameverse"},
@@ -202,21 +209,37 @@ bool LogShipper::send(std::deque<Line>& batch) {
     kv->set_key(key);
     kv->mutable_value()->set_string_value(value);
   }
-  otlp::logs::v1::ScopeLogs* scope = resource_logs->add_scope_logs();
-  scope->mutable_scope()->set_name("gameverse");
+  // One scope per writer: the host ("gameverse"), or a plugin's generation, named in the scope's
+  // attributes rather than on every record.
+  struct Scope {
+    const std::string* logger;
+    uint64_t generation;
+    otlp::logs::v1::ScopeLogs* logs;
+  };
+  std::vector<Scope> scopes;
+  auto scope_of = [&](const Line& line) {
+    for (const Scope& scope : scopes) {
+      if (*scope.logger == line.logger && scope.generation == line.generation) return scope.logs;
+    }
+    otlp::logs::v1::ScopeLogs* logs = resource_logs->add_scope_logs();
+    auto* scope = logs->mutable_scope();
+    scope->set_name(line.logger);
+    if (line.logger != "gameverse") {
+      otlp::common::v1::KeyValue* plugin = scope->add_attributes();
+      plugin->set_key("gameverse.plugin");
+      plugin->mutable_value()->set_string_value(line.logger);
+      otlp::common::v1::KeyValue* generation = scope->add_attributes();
+      generation->set_key("gameverse.generation");
+      generation->mutable_value()->set_int_value(static_cast<int64_t>(line.generation));
+    }
+    scopes.push_back({&line.logger, line.generation, logs});
+    return logs;
+  };
   for (Line& line : batch) {
-    otlp::logs::v1::LogRecord* record = scope->add_log_records();
+    otlp::logs::v1::LogRecord* record = scope_of(line)->add_log_records();
     record->set_time_unix_nano(static_cast<uint64_t>(line.time_unix_nano));
     record->set_severity_number(static_cast<otlp::logs::v1::SeverityNumber>(severity_of(line.level)));
-    const auto level_name = spdlog::level::to_string_view(static_cast<spdlog::level::level_enum>(line.level));
-    record->set_severity_text(level_name.data(), level_name.size());
     record->mutable_body()->set_string_value(std::move(line.message));
-    if (line.logger != "gameverse") {
-      attribute(*record, "gameverse.plugin", line.logger);
-      otlp::common::v1::KeyValue* kv = record->add_attributes();
-      kv->set_key("gameverse.generation");
-      kv->mutable_value()->set_int_value(static_cast<int64_t>(line.generation));
-    }
     if (!line.request_id.empty()) attribute(*record, "gameverse.request_id", line.request_id);
   }
   auto outcome = std::make_shared<std::promise<bool>>();
@@ -229,7 +252,8 @@ bool LogShipper::send(std::deque<Line>& batch) {
   origin.deadline_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 (std::chrono::system_clock::now() + options_.call_timeout).time_since_epoch())
                                 .count();
-  call_unary_for_client(platform_, std::move(origin), kOtlpLogsExport, request.SerializeAsString(),
+  request.SerializeToString(&encoded_);
+  call_unary_for_client(platform_, std::move(origin), kOtlpLogsExport, encoded_,
                         [outcome](gv_status_code code, std::string_view, std::string_view) {
                           outcome->set_value(code == GV_STATUS_OK);
                         });

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "platform/platform.hpp"
 
@@ -23,7 +24,7 @@ inline constexpr const char* kOtlpLogsExport = "/opentelemetry.proto.collector.l
 
 struct LogShippingOptions {
   size_t queue_lines = 10000;  // lines waiting at most; more are dropped and counted
-  size_t batch_lines = 1000;   // lines per Export call at most
+  size_t batch_lines = 1000;  // lines per Export call at most
   std::chrono::milliseconds flush_interval{250};
   std::chrono::milliseconds call_timeout{10000};
   std::chrono::seconds drop_report_interval{10};  // how often drops are logged, at most
@@ -78,6 +79,9 @@ class LogShipper : public std::enable_shared_from_this<LogShipper> {
   uint64_t dropped_full_ = 0;
   uint64_t dropped_failed_ = 0;
   std::thread thread_;
+  // The shipping thread's own: kept from batch to batch.
+  std::vector<char> arena_block_ = std::vector<char>(1024 * 1024);
+  std::string encoded_;
 };
 
 }  // namespace gameverse::platform

@@ -90,24 +90,30 @@ OtlpRecords records_of(const opentelemetry::proto::collector::logs::v1::ExportLo
     LogRecord resource;  // the resource's fields, copied into each of its records
     for (const common::KeyValue& kv : resource_logs.resource().attributes()) take(resource, kv);
     for (const otlp_logs::ScopeLogs& scope_logs : resource_logs.scope_logs()) {
+      LogRecord scope = resource;  // and the scope's, as the host ships a plugin's lines
+      for (const common::KeyValue& kv : scope_logs.scope().attributes()) take(scope, kv);
+      const std::string& scope_name = scope_logs.scope().name();
+      const bool name_scope = !scope_name.empty() && scope_name != scope.plugin && scope_name != "gameverse";
       for (const otlp_logs::LogRecord& in : scope_logs.log_records()) {
         if (in.time_unix_nano() > kLatest || in.observed_time_unix_nano() > kLatest) {
           ++out.refused;
           out.refused_reason = "a time_unix_nano or observed_time_unix_nano past the year 2262";
           continue;
         }
-        LogRecord record = resource;
+        LogRecord record = scope;
         record.time_unix_nano = static_cast<int64_t>(in.time_unix_nano());
         record.observed_unix_nano = in.observed_time_unix_nano() != 0
                                         ? static_cast<int64_t>(in.observed_time_unix_nano())
                                         : now_unix_nano;
         record.severity_number = static_cast<int32_t>(in.severity_number());
         record.severity_text = in.severity_text();
+        if (record.severity_text.empty() && record.severity_number > 0) {
+          record.severity_text = severity_name(record.severity_number);
+        }
         record.body = any_value_text(in.body());
         record.trace_id = hex(in.trace_id());
         record.span_id = hex(in.span_id());
-        if (!scope_logs.scope().name().empty())
-          record.attributes.push_back({"otel.scope.name", scope_logs.scope().name()});
+        if (name_scope) record.attributes.push_back({"otel.scope.name", scope_name});
         if (!in.event_name().empty()) record.attributes.push_back({"event.name", in.event_name()});
         for (const common::KeyValue& kv : in.attributes()) take(record, kv);
         out.records.push_back(std::move(record));

@@ -221,7 +221,7 @@ TEST_P(LoggingThroughTheHost, ThePluginsAndTheHostsOwnLinesAreShippedWithPluginG
   EXPECT_EQ(found[0].generation(), 1);
   EXPECT_EQ(found[0].service(), "gameverse");
   EXPECT_NE(found[0].body().find(reply.request_id()), std::string::npos);
-  EXPECT_EQ(found[0].severity_text(), "info");
+  EXPECT_EQ(found[0].severity_text(), "INFO");
   // The host's own start-up lines, written before the logging plugin served, are there too.
   pb::LogFilter host_lines;
   host_lines.add_services("gameverse");
