@@ -388,6 +388,31 @@ TEST_P(MetricsThroughTheHost, AReloadUnderIngestLosesNothingAcknowledged) {
   EXPECT_LE(stored, static_cast<double>(attempted.load()));
 }
 
+// A client nobody here wrote: OpenTelemetry's Node.js SDK and its OTLP/gRPC exporter, whose
+// cumulative counter, gauge and histogram read back through the query API.
+TEST_P(MetricsThroughTheHost, OpenTelemetrysNodeExporterIsReadBack) {
+  ASSERT_EQ(run_command("node --version").exit_code, 0) << "node is missing: `tools/gv deps` installs it";
+  const std::filesystem::path work = GV_NPM_WORK_DIR;
+  const NpmInstall install = install_npm_client(GV_NPM_CLIENT_DIR, work, {"otlp_client.mjs"});
+  if (install.registry_unreachable) GTEST_SKIP() << "the npm registry is unreachable:\n" << install.output;
+  ASSERT_TRUE(install.ok) << "npm ci failed:\n" << install.output;
+  start();
+  const std::string prefix = name("node");
+  const CommandRun client =
+      run_command("node '" + (work / "otlp_client.mjs").string() + "' " + host_->address() + " " + prefix);
+  ASSERT_EQ(client.exit_code, 0) << client.output;
+  const pb::QueryReply orders = ask(prefix + "_orders", pb::AGGREGATION_SUM, {"mode"});
+  EXPECT_EQ(value_of(orders, "mode", "duel"), 5);
+  EXPECT_EQ(value_of(orders, "mode", "team"), 4);
+  EXPECT_EQ(total(ask(prefix + "_queue_depth", pb::AGGREGATION_MAX)), 17);
+  EXPECT_EQ(total(ask(prefix + "_match_seconds", pb::AGGREGATION_COUNT)), 3);
+  EXPECT_EQ(total(ask(prefix + "_match_seconds", pb::AGGREGATION_AVG)), 35);
+  // 5 in (1,10], 50 and 50 in (10,100]: the median falls in (10,100].
+  const double p50 = total(ask(prefix + "_match_seconds", pb::AGGREGATION_PERCENTILE, {}, 50));
+  EXPECT_GT(p50, 10);
+  EXPECT_LE(p50, 100);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, MetricsThroughTheHost, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
