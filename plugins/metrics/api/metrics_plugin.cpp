@@ -6,8 +6,10 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <shared_mutex>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "api/otlp.hpp"
 #include "domain/metrics_service.hpp"
@@ -97,8 +99,21 @@ std::string address_of(std::string_view peer) {
 // labels. A name the registry refuses (taken by another plugin) is logged once and not exposed.
 class HostExposition final : public m::Exposition {
  public:
-  HostExposition(sdk::Host host, std::string prefix) : host_(host), prefix_(std::move(prefix)) {}
+  HostExposition(sdk::Host host, std::string prefix, size_t max_series)
+      : host_(host), prefix_(std::move(prefix)), max_series_(max_series) {}
   void record(const m::Family& family, const m::Labels& labels, double value) override {
+    // The host's registry keeps every series it was given: past max_series (series that the
+    // limits have forgotten as idle still count), new series are stored and queryable only.
+    std::string key = m::series_key(family.name, labels);
+    if (!exposed_.contains(key)) {
+      if (exposed_.size() >= max_series_) {
+        if (!warned_full_)
+          host_.warn("metrics: /metrics holds max_series series; new series are not exposed");
+        warned_full_ = true;
+        return;
+      }
+      exposed_.insert(std::move(key));
+    }
     auto it = metrics_.find(family.name);
     if (it == metrics_.end()) it = metrics_.emplace(family.name, register_family(family)).first;
     if (!it->second) return;
@@ -155,7 +170,11 @@ class HostExposition final : public m::Exposition {
 
   sdk::Host host_;
   std::string prefix_;
-  std::unordered_map<std::string, std::optional<sdk::Metric>> metrics_;  // guarded by the service's lock
+  size_t max_series_;
+  // Guarded by the service's lock, under which record() is called.
+  std::unordered_map<std::string, std::optional<sdk::Metric>> metrics_;
+  std::unordered_set<std::string> exposed_;
+  bool warned_full_ = false;
 };
 
 std::string writer_id() {
@@ -181,7 +200,8 @@ class MetricsPlugin final : public sdk::Plugin {
  public:
   explicit MetricsPlugin(sdk::InitContext& init)
       : host_(init.host),
-        exposition_(init.host, init.host.config_string("prometheus_prefix")),
+        exposition_(init.host, init.host.config_string("prometheus_prefix"),
+                    static_cast<size_t>(init.host.config_int("max_series"))),
         service_(settings_from(init.host),
                  init.host.config_bool("expose_prometheus") ? &exposition_ : nullptr,
                  tracking_since(init.previous_state)),
@@ -273,7 +293,9 @@ class MetricsPlugin final : public sdk::Plugin {
     return answer([&] {
       const sdk::Principal caller = context.principal();
       if (caller.anonymous()) {
-        throw m::MetricsError(m::MetricsError::Code::kInvalidArgument, "Record needs a signed-in caller");
+        throw sdk::Error(
+            sdk::StatusCode::kUnauthenticated,
+            "Record needs a signed-in caller: send the metadata authorization: Bearer <access token>");
       }
       const int count = request.measurements_size();
       if (count > max_per_request_) {
@@ -365,9 +387,13 @@ class MetricsPlugin final : public sdk::Plugin {
                               "metric '" + spec.metric + "' is not known");
       }
       const int64_t first = spec.start_s - spec.start_s % spec.step_s;
-      std::vector<m::WindowEntry> entries =
-          windows_.read(resolution, spec.metric, first, spec.end_s, max_query_windows_);
-      for (m::WindowEntry& e : service_.pending(resolution, spec.metric)) entries.push_back(std::move(e));
+      std::vector<m::WindowEntry> entries;
+      {
+        // Not while a flush moves windows from memory to the store: each is read in one place.
+        std::shared_lock lock(flush_mu_);
+        entries = windows_.read(resolution, spec.metric, first, spec.end_s, max_query_windows_);
+        for (m::WindowEntry& e : service_.pending(resolution, spec.metric)) entries.push_back(std::move(e));
+      }
       reply.set_resolution(service_.settings().resolutions[resolution].name);
       for (const m::QuerySeries& s : m::evaluate(spec, family->kind, family->bounds, entries)) {
         pb::Series* out = reply.add_series();
@@ -397,6 +423,7 @@ class MetricsPlugin final : public sdk::Plugin {
 
   // The next generation takes the windows not yet stored and the cumulative streams' last values.
   std::string save_state() override {
+    std::unique_lock flush_lock(flush_mu_);
     m::rec::HandOver state;
     state.set_tracking_since_ns(service_.tracking_since_ns());
     for (const m::WindowEntry& e : service_.take_all()) {
@@ -487,6 +514,7 @@ class MetricsPlugin final : public sdk::Plugin {
   }
 
   void flush(bool everything) {
+    std::unique_lock flush_lock(flush_mu_);
     const int64_t now_s = now_ms() / 1000;
     std::vector<m::WindowEntry> entries = everything ? service_.take_all() : service_.take_closed(now_s);
     std::vector<m::Family> families = service_.take_new_families();
@@ -556,6 +584,7 @@ class MetricsPlugin final : public sdk::Plugin {
   int64_t max_per_client_;
   int64_t max_query_points_;
   size_t max_query_windows_;
+  std::shared_mutex flush_mu_;  // a flush or hand-over (unique) against queries (shared)
   std::mutex unsaved_mu_;
   std::vector<m::Family> unsaved_families_;  // made but not yet stored (the store was down)
   sdk::Timer flush_timer_;

@@ -214,6 +214,11 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
   const int64_t now_s = floor_div_ms(now_ms);
   for (const OtlpPoint& p : points) {
     const std::string what = "metric '" + p.metric + "'";
+    if (windows_.size() >= settings_.max_pending_entries) {
+      reject("the metrics service holds " + std::to_string(windows_.size()) +
+             " window aggregates not yet stored, its limit (max_pending_entries)");
+      continue;
+    }
     if (!p.error.empty()) {
       reject(p.error);
       continue;

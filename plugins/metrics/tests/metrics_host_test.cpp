@@ -241,7 +241,9 @@ TEST_P(MetricsThroughTheHost, BadNamesAndLabelsAreRefusedWithTheFieldNamed) {
 }
 
 TEST_P(MetricsThroughTheHost, AFloodOfUniqueLabelsIsRefusedNamingTheLimitAndNotStored) {
-  start("max_series_per_metric = 5\nmax_measurements_per_player_per_minute = 40\n");
+  start(
+      "max_series_per_metric = 5\nmax_measurements_per_player_per_minute = 40\n"
+      "max_points_per_client_per_minute = 12\n");
   const std::string metric = name("shots");
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(record({counter(metric, 1, {{"player", std::to_string(i)}})}).ok());
   std::vector<pb::Measurement> flood;
@@ -271,6 +273,10 @@ TEST_P(MetricsThroughTheHost, AFloodOfUniqueLabelsIsRefusedNamingTheLimitAndNotS
   ASSERT_TRUE(export_metrics(request, &reply).ok());
   EXPECT_EQ(reply.partial_success().rejected_data_points(), 3);
   EXPECT_CONTAINS(reply.partial_success().error_message(), "max_series_per_metric = 5");
+  // The client's rate: 12 data points a minute, 8 used.
+  const grpc::Status over_rate = export_metrics(request, &reply);
+  EXPECT_EQ(over_rate.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_CONTAINS(over_rate.error_message(), "more than max_points_per_client_per_minute = 12");
 
   // The per-player rate: 40 measurements a minute, 26 used.
   std::vector<pb::Measurement> many(20, counter(metric, 1, {{"player", "1"}}));
@@ -377,6 +383,11 @@ TEST_P(MetricsThroughTheHost, AReloadUnderIngestLosesNothingAcknowledged) {
   stop = true;
   for (auto& t : clients) t.join();
   ASSERT_TRUE(reloaded) << host_->log();
+  // What reached the old generation after its hand-over is stored when it retires.
+  ASSERT_TRUE(eventually(
+      [&] { return host_->log().find("plugin 'metrics' generation 1 retired") != std::string::npos; },
+      std::chrono::seconds(60)))
+      << host_->log();
   const double counted = total(ask(metric, pb::AGGREGATION_SUM));
   EXPECT_GE(counted, static_cast<double>(acked.load())) << "acknowledged measurements were lost";
   EXPECT_LE(counted, static_cast<double>(attempted.load())) << "measurements were counted twice";
@@ -386,6 +397,49 @@ TEST_P(MetricsThroughTheHost, AReloadUnderIngestLosesNothingAcknowledged) {
   const double stored = total(ask(metric, pb::AGGREGATION_SUM));
   EXPECT_GE(stored, static_cast<double>(acked.load()));
   EXPECT_LE(stored, static_cast<double>(attempted.load()));
+}
+
+// Windows of each resolution are kept for their own retention: a point two hours old is gone
+// from the 10-second windows (kept 1 h here) and still in the 1-minute ones.
+TEST_P(MetricsThroughTheHost, WindowsPastTheirResolutionsRetentionAreDeleted) {
+  start("max_lateness_s = 86400\nretention_10s_h = 1\nretention_interval_s = 1\n");
+  const std::string metric = name("old_points");
+  auto point = [&](uint64_t time_ns, int64_t value) {
+    collector::ExportMetricsServiceRequest request;
+    otlp::Metric* m = request.add_resource_metrics()->add_scope_metrics()->add_metrics();
+    m->set_name(metric);
+    m->mutable_sum()->set_is_monotonic(true);
+    m->mutable_sum()->set_aggregation_temporality(otlp::AGGREGATION_TEMPORALITY_DELTA);
+    otlp::NumberDataPoint* p = m->mutable_sum()->add_data_points();
+    p->set_start_time_unix_nano(time_ns - 1);
+    p->set_time_unix_nano(time_ns);
+    p->set_as_int(value);
+    collector::ExportMetricsServiceResponse reply;
+    const grpc::Status status = export_metrics(request, &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(reply.partial_success().rejected_data_points(), 0) << reply.partial_success().error_message();
+  };
+  point(now_ns() - 7200ull * 1000000000ull, 4);
+  point(now_ns(), 1);
+  auto sum_over_3h = [&](int64_t step) {
+    pb::QueryRequest request;
+    request.set_metric(metric);
+    request.set_end_unix_s(now_s() + 10);
+    request.set_start_unix_s(request.end_unix_s() - 3 * 3600);
+    request.set_step_s(step);
+    request.set_aggregation(pb::AGGREGATION_SUM);
+    pb::QueryReply reply;
+    const grpc::Status status = query(request, &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    for (const auto& series : reply.series()) {
+      for (const auto& p : series.points()) EXPECT_EQ(p.unix_s() % step, 0) << "a step that is not aligned";
+    }
+    return total(reply);
+  };
+  EXPECT_TRUE(eventually([&] { return sum_over_3h(10) == 1; }, std::chrono::seconds(30)))
+      << "the 10-second windows still hold " << sum_over_3h(10);
+  EXPECT_EQ(sum_over_3h(60), 5) << "the 1-minute windows lost what they keep for a week";
+  EXPECT_EQ(sum_over_3h(3600), 5);
 }
 
 // A client nobody here wrote: OpenTelemetry's Node.js SDK and its OTLP/gRPC exporter, whose
