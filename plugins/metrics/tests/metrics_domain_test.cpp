@@ -32,7 +32,7 @@ struct Recorded : Exposition {
   std::vector<std::pair<std::string, double>> seen;
 };
 
-TEST(Names, PrometheusRulesWithTheFieldNamed) {
+TEST(MetricNames, PrometheusRulesWithTheFieldNamed) {
   EXPECT_EQ(metric_name_error("match_finished", "name"), "");
   EXPECT_EQ(metric_name_error("ns:rate_5m", "name"), "");
   EXPECT_EQ(metric_name_error("http.server.duration", "measurements[0].name"),
@@ -46,11 +46,11 @@ TEST(Names, PrometheusRulesWithTheFieldNamed) {
   EXPECT_EQ(label_name_error("map", "label"), "");
 }
 
-TEST(SeriesKeys, SortedAndEscaped) {
+TEST(MetricSeriesKeys, SortedAndEscaped) {
   EXPECT_EQ(series_key("m", {{"b", "x\"y"}, {"a", "1"}}), "m{a=\"1\",b=\"x\\\"y\"}");
 }
 
-TEST(Limiter, RefusesNewSeriesOverEachLimitNamingIt) {
+TEST(MetricSeriesLimiter, RefusesNewSeriesOverEachLimitNamingIt) {
   SeriesLimiter limiter({2, 3, 4});
   EXPECT_EQ(limiter.admit("p1", {{"m{a=\"1\"}", "m"}, {"m{a=\"2\"}", "m"}}, 0), "");
   EXPECT_EQ(limiter.admit("p1", {{"m{a=\"1\"}", "m"}}, 0), "") << "a known series is always admitted";
@@ -67,7 +67,7 @@ TEST(Limiter, RefusesNewSeriesOverEachLimitNamingIt) {
   EXPECT_EQ(limiter.admit("p3", {{"q{}", "q"}}, 2), "") << "idle series free their places";
 }
 
-TEST(Cumulative, DeltasResetsAndBaselines) {
+TEST(MetricCumulative, DeltasResetsAndBaselines) {
   CumulativeTracker t(1000, 10);
   EXPECT_EQ(t.sum_delta("s", 2000, 5, 0), 5.0) << "a stream that began after tracking: all of it";
   EXPECT_EQ(t.sum_delta("s", 2000, 8, 0), 3.0);
@@ -87,13 +87,13 @@ TEST(Cumulative, DeltasResetsAndBaselines) {
   EXPECT_DOUBLE_EQ(second->sum, 5.5);
 }
 
-TEST(Cumulative, BoundedStreams) {
+TEST(MetricCumulative, BoundedStreams) {
   CumulativeTracker t(0, 1);
   t.sum_delta("a", 1, 1, 0);
   EXPECT_THROW(t.sum_delta("b", 1, 1, 0), std::length_error);
 }
 
-TEST(Prefixes, CoverARangeExactly) {
+TEST(MetricKeyPrefixes, CoverARangeExactly) {
   EXPECT_EQ(decimal_prefixes(10, 19), (std::vector<std::string>{"00000000001"}));
   EXPECT_EQ(decimal_prefixes(5, 5), (std::vector<std::string>{"000000000005"}));
   const auto p = decimal_prefixes(1764480000, 1764483600);
@@ -107,7 +107,7 @@ TEST(Prefixes, CoverARangeExactly) {
   EXPECT_LT(p.size(), 40u);
 }
 
-TEST(Quantile, InterpolatesWithinTheBucket) {
+TEST(MetricQuantile, InterpolatesWithinTheBucket) {
   const std::vector<double> bounds = {1, 2, 4};
   // 10 observations in (1,2], 10 in (2,4]
   const std::vector<uint64_t> buckets = {0, 10, 10, 0};
@@ -120,7 +120,7 @@ TEST(Quantile, InterpolatesWithinTheBucket) {
   EXPECT_DOUBLE_EQ(bucket_quantile(0.99, bounds, {0, 0, 0, 5}, inf, -inf), 4) << "+Inf: its lower bound";
 }
 
-TEST(Service, RecordAggregatesInEveryResolutionAndHandsClosedWindowsOut) {
+TEST(MetricsService, RecordAggregatesInEveryResolutionAndHandsClosedWindowsOut) {
   Recorded exposed;
   MetricsService service(settings(), &exposed, 0);
   const int64_t t0 = 1'764'480'000'000;  // ms, a whole hour
@@ -138,7 +138,7 @@ TEST(Service, RecordAggregatesInEveryResolutionAndHandsClosedWindowsOut) {
   EXPECT_EQ(exposed.seen.size(), 3u);
 }
 
-TEST(Service, ABatchIsAllOrNothing) {
+TEST(MetricsService, ABatchIsAllOrNothing) {
   MetricsService service(settings(), nullptr, 0);
   try {
     service.record("p1", {counter("ok", 1), counter("bad.name", 1)}, 0);
@@ -163,7 +163,7 @@ TEST(Service, ABatchIsAllOrNothing) {
   EXPECT_TRUE(service.take_all().empty());
 }
 
-TEST(Service, KindsAndLabelsAreFixedPerMetric) {
+TEST(MetricsService, KindsAndLabelsAreFixedPerMetric) {
   MetricsService service(settings(), nullptr, 0);
   service.record("p", {counter("c", 1, {{"a", "1"}})}, 0);
   try {
@@ -182,7 +182,7 @@ TEST(Service, KindsAndLabelsAreFixedPerMetric) {
   EXPECT_THROW(service.record("p", {counter("c", -1, {{"a", "1"}})}, 0), MetricsError);
 }
 
-TEST(Service, EventsCountAndObserveTheirDuration) {
+TEST(MetricsService, EventsCountAndObserveTheirDuration) {
   MetricsService service(settings(), nullptr, 0);
   service.record(
       "p", {{"match_finished", {{"mode", "duel"}, {"map", "dust"}}, Measurement::Type::kEvent, 0, 3.0}}, 0);
@@ -197,7 +197,7 @@ TEST(Service, EventsCountAndObserveTheirDuration) {
   }
 }
 
-TEST(Service, ExportRejectsPointsWithReasonsAndKeepsTheRest) {
+TEST(MetricsService, ExportRejectsPointsWithReasonsAndKeepsTheRest) {
   MetricsService service(settings(), nullptr, 0);
   const int64_t now_ms = 1'764'480'000'000;
   const uint64_t ns = static_cast<uint64_t>(now_ms) * 1000000;
@@ -226,7 +226,7 @@ TEST(Service, ExportRejectsPointsWithReasonsAndKeepsTheRest) {
   }
 }
 
-TEST(Query, SumRateAvgPercentileByLabel) {
+TEST(MetricsQuery, SumRateAvgPercentileByLabel) {
   std::vector<WindowEntry> entries;
   const std::vector<double> bounds = {1, 2, 4};
   auto entry = [&](int64_t start, const std::string& mode, double sum, uint64_t count) {
@@ -276,7 +276,7 @@ TEST(Query, SumRateAvgPercentileByLabel) {
   EXPECT_DOUBLE_EQ(p50[0].points[0].value, 2);
 }
 
-TEST(Query, RefusesWhatDoesNotApplyNamingTheField) {
+TEST(MetricsQuery, RefusesWhatDoesNotApplyNamingTheField) {
   Family gauge{"g", Kind::kGauge, {"a"}, {}};
   auto message = [&](QuerySpec spec) {
     try {
