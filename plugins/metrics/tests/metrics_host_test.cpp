@@ -3,6 +3,11 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +18,7 @@
 #include "expect_contains.hpp"
 #include "gameverse/metrics/v1/metrics.grpc.pb.h"
 #include "host_process.hpp"
+#include "loopback.hpp"
 #include "npm_client.hpp"
 #include "opentelemetry/proto/collector/metrics/v1/metrics_service.grpc.pb.h"
 #include "run_command.hpp"
@@ -44,6 +50,80 @@ pb::Measurement counter(const std::string& name, double v, std::map<std::string,
   m.mutable_labels()->insert(labels.begin(), labels.end());
   return m;
 }
+
+// A TCP relay on loopback between the host and PostgreSQL that a test can cut (every connection
+// closed, new ones refused) and restore on the same port: the store going away and coming back.
+class CuttableRelay {
+ public:
+  explicit CuttableRelay(int target_port) : target_port_(target_port) { listen_on(0); }
+  ~CuttableRelay() { cut(); }
+  int port() const { return port_; }
+  void cut() {
+    stop_ = true;
+    if (acceptor_.joinable()) acceptor_.join();
+    ::close(listener_);
+    listener_ = -1;
+    for (auto& pump : pumps_) pump.join();
+    pumps_.clear();
+  }
+  void restore() { listen_on(port_); }
+
+ private:
+  void listen_on(int port) {
+    // Close-on-exec: a host the test forks must not hold the relay's sockets open.
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const int yes = 1;
+    setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    sockaddr_in address = loopback_address(port);
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        listen(listener_, 64) != 0) {
+      throw std::runtime_error("the relay cannot listen on port " + std::to_string(port));
+    }
+    socklen_t size = sizeof address;
+    getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &size);
+    port_ = ntohs(address.sin_port);
+    stop_ = false;
+    acceptor_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{listener_, POLLIN, 0};
+        if (poll(&p, 1, 20) <= 0) continue;
+        const int client = accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client < 0) continue;
+        const int server = connect_to(target_port_);
+        if (server < 0) {
+          ::close(client);
+          continue;
+        }
+        fcntl(server, F_SETFD, FD_CLOEXEC);
+        pumps_.emplace_back([this, client, server] { pump(client, server); });
+      }
+    });
+  }
+  // Copies both ways until either side closes or the relay is cut.
+  void pump(int a, int b) {
+    char buffer[16384];
+    while (!stop_) {
+      pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+      if (poll(p, 2, 20) <= 0) continue;
+      bool closed = false;
+      for (int i = 0; i < 2 && !closed; ++i) {
+        if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+        const ssize_t n = read(p[i].fd, buffer, sizeof buffer);
+        closed = n <= 0 || write(p[1 - i].fd, buffer, static_cast<size_t>(n)) != n;
+      }
+      if (closed) break;
+    }
+    ::close(a);
+    ::close(b);
+  }
+
+  int target_port_;
+  int port_ = 0;
+  int listener_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pumps_;  // touched by the acceptor only while it runs
+};
 
 class MetricsThroughTheHost : public ::testing::TestWithParam<std::string> {
  protected:
@@ -440,6 +520,52 @@ TEST_P(MetricsThroughTheHost, WindowsPastTheirResolutionsRetentionAreDeleted) {
       << "the 10-second windows still hold " << sum_over_3h(10);
   EXPECT_EQ(sum_over_3h(60), 5) << "the 1-minute windows lost what they keep for a week";
   EXPECT_EQ(sum_over_3h(3600), 5);
+}
+
+// PostgreSQL going away: once a flush fails, Record and Export answer UNAVAILABLE (clients
+// retry); acknowledged data waits in memory and is stored when the server is back.
+TEST_P(MetricsThroughTheHost, WhileTheStoreIsDownNewDataIsUnavailableAndNothingAcknowledgedIsLost) {
+  if (GetParam() != "postgresql") GTEST_SKIP() << "the store is taken away through a relay to PostgreSQL";
+  const std::string url = std::getenv("GAMEVERSE_TEST_POSTGRES_URL");
+  // postgresql://user@127.0.0.1:PORT/db: the same through the relay.
+  const size_t colon = url.rfind(':');
+  const size_t slash = url.find('/', colon);
+  CuttableRelay relay(std::stoi(url.substr(colon + 1, slash - colon - 1)));
+  store_ = "[store]\nbackend = \"postgresql\"\npostgresql_url = \"" + url.substr(0, colon + 1) +
+           std::to_string(relay.port()) + url.substr(slash) + "\"\n";
+  start("max_measurements_per_player_per_minute = 1000000\n");
+  const std::string metric = name("while_down");
+  int64_t acked = 0;
+  ASSERT_TRUE(record({counter(metric, 1)}).ok());
+  ++acked;
+  relay.cut();
+  grpc::Status refused;
+  // The next flush of a closed window finds the store gone.
+  ASSERT_TRUE(eventually(
+      [&] {
+        refused = record({counter(metric, 1)});
+        if (refused.ok()) ++acked;
+        return refused.error_code() == grpc::StatusCode::UNAVAILABLE;
+      },
+      std::chrono::seconds(60)))
+      << refused.error_message();
+  EXPECT_CONTAINS(refused.error_message(), "the metrics store is unavailable");
+  collector::ExportMetricsServiceRequest request;
+  otlp::Metric* m = request.add_resource_metrics()->add_scope_metrics()->add_metrics();
+  m->set_name(name("while_down_gauge"));
+  m->mutable_gauge()->add_data_points()->set_as_double(1);
+  m->mutable_gauge()->mutable_data_points(0)->set_time_unix_nano(now_ns());
+  collector::ExportMetricsServiceResponse reply;
+  EXPECT_EQ(export_metrics(request, &reply).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  relay.restore();
+  ASSERT_TRUE(eventually([&] { return record({counter(metric, 1)}).ok(); }, std::chrono::seconds(60)))
+      << "the service did not take data again after the store came back";
+  ++acked;
+  EXPECT_EQ(total(ask(metric, pb::AGGREGATION_SUM)), acked);
+  ASSERT_EQ(host_->stop(), 0);
+  start();
+  EXPECT_EQ(total(ask(metric, pb::AGGREGATION_SUM)), acked) << "acknowledged data was not stored";
 }
 
 // A client nobody here wrote: OpenTelemetry's Node.js SDK and its OTLP/gRPC exporter, whose
