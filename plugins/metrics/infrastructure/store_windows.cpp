@@ -112,24 +112,31 @@ std::vector<WindowEntry> StoreWindows::read(size_t resolution, const std::string
 
 size_t StoreWindows::erase_before(size_t resolution, const std::string& metric, int64_t cutoff_s) const {
   if (cutoff_s <= 0) return 0;
+  // Keys of a metric sort by window start: the oldest come first, and the first key at or past
+  // the cutoff ends the walk (usually the first key of all: one listing per metric).
+  const std::string prefix = metric + "|";
+  const std::string cutoff_key = prefix + padded_time(cutoff_s);
   size_t erased = 0;
-  for (const std::string& prefix : decimal_prefixes(0, cutoff_s - 1)) {
+  for (;;) {
     sdk::Store::Query query;
     query.collection = resolutions_.at(resolution).collection;
-    query.key_prefix = metric + "|" + prefix;
+    query.key_prefix = prefix;
     query.limit = static_cast<uint32_t>(kBatchWrites);
-    for (;;) {
-      // Deleted keys no longer list: each round reads the first page again.
-      auto page = store_.list(query);
-      if (page.objects.empty()) break;
-      sdk::Store::Batch batch;
-      for (const auto& o : page.objects) batch.erase(query.collection, o.key);
-      store_.commit(batch);
-      erased += page.objects.size();
-      if (page.next_cursor.empty()) break;
+    const auto page = store_.list(query);
+    sdk::Store::Batch batch;
+    bool reached_cutoff = false;
+    for (const auto& o : page.objects) {
+      if (o.key >= cutoff_key) {
+        reached_cutoff = true;
+        break;
+      }
+      batch.erase(query.collection, o.key);
     }
+    if (!batch.empty()) store_.commit(batch);
+    erased += batch.size();
+    // Deleted keys no longer list: the next round reads the first page again.
+    if (reached_cutoff || batch.empty() || page.next_cursor.empty()) return erased;
   }
-  return erased;
 }
 
 std::vector<Family> StoreWindows::families() const {
