@@ -108,6 +108,16 @@ class Metric {
     }
     api_->metric_record(self_, id_, labels, n, value);
   }
+  // The same with label values known only at run time; at most 16 are passed.
+  void record_values(double value, const std::vector<std::string>& label_values) const {
+    gv_bytes labels[16];
+    size_t n = 0;
+    for (const std::string& v : label_values) {
+      if (n == 16) break;
+      labels[n++] = detail::bytes(v);
+    }
+    api_->metric_record(self_, id_, labels, n, value);
+  }
 
  private:
   const gv_host_api* api_ = nullptr;
