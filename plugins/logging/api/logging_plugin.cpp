@@ -152,7 +152,9 @@ struct Tail {
   sdk::ServerStream<pb::LogEntry> stream;
   std::optional<Position> after;  // the replay's place
   std::mutex mu;
-  bool replaying = true;
+  bool replaying = true;                    // from a cursor, or catching up: announcements wait
+  bool live = false;                        // the replay from the cursor is over (or there was none)
+  std::vector<std::string> catch_up;        // resumed live: recent chunks it may not have had yet
   bool ended = false;                       // finished, or detached: nothing more is written
   std::vector<std::string> waiting;         // announced while replaying
   std::set<std::string> replayed;           // chunks the replay read that live announcements may name
@@ -398,6 +400,7 @@ class LoggingPlugin final : public sdk::Plugin {
     if (request.cursor().empty()) {
       std::lock_guard lock(tail->mu);
       tail->replaying = false;
+      tail->live = true;
     } else {
       start_replay(tail);
     }
@@ -423,22 +426,33 @@ class LoggingPlugin final : public sdk::Plugin {
       start_replay(tail);
       return std::make_unique<TailSession>(*this, tail);
     }
-    {
-      std::lock_guard lock(tail->mu);
-      tail->replaying = false;
-    }
-    register_tail(tail);
+    // Until the recent chunks are out, new ones wait behind them (the tail is "replaying").
     std::vector<std::string> recent(state.announced().begin(), state.announced().end());
     {
       std::lock_guard lock(recent_mu_);
       recent.insert(recent.end(), recent_.begin(), recent_.end());
     }
-    host_.run_blocking([this, tail, recent] {
-      for (const std::string& key : recent) {
-        std::optional<StoredChunk> chunk = repository_.chunk(key);
-        if (chunk && !send_chunk(tail, *chunk)) return;
-      }
-    });
+    {
+      std::lock_guard lock(tail->mu);
+      tail->live = true;
+      tail->catch_up = recent;  // handed on again if the tail moves before it is through them
+    }
+    register_tail(tail);
+    try {
+      host_.run_blocking([this, tail, recent] {
+        try {
+          for (const std::string& key : recent) {
+            std::optional<StoredChunk> chunk = repository_.chunk(key);
+            if (chunk && !send_chunk(tail, *chunk)) return;
+          }
+        } catch (const sdk::Error& e) {
+          return close(tail, storage_error(e).status());
+        }
+        go_live(tail);
+      });
+    } catch (const sdk::Error& e) {
+      close(tail, e.status());
+    }
     return std::make_unique<TailSession>(*this, tail);
   }
 
@@ -450,8 +464,10 @@ class LoggingPlugin final : public sdk::Plugin {
       tail->ended = true;
       state.set_request(tail->request.SerializeAsString());
       if (tail->after) state.set_after_cursor(encode_cursor(*tail->after));
-      state.set_live(!tail->replaying);
+      state.set_live(tail->live);
       for (const std::string& key : tail->delivered_order) state.add_delivered(key);
+      for (const std::string& key : tail->catch_up) state.add_announced(key);
+      for (const std::string& key : tail->waiting) state.add_announced(key);
     }
     {
       std::lock_guard lock(recent_mu_);
@@ -559,21 +575,35 @@ class LoggingPlugin final : public sdk::Plugin {
     } catch (const sdk::Error& e) {
       return close(tail, storage_error(e).status());
     }
-    // What was announced meanwhile and the replay did not read goes out now, in order.
+    {
+      std::lock_guard lock(tail->mu);
+      tail->live = true;
+    }
+    go_live(tail);
+  }
+
+  // What was announced while the tail replayed, and the replay did not read, goes out now, in
+  // order; then the tail takes announcements as they come.
+  void go_live(const std::shared_ptr<Tail>& tail) {
     for (;;) {
       std::vector<std::string> waiting;
       {
         std::lock_guard lock(tail->mu);
         if (tail->waiting.empty()) {
           tail->replaying = false;
+          tail->catch_up.clear();
           return;
         }
         waiting.swap(tail->waiting);
       }
-      for (const std::string& key : waiting) {
-        if (tail->replayed.contains(key)) continue;
-        std::optional<StoredChunk> chunk = repository_.chunk(key);
-        if (chunk && !send_chunk(tail, *chunk)) return;
+      try {
+        for (const std::string& key : waiting) {
+          if (tail->replayed.contains(key)) continue;
+          std::optional<StoredChunk> chunk = repository_.chunk(key);
+          if (chunk && !send_chunk(tail, *chunk)) return;
+        }
+      } catch (const sdk::Error& e) {
+        return close(tail, storage_error(e).status());
       }
     }
   }

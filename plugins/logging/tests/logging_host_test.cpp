@@ -419,7 +419,7 @@ TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAn
   for (;;) {
     ASSERT_TRUE(reader->Read(&entry)) << "the tail ended after " << seen.size() << " of " << sent.size()
                                       << " lines: " << reader->Finish().error_message();
-    EXPECT_TRUE(seen.insert(entry.body()).second) << entry.body() << " came twice";
+    EXPECT_TRUE(seen.insert(entry.body()).second) << entry.body() << " came twice (" << entry.cursor() << ")";
     if (entry.body() == "last") break;
   }
   // Every acknowledged line came, whichever generation stored it; no export failed.

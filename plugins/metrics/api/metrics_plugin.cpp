@@ -345,8 +345,9 @@ class MetricsPlugin final : public sdk::Plugin {
                              collector::ExportMetricsServiceResponse& reply) {
     return answer([&] {
       const sdk::Principal caller = context.principal();
+      // An OpenTelemetry sender is counted apart from the players who Record, even under one principal.
       const std::string sender =
-          caller.anonymous() ? "client:" + address_of(context.peer()) : "player:" + caller.user_id;
+          caller.anonymous() ? "client:" + address_of(context.peer()) : "otlp:" + caller.user_id;
       const std::vector<m::OtlpPoint> points = m::points_of(request, sender);
       charge(sender, static_cast<int64_t>(points.size()), max_per_client_, "client '" + sender + "'",
              "max_points_per_client_per_minute", "data points");

@@ -351,7 +351,8 @@ TEST_P(MetricsThroughTheHost, AFloodOfUniqueLabelsIsRefusedNamingTheLimitAndNotS
     a->mutable_value()->set_string_value(std::to_string(i));
   }
   collector::ExportMetricsServiceResponse reply;
-  ASSERT_TRUE(export_metrics(request, &reply).ok());
+  const grpc::Status exported = export_metrics(request, &reply);
+  ASSERT_TRUE(exported.ok()) << exported.error_message();
   EXPECT_EQ(reply.partial_success().rejected_data_points(), 3);
   EXPECT_CONTAINS(reply.partial_success().error_message(), "max_series_per_metric = 5");
   // The client's rate: 12 data points a minute, 8 used.
