@@ -35,3 +35,14 @@ TEST(SdkCallsBetweenServices, OutsideAHandlerTheDefaultCallFailsAndNamesTheChoic
 
 }  // namespace
 }  // namespace gameverse::sdk
+
+TEST(SdkCallContext, APeersAddressIsItWithoutThePort) {
+  using gameverse::sdk::detail::without_port;
+  EXPECT_EQ(without_port("ipv4:127.0.0.1:53211"), "ipv4:127.0.0.1");
+  EXPECT_EQ(without_port("ipv6:[::1]:8"), "ipv6:[::1]");
+  EXPECT_EQ(without_port("ipv6:%5B::1%5D:8"), "ipv6:%5B::1%5D");
+  EXPECT_EQ(without_port("ipv6:[::1]"), "ipv6:[::1]");
+  EXPECT_EQ(without_port("inproc:echo"), "inproc:echo");
+  EXPECT_EQ(without_port("unix:/run/gameverse.sock"), "unix:/run/gameverse.sock");
+  EXPECT_EQ(without_port("weird:"), "weird:");
+}

@@ -134,13 +134,11 @@ sdk::Error storage_error(const sdk::Error& e) {
                     "log storage is unavailable, retry later: " + std::string(e.what()));
 }
 
-// The address part of a gRPC peer ("ipv4:1.2.3.4:5" -> "ipv4:1.2.3.4").
+// Whom a sender's rate counts against: its principal, or without one its address.
 std::string client_of(const sdk::CallContext& context) {
   const sdk::Principal principal = context.principal();
   if (!principal.user_id.empty()) return "user:" + principal.user_id;
-  const std::string peer(context.peer());
-  const size_t colon = peer.rfind(':');
-  return colon == std::string::npos || colon < 5 ? peer : peer.substr(0, colon);
+  return std::string(context.peer_address());
 }
 
 // A live tail: replays from its cursor, then takes every chunk announced after it opened. Moves

@@ -89,12 +89,6 @@ m::Settings settings_from(const sdk::Host& host) {
   return s;
 }
 
-// "ipv4:127.0.0.1:5555" -> "ipv4:127.0.0.1": a client's address without its port.
-std::string address_of(std::string_view peer) {
-  const size_t colon = peer.rfind(':');
-  return std::string(colon == std::string_view::npos || colon < 5 ? peer : peer.substr(0, colon));
-}
-
 // Aggregates on the host's /metrics, each metric as prometheus_prefix + its name with its own
 // labels. A name the registry refuses (taken by another plugin) is logged once and not exposed.
 class HostExposition final : public m::Exposition {
@@ -281,7 +275,8 @@ class MetricsPlugin final : public sdk::Plugin {
         .config_int("max_measurements_per_player_per_minute", 6000,
                     "Measurements one signed-in player may record a minute", sdk::at_least(1))
         .config_int("max_points_per_client_per_minute", 600000,
-                    "OTLP data points one client address may export a minute", sdk::at_least(1))
+                    "OTLP data points one sender (its principal, else its address) may export a minute",
+                    sdk::at_least(1))
         .config_int("max_query_points", 11000, "Steps one query may return per series",
                     sdk::between(1, 1000000))
         .config_int("max_query_windows", 500000, "Stored windows one query may read", sdk::at_least(1))
@@ -347,7 +342,7 @@ class MetricsPlugin final : public sdk::Plugin {
       const sdk::Principal caller = context.principal();
       // An OpenTelemetry sender is counted apart from the players who Record, even under one principal.
       const std::string sender =
-          caller.anonymous() ? "client:" + address_of(context.peer()) : "otlp:" + caller.user_id;
+          caller.anonymous() ? "client:" + std::string(context.peer_address()) : "otlp:" + caller.user_id;
       const std::vector<m::OtlpPoint> points = m::points_of(request, sender);
       charge(sender, static_cast<int64_t>(points.size()), max_per_client_, "client '" + sender + "'",
              "max_points_per_client_per_minute", "data points");

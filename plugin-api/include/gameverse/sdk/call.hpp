@@ -26,6 +26,19 @@ struct Principal {
   bool anonymous() const { return user_id.empty(); }
 };
 
+namespace detail {
+// "ipv4:127.0.0.1:53211" -> "ipv4:127.0.0.1", "ipv6:[::1]:8" -> "ipv6:[::1]"; a peer that does not
+// end in a port number is returned whole.
+inline std::string_view without_port(std::string_view peer) {
+  const size_t colon = peer.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == peer.size()) return peer;
+  for (char c : peer.substr(colon + 1)) {
+    if (c < '0' || c > '9') return peer;
+  }
+  return peer.substr(0, colon);
+}
+}  // namespace detail
+
 // Read access to one call, valid while the handler that received it runs. While it lives it is
 // its thread's current call: Host::call made from the handler acts for that caller by default.
 class CallContext {
@@ -46,6 +59,9 @@ class CallContext {
   std::string_view method() const { return detail::view(detail::host_api()->call_method(call_)); }
   // The client's address, "ipv4:127.0.0.1:53211".
   std::string_view peer() const { return detail::view(detail::host_api()->call_peer(call_)); }
+  // The same without its port, "ipv4:127.0.0.1" or "ipv6:[::1]": the key for a per-client limit.
+  // A peer with no port ("inproc:echo") is returned whole.
+  std::string_view peer_address() const { return detail::without_port(peer()); }
 
   // Every value of request metadata `key` (lower case).
   std::vector<std::string_view> metadata(const char* key) const {
