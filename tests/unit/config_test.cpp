@@ -305,6 +305,10 @@ TEST(Config, PluginNamesAndThePluginDirectory) {
         "'" + std::string(name) + "' is not a plugin name (lower-case letters, digits and '-', at most 63)");
   }
   EXPECT_EQ(only_error("[[plugin]]\nname = \"auth:lock\"\n").message, plugin_name_refusal("auth:lock"));
+  for (const char* name : {"gameverse", "gameverse-health", "gameverse-x"}) {
+    EXPECT_EQ(plugin_name_refusal(name),
+              "'" + std::string(name) + "' is the host's own name; a plugin needs another");
+  }
   EXPECT_EQ(parse("").config->host.plugin_dir, "/etc/gv");
   EXPECT_EQ(parse("[host]\nplugin_dir = \"plugins/../lib\"\n").config->host.plugin_dir, "/etc/gv/lib");
 }

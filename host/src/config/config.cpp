@@ -471,6 +471,10 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
 
 std::string plugin_name_refusal(std::string_view name) {
   static const std::regex pattern("^[a-z0-9][a-z0-9-]{0,62}$");
+  // The host's own lines, calls and built-in services go by "gameverse" and "gameverse-...".
+  if (name == "gameverse" || name.starts_with("gameverse-")) {
+    return "'" + std::string(name) + "' is the host's own name; a plugin needs another";
+  }
   if (std::regex_match(name.begin(), name.end(), pattern)) return "";
   return "'" + std::string(name) + "' is not a plugin name (lower-case letters, digits and '-', at most 63)";
 }

@@ -160,7 +160,8 @@ struct Tail {
   std::set<std::string> delivered;
   int64_t opened_unix_nano = 0;
 
-  static constexpr size_t kDelivered = 1024;
+  static constexpr size_t kDelivered = 4096;  // as many as a generation remembers announced
+  uint64_t announced_from = 0;  // the first announcement after it opened (this generation's count)
   // Under mu: false when the chunk was sent already.
   bool first_delivery(const std::string& key) {
     if (!delivered.insert(key).second) return false;
@@ -232,6 +233,9 @@ class LoggingPlugin final : public sdk::Plugin {
 
   ~LoggingPlugin() override {
     sink_timer_.cancel();
+    // What waits for Elasticsearch goes now, once, within its timeout: a reload or a stop would
+    // lose it (it stays in the store). A sink that is backing off sends nothing.
+    if (sink_) sink_->flush();
     retention_timer_.cancel();
     announcements_.cancel();
     std::lock_guard lock(tails_mu_);
@@ -313,10 +317,11 @@ class LoggingPlugin final : public sdk::Plugin {
 
   sdk::Status export_logs(sdk::CallContext& context, const otlp::ExportLogsServiceRequest& request,
                           otlp::ExportLogsServiceResponse& reply) {
+    // The sender's rate is charged before anything is converted. The host's own shipping (its
+    // in-process peer) is not limited: it drops what it cannot queue.
+    if (context.peer() != "inproc:gameverse") over_rate(client_of(context), record_count(request));
     const int64_t now = now_unix_nano();
     OtlpRecords in = records_of(request, now);
-    // The host's own shipping comes from inside the process, never over the network.
-    if (!context.peer().starts_with("inproc:")) over_rate(client_of(context), in.records.size());
     AppendResult result = store(std::move(in.records), "otlp");
     const size_t refused = result.rejected + in.refused;
     if (refused > 0) {
@@ -346,15 +351,14 @@ class LoggingPlugin final : public sdk::Plugin {
     for (const pb::ClientLogEntry& e : request.entries()) {
       LogRecord r;
       // A client's clock is its own: what is far off is taken as now.
-      const int64_t skew = e.time_unix_nano() - now;
-      r.time_unix_nano = e.time_unix_nano() != 0 && skew < 5 * kNanosPerMinute && skew > -5 * kNanosPerMinute
-                             ? e.time_unix_nano()
-                             : now;
+      const int64_t t = e.time_unix_nano();
+      r.time_unix_nano = t > now - 5 * kNanosPerMinute && t < now + 5 * kNanosPerMinute ? t : now;
       r.observed_unix_nano = now;
       r.severity_number = std::clamp(e.severity_number(), 0, 24);
       r.severity_text = severity_name(r.severity_number);
       r.service = "game-client";
-      r.request_id = std::string(context.request_id());
+      // Not the call's request id: a client may name that itself (x-request-id), and then file its
+      // lines under another call's.
       r.body = e.body();
       r.attributes.push_back({"player", player});
       for (const pb::Attribute& a : e.attributes()) {
@@ -428,7 +432,7 @@ class LoggingPlugin final : public sdk::Plugin {
     std::vector<std::string> recent(state.announced().begin(), state.announced().end());
     {
       std::lock_guard lock(recent_mu_);
-      recent.insert(recent.end(), recent_.begin(), recent_.end());
+      for (const auto& [seq, key] : recent_) recent.push_back(key);
     }
     {
       std::lock_guard lock(tail->mu);
@@ -469,7 +473,10 @@ class LoggingPlugin final : public sdk::Plugin {
     }
     {
       std::lock_guard lock(recent_mu_);
-      for (const std::string& key : recent_) state.add_announced(key);
+      // Only what came after the tail opened: before, it was not the tail's to get.
+      for (const auto& [seq, key] : recent_) {
+        if (seq >= tail->announced_from) state.add_announced(key);
+      }
     }
     forget(tail);
     return state.SerializeAsString();
@@ -499,6 +506,10 @@ class LoggingPlugin final : public sdk::Plugin {
   }
 
   void register_tail(const std::shared_ptr<Tail>& tail) {
+    {
+      std::lock_guard lock(recent_mu_);
+      tail->announced_from = announced_seq_;
+    }
     std::lock_guard lock(tails_mu_);
     if (tails_.size() >= max_tails_) {
       throw sdk::Error(sdk::StatusCode::kResourceExhausted,
@@ -560,7 +571,13 @@ class LoggingPlugin final : public sdk::Plugin {
       for (;;) {
         if (tail->stream.cancelled())
           return close(tail, sdk::Status(sdk::StatusCode::kCancelled, "cancelled"));
-        Page page = service_.query(tail->filter, false, 500, tail->after);
+        std::optional<Position> after;
+        {
+          std::lock_guard lock(tail->mu);
+          if (tail->ended) return;  // detached or finished: the replay stops here
+          after = tail->after;
+        }
+        Page page = service_.query(tail->filter, false, 500, after);
         for (const Entry& entry : page.entries) {
           if (!send(tail, entry)) return;
           if (entry.position.time_unix_nano >= tail->opened_unix_nano - 10 * kNanosPerMinute) {
@@ -568,6 +585,7 @@ class LoggingPlugin final : public sdk::Plugin {
           }
         }
         if (!page.next) break;
+        std::lock_guard lock(tail->mu);
         tail->after = page.next;
       }
     } catch (const sdk::Error& e) {
@@ -613,7 +631,8 @@ class LoggingPlugin final : public sdk::Plugin {
       std::lock_guard lock(recent_mu_);
       for (size_t start = 0; start < payload.size();) {
         const size_t end = std::min(payload.find('\n', start), payload.size());
-        if (end > start) recent_.emplace_back(payload.substr(start, end - start));
+        if (end > start)
+          recent_.emplace_back(announced_seq_++, std::string(payload.substr(start, end - start)));
         start = end + 1;
       }
       while (recent_.size() > kRecentChunks) recent_.pop_front();
@@ -782,7 +801,8 @@ class LoggingPlugin final : public sdk::Plugin {
   sdk::Metric stored_, refused_, retention_dropped_, tails_open_;
   static constexpr size_t kRecentChunks = 4096;
   std::mutex recent_mu_;
-  std::deque<std::string> recent_;
+  std::deque<std::pair<uint64_t, std::string>> recent_;  // (announcement number, chunk key)
+  uint64_t announced_seq_ = 0;
   static constexpr size_t kPendingAnnouncements = 10000;
   std::deque<std::string> pending_;  // announcements the tails have not been fed yet
   bool feeding_ = false;             // feed_tails is queued or running

@@ -13,6 +13,15 @@ namespace {
 
 // Nested arrays and maps deeper than this are cut: their text says so.
 constexpr int kMaxDepth = 8;
+// What a resource's and a scope's attributes may come to: they are copied into each record.
+constexpr size_t kMaxSharedBytes = 16 * 1024;
+constexpr size_t kMaxSharedBytesTimesRecords = 64 * 1024 * 1024;
+
+size_t attribute_bytes(const LogRecord& r) {
+  size_t n = r.service.size() + r.host.size() + r.plugin.size() + r.request_id.size();
+  for (const Attribute& a : r.attributes) n += a.key.size() + a.value.size();
+  return n;
+}
 
 nlohmann::json json_of(const common::AnyValue& value, int depth) {
   if (depth > kMaxDepth) return "(nested too deep)";
@@ -82,6 +91,16 @@ std::string any_value_text(const common::AnyValue& value) {
   return json_of(value, 0).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+size_t record_count(const opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest& request) {
+  size_t n = 0;
+  for (const otlp_logs::ResourceLogs& resource_logs : request.resource_logs()) {
+    for (const otlp_logs::ScopeLogs& scope_logs : resource_logs.scope_logs()) {
+      n += static_cast<size_t>(scope_logs.log_records_size());
+    }
+  }
+  return n;
+}
+
 OtlpRecords records_of(const opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest& request,
                        int64_t now_unix_nano) {
   OtlpRecords out;
@@ -92,6 +111,16 @@ OtlpRecords records_of(const opentelemetry::proto::collector::logs::v1::ExportLo
     for (const otlp_logs::ScopeLogs& scope_logs : resource_logs.scope_logs()) {
       LogRecord scope = resource;  // and the scope's, as the host ships a plugin's lines
       for (const common::KeyValue& kv : scope_logs.scope().attributes()) take(scope, kv);
+      const size_t shared = attribute_bytes(scope) + scope_logs.scope().name().size();
+      const auto records = static_cast<size_t>(scope_logs.log_records_size());
+      if (shared > kMaxSharedBytes || shared * records > kMaxSharedBytesTimesRecords) {
+        out.refused += records;
+        out.refused_reason = "a resource's and scope's attributes of " + std::to_string(shared) +
+                             " bytes on " + std::to_string(records) + " records: at most " +
+                             std::to_string(kMaxSharedBytes) + " bytes, and " +
+                             std::to_string(kMaxSharedBytesTimesRecords) + " over all the records";
+        continue;
+      }
       const std::string& scope_name = scope_logs.scope().name();
       const bool name_scope = !scope_name.empty() && scope_name != scope.plugin && scope_name != "gameverse";
       for (const otlp_logs::LogRecord& in : scope_logs.log_records()) {

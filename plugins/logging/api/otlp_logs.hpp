@@ -18,6 +18,9 @@ struct OtlpRecords {
   std::string refused_reason;
 };
 
+// How many records a request holds, before any is converted (for the sender's rate).
+size_t record_count(const opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest& request);
+
 OtlpRecords records_of(const opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest& request,
                        int64_t now_unix_nano);
 

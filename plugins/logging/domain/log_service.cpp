@@ -111,8 +111,20 @@ AppendResult LogService::append(std::vector<LogRecord> records, std::vector<LogR
       continue;
     }
     const int minute = static_cast<int>((record.time_unix_nano % kNanosPerHour) / kNanosPerMinute);
-    groups[{severity_family(record.severity_number), hour_of(record.time_unix_nano), minute}].push_back(
-        std::move(record));
+    auto key =
+        std::make_tuple(severity_family(record.severity_number), hour_of(record.time_unix_nano), minute);
+    auto group = groups.find(key);
+    if (group == groups.end()) {
+      // Each (severity, minute) is a chunk of its own: a batch spread thin costs a write a record.
+      if (groups.size() == settings_.max_groups_per_append) {
+        ++result.rejected;
+        ++reasons["spread over more than " + std::to_string(settings_.max_groups_per_append) +
+                  " minutes and severities in one batch"];
+        continue;
+      }
+      group = groups.emplace(std::move(key), std::vector<LogRecord>()).first;
+    }
+    group->second.push_back(std::move(record));
     ++result.accepted;
   }
   if (!reasons.empty()) {
@@ -126,14 +138,9 @@ AppendResult LogService::append(std::vector<LogRecord> records, std::vector<LogR
   AppendBatch batch;
   std::map<std::pair<std::string, int>, SizeEntry> totals = slot.totals;
   std::set<std::string> request_refs;
-  std::vector<std::string> new_markers;
   for (auto& [where, group] : groups) {
     const auto& [family, hour, minute] = where;
     const std::string marker = marker_key(hour, minute, family);
-    {
-      std::lock_guard lock(markers_mu_);
-      if (!known_markers_.contains(marker)) new_markers.push_back(marker);
-    }
     SizeEntry& total = totals[{hour, family}];
     total.key = size_key(hour, family, slot.writer);
     size_t start = 0;
@@ -155,10 +162,10 @@ AppendResult LogService::append(std::vector<LogRecord> records, std::vector<LogR
       total.records += static_cast<int64_t>(chunk.records.size());
       result.chunk_keys.push_back(chunk.key);
       batch.chunks.push_back(std::move(chunk));
+      batch.markers.push_back(marker);
     }
     batch.sizes.push_back(total);
   }
-  batch.markers = new_markers;
   batch.request_refs.assign(request_refs.begin(), request_refs.end());
   repository_.append(batch);  // throws: nothing stored, the slot's totals unchanged
   slot.totals = std::move(totals);
@@ -166,8 +173,6 @@ AppendResult LogService::append(std::vector<LogRecord> records, std::vector<LogR
     for (const StoredChunk& chunk : batch.chunks)
       stored->insert(stored->end(), chunk.records.begin(), chunk.records.end());
   }
-  std::lock_guard lock(markers_mu_);
-  known_markers_.insert(new_markers.begin(), new_markers.end());
   return result;
 }
 
@@ -183,6 +188,50 @@ std::vector<Entry> LogService::matching(const StoredChunk& chunk, const LogFilte
   std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.position < b.position; });
   return out;
 }
+
+namespace {
+
+// The first `page_size` entries in the query's order, kept as they stream in: memory stays
+// about twice the page, however many records a minute holds.
+class Best {
+ public:
+  Best(size_t page_size, bool newest_first) : page_size_(page_size), newest_first_(newest_first) {}
+  void offer(Entry entry) {
+    entries_.push_back(std::move(entry));
+    if (entries_.size() >= 2 * page_size_ + 64) trim();
+  }
+  std::vector<Entry> take() {
+    trim();
+    return std::move(entries_);
+  }
+
+ private:
+  void trim() {
+    const auto order = [this](const Entry& a, const Entry& b) {
+      return before(a.position, b.position, newest_first_);
+    };
+    if (entries_.size() > page_size_) {
+      std::nth_element(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(page_size_),
+                       entries_.end(), order);
+      entries_.resize(page_size_);
+    }
+    std::sort(entries_.begin(), entries_.end(), order);
+  }
+  size_t page_size_;
+  bool newest_first_;
+  std::vector<Entry> entries_;
+};
+
+// Whether a cursor leaves nothing of the minute [begin, end) to read, in the query's order.
+bool minute_done(const Position& after, int64_t begin, int64_t end, bool newest_first) {
+  // A scan's place between minutes has an empty chunk key (newest first: before `begin`) or "~"
+  // (oldest first: after `end - 1`).
+  if (newest_first)
+    return begin > after.time_unix_nano || (begin == after.time_unix_nano && after.chunk_key.empty());
+  return end - 1 < after.time_unix_nano || (end - 1 == after.time_unix_nano && after.chunk_key == "~");
+}
+
+}  // namespace
 
 Page LogService::query(const LogFilter& filter, bool newest_first, size_t page_size,
                        const std::optional<Position>& after) {
@@ -201,13 +250,11 @@ Page LogService::query(const LogFilter& filter, bool newest_first, size_t page_s
 
   Page page;
   size_t scanned = 0;
+  size_t minutes_read = 0;
   for (const std::string& hour : ordered) {
     const int64_t hour_begin = *hour_start(hour);
     if (hour_begin >= hi || hour_begin + kNanosPerHour <= lo) continue;
-    if (after && (newest_first ? hour_begin > after->time_unix_nano
-                               : hour_begin + kNanosPerHour <= after->time_unix_nano)) {
-      continue;
-    }
+    if (after && minute_done(*after, hour_begin, hour_begin + kNanosPerHour, newest_first)) continue;
     std::map<int, std::vector<int>> minutes;  // minute -> families stored there
     for (const std::string& key : repository_.markers(hour + "/")) {
       if (std::optional<MarkerKey> m = parse_marker_key(key);
@@ -221,31 +268,28 @@ Page LogService::query(const LogFilter& filter, bool newest_first, size_t page_s
       const int64_t begin = hour_begin + minute * kNanosPerMinute;
       const int64_t end = begin + kNanosPerMinute;
       if (begin >= hi || end <= lo) continue;
-      if (after && (newest_first ? begin > after->time_unix_nano : end <= after->time_unix_nano)) continue;
-      std::vector<Entry> found;
+      if (after && minute_done(*after, begin, end, newest_first)) continue;
+      // A minute is read whole, so that its records come in order; only the page's worth is kept.
+      Best best(page_size - page.entries.size(), newest_first);
       for (int family : families) {
         repository_.chunks(chunk_prefix(family, hour, minute), [&](StoredChunk&& chunk) {
           scanned += chunk.records.size();
           for (size_t i = 0; i < chunk.records.size(); ++i) {
             Position p{chunk.records[i].time_unix_nano, chunk.key, static_cast<int64_t>(i)};
             if (after && !before(*after, p, newest_first)) continue;
-            if (matches(filter, chunk.records[i]))
-              found.push_back({std::move(p), std::move(chunk.records[i])});
+            if (matches(filter, chunk.records[i])) best.offer({std::move(p), std::move(chunk.records[i])});
           }
           return true;
         });
       }
-      std::sort(found.begin(), found.end(),
-                [&](const Entry& a, const Entry& b) { return before(a.position, b.position, newest_first); });
-      for (Entry& entry : found) {
-        page.entries.push_back(std::move(entry));
-        if (page.entries.size() == page_size) {
-          page.next = page.entries.back().position;
-          return page;
-        }
+      ++minutes_read;
+      for (Entry& entry : best.take()) page.entries.push_back(std::move(entry));
+      if (page.entries.size() == page_size) {
+        page.next = page.entries.back().position;
+        return page;
       }
-      if (scanned >= settings_.max_scan_records) {
-        // Answer with what was found; the next call goes on from this minute's edge.
+      if (scanned >= settings_.max_scan_records || minutes_read >= settings_.max_scan_minutes) {
+        // Answer with what was found; the next call goes on after this minute.
         page.next = newest_first ? Position{begin, "", -1}
                                  : Position{end - 1, "~", std::numeric_limits<int64_t>::max()};
         return page;
@@ -257,7 +301,7 @@ Page LogService::query(const LogFilter& filter, bool newest_first, size_t page_s
 
 Page LogService::query_by_request(const LogFilter& filter, bool newest_first, size_t page_size,
                                   const std::optional<Position>& after) {
-  std::vector<Entry> found;
+  Best best(page_size + 1, newest_first);  // one more tells whether there is a next page
   for (const std::string& ref : repository_.request_refs(filter.request_id, settings_.max_request_chunks)) {
     const std::string_view key = std::string_view(ref).substr(filter.request_id.size() + 1);
     std::optional<StoredChunk> chunk = repository_.chunk(key);
@@ -265,17 +309,15 @@ Page LogService::query_by_request(const LogFilter& filter, bool newest_first, si
     for (size_t i = 0; i < chunk->records.size(); ++i) {
       Position p{chunk->records[i].time_unix_nano, chunk->key, static_cast<int64_t>(i)};
       if (after && !before(*after, p, newest_first)) continue;
-      if (matches(filter, chunk->records[i])) found.push_back({std::move(p), std::move(chunk->records[i])});
+      if (matches(filter, chunk->records[i])) best.offer({std::move(p), std::move(chunk->records[i])});
     }
   }
-  std::sort(found.begin(), found.end(),
-            [&](const Entry& a, const Entry& b) { return before(a.position, b.position, newest_first); });
   Page page;
-  if (found.size() > page_size) {
-    found.resize(page_size);
-    page.next = found.back().position;
+  page.entries = best.take();
+  if (page.entries.size() > page_size) {
+    page.entries.resize(page_size);
+    page.next = page.entries.back().position;
   }
-  page.entries = std::move(found);
   return page;
 }
 
@@ -298,8 +340,11 @@ RetentionReport LogService::enforce_retention() {
   }
   if (settings_.max_stored_bytes > 0 && kept > settings_.max_stored_bytes) {
     std::vector<std::pair<std::string, int>> candidates;
+    // Never the hour records are being written to: what arrives while it is dropped would be lost.
+    const std::string current = hour_of(now);
     for (const auto& [where, size] : bytes) {
-      if (std::find(drop.begin(), drop.end(), where) == drop.end()) candidates.push_back(where);
+      if (where.first < current && std::find(drop.begin(), drop.end(), where) == drop.end())
+        candidates.push_back(where);
     }
     // The least severe first, and of those the oldest.
     std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
@@ -371,8 +416,6 @@ RetentionReport LogService::drop_hour(const std::string& hour, int family) {
     std::lock_guard lock(slot.mu);
     slot.totals.erase({hour, family});
   }
-  std::lock_guard lock(markers_mu_);
-  for (const std::string& marker : markers) known_markers_.erase(marker);
   return report;
 }
 

@@ -28,8 +28,10 @@ struct LogSettings {
   size_t max_attributes = 64;                   // more are left out, and the record says so
   size_t max_attribute_bytes = 4096;            // per key and value
   int64_t max_future_ns = 5 * kNanosPerMinute;  // records further ahead are refused
-  size_t max_scan_records = 200'000;            // a query reads at most this many before it answers
-  size_t max_request_chunks = 10'000;
+  size_t max_scan_records = 200'000;            // a query reads this many (whole minutes) and answers
+  size_t max_scan_minutes = 2'000;              // and lists at most this many minutes
+  size_t max_request_chunks = 1'000;            // chunks a request id's query reads at most
+  size_t max_groups_per_append = 256;  // (severity, minute) pairs one append may touch; more are refused
   std::array<int64_t, kFamilies> max_age_ns{};  // per severity family; records older are refused and dropped
   int64_t max_stored_bytes = 0;  // 0: no bound; above it the least severe, oldest hours go first
 };
@@ -103,8 +105,6 @@ class LogService {
   std::function<int64_t()> now_;
   std::atomic<uint64_t> next_chunk_{1};
   std::array<Slot, 4> slots_;
-  std::mutex markers_mu_;
-  std::set<std::string> known_markers_;  // markers this service wrote or saw
 };
 
 }  // namespace gameverse::logging

@@ -24,10 +24,11 @@ struct SizeEntry {
   int64_t records = 0;
 };
 
-// Written all together or not at all.
+// Written all together or not at all, where the store takes it in one batch; else each chunk
+// with its marker (markers[i] is chunks[i]'s), so no chunk is ever stored unseen.
 struct AppendBatch {
   std::vector<StoredChunk> chunks;
-  std::vector<std::string> markers;       // minutes keys, created if absent
+  std::vector<std::string> markers;       // minutes keys, one per chunk, written every time
   std::vector<std::string> request_refs;  // requests keys
   std::vector<SizeEntry> sizes;           // replace the writer's own entries
 };

@@ -94,21 +94,22 @@ void StoreLogRepository::append(const AppendBatch& batch) {
   }
   if (!refs.empty()) store_.commit(refs);
 
-  // Chunks before the markers and sizes that make them visible, so a failure between two slices
-  // leaves nothing half seen.
+  // Each chunk with its marker, in one batch or the same slice; the writer's sizes last.
   sdk::Store::Batch writes;
-  auto add = [&](auto&&... args) {
-    writes.put(std::forward<decltype(args)>(args)...);
-    if (writes.size() == kBatchWrites) {
+  auto room_for = [&](size_t n) {
+    if (writes.size() + n > kBatchWrites) {
       store_.commit(writes);
       writes = sdk::Store::Batch();
     }
   };
-  for (const StoredChunk& chunk : batch.chunks)
-    add("chunks", chunk.key, encode_chunk(chunk), sdk::Store::kCreateOnly);
-  for (const std::string& marker : batch.markers) add("minutes", marker, std::string());
+  for (size_t i = 0; i < batch.chunks.size(); ++i) {
+    room_for(2);
+    writes.put("chunks", batch.chunks[i].key, encode_chunk(batch.chunks[i]), sdk::Store::kCreateOnly);
+    writes.put("minutes", batch.markers.at(i), std::string());
+  }
   for (const SizeEntry& size : batch.sizes) {
-    add("sizes", size.key, std::to_string(size.bytes) + " " + std::to_string(size.records));
+    room_for(1);
+    writes.put("sizes", size.key, std::to_string(size.bytes) + " " + std::to_string(size.records));
   }
   if (!writes.empty()) store_.commit(writes);
 }

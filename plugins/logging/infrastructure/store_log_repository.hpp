@@ -13,7 +13,8 @@ class StoreLogRepository final : public LogRepository {
  public:
   explicit StoreLogRepository(sdk::Store store) : store_(store) {}
   // Request references go first, in batches of their own: one whose chunk never came is skipped
-  // by queries. Then the chunks, markers and sizes, together when they fit in one store batch.
+  // by queries. Then the chunks, each with its marker, and the sizes: one store batch when they
+  // fit, else slices of the store's 500 writes.
   void append(const AppendBatch& batch) override;
   void erase(const EraseBatch& batch) override;
   std::vector<std::string> markers(std::string_view prefix) override;

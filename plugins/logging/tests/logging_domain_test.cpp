@@ -26,6 +26,7 @@ LogRecord record(int64_t time, int32_t severity, std::string body, std::string s
 LogSettings settings() {
   LogSettings s;
   s.max_age_ns.fill(30 * 24 * kNanosPerHour);
+  s.max_groups_per_append = 100000;
   return s;
 }
 
@@ -43,6 +44,8 @@ class LogServiceTest : public ::testing::Test {
       Page page = s.query(filter, newest_first, page_size, after);
       for (Entry& e : page.entries) out.push_back(std::move(e));
       if (!page.next) return out;
+      EXPECT_NE(page.next, after) << "a page gave back the cursor it was asked with";
+      if (page.next == after) return out;
       after = page.next;
     }
     ADD_FAILURE() << "the pages never ended";
@@ -129,6 +132,38 @@ TEST_F(LogServiceTest, AScanBoundAnswersPartPagesThatStillReachTheEnd) {
   const std::vector<Entry> got = all(filter, false, 10, bounded);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].record.body, "needle");
+}
+
+TEST_F(LogServiceTest, AMinuteOverTheScanBoundIsReadWholeAndPagingGoesOnInEitherOrder) {
+  LogSettings s = settings();
+  s.max_scan_records = 10;
+  s.chunk_records = 7;
+  LogService bounded(repository, s, "eee", [this] { return now; });
+  std::vector<LogRecord> batch;
+  for (int i = 0; i < 100; ++i) batch.push_back(record(kSevenOClock + i, 9, "busy " + std::to_string(i)));
+  batch.push_back(record(kSevenOClock + kNanosPerMinute, 9, "next minute"));
+  ASSERT_EQ(bounded.append(batch).accepted, 101u);
+  for (bool newest_first : {true, false}) {
+    const std::vector<Entry> got = all({}, newest_first, 3, bounded);
+    ASSERT_EQ(got.size(), 101u) << newest_first;
+    EXPECT_EQ(got[newest_first ? 0 : 100].record.body, "next minute");
+    EXPECT_EQ(got[newest_first ? 100 : 0].record.body, "busy 0");
+  }
+}
+
+TEST_F(LogServiceTest, ABatchSpreadOverTooManyMinutesIsRefusedPastTheBound) {
+  LogSettings s = settings();
+  s.max_groups_per_append = 4;
+  LogService bounded(repository, s, "fff", [this] { return now; });
+  std::vector<LogRecord> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(record(kSevenOClock + i * kNanosPerMinute, 9, "spread"));
+  batch.push_back(record(kSevenOClock, 9, "same minute as the first"));
+  const AppendResult result = bounded.append(batch);
+  EXPECT_EQ(result.accepted, 5u);
+  EXPECT_EQ(result.rejected, 6u);
+  EXPECT_NE(result.rejected_reason.find("more than 4 minutes and severities"), std::string::npos)
+      << result.rejected_reason;
+  EXPECT_EQ(repository.chunk_map.size(), 4u);
 }
 
 TEST_F(LogServiceTest, FiltersSelectBySeverityServicePluginRequestAttributeAndText) {
@@ -248,6 +283,12 @@ TEST_F(LogServiceTest, OverTheSizeBoundTheLeastSevereOldestHoursGoFirst) {
   std::vector<std::string> left;
   for (const Entry& e : all({}, false, 10, bounded)) left.push_back(e.record.body);
   EXPECT_EQ(left, (std::vector<std::string>{"error 1", "error 2"}));
+  // The hour being written to is never dropped, however far over the bound.
+  bounded.append({record(now, 5, "debug now")});
+  bounded.enforce_retention();
+  left.clear();
+  for (const Entry& e : all({}, false, 10, bounded)) left.push_back(e.record.body);
+  EXPECT_EQ(left.back(), "debug now");
 }
 
 TEST_F(LogServiceTest, ChunksHoldAtMostTheirRecordCountAndOneMinuteOfOneSeverity) {

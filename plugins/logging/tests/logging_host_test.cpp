@@ -137,7 +137,7 @@ TEST_P(LoggingThroughTheHost, OtlpRecordsComeBackThroughQueryWithEveryField) {
   attribute->mutable_value()->set_int_value(42);
   auto* request_id = record->add_attributes();
   request_id->set_key("gameverse.request_id");
-  request_id->mutable_value()->set_string_value("req-42");
+  request_id->mutable_value()->set_string_value("req-" + service_);  // the PostgreSQL store is shared
   // One record from far in the future: refused, and the answer says so as OTLP's partial success.
   auto* ahead = request.mutable_resource_logs(0)->mutable_scope_logs(0)->add_log_records();
   ahead->set_time_unix_nano(static_cast<uint64_t>(now_unix_nano() + 3'600'000'000'000));
@@ -159,13 +159,13 @@ TEST_P(LoggingThroughTheHost, OtlpRecordsComeBackThroughQueryWithEveryField) {
   EXPECT_EQ(crashed[0].body(), "match crashed");
   EXPECT_EQ(crashed[0].service(), service_);
   EXPECT_EQ(crashed[0].trace_id(), "0102030405060708090a0b0c0d0e0f10");
-  EXPECT_EQ(crashed[0].request_id(), "req-42");
+  EXPECT_EQ(crashed[0].request_id(), "req-" + service_);
   bool has_match_id = false;
   for (const auto& a : crashed[0].attributes()) has_match_id |= a.key() == "match.id" && a.value() == "42";
   EXPECT_TRUE(has_match_id);
 
   pb::LogFilter by_request;
-  by_request.set_request_id("req-42");
+  by_request.set_request_id("req-" + service_);
   EXPECT_EQ(query(by_request).size(), 1u);
   pb::LogFilter by_text = mine();
   by_text.set_text("JOINED");
@@ -318,10 +318,12 @@ TEST_P(LoggingThroughTheHost, ASenderOverItsRateIsToldToRetryAndNothingIsStored)
 TEST_P(LoggingThroughTheHost, OverTheSizeBoundRetentionDropsTheLeastSevereFirst) {
   ASSERT_NO_FATAL_FAILURE(host_->stop());
   start("max_stored_mb = 1\nretention_interval_s = 1\n");
-  ASSERT_TRUE(send(request_of({{17, "an error to keep"}})).ok());
+  // An hour ago: the hour records are written to now is never dropped.
+  const int64_t hour_ago = now_unix_nano() - 3'600'000'000'000;
+  ASSERT_TRUE(send(request_of({{17, "an error to keep"}}, hour_ago)).ok());
   const std::string filler(8000, 'd');
   for (int batch = 0; batch < 3; ++batch) {
-    ASSERT_TRUE(send(request_of(std::vector<std::pair<int, std::string>>(60, {5, filler}))).ok());
+    ASSERT_TRUE(send(request_of(std::vector<std::pair<int, std::string>>(60, {5, filler}), hour_ago)).ok());
   }
   EXPECT_TRUE(eventually([&] {
     for (const pb::LogEntry& e : query(mine())) {
@@ -374,6 +376,8 @@ TEST_P(LoggingThroughTheHost, AReloadUnderIngestLosesNothingAcknowledged) {
 }
 
 TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAndNoRepeat) {
+  // Stored before the tail opened: never the tail's to get, before or after a reload.
+  ASSERT_TRUE(send(request_of({{9, "old 1"}, {9, "old 2"}, {9, "old 3"}})).ok());
   grpc::ClientContext context;
   as_operator(context);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -420,6 +424,7 @@ TEST_P(LoggingThroughTheHost, ALiveTailMovesThroughAReloadOfThePluginWithNoGapAn
     ASSERT_TRUE(reader->Read(&entry)) << "the tail ended after " << seen.size() << " of " << sent.size()
                                       << " lines: " << reader->Finish().error_message();
     EXPECT_TRUE(seen.insert(entry.body()).second) << entry.body() << " came twice (" << entry.cursor() << ")";
+    EXPECT_FALSE(entry.body().starts_with("old")) << entry.body() << " was stored before the tail opened";
     if (entry.body() == "last") break;
   }
   // Every acknowledged line came, whichever generation stored it; no export failed.
@@ -463,6 +468,44 @@ TEST_P(LoggingThroughTheHost, StoredRecordsReachElasticsearchInTheBulkFormatAfte
       << " requests";
   std::sort(messages.begin(), messages.end());
   EXPECT_EQ(messages, (std::vector<std::string>{"an error for Kibana", "to the search engine"}));
+}
+
+TEST_P(LoggingThroughTheHost, ResourceAttributesThatWouldBeCopiedIntoEveryRecordAreBounded) {
+  ExportLogsServiceRequest request = request_of({{9, "a"}, {9, "b"}, {9, "c"}});
+  auto* big = request.mutable_resource_logs(0)->mutable_resource()->add_attributes();
+  big->set_key("k8s.pod.annotations");
+  big->mutable_value()->set_string_value(std::string(20000, 'x'));
+  ExportLogsServiceResponse response;
+  const grpc::Status status = send(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.partial_success().rejected_log_records(), 3);
+  EXPECT_NE(response.partial_success().error_message().find("at most 16384 bytes"), std::string::npos)
+      << response.partial_success().error_message();
+  EXPECT_TRUE(query(mine()).empty());
+}
+
+TEST_P(LoggingThroughTheHost, AGameClientCannotFileItsLinesUnderARequestIdItNames) {
+  auto auth = gameverse::auth::v1::Auth::NewStub(host_->channel());
+  gameverse::auth::v1::Session session;
+  {
+    grpc::ClientContext context;
+    gameverse::auth::v1::RegisterRequest request;
+    request.set_username("q" + std::to_string(std::random_device()() % 1000000));
+    request.set_password("correct horse battery");
+    ASSERT_TRUE(auth->Register(&context, request, &session).ok());
+  }
+  const std::string forged = "admin-req-" + std::to_string(std::random_device()());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer " + session.access_token());
+  context.AddMetadata("x-request-id", forged);
+  pb::WriteRequest request;
+  request.add_entries()->set_body("payment service: refund approved");
+  pb::WriteResponse response;
+  ASSERT_TRUE(logging_->Write(&context, request, &response).ok());
+  EXPECT_EQ(response.accepted(), 1u);
+  pb::LogFilter by_request;
+  by_request.set_request_id(forged);
+  EXPECT_TRUE(query(by_request).empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LoggingThroughTheHost, ::testing::Values("sqlite", "postgresql"),
