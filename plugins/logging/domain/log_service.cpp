@@ -167,13 +167,54 @@ AppendResult LogService::append(std::vector<LogRecord> records, std::vector<LogR
     batch.sizes.push_back(total);
   }
   batch.request_refs.assign(request_refs.begin(), request_refs.end());
-  repository_.append(batch);  // throws: nothing stored, the slot's totals unchanged
+  commit(batch);  // throws: nothing stored, the slot's totals unchanged
   slot.totals = std::move(totals);
   if (stored != nullptr) {
     for (const StoredChunk& chunk : batch.chunks)
       stored->insert(stored->end(), chunk.records.begin(), chunk.records.end());
   }
   return result;
+}
+
+void LogService::commit(const AppendBatch& batch) {
+  Waiting me{&batch, false, nullptr};
+  std::unique_lock lock(commit_mu_);
+  commit_queue_.push_back(&me);
+  commit_cv_.wait(lock, [&] { return me.done || !committing_; });
+  if (!me.done) {
+    // This caller stores what waits, its own first among it, in as few store batches as fit.
+    committing_ = true;
+    while (!me.done) {
+      std::vector<Waiting*> group;
+      std::vector<const AppendBatch*> batches;
+      size_t writes = 0;
+      while (!commit_queue_.empty()) {
+        const AppendBatch& next = *commit_queue_.front()->batch;
+        const size_t n = next.request_refs.size() + 2 * next.chunks.size() + next.sizes.size();
+        if (!group.empty() && writes + n > settings_.max_writes_per_commit) break;
+        writes += n;
+        group.push_back(commit_queue_.front());
+        batches.push_back(&next);
+        commit_queue_.pop_front();
+      }
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        repository_.append(batches);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      for (Waiting* w : group) {
+        w->done = true;
+        w->error = error;
+      }
+      commit_cv_.notify_all();
+    }
+    committing_ = false;
+    commit_cv_.notify_all();  // the others' batches are done, or one of them stores what waits
+  }
+  if (me.error) std::rethrow_exception(me.error);
 }
 
 std::vector<Entry> LogService::matching(const StoredChunk& chunk, const LogFilter& filter,

@@ -4,7 +4,10 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -31,6 +34,7 @@ struct LogSettings {
   size_t max_scan_records = 200'000;            // a query reads this many (whole minutes) and answers
   size_t max_scan_minutes = 2'000;              // and lists at most this many minutes
   size_t max_request_chunks = 1'000;            // chunks a request id's query reads at most
+  size_t max_writes_per_commit = 500;           // the host store's bound on one batch
   size_t max_groups_per_append = 256;  // (severity, minute) pairs one append may touch; more are refused
   std::array<int64_t, kFamilies> max_age_ns{};  // per severity family; records older are refused and dropped
   int64_t max_stored_bytes = 0;  // 0: no bound; above it the least severe, oldest hours go first
@@ -98,6 +102,7 @@ class LogService {
                         const std::optional<Position>& after);
   RetentionReport drop_hour(const std::string& hour, int family);
   Slot& take_slot(std::unique_lock<std::mutex>& lock);
+  void commit(const AppendBatch& batch);
 
   LogRepository& repository_;
   LogSettings settings_;
@@ -105,6 +110,17 @@ class LogService {
   std::function<int64_t()> now_;
   std::atomic<uint64_t> next_chunk_{1};
   std::array<Slot, 4> slots_;
+  // Group commit: appends that come while one is being stored go together in the next store
+  // batch, one transaction for several senders.
+  struct Waiting {
+    const AppendBatch* batch;
+    bool done = false;
+    std::exception_ptr error;
+  };
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::deque<Waiting*> commit_queue_;
+  bool committing_ = false;
 };
 
 }  // namespace gameverse::logging

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,8 +42,9 @@ struct EraseBatch {
 class LogRepository {
  public:
   virtual ~LogRepository() = default;
-  // Throws when storage fails; nothing of the batch is kept then.
-  virtual void append(const AppendBatch& batch) = 0;
+  // Several appends at once, in one store batch where they fit. Throws when storage fails;
+  // nothing of them is kept then (but see AppendBatch for what does not fit in one).
+  virtual void append(std::span<const AppendBatch* const> batches) = 0;
   virtual void erase(const EraseBatch& batch) = 0;
   // Keys of the minutes collection that begin with `prefix`, in key order.
   virtual std::vector<std::string> markers(std::string_view prefix) = 0;

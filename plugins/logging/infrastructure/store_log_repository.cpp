@@ -83,18 +83,9 @@ StoredChunk StoreLogRepository::decode_chunk(std::string key, std::string_view b
   return chunk;
 }
 
-void StoreLogRepository::append(const AppendBatch& batch) {
-  sdk::Store::Batch refs;
-  for (const std::string& ref : batch.request_refs) {
-    refs.put("requests", ref, std::string());
-    if (refs.size() == kBatchWrites) {
-      store_.commit(refs);
-      refs = sdk::Store::Batch();
-    }
-  }
-  if (!refs.empty()) store_.commit(refs);
-
-  // Each chunk with its marker, in one batch or the same slice; the writer's sizes last.
+void StoreLogRepository::append(std::span<const AppendBatch* const> batches) {
+  // Request references first: one whose chunk never came is skipped by queries. Everything in one
+  // store batch when it fits (the usual case), else slices of the store's 500 writes.
   sdk::Store::Batch writes;
   auto room_for = [&](size_t n) {
     if (writes.size() + n > kBatchWrites) {
@@ -102,14 +93,25 @@ void StoreLogRepository::append(const AppendBatch& batch) {
       writes = sdk::Store::Batch();
     }
   };
-  for (size_t i = 0; i < batch.chunks.size(); ++i) {
-    room_for(2);
-    writes.put("chunks", batch.chunks[i].key, encode_chunk(batch.chunks[i]), sdk::Store::kCreateOnly);
-    writes.put("minutes", batch.markers.at(i), std::string());
+  for (const AppendBatch* batch : batches) {
+    for (const std::string& ref : batch->request_refs) {
+      room_for(1);
+      writes.put("requests", ref, std::string());
+    }
   }
-  for (const SizeEntry& size : batch.sizes) {
-    room_for(1);
-    writes.put("sizes", size.key, std::to_string(size.bytes) + " " + std::to_string(size.records));
+  // Each chunk with its marker, in the same batch; the writers' sizes last.
+  for (const AppendBatch* batch : batches) {
+    for (size_t i = 0; i < batch->chunks.size(); ++i) {
+      room_for(2);
+      writes.put("chunks", batch->chunks[i].key, encode_chunk(batch->chunks[i]), sdk::Store::kCreateOnly);
+      writes.put("minutes", batch->markers.at(i), std::string());
+    }
+  }
+  for (const AppendBatch* batch : batches) {
+    for (const SizeEntry& size : batch->sizes) {
+      room_for(1);
+      writes.put("sizes", size.key, std::to_string(size.bytes) + " " + std::to_string(size.records));
+    }
   }
   if (!writes.empty()) store_.commit(writes);
 }

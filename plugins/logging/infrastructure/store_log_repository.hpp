@@ -12,10 +12,10 @@ namespace gameverse::logging {
 class StoreLogRepository final : public LogRepository {
  public:
   explicit StoreLogRepository(sdk::Store store) : store_(store) {}
-  // Request references go first, in batches of their own: one whose chunk never came is skipped
-  // by queries. Then the chunks, each with its marker, and the sizes: one store batch when they
-  // fit, else slices of the store's 500 writes.
-  void append(const AppendBatch& batch) override;
+  // Request references, then each chunk with its marker, then the sizes: one store batch when
+  // they fit, else slices of the store's 500 writes (a reference whose chunk never came is
+  // skipped by queries; a chunk never goes without its marker).
+  void append(std::span<const AppendBatch* const> batches) override;
   void erase(const EraseBatch& batch) override;
   std::vector<std::string> markers(std::string_view prefix) override;
   std::vector<SizeEntry> sizes() override;

@@ -13,16 +13,20 @@ namespace gameverse::logging {
 class InMemoryLogRepository final : public LogRepository {
  public:
   bool failing = false;
+  int commits = 0;  // append calls
   std::map<std::string, std::vector<LogRecord>> chunk_map;
   std::map<std::string, SizeEntry> size_map;
   std::set<std::string> marker_set, ref_set;
 
-  void append(const AppendBatch& batch) override {
+  void append(std::span<const AppendBatch* const> batches) override {
     if (failing) throw std::runtime_error("storage is down");
-    for (const StoredChunk& c : batch.chunks) chunk_map[c.key] = c.records;
-    marker_set.insert(batch.markers.begin(), batch.markers.end());
-    ref_set.insert(batch.request_refs.begin(), batch.request_refs.end());
-    for (const SizeEntry& s : batch.sizes) size_map[s.key] = s;
+    ++commits;
+    for (const AppendBatch* batch : batches) {
+      for (const StoredChunk& c : batch->chunks) chunk_map[c.key] = c.records;
+      marker_set.insert(batch->markers.begin(), batch->markers.end());
+      ref_set.insert(batch->request_refs.begin(), batch->request_refs.end());
+      for (const SizeEntry& s : batch->sizes) size_map[s.key] = s;
+    }
   }
   void erase(const EraseBatch& batch) override {
     if (failing) throw std::runtime_error("storage is down");

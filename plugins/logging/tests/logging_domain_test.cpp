@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <thread>
 
 #include "domain/log_service.hpp"
 #include "in_memory_log_repository.hpp"
@@ -289,6 +290,27 @@ TEST_F(LogServiceTest, OverTheSizeBoundTheLeastSevereOldestHoursGoFirst) {
   left.clear();
   for (const Entry& e : all({}, false, 10, bounded)) left.push_back(e.record.body);
   EXPECT_EQ(left.back(), "debug now");
+}
+
+TEST_F(LogServiceTest, AppendsFromManyThreadsAreAllStoredOnceWithTheirSizes) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < 50; ++i) {
+        service.append({record(kSevenOClock + t * 1000 + i, 9, std::to_string(t) + "/" + std::to_string(i))});
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  const std::vector<Entry> got = all({}, false, 1000, service);
+  std::set<std::string> bodies;
+  for (const Entry& e : got) bodies.insert(e.record.body);
+  EXPECT_EQ(got.size(), 400u);
+  EXPECT_EQ(bodies.size(), 400u);
+  int64_t records = 0;
+  for (const SizeEntry& s : repository.sizes()) records += s.records;
+  EXPECT_EQ(records, 400);
+  EXPECT_LE(repository.commits, 400);
 }
 
 TEST_F(LogServiceTest, ChunksHoldAtMostTheirRecordCountAndOneMinuteOfOneSeverity) {
