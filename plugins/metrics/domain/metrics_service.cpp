@@ -63,20 +63,34 @@ std::string MetricsService::check_labels(const Labels& labels, const std::string
 
 std::string MetricsService::resolve(const std::string& name, Kind kind, const Labels& labels,
                                     const std::vector<double>* bounds, const std::string& what, Family& out,
-                                    size_t new_families) const {
+                                    size_t new_families, const std::string& creator) const {
   const std::string field = what.back() == ']' ? what + ".name" : "metric name";
   if (std::string e = metric_name_error(name, field); !e.empty()) return e;
   if (std::string e = check_labels(labels, what); !e.empty()) return e;
   const std::vector<std::string> label_names = names_of(labels);
   const auto it = families_.find(name);
   if (it == families_.end()) {
-    if (families_.size() + new_families >= settings_.max_metrics) {
-      return "the metrics service holds " + std::to_string(families_.size()) +
-             " metrics, its limit (max_metrics = " + std::to_string(settings_.max_metrics) + "): '" + name +
-             "' is refused";
+    if (creator.empty() && families_.size() - player_families_ + new_families >= settings_.max_metrics) {
+      return "the metrics service holds " + std::to_string(families_.size() - player_families_) +
+             " exported metrics, its limit (max_metrics = " + std::to_string(settings_.max_metrics) + "): '" +
+             name + "' is refused";
+    }
+    if (!creator.empty()) {
+      if (player_families_ + new_families >= settings_.max_player_metrics) {
+        return "the metrics service holds " + std::to_string(player_families_) +
+               " recorded metrics, its limit (max_player_metrics = " +
+               std::to_string(settings_.max_player_metrics) + "): '" + name + "' is refused";
+      }
+      const auto mine = names_of_creator_.find(creator);
+      const size_t made = (mine == names_of_creator_.end() ? 0 : mine->second) + new_families;
+      if (made >= settings_.max_names_per_player) {
+        return "'" + creator + "' made " + std::to_string(made) +
+               " metric names, its limit (max_names_per_player = " +
+               std::to_string(settings_.max_names_per_player) + "): '" + name + "' is refused";
+      }
     }
     out = Family{name, kind, label_names,
-                 kind == Kind::kHistogram && bounds != nullptr ? *bounds : std::vector<double>{}};
+                 kind == Kind::kHistogram && bounds != nullptr ? *bounds : std::vector<double>{}, creator};
     return {};
   }
   const Family& f = it->second;
@@ -93,6 +107,11 @@ std::string MetricsService::resolve(const std::string& name, Kind kind, const La
   }
   out = f;
   return {};
+}
+
+void MetricsService::count_new(const Family& family) {
+  if (family.name.rfind(kPlayerPrefix, 0) == 0) ++player_families_;
+  if (!family.creator.empty()) ++names_of_creator_[family.creator];
 }
 
 void MetricsService::check_store_and_room() const {
@@ -140,7 +159,13 @@ size_t MetricsService::record(const std::string& sender, const std::vector<Measu
                   const std::string& what) {
     Family family;
     const std::vector<double>* bounds = kind == Kind::kHistogram ? &settings_.histogram_bounds : nullptr;
-    std::string error = resolve(name, kind, labels, bounds, what, family, created.size());
+    std::string error;
+    if (name.rfind(kPlayerPrefix, 0) != 0) {
+      error = what + ".name '" + name + "' does not begin with '" + kPlayerPrefix +
+              "': recorded metrics are named apart from exported ones";
+    } else {
+      error = resolve(name, kind, labels, bounds, what, family, created.size(), sender);
+    }
     if (error.empty() && families_.count(name) == 0) {
       // A family made earlier in this batch binds the rest of it.
       const auto same =
@@ -187,6 +212,7 @@ size_t MetricsService::record(const std::string& sender, const std::vector<Measu
   }
   for (Family& f : created) {
     families_[f.name] = f;
+    count_new(f);
     new_families_.push_back(std::move(f));
   }
   for (const Planned& p : planned) {
@@ -194,7 +220,7 @@ size_t MetricsService::record(const std::string& sender, const std::vector<Measu
     add(family, p.labels, now_ms, [&](Aggregate& a) {
       a.add(p.value, now_ms, family.kind == Kind::kHistogram ? &family.bounds : nullptr);
     });
-    if (exposition_ != nullptr) exposition_->record(family, p.labels, p.value);
+    if (exposition_ != nullptr && settings_.expose_recorded) exposition_->record(family, p.labels, p.value);
   }
   return batch.size();
 }
@@ -235,6 +261,11 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
     }
     if (p.kind == Kind::kHistogram) {
       const auto& h = p.histogram;
+      if (h.bounds.size() > kMaxHistogramBounds) {
+        reject(what + ": a histogram point has " + std::to_string(h.bounds.size()) +
+               " explicit_bounds; at most " + std::to_string(kMaxHistogramBounds) + " are taken");
+        continue;
+      }
       if (h.buckets.size() != h.bounds.size() + 1 ||
           !std::is_sorted(h.bounds.begin(), h.bounds.end(), std::less_equal<double>()) ||
           std::adjacent_find(h.bounds.begin(), h.bounds.end()) != h.bounds.end()) {
@@ -243,9 +274,14 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
         continue;
       }
     }
+    if (p.metric.rfind(kPlayerPrefix, 0) == 0) {
+      reject(what + ": names beginning with '" + kPlayerPrefix + "' are kept for what players Record");
+      continue;
+    }
     Family family;
-    if (std::string e = resolve(p.metric, p.kind, p.labels,
-                                p.kind == Kind::kHistogram ? &p.histogram.bounds : nullptr, what, family, 0);
+    if (std::string e =
+            resolve(p.metric, p.kind, p.labels, p.kind == Kind::kHistogram ? &p.histogram.bounds : nullptr,
+                    what, family, 0, "");
         !e.empty()) {
       reject(e);
       continue;
@@ -257,6 +293,7 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
     }
     if (families_.count(family.name) == 0) {
       families_[family.name] = family;
+      count_new(family);
       new_families_.push_back(family);
     }
     const Family& f = families_.at(family.name);
@@ -329,7 +366,9 @@ std::vector<Family> MetricsService::take_new_families() {
 
 void MetricsService::load_families(const std::vector<Family>& families) {
   std::lock_guard lock(mu_);
-  for (const Family& f : families) families_.try_emplace(f.name, f);
+  for (const Family& f : families) {
+    if (families_.try_emplace(f.name, f).second) count_new(f);
+  }
 }
 
 std::optional<Family> MetricsService::family(const std::string& name) const {
