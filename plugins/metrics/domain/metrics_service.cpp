@@ -39,6 +39,13 @@ int64_t floor_div_ms(int64_t ms) {
 
 }  // namespace
 
+size_t pending_bytes(const WindowEntry& e) {
+  size_t bytes = sizeof(WindowEntry) + 2 * e.metric.size() + 16 * (e.bounds.size() + 1);
+  // Each label once in the entry and once in the map's key.
+  for (const auto& [name, value] : e.labels) bytes += 2 * (name.size() + value.size()) + 96;
+  return bytes;
+}
+
 MetricsService::MetricsService(Settings settings, Exposition* exposition, uint64_t tracking_since_ns)
     : settings_(std::move(settings)),
       exposition_(exposition),
@@ -123,6 +130,11 @@ void MetricsService::check_store_and_room() const {
                     " window aggregates not yet stored, its limit (max_pending_entries = " +
                     std::to_string(settings_.max_pending_entries) + ")");
   }
+  if (pending_bytes_ >= settings_.max_pending_bytes) {
+    throw exhausted("the metrics service holds " + std::to_string(pending_bytes_) +
+                    " bytes of window aggregates not yet stored, its limit (max_pending_bytes = " +
+                    std::to_string(settings_.max_pending_bytes) + ")");
+  }
 }
 
 void MetricsService::add(const Family& family, const Labels& labels, int64_t at_ms,
@@ -139,6 +151,7 @@ void MetricsService::add(const Family& family, const Labels& labels, int64_t at_
       it->second.labels = labels;
       it->second.kind = family.kind;
       it->second.bounds = family.bounds;
+      pending_bytes_ += pending_bytes(it->second);
     }
     fn(it->second.aggregate);
   }
@@ -240,9 +253,10 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
   const int64_t now_s = floor_div_ms(now_ms);
   for (const OtlpPoint& p : points) {
     const std::string what = "metric '" + p.metric + "'";
-    if (windows_.size() >= settings_.max_pending_entries) {
-      reject("the metrics service holds " + std::to_string(windows_.size()) +
-             " window aggregates not yet stored, its limit (max_pending_entries)");
+    if (windows_.size() >= settings_.max_pending_entries || pending_bytes_ >= settings_.max_pending_bytes) {
+      reject("the metrics service holds " + std::to_string(windows_.size()) + " window aggregates of " +
+             std::to_string(pending_bytes_) +
+             " bytes not yet stored, its limit (max_pending_entries, max_pending_bytes)");
       continue;
     }
     if (!p.error.empty()) {
@@ -331,6 +345,7 @@ std::vector<WindowEntry> MetricsService::take_closed(int64_t now_s) {
   for (auto it = windows_.begin(); it != windows_.end();) {
     const Resolution& r = settings_.resolutions[it->second.resolution];
     if (it->second.start_s + r.width_s + settings_.flush_delay_s <= now_s) {
+      pending_bytes_ -= pending_bytes(it->second);
       out.push_back(std::move(it->second));
       it = windows_.erase(it);
     } else {
@@ -346,6 +361,7 @@ std::vector<WindowEntry> MetricsService::take_all() {
   out.reserve(windows_.size());
   for (auto& [key, entry] : windows_) out.push_back(std::move(entry));
   windows_.clear();
+  pending_bytes_ = 0;
   return out;
 }
 
@@ -355,6 +371,7 @@ void MetricsService::put_back(const std::vector<WindowEntry>& entries) {
     if (e.resolution >= settings_.resolutions.size()) continue;
     auto [it, inserted] =
         windows_.try_emplace(WindowKey{e.resolution, e.start_s, series_key(e.metric, e.labels)}, e);
+    if (inserted) pending_bytes_ += pending_bytes(e);
     if (!inserted) it->second.aggregate.merge(e.aggregate);
   }
 }

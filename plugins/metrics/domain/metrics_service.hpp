@@ -31,6 +31,7 @@ struct Settings {
   int64_t max_lateness_s = 3600;         // exported points older than this are refused
   int64_t series_idle_s = 3600;          // series unseen this long free their place in the limits
   size_t max_pending_entries = 200000;   // window aggregates held before they are stored
+  size_t max_pending_bytes = 256 << 20;  // and their estimated size: histograms weigh more
   // Players' series stay off /metrics unless asked for: their label values are the players' own.
   bool expose_recorded = false;
 };
@@ -46,6 +47,9 @@ class Exposition {
   virtual ~Exposition() = default;
   virtual void record(const Family& family, const Labels& labels, double value) = 0;
 };
+
+// What one window aggregate held in memory weighs, about: its key, labels, bounds and buckets.
+size_t pending_bytes(const WindowEntry& entry);
 
 // What a game client records.
 struct Measurement {
@@ -142,6 +146,7 @@ class MetricsService {
   SeriesLimiter limiter_;
   CumulativeTracker cumulative_;
   std::map<WindowKey, WindowEntry> windows_;
+  size_t pending_bytes_ = 0;  // pending_bytes() of every entry of windows_
   std::optional<std::string> store_down_;
 };
 

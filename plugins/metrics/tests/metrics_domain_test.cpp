@@ -286,6 +286,34 @@ TEST(MetricsService, PlayersNamesAreKeptApartFromExportedOnesAndLimitedPerPlayer
   EXPECT_THROW(restarted.record("player:a", {counter("player_a3", 1)}, now_ms), MetricsError);
 }
 
+TEST(MetricsService, WindowsHeldInMemoryAreBoundedInBytesAsWellAsInNumber) {
+  Settings small = settings();
+  small.max_pending_bytes = 20000;
+  MetricsService service(small, nullptr, 0);
+  const int64_t now_ms = 1'764'480'000'000;
+  auto point = [&](const std::string& series) {
+    OtlpPoint p;
+    p.metric = "latency";
+    p.kind = Kind::kHistogram;
+    p.time_ns = static_cast<uint64_t>(now_ms) * 1000000;
+    p.labels = {{"s", series}};
+    for (size_t i = 0; i < kMaxHistogramBounds; ++i) p.histogram.bounds.push_back(static_cast<double>(i));
+    p.histogram.buckets.assign(p.histogram.bounds.size() + 1, 0);
+    return p;
+  };
+  // Each wide histogram series holds three windows of about 4 KB.
+  const ExportOutcome filled = service.export_points("a", {point("1"), point("2"), point("3")}, now_ms);
+  EXPECT_EQ(filled.accepted, 2);
+  EXPECT_EQ(filled.rejected, 1);
+  EXPECT_NE(filled.error_message.find("max_pending_bytes"), std::string::npos) << filled.error_message;
+  EXPECT_THROW(service.export_points("a", {point("3")}, now_ms), MetricsError);
+  EXPECT_THROW(service.record("p", {counter("player_x", 1)}, now_ms), MetricsError);
+  service.put_back(service.take_all());
+  EXPECT_THROW(service.export_points("a", {point("3")}, now_ms), MetricsError) << "put back, still held";
+  service.take_all();
+  EXPECT_EQ(service.export_points("a", {point("3")}, now_ms).accepted, 1) << "stored, the room is back";
+}
+
 TEST(MetricsService, ExportRejectsPointsWithReasonsAndKeepsTheRest) {
   MetricsService service(settings(), nullptr, 0);
   const int64_t now_ms = 1'764'480'000'000;
