@@ -95,6 +95,7 @@ m::Settings settings_from(const sdk::Host& host) {
   s.series_idle_s = host.config_int("series_idle_s");
   s.max_pending_entries = static_cast<size_t>(host.config_int("max_pending_entries"));
   s.max_pending_bytes = static_cast<size_t>(host.config_int("max_pending_bytes"));
+  s.max_cumulative_bytes = static_cast<size_t>(host.config_int("max_cumulative_bytes"));
   s.expose_recorded = host.config_bool("expose_player_metrics");
   return s;
 }
@@ -297,6 +298,10 @@ class MetricsPlugin final : public sdk::Plugin {
         .config_int("max_pending_bytes", 256 << 20,
                     "Estimated bytes of the window aggregates held in memory; more data is refused",
                     sdk::at_least(1 << 20))
+        .config_int(
+            "max_cumulative_bytes", 128 << 20,
+            "Estimated bytes of the OTLP cumulative streams' last values; new streams past it are refused",
+            sdk::at_least(1 << 20))
         .config_int("max_measurements_per_request", 1000, "Measurements one Record call may carry",
                     sdk::between(1, 100000))
         .config_int("max_measurements_per_player_per_minute", 6000,

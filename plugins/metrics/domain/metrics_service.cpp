@@ -50,7 +50,7 @@ MetricsService::MetricsService(Settings settings, Exposition* exposition, uint64
     : settings_(std::move(settings)),
       exposition_(exposition),
       limiter_(settings_.limits),
-      cumulative_(tracking_since_ns, settings_.limits.total) {}
+      cumulative_(tracking_since_ns, settings_.limits.total, settings_.max_cumulative_bytes) {}
 
 std::string MetricsService::check_labels(const Labels& labels, const std::string& what) const {
   if (labels.size() > settings_.max_labels) {

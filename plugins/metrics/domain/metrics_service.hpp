@@ -25,13 +25,14 @@ struct Settings {
   size_t max_names_per_player = 50;  // names one player may make
   size_t max_labels = 8;
   size_t max_label_value_bytes = 128;
-  std::vector<double> histogram_bounds;  // for recorded observations
-  std::vector<Resolution> resolutions;   // finest first
-  int64_t flush_delay_s = 2;             // a window is handed out this long after it ends
-  int64_t max_lateness_s = 3600;         // exported points older than this are refused
-  int64_t series_idle_s = 3600;          // series unseen this long free their place in the limits
-  size_t max_pending_entries = 200000;   // window aggregates held before they are stored
-  size_t max_pending_bytes = 256 << 20;  // and their estimated size: histograms weigh more
+  std::vector<double> histogram_bounds;     // for recorded observations
+  std::vector<Resolution> resolutions;      // finest first
+  int64_t flush_delay_s = 2;                // a window is handed out this long after it ends
+  int64_t max_lateness_s = 3600;            // exported points older than this are refused
+  int64_t series_idle_s = 3600;             // series unseen this long free their place in the limits
+  size_t max_pending_entries = 200000;      // window aggregates held before they are stored
+  size_t max_pending_bytes = 256 << 20;     // and their estimated size: histograms weigh more
+  size_t max_cumulative_bytes = 128 << 20;  // last values of OTLP cumulative streams
   // Players' series stay off /metrics unless asked for: their label values are the players' own.
   bool expose_recorded = false;
 };

@@ -93,6 +93,29 @@ TEST(MetricCumulative, BoundedStreams) {
   EXPECT_THROW(t.sum_delta("b", 1, 1, 0), std::length_error);
 }
 
+TEST(MetricCumulative, BoundedInBytes) {
+  CumulativeTracker t(0, 100, 8000);
+  HistogramValue wide;
+  for (int i = 0; i < 256; ++i) wide.bounds.push_back(i);
+  wide.buckets.assign(257, 1);
+  wide.count = 257;
+  t.histogram_delta("a", 1, wide, 0);  // about 4 KB each
+  t.histogram_delta("b", 1, wide, 0);
+  try {
+    t.histogram_delta("c", 1, wide, 0);
+    FAIL() << "a stream past max_cumulative_bytes was taken";
+  } catch (const std::length_error& e) {
+    EXPECT_NE(std::string(e.what()).find("(max_cumulative_bytes)"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(t.histogram_delta("a", 1, wide, 1)) << "a known stream goes on";
+  EXPECT_EQ(t.forget_idle(1), 1u);
+  EXPECT_NO_THROW(t.histogram_delta("c", 1, wide, 1)) << "a forgotten stream freed its bytes";
+  const size_t before = t.bytes();
+  CumulativeTracker restored(0, 100, 8000);
+  restored.restore(t.streams());
+  EXPECT_EQ(restored.bytes(), before);
+}
+
 TEST(MetricKeyPrefixes, CoverARangeExactly) {
   EXPECT_EQ(decimal_prefixes(10, 19), (std::vector<std::string>{"00000000001"}));
   EXPECT_EQ(decimal_prefixes(5, 5), (std::vector<std::string>{"000000000005"}));
