@@ -34,6 +34,10 @@ std::string shown(const std::string& name) {
 
 template <class Attributes>
 std::string read_labels(const Attributes& attributes, const std::string& metric, Labels& labels) {
+  if (attributes.size() > kMaxPointAttributes) {
+    return "metric '" + shown(metric) + "': a data point has " + std::to_string(attributes.size()) +
+           " attributes; at most " + std::to_string(kMaxPointAttributes) + " are taken";
+  }
   for (const common::KeyValue& kv : attributes) {
     std::string value;
     if (!text_of(kv.value(), value)) {

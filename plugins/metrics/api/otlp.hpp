@@ -15,6 +15,7 @@ namespace gameverse::metrics {
 constexpr size_t kMaxResourceAttributes = 64;
 constexpr size_t kMaxResourceIdentityBytes = 4096;
 constexpr size_t kMaxOtlpMetricNameBytes = 200;
+constexpr int kMaxPointAttributes = 8;  // the most max_labels allows: more are refused uncopied
 
 // The request's data points, counted without copying anything: to charge before reading them.
 size_t point_count(const opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest& request);

@@ -645,8 +645,9 @@ TEST_P(MetricsThroughTheHost, ARecordTheStoreRefusesForItsSizeIsSetAsideAndTheRe
   EXPECT_EQ(total(ask(pname("fine"), pb::AGGREGATION_SUM)), 3);
 }
 
-// Histograms with too many bounds and resources with a too large identity are refused point by
-// point, naming the limit, before they are copied; the rest of the request is taken.
+// Histograms with too many bounds, points with too many attributes and resources with a too large
+// identity are refused point by point, naming the limit, before they are copied; the rest of the
+// request is taken.
 TEST_P(MetricsThroughTheHost, OversizedHistogramsAndResourcesAreRefusedNamingTheLimit) {
   start();
   collector::ExportMetricsServiceRequest request;
@@ -668,13 +669,17 @@ TEST_P(MetricsThroughTheHost, OversizedHistogramsAndResourcesAreRefusedNamingThe
          ->mutable_gauge()
          ->add_data_points() = request.resource_metrics(1).scope_metrics(0).metrics(0).gauge().data_points(0);
   }
+  std::map<std::string, std::string> many;
+  for (int i = 0; i < 9; ++i) many["a" + std::to_string(i)] = "v";
+  add_gauge(request, name("many_attributes"), many);
   add_gauge(request, name("fine_gauge"), {});
   collector::ExportMetricsServiceResponse reply;
   const grpc::Status s = export_metrics(request, &reply);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(reply.partial_success().rejected_data_points(), 11);
+  EXPECT_EQ(reply.partial_success().rejected_data_points(), 12);
   EXPECT_CONTAINS(reply.partial_success().error_message(), "300 explicit_bounds; at most 256");
   EXPECT_CONTAINS(reply.partial_success().error_message(), "at most 64 attributes of 4096 bytes");
+  EXPECT_CONTAINS(reply.partial_success().error_message(), "a data point has 9 attributes; at most 8");
   EXPECT_EQ(list_series(name("wide_histogram")).metrics_size(), 0);
   EXPECT_EQ(list_series(name("from_a_big_resource")).metrics_size(), 0);
   EXPECT_EQ(list_series(name("fine_gauge")).metrics_size(), 1);
