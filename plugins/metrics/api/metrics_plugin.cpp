@@ -3,6 +3,7 @@
 // exposes what arrives on the host's /metrics.
 #include <gameverse/sdk/plugin.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -64,6 +65,11 @@ std::vector<double> parse_bounds(const std::string& text) {
           "histogram_buckets: '" + item + "' is not a number (a comma-separated list is expected)");
     }
   }
+  if (out.size() > m::kMaxHistogramBounds) {
+    throw sdk::Error(sdk::StatusCode::kInvalidArgument, "histogram_buckets has " +
+                                                            std::to_string(out.size()) + " bounds; at most " +
+                                                            std::to_string(m::kMaxHistogramBounds));
+  }
   if (out.empty() || std::adjacent_find(out.begin(), out.end(), std::greater_equal<double>()) != out.end()) {
     throw sdk::Error(sdk::StatusCode::kInvalidArgument, "histogram_buckets must be increasing numbers");
   }
@@ -76,6 +82,8 @@ m::Settings settings_from(const sdk::Host& host) {
   s.limits.per_sender = static_cast<size_t>(host.config_int("max_series_per_sender"));
   s.limits.total = static_cast<size_t>(host.config_int("max_series"));
   s.max_metrics = static_cast<size_t>(host.config_int("max_metrics"));
+  s.max_player_metrics = static_cast<size_t>(host.config_int("max_player_metrics"));
+  s.max_names_per_player = static_cast<size_t>(host.config_int("max_names_per_player"));
   s.max_labels = static_cast<size_t>(host.config_int("max_labels"));
   s.max_label_value_bytes = static_cast<size_t>(host.config_int("max_label_value_bytes"));
   s.histogram_bounds = parse_bounds(host.config_string("histogram_buckets"));
@@ -86,6 +94,9 @@ m::Settings settings_from(const sdk::Host& host) {
   s.max_lateness_s = host.config_int("max_lateness_s");
   s.series_idle_s = host.config_int("series_idle_s");
   s.max_pending_entries = static_cast<size_t>(host.config_int("max_pending_entries"));
+  s.max_pending_bytes = static_cast<size_t>(host.config_int("max_pending_bytes"));
+  s.max_cumulative_bytes = static_cast<size_t>(host.config_int("max_cumulative_bytes"));
+  s.expose_recorded = host.config_bool("expose_player_metrics");
   return s;
 }
 
@@ -93,19 +104,25 @@ m::Settings settings_from(const sdk::Host& host) {
 // labels. A name the registry refuses (taken by another plugin) is logged once and not exposed.
 class HostExposition final : public m::Exposition {
  public:
-  HostExposition(sdk::Host host, std::string prefix, size_t max_series)
-      : host_(host), prefix_(std::move(prefix)), max_series_(max_series) {}
+  HostExposition(sdk::Host host, std::string prefix, size_t max_series, size_t max_bytes)
+      : host_(host), prefix_(std::move(prefix)), max_series_(max_series), max_bytes_(max_bytes) {}
   void record(const m::Family& family, const m::Labels& labels, double value) override {
-    // The host's registry keeps every series it was given: past max_series (series that the
-    // limits have forgotten as idle still count), new series are stored and queryable only.
+    // The host's registry keeps every series it was given: past max_series or max_exposed_bytes
+    // (series that the limits have forgotten as idle still count), new series are stored and
+    // queryable only.
     std::string key = m::series_key(family.name, labels);
     if (!exposed_.contains(key)) {
-      if (exposed_.size() >= max_series_) {
+      // A series' lines on the page: one, or a histogram's buckets, _sum and _count.
+      const size_t lines = family.kind == m::Kind::kHistogram ? family.bounds.size() + 3 : 1;
+      const size_t bytes = lines * (prefix_.size() + key.size() + 48);
+      if (exposed_.size() >= max_series_ || exposed_bytes_ + bytes > max_bytes_) {
         if (!warned_full_)
-          host_.warn("metrics: /metrics holds max_series series; new series are not exposed");
+          host_.warn(
+              "metrics: /metrics holds max_series series or max_exposed_bytes; new series are not exposed");
         warned_full_ = true;
         return;
       }
+      exposed_bytes_ += bytes;
       exposed_.insert(std::move(key));
     }
     auto it = metrics_.find(family.name);
@@ -165,6 +182,8 @@ class HostExposition final : public m::Exposition {
   sdk::Host host_;
   std::string prefix_;
   size_t max_series_;
+  size_t max_bytes_;
+  size_t exposed_bytes_ = 0;
   // Guarded by the service's lock, under which record() is called.
   std::unordered_map<std::string, std::optional<sdk::Metric>> metrics_;
   std::unordered_set<std::string> exposed_;
@@ -195,7 +214,8 @@ class MetricsPlugin final : public sdk::Plugin {
   explicit MetricsPlugin(sdk::InitContext& init)
       : host_(init.host),
         exposition_(init.host, init.host.config_string("prometheus_prefix"),
-                    static_cast<size_t>(init.host.config_int("max_series"))),
+                    static_cast<size_t>(init.host.config_int("max_series")),
+                    static_cast<size_t>(init.host.config_int("max_exposed_bytes"))),
         service_(settings_from(init.host),
                  init.host.config_bool("expose_prometheus") ? &exposition_ : nullptr,
                  tracking_since(init.previous_state)),
@@ -244,7 +264,12 @@ class MetricsPlugin final : public sdk::Plugin {
                     "Series one sender (a signed-in player, or an OTLP client's address) may make",
                     sdk::between(1, 1000000))
         .config_int("max_series", 100000, "Series the service holds in all", sdk::between(1, 10000000))
-        .config_int("max_metrics", 1000, "Metric names the service holds", sdk::between(1, 100000))
+        .config_int("max_metrics", 1000, "Exported (OTLP) metric names the service holds",
+                    sdk::between(1, 100000))
+        .config_int("max_player_metrics", 1000, "Metric names players may make by Record, all together",
+                    sdk::between(1, 100000))
+        .config_int("max_names_per_player", 50, "Metric names one player may make by Record",
+                    sdk::between(1, 100000))
         .config_int("max_labels", 8, "Labels one metric may have", sdk::between(0, 8))
         .config_int("max_label_value_bytes", 128, "Longest label value, in bytes", sdk::between(1, 4096))
         .config_string(
@@ -270,6 +295,13 @@ class MetricsPlugin final : public sdk::Plugin {
         .config_int("max_pending_entries", 200000,
                     "Window aggregates held in memory before they are stored; more data is refused",
                     sdk::at_least(100))
+        .config_int("max_pending_bytes", 256 << 20,
+                    "Estimated bytes of the window aggregates held in memory; more data is refused",
+                    sdk::at_least(1 << 20))
+        .config_int(
+            "max_cumulative_bytes", 128 << 20,
+            "Estimated bytes of the OTLP cumulative streams' last values; new streams past it are refused",
+            sdk::at_least(1 << 20))
         .config_int("max_measurements_per_request", 1000, "Measurements one Record call may carry",
                     sdk::between(1, 100000))
         .config_int("max_measurements_per_player_per_minute", 6000,
@@ -281,6 +313,11 @@ class MetricsPlugin final : public sdk::Plugin {
                     sdk::between(1, 1000000))
         .config_int("max_query_windows", 500000, "Stored windows one query may read", sdk::at_least(1))
         .config_bool("expose_prometheus", true, "Expose what arrives on the host's /metrics")
+        .config_bool("expose_player_metrics", false,
+                     "Also expose what players Record (their label values) on the host's /metrics")
+        .config_int("max_exposed_bytes", 16 << 20,
+                    "Bytes of series text the plugin may add to /metrics; new series past it are not exposed",
+                    sdk::between(1024, 1 << 30))
         .config_string("prometheus_prefix", "game_", "Prefix of the exposed metrics' names");
   }
 
@@ -343,9 +380,10 @@ class MetricsPlugin final : public sdk::Plugin {
       // An OpenTelemetry sender is counted apart from the players who Record, even under one principal.
       const std::string sender =
           caller.anonymous() ? "client:" + std::string(context.peer_address()) : "otlp:" + caller.user_id;
+      // Charged before anything is copied out of the request.
+      charge(sender, static_cast<int64_t>(m::point_count(request)), max_per_client_,
+             "client '" + sender + "'", "max_points_per_client_per_minute", "data points");
       const std::vector<m::OtlpPoint> points = m::points_of(request, sender);
-      charge(sender, static_cast<int64_t>(points.size()), max_per_client_, "client '" + sender + "'",
-             "max_points_per_client_per_minute", "data points");
       const m::ExportOutcome outcome = service_.export_points(sender, points, now_ms());
       if (outcome.rejected > 0) {
         reply.mutable_partial_success()->set_rejected_data_points(outcome.rejected);
@@ -444,9 +482,11 @@ class MetricsPlugin final : public sdk::Plugin {
       unsaved.insert(unsaved.end(), unsaved_families_.begin(), unsaved_families_.end());
       unsaved_families_.clear();
     }
-    // Families are few and small: stored now, so the next generation reads them at start.
-    std::string error;
-    windows_.write({}, unsaved, error);
+    // Stored now, so the next generation reads them at start; what the store cannot take now is
+    // handed over with the windows.
+    const m::StoreWindows::WriteResult written = windows_.write({}, unsaved);
+    report_set_aside(written);
+    for (const m::Family& f : written.failed_families) *state.add_families() = m::family_record(f);
     return state.SerializeAsString();
   }
 
@@ -486,6 +526,17 @@ class MetricsPlugin final : public sdk::Plugin {
       streams.push_back(std::move(s));
     }
     service_.restore_cumulative(streams);
+    std::lock_guard lock(unsaved_mu_);
+    for (const auto& f : state.families()) unsaved_families_.push_back(m::family_of(f));
+  }
+
+  // Records the store refuses for what they hold are dropped, not retried: said loudly and counted.
+  void report_set_aside(const m::StoreWindows::WriteResult& written) {
+    if (written.set_aside == 0) return;
+    set_aside_ += written.set_aside;
+    host_.error("metrics: the store refused " + std::to_string(written.set_aside) +
+                " records for what they hold; they are dropped (" + std::to_string(set_aside_.load()) +
+                " since start): " + written.set_aside_reason);
   }
 
   // Counts `n` against a per-minute allowance in the host's cache (shared by every host with Redis).
@@ -535,15 +586,18 @@ class MetricsPlugin final : public sdk::Plugin {
       }
     } else {
       const size_t count = entries.size();
-      std::vector<m::WindowEntry> failed = windows_.write(std::move(entries), families, error);
-      if (!failed.empty() || !error.empty()) {
+      m::StoreWindows::WriteResult written = windows_.write(std::move(entries), families);
+      report_set_aside(written);
+      error = written.error;
+      if (!written.failed.empty() || !written.failed_families.empty()) {
         if (everything) {
-          host_.error("metrics: " + std::to_string(failed.size()) + " of " + std::to_string(count) +
+          host_.error("metrics: " + std::to_string(written.failed.size()) + " of " + std::to_string(count) +
                       " window aggregates could not be stored at shutdown: " + error);
         } else {
-          service_.put_back(failed);
+          service_.put_back(written.failed);
           std::lock_guard lock(unsaved_mu_);
-          unsaved_families_.insert(unsaved_families_.end(), families.begin(), families.end());
+          unsaved_families_.insert(unsaved_families_.end(), written.failed_families.begin(),
+                                   written.failed_families.end());
         }
       }
     }
@@ -583,6 +637,7 @@ class MetricsPlugin final : public sdk::Plugin {
   std::shared_mutex flush_mu_;  // a flush or hand-over (unique) against queries (shared)
   std::mutex unsaved_mu_;
   std::vector<m::Family> unsaved_families_;  // made but not yet stored (the store was down)
+  std::atomic<uint64_t> set_aside_{0};
   sdk::Timer flush_timer_;
   sdk::Timer retention_timer_;
 };

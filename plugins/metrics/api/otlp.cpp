@@ -1,6 +1,7 @@
 #include "api/otlp.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 
 namespace gameverse::metrics {
@@ -26,19 +27,42 @@ bool text_of(const common::AnyValue& v, std::string& out) {
   }
 }
 
+// A name as shown in an error: a long one is cut, as every refused point carries its reason.
+std::string shown(const std::string& name) {
+  return name.size() <= 64 ? name : name.substr(0, 64) + "...";
+}
+
 template <class Attributes>
 std::string read_labels(const Attributes& attributes, const std::string& metric, Labels& labels) {
+  if (attributes.size() > kMaxPointAttributes) {
+    return "metric '" + shown(metric) + "': a data point has " + std::to_string(attributes.size()) +
+           " attributes; at most " + std::to_string(kMaxPointAttributes) + " are taken";
+  }
   for (const common::KeyValue& kv : attributes) {
     std::string value;
     if (!text_of(kv.value(), value)) {
-      return "metric '" + metric + "' attribute '" + kv.key() + "' is not a string, bool, int or double";
+      return "metric '" + shown(metric) + "' attribute '" + shown(kv.key()) +
+             "' is not a string, bool, int or double";
     }
     labels[kv.key()] = std::move(value);
   }
   return {};
 }
 
-std::string resource_identity(const opentelemetry::proto::resource::v1::Resource& resource) {
+// The sorted attributes, or empty with `error` set when they are more than the limits allow.
+std::string resource_identity(const opentelemetry::proto::resource::v1::Resource& resource,
+                              std::string& error) {
+  size_t bytes = 0;
+  for (const common::KeyValue& kv : resource.attributes()) {
+    bytes += kv.key().size() + (kv.value().has_string_value() ? kv.value().string_value().size() : 24);
+  }
+  if (static_cast<size_t>(resource.attributes_size()) > kMaxResourceAttributes ||
+      bytes > kMaxResourceIdentityBytes) {
+    error = "a resource has " + std::to_string(resource.attributes_size()) + " attributes of " +
+            std::to_string(bytes) + " bytes; at most " + std::to_string(kMaxResourceAttributes) +
+            " attributes of " + std::to_string(kMaxResourceIdentityBytes) + " bytes are taken";
+    return {};
+  }
   std::vector<std::string> parts;
   for (const common::KeyValue& kv : resource.attributes()) {
     std::string value;
@@ -48,7 +72,25 @@ std::string resource_identity(const opentelemetry::proto::resource::v1::Resource
   std::sort(parts.begin(), parts.end());
   std::string out;
   for (const auto& p : parts) out += p + ",";
-  return out;
+  // Every point carries its stream: a 64-bit FNV-1a digest instead of the whole identity.
+  // Streams are also keyed by sender, so only a sender's own resources could collide.
+  uint64_t h = 14695981039346656037ULL;
+  for (const unsigned char c : out) h = (h ^ c) * 1099511628211ULL;
+  char digest[17];
+  std::snprintf(digest, sizeof digest, "%016llx", static_cast<unsigned long long>(h));
+  return digest;
+}
+
+template <class Visit>
+void for_each_data_points(const otlp::Metric& m, Visit&& visit) {
+  switch (m.data_case()) {
+    case otlp::Metric::kGauge: visit(m.gauge().data_points()); break;
+    case otlp::Metric::kSum: visit(m.sum().data_points()); break;
+    case otlp::Metric::kHistogram: visit(m.histogram().data_points()); break;
+    case otlp::Metric::kExponentialHistogram: visit(m.exponential_histogram().data_points()); break;
+    case otlp::Metric::kSummary: visit(m.summary().data_points()); break;
+    default: break;
+  }
 }
 
 template <class DataPoints>
@@ -62,15 +104,38 @@ void reject_all(const DataPoints& data_points, const std::string& reason, std::v
 
 }  // namespace
 
+size_t point_count(const opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest& request) {
+  size_t n = 0;
+  for (const otlp::ResourceMetrics& rm : request.resource_metrics()) {
+    for (const otlp::ScopeMetrics& sm : rm.scope_metrics()) {
+      for (const otlp::Metric& m : sm.metrics())
+        for_each_data_points(m, [&](const auto& points) { n += static_cast<size_t>(points.size()); });
+    }
+  }
+  return n;
+}
+
 std::vector<OtlpPoint> points_of(
     const opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest& request,
     const std::string& sender) {
   std::vector<OtlpPoint> out;
+  out.reserve(point_count(request));
   for (const otlp::ResourceMetrics& rm : request.resource_metrics()) {
-    const std::string stream = sender + "|" + resource_identity(rm.resource());
+    std::string identity_error;
+    const std::string stream = sender + "|" + resource_identity(rm.resource(), identity_error);
     for (const otlp::ScopeMetrics& sm : rm.scope_metrics()) {
       for (const otlp::Metric& m : sm.metrics()) {
-        const std::string what = "metric '" + m.name() + "'";
+        const std::string what = "metric '" + shown(m.name()) + "'";
+        // Refused before anything is copied into each point.
+        std::string refused = identity_error;
+        if (refused.empty() && m.name().size() > kMaxOtlpMetricNameBytes) {
+          refused = what + ": the name is " + std::to_string(m.name().size()) + " bytes; at most " +
+                    std::to_string(kMaxOtlpMetricNameBytes);
+        }
+        if (!refused.empty()) {
+          for_each_data_points(m, [&](const auto& points) { reject_all(points, refused, out); });
+          continue;
+        }
         auto number_points = [&](const auto& data_points, Kind kind, bool cumulative) {
           for (const otlp::NumberDataPoint& dp : data_points) {
             OtlpPoint p;
@@ -115,6 +180,12 @@ std::vector<OtlpPoint> points_of(
             }
             for (const otlp::HistogramDataPoint& dp : m.histogram().data_points()) {
               OtlpPoint p;
+              if (static_cast<size_t>(dp.explicit_bounds_size()) > kMaxHistogramBounds) {
+                p.error = what + ": a histogram point has " + std::to_string(dp.explicit_bounds_size()) +
+                          " explicit_bounds; at most " + std::to_string(kMaxHistogramBounds) + " are taken";
+                out.push_back(std::move(p));
+                continue;
+              }
               p.metric = m.name();
               p.kind = Kind::kHistogram;
               p.cumulative = temporality == otlp::AGGREGATION_TEMPORALITY_CUMULATIVE;

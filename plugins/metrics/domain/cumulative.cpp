@@ -4,6 +4,12 @@
 
 namespace gameverse::metrics {
 
+size_t CumulativeTracker::bytes_of(const Stream& s) {
+  // The key twice (the map's and the stream's), the histogram's bounds and buckets.
+  return sizeof(Stream) + 64 + 2 * s.key.size() +
+         8 * (s.histogram.bounds.size() + s.histogram.buckets.size());
+}
+
 CumulativeTracker::Stream* CumulativeTracker::find_or_add(const std::string& stream, bool& is_new) {
   auto it = streams_.find(stream);
   is_new = it == streams_.end();
@@ -12,8 +18,13 @@ CumulativeTracker::Stream* CumulativeTracker::find_or_add(const std::string& str
     throw std::length_error("the service tracks " + std::to_string(streams_.size()) +
                             " cumulative streams, its limit (max_series)");
   }
+  if (bytes_ >= max_bytes_) {
+    throw std::length_error("the service tracks " + std::to_string(bytes_) +
+                            " bytes of cumulative streams, its limit (max_cumulative_bytes)");
+  }
   Stream& s = streams_[stream];
   s.key = stream;
+  bytes_ += bytes_of(s);
   return &s;
 }
 
@@ -60,7 +71,9 @@ std::optional<HistogramValue> CumulativeTracker::histogram_delta(const std::stri
     delta = std::move(d);
   }
   s->start_ns = start_ns;
+  bytes_ -= bytes_of(*s);
   s->histogram = value;
+  bytes_ += bytes_of(*s);
   s->seen_s = now_s;
   return delta;
 }
@@ -69,6 +82,7 @@ size_t CumulativeTracker::forget_idle(int64_t cutoff_s) {
   size_t n = 0;
   for (auto it = streams_.begin(); it != streams_.end();) {
     if (it->second.seen_s < cutoff_s) {
+      bytes_ -= bytes_of(it->second);
       it = streams_.erase(it);
       ++n;
     } else {
@@ -87,8 +101,13 @@ std::vector<CumulativeTracker::Stream> CumulativeTracker::streams() const {
 
 void CumulativeTracker::restore(const std::vector<Stream>& streams) {
   for (const Stream& s : streams) {
-    if (streams_.size() >= max_streams_) break;
-    streams_[s.key] = s;
+    if (streams_.size() >= max_streams_ || bytes_ >= max_bytes_) break;
+    auto [it, inserted] = streams_.try_emplace(s.key, s);
+    if (!inserted) {
+      bytes_ -= bytes_of(it->second);
+      it->second = s;
+    }
+    bytes_ += bytes_of(s);
   }
 }
 

@@ -4,6 +4,7 @@
 // no delta: its value only becomes the baseline, since what was counted before is unknown.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -22,16 +23,17 @@ struct HistogramValue {
 class CumulativeTracker {
  public:
   // `tracking_since_ns`: streams that started at or after this were seen from their start.
-  CumulativeTracker(uint64_t tracking_since_ns, size_t max_streams)
-      : since_ns_(tracking_since_ns), max_streams_(max_streams) {}
+  CumulativeTracker(uint64_t tracking_since_ns, size_t max_streams, size_t max_bytes = SIZE_MAX)
+      : since_ns_(tracking_since_ns), max_streams_(max_streams), max_bytes_(max_bytes) {}
 
   // The delta since the stream's last point; nullopt for a baseline. Throws std::length_error when a
-  // new stream would exceed max_streams.
+  // new stream would exceed max_streams, or the streams' estimated size max_bytes.
   std::optional<double> sum_delta(const std::string& stream, uint64_t start_ns, double value, int64_t now_s);
   std::optional<HistogramValue> histogram_delta(const std::string& stream, uint64_t start_ns,
                                                 const HistogramValue& value, int64_t now_s);
   size_t forget_idle(int64_t cutoff_s);
   size_t size() const { return streams_.size(); }
+  size_t bytes() const { return bytes_; }
 
   // For a hot reload: the streams as they are, and their restoration in the next generation.
   struct Stream {
@@ -47,8 +49,11 @@ class CumulativeTracker {
 
  private:
   Stream* find_or_add(const std::string& stream, bool& is_new);
+  static size_t bytes_of(const Stream& s);
   uint64_t since_ns_;
   size_t max_streams_;
+  size_t max_bytes_;
+  size_t bytes_ = 0;  // bytes_of() every stream
   std::unordered_map<std::string, Stream> streams_;
 };
 

@@ -39,11 +39,18 @@ int64_t floor_div_ms(int64_t ms) {
 
 }  // namespace
 
+size_t pending_bytes(const WindowEntry& e) {
+  size_t bytes = sizeof(WindowEntry) + 2 * e.metric.size() + 16 * (e.bounds.size() + 1);
+  // Each label once in the entry and once in the map's key.
+  for (const auto& [name, value] : e.labels) bytes += 2 * (name.size() + value.size()) + 96;
+  return bytes;
+}
+
 MetricsService::MetricsService(Settings settings, Exposition* exposition, uint64_t tracking_since_ns)
     : settings_(std::move(settings)),
       exposition_(exposition),
       limiter_(settings_.limits),
-      cumulative_(tracking_since_ns, settings_.limits.total) {}
+      cumulative_(tracking_since_ns, settings_.limits.total, settings_.max_cumulative_bytes) {}
 
 std::string MetricsService::check_labels(const Labels& labels, const std::string& what) const {
   if (labels.size() > settings_.max_labels) {
@@ -63,20 +70,34 @@ std::string MetricsService::check_labels(const Labels& labels, const std::string
 
 std::string MetricsService::resolve(const std::string& name, Kind kind, const Labels& labels,
                                     const std::vector<double>* bounds, const std::string& what, Family& out,
-                                    size_t new_families) const {
+                                    size_t new_families, const std::string& creator) const {
   const std::string field = what.back() == ']' ? what + ".name" : "metric name";
   if (std::string e = metric_name_error(name, field); !e.empty()) return e;
   if (std::string e = check_labels(labels, what); !e.empty()) return e;
   const std::vector<std::string> label_names = names_of(labels);
   const auto it = families_.find(name);
   if (it == families_.end()) {
-    if (families_.size() + new_families >= settings_.max_metrics) {
-      return "the metrics service holds " + std::to_string(families_.size()) +
-             " metrics, its limit (max_metrics = " + std::to_string(settings_.max_metrics) + "): '" + name +
-             "' is refused";
+    if (creator.empty() && families_.size() - player_families_ + new_families >= settings_.max_metrics) {
+      return "the metrics service holds " + std::to_string(families_.size() - player_families_) +
+             " exported metrics, its limit (max_metrics = " + std::to_string(settings_.max_metrics) + "): '" +
+             name + "' is refused";
+    }
+    if (!creator.empty()) {
+      if (player_families_ + new_families >= settings_.max_player_metrics) {
+        return "the metrics service holds " + std::to_string(player_families_) +
+               " recorded metrics, its limit (max_player_metrics = " +
+               std::to_string(settings_.max_player_metrics) + "): '" + name + "' is refused";
+      }
+      const auto mine = names_of_creator_.find(creator);
+      const size_t made = (mine == names_of_creator_.end() ? 0 : mine->second) + new_families;
+      if (made >= settings_.max_names_per_player) {
+        return "'" + creator + "' made " + std::to_string(made) +
+               " metric names, its limit (max_names_per_player = " +
+               std::to_string(settings_.max_names_per_player) + "): '" + name + "' is refused";
+      }
     }
     out = Family{name, kind, label_names,
-                 kind == Kind::kHistogram && bounds != nullptr ? *bounds : std::vector<double>{}};
+                 kind == Kind::kHistogram && bounds != nullptr ? *bounds : std::vector<double>{}, creator};
     return {};
   }
   const Family& f = it->second;
@@ -95,6 +116,11 @@ std::string MetricsService::resolve(const std::string& name, Kind kind, const La
   return {};
 }
 
+void MetricsService::count_new(const Family& family) {
+  if (family.name.rfind(kPlayerPrefix, 0) == 0) ++player_families_;
+  if (!family.creator.empty()) ++names_of_creator_[family.creator];
+}
+
 void MetricsService::check_store_and_room() const {
   if (store_down_) {
     throw MetricsError(MetricsError::Code::kUnavailable, "the metrics store is unavailable: " + *store_down_);
@@ -103,6 +129,11 @@ void MetricsService::check_store_and_room() const {
     throw exhausted("the metrics service holds " + std::to_string(windows_.size()) +
                     " window aggregates not yet stored, its limit (max_pending_entries = " +
                     std::to_string(settings_.max_pending_entries) + ")");
+  }
+  if (pending_bytes_ >= settings_.max_pending_bytes) {
+    throw exhausted("the metrics service holds " + std::to_string(pending_bytes_) +
+                    " bytes of window aggregates not yet stored, its limit (max_pending_bytes = " +
+                    std::to_string(settings_.max_pending_bytes) + ")");
   }
 }
 
@@ -120,6 +151,7 @@ void MetricsService::add(const Family& family, const Labels& labels, int64_t at_
       it->second.labels = labels;
       it->second.kind = family.kind;
       it->second.bounds = family.bounds;
+      pending_bytes_ += pending_bytes(it->second);
     }
     fn(it->second.aggregate);
   }
@@ -140,7 +172,13 @@ size_t MetricsService::record(const std::string& sender, const std::vector<Measu
                   const std::string& what) {
     Family family;
     const std::vector<double>* bounds = kind == Kind::kHistogram ? &settings_.histogram_bounds : nullptr;
-    std::string error = resolve(name, kind, labels, bounds, what, family, created.size());
+    std::string error;
+    if (name.rfind(kPlayerPrefix, 0) != 0) {
+      error = what + ".name '" + name + "' does not begin with '" + kPlayerPrefix +
+              "': recorded metrics are named apart from exported ones";
+    } else {
+      error = resolve(name, kind, labels, bounds, what, family, created.size(), sender);
+    }
     if (error.empty() && families_.count(name) == 0) {
       // A family made earlier in this batch binds the rest of it.
       const auto same =
@@ -187,6 +225,7 @@ size_t MetricsService::record(const std::string& sender, const std::vector<Measu
   }
   for (Family& f : created) {
     families_[f.name] = f;
+    count_new(f);
     new_families_.push_back(std::move(f));
   }
   for (const Planned& p : planned) {
@@ -194,7 +233,7 @@ size_t MetricsService::record(const std::string& sender, const std::vector<Measu
     add(family, p.labels, now_ms, [&](Aggregate& a) {
       a.add(p.value, now_ms, family.kind == Kind::kHistogram ? &family.bounds : nullptr);
     });
-    if (exposition_ != nullptr) exposition_->record(family, p.labels, p.value);
+    if (exposition_ != nullptr && settings_.expose_recorded) exposition_->record(family, p.labels, p.value);
   }
   return batch.size();
 }
@@ -214,9 +253,10 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
   const int64_t now_s = floor_div_ms(now_ms);
   for (const OtlpPoint& p : points) {
     const std::string what = "metric '" + p.metric + "'";
-    if (windows_.size() >= settings_.max_pending_entries) {
-      reject("the metrics service holds " + std::to_string(windows_.size()) +
-             " window aggregates not yet stored, its limit (max_pending_entries)");
+    if (windows_.size() >= settings_.max_pending_entries || pending_bytes_ >= settings_.max_pending_bytes) {
+      reject("the metrics service holds " + std::to_string(windows_.size()) + " window aggregates of " +
+             std::to_string(pending_bytes_) +
+             " bytes not yet stored, its limit (max_pending_entries, max_pending_bytes)");
       continue;
     }
     if (!p.error.empty()) {
@@ -235,6 +275,11 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
     }
     if (p.kind == Kind::kHistogram) {
       const auto& h = p.histogram;
+      if (h.bounds.size() > kMaxHistogramBounds) {
+        reject(what + ": a histogram point has " + std::to_string(h.bounds.size()) +
+               " explicit_bounds; at most " + std::to_string(kMaxHistogramBounds) + " are taken");
+        continue;
+      }
       if (h.buckets.size() != h.bounds.size() + 1 ||
           !std::is_sorted(h.bounds.begin(), h.bounds.end(), std::less_equal<double>()) ||
           std::adjacent_find(h.bounds.begin(), h.bounds.end()) != h.bounds.end()) {
@@ -243,9 +288,14 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
         continue;
       }
     }
+    if (p.metric.rfind(kPlayerPrefix, 0) == 0) {
+      reject(what + ": names beginning with '" + kPlayerPrefix + "' are kept for what players Record");
+      continue;
+    }
     Family family;
-    if (std::string e = resolve(p.metric, p.kind, p.labels,
-                                p.kind == Kind::kHistogram ? &p.histogram.bounds : nullptr, what, family, 0);
+    if (std::string e =
+            resolve(p.metric, p.kind, p.labels, p.kind == Kind::kHistogram ? &p.histogram.bounds : nullptr,
+                    what, family, 0, "");
         !e.empty()) {
       reject(e);
       continue;
@@ -257,6 +307,7 @@ ExportOutcome MetricsService::export_points(const std::string& sender, const std
     }
     if (families_.count(family.name) == 0) {
       families_[family.name] = family;
+      count_new(family);
       new_families_.push_back(family);
     }
     const Family& f = families_.at(family.name);
@@ -294,6 +345,7 @@ std::vector<WindowEntry> MetricsService::take_closed(int64_t now_s) {
   for (auto it = windows_.begin(); it != windows_.end();) {
     const Resolution& r = settings_.resolutions[it->second.resolution];
     if (it->second.start_s + r.width_s + settings_.flush_delay_s <= now_s) {
+      pending_bytes_ -= pending_bytes(it->second);
       out.push_back(std::move(it->second));
       it = windows_.erase(it);
     } else {
@@ -309,6 +361,7 @@ std::vector<WindowEntry> MetricsService::take_all() {
   out.reserve(windows_.size());
   for (auto& [key, entry] : windows_) out.push_back(std::move(entry));
   windows_.clear();
+  pending_bytes_ = 0;
   return out;
 }
 
@@ -318,6 +371,7 @@ void MetricsService::put_back(const std::vector<WindowEntry>& entries) {
     if (e.resolution >= settings_.resolutions.size()) continue;
     auto [it, inserted] =
         windows_.try_emplace(WindowKey{e.resolution, e.start_s, series_key(e.metric, e.labels)}, e);
+    if (inserted) pending_bytes_ += pending_bytes(e);
     if (!inserted) it->second.aggregate.merge(e.aggregate);
   }
 }
@@ -329,7 +383,9 @@ std::vector<Family> MetricsService::take_new_families() {
 
 void MetricsService::load_families(const std::vector<Family>& families) {
   std::lock_guard lock(mu_);
-  for (const Family& f : families) families_.try_emplace(f.name, f);
+  for (const Family& f : families) {
+    if (families_.try_emplace(f.name, f).second) count_new(f);
+  }
 }
 
 std::optional<Family> MetricsService::family(const std::string& name) const {

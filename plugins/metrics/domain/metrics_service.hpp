@@ -20,16 +20,26 @@ namespace gameverse::metrics {
 
 struct Settings {
   SeriesLimits limits;
-  size_t max_metrics = 1000;
+  size_t max_metrics = 1000;         // exported (telemetry) metric names
+  size_t max_player_metrics = 1000;  // names players made by Record, all together
+  size_t max_names_per_player = 50;  // names one player may make
   size_t max_labels = 8;
   size_t max_label_value_bytes = 128;
-  std::vector<double> histogram_bounds;  // for recorded observations
-  std::vector<Resolution> resolutions;   // finest first
-  int64_t flush_delay_s = 2;             // a window is handed out this long after it ends
-  int64_t max_lateness_s = 3600;         // exported points older than this are refused
-  int64_t series_idle_s = 3600;          // series unseen this long free their place in the limits
-  size_t max_pending_entries = 200000;   // window aggregates held before they are stored
+  std::vector<double> histogram_bounds;     // for recorded observations
+  std::vector<Resolution> resolutions;      // finest first
+  int64_t flush_delay_s = 2;                // a window is handed out this long after it ends
+  int64_t max_lateness_s = 3600;            // exported points older than this are refused
+  int64_t series_idle_s = 3600;             // series unseen this long free their place in the limits
+  size_t max_pending_entries = 200000;      // window aggregates held before they are stored
+  size_t max_pending_bytes = 256 << 20;     // and their estimated size: histograms weigh more
+  size_t max_cumulative_bytes = 128 << 20;  // last values of OTLP cumulative streams
+  // Players' series stay off /metrics unless asked for: their label values are the players' own.
+  bool expose_recorded = false;
 };
+
+// Bucket bounds one histogram may have: each bound is copied into every window of every series
+// and into the metric's stored record.
+constexpr size_t kMaxHistogramBounds = 256;
 
 // Where aggregates are also exposed (the host's /metrics): counters add, gauges set, histograms
 // observe.
@@ -38,6 +48,9 @@ class Exposition {
   virtual ~Exposition() = default;
   virtual void record(const Family& family, const Labels& labels, double value) = 0;
 };
+
+// What one window aggregate held in memory weighs, about: its key, labels, bounds and buckets.
+size_t pending_bytes(const WindowEntry& entry);
 
 // What a game client records.
 struct Measurement {
@@ -117,7 +130,8 @@ class MetricsService {
   // The family `name` of `kind` with these labels: the known one, or a new one; error text otherwise.
   std::string resolve(const std::string& name, Kind kind, const Labels& labels,
                       const std::vector<double>* bounds, const std::string& what, Family& out,
-                      size_t new_families) const;
+                      size_t new_families, const std::string& creator) const;
+  void count_new(const Family& family);
   std::string check_labels(const Labels& labels, const std::string& what) const;
   void check_store_and_room() const;
   void add(const Family& family, const Labels& labels, int64_t at_ms,
@@ -127,10 +141,13 @@ class MetricsService {
   Exposition* exposition_;
   mutable std::mutex mu_;
   std::map<std::string, Family> families_;
+  size_t player_families_ = 0;                      // of families_, those named kPlayerPrefix...
+  std::map<std::string, size_t> names_of_creator_;  // players' families by who made them
   std::vector<Family> new_families_;
   SeriesLimiter limiter_;
   CumulativeTracker cumulative_;
   std::map<WindowKey, WindowEntry> windows_;
+  size_t pending_bytes_ = 0;  // pending_bytes() of every entry of windows_
   std::optional<std::string> store_down_;
 };
 

@@ -60,7 +60,12 @@ struct Family {
   Kind kind = Kind::kCounter;
   std::vector<std::string> label_names;  // sorted
   std::vector<double> bounds;            // histogram
+  std::string creator;                   // the player who made it by Record; empty for telemetry
 };
+
+// What players Record is named with this prefix, and only that: so players can neither take an
+// exported metric's name nor use up the names telemetry senders have.
+inline constexpr const char* kPlayerPrefix = "player_";
 
 // The resolutions windows are kept at.
 struct Resolution {

@@ -1,5 +1,7 @@
 #include "infrastructure/store_windows.hpp"
 
+#include <optional>
+
 #include "domain/query.hpp"
 
 namespace gameverse::metrics {
@@ -52,39 +54,85 @@ WindowEntry entry_of(size_t resolution, const rec::WindowRecord& r) {
   return e;
 }
 
-std::vector<WindowEntry> StoreWindows::write(std::vector<WindowEntry> entries,
-                                             const std::vector<Family>& families, std::string& error) {
-  std::vector<WindowEntry> failed;
-  sdk::Store::Batch batch;
-  std::vector<WindowEntry> in_batch;
-  auto commit = [&] {
-    if (batch.empty()) return;
+rec::FamilyRecord family_record(const Family& f) {
+  rec::FamilyRecord r;
+  r.set_name(f.name);
+  r.set_kind(static_cast<int32_t>(f.kind));
+  for (const auto& n : f.label_names) r.add_label_names(n);
+  for (double b : f.bounds) r.add_bounds(b);
+  r.set_creator(f.creator);
+  return r;
+}
+
+Family family_of(const rec::FamilyRecord& r) {
+  Family f;
+  f.name = r.name();
+  f.kind = static_cast<Kind>(r.kind());
+  f.label_names.assign(r.label_names().begin(), r.label_names().end());
+  f.bounds.assign(r.bounds().begin(), r.bounds().end());
+  f.creator = r.creator();
+  return f;
+}
+
+StoreWindows::WriteResult StoreWindows::write(std::vector<WindowEntry> entries,
+                                              const std::vector<Family>& families) {
+  // One record to write, and where it came from: families[family] or entries[entry].
+  struct Item {
+    std::string collection, key, value;
+    const Family* family = nullptr;
+    WindowEntry* entry = nullptr;
+  };
+  WriteResult result;
+  std::vector<Item> slice;
+  auto fail = [&](Item& item) {
+    if (item.family != nullptr) result.failed_families.push_back(*item.family);
+    if (item.entry != nullptr) result.failed.push_back(std::move(*item.entry));
+  };
+  auto commit = [&](std::vector<Item>& items) -> std::optional<sdk::Error> {
+    sdk::Store::Batch batch;
+    for (const Item& i : items) batch.put(i.collection, i.key, i.value);
     try {
       store_.commit(batch);
+      return std::nullopt;
     } catch (const sdk::Error& e) {
-      if (error.empty()) error = e.what();
-      for (auto& entry : in_batch) failed.push_back(std::move(entry));
+      return e;
     }
-    batch = sdk::Store::Batch();
-    in_batch.clear();
+  };
+  auto flush_slice = [&] {
+    if (slice.empty()) return;
+    std::optional<sdk::Error> e = commit(slice);
+    if (e && e->code() == sdk::StatusCode::kInvalidArgument) {
+      // Something in the batch is refused for what it is: find it by writing one at a time.
+      for (Item& item : slice) {
+        std::vector<Item> one(1, item);
+        std::optional<sdk::Error> single = commit(one);
+        if (!single) continue;
+        if (single->code() == sdk::StatusCode::kInvalidArgument) {
+          if (result.set_aside++ == 0) result.set_aside_reason = item.key + ": " + single->what();
+        } else {
+          if (result.error.empty()) result.error = single->what();
+          fail(item);
+        }
+      }
+    } else if (e) {
+      if (result.error.empty()) result.error = e->what();
+      for (Item& item : slice) fail(item);
+    }
+    slice.clear();
   };
   for (const Family& f : families) {
-    rec::FamilyRecord r;
-    r.set_name(f.name);
-    r.set_kind(static_cast<int32_t>(f.kind));
-    for (const auto& n : f.label_names) r.add_label_names(n);
-    for (double b : f.bounds) r.add_bounds(b);
-    batch.put("families", f.name, r);
+    slice.push_back({"families", f.name, family_record(f).SerializeAsString(), &f, nullptr});
+    if (slice.size() >= kBatchWrites) flush_slice();
   }
   for (WindowEntry& e : entries) {
     const std::string key =
         e.metric + "|" + padded_time(e.start_s) + "|" + writer_ + "-" + std::to_string(++written_);
-    batch.put(resolutions_.at(e.resolution).collection, key, record_of(e));
-    in_batch.push_back(std::move(e));
-    if (batch.size() >= kBatchWrites) commit();
+    slice.push_back(
+        {resolutions_.at(e.resolution).collection, key, record_of(e).SerializeAsString(), nullptr, &e});
+    if (slice.size() >= kBatchWrites) flush_slice();
   }
-  commit();
-  return failed;
+  flush_slice();
+  return result;
 }
 
 std::vector<WindowEntry> StoreWindows::read(size_t resolution, const std::string& metric, int64_t from_s,
@@ -146,14 +194,7 @@ std::vector<Family> StoreWindows::families() const {
   query.limit = kPage;
   do {
     auto page = store_.list<rec::FamilyRecord>(query);
-    for (const auto& r : page.records) {
-      Family f;
-      f.name = r.value.name();
-      f.kind = static_cast<Kind>(r.value.kind());
-      f.label_names.assign(r.value.label_names().begin(), r.value.label_names().end());
-      f.bounds.assign(r.value.bounds().begin(), r.value.bounds().end());
-      out.push_back(std::move(f));
-    }
+    for (const auto& r : page.records) out.push_back(family_of(r.value));
     query.cursor = page.next_cursor;
   } while (!query.cursor.empty());
   return out;

@@ -93,6 +93,29 @@ TEST(MetricCumulative, BoundedStreams) {
   EXPECT_THROW(t.sum_delta("b", 1, 1, 0), std::length_error);
 }
 
+TEST(MetricCumulative, BoundedInBytes) {
+  CumulativeTracker t(0, 100, 8000);
+  HistogramValue wide;
+  for (int i = 0; i < 256; ++i) wide.bounds.push_back(i);
+  wide.buckets.assign(257, 1);
+  wide.count = 257;
+  t.histogram_delta("a", 1, wide, 0);  // about 4 KB each
+  t.histogram_delta("b", 1, wide, 0);
+  try {
+    t.histogram_delta("c", 1, wide, 0);
+    FAIL() << "a stream past max_cumulative_bytes was taken";
+  } catch (const std::length_error& e) {
+    EXPECT_NE(std::string(e.what()).find("(max_cumulative_bytes)"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(t.histogram_delta("a", 1, wide, 1)) << "a known stream goes on";
+  EXPECT_EQ(t.forget_idle(1), 1u);
+  EXPECT_NO_THROW(t.histogram_delta("c", 1, wide, 1)) << "a forgotten stream freed its bytes";
+  const size_t before = t.bytes();
+  CumulativeTracker restored(0, 100, 8000);
+  restored.restore(t.streams());
+  EXPECT_EQ(restored.bytes(), before);
+}
+
 TEST(MetricKeyPrefixes, CoverARangeExactly) {
   EXPECT_EQ(decimal_prefixes(10, 19), (std::vector<std::string>{"00000000001"}));
   EXPECT_EQ(decimal_prefixes(5, 5), (std::vector<std::string>{"000000000005"}));
@@ -122,11 +145,14 @@ TEST(MetricQuantile, InterpolatesWithinTheBucket) {
 
 TEST(MetricsService, RecordAggregatesInEveryResolutionAndHandsClosedWindowsOut) {
   Recorded exposed;
-  MetricsService service(settings(), &exposed, 0);
+  Settings exposing = settings();
+  exposing.expose_recorded = true;
+  MetricsService service(exposing, &exposed, 0);
   const int64_t t0 = 1'764'480'000'000;  // ms, a whole hour
-  service.record("p1", {counter("kills", 2, {{"mode", "duel"}}), counter("kills", 3, {{"mode", "duel"}})},
-                 t0);
-  service.record("p1", {counter("kills", 4, {{"mode", "duel"}})}, t0 + 15'000);
+  service.record(
+      "p1", {counter("player_kills", 2, {{"mode", "duel"}}), counter("player_kills", 3, {{"mode", "duel"}})},
+      t0);
+  service.record("p1", {counter("player_kills", 4, {{"mode", "duel"}})}, t0 + 15'000);
   EXPECT_TRUE(service.take_closed(t0 / 1000 + 11).empty()) << "the flush delay has not passed";
   auto closed = service.take_closed(t0 / 1000 + 12);
   ASSERT_EQ(closed.size(), 1u);
@@ -141,19 +167,20 @@ TEST(MetricsService, RecordAggregatesInEveryResolutionAndHandsClosedWindowsOut) 
 TEST(MetricsService, ABatchIsAllOrNothing) {
   MetricsService service(settings(), nullptr, 0);
   try {
-    service.record("p1", {counter("ok", 1), counter("bad.name", 1)}, 0);
+    service.record("p1", {counter("player_ok", 1), counter("player_bad.name", 1)}, 0);
     FAIL() << "a bad name was taken";
   } catch (const MetricsError& e) {
     EXPECT_EQ(e.code(), MetricsError::Code::kInvalidArgument);
-    EXPECT_EQ(std::string(e.what()),
-              "measurements[1].name 'bad.name' is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
+    EXPECT_EQ(
+        std::string(e.what()),
+        "measurements[1].name 'player_bad.name' is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
   }
   EXPECT_TRUE(service.take_all().empty());
-  EXPECT_FALSE(service.family("ok"));
+  EXPECT_FALSE(service.family("player_ok"));
   try {
     service.record("p1",
-                   {counter("c", 1, {{"a", "1"}}), counter("c", 1, {{"a", "2"}}),
-                    counter("c", 1, {{"a", "3"}}), counter("c", 1, {{"a", "4"}})},
+                   {counter("player_c", 1, {{"a", "1"}}), counter("player_c", 1, {{"a", "2"}}),
+                    counter("player_c", 1, {{"a", "3"}}), counter("player_c", 1, {{"a", "4"}})},
                    0);
     FAIL() << "a fourth series was taken";
   } catch (const MetricsError& e) {
@@ -165,36 +192,149 @@ TEST(MetricsService, ABatchIsAllOrNothing) {
 
 TEST(MetricsService, KindsAndLabelsAreFixedPerMetric) {
   MetricsService service(settings(), nullptr, 0);
-  service.record("p", {counter("c", 1, {{"a", "1"}})}, 0);
+  service.record("p", {counter("player_c", 1, {{"a", "1"}})}, 0);
   try {
-    service.record("p", {counter("c", 1, {{"b", "1"}})}, 0);
-    FAIL();
-  } catch (const MetricsError& e) {
-    EXPECT_EQ(std::string(e.what()), "measurements[0]: metric 'c' has the labels (a); this one has (b)");
-  }
-  try {
-    service.record("p", {{"c", {{"a", "1"}}, Measurement::Type::kGaugeSet, 1, std::nullopt}}, 0);
+    service.record("p", {counter("player_c", 1, {{"b", "1"}})}, 0);
     FAIL();
   } catch (const MetricsError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "measurements[0]: metric 'c' is a counter; it cannot take a gauge value");
+              "measurements[0]: metric 'player_c' has the labels (a); this one has (b)");
   }
-  EXPECT_THROW(service.record("p", {counter("c", -1, {{"a", "1"}})}, 0), MetricsError);
+  try {
+    service.record("p", {{"player_c", {{"a", "1"}}, Measurement::Type::kGaugeSet, 1, std::nullopt}}, 0);
+    FAIL();
+  } catch (const MetricsError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "measurements[0]: metric 'player_c' is a counter; it cannot take a gauge value");
+  }
+  EXPECT_THROW(service.record("p", {counter("player_c", -1, {{"a", "1"}})}, 0), MetricsError);
 }
 
 TEST(MetricsService, EventsCountAndObserveTheirDuration) {
   MetricsService service(settings(), nullptr, 0);
   service.record(
-      "p", {{"match_finished", {{"mode", "duel"}, {"map", "dust"}}, Measurement::Type::kEvent, 0, 3.0}}, 0);
-  ASSERT_TRUE(service.family("match_finished"));
-  EXPECT_EQ(service.family("match_finished")->kind, Kind::kCounter);
-  ASSERT_TRUE(service.family("match_finished_duration_seconds"));
-  EXPECT_EQ(service.family("match_finished_duration_seconds")->kind, Kind::kHistogram);
+      "p",
+      {{"player_match_finished", {{"mode", "duel"}, {"map", "dust"}}, Measurement::Type::kEvent, 0, 3.0}}, 0);
+  ASSERT_TRUE(service.family("player_match_finished"));
+  EXPECT_EQ(service.family("player_match_finished")->kind, Kind::kCounter);
+  ASSERT_TRUE(service.family("player_match_finished_duration_seconds"));
+  EXPECT_EQ(service.family("player_match_finished_duration_seconds")->kind, Kind::kHistogram);
   for (const auto& e : service.take_all()) {
-    if (e.metric == "match_finished_duration_seconds") {
+    if (e.metric == "player_match_finished_duration_seconds") {
       EXPECT_EQ(e.aggregate.buckets, (std::vector<uint64_t>{0, 0, 1, 0, 0}));
     }
   }
+}
+
+TEST(MetricsService, PlayersSeriesAreNotExposedUnlessAskedForAndExportedOnesAre) {
+  Recorded exposed;
+  MetricsService service(settings(), &exposed, 0);
+  const int64_t now_ms = 1'764'480'000'000;
+  service.record("p1", {counter("player_kills", 1, {{"who", "a-players-own-text"}})}, now_ms);
+  EXPECT_TRUE(exposed.seen.empty()) << "a player's label values reached /metrics";
+  OtlpPoint p;
+  p.metric = "requests";
+  p.time_ns = static_cast<uint64_t>(now_ms) * 1000000;
+  p.value = 1;
+  EXPECT_EQ(service.export_points("a", {p}, now_ms).accepted, 1);
+  ASSERT_EQ(exposed.seen.size(), 1u);
+  EXPECT_EQ(exposed.seen[0].first, "requests");
+}
+
+TEST(MetricsService, AHistogramWithMoreBoundsThanTheLimitIsRefusedNamingIt) {
+  MetricsService service(settings(), nullptr, 0);
+  const int64_t now_ms = 1'764'480'000'000;
+  OtlpPoint p;
+  p.metric = "latency";
+  p.kind = Kind::kHistogram;
+  p.time_ns = static_cast<uint64_t>(now_ms) * 1000000;
+  for (size_t i = 0; i <= kMaxHistogramBounds; ++i) p.histogram.bounds.push_back(static_cast<double>(i));
+  p.histogram.buckets.assign(p.histogram.bounds.size() + 1, 0);
+  const ExportOutcome outcome = service.export_points("a", {p}, now_ms);
+  EXPECT_EQ(outcome.rejected, 1);
+  EXPECT_NE(outcome.error_message.find("257 explicit_bounds; at most 256"), std::string::npos)
+      << outcome.error_message;
+  EXPECT_FALSE(service.family("latency")) << "a refused point made a metric";
+  p.histogram.bounds.resize(kMaxHistogramBounds);
+  p.histogram.buckets.resize(kMaxHistogramBounds + 1);
+  EXPECT_EQ(service.export_points("a", {p}, now_ms).accepted, 1) << "the limit itself is taken";
+}
+
+TEST(MetricsService, PlayersNamesAreKeptApartFromExportedOnesAndLimitedPerPlayer) {
+  Settings limited = settings();
+  limited.max_metrics = 2;
+  limited.max_player_metrics = 3;
+  limited.max_names_per_player = 2;
+  MetricsService service(limited, nullptr, 0);
+  const int64_t now_ms = 1'764'480'000'000;
+  try {
+    service.record("player:a", {counter("requests", 1)}, now_ms);
+    FAIL() << "a recorded name outside the players' prefix was taken";
+  } catch (const MetricsError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "measurements[0].name 'requests' does not begin with 'player_': recorded metrics are named "
+              "apart from exported ones");
+  }
+  service.record("player:a", {counter("player_a1", 1), counter("player_a2", 1)}, now_ms);
+  try {
+    service.record("player:a", {counter("player_a3", 1)}, now_ms);
+    FAIL() << "a player made more names than max_names_per_player";
+  } catch (const MetricsError& e) {
+    EXPECT_NE(std::string(e.what()).find("(max_names_per_player = 2)"), std::string::npos) << e.what();
+  }
+  service.record("player:b", {counter("player_b1", 1)}, now_ms);
+  try {
+    service.record("player:c", {counter("player_c1", 1)}, now_ms);
+    FAIL() << "players made more names than max_player_metrics";
+  } catch (const MetricsError& e) {
+    EXPECT_NE(std::string(e.what()).find("(max_player_metrics = 3)"), std::string::npos) << e.what();
+  }
+  // Telemetry keeps its own names and its whole budget; it cannot take the players' prefix.
+  OtlpPoint p;
+  p.time_ns = static_cast<uint64_t>(now_ms) * 1000000;
+  p.value = 1;
+  p.metric = "requests";
+  std::vector<OtlpPoint> points = {p, p, p};
+  points[1].metric = "errors";
+  points[2].metric = "player_a1";
+  const ExportOutcome outcome = service.export_points("otlp:s", points, now_ms);
+  EXPECT_EQ(outcome.accepted, 2) << outcome.error_message;
+  EXPECT_NE(outcome.error_message.find("names beginning with 'player_' are kept for what players Record"),
+            std::string::npos)
+      << outcome.error_message;
+  // The quota holds over a restart: families read back carry who made them.
+  MetricsService restarted(limited, nullptr, 0);
+  std::vector<Family> stored = service.take_new_families();
+  restarted.load_families(stored);
+  EXPECT_THROW(restarted.record("player:a", {counter("player_a3", 1)}, now_ms), MetricsError);
+}
+
+TEST(MetricsService, WindowsHeldInMemoryAreBoundedInBytesAsWellAsInNumber) {
+  Settings small = settings();
+  small.max_pending_bytes = 20000;
+  MetricsService service(small, nullptr, 0);
+  const int64_t now_ms = 1'764'480'000'000;
+  auto point = [&](const std::string& series) {
+    OtlpPoint p;
+    p.metric = "latency";
+    p.kind = Kind::kHistogram;
+    p.time_ns = static_cast<uint64_t>(now_ms) * 1000000;
+    p.labels = {{"s", series}};
+    for (size_t i = 0; i < kMaxHistogramBounds; ++i) p.histogram.bounds.push_back(static_cast<double>(i));
+    p.histogram.buckets.assign(p.histogram.bounds.size() + 1, 0);
+    return p;
+  };
+  // Each wide histogram series holds three windows of about 4 KB.
+  const ExportOutcome filled = service.export_points("a", {point("1"), point("2"), point("3")}, now_ms);
+  EXPECT_EQ(filled.accepted, 2);
+  EXPECT_EQ(filled.rejected, 1);
+  EXPECT_NE(filled.error_message.find("max_pending_bytes"), std::string::npos) << filled.error_message;
+  EXPECT_THROW(service.export_points("a", {point("3")}, now_ms), MetricsError);
+  EXPECT_THROW(service.record("p", {counter("player_x", 1)}, now_ms), MetricsError);
+  service.put_back(service.take_all());
+  EXPECT_THROW(service.export_points("a", {point("3")}, now_ms), MetricsError) << "put back, still held";
+  service.take_all();
+  EXPECT_EQ(service.export_points("a", {point("3")}, now_ms).accepted, 1) << "stored, the room is back";
 }
 
 TEST(MetricsService, ExportRejectsPointsWithReasonsAndKeepsTheRest) {
@@ -277,7 +417,7 @@ TEST(MetricsQuery, SumRateAvgPercentileByLabel) {
 }
 
 TEST(MetricsQuery, RefusesWhatDoesNotApplyNamingTheField) {
-  Family gauge{"g", Kind::kGauge, {"a"}, {}};
+  Family gauge{"g", Kind::kGauge, {"a"}, {}, ""};
   auto message = [&](QuerySpec spec) {
     try {
       check_query(spec, &gauge, resolutions(), 1000);

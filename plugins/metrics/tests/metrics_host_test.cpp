@@ -145,11 +145,17 @@ class MetricsThroughTheHost : public ::testing::TestWithParam<std::string> {
     host_ = std::make_unique<HostProcess>(
         "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ + host_config +
         "[admin]\ntoken = \"" + kOperatorToken + "\"\n[[plugin]]\nname = \"metrics\"\npath = \"" +
-        plugin_.string() + "\"\n[plugin.config]\nflush_interval_s = 1\nflush_delay_s = 0\n" + plugin_config);
+        plugin_.string() +
+        // Every test records as the operator, and PostgreSQL keeps the names of earlier tests.
+        "\"\n[plugin.config]\nflush_interval_s = 1\nflush_delay_s = 0\nmax_names_per_player = 100000\n"
+        "max_player_metrics = 100000\n" +
+        plugin_config);
     metrics_ = pb::Metrics::NewStub(host_->channel());
     otlp_ = collector::MetricsService::NewStub(host_->channel());
   }
   std::string name(const std::string& base) const { return base + suffix_; }
+  // What players Record is named apart: player_...
+  std::string pname(const std::string& base) const { return "player_" + name(base); }
 
   grpc::Status record(const std::vector<pb::Measurement>& measurements, pb::RecordReply* reply = nullptr) {
     grpc::ClientContext context;
@@ -199,6 +205,35 @@ class MetricsThroughTheHost : public ::testing::TestWithParam<std::string> {
     }
     return -1;
   }
+  pb::ListSeriesReply list_series(const std::string& prefix) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
+    pb::ListSeriesRequest request;
+    request.set_prefix(prefix);
+    pb::ListSeriesReply reply;
+    const grpc::Status status = metrics_->ListSeries(&context, request, &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return reply;
+  }
+  std::string metrics_page() {
+    return run_command("curl -sS --max-time 30 http://127.0.0.1:" + std::to_string(host_->http_port()) +
+                       "/metrics")
+        .output;
+  }
+  // One gauge point of `metric` now, with these attributes.
+  static void add_gauge(collector::ExportMetricsServiceRequest& request, const std::string& metric,
+                        const std::map<std::string, std::string>& attributes) {
+    otlp::Metric* m = request.add_resource_metrics()->add_scope_metrics()->add_metrics();
+    m->set_name(metric);
+    otlp::NumberDataPoint* p = m->mutable_gauge()->add_data_points();
+    p->set_time_unix_nano(now_ns());
+    p->set_as_double(1);
+    for (const auto& [k, v] : attributes) {
+      auto* a = p->add_attributes();
+      a->set_key(k);
+      a->mutable_value()->set_string_value(v);
+    }
+  }
   grpc::Status export_metrics(const collector::ExportMetricsServiceRequest& request,
                               collector::ExportMetricsServiceResponse* reply) {
     grpc::ClientContext context;
@@ -217,9 +252,9 @@ class MetricsThroughTheHost : public ::testing::TestWithParam<std::string> {
 
 TEST_P(MetricsThroughTheHost, RecordedCountersGaugesAndEventsQueryBackAndOutliveARestart) {
   start();
-  const std::string kills = name("kills");
-  const std::string match = name("match_finished");
-  const std::string online = name("players_online");
+  const std::string kills = pname("kills");
+  const std::string match = pname("match_finished");
+  const std::string online = pname("players_online");
   pb::Measurement event;
   event.set_name(match);
   event.mutable_labels()->insert({{"mode", "duel"}, {"map", "dust"}});
@@ -277,38 +312,39 @@ TEST_P(MetricsThroughTheHost, RecordedCountersGaugesAndEventsQueryBackAndOutlive
 
 TEST_P(MetricsThroughTheHost, BadNamesAndLabelsAreRefusedWithTheFieldNamed) {
   start();
-  grpc::Status s = record({counter(name("ok"), 1), counter("player.kills", 1)});
+  grpc::Status s = record({counter(pname("ok"), 1), counter("player_x.kills", 1)});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_EQ(s.error_message(),
-            "measurements[1].name 'player.kills' is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
-  s = record({counter(name("ok"), 1, {{"map-name", "x"}})});
+  EXPECT_EQ(
+      s.error_message(),
+      "measurements[1].name 'player_x.kills' is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
+  s = record({counter(pname("ok"), 1, {{"map-name", "x"}})});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(s.error_message(),
             "measurements[0] label 'map-name' is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
-  s = record({counter(name("ok"), -1)});
+  s = record({counter(pname("ok"), -1)});
   EXPECT_EQ(s.error_message(), "measurements[0].counter_add is negative; a counter only goes up");
   pb::Measurement empty;
-  empty.set_name(name("ok"));
+  empty.set_name(pname("ok"));
   s = record({empty});
   EXPECT_EQ(s.error_message(),
             "measurements[0] has no value: set counter_add, gauge_set, histogram_observe or event");
-  ASSERT_TRUE(record({counter(name("ok"), 1)}).ok());
+  ASSERT_TRUE(record({counter(pname("ok"), 1)}).ok());
   pb::Measurement as_gauge;
-  as_gauge.set_name(name("ok"));
+  as_gauge.set_name(pname("ok"));
   as_gauge.set_gauge_set(1);
   s = record({as_gauge});
   EXPECT_EQ(s.error_message(),
-            "measurements[0]: metric '" + name("ok") + "' is a counter; it cannot take a gauge value");
-  EXPECT_EQ(total(ask(name("ok"), pb::AGGREGATION_SUM)), 1) << "a refused batch left something behind";
+            "measurements[0]: metric '" + pname("ok") + "' is a counter; it cannot take a gauge value");
+  EXPECT_EQ(total(ask(pname("ok"), pb::AGGREGATION_SUM)), 1) << "a refused batch left something behind";
 
   // Anonymous callers cannot record; queries need the metrics role.
   grpc::ClientContext anonymous;
   pb::RecordReply reply;
   pb::RecordRequest request;
-  *request.add_measurements() = counter(name("ok"), 1);
+  *request.add_measurements() = counter(pname("ok"), 1);
   EXPECT_EQ(metrics_->Record(&anonymous, request, &reply).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   pb::QueryRequest q;
-  q.set_metric(name("ok"));
+  q.set_metric(pname("ok"));
   q.set_step_s(15);
   q.set_aggregation(pb::AGGREGATION_SUM);
   pb::QueryReply qr;
@@ -318,14 +354,15 @@ TEST_P(MetricsThroughTheHost, BadNamesAndLabelsAreRefusedWithTheFieldNamed) {
   q.set_step_s(10);
   q.set_aggregation(pb::AGGREGATION_PERCENTILE);
   s = query(q, &qr);
-  EXPECT_EQ(s.error_message(), "aggregation percentile needs a histogram; '" + name("ok") + "' is a counter");
+  EXPECT_EQ(s.error_message(),
+            "aggregation percentile needs a histogram; '" + pname("ok") + "' is a counter");
 }
 
 TEST_P(MetricsThroughTheHost, AFloodOfUniqueLabelsIsRefusedNamingTheLimitAndNotStored) {
   start(
       "max_series_per_metric = 5\nmax_measurements_per_player_per_minute = 40\n"
       "max_points_per_client_per_minute = 12\n");
-  const std::string metric = name("shots");
+  const std::string metric = pname("shots");
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(record({counter(metric, 1, {{"player", std::to_string(i)}})}).ok());
   std::vector<pb::Measurement> flood;
   for (int i = 5; i < 25; ++i) flood.push_back(counter(metric, 1, {{"player", std::to_string(i)}}));
@@ -423,20 +460,20 @@ TEST_P(MetricsThroughTheHost, OtlpExportConvertsCumulativeToDeltasAndReportsRefu
 
 TEST_P(MetricsThroughTheHost, AggregatesAppearOnTheHostsMetricsPage) {
   if (std::system("command -v curl > /dev/null 2>&1") != 0) GTEST_SKIP() << "curl is not installed";
-  start("", "[http]\nlisten = \"127.0.0.1:0\"\n");
-  ASSERT_TRUE(record({counter(name("deaths"), 3, {{"map", "dust"}})}).ok());
+  start("expose_player_metrics = true\n", "[http]\nlisten = \"127.0.0.1:0\"\n");
+  ASSERT_TRUE(record({counter(pname("deaths"), 3, {{"map", "dust"}})}).ok());
   const std::string text =
       run_command("curl -sS --max-time 30 http://127.0.0.1:" + std::to_string(host_->http_port()) +
                   "/metrics")
           .output;
-  EXPECT_CONTAINS(text, "game_" + name("deaths") + "{plugin=\"metrics\",map=\"dust\"} 3\n");
+  EXPECT_CONTAINS(text, "game_" + pname("deaths") + "{plugin=\"metrics\",map=\"dust\"} 3\n");
 }
 
 // A reload of the metrics plugin while clients record: every acknowledged measurement is counted
 // once, by the old generation's hand-over or its last flush.
 TEST_P(MetricsThroughTheHost, AReloadUnderIngestLosesNothingAcknowledged) {
   start("max_measurements_per_player_per_minute = 1000000\n");
-  const std::string metric = name("ticks");
+  const std::string metric = pname("ticks");
   std::atomic<bool> stop{false};
   std::atomic<int64_t> acked{0}, attempted{0};
   std::vector<std::thread> clients;
@@ -536,7 +573,7 @@ TEST_P(MetricsThroughTheHost, WhileTheStoreIsDownNewDataIsUnavailableAndNothingA
   store_ = "[store]\nbackend = \"postgresql\"\npostgresql_url = \"" + url.substr(0, colon + 1) +
            std::to_string(relay.port()) + url.substr(slash) + "\"\n";
   start("max_measurements_per_player_per_minute = 1000000\n");
-  const std::string metric = name("while_down");
+  const std::string metric = pname("while_down");
   int64_t acked = 0;
   ASSERT_TRUE(record({counter(metric, 1)}).ok());
   ++acked;
@@ -570,6 +607,124 @@ TEST_P(MetricsThroughTheHost, WhileTheStoreIsDownNewDataIsUnavailableAndNothingA
   EXPECT_EQ(total(ask(metric, pb::AGGREGATION_SUM)), acked) << "acknowledged data was not stored";
 }
 
+// More new metrics in one call than the store takes in one batch: stored in several, and the
+// service keeps taking data across the flushes and keeps the metrics over a restart.
+TEST_P(MetricsThroughTheHost, ARecordOfMoreNewMetricsThanAStoreBatchIsStoredAndTheServiceStaysUp) {
+  start();
+  const std::string prefix = pname("wide") + "_";
+  std::vector<pb::Measurement> many;
+  for (int i = 0; i < 600; ++i) many.push_back(counter(prefix + std::to_string(i), 1));
+  ASSERT_TRUE(record(many).ok());
+  for (int flushes = 0; flushes < 3; ++flushes) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past a flush (every second)
+    const grpc::Status s = record({counter(pname("after_wide"), 1)});
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_EQ(host_->stop(), 0);
+  start();
+  EXPECT_EQ(list_series(prefix).metrics_size(), 600) << "metrics made by the call were not stored";
+  EXPECT_EQ(total(ask(prefix + "599", pb::AGGREGATION_SUM)), 1);
+}
+
+// A record the store refuses for its size is dropped and logged; it does not make the store look
+// down for everything else.
+TEST_P(MetricsThroughTheHost, ARecordTheStoreRefusesForItsSizeIsSetAsideAndTheRestIsTaken) {
+  store_ += (store_.empty() ? "[store]\n" : "") + std::string("max_value_bytes = 1500\n");
+  start();
+  std::map<std::string, std::string> wide_labels;
+  for (char c = 'a'; c < 'a' + 8; ++c) wide_labels[std::string(190, c)] = "v";
+  ASSERT_TRUE(record({counter(pname("too_wide"), 1, wide_labels)}).ok());
+  for (int flushes = 0; flushes < 3; ++flushes) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past a flush (every second)
+    const grpc::Status s = record({counter(pname("fine"), 1)});
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  ASSERT_EQ(host_->stop(), 0);
+  EXPECT_CONTAINS(host_->log(), "for what they hold; they are dropped");
+  start();
+  EXPECT_EQ(total(ask(pname("fine"), pb::AGGREGATION_SUM)), 3);
+}
+
+// Histograms with too many bounds, points with too many attributes and resources with a too large
+// identity are refused point by point, naming the limit, before they are copied; the rest of the
+// request is taken.
+TEST_P(MetricsThroughTheHost, OversizedHistogramsAndResourcesAreRefusedNamingTheLimit) {
+  start();
+  collector::ExportMetricsServiceRequest request;
+  otlp::Metric* h = request.add_resource_metrics()->add_scope_metrics()->add_metrics();
+  h->set_name(name("wide_histogram"));
+  h->mutable_histogram()->set_aggregation_temporality(otlp::AGGREGATION_TEMPORALITY_DELTA);
+  otlp::HistogramDataPoint* dp = h->mutable_histogram()->add_data_points();
+  dp->set_time_unix_nano(now_ns());
+  for (int i = 0; i < 300; ++i) dp->add_explicit_bounds(i);
+  for (int i = 0; i < 301; ++i) dp->add_bucket_counts(0);
+  add_gauge(request, name("from_a_big_resource"), {});
+  auto* attribute = request.mutable_resource_metrics(1)->mutable_resource()->add_attributes();
+  attribute->set_key("service.name");
+  attribute->mutable_value()->set_string_value(std::string(100 * 1024, 'x'));
+  for (int i = 0; i < 9; ++i) {
+    *request.mutable_resource_metrics(1)
+         ->mutable_scope_metrics(0)
+         ->mutable_metrics(0)
+         ->mutable_gauge()
+         ->add_data_points() = request.resource_metrics(1).scope_metrics(0).metrics(0).gauge().data_points(0);
+  }
+  std::map<std::string, std::string> many;
+  for (int i = 0; i < 9; ++i) many["a" + std::to_string(i)] = "v";
+  add_gauge(request, name("many_attributes"), many);
+  add_gauge(request, name("fine_gauge"), {});
+  collector::ExportMetricsServiceResponse reply;
+  const grpc::Status s = export_metrics(request, &reply);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(reply.partial_success().rejected_data_points(), 12);
+  EXPECT_CONTAINS(reply.partial_success().error_message(), "300 explicit_bounds; at most 256");
+  EXPECT_CONTAINS(reply.partial_success().error_message(), "at most 64 attributes of 4096 bytes");
+  EXPECT_CONTAINS(reply.partial_success().error_message(), "a data point has 9 attributes; at most 8");
+  EXPECT_EQ(list_series(name("wide_histogram")).metrics_size(), 0);
+  EXPECT_EQ(list_series(name("from_a_big_resource")).metrics_size(), 0);
+  EXPECT_EQ(list_series(name("fine_gauge")).metrics_size(), 1);
+}
+
+// A player cannot take an exported metric's name first (with another kind or labels): what
+// players Record is named player_..., a prefix Export refuses.
+TEST_P(MetricsThroughTheHost, PlayersCannotTakeTheNameOfAnExportedMetric) {
+  start();
+  const grpc::Status squat = record({counter(name("squatted"), 1, {{"x", "1"}})});
+  EXPECT_EQ(squat.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_CONTAINS(squat.error_message(),
+                  "measurements[0].name '" + name("squatted") + "' does not begin with 'player_'");
+  collector::ExportMetricsServiceRequest request;
+  add_gauge(request, name("squatted"), {});
+  add_gauge(request, pname("from_telemetry"), {});
+  collector::ExportMetricsServiceResponse reply;
+  ASSERT_TRUE(export_metrics(request, &reply).ok());
+  EXPECT_EQ(reply.partial_success().rejected_data_points(), 1);
+  EXPECT_CONTAINS(reply.partial_success().error_message(),
+                  "names beginning with 'player_' are kept for what players Record");
+  ASSERT_EQ(list_series(name("squatted")).metrics_size(), 1);
+  EXPECT_EQ(list_series(name("squatted")).metrics(0).kind(), pb::KIND_GAUGE);
+}
+
+// What players Record stays off /metrics by default (the values are theirs); what telemetry
+// senders export is exposed, up to max_exposed_bytes.
+TEST_P(MetricsThroughTheHost, PlayersSeriesStayOffTheMetricsPageAndExposureIsBoundedInBytes) {
+  if (std::system("command -v curl > /dev/null 2>&1") != 0) GTEST_SKIP() << "curl is not installed";
+  start("max_exposed_bytes = 2048\n", "[http]\nlisten = \"127.0.0.1:0\"\n");
+  ASSERT_TRUE(record({counter(pname("said"), 1, {{"text", "anything"}})}).ok());
+  collector::ExportMetricsServiceRequest request;
+  for (int i = 0; i < 40; ++i)
+    add_gauge(request, name("exported"), {{"node", std::to_string(i) + std::string(100, 'n')}});
+  collector::ExportMetricsServiceResponse reply;
+  ASSERT_TRUE(export_metrics(request, &reply).ok());
+  EXPECT_EQ(reply.partial_success().rejected_data_points(), 0);
+  const std::string page = metrics_page();
+  EXPECT_EQ(page.find(pname("said")), std::string::npos) << "a player's series is on /metrics";
+  EXPECT_CONTAINS(page, "node=\"0" + std::string(100, 'n') + "\"");
+  EXPECT_EQ(page.find("node=\"39" + std::string(100, 'n') + "\""), std::string::npos)
+      << "/metrics grew past max_exposed_bytes";
+  EXPECT_EQ(total(ask(name("exported"), pb::AGGREGATION_COUNT)), 40) << "every series is still stored";
+}
+
 // A client nobody here wrote: OpenTelemetry's Node.js SDK and its OTLP/gRPC exporter, whose
 // cumulative counter, gauge and histogram read back through the query API.
 TEST_P(MetricsThroughTheHost, OpenTelemetrysNodeExporterIsReadBack) {
@@ -580,9 +735,8 @@ TEST_P(MetricsThroughTheHost, OpenTelemetrysNodeExporterIsReadBack) {
   ASSERT_TRUE(install.ok) << "npm ci failed:\n" << install.output;
   start();
   const std::string prefix = name("node");
-  const CommandRun client =
-      run_command("node '" + (work / "otlp_client.mjs").string() + "' " + host_->address() + " " + prefix + " " +
-                  kOperatorToken);
+  const CommandRun client = run_command("node '" + (work / "otlp_client.mjs").string() + "' " +
+                                        host_->address() + " " + prefix + " " + kOperatorToken);
   ASSERT_EQ(client.exit_code, 0) << client.output;
   const pb::QueryReply orders = ask(prefix + "_orders", pb::AGGREGATION_SUM, {"mode"});
   EXPECT_EQ(value_of(orders, "mode", "duel"), 5);
