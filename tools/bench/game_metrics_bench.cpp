@@ -44,10 +44,10 @@ pb::RecordRequest record_batch(int size, int series, int seed) {
     const int s = (seed + i) % series;
     (*m->mutable_labels())["shard"] = std::to_string(s);
     if (i % 2 == 0) {
-      m->set_name("bench_kills");
+      m->set_name("player_bench_kills");
       m->set_counter_add(1);
     } else {
-      m->set_name("bench_frame_seconds");
+      m->set_name("player_bench_frame_seconds");
       m->set_histogram_observe(0.001 * (i % 40));
     }
   }
@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
   std::string target, token;
   int seconds = 10, clients = 4, batch = 100, series = 200, queries = 50, backfill_series = 20;
   app.add_option("--target", target, "The host, host:port")->required();
-  app.add_option("--token", token, "A bearer token for Record and Query (the host's [admin] token)")
+  app.add_option("--token", token, "A bearer token for Record, Export and Query (the host's [admin] token)")
       ->required();
   app.add_option("--seconds", seconds, "Seconds of each ingest run")->capture_default_str();
   app.add_option("--clients", clients, "Concurrent clients")->capture_default_str();
@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
       auto stub = collector::MetricsService::NewStub(channel_for(100 + c));
       while (!stop) {
         grpc::ClientContext context;
+        context.AddMetadata("authorization", "Bearer " + token);
         collector::ExportMetricsServiceResponse reply;
         const grpc::Status status =
             stub->Export(&context, otlp_batch(batch, unix_ns(), "bench_otlp_requests"), &reply);
@@ -155,6 +156,7 @@ int main(int argc, char** argv) {
   const uint64_t hour = 3600ull * 1000000000ull;
   for (uint64_t t = now - hour + 20ull * 1000000000ull; t <= now; t += 10ull * 1000000000ull) {
     grpc::ClientContext context;
+    context.AddMetadata("authorization", "Bearer " + token);
     collector::ExportMetricsServiceResponse reply;
     const grpc::Status status = otlp->Export(&context, otlp_batch(backfill_series, t, "bench_hour"), &reply);
     if (!status.ok()) fail("backfill", status);
