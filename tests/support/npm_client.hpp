@@ -3,6 +3,10 @@
 // file changed.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -28,14 +32,26 @@ inline NpmInstall install_npm_client(const std::filesystem::path& source, const 
   };
   NpmInstall result;
   std::filesystem::create_directories(work);
+  // Tests that share a client run in parallel: one installs while the others wait for it.
+  const int lock = ::open((work / ".install.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock >= 0) ::flock(lock, LOCK_EX);
+  struct Unlock {
+    int fd;
+    ~Unlock() {
+      if (fd >= 0) ::close(fd);  // closing releases the lock
+    }
+  } unlock{lock};
   const bool installed = std::filesystem::exists(work / "node_modules") &&
                          read(work / "package-lock.json") == read(source / "package-lock.json");
-  for (const char* file : {"package.json", "package-lock.json"}) {
-    std::filesystem::copy_file(source / file, work / file, std::filesystem::copy_options::overwrite_existing);
-  }
-  for (const char* file : scripts) {
-    std::filesystem::copy_file(source / file, work / file, std::filesystem::copy_options::overwrite_existing);
-  }
+  // Only what changed is copied: another test may be running a script this very moment.
+  auto copy = [&](const char* file) {
+    if (read(source / file) != read(work / file)) {
+      std::filesystem::copy_file(source / file, work / file,
+                                 std::filesystem::copy_options::overwrite_existing);
+    }
+  };
+  for (const char* file : {"package.json", "package-lock.json"}) copy(file);
+  for (const char* file : scripts) copy(file);
   if (installed) {
     result.ok = true;
     return result;
