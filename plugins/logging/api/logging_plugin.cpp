@@ -159,6 +159,9 @@ struct Tail {
   std::deque<std::string> delivered_order;  // live chunks sent, newest last (at most kDelivered)
   std::set<std::string> delivered;
   int64_t opened_unix_nano = 0;
+  // Opened with no cursor, "from now": what the service stored before then is not the tail's,
+  // even when its announcement comes later. 0: a tail from a cursor.
+  int64_t received_from_unix_nano = 0;
 
   static constexpr size_t kDelivered = 4096;  // as many as a generation remembers announced
   uint64_t announced_from = 0;  // the first announcement after it opened (this generation's count)
@@ -403,6 +406,7 @@ class LoggingPlugin final : public sdk::Plugin {
       std::lock_guard lock(tail->mu);
       tail->replaying = false;
       tail->live = true;
+      tail->received_from_unix_nano = tail->opened_unix_nano;
     } else {
       start_replay(tail);
     }
@@ -423,6 +427,7 @@ class LoggingPlugin final : public sdk::Plugin {
     auto tail = make_tail(request, stream);
     tail->after = cursor_of(state.after_cursor());
     for (const std::string& key : state.delivered()) tail->first_delivery(key);
+    tail->received_from_unix_nano = state.received_from_unix_nano();
     if (!state.live()) {
       register_tail(tail);
       start_replay(tail);
@@ -467,6 +472,7 @@ class LoggingPlugin final : public sdk::Plugin {
       state.set_request(tail->request.SerializeAsString());
       if (tail->after) state.set_after_cursor(encode_cursor(*tail->after));
       state.set_live(tail->live);
+      state.set_received_from_unix_nano(tail->received_from_unix_nano);
       for (const std::string& key : tail->delivered_order) state.add_delivered(key);
       for (const std::string& key : tail->catch_up) state.add_announced(key);
       for (const std::string& key : tail->waiting) state.add_announced(key);
@@ -719,6 +725,9 @@ class LoggingPlugin final : public sdk::Plugin {
 
   // A live chunk goes out whole or not at all, and once: a reload's detach waits for it.
   bool send_chunk(const std::shared_ptr<Tail>& tail, const StoredChunk& chunk) {
+    if (chunk.stored_unix_ms != 0 && chunk.stored_unix_ms < tail->received_from_unix_nano / 1'000'000) {
+      return true;  // stored before the tail opened
+    }
     std::vector<pb::LogEntry> messages;
     for (const Entry& entry : service_.matching(chunk, tail->filter, std::nullopt))
       fill(messages.emplace_back(), entry);

@@ -17,6 +17,7 @@ namespace gameverse::logging {
 struct StoredChunk {
   std::string key;
   std::vector<LogRecord> records;
+  int64_t stored_unix_ms = 0;  // when the service stored it, by the host's clock (0: not known)
 };
 
 struct SizeEntry {

@@ -157,7 +157,9 @@ void StoreLogRepository::chunks(std::string_view prefix, const std::function<boo
   do {
     sdk::Store::Page page = store_.list(query);
     for (sdk::Store::Object& o : page.objects) {
-      if (!each(decode_chunk(std::move(o.key), o.value))) return;
+      StoredChunk chunk = decode_chunk(std::move(o.key), o.value);
+      chunk.stored_unix_ms = o.created_unix_ms;
+      if (!each(std::move(chunk))) return;
     }
     query.cursor = std::move(page.next_cursor);
   } while (!query.cursor.empty());
@@ -166,7 +168,9 @@ void StoreLogRepository::chunks(std::string_view prefix, const std::function<boo
 std::optional<StoredChunk> StoreLogRepository::chunk(std::string_view key) {
   std::optional<sdk::Store::Object> o = store_.get("chunks", key);
   if (!o) return std::nullopt;
-  return decode_chunk(std::move(o->key), o->value);
+  StoredChunk chunk = decode_chunk(std::move(o->key), o->value);
+  chunk.stored_unix_ms = o->created_unix_ms;
+  return chunk;
 }
 
 std::vector<std::string> StoreLogRepository::request_refs(std::string_view request_id, size_t limit) {
