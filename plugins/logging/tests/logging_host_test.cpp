@@ -18,6 +18,7 @@
 #include "gameverse/logging/v1/logging.grpc.pb.h"
 #include "host_process.hpp"
 #include "opentelemetry/proto/collector/logs/v1/logs_service.grpc.pb.h"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -51,10 +52,10 @@ class LoggingThroughTheHost : public ::testing::TestWithParam<std::string> {
   void TearDown() override {
     if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
   }
-  void start(const std::string& logging_config = "") {
+  void start(const std::string& logging_config = "", const std::string& host_config = "") {
     host_ = std::make_unique<HostProcess>(
-        "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
-        "[admin]\ntoken = \"" + kOperatorToken +
+        "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + host_config + store_ +
+        "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\ntoken = \"" + kOperatorToken +
         "\"\n[[plugin]]\nname = \"logging\"\npath = \"" GV_PLUGIN_DIR "/logging.so\"\n[plugin.config]\n" +
         logging_config +
         "[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
@@ -506,6 +507,41 @@ TEST_P(LoggingThroughTheHost, AGameClientCannotFileItsLinesUnderARequestIdItName
   pb::LogFilter by_request;
   by_request.set_request_id(forged);
   EXPECT_TRUE(query(by_request).empty());
+}
+
+// Every call writes a line and the queue holds a hundred: calls go on, all of them answered, and
+// what the logging plugin could not be sent is counted on /metrics.
+TEST_P(LoggingThroughTheHost, AFloodOfLogLinesNeverFailsACallAndItsDropsAreCounted) {
+  ASSERT_NO_FATAL_FAILURE(host_->stop());
+  start("", "ship_queue_lines = 100\n");
+  auto echo = gameverse::echo::v1::Echo::NewStub(host_->channel());
+  std::atomic<int> failed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 4; ++c) {
+    clients.emplace_back([&] {
+      for (int i = 0; i < 3000; ++i) {
+        grpc::ClientContext context;
+        gameverse::echo::v1::RequestIdReply reply;
+        if (!echo->RequestId(&context, gameverse::echo::v1::RequestIdRequest(), &reply).ok()) ++failed;
+      }
+    });
+  }
+  for (auto& client : clients) client.join();
+  EXPECT_EQ(failed, 0);
+  const CommandRun scrape = run_command(
+      "curl -sS --max-time 30 http://127.0.0.1:" + std::to_string(host_->http_port()) + "/metrics");
+  ASSERT_EQ(scrape.exit_code, 0) << scrape.output;
+  const std::string shipped = "gameverse_log_lines_shipped_total{plugin=\"gameverse\"} ";
+  const std::string dropped =
+      "gameverse_log_lines_dropped_total{plugin=\"gameverse\",reason=\"queue_full\"} ";
+  ASSERT_NE(scrape.output.find(shipped), std::string::npos) << scrape.output.substr(0, 4000);
+  ASSERT_NE(scrape.output.find(dropped), std::string::npos) << scrape.output.substr(0, 4000);
+  const auto value = [&](const std::string& series) {
+    const size_t at = scrape.output.find(series) + series.size();
+    return std::stod(scrape.output.substr(at, scrape.output.find('\n', at) - at));
+  };
+  EXPECT_GT(value(shipped), 0);
+  EXPECT_GT(value(dropped), 0) << "12000 lines through a queue of 100 with none dropped";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LoggingThroughTheHost, ::testing::Values("sqlite", "postgresql"),
