@@ -24,7 +24,7 @@ inline constexpr const char* kOtlpLogsExport = "/opentelemetry.proto.collector.l
 
 struct LogShippingOptions {
   size_t queue_lines = 10000;  // lines waiting at most; more are dropped and counted
-  size_t batch_lines = 1000;  // lines per Export call at most
+  size_t batch_lines = 1000;   // lines per Export call at most
   std::chrono::milliseconds flush_interval{250};
   std::chrono::milliseconds call_timeout{10000};
   std::chrono::seconds drop_report_interval{10};  // how often drops are logged, at most

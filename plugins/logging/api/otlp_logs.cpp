@@ -23,6 +23,16 @@ size_t attribute_bytes(const LogRecord& r) {
   return n;
 }
 
+std::string hex(const std::string& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
 nlohmann::json json_of(const common::AnyValue& value, int depth) {
   if (depth > kMaxDepth) return "(nested too deep)";
   switch (value.value_case()) {
@@ -30,15 +40,7 @@ nlohmann::json json_of(const common::AnyValue& value, int depth) {
     case common::AnyValue::kBoolValue: return value.bool_value();
     case common::AnyValue::kIntValue: return value.int_value();
     case common::AnyValue::kDoubleValue: return value.double_value();
-    case common::AnyValue::kBytesValue: {
-      static constexpr char kHex[] = "0123456789abcdef";
-      std::string hex;
-      for (unsigned char c : value.bytes_value()) {
-        hex += kHex[c >> 4];
-        hex += kHex[c & 15];
-      }
-      return hex;
-    }
+    case common::AnyValue::kBytesValue: return hex(value.bytes_value());
     case common::AnyValue::kArrayValue: {
       nlohmann::json out = nlohmann::json::array();
       for (const common::AnyValue& v : value.array_value().values()) out.push_back(json_of(v, depth + 1));
@@ -53,16 +55,6 @@ nlohmann::json json_of(const common::AnyValue& value, int depth) {
     case common::AnyValue::VALUE_NOT_SET: break;
   }
   return nullptr;
-}
-
-std::string hex(const std::string& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
-  }
-  return out;
 }
 
 // Sorts one attribute into the record: GameVerse's own fields, or the attribute list.
