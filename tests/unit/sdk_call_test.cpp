@@ -46,3 +46,12 @@ TEST(SdkCallContext, APeersAddressIsItWithoutThePort) {
   EXPECT_EQ(without_port("unix:/run/gameverse.sock"), "unix:/run/gameverse.sock");
   EXPECT_EQ(without_port("weird:"), "weird:");
 }
+
+TEST(SdkCallContext, OnlyAnInProcessPeerNamesACallingPlugin) {
+  using gameverse::sdk::detail::plugin_of_peer;
+  EXPECT_EQ(plugin_of_peer("inproc:inventory"), "inventory");
+  EXPECT_EQ(plugin_of_peer("inproc:"), "");
+  EXPECT_EQ(plugin_of_peer("ipv4:127.0.0.1:53211"), "");
+  EXPECT_EQ(plugin_of_peer("ipv6:[::1]:8"), "");
+  EXPECT_EQ(plugin_of_peer("unix:/run/inproc:x"), "");
+}

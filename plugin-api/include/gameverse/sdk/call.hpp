@@ -37,6 +37,11 @@ inline std::string_view without_port(std::string_view peer) {
   }
   return peer.substr(0, colon);
 }
+// "inproc:inventory" -> "inventory"; a network peer ("ipv4:...", "unix:...") -> empty.
+inline std::string_view plugin_of_peer(std::string_view peer) {
+  constexpr std::string_view kInProcess = "inproc:";
+  return peer.starts_with(kInProcess) ? peer.substr(kInProcess.size()) : std::string_view();
+}
 }  // namespace detail
 
 // Read access to one call, valid while the handler that received it runs. While it lives it is
@@ -62,6 +67,10 @@ class CallContext {
   // The same without its port, "ipv4:127.0.0.1" or "ipv6:[::1]": the key for a per-client limit.
   // A peer with no port ("inproc:echo") is returned whole.
   std::string_view peer_address() const { return detail::without_port(peer()); }
+  // The plugin that made this call in process, or empty for a call from the network. With an
+  // anonymous principal() it called with its own trust (sdk::as_plugin); otherwise it acts for
+  // principal(), who met this method's access policy.
+  std::string_view calling_plugin() const { return detail::plugin_of_peer(peer()); }
 
   // Every value of request metadata `key` (lower case).
   std::vector<std::string_view> metadata(const char* key) const {
