@@ -1,6 +1,8 @@
 // The PostgreSQL store: a pool of connections with prepared statements; every batch is one
 // transaction, retried on serialization failures and deadlocks; a lost connection is replaced on
 // next use and the call in flight fails with UNAVAILABLE, never half-applied.
+#include <libpq-fe.h>
+
 #include <pqxx/pqxx>
 
 #include <chrono>
@@ -46,7 +48,8 @@ StoredObject read_object(const pqxx::row& row) {
 
 class PostgresStore final : public StoreBackend {
  public:
-  PostgresStore(std::string url, int pool_size) : url_(std::move(url)), pool_size_(pool_size) {
+  PostgresStore(const std::string& url, int pool_size)
+      : url_(with_postgres_connection_defaults(url)), pool_size_(pool_size) {
     auto connection = connect();
     migrate(*connection);
     release(std::move(connection));
@@ -270,6 +273,41 @@ class PostgresStore final : public StoreBackend {
 };
 
 }  // namespace
+
+std::string with_postgres_connection_defaults(const std::string& url) {
+  static constexpr std::pair<const char*, const char*> kDefaults[] = {
+      {"connect_timeout", "5"},     {"keepalives", "1"},       {"keepalives_idle", "10"},
+      {"keepalives_interval", "5"}, {"keepalives_count", "3"}, {"tcp_user_timeout", "30000"},
+  };
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (options == nullptr) {
+    std::string message = error != nullptr ? error : "out of memory";
+    PQfreemem(error);
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    throw PlatformError(GV_STATUS_INVALID_ARGUMENT,
+                        "[store] postgresql_url is not a libpq connection string: " + message);
+  }
+  std::string out = url;
+  const bool is_uri = url.starts_with("postgresql://") || url.starts_with("postgres://");
+  bool has_query = is_uri && url.find('?') != std::string::npos;
+  for (const auto& [key, value] : kDefaults) {
+    bool set = false;
+    for (const PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+      if (std::string_view(o->keyword) == key) set = o->val != nullptr;
+    }
+    if (set) continue;
+    if (is_uri) {
+      out += has_query ? '&' : '?';
+      has_query = true;
+      out += std::string(key) + "=" + value;
+    } else {
+      out += std::string(out.empty() ? "" : " ") + key + "=" + value;
+    }
+  }
+  PQconninfoFree(options);
+  return out;
+}
 
 std::unique_ptr<StoreBackend> open_postgres_store(const std::string& url, int pool_size) {
   try {

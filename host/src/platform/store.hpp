@@ -97,6 +97,12 @@ std::unique_ptr<StoreBackend> open_sqlite_store(const std::string& file);
 // connections, and migrates the schema.
 std::unique_ptr<StoreBackend> open_postgres_store(const std::string& url, int pool_size);
 
+// `url` with the connection settings a server that stops answering needs, where it does not set
+// them itself: connect_timeout (a connect waits 5 s at most) and TCP keepalives with
+// tcp_user_timeout (a silent server fails the call in flight in about 30 s, not after the
+// kernel's 15 minutes). Throws PlatformError (INVALID_ARGUMENT) naming what libpq could not parse.
+std::string with_postgres_connection_defaults(const std::string& url);
+
 // The smallest byte string greater than every string that starts with `prefix`; nullopt when
 // there is none (the prefix is all 0xff).
 std::optional<std::string> prefix_successor(const std::string& prefix);
