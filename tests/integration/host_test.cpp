@@ -116,6 +116,20 @@ TEST_F(HostTest, ServerStreamingErrorReachesTheClient) {
   EXPECT_EQ(status.error_message(), "count 5000 exceeds max_stream_messages 1000");
 }
 
+// The handler throws after the stream it was given is gone (dropped as the exception left it): the
+// exception's status ends the call, not the OK a dropped stream otherwise ends it with.
+TEST_F(HostTest, AStreamHandlerThatThrowsEndsTheCallWithItsError) {
+  grpc::ClientContext context;
+  pb::CountRequest request;
+  request.set_interval_ms(0);
+  auto reader = echo_->Count(&context, request);
+  pb::CountReply reply;
+  EXPECT_FALSE(reader->Read(&reply));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "interval_ms 0 is not between 1 and 60000");
+}
+
 TEST_F(HostTest, ClientStreaming) {
   grpc::ClientContext context;
   pb::CollectReply reply;

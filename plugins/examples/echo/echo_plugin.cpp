@@ -250,6 +250,10 @@ class EchoPlugin final : public sdk::Plugin {
 
   std::unique_ptr<sdk::StreamSession> count(CallContext&, const pb::CountRequest& request,
                                             ServerStream<pb::CountReply> stream) {
+    if (request.interval_ms() == 0 || request.interval_ms() > 60000) {
+      throw sdk::Error(StatusCode::kInvalidArgument, "interval_ms " + std::to_string(request.interval_ms()) +
+                                                         " is not between 1 and 60000");
+    }
     return start_count(std::move(stream), 1, request.limit(), request.interval_ms());
   }
 

@@ -472,11 +472,7 @@ class ServiceBuilder {
         return state;
       }
       CallContext context(call);
-      try {
-        (plugin.*fn)(context, request, Handle(state));
-      } catch (...) {
-        state->finish(detail::status_of_current_exception());
-      }
+      start_handler(state, [&] { (plugin.*fn)(context, request, Handle(state)); });
       return state;
     };
   }
@@ -494,7 +490,7 @@ class ServiceBuilder {
   // Runs the factory and attaches its reader to the call; failures finish the call.
   template <class Factory>
   static void attach_reader(const std::shared_ptr<detail::CallState>& state, Factory&& factory) {
-    try {
+    start_handler(state, [&] {
       auto reader = factory();
       if (!reader) throw Error(StatusCode::kInternal, "the handler returned no stream reader");
       using Request = typename std::remove_reference_t<decltype(*reader)>::RequestType;
@@ -502,24 +498,34 @@ class ServiceBuilder {
       detail::InboundSink* raw = sink.get();
       state->inbound_ = std::move(sink);
       state->detacher_ = [raw] { return raw->detach(); };
-    } catch (...) {
-      state->finish(detail::status_of_current_exception());
-    }
+    });
   }
 
   // Runs the factory and attaches its session to the call; failures finish the call.
   template <class Factory>
   static void attach_session(const std::shared_ptr<detail::CallState>& state, Factory&& factory) {
-    try {
+    start_handler(state, [&] {
       std::shared_ptr<StreamSession> session = factory();
       if (!session) throw Error(StatusCode::kInternal, "the handler returned no stream session");
       state->session_ = session;
       StreamSession* raw = session.get();
       state->on_cancel([raw] { raw->on_cancel(); });
       state->detacher_ = [raw]() -> std::optional<std::string> { return raw->detach(); };
+    });
+  }
+
+  // Runs a handler's start. What it throws ends the call with the exception's status, also when
+  // it had dropped the stream or responder it was given (CallState::finish_dropped).
+  template <class Start>
+  static void start_handler(const std::shared_ptr<detail::CallState>& state, Start&& start) {
+    state->begin_start();
+    std::optional<Status> failure;
+    try {
+      start();
     } catch (...) {
-      state->finish(detail::status_of_current_exception());
+      failure = detail::status_of_current_exception();
     }
+    state->end_start(failure);
   }
 
   PluginBuilder<P>& plugin_;

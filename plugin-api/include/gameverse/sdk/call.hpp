@@ -177,6 +177,40 @@ class CallState {
     return finished_;
   }
 
+  // The call's last handle (ServerStream, UnaryResponder) was dropped unfinished. While its
+  // handler is still being started this only notes `status`: a handler that throws drops the
+  // handle it was given before its error is caught, and the error must end the call, not the drop.
+  void finish_dropped(const Status& status) {
+    {
+      std::lock_guard lock(mu_);
+      if (starting_) {
+        if (!dropped_) dropped_ = status;
+        return;
+      }
+    }
+    finish(status);
+  }
+
+  // Brackets a handler's start (see finish_dropped): its error ends the call if it threw, else
+  // a drop noted meanwhile does.
+  void begin_start() {
+    std::lock_guard lock(mu_);
+    starting_ = true;
+  }
+  void end_start(const std::optional<Status>& failure) {
+    std::optional<Status> dropped;
+    {
+      std::lock_guard lock(mu_);
+      starting_ = false;
+      dropped.swap(dropped_);
+    }
+    if (failure) {
+      finish(*failure);
+    } else if (dropped) {
+      finish(*dropped);
+    }
+  }
+
   bool cancelled() {
     std::lock_guard lock(mu_);
     if (cancelled_ || finished_) return cancelled_;
@@ -259,6 +293,8 @@ class CallState {
   bool finished_ = false;
   bool cancelled_ = false;
   bool owned_by_blocking_work_ = false;
+  bool starting_ = false;
+  std::optional<Status> dropped_;  // how a handle dropped while starting would have ended the call
   std::vector<std::function<void()>> cancel_callbacks_;
 };
 
@@ -275,7 +311,7 @@ Status parse_error(const Message& message) {
 // Ends the stream with OK when the last copy of a ServerStream handle is dropped unfinished.
 struct StreamOwner {
   explicit StreamOwner(std::shared_ptr<CallState> s) : state(std::move(s)) {}
-  ~StreamOwner() { state->finish(Status::ok()); }
+  ~StreamOwner() { state->finish_dropped(Status::ok()); }
   std::shared_ptr<CallState> state;
 };
 
@@ -290,7 +326,8 @@ class UnaryResponder {
   UnaryResponder(UnaryResponder&&) noexcept = default;
   UnaryResponder& operator=(UnaryResponder&&) noexcept = default;
   ~UnaryResponder() {
-    if (state_) state_->finish(Status(StatusCode::kInternal, "the handler dropped the call unanswered"));
+    if (state_)
+      state_->finish_dropped(Status(StatusCode::kInternal, "the handler dropped the call unanswered"));
   }
 
   // False when the call was already finished or cancelled.
