@@ -44,11 +44,13 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
     const std::vector<std::string> holding = held(plan.needs_unheld);
     if (!holding.empty()) {
       std::string list;
-      for (size_t i = 0; i < holding.size() && i < 10; ++i) list += (i ? ", '" : "'") + holding[i].substr(0, 64) + "'";
+      for (size_t i = 0; i < holding.size() && i < 10; ++i)
+        list += (i ? ", '" : "'") + holding[i].substr(0, 64) + "'";
       if (holding.size() > 10) list += " and " + std::to_string(holding.size() - 10) + " more";
-      throw PublishRefused(PublishRefused::Reason::kHeld,
-                           "retired item(s) " + list +
-                               " are still held by players: removing them needs a migration; nothing was published");
+      throw PublishRefused(
+          PublishRefused::Reason::kHeld,
+          "retired item(s) " + list +
+              " are still held by players: removing them needs a migration; nothing was published");
     }
   }
   const uint64_t version = base->catalog.version + 1;

@@ -37,7 +37,8 @@ class CatalogService {
   // when it cannot tell.
   using HeldItems = std::function<std::vector<std::string>(const std::vector<std::string>&)>;
 
-  CatalogService(CatalogRepository& repository, Limits limits, size_t history, std::function<int64_t()> now_ms);
+  CatalogService(CatalogRepository& repository, Limits limits, size_t history,
+                 std::function<int64_t()> now_ms);
 
   // The catalog as this host holds it; never touches the repository.
   std::shared_ptr<const CatalogState> current() const;

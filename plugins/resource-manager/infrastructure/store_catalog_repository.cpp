@@ -9,8 +9,8 @@ namespace gameverse::resources {
 
 namespace rec = ::gameverse::resources::records::v1;
 using gameverse::sdk::Error;
-using gameverse::sdk::Store;
 using gameverse::sdk::StatusCode;
+using gameverse::sdk::Store;
 
 namespace {
 
@@ -23,7 +23,8 @@ constexpr int kLoadAttempts = 8;
 
 ChangeRecord change_of(const rec::ChangeRecord& m) {
   ChangeRecord out{m.version(), m.published_unix_ms(), {}};
-  for (int i = 0; i < m.changed_size(); ++i) out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
+  for (int i = 0; i < m.changed_size(); ++i)
+    out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
   return out;
 }
 
@@ -68,11 +69,15 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
     for (auto& r : page.records) {
       if (r.value.version() > version) return false;  // a newer publish's document
       switch (r.value.definition_case()) {
-        case rec::StoredDefinition::kItem: out.catalog.items[r.value.item().id()] = to_domain(r.value.item()); break;
+        case rec::StoredDefinition::kItem:
+          out.catalog.items[r.value.item().id()] = to_domain(r.value.item());
+          break;
         case rec::StoredDefinition::kCurrency:
           out.catalog.currencies[r.value.currency().id()] = to_domain(r.value.currency());
           break;
-        case rec::StoredDefinition::kBundle: out.catalog.bundles[r.value.bundle().id()] = to_domain(r.value.bundle()); break;
+        case rec::StoredDefinition::kBundle:
+          out.catalog.bundles[r.value.bundle().id()] = to_domain(r.value.bundle());
+          break;
         case rec::StoredDefinition::kAsset:
           out.catalog.assets[r.value.asset().asset_id()] = to_domain(r.value.asset());
           break;
@@ -105,8 +110,8 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
   return again && again->version == head->version;
 }
 
-bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
-                                    int64_t& revision) {
+bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan& plan,
+                                    const ChangeRecord& record, int64_t& revision) {
   Store::Batch batch;
   const Catalog& next = plan.next;
   for (const Ref& ref : plan.upserted) {

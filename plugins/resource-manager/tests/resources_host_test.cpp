@@ -63,9 +63,11 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
     if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
   }
   std::string config(const std::string& host_config = "", const std::string& data_dir = "") const {
-    return "[host]\nwatch = false\ndata_dir = \"" + (data_dir.empty() ? data_.path().string() : data_dir) + "\"\n" +
-           store_ + host_config + "[admin]\ntoken = \"" + kOperatorToken + "\"\n[[plugin]]\nname = \"resource-manager\"\npath = \"" +
-           plugin_.string() + "\"\n[plugin.config]\nrefresh_interval_ms = 60000\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
+    return "[host]\nwatch = false\ndata_dir = \"" + (data_dir.empty() ? data_.path().string() : data_dir) +
+           "\"\n" + store_ + host_config + "[admin]\ntoken = \"" + kOperatorToken +
+           "\"\n[[plugin]]\nname = \"resource-manager\"\npath = \"" + plugin_.string() +
+           "\"\n[plugin.config]\nrefresh_interval_ms = 60000\n[[plugin]]\nname = \"auth\"\npath = "
+           "\"" GV_PLUGIN_DIR
            "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n";
   }
   void start(const std::string& host_config = "") {
@@ -97,7 +99,8 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
     return response;
   }
   uint64_t version(pb::Resources::Stub* stub = nullptr) { return catalog_page("", 1, stub).version(); }
-  pb::LookupDefinitionsResponse lookup(const std::vector<std::string>& items, const std::vector<std::string>& currencies = {},
+  pb::LookupDefinitionsResponse lookup(const std::vector<std::string>& items,
+                                       const std::vector<std::string>& currencies = {},
                                        grpc::Status* status_out = nullptr) {
     grpc::ClientContext context;
     as_operator(context);
@@ -106,12 +109,15 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
     for (const auto& c : currencies) request.add_currency_ids(c);
     pb::LookupDefinitionsResponse response;
     const grpc::Status status = resources_->LookupDefinitions(&context, request, &response);
-    if (status_out) *status_out = status;
-    else EXPECT_TRUE(status.ok()) << status.error_message();
+    if (status_out)
+      *status_out = status;
+    else
+      EXPECT_TRUE(status.ok()) << status.error_message();
     return response;
   }
   // A change set adding these items and currencies on top of the version held now.
-  pb::PublishRequest adding(std::vector<pb::ItemDefinition> items, std::vector<pb::CurrencyDefinition> currencies = {}) {
+  pb::PublishRequest adding(std::vector<pb::ItemDefinition> items,
+                            std::vector<pb::CurrencyDefinition> currencies = {}) {
     pb::PublishRequest request;
     request.set_expected_version(version());
     for (auto& i : items) *request.mutable_upsert()->add_items() = i;
@@ -268,7 +274,8 @@ TEST_P(ResourcesThroughTheHost, OfConcurrentPublishesOnTheSameVersionExactlyOneW
       request.set_expected_version(base);
       *request.mutable_upsert()->add_items() = item(id("racer" + std::to_string(p)));
       const grpc::Status status = publish(request, nullptr, stub.get());
-      if (status.ok()) ++won;
+      if (status.ok())
+        ++won;
       else if (status.error_code() == grpc::StatusCode::ABORTED) {
         ++aborted;
         std::lock_guard lock(mu);
@@ -348,7 +355,8 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
     std::string expect;
   };
   const std::vector<Case> cases = {
-      {"a bad id", [&](pb::PublishRequest& r) { *r.mutable_upsert()->add_items() = item("bad id!"); }, "item 'bad id!' (#0): id"},
+      {"a bad id", [&](pb::PublishRequest& r) { *r.mutable_upsert()->add_items() = item("bad id!"); },
+       "item 'bad id!' (#0): id"},
       {"an empty name",
        [&](pb::PublishRequest& r) {
          auto* i = r.mutable_upsert()->add_items();
@@ -356,12 +364,15 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
          i->clear_name();
        },
        "(#0): name must be 1 to 128"},
-      {"max_stack 0", [&](pb::PublishRequest& r) { *r.mutable_upsert()->add_items() = item(id("axe"), 0); }, "max_stack is 0"},
+      {"max_stack 0", [&](pb::PublishRequest& r) { *r.mutable_upsert()->add_items() = item(id("axe"), 0); },
+       "max_stack is 0"},
       {"max_stack int64 max",
        [&](pb::PublishRequest& r) { *r.mutable_upsert()->add_items() = item(id("axe"), INT64_MAX); },
        "max_stack is 9223372036854775807"},
       {"max_balance negative",
-       [&](pb::PublishRequest& r) { *r.mutable_upsert()->add_currencies() = currency(id("gems"), INT64_MIN); },
+       [&](pb::PublishRequest& r) {
+         *r.mutable_upsert()->add_currencies() = currency(id("gems"), INT64_MIN);
+       },
        "max_balance is -9223372036854775808"},
       {"a duplicate id",
        [&](pb::PublishRequest& r) {
@@ -393,8 +404,7 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
          x->set_id(id("never"));
        },
        "not defined in version"},
-      {"a removal with no kind",
-       [&](pb::PublishRequest& r) { r.add_remove()->set_id(id("sword")); },
+      {"a removal with no kind", [&](pb::PublishRequest& r) { r.add_remove()->set_id(id("sword")); },
        "remove #0: kind must be"},
       {"a currency removal",
        [&](pb::PublishRequest& r) {
@@ -405,7 +415,8 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
        "currency '" + id("gold") + "' cannot be removed"},
       {"more than one batch",
        [&](pb::PublishRequest& r) {
-         for (int i = 0; i < 401; ++i) *r.mutable_upsert()->add_items() = item(id("many") + std::to_string(i));
+         for (int i = 0; i < 401; ++i)
+           *r.mutable_upsert()->add_items() = item(id("many") + std::to_string(i));
        },
        "at most 400"},
   };
@@ -414,8 +425,10 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
     request.set_expected_version(held);
     c.make(request);
     const grpc::Status status = publish(request);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.what << ": " << status.error_message();
-    EXPECT_NE(status.error_message().find(c.expect), std::string::npos) << c.what << ": " << status.error_message();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.what << ": " << status.error_message();
+    EXPECT_NE(status.error_message().find(c.expect), std::string::npos)
+        << c.what << ": " << status.error_message();
   }
   pb::PublishRequest stale = adding({item(id("late"))});
   stale.set_expected_version(held + 100);
@@ -423,7 +436,8 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
   EXPECT_EQ(conflict.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_NE(conflict.error_message().find("current version is " + std::to_string(held)), std::string::npos);
   EXPECT_EQ(version(), held);
-  EXPECT_EQ(lookup({id("axe"), id("twin"), id("nameless"), id("heavy"), id("many0"), id("late")}).items_size(), 0);
+  EXPECT_EQ(
+      lookup({id("axe"), id("twin"), id("nameless"), id("heavy"), id("many0"), id("late")}).items_size(), 0);
 
   // A page token that is not one.
   grpc::ClientContext context;
@@ -436,7 +450,8 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
 
 TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWordThatNobodyHoldsIt) {
   start();
-  ASSERT_TRUE(publish(adding({item(id("sword")), item(id("shield")), item(id("hat"))}, {currency(id("gold"))})).ok());
+  ASSERT_TRUE(
+      publish(adding({item(id("sword")), item(id("shield")), item(id("hat"))}, {currency(id("gold"))})).ok());
   const uint64_t v = version();
   auto removing = [&](const std::string& item_id) {
     pb::PublishRequest r;
