@@ -70,8 +70,9 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
            "\"" GV_PLUGIN_DIR
            "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n";
   }
-  void start(const std::string& host_config = "") {
-    host_ = std::make_unique<HostProcess>(config(host_config));
+  // `plugins`: more [[plugin]] blocks, after the others.
+  void start(const std::string& host_config = "", const std::string& plugins = "") {
+    host_ = std::make_unique<HostProcess>(config(host_config) + plugins);
     resources_ = pb::Resources::NewStub(host_->channel());
   }
   std::string id(const std::string& base) const { return base + suffix_; }
@@ -488,6 +489,40 @@ TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWord
   EXPECT_NE(status.error_message().find("UNIMPLEMENTED"), std::string::npos) << status.error_message();
   EXPECT_EQ(lookup({id("hat")}).items_size(), 1);
   EXPECT_EQ(version(), v + 2);
+}
+
+// With FindHeldItems served (by a fixture standing in for the inventory): a retired item somebody
+// holds stays; one nobody holds goes, and a lookup of it answers nothing.
+TEST_P(ResourcesThroughTheHost, ARetiredItemGoesOnlyWhenTheInventorySaysNobodyHoldsIt) {
+  start("", "[[plugin]]\nname = \"held-items-fixture\"\npath = \"" GV_FIXTURE_DIR
+            "/held-items-fixture.so\"\n[plugin.config]\nheld = \"" +
+                id("kept_hat") + "\"\n");
+  ASSERT_TRUE(publish(adding({item(id("kept_hat"), 1, true), item(id("lost_hat"), 1, true)})).ok());
+  const uint64_t v = version();
+  auto removing = [&](const std::vector<std::string>& ids) {
+    pb::PublishRequest r;
+    r.set_expected_version(version());
+    for (const auto& item_id : ids) {
+      auto* x = r.add_remove();
+      x->set_kind(pb::DEFINITION_KIND_ITEM);
+      x->set_id(item_id);
+    }
+    return r;
+  };
+  const grpc::Status held = publish(removing({id("kept_hat"), id("lost_hat")}));
+  EXPECT_EQ(held.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(held.error_message().find("'" + id("kept_hat") + "' are still held"), std::string::npos)
+      << held.error_message();
+  EXPECT_EQ(version(), v);
+  EXPECT_EQ(lookup({id("kept_hat"), id("lost_hat")}).items_size(), 2);
+
+  pb::PublishResponse done;
+  ASSERT_TRUE(publish(removing({id("lost_hat")}), &done).ok());
+  EXPECT_EQ(done.removed(), 1u);
+  const pb::LookupDefinitionsResponse after = lookup({id("kept_hat"), id("lost_hat")});
+  ASSERT_EQ(after.items_size(), 1);
+  EXPECT_EQ(after.items(0).id(), id("kept_hat"));
+  EXPECT_EQ(after.migrations_size(), 0);
 }
 
 // Ten thousand items, in change sets of 400 (one store batch each), read back page by page and
