@@ -365,17 +365,18 @@ class ResourcesPlugin final : public sdk::Plugin {
   sdk::Status publish(sdk::CallContext& call, const pb::PublishRequest& request,
                       pb::PublishResponse& response) {
     try {
+      const std::string actor = call.principal().user_id;
       const PublishOutcome outcome = service_.publish(
-          request_of(request), [this](const std::vector<std::string>& ids) { return held(ids); });
+          request_of(request), [this](const std::vector<std::string>& ids) { return held(ids); }, actor);
       response.set_version(outcome.version);
       response.set_unchanged(outcome.unchanged);
       response.set_upserted(static_cast<uint32_t>(outcome.upserted));
       response.set_removed(static_cast<uint32_t>(outcome.removed));
       if (!outcome.unchanged) {
         published_.record(1, {"published"});
-        host_.info("catalog version " + std::to_string(outcome.version) + " published by '" +
-                   call.principal().user_id + "': " + std::to_string(outcome.upserted) +
-                   " added or changed, " + std::to_string(outcome.removed) + " removed");
+        host_.info("catalog version " + std::to_string(outcome.version) + " published by '" + actor +
+                   "': " + std::to_string(outcome.upserted) + " added or changed, " +
+                   std::to_string(outcome.removed) + " removed");
         announce(outcome.version);
       } else {
         published_.record(1, {"unchanged"});

@@ -157,6 +157,7 @@ struct ChangeRecord {
   uint64_t version = 0;
   int64_t published_unix_ms = 0;
   std::vector<Ref> changed;  // upserted or removed in this version
+  std::string published_by;  // the account (or "operator") that published it
 };
 
 struct Changes {

@@ -34,7 +34,8 @@ bool CatalogService::refresh() {
   return current()->catalog.version != held;
 }
 
-PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held) {
+PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held,
+                                       const std::string& actor) {
   std::lock_guard publishing(publish_mu_);
   refresh();  // plan against the newest version, not one an announcement has yet to bring
   std::shared_ptr<const CatalogState> base = current();
@@ -61,7 +62,7 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
     m.catalog_version = version;
     plan.next.migrations[m.from_item_id].catalog_version = version;
   }
-  ChangeRecord record{version, now, plan.upserted};
+  ChangeRecord record{version, now, plan.upserted, actor};
   record.changed.insert(record.changed.end(), plan.removed.begin(), plan.removed.end());
   std::sort(record.changed.begin(), record.changed.end());
 

@@ -50,7 +50,8 @@ class CatalogService {
 
   // Validates (ValidationError), checks holders of removed retired items, commits as the next
   // version (PublishRefused on a lost race) and holds it.
-  PublishOutcome publish(const PublishRequest& request, const HeldItems& held);
+  // `actor` is recorded with the version.
+  PublishOutcome publish(const PublishRequest& request, const HeldItems& held, const std::string& actor = {});
 
   const Limits& limits() const { return limits_; }
 

@@ -22,7 +22,7 @@ constexpr const char* kMigrations = "migrations";
 constexpr int kLoadAttempts = 8;
 
 ChangeRecord change_of(const rec::ChangeRecord& m) {
-  ChangeRecord out{m.version(), m.published_unix_ms(), {}};
+  ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by()};
   for (int i = 0; i < m.changed_size(); ++i)
     out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
   return out;
@@ -135,6 +135,7 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
   rec::ChangeRecord change;
   change.set_version(record.version);
   change.set_published_unix_ms(record.published_unix_ms);
+  change.set_published_by(record.published_by);
   for (const Ref& ref : record.changed) to_proto(ref, *change.add_changed());
   batch.put(kChanges, version_key(record.version), change, Store::kCreateOnly);
   rec::Head head;

@@ -294,8 +294,8 @@ TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
   Catalog now = base();
   now.version = 4;
   now.items.erase("shield");
-  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}},
-                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}}};
+  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}, "admin"},
+                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}, "admin"}};
   Changes ch = changes_since(now, history, 2, 100);
   EXPECT_FALSE(ch.refetch_all);
   EXPECT_EQ(ch.upserted, (std::vector<Ref>{{Kind::kItem, "sword"}, {Kind::kAsset, "sword"}}));

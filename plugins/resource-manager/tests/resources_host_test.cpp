@@ -559,6 +559,7 @@ TEST_P(ResourcesThroughTheHost, AReloadUnderReadLoadFailsNoCallAndTheWatchMovesO
   ASSERT_TRUE(publish(adding({item(id("sword"))})).ok());
   grpc::ClientContext watch_context;
   as_operator(watch_context);
+  watch_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto watch = resources_->WatchCatalog(&watch_context, pb::WatchCatalogRequest());
   pb::CatalogPublished seen;
   ASSERT_TRUE(watch->Read(&seen));
@@ -622,6 +623,7 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   auto other_stub = pb::Resources::NewStub(other.channel());
   grpc::ClientContext watch_context;
   as_operator(watch_context);
+  watch_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto watch = other_stub->WatchCatalog(&watch_context, pb::WatchCatalogRequest());
   pb::CatalogPublished seen;
   ASSERT_TRUE(watch->Read(&seen));
