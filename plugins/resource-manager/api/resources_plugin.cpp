@@ -493,8 +493,16 @@ class ResourcesPlugin final : public sdk::Plugin {
 
   void refresh() {
     try {
+      const auto started = std::chrono::steady_clock::now();
       if (service_.refresh()) {
-        version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
+        const auto state = service_.current();
+        version_gauge_.record(static_cast<double>(state->catalog.version));
+        host_.info("catalog version " + std::to_string(state->catalog.version) +
+                   " read: " + std::to_string(state->catalog.size()) + " definitions, in " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - started)
+                                      .count()) +
+                   " ms");
         notify_watchers();
       }
     } catch (const sdk::Error& e) {

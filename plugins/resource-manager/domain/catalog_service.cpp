@@ -28,10 +28,14 @@ void CatalogService::load() {
 }
 
 bool CatalogService::refresh() {
-  const uint64_t held = current()->catalog.version;
-  if (repository_.head_version() == held) return false;
-  load();
-  return current()->catalog.version != held;
+  const std::shared_ptr<const CatalogState> held = current();
+  if (repository_.head_version() == held->catalog.version) return false;
+  if (std::optional<CatalogState> next = repository_.advance(*held, history_)) {
+    hold(std::make_shared<CatalogState>(std::move(*next)));
+  } else {
+    load();
+  }
+  return current()->catalog.version != held->catalog.version;
 }
 
 PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held,

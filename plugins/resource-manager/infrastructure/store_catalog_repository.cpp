@@ -1,6 +1,7 @@
 #include "infrastructure/store_catalog_repository.hpp"
 
 #include <cstdio>
+#include <set>
 
 #include "gameverse/resources/records/v1/records.pb.h"
 #include "infrastructure/mapping.hpp"
@@ -108,6 +109,65 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
 
   auto again = store_.get<rec::Head>(kHead, kHeadKey);
   return again && again->version == head->version;
+}
+
+std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& held, size_t history) {
+  auto head = store_.get<rec::Head>(kHead, kHeadKey);
+  if (!head || held.catalog.version == 0 || head->value.version() <= held.catalog.version ||
+      head->value.version() - held.catalog.version > history) {
+    return std::nullopt;
+  }
+  const uint64_t version = head->value.version();
+  CatalogState out = held;
+  out.catalog.version = version;
+  out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.head_revision = head->version;
+  std::set<Ref> changed;
+  for (uint64_t v = held.catalog.version + 1; v <= version; ++v) {
+    auto record = store_.get<rec::ChangeRecord>(kChanges, version_key(v));
+    if (!record) return std::nullopt;
+    out.history.push_back(change_of(record->value));
+    changed.insert(out.history.back().changed.begin(), out.history.back().changed.end());
+  }
+  if (out.history.size() > history) {
+    out.history.erase(out.history.begin(),
+                      out.history.begin() + static_cast<std::ptrdiff_t>(out.history.size() - history));
+  }
+  for (const Ref& ref : changed) {
+    auto stored = store_.get<rec::StoredDefinition>(kDefinitions, definition_key(ref));
+    if (stored && stored->value.version() > version) return std::nullopt;  // a newer publish's
+    switch (ref.kind) {
+      case Kind::kItem:
+        out.catalog.items.erase(ref.id);
+        if (stored && stored->value.has_item()) out.catalog.items[ref.id] = to_domain(stored->value.item());
+        break;
+      case Kind::kCurrency:
+        out.catalog.currencies.erase(ref.id);
+        if (stored && stored->value.has_currency())
+          out.catalog.currencies[ref.id] = to_domain(stored->value.currency());
+        break;
+      case Kind::kBundle:
+        out.catalog.bundles.erase(ref.id);
+        if (stored && stored->value.has_bundle())
+          out.catalog.bundles[ref.id] = to_domain(stored->value.bundle());
+        break;
+      case Kind::kAsset:
+        out.catalog.assets.erase(ref.id);
+        if (stored && stored->value.has_asset())
+          out.catalog.assets[ref.id] = to_domain(stored->value.asset());
+        break;
+    }
+    // An item removed may have a migration now; one defined again has none.
+    if (ref.kind == Kind::kItem) {
+      out.catalog.migrations.erase(ref.id);
+      auto migration = store_.get<::gameverse::resources::v1::ItemMigration>(kMigrations, ref.id);
+      if (migration && migration->value.catalog_version() > version) return std::nullopt;
+      if (migration) out.catalog.migrations[ref.id] = to_domain(migration->value);
+    }
+  }
+  auto again = store_.get<rec::Head>(kHead, kHeadKey);
+  if (!again || again->version != head->version) return std::nullopt;
+  return out;
 }
 
 bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan& plan,

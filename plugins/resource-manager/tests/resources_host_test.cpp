@@ -12,7 +12,10 @@
 #include <random>
 #include <thread>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include "eventually.hpp"
+
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/resources/v1/resources.grpc.pb.h"
 #include "host_process.hpp"
@@ -37,6 +40,17 @@ pb::ItemDefinition item(const std::string& id, int64_t max_stack = 99, bool reti
   (*d.mutable_properties())["damage"].set_int_value(12);
   (*d.mutable_properties())["lore"].set_string_value("forged in " + id);
   return d;
+}
+
+std::string deterministic(const google::protobuf::Message& message) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return out;
 }
 
 pb::CurrencyDefinition currency(const std::string& id, int64_t max_balance = 1'000'000) {
@@ -98,6 +112,16 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
     const grpc::Status status = (stub ? stub : resources_.get())->GetCatalog(&context, request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response;
+  }
+  // Every page of the catalog, as bytes to compare (maps in key order).
+  std::string whole_catalog(pb::Resources::Stub* stub = nullptr) {
+    std::string all, token;
+    do {
+      pb::GetCatalogResponse page = catalog_page(token, 1000, stub);
+      all += deterministic(page);
+      token = page.next_page_token();
+    } while (!token.empty());
+    return all;
   }
   uint64_t version(pb::Resources::Stub* stub = nullptr) { return catalog_page("", 1, stub).version(); }
   pb::LookupDefinitionsResponse lookup(const std::vector<std::string>& items,
@@ -635,7 +659,50 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   EXPECT_EQ(seen.version(), published.version());
   EXPECT_GT(seen.published_unix_ms(), 0);
   EXPECT_EQ(version(other_stub.get()), published.version());
+
+  // The other host follows change by change (a removal with a migration, the id defined again,
+  // a bundle changed) to the very catalog this host holds, and to what a fresh read gives.
+  pb::PublishRequest migrate;
+  migrate.set_expected_version(published.version());
+  *migrate.mutable_upsert()->add_items() = item(id("coin_item"));
+  auto* gone = migrate.add_remove();
+  gone->set_kind(pb::DEFINITION_KIND_ITEM);
+  gone->set_id(id("announced"));
+  pb::ItemMigration* m = migrate.add_migrations();
+  m->set_from_item_id(id("announced"));
+  m->mutable_to_item()->set_item_id(id("coin_item"));
+  m->mutable_to_item()->set_count(2);
+  pb::PublishRequest again;
+  *again.mutable_upsert()->add_items() = item(id("announced"), 7);
+  for (pb::PublishRequest* next : {&migrate, &again}) {
+    ASSERT_TRUE(publish(*next, &published).ok());
+    do {
+      ASSERT_TRUE(watch->Read(&seen));
+    } while (seen.version() < published.version());
+    EXPECT_TRUE(whole_catalog(other_stub.get()) == whole_catalog()) << "at version " << published.version();
+    grpc::ClientContext context;
+    as_operator(context);
+    pb::LookupDefinitionsRequest request;
+    request.add_item_ids(id("announced"));
+    pb::LookupDefinitionsResponse there;
+    ASSERT_TRUE(other_stub->LookupDefinitions(&context, request, &there).ok());
+    EXPECT_EQ(deterministic(there), deterministic(lookup({id("announced")})));
+    if (next == &migrate) {
+      ASSERT_EQ(there.migrations_size(), 1);
+      EXPECT_EQ(there.migrations(0).to_item().count(), 2);
+    } else {
+      ASSERT_EQ(there.items_size(), 1);
+      EXPECT_EQ(there.items(0).max_stack(), 7);
+      EXPECT_EQ(there.migrations_size(), 0);
+    }
+  }
   watch_context.TryCancel();
+  const std::string followed = whole_catalog(other_stub.get());
+  other_stub.reset();
+  other.stop();
+  HostProcess fresh(config(pubsub, other_dir.path().string()));
+  auto fresh_stub = pb::Resources::NewStub(fresh.channel());
+  EXPECT_TRUE(whole_catalog(fresh_stub.get()) == followed);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ResourcesThroughTheHost, ::testing::Values("sqlite", "postgresql"),
