@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -115,6 +116,8 @@ bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
 struct Watcher {
   explicit Watcher(sdk::ServerStream<pb::CatalogPublished> s) : stream(std::move(s)) {}
   sdk::ServerStream<pb::CatalogPublished> stream;
+  std::string caller;       // the account it counts against; empty: the operator or a plugin
+  bool registered = false;  // in the plugin's list (guarded by its watchers_mu_)
   std::mutex mu;
   bool any_sent = false;
   uint64_t sent = 0;
@@ -143,6 +146,7 @@ class ResourcesPlugin final : public sdk::Plugin {
         service_(repository_, limits_from(init.host),
                  static_cast<size_t>(init.host.config_int("change_history")), now_unix_ms),
         max_watchers_(static_cast<size_t>(init.host.config_int("max_watchers"))),
+        max_watchers_per_caller_(static_cast<size_t>(init.host.config_int("max_watchers_per_caller"))),
         holders_timeout_(init.host.config_int("holders_timeout_ms")),
         published_(init.host.counter("gameverse_resources_publishes_total", "Catalog publishes, by outcome",
                                      {"outcome"})),
@@ -193,6 +197,8 @@ class ResourcesPlugin final : public sdk::Plugin {
     b.config_int("change_history", 200, "Versions whose changes GetChanges can report; older: refetch_all",
                  sdk::between(1, 10000));
     b.config_int("max_watchers", 1000, "Most WatchCatalog streams open on one host", sdk::between(0, 100000));
+    b.config_int("max_watchers_per_caller", 4,
+                 "Most WatchCatalog streams one account may have open on one host", sdk::between(1, 1000));
     b.config_int("refresh_interval_ms", 5000,
                  "How often the head is checked, in case a pub/sub announcement was missed",
                  sdk::between(100, 3600000));
@@ -395,9 +401,10 @@ class ResourcesPlugin final : public sdk::Plugin {
     }
   }
 
-  std::unique_ptr<sdk::StreamSession> watch_open(sdk::CallContext&, const pb::WatchCatalogRequest&,
+  std::unique_ptr<sdk::StreamSession> watch_open(sdk::CallContext& call, const pb::WatchCatalogRequest&,
                                                  sdk::ServerStream<pb::CatalogPublished> stream) {
     auto watcher = std::make_shared<Watcher>(stream);
+    watcher->caller = call.principal().user_id;
     add_watcher(watcher);
     return std::make_unique<WatchSession>(*this, watcher);
   }
@@ -405,27 +412,31 @@ class ResourcesPlugin final : public sdk::Plugin {
   // The previous generation's stream: it goes on from the last version it sent.
   std::unique_ptr<sdk::StreamSession> watch_resume(std::string_view detached,
                                                    sdk::ServerStream<pb::CatalogPublished> stream) {
-    pb::CatalogPublished last;
-    if (!last.ParseFromArray(detached.data(), static_cast<int>(detached.size()))) {
+    rec::DetachedWatch state;
+    if (!state.ParseFromArray(detached.data(), static_cast<int>(detached.size()))) {
       throw sdk::Error(sdk::StatusCode::kInternal,
                        "a catalog watch handed over at a reload could not be read");
     }
     auto watcher = std::make_shared<Watcher>(stream);
-    watcher->any_sent = true;
-    watcher->sent = last.version();
+    watcher->any_sent = state.any_sent();
+    watcher->sent = state.sent_version();
+    watcher->caller = state.caller();
     add_watcher(watcher, /*resumed=*/true);
     return std::make_unique<WatchSession>(*this, watcher);
   }
 
+  // Stops the stream here (nothing more is written once this returns) and says what it sent.
   std::string detach(const std::shared_ptr<Watcher>& watcher) {
-    pb::CatalogPublished last;
+    rec::DetachedWatch state;
     {
       std::lock_guard lock(watcher->mu);
       watcher->ended = true;
-      last.set_version(watcher->sent);
+      state.set_sent_version(watcher->sent);
+      state.set_any_sent(watcher->any_sent);
+      state.set_caller(watcher->caller);
     }
     forget(watcher);
-    return last.SerializeAsString();
+    return state.SerializeAsString();
   }
 
   void close(const std::shared_ptr<Watcher>& watcher) {
@@ -510,21 +521,49 @@ class ResourcesPlugin final : public sdk::Plugin {
     }
   }
 
+  // Registers the watcher and sends it the version held. A refusal finishes the stream with its
+  // status here: thrown out of the open, the stream handles dropped on the way would end it OK.
   void add_watcher(const std::shared_ptr<Watcher>& watcher, bool resumed = false) {
-    {
-      std::lock_guard lock(watchers_mu_);
-      if (!resumed && watchers_.size() >= max_watchers_) {
-        throw sdk::Error(sdk::StatusCode::kResourceExhausted,
-                         "this host already has " + std::to_string(max_watchers_) + " catalog watches open");
-      }
-      watchers_.push_back(watcher);
-      watchers_gauge_.record(static_cast<double>(watchers_.size()));
+    try {
+      register_watcher(watcher, resumed);
+    } catch (const sdk::Error& e) {
+      std::lock_guard lock(watcher->mu);
+      watcher->ended = true;
+      watcher->stream.finish(e.status());
+      return;
     }
     send_current(watcher);
   }
 
+  void register_watcher(const std::shared_ptr<Watcher>& watcher, bool resumed) {
+    std::lock_guard lock(watchers_mu_);
+    if (!resumed && watchers_.size() >= max_watchers_) {
+      throw sdk::Error(
+          sdk::StatusCode::kResourceExhausted,
+          "this host already has " + std::to_string(max_watchers_) + " catalog watches open (max_watchers)");
+    }
+    if (!watcher->caller.empty()) {
+      size_t& mine = watches_per_caller_[watcher->caller];
+      if (!resumed && mine >= max_watchers_per_caller_) {
+        throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                         "this account already has " + std::to_string(mine) +
+                             " catalog watches open on this host (max_watchers_per_caller)");
+      }
+      ++mine;
+    }
+    watcher->registered = true;
+    watchers_.push_back(watcher);
+    watchers_gauge_.record(static_cast<double>(watchers_.size()));
+  }
+
   void forget(const std::shared_ptr<Watcher>& watcher) {
     std::lock_guard lock(watchers_mu_);
+    if (!watcher->registered) return;
+    watcher->registered = false;
+    if (!watcher->caller.empty()) {
+      auto it = watches_per_caller_.find(watcher->caller);
+      if (it != watches_per_caller_.end() && --it->second == 0) watches_per_caller_.erase(it);
+    }
     watchers_.remove(watcher);
     watchers_gauge_.record(static_cast<double>(watchers_.size()));
   }
@@ -563,12 +602,14 @@ class ResourcesPlugin final : public sdk::Plugin {
   StoreCatalogRepository repository_;
   CatalogService service_;
   const size_t max_watchers_;
+  const size_t max_watchers_per_caller_;
   const std::chrono::milliseconds holders_timeout_;
   sdk::Metric published_;
   sdk::Metric version_gauge_;
   sdk::Metric watchers_gauge_;
   std::mutex watchers_mu_;
   std::list<std::shared_ptr<Watcher>> watchers_;
+  std::map<std::string, size_t> watches_per_caller_;
   sdk::Subscription announcements_;
   sdk::Timer refresh_timer_;
 };

@@ -370,6 +370,33 @@ TEST_P(ResourcesThroughTheHost, APlayerReadsButCannotPublish) {
             grpc::StatusCode::UNAUTHENTICATED);
 }
 
+// One account holds at most max_watchers_per_caller catalog watches on a host; a closed one frees
+// its place.
+TEST_P(ResourcesThroughTheHost, APlayersCatalogWatchesAreBounded) {
+  start();
+  const std::string token = player_token();
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<pb::CatalogPublished>>> watches;
+  auto open = [&] {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->AddMetadata("authorization", "Bearer " + token);
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    watches.push_back(resources_->WatchCatalog(contexts.back().get(), pb::WatchCatalogRequest()));
+    pb::CatalogPublished first;
+    return watches.back()->Read(&first);
+  };
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(open()) << "watch " << i;
+  EXPECT_FALSE(open());
+  const grpc::Status refused = watches.back()->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("max_watchers_per_caller"), std::string::npos)
+      << refused.error_message();
+  contexts[0]->TryCancel();
+  watches[0]->Finish();
+  EXPECT_TRUE(eventually([&] { return open(); }, std::chrono::seconds(30)));
+  for (auto& c : contexts) c->TryCancel();
+}
+
 TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothing) {
   start();
   ASSERT_TRUE(publish(adding({item(id("sword"))}, {currency(id("gold"))})).ok());
