@@ -154,7 +154,14 @@ class ResourcesPlugin final : public sdk::Plugin {
             init.host.gauge("gameverse_resources_catalog_version", "The catalog version this host holds")),
         watchers_gauge_(
             init.host.gauge("gameverse_resources_watchers", "WatchCatalog streams open on this host")) {
+    const auto started = std::chrono::steady_clock::now();
     service_.load();
+    host_.info("catalog version " + std::to_string(service_.current()->catalog.version) +
+               " held: " + std::to_string(service_.current()->catalog.size()) + " definitions, read in " +
+               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - started)
+                                  .count()) +
+               " ms");
     version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
     announcements_ = init.host.subscribe(
         kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },

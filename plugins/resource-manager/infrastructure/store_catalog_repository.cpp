@@ -21,6 +21,7 @@ constexpr const char* kDefinitions = "definitions";
 constexpr const char* kChanges = "changes";
 constexpr const char* kMigrations = "migrations";
 constexpr int kLoadAttempts = 8;
+constexpr size_t kMaxAdvanceReads = 64;
 
 ChangeRecord change_of(const rec::ChangeRecord& m) {
   ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by()};
@@ -128,6 +129,8 @@ std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& 
     if (!record) return std::nullopt;
     out.history.push_back(change_of(record->value));
     changed.insert(out.history.back().changed.begin(), out.history.back().changed.end());
+    // One read per definition: past a few dozen, listing the whole catalog in pages is quicker.
+    if (changed.size() > kMaxAdvanceReads) return std::nullopt;
   }
   if (out.history.size() > history) {
     out.history.erase(out.history.begin(),
@@ -160,6 +163,7 @@ std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& 
     // An item removed may have a migration now; one defined again has none.
     if (ref.kind == Kind::kItem) {
       out.catalog.migrations.erase(ref.id);
+      if (out.catalog.items.contains(ref.id)) continue;
       auto migration = store_.get<::gameverse::resources::v1::ItemMigration>(kMigrations, ref.id);
       if (migration && migration->value.catalog_version() > version) return std::nullopt;
       if (migration) out.catalog.migrations[ref.id] = to_domain(migration->value);
