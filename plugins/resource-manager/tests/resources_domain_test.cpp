@@ -2,7 +2,9 @@
 // client caches, and publishing over an in-memory repository.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
+#include <random>
 
 #include "domain/catalog.hpp"
 #include "domain/catalog_service.hpp"
@@ -288,6 +290,90 @@ TEST(CatalogRules, AStaleExpectedVersionIsAVersionMismatch) {
     EXPECT_NE(std::string(e.what()).find("builds on version 3 but the current version is 1"),
               std::string::npos);
   }
+}
+
+// Random publishes over a small id space, hostile values included: each is refused with a
+// ValidationError or leaves a catalog that meets every rule, and nothing else escapes.
+TEST(CatalogRules, RandomPublishesEitherFailCleanlyOrKeepEveryRule) {
+  std::mt19937_64 random(12);
+  const std::vector<std::string> ids = {"a", "b", "c", "d", "", "bad id", std::string(70, 'x'), "\xff"};
+  const std::vector<int64_t> quantities = {0,
+                                           1,
+                                           5,
+                                           99,
+                                           -1,
+                                           std::numeric_limits<int64_t>::min(),
+                                           std::numeric_limits<int64_t>::max(),
+                                           1'000'000'000'000'000};
+  auto pick = [&](const auto& list) { return list[random() % list.size()]; };
+  Catalog catalog;
+  int accepted = 0;
+  for (int round = 0; round < 3000; ++round) {
+    PublishRequest r;
+    r.replace_all = random() % 8 == 0;
+    for (int i = static_cast<int>(random() % 4); i > 0; --i) {
+      Item d = item(pick(ids), pick(quantities), random() % 4 == 0);
+      if (random() % 8 == 0) d.properties["p"] = PropertyValue{};
+      r.items.push_back(d);
+    }
+    for (int i = static_cast<int>(random() % 2); i > 0; --i)
+      r.currencies.push_back(currency(pick(ids), pick(quantities)));
+    for (int i = static_cast<int>(random() % 2); i > 0; --i) {
+      r.bundles.push_back(
+          bundle(pick(ids), {{pick(ids), pick(quantities)}}, {{pick(ids), pick(quantities)}}));
+    }
+    if (!r.replace_all) {
+      for (int i = static_cast<int>(random() % 2); i > 0; --i) {
+        r.remove.push_back({static_cast<Kind>(1 + random() % 4), pick(ids)});
+      }
+    }
+    for (int i = static_cast<int>(random() % 2); i > 0; --i) {
+      Migration m;
+      m.from_item_id = pick(ids);
+      if (random() % 2) m.to_item = ItemAmount{pick(ids), pick(quantities)};
+      if (random() % 2) m.to_currency = CurrencyAmount{pick(ids), pick(quantities)};
+      m.discard = random() % 3 == 0;
+      r.migrations.push_back(m);
+    }
+    PublishPlan plan;
+    try {
+      plan = plan_publish(catalog, r, Limits{});
+    } catch (const ValidationError& e) {
+      EXPECT_FALSE(std::string(e.what()).empty());
+      continue;
+    }
+    ++accepted;
+    const Catalog& next = plan.next;
+    for (const auto& [id, d] : next.items) {
+      EXPECT_TRUE(valid_id(id, 64));
+      EXPECT_GE(d.max_stack, 1);
+    }
+    for (const auto& [id, d] : next.currencies) EXPECT_GE(d.max_balance, 1);
+    for (const auto& [id, d] : next.bundles) {
+      for (const ItemAmount& a : d.items) {
+        ASSERT_TRUE(next.items.contains(a.item_id));
+        EXPECT_TRUE(d.retired || !next.items.at(a.item_id).retired);
+        EXPECT_LE(a.count, next.items.at(a.item_id).max_stack);
+      }
+      for (const CurrencyAmount& a : d.currencies) ASSERT_TRUE(next.currencies.contains(a.currency_id));
+    }
+    for (const auto& [id, d] : catalog.currencies)
+      EXPECT_TRUE(next.currencies.contains(id)) << "a currency went";
+    for (const auto& [id, d] : catalog.items) {
+      if (next.items.contains(id)) continue;
+      const bool migrated = next.migrations.contains(id);
+      const bool unheld_check =
+          std::find(plan.needs_unheld.begin(), plan.needs_unheld.end(), id) != plan.needs_unheld.end();
+      EXPECT_TRUE(migrated || (d.retired && unheld_check)) << "item " << id << " went unaccounted";
+    }
+    for (const auto& [from, m] : next.migrations) {
+      EXPECT_FALSE(next.items.contains(from));
+      EXPECT_TRUE(!m.to_item || next.items.contains(m.to_item->item_id));
+    }
+    catalog = plan.next;
+    catalog.version += 1;
+  }
+  EXPECT_GT(accepted, 50) << "the generator should reach valid publishes too";
 }
 
 TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
