@@ -244,6 +244,17 @@ TEST_P(ResourcesThroughTheHost, APublishedCatalogIsReadWholeByIdAsADiffAndAfterA
     EXPECT_EQ(diff.upserted().items(1).max_stack(), 5);
     ASSERT_EQ(diff.removed_size(), 1);
     EXPECT_EQ(diff.removed(0).kind(), pb::DEFINITION_KIND_ASSET);
+    // A cache holding nothing, or a version this host has not reached, is told so.
+    grpc::ClientContext from_nothing;
+    as_operator(from_nothing);
+    since.set_since_version(0);
+    ASSERT_TRUE(resources_->GetChanges(&from_nothing, since, &diff).ok());
+    EXPECT_TRUE(diff.refetch_all());
+    EXPECT_EQ(diff.upserted().items_size(), 0);
+    grpc::ClientContext ahead;
+    as_operator(ahead);
+    since.set_since_version(changed.version() + 1);
+    EXPECT_EQ(resources_->GetChanges(&ahead, since, &diff).error_code(), grpc::StatusCode::UNAVAILABLE);
   }
 
   // Lookup: unknown ids are absent; more than 1000 ids are refused.
