@@ -1,6 +1,5 @@
 #include "domain/catalog.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <set>
 
@@ -273,23 +272,18 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
     }
   }
   // A definition both upserted and removed in one change set is a contradiction.
-  for (const Ref& ref : removing) {
-    bool upserted = false;
-    if (ref.kind == Kind::kItem)
-      upserted = std::any_of(request.items.begin(), request.items.end(),
-                             [&](const Item& d) { return d.id == ref.id; });
-    if (ref.kind == Kind::kCurrency)
-      upserted = std::any_of(request.currencies.begin(), request.currencies.end(),
-                             [&](const Currency& d) { return d.id == ref.id; });
-    if (ref.kind == Kind::kBundle)
-      upserted = std::any_of(request.bundles.begin(), request.bundles.end(),
-                             [&](const Bundle& d) { return d.id == ref.id; });
-    if (ref.kind == Kind::kAsset)
-      upserted = std::any_of(request.assets.begin(), request.assets.end(),
-                             [&](const Asset& d) { return d.asset_id == ref.id; });
-    if (upserted)
-      invalid(std::string(kind_name(ref.kind)) + " " + quoted(ref.id) +
-              " is both defined and removed in this publish");
+  if (!removing.empty()) {
+    std::set<Ref> upserting;
+    for (const Item& d : request.items) upserting.insert({Kind::kItem, d.id});
+    for (const Currency& d : request.currencies) upserting.insert({Kind::kCurrency, d.id});
+    for (const Bundle& d : request.bundles) upserting.insert({Kind::kBundle, d.id});
+    for (const Asset& d : request.assets) upserting.insert({Kind::kAsset, d.asset_id});
+    for (const Ref& ref : removing) {
+      if (upserting.contains(ref)) {
+        invalid(std::string(kind_name(ref.kind)) + " " + quoted(ref.id) +
+                " is both defined and removed in this publish");
+      }
+    }
   }
 
   if (next.size() > limits.max_catalog_definitions) {

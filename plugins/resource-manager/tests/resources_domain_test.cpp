@@ -215,6 +215,10 @@ TEST(CatalogRules, RemovingAnItemNeedsAMigrationOrAnEarlierRetirement) {
               plan_publish(after, drop, Limits{});
             }).find("item 'gold_bar' cannot be removed: the migration of removed item 'sword'"),
             std::string::npos);
+  // Defined and removed at once.
+  r.items = {item("shield")};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("item 'shield' is both defined and removed"),
+            std::string::npos);
   // Currencies are never removed.
   r = {};
   r.remove = {{Kind::kCurrency, "gold"}};
