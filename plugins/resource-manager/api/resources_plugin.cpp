@@ -56,9 +56,11 @@ template <class M>
 void check_encoded_size(const M& message, const char* kind, int index, const std::string& id) {
   const size_t bytes = message.ByteSizeLong();
   if (bytes > kMaxDefinitionBytes) {
+    std::string shown;  // the id as sent, short and printable
+    for (char c : id.substr(0, 64)) shown += (c >= 0x20 && c < 0x7f) ? c : '?';
     throw ValidationError(ValidationError::Reason::kInvalid,
-                          std::string(kind) + " '" + id.substr(0, 64) + "' (#" + std::to_string(index) +
-                              "): is " + std::to_string(bytes) + " bytes encoded; at most " +
+                          std::string(kind) + " '" + shown + "' (#" + std::to_string(index) + "): is " +
+                              std::to_string(bytes) + " bytes encoded; at most " +
                               std::to_string(kMaxDefinitionBytes));
   }
 }
