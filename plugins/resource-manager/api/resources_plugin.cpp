@@ -531,7 +531,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   }
 
   // Registers the watcher and sends it the version held. A refusal finishes the stream with its
-  // status here: thrown out of the open, the stream handles dropped on the way would end it OK.
+  // status here, and marks the watcher ended so no announcement writes to it.
   void add_watcher(const std::shared_ptr<Watcher>& watcher, bool resumed = false) {
     try {
       register_watcher(watcher, resumed);
