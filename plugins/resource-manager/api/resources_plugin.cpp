@@ -1,0 +1,553 @@
+// gameverse.resources.v1.Resources: the content catalog. Reads are answered from the catalog
+// held in memory (swapped whole per version); Publish validates, commits one store batch and
+// announces the version on pub/sub, which every host's copy (and WatchCatalog) follows.
+#include <gameverse/sdk/plugin.hpp>
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "domain/catalog.hpp"
+#include "domain/catalog_service.hpp"
+#include "gameverse/resources/records/v1/records.pb.h"
+#include "gameverse/resources/v1/resources.pb.h"
+#include "infrastructure/mapping.hpp"
+#include "infrastructure/store_catalog_repository.hpp"
+
+namespace sdk = gameverse::sdk;
+namespace pb = ::gameverse::resources::v1;
+namespace rec = ::gameverse::resources::records::v1;
+using namespace gameverse::resources;
+
+namespace {
+
+constexpr const char* kCatalogTopic = "gameverse.resources.v1.catalog";
+constexpr const char* kFindHeldItems = "/gameverse.inventory.v1.Inventory/FindHeldItems";
+constexpr size_t kMaxLookupIds = 1000;
+constexpr size_t kMaxDefinitionBytes = 3072;          // encoded; 1000 of them fit in a 4 MiB answer
+constexpr size_t kMaxCatalogPageBytes = 1024 * 1024;  // a GetCatalog page stops near this
+constexpr size_t kMaxChangesBytes = 3 * 1024 * 1024;  // more than this: refetch_all
+constexpr uint32_t kDefaultPageSize = 500;
+constexpr uint32_t kMaxPageSize = 1000;
+
+int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+sdk::Status invalid(std::string message) {
+  return {sdk::StatusCode::kInvalidArgument, std::move(message)};
+}
+
+Limits limits_from(const sdk::Host& host) {
+  Limits limits;
+  limits.max_changes_per_publish = static_cast<size_t>(host.config_int("max_changes_per_publish"));
+  limits.max_catalog_definitions = static_cast<size_t>(host.config_int("max_catalog_definitions"));
+  limits.max_request_definitions = limits.max_catalog_definitions;
+  return limits;
+}
+
+template <class M>
+void check_encoded_size(const M& message, const char* kind, int index, const std::string& id) {
+  const size_t bytes = message.ByteSizeLong();
+  if (bytes > kMaxDefinitionBytes) {
+    throw ValidationError(ValidationError::Reason::kInvalid,
+                          std::string(kind) + " '" + id.substr(0, 64) + "' (#" + std::to_string(index) + "): is " +
+                              std::to_string(bytes) + " bytes encoded; at most " + std::to_string(kMaxDefinitionBytes));
+  }
+}
+
+PublishRequest request_of(const pb::PublishRequest& m) {
+  PublishRequest r;
+  if (m.has_expected_version()) r.expected_version = m.expected_version();
+  r.replace_all = m.replace_all();
+  const pb::Catalog& c = m.upsert();
+  for (int i = 0; i < c.items_size(); ++i) {
+    check_encoded_size(c.items(i), "item", i, c.items(i).id());
+    r.items.push_back(to_domain(c.items(i)));
+  }
+  for (int i = 0; i < c.currencies_size(); ++i) {
+    check_encoded_size(c.currencies(i), "currency", i, c.currencies(i).id());
+    r.currencies.push_back(to_domain(c.currencies(i)));
+  }
+  for (int i = 0; i < c.bundles_size(); ++i) {
+    check_encoded_size(c.bundles(i), "bundle", i, c.bundles(i).id());
+    r.bundles.push_back(to_domain(c.bundles(i)));
+  }
+  for (int i = 0; i < c.assets_size(); ++i) {
+    check_encoded_size(c.assets(i), "asset", i, c.assets(i).asset_id());
+    r.assets.push_back(to_domain(c.assets(i)));
+  }
+  for (int i = 0; i < m.remove_size(); ++i) r.remove.push_back(to_domain(m.remove(i), static_cast<size_t>(i)));
+  for (const auto& migration : m.migrations()) r.migrations.push_back(to_domain(migration));
+  return r;
+}
+
+// "<version>.<kind>.<id>": where the next GetCatalog page starts (after that definition).
+std::string page_token(uint64_t version, const Ref& last) {
+  return std::to_string(version) + "." + std::to_string(static_cast<int>(last.kind)) + "." + last.id;
+}
+
+bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
+  if (token.size() > 128) return false;
+  const size_t a = token.find('.');
+  const size_t b = a == std::string::npos ? a : token.find('.', a + 1);
+  if (b == std::string::npos || a == 0 || a > 20 || b != a + 2) return false;
+  version = 0;
+  for (size_t i = 0; i < a; ++i) {
+    if (token[i] < '0' || token[i] > '9') return false;
+    version = version * 10 + static_cast<uint64_t>(token[i] - '0');
+  }
+  const char kind = token[a + 1];
+  if (kind < '1' || kind > '4') return false;
+  last.kind = static_cast<Kind>(kind - '0');
+  last.id = token.substr(b + 1);
+  return valid_id(last.id, 64);
+}
+
+// A WatchCatalog stream: the versions sent only go up.
+struct Watcher {
+  explicit Watcher(sdk::ServerStream<pb::CatalogPublished> s) : stream(std::move(s)) {}
+  sdk::ServerStream<pb::CatalogPublished> stream;
+  std::mutex mu;
+  bool any_sent = false;
+  uint64_t sent = 0;
+  bool ended = false;
+};
+
+class ResourcesPlugin;
+
+class WatchSession final : public sdk::StreamSession {
+ public:
+  WatchSession(ResourcesPlugin& plugin, std::shared_ptr<Watcher> watcher)
+      : plugin_(plugin), watcher_(std::move(watcher)) {}
+  std::string detach() override;
+  void on_cancel() override;
+
+ private:
+  ResourcesPlugin& plugin_;
+  std::shared_ptr<Watcher> watcher_;
+};
+
+class ResourcesPlugin final : public sdk::Plugin {
+ public:
+  explicit ResourcesPlugin(sdk::InitContext& init)
+      : host_(init.host),
+        repository_(init.host.store()),
+        service_(repository_, limits_from(init.host), static_cast<size_t>(init.host.config_int("change_history")),
+                 now_unix_ms),
+        max_watchers_(static_cast<size_t>(init.host.config_int("max_watchers"))),
+        holders_timeout_(init.host.config_int("holders_timeout_ms")),
+        published_(init.host.counter("gameverse_resources_publishes_total", "Catalog publishes, by outcome",
+                                     {"outcome"})),
+        version_gauge_(init.host.gauge("gameverse_resources_catalog_version", "The catalog version this host holds")),
+        watchers_gauge_(init.host.gauge("gameverse_resources_watchers", "WatchCatalog streams open on this host")) {
+    service_.load();
+    version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
+    announcements_ = init.host.subscribe(
+        kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
+        sdk::Run::kBlocking);
+    const auto every = std::chrono::milliseconds(init.host.config_int("refresh_interval_ms"));
+    refresh_timer_ = init.host.start_timer(every, every, [this] { refresh(); }, sdk::Run::kBlocking);
+  }
+
+  ~ResourcesPlugin() override {
+    refresh_timer_.cancel();
+    announcements_.cancel();
+    std::lock_guard lock(watchers_mu_);
+    for (const auto& w : watchers_) {
+      std::lock_guard watcher_lock(w->mu);
+      if (!w->ended) {
+        w->stream.finish(sdk::Status(sdk::StatusCode::kUnavailable, "the resources service stopped; watch again"));
+      }
+      w->ended = true;
+    }
+  }
+
+  static void describe(sdk::PluginBuilder<ResourcesPlugin>& b) {
+    b.service("gameverse.resources.v1.Resources")
+        .unary("GetCatalog", &ResourcesPlugin::get_catalog, sdk::kAuthenticated)
+        .unary("GetDefinition", &ResourcesPlugin::get_definition, sdk::kAuthenticated)
+        .unary("GetChanges", &ResourcesPlugin::get_changes, sdk::kAuthenticated)
+        .blocking("Publish", &ResourcesPlugin::publish, sdk::role("admin"))
+        .unary("LookupDefinitions", &ResourcesPlugin::lookup, sdk::kAuthenticated)
+        .server_stream_movable("WatchCatalog", &ResourcesPlugin::watch_open, &ResourcesPlugin::watch_resume,
+                               sdk::kAuthenticated);
+    b.collection("head").collection("definitions").collection("changes").collection("migrations");
+    b.config_int("max_changes_per_publish", 400,
+                 "Most definitions and migrations one publish may add, change or remove (one atomic store "
+                 "batch, which the host caps at 500 writes)",
+                 sdk::between(1, 498));
+    b.config_int("max_catalog_definitions", 20000, "Most definitions the catalog may hold", sdk::between(1, 200000));
+    b.config_int("change_history", 200, "Versions whose changes GetChanges can report; older: refetch_all",
+                 sdk::between(1, 10000));
+    b.config_int("max_watchers", 1000, "Most WatchCatalog streams open on one host", sdk::between(0, 100000));
+    b.config_int("refresh_interval_ms", 5000,
+                 "How often the head is checked, in case a pub/sub announcement was missed",
+                 sdk::between(100, 3600000));
+    b.config_int("holders_timeout_ms", 5000, "How long to wait for the inventory's answer on who holds an item",
+                 sdk::between(100, 60000));
+  }
+
+  sdk::Status get_catalog(sdk::CallContext&, const pb::GetCatalogRequest& request, pb::GetCatalogResponse& response) {
+    if (request.page_size() > kMaxPageSize) {
+      return invalid("page_size is " + std::to_string(request.page_size()) + "; at most " + std::to_string(kMaxPageSize));
+    }
+    const uint32_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+    const auto state = service_.current();
+    const Catalog& catalog = state->catalog;
+    Ref after{Kind::kItem, ""};
+    bool have_after = false;
+    if (!request.page_token().empty()) {
+      uint64_t version = 0;
+      if (!parse_page_token(request.page_token(), version, after)) {
+        return invalid("page_token is not a next_page_token of GetCatalog");
+      }
+      if (version != catalog.version) {
+        return {sdk::StatusCode::kAborted, "the catalog moved from version " + std::to_string(version) +
+                                               " to " + std::to_string(catalog.version) +
+                                               " while it was paged; start again from the first page"};
+      }
+      have_after = true;
+    }
+    response.set_version(catalog.version);
+    pb::Catalog& out = *response.mutable_catalog();
+    uint32_t count = 0;
+    size_t bytes = 0;
+    std::optional<Ref> last;
+    bool more = false;
+    auto take = [&](Kind kind, const auto& map, auto&& add) {
+      if (more || (have_after && static_cast<int>(kind) < static_cast<int>(after.kind))) return;
+      auto it = (have_after && kind == after.kind) ? map.upper_bound(after.id) : map.begin();
+      for (; it != map.end(); ++it) {
+        if (count == page_size || bytes >= kMaxCatalogPageBytes) {
+          more = true;
+          return;
+        }
+        bytes += add(it->second);
+        ++count;
+        last = Ref{kind, it->first};
+      }
+    };
+    take(Kind::kItem, catalog.items, [&](const Item& d) {
+      auto* m = out.add_items();
+      to_proto(d, *m);
+      return m->ByteSizeLong();
+    });
+    take(Kind::kCurrency, catalog.currencies, [&](const Currency& d) {
+      auto* m = out.add_currencies();
+      to_proto(d, *m);
+      return m->ByteSizeLong();
+    });
+    take(Kind::kBundle, catalog.bundles, [&](const Bundle& d) {
+      auto* m = out.add_bundles();
+      to_proto(d, *m);
+      return m->ByteSizeLong();
+    });
+    take(Kind::kAsset, catalog.assets, [&](const Asset& d) {
+      auto* m = out.add_assets();
+      to_proto(d, *m);
+      return m->ByteSizeLong();
+    });
+    if (more && last) response.set_next_page_token(page_token(catalog.version, *last));
+    return sdk::Status::ok();
+  }
+
+  sdk::Status get_definition(sdk::CallContext&, const pb::GetDefinitionRequest& request,
+                             pb::GetDefinitionResponse& response) {
+    if (request.kind() < pb::DEFINITION_KIND_ITEM || request.kind() > pb::DEFINITION_KIND_ASSET) {
+      return invalid("kind must be ITEM, CURRENCY, BUNDLE or ASSET");
+    }
+    if (!valid_id(request.id(), 64)) {
+      return invalid("id must be 1 to 64 bytes of letters, digits, '_', '.', ':' or '-'");
+    }
+    const auto state = service_.current();
+    const Catalog& catalog = state->catalog;
+    response.set_version(catalog.version);
+    const Ref ref{static_cast<Kind>(request.kind()), request.id()};
+    pb::Catalog one;
+    append_definition(catalog, ref, one);
+    if (one.items_size() == 1) response.mutable_item()->Swap(one.mutable_items(0));
+    else if (one.currencies_size() == 1) response.mutable_currency()->Swap(one.mutable_currencies(0));
+    else if (one.bundles_size() == 1) response.mutable_bundle()->Swap(one.mutable_bundles(0));
+    else if (one.assets_size() == 1) response.mutable_asset()->Swap(one.mutable_assets(0));
+    else {
+      return {sdk::StatusCode::kNotFound, std::string(kind_name(ref.kind)) + " '" + ref.id +
+                                              "' is not defined in catalog version " + std::to_string(catalog.version)};
+    }
+    return sdk::Status::ok();
+  }
+
+  sdk::Status get_changes(sdk::CallContext&, const pb::GetChangesRequest& request, pb::GetChangesResponse& response) {
+    const auto state = service_.current();
+    const Catalog& catalog = state->catalog;
+    if (request.since_version() > catalog.version) {
+      return {sdk::StatusCode::kUnavailable, "this host holds catalog version " + std::to_string(catalog.version) +
+                                                 ", older than since_version " +
+                                                 std::to_string(request.since_version()) + "; try again shortly"};
+    }
+    response.set_version(catalog.version);
+    const Changes changes = changes_since(catalog, state->history, request.since_version(), 20000);
+    if (changes.refetch_all) {
+      response.set_refetch_all(true);
+      return sdk::Status::ok();
+    }
+    for (const Ref& ref : changes.upserted) append_definition(catalog, ref, *response.mutable_upserted());
+    for (const Ref& ref : changes.removed) {
+      to_proto(ref, *response.add_removed());
+      if (ref.kind == Kind::kItem) {
+        if (auto it = catalog.migrations.find(ref.id); it != catalog.migrations.end()) {
+          to_proto(it->second, *response.add_migrations());
+        }
+      }
+    }
+    if (response.ByteSizeLong() > kMaxChangesBytes) {
+      response.Clear();
+      response.set_version(catalog.version);
+      response.set_refetch_all(true);
+    }
+    return sdk::Status::ok();
+  }
+
+  sdk::Status lookup(sdk::CallContext&, const pb::LookupDefinitionsRequest& request,
+                     pb::LookupDefinitionsResponse& response) {
+    const size_t ids = static_cast<size_t>(request.item_ids_size()) + static_cast<size_t>(request.currency_ids_size()) +
+                       static_cast<size_t>(request.bundle_ids_size());
+    if (ids > kMaxLookupIds) {
+      return invalid("the lookup names " + std::to_string(ids) + " ids (item_ids, currency_ids and bundle_ids); at most " +
+                     std::to_string(kMaxLookupIds));
+    }
+    const auto state = service_.current();
+    const Catalog& catalog = state->catalog;
+    response.set_version(catalog.version);
+    for (const std::string& id : request.item_ids()) {
+      if (auto it = catalog.items.find(id); it != catalog.items.end()) {
+        to_proto(it->second, *response.add_items());
+      } else if (auto m = catalog.migrations.find(id); m != catalog.migrations.end()) {
+        to_proto(m->second, *response.add_migrations());
+      }
+    }
+    for (const std::string& id : request.currency_ids()) {
+      if (auto it = catalog.currencies.find(id); it != catalog.currencies.end()) {
+        to_proto(it->second, *response.add_currencies());
+      }
+    }
+    for (const std::string& id : request.bundle_ids()) {
+      if (auto it = catalog.bundles.find(id); it != catalog.bundles.end()) to_proto(it->second, *response.add_bundles());
+    }
+    return sdk::Status::ok();
+  }
+
+  sdk::Status publish(sdk::CallContext& call, const pb::PublishRequest& request, pb::PublishResponse& response) {
+    try {
+      const PublishOutcome outcome =
+          service_.publish(request_of(request), [this](const std::vector<std::string>& ids) { return held(ids); });
+      response.set_version(outcome.version);
+      response.set_unchanged(outcome.unchanged);
+      response.set_upserted(static_cast<uint32_t>(outcome.upserted));
+      response.set_removed(static_cast<uint32_t>(outcome.removed));
+      if (!outcome.unchanged) {
+        published_.record(1, {"published"});
+        host_.info("catalog version " + std::to_string(outcome.version) + " published by '" +
+                   call.principal().user_id + "': " + std::to_string(outcome.upserted) + " added or changed, " +
+                   std::to_string(outcome.removed) + " removed");
+        announce(outcome.version);
+      } else {
+        published_.record(1, {"unchanged"});
+      }
+      return sdk::Status::ok();
+    } catch (const ValidationError& e) {
+      published_.record(1, {"refused"});
+      return {e.reason() == ValidationError::Reason::kVersionMismatch ? sdk::StatusCode::kAborted
+                                                                      : sdk::StatusCode::kInvalidArgument,
+              e.what()};
+    } catch (const PublishRefused& e) {
+      published_.record(1, {e.reason() == PublishRefused::Reason::kConflict ? "conflict" : "refused"});
+      return {e.reason() == PublishRefused::Reason::kConflict ? sdk::StatusCode::kAborted
+                                                              : sdk::StatusCode::kFailedPrecondition,
+              e.what()};
+    }
+  }
+
+  std::unique_ptr<sdk::StreamSession> watch_open(sdk::CallContext&, const pb::WatchCatalogRequest&,
+                                                 sdk::ServerStream<pb::CatalogPublished> stream) {
+    auto watcher = std::make_shared<Watcher>(stream);
+    add_watcher(watcher);
+    return std::make_unique<WatchSession>(*this, watcher);
+  }
+
+  // The previous generation's stream: it goes on from the last version it sent.
+  std::unique_ptr<sdk::StreamSession> watch_resume(std::string_view detached,
+                                                   sdk::ServerStream<pb::CatalogPublished> stream) {
+    pb::CatalogPublished last;
+    if (!last.ParseFromArray(detached.data(), static_cast<int>(detached.size()))) {
+      throw sdk::Error(sdk::StatusCode::kInternal, "a catalog watch handed over at a reload could not be read");
+    }
+    auto watcher = std::make_shared<Watcher>(stream);
+    watcher->any_sent = true;
+    watcher->sent = last.version();
+    add_watcher(watcher, /*resumed=*/true);
+    return std::make_unique<WatchSession>(*this, watcher);
+  }
+
+  std::string detach(const std::shared_ptr<Watcher>& watcher) {
+    pb::CatalogPublished last;
+    {
+      std::lock_guard lock(watcher->mu);
+      watcher->ended = true;
+      last.set_version(watcher->sent);
+    }
+    forget(watcher);
+    return last.SerializeAsString();
+  }
+
+  void close(const std::shared_ptr<Watcher>& watcher) {
+    {
+      std::lock_guard lock(watcher->mu);
+      watcher->ended = true;
+    }
+    forget(watcher);
+  }
+
+ private:
+  // Who holds the given items, by the inventory's holders index.
+  std::vector<std::string> held(const std::vector<std::string>& ids) {
+    rec::HeldItemsQuery query;
+    for (const std::string& id : ids) query.add_item_ids(id);
+    const sdk::CallResult result =
+        host_.call(kFindHeldItems, query.SerializeAsString(), sdk::as_plugin, holders_timeout_);
+    std::string list;
+    for (size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", '" : "'") + ids[i] + "'";
+    if (ids.size() > 5) list += " and " + std::to_string(ids.size() - 5) + " more";
+    if (result.status.code() == sdk::StatusCode::kUnimplemented) {
+      throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
+                           "removing retired item(s) " + list +
+                               " without a migration needs the inventory plugin to confirm nobody holds them, and "
+                               "it is not loaded (FindHeldItems is UNIMPLEMENTED): state a migration instead; "
+                               "nothing was published");
+    }
+    if (!result.status.is_ok()) {
+      throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
+                           "could not confirm that nobody holds retired item(s) " + list + ": FindHeldItems failed (" +
+                               result.status.message() + "); nothing was published");
+    }
+    rec::HeldItemsAnswer answer;
+    if (!answer.ParseFromString(result.response)) {
+      throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
+                           "FindHeldItems answered with bytes that are not a FindHeldItemsResponse; nothing was published");
+    }
+    return {answer.held_item_ids().begin(), answer.held_item_ids().end()};
+  }
+
+  void announce(uint64_t version) {
+    pb::CatalogPublished message;
+    message.set_version(version);
+    message.set_published_unix_ms(service_.current()->catalog.published_unix_ms);
+    version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
+    notify_watchers();
+    try {
+      host_.publish(kCatalogTopic, message.SerializeAsString());
+    } catch (const sdk::Error& e) {
+      // Committed all the same; other hosts find it at their next head check.
+      host_.warn(std::string("catalog version ") + std::to_string(version) + " was published but not announced: " +
+                 e.what());
+    }
+  }
+
+  void announced(std::string_view payload) {
+    pb::CatalogPublished message;
+    if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+    if (message.version() <= service_.current()->catalog.version) return;
+    refresh();
+  }
+
+  void refresh() {
+    try {
+      if (service_.refresh()) {
+        version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
+        notify_watchers();
+      }
+    } catch (const sdk::Error& e) {
+      host_.warn(std::string("the catalog could not be read again: ") + e.what());
+    }
+  }
+
+  void add_watcher(const std::shared_ptr<Watcher>& watcher, bool resumed = false) {
+    {
+      std::lock_guard lock(watchers_mu_);
+      if (!resumed && watchers_.size() >= max_watchers_) {
+        throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                         "this host already has " + std::to_string(max_watchers_) + " catalog watches open");
+      }
+      watchers_.push_back(watcher);
+      watchers_gauge_.record(static_cast<double>(watchers_.size()));
+    }
+    send_current(watcher);
+  }
+
+  void forget(const std::shared_ptr<Watcher>& watcher) {
+    std::lock_guard lock(watchers_mu_);
+    watchers_.remove(watcher);
+    watchers_gauge_.record(static_cast<double>(watchers_.size()));
+  }
+
+  // Sends the version held when the watcher has not had it; a stream the client left ends.
+  void send_current(const std::shared_ptr<Watcher>& watcher) {
+    const auto state = service_.current();
+    bool gone = false;
+    {
+      std::lock_guard lock(watcher->mu);
+      if (watcher->ended || (watcher->any_sent && watcher->sent >= state->catalog.version)) return;
+      pb::CatalogPublished message;
+      message.set_version(state->catalog.version);
+      message.set_published_unix_ms(state->catalog.published_unix_ms);
+      if (watcher->stream.write(message)) {
+        watcher->any_sent = true;
+        watcher->sent = state->catalog.version;
+      } else {
+        watcher->ended = true;
+        gone = true;
+      }
+    }
+    if (gone) forget(watcher);
+  }
+
+  void notify_watchers() {
+    std::vector<std::shared_ptr<Watcher>> all;
+    {
+      std::lock_guard lock(watchers_mu_);
+      all.assign(watchers_.begin(), watchers_.end());
+    }
+    for (const auto& w : all) send_current(w);
+  }
+
+  sdk::Host host_;
+  StoreCatalogRepository repository_;
+  CatalogService service_;
+  const size_t max_watchers_;
+  const std::chrono::milliseconds holders_timeout_;
+  sdk::Metric published_;
+  sdk::Metric version_gauge_;
+  sdk::Metric watchers_gauge_;
+  std::mutex watchers_mu_;
+  std::list<std::shared_ptr<Watcher>> watchers_;
+  sdk::Subscription announcements_;
+  sdk::Timer refresh_timer_;
+};
+
+std::string WatchSession::detach() {
+  return plugin_.detach(watcher_);
+}
+
+void WatchSession::on_cancel() {
+  plugin_.close(watcher_);
+}
+
+}  // namespace
+
+GAMEVERSE_PLUGIN(ResourcesPlugin, "resource-manager", "0.1.0",
+                 "The content catalog: item, currency and bundle definitions and asset manifests, published "
+                 "in atomic versions")

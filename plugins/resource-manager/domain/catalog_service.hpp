@@ -1,0 +1,68 @@
+// The current catalog, held in memory and swapped whole when a version is published here or
+// announced by another host; publishing validates, checks holders, and commits atomically.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "domain/catalog.hpp"
+#include "domain/repository.hpp"
+
+namespace gameverse::resources {
+
+struct PublishOutcome {
+  uint64_t version = 0;
+  bool unchanged = false;
+  size_t upserted = 0;
+  size_t removed = 0;
+};
+
+// Thrown when a publish cannot go on: the message says why.
+class PublishRefused : public std::runtime_error {
+ public:
+  enum class Reason { kConflict, kHeld, kCannotConfirm };
+  PublishRefused(Reason reason, const std::string& message) : std::runtime_error(message), reason_(reason) {}
+  Reason reason() const { return reason_; }
+
+ private:
+  Reason reason_;
+};
+
+class CatalogService {
+ public:
+  // Asks who holds the given items; returns those held. Throws PublishRefused(kCannotConfirm)
+  // when it cannot tell.
+  using HeldItems = std::function<std::vector<std::string>(const std::vector<std::string>&)>;
+
+  CatalogService(CatalogRepository& repository, Limits limits, size_t history, std::function<int64_t()> now_ms);
+
+  // The catalog as this host holds it; never touches the repository.
+  std::shared_ptr<const CatalogState> current() const;
+
+  // Reads the repository again when its head moved; true when the version held changed.
+  bool refresh();
+  // Reads the repository whole (at start).
+  void load();
+
+  // Validates (ValidationError), checks holders of removed retired items, commits as the next
+  // version (PublishRefused on a lost race) and holds it.
+  PublishOutcome publish(const PublishRequest& request, const HeldItems& held);
+
+  const Limits& limits() const { return limits_; }
+
+ private:
+  void hold(std::shared_ptr<const CatalogState> state);
+
+  CatalogRepository& repository_;
+  const Limits limits_;
+  const size_t history_;
+  std::function<int64_t()> now_ms_;
+  std::mutex publish_mu_;  // one publish at a time on this host; the repository settles between hosts
+  mutable std::mutex mu_;
+  std::shared_ptr<const CatalogState> state_;
+};
+
+}  // namespace gameverse::resources

@@ -1,0 +1,152 @@
+#include "infrastructure/store_catalog_repository.hpp"
+
+#include <cstdio>
+
+#include "gameverse/resources/records/v1/records.pb.h"
+#include "infrastructure/mapping.hpp"
+
+namespace gameverse::resources {
+
+namespace rec = ::gameverse::resources::records::v1;
+using gameverse::sdk::Error;
+using gameverse::sdk::Store;
+using gameverse::sdk::StatusCode;
+
+namespace {
+
+constexpr const char* kHead = "head";
+constexpr const char* kHeadKey = "current";
+constexpr const char* kDefinitions = "definitions";
+constexpr const char* kChanges = "changes";
+constexpr const char* kMigrations = "migrations";
+constexpr int kLoadAttempts = 8;
+
+ChangeRecord change_of(const rec::ChangeRecord& m) {
+  ChangeRecord out{m.version(), m.published_unix_ms(), {}};
+  for (int i = 0; i < m.changed_size(); ++i) out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
+  return out;
+}
+
+}  // namespace
+
+std::string definition_key(const Ref& ref) {
+  return std::string(kind_name(ref.kind)) + "/" + ref.id;
+}
+
+std::string version_key(uint64_t version) {
+  char buffer[24];
+  std::snprintf(buffer, sizeof buffer, "%020llu", static_cast<unsigned long long>(version));
+  return buffer;
+}
+
+uint64_t StoreCatalogRepository::head_version() {
+  auto head = store_.get<rec::Head>(kHead, kHeadKey);
+  return head ? head->value.version() : 0;
+}
+
+CatalogState StoreCatalogRepository::load(size_t history) {
+  CatalogState state;
+  for (int attempt = 0; attempt < kLoadAttempts; ++attempt) {
+    if (try_load(history, state)) return state;
+  }
+  throw Error(StatusCode::kUnavailable, "the catalog kept changing while it was read; try again");
+}
+
+// One read of the whole catalog; false when a publish moved the head meanwhile.
+bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
+  out = CatalogState{};
+  auto head = store_.get<rec::Head>(kHead, kHeadKey);
+  if (!head) return true;  // nothing published yet
+  const uint64_t version = head->value.version();
+  out.catalog.version = version;
+  out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.head_revision = head->version;
+
+  Store::Query query{kDefinitions, "", "", "", 1000};
+  do {
+    auto page = store_.list<rec::StoredDefinition>(query);
+    for (auto& r : page.records) {
+      if (r.value.version() > version) return false;  // a newer publish's document
+      switch (r.value.definition_case()) {
+        case rec::StoredDefinition::kItem: out.catalog.items[r.value.item().id()] = to_domain(r.value.item()); break;
+        case rec::StoredDefinition::kCurrency:
+          out.catalog.currencies[r.value.currency().id()] = to_domain(r.value.currency());
+          break;
+        case rec::StoredDefinition::kBundle: out.catalog.bundles[r.value.bundle().id()] = to_domain(r.value.bundle()); break;
+        case rec::StoredDefinition::kAsset:
+          out.catalog.assets[r.value.asset().asset_id()] = to_domain(r.value.asset());
+          break;
+        default: throw Error(StatusCode::kDataLoss, "definition '" + r.key + "' holds no definition");
+      }
+    }
+    query.cursor = page.next_cursor;
+  } while (!query.cursor.empty());
+
+  query = Store::Query{kMigrations, "", "", "", 1000};
+  do {
+    auto page = store_.list<::gameverse::resources::v1::ItemMigration>(query);
+    for (auto& r : page.records) {
+      if (r.value.catalog_version() > version) return false;
+      out.catalog.migrations[r.value.from_item_id()] = to_domain(r.value);
+    }
+    query.cursor = page.next_cursor;
+  } while (!query.cursor.empty());
+
+  // The change records of the last versions, newest first until one is missing.
+  std::vector<ChangeRecord> newest_first;
+  for (uint64_t v = version; v >= 1 && newest_first.size() < history; --v) {
+    auto record = store_.get<rec::ChangeRecord>(kChanges, version_key(v));
+    if (!record) break;
+    newest_first.push_back(change_of(record->value));
+  }
+  out.history.assign(newest_first.rbegin(), newest_first.rend());
+
+  auto again = store_.get<rec::Head>(kHead, kHeadKey);
+  return again && again->version == head->version;
+}
+
+bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
+                                    int64_t& revision) {
+  Store::Batch batch;
+  const Catalog& next = plan.next;
+  for (const Ref& ref : plan.upserted) {
+    rec::StoredDefinition stored;
+    stored.set_version(next.version);
+    switch (ref.kind) {
+      case Kind::kItem: to_proto(next.items.at(ref.id), *stored.mutable_item()); break;
+      case Kind::kCurrency: to_proto(next.currencies.at(ref.id), *stored.mutable_currency()); break;
+      case Kind::kBundle: to_proto(next.bundles.at(ref.id), *stored.mutable_bundle()); break;
+      case Kind::kAsset: to_proto(next.assets.at(ref.id), *stored.mutable_asset()); break;
+    }
+    batch.put(kDefinitions, definition_key(ref), stored);
+  }
+  for (const Ref& ref : plan.removed) batch.erase(kDefinitions, definition_key(ref));
+  for (const Migration& m : plan.new_migrations) {
+    ::gameverse::resources::v1::ItemMigration stored;
+    to_proto(m, stored);
+    batch.put(kMigrations, m.from_item_id, stored);
+  }
+  for (const std::string& id : plan.cleared_migrations) batch.erase(kMigrations, id);
+  rec::ChangeRecord change;
+  change.set_version(record.version);
+  change.set_published_unix_ms(record.published_unix_ms);
+  for (const Ref& ref : record.changed) to_proto(ref, *change.add_changed());
+  batch.put(kChanges, version_key(record.version), change, Store::kCreateOnly);
+  rec::Head head;
+  head.set_version(next.version);
+  head.set_published_unix_ms(next.published_unix_ms);
+  batch.put(kHead, kHeadKey, head, base.catalog.version == 0 ? Store::kCreateOnly : base.head_revision);
+  try {
+    const std::vector<int64_t> versions = store_.commit(batch);
+    revision = versions.back();
+    return true;
+  } catch (const Error& e) {
+    if (e.status().code() == StatusCode::kAborted || e.status().code() == StatusCode::kFailedPrecondition ||
+        e.status().code() == StatusCode::kAlreadyExists) {
+      return false;
+    }
+    throw;
+  }
+}
+
+}  // namespace gameverse::resources

@@ -1,0 +1,346 @@
+// The catalog's rules without a host: validation, diffs, removal and migration rules, changes for
+// client caches, and publishing over an in-memory repository.
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "domain/catalog.hpp"
+#include "domain/catalog_service.hpp"
+
+namespace gameverse::resources {
+namespace {
+
+Item item(const std::string& id, int64_t max_stack = 99, bool retired = false) {
+  Item d;
+  d.id = id;
+  d.name = "The " + id;
+  d.category = "weapon";
+  d.stackable = true;
+  d.max_stack = max_stack;
+  d.tradable = true;
+  d.retired = retired;
+  return d;
+}
+
+Currency currency(const std::string& id, int64_t max_balance = 1'000'000, bool retired = false) {
+  return {id, "Currency " + id, max_balance, retired};
+}
+
+Bundle bundle(const std::string& id, std::vector<ItemAmount> items, std::vector<CurrencyAmount> currencies = {}) {
+  return {id, "Bundle " + id, std::move(items), std::move(currencies), false};
+}
+
+Asset asset(const std::string& id) {
+  return {id, "sha256:abcdef", 1024, "https://cdn.example.com/" + id};
+}
+
+// Publishes `request` over `current` and returns the next catalog (version bumped).
+Catalog apply(const Catalog& current, const PublishRequest& request) {
+  PublishPlan plan = plan_publish(current, request, Limits{});
+  plan.next.version = current.version + 1;
+  return plan.next;
+}
+
+// The message of the ValidationError `f` throws; fails the test when it throws none.
+template <class F>
+std::string refusal(F&& f) {
+  try {
+    f();
+  } catch (const ValidationError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ValidationError";
+  return {};
+}
+
+Catalog base() {
+  PublishRequest r;
+  r.items = {item("sword"), item("shield"), item("old_hat", 1, true)};
+  r.currencies = {currency("gold")};
+  r.bundles = {bundle("starter", {{"sword", 1}}, {{"gold", 100}})};
+  r.assets = {asset("sword")};
+  return apply(Catalog{}, r);
+}
+
+TEST(CatalogRules, AWholeCatalogIsValidatedAndDiffed) {
+  const Catalog c = base();
+  EXPECT_EQ(c.items.size(), 3u);
+  EXPECT_EQ(c.size(), 6u);
+  PublishRequest again;
+  again.replace_all = true;
+  again.items = {item("sword"), item("shield"), item("old_hat", 1, true)};
+  again.currencies = {currency("gold")};
+  again.bundles = {bundle("starter", {{"sword", 1}}, {{"gold", 100}})};
+  again.assets = {asset("sword")};
+  EXPECT_TRUE(plan_publish(c, again, Limits{}).unchanged());
+  again.items[1].max_stack = 5;
+  const PublishPlan plan = plan_publish(c, again, Limits{});
+  ASSERT_EQ(plan.upserted.size(), 1u);
+  EXPECT_EQ(plan.upserted[0], (Ref{Kind::kItem, "shield"}));
+  EXPECT_TRUE(plan.removed.empty());
+}
+
+TEST(CatalogRules, BadFieldsAreNamed) {
+  const Catalog c = base();
+  auto with_item = [&](Item d) {
+    PublishRequest r;
+    r.items = {std::move(d)};
+    return refusal([&] { plan_publish(c, r, Limits{}); });
+  };
+  Item bad = item("x y");
+  EXPECT_NE(with_item(bad).find("item 'x y' (#0): id"), std::string::npos);
+  bad = item("axe");
+  bad.name = "";
+  EXPECT_NE(with_item(bad).find("item 'axe' (#0): name"), std::string::npos);
+  bad = item("axe", 0);
+  EXPECT_NE(with_item(bad).find("max_stack is 0"), std::string::npos);
+  bad = item("axe", std::numeric_limits<int64_t>::max());
+  EXPECT_NE(with_item(bad).find("max_stack"), std::string::npos);
+  bad = item("axe", -1);
+  EXPECT_NE(with_item(bad).find("max_stack is -1"), std::string::npos);
+  bad = item("axe");
+  bad.name = std::string(129, 'n');
+  EXPECT_NE(with_item(bad).find("name must be 1 to 128"), std::string::npos);
+  bad = item("axe");
+  bad.name = "bad\xff";
+  EXPECT_NE(with_item(bad).find("name"), std::string::npos);
+  bad = item("axe");
+  bad.properties["damage"] = std::numeric_limits<double>::infinity();
+  EXPECT_NE(with_item(bad).find("property 'damage' is not a finite number"), std::string::npos);
+  bad = item("axe");
+  bad.properties["lore"] = std::string(2000, 'x');
+  EXPECT_NE(with_item(bad).find("property 'lore'"), std::string::npos);
+  bad = item("axe");
+  bad.properties["unset"] = PropertyValue{};
+  EXPECT_NE(with_item(bad).find("property 'unset' has no value"), std::string::npos);
+  bad = item("axe");
+  for (int i = 0; i < 33; ++i) bad.properties["p" + std::to_string(i)] = int64_t{1};
+  EXPECT_NE(with_item(bad).find("33 properties; at most 32"), std::string::npos);
+
+  PublishRequest r;
+  r.currencies = {currency("gems", 0)};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currency 'gems' (#0): max_balance is 0"),
+            std::string::npos);
+  r = {};
+  Asset a = asset("icon");
+  a.url = "ftp://x/y";
+  r.assets = {a};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("asset 'icon' (#0): url"), std::string::npos);
+  a = asset("icon");
+  a.size_bytes = -5;
+  r.assets = {a};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("size_bytes is -5"), std::string::npos);
+}
+
+TEST(CatalogRules, DuplicateIdsAndDanglingReferencesAreRefused) {
+  const Catalog c = base();
+  PublishRequest r;
+  r.items = {item("axe"), item("axe")};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("item 'axe' (#1): the id appears twice"),
+            std::string::npos);
+  r = {};
+  r.bundles = {bundle("pack", {{"bow", 1}})};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("bundle 'pack': items names 'bow', which is not a defined item"),
+            std::string::npos);
+  r.bundles = {bundle("pack", {{"old_hat", 1}})};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("'old_hat', which is retired"), std::string::npos);
+  r.bundles = {bundle("pack", {}, {{"gems", 1}})};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currencies names 'gems'"), std::string::npos);
+  r.bundles = {bundle("pack", {{"sword", 100}})};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("over its max_stack 99"), std::string::npos);
+  // Retiring an item a live bundle grants breaks the bundle.
+  r = {};
+  r.items = {item("sword", 99, true)};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("bundle 'starter': items names 'sword', which is retired"),
+            std::string::npos);
+  // Replacing the whole catalog without an item a bundle grants.
+  r = {};
+  r.replace_all = true;
+  r.items = {item("shield"), item("old_hat", 1, true)};
+  r.currencies = {currency("gold")};
+  r.bundles = {bundle("starter", {{"sword", 1}})};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("not a defined item"), std::string::npos);
+}
+
+TEST(CatalogRules, RemovingAnItemNeedsAMigrationOrAnEarlierRetirement) {
+  const Catalog c = base();
+  PublishRequest r;
+  r.remove = {{Kind::kItem, "shield"}};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); })
+                .find("item 'shield' is removed without a migration and was not retired in version 1"),
+            std::string::npos);
+  // Retired earlier: allowed if nobody holds it (the caller asks).
+  r.remove = {{Kind::kItem, "old_hat"}};
+  PublishPlan plan = plan_publish(c, r, Limits{});
+  EXPECT_EQ(plan.needs_unheld, std::vector<std::string>{"old_hat"});
+  // With a migration: no holder check.
+  r.remove = {{Kind::kItem, "shield"}};
+  Migration m;
+  m.from_item_id = "shield";
+  m.to_currency = CurrencyAmount{"gold", 10};
+  r.migrations = {m};
+  plan = plan_publish(c, r, Limits{});
+  EXPECT_TRUE(plan.needs_unheld.empty());
+  ASSERT_EQ(plan.new_migrations.size(), 1u);
+  EXPECT_TRUE(plan.next.migrations.contains("shield"));
+  // Currencies are never removed.
+  r = {};
+  r.remove = {{Kind::kCurrency, "gold"}};
+  r.bundles = {bundle("starter", {{"sword", 1}})};
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currency 'gold' cannot be removed"), std::string::npos);
+}
+
+TEST(CatalogRules, MigrationsAreCheckedAsAWhole) {
+  const Catalog c = base();
+  auto refused = [&](Migration m, std::vector<Ref> remove = {{Kind::kItem, "shield"}}) {
+    PublishRequest r;
+    r.remove = std::move(remove);
+    r.migrations = {std::move(m)};
+    return refusal([&] { plan_publish(c, r, Limits{}); });
+  };
+  Migration m;
+  m.from_item_id = "shield";
+  EXPECT_NE(refused(m).find("states nothing"), std::string::npos);
+  m.discard = true;
+  m.to_item = ItemAmount{"sword", 1};
+  EXPECT_NE(refused(m).find("discard cannot go with"), std::string::npos);
+  m.discard = false;
+  m.to_item = ItemAmount{"bow", 1};
+  EXPECT_NE(refused(m).find("to_item.item_id 'bow' is not a defined, non-retired item"), std::string::npos);
+  m.to_item = ItemAmount{"old_hat", 1};
+  EXPECT_NE(refused(m).find("'old_hat' is not a defined, non-retired item"), std::string::npos);
+  m.to_item = ItemAmount{"sword", 0};
+  EXPECT_NE(refused(m).find("to_item.count is 0"), std::string::npos);
+  m.to_item = ItemAmount{"sword", 1000};
+  EXPECT_NE(refused(m).find("to_item.count is 1000; it must be 1 to 99"), std::string::npos);
+  m.to_item = ItemAmount{"shield", 1};  // into itself, which goes
+  EXPECT_NE(refused(m).find("'shield' is not a defined"), std::string::npos);
+  m.to_item.reset();
+  m.discard = true;
+  m.from_item_id = "sword";  // not removed
+  EXPECT_NE(refused(m).find("from_item_id is not an item this publish removes"), std::string::npos);
+}
+
+TEST(CatalogRules, ARemovedIdDefinedAgainLosesItsMigration) {
+  Catalog c = base();
+  PublishRequest r;
+  r.remove = {{Kind::kItem, "shield"}};
+  Migration m;
+  m.from_item_id = "shield";
+  m.discard = true;
+  r.migrations = {m};
+  c = apply(c, r);
+  EXPECT_TRUE(c.migrations.contains("shield"));
+  r = {};
+  r.items = {item("shield")};
+  const PublishPlan plan = plan_publish(c, r, Limits{});
+  EXPECT_EQ(plan.cleared_migrations, std::vector<std::string>{"shield"});
+  EXPECT_FALSE(plan.next.migrations.contains("shield"));
+}
+
+TEST(CatalogRules, APublishLargerThanOneBatchIsRefusedNamingTheLimit) {
+  PublishRequest r;
+  for (int i = 0; i < 401; ++i) r.items.push_back(item("i" + std::to_string(i)));
+  const std::string message = refusal([&] { plan_publish(Catalog{}, r, Limits{}); });
+  EXPECT_NE(message.find("changes 401"), std::string::npos) << message;
+  EXPECT_NE(message.find("at most 400"), std::string::npos) << message;
+}
+
+TEST(CatalogRules, AStaleExpectedVersionIsAVersionMismatch) {
+  PublishRequest r;
+  r.expected_version = 3;
+  try {
+    plan_publish(base(), r, Limits{});
+    FAIL();
+  } catch (const ValidationError& e) {
+    EXPECT_EQ(e.reason(), ValidationError::Reason::kVersionMismatch);
+    EXPECT_NE(std::string(e.what()).find("builds on version 3 but the current version is 1"), std::string::npos);
+  }
+}
+
+TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
+  Catalog now = base();
+  now.version = 4;
+  now.items.erase("shield");
+  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}},
+                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}}};
+  Changes ch = changes_since(now, history, 2, 100);
+  EXPECT_FALSE(ch.refetch_all);
+  EXPECT_EQ(ch.upserted, (std::vector<Ref>{{Kind::kItem, "sword"}, {Kind::kAsset, "sword"}}));
+  EXPECT_EQ(ch.removed, (std::vector<Ref>{{Kind::kItem, "shield"}}));
+  ch = changes_since(now, history, 3, 100);
+  EXPECT_EQ(ch.upserted.size() + ch.removed.size(), 2u);
+  EXPECT_TRUE(changes_since(now, history, 1, 100).refetch_all);  // version 2's record is not kept
+  EXPECT_TRUE(changes_since(now, history, 0, 100).refetch_all);
+  EXPECT_TRUE(changes_since(now, history, 2, 2).refetch_all);  // more than the answer may carry
+  ch = changes_since(now, history, 4, 100);
+  EXPECT_FALSE(ch.refetch_all);
+  EXPECT_TRUE(ch.upserted.empty() && ch.removed.empty());
+}
+
+// The repository in memory, with a head that another "host" can move.
+class MemoryRepository final : public CatalogRepository {
+ public:
+  uint64_t head_version() override { return state.catalog.version; }
+  CatalogState load(size_t) override { return state; }
+  bool commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
+              int64_t& revision) override {
+    if (base.head_revision != state.head_revision) return false;
+    state.catalog = plan.next;
+    state.history.push_back(record);
+    revision = ++state.head_revision;
+    ++commits;
+    return true;
+  }
+  CatalogState state;
+  int commits = 0;
+};
+
+TEST(CatalogService, PublishesHoldsAndRefusesAStaleBase) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  service.load();
+  PublishRequest r;
+  r.expected_version = 0;
+  r.items = {item("sword")};
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishOutcome out = service.publish(r, none);
+  EXPECT_EQ(out.version, 1u);
+  EXPECT_EQ(service.current()->catalog.items.size(), 1u);
+  EXPECT_EQ(repo.commits, 1);
+  // The same again changes nothing and makes no version.
+  r.expected_version.reset();
+  out = service.publish(r, none);
+  EXPECT_TRUE(out.unchanged);
+  EXPECT_EQ(repo.commits, 1);
+  // Another host moved the head: this one refreshes before planning, so expected_version 1 is stale.
+  repo.state.catalog.version = 2;
+  repo.state.head_revision = 7;
+  r.expected_version = 1;
+  r.items = {item("axe")};
+  EXPECT_THROW(service.publish(r, none), ValidationError);
+  EXPECT_EQ(service.current()->catalog.version, 2u);
+}
+
+TEST(CatalogService, ARetiredItemStillHeldIsNotRemoved) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  PublishRequest r;
+  r.items = {item("old_hat", 1, true)};
+  service.publish(r, [](const std::vector<std::string>&) { return std::vector<std::string>{}; });
+  r = {};
+  r.remove = {{Kind::kItem, "old_hat"}};
+  try {
+    service.publish(r, [](const std::vector<std::string>& ids) { return ids; });
+    FAIL();
+  } catch (const PublishRefused& e) {
+    EXPECT_EQ(e.reason(), PublishRefused::Reason::kHeld);
+    EXPECT_NE(std::string(e.what()).find("'old_hat' are still held"), std::string::npos);
+  }
+  EXPECT_EQ(service.current()->catalog.version, 1u);
+  EXPECT_EQ(service.publish(r, [](const std::vector<std::string>&) { return std::vector<std::string>{}; }).version, 2u);
+  EXPECT_TRUE(service.current()->catalog.items.empty());
+}
+
+}  // namespace
+}  // namespace gameverse::resources
