@@ -101,6 +101,33 @@ rec::OfferRecord record_of(const Offer& o) {
   return r;
 }
 
+// The store's cursors are bytes; the API's are text: hex.
+std::string to_text(const std::string& cursor) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(cursor.size() * 2);
+  for (unsigned char c : cursor) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
+std::string from_text(const std::string& cursor) {
+  auto nibble = [&](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    throw InventoryError(InventoryError::Kind::kInvalidArgument,
+                         "cursor is not one this service gave: pass next_cursor back as it came");
+  };
+  if (cursor.size() % 2 != 0 || cursor.size() > 4096) nibble('x');
+  std::string out;
+  for (size_t i = 0; i < cursor.size(); i += 2) {
+    out += static_cast<char>(nibble(cursor[i]) << 4 | nibble(cursor[i + 1]));
+  }
+  return out;
+}
+
 std::string index_key(const OfferIndexEntry& e) {
   return e.player_id + (e.outgoing ? "/out/" : "/in/") + e.offer_id;
 }
@@ -192,27 +219,27 @@ std::optional<StoredOffer> StoreRepository::offer(const std::string& offer_id) {
 Page<std::string> StoreRepository::offer_ids(const std::string& player_id, std::optional<bool> outgoing,
                                              const std::string& cursor, uint32_t limit) {
   const std::string prefix = player_id + (!outgoing ? "/" : *outgoing ? "/out/" : "/in/");
-  sdk::Store::Page page = store_.list({kOfferIndex, prefix, {}, cursor, limit});
+  sdk::Store::Page page = store_.list({kOfferIndex, prefix, {}, from_text(cursor), limit});
   Page<std::string> out;
   for (const auto& o : page.objects) out.items.push_back(o.key.substr(o.key.rfind('/') + 1));
-  out.next_cursor = page.next_cursor;
+  out.next_cursor = to_text(page.next_cursor);
   return out;
 }
 
 Page<LedgerEntry> StoreRepository::ledger(const std::string& player_id, const std::string& cursor,
                                           uint32_t limit) {
-  auto page = store_.list<rec::LedgerRecord>({kLedger, player_id + "/", {}, cursor, limit});
+  auto page = store_.list<rec::LedgerRecord>({kLedger, player_id + "/", {}, from_text(cursor), limit});
   Page<LedgerEntry> out;
   for (const auto& r : page.records) out.items.push_back(entry_of(r.value));
-  out.next_cursor = page.next_cursor;
+  out.next_cursor = to_text(page.next_cursor);
   return out;
 }
 
 Page<std::string> StoreRepository::players(const std::string& cursor, uint32_t limit) {
-  sdk::Store::Page page = store_.list({kPlayers, {}, {}, cursor, limit});
+  sdk::Store::Page page = store_.list({kPlayers, {}, {}, from_text(cursor), limit});
   Page<std::string> out;
   for (const auto& o : page.objects) out.items.push_back(o.key);
-  out.next_cursor = page.next_cursor;
+  out.next_cursor = to_text(page.next_cursor);
   return out;
 }
 
