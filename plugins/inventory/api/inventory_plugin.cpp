@@ -203,7 +203,12 @@ class InventoryPlugin final : public sdk::Plugin {
         repository_(init.host.store()),
         catalog_(init.host, std::chrono::milliseconds(init.host.config_int("catalog_timeout_ms"))),
         service_(repository_, catalog_, limits_of(init.host), now_unix_ms, new_offer_id),
-        trusted_(trusted_plugins_of(init.host.config_string("trusted_plugins"))) {
+        trusted_(trusted_plugins_of(init.host.config_string("trusted_plugins"))),
+        conflicts_(init.host.counter("gameverse_inventory_conflicts_total",
+                                     "Changes that met a concurrent change to the same inventory or offer: "
+                                     "retried, or given up with ABORTED",
+                                     {"outcome"})) {
+    service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
     published_ = init.host.subscribe(inv::ResourceCatalog::kPublishedTopic,
                                      [this](std::string_view, std::string_view payload) {
                                        if (auto v = inv::ResourceCatalog::version_of_announcement(payload)) {
@@ -408,6 +413,7 @@ class InventoryPlugin final : public sdk::Plugin {
   inv::ResourceCatalog catalog_;
   inv::InventoryService service_;
   std::set<std::string> trusted_;
+  sdk::Metric conflicts_;
   sdk::Subscription published_;
 };
 

@@ -127,7 +127,9 @@ std::string InventoryService::mutate(const Caller& caller, const ChangeRequest& 
     p.changes.idempotency_key = scoped_key;
     p.changes.idempotency = {request.method, request.bytes, render(p.outcome)};
     if (repository_.commit(p.changes)) return p.changes.idempotency.response;
-    if (attempt + 1 >= limits_.max_conflict_retries) {
+    const bool give_up = attempt + 1 >= limits_.max_conflict_retries;
+    if (on_conflict_) on_conflict_(give_up);
+    if (give_up) {
       throw InventoryError(Kind::kAborted, "the inventory changed concurrently " +
                                                std::to_string(attempt + 1) +
                                                " times while this change was applied; nothing was changed, "
@@ -137,11 +139,12 @@ std::string InventoryService::mutate(const Caller& caller, const ChangeRequest& 
   }
 }
 
-InventoryService::PlayerChange InventoryService::begin(const std::string& player_id, const Definitions& defs,
-                                                       const Caller& caller, const ChangeRequest& request) {
+InventoryService::PlayerChange InventoryService::begin(const std::string& player_id, PlayerState state,
+                                                       const Definitions& defs, const Caller& caller,
+                                                       const ChangeRequest& request) {
   PlayerChange change;
   change.player_id = player_id;
-  change.before = repository_.load(player_id);
+  change.before = std::move(state);
   change.after = change.before.holdings;
   LedgerEntry migration;
   migration.player_id = player_id;
@@ -217,7 +220,7 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
       merge_into(all_items, b->second.items, "items with bundle " + bundle_ids[i]);
       merge_into(all_currencies, b->second.currencies, "currencies with bundle " + bundle_ids[i]);
     }
-    PlayerChange change = begin(player_id, defs, caller, request);
+    PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
     change.entry.reason = reason.empty() ? "grant" : "grant: " + reason;
     apply_items(change.after, defs, all_items, Purpose::kGrant, "items", player_id, limits_, change.entry);
     apply_currencies(change.after, defs, all_currencies, Purpose::kGrant, "currencies", player_id,
@@ -247,7 +250,7 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
     const Definitions defs = definitions(item_ids, ids_of(currencies));
-    PlayerChange change = begin(player_id, defs, caller, request);
+    PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
     change.entry.reason = reason.empty() ? "revoke" : "revoke: " + reason;
     apply_items(change.after, defs, negated(items), Purpose::kRevoke, "items", player_id, limits_,
                 change.entry);
@@ -274,7 +277,7 @@ std::string InventoryService::consume(const Caller& caller, const ChangeRequest&
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
     const Definitions defs = definitions(item_ids, {});
-    PlayerChange change = begin(player_id, defs, caller, request);
+    PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
     change.entry.reason = reason.empty() ? "consume" : "consume: " + reason;
     apply_items(change.after, defs, negated(items), Purpose::kConsume, "items", player_id, limits_,
                 change.entry);
@@ -426,8 +429,8 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
     const Definitions defs = definitions(item_ids, currency_ids);
     const bool transfer = o.want_items.empty() && o.want_currencies.empty();
     const std::string reason = transfer ? "transfer" : "trade";
-    PlayerChange from = begin(o.from_player_id, defs, caller, request);
-    PlayerChange to = begin(o.to_player_id, defs, caller, request);
+    PlayerChange from = begin(o.from_player_id, from_peek, defs, caller, request);
+    PlayerChange to = begin(o.to_player_id, to_peek, defs, caller, request);
     for (PlayerChange* side : {&from, &to}) {
       side->entry.reason = reason;
       side->entry.offer_id = o.id;

@@ -86,6 +86,9 @@ class InventoryService {
                       uint32_t page_size);
   std::vector<std::string> find_held(const Caller& caller, const std::vector<std::string>& item_ids);
 
+  // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
+  void on_conflict(std::function<void(bool gave_up)> listener) { on_conflict_ = std::move(listener); }
+
   // Re-derives one player's balances from the ledger (used by verify).
   void verify_player(const std::string& player_id, VerifyReport& report);
 
@@ -98,8 +101,9 @@ class InventoryService {
 
   std::string mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
                      const std::function<Plan()>& plan);
-  PlayerChange begin(const std::string& player_id, const Definitions& defs, const Caller& caller,
-                     const ChangeRequest& request);
+  // `state` is the player's document as just loaded: the change is made against its version.
+  PlayerChange begin(const std::string& player_id, PlayerState state, const Definitions& defs,
+                     const Caller& caller, const ChangeRequest& request);
   void finish(PlayerChange& change, ChangeSet& changes);
   Definitions definitions(const std::set<std::string>& items, const std::set<std::string>& currencies,
                           const std::set<std::string>& bundles = {});
@@ -110,6 +114,7 @@ class InventoryService {
   Limits limits_;
   std::function<int64_t()> now_;
   std::function<std::string()> new_offer_id_;
+  std::function<void(bool)> on_conflict_;
 };
 
 }  // namespace gameverse::inventory
