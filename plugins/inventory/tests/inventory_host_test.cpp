@@ -365,6 +365,51 @@ TEST_P(InventoryThroughTheHost, PlayersReadTheirOwnModeratorsReadAnyAndOnlyAdmin
     EXPECT_EQ(accepted.offer().state(), pb::OFFER_STATE_ACCEPTED);
   }
   EXPECT_EQ(count_of(inventory_of(alice_id), "gem"), 3);
+  {
+    // Offers listed for each side; the recipient declines, and a declined offer cannot be accepted.
+    grpc::ClientContext context;
+    bearer(context, alice.access_token());
+    pb::OfferTradeRequest request;
+    request.set_idempotency_key("trade");
+    request.set_to_player_id(bob.account().id());
+    add_item(request.mutable_give_items(), "gem", 1);
+    add_currency(request.mutable_want_currencies(), "coin", 5);
+    pb::Offer offer;
+    ASSERT_TRUE(inventory_->OfferTrade(&context, request, &offer).ok());
+    auto listed = [&](const auth::Session& who, pb::OfferDirection direction) {
+      grpc::ClientContext list_context;
+      bearer(list_context, who.access_token());
+      pb::ListOffersRequest list;
+      list.set_direction(direction);
+      pb::ListOffersResponse response;
+      EXPECT_TRUE(inventory_->ListOffers(&list_context, list, &response).ok());
+      return response;
+    };
+    pb::ListOffersResponse incoming = listed(bob, pb::OFFER_DIRECTION_INCOMING);
+    ASSERT_EQ(incoming.offers_size(), 1);
+    EXPECT_EQ(incoming.offers(0).offer_id(), offer.offer_id());
+    EXPECT_EQ(incoming.offers(0).state(), pb::OFFER_STATE_OPEN);
+    EXPECT_EQ(listed(alice, pb::OFFER_DIRECTION_OUTGOING).offers_size(), 1);
+    EXPECT_EQ(listed(alice, pb::OFFER_DIRECTION_INCOMING).offers_size(), 0);
+    grpc::ClientContext decline_context;
+    bearer(decline_context, bob.access_token());
+    pb::OfferActionRequest decline;
+    decline.set_idempotency_key("no-thanks");
+    decline.set_offer_id(offer.offer_id());
+    pb::Offer declined;
+    ASSERT_TRUE(inventory_->DeclineOffer(&decline_context, decline, &declined).ok());
+    EXPECT_EQ(declined.state(), pb::OFFER_STATE_DECLINED);
+    EXPECT_EQ(listed(bob, pb::OFFER_DIRECTION_UNSPECIFIED).offers_size(), 0);
+    grpc::ClientContext accept_context;
+    bearer(accept_context, bob.access_token());
+    pb::AcceptOfferRequest accept;
+    accept.set_idempotency_key("too-late");
+    accept.set_offer_id(offer.offer_id());
+    pb::AcceptOfferResponse accepted;
+    const grpc::Status late = inventory_->AcceptOffer(&accept_context, accept, &accepted);
+    EXPECT_EQ(late.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+    EXPECT_NE(late.error_message().find("is declined, not open"), std::string::npos) << late.error_message();
+  }
   // Consumption: only consumable items.
   {
     ASSERT_TRUE(grant(admin.access_token(),
@@ -609,6 +654,23 @@ TEST_P(InventoryThroughTheHost, ConcurrentTransfersAndTradesAmongTwentyPlayersCo
   }
   EXPECT_EQ(gems, 20 * kPlayers);
   EXPECT_EQ(coins, 200 * kPlayers);
+  // Every player in the store, a page at a time: the ledger explains every balance.
+  uint32_t checked = 0;
+  std::string cursor;
+  do {
+    grpc::ClientContext context;
+    bearer(context, kOperatorToken);
+    pb::VerifyLedgerRequest request;
+    request.set_page_size(7);
+    request.set_cursor(cursor);
+    pb::VerifyLedgerResponse response;
+    const grpc::Status status = inventory_->VerifyLedger(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.mismatches_size(), 0) << response.DebugString();
+    checked += response.players_checked();
+    cursor = response.next_cursor();
+  } while (!cursor.empty());
+  EXPECT_GE(checked, static_cast<uint32_t>(kPlayers));
 }
 
 TEST_P(InventoryThroughTheHost, OnlyTrustedPluginsGrantWithTheirOwnTrust) {
