@@ -238,6 +238,8 @@ bool migrate(Holdings& holdings, const Definitions& defs, LedgerEntry& entry) {
     auto m = defs.migrations.find(id);
     if (m == defs.migrations.end()) continue;  // frozen: kept, never dropped silently
     const ItemMigration& migration = m->second;
+    // A migration that names no target and is no discard is invalid: the holding stays, frozen.
+    if (!migration.discard && !migration.to_item && !migration.to_currency) continue;
     try {
       Holdings next = holdings;
       LedgerEntry step = entry;

@@ -334,6 +334,26 @@ TEST_F(InventoryDomain, RemovedItemsAreMigratedOnReadAndUndefinedOnesFrozen) {
   EXPECT_EQ(service_.get(Caller{"mod", {"moderator"}, "", false}, "alice").holdings.items.at("sword"), 1);
 }
 
+TEST_F(InventoryDomain, AMigrationWithoutATargetDropsNothing) {
+  grant("alice", {{"potion", 4}}, {}, "a");
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.migrations["potion"] = {"potion", std::nullopt, std::nullopt, false, 4};
+  }
+  const Outcome o = service_.get(player("alice"), "alice");
+  EXPECT_EQ(o.holdings.items.at("potion"), 4);
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.migrations["potion"].discard = true;
+  }
+  EXPECT_EQ(service_.get(player("alice"), "alice").holdings.items.count("potion"), 0u);
+  const std::vector<LedgerEntry> ledger = repo_.ledger("alice", "", 100).items;
+  ASSERT_EQ(ledger.size(), 2u);
+  EXPECT_EQ(ledger[1].reason, "catalog migration");
+  EXPECT_EQ(ledger[1].item_deltas, (Amounts{{"potion", -4}}));
+}
+
 TEST_F(InventoryDomain, GrantsFailUnavailableWithoutTheCatalog) {
   catalog_.unavailable = true;
   EXPECT_EQ(refused([&] { grant("alice", {{"potion", 1}}, {}, "a"); }), Kind::kUnavailable);

@@ -58,6 +58,14 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
 
   void start(const std::string& inventory_config = "", bool with_catalog = true) {
     host_.reset();
+    host_ = std::make_unique<HostProcess>(config_of(inventory_config, with_catalog));
+    inventory_ = pb::Inventory::NewStub(host_->channel());
+    resources_ = res::Resources::NewStub(host_->channel());
+    auth_ = auth::Auth::NewStub(host_->channel());
+    probe_ = probe::InventoryProbe::NewStub(host_->channel());
+  }
+
+  std::string config_of(const std::string& inventory_config = "", bool with_catalog = true) const {
     std::string config = "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
                          "[admin]\ntoken = \"" + kOperatorToken +
                          "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
@@ -69,11 +77,7 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
     config += "[[plugin]]\nname = \"inventory\"\npath = \"" GV_PLUGIN_DIR
               "/inventory.so\"\n[plugin.config]\n" +
               inventory_config + "[[plugin]]\nname = \"inventory-probe\"\npath = \"" GV_PROBE_PLUGIN "\"\n";
-    host_ = std::make_unique<HostProcess>(config);
-    inventory_ = pb::Inventory::NewStub(host_->channel());
-    resources_ = res::Resources::NewStub(host_->channel());
-    auth_ = auth::Auth::NewStub(host_->channel());
-    probe_ = probe::InventoryProbe::NewStub(host_->channel());
+    return config;
   }
 
   std::string id(const std::string& name) const { return name + "-" + suffix_; }
@@ -492,6 +496,37 @@ TEST_P(InventoryThroughTheHost, AReplayGivesTheFirstAnswerAndOneLedgerEntryAlsoA
   ASSERT_EQ(ledger.size(), 2u);
   EXPECT_EQ(ledger[0].idempotency_key(), id("once"));
   EXPECT_EQ(count_of(inventory_of(alice_id), "gem"), 8);
+
+  if (GetParam() == "postgresql") {
+    // A second host on the same store: a replay there gives the first host's answer, and of
+    // concurrent duplicates sent to both hosts one change is made.
+    HostProcess other(config_of());
+    auto other_inventory = pb::Inventory::NewStub(other.channel());
+    auto grant_on = [&](pb::Inventory::Stub& stub, const pb::GrantRequest& r, pb::ChangeResponse* out) {
+      grpc::ClientContext context;
+      bearer(context, kOperatorToken);
+      return stub.Grant(&context, r, out);
+    };
+    pb::ChangeResponse elsewhere;
+    status = grant_on(*other_inventory, request, &elsewhere);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(elsewhere.SerializeAsString(), first.SerializeAsString());
+    const pb::GrantRequest both = grant_request(alice_id, "both-hosts", 1, 0);
+    std::vector<std::string> answers(8);
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < answers.size(); ++i) {
+      threads.emplace_back([&, i] {
+        pb::ChangeResponse r;
+        const grpc::Status s = grant_on(i % 2 == 0 ? *inventory_ : *other_inventory, both, &r);
+        EXPECT_TRUE(s.ok()) << s.error_message();
+        answers[i] = r.SerializeAsString();
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (const std::string& a : answers) EXPECT_EQ(a, answers.front());
+    EXPECT_EQ(count_of(inventory_of(alice_id), "gem"), 9);
+    EXPECT_EQ(ledger_of(alice_id).size(), 3u);
+  }
 }
 
 TEST_P(InventoryThroughTheHost, BadInputNamesWhatIsWrongAndChangesNothing) {
