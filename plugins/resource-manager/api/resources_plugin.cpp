@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,7 +35,8 @@ constexpr uint32_t kDefaultPageSize = 500;
 constexpr uint32_t kMaxPageSize = 1000;
 
 int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -55,8 +57,9 @@ void check_encoded_size(const M& message, const char* kind, int index, const std
   const size_t bytes = message.ByteSizeLong();
   if (bytes > kMaxDefinitionBytes) {
     throw ValidationError(ValidationError::Reason::kInvalid,
-                          std::string(kind) + " '" + id.substr(0, 64) + "' (#" + std::to_string(index) + "): is " +
-                              std::to_string(bytes) + " bytes encoded; at most " + std::to_string(kMaxDefinitionBytes));
+                          std::string(kind) + " '" + id.substr(0, 64) + "' (#" + std::to_string(index) +
+                              "): is " + std::to_string(bytes) + " bytes encoded; at most " +
+                              std::to_string(kMaxDefinitionBytes));
   }
 }
 
@@ -81,7 +84,8 @@ PublishRequest request_of(const pb::PublishRequest& m) {
     check_encoded_size(c.assets(i), "asset", i, c.assets(i).asset_id());
     r.assets.push_back(to_domain(c.assets(i)));
   }
-  for (int i = 0; i < m.remove_size(); ++i) r.remove.push_back(to_domain(m.remove(i), static_cast<size_t>(i)));
+  for (int i = 0; i < m.remove_size(); ++i)
+    r.remove.push_back(to_domain(m.remove(i), static_cast<size_t>(i)));
   for (const auto& migration : m.migrations()) r.migrations.push_back(to_domain(migration));
   return r;
 }
@@ -112,6 +116,8 @@ bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
 struct Watcher {
   explicit Watcher(sdk::ServerStream<pb::CatalogPublished> s) : stream(std::move(s)) {}
   sdk::ServerStream<pb::CatalogPublished> stream;
+  std::string caller;       // the account it counts against; empty: the operator or a plugin
+  bool registered = false;  // in the plugin's list (guarded by its watchers_mu_)
   std::mutex mu;
   bool any_sent = false;
   uint64_t sent = 0;
@@ -137,21 +143,25 @@ class ResourcesPlugin final : public sdk::Plugin {
   explicit ResourcesPlugin(sdk::InitContext& init)
       : host_(init.host),
         repository_(init.host.store()),
-        service_(repository_, limits_from(init.host), static_cast<size_t>(init.host.config_int("change_history")),
-                 now_unix_ms),
+        service_(repository_, limits_from(init.host),
+                 static_cast<size_t>(init.host.config_int("change_history")), now_unix_ms),
         max_watchers_(static_cast<size_t>(init.host.config_int("max_watchers"))),
+        max_watchers_per_caller_(static_cast<size_t>(init.host.config_int("max_watchers_per_caller"))),
         holders_timeout_(init.host.config_int("holders_timeout_ms")),
         published_(init.host.counter("gameverse_resources_publishes_total", "Catalog publishes, by outcome",
                                      {"outcome"})),
-        version_gauge_(init.host.gauge("gameverse_resources_catalog_version", "The catalog version this host holds")),
-        watchers_gauge_(init.host.gauge("gameverse_resources_watchers", "WatchCatalog streams open on this host")) {
+        version_gauge_(
+            init.host.gauge("gameverse_resources_catalog_version", "The catalog version this host holds")),
+        watchers_gauge_(
+            init.host.gauge("gameverse_resources_watchers", "WatchCatalog streams open on this host")) {
     service_.load();
     version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
     announcements_ = init.host.subscribe(
         kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
         sdk::Run::kBlocking);
     const auto every = std::chrono::milliseconds(init.host.config_int("refresh_interval_ms"));
-    refresh_timer_ = init.host.start_timer(every, every, [this] { refresh(); }, sdk::Run::kBlocking);
+    refresh_timer_ = init.host.start_timer(
+        every, every, [this] { refresh(); }, sdk::Run::kBlocking);
   }
 
   ~ResourcesPlugin() override {
@@ -161,7 +171,8 @@ class ResourcesPlugin final : public sdk::Plugin {
     for (const auto& w : watchers_) {
       std::lock_guard watcher_lock(w->mu);
       if (!w->ended) {
-        w->stream.finish(sdk::Status(sdk::StatusCode::kUnavailable, "the resources service stopped; watch again"));
+        w->stream.finish(
+            sdk::Status(sdk::StatusCode::kUnavailable, "the resources service stopped; watch again"));
       }
       w->ended = true;
     }
@@ -181,20 +192,26 @@ class ResourcesPlugin final : public sdk::Plugin {
                  "Most definitions and migrations one publish may add, change or remove (one atomic store "
                  "batch, which the host caps at 500 writes)",
                  sdk::between(1, 498));
-    b.config_int("max_catalog_definitions", 20000, "Most definitions the catalog may hold", sdk::between(1, 200000));
+    b.config_int("max_catalog_definitions", 20000, "Most definitions the catalog may hold",
+                 sdk::between(1, 200000));
     b.config_int("change_history", 200, "Versions whose changes GetChanges can report; older: refetch_all",
                  sdk::between(1, 10000));
     b.config_int("max_watchers", 1000, "Most WatchCatalog streams open on one host", sdk::between(0, 100000));
+    b.config_int("max_watchers_per_caller", 4,
+                 "Most WatchCatalog streams one account may have open on one host", sdk::between(1, 1000));
     b.config_int("refresh_interval_ms", 5000,
                  "How often the head is checked, in case a pub/sub announcement was missed",
                  sdk::between(100, 3600000));
-    b.config_int("holders_timeout_ms", 5000, "How long to wait for the inventory's answer on who holds an item",
+    b.config_int("holders_timeout_ms", 5000,
+                 "How long to wait for the inventory's answer on who holds an item",
                  sdk::between(100, 60000));
   }
 
-  sdk::Status get_catalog(sdk::CallContext&, const pb::GetCatalogRequest& request, pb::GetCatalogResponse& response) {
+  sdk::Status get_catalog(sdk::CallContext&, const pb::GetCatalogRequest& request,
+                          pb::GetCatalogResponse& response) {
     if (request.page_size() > kMaxPageSize) {
-      return invalid("page_size is " + std::to_string(request.page_size()) + "; at most " + std::to_string(kMaxPageSize));
+      return invalid("page_size is " + std::to_string(request.page_size()) + "; at most " +
+                     std::to_string(kMaxPageSize));
     }
     const uint32_t page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
     const auto state = service_.current();
@@ -270,24 +287,31 @@ class ResourcesPlugin final : public sdk::Plugin {
     const Ref ref{static_cast<Kind>(request.kind()), request.id()};
     pb::Catalog one;
     append_definition(catalog, ref, one);
-    if (one.items_size() == 1) response.mutable_item()->Swap(one.mutable_items(0));
-    else if (one.currencies_size() == 1) response.mutable_currency()->Swap(one.mutable_currencies(0));
-    else if (one.bundles_size() == 1) response.mutable_bundle()->Swap(one.mutable_bundles(0));
-    else if (one.assets_size() == 1) response.mutable_asset()->Swap(one.mutable_assets(0));
+    if (one.items_size() == 1)
+      response.mutable_item()->Swap(one.mutable_items(0));
+    else if (one.currencies_size() == 1)
+      response.mutable_currency()->Swap(one.mutable_currencies(0));
+    else if (one.bundles_size() == 1)
+      response.mutable_bundle()->Swap(one.mutable_bundles(0));
+    else if (one.assets_size() == 1)
+      response.mutable_asset()->Swap(one.mutable_assets(0));
     else {
       return {sdk::StatusCode::kNotFound, std::string(kind_name(ref.kind)) + " '" + ref.id +
-                                              "' is not defined in catalog version " + std::to_string(catalog.version)};
+                                              "' is not defined in catalog version " +
+                                              std::to_string(catalog.version)};
     }
     return sdk::Status::ok();
   }
 
-  sdk::Status get_changes(sdk::CallContext&, const pb::GetChangesRequest& request, pb::GetChangesResponse& response) {
+  sdk::Status get_changes(sdk::CallContext&, const pb::GetChangesRequest& request,
+                          pb::GetChangesResponse& response) {
     const auto state = service_.current();
     const Catalog& catalog = state->catalog;
     if (request.since_version() > catalog.version) {
-      return {sdk::StatusCode::kUnavailable, "this host holds catalog version " + std::to_string(catalog.version) +
-                                                 ", older than since_version " +
-                                                 std::to_string(request.since_version()) + "; try again shortly"};
+      return {sdk::StatusCode::kUnavailable,
+              "this host holds catalog version " + std::to_string(catalog.version) +
+                  ", older than since_version " + std::to_string(request.since_version()) +
+                  "; try again shortly"};
     }
     response.set_version(catalog.version);
     const Changes changes = changes_since(catalog, state->history, request.since_version(), 20000);
@@ -314,10 +338,12 @@ class ResourcesPlugin final : public sdk::Plugin {
 
   sdk::Status lookup(sdk::CallContext&, const pb::LookupDefinitionsRequest& request,
                      pb::LookupDefinitionsResponse& response) {
-    const size_t ids = static_cast<size_t>(request.item_ids_size()) + static_cast<size_t>(request.currency_ids_size()) +
+    const size_t ids = static_cast<size_t>(request.item_ids_size()) +
+                       static_cast<size_t>(request.currency_ids_size()) +
                        static_cast<size_t>(request.bundle_ids_size());
     if (ids > kMaxLookupIds) {
-      return invalid("the lookup names " + std::to_string(ids) + " ids (item_ids, currency_ids and bundle_ids); at most " +
+      return invalid("the lookup names " + std::to_string(ids) +
+                     " ids (item_ids, currency_ids and bundle_ids); at most " +
                      std::to_string(kMaxLookupIds));
     }
     const auto state = service_.current();
@@ -336,23 +362,26 @@ class ResourcesPlugin final : public sdk::Plugin {
       }
     }
     for (const std::string& id : request.bundle_ids()) {
-      if (auto it = catalog.bundles.find(id); it != catalog.bundles.end()) to_proto(it->second, *response.add_bundles());
+      if (auto it = catalog.bundles.find(id); it != catalog.bundles.end())
+        to_proto(it->second, *response.add_bundles());
     }
     return sdk::Status::ok();
   }
 
-  sdk::Status publish(sdk::CallContext& call, const pb::PublishRequest& request, pb::PublishResponse& response) {
+  sdk::Status publish(sdk::CallContext& call, const pb::PublishRequest& request,
+                      pb::PublishResponse& response) {
     try {
-      const PublishOutcome outcome =
-          service_.publish(request_of(request), [this](const std::vector<std::string>& ids) { return held(ids); });
+      const std::string actor = call.principal().user_id;
+      const PublishOutcome outcome = service_.publish(
+          request_of(request), [this](const std::vector<std::string>& ids) { return held(ids); }, actor);
       response.set_version(outcome.version);
       response.set_unchanged(outcome.unchanged);
       response.set_upserted(static_cast<uint32_t>(outcome.upserted));
       response.set_removed(static_cast<uint32_t>(outcome.removed));
       if (!outcome.unchanged) {
         published_.record(1, {"published"});
-        host_.info("catalog version " + std::to_string(outcome.version) + " published by '" +
-                   call.principal().user_id + "': " + std::to_string(outcome.upserted) + " added or changed, " +
+        host_.info("catalog version " + std::to_string(outcome.version) + " published by '" + actor +
+                   "': " + std::to_string(outcome.upserted) + " added or changed, " +
                    std::to_string(outcome.removed) + " removed");
         announce(outcome.version);
       } else {
@@ -372,9 +401,10 @@ class ResourcesPlugin final : public sdk::Plugin {
     }
   }
 
-  std::unique_ptr<sdk::StreamSession> watch_open(sdk::CallContext&, const pb::WatchCatalogRequest&,
+  std::unique_ptr<sdk::StreamSession> watch_open(sdk::CallContext& call, const pb::WatchCatalogRequest&,
                                                  sdk::ServerStream<pb::CatalogPublished> stream) {
     auto watcher = std::make_shared<Watcher>(stream);
+    watcher->caller = call.principal().user_id;
     add_watcher(watcher);
     return std::make_unique<WatchSession>(*this, watcher);
   }
@@ -382,26 +412,31 @@ class ResourcesPlugin final : public sdk::Plugin {
   // The previous generation's stream: it goes on from the last version it sent.
   std::unique_ptr<sdk::StreamSession> watch_resume(std::string_view detached,
                                                    sdk::ServerStream<pb::CatalogPublished> stream) {
-    pb::CatalogPublished last;
-    if (!last.ParseFromArray(detached.data(), static_cast<int>(detached.size()))) {
-      throw sdk::Error(sdk::StatusCode::kInternal, "a catalog watch handed over at a reload could not be read");
+    rec::DetachedWatch state;
+    if (!state.ParseFromArray(detached.data(), static_cast<int>(detached.size()))) {
+      throw sdk::Error(sdk::StatusCode::kInternal,
+                       "a catalog watch handed over at a reload could not be read");
     }
     auto watcher = std::make_shared<Watcher>(stream);
-    watcher->any_sent = true;
-    watcher->sent = last.version();
+    watcher->any_sent = state.any_sent();
+    watcher->sent = state.sent_version();
+    watcher->caller = state.caller();
     add_watcher(watcher, /*resumed=*/true);
     return std::make_unique<WatchSession>(*this, watcher);
   }
 
+  // Stops the stream here (nothing more is written once this returns) and says what it sent.
   std::string detach(const std::shared_ptr<Watcher>& watcher) {
-    pb::CatalogPublished last;
+    rec::DetachedWatch state;
     {
       std::lock_guard lock(watcher->mu);
       watcher->ended = true;
-      last.set_version(watcher->sent);
+      state.set_sent_version(watcher->sent);
+      state.set_any_sent(watcher->any_sent);
+      state.set_caller(watcher->caller);
     }
     forget(watcher);
-    return last.SerializeAsString();
+    return state.SerializeAsString();
   }
 
   void close(const std::shared_ptr<Watcher>& watcher) {
@@ -423,21 +458,24 @@ class ResourcesPlugin final : public sdk::Plugin {
     for (size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", '" : "'") + ids[i] + "'";
     if (ids.size() > 5) list += " and " + std::to_string(ids.size() - 5) + " more";
     if (result.status.code() == sdk::StatusCode::kUnimplemented) {
-      throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
-                           "removing retired item(s) " + list +
-                               " without a migration needs the inventory plugin to confirm nobody holds them, and "
-                               "it is not loaded (FindHeldItems is UNIMPLEMENTED): state a migration instead; "
-                               "nothing was published");
+      throw PublishRefused(
+          PublishRefused::Reason::kCannotConfirm,
+          "removing retired item(s) " + list +
+              " without a migration needs the inventory plugin to confirm nobody holds them, and "
+              "it is not loaded (FindHeldItems is UNIMPLEMENTED): state a migration instead; "
+              "nothing was published");
     }
     if (!result.status.is_ok()) {
       throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
-                           "could not confirm that nobody holds retired item(s) " + list + ": FindHeldItems failed (" +
-                               result.status.message() + "); nothing was published");
+                           "could not confirm that nobody holds retired item(s) " + list +
+                               ": FindHeldItems failed (" + result.status.message() +
+                               "); nothing was published");
     }
     rec::HeldItemsAnswer answer;
     if (!answer.ParseFromString(result.response)) {
-      throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
-                           "FindHeldItems answered with bytes that are not a FindHeldItemsResponse; nothing was published");
+      throw PublishRefused(
+          PublishRefused::Reason::kCannotConfirm,
+          "FindHeldItems answered with bytes that are not a FindHeldItemsResponse; nothing was published");
     }
     return {answer.held_item_ids().begin(), answer.held_item_ids().end()};
   }
@@ -452,8 +490,8 @@ class ResourcesPlugin final : public sdk::Plugin {
       host_.publish(kCatalogTopic, message.SerializeAsString());
     } catch (const sdk::Error& e) {
       // Committed all the same; other hosts find it at their next head check.
-      host_.warn(std::string("catalog version ") + std::to_string(version) + " was published but not announced: " +
-                 e.what());
+      host_.warn(std::string("catalog version ") + std::to_string(version) +
+                 " was published but not announced: " + e.what());
     }
   }
 
@@ -466,8 +504,16 @@ class ResourcesPlugin final : public sdk::Plugin {
 
   void refresh() {
     try {
+      const auto started = std::chrono::steady_clock::now();
       if (service_.refresh()) {
-        version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
+        const auto state = service_.current();
+        version_gauge_.record(static_cast<double>(state->catalog.version));
+        host_.info("catalog version " + std::to_string(state->catalog.version) +
+                   " read: " + std::to_string(state->catalog.size()) + " definitions, in " +
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - started)
+                                      .count()) +
+                   " ms");
         notify_watchers();
       }
     } catch (const sdk::Error& e) {
@@ -475,21 +521,49 @@ class ResourcesPlugin final : public sdk::Plugin {
     }
   }
 
+  // Registers the watcher and sends it the version held. A refusal finishes the stream with its
+  // status here: thrown out of the open, the stream handles dropped on the way would end it OK.
   void add_watcher(const std::shared_ptr<Watcher>& watcher, bool resumed = false) {
-    {
-      std::lock_guard lock(watchers_mu_);
-      if (!resumed && watchers_.size() >= max_watchers_) {
-        throw sdk::Error(sdk::StatusCode::kResourceExhausted,
-                         "this host already has " + std::to_string(max_watchers_) + " catalog watches open");
-      }
-      watchers_.push_back(watcher);
-      watchers_gauge_.record(static_cast<double>(watchers_.size()));
+    try {
+      register_watcher(watcher, resumed);
+    } catch (const sdk::Error& e) {
+      std::lock_guard lock(watcher->mu);
+      watcher->ended = true;
+      watcher->stream.finish(e.status());
+      return;
     }
     send_current(watcher);
   }
 
+  void register_watcher(const std::shared_ptr<Watcher>& watcher, bool resumed) {
+    std::lock_guard lock(watchers_mu_);
+    if (!resumed && watchers_.size() >= max_watchers_) {
+      throw sdk::Error(
+          sdk::StatusCode::kResourceExhausted,
+          "this host already has " + std::to_string(max_watchers_) + " catalog watches open (max_watchers)");
+    }
+    if (!watcher->caller.empty()) {
+      size_t& mine = watches_per_caller_[watcher->caller];
+      if (!resumed && mine >= max_watchers_per_caller_) {
+        throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                         "this account already has " + std::to_string(mine) +
+                             " catalog watches open on this host (max_watchers_per_caller)");
+      }
+      ++mine;
+    }
+    watcher->registered = true;
+    watchers_.push_back(watcher);
+    watchers_gauge_.record(static_cast<double>(watchers_.size()));
+  }
+
   void forget(const std::shared_ptr<Watcher>& watcher) {
     std::lock_guard lock(watchers_mu_);
+    if (!watcher->registered) return;
+    watcher->registered = false;
+    if (!watcher->caller.empty()) {
+      auto it = watches_per_caller_.find(watcher->caller);
+      if (it != watches_per_caller_.end() && --it->second == 0) watches_per_caller_.erase(it);
+    }
     watchers_.remove(watcher);
     watchers_gauge_.record(static_cast<double>(watchers_.size()));
   }
@@ -528,12 +602,14 @@ class ResourcesPlugin final : public sdk::Plugin {
   StoreCatalogRepository repository_;
   CatalogService service_;
   const size_t max_watchers_;
+  const size_t max_watchers_per_caller_;
   const std::chrono::milliseconds holders_timeout_;
   sdk::Metric published_;
   sdk::Metric version_gauge_;
   sdk::Metric watchers_gauge_;
   std::mutex watchers_mu_;
   std::list<std::shared_ptr<Watcher>> watchers_;
+  std::map<std::string, size_t> watches_per_caller_;
   sdk::Subscription announcements_;
   sdk::Timer refresh_timer_;
 };

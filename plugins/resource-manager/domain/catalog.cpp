@@ -35,11 +35,16 @@ bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
     const auto c = static_cast<unsigned char>(text[i]);
     size_t extra = 0;
     if (c < 0x20 || c == 0x7f) return false;
-    if (c < 0x80) extra = 0;
-    else if ((c & 0xe0) == 0xc0 && c >= 0xc2) extra = 1;
-    else if ((c & 0xf0) == 0xe0) extra = 2;
-    else if ((c & 0xf8) == 0xf0 && c <= 0xf4) extra = 3;
-    else return false;
+    if (c < 0x80)
+      extra = 0;
+    else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+      extra = 1;
+    else if ((c & 0xf0) == 0xe0)
+      extra = 2;
+    else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+      extra = 3;
+    else
+      return false;
     if (i + extra >= text.size() && extra > 0) return false;
     for (size_t k = 1; k <= extra; ++k) {
       if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return false;
@@ -58,14 +63,16 @@ void check_name(const std::string& subject, const std::string& name, const Limit
 
 void check_id(const std::string& subject, const char* field, const std::string& id, const Limits& limits) {
   if (!valid_id(id, limits.max_id_bytes)) {
-    invalid(subject + ": " + field + " " + quoted(id) + " must be 1 to " + std::to_string(limits.max_id_bytes) +
+    invalid(subject + ": " + field + " " + quoted(id) + " must be 1 to " +
+            std::to_string(limits.max_id_bytes) +
             " bytes of letters, digits, '_', '.', ':' or '-', starting with a letter or digit");
   }
 }
 
 void check_quantity(const std::string& subject, const char* field, int64_t value, int64_t max) {
   if (value < 1 || value > max) {
-    invalid(subject + ": " + field + " is " + std::to_string(value) + "; it must be 1 to " + std::to_string(max));
+    invalid(subject + ": " + field + " is " + std::to_string(value) + "; it must be 1 to " +
+            std::to_string(max));
   }
 }
 
@@ -84,8 +91,8 @@ void validate_item(const Item& item, size_t index, const Limits& limits) {
   }
   for (const auto& [key, value] : item.properties) {
     if (!valid_id(key, limits.max_id_bytes)) {
-      invalid(subject + ": property key " + quoted(key) + " must be 1 to " + std::to_string(limits.max_id_bytes) +
-              " bytes of letters, digits, '_', '.', ':' or '-'");
+      invalid(subject + ": property key " + quoted(key) + " must be 1 to " +
+              std::to_string(limits.max_id_bytes) + " bytes of letters, digits, '_', '.', ':' or '-'");
     }
     if (std::holds_alternative<std::monostate>(value)) {
       invalid(subject + ": property " + quoted(key) + " has no value");
@@ -96,7 +103,8 @@ void validate_item(const Item& item, size_t index, const Limits& limits) {
     if (const auto* s = std::get_if<std::string>(&value);
         s != nullptr && !valid_text(*s, limits.max_property_string_bytes, true)) {
       invalid(subject + ": property " + quoted(key) + " must be at most " +
-              std::to_string(limits.max_property_string_bytes) + " bytes of UTF-8 without control characters");
+              std::to_string(limits.max_property_string_bytes) +
+              " bytes of UTF-8 without control characters");
     }
   }
 }
@@ -116,7 +124,8 @@ void validate_bundle_shape(const Bundle& bundle, size_t index, const Limits& lim
     invalid(subject + ": " + std::to_string(bundle.items.size() + bundle.currencies.size()) +
             " items and currencies; at most " + std::to_string(limits.max_bundle_entries));
   }
-  if (bundle.items.empty() && bundle.currencies.empty()) invalid(subject + ": grants nothing (no items, no currencies)");
+  if (bundle.items.empty() && bundle.currencies.empty())
+    invalid(subject + ": grants nothing (no items, no currencies)");
   std::set<std::string> seen;
   for (const ItemAmount& a : bundle.items) {
     check_id(subject, "items.item_id", a.item_id, limits);
@@ -126,7 +135,8 @@ void validate_bundle_shape(const Bundle& bundle, size_t index, const Limits& lim
   seen.clear();
   for (const CurrencyAmount& a : bundle.currencies) {
     check_id(subject, "currencies.currency_id", a.currency_id, limits);
-    if (!seen.insert(a.currency_id).second) invalid(subject + ": currency " + quoted(a.currency_id) + " is listed twice");
+    if (!seen.insert(a.currency_id).second)
+      invalid(subject + ": currency " + quoted(a.currency_id) + " is listed twice");
     check_quantity(subject + " currency " + quoted(a.currency_id), "amount", a.amount, limits.max_quantity);
   }
 }
@@ -249,9 +259,11 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
   std::set<Ref> removing;
   for (size_t i = 0; i < request.remove.size(); ++i) {
     const Ref& ref = request.remove[i];
-    const std::string subject = "remove #" + std::to_string(i) + " (" + kind_name(ref.kind) + " " + quoted(ref.id) + ")";
+    const std::string subject =
+        "remove #" + std::to_string(i) + " (" + kind_name(ref.kind) + " " + quoted(ref.id) + ")";
     check_id(subject, "id", ref.id, limits);
-    if (!current.contains(ref)) invalid(subject + ": not defined in version " + std::to_string(current.version));
+    if (!current.contains(ref))
+      invalid(subject + ": not defined in version " + std::to_string(current.version));
     if (!removing.insert(ref).second) invalid(subject + ": listed twice");
     switch (ref.kind) {
       case Kind::kItem: next.items.erase(ref.id); break;
@@ -263,16 +275,27 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
   // A definition both upserted and removed in one change set is a contradiction.
   for (const Ref& ref : removing) {
     bool upserted = false;
-    if (ref.kind == Kind::kItem) upserted = std::any_of(request.items.begin(), request.items.end(), [&](const Item& d) { return d.id == ref.id; });
-    if (ref.kind == Kind::kCurrency) upserted = std::any_of(request.currencies.begin(), request.currencies.end(), [&](const Currency& d) { return d.id == ref.id; });
-    if (ref.kind == Kind::kBundle) upserted = std::any_of(request.bundles.begin(), request.bundles.end(), [&](const Bundle& d) { return d.id == ref.id; });
-    if (ref.kind == Kind::kAsset) upserted = std::any_of(request.assets.begin(), request.assets.end(), [&](const Asset& d) { return d.asset_id == ref.id; });
-    if (upserted) invalid(std::string(kind_name(ref.kind)) + " " + quoted(ref.id) + " is both defined and removed in this publish");
+    if (ref.kind == Kind::kItem)
+      upserted = std::any_of(request.items.begin(), request.items.end(),
+                             [&](const Item& d) { return d.id == ref.id; });
+    if (ref.kind == Kind::kCurrency)
+      upserted = std::any_of(request.currencies.begin(), request.currencies.end(),
+                             [&](const Currency& d) { return d.id == ref.id; });
+    if (ref.kind == Kind::kBundle)
+      upserted = std::any_of(request.bundles.begin(), request.bundles.end(),
+                             [&](const Bundle& d) { return d.id == ref.id; });
+    if (ref.kind == Kind::kAsset)
+      upserted = std::any_of(request.assets.begin(), request.assets.end(),
+                             [&](const Asset& d) { return d.asset_id == ref.id; });
+    if (upserted)
+      invalid(std::string(kind_name(ref.kind)) + " " + quoted(ref.id) +
+              " is both defined and removed in this publish");
   }
 
   if (next.size() > limits.max_catalog_definitions) {
     throw ValidationError(Reason::kTooLarge, "the catalog would hold " + std::to_string(next.size()) +
-                                                 " definitions; at most " + std::to_string(limits.max_catalog_definitions));
+                                                 " definitions; at most " +
+                                                 std::to_string(limits.max_catalog_definitions));
   }
 
   // References: a bundle grants only defined items and currencies; a live bundle only live ones.
@@ -280,15 +303,26 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
     const std::string subject = "bundle " + quoted(id);
     for (const ItemAmount& a : bundle.items) {
       auto it = next.items.find(a.item_id);
-      if (it == next.items.end()) invalid(subject + ": items names " + quoted(a.item_id) + ", which is not a defined item");
-      if (it->second.retired && !bundle.retired) invalid(subject + ": items names " + quoted(a.item_id) + ", which is retired; retire the bundle or drop the item");
-      if (a.count > it->second.max_stack) invalid(subject + ": count of item " + quoted(a.item_id) + " is over its max_stack " + std::to_string(it->second.max_stack));
+      if (it == next.items.end())
+        invalid(subject + ": items names " + quoted(a.item_id) + ", which is not a defined item");
+      if (it->second.retired && !bundle.retired)
+        invalid(subject + ": items names " + quoted(a.item_id) +
+                ", which is retired; retire the bundle or drop the item");
+      if (a.count > it->second.max_stack)
+        invalid(subject + ": count of item " + quoted(a.item_id) + " is over its max_stack " +
+                std::to_string(it->second.max_stack));
     }
     for (const CurrencyAmount& a : bundle.currencies) {
       auto it = next.currencies.find(a.currency_id);
-      if (it == next.currencies.end()) invalid(subject + ": currencies names " + quoted(a.currency_id) + ", which is not a defined currency");
-      if (it->second.retired && !bundle.retired) invalid(subject + ": currencies names " + quoted(a.currency_id) + ", which is retired; retire the bundle or drop the currency");
-      if (a.amount > it->second.max_balance) invalid(subject + ": amount of currency " + quoted(a.currency_id) + " is over its max_balance " + std::to_string(it->second.max_balance));
+      if (it == next.currencies.end())
+        invalid(subject + ": currencies names " + quoted(a.currency_id) +
+                ", which is not a defined currency");
+      if (it->second.retired && !bundle.retired)
+        invalid(subject + ": currencies names " + quoted(a.currency_id) +
+                ", which is retired; retire the bundle or drop the currency");
+      if (a.amount > it->second.max_balance)
+        invalid(subject + ": amount of currency " + quoted(a.currency_id) + " is over its max_balance " +
+                std::to_string(it->second.max_balance));
     }
   }
 
@@ -302,30 +336,37 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
   std::set<std::string> removed_items;
   for (const Ref& ref : plan.removed) {
     if (ref.kind == Kind::kCurrency) {
-      invalid("currency " + quoted(ref.id) + " cannot be removed: players may hold balances of it; retire it instead");
+      invalid("currency " + quoted(ref.id) +
+              " cannot be removed: players may hold balances of it; retire it instead");
     }
     if (ref.kind == Kind::kItem) removed_items.insert(ref.id);
   }
   std::set<std::string> migrated;
   for (size_t i = 0; i < request.migrations.size(); ++i) {
     Migration m = request.migrations[i];
-    const std::string subject = "migration #" + std::to_string(i) + " (from item " + quoted(m.from_item_id) + ")";
+    const std::string subject =
+        "migration #" + std::to_string(i) + " (from item " + quoted(m.from_item_id) + ")";
     check_id(subject, "from_item_id", m.from_item_id, limits);
-    if (!removed_items.contains(m.from_item_id)) invalid(subject + ": from_item_id is not an item this publish removes");
+    if (!removed_items.contains(m.from_item_id))
+      invalid(subject + ": from_item_id is not an item this publish removes");
     if (!migrated.insert(m.from_item_id).second) invalid(subject + ": a second migration for the same item");
-    if (m.discard && (m.to_item || m.to_currency)) invalid(subject + ": discard cannot go with to_item or to_currency");
-    if (!m.discard && !m.to_item && !m.to_currency) invalid(subject + ": states nothing: give to_item, to_currency or discard");
+    if (m.discard && (m.to_item || m.to_currency))
+      invalid(subject + ": discard cannot go with to_item or to_currency");
+    if (!m.discard && !m.to_item && !m.to_currency)
+      invalid(subject + ": states nothing: give to_item, to_currency or discard");
     if (m.to_item) {
       auto it = next.items.find(m.to_item->item_id);
       if (it == next.items.end() || it->second.retired) {
-        invalid(subject + ": to_item.item_id " + quoted(m.to_item->item_id) + " is not a defined, non-retired item of the new catalog");
+        invalid(subject + ": to_item.item_id " + quoted(m.to_item->item_id) +
+                " is not a defined, non-retired item of the new catalog");
       }
       check_quantity(subject, "to_item.count", m.to_item->count, it->second.max_stack);
     }
     if (m.to_currency) {
       auto it = next.currencies.find(m.to_currency->currency_id);
       if (it == next.currencies.end() || it->second.retired) {
-        invalid(subject + ": to_currency.currency_id " + quoted(m.to_currency->currency_id) + " is not a defined, non-retired currency of the new catalog");
+        invalid(subject + ": to_currency.currency_id " + quoted(m.to_currency->currency_id) +
+                " is not a defined, non-retired currency of the new catalog");
       }
       check_quantity(subject, "to_currency.amount", m.to_currency->amount, it->second.max_balance);
     }
@@ -344,16 +385,24 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
   for (const auto& [id, item] : next.items) {
     if (next.migrations.erase(id) > 0) plan.cleared_migrations.push_back(id);
   }
-  // Older migrations are not re-checked: inventory converts with the targets' current definitions.
+  // Holdings of removed items are converted lazily, so what a kept migration converts into must
+  // stay defined. (It may be retired: the conversion is the holder's, not a new grant.)
+  for (const auto& [from, m] : next.migrations) {
+    if (m.to_item && !next.items.contains(m.to_item->item_id)) {
+      invalid("item " + quoted(m.to_item->item_id) + " cannot be removed: the migration of removed item " +
+              quoted(from) + " (version " + std::to_string(m.catalog_version) + ") converts into it");
+    }
+  }
 
   const size_t changes = plan.upserted.size() + plan.removed.size() + plan.new_migrations.size() +
                          plan.cleared_migrations.size();
   if (changes > limits.max_changes_per_publish) {
-    throw ValidationError(Reason::kTooLarge,
-                          "the publish changes " + std::to_string(changes) +
-                              " definitions and migrations; one publish is applied in one atomic store batch, "
-                              "which holds at most " + std::to_string(limits.max_changes_per_publish) +
-                              ": publish it as several change sets");
+    throw ValidationError(
+        Reason::kTooLarge,
+        "the publish changes " + std::to_string(changes) +
+            " definitions and migrations; one publish is applied in one atomic store batch, "
+            "which holds at most " +
+            std::to_string(limits.max_changes_per_publish) + ": publish it as several change sets");
   }
   return plan;
 }

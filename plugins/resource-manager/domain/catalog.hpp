@@ -134,10 +134,10 @@ class ValidationError : public std::runtime_error {
 
 // What a valid publish does to the current catalog.
 struct PublishPlan {
-  Catalog next;                   // version and published time still to be set by the caller
-  std::vector<Ref> upserted;      // added or changed
+  Catalog next;               // version and published time still to be set by the caller
+  std::vector<Ref> upserted;  // added or changed
   std::vector<Ref> removed;
-  std::vector<Migration> new_migrations;      // for removed items
+  std::vector<Migration> new_migrations;        // for removed items
   std::vector<std::string> cleared_migrations;  // item ids defined again: their old migration goes
   // Retired items removed without a migration: allowed only if nobody holds them (the caller asks
   // the inventory).
@@ -157,6 +157,7 @@ struct ChangeRecord {
   uint64_t version = 0;
   int64_t published_unix_ms = 0;
   std::vector<Ref> changed;  // upserted or removed in this version
+  std::string published_by;  // the account (or "operator") that published it
 };
 
 struct Changes {

@@ -28,13 +28,18 @@ void CatalogService::load() {
 }
 
 bool CatalogService::refresh() {
-  const uint64_t held = current()->catalog.version;
-  if (repository_.head_version() == held) return false;
-  load();
-  return current()->catalog.version != held;
+  const std::shared_ptr<const CatalogState> held = current();
+  if (repository_.head_version() == held->catalog.version) return false;
+  if (std::optional<CatalogState> next = repository_.advance(*held, history_)) {
+    hold(std::make_shared<CatalogState>(std::move(*next)));
+  } else {
+    load();
+  }
+  return current()->catalog.version != held->catalog.version;
 }
 
-PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held) {
+PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held,
+                                       const std::string& actor) {
   std::lock_guard publishing(publish_mu_);
   refresh();  // plan against the newest version, not one an announcement has yet to bring
   std::shared_ptr<const CatalogState> base = current();
@@ -44,11 +49,13 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
     const std::vector<std::string> holding = held(plan.needs_unheld);
     if (!holding.empty()) {
       std::string list;
-      for (size_t i = 0; i < holding.size() && i < 10; ++i) list += (i ? ", '" : "'") + holding[i].substr(0, 64) + "'";
+      for (size_t i = 0; i < holding.size() && i < 10; ++i)
+        list += (i ? ", '" : "'") + holding[i].substr(0, 64) + "'";
       if (holding.size() > 10) list += " and " + std::to_string(holding.size() - 10) + " more";
-      throw PublishRefused(PublishRefused::Reason::kHeld,
-                           "retired item(s) " + list +
-                               " are still held by players: removing them needs a migration; nothing was published");
+      throw PublishRefused(
+          PublishRefused::Reason::kHeld,
+          "retired item(s) " + list +
+              " are still held by players: removing them needs a migration; nothing was published");
     }
   }
   const uint64_t version = base->catalog.version + 1;
@@ -59,7 +66,7 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
     m.catalog_version = version;
     plan.next.migrations[m.from_item_id].catalog_version = version;
   }
-  ChangeRecord record{version, now, plan.upserted};
+  ChangeRecord record{version, now, plan.upserted, actor};
   record.changed.insert(record.changed.end(), plan.removed.begin(), plan.removed.end());
   std::sort(record.changed.begin(), record.changed.end());
 

@@ -37,7 +37,8 @@ class CatalogService {
   // when it cannot tell.
   using HeldItems = std::function<std::vector<std::string>(const std::vector<std::string>&)>;
 
-  CatalogService(CatalogRepository& repository, Limits limits, size_t history, std::function<int64_t()> now_ms);
+  CatalogService(CatalogRepository& repository, Limits limits, size_t history,
+                 std::function<int64_t()> now_ms);
 
   // The catalog as this host holds it; never touches the repository.
   std::shared_ptr<const CatalogState> current() const;
@@ -49,7 +50,8 @@ class CatalogService {
 
   // Validates (ValidationError), checks holders of removed retired items, commits as the next
   // version (PublishRefused on a lost race) and holds it.
-  PublishOutcome publish(const PublishRequest& request, const HeldItems& held);
+  // `actor` is recorded with the version.
+  PublishOutcome publish(const PublishRequest& request, const HeldItems& held, const std::string& actor = {});
 
   const Limits& limits() const { return limits_; }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,14 @@ class CatalogRepository {
   virtual uint64_t head_version() = 0;
   // The current catalog, consistent as of one version, and up to `history` change records.
   virtual CatalogState load(size_t history) = 0;
+  // The current catalog from `held` and what the versions after it changed, read definition by
+  // definition; nullopt when that cannot be done (their change records are not kept, a publish
+  // moved the head meanwhile): load() then.
+  virtual std::optional<CatalogState> advance(const CatalogState& held, size_t history) {
+    (void)held;
+    (void)history;
+    return std::nullopt;
+  }
   // Writes plan.next (its version set) over `base`, all in one atomic write that holds only when
   // the head is still base.head_revision. False (and nothing written) when another publish came
   // first. Returns the new head revision through `revision`.

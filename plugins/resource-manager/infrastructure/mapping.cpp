@@ -3,7 +3,8 @@
 namespace gameverse::resources {
 
 Item to_domain(const pb::ItemDefinition& m) {
-  Item d{m.id(), m.name(), m.category(), m.stackable(), m.max_stack(), m.tradable(), m.consumable(), {}, m.retired()};
+  Item d{m.id(),       m.name(),       m.category(), m.stackable(), m.max_stack(),
+         m.tradable(), m.consumable(), {},           m.retired()};
   for (const auto& [key, value] : m.properties()) {
     PropertyValue v;
     switch (value.value_case()) {
@@ -37,7 +38,8 @@ Migration to_domain(const pb::ItemMigration& m) {
   Migration d;
   d.from_item_id = m.from_item_id();
   if (m.has_to_item()) d.to_item = ItemAmount{m.to_item().item_id(), m.to_item().count()};
-  if (m.has_to_currency()) d.to_currency = CurrencyAmount{m.to_currency().currency_id(), m.to_currency().amount()};
+  if (m.has_to_currency())
+    d.to_currency = CurrencyAmount{m.to_currency().currency_id(), m.to_currency().amount()};
   d.discard = m.discard();
   d.catalog_version = m.catalog_version();
   return d;
@@ -50,8 +52,9 @@ Ref to_domain(const pb::DefinitionRef& m, size_t index) {
     case pb::DEFINITION_KIND_BUNDLE: return {Kind::kBundle, m.id()};
     case pb::DEFINITION_KIND_ASSET: return {Kind::kAsset, m.id()};
     default:
-      throw ValidationError(ValidationError::Reason::kInvalid,
-                            "remove #" + std::to_string(index) + ": kind must be ITEM, CURRENCY, BUNDLE or ASSET");
+      throw ValidationError(
+          ValidationError::Reason::kInvalid,
+          "remove #" + std::to_string(index) + ": kind must be ITEM, CURRENCY, BUNDLE or ASSET");
   }
 }
 
@@ -126,17 +129,20 @@ void to_proto(const Ref& d, pb::DefinitionRef& m) {
 void append_definition(const Catalog& catalog, const Ref& ref, pb::Catalog& out) {
   switch (ref.kind) {
     case Kind::kItem:
-      if (auto it = catalog.items.find(ref.id); it != catalog.items.end()) to_proto(it->second, *out.add_items());
+      if (auto it = catalog.items.find(ref.id); it != catalog.items.end())
+        to_proto(it->second, *out.add_items());
       break;
     case Kind::kCurrency:
       if (auto it = catalog.currencies.find(ref.id); it != catalog.currencies.end())
         to_proto(it->second, *out.add_currencies());
       break;
     case Kind::kBundle:
-      if (auto it = catalog.bundles.find(ref.id); it != catalog.bundles.end()) to_proto(it->second, *out.add_bundles());
+      if (auto it = catalog.bundles.find(ref.id); it != catalog.bundles.end())
+        to_proto(it->second, *out.add_bundles());
       break;
     case Kind::kAsset:
-      if (auto it = catalog.assets.find(ref.id); it != catalog.assets.end()) to_proto(it->second, *out.add_assets());
+      if (auto it = catalog.assets.find(ref.id); it != catalog.assets.end())
+        to_proto(it->second, *out.add_assets());
       break;
   }
 }

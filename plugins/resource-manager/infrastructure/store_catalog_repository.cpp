@@ -1,6 +1,7 @@
 #include "infrastructure/store_catalog_repository.hpp"
 
 #include <cstdio>
+#include <set>
 
 #include "gameverse/resources/records/v1/records.pb.h"
 #include "infrastructure/mapping.hpp"
@@ -9,8 +10,8 @@ namespace gameverse::resources {
 
 namespace rec = ::gameverse::resources::records::v1;
 using gameverse::sdk::Error;
-using gameverse::sdk::Store;
 using gameverse::sdk::StatusCode;
+using gameverse::sdk::Store;
 
 namespace {
 
@@ -22,8 +23,9 @@ constexpr const char* kMigrations = "migrations";
 constexpr int kLoadAttempts = 8;
 
 ChangeRecord change_of(const rec::ChangeRecord& m) {
-  ChangeRecord out{m.version(), m.published_unix_ms(), {}};
-  for (int i = 0; i < m.changed_size(); ++i) out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
+  ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by()};
+  for (int i = 0; i < m.changed_size(); ++i)
+    out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
   return out;
 }
 
@@ -68,11 +70,15 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
     for (auto& r : page.records) {
       if (r.value.version() > version) return false;  // a newer publish's document
       switch (r.value.definition_case()) {
-        case rec::StoredDefinition::kItem: out.catalog.items[r.value.item().id()] = to_domain(r.value.item()); break;
+        case rec::StoredDefinition::kItem:
+          out.catalog.items[r.value.item().id()] = to_domain(r.value.item());
+          break;
         case rec::StoredDefinition::kCurrency:
           out.catalog.currencies[r.value.currency().id()] = to_domain(r.value.currency());
           break;
-        case rec::StoredDefinition::kBundle: out.catalog.bundles[r.value.bundle().id()] = to_domain(r.value.bundle()); break;
+        case rec::StoredDefinition::kBundle:
+          out.catalog.bundles[r.value.bundle().id()] = to_domain(r.value.bundle());
+          break;
         case rec::StoredDefinition::kAsset:
           out.catalog.assets[r.value.asset().asset_id()] = to_domain(r.value.asset());
           break;
@@ -105,8 +111,67 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
   return again && again->version == head->version;
 }
 
-bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
-                                    int64_t& revision) {
+std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& held, size_t history) {
+  auto head = store_.get<rec::Head>(kHead, kHeadKey);
+  if (!head || held.catalog.version == 0 || head->value.version() <= held.catalog.version ||
+      head->value.version() - held.catalog.version > history) {
+    return std::nullopt;
+  }
+  const uint64_t version = head->value.version();
+  CatalogState out = held;
+  out.catalog.version = version;
+  out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.head_revision = head->version;
+  std::set<Ref> changed;
+  for (uint64_t v = held.catalog.version + 1; v <= version; ++v) {
+    auto record = store_.get<rec::ChangeRecord>(kChanges, version_key(v));
+    if (!record) return std::nullopt;
+    out.history.push_back(change_of(record->value));
+    changed.insert(out.history.back().changed.begin(), out.history.back().changed.end());
+  }
+  if (out.history.size() > history) {
+    out.history.erase(out.history.begin(),
+                      out.history.begin() + static_cast<std::ptrdiff_t>(out.history.size() - history));
+  }
+  for (const Ref& ref : changed) {
+    auto stored = store_.get<rec::StoredDefinition>(kDefinitions, definition_key(ref));
+    if (stored && stored->value.version() > version) return std::nullopt;  // a newer publish's
+    switch (ref.kind) {
+      case Kind::kItem:
+        out.catalog.items.erase(ref.id);
+        if (stored && stored->value.has_item()) out.catalog.items[ref.id] = to_domain(stored->value.item());
+        break;
+      case Kind::kCurrency:
+        out.catalog.currencies.erase(ref.id);
+        if (stored && stored->value.has_currency())
+          out.catalog.currencies[ref.id] = to_domain(stored->value.currency());
+        break;
+      case Kind::kBundle:
+        out.catalog.bundles.erase(ref.id);
+        if (stored && stored->value.has_bundle())
+          out.catalog.bundles[ref.id] = to_domain(stored->value.bundle());
+        break;
+      case Kind::kAsset:
+        out.catalog.assets.erase(ref.id);
+        if (stored && stored->value.has_asset())
+          out.catalog.assets[ref.id] = to_domain(stored->value.asset());
+        break;
+    }
+    // An item removed may have a migration now; one defined again has none.
+    if (ref.kind == Kind::kItem) {
+      out.catalog.migrations.erase(ref.id);
+      auto migration = store_.get<::gameverse::resources::v1::ItemMigration>(kMigrations, ref.id);
+      if (migration && migration->value.catalog_version() > version) return std::nullopt;
+      if (migration) out.catalog.migrations[ref.id] = to_domain(migration->value);
+    }
+  }
+  auto again = store_.get<rec::Head>(kHead, kHeadKey);
+  if (!again || again->version != head->version) return std::nullopt;
+  return out;
+}
+
+bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan& plan,
+                                    const ChangeRecord& record, int64_t& revision) {
   Store::Batch batch;
   const Catalog& next = plan.next;
   for (const Ref& ref : plan.upserted) {
@@ -130,6 +195,7 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
   rec::ChangeRecord change;
   change.set_version(record.version);
   change.set_published_unix_ms(record.published_unix_ms);
+  change.set_published_by(record.published_by);
   for (const Ref& ref : record.changed) to_proto(ref, *change.add_changed());
   batch.put(kChanges, version_key(record.version), change, Store::kCreateOnly);
   rec::Head head;

@@ -15,6 +15,7 @@ class StoreCatalogRepository final : public CatalogRepository {
 
   uint64_t head_version() override;
   CatalogState load(size_t history) override;
+  std::optional<CatalogState> advance(const CatalogState& held, size_t history) override;
   bool commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
               int64_t& revision) override;
 

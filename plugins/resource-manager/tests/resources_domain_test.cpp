@@ -26,7 +26,8 @@ Currency currency(const std::string& id, int64_t max_balance = 1'000'000, bool r
   return {id, "Currency " + id, max_balance, retired};
 }
 
-Bundle bundle(const std::string& id, std::vector<ItemAmount> items, std::vector<CurrencyAmount> currencies = {}) {
+Bundle bundle(const std::string& id, std::vector<ItemAmount> items,
+              std::vector<CurrencyAmount> currencies = {}) {
   return {id, "Bundle " + id, std::move(items), std::move(currencies), false};
 }
 
@@ -140,18 +141,24 @@ TEST(CatalogRules, DuplicateIdsAndDanglingReferencesAreRefused) {
             std::string::npos);
   r = {};
   r.bundles = {bundle("pack", {{"bow", 1}})};
-  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("bundle 'pack': items names 'bow', which is not a defined item"),
+  EXPECT_NE(refusal([&] {
+              plan_publish(c, r, Limits{});
+            }).find("bundle 'pack': items names 'bow', which is not a defined item"),
             std::string::npos);
   r.bundles = {bundle("pack", {{"old_hat", 1}})};
-  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("'old_hat', which is retired"), std::string::npos);
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("'old_hat', which is retired"),
+            std::string::npos);
   r.bundles = {bundle("pack", {}, {{"gems", 1}})};
-  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currencies names 'gems'"), std::string::npos);
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currencies names 'gems'"),
+            std::string::npos);
   r.bundles = {bundle("pack", {{"sword", 100}})};
   EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("over its max_stack 99"), std::string::npos);
   // Retiring an item a live bundle grants breaks the bundle.
   r = {};
   r.items = {item("sword", 99, true)};
-  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("bundle 'starter': items names 'sword', which is retired"),
+  EXPECT_NE(refusal([&] {
+              plan_publish(c, r, Limits{});
+            }).find("bundle 'starter': items names 'sword', which is retired"),
             std::string::npos);
   // Replacing the whole catalog without an item a bundle grants.
   r = {};
@@ -166,8 +173,9 @@ TEST(CatalogRules, RemovingAnItemNeedsAMigrationOrAnEarlierRetirement) {
   const Catalog c = base();
   PublishRequest r;
   r.remove = {{Kind::kItem, "shield"}};
-  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); })
-                .find("item 'shield' is removed without a migration and was not retired in version 1"),
+  EXPECT_NE(refusal([&] {
+              plan_publish(c, r, Limits{});
+            }).find("item 'shield' is removed without a migration and was not retired in version 1"),
             std::string::npos);
   // Retired earlier: allowed if nobody holds it (the caller asks).
   r.remove = {{Kind::kItem, "old_hat"}};
@@ -183,11 +191,34 @@ TEST(CatalogRules, RemovingAnItemNeedsAMigrationOrAnEarlierRetirement) {
   EXPECT_TRUE(plan.needs_unheld.empty());
   ASSERT_EQ(plan.new_migrations.size(), 1u);
   EXPECT_TRUE(plan.next.migrations.contains("shield"));
+  // What a kept migration converts into cannot go afterwards.
+  Catalog after = apply(c, r);
+  PublishRequest next;
+  next.items = {item("gold_bar")};
+  Migration again;
+  again.from_item_id = "sword";
+  again.to_item = ItemAmount{"gold_bar", 1};
+  next.remove = {{Kind::kItem, "sword"}};
+  next.migrations = {again};
+  next.bundles = {bundle("starter", {{"gold_bar", 1}})};
+  after = apply(after, next);
+  PublishRequest drop;
+  drop.remove = {{Kind::kItem, "gold_bar"}};
+  Migration discard;
+  discard.from_item_id = "gold_bar";
+  discard.discard = true;
+  drop.migrations = {discard};
+  drop.bundles = {bundle("starter", {}, {{"gold", 1}})};  // the pack no longer grants it
+  EXPECT_NE(refusal([&] {
+              plan_publish(after, drop, Limits{});
+            }).find("item 'gold_bar' cannot be removed: the migration of removed item 'sword'"),
+            std::string::npos);
   // Currencies are never removed.
   r = {};
   r.remove = {{Kind::kCurrency, "gold"}};
   r.bundles = {bundle("starter", {{"sword", 1}})};
-  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currency 'gold' cannot be removed"), std::string::npos);
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("currency 'gold' cannot be removed"),
+            std::string::npos);
 }
 
 TEST(CatalogRules, MigrationsAreCheckedAsAWhole) {
@@ -254,7 +285,8 @@ TEST(CatalogRules, AStaleExpectedVersionIsAVersionMismatch) {
     FAIL();
   } catch (const ValidationError& e) {
     EXPECT_EQ(e.reason(), ValidationError::Reason::kVersionMismatch);
-    EXPECT_NE(std::string(e.what()).find("builds on version 3 but the current version is 1"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("builds on version 3 but the current version is 1"),
+              std::string::npos);
   }
 }
 
@@ -262,8 +294,8 @@ TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
   Catalog now = base();
   now.version = 4;
   now.items.erase("shield");
-  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}},
-                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}}};
+  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}, "admin"},
+                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}, "admin"}};
   Changes ch = changes_since(now, history, 2, 100);
   EXPECT_FALSE(ch.refetch_all);
   EXPECT_EQ(ch.upserted, (std::vector<Ref>{{Kind::kItem, "sword"}, {Kind::kAsset, "sword"}}));
@@ -338,7 +370,9 @@ TEST(CatalogService, ARetiredItemStillHeldIsNotRemoved) {
     EXPECT_NE(std::string(e.what()).find("'old_hat' are still held"), std::string::npos);
   }
   EXPECT_EQ(service.current()->catalog.version, 1u);
-  EXPECT_EQ(service.publish(r, [](const std::vector<std::string>&) { return std::vector<std::string>{}; }).version, 2u);
+  EXPECT_EQ(
+      service.publish(r, [](const std::vector<std::string>&) { return std::vector<std::string>{}; }).version,
+      2u);
   EXPECT_TRUE(service.current()->catalog.items.empty());
 }
 
