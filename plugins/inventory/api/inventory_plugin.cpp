@@ -208,6 +208,9 @@ class InventoryPlugin final : public sdk::Plugin {
                                      "Changes that met a concurrent change to the same inventory or offer: "
                                      "retried, or given up with ABORTED",
                                      {"outcome"})) {
+    const auto every = std::chrono::milliseconds(init.host.config_int("catalog_check_interval_ms"));
+    catalog_check_ = init.host.start_timer(
+        every, every, [this] { catalog_.check_version(); }, sdk::Run::kBlocking);
     service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
     published_ = init.host.subscribe(inv::ResourceCatalog::kPublishedTopic,
                                      [this](std::string_view, std::string_view payload) {
@@ -253,8 +256,10 @@ class InventoryPlugin final : public sdk::Plugin {
         .config_int("max_conflict_retries", 8,
                     "Attempts at a change that meets concurrent changes before it fails with ABORTED",
                     sdk::between(1, 100))
-        .config_int("catalog_timeout_ms", 5000, "How long a catalog lookup may take",
-                    sdk::between(10, 60000));
+        .config_int("catalog_timeout_ms", 5000, "How long a catalog lookup may take", sdk::between(10, 60000))
+        .config_int("catalog_check_interval_ms", 5000,
+                    "How often the catalog's version is checked, in case a publish announcement was missed",
+                    sdk::between(100, 3600000));
   }
 
   sdk::Status get_inventory(sdk::CallContext& context, const pb::GetInventoryRequest& request,
@@ -415,6 +420,7 @@ class InventoryPlugin final : public sdk::Plugin {
   std::set<std::string> trusted_;
   sdk::Metric conflicts_;
   sdk::Subscription published_;
+  sdk::Timer catalog_check_;
 };
 
 }  // namespace

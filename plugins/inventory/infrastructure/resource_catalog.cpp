@@ -51,6 +51,14 @@ void ResourceCatalog::announced(uint64_t version) {
   }
 }
 
+void ResourceCatalog::check_version() {
+  try {
+    fetch({}, {}, {});
+  } catch (const InventoryError&) {
+    // Unreachable now: the next lookup says so to its caller.
+  }
+}
+
 void ResourceCatalog::fetch(const std::vector<std::string>& items, const std::vector<std::string>& currencies,
                             const std::vector<std::string>& bundles) {
   res::LookupDefinitionsRequest request;

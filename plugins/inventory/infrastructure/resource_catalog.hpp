@@ -28,6 +28,9 @@ class ResourceCatalog final : public Catalog {
 
   // A publish of `version` was announced: what was cached for an older version goes.
   void announced(uint64_t version);
+  // Asks the current version (a lookup of nothing), in case an announcement was missed (pub/sub
+  // over Redis delivers at most once): another version than the cached one drops the cache.
+  void check_version();
   // Parses an announcement's payload (CatalogPublished); nullopt when it does not parse.
   static std::optional<uint64_t> version_of_announcement(std::string_view payload);
 

@@ -75,7 +75,9 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
       config += "[[plugin]]\nname = \"resource-manager\"\npath = \"" GV_PLUGIN_DIR "/resource-manager.so\"\n";
     }
     config += "[[plugin]]\nname = \"inventory\"\npath = \"" GV_PLUGIN_DIR
-              "/inventory.so\"\n[plugin.config]\n" +
+              "/inventory.so\"\n[plugin.config]\n"
+              // Only the publish announcement can tell the inventory of a new catalog in time.
+              "catalog_check_interval_ms = 3600000\n" +
               inventory_config + "[[plugin]]\nname = \"inventory-probe\"\npath = \"" GV_PROBE_PLUGIN "\"\n";
     return config;
   }
