@@ -397,6 +397,16 @@ TEST_P(InventoryThroughTheHost, PlayersReadTheirOwnModeratorsReadAnyAndOnlyAdmin
     EXPECT_EQ(incoming.offers(0).state(), pb::OFFER_STATE_OPEN);
     EXPECT_EQ(listed(alice, pb::OFFER_DIRECTION_OUTGOING).offers_size(), 1);
     EXPECT_EQ(listed(alice, pb::OFFER_DIRECTION_INCOMING).offers_size(), 0);
+    {
+      grpc::ClientContext cancel_context;  // only the sender may withdraw it
+      bearer(cancel_context, bob.access_token());
+      pb::OfferActionRequest cancel;
+      cancel.set_idempotency_key("not-mine");
+      cancel.set_offer_id(offer.offer_id());
+      pb::Offer cancelled;
+      EXPECT_EQ(inventory_->CancelOffer(&cancel_context, cancel, &cancelled).error_code(),
+                grpc::StatusCode::PERMISSION_DENIED);
+    }
     grpc::ClientContext decline_context;
     bearer(decline_context, bob.access_token());
     pb::OfferActionRequest decline;
