@@ -39,6 +39,7 @@ name = "inventory"
 path = "$BUILD/plugins/inventory.so"
 [plugin.config]
 max_open_offers = 1000
+max_offers_per_minute = 1000000
 [[plugin]]
 name = "inventory-probe"
 path = "$BUILD/plugins/inventory-probe.so"

@@ -200,6 +200,8 @@ class InventoryPlugin final : public sdk::Plugin {
  public:
   explicit InventoryPlugin(sdk::InitContext& init)
       : host_(init.host),
+        cache_(init.host.cache()),
+        max_offers_per_minute_(init.host.config_int("max_offers_per_minute")),
         repository_(init.host.store()),
         catalog_(init.host, std::chrono::milliseconds(init.host.config_int("catalog_timeout_ms"))),
         service_(repository_, catalog_, limits_of(init.host), now_unix_ms, new_offer_id),
@@ -253,6 +255,8 @@ class InventoryPlugin final : public sdk::Plugin {
                     sdk::at_least(1))
         .config_int("max_offer_ttl_s", 7 * 24 * 3600, "The longest an offer may stay open", sdk::at_least(1))
         .config_int("max_open_offers", 50, "Open offers one player may have sent", sdk::between(1, 1000))
+        .config_int("max_offers_per_minute", 60, "Offers (transfers and trades) one player may make a minute",
+                    sdk::between(1, 1000000))
         .config_int("max_conflict_retries", 8,
                     "Attempts at a change that meets concurrent changes before it fails with ABORTED",
                     sdk::between(1, 100))
@@ -300,6 +304,7 @@ class InventoryPlugin final : public sdk::Plugin {
 
   sdk::Status transfer(sdk::CallContext& context, const pb::TransferRequest& request, pb::Offer& response) {
     return answer([&] {
+      limit_offers(context);
       parse_into(response,
                  service_.offer(caller_of(context), change_request("Transfer", request), render_offer,
                                 request.to_player_id(), items_of(request.items()),
@@ -310,6 +315,7 @@ class InventoryPlugin final : public sdk::Plugin {
   sdk::Status offer_trade(sdk::CallContext& context, const pb::OfferTradeRequest& request,
                           pb::Offer& response) {
     return answer([&] {
+      limit_offers(context);
       parse_into(response,
                  service_.offer(caller_of(context), change_request("OfferTrade", request), render_offer,
                                 request.to_player_id(), items_of(request.give_items()),
@@ -396,6 +402,19 @@ class InventoryPlugin final : public sdk::Plugin {
   }
 
  private:
+  // Offers cost storage without using anything up: each player makes at most
+  // max_offers_per_minute (counted in the host's cache, so across hosts with Redis).
+  void limit_offers(const sdk::CallContext& context) const {
+    const std::string player = context.principal().user_id;
+    if (player.empty()) return;
+    const int64_t made = cache_.increment("offers-per-minute/" + player, 1, std::chrono::minutes(1));
+    if (made > max_offers_per_minute_) {
+      throw InventoryError(InventoryError::Kind::kResourceExhausted,
+                           player + " made more than " + std::to_string(max_offers_per_minute_) +
+                               " offers in the last minute (max_offers_per_minute); wait and retry");
+    }
+  }
+
   // The signed-in caller the gate let through, or a plugin calling with its own trust.
   inv::Caller caller_of(const sdk::CallContext& context) const {
     const sdk::Principal principal = context.principal();
@@ -414,6 +433,8 @@ class InventoryPlugin final : public sdk::Plugin {
   }
 
   sdk::Host host_;
+  sdk::Cache cache_;
+  int64_t max_offers_per_minute_;
   inv::StoreRepository repository_;
   inv::ResourceCatalog catalog_;
   inv::InventoryService service_;

@@ -74,10 +74,13 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
     if (with_catalog) {
       config += "[[plugin]]\nname = \"resource-manager\"\npath = \"" GV_PLUGIN_DIR "/resource-manager.so\"\n";
     }
-    config += "[[plugin]]\nname = \"inventory\"\npath = \"" GV_PLUGIN_DIR
-              "/inventory.so\"\n[plugin.config]\n"
-              // Only the publish announcement can tell the inventory of a new catalog in time.
-              "catalog_check_interval_ms = 3600000\n" +
+    config += std::string("[[plugin]]\nname = \"inventory\"\npath = \"" GV_PLUGIN_DIR
+                          "/inventory.so\"\n[plugin.config]\n"
+                          // Only the publish announcement can tell the inventory of a new catalog in time.
+                          "catalog_check_interval_ms = 3600000\n") +
+              (inventory_config.find("max_offers_per_minute") == std::string::npos
+                   ? "max_offers_per_minute = 100000\n"
+                   : "") +
               inventory_config + "[[plugin]]\nname = \"inventory-probe\"\npath = \"" GV_PROBE_PLUGIN "\"\n";
     return config;
   }
@@ -636,6 +639,30 @@ TEST_P(InventoryThroughTheHost, BadInputNamesWhatIsWrongAndChangesNothing) {
   }
   EXPECT_EQ(inventory_of(alice_id).SerializeAsString(), before);
   EXPECT_EQ(ledger_of(alice_id).size(), 1u);
+}
+
+TEST_P(InventoryThroughTheHost, OffersAreLimitedPerPlayerAndMinute) {
+  start("max_offers_per_minute = 3\n");
+  publish_standard_catalog();
+  const auth::Session alice = sign_up("alice");
+  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice.account().id(), "seed", 10, 0)).ok());
+  for (int i = 0; i < 4; ++i) {
+    grpc::ClientContext context;
+    bearer(context, alice.access_token());
+    pb::TransferRequest request;
+    request.set_idempotency_key("spam-" + std::to_string(i));
+    request.set_to_player_id("someone-else");
+    add_item(request.mutable_items(), "gem", 1);
+    pb::Offer offer;
+    const grpc::Status status = inventory_->Transfer(&context, request, &offer);
+    if (i < 3) {
+      EXPECT_TRUE(status.ok()) << status.error_message();
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      EXPECT_NE(status.error_message().find("more than 3 offers in the last minute"), std::string::npos)
+          << status.error_message();
+    }
+  }
 }
 
 TEST_P(InventoryThroughTheHost, ConcurrentTransfersAndTradesAmongTwentyPlayersConserveEveryTotal) {
