@@ -73,7 +73,7 @@ class InventoryDomain : public ::testing::Test {
   InMemoryRepository repo_;
   FixedCatalog catalog_;
   int64_t now_ = 1'000'000;
-  int offers_ = 0;
+  std::atomic<int> offers_{0};  // offer ids are made on several threads at once
   InventoryService service_;
   Caller admin_{"root", {"player", "admin"}, "", false};
   std::string last_error_;
