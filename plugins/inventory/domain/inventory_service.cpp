@@ -1,0 +1,661 @@
+#include "domain/inventory_service.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <thread>
+
+namespace gameverse::inventory {
+
+namespace {
+
+using Kind = InventoryError::Kind;
+
+std::set<std::string> ids_of(const Amounts& amounts) {
+  std::set<std::string> out;
+  for (const Amount& a : amounts) out.insert(a.id);
+  return out;
+}
+
+void add_ids(std::set<std::string>& into, const Amounts& amounts) {
+  for (const Amount& a : amounts) into.insert(a.id);
+}
+
+void add_held(std::set<std::string>& into, const Holdings& holdings) {
+  for (const auto& [id, count] : holdings.items) into.insert(id);
+}
+
+void require_player(const Caller& caller, const char* what) {
+  if (caller.player_id.empty()) {
+    throw InventoryError(Kind::kPermissionDenied, std::string(what) + " needs a signed-in player");
+  }
+}
+
+void require_reader(const Caller& caller, const std::string& player_id) {
+  if (caller.player_id == player_id || caller.may_read_any() || caller.trusted_plugin) return;
+  throw InventoryError(
+      Kind::kPermissionDenied,
+      "player_id: a player may read only their own inventory and ledger; moderators and admins "
+      "may read any");
+}
+
+void require_granter(const Caller& caller) {
+  if (caller.is_admin() || caller.trusted_plugin) return;
+  if (caller.player_id.empty()) {
+    throw InventoryError(Kind::kPermissionDenied,
+                         "plugin '" + caller.plugin +
+                             "' is not in the inventory's trusted_plugins and cannot grant or revoke");
+  }
+  throw InventoryError(Kind::kPermissionDenied, "granting and revoking needs the role admin");
+}
+
+const char* state_name(OfferState s) {
+  switch (s) {
+    case OfferState::kOpen: return "open";
+    case OfferState::kAccepted: return "accepted";
+    case OfferState::kDeclined: return "declined";
+    case OfferState::kCancelled: return "cancelled";
+    case OfferState::kExpired: return "expired";
+  }
+  return "unknown";
+}
+
+uint32_t page_of(uint32_t asked, uint32_t fallback, uint32_t most) {
+  if (asked == 0) return fallback;
+  return std::min(asked, most);
+}
+
+}  // namespace
+
+struct InventoryService::PlayerChange {
+  std::string player_id;
+  PlayerState before;
+  Holdings after;
+  std::vector<LedgerEntry> entries;
+  LedgerEntry entry;  // the change itself, appended by finish()
+};
+
+InventoryService::InventoryService(InventoryRepository& repository, Catalog& catalog, Limits limits,
+                                   std::function<int64_t()> now_unix_ms,
+                                   std::function<std::string()> new_offer_id)
+    : repository_(repository),
+      catalog_(catalog),
+      limits_(limits),
+      now_(std::move(now_unix_ms)),
+      new_offer_id_(std::move(new_offer_id)) {}
+
+void InventoryService::backoff(int attempt) {
+  thread_local std::minstd_rand random(std::random_device{}());
+  const int most_ms = 1 << std::min(attempt, 5);
+  std::this_thread::sleep_for(
+      std::chrono::microseconds(std::uniform_int_distribution<int>(100, most_ms * 1000)(random)));
+}
+
+Definitions InventoryService::definitions(const std::set<std::string>& items,
+                                          const std::set<std::string>& currencies,
+                                          const std::set<std::string>& bundles) {
+  Definitions defs = catalog_.lookup(items, currencies, bundles);
+  if (defs.bundles.empty()) return defs;
+  // A bundle's contents, looked up at the same time (one more lookup, served from the cache).
+  std::set<std::string> more_items, more_currencies;
+  for (const auto& [id, bundle] : defs.bundles) {
+    add_ids(more_items, bundle.items);
+    add_ids(more_currencies, bundle.currencies);
+  }
+  Definitions extra = catalog_.lookup(more_items, more_currencies, {});
+  defs.items.insert(extra.items.begin(), extra.items.end());
+  defs.currencies.insert(extra.currencies.begin(), extra.currencies.end());
+  defs.migrations.insert(extra.migrations.begin(), extra.migrations.end());
+  defs.version = std::max(defs.version, extra.version);
+  return defs;
+}
+
+std::string InventoryService::mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
+                                     const std::function<Plan()>& plan) {
+  check_idempotency_key(request.idempotency_key);
+  const std::string scoped_key = caller.actor() + "/" + request.idempotency_key;
+  for (int attempt = 0;; ++attempt) {
+    if (std::optional<IdempotencyRecord> first = repository_.idempotency(scoped_key)) {
+      if (first->method != request.method || first->request != request.bytes) {
+        throw InventoryError(Kind::kAlreadyExists, "idempotency_key '" + request.idempotency_key +
+                                                       "' was already used for a different " + "request (" +
+                                                       first->method + "); use a new key for a new change");
+      }
+      return first->response;
+    }
+    Plan p = plan();
+    p.changes.idempotency_key = scoped_key;
+    p.changes.idempotency = {request.method, request.bytes, render(p.outcome)};
+    if (repository_.commit(p.changes)) return p.changes.idempotency.response;
+    const bool give_up = attempt + 1 >= limits_.max_conflict_retries;
+    if (on_conflict_) on_conflict_(give_up);
+    if (give_up) {
+      throw InventoryError(Kind::kAborted, "the inventory changed concurrently " +
+                                               std::to_string(attempt + 1) +
+                                               " times while this change was applied; nothing was changed, "
+                                               "retry with the same idempotency_key");
+    }
+    backoff(attempt);
+  }
+}
+
+InventoryService::PlayerChange InventoryService::begin(const std::string& player_id, PlayerState state,
+                                                       const Definitions& defs, const Caller& caller,
+                                                       const ChangeRequest& request) {
+  PlayerChange change;
+  change.player_id = player_id;
+  change.before = std::move(state);
+  change.after = change.before.holdings;
+  LedgerEntry migration;
+  migration.player_id = player_id;
+  migration.actor = caller.actor();
+  migration.idempotency_key = request.idempotency_key;
+  migration.created_unix_ms = now_();
+  if (migrate(change.after, defs, migration)) {
+    migration.sequence = ++change.after.sequence;
+    change.entries.push_back(std::move(migration));
+  }
+  change.entry.player_id = player_id;
+  change.entry.actor = caller.actor();
+  change.entry.idempotency_key = request.idempotency_key;
+  change.entry.created_unix_ms = now_();
+  change.entry.catalog_version = defs.version;
+  return change;
+}
+
+void InventoryService::finish(PlayerChange& change, ChangeSet& changes) {
+  change.entry.sequence = ++change.after.sequence;
+  change.entries.push_back(change.entry);
+  changes.players.push_back({change.player_id, change.after, change.before.version});
+  for (const LedgerEntry& e : change.entries) changes.ledger.push_back(e);
+  for (const auto& [id, count] : change.after.items) {
+    if (change.before.holdings.items.count(id) == 0) changes.holders_added.emplace_back(id, change.player_id);
+  }
+  for (const auto& [id, count] : change.before.holdings.items) {
+    if (change.after.items.count(id) == 0) changes.holders_removed.emplace_back(id, change.player_id);
+  }
+}
+
+std::string InventoryService::grant(const Caller& caller, const ChangeRequest& request, const Render& render,
+                                    const std::string& player_id, const Amounts& items,
+                                    const Amounts& currencies, const std::vector<std::string>& bundle_ids,
+                                    const std::string& reason) {
+  require_granter(caller);
+  check_id("player_id", player_id);
+  check_amounts("items", items, "item_id", "count");
+  check_amounts("currencies", currencies, "currency_id", "amount");
+  std::set<std::string> bundles;
+  for (size_t i = 0; i < bundle_ids.size(); ++i) {
+    const std::string at = "bundle_ids[" + std::to_string(i) + "]";
+    check_id(at, bundle_ids[i]);
+    if (!bundles.insert(bundle_ids[i]).second) {
+      throw InventoryError(Kind::kInvalidArgument, at + " '" + bundle_ids[i] + "' appears twice");
+    }
+  }
+  check_line_count(items.size() + currencies.size() + bundle_ids.size(), limits_);
+  if (items.empty() && currencies.empty() && bundle_ids.empty()) {
+    throw InventoryError(Kind::kInvalidArgument,
+                         "a grant needs at least one of items, currencies and bundle_ids");
+  }
+  check_reason(reason);
+  return mutate(caller, request, render, [&] {
+    PlayerState peek = repository_.load(player_id);
+    std::set<std::string> item_ids = ids_of(items);
+    add_held(item_ids, peek.holdings);
+    const Definitions defs = definitions(item_ids, ids_of(currencies), bundles);
+    Amounts all_items = items;
+    Amounts all_currencies = currencies;
+    for (size_t i = 0; i < bundle_ids.size(); ++i) {
+      auto b = defs.bundles.find(bundle_ids[i]);
+      const std::string at = "bundle_ids[" + std::to_string(i) + "]";
+      if (b == defs.bundles.end()) {
+        throw InventoryError(Kind::kInvalidArgument, at + " '" + bundle_ids[i] +
+                                                         "' is not in the catalog (version " +
+                                                         std::to_string(defs.version) + ")");
+      }
+      if (b->second.retired) {
+        throw InventoryError(Kind::kFailedPrecondition,
+                             at + " '" + bundle_ids[i] + "' is retired and can no longer be granted");
+      }
+      merge_into(all_items, b->second.items, "items with bundle " + bundle_ids[i]);
+      merge_into(all_currencies, b->second.currencies, "currencies with bundle " + bundle_ids[i]);
+    }
+    PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
+    change.entry.reason = reason.empty() ? "grant" : "grant: " + reason;
+    apply_items(change.after, defs, all_items, Purpose::kGrant, "items", player_id, limits_, change.entry);
+    apply_currencies(change.after, defs, all_currencies, Purpose::kGrant, "currencies", player_id,
+                     change.entry);
+    Plan plan;
+    finish(change, plan.changes);
+    plan.outcome = {player_id,    change.after, change.entry,
+                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+    return plan;
+  });
+}
+
+std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& request, const Render& render,
+                                     const std::string& player_id, const Amounts& items,
+                                     const Amounts& currencies, const std::string& reason) {
+  require_granter(caller);
+  check_id("player_id", player_id);
+  check_amounts("items", items, "item_id", "count");
+  check_amounts("currencies", currencies, "currency_id", "amount");
+  check_line_count(items.size() + currencies.size(), limits_);
+  if (items.empty() && currencies.empty()) {
+    throw InventoryError(Kind::kInvalidArgument, "a revoke needs at least one of items and currencies");
+  }
+  check_reason(reason);
+  return mutate(caller, request, render, [&] {
+    PlayerState peek = repository_.load(player_id);
+    std::set<std::string> item_ids = ids_of(items);
+    add_held(item_ids, peek.holdings);
+    const Definitions defs = definitions(item_ids, ids_of(currencies));
+    PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
+    change.entry.reason = reason.empty() ? "revoke" : "revoke: " + reason;
+    apply_items(change.after, defs, negated(items), Purpose::kRevoke, "items", player_id, limits_,
+                change.entry);
+    apply_currencies(change.after, defs, negated(currencies), Purpose::kRevoke, "currencies", player_id,
+                     change.entry);
+    Plan plan;
+    finish(change, plan.changes);
+    plan.outcome = {player_id,    change.after, change.entry,
+                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+    return plan;
+  });
+}
+
+std::string InventoryService::consume(const Caller& caller, const ChangeRequest& request,
+                                      const Render& render, const Amounts& items, const std::string& reason) {
+  require_player(caller, "consuming items");
+  check_amounts("items", items, "item_id", "count");
+  check_line_count(items.size(), limits_);
+  if (items.empty()) throw InventoryError(Kind::kInvalidArgument, "items is empty: name what to consume");
+  check_reason(reason);
+  const std::string& player_id = caller.player_id;
+  return mutate(caller, request, render, [&] {
+    PlayerState peek = repository_.load(player_id);
+    std::set<std::string> item_ids = ids_of(items);
+    add_held(item_ids, peek.holdings);
+    const Definitions defs = definitions(item_ids, {});
+    PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
+    change.entry.reason = reason.empty() ? "consume" : "consume: " + reason;
+    apply_items(change.after, defs, negated(items), Purpose::kConsume, "items", player_id, limits_,
+                change.entry);
+    Plan plan;
+    finish(change, plan.changes);
+    plan.outcome = {player_id,    change.after, change.entry,
+                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+    return plan;
+  });
+}
+
+std::string InventoryService::offer(const Caller& caller, const ChangeRequest& request, const Render& render,
+                                    const std::string& to_player_id, const Amounts& give_items,
+                                    const Amounts& give_currencies, const Amounts& want_items,
+                                    const Amounts& want_currencies, int64_t expires_in_s, bool transfer) {
+  require_player(caller, transfer ? "a transfer" : "a trade offer");
+  check_id("to_player_id", to_player_id);
+  if (to_player_id == caller.player_id) {
+    throw InventoryError(Kind::kInvalidArgument,
+                         "to_player_id is the caller: an offer goes to another player");
+  }
+  const char* gi = transfer ? "items" : "give_items";
+  const char* gc = transfer ? "currencies" : "give_currencies";
+  check_amounts(gi, give_items, "item_id", "count");
+  check_amounts(gc, give_currencies, "currency_id", "amount");
+  check_amounts("want_items", want_items, "item_id", "count");
+  check_amounts("want_currencies", want_currencies, "currency_id", "amount");
+  check_line_count(give_items.size() + give_currencies.size() + want_items.size() + want_currencies.size(),
+                   limits_);
+  if (give_items.empty() && give_currencies.empty() &&
+      (transfer || (want_items.empty() && want_currencies.empty()))) {
+    throw InventoryError(Kind::kInvalidArgument, transfer
+                                                     ? "a transfer needs at least one of items and currencies"
+                                                     : "a trade offer gives or wants something");
+  }
+  if (expires_in_s < 0 || expires_in_s > limits_.max_offer_ttl_s) {
+    throw InventoryError(Kind::kInvalidArgument, "expires_in_s is " + std::to_string(expires_in_s) +
+                                                     "; it must be between 0 (the default, " +
+                                                     std::to_string(limits_.default_offer_ttl_s) + ") and " +
+                                                     std::to_string(limits_.max_offer_ttl_s));
+  }
+  const int64_t ttl_s = expires_in_s == 0 ? limits_.default_offer_ttl_s : expires_in_s;
+  return mutate(caller, request, render, [&] {
+    // What is offered must be tradable and held now; it is checked again when the offer is accepted.
+    std::set<std::string> item_ids = ids_of(give_items);
+    add_ids(item_ids, want_items);
+    std::set<std::string> currency_ids = ids_of(give_currencies);
+    add_ids(currency_ids, want_currencies);
+    const Definitions defs = definitions(item_ids, currency_ids);
+    PlayerState sender = repository_.load(caller.player_id);
+    LedgerEntry scratch;
+    apply_items(sender.holdings, defs, negated(give_items), Purpose::kTrade, gi, caller.player_id, limits_,
+                scratch);
+    apply_currencies(sender.holdings, defs, negated(give_currencies), Purpose::kTrade, gc, caller.player_id,
+                     scratch);
+    for (size_t i = 0; i < want_items.size(); ++i) {
+      auto def = defs.items.find(want_items[i].id);
+      const std::string at = "want_items[" + std::to_string(i) + "].item_id '" + want_items[i].id + "'";
+      if (def == defs.items.end())
+        throw InventoryError(Kind::kInvalidArgument, at + " is not in the catalog");
+      if (!def->second.tradable) throw InventoryError(Kind::kFailedPrecondition, at + " is not tradable");
+    }
+    for (size_t i = 0; i < want_currencies.size(); ++i) {
+      if (defs.currencies.count(want_currencies[i].id) == 0) {
+        throw InventoryError(Kind::kInvalidArgument, "want_currencies[" + std::to_string(i) +
+                                                         "].currency_id '" + want_currencies[i].id +
+                                                         "' is not in the catalog");
+      }
+    }
+    Plan plan;
+    const int64_t now = now_();
+    // The sender's open offers are bounded; expired ones make room.
+    Page<std::string> open =
+        repository_.offer_ids(caller.player_id, true, "", static_cast<uint32_t>(limits_.max_open_offers));
+    size_t still_open = open.items.size();
+    if (still_open >= limits_.max_open_offers) {
+      for (const std::string& id : open.items) {
+        std::optional<StoredOffer> old = repository_.offer(id);
+        if (old && (old->offer.state != OfferState::kOpen || old->offer.expires_unix_ms < now)) {
+          StoredOffer closed = *old;
+          if (closed.offer.state == OfferState::kOpen) {
+            closed.offer.state = OfferState::kExpired;
+            closed.offer.closed_unix_ms = now;
+          }
+          plan.changes.offers.push_back(closed);
+          plan.changes.offer_index_removed.push_back({closed.offer.from_player_id, true, id});
+          plan.changes.offer_index_removed.push_back({closed.offer.to_player_id, false, id});
+          --still_open;
+        }
+      }
+      if (still_open >= limits_.max_open_offers) {
+        throw InventoryError(
+            Kind::kResourceExhausted,
+            caller.player_id + " has " + std::to_string(still_open) +
+                " open offers, the most one player may have; cancel some or wait until they expire");
+      }
+    }
+    Offer o;
+    o.id = new_offer_id_();
+    o.from_player_id = caller.player_id;
+    o.to_player_id = to_player_id;
+    o.give_items = give_items;
+    o.give_currencies = give_currencies;
+    o.want_items = want_items;
+    o.want_currencies = want_currencies;
+    o.created_unix_ms = now;
+    o.expires_unix_ms = now + ttl_s * 1000;
+    o.state = OfferState::kOpen;
+    plan.changes.offers.push_back({o, 0});
+    plan.changes.offer_index_added.push_back({o.from_player_id, true, o.id});
+    plan.changes.offer_index_added.push_back({o.to_player_id, false, o.id});
+    plan.outcome.player_id = caller.player_id;
+    plan.outcome.offer = o;
+    plan.outcome.catalog_version = defs.version;
+    return plan;
+  });
+}
+
+std::string InventoryService::accept(const Caller& caller, const ChangeRequest& request, const Render& render,
+                                     const std::string& offer_id) {
+  require_player(caller, "accepting an offer");
+  check_id("offer_id", offer_id);
+  return mutate(caller, request, render, [&] {
+    std::optional<StoredOffer> stored = repository_.offer(offer_id);
+    if (!stored) throw InventoryError(Kind::kNotFound, "offer_id '" + offer_id + "' does not exist");
+    Offer& o = stored->offer;
+    if (o.to_player_id != caller.player_id) {
+      throw InventoryError(
+          Kind::kPermissionDenied,
+          "offer '" + offer_id + "' was not made to the caller; only its recipient may accept it");
+    }
+    if (o.state != OfferState::kOpen) {
+      throw InventoryError(Kind::kFailedPrecondition,
+                           "offer '" + offer_id + "' is " + state_name(o.state) + ", not open");
+    }
+    const int64_t now = now_();
+    if (o.expires_unix_ms < now) {
+      throw InventoryError(Kind::kFailedPrecondition, "offer '" + offer_id + "' expired at " +
+                                                          std::to_string(o.expires_unix_ms) + " (unix ms)");
+    }
+    std::set<std::string> item_ids = ids_of(o.give_items);
+    add_ids(item_ids, o.want_items);
+    std::set<std::string> currency_ids = ids_of(o.give_currencies);
+    add_ids(currency_ids, o.want_currencies);
+    const PlayerState from_peek = repository_.load(o.from_player_id);
+    const PlayerState to_peek = repository_.load(o.to_player_id);
+    add_held(item_ids, from_peek.holdings);
+    add_held(item_ids, to_peek.holdings);
+    const Definitions defs = definitions(item_ids, currency_ids);
+    const bool transfer = o.want_items.empty() && o.want_currencies.empty();
+    const std::string reason = transfer ? "transfer" : "trade";
+    PlayerChange from = begin(o.from_player_id, from_peek, defs, caller, request);
+    PlayerChange to = begin(o.to_player_id, to_peek, defs, caller, request);
+    for (PlayerChange* side : {&from, &to}) {
+      side->entry.reason = reason;
+      side->entry.offer_id = o.id;
+      side->entry.counterparty = side == &from ? o.to_player_id : o.from_player_id;
+    }
+    // The sender gives, the recipient receives; then the other way. Any shortfall refuses it all.
+    apply_items(from.after, defs, negated(o.give_items), Purpose::kTrade, "offer.give_items",
+                o.from_player_id, limits_, from.entry);
+    apply_currencies(from.after, defs, negated(o.give_currencies), Purpose::kTrade, "offer.give_currencies",
+                     o.from_player_id, from.entry);
+    apply_items(to.after, defs, negated(o.want_items), Purpose::kTrade, "offer.want_items", o.to_player_id,
+                limits_, to.entry);
+    apply_currencies(to.after, defs, negated(o.want_currencies), Purpose::kTrade, "offer.want_currencies",
+                     o.to_player_id, to.entry);
+    apply_items(to.after, defs, o.give_items, Purpose::kTrade, "offer.give_items", o.to_player_id, limits_,
+                to.entry);
+    apply_currencies(to.after, defs, o.give_currencies, Purpose::kTrade, "offer.give_currencies",
+                     o.to_player_id, to.entry);
+    apply_items(from.after, defs, o.want_items, Purpose::kTrade, "offer.want_items", o.from_player_id,
+                limits_, from.entry);
+    apply_currencies(from.after, defs, o.want_currencies, Purpose::kTrade, "offer.want_currencies",
+                     o.from_player_id, from.entry);
+    Plan plan;
+    finish(from, plan.changes);
+    finish(to, plan.changes);
+    o.state = OfferState::kAccepted;
+    o.closed_unix_ms = now;
+    plan.changes.offers.push_back(*stored);
+    plan.changes.offer_index_removed.push_back({o.from_player_id, true, o.id});
+    plan.changes.offer_index_removed.push_back({o.to_player_id, false, o.id});
+    plan.outcome = {to.player_id, to.after, to.entry, o, defs.version, frozen_items(to.after, defs)};
+    return plan;
+  });
+}
+
+std::string InventoryService::close(const Caller& caller, const ChangeRequest& request, const Render& render,
+                                    const std::string& offer_id, OfferState how) {
+  require_player(caller, how == OfferState::kDeclined ? "declining an offer" : "cancelling an offer");
+  check_id("offer_id", offer_id);
+  return mutate(caller, request, render, [&] {
+    std::optional<StoredOffer> stored = repository_.offer(offer_id);
+    if (!stored) throw InventoryError(Kind::kNotFound, "offer_id '" + offer_id + "' does not exist");
+    Offer& o = stored->offer;
+    const std::string& party = how == OfferState::kDeclined ? o.to_player_id : o.from_player_id;
+    if (party != caller.player_id) {
+      throw InventoryError(Kind::kPermissionDenied, how == OfferState::kDeclined
+                                                        ? "only the offer's recipient may decline it"
+                                                        : "only the offer's sender may cancel it");
+    }
+    if (o.state != OfferState::kOpen) {
+      throw InventoryError(Kind::kFailedPrecondition,
+                           "offer '" + offer_id + "' is " + state_name(o.state) + ", not open");
+    }
+    o.state = how;
+    o.closed_unix_ms = now_();
+    Plan plan;
+    plan.changes.offers.push_back(*stored);
+    plan.changes.offer_index_removed.push_back({o.from_player_id, true, o.id});
+    plan.changes.offer_index_removed.push_back({o.to_player_id, false, o.id});
+    plan.outcome.player_id = caller.player_id;
+    plan.outcome.offer = o;
+    return plan;
+  });
+}
+
+Outcome InventoryService::get(const Caller& caller, const std::string& player_id) {
+  check_id("player_id", player_id);
+  require_reader(caller, player_id);
+  for (int attempt = 0;; ++attempt) {
+    PlayerState state = repository_.load(player_id);
+    Outcome out{player_id, state.holdings, std::nullopt, std::nullopt, 0, {}};
+    if (state.holdings.items.empty()) return out;
+    std::set<std::string> held;
+    add_held(held, state.holdings);
+    Definitions defs;
+    try {
+      defs = definitions(held, {});
+    } catch (const InventoryError& e) {
+      if (e.kind() != Kind::kUnavailable) throw;
+      return out;  // without the catalog: shown as stored, nothing marked frozen
+    }
+    out.catalog_version = defs.version;
+    Holdings migrated = state.holdings;
+    LedgerEntry entry;
+    entry.player_id = player_id;
+    entry.actor = "inventory";
+    entry.created_unix_ms = now_();
+    if (!migrate(migrated, defs, entry)) {
+      out.frozen = frozen_items(state.holdings, defs);
+      return out;
+    }
+    // Removed items are converted on the player's next read or change, with a ledger entry.
+    entry.sequence = ++migrated.sequence;
+    ChangeSet changes;
+    changes.players.push_back({player_id, migrated, state.version});
+    changes.ledger.push_back(entry);
+    for (const auto& [id, count] : migrated.items) {
+      if (state.holdings.items.count(id) == 0) changes.holders_added.emplace_back(id, player_id);
+    }
+    for (const auto& [id, count] : state.holdings.items) {
+      if (migrated.items.count(id) == 0) changes.holders_removed.emplace_back(id, player_id);
+    }
+    if (repository_.commit(changes)) {
+      out.holdings = migrated;
+      out.frozen = frozen_items(migrated, defs);
+      return out;
+    }
+    if (attempt + 1 >= limits_.max_conflict_retries) {
+      throw InventoryError(Kind::kAborted, "the inventory of " + player_id + " kept changing; retry");
+    }
+    backoff(attempt);
+  }
+}
+
+Page<LedgerEntry> InventoryService::ledger(const Caller& caller, const std::string& player_id,
+                                           const std::string& cursor, uint32_t page_size) {
+  check_id("player_id", player_id);
+  require_reader(caller, player_id);
+  return repository_.ledger(player_id, cursor, page_of(page_size, 100, 1000));
+}
+
+Page<Offer> InventoryService::offers(const Caller& caller, std::optional<bool> outgoing,
+                                     const std::string& cursor, uint32_t page_size) {
+  require_player(caller, "listing offers");
+  Page<std::string> ids =
+      repository_.offer_ids(caller.player_id, outgoing, cursor, page_of(page_size, 50, 200));
+  Page<Offer> out;
+  out.next_cursor = ids.next_cursor;
+  const int64_t now = now_();
+  for (const std::string& id : ids.items) {
+    std::optional<StoredOffer> stored = repository_.offer(id);
+    if (!stored) continue;
+    if (stored->offer.state == OfferState::kOpen && stored->offer.expires_unix_ms < now) {
+      stored->offer.state = OfferState::kExpired;
+    }
+    out.items.push_back(stored->offer);
+  }
+  return out;
+}
+
+void InventoryService::verify_player(const std::string& player_id, VerifyReport& report) {
+  const PlayerState state = repository_.load(player_id);
+  std::map<std::string, int64_t> items, currencies;
+  uint64_t expected_sequence = 0;
+  std::string cursor;
+  auto note = [&](std::string kind, std::string id, int64_t held, int64_t derived) {
+    report.mismatches.push_back({player_id, std::move(kind), std::move(id), held, derived});
+  };
+  do {
+    Page<LedgerEntry> page = repository_.ledger(player_id, cursor, 1000);
+    for (const LedgerEntry& e : page.items) {
+      ++report.entries_checked;
+      if (e.sequence != ++expected_sequence) {
+        note("sequence", std::to_string(expected_sequence), static_cast<int64_t>(e.sequence),
+             static_cast<int64_t>(expected_sequence));
+        expected_sequence = e.sequence;
+      }
+      for (const Amount& d : e.item_deltas) items[d.id] += d.count;
+      for (const Amount& d : e.currency_deltas) currencies[d.id] += d.count;
+      for (const Amount& r : e.resulting_items) {
+        if (items[r.id] != r.count)
+          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, items[r.id]);
+      }
+      for (const Amount& r : e.resulting_currencies) {
+        if (currencies[r.id] != r.count) {
+          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, currencies[r.id]);
+        }
+      }
+    }
+    cursor = page.next_cursor;
+  } while (!cursor.empty());
+  if (state.holdings.sequence != expected_sequence) {
+    note("sequence", "last", static_cast<int64_t>(state.holdings.sequence),
+         static_cast<int64_t>(expected_sequence));
+  }
+  auto compare = [&](const char* kind, const std::map<std::string, int64_t>& held,
+                     const std::map<std::string, int64_t>& derived) {
+    std::set<std::string> ids;
+    for (const auto& [id, n] : held) ids.insert(id);
+    for (const auto& [id, n] : derived) ids.insert(id);
+    for (const std::string& id : ids) {
+      const int64_t h = held.count(id) ? held.at(id) : 0;
+      const int64_t d = derived.count(id) ? derived.at(id) : 0;
+      if (h != d) note(kind, id, h, d);
+    }
+  };
+  compare("item", state.holdings.items, items);
+  compare("currency", state.holdings.currencies, currencies);
+  ++report.players_checked;
+}
+
+VerifyReport InventoryService::verify(const Caller& caller, const std::string& player_id,
+                                      const std::string& cursor, uint32_t page_size) {
+  if (!caller.is_admin())
+    throw InventoryError(Kind::kPermissionDenied, "verifying the ledger needs the role admin");
+  VerifyReport report;
+  if (!player_id.empty()) {
+    check_id("player_id", player_id);
+    verify_player(player_id, report);
+    return report;
+  }
+  Page<std::string> players = repository_.players(cursor, page_of(page_size, 50, 500));
+  for (const std::string& id : players.items) verify_player(id, report);
+  report.next_cursor = players.next_cursor;
+  return report;
+}
+
+std::vector<std::string> InventoryService::find_held(const Caller& caller,
+                                                     const std::vector<std::string>& item_ids) {
+  if (!caller.is_admin() && !(caller.player_id.empty() && caller.plugin == "resource-manager")) {
+    throw InventoryError(
+        Kind::kPermissionDenied,
+        "FindHeldItems is for admins and the resource-manager plugin calling with its own trust");
+  }
+  if (item_ids.size() > 1000) {
+    throw InventoryError(Kind::kInvalidArgument,
+                         "item_ids has " + std::to_string(item_ids.size()) + " ids; the most is 1000");
+  }
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < item_ids.size(); ++i) {
+    check_id("item_ids[" + std::to_string(i) + "]", item_ids[i]);
+    if (seen.insert(item_ids[i]).second && repository_.anyone_holds(item_ids[i])) out.push_back(item_ids[i]);
+  }
+  return out;
+}
+
+}  // namespace gameverse::inventory

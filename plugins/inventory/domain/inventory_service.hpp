@@ -1,0 +1,120 @@
+// The inventory's use cases: grants, revokes, consumption, offers (transfers and trades) and
+// their acceptance, the ledger and its verification. Every change is one atomic ChangeSet with a
+// ledger entry per player touched and the idempotency record of the call; a conflict with a
+// concurrent change is retried a bounded number of times, then ABORTED.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/model.hpp"
+#include "domain/repositories.hpp"
+#include "domain/rules.hpp"
+
+namespace gameverse::inventory {
+
+// A mutating call as the API hands it over: its method, key and serialized request (a replay
+// must match it byte for byte).
+struct ChangeRequest {
+  std::string method;
+  std::string idempotency_key;
+  std::string bytes;
+};
+
+// What a change or a read produced, for the API to turn into its response.
+struct Outcome {
+  std::string player_id;
+  Holdings holdings;
+  std::optional<LedgerEntry> entry;
+  std::optional<Offer> offer;
+  uint64_t catalog_version = 0;
+  std::set<std::string> frozen;
+};
+// Turns an outcome into the response bytes stored with the idempotency record.
+using Render = std::function<std::string(const Outcome&)>;
+
+struct Mismatch {
+  std::string player_id;
+  std::string kind;  // "item", "currency", "sequence" or "resulting"
+  std::string id;
+  int64_t held = 0;
+  int64_t derived = 0;
+};
+
+struct VerifyReport {
+  uint32_t players_checked = 0;
+  uint64_t entries_checked = 0;
+  std::vector<Mismatch> mismatches;
+  std::string next_cursor;
+};
+
+class InventoryService {
+ public:
+  InventoryService(InventoryRepository& repository, Catalog& catalog, Limits limits,
+                   std::function<int64_t()> now_unix_ms, std::function<std::string()> new_offer_id);
+
+  // Each mutating call returns the response bytes: the first answer when the key was used before
+  // with the same request; ALREADY_EXISTS when it was used with a different one.
+  std::string grant(const Caller& caller, const ChangeRequest& request, const Render& render,
+                    const std::string& player_id, const Amounts& items, const Amounts& currencies,
+                    const std::vector<std::string>& bundle_ids, const std::string& reason);
+  std::string revoke(const Caller& caller, const ChangeRequest& request, const Render& render,
+                     const std::string& player_id, const Amounts& items, const Amounts& currencies,
+                     const std::string& reason);
+  std::string consume(const Caller& caller, const ChangeRequest& request, const Render& render,
+                      const Amounts& items, const std::string& reason);
+  // A transfer is an offer that wants nothing back.
+  std::string offer(const Caller& caller, const ChangeRequest& request, const Render& render,
+                    const std::string& to_player_id, const Amounts& give_items,
+                    const Amounts& give_currencies, const Amounts& want_items, const Amounts& want_currencies,
+                    int64_t expires_in_s, bool transfer);
+  std::string accept(const Caller& caller, const ChangeRequest& request, const Render& render,
+                     const std::string& offer_id);
+  // kDeclined by the recipient, kCancelled by the sender.
+  std::string close(const Caller& caller, const ChangeRequest& request, const Render& render,
+                    const std::string& offer_id, OfferState how);
+
+  // A player's inventory, with removed items converted by their migration on the way.
+  Outcome get(const Caller& caller, const std::string& player_id);
+  Page<LedgerEntry> ledger(const Caller& caller, const std::string& player_id, const std::string& cursor,
+                           uint32_t page_size);
+  Page<Offer> offers(const Caller& caller, std::optional<bool> outgoing, const std::string& cursor,
+                     uint32_t page_size);
+  VerifyReport verify(const Caller& caller, const std::string& player_id, const std::string& cursor,
+                      uint32_t page_size);
+  std::vector<std::string> find_held(const Caller& caller, const std::vector<std::string>& item_ids);
+
+  // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
+  void on_conflict(std::function<void(bool gave_up)> listener) { on_conflict_ = std::move(listener); }
+
+  // Re-derives one player's balances from the ledger (used by verify).
+  void verify_player(const std::string& player_id, VerifyReport& report);
+
+ private:
+  struct Plan {
+    ChangeSet changes;
+    Outcome outcome;
+  };
+  struct PlayerChange;
+
+  std::string mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
+                     const std::function<Plan()>& plan);
+  // `state` is the player's document as just loaded: the change is made against its version.
+  PlayerChange begin(const std::string& player_id, PlayerState state, const Definitions& defs,
+                     const Caller& caller, const ChangeRequest& request);
+  void finish(PlayerChange& change, ChangeSet& changes);
+  Definitions definitions(const std::set<std::string>& items, const std::set<std::string>& currencies,
+                          const std::set<std::string>& bundles = {});
+  void backoff(int attempt);
+
+  InventoryRepository& repository_;
+  Catalog& catalog_;
+  Limits limits_;
+  std::function<int64_t()> now_;
+  std::function<std::string()> new_offer_id_;
+  std::function<void(bool)> on_conflict_;
+};
+
+}  // namespace gameverse::inventory

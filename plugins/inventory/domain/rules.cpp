@@ -1,0 +1,281 @@
+#include "domain/rules.hpp"
+
+#include <algorithm>
+
+namespace gameverse::inventory {
+
+namespace {
+
+using Kind = InventoryError::Kind;
+
+[[noreturn]] void invalid(std::string message) {
+  throw InventoryError(Kind::kInvalidArgument, std::move(message));
+}
+
+std::string quoted(std::string_view s) {
+  return "'" + std::string(s) + "'";
+}
+
+// Records one delta and the balance it leaves in the entry (merging repeated ids).
+void record(Amounts& deltas, Amounts& results, const std::string& id, int64_t delta, int64_t result) {
+  auto d = std::find_if(deltas.begin(), deltas.end(), [&](const Amount& a) { return a.id == id; });
+  if (d == deltas.end()) {
+    deltas.push_back({id, delta});
+    results.push_back({id, result});
+    return;
+  }
+  d->count = checked_add(d->count, delta, "a ledger delta of " + quoted(id));
+  auto r = std::find_if(results.begin(), results.end(), [&](const Amount& a) { return a.id == id; });
+  r->count = result;
+}
+
+void set_balance(std::map<std::string, int64_t>& balances, const std::string& id, int64_t value) {
+  if (value == 0) {
+    balances.erase(id);
+  } else {
+    balances[id] = value;
+  }
+}
+
+}  // namespace
+
+bool Caller::has_role(const std::string& role) const {
+  return std::find(roles.begin(), roles.end(), role) != roles.end();
+}
+bool Caller::is_admin() const {
+  return !player_id.empty() && (has_role("admin") || has_role("operator"));
+}
+bool Caller::may_read_any() const {
+  return is_admin() || (!player_id.empty() && has_role("moderator"));
+}
+std::string Caller::actor() const {
+  if (player_id.empty()) return "plugin:" + plugin;
+  if (has_role("operator") && player_id == "operator") return "operator";
+  return "player:" + player_id;
+}
+
+void check_id(std::string_view field, std::string_view id) {
+  if (id.empty()) invalid(std::string(field) + " is empty");
+  if (id.size() > kMaxIdBytes) {
+    invalid(std::string(field) + " has " + std::to_string(id.size()) + " bytes; the most is " +
+            std::to_string(kMaxIdBytes));
+  }
+  for (char c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-' || c == '.' || c == ':';
+    if (!ok) invalid(std::string(field) + " " + quoted(id) + " may hold only letters, digits and _ - . :");
+  }
+}
+
+void check_idempotency_key(std::string_view key) {
+  if (key.empty()) {
+    invalid(
+        "idempotency_key is required: every change needs a key of the caller's choosing, so a retry "
+        "cannot apply it twice");
+  }
+  if (key.size() > kMaxIdempotencyKeyBytes) {
+    invalid("idempotency_key has " + std::to_string(key.size()) + " bytes; the most is " +
+            std::to_string(kMaxIdempotencyKeyBytes));
+  }
+  for (char c : key) {
+    if (c < 0x21 || c > 0x7e) invalid("idempotency_key may hold only printable ASCII without spaces");
+  }
+}
+
+void check_reason(std::string_view reason) {
+  if (reason.size() > kMaxReasonBytes) {
+    invalid("reason has " + std::to_string(reason.size()) + " bytes; the most is " +
+            std::to_string(kMaxReasonBytes));
+  }
+}
+
+void check_amounts(std::string_view field, const Amounts& amounts, std::string_view id_name,
+                   std::string_view count_name) {
+  std::set<std::string_view> seen;
+  for (size_t i = 0; i < amounts.size(); ++i) {
+    const std::string at = std::string(field) + "[" + std::to_string(i) + "]";
+    check_id(at + "." + std::string(id_name), amounts[i].id);
+    if (!seen.insert(amounts[i].id).second) {
+      invalid(at + "." + std::string(id_name) + " " + quoted(amounts[i].id) + " appears twice in " +
+              std::string(field) + "; give each once");
+    }
+    const int64_t n = amounts[i].count;
+    if (n <= 0) {
+      invalid(at + "." + std::string(count_name) + " is " + std::to_string(n) +
+              "; it must be greater than 0");
+    }
+    if (n > kMaxQuantity) {
+      invalid(at + "." + std::string(count_name) + " is " + std::to_string(n) + "; the most is " +
+              std::to_string(kMaxQuantity));
+    }
+  }
+}
+
+void check_line_count(size_t lines, const Limits& limits) {
+  if (lines > limits.max_lines) {
+    invalid("the request has " + std::to_string(lines) + " item, currency and bundle lines; the most is " +
+            std::to_string(limits.max_lines));
+  }
+}
+
+int64_t checked_add(int64_t a, int64_t b, std::string_view what) {
+  int64_t out = 0;
+  if (__builtin_add_overflow(a, b, &out)) invalid(std::string(what) + " would overflow a 64-bit count");
+  return out;
+}
+
+int64_t checked_multiply(int64_t a, int64_t b, std::string_view what) {
+  int64_t out = 0;
+  if (__builtin_mul_overflow(a, b, &out)) invalid(std::string(what) + " would overflow a 64-bit count");
+  return out;
+}
+
+void apply_items(Holdings& holdings, const Definitions& defs, const Amounts& deltas, Purpose purpose,
+                 std::string_view field, const std::string& player_id, const Limits& limits,
+                 LedgerEntry& entry) {
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    const Amount& d = deltas[i];
+    const std::string at = std::string(field) + "[" + std::to_string(i) + "]";
+    auto def = defs.items.find(d.id);
+    if (def == defs.items.end() && purpose != Purpose::kRevoke &&
+        !(purpose == Purpose::kMigration && d.count < 0)) {
+      invalid(at + ".item_id " + quoted(d.id) + " is not in the catalog (version " +
+              std::to_string(defs.version) + ")" +
+              (holdings.items.count(d.id) != 0 ? "; it is held but frozen and cannot move" : ""));
+    }
+    if (purpose == Purpose::kGrant && def->second.retired) {
+      throw InventoryError(Kind::kFailedPrecondition,
+                           at + ".item_id " + quoted(d.id) + " is retired and can no longer be granted");
+    }
+    if (purpose == Purpose::kConsume && !def->second.consumable) {
+      throw InventoryError(Kind::kFailedPrecondition, at + ".item_id " + quoted(d.id) + " is not consumable");
+    }
+    if (purpose == Purpose::kTrade && !def->second.tradable) {
+      throw InventoryError(Kind::kFailedPrecondition, at + ".item_id " + quoted(d.id) +
+                                                          " is not tradable and cannot move between players");
+    }
+    const auto held_it = holdings.items.find(d.id);
+    const int64_t held = held_it == holdings.items.end() ? 0 : held_it->second;
+    const int64_t after = checked_add(held, d.count, at + ".count on top of what " + player_id + " holds");
+    if (after < 0) {
+      throw InventoryError(Kind::kFailedPrecondition, at + ": " + player_id + " holds " +
+                                                          std::to_string(held) + " of " + quoted(d.id) +
+                                                          ", fewer than " + std::to_string(-d.count));
+    }
+    if (d.count > 0 && def != defs.items.end()) {
+      const int64_t most = std::max<int64_t>(def->second.max_stack, 1);
+      if (after > most) {
+        throw InventoryError(Kind::kFailedPrecondition, at + ": " + player_id + " would hold " +
+                                                            std::to_string(after) + " of " + quoted(d.id) +
+                                                            "; its max_stack is " + std::to_string(most));
+      }
+    }
+    if (held == 0 && after > 0 && holdings.items.size() >= limits.max_distinct_items) {
+      throw InventoryError(Kind::kFailedPrecondition, at + ": " + player_id + " already holds " +
+                                                          std::to_string(holdings.items.size()) +
+                                                          " different items, the most one player may hold");
+    }
+    set_balance(holdings.items, d.id, after);
+    record(entry.item_deltas, entry.resulting_items, d.id, d.count, after);
+  }
+}
+
+void apply_currencies(Holdings& holdings, const Definitions& defs, const Amounts& deltas, Purpose purpose,
+                      std::string_view field, const std::string& player_id, LedgerEntry& entry) {
+  for (size_t i = 0; i < deltas.size(); ++i) {
+    const Amount& d = deltas[i];
+    const std::string at = std::string(field) + "[" + std::to_string(i) + "]";
+    auto def = defs.currencies.find(d.id);
+    if (def == defs.currencies.end() && purpose != Purpose::kRevoke) {
+      invalid(at + ".currency_id " + quoted(d.id) + " is not in the catalog (version " +
+              std::to_string(defs.version) + ")");
+    }
+    if (purpose == Purpose::kGrant && def->second.retired) {
+      throw InventoryError(Kind::kFailedPrecondition,
+                           at + ".currency_id " + quoted(d.id) + " is retired and can no longer be granted");
+    }
+    const auto held_it = holdings.currencies.find(d.id);
+    const int64_t held = held_it == holdings.currencies.end() ? 0 : held_it->second;
+    const int64_t after = checked_add(held, d.count, at + ".amount on top of the balance of " + player_id);
+    if (after < 0) {
+      throw InventoryError(Kind::kFailedPrecondition, at + ": the balance of " + player_id + " in " +
+                                                          quoted(d.id) + " is " + std::to_string(held) +
+                                                          ", less than " + std::to_string(-d.count));
+    }
+    if (d.count > 0 && after > def->second.max_balance) {
+      throw InventoryError(Kind::kFailedPrecondition, at + ": the balance of " + player_id + " in " +
+                                                          quoted(d.id) + " would be " +
+                                                          std::to_string(after) + "; its max_balance is " +
+                                                          std::to_string(def->second.max_balance));
+    }
+    set_balance(holdings.currencies, d.id, after);
+    record(entry.currency_deltas, entry.resulting_currencies, d.id, d.count, after);
+  }
+}
+
+Amounts negated(const Amounts& amounts) {
+  Amounts out = amounts;
+  for (Amount& a : out) a.count = -a.count;  // counts are checked > 0 and <= 10^18 before
+  return out;
+}
+
+void merge_into(Amounts& into, const Amounts& extra, std::string_view what) {
+  for (const Amount& e : extra) {
+    auto it = std::find_if(into.begin(), into.end(), [&](const Amount& a) { return a.id == e.id; });
+    if (it == into.end()) {
+      into.push_back(e);
+    } else {
+      it->count = checked_add(it->count, e.count, std::string(what) + " " + quoted(e.id));
+    }
+  }
+}
+
+bool migrate(Holdings& holdings, const Definitions& defs, LedgerEntry& entry) {
+  bool changed = false;
+  const std::map<std::string, int64_t> held = holdings.items;
+  for (const auto& [id, count] : held) {
+    if (defs.items.count(id) != 0) continue;
+    auto m = defs.migrations.find(id);
+    if (m == defs.migrations.end()) continue;  // frozen: kept, never dropped silently
+    const ItemMigration& migration = m->second;
+    // A migration that names no target and is no discard is invalid: the holding stays, frozen.
+    if (!migration.discard && !migration.to_item && !migration.to_currency) continue;
+    try {
+      Holdings next = holdings;
+      LedgerEntry step = entry;
+      next.items.erase(id);
+      record(step.item_deltas, step.resulting_items, id, -count, 0);
+      if (migration.to_item) {
+        const int64_t add = checked_multiply(count, migration.to_item->count, "migrating " + quoted(id));
+        const int64_t after = checked_add(next.items[migration.to_item->id], add, "migrating " + quoted(id));
+        set_balance(next.items, migration.to_item->id, after);
+        record(step.item_deltas, step.resulting_items, migration.to_item->id, add, after);
+      }
+      if (migration.to_currency) {
+        const int64_t add = checked_multiply(count, migration.to_currency->count, "migrating " + quoted(id));
+        auto& balance = next.currencies[migration.to_currency->id];
+        const int64_t after = checked_add(balance, add, "migrating " + quoted(id));
+        set_balance(next.currencies, migration.to_currency->id, after);
+        record(step.currency_deltas, step.resulting_currencies, migration.to_currency->id, add, after);
+      }
+      holdings = std::move(next);
+      entry = std::move(step);
+      entry.catalog_version = std::max(entry.catalog_version, migration.catalog_version);
+      changed = true;
+    } catch (const InventoryError&) {
+      // A conversion that would overflow leaves the holding frozen rather than lose any of it.
+    }
+  }
+  if (changed) entry.reason = "catalog migration";
+  return changed;
+}
+
+std::set<std::string> frozen_items(const Holdings& holdings, const Definitions& defs) {
+  std::set<std::string> out;
+  for (const auto& [id, count] : holdings.items) {
+    if (defs.items.count(id) == 0 && defs.migrations.count(id) == 0) out.insert(id);
+  }
+  return out;
+}
+
+}  // namespace gameverse::inventory

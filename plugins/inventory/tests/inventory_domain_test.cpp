@@ -1,0 +1,364 @@
+// The inventory's rules and use cases without a host: an in-memory repository with the store's
+// conflict rules and a fixed catalog.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <limits>
+#include <thread>
+
+#include "domain/inventory_service.hpp"
+#include "in_memory.hpp"
+
+namespace gameverse::inventory {
+namespace {
+
+using testing::FixedCatalog;
+using testing::InMemoryRepository;
+using Kind = InventoryError::Kind;
+
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
+
+// The response a test reads back: the holdings after, as text.
+std::string render(const Outcome& o) {
+  std::string out = o.player_id + ":";
+  for (const auto& [id, n] : o.holdings.items) out += id + "=" + std::to_string(n) + ",";
+  for (const auto& [id, n] : o.holdings.currencies) out += id + "=" + std::to_string(n) + ",";
+  if (o.offer) out += "offer=" + o.offer->id;
+  return out;
+}
+
+class InventoryDomain : public ::testing::Test {
+ protected:
+  InventoryDomain()
+      : service_(
+            repo_, catalog_, Limits{}, [this] { return now_; },
+            [this] { return "offer-" + std::to_string(++offers_); }) {
+    Definitions& d = catalog_.all;
+    d.version = 3;
+    d.items["sword"] = {"sword", false, 1, true, false, false};
+    d.items["potion"] = {"potion", true, 99, true, true, false};
+    d.items["medal"] = {"medal", true, 10, false, false, false};  // not tradable
+    d.items["relic"] = {"relic", true, 5, true, false, true};     // retired
+    d.currencies["gold"] = {"gold", 1'000'000, false};
+    d.currencies["big"] = {"big", kInt64Max, false};
+    d.bundles["starter"] = {"starter", {{"potion", 3}}, {{"gold", 100}}, false};
+  }
+
+  ChangeRequest req(const std::string& method, const std::string& key, const std::string& bytes = "r") {
+    return {method, key, method + bytes};
+  }
+  std::string grant(const std::string& player, Amounts items, Amounts currencies, const std::string& key,
+                    std::vector<std::string> bundles = {}) {
+    std::string bytes = player;  // stands for the serialized request
+    for (const Amount& a : items) bytes += "|" + a.id + "=" + std::to_string(a.count);
+    for (const Amount& a : currencies) bytes += "|" + a.id + "=" + std::to_string(a.count);
+    return service_.grant(admin_, req("Grant", key, bytes), render, player, items, currencies, bundles, "");
+  }
+  Holdings held(const std::string& player) { return repo_.load(player).holdings; }
+  static Caller player(const std::string& id) { return {id, {"player"}, "", false}; }
+
+  template <class F>
+  Kind refused(F&& f) {
+    try {
+      f();
+    } catch (const InventoryError& e) {
+      last_error_ = e.what();
+      return e.kind();
+    }
+    ADD_FAILURE() << "not refused";
+    return Kind::kDataLoss;
+  }
+
+  InMemoryRepository repo_;
+  FixedCatalog catalog_;
+  int64_t now_ = 1'000'000;
+  std::atomic<int> offers_{0};  // offer ids are made on several threads at once
+  InventoryService service_;
+  Caller admin_{"root", {"player", "admin"}, "", false};
+  std::string last_error_;
+};
+
+TEST_F(InventoryDomain, GrantAddsItemsCurrenciesAndBundlesWithOneLedgerEntry) {
+  grant("alice", {{"sword", 1}}, {{"gold", 50}}, "k1", {"starter"});
+  const Holdings h = held("alice");
+  EXPECT_EQ(h.items.at("sword"), 1);
+  EXPECT_EQ(h.items.at("potion"), 3);
+  EXPECT_EQ(h.currencies.at("gold"), 150);
+  EXPECT_EQ(h.sequence, 1u);
+  EXPECT_EQ(repo_.ledger_size(), 1u);
+  EXPECT_TRUE(repo_.anyone_holds("sword"));
+}
+
+TEST_F(InventoryDomain, AReplayReturnsTheFirstAnswerAndChangesNothing) {
+  const std::string first = grant("alice", {{"potion", 2}}, {}, "same");
+  const std::string again = grant("alice", {{"potion", 2}}, {}, "same");
+  EXPECT_EQ(first, again);
+  EXPECT_EQ(held("alice").items.at("potion"), 2);
+  EXPECT_EQ(repo_.ledger_size(), 1u);
+  // The same key for another request is refused, saying so.
+  EXPECT_EQ(refused([&] { grant("alice", {{"potion", 5}}, {}, "same"); }), Kind::kAlreadyExists);
+  EXPECT_NE(last_error_.find("idempotency_key 'same' was already used for a different request"),
+            std::string::npos)
+      << last_error_;
+  EXPECT_EQ(held("alice").items.at("potion"), 2);
+}
+
+TEST_F(InventoryDomain, KeysAreScopedByCaller) {
+  grant("alice", {{"potion", 1}}, {}, "k");
+  Caller other_admin{"root2", {"admin"}, "", false};
+  service_.grant(other_admin, req("Grant", "k", "alice"), render, "alice", {{"potion", 1}}, {}, {}, "");
+  EXPECT_EQ(held("alice").items.at("potion"), 2);
+}
+
+TEST_F(InventoryDomain, BadInputIsRefusedNamingTheFieldAndChangesNothing) {
+  struct Case {
+    Amounts items, currencies;
+    std::string key;
+    const char* names;
+  };
+  const std::vector<Case> cases = {
+      {{{"nope", 1}}, {}, "a", "items[0].item_id 'nope' is not in the catalog"},
+      {{{"potion", 0}}, {}, "b", "items[0].count is 0"},
+      {{{"potion", -1}}, {}, "c", "items[0].count is -1"},
+      {{{"potion", kInt64Min}}, {}, "d", "items[0].count is -9223372036854775808"},
+      {{{"potion", kInt64Max}}, {}, "e", "items[0].count is 9223372036854775807; the most is"},
+      {{}, {{"gold", -5}}, "f", "currencies[0].amount is -5"},
+      {{{"potion", 1}, {"potion", 1}}, {}, "g", "appears twice"},
+      {{{"bad/id", 1}}, {}, "h", "items[0].item_id 'bad/id' may hold only"},
+      {{{"potion", 1}}, {}, "", "idempotency_key is required"},
+      {{{"relic", 1}}, {}, "i", "items[0].item_id 'relic' is retired"},
+      {{}, {{"gold", 1'000'001}}, "j", "max_balance is 1000000"},
+      {{{"potion", 100}}, {}, "k", "max_stack is 99"},
+  };
+  for (const Case& c : cases) {
+    refused([&] { grant("alice", c.items, c.currencies, c.key); });
+    EXPECT_NE(last_error_.find(c.names), std::string::npos) << last_error_;
+  }
+  Amounts many;
+  for (int i = 0; i < 65; ++i) many.push_back({"i" + std::to_string(i), 1});
+  EXPECT_EQ(refused([&] { grant("alice", many, {}, "l"); }), Kind::kInvalidArgument);
+  EXPECT_NE(last_error_.find("65 item, currency and bundle lines; the most is 64"), std::string::npos);
+  EXPECT_EQ(repo_.commits, 0);
+  EXPECT_TRUE(held("alice").items.empty());
+}
+
+TEST_F(InventoryDomain, BalancesStayWithinInt64) {
+  grant("alice", {}, {{"big", kMaxQuantity}}, "a");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "b");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "c");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "d");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "e");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "f");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "g");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "h");
+  grant("alice", {}, {{"big", kMaxQuantity}}, "i");
+  EXPECT_EQ(refused([&] { grant("alice", {}, {{"big", kMaxQuantity}}, "j"); }), Kind::kInvalidArgument);
+  EXPECT_NE(last_error_.find("overflow"), std::string::npos) << last_error_;
+  EXPECT_EQ(held("alice").currencies.at("big"), 9 * kMaxQuantity);
+}
+
+TEST_F(InventoryDomain, OnlyAdminsAndTrustedPluginsGrant) {
+  EXPECT_EQ(
+      refused([&] {
+        service_.grant(player("alice"), req("Grant", "k"), render, "alice", {{"potion", 1}}, {}, {}, "");
+      }),
+      Kind::kPermissionDenied);
+  Caller untrusted{"", {}, "shop", false};
+  EXPECT_EQ(refused([&] {
+              service_.grant(untrusted, req("Grant", "k"), render, "alice", {{"potion", 1}}, {}, {}, "");
+            }),
+            Kind::kPermissionDenied);
+  EXPECT_NE(last_error_.find("plugin 'shop' is not in the inventory's trusted_plugins"), std::string::npos);
+  Caller trusted{"", {}, "shop", true};
+  service_.grant(trusted, req("Grant", "k"), render, "alice", {{"potion", 1}}, {}, {}, "");
+  EXPECT_EQ(held("alice").items.at("potion"), 1);
+}
+
+TEST_F(InventoryDomain, ConsumeTakesOnlyConsumableItemsThePlayerHolds) {
+  grant("alice", {{"potion", 2}, {"sword", 1}}, {}, "g");
+  service_.consume(player("alice"), req("Consume", "c1"), render, {{"potion", 2}}, "");
+  EXPECT_EQ(held("alice").items.count("potion"), 0u);
+  EXPECT_FALSE(repo_.anyone_holds("potion"));
+  EXPECT_EQ(refused([&] {
+              service_.consume(player("alice"), req("Consume", "c2"), render, {{"potion", 1}}, "");
+            }),
+            Kind::kFailedPrecondition);
+  EXPECT_EQ(refused([&] {
+              service_.consume(player("alice"), req("Consume", "c3"), render, {{"sword", 1}}, "");
+            }),
+            Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("not consumable"), std::string::npos);
+}
+
+TEST_F(InventoryDomain, ATradeSwapsAtomicallyWhenAccepted) {
+  grant("alice", {{"sword", 1}}, {{"gold", 10}}, "a");
+  grant("bob", {{"potion", 5}}, {{"gold", 500}}, "b");
+  service_.offer(player("alice"), req("OfferTrade", "o"), render, "bob", {{"sword", 1}}, {}, {{"potion", 5}},
+                 {{"gold", 200}}, 0, false);
+  EXPECT_EQ(refused([&] { service_.accept(player("carol"), req("AcceptOffer", "x"), render, "offer-1"); }),
+            Kind::kPermissionDenied);
+  service_.accept(player("bob"), req("AcceptOffer", "acc"), render, "offer-1");
+  EXPECT_EQ(held("alice").items.at("potion"), 5);
+  EXPECT_EQ(held("alice").currencies.at("gold"), 210);
+  EXPECT_EQ(held("bob").items.at("sword"), 1);
+  EXPECT_EQ(held("bob").currencies.at("gold"), 300);
+  EXPECT_EQ(refused([&] { service_.accept(player("bob"), req("AcceptOffer", "acc2"), render, "offer-1"); }),
+            Kind::kFailedPrecondition);
+  VerifyReport report = service_.verify(admin_, "", "", 0);
+  EXPECT_EQ(report.players_checked, 2u);
+  EXPECT_TRUE(report.mismatches.empty());
+}
+
+TEST_F(InventoryDomain, AcceptReChecksBothSidesAtThatMoment) {
+  grant("alice", {{"potion", 3}}, {}, "a");
+  grant("bob", {}, {{"gold", 100}}, "b");
+  service_.offer(player("alice"), req("OfferTrade", "o"), render, "bob", {{"potion", 3}}, {}, {},
+                 {{"gold", 100}}, 0, false);
+  service_.consume(player("alice"), req("Consume", "c"), render, {{"potion", 1}}, "");
+  EXPECT_EQ(refused([&] { service_.accept(player("bob"), req("AcceptOffer", "acc"), render, "offer-1"); }),
+            Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("holds 2 of 'potion', fewer than 3"), std::string::npos) << last_error_;
+  EXPECT_EQ(held("bob").currencies.at("gold"), 100);
+  EXPECT_EQ(held("alice").items.at("potion"), 2);
+}
+
+TEST_F(InventoryDomain, NonTradableItemsCannotBeOfferedAndOffersExpire) {
+  grant("alice", {{"medal", 1}, {"potion", 1}}, {}, "a");
+  EXPECT_EQ(refused([&] {
+              service_.offer(player("alice"), req("Transfer", "t"), render, "bob", {{"medal", 1}}, {}, {}, {},
+                             0, true);
+            }),
+            Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("not tradable"), std::string::npos);
+  service_.offer(player("alice"), req("Transfer", "t2"), render, "bob", {{"potion", 1}}, {}, {}, {}, 10,
+                 true);
+  now_ += 11'000;
+  EXPECT_EQ(refused([&] { service_.accept(player("bob"), req("AcceptOffer", "a"), render, "offer-1"); }),
+            Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("expired"), std::string::npos);
+  EXPECT_EQ(held("bob").items.size(), 0u);
+}
+
+TEST_F(InventoryDomain, DeclineAndCancelBelongToEachSide) {
+  grant("alice", {{"potion", 2}}, {}, "a");
+  service_.offer(player("alice"), req("Transfer", "t1"), render, "bob", {{"potion", 1}}, {}, {}, {}, 0, true);
+  EXPECT_EQ(refused([&] {
+              service_.close(player("alice"), req("DeclineOffer", "d"), render, "offer-1",
+                             OfferState::kDeclined);
+            }),
+            Kind::kPermissionDenied);
+  service_.close(player("bob"), req("DeclineOffer", "d"), render, "offer-1", OfferState::kDeclined);
+  EXPECT_EQ(
+      service_
+          .offer(player("alice"), req("Transfer", "t2"), render, "bob", {{"potion", 1}}, {}, {}, {}, 0, true)
+          .empty(),
+      false);
+  service_.close(player("alice"), req("CancelOffer", "c"), render, "offer-2", OfferState::kCancelled);
+  EXPECT_TRUE(service_.offers(player("bob"), std::nullopt, "", 0).items.empty());
+}
+
+TEST_F(InventoryDomain, ConflictsAreRetriedThenAborted) {
+  repo_.fail_next_commits = 3;
+  grant("alice", {{"potion", 1}}, {}, "a");
+  EXPECT_EQ(held("alice").items.at("potion"), 1);
+  repo_.fail_next_commits = 100;
+  EXPECT_EQ(refused([&] { grant("alice", {{"potion", 1}}, {}, "b"); }), Kind::kAborted);
+  EXPECT_EQ(held("alice").items.at("potion"), 1);
+}
+
+TEST_F(InventoryDomain, ConcurrentTradesConserveTotals) {
+  const int players = 6;
+  for (int p = 0; p < players; ++p) {
+    grant("p" + std::to_string(p), {{"potion", 50}}, {{"gold", 1000}}, "seed" + std::to_string(p));
+  }
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        const std::string from = "p" + std::to_string((t + i) % players);
+        const std::string to = "p" + std::to_string((t + i + 1) % players);
+        const std::string key = std::to_string(t) + "-" + std::to_string(i);
+        try {
+          std::string bytes = service_.offer(player(from), req("OfferTrade", key, key), render, to,
+                                             {{"potion", 3}}, {}, {}, {{"gold", 7}}, 0, false);
+          const std::string id = bytes.substr(bytes.find("offer=") + 6);
+          service_.accept(player(to), req("AcceptOffer", key, key), render, id);
+          ++accepted;
+        } catch (const InventoryError& e) {
+          EXPECT_TRUE(e.kind() == Kind::kFailedPrecondition || e.kind() == Kind::kAborted) << e.what();
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  int64_t potions = 0, gold = 0;
+  for (int p = 0; p < players; ++p) {
+    const Holdings h = held("p" + std::to_string(p));
+    potions += h.items.count("potion") ? h.items.at("potion") : 0;
+    gold += h.currencies.count("gold") ? h.currencies.at("gold") : 0;
+  }
+  EXPECT_GT(accepted.load(), 0);
+  EXPECT_EQ(potions, 50 * players);
+  EXPECT_EQ(gold, 1000 * players);
+  EXPECT_TRUE(service_.verify(admin_, "", "", 0).mismatches.empty());
+}
+
+TEST_F(InventoryDomain, VerifyFindsABalanceTheLedgerDoesNotExplain) {
+  grant("alice", {}, {{"gold", 10}}, "a");
+  repo_.set_balance("alice", "gold", 11);
+  VerifyReport report = service_.verify(admin_, "alice", "", 0);
+  ASSERT_EQ(report.mismatches.size(), 1u);
+  EXPECT_EQ(report.mismatches[0].kind, "currency");
+  EXPECT_EQ(report.mismatches[0].held, 11);
+  EXPECT_EQ(report.mismatches[0].derived, 10);
+}
+
+TEST_F(InventoryDomain, RemovedItemsAreMigratedOnReadAndUndefinedOnesFrozen) {
+  grant("alice", {{"potion", 4}, {"sword", 1}}, {}, "a");
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.items.erase("sword");
+    catalog_.all.migrations["potion"] = {"potion", std::nullopt, Amount{"gold", 5}, false, 4};
+    catalog_.all.version = 4;
+  }
+  Outcome o = service_.get(player("alice"), "alice");
+  EXPECT_EQ(o.holdings.items.count("potion"), 0u);
+  EXPECT_EQ(o.holdings.currencies.at("gold"), 20);
+  EXPECT_EQ(o.frozen, std::set<std::string>{"sword"});
+  EXPECT_EQ(o.holdings.items.at("sword"), 1);
+  EXPECT_TRUE(service_.verify(admin_, "alice", "", 0).mismatches.empty());
+  EXPECT_EQ(refused([&] { service_.get(player("bob"), "alice"); }), Kind::kPermissionDenied);
+  EXPECT_EQ(service_.get(Caller{"mod", {"moderator"}, "", false}, "alice").holdings.items.at("sword"), 1);
+}
+
+TEST_F(InventoryDomain, AMigrationWithoutATargetDropsNothing) {
+  grant("alice", {{"potion", 4}}, {}, "a");
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.migrations["potion"] = {"potion", std::nullopt, std::nullopt, false, 4};
+  }
+  const Outcome o = service_.get(player("alice"), "alice");
+  EXPECT_EQ(o.holdings.items.at("potion"), 4);
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.migrations["potion"].discard = true;
+  }
+  EXPECT_EQ(service_.get(player("alice"), "alice").holdings.items.count("potion"), 0u);
+  const std::vector<LedgerEntry> ledger = repo_.ledger("alice", "", 100).items;
+  ASSERT_EQ(ledger.size(), 2u);
+  EXPECT_EQ(ledger[1].reason, "catalog migration");
+  EXPECT_EQ(ledger[1].item_deltas, (Amounts{{"potion", -4}}));
+}
+
+TEST_F(InventoryDomain, GrantsFailUnavailableWithoutTheCatalog) {
+  catalog_.unavailable = true;
+  EXPECT_EQ(refused([&] { grant("alice", {{"potion", 1}}, {}, "a"); }), Kind::kUnavailable);
+  EXPECT_EQ(repo_.commits, 0);
+}
+
+}  // namespace
+}  // namespace gameverse::inventory
