@@ -3,6 +3,7 @@
 // the domain checks what that caller may read or change.
 #include <gameverse/sdk/plugin.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 #include "domain/player_data_service.hpp"
@@ -124,6 +125,45 @@ void fill(pb::Stats& out, const std::string& player_id, const pd::StatSheet& she
   out.set_player_id(player_id);
   for (const auto& [name, value] : sheet.values) (*out.mutable_values())[name] = value;
   out.set_version(sheet.version);
+}
+
+// Store cursors carry bytes; clients get them as hex, text in any protobuf string and in JSON.
+std::string cursor_out(const std::string& raw) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(raw.size() * 2);
+  for (char c : raw) {
+    const auto byte = static_cast<unsigned char>(c);
+    out += kHex[byte >> 4];
+    out += kHex[byte & 0xf];
+  }
+  return out;
+}
+
+std::string cursor_in(const std::string& text) {
+  constexpr size_t kMaxCursorChars = 2048;
+  auto nibble = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (text.size() > kMaxCursorChars || text.size() % 2 != 0) {
+    throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
+                          "cursor: not a next_cursor this service gave (at most " +
+                              std::to_string(kMaxCursorChars) + " hexadecimal digits)");
+  }
+  std::string out;
+  out.reserve(text.size() / 2);
+  for (size_t i = 0; i < text.size(); i += 2) {
+    const int high = nibble(text[i]);
+    const int low = nibble(text[i + 1]);
+    if (high < 0 || low < 0) {
+      throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
+                            "cursor: not a next_cursor this service gave (hexadecimal digits only)");
+    }
+    out += static_cast<char>(high * 16 + low);
+  }
+  return out;
 }
 
 std::string subject_id(const pd::Caller& caller, const std::string& requested) {
@@ -251,11 +291,21 @@ class PlayerDataPlugin final : public sdk::Plugin {
         throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
                               "reason: at most 256 bytes, not " + std::to_string(r.reason().size()));
       }
+      // It goes into the log: one line of text.
+      const bool control = std::any_of(r.reason().begin(), r.reason().end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      });
+      if (control || !pd::valid_utf8(r.reason())) {
+        throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
+                              "reason: UTF-8 text without control characters");
+      }
       const pd::Caller caller = caller_of(context);
-      const pd::Profile before = service_.profile(caller, r.player_id());
-      fill(reply, service_.reset_display_name(caller, r.player_id()), true);
-      host_.info("player-data: " + caller.player_id + " reset the display name '" + before.display_name +
-                 "' of player " + r.player_id() + (r.reason().empty() ? "" : "; reason: " + r.reason()));
+      std::string released;
+      fill(reply, service_.reset_display_name(caller, r.player_id(), &released), true);
+      if (!released.empty()) {
+        host_.info("player-data: " + caller.player_id + " reset the display name '" + released +
+                   "' of player " + r.player_id() + (r.reason().empty() ? "" : "; reason: " + r.reason()));
+      }
     });
   }
 
@@ -263,13 +313,13 @@ class PlayerDataPlugin final : public sdk::Plugin {
                            pb::ListPlayersReply& reply) {
     return answer([&] {
       const pd::NamePage page =
-          service_.list_players(caller_of(context), r.prefix(), r.page_size(), r.cursor());
+          service_.list_players(caller_of(context), r.prefix(), r.page_size(), cursor_in(r.cursor()));
       for (const auto& n : page.names) {
         pb::PlayerName* out = reply.add_players();
         out->set_player_id(n.player_id);
         out->set_display_name(n.display_name);
       }
-      reply.set_next_cursor(page.next_cursor);
+      reply.set_next_cursor(cursor_out(page.next_cursor));
     });
   }
 
@@ -282,9 +332,9 @@ class PlayerDataPlugin final : public sdk::Plugin {
     return answer([&] {
       pd::Usage usage;
       const pd::SlotPage page =
-          service_.slots(caller_of(context), r.player_id(), r.page_size(), r.cursor(), &usage);
+          service_.slots(caller_of(context), r.player_id(), r.page_size(), cursor_in(r.cursor()), &usage);
       for (const auto& s : page.slots) fill(*reply.add_slots(), s, false);
-      reply.set_next_cursor(page.next_cursor);
+      reply.set_next_cursor(cursor_out(page.next_cursor));
       reply.set_slot_count(usage.slot_count);
       reply.set_total_bytes(usage.total_bytes);
       reply.set_max_slots(service_.limits().max_slots_per_player);

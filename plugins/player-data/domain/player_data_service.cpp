@@ -229,7 +229,8 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
   });
 }
 
-Profile PlayerDataService::reset_display_name(const Caller& caller, const std::string& player_id) {
+Profile PlayerDataService::reset_display_name(const Caller& caller, const std::string& player_id,
+                                              std::string* released) {
   if (!caller.staff()) {
     throw PlayerDataError(K::kPermissionDenied, "resetting a display name needs the role moderator or admin");
   }
@@ -237,6 +238,7 @@ Profile PlayerDataService::reset_display_name(const Caller& caller, const std::s
   return with_retries("display_name", [&] {
     std::optional<Profile> stored = profiles_.profile(player_id);
     if (!stored) throw PlayerDataError(K::kNotFound, "player_id: no profile for player " + quoted(player_id));
+    if (released != nullptr) *released = stored->display_name;
     if (stored->display_name.empty()) return *stored;
     Profile after = *stored;
     after.display_name.clear();

@@ -34,7 +34,9 @@ class PlayerDataService {
   Profile profile(const Caller& caller, const std::string& player_id);
   Profile set_display_name(const Caller& caller, const std::string& display_name);
   Profile update_profile(const Caller& caller, const ProfileChange& change);
-  Profile reset_display_name(const Caller& caller, const std::string& player_id);
+  // Staff only. `released`: the name it took away (empty when there was none).
+  Profile reset_display_name(const Caller& caller, const std::string& player_id,
+                             std::string* released = nullptr);
   NamePage list_players(const Caller& caller, const std::string& prefix, int64_t page_size,
                         const std::string& cursor);
 
