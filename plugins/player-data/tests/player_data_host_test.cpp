@@ -159,7 +159,8 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(status.ok()) << status.error_message();
     return out;
   }
-  void reload() {
+  // Reloads the plugin; returns the generation serving afterwards.
+  uint64_t reload() {
     auto admin = gameverse::host::v1::PluginAdmin::NewStub(host_->channel());
     grpc::ClientContext context;
     context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
@@ -169,6 +170,7 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     gameverse::host::v1::OperationResult result;
     const grpc::Status status = admin->ReloadPlugin(&context, request, &result);
     EXPECT_TRUE(status.ok()) << status.error_message();
+    return result.generation();
   }
 
   TempDir data_;
@@ -394,12 +396,9 @@ TEST_P(PlayerDataThroughTheHost, ConcurrentIncrementsAreNeverLost) {
 }
 
 TEST_P(PlayerDataThroughTheHost, TwoPlayersClaimingOneNameAtOnceOneWins) {
-  const Player a = player("a");
-  const Player b = player("b");
-  for (int round = 0; round < 6; ++round) {
+  for (int round = 0; round < 10; ++round) {
     // A fresh pair each round: a name change has a cooldown.
-    const Player& first = round % 2 == 0 ? a : b;
-    const Player p1 = round < 2 ? first : player("x" + std::to_string(round));
+    const Player p1 = player("x" + std::to_string(round));
     const Player p2 = player("y" + std::to_string(round));
     const std::string contested = name("Race" + std::to_string(round) + "n");
     std::latch start(2);
@@ -576,10 +575,10 @@ TEST_P(PlayerDataThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
     });
   }
   ASSERT_TRUE(eventually([&] { return acknowledged > 20; }));
-  reload();
+  EXPECT_EQ(reload(), 2u);
   int at_reload = acknowledged;
   ASSERT_TRUE(eventually([&] { return acknowledged > at_reload + 20; }));
-  reload();
+  EXPECT_EQ(reload(), 3u);
   at_reload = acknowledged;
   ASSERT_TRUE(eventually([&] { return acknowledged > at_reload + 20; }));
   stop = true;
