@@ -177,7 +177,14 @@ class PlayerDataPlugin final : public sdk::Plugin {
         profiles_(init.host.store()),
         slots_(init.host.store()),
         stats_(init.host.store()),
-        service_(limits_from(init.host), profiles_, slots_, stats_, now_unix_ms) {}
+        conflicts_(init.host.counter("gameverse_player_data_write_conflicts_total",
+                                     "Writes that met a concurrent write to the same record, by record and "
+                                     "outcome (retried, or aborted after max_write_attempts)",
+                                     {"record", "outcome"})),
+        service_(limits_from(init.host), profiles_, slots_, stats_, now_unix_ms,
+                 [this](const char* record, bool aborted) {
+                   conflicts_.record(1, {record, aborted ? "aborted" : "retried"});
+                 }) {}
 
   // Every method waits on the store, so every one runs on the host's pool for blocking work.
   static void describe(sdk::PluginBuilder<PlayerDataPlugin>& b) {
@@ -407,6 +414,7 @@ class PlayerDataPlugin final : public sdk::Plugin {
   pd::StoreProfiles profiles_;
   pd::StoreSlots slots_;
   pd::StoreStats stats_;
+  sdk::Metric conflicts_;
   pd::PlayerDataService service_;
 };
 

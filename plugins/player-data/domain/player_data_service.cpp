@@ -56,12 +56,13 @@ Profile public_view(const Profile& profile) {
 }
 
 PlayerDataService::PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats,
-                                     Clock now_unix_ms)
+                                     Clock now_unix_ms, ConflictObserver on_conflict)
     : limits_(std::move(limits)),
       profiles_(profiles),
       slots_(slots),
       stats_(stats),
-      now_(std::move(now_unix_ms)) {}
+      now_(std::move(now_unix_ms)),
+      on_conflict_(std::move(on_conflict)) {}
 
 std::string PlayerDataService::subject(const Caller& caller, const std::string& player_id, bool staff_may,
                                        const char* what) {
@@ -79,13 +80,15 @@ std::string PlayerDataService::subject(const Caller& caller, const std::string& 
 }
 
 template <class Attempt>
-auto PlayerDataService::with_retries(const char* what, Attempt&& attempt) {
+auto PlayerDataService::with_retries(const char* field, const char* record, Attempt&& attempt) {
   for (int64_t tries = 1;; ++tries) {
     try {
       return attempt();
     } catch (const WriteConflict&) {
-      if (tries >= limits_.max_write_attempts) {
-        throw PlayerDataError(K::kAborted, std::string(what) + ": " + std::to_string(tries) +
+      const bool give_up = tries >= limits_.max_write_attempts;
+      if (on_conflict_) on_conflict_(record, give_up);
+      if (give_up) {
+        throw PlayerDataError(K::kAborted, std::string(field) + ": " + std::to_string(tries) +
                                                " tries in a row met concurrent writes (max_write_attempts); "
                                                "nothing was changed, try again");
       }
@@ -125,7 +128,7 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
     throw PlayerDataError(K::kInvalidArgument, "display_name: " + quoted(display_name) + " is reserved");
   }
   const std::string key = name_key(display_name);
-  return with_retries("display_name", [&] {
+  return with_retries("display_name", "profile", [&] {
     const int64_t now = now_();
     std::optional<Profile> stored = profiles_.profile(id);
     Profile before;
@@ -197,7 +200,7 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
     check_token(change.remove_metadata[i], limits_.max_metadata_key_bytes,
                 "remove_metadata[" + std::to_string(i) + "]");
   }
-  return with_retries("profile", [&] {
+  return with_retries("set_metadata", "profile", [&] {
     std::optional<Profile> stored = profiles_.profile(id);
     Profile before;
     if (stored) {
@@ -235,7 +238,7 @@ Profile PlayerDataService::reset_display_name(const Caller& caller, const std::s
     throw PlayerDataError(K::kPermissionDenied, "resetting a display name needs the role moderator or admin");
   }
   check_player_id(player_id, "player_id");
-  return with_retries("display_name", [&] {
+  return with_retries("display_name", "profile", [&] {
     std::optional<Profile> stored = profiles_.profile(player_id);
     if (!stored) throw PlayerDataError(K::kNotFound, "player_id: no profile for player " + quoted(player_id));
     if (released != nullptr) *released = stored->display_name;
@@ -288,7 +291,7 @@ Slot PlayerDataService::write_slot(const Caller& caller, const SlotWrite& write)
     throw PlayerDataError(K::kInvalidArgument, "expected_version: 0 (create only) or a version from 1, not " +
                                                    std::to_string(*write.expected_version));
   }
-  return with_retries("name", [&] {
+  return with_retries("name", "slot", [&] {
     std::optional<Slot> current = slots_.slot(id, write.name);
     if (write.expected_version) {
       const int64_t expected = *write.expected_version;
@@ -343,7 +346,7 @@ void PlayerDataService::delete_slot(const Caller& caller, const std::string& nam
     throw PlayerDataError(K::kInvalidArgument,
                           "expected_version: a version from 1, not " + std::to_string(*expected_version));
   }
-  with_retries("name", [&] {
+  with_retries("name", "slot", [&] {
     std::optional<Slot> current = slots_.slot(id, name);
     if (!current) throw PlayerDataError(K::kNotFound, "name: no save slot " + quoted(name));
     if (expected_version && current->version != *expected_version) {
@@ -371,7 +374,7 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   for (size_t i = 0; i < changes.size(); ++i) {
     check_token(changes[i].name, 64, "updates[" + std::to_string(i) + "].name");
   }
-  return with_retries("updates", [&] {
+  return with_retries("updates", "stats", [&] {
     const StatSheet before = stats_.sheet(id);
     StatSheet after = before;
     for (size_t i = 0; i < changes.size(); ++i) {

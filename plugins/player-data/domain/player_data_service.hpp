@@ -27,7 +27,11 @@ struct SlotWrite {
 class PlayerDataService {
  public:
   using Clock = std::function<int64_t()>;
-  PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats, Clock now_unix_ms);
+  // Told of every write that met a concurrent one: `record` is "profile", "slot" or "stats";
+  // `aborted` when the call gave up after max_write_attempts, else it tries again.
+  using ConflictObserver = std::function<void(const char* record, bool aborted)>;
+  PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats, Clock now_unix_ms,
+                    ConflictObserver on_conflict = {});
 
   // `player_id` empty: the caller's own. Another player's profile has only its public fields,
   // unless the caller is staff. A player without a stored profile reads as an empty one.
@@ -56,8 +60,9 @@ class PlayerDataService {
   // The player a request names: the caller's own when empty; another needs staff (or admin when
   // `admin_only`).
   std::string subject(const Caller& caller, const std::string& player_id, bool staff_may, const char* what);
+  // `field`: named in the ABORTED message; `record`: told to the ConflictObserver.
   template <class Attempt>
-  auto with_retries(const char* what, Attempt&& attempt);
+  auto with_retries(const char* field, const char* record, Attempt&& attempt);
   int64_t page_size(int64_t requested, const char* field) const;
 
   Limits limits_;
@@ -65,6 +70,7 @@ class PlayerDataService {
   Slots& slots_;
   Stats& stats_;
   Clock now_;
+  ConflictObserver on_conflict_;
 };
 
 // The public view of a profile: what another player may see.

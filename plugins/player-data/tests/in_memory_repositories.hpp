@@ -10,7 +10,7 @@
 
 namespace gameverse::playerdata::testing {
 
-class InMemoryStore final : public Profiles, public Slots, public Stats {
+class InMemoryStore : public Profiles, public Slots, public Stats {
  public:
   std::optional<Profile> profile(const std::string& player_id) override {
     std::lock_guard lock(mu_);

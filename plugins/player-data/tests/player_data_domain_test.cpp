@@ -458,5 +458,30 @@ TEST_F(PlayerDataDomain, PlayersAreListedByNamePrefixAPageAtATime) {
                "cursor: at most 1024 bytes, not 2000");
 }
 
+// A stats record that every write finds changed: the call gives up after max_write_attempts.
+TEST(PlayerDataRetries, AWriteThatAlwaysMeetsAnotherIsAbortedAfterItsAttemptsAndChangesNothing) {
+  struct AlwaysChanged final : testing::InMemoryStore {
+    using testing::InMemoryStore::save;
+    int64_t save(const std::string&, const StatSheet&, const StatSheet&) override {
+      throw WriteConflict("stats version moved");
+    }
+  } store;
+  Limits limits;
+  limits.max_write_attempts = 3;
+  std::vector<std::pair<std::string, bool>> seen;
+  PlayerDataService service(
+      limits, store, store, store, [] { return int64_t{1}; },
+      [&](const char* record, bool aborted) { seen.emplace_back(record, aborted); });
+  expect_error(
+      [&] {
+        service.update_stats({"ada", {}}, "", {{"kills", StatChange::Kind::kIncrement, 1}});
+      },
+      K::kAborted,
+      "updates: 3 tries in a row met concurrent writes (max_write_attempts); nothing was changed, try again");
+  EXPECT_EQ(seen,
+            (std::vector<std::pair<std::string, bool>>{{"stats", false}, {"stats", false}, {"stats", true}}));
+  EXPECT_TRUE(store.sheet("ada").values.empty());
+}
+
 }  // namespace
 }  // namespace gameverse::playerdata

@@ -17,6 +17,7 @@
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "gameverse/playerdata/v1/playerdata.grpc.pb.h"
 #include "host_process.hpp"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -45,7 +46,7 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     suffix_ = std::to_string(std::random_device()() % 1'000'000);
     host_ = std::make_unique<HostProcess>(
         "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
-        "[admin]\ntoken = \"" + kOperatorToken +
+        "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\ntoken = \"" + kOperatorToken +
         "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
         "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
         "device_sign_ins_per_address_per_minute = 100000\ndevice_accounts_per_address_per_hour = 100000\n"
@@ -393,6 +394,24 @@ TEST_P(PlayerDataThroughTheHost, ConcurrentIncrementsAreNeverLost) {
   for (auto& c : clients) c.join();
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(stats(ada).values().at("wins"), kClients * kEach);
+  // How often writers met: reported, not asserted (it depends on the machine's timing).
+  const CommandRun scrape = run_command(
+      "curl -sS --max-time 30 http://127.0.0.1:" + std::to_string(host_->http_port()) + "/metrics");
+  ASSERT_EQ(scrape.exit_code, 0) << scrape.output;
+  const auto count = [&](const std::string& outcome) {
+    const std::string series =
+        "gameverse_player_data_write_conflicts_total{plugin=\"player-data\",record=\"stats\","
+        "outcome=\"" +
+        outcome + "\"} ";
+    const size_t at = scrape.output.find(series);
+    if (at == std::string::npos) return 0.0;
+    const size_t value = at + series.size();
+    return std::stod(scrape.output.substr(value, scrape.output.find('\n', value) - value));
+  };
+  EXPECT_EQ(count("aborted"), 0);
+  RecordProperty("conflicts_retried", std::to_string(static_cast<int64_t>(count("retried"))));
+  std::cout << kClients * kEach << " increments by " << kClients << " clients met " << count("retried")
+            << " concurrent writes, each retried\n";
 }
 
 TEST_P(PlayerDataThroughTheHost, TwoPlayersClaimingOneNameAtOnceOneWins) {
