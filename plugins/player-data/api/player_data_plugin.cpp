@@ -51,11 +51,6 @@ sdk::Status answer(Work&& work) {
   }
 }
 
-pd::Caller caller_of(const sdk::CallContext& context) {
-  const sdk::Principal principal = context.principal();
-  return {principal.user_id, principal.roles};
-}
-
 std::vector<std::string> split_names(const std::string& list) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -81,6 +76,19 @@ pd::Limits limits_from(const sdk::Host& host) {
   }
   l.name_change_cooldown_ms = host.config_int("name_change_cooldown_s") * 1000;
   l.reserved_names = split_names(host.config_string("reserved_names"));
+  for (const auto& name : l.reserved_names) {
+    if (!pd::valid_utf8(name))
+      throw sdk::Error(sdk::StatusCode::kInvalidArgument, "reserved_names: not UTF-8");
+  }
+  l.player_writable_stats = split_names(host.config_string("player_writable_stats"));
+  for (const auto& pattern : l.player_writable_stats) {
+    try {
+      pd::check_stat_pattern(pattern, "player_writable_stats: '" + pattern + "'");
+    } catch (const PlayerDataError& e) {
+      throw sdk::Error(sdk::StatusCode::kInvalidArgument, e.what());
+    }
+  }
+  l.max_writes_per_player_per_minute = host.config_int("max_writes_per_player_per_minute");
   l.max_avatar_bytes = host.config_int("max_avatar_bytes");
   l.max_metadata_fields = host.config_int("max_metadata_fields");
   l.max_metadata_key_bytes = host.config_int("max_metadata_key_bytes");
@@ -174,17 +182,21 @@ class PlayerDataPlugin final : public sdk::Plugin {
  public:
   explicit PlayerDataPlugin(sdk::InitContext& init)
       : host_(init.host),
+        trusted_plugins_(split_names(init.host.config_string("trusted_plugins"))),
         profiles_(init.host.store()),
         slots_(init.host.store()),
         stats_(init.host.store()),
+        writes_(init.host.cache()),
         conflicts_(init.host.counter("gameverse_player_data_write_conflicts_total",
                                      "Writes that met a concurrent write to the same record, by record and "
                                      "outcome (retried, or aborted after max_write_attempts)",
                                      {"record", "outcome"})),
-        service_(limits_from(init.host), profiles_, slots_, stats_, now_unix_ms,
-                 [this](const char* record, bool aborted) {
-                   conflicts_.record(1, {record, aborted ? "aborted" : "retried"});
-                 }) {}
+        service_(
+            limits_from(init.host), profiles_, slots_, stats_, now_unix_ms,
+            [this](const char* record, bool aborted) {
+              conflicts_.record(1, {record, aborted ? "aborted" : "retried"});
+            },
+            &writes_) {}
 
   // Every method waits on the store, so every one runs on the host's pool for blocking work.
   static void describe(sdk::PluginBuilder<PlayerDataPlugin>& b) {
@@ -201,7 +213,12 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .blocking("DeleteSlot", &PlayerDataPlugin::delete_slot, sdk::kAuthenticated)
         .blocking("UpdateStats", &PlayerDataPlugin::update_stats, sdk::kAuthenticated)
         .blocking("GetStats", &PlayerDataPlugin::get_stats, sdk::kAuthenticated);
-    b.collection("profiles").collection("names").collection("slots").collection("usage").collection("stats");
+    b.collection("profiles")
+        .collection("names")
+        .collection("slots")
+        .collection("usage")
+        .collection("stats")
+        .collection("name_index");
     b.config_int("min_display_name_chars", 3, "Shortest display name, in characters", sdk::between(1, 64))
         .config_int("max_display_name_chars", 24, "Longest display name, in characters", sdk::between(1, 64))
         .config_int("name_change_cooldown_s", 86400,
@@ -231,7 +248,19 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .config_int("max_page_size", 100, "Largest page of ListPlayers and ListSlots", sdk::between(1, 1000))
         .config_int("max_write_attempts", 64,
                     "Optimistic tries of a write that meets concurrent writes before it is ABORTED",
-                    sdk::between(1, 1000));
+                    sdk::between(1, 1000))
+        .config_string("trusted_plugins", "",
+                       "Comma-separated plugins that may read and write any player's stats when they call "
+                       "with their own trust (sdk::as_plugin)")
+        .config_string(
+            "player_writable_stats", "",
+            "Comma-separated stats players may write themselves: names, or prefixes ending in '*'; "
+            "every other stat is written by admins and trusted plugins only")
+        .config_int(
+            "max_writes_per_player_per_minute", 600,
+            "Writes (names, profiles, slots, stats) one player may make a minute (0: no limit; admins "
+            "and trusted plugins are not counted)",
+            sdk::between(0, 1000000));
   }
 
   sdk::Status get_profile(sdk::CallContext& context, const pb::GetProfileRequest& r, pb::Profile& reply) {
@@ -410,10 +439,28 @@ class PlayerDataPlugin final : public sdk::Plugin {
   }
 
  private:
+  // The caller as the domain sees it. A call with no principal comes from a plugin calling with its
+  // own trust (the gate lets nothing else through without one): trusted when trusted_plugins names it.
+  pd::Caller caller_of(const sdk::CallContext& context) const {
+    const sdk::Principal principal = context.principal();
+    if (!principal.anonymous()) return {principal.user_id, principal.roles, ""};
+    const std::string plugin(context.calling_plugin());
+    if (!plugin.empty() &&
+        std::find(trusted_plugins_.begin(), trusted_plugins_.end(), plugin) != trusted_plugins_.end()) {
+      return {"", {}, plugin};
+    }
+    throw PlayerDataError(
+        PlayerDataError::Kind::kPermissionDenied,
+        plugin.empty() ? std::string("this call needs a signed-in caller")
+                       : "plugin '" + plugin + "' calls with its own trust but is not in trusted_plugins");
+  }
+
   sdk::Host host_;
+  std::vector<std::string> trusted_plugins_;
   pd::StoreProfiles profiles_;
   pd::StoreSlots slots_;
   pd::StoreStats stats_;
+  pd::CacheWriteCounter writes_;
   sdk::Metric conflicts_;
   pd::PlayerDataService service_;
 };

@@ -44,6 +44,10 @@ struct Limits {
   int64_t max_display_name_chars = 24;
   int64_t name_change_cooldown_ms = 24LL * 3600 * 1000;
   std::vector<std::string> reserved_names;  // compared by name key
+  // Stats players may write themselves: names, or prefixes ending in '*'. Others are written by
+  // admins and trusted plugins only.
+  std::vector<std::string> player_writable_stats;
+  int64_t max_writes_per_player_per_minute = 600;  // 0: no limit
   int64_t max_avatar_bytes = 256;
   int64_t max_metadata_fields = 32;
   int64_t max_metadata_key_bytes = 64;
@@ -76,8 +80,9 @@ struct Avatar {
 
 struct Profile {
   std::string player_id;
-  std::string display_name;  // empty: none claimed
-  std::string name_key;      // name_key(display_name); empty with it
+  std::string display_name;     // empty: none claimed
+  std::string name_key;         // name_key(display_name): unique; empty with it
+  std::string name_search_key;  // what ListPlayers matches prefixes against; empty with it
   int64_t name_changed_unix_ms = 0;
   Avatar avatar;
   std::map<std::string, MetadataValue> metadata;
@@ -128,12 +133,13 @@ struct StatChange {
   int64_t value = 0;
 };
 
-// Who calls: the principal the host's gate verified.
+// Who calls: the principal the host's gate verified, or a plugin calling with its own trust.
 struct Caller {
   std::string player_id;
   std::vector<std::string> roles;
-  bool staff() const;  // moderator, admin or the host's operator
-  bool admin() const;  // admin or the operator
+  std::string trusted_plugin = {};  // set: a plugin in trusted_plugins, with no player behind it
+  bool staff() const;          // moderator, admin or the host's operator
+  bool admin() const;          // admin or the operator
 };
 
 }  // namespace gameverse::playerdata

@@ -5,6 +5,7 @@
 #include <random>
 #include <thread>
 
+#include "domain/names.hpp"
 #include "domain/rules.hpp"
 
 namespace gameverse::playerdata {
@@ -56,27 +57,57 @@ Profile public_view(const Profile& profile) {
 }
 
 PlayerDataService::PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats,
-                                     Clock now_unix_ms, ConflictObserver on_conflict)
+                                     Clock now_unix_ms, ConflictObserver on_conflict, WriteCounter* writes)
     : limits_(std::move(limits)),
       profiles_(profiles),
       slots_(slots),
       stats_(stats),
       now_(std::move(now_unix_ms)),
-      on_conflict_(std::move(on_conflict)) {}
+      on_conflict_(std::move(on_conflict)),
+      writes_(writes) {}
 
-std::string PlayerDataService::subject(const Caller& caller, const std::string& player_id, bool staff_may,
-                                       const char* what) {
+std::string PlayerDataService::subject(const Caller& caller, const std::string& player_id, bool others_may,
+                                       const char* what, bool plugin_may) {
+  if (!caller.trusted_plugin.empty()) {
+    if (!plugin_may) {
+      throw PlayerDataError(K::kPermissionDenied, "plugin '" + caller.trusted_plugin +
+                                                      "' calls with its own trust, which reaches stats only; "
+                                                      "call for a player to do this");
+    }
+    if (player_id.empty()) {
+      throw PlayerDataError(K::kInvalidArgument,
+                            "player_id: a plugin calling with its own trust names the player");
+    }
+    check_player_id(player_id, "player_id");
+    return player_id;
+  }
   if (caller.player_id.empty()) {
     throw PlayerDataError(K::kUnauthenticated,
                           "this call needs the metadata authorization: Bearer <access token>");
   }
   if (player_id.empty() || player_id == caller.player_id) return caller.player_id;
   check_player_id(player_id, "player_id");
-  if (!staff_may) {
+  if (!others_may) {
     throw PlayerDataError(K::kPermissionDenied, std::string("player_id: a player ") + what +
                                                     " only their own; leave player_id empty");
   }
   return player_id;
+}
+
+void PlayerDataService::charge_write(const Caller& caller) {
+  // Trusted plugins have no player to charge; admins (and the operator) do bulk work on purpose.
+  if (writes_ == nullptr || limits_.max_writes_per_player_per_minute == 0 || caller.player_id.empty() ||
+      caller.admin()) {
+    return;
+  }
+  const int64_t used = writes_->add(caller.player_id, 60'000);
+  if (used > limits_.max_writes_per_player_per_minute) {
+    throw PlayerDataError(K::kResourceExhausted,
+                          "a player makes at most " +
+                              std::to_string(limits_.max_writes_per_player_per_minute) +
+                              " writes a minute (max_writes_per_player_per_minute); nothing was changed, "
+                              "retry within a minute");
+  }
 }
 
 template <class Attempt>
@@ -123,11 +154,13 @@ Profile PlayerDataService::profile(const Caller& caller, const std::string& play
 
 Profile PlayerDataService::set_display_name(const Caller& caller, const std::string& display_name) {
   const std::string id = subject(caller, "", false, "");
-  check_display_name(display_name, limits_, "display_name");
-  if (is_reserved(display_name, limits_)) {
-    throw PlayerDataError(K::kInvalidArgument, "display_name: " + quoted(display_name) + " is reserved");
+  const FoldedName name = fold_display_name(display_name, limits_, "display_name");
+  if (is_reserved(name.key, limits_)) {
+    throw PlayerDataError(K::kInvalidArgument, "display_name: " + quoted(name.display) +
+                                                   " is reserved (or looks like a reserved name)");
   }
-  const std::string key = name_key(display_name);
+  charge_write(caller);
+  const std::string& key = name.key;
   return with_retries("display_name", "profile", [&] {
     const int64_t now = now_();
     std::optional<Profile> stored = profiles_.profile(id);
@@ -138,7 +171,7 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
       before.player_id = id;
       before.created_unix_ms = now;
     }
-    if (before.display_name == display_name) return before;
+    if (before.display_name == name.display) return before;
     if (before.name_changed_unix_ms > 0 &&
         now - before.name_changed_unix_ms < limits_.name_change_cooldown_ms) {
       const int64_t wait_s =
@@ -153,15 +186,16 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
       std::optional<NameEntry> holder = profiles_.name(key);
       if (holder && holder->player_id != id) {
         throw PlayerDataError(K::kAlreadyExists,
-                              "display_name: " + quoted(display_name) + " is taken" +
-                                  (holder->display_name == display_name
+                              "display_name: " + quoted(name.display) + " is taken" +
+                                  (holder->display_name == name.display
                                        ? ""
                                        : " (as " + quoted(holder->display_name) + ", which it is too like)"));
       }
     }
     Profile after = before;
-    after.display_name = display_name;
+    after.display_name = name.display;
     after.name_key = key;
+    after.name_search_key = name.search_key;
     after.name_changed_unix_ms = now;
     profiles_.save(before, after);
     return *profiles_.profile(id);
@@ -200,6 +234,7 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
     check_token(change.remove_metadata[i], limits_.max_metadata_key_bytes,
                 "remove_metadata[" + std::to_string(i) + "]");
   }
+  charge_write(caller);
   return with_retries("set_metadata", "profile", [&] {
     std::optional<Profile> stored = profiles_.profile(id);
     Profile before;
@@ -246,6 +281,7 @@ Profile PlayerDataService::reset_display_name(const Caller& caller, const std::s
     Profile after = *stored;
     after.display_name.clear();
     after.name_key.clear();
+    after.name_search_key.clear();
     after.name_changed_unix_ms = 0;  // the player may choose again at once
     profiles_.save(*stored, after);
     return *profiles_.profile(player_id);
@@ -291,6 +327,7 @@ Slot PlayerDataService::write_slot(const Caller& caller, const SlotWrite& write)
     throw PlayerDataError(K::kInvalidArgument, "expected_version: 0 (create only) or a version from 1, not " +
                                                    std::to_string(*write.expected_version));
   }
+  charge_write(caller);
   return with_retries("name", "slot", [&] {
     std::optional<Slot> current = slots_.slot(id, write.name);
     if (write.expected_version) {
@@ -346,6 +383,7 @@ void PlayerDataService::delete_slot(const Caller& caller, const std::string& nam
     throw PlayerDataError(K::kInvalidArgument,
                           "expected_version: a version from 1, not " + std::to_string(*expected_version));
   }
+  charge_write(caller);
   with_retries("name", "slot", [&] {
     std::optional<Slot> current = slots_.slot(id, name);
     if (!current) throw PlayerDataError(K::kNotFound, "name: no save slot " + quoted(name));
@@ -365,7 +403,7 @@ void PlayerDataService::delete_slot(const Caller& caller, const std::string& nam
 
 StatSheet PlayerDataService::update_stats(const Caller& caller, const std::string& player_id,
                                           const std::vector<StatChange>& changes) {
-  const std::string id = subject(caller, player_id, caller.admin(), "changes the stats of");
+  const std::string id = subject(caller, player_id, caller.admin(), "changes the stats of", true);
   if (changes.empty() || static_cast<int64_t>(changes.size()) > limits_.max_stats_per_request) {
     throw PlayerDataError(K::kInvalidArgument,
                           "updates: 1 to " + std::to_string(limits_.max_stats_per_request) +
@@ -374,6 +412,17 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   for (size_t i = 0; i < changes.size(); ++i) {
     check_token(changes[i].name, 64, "updates[" + std::to_string(i) + "].name");
   }
+  if (!caller.admin() && caller.trusted_plugin.empty()) {
+    for (size_t i = 0; i < changes.size(); ++i) {
+      if (!player_writable(changes[i].name, limits_)) {
+        throw PlayerDataError(K::kPermissionDenied,
+                              "updates[" + std::to_string(i) + "].name: stat " + quoted(changes[i].name) +
+                                  " is written by admins and trusted plugins; players write only the stats "
+                                  "player_writable_stats lists");
+      }
+    }
+  }
+  charge_write(caller);
   return with_retries("updates", "stats", [&] {
     const StatSheet before = stats_.sheet(id);
     StatSheet after = before;
@@ -401,7 +450,7 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
 
 StatSheet PlayerDataService::stats(const Caller& caller, const std::string& player_id,
                                    const std::vector<std::string>& names) {
-  const std::string id = subject(caller, player_id, caller.staff(), "reads the stats of");
+  const std::string id = subject(caller, player_id, caller.staff(), "reads the stats of", true);
   if (static_cast<int64_t>(names.size()) > limits_.max_stats_per_request) {
     throw PlayerDataError(K::kInvalidArgument,
                           "names: at most " + std::to_string(limits_.max_stats_per_request) +

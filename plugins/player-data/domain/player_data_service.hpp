@@ -30,8 +30,9 @@ class PlayerDataService {
   // Told of every write that met a concurrent one: `record` is "profile", "slot" or "stats";
   // `aborted` when the call gave up after max_write_attempts, else it tries again.
   using ConflictObserver = std::function<void(const char* record, bool aborted)>;
+  // `writes` null: no per-player write limit.
   PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats, Clock now_unix_ms,
-                    ConflictObserver on_conflict = {});
+                    ConflictObserver on_conflict = {}, WriteCounter* writes = nullptr);
 
   // `player_id` empty: the caller's own. Another player's profile has only its public fields,
   // unless the caller is staff. A player without a stored profile reads as an empty one.
@@ -50,6 +51,8 @@ class PlayerDataService {
   Slot write_slot(const Caller& caller, const SlotWrite& write);
   void delete_slot(const Caller& caller, const std::string& name, std::optional<int64_t> expected_version);
 
+  // Admins and trusted plugins write any stat of anyone; a player writes only their own stats that
+  // player_writable_stats lists.
   StatSheet update_stats(const Caller& caller, const std::string& player_id,
                          const std::vector<StatChange>& changes);
   StatSheet stats(const Caller& caller, const std::string& player_id, const std::vector<std::string>& names);
@@ -57,9 +60,12 @@ class PlayerDataService {
   const Limits& limits() const { return limits_; }
 
  private:
-  // The player a request names: the caller's own when empty; another needs staff (or admin when
-  // `admin_only`).
-  std::string subject(const Caller& caller, const std::string& player_id, bool staff_may, const char* what);
+  // The player a request names: the caller's own when empty; another needs `others_may`. A trusted
+  // plugin names the player, and reaches only calls with `plugin_may`.
+  std::string subject(const Caller& caller, const std::string& player_id, bool others_may, const char* what,
+                      bool plugin_may = false);
+  // Charges one write to a signed-in caller; RESOURCE_EXHAUSTED past max_writes_per_player_per_minute.
+  void charge_write(const Caller& caller);
   // `field`: named in the ABORTED message; `record`: told to the ConflictObserver.
   template <class Attempt>
   auto with_retries(const char* field, const char* record, Attempt&& attempt);
@@ -71,6 +77,7 @@ class PlayerDataService {
   Stats& stats_;
   Clock now_;
   ConflictObserver on_conflict_;
+  WriteCounter* writes_;
 };
 
 // The public view of a profile: what another player may see.

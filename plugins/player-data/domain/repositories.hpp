@@ -18,7 +18,7 @@ class Profiles {
   // Writes `after` over `before` (before.version; 0: create only). When the name key changes, the
   // new one is claimed create-only and the old one released, in the same batch.
   virtual void save(const Profile& before, const Profile& after) = 0;
-  // Names whose key begins with `key_prefix`, by key.
+  // Names whose search key begins with `key_prefix`, by search key.
   virtual NamePage names(const std::string& key_prefix, const std::string& cursor, int64_t limit) = 0;
 };
 
@@ -41,6 +41,16 @@ class Stats {
   virtual StatSheet sheet(const std::string& player_id) = 0;
   // Puts `after` over `before.version`; returns the new version.
   virtual int64_t save(const std::string& player_id, const StatSheet& before, const StatSheet& after) = 0;
+};
+
+// Counts a player's writes in a window that starts at the first one (the host's cache: shared by
+// hosts on Redis, and an entry goes when its window ends, so the table is bounded by the players
+// writing in one window).
+class WriteCounter {
+ public:
+  virtual ~WriteCounter() = default;
+  // Adds one write of `player_id`; returns the writes in its current window of `window_ms`.
+  virtual int64_t add(const std::string& player_id, int64_t window_ms) = 0;
 };
 
 }  // namespace gameverse::playerdata

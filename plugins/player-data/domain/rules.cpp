@@ -16,9 +16,6 @@ using K = PlayerDataError::Kind;
 bool is_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
-bool is_separator(char c) {
-  return c == ' ' || c == '_' || c == '-';
-}
 
 // The character printed in a message: printable ASCII as is, anything else as its byte in hex.
 std::string shown(char c) {
@@ -26,19 +23,6 @@ std::string shown(char c) {
   if (byte >= 0x21 && byte < 0x7f) return std::string("'") + c + "'";
   static constexpr char kHex[] = "0123456789abcdef";
   return std::string("byte 0x") + kHex[byte >> 4] + kHex[byte & 0xf];
-}
-
-char fold(char c) {
-  if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  switch (c) {
-    case '0': return 'o';
-    case '1':
-    case 'i': return 'l';
-    case '5': return 's';
-    case ' ':
-    case '-': return '_';
-    default: return c;
-  }
 }
 
 }  // namespace
@@ -54,53 +38,18 @@ bool Caller::admin() const {
                      [](const std::string& r) { return r == "admin" || r == "operator"; });
 }
 
-void check_display_name(std::string_view name, const Limits& limits, std::string_view field) {
-  const auto size = static_cast<int64_t>(name.size());
-  if (size < limits.min_display_name_chars || size > limits.max_display_name_chars) {
-    // Counted in bytes, which for the characters allowed are characters.
-    invalid(field, "a display name has " + std::to_string(limits.min_display_name_chars) + " to " +
-                       std::to_string(limits.max_display_name_chars) + " characters, not " +
-                       std::to_string(size) + (valid_utf8(name) ? "" : " bytes"));
-  }
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    if (is_alnum(c)) continue;
-    if (!is_separator(c)) {
-      invalid(field, "a display name has ASCII letters, digits, ' ', '_' and '-' only; " + shown(c) +
-                         " at byte " + std::to_string(i) + " is none of them");
-    }
-    if (i == 0 || i + 1 == name.size())
-      invalid(field, "a display name begins and ends with a letter or digit");
-    if (is_separator(name[i - 1])) invalid(field, "a display name has no two of ' ', '_', '-' in a row");
-  }
+bool player_writable(std::string_view name, const Limits& limits) {
+  return std::any_of(limits.player_writable_stats.begin(), limits.player_writable_stats.end(),
+                     [&](const std::string& pattern) {
+                       if (pattern.ends_with('*'))
+                         return name.starts_with(std::string_view(pattern).substr(0, pattern.size() - 1));
+                       return name == pattern;
+                     });
 }
 
-std::string name_key(std::string_view name) {
-  std::string key;
-  key.reserve(name.size());
-  for (char c : name) key += fold(c);
-  return key;
-}
-
-std::string prefix_key(std::string_view prefix, const Limits& limits, std::string_view field) {
-  if (prefix.empty()) invalid(field, "give at least 1 character");
-  if (static_cast<int64_t>(prefix.size()) > limits.max_display_name_chars) {
-    invalid(field, "at most " + std::to_string(limits.max_display_name_chars) + " characters, not " +
-                       std::to_string(prefix.size()));
-  }
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (!is_alnum(prefix[i]) && !is_separator(prefix[i])) {
-      invalid(field, "a display name has ASCII letters, digits, ' ', '_' and '-' only; " + shown(prefix[i]) +
-                         " at byte " + std::to_string(i) + " is none of them");
-    }
-  }
-  return name_key(prefix);
-}
-
-bool is_reserved(std::string_view name, const Limits& limits) {
-  const std::string key = name_key(name);
-  return std::any_of(limits.reserved_names.begin(), limits.reserved_names.end(),
-                     [&](const std::string& reserved) { return name_key(reserved) == key; });
+void check_stat_pattern(std::string_view pattern, std::string_view field) {
+  if (pattern == "*") return;
+  check_token(pattern.ends_with('*') ? pattern.substr(0, pattern.size() - 1) : pattern, 64, field);
 }
 
 void check_player_id(std::string_view id, std::string_view field) {

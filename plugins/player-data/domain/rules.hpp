@@ -10,19 +10,12 @@
 
 namespace gameverse::playerdata {
 
-// Display names are ASCII: letters, digits, and the separators ' ', '_', '-' between them (never
-// two in a row, never first or last), min..max characters. With no other characters allowed there
-// are no Unicode forms (NFC/NFD, full-width, homoglyphs from other scripts) to compare.
-void check_display_name(std::string_view name, const Limits& limits, std::string_view field);
+// Whether players may write stat `name` themselves: limits.player_writable_stats lists it, or a
+// prefix of it as "prefix*" ("*" alone: every stat).
+bool player_writable(std::string_view name, const Limits& limits);
 
-// The key a name is unique by: lower case, the look-alikes 0/o, 1/l/i and 5/s folded together,
-// and every separator as '_'. "Ada_1", "ada-l" and "ADA 1" are one name.
-std::string name_key(std::string_view name);
-
-// A ListPlayers prefix: the characters of a name (1..max), folded as name_key folds them.
-std::string prefix_key(std::string_view prefix, const Limits& limits, std::string_view field);
-
-bool is_reserved(std::string_view name, const Limits& limits);
+// A player_writable_stats entry: a stat name ([A-Za-z0-9_.-], 1..64 bytes), optionally ending in '*'.
+void check_stat_pattern(std::string_view pattern, std::string_view field);
 
 // A player id as the auth plugin makes them: [A-Za-z0-9_-], 1..128 bytes.
 void check_player_id(std::string_view id, std::string_view field);

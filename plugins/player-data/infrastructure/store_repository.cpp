@@ -10,6 +10,7 @@ namespace stored = records::v1;
 
 constexpr const char* kProfiles = "profiles";
 constexpr const char* kNames = "names";
+constexpr const char* kNameIndex = "name_index";
 constexpr const char* kSlots = "slots";
 constexpr const char* kUsage = "usage";
 constexpr const char* kStats = "stats";
@@ -34,6 +35,7 @@ stored::ProfileRecord to_record(const Profile& p) {
   stored::ProfileRecord r;
   r.set_display_name(p.display_name);
   r.set_name_key(p.name_key);
+  r.set_name_search_key(p.name_search_key);
   r.set_name_changed_unix_ms(p.name_changed_unix_ms);
   if (p.avatar.kind == AvatarKind::kUrl) r.set_avatar_url(p.avatar.value);
   if (p.avatar.kind == AvatarKind::kAssetId) r.set_avatar_asset_id(p.avatar.value);
@@ -52,6 +54,7 @@ Profile from_record(const sdk::Record<stored::ProfileRecord>& record) {
   p.player_id = record.key;
   p.display_name = r.display_name();
   p.name_key = r.name_key();
+  p.name_search_key = r.name_search_key();
   p.name_changed_unix_ms = r.name_changed_unix_ms();
   if (!r.avatar_url().empty()) p.avatar = {AvatarKind::kUrl, r.avatar_url()};
   if (!r.avatar_asset_id().empty()) p.avatar = {AvatarKind::kAssetId, r.avatar_asset_id()};
@@ -92,13 +95,23 @@ void StoreProfiles::save(const Profile& before, const Profile& after) {
                 after.player_id);
     }
     if (!before.name_key.empty() && before.name_key != after.name_key) batch.erase(kNames, before.name_key);
+    // The index follows the name; its keys are as unique as name keys, which are made from them.
+    if (!after.name_search_key.empty()) {
+      stored::NameRecord entry;
+      entry.set_player_id(after.player_id);
+      entry.set_display_name(after.display_name);
+      batch.put(kNameIndex, after.name_search_key, entry, sdk::Store::kAnyVersion, after.player_id);
+    }
+    if (!before.name_search_key.empty() && before.name_search_key != after.name_search_key) {
+      batch.erase(kNameIndex, before.name_search_key);
+    }
   }
   commit(store_, batch);
 }
 
 NamePage StoreProfiles::names(const std::string& key_prefix, const std::string& cursor, int64_t limit) {
   sdk::Store::Query query;
-  query.collection = kNames;
+  query.collection = kNameIndex;
   query.key_prefix = key_prefix;
   query.cursor = cursor;
   query.limit = static_cast<uint32_t>(limit);

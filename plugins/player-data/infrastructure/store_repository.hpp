@@ -2,9 +2,11 @@
 // proto/gameverse/playerdata/records/v1/records.proto (beside this file):
 //   profiles/<player id>          ProfileRecord   owner: the player
 //   names/<name key>              NameRecord      created only: a name is held once
+//   name_index/<search key>       NameRecord      what ListPlayers pages through by prefix
 //   slots/<player id>/<slot>      the slot's bytes as the player wrote them   owner: the player
 //   usage/<player id>             UsageRecord     in the batch of every slot write and delete
 //   stats/<player id>             StatsRecord     owner: the player
+// Write counts live in the host's cache: writes/<player id>, one window a key.
 // The store's ABORTED and ALREADY_EXISTS on a write become WriteConflict: the service reads again.
 #pragma once
 
@@ -48,6 +50,17 @@ class StoreStats final : public Stats {
 
  private:
   sdk::Store store_;
+};
+
+class CacheWriteCounter final : public WriteCounter {
+ public:
+  explicit CacheWriteCounter(sdk::Cache cache) : cache_(cache) {}
+  int64_t add(const std::string& player_id, int64_t window_ms) override {
+    return cache_.increment("writes/" + player_id, 1, std::chrono::milliseconds(window_ms));
+  }
+
+ private:
+  sdk::Cache cache_;
 };
 
 }  // namespace gameverse::playerdata

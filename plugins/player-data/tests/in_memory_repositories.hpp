@@ -3,6 +3,7 @@
 // that domain tests can race writers as the host does.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -34,6 +35,8 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
     }
     if (!before.name_key.empty() && before.name_key != after.name_key) names_.erase(before.name_key);
     if (!after.name_key.empty()) names_[after.name_key] = {after.player_id, after.display_name};
+    if (!before.name_search_key.empty()) index_.erase(before.name_search_key);
+    if (!after.name_search_key.empty()) index_[after.name_search_key] = {after.player_id, after.display_name};
     Profile stored = after;
     stored.version = current + 1;
     profiles_[after.player_id] = stored;
@@ -42,7 +45,7 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
   NamePage names(const std::string& prefix, const std::string& cursor, int64_t limit) override {
     std::lock_guard lock(mu_);
     NamePage page;
-    for (auto it = names_.upper_bound(cursor); it != names_.end(); ++it) {
+    for (auto it = index_.upper_bound(cursor); it != index_.end(); ++it) {
       if (!it->first.starts_with(prefix)) continue;
       if (static_cast<int64_t>(page.names.size()) == limit) {
         page.next_cursor = std::prev(it)->first;
@@ -152,9 +155,30 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
   std::mutex mu_;
   std::map<std::string, Profile> profiles_;
   std::map<std::string, NameEntry> names_;
+  std::map<std::string, NameEntry> index_;  // by search key
   std::map<std::string, Slot> slots_;
   std::map<std::string, Usage> usage_;
   std::map<std::string, StatSheet> stats_;
+};
+
+// Write counts whose windows follow the test's clock.
+class InMemoryWriteCounter : public WriteCounter {
+ public:
+  explicit InMemoryWriteCounter(std::function<int64_t()> now) : now_(std::move(now)) {}
+  int64_t add(const std::string& player_id, int64_t window_ms) override {
+    std::lock_guard lock(mu_);
+    auto& [start, count] = windows_[player_id];
+    if (count == 0 || now_() - start >= window_ms) {
+      start = now_();
+      count = 0;
+    }
+    return ++count;
+  }
+
+ private:
+  std::function<int64_t()> now_;
+  std::mutex mu_;
+  std::map<std::string, std::pair<int64_t, int64_t>> windows_;
 };
 
 }  // namespace gameverse::playerdata::testing

@@ -6,6 +6,7 @@
 #include <limits>
 #include <thread>
 
+#include "domain/names.hpp"
 #include "domain/player_data_service.hpp"
 #include "domain/rules.hpp"
 #include "in_memory_repositories.hpp"
@@ -31,7 +32,10 @@ void expect_error(F&& f, K kind, const std::string& message) {
 
 class PlayerDataDomain : public ::testing::Test {
  protected:
-  PlayerDataDomain() : service_(limits(), store_, store_, store_, [this] { return now_.load(); }) {}
+  PlayerDataDomain()
+      : writes_([this] { return now_.load(); }),
+        service_(
+            limits(), store_, store_, store_, [this] { return now_.load(); }, {}, &writes_) {}
   static Limits limits() {
     Limits l;
     l.reserved_names = {"admin", "gameverse"};
@@ -45,10 +49,14 @@ class PlayerDataDomain : public ::testing::Test {
     l.max_stats_per_request = 4;
     l.max_page_size = 10;
     l.max_write_attempts = 1000;
+    // Every stat, so that these tests reach the arithmetic; who may write what has its own test.
+    l.player_writable_stats = {"*"};
+    l.max_writes_per_player_per_minute = 0;
     return l;
   }
   testing::InMemoryStore store_;
   std::atomic<int64_t> now_{1'000'000};
+  testing::InMemoryWriteCounter writes_;
   PlayerDataService service_;
   const Caller ada_{"ada", {"player"}};
   const Caller bob_{"bob", {"player"}};
@@ -56,47 +64,106 @@ class PlayerDataDomain : public ::testing::Test {
   const Caller admin_{"root", {"player", "admin"}};
 };
 
-TEST(PlayerDataRules, DisplayNamesAreAsciiWithSeparatorsBetweenAndAreComparedFolded) {
+TEST(PlayerDataNames, LettersAndDigitsOfAnyScriptWithSingleSeparatorsBetween) {
   Limits l;
-  for (const char* good : {"Ada", "ada_l", "Ada Lovelace", "x-1-y", "abc", "A23456789012345678901234"}) {
-    EXPECT_NO_THROW(check_display_name(good, l, "display_name")) << good;
+  for (const char* good : {"Ada", "Ada Lovelace", "x-1-y", "Zoë", "山田太郎", "やまだ", "김민준", "Сергей",
+                           "Ελένη", "क्षत्रिय", "山田たろう", "Ada_山田"}) {
+    EXPECT_NO_THROW(fold_display_name(good, l, "display_name")) << good;
   }
-  expect_error([&] { check_display_name("ab", l, "display_name"); }, K::kInvalidArgument,
+  // NFC on the way in: e + U+0301 is stored as é.
+  EXPECT_EQ(fold_display_name("Cle\u0301ment", l, "display_name").display, "Cl\u00e9ment");
+  // Counted in grapheme clusters: q + U+0301 has no precomposed form and is one character.
+  EXPECT_NO_THROW(fold_display_name("q\u0301q\u0301q\u0301", l, "display_name"));
+  expect_error([&] { fold_display_name("q\u0301q\u0301", l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has 3 to 24 characters, not 2");
-  expect_error([&] { check_display_name(std::string(25, 'a'), l, "display_name"); }, K::kInvalidArgument,
+  expect_error([&] { fold_display_name("ab", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: a display name has 3 to 24 characters, not 2");
+  std::string han;
+  for (int i = 0; i < 25; ++i) han += "山";
+  expect_error([&] { fold_display_name(han, l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has 3 to 24 characters, not 25");
-  expect_error([&] { check_display_name("Zoë", l, "display_name"); }, K::kInvalidArgument,
-               "display_name: a display name has ASCII letters, digits, ' ', '_' and '-' only; byte 0xc3 at "
-               "byte 2 is none of them");
+  std::string heavy;  // 20 characters of 6 code points: q and five marks
+  for (int i = 0; i < 20; ++i) heavy += "q\u0300\u0301\u0302\u0303\u0304";
   expect_error(
-      [&] { check_display_name("a<b>", l, "display_name"); }, K::kInvalidArgument,
-      "display_name: a display name has ASCII letters, digits, ' ', '_' and '-' only; '<' at byte 1 is "
-      "none of them");
-  expect_error([&] { check_display_name(std::string("ab\0c", 4), l, "display_name"); }, K::kInvalidArgument,
-               "display_name: a display name has ASCII letters, digits, ' ', '_' and '-' only; byte 0x00 at "
-               "byte 2 is none of them");
-  expect_error([&] { check_display_name("_ada", l, "display_name"); }, K::kInvalidArgument,
+      [&] { fold_display_name(heavy, l, "display_name"); }, K::kInvalidArgument,
+      "display_name: a display name has at most 96 code points (4 for each of max_display_name_chars), "
+      "not 120");
+  expect_error([&] { fold_display_name("a\u0301\u0301bc", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: a display name has no combining mark twice in a row on one letter");
+  expect_error([&] { fold_display_name(std::string(400, 'a'), l, "display_name"); }, K::kInvalidArgument,
+               "display_name: at most 24 characters (384 bytes), not 400 bytes");
+  expect_error([&] { fold_display_name("Ad\xc3\x28", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: not UTF-8");
+  expect_error([&] { fold_display_name("ab\xed\xa0\x80", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: not UTF-8");
+  expect_error([&] { fold_display_name("a<b>", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
+               "'-' between them; U+003C at character 2 is none of them");
+  expect_error([&] { fold_display_name("ad\u200dmin", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
+               "'-' between them; U+200D at character 3 is none of them");
+  expect_error([&] { fold_display_name(std::string("ab\0c", 4), l, "display_name"); }, K::kInvalidArgument,
+               "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
+               "'-' between them; U+0000 at character 3 is none of them");
+  expect_error([&] { fold_display_name("\u0301abc", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: the combining mark U+0301 follows no letter or digit");
+  expect_error([&] { fold_display_name("_ada", l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name begins and ends with a letter or digit");
-  expect_error([&] { check_display_name("ada ", l, "display_name"); }, K::kInvalidArgument,
+  expect_error([&] { fold_display_name("ada ", l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name begins and ends with a letter or digit");
-  expect_error([&] { check_display_name("a  da", l, "display_name"); }, K::kInvalidArgument,
+  expect_error([&] { fold_display_name("a  da", l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has no two of ' ', '_', '-' in a row");
+}
 
-  EXPECT_EQ(name_key("ADA_1"), name_key("ada-l"));
-  EXPECT_EQ(name_key("Ada 1"), "ada_l");
+TEST(PlayerDataNames, MixedScriptsThatLookAlikeAreRefused) {
+  Limits l;
+  const std::string mixed =
+      "display_name: a display name is written in one script (Latin may go with Han, Hiragana, Katakana or "
+      "Hangul); this one mixes scripts whose letters look alike, such as Latin with Cyrillic or Greek";
+  // U+0430 CYRILLIC SMALL LETTER A, U+0391 GREEK CAPITAL LETTER ALPHA, U+13AA CHEROKEE LETTER GO.
+  for (const char* spoof :
+       {"\u0430dmin", "\u0391dmin", "\u13AAdmin", "Ada \u0421\u0435\u0440\u0433\u0435\u0439"}) {
+    expect_error([&] { fold_display_name(spoof, l, "display_name"); }, K::kInvalidArgument, mixed);
+  }
+  expect_error([&] { fold_display_name("ab\u0663\u0031", l, "display_name"); }, K::kInvalidArgument,
+               "display_name: a display name has digits of one number system only");
+}
+
+TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
+  const std::string admin = name_key("Admin");
+  // Case, ASCII digits for letters, full-width and mathematical forms, other scripts' letters.
+  for (const char* like : {"ADMIN", "ADM1N", "adm1n", "\uff21\uff24\uff2d\uff29\uff2e", "\U0001D41Admin",
+                           "\u0430dmin", "\u0391dmin", "adrnin"}) {
+    EXPECT_EQ(name_key(like), admin) << like;
+  }
+  EXPECT_NE(name_key("admins"), admin);
+  // Whole-script look-alikes: Cyrillic сосо and Latin coco; Greek ΟΡΟ and Latin OPO.
+  EXPECT_EQ(name_key("\u0441\u043e\u0441\u043e"), name_key("coco"));
+  EXPECT_EQ(name_key("\u039f\u03a1\u039f"), name_key("opo"));
+  // Combining forms: e + U+0301 and é.
+  EXPECT_EQ(name_key("Cle\u0301ment"), name_key("Cl\u00e9ment"));
+  EXPECT_NE(name_key("Clement"), name_key("Cl\u00e9ment"));
+  EXPECT_EQ(name_key("Stra\u00dfe"), name_key("STRASSE"));
+  EXPECT_EQ(name_key("Ada Lovelace"), name_key("ada_lovelace"));
   EXPECT_EQ(name_key("B0B"), name_key("bob"));
   EXPECT_EQ(name_key("Mi5"), name_key("mls"));
-  EXPECT_NE(name_key("ada"), name_key("adb"));
-  l.reserved_names = {"Admin"};
-  EXPECT_TRUE(is_reserved("ADM1N", l));
-  EXPECT_FALSE(is_reserved("admins", l));
+
+  Limits l;
+  l.reserved_names = {"Admin", "gm"};
+  EXPECT_TRUE(is_reserved(fold_display_name("ADM1N", l, "display_name").key, l));
+  EXPECT_TRUE(is_reserved(fold_display_name("\uff41\uff44\uff4d\uff49\uff4e", l, "display_name").key, l));
+  EXPECT_FALSE(is_reserved(fold_display_name("admins", l, "display_name").key, l));
+  EXPECT_TRUE(is_reserved(name_key("GM"), l));
+
   EXPECT_EQ(prefix_key("Ad", l, "prefix"), "ad");
+  EXPECT_EQ(prefix_key("\uff21\uff24 L", l, "prefix"), "ad_l");
+  EXPECT_EQ(prefix_key("Cle\u0301", l, "prefix"), "cl\u00e9");
   expect_error([&] { prefix_key("", l, "prefix"); }, K::kInvalidArgument,
                "prefix: give at least 1 character");
-  expect_error(
-      [&] { prefix_key("a%", l, "prefix"); }, K::kInvalidArgument,
-      "prefix: a display name has ASCII letters, digits, ' ', '_' and '-' only; '%' at byte 1 is none "
-      "of them");
+  expect_error([&] { prefix_key("a%", l, "prefix"); }, K::kInvalidArgument,
+               "prefix: a display name has letters and digits (of any script) with single ' ', '_' or '-' "
+               "between them; U+0025 at character 2 is none of them");
+  expect_error([&] { prefix_key("a\xff", l, "prefix"); }, K::kInvalidArgument, "prefix: not UTF-8");
 }
 
 TEST(PlayerDataRules, AvatarsIdsTokensUtf8AndInt64Edges) {
@@ -163,7 +230,7 @@ TEST_F(PlayerDataDomain, ANameIsHeldOnceLooksAlikeIncludedAndChangesAfterTheCool
   expect_error([&] { service_.set_display_name(bob_, "Ada_1"); }, K::kAlreadyExists,
                "display_name: 'Ada_1' is taken");
   expect_error([&] { service_.set_display_name(bob_, "GameVerse"); }, K::kInvalidArgument,
-               "display_name: 'GameVerse' is reserved");
+               "display_name: 'GameVerse' is reserved (or looks like a reserved name)");
   // Its own name in another spelling is no conflict, but it is a change.
   now_ += 60'000;
   EXPECT_EQ(service_.set_display_name(ada_, "ada_1").display_name, "ada_1");
@@ -452,10 +519,126 @@ TEST_F(PlayerDataDomain, PlayersAreListedByNamePrefixAPageAtATime) {
     if (page.next_cursor.empty()) break;
     page = service_.list_players(ada_, "AL", 2, page.next_cursor);
   }
-  EXPECT_EQ(all, (std::vector<std::string>{"Al_Bundy", "alfred", "AL1CE", "Alpha"}));
-  EXPECT_EQ(service_.list_players(ada_, "ALI", 10, "").names.size(), 1u) << "'ALI' folds as 'AL1CE' does";
+  // By search key: case-folded NFKC, separators as '_'.
+  EXPECT_EQ(all, (std::vector<std::string>{"AL1CE", "Al_Bundy", "alfred", "Alpha"}));
+  EXPECT_EQ(service_.list_players(ada_, "AL-B", 10, "").names.size(), 1u) << "separators are one";
+  EXPECT_EQ(service_.list_players(ada_, "ＡＬＰ", 10, "").names.size(), 1u) << "full-width is folded";
   expect_error([&] { service_.list_players(ada_, "a", 0, std::string(2000, 'c')); }, K::kInvalidArgument,
                "cursor: at most 1024 bytes, not 2000");
+}
+
+TEST_F(PlayerDataDomain, LookAlikeNamesInOtherScriptsAreTakenAndListedByWhatWasTyped) {
+  service_.set_display_name(ada_, "coco");
+  // Cyrillic сосо: one script, so accepted as a name, but it looks like 'coco'.
+  expect_error([&] { service_.set_display_name(bob_, "\u0441\u043e\u0441\u043e"); }, K::kAlreadyExists,
+               "display_name: '\u0441\u043e\u0441\u043e' is taken (as 'coco', which it is too like)");
+  expect_error([&] { service_.set_display_name(bob_, "\u0430dmin"); }, K::kInvalidArgument,
+               "display_name: a display name is written in one script (Latin may go with Han, Hiragana, "
+               "Katakana or Hangul); this one mixes scripts whose letters look alike, such as Latin with "
+               "Cyrillic or Greek");
+  expect_error([&] { service_.set_display_name(bob_, "\uff21\uff24\uff2d\uff29\uff2e"); },
+               K::kInvalidArgument,
+               "display_name: '\uff21\uff24\uff2d\uff29\uff2e' is reserved (or looks like a reserved name)");
+  EXPECT_EQ(service_.set_display_name(bob_, "Cle\u0301ment").display_name, "Cl\u00e9ment");
+  expect_error([&] { service_.set_display_name(mod_, "CL\u00c9MENT"); }, K::kAlreadyExists,
+               "display_name: 'CL\u00c9MENT' is taken (as 'Cl\u00e9ment', which it is too like)");
+  EXPECT_EQ(service_.set_display_name(mod_, "山田太郎").display_name, "山田太郎");
+  EXPECT_EQ(service_.list_players(ada_, "co", 10, "").names.size(), 1u);
+  EXPECT_EQ(service_.list_players(ada_, "cle\u0301", 10, "").names.at(0).display_name, "Cl\u00e9ment");
+  EXPECT_EQ(service_.list_players(ada_, "山田", 10, "").names.at(0).player_id, "mod");
+}
+
+// Stats are not the player's to write: a player writes only what player_writable_stats lists.
+TEST(PlayerDataStatsAccess, AdminsAndTrustedPluginsWriteStatsPlayersOnlyTheListedOnes) {
+  testing::InMemoryStore store;
+  Limits limits;
+  limits.player_writable_stats = {"settings.*", "tutorial_step"};
+  PlayerDataService service(limits, store, store, store, [] { return int64_t{1}; });
+  const Caller ada{"ada", {"player"}}, bob{"bob", {"player"}}, mod{"mod", {"player", "moderator"}},
+      admin{"root", {"player", "admin"}}, granter{"", {}, "inventory"};
+
+  expect_error(
+      [&] {
+        service.update_stats(ada, "", {{"kills", StatChange::Kind::kIncrement, 1000}});
+      },
+      K::kPermissionDenied,
+      "updates[0].name: stat 'kills' is written by admins and trusted plugins; players write only the "
+      "stats player_writable_stats lists");
+  expect_error(
+      [&] {
+        service.update_stats(
+            ada, "", {{"settings.volume", StatChange::Kind::kSet, 3}, {"wins", StatChange::Kind::kSet, 1}});
+      },
+      K::kPermissionDenied,
+      "updates[1].name: stat 'wins' is written by admins and trusted plugins; players write only the stats "
+      "player_writable_stats lists");
+  EXPECT_TRUE(store.sheet("ada").values.empty()) << "a refused call changed something";
+  EXPECT_EQ(service
+                .update_stats(ada, "",
+                              {{"settings.volume", StatChange::Kind::kSet, 3},
+                               {"tutorial_step", StatChange::Kind::kIncrement, 1}})
+                .values.size(),
+            2u);
+  expect_error(
+      [&] {
+        service.update_stats(ada, "", {{"tutorial_step2", StatChange::Kind::kSet, 1}});
+      },
+      K::kPermissionDenied,
+      "updates[0].name: stat 'tutorial_step2' is written by admins and trusted plugins; players write "
+      "only the stats player_writable_stats lists");
+  expect_error(
+      [&] {
+        service.update_stats(mod, "ada", {{"kills", StatChange::Kind::kSet, 1}});
+      },
+      K::kPermissionDenied, "player_id: a player changes the stats of only their own; leave player_id empty");
+  EXPECT_EQ(
+      service.update_stats(admin, "ada", {{"kills", StatChange::Kind::kIncrement, 2}}).values.at("kills"), 2);
+  EXPECT_EQ(
+      service.update_stats(granter, "ada", {{"kills", StatChange::Kind::kIncrement, 3}}).values.at("kills"),
+      5);
+  EXPECT_EQ(service.stats(granter, "ada", {"kills"}).values.at("kills"), 5);
+  EXPECT_EQ(service.stats(ada, "", {"kills"}).values.at("kills"), 5);
+  EXPECT_EQ(service.stats(mod, "ada", {"kills"}).values.at("kills"), 5);
+  expect_error([&] { service.stats(bob, "ada", {}); }, K::kPermissionDenied,
+               "player_id: a player reads the stats of only their own; leave player_id empty");
+  // A plugin's own trust names the player and reaches stats only.
+  expect_error(
+      [&] {
+        service.update_stats(granter, "", {{"kills", StatChange::Kind::kSet, 1}});
+      },
+      K::kInvalidArgument, "player_id: a plugin calling with its own trust names the player");
+  expect_error(
+      [&] { service.set_display_name(granter, "Granter"); }, K::kPermissionDenied,
+      "plugin 'inventory' calls with its own trust, which reaches stats only; call for a player to do "
+      "this");
+  expect_error(
+      [&] { service.slot(granter, "ada", "main"); }, K::kPermissionDenied,
+      "plugin 'inventory' calls with its own trust, which reaches stats only; call for a player to do "
+      "this");
+}
+
+TEST_F(PlayerDataDomain, APlayersWritesAreLimitedPerMinuteAdminsAreNot) {
+  Limits l = limits();
+  l.max_writes_per_player_per_minute = 3;
+  PlayerDataService service(
+      l, store_, store_, store_, [this] { return now_.load(); }, {}, &writes_);
+  service.write_slot(ada_, {"a", "1", std::nullopt});
+  service.update_stats(ada_, "", {{"kills", StatChange::Kind::kIncrement, 1}});
+  service.update_profile(ada_, {});
+  const std::string over =
+      "a player makes at most 3 writes a minute (max_writes_per_player_per_minute); nothing was changed, "
+      "retry within a minute";
+  expect_error([&] { service.write_slot(ada_, {"b", "2", std::nullopt}); }, K::kResourceExhausted, over);
+  expect_error([&] { service.set_display_name(ada_, "Ada"); }, K::kResourceExhausted, over);
+  expect_error([&] { service.delete_slot(ada_, "a", std::nullopt); }, K::kResourceExhausted, over);
+  EXPECT_FALSE(store_.slot("ada", "b").has_value()) << "a refused write was written";
+  // Reads are not counted; another player has a budget of their own; admins are not counted.
+  EXPECT_EQ(service.slot(ada_, "", "a").data, "1");
+  service.write_slot(bob_, {"a", "1", std::nullopt});
+  for (int i = 0; i < 5; ++i)
+    service.update_stats(admin_, "ada", {{"kills", StatChange::Kind::kIncrement, 1}});
+  now_ += 60'000;
+  EXPECT_NO_THROW(service.write_slot(ada_, {"b", "2", std::nullopt})) << "the next minute has a new budget";
 }
 
 // A stats record that every write finds changed: the call gives up after max_write_attempts.
@@ -468,6 +651,7 @@ TEST(PlayerDataRetries, AWriteThatAlwaysMeetsAnotherIsAbortedAfterItsAttemptsAnd
   } store;
   Limits limits;
   limits.max_write_attempts = 3;
+  limits.player_writable_stats = {"kills"};
   std::vector<std::pair<std::string, bool>> seen;
   PlayerDataService service(
       limits, store, store, store, [] { return int64_t{1}; },
