@@ -15,6 +15,7 @@
 #include "expect_contains.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
+#include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "gameverse/playerdata/v1/playerdata.grpc.pb.h"
 #include "host_process.hpp"
 #include "run_command.hpp"
@@ -24,6 +25,7 @@ namespace {
 
 namespace pb = gameverse::playerdata::v1;
 namespace auth = gameverse::auth::v1;
+namespace platformprobe = gameverse::platformprobe::v1;
 
 constexpr const char* kOperatorToken = "player-data-test-operator-token-0123";
 constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
@@ -44,6 +46,13 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     }
     // Names of their own: the PostgreSQL store is shared between tests and runs.
     suffix_ = std::to_string(std::random_device()() % 1'000'000);
+    start("max_writes_per_player_per_minute = 100000\n");
+  }
+
+  // (Re)starts the host with the player-data config keys `player_data_config` on top of the
+  // fixture's, and the platform-probe plugin, which relays calls with its own trust.
+  void start(const std::string& player_data_config) {
+    host_.reset();
     host_ = std::make_unique<HostProcess>(
         "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
         "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\ntoken = \"" + kOperatorToken +
@@ -53,9 +62,14 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
         "[[plugin]]\nname = \"player-data\"\npath = \"" GV_PLUGIN_DIR
         "/player-data.so\"\n[plugin.config]\nname_change_cooldown_s = 3600\nmax_slots_per_player = 3\n"
         "max_slot_bytes = 1000\nmax_slot_bytes_per_player = 2400\nmax_metadata_fields = 4\n"
-        "max_metadata_bytes = 200\nmax_stats_per_request = 8\nmax_write_attempts = 1000\n");
+        "max_metadata_bytes = 200\nmax_stats_per_request = 8\nmax_write_attempts = 1000\n"
+        // The stats these tests write as players; any other is for admins and trusted plugins.
+        "player_writable_stats = \"kills,wins,gold,hits,floor,nothing,s,settings.*\"\n" +
+        player_data_config +
+        "[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n");
     auth_ = auth::Auth::NewStub(host_->channel());
     data_stub_ = pb::PlayerData::NewStub(host_->channel());
+    probe_ = platformprobe::PlatformProbe::NewStub(host_->channel());
   }
   void TearDown() override {
     if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
@@ -152,6 +166,28 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(status.ok()) << status.error_message();
     return out;
   }
+  // UpdateStats for `player_id` from the platform-probe plugin, with its own trust (sdk::as_plugin).
+  grpc::Status increment_as_plugin(const std::string& player_id, const std::string& stat, int64_t by,
+                                   pb::Stats* out) {
+    pb::UpdateStatsRequest update;
+    update.set_player_id(player_id);
+    pb::StatUpdate* u = update.add_updates();
+    u->set_name(stat);
+    u->set_increment(by);
+    platformprobe::RelayRequest relay;
+    relay.set_method("/gameverse.playerdata.v1.PlayerData/UpdateStats");
+    relay.set_request(update.SerializeAsString());
+    relay.set_timeout_ms(30'000);
+    relay.set_as_plugin(true);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    platformprobe::RelayReply reply;
+    const grpc::Status status = probe_->RelayBlocking(&context, relay, &reply);
+    if (status.ok()) {
+      EXPECT_TRUE(out->ParseFromString(reply.response()));
+    }
+    return status;
+  }
   pb::ListSlotsReply slots(const Player& as) {
     pb::ListSlotsRequest request;
     request.set_page_size(100);
@@ -180,6 +216,7 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
   std::unique_ptr<HostProcess> host_;
   std::unique_ptr<auth::Auth::Stub> auth_;
   std::unique_ptr<pb::PlayerData::Stub> data_stub_;
+  std::unique_ptr<platformprobe::PlatformProbe::Stub> probe_;
 };
 
 TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModeratorsReadAndReset) {
@@ -464,11 +501,15 @@ TEST_P(PlayerDataThroughTheHost, BadInputIsAClearErrorAndChangesNothing) {
             "display_name: a display name has 3 to 24 characters, not 1"},
            {std::string(30, 'a'), grpc::StatusCode::INVALID_ARGUMENT,
             "display_name: a display name has 3 to 24 characters, not 30"},
-           {"Zoë_" + suffix_, grpc::StatusCode::INVALID_ARGUMENT,
-            "display_name: a display name has ASCII letters, digits, ' ', '_' and '-' only; byte 0xc3 at "
-            "byte 2 is "
-            "none of them"},
-           {"Adm1n", grpc::StatusCode::INVALID_ARGUMENT, "display_name: 'Adm1n' is reserved"},
+           {"Zo\u00eb\u0430" + suffix_, grpc::StatusCode::INVALID_ARGUMENT,
+            "display_name: a display name is written in one script (Latin may go with Han, Hiragana, "
+            "Katakana or Hangul); this one mixes scripts whose letters look alike, such as Latin with "
+            "Cyrillic or Greek"},
+           {"Zo<" + suffix_, grpc::StatusCode::INVALID_ARGUMENT,
+            "display_name: a display name has letters and digits (of any script) with single ' ', '_' or '-' "
+            "between them; U+003C at character 3 is none of them"},
+           {"Adm1n", grpc::StatusCode::INVALID_ARGUMENT,
+            "display_name: 'Adm1n' is reserved (or looks like a reserved name)"},
            {"-dash" + suffix_, grpc::StatusCode::INVALID_ARGUMENT,
             "display_name: a display name begins and ends with a letter or digit"},
            {name("ADA"), grpc::StatusCode::ALREADY_EXISTS,
@@ -609,6 +650,110 @@ TEST_P(PlayerDataThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
     ASSERT_TRUE(get_slot(ada, "", "client" + std::to_string(c), &slot).ok());
     EXPECT_EQ(slot.version(), last_version[static_cast<size_t>(c)]) << "an acknowledged save was lost";
   }
+}
+
+// Stats are no player's to raise: admins and trusted plugins write them, players only the listed ones.
+TEST_P(PlayerDataThroughTheHost, StatsAreWrittenByAdminsAndTrustedPluginsPlayersWriteOnlyListedOnes) {
+  start("max_writes_per_player_per_minute = 100000\ntrusted_plugins = \"platform-probe\"\n");
+  const Player ada = player("ada");
+  pb::Stats out;
+  grpc::Status status = increment(ada, "rank", 1000, &out);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(
+      status.error_message(),
+      "updates[0].name: stat 'rank' is written by admins and trusted plugins; players write only the stats "
+      "player_writable_stats lists");
+  EXPECT_EQ(stats(ada).values().count("rank"), 0u) << "a refused write changed the stat";
+  ASSERT_TRUE(increment(ada, "settings.volume", 3, &out).ok()) << "a listed prefix was refused";
+
+  const Player admin = with_role(player("admin"), "admin");
+  status = increment(admin, "rank", 10, &out, ada.id);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(out.player_id(), ada.id);
+  EXPECT_EQ(out.values().at("rank"), 10);
+
+  status = increment_as_plugin(ada.id, "rank", 5, &out);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(out.values().at("rank"), 15);
+  EXPECT_EQ(stats(ada).values().at("rank"), 15) << "the player reads their own";
+
+  // The same plugin, no longer trusted: its own trust reaches nothing.
+  start("max_writes_per_player_per_minute = 100000\n");
+  status = increment_as_plugin(ada.id, "rank", 5, &out);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(),
+            "plugin 'platform-probe' calls with its own trust but is not in trusted_plugins");
+  EXPECT_EQ(stats(ada).values().at("rank"), 15);
+}
+
+// Two players claim look-alike names at once, one in Latin and one in Cyrillic letters: one wins.
+TEST_P(PlayerDataThroughTheHost, LookAlikeNamesInTwoScriptsRacedForOneWins) {
+  for (int round = 0; round < 6; ++round) {
+    const Player p1 = player("lx" + std::to_string(round));
+    const Player p2 = player("ly" + std::to_string(round));
+    const std::string digits = std::to_string(round) + suffix_;
+    const std::string latin = "coco" + digits;
+    const std::string cyrillic = "\u0441\u043e\u0441\u043e" + digits;  // сосо
+    std::latch go(2);
+    grpc::Status s1, s2;
+    std::thread t1([&] {
+      go.arrive_and_wait();
+      s1 = set_name(p1, latin);
+    });
+    std::thread t2([&] {
+      go.arrive_and_wait();
+      s2 = set_name(p2, cyrillic);
+    });
+    t1.join();
+    t2.join();
+    ASSERT_NE(s1.ok(), s2.ok()) << s1.error_message() << " / " << s2.error_message();
+    const grpc::Status& lost = s1.ok() ? s2 : s1;
+    EXPECT_EQ(lost.error_code(), grpc::StatusCode::ALREADY_EXISTS) << lost.error_message();
+    EXPECT_CONTAINS(lost.error_message(), "which it is too like");
+  }
+  const Player mixed = player("mixed");
+  grpc::Status status = set_name(mixed, "\u0430dmin" + suffix_);  // Cyrillic а among Latin letters
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_CONTAINS(status.error_message(), "mixes scripts whose letters look alike");
+  status = set_name(mixed, "\uff21\uff24\uff2d\uff29\uff2e");  // full-width ADMIN
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_CONTAINS(status.error_message(), "is reserved");
+  // Bytes that are not UTF-8 do not even parse as the request (a proto3 string); the domain's own
+  // check is unit-tested.
+  status = set_name(mixed, "Ad\xc3\x28" + suffix_);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_CONTAINS(status.error_message(), "does not parse");
+
+  // CJK names are names; a name typed with a combining accent is stored composed and listed by it.
+  const Player han = player("han");
+  pb::Profile claimed;
+  ASSERT_TRUE(set_name(han, "\u5c71\u7530" + suffix_, &claimed).ok());
+  const Player clement = player("clement");
+  ASSERT_TRUE(set_name(clement, "Cle\u0301ment" + suffix_, &claimed).ok());
+  EXPECT_EQ(claimed.display_name(), "Cl\u00e9ment" + suffix_);
+  pb::ListPlayersRequest request;
+  request.set_prefix("CLE\u0301MENT" + suffix_);
+  pb::ListPlayersReply page;
+  ASSERT_TRUE(call(han, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+  ASSERT_EQ(page.players_size(), 1);
+  EXPECT_EQ(page.players(0).player_id(), clement.id);
+}
+
+TEST_P(PlayerDataThroughTheHost, APlayersWritesAreLimitedPerMinute) {
+  start("max_writes_per_player_per_minute = 5\n");
+  const Player ada = player("ada");
+  const Player bob = player("bob");
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(increment(ada, "wins", 1).ok()) << i;
+  pb::Stats out;
+  const grpc::Status status = increment(ada, "wins", 1, &out);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(
+      status.error_message(),
+      "a player makes at most 5 writes a minute (max_writes_per_player_per_minute); nothing was changed, "
+      "retry within a minute");
+  EXPECT_EQ(write_slot(ada, "main", "x", std::nullopt).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(stats(ada).values().at("wins"), 5) << "reads go on, and the refused write changed nothing";
+  EXPECT_TRUE(increment(bob, "wins", 1).ok()) << "another player has a budget of their own";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, PlayerDataThroughTheHost, ::testing::Values("sqlite", "postgresql"),
