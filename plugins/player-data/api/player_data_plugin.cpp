@@ -439,20 +439,18 @@ class PlayerDataPlugin final : public sdk::Plugin {
   }
 
  private:
-  // The caller as the domain sees it. A call with no principal comes from a plugin calling with its
-  // own trust (the gate lets nothing else through without one): trusted when trusted_plugins names it.
+  // The caller as the domain sees it. A call with no principal from another plugin is that plugin
+  // calling with its own trust, which counts only when trusted_plugins names it.
   pd::Caller caller_of(const sdk::CallContext& context) const {
     const sdk::Principal principal = context.principal();
-    if (!principal.anonymous()) return {principal.user_id, principal.roles, ""};
+    if (!principal.anonymous()) return {principal.user_id, principal.roles};
     const std::string plugin(context.calling_plugin());
-    if (!plugin.empty() &&
-        std::find(trusted_plugins_.begin(), trusted_plugins_.end(), plugin) != trusted_plugins_.end()) {
-      return {"", {}, plugin};
+    if (plugin.empty()) return {};  // the domain answers UNAUTHENTICATED
+    if (std::find(trusted_plugins_.begin(), trusted_plugins_.end(), plugin) == trusted_plugins_.end()) {
+      throw PlayerDataError(PlayerDataError::Kind::kPermissionDenied,
+                            "plugin '" + plugin + "' calls with its own trust but is not in trusted_plugins");
     }
-    throw PlayerDataError(
-        PlayerDataError::Kind::kPermissionDenied,
-        plugin.empty() ? std::string("this call needs a signed-in caller")
-                       : "plugin '" + plugin + "' calls with its own trust but is not in trusted_plugins");
+    return {"", {}, plugin};
   }
 
   sdk::Host host_;
