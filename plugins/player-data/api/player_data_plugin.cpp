@@ -1,6 +1,9 @@
 // gameverse.playerdata.v1.PlayerData: maps the protobuf API onto the player-data domain. The caller
 // is the principal the host's gate verified; every method needs a signed-in caller at the gate, and
 // the domain checks what that caller may read or change.
+#include <dlfcn.h>
+#include <unicode/uspoof.h>
+#include <unicode/utypes.h>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -64,6 +67,20 @@ std::vector<std::string> split_names(const std::string& list) {
     start = end + 1;
   }
   return out;
+}
+
+// ICU keeps its caches (normalization and confusable data) in its globals for the life of the
+// process; only u_cleanup() frees them, which no plugin may call for the process. Unloaded with
+// this plugin at a reload, ICU would lose them, so the libraries stay loaded for good (dlopen with
+// RTLD_NODELETE of the copies already mapped) and later generations reuse them.
+void keep_icu_loaded() {
+  for (const void* symbol :
+       {reinterpret_cast<const void*>(&u_errorName), reinterpret_cast<const void*>(&uspoof_open)}) {
+    Dl_info info{};
+    if (dladdr(symbol, &info) != 0 && info.dli_fname != nullptr) {
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    }
+  }
 }
 
 pd::Limits limits_from(const sdk::Host& host) {
@@ -181,7 +198,7 @@ std::string subject_id(const pd::Caller& caller, const std::string& requested) {
 class PlayerDataPlugin final : public sdk::Plugin {
  public:
   explicit PlayerDataPlugin(sdk::InitContext& init)
-      : host_(init.host),
+      : host_((keep_icu_loaded(), init.host)),
         trusted_plugins_(split_names(init.host.config_string("trusted_plugins"))),
         profiles_(init.host.store()),
         slots_(init.host.store()),

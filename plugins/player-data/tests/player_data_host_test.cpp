@@ -52,7 +52,7 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
   // (Re)starts the host with the player-data config keys `player_data_config` on top of the
   // fixture's, and the platform-probe plugin, which relays calls with its own trust.
   void start(const std::string& player_data_config) {
-    host_.reset();
+    stop_host();
     host_ = std::make_unique<HostProcess>(
         "[host]\nwatch = false\ndata_dir = \"" + data_.path().string() + "\"\n" + store_ +
         "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\ntoken = \"" + kOperatorToken +
@@ -73,6 +73,20 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
   }
   void TearDown() override {
     if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
+    stop_host();
+  }
+
+  // Stops the host, which must exit cleanly: under the asan and tsan presets the plugin runs
+  // instrumented inside it, and a sanitizer's report lands in its log and exit code.
+  void stop_host() {
+    if (!host_) return;
+    const int code = host_->stop();
+    const std::string log = host_->log();
+    EXPECT_EQ(code, 0) << log;
+    for (const char* report : {"Sanitizer", "runtime error:"}) {
+      EXPECT_EQ(log.find(report), std::string::npos) << log;
+    }
+    host_.reset();
   }
 
   std::string name(const std::string& base) const { return base + suffix_; }
