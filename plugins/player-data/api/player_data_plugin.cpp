@@ -198,7 +198,7 @@ std::string subject_id(const pd::Caller& caller, const std::string& requested) {
 class PlayerDataPlugin final : public sdk::Plugin {
  public:
   explicit PlayerDataPlugin(sdk::InitContext& init)
-      : host_((keep_icu_loaded(), init.host)),
+      : host_(init.host),
         trusted_plugins_(split_names(init.host.config_string("trusted_plugins"))),
         profiles_(init.host.store()),
         slots_(init.host.store()),
@@ -213,7 +213,9 @@ class PlayerDataPlugin final : public sdk::Plugin {
             [this](const char* record, bool aborted) {
               conflicts_.record(1, {record, aborted ? "aborted" : "retried"});
             },
-            &writes_) {}
+            &writes_) {
+    keep_icu_loaded();
+  }
 
   // Every method waits on the store, so every one runs on the host's pool for blocking work.
   static void describe(sdk::PluginBuilder<PlayerDataPlugin>& b) {

@@ -32,21 +32,6 @@ void check_icu(UErrorCode status, const char* what) {
   if (U_FAILURE(status)) throw std::runtime_error(std::string("ICU ") + what + ": " + u_errorName(status));
 }
 
-// Configured once, then only read: ICU's check and skeleton calls may share such a checker
-// between threads. Closed when the plugin's library is unloaded.
-const USpoofChecker* spoof_checker() {
-  static const std::unique_ptr<USpoofChecker, void (*)(USpoofChecker*)> checker = [] {
-    UErrorCode status = U_ZERO_ERROR;
-    std::unique_ptr<USpoofChecker, void (*)(USpoofChecker*)> c(uspoof_open(&status), uspoof_close);
-    check_icu(status, "uspoof_open");
-    uspoof_setChecks(c.get(), USPOOF_RESTRICTION_LEVEL | USPOOF_INVISIBLE | USPOOF_MIXED_NUMBERS, &status);
-    uspoof_setRestrictionLevel(c.get(), USPOOF_MODERATELY_RESTRICTIVE);
-    check_icu(status, "uspoof_setChecks");
-    return c;
-  }();
-  return checker.get();
-}
-
 std::string utf8(const icu::UnicodeString& text) {
   std::string out;
   text.toUTF8String(out);
@@ -82,23 +67,31 @@ bool is_mark(UChar32 c) {
   return type == U_NON_SPACING_MARK || type == U_COMBINING_SPACING_MARK;
 }
 
+using SpoofChecker = std::unique_ptr<USpoofChecker, void (*)(USpoofChecker*)>;
+
+// What names are checked with, built once and then only read: ICU's normalizers and a configured
+// spoof checker may be shared between threads.
+struct Icu {
+  const icu::Normalizer2* nfc = nullptr;
+  const icu::Normalizer2* nfkc_cf = nullptr;
+  SpoofChecker spoof{nullptr, uspoof_close};
+};
+
 // NFKC case-folded (full-width, mathematical and ligature forms to their plain letters, case
 // folded), separators as '_'.
-icu::UnicodeString search_form(const icu::UnicodeString& text) {
+icu::UnicodeString search_form(const Icu& data, const icu::UnicodeString& text) {
   UErrorCode status = U_ZERO_ERROR;
-  const icu::Normalizer2* nfkc_cf = icu::Normalizer2::getNFKCCasefoldInstance(status);
-  check_icu(status, "NFKC_Casefold");
-  icu::UnicodeString out = nfkc_cf->normalize(text, status);
+  icu::UnicodeString out = data.nfkc_cf->normalize(text, status);
   check_icu(status, "NFKC_Casefold");
   out.findAndReplace(icu::UnicodeString(u' '), icu::UnicodeString(u'_'));
   out.findAndReplace(icu::UnicodeString(u'-'), icu::UnicodeString(u'_'));
   return out;
 }
 
-std::string key_of(const icu::UnicodeString& text) {
+std::string key_of(const Icu& data, const icu::UnicodeString& text) {
   UErrorCode status = U_ZERO_ERROR;
   icu::UnicodeString skeleton;
-  uspoof_getSkeletonUnicodeString(spoof_checker(), 0, search_form(text), skeleton, &status);
+  uspoof_getSkeletonUnicodeString(data.spoof.get(), 0, search_form(data, text), skeleton, &status);
   check_icu(status, "uspoof_getSkeleton");
   skeleton.foldCase();  // the skeleton maps '0' to 'O', 'I' to 'l'
   std::string key = utf8(skeleton);
@@ -109,15 +102,6 @@ std::string key_of(const icu::UnicodeString& text) {
     if (c == '5') c = 's';
   }
   return key;
-}
-
-void check_bytes(std::string_view text, const Limits& limits, std::string_view field) {
-  if (!valid_utf8(text)) invalid(field, "not UTF-8");
-  const int64_t max_bytes = limits.max_display_name_chars * kBytesPerCharacter;
-  if (static_cast<int64_t>(text.size()) > max_bytes) {
-    invalid(field, "at most " + std::to_string(limits.max_display_name_chars) + " characters (" +
-                       std::to_string(max_bytes) + " bytes), not " + std::to_string(text.size()) + " bytes");
-  }
 }
 
 int64_t grapheme_clusters(const icu::UnicodeString& text) {
@@ -131,14 +115,57 @@ int64_t grapheme_clusters(const icu::UnicodeString& text) {
   return count;
 }
 
+int32_t spoof_checks(const Icu& data, const icu::UnicodeString& words) {
+  UErrorCode status = U_ZERO_ERROR;
+  const int32_t checks = uspoof_check2UnicodeString(data.spoof.get(), words, nullptr, &status);
+  check_icu(status, "uspoof_check2");
+  return checks;
+}
+
+// ICU builds its data (normalization, confusables, break rules) on first use, behind its own
+// synchronization, which ThreadSanitizer cannot see in an uninstrumented ICU. So the first use of
+// everything a name goes through happens here, once, inside a C++ static initialization, and every
+// later use visibly happens after it.
+const Icu& icu_data() {
+  static const Icu instance = [] {
+    Icu data;
+    UErrorCode status = U_ZERO_ERROR;
+    data.nfc = icu::Normalizer2::getNFCInstance(status);
+    data.nfkc_cf = icu::Normalizer2::getNFKCCasefoldInstance(status);
+    check_icu(status, "Normalizer2");
+    data.spoof.reset(uspoof_open(&status));
+    check_icu(status, "uspoof_open");
+    uspoof_setChecks(data.spoof.get(), USPOOF_RESTRICTION_LEVEL | USPOOF_INVISIBLE | USPOOF_MIXED_NUMBERS,
+                     &status);
+    uspoof_setRestrictionLevel(data.spoof.get(), USPOOF_MODERATELY_RESTRICTIVE);
+    check_icu(status, "uspoof_setChecks");
+    const icu::UnicodeString sample(u"Warm-up \u0430\u0301 \u5c71\u7530 1");
+    const icu::UnicodeString composed = data.nfc->normalize(sample, status);
+    check_icu(status, "NFC");
+    key_of(data, composed);
+    grapheme_clusters(composed);
+    spoof_checks(data, composed);
+    return data;
+  }();
+  return instance;
+}
+
+void check_bytes(std::string_view text, const Limits& limits, std::string_view field) {
+  if (!valid_utf8(text)) invalid(field, "not UTF-8");
+  const int64_t max_bytes = limits.max_display_name_chars * kBytesPerCharacter;
+  if (static_cast<int64_t>(text.size()) > max_bytes) {
+    invalid(field, "at most " + std::to_string(limits.max_display_name_chars) + " characters (" +
+                       std::to_string(max_bytes) + " bytes), not " + std::to_string(text.size()) + " bytes");
+  }
+}
+
 }  // namespace
 
 FoldedName fold_display_name(std::string_view name, const Limits& limits, std::string_view field) {
   check_bytes(name, limits, field);
+  const Icu& data = icu_data();
   UErrorCode status = U_ZERO_ERROR;
-  const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(status);
-  check_icu(status, "NFC");
-  const icu::UnicodeString text = nfc->normalize(
+  const icu::UnicodeString text = data.nfc->normalize(
       icu::UnicodeString::fromUTF8(icu::StringPiece(name.data(), static_cast<int32_t>(name.size()))), status);
   check_icu(status, "NFC");
 
@@ -181,8 +208,7 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
                        " for each of max_display_name_chars), not " + std::to_string(code_points));
   }
 
-  const int32_t checks = uspoof_check2UnicodeString(spoof_checker(), words, nullptr, &status);
-  check_icu(status, "uspoof_check2");
+  const int32_t checks = spoof_checks(data, words);
   if ((checks & USPOOF_RESTRICTION_LEVEL) != 0) {
     invalid(field,
             "a display name is written in one script (Latin may go with Han, Hiragana, Katakana or "
@@ -198,8 +224,8 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
 
   FoldedName out;
   out.display = utf8(text);
-  out.search_key = utf8(search_form(text));
-  out.key = key_of(text);
+  out.search_key = utf8(search_form(data, text));
+  out.key = key_of(data, text);
   if (out.key.size() > kMaxKeyBytes || out.search_key.size() > kMaxKeyBytes) {
     invalid(field, "a display name folds to a key of at most " + std::to_string(kMaxKeyBytes) +
                        " bytes; this one makes " +
@@ -209,8 +235,8 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
 }
 
 std::string name_key(std::string_view utf8_text) {
-  return key_of(icu::UnicodeString::fromUTF8(
-      icu::StringPiece(utf8_text.data(), static_cast<int32_t>(utf8_text.size()))));
+  return key_of(icu_data(), icu::UnicodeString::fromUTF8(
+                                icu::StringPiece(utf8_text.data(), static_cast<int32_t>(utf8_text.size()))));
 }
 
 std::string prefix_key(std::string_view prefix, const Limits& limits, std::string_view field) {
@@ -232,7 +258,7 @@ std::string prefix_key(std::string_view prefix, const Limits& limits, std::strin
   if (code_points > limits.max_display_name_chars * kCodePointsPerCharacter) {
     invalid(field, "at most " + std::to_string(limits.max_display_name_chars) + " characters");
   }
-  return utf8(search_form(text));
+  return utf8(search_form(icu_data(), text));
 }
 
 bool is_reserved(std::string_view key, const Limits& limits) {
