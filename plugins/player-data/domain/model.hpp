@@ -138,8 +138,8 @@ struct Caller {
   std::string player_id;
   std::vector<std::string> roles;
   std::string trusted_plugin = {};  // set: a plugin in trusted_plugins, with no player behind it
-  bool staff() const;          // moderator, admin or the host's operator
-  bool admin() const;          // admin or the operator
+  bool staff() const;               // moderator, admin or the host's operator
+  bool admin() const;               // admin or the operator
 };
 
 }  // namespace gameverse::playerdata
