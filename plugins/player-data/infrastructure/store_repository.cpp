@@ -1,0 +1,209 @@
+#include "infrastructure/store_repository.hpp"
+
+#include "gameverse/playerdata/records/v1/records.pb.h"
+
+namespace gameverse::playerdata {
+
+namespace {
+
+namespace stored = records::v1;
+
+constexpr const char* kProfiles = "profiles";
+constexpr const char* kNames = "names";
+constexpr const char* kNameIndex = "name_index";
+constexpr const char* kSlots = "slots";
+constexpr const char* kUsage = "usage";
+constexpr const char* kStats = "stats";
+
+std::string slot_key(const std::string& player_id, const std::string& name) {
+  return player_id + "/" + name;
+}
+
+// Commits the batch; a write that met another one is WriteConflict, anything else the store's error.
+std::vector<int64_t> commit(const sdk::Store& store, const sdk::Store::Batch& batch) {
+  try {
+    return store.commit(batch);
+  } catch (const sdk::Error& e) {
+    if (e.code() == sdk::StatusCode::kAborted || e.code() == sdk::StatusCode::kAlreadyExists) {
+      throw WriteConflict(e.what());
+    }
+    throw;
+  }
+}
+
+stored::ProfileRecord to_record(const Profile& p) {
+  stored::ProfileRecord r;
+  r.set_display_name(p.display_name);
+  r.set_name_key(p.name_key);
+  r.set_name_search_key(p.name_search_key);
+  r.set_name_changed_unix_ms(p.name_changed_unix_ms);
+  if (p.avatar.kind == AvatarKind::kUrl) r.set_avatar_url(p.avatar.value);
+  if (p.avatar.kind == AvatarKind::kAssetId) r.set_avatar_asset_id(p.avatar.value);
+  for (const auto& [key, field] : p.metadata) {
+    stored::MetadataRecord& m = (*r.mutable_metadata())[key];
+    m.set_value(field.value);
+    m.set_is_public(field.visibility == Visibility::kPublic);
+  }
+  r.set_created_unix_ms(p.created_unix_ms);
+  return r;
+}
+
+Profile from_record(const sdk::Record<stored::ProfileRecord>& record) {
+  const stored::ProfileRecord& r = record.value;
+  Profile p;
+  p.player_id = record.key;
+  p.display_name = r.display_name();
+  p.name_key = r.name_key();
+  p.name_search_key = r.name_search_key();
+  p.name_changed_unix_ms = r.name_changed_unix_ms();
+  if (!r.avatar_url().empty()) p.avatar = {AvatarKind::kUrl, r.avatar_url()};
+  if (!r.avatar_asset_id().empty()) p.avatar = {AvatarKind::kAssetId, r.avatar_asset_id()};
+  for (const auto& [key, m] : r.metadata()) {
+    p.metadata[key] = {m.value(), m.is_public() ? Visibility::kPublic : Visibility::kPrivate};
+  }
+  p.created_unix_ms = r.created_unix_ms();
+  p.version = record.version;
+  return p;
+}
+
+}  // namespace
+
+std::optional<Profile> StoreProfiles::profile(const std::string& player_id) {
+  auto record = store_.get<stored::ProfileRecord>(kProfiles, player_id);
+  if (!record) return std::nullopt;
+  return from_record(*record);
+}
+
+std::optional<NameEntry> StoreProfiles::name(const std::string& name_key) {
+  auto record = store_.get<stored::NameRecord>(kNames, name_key);
+  if (!record) return std::nullopt;
+  return NameEntry{record->value.player_id(), record->value.display_name()};
+}
+
+void StoreProfiles::save(const Profile& before, const Profile& after) {
+  sdk::Store::Batch batch;
+  batch.put(kProfiles, after.player_id, to_record(after), before.version, after.player_id);
+  if (after.name_key != before.name_key || after.display_name != before.display_name) {
+    if (!after.name_key.empty()) {
+      stored::NameRecord name;
+      name.set_player_id(after.player_id);
+      name.set_display_name(after.display_name);
+      // A new key is created only: whoever else claims it in the meantime makes this batch fail.
+      // The same key with another spelling is the player's own already.
+      const bool same_key = after.name_key == before.name_key;
+      batch.put(kNames, after.name_key, name, same_key ? sdk::Store::kAnyVersion : sdk::Store::kCreateOnly,
+                after.player_id);
+    }
+    if (!before.name_key.empty() && before.name_key != after.name_key) batch.erase(kNames, before.name_key);
+    // The index follows the name; its keys are as unique as name keys, which are made from them.
+    if (!after.name_search_key.empty()) {
+      stored::NameRecord entry;
+      entry.set_player_id(after.player_id);
+      entry.set_display_name(after.display_name);
+      batch.put(kNameIndex, after.name_search_key, entry, sdk::Store::kAnyVersion, after.player_id);
+    }
+    if (!before.name_search_key.empty() && before.name_search_key != after.name_search_key) {
+      batch.erase(kNameIndex, before.name_search_key);
+    }
+  }
+  commit(store_, batch);
+}
+
+NamePage StoreProfiles::names(const std::string& key_prefix, const std::string& cursor, int64_t limit) {
+  sdk::Store::Query query;
+  query.collection = kNameIndex;
+  query.key_prefix = key_prefix;
+  query.cursor = cursor;
+  query.limit = static_cast<uint32_t>(limit);
+  auto page = store_.list<stored::NameRecord>(query);
+  NamePage out;
+  for (const auto& record : page.records) {
+    out.names.push_back({record.value.player_id(), record.value.display_name()});
+  }
+  out.next_cursor = std::move(page.next_cursor);
+  return out;
+}
+
+std::optional<Slot> StoreSlots::slot(const std::string& player_id, const std::string& name) {
+  auto object = store_.get(kSlots, slot_key(player_id, name));
+  if (!object) return std::nullopt;
+  Slot s;
+  s.player_id = player_id;
+  s.name = name;
+  s.size_bytes = static_cast<int64_t>(object->value.size());
+  s.data = std::move(object->value);
+  s.version = object->version;
+  s.updated_unix_ms = object->updated_unix_ms;
+  return s;
+}
+
+SlotPage StoreSlots::list(const std::string& player_id, const std::string& cursor, int64_t limit) {
+  sdk::Store::Query query;
+  query.collection = kSlots;
+  query.key_prefix = player_id + "/";
+  query.cursor = cursor;
+  query.limit = static_cast<uint32_t>(limit);
+  sdk::Store::Page page = store_.list(query);
+  SlotPage out;
+  for (const auto& object : page.objects) {
+    Slot s;
+    s.player_id = player_id;
+    s.name = object.key.substr(query.key_prefix.size());
+    s.size_bytes = static_cast<int64_t>(object.value.size());
+    s.version = object.version;
+    s.updated_unix_ms = object.updated_unix_ms;
+    out.slots.push_back(std::move(s));
+  }
+  out.next_cursor = std::move(page.next_cursor);
+  return out;
+}
+
+Usage StoreSlots::usage(const std::string& player_id) {
+  auto record = store_.get<stored::UsageRecord>(kUsage, player_id);
+  if (!record) return {};
+  return {record->value.slot_count(), record->value.total_bytes(), record->version};
+}
+
+namespace {
+stored::UsageRecord usage_record(const Usage& u) {
+  stored::UsageRecord r;
+  r.set_slot_count(u.slot_count);
+  r.set_total_bytes(u.total_bytes);
+  return r;
+}
+}  // namespace
+
+int64_t StoreSlots::write(const Slot& slot, int64_t expected_version, const Usage& before,
+                          const Usage& after) {
+  sdk::Store::Batch batch;
+  batch.put(kSlots, slot_key(slot.player_id, slot.name), slot.data, expected_version, slot.player_id);
+  batch.put(kUsage, slot.player_id, usage_record(after), before.version, slot.player_id);
+  return commit(store_, batch).at(0);
+}
+
+void StoreSlots::erase(const std::string& player_id, const std::string& name, int64_t version,
+                       const Usage& before, const Usage& after) {
+  sdk::Store::Batch batch;
+  batch.erase(kSlots, slot_key(player_id, name), version);
+  batch.put(kUsage, player_id, usage_record(after), before.version, player_id);
+  commit(store_, batch);
+}
+
+StatSheet StoreStats::sheet(const std::string& player_id) {
+  auto record = store_.get<stored::StatsRecord>(kStats, player_id);
+  if (!record) return {};
+  StatSheet s;
+  s.values = {record->value.values().begin(), record->value.values().end()};
+  s.version = record->version;
+  return s;
+}
+
+int64_t StoreStats::save(const std::string& player_id, const StatSheet& before, const StatSheet& after) {
+  stored::StatsRecord r;
+  for (const auto& [name, value] : after.values) (*r.mutable_values())[name] = value;
+  sdk::Store::Batch batch;
+  batch.put(kStats, player_id, r, before.version, player_id);
+  return commit(store_, batch).at(0);
+}
+
+}  // namespace gameverse::playerdata
