@@ -11,7 +11,7 @@
 
 #include "expect_contains.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
-#include "gameverse/echo/v1/echo.pb.h"
+#include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "host_process.hpp"
 #include "own_redis.hpp"
@@ -319,6 +319,48 @@ TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
   EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(player.error_message(),
             "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
+// A handler learns who made an in-process call: a plugin acting for its caller (also an anonymous
+// one, through a public method) is not the plugin calling with its own trust.
+TEST(ServicesAndTheGate, AHandlerTellsAPluginsOwnTrustFromACallerItActsFor) {
+  TempDir data;
+  HostProcess host("[host]\nwatch = false\ndata_dir = \"" + data.path().string() +
+                   "\"\n[[plugin]]\nname = \"echo\"\npath = \"" GV_PLUGIN_DIR
+                   "/echo.so\"\n[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR
+                   "/platform-probe.so\"\n");
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  auto who_answers = [&](bool as_plugin, bool blocking) {
+    grpc::ClientContext context;
+    pb::RelayRequest request;
+    request.set_method("/gameverse.echo.v1.Echo/WhoAmI");
+    request.set_as_plugin(as_plugin);
+    pb::RelayReply reply;
+    const grpc::Status status =
+        blocking ? probe->RelayBlocking(&context, request, &reply) : probe->Relay(&context, request, &reply);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    gameverse::echo::v1::WhoAmIReply who;
+    EXPECT_TRUE(who.ParseFromString(reply.response()));
+    return who;
+  };
+  for (bool blocking : {false, true}) {
+    const auto for_anonymous = who_answers(false, blocking);
+    EXPECT_EQ(for_anonymous.user_id(), "");
+    EXPECT_EQ(for_anonymous.calling_plugin(), "platform-probe");
+    EXPECT_EQ(for_anonymous.plugin_with_own_trust(), "")
+        << "a call made for an anonymous caller was taken for the plugin's own trust";
+  }
+  const auto own_trust = who_answers(true, true);
+  EXPECT_EQ(own_trust.calling_plugin(), "platform-probe");
+  EXPECT_EQ(own_trust.plugin_with_own_trust(), "platform-probe");
+
+  auto echo = gameverse::echo::v1::Echo::NewStub(host.channel());
+  grpc::ClientContext context;
+  gameverse::echo::v1::WhoAmIReply direct;
+  ASSERT_TRUE(echo->WhoAmI(&context, gameverse::echo::v1::WhoAmIRequest(), &direct).ok());
+  EXPECT_EQ(direct.calling_plugin(), "");
+  EXPECT_EQ(direct.plugin_with_own_trust(), "");
   EXPECT_EQ(host.stop(), 0) << host.log();
 }
 

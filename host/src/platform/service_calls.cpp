@@ -141,6 +141,7 @@ class InProcessCall final : public gv_call,
   }
   gv_bytes method() const override { return as_bytes(method_); }
   gv_bytes peer() const override { return as_bytes(origin_.peer); }
+  gv_call_origin origin() const override { return origin_kind_; }
   size_t request_bytes() const override { return request_.size(); }
 
   // The client went away (a gateway call): the call ends as cancelled, and the plugin is told.
@@ -178,6 +179,7 @@ class InProcessCall final : public gv_call,
  public:
   std::shared_ptr<InProcessCall> keep_alive_;  // the call's own reference, dropped on release
   bool for_caller_ = false;                    // made within a call (parent): on that caller's behalf
+  gv_call_origin origin_kind_ = GV_CALL_ORIGIN_PLUGIN;
 
  private:
   // The caller learns the outcome once, whichever comes first: the plugin's finish, the deadline,
@@ -297,6 +299,7 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
                                         done(context, code, message, reply);
                                       });
   call->for_caller_ = parent != nullptr;
+  call->origin_kind_ = parent != nullptr ? GV_CALL_ORIGIN_FOR_CALLER : GV_CALL_ORIGIN_PLUGIN;
   call->keep_alive_ = call;  // its own reference until released
   call->run();
 }
@@ -312,6 +315,7 @@ std::function<void()> call_unary_for_client(const Platform& platform, CallOrigin
   // The policy is checked again against the route the call takes: a reload since the gateway's
   // check may have changed it.
   call->for_caller_ = true;
+  call->origin_kind_ = GV_CALL_ORIGIN_NETWORK;  // a client at the gateway, or the host as operator
   call->keep_alive_ = call;
   std::weak_ptr<InProcessCall> weak = call;
   call->run();

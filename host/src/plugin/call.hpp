@@ -21,6 +21,8 @@ struct gv_call {
   virtual void principal(gv_principal* out) const = 0;
   virtual gv_bytes method() const = 0;
   virtual gv_bytes peer() const = 0;
+  // Who made the call (GV_CALL_ORIGIN_*): the network unless an in-process caller says otherwise.
+  virtual gv_call_origin origin() const { return GV_CALL_ORIGIN_NETWORK; }
   // The size of the request message the call started with (0 for streams of requests): what
   // blocking work queued for the call holds, counted against the plugin's queue.
   virtual size_t request_bytes() const { return 0; }

@@ -83,6 +83,10 @@ void call_principal(gv_call* call, gv_principal* out) {
 gv_bytes call_method(gv_call* call) {
   return call->method();
 }
+gv_call_origin call_origin(gv_call* call) {
+  return call->origin();
+}
+
 gv_bytes call_peer(gv_call* call) {
   return call->peer();
 }
@@ -564,6 +568,7 @@ gv_host_api host_api(uint32_t minor) {
   api.timer_start3 = &timer_start3;
   api.subscribe2 = &subscribe2;
   api.metric_register2 = &metric_register2;
+  api.call_origin = &call_origin;
   return api;
 }
 

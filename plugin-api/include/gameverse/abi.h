@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define GV_ABI_VERSION_MAJOR 1
-#define GV_ABI_VERSION_MINOR 2
+#define GV_ABI_VERSION_MINOR 3
 
 /* The one symbol a plugin exports. Its name carries the ABI major version. */
 #define GV_PLUGIN_ENTRY_SYMBOL "gv_plugin_entry_v1"
@@ -203,6 +203,15 @@ typedef gv_bytes (*gv_host_call_method_fn)(gv_call* call);
 /* The client's address as gRPC names it: "ipv4:127.0.0.1:53211", "ipv6:[::1]:53211", "unix:...".
  * Ownership: owned by the host, valid until the call's release. */
 typedef gv_bytes (*gv_host_call_peer_fn)(gv_call* call);
+
+/* Who made a call (1.3). A call from the network (gRPC, or the HTTP gateway for a client) is
+ * GV_CALL_ORIGIN_NETWORK; a call another plugin made in process (peer "inproc:<plugin>") is
+ * GV_CALL_ORIGIN_FOR_CALLER when it acts for the caller of that plugin's handler (principal is that
+ * caller, who met the method's access policy) and GV_CALL_ORIGIN_PLUGIN when the plugin called with
+ * its own trust (no principal; the access policy was not applied). Zero is not an origin. */
+typedef int32_t gv_call_origin;
+enum { GV_CALL_ORIGIN_NETWORK = 1, GV_CALL_ORIGIN_FOR_CALLER = 2, GV_CALL_ORIGIN_PLUGIN = 3 };
+typedef gv_call_origin (*gv_host_call_origin_fn)(gv_call* call);
 
 /* --- The document store ------------------------------------------------------------------------
  * Objects live in the plugin's own collections (declared in its descriptor), keyed by bytes, with
@@ -477,6 +486,9 @@ typedef struct gv_host_api {
   gv_host_timer_start3_fn timer_start3;
   gv_host_subscribe2_fn subscribe2;
   gv_host_metric_register2_fn metric_register2;
+
+  /* 1.3: read only when abi_minor >= 3 */
+  gv_host_call_origin_fn call_origin;
   /* Later minors append here. */
 } gv_host_api;
 

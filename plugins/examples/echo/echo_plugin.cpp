@@ -140,6 +140,8 @@ class EchoPlugin final : public sdk::Plugin {
     reply.set_user_id(caller.user_id);
     reply.set_session_id(caller.session_id);
     for (const auto& role : caller.roles) reply.add_roles(role);
+    reply.set_calling_plugin(std::string(context.calling_plugin()));
+    reply.set_plugin_with_own_trust(std::string(context.plugin_with_own_trust()));
     return Status::ok();
   }
 

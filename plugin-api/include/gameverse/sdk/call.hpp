@@ -67,10 +67,21 @@ class CallContext {
   // The same without its port, "ipv4:127.0.0.1" or "ipv6:[::1]": the key for a per-client limit.
   // A peer with no port ("inproc:echo") is returned whole.
   std::string_view peer_address() const { return detail::without_port(peer()); }
-  // The plugin that made this call in process, or empty for a call from the network. With an
-  // anonymous principal() it called with its own trust (sdk::as_plugin); otherwise it acts for
-  // principal(), who met this method's access policy.
+  // The plugin that made this call in process, or empty for a call from the network. It acted for
+  // principal(), who met this method's access policy, unless plugin_with_own_trust() names it.
   std::string_view calling_plugin() const { return detail::plugin_of_peer(peer()); }
+  // The plugin that made this call with its own trust (Host::call with sdk::as_plugin): the access
+  // policy was not applied and there is no principal. Empty for a call from the network and for
+  // one a plugin made for its caller, also when that caller is anonymous. What a service lets
+  // only trusted plugins do is checked against this, never against an empty principal alone.
+  std::string_view plugin_with_own_trust() const {
+    const gv_host_api* api = detail::host_api();
+    if (api->abi_minor >= 3) {
+      return api->call_origin(call_) == GV_CALL_ORIGIN_PLUGIN ? calling_plugin() : std::string_view();
+    }
+    // A 1.2 host cannot say; there an anonymous in-process call is taken for the plugin's own.
+    return principal().anonymous() ? calling_plugin() : std::string_view();
+  }
 
   // Every value of request metadata `key` (lower case).
   std::vector<std::string_view> metadata(const char* key) const {
