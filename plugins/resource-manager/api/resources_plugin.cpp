@@ -28,9 +28,11 @@ namespace {
 constexpr const char* kCatalogTopic = "gameverse.resources.v1.catalog";
 constexpr const char* kFindHeldItems = "/gameverse.inventory.v1.Inventory/FindHeldItems";
 constexpr size_t kMaxLookupIds = 1000;
-constexpr size_t kMaxDefinitionBytes = 3072;          // encoded; 1000 of them fit in a 4 MiB answer
-constexpr size_t kMaxCatalogPageBytes = 1024 * 1024;  // a GetCatalog page stops near this
-constexpr size_t kMaxChangesBytes = 3 * 1024 * 1024;  // more than this: refetch_all
+constexpr size_t kMaxDefinitionBytes = 3072;  // encoded
+// Most refs one GetChanges answer lists; more: refetch_all.
+constexpr size_t kMaxChangeRefs = 1000;
+// What one entry of a repeated field costs on the wire beyond its bytes (tag and length).
+constexpr size_t kEntryOverhead = 8;
 constexpr uint32_t kDefaultPageSize = 500;
 constexpr uint32_t kMaxPageSize = 1000;
 
@@ -147,6 +149,7 @@ class ResourcesPlugin final : public sdk::Plugin {
         repository_(init.host.store()),
         service_(repository_, limits_from(init.host),
                  static_cast<size_t>(init.host.config_int("change_history")), now_unix_ms),
+        max_answer_bytes_(static_cast<size_t>(init.host.config_int("max_answer_bytes"))),
         max_watchers_(static_cast<size_t>(init.host.config_int("max_watchers"))),
         max_watchers_per_caller_(static_cast<size_t>(init.host.config_int("max_watchers_per_caller"))),
         holders_timeout_(init.host.config_int("holders_timeout_ms")),
@@ -191,7 +194,7 @@ class ResourcesPlugin final : public sdk::Plugin {
     b.service("gameverse.resources.v1.Resources")
         .unary("GetCatalog", &ResourcesPlugin::get_catalog, sdk::kAuthenticated)
         .unary("GetDefinition", &ResourcesPlugin::get_definition, sdk::kAuthenticated)
-        .unary("GetChanges", &ResourcesPlugin::get_changes, sdk::kAuthenticated)
+        .blocking("GetChanges", &ResourcesPlugin::get_changes, sdk::kAuthenticated)
         .blocking("Publish", &ResourcesPlugin::publish, sdk::role("admin"))
         .unary("LookupDefinitions", &ResourcesPlugin::lookup, sdk::kAuthenticated)
         .server_stream_movable("WatchCatalog", &ResourcesPlugin::watch_open, &ResourcesPlugin::watch_resume,
@@ -205,6 +208,10 @@ class ResourcesPlugin final : public sdk::Plugin {
                  sdk::between(1, 200000));
     b.config_int("change_history", 200, "Versions whose changes GetChanges can report; older: refetch_all",
                  sdk::between(1, 10000));
+    b.config_int("max_answer_bytes", 3 * 1024 * 1024,
+                 "Most bytes one GetCatalog page or GetChanges answer carries; keep it below the host's "
+                 "[server] max_message_bytes",
+                 sdk::between(64 * 1024, 1024 * 1024 * 1024));
     b.config_int("max_watchers", 1000, "Most WatchCatalog streams open on one host", sdk::between(0, 100000));
     b.config_int("max_watchers_per_caller", 4,
                  "Most WatchCatalog streams one account may have open on one host", sdk::between(1, 1000));
@@ -249,11 +256,11 @@ class ResourcesPlugin final : public sdk::Plugin {
       if (more || (have_after && static_cast<int>(kind) < static_cast<int>(after.kind))) return;
       auto it = (have_after && kind == after.kind) ? map.upper_bound(after.id) : map.begin();
       for (; it != map.end(); ++it) {
-        if (count == page_size || bytes >= kMaxCatalogPageBytes) {
+        if (count == page_size || bytes + kMaxDefinitionBytes + kEntryOverhead > max_answer_bytes_) {
           more = true;
           return;
         }
-        bytes += add(it->second);
+        bytes += add(it->second) + kEntryOverhead;
         ++count;
         last = Ref{kind, it->first};
       }
@@ -312,6 +319,7 @@ class ResourcesPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
+  // Blocking: it may read the store's head, and a large answer is built off the completion queue.
   sdk::Status get_changes(sdk::CallContext&, const pb::GetChangesRequest& request,
                           pb::GetChangesResponse& response) {
     const auto state = service_.current();
@@ -323,21 +331,34 @@ class ResourcesPlugin final : public sdk::Plugin {
                   "; try again shortly"};
     }
     response.set_version(catalog.version);
-    const Changes changes = changes_since(catalog, state->history, request.since_version(), 20000);
-    if (changes.refetch_all) {
-      response.set_refetch_all(true);
-      return sdk::Status::ok();
+    const Changes changes = changes_since(catalog, state->history, request.since_version(), kMaxChangeRefs);
+    // Counted while appended: past max_answer_bytes the caller refetches instead.
+    size_t bytes = 0;
+    bool too_large = changes.refetch_all;
+    pb::Catalog one;
+    for (const Ref& ref : changes.upserted) {
+      if (too_large) break;
+      one.Clear();
+      append_definition(catalog, ref, one);
+      bytes += one.ByteSizeLong() + kEntryOverhead;
+      if (bytes > max_answer_bytes_) too_large = true;
+      response.mutable_upserted()->MergeFrom(one);
     }
-    for (const Ref& ref : changes.upserted) append_definition(catalog, ref, *response.mutable_upserted());
     for (const Ref& ref : changes.removed) {
-      to_proto(ref, *response.add_removed());
+      if (too_large) break;
+      pb::DefinitionRef* removed = response.add_removed();
+      to_proto(ref, *removed);
+      bytes += removed->ByteSizeLong() + kEntryOverhead;
       if (ref.kind == Kind::kItem) {
         if (auto it = catalog.migrations.find(ref.id); it != catalog.migrations.end()) {
-          to_proto(it->second, *response.add_migrations());
+          pb::ItemMigration* m = response.add_migrations();
+          to_proto(it->second, *m);
+          bytes += m->ByteSizeLong() + kEntryOverhead;
         }
       }
+      if (bytes > max_answer_bytes_) too_large = true;
     }
-    if (response.ByteSizeLong() > kMaxChangesBytes) {
+    if (too_large) {
       response.Clear();
       response.set_version(catalog.version);
       response.set_refetch_all(true);
@@ -610,6 +631,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   sdk::Host host_;
   StoreCatalogRepository repository_;
   CatalogService service_;
+  const size_t max_answer_bytes_;
   const size_t max_watchers_;
   const size_t max_watchers_per_caller_;
   const std::chrono::milliseconds holders_timeout_;

@@ -80,7 +80,8 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
     return "[host]\nwatch = false\ndata_dir = \"" + (data_dir.empty() ? data_.path().string() : data_dir) +
            "\"\n" + store_ + host_config + "[admin]\ntoken = \"" + kOperatorToken +
            "\"\n[[plugin]]\nname = \"resource-manager\"\npath = \"" + plugin_.string() +
-           "\"\n[plugin.config]\nrefresh_interval_ms = 60000\n[[plugin]]\nname = \"auth\"\npath = "
+           "\"\n[plugin.config]\nrefresh_interval_ms = 60000\n" + plugin_config_ +
+           "[[plugin]]\nname = \"auth\"\npath = "
            "\"" GV_PLUGIN_DIR
            "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n";
   }
@@ -162,6 +163,7 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
   }
 
   TempDir data_;
+  std::string plugin_config_;  // more resource-manager config lines
   std::filesystem::path plugin_;
   std::string store_;
   std::string suffix_;
@@ -741,6 +743,62 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   HostProcess fresh(config(pubsub, other_dir.path().string()));
   auto fresh_stub = pb::Resources::NewStub(fresh.channel());
   EXPECT_TRUE(whole_catalog(fresh_stub.get()) == followed);
+}
+
+// A cache far behind is told to refetch rather than sent an answer of any size: past 1000 refs,
+// or past max_answer_bytes.
+TEST_P(ResourcesThroughTheHost, GetChangesIsBoundedInRefsAndBytes) {
+  plugin_config_ = "max_answer_bytes = 65536\n";
+  start();
+  auto changes_since = [&](uint64_t since) {
+    grpc::ClientContext context;
+    as_operator(context);
+    pb::GetChangesRequest request;
+    request.set_since_version(since);
+    pb::GetChangesResponse response;
+    const grpc::Status status = resources_->GetChanges(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  };
+  auto items = [&](const std::string& prefix, int n, int lore_bytes) {
+    std::vector<pb::ItemDefinition> out;
+    for (int i = 0; i < n; ++i) {
+      out.push_back(item(id(prefix) + "_" + std::to_string(i)));
+      (*out.back().mutable_properties())["lore"].set_string_value(
+          std::string(static_cast<size_t>(lore_bytes), 'x'));
+    }
+    return out;
+  };
+  // 100 small items: listed.
+  const uint64_t before = version();
+  ASSERT_TRUE(publish(adding(items("small", 100, 10))).ok());
+  pb::GetChangesResponse answer = changes_since(before);
+  EXPECT_FALSE(answer.refetch_all());
+  EXPECT_EQ(answer.upserted().items_size(), 100);
+  // 100 items of 1 KiB: past 64 KiB.
+  const uint64_t mid = version();
+  ASSERT_TRUE(publish(adding(items("large", 100, 1024))).ok());
+  answer = changes_since(mid);
+  EXPECT_TRUE(answer.refetch_all());
+  EXPECT_EQ(answer.upserted().items_size(), 0);
+  EXPECT_LE(answer.ByteSizeLong(), 65536u);
+  // 1200 bare items (about 40 KiB in all) in three publishes: past 1000 refs.
+  const uint64_t third = version();
+  for (int k = 0; k < 3; ++k) {
+    pb::PublishRequest request = adding({});
+    for (int i = 0; i < 400; ++i) {
+      pb::ItemDefinition* bare = request.mutable_upsert()->add_items();
+      bare->set_id(id("m") + std::to_string(k * 400 + i));
+      bare->set_name("m");
+      bare->set_max_stack(1);
+    }
+    ASSERT_TRUE(publish(request).ok());
+  }
+  answer = changes_since(third);
+  EXPECT_TRUE(answer.refetch_all());
+  EXPECT_EQ(answer.upserted().items_size(), 0);
+  // A GetCatalog page stays under max_answer_bytes too.
+  EXPECT_LE(catalog_page("", 1000).ByteSizeLong(), 65536u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ResourcesThroughTheHost, ::testing::Values("sqlite", "postgresql"),
