@@ -42,6 +42,17 @@ int64_t now_unix_ms() {
       .count();
 }
 
+// The canonical name of a status code, for messages.
+std::string code_name(sdk::StatusCode code) {
+  static constexpr const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  const auto index = static_cast<int32_t>(code);
+  return index >= 0 && index < 17 ? kNames[index] : "status " + std::to_string(index);
+}
+
 sdk::Status invalid(std::string message) {
   return {sdk::StatusCode::kInvalidArgument, std::move(message)};
 }
@@ -485,21 +496,21 @@ class ResourcesPlugin final : public sdk::Plugin {
     const sdk::CallResult result =
         host_.call(kFindHeldItems, query.SerializeAsString(), sdk::as_plugin, holders_timeout_);
     std::string list;
-    for (size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", '" : "'") + ids[i] + "'";
+    for (size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", '" : "'") + ids[i].substr(0, 64) + "'";
     if (ids.size() > 5) list += " and " + std::to_string(ids.size() - 5) + " more";
     if (result.status.code() == sdk::StatusCode::kUnimplemented) {
       throw PublishRefused(
           PublishRefused::Reason::kCannotConfirm,
-          "removing retired item(s) " + list +
-              " without a migration needs the inventory plugin to confirm nobody holds them, and "
-              "it is not loaded (FindHeldItems is UNIMPLEMENTED): state a migration instead; "
-              "nothing was published");
+          "removing retired item(s) without a migration, or defining a migrated item's id again (" + list +
+              "), needs the inventory plugin to confirm nobody holds them, and it is not loaded "
+              "(FindHeldItems is UNIMPLEMENTED): state a migration, or use another id; nothing was "
+              "published");
     }
     if (!result.status.is_ok()) {
       throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
-                           "could not confirm that nobody holds retired item(s) " + list +
-                               ": FindHeldItems failed (" + result.status.message() +
-                               "); nothing was published");
+                           "could not confirm that nobody holds item(s) " + list +
+                               ": FindHeldItems failed with " + code_name(result.status.code()) + " (" +
+                               result.status.message() + "); nothing was published");
     }
     rec::HeldItemsAnswer answer;
     if (!answer.ParseFromString(result.response)) {

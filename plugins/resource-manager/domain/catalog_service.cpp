@@ -4,6 +4,28 @@
 
 namespace gameverse::resources {
 
+namespace {
+
+std::string quoted_id(const std::string& id) {
+  std::string out;
+  for (char c : id.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
+  return "'" + out + "'";
+}
+
+// What a migration converts each unit into, for messages.
+std::string describe(const Migration& m) {
+  if (m.discard) return "discarded";
+  std::string out = "each unit becomes";
+  if (m.to_item) out += " " + std::to_string(m.to_item->count) + " of item " + quoted_id(m.to_item->item_id);
+  if (m.to_item && m.to_currency) out += " and";
+  if (m.to_currency)
+    out +=
+        " " + std::to_string(m.to_currency->amount) + " of currency " + quoted_id(m.to_currency->currency_id);
+  return out;
+}
+
+}  // namespace
+
 CatalogService::CatalogService(CatalogRepository& repository, Limits limits, size_t history,
                                std::function<int64_t()> now_ms)
     : repository_(repository),
@@ -45,16 +67,40 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
   std::shared_ptr<const CatalogState> base = current();
   PublishPlan plan = plan_publish(base->catalog, request, limits_);
   if (plan.unchanged()) return {base->catalog.version, true, 0, 0};
-  if (!plan.needs_unheld.empty()) {
-    const std::vector<std::string> holding = held(plan.needs_unheld);
-    if (!holding.empty()) {
+  // Nobody may hold a retired item removed without a migration, nor a removed item defined
+  // again: its kept migration would go, and unconverted holdings would become the new item.
+  std::vector<std::string> ask = plan.needs_unheld;
+  ask.insert(ask.end(), plan.cleared_migrations.begin(), plan.cleared_migrations.end());
+  if (!ask.empty()) {
+    const std::vector<std::string> holding = held(ask);
+    std::vector<std::string> removed, redefined;
+    for (const std::string& id : holding) {
+      if (base->catalog.migrations.contains(id))
+        redefined.push_back(id);
+      else
+        removed.push_back(id);
+    }
+    auto listed = [](const std::vector<std::string>& ids) {
       std::string list;
-      for (size_t i = 0; i < holding.size() && i < 10; ++i)
-        list += (i ? ", '" : "'") + holding[i].substr(0, 64) + "'";
-      if (holding.size() > 10) list += " and " + std::to_string(holding.size() - 10) + " more";
+      for (size_t i = 0; i < ids.size() && i < 10; ++i) list += (i ? ", " : "") + quoted_id(ids[i]);
+      if (ids.size() > 10) list += " and " + std::to_string(ids.size() - 10) + " more";
+      return list;
+    };
+    if (!redefined.empty()) {
+      const Migration& m = base->catalog.migrations.at(redefined.front());
       throw PublishRefused(
           PublishRefused::Reason::kHeld,
-          "retired item(s) " + list +
+          "item(s) " + listed(redefined) +
+              " cannot be defined again: players still hold units not yet converted by the migration "
+              "kept for them (" +
+              quoted_id(m.from_item_id) + " removed in version " + std::to_string(m.catalog_version) + ", " +
+              describe(m) +
+              "), which defining the id again would drop; use another id; nothing was published");
+    }
+    if (!removed.empty()) {
+      throw PublishRefused(
+          PublishRefused::Reason::kHeld,
+          "retired item(s) " + listed(removed) +
               " are still held by players: removing them needs a migration; nothing was published");
     }
   }

@@ -258,7 +258,9 @@ TEST(CatalogRules, MigrationsAreCheckedAsAWhole) {
   EXPECT_NE(refused(m).find("from_item_id is not an item this publish removes"), std::string::npos);
 }
 
-TEST(CatalogRules, ARemovedIdDefinedAgainLosesItsMigration) {
+// The plan lists the kept migration it would drop; the service publishes it only when nobody
+// holds the id (CatalogService.ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt).
+TEST(CatalogRules, ARemovedIdDefinedAgainListsTheMigrationItDrops) {
   Catalog c = base();
   PublishRequest r;
   r.remove = {{Kind::kItem, "shield"}};
@@ -464,6 +466,47 @@ TEST(CatalogService, ARetiredItemStillHeldIsNotRemoved) {
       service.publish(r, [](const std::vector<std::string>&) { return std::vector<std::string>{}; }).version,
       2u);
   EXPECT_TRUE(service.current()->catalog.items.empty());
+}
+
+// Unconverted holdings of a removed item would silently become the new item of the same id: the
+// id is defined again only when the inventory says nobody holds it.
+TEST(CatalogService, ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("shield"), item("sword")};
+  service.publish(r, none);
+  r = {};
+  r.remove = {{Kind::kItem, "shield"}};
+  Migration m;
+  m.from_item_id = "shield";
+  m.to_item = ItemAmount{"sword", 2};
+  r.migrations = {m};
+  service.publish(r, none);
+  r = {};
+  r.items = {item("shield", 5)};
+  std::vector<std::string> asked;
+  try {
+    service.publish(r, [&](const std::vector<std::string>& ids) {
+      asked = ids;
+      return ids;
+    });
+    FAIL();
+  } catch (const PublishRefused& e) {
+    EXPECT_EQ(e.reason(), PublishRefused::Reason::kHeld);
+    const std::string message = e.what();
+    EXPECT_NE(message.find("item(s) 'shield' cannot be defined again"), std::string::npos) << message;
+    EXPECT_NE(message.find("removed in version 2, each unit becomes 2 of item 'sword'"), std::string::npos)
+        << message;
+  }
+  EXPECT_EQ(asked, std::vector<std::string>{"shield"});
+  EXPECT_EQ(service.current()->catalog.version, 2u);
+  EXPECT_TRUE(service.current()->catalog.migrations.contains("shield"));
+  // Nobody holds it any more: defined again, the migration goes.
+  EXPECT_EQ(service.publish(r, none).version, 3u);
+  EXPECT_FALSE(service.current()->catalog.migrations.contains("shield"));
+  EXPECT_EQ(service.current()->catalog.items.at("shield").max_stack, 5);
 }
 
 }  // namespace
