@@ -364,6 +364,27 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
       }
       check_quantity(subject, "to_currency.amount", m.to_currency->amount, it->second.max_balance);
     }
+    // What one player may hold of the removed item must still fit once converted.
+    const __int128 most_held =
+        current.items.contains(m.from_item_id) ? current.items.at(m.from_item_id).max_stack : 0;
+    if (m.to_item) {
+      const int64_t target = next.items.at(m.to_item->item_id).max_stack;
+      if (most_held * m.to_item->count > target) {
+        invalid(subject + ": a full stack of " + std::to_string(static_cast<int64_t>(most_held)) +
+                " units times " + "to_item.count " + std::to_string(m.to_item->count) +
+                " is over the max_stack " + std::to_string(target) + " of item " +
+                quoted(m.to_item->item_id));
+      }
+    }
+    if (m.to_currency) {
+      const int64_t target = next.currencies.at(m.to_currency->currency_id).max_balance;
+      if (most_held * m.to_currency->amount > target) {
+        invalid(subject + ": a full stack of " + std::to_string(static_cast<int64_t>(most_held)) +
+                " units times " + "to_currency.amount " + std::to_string(m.to_currency->amount) +
+                " is over the max_balance " + std::to_string(target) + " of currency " +
+                quoted(m.to_currency->currency_id));
+      }
+    }
     plan.new_migrations.push_back(std::move(m));
   }
   for (const std::string& id : removed_items) {

@@ -277,6 +277,50 @@ TEST(CatalogRules, ARemovedIdDefinedAgainListsTheMigrationItDrops) {
   EXPECT_FALSE(plan.next.migrations.contains("shield"));
 }
 
+// A full stack of the removed item, converted, must fit the target's limit (int64 edges included).
+TEST(CatalogRules, AMigrationMustFitTheTargetsLimits) {
+  PublishRequest r;
+  r.items = {item("shield", 10), item("sword", 99), item("huge", 1'000'000'000'000'000),
+             item("vast", 1'000'000'000'000'000)};
+  r.currencies = {currency("gold", 1000)};
+  const Catalog c = apply(Catalog{}, r);
+  auto refused = [&](Migration m, const std::string& from = "shield") {
+    PublishRequest p;
+    p.remove = {{Kind::kItem, from}};
+    m.from_item_id = from;
+    p.migrations = {std::move(m)};
+    return refusal([&] { plan_publish(c, p, Limits{}); });
+  };
+  Migration m;
+  m.to_item = ItemAmount{"sword", 10};  // 10 x 10 = 100 > 99
+  std::string message = refused(m);
+  EXPECT_NE(message.find(
+                "a full stack of 10 units times to_item.count 10 is over the max_stack 99 of item 'sword'"),
+            std::string::npos)
+      << message;
+  m.to_item.reset();
+  m.to_currency = CurrencyAmount{"gold", 101};  // 10 x 101 = 1010 > 1000
+  message = refused(m);
+  EXPECT_NE(message.find("to_currency.amount 101 is over the max_balance 1000 of currency 'gold'"),
+            std::string::npos)
+      << message;
+  // Past int64: 10^15 x 10^4 does not wrap around into a negative number that fits.
+  m.to_currency.reset();
+  m.to_item = ItemAmount{"vast", 10000};
+  message = refused(m, "huge");
+  EXPECT_NE(message.find("is over the max_stack 1000000000000000 of item 'vast'"), std::string::npos)
+      << message;
+  // What fits is accepted.
+  PublishRequest ok;
+  ok.remove = {{Kind::kItem, "shield"}};
+  Migration fits;
+  fits.from_item_id = "shield";
+  fits.to_item = ItemAmount{"sword", 9};
+  fits.to_currency = CurrencyAmount{"gold", 100};
+  ok.migrations = {fits};
+  EXPECT_EQ(plan_publish(c, ok, Limits{}).new_migrations.size(), 1u);
+}
+
 TEST(CatalogRules, APublishLargerThanOneBatchIsRefusedNamingTheLimit) {
   PublishRequest r;
   for (int i = 0; i < 401; ++i) r.items.push_back(item("i" + std::to_string(i)));
@@ -481,7 +525,7 @@ TEST(CatalogService, ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt) {
   r.remove = {{Kind::kItem, "shield"}};
   Migration m;
   m.from_item_id = "shield";
-  m.to_item = ItemAmount{"sword", 2};
+  m.to_item = ItemAmount{"sword", 1};
   r.migrations = {m};
   service.publish(r, none);
   r = {};
@@ -497,7 +541,7 @@ TEST(CatalogService, ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt) {
     EXPECT_EQ(e.reason(), PublishRefused::Reason::kHeld);
     const std::string message = e.what();
     EXPECT_NE(message.find("item(s) 'shield' cannot be defined again"), std::string::npos) << message;
-    EXPECT_NE(message.find("removed in version 2, each unit becomes 2 of item 'sword'"), std::string::npos)
+    EXPECT_NE(message.find("removed in version 2, each unit becomes 1 of item 'sword'"), std::string::npos)
         << message;
   }
   EXPECT_EQ(asked, std::vector<std::string>{"shield"});
