@@ -286,7 +286,8 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
     }
   }
 
-  if (next.size() > limits.max_catalog_definitions) {
+  // Only growth past the limit is refused: a catalog over a lowered limit can still shrink.
+  if (next.size() > limits.max_catalog_definitions && next.size() > current.size()) {
     throw ValidationError(Reason::kTooLarge, "the catalog would hold " + std::to_string(next.size()) +
                                                  " definitions; at most " +
                                                  std::to_string(limits.max_catalog_definitions));

@@ -321,6 +321,24 @@ TEST(CatalogRules, AMigrationMustFitTheTargetsLimits) {
   EXPECT_EQ(plan_publish(c, ok, Limits{}).new_migrations.size(), 1u);
 }
 
+// Lowering max_catalog_definitions below the catalog's size blocks growth, not shrinking.
+TEST(CatalogRules, ACatalogOverALoweredLimitCanStillShrink) {
+  const Catalog c = base();  // 6 definitions
+  Limits lower;
+  lower.max_catalog_definitions = 3;
+  PublishRequest shrink;
+  shrink.remove = {{Kind::kAsset, "sword"}};
+  EXPECT_EQ(plan_publish(c, shrink, lower).removed.size(), 1u);
+  PublishRequest same_size;
+  same_size.items = {item("sword", 5)};
+  EXPECT_EQ(plan_publish(c, same_size, lower).upserted.size(), 1u);
+  PublishRequest grow;
+  grow.items = {item("bow")};
+  EXPECT_NE(
+      refusal([&] { plan_publish(c, grow, lower); }).find("the catalog would hold 7 definitions; at most 3"),
+      std::string::npos);
+}
+
 TEST(CatalogRules, APublishLargerThanOneBatchIsRefusedNamingTheLimit) {
   PublishRequest r;
   for (int i = 0; i < 401; ++i) r.items.push_back(item("i" + std::to_string(i)));
