@@ -25,7 +25,9 @@ std::string where(const char* kind, size_t index, const std::string& id) {
   return std::string(kind) + " " + quoted(id) + " (#" + std::to_string(index) + ")";
 }
 
-// Valid UTF-8 without control characters, 1..max bytes (0 allowed when optional).
+// Valid UTF-8 without control characters (C0, DEL, C1) or the bidirectional overrides and
+// isolates (U+202A..U+202E, U+2066..U+2069) that make text show other than it reads; 1..max bytes
+// (0 allowed when optional).
 bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
   if (text.empty()) return optional;
   if (text.size() > max_bytes) return false;
@@ -33,21 +35,31 @@ bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
   while (i < text.size()) {
     const auto c = static_cast<unsigned char>(text[i]);
     size_t extra = 0;
-    if (c < 0x20 || c == 0x7f) return false;
-    if (c < 0x80)
-      extra = 0;
-    else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+    uint32_t code = 0;
+    if (c < 0x80) {
+      code = c;
+    } else if ((c & 0xe0) == 0xc0) {
       extra = 1;
-    else if ((c & 0xf0) == 0xe0)
+      code = c & 0x1fu;
+    } else if ((c & 0xf0) == 0xe0) {
       extra = 2;
-    else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+      code = c & 0x0fu;
+    } else if ((c & 0xf8) == 0xf0) {
       extra = 3;
-    else
+      code = c & 0x07u;
+    } else {
       return false;
+    }
     if (i + extra >= text.size() && extra > 0) return false;
     for (size_t k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return false;
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3fu);
     }
+    static constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kSmallest[extra] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return false;
+    if ((code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) return false;
     i += extra + 1;
   }
   return true;
@@ -56,7 +68,7 @@ bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
 void check_name(const std::string& subject, const std::string& name, const Limits& limits) {
   if (!valid_text(name, limits.max_name_bytes, false)) {
     invalid(subject + ": name must be 1 to " + std::to_string(limits.max_name_bytes) +
-            " bytes of UTF-8 without control characters");
+            " bytes of UTF-8 without control characters or bidirectional overrides");
   }
 }
 
@@ -103,7 +115,7 @@ void validate_item(const Item& item, size_t index, const Limits& limits) {
         s != nullptr && !valid_text(*s, limits.max_property_string_bytes, true)) {
       invalid(subject + ": property " + quoted(key) + " must be at most " +
               std::to_string(limits.max_property_string_bytes) +
-              " bytes of UTF-8 without control characters");
+              " bytes of UTF-8 without control characters or bidirectional overrides");
     }
   }
 }

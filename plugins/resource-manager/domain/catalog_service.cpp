@@ -119,9 +119,13 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
   int64_t revision = 0;
   if (!repository_.commit(*base, plan, record, revision)) {
     load();
+    const uint64_t now_held = current()->catalog.version;
+    const std::string what = now_held != base->catalog.version
+                                 ? "another publish made version " + std::to_string(now_held)
+                                 : "another publish moved the catalog";
     throw PublishRefused(PublishRefused::Reason::kConflict,
-                         "another publish made version " + std::to_string(current()->catalog.version) +
-                             " while this one was built on version " + std::to_string(base->catalog.version) +
+                         what + " while this one was built on version " +
+                             std::to_string(base->catalog.version) +
                              "; nothing was published: check the new version and publish again");
   }
   auto next = std::make_shared<CatalogState>();

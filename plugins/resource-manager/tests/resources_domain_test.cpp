@@ -339,6 +339,39 @@ TEST(CatalogRules, ACatalogOverALoweredLimitCanStillShrink) {
       std::string::npos);
 }
 
+// Names and text properties refuse C0 and C1 controls, bidirectional overrides and isolates, and
+// malformed UTF-8; other scripts and emoji pass.
+TEST(CatalogRules, TextRefusesControlsAndBidiOverrides) {
+  const Catalog c = base();
+  auto named = [&](const std::string& name) {
+    PublishRequest r;
+    Item i = item("sword");
+    i.name = name;
+    r.items = {i};
+    return r;
+  };
+  for (const std::string& bad :
+       {std::string("a\x01"), std::string("a\x7f"), std::string("a\xc2\x85"), std::string("a\xc2\x9f"),
+        std::string("a\xe2\x80\xae"), std::string("a\xe2\x80\xaa"), std::string("a\xe2\x81\xa6"),
+        std::string("a\xe2\x81\xa9"), std::string("a\xc0\xaf"), std::string("a\xe0\x80\xaf"),
+        std::string("a\xed\xa0\x80"), std::string("a\xf4\x90\x80\x80")}) {
+    EXPECT_NE(refusal([&] { plan_publish(c, named(bad), Limits{}); }).find("name must be 1 to 128 bytes"),
+              std::string::npos)
+        << "accepted a name with bytes of " << bad.substr(1).size();
+  }
+  for (const std::string& good : {std::string("\xc3\xa9p\xc3\xa9"
+                                              "e"),
+                                  std::string("\xe5\x89\xa3"), std::string("\xf0\x9f\x97\xa1"),
+                                  std::string("a\xc2\xa0"
+                                              "b")}) {
+    EXPECT_NO_THROW(plan_publish(c, named(good), Limits{})) << good;
+  }
+  PublishRequest r = named("Sword");
+  r.items[0].properties["lore"] = std::string("evil\xe2\x80\xaetxt.exe");
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("property 'lore' must be at most"),
+            std::string::npos);
+}
+
 TEST(CatalogRules, APublishLargerThanOneBatchIsRefusedNamingTheLimit) {
   PublishRequest r;
   for (int i = 0; i < 401; ++i) r.items.push_back(item("i" + std::to_string(i)));
