@@ -681,7 +681,10 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   if (GetParam() != "postgresql") GTEST_SKIP() << "two hosts share a PostgreSQL store";
   if (redis_url().empty()) GTEST_SKIP() << "GAMEVERSE_TEST_REDIS_URL is not set";
   const std::string pubsub = "[redis]\nurl = \"" + redis_url() + "\"\n[pubsub]\nbackend = \"redis\"\n";
-  start(pubsub);
+  // The publishing host asks the fixture (nobody holds anything) before a removed id is defined
+  // again.
+  start(pubsub,
+        "[[plugin]]\nname = \"held-items-fixture\"\npath = \"" GV_FIXTURE_DIR "/held-items-fixture.so\"\n");
   TempDir other_dir;
   HostProcess other(config(pubsub, other_dir.path().string()));
   auto other_stub = pb::Resources::NewStub(other.channel());
@@ -704,7 +707,7 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   // a bundle changed) to the very catalog this host holds, and to what a fresh read gives.
   pb::PublishRequest migrate;
   migrate.set_expected_version(published.version());
-  *migrate.mutable_upsert()->add_items() = item(id("coin_item"));
+  *migrate.mutable_upsert()->add_items() = item(id("coin_item"), 200);  // a full stack of 99, times 2
   auto* gone = migrate.add_remove();
   gone->set_kind(pb::DEFINITION_KIND_ITEM);
   gone->set_id(id("announced"));
