@@ -132,6 +132,7 @@ struct Watcher {
   explicit Watcher(sdk::ServerStream<pb::CatalogPublished> s) : stream(std::move(s)) {}
   sdk::ServerStream<pb::CatalogPublished> stream;
   std::string caller;       // the account it counts against; empty: the operator or a plugin
+  std::string address;      // the peer address it counts against (accounts are free to make)
   bool registered = false;  // in the plugin's list (guarded by its watchers_mu_)
   std::mutex mu;
   bool any_sent = false;
@@ -163,6 +164,7 @@ class ResourcesPlugin final : public sdk::Plugin {
         max_answer_bytes_(static_cast<size_t>(init.host.config_int("max_answer_bytes"))),
         max_watchers_(static_cast<size_t>(init.host.config_int("max_watchers"))),
         max_watchers_per_caller_(static_cast<size_t>(init.host.config_int("max_watchers_per_caller"))),
+        max_watchers_per_address_(static_cast<size_t>(init.host.config_int("max_watchers_per_address"))),
         holders_timeout_(init.host.config_int("holders_timeout_ms")),
         published_(init.host.counter("gameverse_resources_publishes_total", "Catalog publishes, by outcome",
                                      {"outcome"})),
@@ -226,7 +228,11 @@ class ResourcesPlugin final : public sdk::Plugin {
     b.config_int("max_watchers", 1000, "Most WatchCatalog streams open on one host", sdk::between(0, 100000));
     b.config_int("max_watchers_per_caller", 4,
                  "Most WatchCatalog streams one account may have open on one host", sdk::between(1, 1000));
-    b.config_int("refresh_interval_ms", 5000,
+    b.config_int("max_watchers_per_address", 64,
+                 "Most WatchCatalog streams signed-in players may have open on one host from one network "
+                 "address, whatever their accounts",
+                 sdk::between(1, 100000));
+    b.config_int("refresh_interval_ms", 1000,
                  "How often the head is checked, in case a pub/sub announcement was missed",
                  sdk::between(100, 3600000));
     b.config_int("holders_timeout_ms", 5000,
@@ -446,6 +452,7 @@ class ResourcesPlugin final : public sdk::Plugin {
                                                  sdk::ServerStream<pb::CatalogPublished> stream) {
     auto watcher = std::make_shared<Watcher>(stream);
     watcher->caller = call.principal().user_id;
+    if (!watcher->caller.empty()) watcher->address = std::string(call.peer_address());
     add_watcher(watcher);
     return std::make_unique<WatchSession>(*this, watcher);
   }
@@ -462,6 +469,7 @@ class ResourcesPlugin final : public sdk::Plugin {
     watcher->any_sent = state.any_sent();
     watcher->sent = state.sent_version();
     watcher->caller = state.caller();
+    watcher->address = state.address();
     add_watcher(watcher, /*resumed=*/true);
     return std::make_unique<WatchSession>(*this, watcher);
   }
@@ -475,6 +483,7 @@ class ResourcesPlugin final : public sdk::Plugin {
       state.set_sent_version(watcher->sent);
       state.set_any_sent(watcher->any_sent);
       state.set_caller(watcher->caller);
+      state.set_address(watcher->address);
     }
     forget(watcher);
     return state.SerializeAsString();
@@ -590,6 +599,17 @@ class ResourcesPlugin final : public sdk::Plugin {
                          "this account already has " + std::to_string(mine) +
                              " catalog watches open on this host (max_watchers_per_caller)");
       }
+      if (!watcher->address.empty()) {
+        auto from_address = watches_per_address_.find(watcher->address);
+        const size_t there = from_address == watches_per_address_.end() ? 0 : from_address->second;
+        if (!resumed && there >= max_watchers_per_address_) {
+          if (mine == 0) watches_per_caller_.erase(watcher->caller);
+          throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                           "this network address already has " + std::to_string(there) +
+                               " catalog watches open on this host (max_watchers_per_address)");
+        }
+        ++watches_per_address_[watcher->address];
+      }
       ++mine;
     }
     watcher->registered = true;
@@ -604,6 +624,9 @@ class ResourcesPlugin final : public sdk::Plugin {
     if (!watcher->caller.empty()) {
       auto it = watches_per_caller_.find(watcher->caller);
       if (it != watches_per_caller_.end() && --it->second == 0) watches_per_caller_.erase(it);
+      auto from_address = watches_per_address_.find(watcher->address);
+      if (from_address != watches_per_address_.end() && --from_address->second == 0)
+        watches_per_address_.erase(from_address);
     }
     watchers_.remove(watcher);
     watchers_gauge_.record(static_cast<double>(watchers_.size()));
@@ -645,6 +668,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   const size_t max_answer_bytes_;
   const size_t max_watchers_;
   const size_t max_watchers_per_caller_;
+  const size_t max_watchers_per_address_;
   const std::chrono::milliseconds holders_timeout_;
   sdk::Metric published_;
   sdk::Metric version_gauge_;
@@ -652,6 +676,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   std::mutex watchers_mu_;
   std::list<std::shared_ptr<Watcher>> watchers_;
   std::map<std::string, size_t> watches_per_caller_;
+  std::map<std::string, size_t> watches_per_address_;
   sdk::Subscription announcements_;
   sdk::Timer refresh_timer_;
 };

@@ -410,6 +410,36 @@ TEST_P(ResourcesThroughTheHost, APlayersCatalogWatchesAreBounded) {
   for (auto& c : contexts) c->TryCancel();
 }
 
+// Accounts are free to make: the watches of all accounts from one network address are bounded
+// too, and a closed one frees its place.
+TEST_P(ResourcesThroughTheHost, CatalogWatchesFromOneAddressAreBoundedWhateverTheAccounts) {
+  plugin_config_ = "max_watchers_per_address = 3\n";
+  start();
+  const std::string first = player_token(), second = player_token();
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<pb::CatalogPublished>>> watches;
+  auto open = [&](const std::string& token) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->AddMetadata("authorization", "Bearer " + token);
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    watches.push_back(resources_->WatchCatalog(contexts.back().get(), pb::WatchCatalogRequest()));
+    pb::CatalogPublished sent;
+    return watches.back()->Read(&sent);
+  };
+  ASSERT_TRUE(open(first));
+  ASSERT_TRUE(open(first));
+  ASSERT_TRUE(open(second));
+  EXPECT_FALSE(open(second));  // the account has one; the address has three
+  const grpc::Status refused = watches.back()->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("max_watchers_per_address"), std::string::npos)
+      << refused.error_message();
+  contexts[0]->TryCancel();
+  watches[0]->Finish();
+  EXPECT_TRUE(eventually([&] { return open(second); }, std::chrono::seconds(30)));
+  for (auto& c : contexts) c->TryCancel();
+}
+
 TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothing) {
   start();
   ASSERT_TRUE(publish(adding({item(id("sword"))}, {currency(id("gold"))})).ok());
