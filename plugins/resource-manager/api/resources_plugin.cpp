@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -393,22 +394,26 @@ class ResourcesPlugin final : public sdk::Plugin {
                      " ids (item_ids, currency_ids and bundle_ids); at most " +
                      std::to_string(kMaxLookupIds));
     }
+    // Each id answered once, however often it is named: the answer stays within 1000 definitions.
+    const std::set<std::string> item_ids(request.item_ids().begin(), request.item_ids().end());
+    const std::set<std::string> currency_ids(request.currency_ids().begin(), request.currency_ids().end());
+    const std::set<std::string> bundle_ids(request.bundle_ids().begin(), request.bundle_ids().end());
     const auto state = service_.current();
     const Catalog& catalog = state->catalog;
     response.set_version(catalog.version);
-    for (const std::string& id : request.item_ids()) {
+    for (const std::string& id : item_ids) {
       if (auto it = catalog.items.find(id); it != catalog.items.end()) {
         to_proto(it->second, *response.add_items());
       } else if (auto m = catalog.migrations.find(id); m != catalog.migrations.end()) {
         to_proto(m->second, *response.add_migrations());
       }
     }
-    for (const std::string& id : request.currency_ids()) {
+    for (const std::string& id : currency_ids) {
       if (auto it = catalog.currencies.find(id); it != catalog.currencies.end()) {
         to_proto(it->second, *response.add_currencies());
       }
     }
-    for (const std::string& id : request.bundle_ids()) {
+    for (const std::string& id : bundle_ids) {
       if (auto it = catalog.bundles.find(id); it != catalog.bundles.end())
         to_proto(it->second, *response.add_bundles());
     }

@@ -265,6 +265,9 @@ TEST_P(ResourcesThroughTheHost, APublishedCatalogIsReadWholeByIdAsADiffAndAfterA
   ASSERT_EQ(found.items_size(), 1);
   EXPECT_EQ(found.items(0).properties().at("damage").int_value(), 12);
   EXPECT_EQ(found.currencies_size(), 1);
+  // An id named many times is answered once.
+  const pb::LookupDefinitionsResponse repeated = lookup(std::vector<std::string>(1000, id("sword")));
+  EXPECT_EQ(repeated.items_size(), 1);
   grpc::Status too_many;
   lookup(std::vector<std::string>(1001, id("sword")), {}, &too_many);
   EXPECT_EQ(too_many.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
