@@ -63,6 +63,7 @@ Limits limits_from(const sdk::Host& host) {
   limits.max_changes_per_publish = static_cast<size_t>(host.config_int("max_changes_per_publish"));
   limits.max_catalog_definitions = static_cast<size_t>(host.config_int("max_catalog_definitions"));
   limits.max_request_definitions = limits.max_catalog_definitions;
+  limits.removal_after_retirement_ms = 2 * host.config_int("refresh_interval_ms");
   return limits;
 }
 
@@ -435,7 +436,7 @@ class ResourcesPlugin final : public sdk::Plugin {
         host_.info("catalog version " + std::to_string(outcome.version) + " published by '" + actor +
                    "': " + std::to_string(outcome.upserted) + " added or changed, " +
                    std::to_string(outcome.removed) + " removed");
-        announce(outcome.version);
+        announce(outcome);
       } else {
         published_.record(1, {"unchanged"});
       }
@@ -535,10 +536,13 @@ class ResourcesPlugin final : public sdk::Plugin {
     return {answer.held_item_ids().begin(), answer.held_item_ids().end()};
   }
 
-  void announce(uint64_t version) {
+  // Announces the version this publish made, with its own time (a later version may be held by
+  // the time this runs).
+  void announce(const PublishOutcome& outcome) {
+    const uint64_t version = outcome.version;
     pb::CatalogPublished message;
     message.set_version(version);
-    message.set_published_unix_ms(service_.current()->catalog.published_unix_ms);
+    message.set_published_unix_ms(outcome.published_unix_ms);
     version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
     notify_watchers();
     try {

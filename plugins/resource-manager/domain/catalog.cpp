@@ -1,6 +1,7 @@
 #include "domain/catalog.hpp"
 
 #include <cmath>
+#include <ctime>
 #include <set>
 
 namespace gameverse::resources {
@@ -19,6 +20,16 @@ std::string quoted(const std::string& text) {
   for (char c : text.substr(0, 80)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
   if (text.size() > 80) out += "...";
   return "'" + out + "'";
+}
+
+// "2026-11-30T10:50:04Z"
+std::string utc(int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
 }
 
 std::string where(const char* kind, size_t index, const std::string& id) {
@@ -407,8 +418,33 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
       invalid("item " + quoted(id) + " is removed without a migration and was not retired in version " +
               std::to_string(current.version) + ": state a migration, or retire it first");
     }
+    const auto since = current.retired_since.find(id);
+    const int64_t possible =
+        (since == current.retired_since.end() ? 0 : since->second) + limits.removal_after_retirement_ms;
+    if (possible > request.now_unix_ms) {
+      invalid("item " + quoted(id) +
+              " was retired too recently to be removed without a migration: other hosts "
+              "may still grant it until they read its retirement; that is possible from " +
+              utc(possible) + " (in " + std::to_string((possible - request.now_unix_ms + 999) / 1000) +
+              " s), or state a migration now");
+    }
     plan.needs_unheld.push_back(id);
   }
+  // Retirement times: kept while an item stays retired, set by the publish that retires a live
+  // item. One defined retired was never grantable anywhere: it may go at once.
+  next.retired_since.clear();
+  for (const auto& [id, item] : next.items) {
+    if (!item.retired) continue;
+    const auto was = current.items.find(id);
+    const auto since = current.retired_since.find(id);
+    if (was == current.items.end())
+      next.retired_since[id] = 0;
+    else if (was->second.retired)
+      next.retired_since[id] = since == current.retired_since.end() ? 0 : since->second;
+    else
+      next.retired_since[id] = request.now_unix_ms;
+  }
+
   for (const Migration& m : plan.new_migrations) next.migrations[m.from_item_id] = m;
   for (const auto& [id, item] : next.items) {
     if (next.migrations.erase(id) > 0) plan.cleared_migrations.push_back(id);

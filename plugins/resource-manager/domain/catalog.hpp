@@ -89,6 +89,9 @@ struct Catalog {
   std::map<std::string, Bundle> bundles;
   std::map<std::string, Asset> assets;
   std::map<std::string, Migration> migrations;  // by from_item_id
+  // When each retired item was retired (unix ms; 0: before this was recorded). Other hosts may
+  // grant an item until they have read its retirement.
+  std::map<std::string, int64_t> retired_since;
   size_t size() const { return items.size() + currencies.size() + bundles.size() + assets.size(); }
   bool contains(const Ref& ref) const;
 };
@@ -103,6 +106,7 @@ struct PublishRequest {
   std::vector<Asset> assets;
   std::vector<Ref> remove;
   std::vector<Migration> migrations;
+  int64_t now_unix_ms = 0;  // when it is published: items retired by it are retired from then
 };
 
 struct Limits {
@@ -119,6 +123,9 @@ struct Limits {
   size_t max_hash_bytes = 128;
   int64_t max_quantity = 1'000'000'000'000'000;  // max_stack, max_balance and amounts: headroom for sums
   int64_t max_asset_bytes = int64_t{1} << 40;
+  // How long after its retirement an item may be removed without a migration: until then another
+  // host may still hold the version before it and grant the item after the holders were asked.
+  int64_t removal_after_retirement_ms = 0;
 };
 
 // A publish that breaks a rule: the message names the definition and the field.

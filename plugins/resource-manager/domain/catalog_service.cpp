@@ -65,8 +65,11 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
   std::lock_guard publishing(publish_mu_);
   refresh();  // plan against the newest version, not one an announcement has yet to bring
   std::shared_ptr<const CatalogState> base = current();
-  PublishPlan plan = plan_publish(base->catalog, request, limits_);
-  if (plan.unchanged()) return {base->catalog.version, true, 0, 0};
+  PublishRequest timed = request;
+  const int64_t now = now_ms_();
+  timed.now_unix_ms = now;
+  PublishPlan plan = plan_publish(base->catalog, timed, limits_);
+  if (plan.unchanged()) return {base->catalog.version, base->catalog.published_unix_ms, true, 0, 0};
   // Nobody may hold a retired item removed without a migration, nor a removed item defined
   // again: its kept migration would go, and unconverted holdings would become the new item.
   std::vector<std::string> ask = plan.needs_unheld;
@@ -105,7 +108,6 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
     }
   }
   const uint64_t version = base->catalog.version + 1;
-  const int64_t now = now_ms_();
   plan.next.version = version;
   plan.next.published_unix_ms = now;
   for (Migration& m : plan.new_migrations) {
@@ -138,7 +140,7 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
   }
   next->head_revision = revision;
   hold(next);
-  return {version, false, plan.upserted.size(), plan.removed.size()};
+  return {version, now, false, plan.upserted.size(), plan.removed.size()};
 }
 
 }  // namespace gameverse::resources

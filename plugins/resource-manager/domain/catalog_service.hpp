@@ -15,6 +15,7 @@ namespace gameverse::resources {
 
 struct PublishOutcome {
   uint64_t version = 0;
+  int64_t published_unix_ms = 0;  // of `version`
   bool unchanged = false;
   size_t upserted = 0;
   size_t removed = 0;

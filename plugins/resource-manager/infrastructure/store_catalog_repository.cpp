@@ -73,6 +73,8 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
       switch (r.value.definition_case()) {
         case rec::StoredDefinition::kItem:
           out.catalog.items[r.value.item().id()] = to_domain(r.value.item());
+          if (r.value.item().retired())
+            out.catalog.retired_since[r.value.item().id()] = r.value.retired_unix_ms();
           break;
         case rec::StoredDefinition::kCurrency:
           out.catalog.currencies[r.value.currency().id()] = to_domain(r.value.currency());
@@ -142,7 +144,12 @@ std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& 
     switch (ref.kind) {
       case Kind::kItem:
         out.catalog.items.erase(ref.id);
-        if (stored && stored->value.has_item()) out.catalog.items[ref.id] = to_domain(stored->value.item());
+        out.catalog.retired_since.erase(ref.id);
+        if (stored && stored->value.has_item()) {
+          out.catalog.items[ref.id] = to_domain(stored->value.item());
+          if (stored->value.item().retired())
+            out.catalog.retired_since[ref.id] = stored->value.retired_unix_ms();
+        }
         break;
       case Kind::kCurrency:
         out.catalog.currencies.erase(ref.id);
@@ -182,7 +189,11 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
     rec::StoredDefinition stored;
     stored.set_version(next.version);
     switch (ref.kind) {
-      case Kind::kItem: to_proto(next.items.at(ref.id), *stored.mutable_item()); break;
+      case Kind::kItem:
+        to_proto(next.items.at(ref.id), *stored.mutable_item());
+        if (auto since = next.retired_since.find(ref.id); since != next.retired_since.end())
+          stored.set_retired_unix_ms(since->second);
+        break;
       case Kind::kCurrency: to_proto(next.currencies.at(ref.id), *stored.mutable_currency()); break;
       case Kind::kBundle: to_proto(next.bundles.at(ref.id), *stored.mutable_bundle()); break;
       case Kind::kAsset: to_proto(next.assets.at(ref.id), *stored.mutable_asset()); break;

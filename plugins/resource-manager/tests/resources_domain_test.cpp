@@ -604,5 +604,44 @@ TEST(CatalogService, ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt) {
   EXPECT_EQ(service.current()->catalog.items.at("shield").max_stack, 5);
 }
 
+// Another host may grant an item until it has read the version that retired it: removal without a
+// migration waits removal_after_retirement_ms from the retirement, and the refusal says until when.
+TEST(CatalogService, ARetiredItemIsRemovedWithoutAMigrationOnlyOnceEveryHostCanKnow) {
+  MemoryRepository repo;
+  int64_t now = 1'700'000'000'000;
+  Limits limits;
+  limits.removal_after_retirement_ms = 10'000;
+  CatalogService service(repo, limits, 10, [&] { return now; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("hat"), item("born_retired", 1, true)};
+  service.publish(r, none);
+  // Defined retired: never grantable anywhere, may go at once.
+  r = {};
+  r.remove = {{Kind::kItem, "born_retired"}};
+  EXPECT_EQ(service.publish(r, none).version, 2u);
+  now += 1000;
+  r = {};
+  r.items = {item("hat", 99, true)};
+  service.publish(r, none);  // retired at 1'700'000'001'000
+  EXPECT_EQ(service.current()->catalog.retired_since.at("hat"), 1'700'000'001'000);
+  now += 9'000;
+  r = {};
+  r.remove = {{Kind::kItem, "hat"}};
+  const std::string message = refusal([&] { service.publish(r, none); });
+  EXPECT_NE(message.find("item 'hat' was retired too recently"), std::string::npos) << message;
+  EXPECT_NE(message.find("possible from 2023-11-14T22:13:31Z (in 1 s)"), std::string::npos) << message;
+  EXPECT_TRUE(service.current()->catalog.items.contains("hat"));
+  // Changing a retired item keeps its retirement time.
+  PublishRequest rename;
+  rename.items = {item("hat", 5, true)};
+  service.publish(rename, none);
+  EXPECT_EQ(service.current()->catalog.retired_since.at("hat"), 1'700'000'001'000);
+  now += 1'000;
+  EXPECT_EQ(service.publish(r, none).version, 5u);
+  EXPECT_FALSE(service.current()->catalog.items.contains("hat"));
+  EXPECT_FALSE(service.current()->catalog.retired_since.contains("hat"));
+}
+
 }  // namespace
 }  // namespace gameverse::resources

@@ -549,7 +549,9 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
 TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWordThatNobodyHoldsIt) {
   start();
   ASSERT_TRUE(
-      publish(adding({item(id("sword")), item(id("shield")), item(id("hat"))}, {currency(id("gold"))})).ok());
+      publish(adding({item(id("sword")), item(id("shield")), item(id("hat")), item(id("old_hat"), 99, true)},
+                     {currency(id("gold"))}))
+          .ok());
   const uint64_t v = version();
   auto removing = [&](const std::string& item_id) {
     pb::PublishRequest r;
@@ -581,6 +583,14 @@ TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWord
   pb::PublishRequest retire = adding({item(id("hat"), 99, true)});
   ASSERT_TRUE(publish(retire).ok());
   status = publish(removing(id("hat")));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("retired too recently to be removed without a migration"),
+            std::string::npos)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("possible from 20"), std::string::npos) << status.error_message();
+  // Retired from its first version, without a migration: only with the inventory's word, and it
+  // is not loaded here.
+  status = publish(removing(id("old_hat")));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(status.error_message().find("inventory plugin"), std::string::npos) << status.error_message();
   EXPECT_NE(status.error_message().find("UNIMPLEMENTED"), std::string::npos) << status.error_message();
