@@ -107,12 +107,22 @@ PublishRequest request_of(const pb::PublishRequest& m) {
   return r;
 }
 
-// "<version>.<kind>.<id>": where the next GetCatalog page starts (after that definition).
-std::string page_token(uint64_t version, const Ref& last) {
-  return std::to_string(version) + "." + std::to_string(static_cast<int>(last.kind)) + "." + last.id;
+// "<version>.<kind>.<epoch: 16 hex>.<id>": where the next GetCatalog page starts (after that
+// definition), in which catalog.
+constexpr size_t kTokenEpochChars = 16;
+
+std::string token_epoch(const std::string& epoch) {
+  std::string out = epoch.substr(0, kTokenEpochChars);
+  out.resize(kTokenEpochChars, '0');
+  return out;
 }
 
-bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
+std::string page_token(uint64_t version, const std::string& epoch, const Ref& last) {
+  return std::to_string(version) + "." + std::to_string(static_cast<int>(last.kind)) + "." +
+         token_epoch(epoch) + "." + last.id;
+}
+
+bool parse_page_token(const std::string& token, uint64_t& version, std::string& epoch, Ref& last) {
   if (token.size() > 128) return false;
   const size_t a = token.find('.');
   const size_t b = a == std::string::npos ? a : token.find('.', a + 1);
@@ -125,7 +135,9 @@ bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
   const char kind = token[a + 1];
   if (kind < '1' || kind > '4') return false;
   last.kind = static_cast<Kind>(kind - '0');
-  last.id = token.substr(b + 1);
+  if (token.size() < b + 1 + kTokenEpochChars + 1 || token[b + 1 + kTokenEpochChars] != '.') return false;
+  epoch = token.substr(b + 1, kTokenEpochChars);
+  last.id = token.substr(b + 2 + kTokenEpochChars);
   return valid_id(last.id, 64);
 }
 
@@ -255,10 +267,11 @@ class ResourcesPlugin final : public sdk::Plugin {
     bool have_after = false;
     if (!request.page_token().empty()) {
       uint64_t version = 0;
-      if (!parse_page_token(request.page_token(), version, after)) {
+      std::string epoch;
+      if (!parse_page_token(request.page_token(), version, epoch, after)) {
         return invalid("page_token is not a next_page_token of GetCatalog");
       }
-      if (version != catalog.version) {
+      if (version != catalog.version || epoch != token_epoch(catalog.epoch)) {
         return {sdk::StatusCode::kAborted, "the catalog moved from version " + std::to_string(version) +
                                                " to " + std::to_string(catalog.version) +
                                                " while it was paged; start again from the first page"};
@@ -266,6 +279,7 @@ class ResourcesPlugin final : public sdk::Plugin {
       have_after = true;
     }
     response.set_version(catalog.version);
+    response.set_epoch(catalog.epoch);
     pb::Catalog& out = *response.mutable_catalog();
     uint32_t count = 0;
     size_t bytes = 0;
@@ -304,7 +318,7 @@ class ResourcesPlugin final : public sdk::Plugin {
       to_proto(d, *m);
       return m->ByteSizeLong();
     });
-    if (more && last) response.set_next_page_token(page_token(catalog.version, *last));
+    if (more && last) response.set_next_page_token(page_token(catalog.version, catalog.epoch, *last));
     return sdk::Status::ok();
   }
 
@@ -343,13 +357,28 @@ class ResourcesPlugin final : public sdk::Plugin {
                           pb::GetChangesResponse& response) {
     const auto state = service_.current();
     const Catalog& catalog = state->catalog;
+    // A cache of another lineage (a store restored, a failover that lost a publish): refetch.
+    if (!request.since_epoch().empty() && request.since_epoch() != catalog.epoch) {
+      response.set_version(catalog.version);
+      response.set_epoch(catalog.epoch);
+      response.set_refetch_all(true);
+      return sdk::Status::ok();
+    }
     if (request.since_version() > catalog.version) {
+      // A version no publish has made yet (a cache from elsewhere, or a made-up number): refetch.
+      if (request.since_version() > service_.head().version) {
+        response.set_version(catalog.version);
+        response.set_epoch(catalog.epoch);
+        response.set_refetch_all(true);
+        return sdk::Status::ok();
+      }
       return {sdk::StatusCode::kUnavailable,
               "this host holds catalog version " + std::to_string(catalog.version) +
                   ", older than since_version " + std::to_string(request.since_version()) +
                   "; try again shortly"};
     }
     response.set_version(catalog.version);
+    response.set_epoch(catalog.epoch);
     const Changes changes = changes_since(catalog, state->history, request.since_version(), kMaxChangeRefs);
     // Counted while appended: past max_answer_bytes the caller refetches instead.
     size_t bytes = 0;
@@ -380,6 +409,7 @@ class ResourcesPlugin final : public sdk::Plugin {
     if (too_large) {
       response.Clear();
       response.set_version(catalog.version);
+      response.set_epoch(catalog.epoch);
       response.set_refetch_all(true);
     }
     return sdk::Status::ok();
@@ -557,7 +587,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   void announced(std::string_view payload) {
     pb::CatalogPublished message;
     if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
-    if (message.version() <= service_.current()->catalog.version) return;
+    // Even a version not above the one held: it may be another lineage's (one head read).
     refresh();
   }
 

@@ -84,6 +84,11 @@ struct Migration {
 struct Catalog {
   uint64_t version = 0;  // 0: nothing published yet
   int64_t published_unix_ms = 0;
+  // The lineage: a random epoch made with the first version, and a random id per publish. Two
+  // catalogs with the same version are the same only when both match (a store restored from a
+  // backup, or a failover that lost the last publish, can reuse a version number).
+  std::string epoch;
+  std::string publish_id;
   std::map<std::string, Item> items;
   std::map<std::string, Currency> currencies;
   std::map<std::string, Bundle> bundles;
@@ -165,6 +170,7 @@ struct ChangeRecord {
   int64_t published_unix_ms = 0;
   std::vector<Ref> changed;  // upserted or removed in this version
   std::string published_by;  // the account (or "operator") that published it
+  std::string publish_id;    // the version's publish id (Catalog::publish_id)
 };
 
 struct Changes {

@@ -1,6 +1,9 @@
 #include "domain/catalog_service.hpp"
 
 #include <algorithm>
+#include <exception>
+#include <optional>
+#include <random>
 
 namespace gameverse::resources {
 
@@ -10,6 +13,18 @@ std::string quoted_id(const std::string& id) {
   std::string out;
   for (char c : id.substr(0, 64)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
   return "'" + out + "'";
+}
+
+// 32 hex digits from the system's random source.
+std::string random_id() {
+  std::random_device source;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 4; ++i) {
+    uint32_t bits = source();
+    for (int k = 0; k < 8; ++k, bits >>= 4) out += kHex[bits & 0xf];
+  }
+  return out;
 }
 
 // What a migration converts each unit into, for messages.
@@ -39,31 +54,42 @@ std::shared_ptr<const CatalogState> CatalogService::current() const {
   return state_;
 }
 
-void CatalogService::hold(std::shared_ptr<const CatalogState> state) {
+void CatalogService::hold(std::shared_ptr<const CatalogState> state, bool lineage_changed) {
   std::lock_guard lock(mu_);
-  // Never back: a slower reload must not replace a newer version held meanwhile.
-  if (state->catalog.version >= state_->catalog.version) state_ = std::move(state);
+  if (lineage_changed || state->catalog.version >= state_->catalog.version) state_ = std::move(state);
 }
 
 void CatalogService::load() {
-  hold(std::make_shared<CatalogState>(repository_.load(history_)));
+  std::lock_guard serial(store_mu_);
+  hold(std::make_shared<CatalogState>(repository_.load(history_)), true);
 }
 
 bool CatalogService::refresh() {
+  std::lock_guard serial(store_mu_);
+  return refresh_locked();
+}
+
+bool CatalogService::refresh_locked() {
   const std::shared_ptr<const CatalogState> held = current();
-  if (repository_.head_version() == held->catalog.version) return false;
-  if (std::optional<CatalogState> next = repository_.advance(*held, history_)) {
-    hold(std::make_shared<CatalogState>(std::move(*next)));
-  } else {
-    load();
-  }
-  return current()->catalog.version != held->catalog.version;
+  const Catalog& mine = held->catalog;
+  const Head head = repository_.head();
+  if (head.version == mine.version && head.epoch == mine.epoch && head.publish_id == mine.publish_id)
+    return false;
+  // Ahead in the same lineage: read what the versions since changed. Anything else (another epoch,
+  // the same or an older version under another publish id) is another history: read it whole.
+  const bool ahead = head.epoch == mine.epoch && head.version > mine.version;
+  std::optional<CatalogState> next;
+  if (ahead) next = repository_.advance(*held, history_);
+  if (!next) next = repository_.load(history_);
+  hold(std::make_shared<CatalogState>(std::move(*next)), !ahead);
+  const Catalog& now = current()->catalog;
+  return now.version != mine.version || now.epoch != mine.epoch || now.publish_id != mine.publish_id;
 }
 
 PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held,
                                        const std::string& actor) {
-  std::lock_guard publishing(publish_mu_);
-  refresh();  // plan against the newest version, not one an announcement has yet to bring
+  std::lock_guard serial(store_mu_);
+  refresh_locked();  // plan against the newest version, not one an announcement has yet to bring
   std::shared_ptr<const CatalogState> base = current();
   PublishRequest timed = request;
   const int64_t now = now_ms_();
@@ -110,17 +136,35 @@ PublishOutcome CatalogService::publish(const PublishRequest& request, const Held
   const uint64_t version = base->catalog.version + 1;
   plan.next.version = version;
   plan.next.published_unix_ms = now;
+  plan.next.epoch = base->catalog.epoch.empty() ? random_id() : base->catalog.epoch;
+  plan.next.publish_id = random_id();
   for (Migration& m : plan.new_migrations) {
     m.catalog_version = version;
     plan.next.migrations[m.from_item_id].catalog_version = version;
   }
-  ChangeRecord record{version, now, plan.upserted, actor};
+  ChangeRecord record{version, now, plan.upserted, actor, plan.next.publish_id};
   record.changed.insert(record.changed.end(), plan.removed.begin(), plan.removed.end());
   std::sort(record.changed.begin(), record.changed.end());
 
   int64_t revision = 0;
-  if (!repository_.commit(*base, plan, record, revision)) {
-    load();
+  bool committed = false;
+  try {
+    committed = repository_.commit(*base, plan, record, revision);
+  } catch (const std::exception&) {
+    // The write may have held with its answer lost: the head says whether it is this publish.
+    const std::exception_ptr failure = std::current_exception();
+    Head head;
+    try {
+      head = repository_.head();
+    } catch (const std::exception&) {
+      std::rethrow_exception(failure);  // the commit's error is the one to report
+    }
+    if (head.publish_id != plan.next.publish_id) std::rethrow_exception(failure);
+    hold(std::make_shared<CatalogState>(repository_.load(history_)), true);
+    return {version, now, false, plan.upserted.size(), plan.removed.size()};
+  }
+  if (!committed) {
+    hold(std::make_shared<CatalogState>(repository_.load(history_)), true);
     const uint64_t now_held = current()->catalog.version;
     const std::string what = now_held != base->catalog.version
                                  ? "another publish made version " + std::to_string(now_held)

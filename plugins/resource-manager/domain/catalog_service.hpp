@@ -44,10 +44,13 @@ class CatalogService {
   // The catalog as this host holds it; never touches the repository.
   std::shared_ptr<const CatalogState> current() const;
 
-  // Reads the repository again when its head moved; true when the version held changed.
+  // Reads the repository again when its head moved, or names another lineage (epoch or publish
+  // id) than the one held; true when the catalog held changed.
   bool refresh();
   // Reads the repository whole (at start).
   void load();
+  // The repository's head now.
+  Head head() { return repository_.head(); }
 
   // Validates (ValidationError), checks holders of removed retired items, commits as the next
   // version (PublishRefused on a lost race) and holds it.
@@ -57,13 +60,17 @@ class CatalogService {
   const Limits& limits() const { return limits_; }
 
  private:
-  void hold(std::shared_ptr<const CatalogState> state);
+  // Holds `state`. Within one lineage never back (a slower read must not replace a newer version);
+  // `lineage_changed`: the store's head is another lineage, and what it holds wins, older or not.
+  void hold(std::shared_ptr<const CatalogState> state, bool lineage_changed = false);
+  bool refresh_locked();
 
   CatalogRepository& repository_;
   const Limits limits_;
   const size_t history_;
   std::function<int64_t()> now_ms_;
-  std::mutex publish_mu_;  // one publish at a time on this host; the repository settles between hosts
+  // One publish or refresh at a time on this host; the repository settles between hosts.
+  std::mutex store_mu_;
   mutable std::mutex mu_;
   std::shared_ptr<const CatalogState> state_;
 };

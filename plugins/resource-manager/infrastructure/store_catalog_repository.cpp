@@ -24,7 +24,7 @@ constexpr int kLoadAttempts = 8;
 constexpr size_t kMaxAdvanceReads = 64;
 
 ChangeRecord change_of(const rec::ChangeRecord& m) {
-  ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by()};
+  ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by(), m.publish_id()};
   for (int i = 0; i < m.changed_size(); ++i)
     out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
   return out;
@@ -42,9 +42,10 @@ std::string version_key(uint64_t version) {
   return buffer;
 }
 
-uint64_t StoreCatalogRepository::head_version() {
+Head StoreCatalogRepository::head() {
   auto head = store_.get<rec::Head>(kHead, kHeadKey);
-  return head ? head->value.version() : 0;
+  if (!head) return {};
+  return {head->value.version(), head->value.epoch(), head->value.publish_id()};
 }
 
 CatalogState StoreCatalogRepository::load(size_t history) {
@@ -63,6 +64,8 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
   const uint64_t version = head->value.version();
   out.catalog.version = version;
   out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.catalog.epoch = head->value.epoch();
+  out.catalog.publish_id = head->value.publish_id();
   out.head_revision = head->version;
 
   Store::Query query{kDefinitions, "", "", "", 1000};
@@ -117,13 +120,18 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
 std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& held, size_t history) {
   auto head = store_.get<rec::Head>(kHead, kHeadKey);
   if (!head || held.catalog.version == 0 || head->value.version() <= held.catalog.version ||
-      head->value.version() - held.catalog.version > history) {
+      head->value.version() - held.catalog.version > history || head->value.epoch() != held.catalog.epoch) {
     return std::nullopt;
   }
+  // The store's record of the version held must be the publish held, or the histories differ.
+  auto held_record = store_.get<rec::ChangeRecord>(kChanges, version_key(held.catalog.version));
+  if (!held_record || held_record->value.publish_id() != held.catalog.publish_id) return std::nullopt;
   const uint64_t version = head->value.version();
   CatalogState out = held;
   out.catalog.version = version;
   out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.catalog.epoch = head->value.epoch();
+  out.catalog.publish_id = head->value.publish_id();
   out.head_revision = head->version;
   std::set<Ref> changed;
   for (uint64_t v = held.catalog.version + 1; v <= version; ++v) {
@@ -211,11 +219,14 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
   change.set_version(record.version);
   change.set_published_unix_ms(record.published_unix_ms);
   change.set_published_by(record.published_by);
+  change.set_publish_id(record.publish_id);
   for (const Ref& ref : record.changed) to_proto(ref, *change.add_changed());
   batch.put(kChanges, version_key(record.version), change, Store::kCreateOnly);
   rec::Head head;
   head.set_version(next.version);
   head.set_published_unix_ms(next.published_unix_ms);
+  head.set_epoch(next.epoch);
+  head.set_publish_id(next.publish_id);
   batch.put(kHead, kHeadKey, head, base.catalog.version == 0 ? Store::kCreateOnly : base.head_revision);
   try {
     const std::vector<int64_t> versions = store_.commit(batch);

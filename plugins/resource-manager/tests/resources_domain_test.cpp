@@ -481,8 +481,9 @@ TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
   Catalog now = base();
   now.version = 4;
   now.items.erase("shield");
-  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}, "admin"},
-                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}, "admin"}};
+  std::vector<ChangeRecord> history = {
+      {3, 0, {{Kind::kItem, "sword"}}, "admin", "p3"},
+      {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}, "admin", "p4"}};
   Changes ch = changes_since(now, history, 2, 100);
   EXPECT_FALSE(ch.refetch_all);
   EXPECT_EQ(ch.upserted, (std::vector<Ref>{{Kind::kItem, "sword"}, {Kind::kAsset, "sword"}}));
@@ -500,7 +501,7 @@ TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
 // The repository in memory, with a head that another "host" can move.
 class MemoryRepository final : public CatalogRepository {
  public:
-  uint64_t head_version() override { return state.catalog.version; }
+  Head head() override { return {state.catalog.version, state.catalog.epoch, state.catalog.publish_id}; }
   CatalogState load(size_t) override { return state; }
   bool commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
               int64_t& revision) override {
@@ -509,10 +510,12 @@ class MemoryRepository final : public CatalogRepository {
     state.history.push_back(record);
     revision = ++state.head_revision;
     ++commits;
+    if (lose_answer) throw std::runtime_error("deadline exceeded");
     return true;
   }
   CatalogState state;
   int commits = 0;
+  bool lose_answer = false;  // the write holds, its answer is lost
 };
 
 TEST(CatalogService, PublishesHoldsAndRefusesAStaleBase) {
@@ -641,6 +644,83 @@ TEST(CatalogService, ARetiredItemIsRemovedWithoutAMigrationOnlyOnceEveryHostCanK
   EXPECT_EQ(service.publish(r, none).version, 5u);
   EXPECT_FALSE(service.current()->catalog.items.contains("hat"));
   EXPECT_FALSE(service.current()->catalog.retired_since.contains("hat"));
+}
+
+// A store restored from a backup (or a failover that lost the last publish) can show a version
+// number this host holds under another history: the host reads it whole, even going back.
+TEST(CatalogService, AnotherLineageUnderTheSameOrAnOlderVersionIsReadWhole) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("sword")};
+  service.publish(r, none);
+  const CatalogState backup = repo.state;
+  const std::string epoch = service.current()->catalog.epoch;
+  EXPECT_EQ(epoch.size(), 32u);
+  r.items = {item("lost")};
+  service.publish(r, none);
+  const std::string lost_publish = service.current()->catalog.publish_id;
+  EXPECT_EQ(service.current()->catalog.epoch, epoch);  // kept by later publishes
+  // The store goes back to version 1 and another host publishes a different version 2.
+  repo.state = backup;
+  {
+    MemoryRepository& other_store = repo;
+    CatalogService other(other_store, Limits{}, 10, [] { return int64_t{2000}; });
+    other.load();
+    PublishRequest different;
+    different.items = {item("kept")};
+    EXPECT_EQ(other.publish(different, none).version, 2u);
+  }
+  EXPECT_TRUE(service.refresh());
+  const Catalog& now = service.current()->catalog;
+  EXPECT_EQ(now.version, 2u);
+  EXPECT_NE(now.publish_id, lost_publish);
+  EXPECT_TRUE(now.items.contains("kept"));
+  EXPECT_FALSE(now.items.contains("lost"));
+  EXPECT_FALSE(service.refresh());
+  // Back to version 1 only: held although older.
+  repo.state = backup;
+  EXPECT_TRUE(service.refresh());
+  EXPECT_EQ(service.current()->catalog.version, 1u);
+  EXPECT_FALSE(service.current()->catalog.items.contains("kept"));
+  // A fresh store: a new epoch.
+  repo.state = CatalogState{};
+  EXPECT_TRUE(service.refresh());
+  EXPECT_EQ(service.current()->catalog.version, 0u);
+  r.items = {item("sword")};
+  service.publish(r, none);
+  EXPECT_EQ(service.current()->catalog.version, 1u);
+  EXPECT_NE(service.current()->catalog.epoch, epoch);
+}
+
+// The write held but its answer was lost: the head shows this publish's id, so it is reported
+// published (and held), not failed.
+TEST(CatalogService, ACommitWhoseAnswerWasLostIsFoundByItsPublishId) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("sword")};
+  service.publish(r, none);
+  repo.lose_answer = true;
+  r.items = {item("axe")};
+  const PublishOutcome out = service.publish(r, none);
+  EXPECT_EQ(out.version, 2u);
+  EXPECT_FALSE(out.unchanged);
+  EXPECT_EQ(service.current()->catalog.version, 2u);
+  EXPECT_TRUE(service.current()->catalog.items.contains("axe"));
+  // Lost before it was written: the error stands.
+  class Failing final : public CatalogRepository {
+   public:
+    Head head() override { return {}; }
+    CatalogState load(size_t) override { return {}; }
+    bool commit(const CatalogState&, const PublishPlan&, const ChangeRecord&, int64_t&) override {
+      throw std::runtime_error("store unavailable");
+    }
+  } failing;
+  CatalogService nowhere(failing, Limits{}, 10, [] { return int64_t{1000}; });
+  EXPECT_THROW(nowhere.publish(r, none), std::runtime_error);
 }
 
 }  // namespace
