@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "domain/catalog.hpp"
@@ -36,6 +37,7 @@ constexpr size_t kMaxChangeRefs = 1000;
 constexpr size_t kEntryOverhead = 8;
 constexpr uint32_t kDefaultPageSize = 500;
 constexpr uint32_t kMaxPageSize = 1000;
+constexpr int kCatchUpAttempts = 20;  // at a reload, 50 ms apart
 
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -186,8 +188,13 @@ class ResourcesPlugin final : public sdk::Plugin {
             init.host.gauge("gameverse_resources_catalog_version", "The catalog version this host holds")),
         watchers_gauge_(
             init.host.gauge("gameverse_resources_watchers", "WatchCatalog streams open on this host")) {
+    // Subscribed before the catalog is read: a publish in between is announced to this generation.
+    announcements_ = init.host.subscribe(
+        kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
+        sdk::Run::kBlocking);
     const auto started = std::chrono::steady_clock::now();
     service_.load();
+    catch_up(init.previous_state);
     host_.info("catalog version " + std::to_string(service_.current()->catalog.version) +
                " held: " + std::to_string(service_.current()->catalog.size()) + " definitions, read in " +
                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -195,9 +202,6 @@ class ResourcesPlugin final : public sdk::Plugin {
                                   .count()) +
                " ms");
     version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
-    announcements_ = init.host.subscribe(
-        kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
-        sdk::Run::kBlocking);
     const auto every = std::chrono::milliseconds(init.host.config_int("refresh_interval_ms"));
     refresh_timer_ = init.host.start_timer(
         every, every, [this] { refresh(); }, sdk::Run::kBlocking);
@@ -215,6 +219,15 @@ class ResourcesPlugin final : public sdk::Plugin {
       }
       w->ended = true;
     }
+  }
+
+  // The version this generation holds, for the next one at a hot reload: it serves nothing older.
+  std::string save_state() override {
+    const auto state = service_.current();
+    rec::HeldCatalog held;
+    held.set_version(state->catalog.version);
+    held.set_epoch(state->catalog.epoch);
+    return held.SerializeAsString();
   }
 
   static void describe(sdk::PluginBuilder<ResourcesPlugin>& b) {
@@ -589,6 +602,25 @@ class ResourcesPlugin final : public sdk::Plugin {
     if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
     // Even a version not above the one held: it may be another lineage's (one head read).
     refresh();
+  }
+
+  // Reads the store again (a few times, briefly) until this generation holds at least the version
+  // the previous one held, so a reload never serves an older catalog than before it.
+  void catch_up(std::string_view previous_state) {
+    rec::HeldCatalog before;
+    if (previous_state.empty() ||
+        !before.ParseFromArray(previous_state.data(), static_cast<int>(previous_state.size()))) {
+      return;
+    }
+    for (int attempt = 0; attempt < kCatchUpAttempts; ++attempt) {
+      const auto state = service_.current();
+      if (state->catalog.epoch != before.epoch() || state->catalog.version >= before.version()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      service_.refresh();
+    }
+    host_.warn("catalog version " + std::to_string(before.version()) +
+               " held before the reload is not readable yet; holding version " +
+               std::to_string(service_.current()->catalog.version) + " until the next head check");
   }
 
   void refresh() {
