@@ -409,6 +409,7 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
                 quoted(m.to_currency->currency_id));
       }
     }
+    m.from_max_stack = static_cast<int64_t>(most_held);
     plan.new_migrations.push_back(std::move(m));
   }
   for (const std::string& id : removed_items) {
@@ -455,6 +456,31 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
     if (m.to_item && !next.items.contains(m.to_item->item_id)) {
       invalid("item " + quoted(m.to_item->item_id) + " cannot be removed: the migration of removed item " +
               quoted(from) + " (version " + std::to_string(m.catalog_version) + ") converts into it");
+    }
+  }
+
+  // Kept migrations convert lazily, so their targets' limits must keep holding a full stack.
+  for (const auto& [from, m] : next.migrations) {
+    if (m.from_max_stack <= 0) continue;
+    const std::string by = "the migration of removed item " + quoted(from) + " (version " +
+                           std::to_string(m.catalog_version) + ") converts a full stack of " +
+                           std::to_string(m.from_max_stack) + " into ";
+    if (m.to_item) {
+      const auto it = next.items.find(m.to_item->item_id);
+      const __int128 needed = static_cast<__int128>(m.from_max_stack) * m.to_item->count;
+      if (it != next.items.end() && needed > it->second.max_stack) {
+        invalid("item " + quoted(m.to_item->item_id) + ": max_stack " + std::to_string(it->second.max_stack) +
+                " is too low: " + by + std::to_string(static_cast<int64_t>(needed)) + " of it");
+      }
+    }
+    if (m.to_currency) {
+      const auto it = next.currencies.find(m.to_currency->currency_id);
+      const __int128 needed = static_cast<__int128>(m.from_max_stack) * m.to_currency->amount;
+      if (it != next.currencies.end() && needed > it->second.max_balance) {
+        invalid("currency " + quoted(m.to_currency->currency_id) + ": max_balance " +
+                std::to_string(it->second.max_balance) + " is too low: " + by +
+                std::to_string(static_cast<int64_t>(needed)) + " of it");
+      }
     }
   }
 

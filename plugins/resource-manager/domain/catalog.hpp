@@ -76,6 +76,7 @@ struct Migration {
   std::optional<CurrencyAmount> to_currency;
   bool discard = false;
   uint64_t catalog_version = 0;  // the version that removed the item
+  int64_t from_max_stack = 0;    // the removed item's max_stack (0: not recorded)
   bool operator==(const Migration&) const = default;
 };
 

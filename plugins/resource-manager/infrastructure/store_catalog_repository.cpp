@@ -23,6 +23,14 @@ constexpr const char* kMigrations = "migrations";
 constexpr int kLoadAttempts = 8;
 constexpr size_t kMaxAdvanceReads = 64;
 
+Migration migration_of(const rec::StoredMigration& stored) {
+  ::gameverse::resources::v1::ItemMigration m;
+  m.ParseFromString(stored.SerializeAsString());  // the same fields 1 to 5
+  Migration out = to_domain(m);
+  out.from_max_stack = stored.from_max_stack();
+  return out;
+}
+
 ChangeRecord change_of(const rec::ChangeRecord& m) {
   ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by(), m.publish_id()};
   for (int i = 0; i < m.changed_size(); ++i)
@@ -96,10 +104,10 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
 
   query = Store::Query{kMigrations, "", "", "", 1000};
   do {
-    auto page = store_.list<::gameverse::resources::v1::ItemMigration>(query);
+    auto page = store_.list<rec::StoredMigration>(query);
     for (auto& r : page.records) {
       if (r.value.catalog_version() > version) return false;
-      out.catalog.migrations[r.value.from_item_id()] = to_domain(r.value);
+      out.catalog.migrations[r.value.from_item_id()] = migration_of(r.value);
     }
     query.cursor = page.next_cursor;
   } while (!query.cursor.empty());
@@ -179,9 +187,9 @@ std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& 
     if (ref.kind == Kind::kItem) {
       out.catalog.migrations.erase(ref.id);
       if (out.catalog.items.contains(ref.id)) continue;
-      auto migration = store_.get<::gameverse::resources::v1::ItemMigration>(kMigrations, ref.id);
+      auto migration = store_.get<rec::StoredMigration>(kMigrations, ref.id);
       if (migration && migration->value.catalog_version() > version) return std::nullopt;
-      if (migration) out.catalog.migrations[ref.id] = to_domain(migration->value);
+      if (migration) out.catalog.migrations[ref.id] = migration_of(migration->value);
     }
   }
   auto again = store_.get<rec::Head>(kHead, kHeadKey);
@@ -210,8 +218,11 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
   }
   for (const Ref& ref : plan.removed) batch.erase(kDefinitions, definition_key(ref));
   for (const Migration& m : plan.new_migrations) {
-    ::gameverse::resources::v1::ItemMigration stored;
-    to_proto(m, stored);
+    ::gameverse::resources::v1::ItemMigration api;
+    to_proto(m, api);
+    rec::StoredMigration stored;
+    stored.ParseFromString(api.SerializeAsString());
+    stored.set_from_max_stack(m.from_max_stack);
     batch.put(kMigrations, m.from_item_id, stored);
   }
   for (const std::string& id : plan.cleared_migrations) batch.erase(kMigrations, id);

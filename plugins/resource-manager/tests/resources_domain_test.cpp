@@ -321,6 +321,39 @@ TEST(CatalogRules, AMigrationMustFitTheTargetsLimits) {
   EXPECT_EQ(plan_publish(c, ok, Limits{}).new_migrations.size(), 1u);
 }
 
+// Kept migrations convert lazily: a later publish may not lower a target's limit below what a
+// full stack of the removed item converts into.
+TEST(CatalogRules, AKeptMigrationsTargetsKeepHoldingAFullStack) {
+  PublishRequest r;
+  r.items = {item("shield", 10), item("sword", 99)};
+  r.currencies = {currency("gold", 1000)};
+  Catalog c = apply(Catalog{}, r);
+  PublishRequest remove;
+  remove.remove = {{Kind::kItem, "shield"}};
+  Migration m;
+  m.from_item_id = "shield";
+  m.to_item = ItemAmount{"sword", 5};          // a full stack: 50 swords
+  m.to_currency = CurrencyAmount{"gold", 80};  // and 800 gold
+  remove.migrations = {m};
+  c = apply(c, remove);
+  c.migrations.at("shield").catalog_version = 2;  // as the service sets it
+  EXPECT_EQ(c.migrations.at("shield").from_max_stack, 10);
+  PublishRequest lower;
+  lower.items = {item("sword", 49)};
+  std::string message = refusal([&] { plan_publish(c, lower, Limits{}); });
+  EXPECT_NE(
+      message.find("item 'sword': max_stack 49 is too low: the migration of removed item 'shield' (version "
+                   "2) converts a full stack of 10 into 50 of it"),
+      std::string::npos)
+      << message;
+  lower.items = {item("sword", 50)};
+  EXPECT_NO_THROW(plan_publish(c, lower, Limits{}));
+  PublishRequest poorer;
+  poorer.currencies = {currency("gold", 799)};
+  message = refusal([&] { plan_publish(c, poorer, Limits{}); });
+  EXPECT_NE(message.find("currency 'gold': max_balance 799 is too low"), std::string::npos) << message;
+}
+
 // Lowering max_catalog_definitions below the catalog's size blocks growth, not shrinking.
 TEST(CatalogRules, ACatalogOverALoweredLimitCanStillShrink) {
   const Catalog c = base();  // 6 definitions

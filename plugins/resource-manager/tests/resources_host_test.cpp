@@ -621,6 +621,15 @@ TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWord
   EXPECT_NE(status.error_message().find("UNIMPLEMENTED"), std::string::npos) << status.error_message();
   EXPECT_EQ(lookup({id("hat")}).items_size(), 1);
   EXPECT_EQ(version(), v + 2);
+  // After a restart (read back from the store), the kept migration still bounds its target: a full
+  // stack of 99 shields converts into 2475 gold.
+  ASSERT_EQ(host_->stop(), 0);
+  start();
+  status = publish(adding({}, {currency(id("gold"), 2000)}));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("max_balance 2000 is too low"), std::string::npos)
+      << status.error_message();
+  EXPECT_TRUE(publish(adding({}, {currency(id("gold"), 2475)})).ok());
 }
 
 // With FindHeldItems served (by a fixture standing in for the inventory): a retired item somebody
