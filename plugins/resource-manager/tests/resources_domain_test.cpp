@@ -756,5 +756,29 @@ TEST(CatalogService, ACommitWhoseAnswerWasLostIsFoundByItsPublishId) {
   EXPECT_THROW(nowhere.publish(r, none), std::runtime_error);
 }
 
+// A lost race whose winner left the version number as it was (the head moved, the number did not)
+// is not reported as "made version N while built on version N".
+TEST(CatalogService, ALostRaceNamesTheVersionOnlyWhenItMoved) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("sword")};
+  service.publish(r, none);
+  repo.state.head_revision += 5;  // rewritten by another host, same version and lineage
+  r.items = {item("axe")};
+  try {
+    service.publish(r, none);
+    FAIL();
+  } catch (const PublishRefused& e) {
+    EXPECT_EQ(e.reason(), PublishRefused::Reason::kConflict);
+    EXPECT_EQ(std::string(e.what()).find("made version 1 while"), std::string::npos) << e.what();
+    EXPECT_NE(
+        std::string(e.what()).find("another publish moved the catalog while this one was built on version 1"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace gameverse::resources
