@@ -445,21 +445,44 @@ class ResourcesPlugin final : public sdk::Plugin {
     const auto state = service_.current();
     const Catalog& catalog = state->catalog;
     response.set_version(catalog.version);
-    for (const std::string& id : item_ids) {
-      if (auto it = catalog.items.find(id); it != catalog.items.end()) {
-        to_proto(it->second, *response.add_items());
-      } else if (auto m = catalog.migrations.find(id); m != catalog.migrations.end()) {
-        to_proto(m->second, *response.add_migrations());
+    // Counted while appended: an answer past max_answer_bytes is refused, not truncated (an absent
+    // id means "unknown" to the caller).
+    size_t bytes = 0;
+    auto counted = [&](const auto& added) {
+      bytes += added.ByteSizeLong() + kEntryOverhead;
+      return bytes <= max_answer_bytes_;
+    };
+    bool fits = true;
+    for (auto id = item_ids.begin(); fits && id != item_ids.end(); ++id) {
+      if (auto it = catalog.items.find(*id); it != catalog.items.end()) {
+        pb::ItemDefinition* added = response.add_items();
+        to_proto(it->second, *added);
+        fits = counted(*added);
+      } else if (auto m = catalog.migrations.find(*id); m != catalog.migrations.end()) {
+        pb::ItemMigration* added = response.add_migrations();
+        to_proto(m->second, *added);
+        fits = counted(*added);
       }
     }
-    for (const std::string& id : currency_ids) {
-      if (auto it = catalog.currencies.find(id); it != catalog.currencies.end()) {
-        to_proto(it->second, *response.add_currencies());
+    for (auto id = currency_ids.begin(); fits && id != currency_ids.end(); ++id) {
+      if (auto it = catalog.currencies.find(*id); it != catalog.currencies.end()) {
+        pb::CurrencyDefinition* added = response.add_currencies();
+        to_proto(it->second, *added);
+        fits = counted(*added);
       }
     }
-    for (const std::string& id : bundle_ids) {
-      if (auto it = catalog.bundles.find(id); it != catalog.bundles.end())
-        to_proto(it->second, *response.add_bundles());
+    for (auto id = bundle_ids.begin(); fits && id != bundle_ids.end(); ++id) {
+      if (auto it = catalog.bundles.find(*id); it != catalog.bundles.end()) {
+        pb::BundleDefinition* added = response.add_bundles();
+        to_proto(it->second, *added);
+        fits = counted(*added);
+      }
+    }
+    if (!fits) {
+      response.Clear();
+      return {sdk::StatusCode::kResourceExhausted,
+              "the definitions asked for pass " + std::to_string(max_answer_bytes_) +
+                  " bytes (max_answer_bytes): ask for fewer ids per call"};
     }
     return sdk::Status::ok();
   }

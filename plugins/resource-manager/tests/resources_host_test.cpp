@@ -863,6 +863,15 @@ TEST_P(ResourcesThroughTheHost, GetChangesIsBoundedInRefsAndBytes) {
   EXPECT_TRUE(answer.refetch_all());
   EXPECT_EQ(answer.upserted().items_size(), 0);
   EXPECT_LE(answer.ByteSizeLong(), 65536u);
+  // Looked up by id, the same 100 items are refused rather than answered past the bound.
+  std::vector<std::string> large_ids;
+  for (int i = 0; i < 100; ++i) large_ids.push_back(id("large") + "_" + std::to_string(i));
+  grpc::Status too_large;
+  lookup(large_ids, {}, &too_large);
+  EXPECT_EQ(too_large.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(too_large.error_message().find("max_answer_bytes"), std::string::npos)
+      << too_large.error_message();
+  EXPECT_EQ(lookup({large_ids.begin(), large_ids.begin() + 10}).items_size(), 10);
   // 1200 bare items (about 40 KiB in all) in three publishes: past 1000 refs.
   const uint64_t third = version();
   for (int k = 0; k < 3; ++k) {
