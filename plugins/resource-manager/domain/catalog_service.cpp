@@ -62,11 +62,26 @@ void CatalogService::hold(std::shared_ptr<const CatalogState> state, bool lineag
 void CatalogService::load() {
   std::lock_guard serial(store_mu_);
   hold(std::make_shared<CatalogState>(repository_.load(history_)), true);
+  settle();
 }
 
 bool CatalogService::refresh() {
-  std::lock_guard serial(store_mu_);
-  return refresh_locked();
+  // A refresh never waits behind a publish (which may wait seconds for the inventory): it leaves
+  // word for whoever holds the store, which reads the head again before letting go.
+  std::unique_lock serial(store_mu_, std::try_to_lock);
+  if (!serial.owns_lock()) {
+    refresh_wanted_ = true;
+    return false;
+  }
+  const uint64_t before = current()->catalog.version;
+  const std::string before_id = current()->catalog.publish_id;
+  refresh_locked();
+  settle();
+  return current()->catalog.version != before || current()->catalog.publish_id != before_id;
+}
+
+void CatalogService::settle() {
+  while (refresh_wanted_.exchange(false)) refresh_locked();
 }
 
 bool CatalogService::refresh_locked() {
@@ -86,9 +101,22 @@ bool CatalogService::refresh_locked() {
   return now.version != mine.version || now.epoch != mine.epoch || now.publish_id != mine.publish_id;
 }
 
+void CatalogService::settle_quietly() {
+  try {
+    settle();
+  } catch (const std::exception&) {
+    refresh_wanted_ = true;  // published all the same; the next refresh reads the head
+  }
+}
+
 PublishOutcome CatalogService::publish(const PublishRequest& request, const HeldItems& held,
                                        const std::string& actor) {
   std::lock_guard serial(store_mu_);
+  // Before letting go of the store, whatever the outcome: the refreshes asked for meanwhile.
+  struct Settle {
+    CatalogService& service;
+    ~Settle() { service.settle_quietly(); }
+  } settle_on_exit{*this};
   refresh_locked();  // plan against the newest version, not one an announcement has yet to bring
   std::shared_ptr<const CatalogState> base = current();
   PublishRequest timed = request;

@@ -2,6 +2,7 @@
 // announced by another host; publishing validates, checks holders, and commits atomically.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -64,6 +65,9 @@ class CatalogService {
   // `lineage_changed`: the store's head is another lineage, and what it holds wins, older or not.
   void hold(std::shared_ptr<const CatalogState> state, bool lineage_changed = false);
   bool refresh_locked();
+  // Refreshes again while a refresh asked for meanwhile is pending (store_mu_ held).
+  void settle();
+  void settle_quietly();
 
   CatalogRepository& repository_;
   const Limits limits_;
@@ -71,6 +75,7 @@ class CatalogService {
   std::function<int64_t()> now_ms_;
   // One publish or refresh at a time on this host; the repository settles between hosts.
   std::mutex store_mu_;
+  std::atomic<bool> refresh_wanted_{false};  // a refresh found store_mu_ taken
   mutable std::mutex mu_;
   std::shared_ptr<const CatalogState> state_;
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "domain/catalog.hpp"
 #include "domain/catalog_service.hpp"
@@ -778,6 +779,27 @@ TEST(CatalogService, ALostRaceNamesTheVersionOnlyWhenItMoved) {
         std::string::npos)
         << e.what();
   }
+}
+
+// A publish may wait seconds for the inventory: a refresh meanwhile (the timer, an announcement)
+// does not wait behind it on the host's blocking pool, and is done before the publish lets go.
+TEST(CatalogService, ARefreshDuringAPublishDoesNotWaitForIt) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("old_hat", 1, true)};
+  service.publish(r, none);
+  r = {};
+  r.remove = {{Kind::kItem, "old_hat"}};
+  bool refreshed = true;
+  service.publish(r, [&](const std::vector<std::string>&) {
+    std::thread timer([&] { refreshed = service.refresh(); });  // would wait for this publish
+    timer.join();
+    return std::vector<std::string>{};
+  });
+  EXPECT_FALSE(refreshed);  // left for the publish to do
+  EXPECT_EQ(service.current()->catalog.version, 2u);
 }
 
 }  // namespace
