@@ -8,7 +8,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "domain/catalog.hpp"
@@ -28,16 +30,30 @@ namespace {
 constexpr const char* kCatalogTopic = "gameverse.resources.v1.catalog";
 constexpr const char* kFindHeldItems = "/gameverse.inventory.v1.Inventory/FindHeldItems";
 constexpr size_t kMaxLookupIds = 1000;
-constexpr size_t kMaxDefinitionBytes = 3072;          // encoded; 1000 of them fit in a 4 MiB answer
-constexpr size_t kMaxCatalogPageBytes = 1024 * 1024;  // a GetCatalog page stops near this
-constexpr size_t kMaxChangesBytes = 3 * 1024 * 1024;  // more than this: refetch_all
+constexpr size_t kMaxDefinitionBytes = 3072;  // encoded
+// Most refs one GetChanges answer lists; more: refetch_all.
+constexpr size_t kMaxChangeRefs = 1000;
+// What one entry of a repeated field costs on the wire beyond its bytes (tag and length).
+constexpr size_t kEntryOverhead = 8;
 constexpr uint32_t kDefaultPageSize = 500;
 constexpr uint32_t kMaxPageSize = 1000;
+constexpr int kCatchUpAttempts = 20;  // at a reload, 50 ms apart
 
 int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// The canonical name of a status code, for messages.
+std::string code_name(sdk::StatusCode code) {
+  static constexpr const char* kNames[] = {
+      "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+      "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+      "DATA_LOSS", "UNAUTHENTICATED"};
+  const auto index = static_cast<int32_t>(code);
+  return index >= 0 && index < 17 ? kNames[index] : "status " + std::to_string(index);
 }
 
 sdk::Status invalid(std::string message) {
@@ -49,6 +65,7 @@ Limits limits_from(const sdk::Host& host) {
   limits.max_changes_per_publish = static_cast<size_t>(host.config_int("max_changes_per_publish"));
   limits.max_catalog_definitions = static_cast<size_t>(host.config_int("max_catalog_definitions"));
   limits.max_request_definitions = limits.max_catalog_definitions;
+  limits.removal_after_retirement_ms = 2 * host.config_int("refresh_interval_ms");
   return limits;
 }
 
@@ -92,12 +109,22 @@ PublishRequest request_of(const pb::PublishRequest& m) {
   return r;
 }
 
-// "<version>.<kind>.<id>": where the next GetCatalog page starts (after that definition).
-std::string page_token(uint64_t version, const Ref& last) {
-  return std::to_string(version) + "." + std::to_string(static_cast<int>(last.kind)) + "." + last.id;
+// "<version>.<kind>.<epoch: 16 hex>.<id>": where the next GetCatalog page starts (after that
+// definition), in which catalog.
+constexpr size_t kTokenEpochChars = 16;
+
+std::string token_epoch(const std::string& epoch) {
+  std::string out = epoch.substr(0, kTokenEpochChars);
+  out.resize(kTokenEpochChars, '0');
+  return out;
 }
 
-bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
+std::string page_token(uint64_t version, const std::string& epoch, const Ref& last) {
+  return std::to_string(version) + "." + std::to_string(static_cast<int>(last.kind)) + "." +
+         token_epoch(epoch) + "." + last.id;
+}
+
+bool parse_page_token(const std::string& token, uint64_t& version, std::string& epoch, Ref& last) {
   if (token.size() > 128) return false;
   const size_t a = token.find('.');
   const size_t b = a == std::string::npos ? a : token.find('.', a + 1);
@@ -110,7 +137,9 @@ bool parse_page_token(const std::string& token, uint64_t& version, Ref& last) {
   const char kind = token[a + 1];
   if (kind < '1' || kind > '4') return false;
   last.kind = static_cast<Kind>(kind - '0');
-  last.id = token.substr(b + 1);
+  if (token.size() < b + 1 + kTokenEpochChars + 1 || token[b + 1 + kTokenEpochChars] != '.') return false;
+  epoch = token.substr(b + 1, kTokenEpochChars);
+  last.id = token.substr(b + 2 + kTokenEpochChars);
   return valid_id(last.id, 64);
 }
 
@@ -119,6 +148,7 @@ struct Watcher {
   explicit Watcher(sdk::ServerStream<pb::CatalogPublished> s) : stream(std::move(s)) {}
   sdk::ServerStream<pb::CatalogPublished> stream;
   std::string caller;       // the account it counts against; empty: the operator or a plugin
+  std::string address;      // the peer address it counts against (accounts are free to make)
   bool registered = false;  // in the plugin's list (guarded by its watchers_mu_)
   std::mutex mu;
   bool any_sent = false;
@@ -147,8 +177,10 @@ class ResourcesPlugin final : public sdk::Plugin {
         repository_(init.host.store()),
         service_(repository_, limits_from(init.host),
                  static_cast<size_t>(init.host.config_int("change_history")), now_unix_ms),
+        max_answer_bytes_(static_cast<size_t>(init.host.config_int("max_answer_bytes"))),
         max_watchers_(static_cast<size_t>(init.host.config_int("max_watchers"))),
         max_watchers_per_caller_(static_cast<size_t>(init.host.config_int("max_watchers_per_caller"))),
+        max_watchers_per_address_(static_cast<size_t>(init.host.config_int("max_watchers_per_address"))),
         holders_timeout_(init.host.config_int("holders_timeout_ms")),
         published_(init.host.counter("gameverse_resources_publishes_total", "Catalog publishes, by outcome",
                                      {"outcome"})),
@@ -156,8 +188,13 @@ class ResourcesPlugin final : public sdk::Plugin {
             init.host.gauge("gameverse_resources_catalog_version", "The catalog version this host holds")),
         watchers_gauge_(
             init.host.gauge("gameverse_resources_watchers", "WatchCatalog streams open on this host")) {
+    // Subscribed before the catalog is read: a publish in between is announced to this generation.
+    announcements_ = init.host.subscribe(
+        kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
+        sdk::Run::kBlocking);
     const auto started = std::chrono::steady_clock::now();
     service_.load();
+    catch_up(init.previous_state);
     host_.info("catalog version " + std::to_string(service_.current()->catalog.version) +
                " held: " + std::to_string(service_.current()->catalog.size()) + " definitions, read in " +
                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -165,9 +202,6 @@ class ResourcesPlugin final : public sdk::Plugin {
                                   .count()) +
                " ms");
     version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
-    announcements_ = init.host.subscribe(
-        kCatalogTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
-        sdk::Run::kBlocking);
     const auto every = std::chrono::milliseconds(init.host.config_int("refresh_interval_ms"));
     refresh_timer_ = init.host.start_timer(
         every, every, [this] { refresh(); }, sdk::Run::kBlocking);
@@ -187,11 +221,20 @@ class ResourcesPlugin final : public sdk::Plugin {
     }
   }
 
+  // The version this generation holds, for the next one at a hot reload: it serves nothing older.
+  std::string save_state() override {
+    const auto state = service_.current();
+    rec::HeldCatalog held;
+    held.set_version(state->catalog.version);
+    held.set_epoch(state->catalog.epoch);
+    return held.SerializeAsString();
+  }
+
   static void describe(sdk::PluginBuilder<ResourcesPlugin>& b) {
     b.service("gameverse.resources.v1.Resources")
         .unary("GetCatalog", &ResourcesPlugin::get_catalog, sdk::kAuthenticated)
         .unary("GetDefinition", &ResourcesPlugin::get_definition, sdk::kAuthenticated)
-        .unary("GetChanges", &ResourcesPlugin::get_changes, sdk::kAuthenticated)
+        .blocking("GetChanges", &ResourcesPlugin::get_changes, sdk::kAuthenticated)
         .blocking("Publish", &ResourcesPlugin::publish, sdk::role("admin"))
         .unary("LookupDefinitions", &ResourcesPlugin::lookup, sdk::kAuthenticated)
         .server_stream_movable("WatchCatalog", &ResourcesPlugin::watch_open, &ResourcesPlugin::watch_resume,
@@ -205,10 +248,18 @@ class ResourcesPlugin final : public sdk::Plugin {
                  sdk::between(1, 200000));
     b.config_int("change_history", 200, "Versions whose changes GetChanges can report; older: refetch_all",
                  sdk::between(1, 10000));
+    b.config_int("max_answer_bytes", 3 * 1024 * 1024,
+                 "Most bytes one GetCatalog page or GetChanges answer carries; keep it below the host's "
+                 "[server] max_message_bytes",
+                 sdk::between(64 * 1024, 1024 * 1024 * 1024));
     b.config_int("max_watchers", 1000, "Most WatchCatalog streams open on one host", sdk::between(0, 100000));
     b.config_int("max_watchers_per_caller", 4,
                  "Most WatchCatalog streams one account may have open on one host", sdk::between(1, 1000));
-    b.config_int("refresh_interval_ms", 5000,
+    b.config_int("max_watchers_per_address", 64,
+                 "Most WatchCatalog streams signed-in players may have open on one host from one network "
+                 "address, whatever their accounts",
+                 sdk::between(1, 100000));
+    b.config_int("refresh_interval_ms", 1000,
                  "How often the head is checked, in case a pub/sub announcement was missed",
                  sdk::between(100, 3600000));
     b.config_int("holders_timeout_ms", 5000,
@@ -229,10 +280,11 @@ class ResourcesPlugin final : public sdk::Plugin {
     bool have_after = false;
     if (!request.page_token().empty()) {
       uint64_t version = 0;
-      if (!parse_page_token(request.page_token(), version, after)) {
+      std::string epoch;
+      if (!parse_page_token(request.page_token(), version, epoch, after)) {
         return invalid("page_token is not a next_page_token of GetCatalog");
       }
-      if (version != catalog.version) {
+      if (version != catalog.version || epoch != token_epoch(catalog.epoch)) {
         return {sdk::StatusCode::kAborted, "the catalog moved from version " + std::to_string(version) +
                                                " to " + std::to_string(catalog.version) +
                                                " while it was paged; start again from the first page"};
@@ -240,6 +292,7 @@ class ResourcesPlugin final : public sdk::Plugin {
       have_after = true;
     }
     response.set_version(catalog.version);
+    response.set_epoch(catalog.epoch);
     pb::Catalog& out = *response.mutable_catalog();
     uint32_t count = 0;
     size_t bytes = 0;
@@ -249,11 +302,11 @@ class ResourcesPlugin final : public sdk::Plugin {
       if (more || (have_after && static_cast<int>(kind) < static_cast<int>(after.kind))) return;
       auto it = (have_after && kind == after.kind) ? map.upper_bound(after.id) : map.begin();
       for (; it != map.end(); ++it) {
-        if (count == page_size || bytes >= kMaxCatalogPageBytes) {
+        if (count == page_size || bytes + kMaxDefinitionBytes + kEntryOverhead > max_answer_bytes_) {
           more = true;
           return;
         }
-        bytes += add(it->second);
+        bytes += add(it->second) + kEntryOverhead;
         ++count;
         last = Ref{kind, it->first};
       }
@@ -278,7 +331,7 @@ class ResourcesPlugin final : public sdk::Plugin {
       to_proto(d, *m);
       return m->ByteSizeLong();
     });
-    if (more && last) response.set_next_page_token(page_token(catalog.version, *last));
+    if (more && last) response.set_next_page_token(page_token(catalog.version, catalog.epoch, *last));
     return sdk::Status::ok();
   }
 
@@ -312,34 +365,64 @@ class ResourcesPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
+  // Blocking: it may read the store's head, and a large answer is built off the completion queue.
   sdk::Status get_changes(sdk::CallContext&, const pb::GetChangesRequest& request,
                           pb::GetChangesResponse& response) {
     const auto state = service_.current();
     const Catalog& catalog = state->catalog;
+    // A cache of another lineage (a store restored, a failover that lost a publish): refetch.
+    if (!request.since_epoch().empty() && request.since_epoch() != catalog.epoch) {
+      response.set_version(catalog.version);
+      response.set_epoch(catalog.epoch);
+      response.set_refetch_all(true);
+      return sdk::Status::ok();
+    }
     if (request.since_version() > catalog.version) {
+      // A version no publish has made yet (a cache from elsewhere, or a made-up number): refetch.
+      if (request.since_version() > service_.head().version) {
+        response.set_version(catalog.version);
+        response.set_epoch(catalog.epoch);
+        response.set_refetch_all(true);
+        return sdk::Status::ok();
+      }
       return {sdk::StatusCode::kUnavailable,
               "this host holds catalog version " + std::to_string(catalog.version) +
                   ", older than since_version " + std::to_string(request.since_version()) +
                   "; try again shortly"};
     }
     response.set_version(catalog.version);
-    const Changes changes = changes_since(catalog, state->history, request.since_version(), 20000);
-    if (changes.refetch_all) {
-      response.set_refetch_all(true);
-      return sdk::Status::ok();
+    response.set_epoch(catalog.epoch);
+    const Changes changes = changes_since(catalog, state->history, request.since_version(), kMaxChangeRefs);
+    // Counted while appended: past max_answer_bytes the caller refetches instead.
+    size_t bytes = 0;
+    bool too_large = changes.refetch_all;
+    pb::Catalog one;
+    for (const Ref& ref : changes.upserted) {
+      if (too_large) break;
+      one.Clear();
+      append_definition(catalog, ref, one);
+      bytes += one.ByteSizeLong() + kEntryOverhead;
+      if (bytes > max_answer_bytes_) too_large = true;
+      response.mutable_upserted()->MergeFrom(one);
     }
-    for (const Ref& ref : changes.upserted) append_definition(catalog, ref, *response.mutable_upserted());
     for (const Ref& ref : changes.removed) {
-      to_proto(ref, *response.add_removed());
+      if (too_large) break;
+      pb::DefinitionRef* removed = response.add_removed();
+      to_proto(ref, *removed);
+      bytes += removed->ByteSizeLong() + kEntryOverhead;
       if (ref.kind == Kind::kItem) {
         if (auto it = catalog.migrations.find(ref.id); it != catalog.migrations.end()) {
-          to_proto(it->second, *response.add_migrations());
+          pb::ItemMigration* m = response.add_migrations();
+          to_proto(it->second, *m);
+          bytes += m->ByteSizeLong() + kEntryOverhead;
         }
       }
+      if (bytes > max_answer_bytes_) too_large = true;
     }
-    if (response.ByteSizeLong() > kMaxChangesBytes) {
+    if (too_large) {
       response.Clear();
       response.set_version(catalog.version);
+      response.set_epoch(catalog.epoch);
       response.set_refetch_all(true);
     }
     return sdk::Status::ok();
@@ -355,24 +438,51 @@ class ResourcesPlugin final : public sdk::Plugin {
                      " ids (item_ids, currency_ids and bundle_ids); at most " +
                      std::to_string(kMaxLookupIds));
     }
+    // Each id answered once, however often it is named: the answer stays within 1000 definitions.
+    const std::set<std::string> item_ids(request.item_ids().begin(), request.item_ids().end());
+    const std::set<std::string> currency_ids(request.currency_ids().begin(), request.currency_ids().end());
+    const std::set<std::string> bundle_ids(request.bundle_ids().begin(), request.bundle_ids().end());
     const auto state = service_.current();
     const Catalog& catalog = state->catalog;
     response.set_version(catalog.version);
-    for (const std::string& id : request.item_ids()) {
-      if (auto it = catalog.items.find(id); it != catalog.items.end()) {
-        to_proto(it->second, *response.add_items());
-      } else if (auto m = catalog.migrations.find(id); m != catalog.migrations.end()) {
-        to_proto(m->second, *response.add_migrations());
+    // Counted while appended: an answer past max_answer_bytes is refused, not truncated (an absent
+    // id means "unknown" to the caller).
+    size_t bytes = 0;
+    auto counted = [&](const auto& added) {
+      bytes += added.ByteSizeLong() + kEntryOverhead;
+      return bytes <= max_answer_bytes_;
+    };
+    bool fits = true;
+    for (auto id = item_ids.begin(); fits && id != item_ids.end(); ++id) {
+      if (auto it = catalog.items.find(*id); it != catalog.items.end()) {
+        pb::ItemDefinition* added = response.add_items();
+        to_proto(it->second, *added);
+        fits = counted(*added);
+      } else if (auto m = catalog.migrations.find(*id); m != catalog.migrations.end()) {
+        pb::ItemMigration* added = response.add_migrations();
+        to_proto(m->second, *added);
+        fits = counted(*added);
       }
     }
-    for (const std::string& id : request.currency_ids()) {
-      if (auto it = catalog.currencies.find(id); it != catalog.currencies.end()) {
-        to_proto(it->second, *response.add_currencies());
+    for (auto id = currency_ids.begin(); fits && id != currency_ids.end(); ++id) {
+      if (auto it = catalog.currencies.find(*id); it != catalog.currencies.end()) {
+        pb::CurrencyDefinition* added = response.add_currencies();
+        to_proto(it->second, *added);
+        fits = counted(*added);
       }
     }
-    for (const std::string& id : request.bundle_ids()) {
-      if (auto it = catalog.bundles.find(id); it != catalog.bundles.end())
-        to_proto(it->second, *response.add_bundles());
+    for (auto id = bundle_ids.begin(); fits && id != bundle_ids.end(); ++id) {
+      if (auto it = catalog.bundles.find(*id); it != catalog.bundles.end()) {
+        pb::BundleDefinition* added = response.add_bundles();
+        to_proto(it->second, *added);
+        fits = counted(*added);
+      }
+    }
+    if (!fits) {
+      response.Clear();
+      return {sdk::StatusCode::kResourceExhausted,
+              "the definitions asked for pass " + std::to_string(max_answer_bytes_) +
+                  " bytes (max_answer_bytes): ask for fewer ids per call"};
     }
     return sdk::Status::ok();
   }
@@ -392,7 +502,7 @@ class ResourcesPlugin final : public sdk::Plugin {
         host_.info("catalog version " + std::to_string(outcome.version) + " published by '" + actor +
                    "': " + std::to_string(outcome.upserted) + " added or changed, " +
                    std::to_string(outcome.removed) + " removed");
-        announce(outcome.version);
+        announce(outcome);
       } else {
         published_.record(1, {"unchanged"});
       }
@@ -414,6 +524,7 @@ class ResourcesPlugin final : public sdk::Plugin {
                                                  sdk::ServerStream<pb::CatalogPublished> stream) {
     auto watcher = std::make_shared<Watcher>(stream);
     watcher->caller = call.principal().user_id;
+    if (!watcher->caller.empty()) watcher->address = std::string(call.peer_address());
     add_watcher(watcher);
     return std::make_unique<WatchSession>(*this, watcher);
   }
@@ -430,6 +541,7 @@ class ResourcesPlugin final : public sdk::Plugin {
     watcher->any_sent = state.any_sent();
     watcher->sent = state.sent_version();
     watcher->caller = state.caller();
+    watcher->address = state.address();
     add_watcher(watcher, /*resumed=*/true);
     return std::make_unique<WatchSession>(*this, watcher);
   }
@@ -443,6 +555,7 @@ class ResourcesPlugin final : public sdk::Plugin {
       state.set_sent_version(watcher->sent);
       state.set_any_sent(watcher->any_sent);
       state.set_caller(watcher->caller);
+      state.set_address(watcher->address);
     }
     forget(watcher);
     return state.SerializeAsString();
@@ -464,21 +577,21 @@ class ResourcesPlugin final : public sdk::Plugin {
     const sdk::CallResult result =
         host_.call(kFindHeldItems, query.SerializeAsString(), sdk::as_plugin, holders_timeout_);
     std::string list;
-    for (size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", '" : "'") + ids[i] + "'";
+    for (size_t i = 0; i < ids.size() && i < 5; ++i) list += (i ? ", '" : "'") + ids[i].substr(0, 64) + "'";
     if (ids.size() > 5) list += " and " + std::to_string(ids.size() - 5) + " more";
     if (result.status.code() == sdk::StatusCode::kUnimplemented) {
       throw PublishRefused(
           PublishRefused::Reason::kCannotConfirm,
-          "removing retired item(s) " + list +
-              " without a migration needs the inventory plugin to confirm nobody holds them, and "
-              "it is not loaded (FindHeldItems is UNIMPLEMENTED): state a migration instead; "
-              "nothing was published");
+          "removing retired item(s) without a migration, or defining a migrated item's id again (" + list +
+              "), needs the inventory plugin to confirm nobody holds them, and it is not loaded "
+              "(FindHeldItems is UNIMPLEMENTED): state a migration, or use another id; nothing was "
+              "published");
     }
     if (!result.status.is_ok()) {
       throw PublishRefused(PublishRefused::Reason::kCannotConfirm,
-                           "could not confirm that nobody holds retired item(s) " + list +
-                               ": FindHeldItems failed (" + result.status.message() +
-                               "); nothing was published");
+                           "could not confirm that nobody holds item(s) " + list +
+                               ": FindHeldItems failed with " + code_name(result.status.code()) + " (" +
+                               result.status.message() + "); nothing was published");
     }
     rec::HeldItemsAnswer answer;
     if (!answer.ParseFromString(result.response)) {
@@ -489,10 +602,13 @@ class ResourcesPlugin final : public sdk::Plugin {
     return {answer.held_item_ids().begin(), answer.held_item_ids().end()};
   }
 
-  void announce(uint64_t version) {
+  // Announces the version this publish made, with its own time (a later version may be held by
+  // the time this runs).
+  void announce(const PublishOutcome& outcome) {
+    const uint64_t version = outcome.version;
     pb::CatalogPublished message;
     message.set_version(version);
-    message.set_published_unix_ms(service_.current()->catalog.published_unix_ms);
+    message.set_published_unix_ms(outcome.published_unix_ms);
     version_gauge_.record(static_cast<double>(service_.current()->catalog.version));
     notify_watchers();
     try {
@@ -507,8 +623,27 @@ class ResourcesPlugin final : public sdk::Plugin {
   void announced(std::string_view payload) {
     pb::CatalogPublished message;
     if (!message.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
-    if (message.version() <= service_.current()->catalog.version) return;
+    // Even a version not above the one held: it may be another lineage's (one head read).
     refresh();
+  }
+
+  // Reads the store again (a few times, briefly) until this generation holds at least the version
+  // the previous one held, so a reload never serves an older catalog than before it.
+  void catch_up(std::string_view previous_state) {
+    rec::HeldCatalog before;
+    if (previous_state.empty() ||
+        !before.ParseFromArray(previous_state.data(), static_cast<int>(previous_state.size()))) {
+      return;
+    }
+    for (int attempt = 0; attempt < kCatchUpAttempts; ++attempt) {
+      const auto state = service_.current();
+      if (state->catalog.epoch != before.epoch() || state->catalog.version >= before.version()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      service_.refresh();
+    }
+    host_.warn("catalog version " + std::to_string(before.version()) +
+               " held before the reload is not readable yet; holding version " +
+               std::to_string(service_.current()->catalog.version) + " until the next head check");
   }
 
   void refresh() {
@@ -558,6 +693,17 @@ class ResourcesPlugin final : public sdk::Plugin {
                          "this account already has " + std::to_string(mine) +
                              " catalog watches open on this host (max_watchers_per_caller)");
       }
+      if (!watcher->address.empty()) {
+        auto from_address = watches_per_address_.find(watcher->address);
+        const size_t there = from_address == watches_per_address_.end() ? 0 : from_address->second;
+        if (!resumed && there >= max_watchers_per_address_) {
+          if (mine == 0) watches_per_caller_.erase(watcher->caller);
+          throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                           "this network address already has " + std::to_string(there) +
+                               " catalog watches open on this host (max_watchers_per_address)");
+        }
+        ++watches_per_address_[watcher->address];
+      }
       ++mine;
     }
     watcher->registered = true;
@@ -572,6 +718,9 @@ class ResourcesPlugin final : public sdk::Plugin {
     if (!watcher->caller.empty()) {
       auto it = watches_per_caller_.find(watcher->caller);
       if (it != watches_per_caller_.end() && --it->second == 0) watches_per_caller_.erase(it);
+      auto from_address = watches_per_address_.find(watcher->address);
+      if (from_address != watches_per_address_.end() && --from_address->second == 0)
+        watches_per_address_.erase(from_address);
     }
     watchers_.remove(watcher);
     watchers_gauge_.record(static_cast<double>(watchers_.size()));
@@ -610,8 +759,10 @@ class ResourcesPlugin final : public sdk::Plugin {
   sdk::Host host_;
   StoreCatalogRepository repository_;
   CatalogService service_;
+  const size_t max_answer_bytes_;
   const size_t max_watchers_;
   const size_t max_watchers_per_caller_;
+  const size_t max_watchers_per_address_;
   const std::chrono::milliseconds holders_timeout_;
   sdk::Metric published_;
   sdk::Metric version_gauge_;
@@ -619,6 +770,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   std::mutex watchers_mu_;
   std::list<std::shared_ptr<Watcher>> watchers_;
   std::map<std::string, size_t> watches_per_caller_;
+  std::map<std::string, size_t> watches_per_address_;
   sdk::Subscription announcements_;
   sdk::Timer refresh_timer_;
 };

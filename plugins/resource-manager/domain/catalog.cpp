@@ -1,6 +1,7 @@
 #include "domain/catalog.hpp"
 
 #include <cmath>
+#include <ctime>
 #include <set>
 
 namespace gameverse::resources {
@@ -21,11 +22,23 @@ std::string quoted(const std::string& text) {
   return "'" + out + "'";
 }
 
+// "2026-11-30T10:50:04Z"
+std::string utc(int64_t unix_ms) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[32];
+  std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buffer;
+}
+
 std::string where(const char* kind, size_t index, const std::string& id) {
   return std::string(kind) + " " + quoted(id) + " (#" + std::to_string(index) + ")";
 }
 
-// Valid UTF-8 without control characters, 1..max bytes (0 allowed when optional).
+// Valid UTF-8 without control characters (C0, DEL, C1) or the bidirectional overrides and
+// isolates (U+202A..U+202E, U+2066..U+2069) that make text show other than it reads; 1..max bytes
+// (0 allowed when optional).
 bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
   if (text.empty()) return optional;
   if (text.size() > max_bytes) return false;
@@ -33,21 +46,31 @@ bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
   while (i < text.size()) {
     const auto c = static_cast<unsigned char>(text[i]);
     size_t extra = 0;
-    if (c < 0x20 || c == 0x7f) return false;
-    if (c < 0x80)
-      extra = 0;
-    else if ((c & 0xe0) == 0xc0 && c >= 0xc2)
+    uint32_t code = 0;
+    if (c < 0x80) {
+      code = c;
+    } else if ((c & 0xe0) == 0xc0) {
       extra = 1;
-    else if ((c & 0xf0) == 0xe0)
+      code = c & 0x1fu;
+    } else if ((c & 0xf0) == 0xe0) {
       extra = 2;
-    else if ((c & 0xf8) == 0xf0 && c <= 0xf4)
+      code = c & 0x0fu;
+    } else if ((c & 0xf8) == 0xf0) {
       extra = 3;
-    else
+      code = c & 0x07u;
+    } else {
       return false;
+    }
     if (i + extra >= text.size() && extra > 0) return false;
     for (size_t k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return false;
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3fu);
     }
+    static constexpr uint32_t kSmallest[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kSmallest[extra] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) return false;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f)) return false;
+    if ((code >= 0x202a && code <= 0x202e) || (code >= 0x2066 && code <= 0x2069)) return false;
     i += extra + 1;
   }
   return true;
@@ -56,7 +79,7 @@ bool valid_text(const std::string& text, size_t max_bytes, bool optional) {
 void check_name(const std::string& subject, const std::string& name, const Limits& limits) {
   if (!valid_text(name, limits.max_name_bytes, false)) {
     invalid(subject + ": name must be 1 to " + std::to_string(limits.max_name_bytes) +
-            " bytes of UTF-8 without control characters");
+            " bytes of UTF-8 without control characters or bidirectional overrides");
   }
 }
 
@@ -103,7 +126,7 @@ void validate_item(const Item& item, size_t index, const Limits& limits) {
         s != nullptr && !valid_text(*s, limits.max_property_string_bytes, true)) {
       invalid(subject + ": property " + quoted(key) + " must be at most " +
               std::to_string(limits.max_property_string_bytes) +
-              " bytes of UTF-8 without control characters");
+              " bytes of UTF-8 without control characters or bidirectional overrides");
     }
   }
 }
@@ -286,7 +309,8 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
     }
   }
 
-  if (next.size() > limits.max_catalog_definitions) {
+  // Only growth past the limit is refused: a catalog over a lowered limit can still shrink.
+  if (next.size() > limits.max_catalog_definitions && next.size() > current.size()) {
     throw ValidationError(Reason::kTooLarge, "the catalog would hold " + std::to_string(next.size()) +
                                                  " definitions; at most " +
                                                  std::to_string(limits.max_catalog_definitions));
@@ -364,6 +388,28 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
       }
       check_quantity(subject, "to_currency.amount", m.to_currency->amount, it->second.max_balance);
     }
+    // What one player may hold of the removed item must still fit once converted.
+    const __int128 most_held =
+        current.items.contains(m.from_item_id) ? current.items.at(m.from_item_id).max_stack : 0;
+    if (m.to_item) {
+      const int64_t target = next.items.at(m.to_item->item_id).max_stack;
+      if (most_held * m.to_item->count > target) {
+        invalid(subject + ": a full stack of " + std::to_string(static_cast<int64_t>(most_held)) +
+                " units times " + "to_item.count " + std::to_string(m.to_item->count) +
+                " is over the max_stack " + std::to_string(target) + " of item " +
+                quoted(m.to_item->item_id));
+      }
+    }
+    if (m.to_currency) {
+      const int64_t target = next.currencies.at(m.to_currency->currency_id).max_balance;
+      if (most_held * m.to_currency->amount > target) {
+        invalid(subject + ": a full stack of " + std::to_string(static_cast<int64_t>(most_held)) +
+                " units times " + "to_currency.amount " + std::to_string(m.to_currency->amount) +
+                " is over the max_balance " + std::to_string(target) + " of currency " +
+                quoted(m.to_currency->currency_id));
+      }
+    }
+    m.from_max_stack = static_cast<int64_t>(most_held);
     plan.new_migrations.push_back(std::move(m));
   }
   for (const std::string& id : removed_items) {
@@ -373,8 +419,33 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
       invalid("item " + quoted(id) + " is removed without a migration and was not retired in version " +
               std::to_string(current.version) + ": state a migration, or retire it first");
     }
+    const auto since = current.retired_since.find(id);
+    const int64_t possible =
+        (since == current.retired_since.end() ? 0 : since->second) + limits.removal_after_retirement_ms;
+    if (possible > request.now_unix_ms) {
+      invalid("item " + quoted(id) +
+              " was retired too recently to be removed without a migration: other hosts "
+              "may still grant it until they read its retirement; that is possible from " +
+              utc(possible) + " (in " + std::to_string((possible - request.now_unix_ms + 999) / 1000) +
+              " s), or state a migration now");
+    }
     plan.needs_unheld.push_back(id);
   }
+  // Retirement times: kept while an item stays retired, set by the publish that retires a live
+  // item. One defined retired was never grantable anywhere: it may go at once.
+  next.retired_since.clear();
+  for (const auto& [id, item] : next.items) {
+    if (!item.retired) continue;
+    const auto was = current.items.find(id);
+    const auto since = current.retired_since.find(id);
+    if (was == current.items.end())
+      next.retired_since[id] = 0;
+    else if (was->second.retired)
+      next.retired_since[id] = since == current.retired_since.end() ? 0 : since->second;
+    else
+      next.retired_since[id] = request.now_unix_ms;
+  }
+
   for (const Migration& m : plan.new_migrations) next.migrations[m.from_item_id] = m;
   for (const auto& [id, item] : next.items) {
     if (next.migrations.erase(id) > 0) plan.cleared_migrations.push_back(id);
@@ -385,6 +456,31 @@ PublishPlan plan_publish(const Catalog& current, const PublishRequest& request, 
     if (m.to_item && !next.items.contains(m.to_item->item_id)) {
       invalid("item " + quoted(m.to_item->item_id) + " cannot be removed: the migration of removed item " +
               quoted(from) + " (version " + std::to_string(m.catalog_version) + ") converts into it");
+    }
+  }
+
+  // Kept migrations convert lazily, so their targets' limits must keep holding a full stack.
+  for (const auto& [from, m] : next.migrations) {
+    if (m.from_max_stack <= 0) continue;
+    const std::string by = "the migration of removed item " + quoted(from) + " (version " +
+                           std::to_string(m.catalog_version) + ") converts a full stack of " +
+                           std::to_string(m.from_max_stack) + " into ";
+    if (m.to_item) {
+      const auto it = next.items.find(m.to_item->item_id);
+      const __int128 needed = static_cast<__int128>(m.from_max_stack) * m.to_item->count;
+      if (it != next.items.end() && needed > it->second.max_stack) {
+        invalid("item " + quoted(m.to_item->item_id) + ": max_stack " + std::to_string(it->second.max_stack) +
+                " is too low: " + by + std::to_string(static_cast<int64_t>(needed)) + " of it");
+      }
+    }
+    if (m.to_currency) {
+      const auto it = next.currencies.find(m.to_currency->currency_id);
+      const __int128 needed = static_cast<__int128>(m.from_max_stack) * m.to_currency->amount;
+      if (it != next.currencies.end() && needed > it->second.max_balance) {
+        invalid("currency " + quoted(m.to_currency->currency_id) + ": max_balance " +
+                std::to_string(it->second.max_balance) + " is too low: " + by +
+                std::to_string(static_cast<int64_t>(needed)) + " of it");
+      }
     }
   }
 

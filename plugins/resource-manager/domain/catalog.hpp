@@ -76,6 +76,7 @@ struct Migration {
   std::optional<CurrencyAmount> to_currency;
   bool discard = false;
   uint64_t catalog_version = 0;  // the version that removed the item
+  int64_t from_max_stack = 0;    // the removed item's max_stack (0: not recorded)
   bool operator==(const Migration&) const = default;
 };
 
@@ -84,11 +85,19 @@ struct Migration {
 struct Catalog {
   uint64_t version = 0;  // 0: nothing published yet
   int64_t published_unix_ms = 0;
+  // The lineage: a random epoch made with the first version, and a random id per publish. Two
+  // catalogs with the same version are the same only when both match (a store restored from a
+  // backup, or a failover that lost the last publish, can reuse a version number).
+  std::string epoch;
+  std::string publish_id;
   std::map<std::string, Item> items;
   std::map<std::string, Currency> currencies;
   std::map<std::string, Bundle> bundles;
   std::map<std::string, Asset> assets;
   std::map<std::string, Migration> migrations;  // by from_item_id
+  // When each retired item was retired (unix ms; 0: before this was recorded). Other hosts may
+  // grant an item until they have read its retirement.
+  std::map<std::string, int64_t> retired_since;
   size_t size() const { return items.size() + currencies.size() + bundles.size() + assets.size(); }
   bool contains(const Ref& ref) const;
 };
@@ -103,6 +112,7 @@ struct PublishRequest {
   std::vector<Asset> assets;
   std::vector<Ref> remove;
   std::vector<Migration> migrations;
+  int64_t now_unix_ms = 0;  // when it is published: items retired by it are retired from then
 };
 
 struct Limits {
@@ -119,6 +129,9 @@ struct Limits {
   size_t max_hash_bytes = 128;
   int64_t max_quantity = 1'000'000'000'000'000;  // max_stack, max_balance and amounts: headroom for sums
   int64_t max_asset_bytes = int64_t{1} << 40;
+  // How long after its retirement an item may be removed without a migration: until then another
+  // host may still hold the version before it and grant the item after the holders were asked.
+  int64_t removal_after_retirement_ms = 0;
 };
 
 // A publish that breaks a rule: the message names the definition and the field.
@@ -158,6 +171,7 @@ struct ChangeRecord {
   int64_t published_unix_ms = 0;
   std::vector<Ref> changed;  // upserted or removed in this version
   std::string published_by;  // the account (or "operator") that published it
+  std::string publish_id;    // the version's publish id (Catalog::publish_id)
 };
 
 struct Changes {

@@ -2,6 +2,7 @@
 // announced by another host; publishing validates, checks holders, and commits atomically.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@ namespace gameverse::resources {
 
 struct PublishOutcome {
   uint64_t version = 0;
+  int64_t published_unix_ms = 0;  // of `version`
   bool unchanged = false;
   size_t upserted = 0;
   size_t removed = 0;
@@ -43,10 +45,13 @@ class CatalogService {
   // The catalog as this host holds it; never touches the repository.
   std::shared_ptr<const CatalogState> current() const;
 
-  // Reads the repository again when its head moved; true when the version held changed.
+  // Reads the repository again when its head moved, or names another lineage (epoch or publish
+  // id) than the one held; true when the catalog held changed.
   bool refresh();
   // Reads the repository whole (at start).
   void load();
+  // The repository's head now.
+  Head head() { return repository_.head(); }
 
   // Validates (ValidationError), checks holders of removed retired items, commits as the next
   // version (PublishRefused on a lost race) and holds it.
@@ -56,13 +61,21 @@ class CatalogService {
   const Limits& limits() const { return limits_; }
 
  private:
-  void hold(std::shared_ptr<const CatalogState> state);
+  // Holds `state`. Within one lineage never back (a slower read must not replace a newer version);
+  // `lineage_changed`: the store's head is another lineage, and what it holds wins, older or not.
+  void hold(std::shared_ptr<const CatalogState> state, bool lineage_changed = false);
+  bool refresh_locked();
+  // Refreshes again while a refresh asked for meanwhile is pending (store_mu_ held).
+  void settle();
+  void settle_quietly();
 
   CatalogRepository& repository_;
   const Limits limits_;
   const size_t history_;
   std::function<int64_t()> now_ms_;
-  std::mutex publish_mu_;  // one publish at a time on this host; the repository settles between hosts
+  // One publish or refresh at a time on this host; the repository settles between hosts.
+  std::mutex store_mu_;
+  std::atomic<bool> refresh_wanted_{false};  // a refresh found store_mu_ taken
   mutable std::mutex mu_;
   std::shared_ptr<const CatalogState> state_;
 };

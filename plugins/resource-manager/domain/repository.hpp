@@ -18,16 +18,23 @@ struct CatalogState {
   int64_t head_revision = 0;          // the repository's token for the head: a commit builds on it
 };
 
+// What the head names now: the version and its lineage.
+struct Head {
+  uint64_t version = 0;  // 0: nothing published
+  std::string epoch;
+  std::string publish_id;
+};
+
 class CatalogRepository {
  public:
   virtual ~CatalogRepository() = default;
-  // The version the head names now (0: nothing published).
-  virtual uint64_t head_version() = 0;
+  virtual Head head() = 0;
   // The current catalog, consistent as of one version, and up to `history` change records.
   virtual CatalogState load(size_t history) = 0;
   // The current catalog from `held` and what the versions after it changed, read definition by
   // definition; nullopt when that cannot be done (their change records are not kept, a publish
-  // moved the head meanwhile): load() then.
+  // moved the head meanwhile, the store's record of `held`'s version is another publish's): load()
+  // then.
   virtual std::optional<CatalogState> advance(const CatalogState& held, size_t history) {
     (void)held;
     (void)history;
@@ -35,7 +42,8 @@ class CatalogRepository {
   }
   // Writes plan.next (its version set) over `base`, all in one atomic write that holds only when
   // the head is still base.head_revision. False (and nothing written) when another publish came
-  // first. Returns the new head revision through `revision`.
+  // first. Returns the new head revision through `revision`. May throw when the store cannot
+  // say whether the write held (the caller then reads the head for plan.next.publish_id).
   virtual bool commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
                       int64_t& revision) = 0;
 };

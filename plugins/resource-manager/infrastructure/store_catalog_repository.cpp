@@ -23,8 +23,16 @@ constexpr const char* kMigrations = "migrations";
 constexpr int kLoadAttempts = 8;
 constexpr size_t kMaxAdvanceReads = 64;
 
+Migration migration_of(const rec::StoredMigration& stored) {
+  ::gameverse::resources::v1::ItemMigration m;
+  m.ParseFromString(stored.SerializeAsString());  // the same fields 1 to 5
+  Migration out = to_domain(m);
+  out.from_max_stack = stored.from_max_stack();
+  return out;
+}
+
 ChangeRecord change_of(const rec::ChangeRecord& m) {
-  ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by()};
+  ChangeRecord out{m.version(), m.published_unix_ms(), {}, m.published_by(), m.publish_id()};
   for (int i = 0; i < m.changed_size(); ++i)
     out.changed.push_back(to_domain(m.changed(i), static_cast<size_t>(i)));
   return out;
@@ -42,9 +50,10 @@ std::string version_key(uint64_t version) {
   return buffer;
 }
 
-uint64_t StoreCatalogRepository::head_version() {
+Head StoreCatalogRepository::head() {
   auto head = store_.get<rec::Head>(kHead, kHeadKey);
-  return head ? head->value.version() : 0;
+  if (!head) return {};
+  return {head->value.version(), head->value.epoch(), head->value.publish_id()};
 }
 
 CatalogState StoreCatalogRepository::load(size_t history) {
@@ -63,6 +72,8 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
   const uint64_t version = head->value.version();
   out.catalog.version = version;
   out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.catalog.epoch = head->value.epoch();
+  out.catalog.publish_id = head->value.publish_id();
   out.head_revision = head->version;
 
   Store::Query query{kDefinitions, "", "", "", 1000};
@@ -73,6 +84,8 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
       switch (r.value.definition_case()) {
         case rec::StoredDefinition::kItem:
           out.catalog.items[r.value.item().id()] = to_domain(r.value.item());
+          if (r.value.item().retired())
+            out.catalog.retired_since[r.value.item().id()] = r.value.retired_unix_ms();
           break;
         case rec::StoredDefinition::kCurrency:
           out.catalog.currencies[r.value.currency().id()] = to_domain(r.value.currency());
@@ -91,10 +104,10 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
 
   query = Store::Query{kMigrations, "", "", "", 1000};
   do {
-    auto page = store_.list<::gameverse::resources::v1::ItemMigration>(query);
+    auto page = store_.list<rec::StoredMigration>(query);
     for (auto& r : page.records) {
       if (r.value.catalog_version() > version) return false;
-      out.catalog.migrations[r.value.from_item_id()] = to_domain(r.value);
+      out.catalog.migrations[r.value.from_item_id()] = migration_of(r.value);
     }
     query.cursor = page.next_cursor;
   } while (!query.cursor.empty());
@@ -115,13 +128,18 @@ bool StoreCatalogRepository::try_load(size_t history, CatalogState& out) {
 std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& held, size_t history) {
   auto head = store_.get<rec::Head>(kHead, kHeadKey);
   if (!head || held.catalog.version == 0 || head->value.version() <= held.catalog.version ||
-      head->value.version() - held.catalog.version > history) {
+      head->value.version() - held.catalog.version > history || head->value.epoch() != held.catalog.epoch) {
     return std::nullopt;
   }
+  // The store's record of the version held must be the publish held, or the histories differ.
+  auto held_record = store_.get<rec::ChangeRecord>(kChanges, version_key(held.catalog.version));
+  if (!held_record || held_record->value.publish_id() != held.catalog.publish_id) return std::nullopt;
   const uint64_t version = head->value.version();
   CatalogState out = held;
   out.catalog.version = version;
   out.catalog.published_unix_ms = head->value.published_unix_ms();
+  out.catalog.epoch = head->value.epoch();
+  out.catalog.publish_id = head->value.publish_id();
   out.head_revision = head->version;
   std::set<Ref> changed;
   for (uint64_t v = held.catalog.version + 1; v <= version; ++v) {
@@ -142,7 +160,12 @@ std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& 
     switch (ref.kind) {
       case Kind::kItem:
         out.catalog.items.erase(ref.id);
-        if (stored && stored->value.has_item()) out.catalog.items[ref.id] = to_domain(stored->value.item());
+        out.catalog.retired_since.erase(ref.id);
+        if (stored && stored->value.has_item()) {
+          out.catalog.items[ref.id] = to_domain(stored->value.item());
+          if (stored->value.item().retired())
+            out.catalog.retired_since[ref.id] = stored->value.retired_unix_ms();
+        }
         break;
       case Kind::kCurrency:
         out.catalog.currencies.erase(ref.id);
@@ -164,9 +187,9 @@ std::optional<CatalogState> StoreCatalogRepository::advance(const CatalogState& 
     if (ref.kind == Kind::kItem) {
       out.catalog.migrations.erase(ref.id);
       if (out.catalog.items.contains(ref.id)) continue;
-      auto migration = store_.get<::gameverse::resources::v1::ItemMigration>(kMigrations, ref.id);
+      auto migration = store_.get<rec::StoredMigration>(kMigrations, ref.id);
       if (migration && migration->value.catalog_version() > version) return std::nullopt;
-      if (migration) out.catalog.migrations[ref.id] = to_domain(migration->value);
+      if (migration) out.catalog.migrations[ref.id] = migration_of(migration->value);
     }
   }
   auto again = store_.get<rec::Head>(kHead, kHeadKey);
@@ -182,7 +205,11 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
     rec::StoredDefinition stored;
     stored.set_version(next.version);
     switch (ref.kind) {
-      case Kind::kItem: to_proto(next.items.at(ref.id), *stored.mutable_item()); break;
+      case Kind::kItem:
+        to_proto(next.items.at(ref.id), *stored.mutable_item());
+        if (auto since = next.retired_since.find(ref.id); since != next.retired_since.end())
+          stored.set_retired_unix_ms(since->second);
+        break;
       case Kind::kCurrency: to_proto(next.currencies.at(ref.id), *stored.mutable_currency()); break;
       case Kind::kBundle: to_proto(next.bundles.at(ref.id), *stored.mutable_bundle()); break;
       case Kind::kAsset: to_proto(next.assets.at(ref.id), *stored.mutable_asset()); break;
@@ -191,8 +218,11 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
   }
   for (const Ref& ref : plan.removed) batch.erase(kDefinitions, definition_key(ref));
   for (const Migration& m : plan.new_migrations) {
-    ::gameverse::resources::v1::ItemMigration stored;
-    to_proto(m, stored);
+    ::gameverse::resources::v1::ItemMigration api;
+    to_proto(m, api);
+    rec::StoredMigration stored;
+    stored.ParseFromString(api.SerializeAsString());
+    stored.set_from_max_stack(m.from_max_stack);
     batch.put(kMigrations, m.from_item_id, stored);
   }
   for (const std::string& id : plan.cleared_migrations) batch.erase(kMigrations, id);
@@ -200,11 +230,14 @@ bool StoreCatalogRepository::commit(const CatalogState& base, const PublishPlan&
   change.set_version(record.version);
   change.set_published_unix_ms(record.published_unix_ms);
   change.set_published_by(record.published_by);
+  change.set_publish_id(record.publish_id);
   for (const Ref& ref : record.changed) to_proto(ref, *change.add_changed());
   batch.put(kChanges, version_key(record.version), change, Store::kCreateOnly);
   rec::Head head;
   head.set_version(next.version);
   head.set_published_unix_ms(next.published_unix_ms);
+  head.set_epoch(next.epoch);
+  head.set_publish_id(next.publish_id);
   batch.put(kHead, kHeadKey, head, base.catalog.version == 0 ? Store::kCreateOnly : base.head_revision);
   try {
     const std::vector<int64_t> versions = store_.commit(batch);

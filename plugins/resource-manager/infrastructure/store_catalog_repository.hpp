@@ -13,7 +13,7 @@ class StoreCatalogRepository final : public CatalogRepository {
  public:
   explicit StoreCatalogRepository(gameverse::sdk::Store store) : store_(store) {}
 
-  uint64_t head_version() override;
+  Head head() override;
   CatalogState load(size_t history) override;
   std::optional<CatalogState> advance(const CatalogState& held, size_t history) override;
   bool commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <random>
+#include <thread>
 
 #include "domain/catalog.hpp"
 #include "domain/catalog_service.hpp"
@@ -258,7 +259,9 @@ TEST(CatalogRules, MigrationsAreCheckedAsAWhole) {
   EXPECT_NE(refused(m).find("from_item_id is not an item this publish removes"), std::string::npos);
 }
 
-TEST(CatalogRules, ARemovedIdDefinedAgainLosesItsMigration) {
+// The plan lists the kept migration it would drop; the service publishes it only when nobody
+// holds the id (CatalogService.ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt).
+TEST(CatalogRules, ARemovedIdDefinedAgainListsTheMigrationItDrops) {
   Catalog c = base();
   PublishRequest r;
   r.remove = {{Kind::kItem, "shield"}};
@@ -273,6 +276,134 @@ TEST(CatalogRules, ARemovedIdDefinedAgainLosesItsMigration) {
   const PublishPlan plan = plan_publish(c, r, Limits{});
   EXPECT_EQ(plan.cleared_migrations, std::vector<std::string>{"shield"});
   EXPECT_FALSE(plan.next.migrations.contains("shield"));
+}
+
+// A full stack of the removed item, converted, must fit the target's limit (int64 edges included).
+TEST(CatalogRules, AMigrationMustFitTheTargetsLimits) {
+  PublishRequest r;
+  r.items = {item("shield", 10), item("sword", 99), item("huge", 1'000'000'000'000'000),
+             item("vast", 1'000'000'000'000'000)};
+  r.currencies = {currency("gold", 1000)};
+  const Catalog c = apply(Catalog{}, r);
+  auto refused = [&](Migration m, const std::string& from = "shield") {
+    PublishRequest p;
+    p.remove = {{Kind::kItem, from}};
+    m.from_item_id = from;
+    p.migrations = {std::move(m)};
+    return refusal([&] { plan_publish(c, p, Limits{}); });
+  };
+  Migration m;
+  m.to_item = ItemAmount{"sword", 10};  // 10 x 10 = 100 > 99
+  std::string message = refused(m);
+  EXPECT_NE(message.find(
+                "a full stack of 10 units times to_item.count 10 is over the max_stack 99 of item 'sword'"),
+            std::string::npos)
+      << message;
+  m.to_item.reset();
+  m.to_currency = CurrencyAmount{"gold", 101};  // 10 x 101 = 1010 > 1000
+  message = refused(m);
+  EXPECT_NE(message.find("to_currency.amount 101 is over the max_balance 1000 of currency 'gold'"),
+            std::string::npos)
+      << message;
+  // Past int64: 10^15 x 10^4 does not wrap around into a negative number that fits.
+  m.to_currency.reset();
+  m.to_item = ItemAmount{"vast", 10000};
+  message = refused(m, "huge");
+  EXPECT_NE(message.find("is over the max_stack 1000000000000000 of item 'vast'"), std::string::npos)
+      << message;
+  // What fits is accepted.
+  PublishRequest ok;
+  ok.remove = {{Kind::kItem, "shield"}};
+  Migration fits;
+  fits.from_item_id = "shield";
+  fits.to_item = ItemAmount{"sword", 9};
+  fits.to_currency = CurrencyAmount{"gold", 100};
+  ok.migrations = {fits};
+  EXPECT_EQ(plan_publish(c, ok, Limits{}).new_migrations.size(), 1u);
+}
+
+// Kept migrations convert lazily: a later publish may not lower a target's limit below what a
+// full stack of the removed item converts into.
+TEST(CatalogRules, AKeptMigrationsTargetsKeepHoldingAFullStack) {
+  PublishRequest r;
+  r.items = {item("shield", 10), item("sword", 99)};
+  r.currencies = {currency("gold", 1000)};
+  Catalog c = apply(Catalog{}, r);
+  PublishRequest remove;
+  remove.remove = {{Kind::kItem, "shield"}};
+  Migration m;
+  m.from_item_id = "shield";
+  m.to_item = ItemAmount{"sword", 5};          // a full stack: 50 swords
+  m.to_currency = CurrencyAmount{"gold", 80};  // and 800 gold
+  remove.migrations = {m};
+  c = apply(c, remove);
+  c.migrations.at("shield").catalog_version = 2;  // as the service sets it
+  EXPECT_EQ(c.migrations.at("shield").from_max_stack, 10);
+  PublishRequest lower;
+  lower.items = {item("sword", 49)};
+  std::string message = refusal([&] { plan_publish(c, lower, Limits{}); });
+  EXPECT_NE(
+      message.find("item 'sword': max_stack 49 is too low: the migration of removed item 'shield' (version "
+                   "2) converts a full stack of 10 into 50 of it"),
+      std::string::npos)
+      << message;
+  lower.items = {item("sword", 50)};
+  EXPECT_NO_THROW(plan_publish(c, lower, Limits{}));
+  PublishRequest poorer;
+  poorer.currencies = {currency("gold", 799)};
+  message = refusal([&] { plan_publish(c, poorer, Limits{}); });
+  EXPECT_NE(message.find("currency 'gold': max_balance 799 is too low"), std::string::npos) << message;
+}
+
+// Lowering max_catalog_definitions below the catalog's size blocks growth, not shrinking.
+TEST(CatalogRules, ACatalogOverALoweredLimitCanStillShrink) {
+  const Catalog c = base();  // 6 definitions
+  Limits lower;
+  lower.max_catalog_definitions = 3;
+  PublishRequest shrink;
+  shrink.remove = {{Kind::kAsset, "sword"}};
+  EXPECT_EQ(plan_publish(c, shrink, lower).removed.size(), 1u);
+  PublishRequest same_size;
+  same_size.items = {item("sword", 5)};
+  EXPECT_EQ(plan_publish(c, same_size, lower).upserted.size(), 1u);
+  PublishRequest grow;
+  grow.items = {item("bow")};
+  EXPECT_NE(
+      refusal([&] { plan_publish(c, grow, lower); }).find("the catalog would hold 7 definitions; at most 3"),
+      std::string::npos);
+}
+
+// Names and text properties refuse C0 and C1 controls, bidirectional overrides and isolates, and
+// malformed UTF-8; other scripts and emoji pass.
+TEST(CatalogRules, TextRefusesControlsAndBidiOverrides) {
+  const Catalog c = base();
+  auto named = [&](const std::string& name) {
+    PublishRequest r;
+    Item i = item("sword");
+    i.name = name;
+    r.items = {i};
+    return r;
+  };
+  for (const std::string& bad :
+       {std::string("a\x01"), std::string("a\x7f"), std::string("a\xc2\x85"), std::string("a\xc2\x9f"),
+        std::string("a\xe2\x80\xae"), std::string("a\xe2\x80\xaa"), std::string("a\xe2\x81\xa6"),
+        std::string("a\xe2\x81\xa9"), std::string("a\xc0\xaf"), std::string("a\xe0\x80\xaf"),
+        std::string("a\xed\xa0\x80"), std::string("a\xf4\x90\x80\x80")}) {
+    EXPECT_NE(refusal([&] { plan_publish(c, named(bad), Limits{}); }).find("name must be 1 to 128 bytes"),
+              std::string::npos)
+        << "accepted a name with bytes of " << bad.substr(1).size();
+  }
+  for (const std::string& good : {std::string("\xc3\xa9p\xc3\xa9"
+                                              "e"),
+                                  std::string("\xe5\x89\xa3"), std::string("\xf0\x9f\x97\xa1"),
+                                  std::string("a\xc2\xa0"
+                                              "b")}) {
+    EXPECT_NO_THROW(plan_publish(c, named(good), Limits{})) << good;
+  }
+  PublishRequest r = named("Sword");
+  r.items[0].properties["lore"] = std::string("evil\xe2\x80\xaetxt.exe");
+  EXPECT_NE(refusal([&] { plan_publish(c, r, Limits{}); }).find("property 'lore' must be at most"),
+            std::string::npos);
 }
 
 TEST(CatalogRules, APublishLargerThanOneBatchIsRefusedNamingTheLimit) {
@@ -384,8 +515,9 @@ TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
   Catalog now = base();
   now.version = 4;
   now.items.erase("shield");
-  std::vector<ChangeRecord> history = {{3, 0, {{Kind::kItem, "sword"}}, "admin"},
-                                       {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}, "admin"}};
+  std::vector<ChangeRecord> history = {
+      {3, 0, {{Kind::kItem, "sword"}}, "admin", "p3"},
+      {4, 0, {{Kind::kItem, "shield"}, {Kind::kAsset, "sword"}}, "admin", "p4"}};
   Changes ch = changes_since(now, history, 2, 100);
   EXPECT_FALSE(ch.refetch_all);
   EXPECT_EQ(ch.upserted, (std::vector<Ref>{{Kind::kItem, "sword"}, {Kind::kAsset, "sword"}}));
@@ -403,7 +535,7 @@ TEST(Changes, FromTheRecordsKeptOrRefetchAll) {
 // The repository in memory, with a head that another "host" can move.
 class MemoryRepository final : public CatalogRepository {
  public:
-  uint64_t head_version() override { return state.catalog.version; }
+  Head head() override { return {state.catalog.version, state.catalog.epoch, state.catalog.publish_id}; }
   CatalogState load(size_t) override { return state; }
   bool commit(const CatalogState& base, const PublishPlan& plan, const ChangeRecord& record,
               int64_t& revision) override {
@@ -412,10 +544,12 @@ class MemoryRepository final : public CatalogRepository {
     state.history.push_back(record);
     revision = ++state.head_revision;
     ++commits;
+    if (lose_answer) throw std::runtime_error("deadline exceeded");
     return true;
   }
   CatalogState state;
   int commits = 0;
+  bool lose_answer = false;  // the write holds, its answer is lost
 };
 
 TEST(CatalogService, PublishesHoldsAndRefusesAStaleBase) {
@@ -464,6 +598,208 @@ TEST(CatalogService, ARetiredItemStillHeldIsNotRemoved) {
       service.publish(r, [](const std::vector<std::string>&) { return std::vector<std::string>{}; }).version,
       2u);
   EXPECT_TRUE(service.current()->catalog.items.empty());
+}
+
+// Unconverted holdings of a removed item would silently become the new item of the same id: the
+// id is defined again only when the inventory says nobody holds it.
+TEST(CatalogService, ARemovedIdIsDefinedAgainOnlyWhenNobodyHoldsIt) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("shield"), item("sword")};
+  service.publish(r, none);
+  r = {};
+  r.remove = {{Kind::kItem, "shield"}};
+  Migration m;
+  m.from_item_id = "shield";
+  m.to_item = ItemAmount{"sword", 1};
+  r.migrations = {m};
+  service.publish(r, none);
+  r = {};
+  r.items = {item("shield", 5)};
+  std::vector<std::string> asked;
+  try {
+    service.publish(r, [&](const std::vector<std::string>& ids) {
+      asked = ids;
+      return ids;
+    });
+    FAIL();
+  } catch (const PublishRefused& e) {
+    EXPECT_EQ(e.reason(), PublishRefused::Reason::kHeld);
+    const std::string message = e.what();
+    EXPECT_NE(message.find("item(s) 'shield' cannot be defined again"), std::string::npos) << message;
+    EXPECT_NE(message.find("removed in version 2, each unit becomes 1 of item 'sword'"), std::string::npos)
+        << message;
+  }
+  EXPECT_EQ(asked, std::vector<std::string>{"shield"});
+  EXPECT_EQ(service.current()->catalog.version, 2u);
+  EXPECT_TRUE(service.current()->catalog.migrations.contains("shield"));
+  // Nobody holds it any more: defined again, the migration goes.
+  EXPECT_EQ(service.publish(r, none).version, 3u);
+  EXPECT_FALSE(service.current()->catalog.migrations.contains("shield"));
+  EXPECT_EQ(service.current()->catalog.items.at("shield").max_stack, 5);
+}
+
+// Another host may grant an item until it has read the version that retired it: removal without a
+// migration waits removal_after_retirement_ms from the retirement, and the refusal says until when.
+TEST(CatalogService, ARetiredItemIsRemovedWithoutAMigrationOnlyOnceEveryHostCanKnow) {
+  MemoryRepository repo;
+  int64_t now = 1'700'000'000'000;
+  Limits limits;
+  limits.removal_after_retirement_ms = 10'000;
+  CatalogService service(repo, limits, 10, [&] { return now; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("hat"), item("born_retired", 1, true)};
+  service.publish(r, none);
+  // Defined retired: never grantable anywhere, may go at once.
+  r = {};
+  r.remove = {{Kind::kItem, "born_retired"}};
+  EXPECT_EQ(service.publish(r, none).version, 2u);
+  now += 1000;
+  r = {};
+  r.items = {item("hat", 99, true)};
+  service.publish(r, none);  // retired at 1'700'000'001'000
+  EXPECT_EQ(service.current()->catalog.retired_since.at("hat"), 1'700'000'001'000);
+  now += 9'000;
+  r = {};
+  r.remove = {{Kind::kItem, "hat"}};
+  const std::string message = refusal([&] { service.publish(r, none); });
+  EXPECT_NE(message.find("item 'hat' was retired too recently"), std::string::npos) << message;
+  EXPECT_NE(message.find("possible from 2023-11-14T22:13:31Z (in 1 s)"), std::string::npos) << message;
+  EXPECT_TRUE(service.current()->catalog.items.contains("hat"));
+  // Changing a retired item keeps its retirement time.
+  PublishRequest rename;
+  rename.items = {item("hat", 5, true)};
+  service.publish(rename, none);
+  EXPECT_EQ(service.current()->catalog.retired_since.at("hat"), 1'700'000'001'000);
+  now += 1'000;
+  EXPECT_EQ(service.publish(r, none).version, 5u);
+  EXPECT_FALSE(service.current()->catalog.items.contains("hat"));
+  EXPECT_FALSE(service.current()->catalog.retired_since.contains("hat"));
+}
+
+// A store restored from a backup (or a failover that lost the last publish) can show a version
+// number this host holds under another history: the host reads it whole, even going back.
+TEST(CatalogService, AnotherLineageUnderTheSameOrAnOlderVersionIsReadWhole) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("sword")};
+  service.publish(r, none);
+  const CatalogState backup = repo.state;
+  const std::string epoch = service.current()->catalog.epoch;
+  EXPECT_EQ(epoch.size(), 32u);
+  r.items = {item("lost")};
+  service.publish(r, none);
+  const std::string lost_publish = service.current()->catalog.publish_id;
+  EXPECT_EQ(service.current()->catalog.epoch, epoch);  // kept by later publishes
+  // The store goes back to version 1 and another host publishes a different version 2.
+  repo.state = backup;
+  {
+    MemoryRepository& other_store = repo;
+    CatalogService other(other_store, Limits{}, 10, [] { return int64_t{2000}; });
+    other.load();
+    PublishRequest different;
+    different.items = {item("kept")};
+    EXPECT_EQ(other.publish(different, none).version, 2u);
+  }
+  EXPECT_TRUE(service.refresh());
+  const Catalog& now = service.current()->catalog;
+  EXPECT_EQ(now.version, 2u);
+  EXPECT_NE(now.publish_id, lost_publish);
+  EXPECT_TRUE(now.items.contains("kept"));
+  EXPECT_FALSE(now.items.contains("lost"));
+  EXPECT_FALSE(service.refresh());
+  // Back to version 1 only: held although older.
+  repo.state = backup;
+  EXPECT_TRUE(service.refresh());
+  EXPECT_EQ(service.current()->catalog.version, 1u);
+  EXPECT_FALSE(service.current()->catalog.items.contains("kept"));
+  // A fresh store: a new epoch.
+  repo.state = CatalogState{};
+  EXPECT_TRUE(service.refresh());
+  EXPECT_EQ(service.current()->catalog.version, 0u);
+  r.items = {item("sword")};
+  service.publish(r, none);
+  EXPECT_EQ(service.current()->catalog.version, 1u);
+  EXPECT_NE(service.current()->catalog.epoch, epoch);
+}
+
+// The write held but its answer was lost: the head shows this publish's id, so it is reported
+// published (and held), not failed.
+TEST(CatalogService, ACommitWhoseAnswerWasLostIsFoundByItsPublishId) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("sword")};
+  service.publish(r, none);
+  repo.lose_answer = true;
+  r.items = {item("axe")};
+  const PublishOutcome out = service.publish(r, none);
+  EXPECT_EQ(out.version, 2u);
+  EXPECT_FALSE(out.unchanged);
+  EXPECT_EQ(service.current()->catalog.version, 2u);
+  EXPECT_TRUE(service.current()->catalog.items.contains("axe"));
+  // Lost before it was written: the error stands.
+  class Failing final : public CatalogRepository {
+   public:
+    Head head() override { return {}; }
+    CatalogState load(size_t) override { return {}; }
+    bool commit(const CatalogState&, const PublishPlan&, const ChangeRecord&, int64_t&) override {
+      throw std::runtime_error("store unavailable");
+    }
+  } failing;
+  CatalogService nowhere(failing, Limits{}, 10, [] { return int64_t{1000}; });
+  EXPECT_THROW(nowhere.publish(r, none), std::runtime_error);
+}
+
+// A lost race whose winner left the version number as it was (the head moved, the number did not)
+// is not reported as "made version N while built on version N".
+TEST(CatalogService, ALostRaceNamesTheVersionOnlyWhenItMoved) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("sword")};
+  service.publish(r, none);
+  repo.state.head_revision += 5;  // rewritten by another host, same version and lineage
+  r.items = {item("axe")};
+  try {
+    service.publish(r, none);
+    FAIL();
+  } catch (const PublishRefused& e) {
+    EXPECT_EQ(e.reason(), PublishRefused::Reason::kConflict);
+    EXPECT_EQ(std::string(e.what()).find("made version 1 while"), std::string::npos) << e.what();
+    EXPECT_NE(
+        std::string(e.what()).find("another publish moved the catalog while this one was built on version 1"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
+// A publish may wait seconds for the inventory: a refresh meanwhile (the timer, an announcement)
+// does not wait behind it on the host's blocking pool, and is done before the publish lets go.
+TEST(CatalogService, ARefreshDuringAPublishDoesNotWaitForIt) {
+  MemoryRepository repo;
+  CatalogService service(repo, Limits{}, 10, [] { return int64_t{1000}; });
+  const auto none = [](const std::vector<std::string>&) { return std::vector<std::string>{}; };
+  PublishRequest r;
+  r.items = {item("old_hat", 1, true)};
+  service.publish(r, none);
+  r = {};
+  r.remove = {{Kind::kItem, "old_hat"}};
+  bool refreshed = true;
+  service.publish(r, [&](const std::vector<std::string>&) {
+    std::thread timer([&] { refreshed = service.refresh(); });  // would wait for this publish
+    timer.join();
+    return std::vector<std::string>{};
+  });
+  EXPECT_FALSE(refreshed);  // left for the publish to do
+  EXPECT_EQ(service.current()->catalog.version, 2u);
 }
 
 }  // namespace

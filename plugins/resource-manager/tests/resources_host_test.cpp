@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <thread>
 
@@ -80,7 +81,8 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
     return "[host]\nwatch = false\ndata_dir = \"" + (data_dir.empty() ? data_.path().string() : data_dir) +
            "\"\n" + store_ + host_config + "[admin]\ntoken = \"" + kOperatorToken +
            "\"\n[[plugin]]\nname = \"resource-manager\"\npath = \"" + plugin_.string() +
-           "\"\n[plugin.config]\nrefresh_interval_ms = 60000\n[[plugin]]\nname = \"auth\"\npath = "
+           "\"\n[plugin.config]\nrefresh_interval_ms = 60000\n" + plugin_config_ +
+           "[[plugin]]\nname = \"auth\"\npath = "
            "\"" GV_PLUGIN_DIR
            "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n";
   }
@@ -162,6 +164,7 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
   }
 
   TempDir data_;
+  std::string plugin_config_;  // more resource-manager config lines
   std::filesystem::path plugin_;
   std::string store_;
   std::string suffix_;
@@ -244,7 +247,7 @@ TEST_P(ResourcesThroughTheHost, APublishedCatalogIsReadWholeByIdAsADiffAndAfterA
     EXPECT_EQ(diff.upserted().items(1).max_stack(), 5);
     ASSERT_EQ(diff.removed_size(), 1);
     EXPECT_EQ(diff.removed(0).kind(), pb::DEFINITION_KIND_ASSET);
-    // A cache holding nothing, or a version this host has not reached, is told so.
+    // A cache holding nothing, or a version no publish has made, is told to refetch.
     grpc::ClientContext from_nothing;
     as_operator(from_nothing);
     since.set_since_version(0);
@@ -254,7 +257,30 @@ TEST_P(ResourcesThroughTheHost, APublishedCatalogIsReadWholeByIdAsADiffAndAfterA
     grpc::ClientContext ahead;
     as_operator(ahead);
     since.set_since_version(changed.version() + 1);
-    EXPECT_EQ(resources_->GetChanges(&ahead, since, &diff).error_code(), grpc::StatusCode::UNAVAILABLE);
+    ASSERT_TRUE(resources_->GetChanges(&ahead, since, &diff).ok());
+    EXPECT_TRUE(diff.refetch_all());
+    EXPECT_EQ(diff.version(), changed.version());
+    grpc::ClientContext far_ahead;
+    as_operator(far_ahead);
+    since.set_since_version(std::numeric_limits<uint64_t>::max());
+    ASSERT_TRUE(resources_->GetChanges(&far_ahead, since, &diff).ok());
+    EXPECT_TRUE(diff.refetch_all());
+    // A cache of another lineage (its epoch is not the catalog's) refetches; this one's does not.
+    const std::string epoch = catalog_page("", 1).epoch();
+    EXPECT_EQ(epoch.size(), 32u);
+    EXPECT_EQ(diff.epoch(), epoch);
+    grpc::ClientContext other_lineage;
+    as_operator(other_lineage);
+    since.set_since_version(published.version());
+    since.set_since_epoch("0123456789abcdef0123456789abcdef");
+    ASSERT_TRUE(resources_->GetChanges(&other_lineage, since, &diff).ok());
+    EXPECT_TRUE(diff.refetch_all());
+    grpc::ClientContext same_lineage;
+    as_operator(same_lineage);
+    since.set_since_epoch(epoch);
+    ASSERT_TRUE(resources_->GetChanges(&same_lineage, since, &diff).ok());
+    EXPECT_FALSE(diff.refetch_all());
+    EXPECT_EQ(diff.upserted().items_size(), 2);
   }
 
   // Lookup: unknown ids are absent; more than 1000 ids are refused.
@@ -263,6 +289,9 @@ TEST_P(ResourcesThroughTheHost, APublishedCatalogIsReadWholeByIdAsADiffAndAfterA
   ASSERT_EQ(found.items_size(), 1);
   EXPECT_EQ(found.items(0).properties().at("damage").int_value(), 12);
   EXPECT_EQ(found.currencies_size(), 1);
+  // An id named many times is answered once.
+  const pb::LookupDefinitionsResponse repeated = lookup(std::vector<std::string>(1000, id("sword")));
+  EXPECT_EQ(repeated.items_size(), 1);
   grpc::Status too_many;
   lookup(std::vector<std::string>(1001, id("sword")), {}, &too_many);
   EXPECT_EQ(too_many.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -408,6 +437,36 @@ TEST_P(ResourcesThroughTheHost, APlayersCatalogWatchesAreBounded) {
   for (auto& c : contexts) c->TryCancel();
 }
 
+// Accounts are free to make: the watches of all accounts from one network address are bounded
+// too, and a closed one frees its place.
+TEST_P(ResourcesThroughTheHost, CatalogWatchesFromOneAddressAreBoundedWhateverTheAccounts) {
+  plugin_config_ = "max_watchers_per_address = 3\n";
+  start();
+  const std::string first = player_token(), second = player_token();
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<pb::CatalogPublished>>> watches;
+  auto open = [&](const std::string& token) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->AddMetadata("authorization", "Bearer " + token);
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    watches.push_back(resources_->WatchCatalog(contexts.back().get(), pb::WatchCatalogRequest()));
+    pb::CatalogPublished sent;
+    return watches.back()->Read(&sent);
+  };
+  ASSERT_TRUE(open(first));
+  ASSERT_TRUE(open(first));
+  ASSERT_TRUE(open(second));
+  EXPECT_FALSE(open(second));  // the account has one; the address has three
+  const grpc::Status refused = watches.back()->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("max_watchers_per_address"), std::string::npos)
+      << refused.error_message();
+  contexts[0]->TryCancel();
+  watches[0]->Finish();
+  EXPECT_TRUE(eventually([&] { return open(second); }, std::chrono::seconds(30)));
+  for (auto& c : contexts) c->TryCancel();
+}
+
 TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothing) {
   start();
   ASSERT_TRUE(publish(adding({item(id("sword"))}, {currency(id("gold"))})).ok());
@@ -514,7 +573,9 @@ TEST_P(ResourcesThroughTheHost, BadInputIsRefusedNamingTheProblemAndChangesNothi
 TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWordThatNobodyHoldsIt) {
   start();
   ASSERT_TRUE(
-      publish(adding({item(id("sword")), item(id("shield")), item(id("hat"))}, {currency(id("gold"))})).ok());
+      publish(adding({item(id("sword")), item(id("shield")), item(id("hat")), item(id("old_hat"), 99, true)},
+                     {currency(id("gold"))}))
+          .ok());
   const uint64_t v = version();
   auto removing = [&](const std::string& item_id) {
     pb::PublishRequest r;
@@ -542,15 +603,33 @@ TEST_P(ResourcesThroughTheHost, RemovingAnItemNeedsAMigrationOrTheInventorysWord
   ASSERT_EQ(answer.migrations_size(), 1);
   EXPECT_EQ(answer.migrations(0).to_currency().amount(), 25);
   EXPECT_EQ(answer.migrations(0).catalog_version(), done.version());
-  // Retired, without a migration: only with the inventory's word, and it is not loaded here.
+  // Retired just now, without a migration: not yet, as another host may still grant it until it
+  // reads the retirement (refresh_interval_ms is 60000 here).
   pb::PublishRequest retire = adding({item(id("hat"), 99, true)});
   ASSERT_TRUE(publish(retire).ok());
   status = publish(removing(id("hat")));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("retired too recently to be removed without a migration"),
+            std::string::npos)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find("possible from 20"), std::string::npos) << status.error_message();
+  // Retired from its first version, without a migration: only with the inventory's word, and it
+  // is not loaded here.
+  status = publish(removing(id("old_hat")));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_NE(status.error_message().find("inventory plugin"), std::string::npos) << status.error_message();
   EXPECT_NE(status.error_message().find("UNIMPLEMENTED"), std::string::npos) << status.error_message();
   EXPECT_EQ(lookup({id("hat")}).items_size(), 1);
   EXPECT_EQ(version(), v + 2);
+  // After a restart (read back from the store), the kept migration still bounds its target: a full
+  // stack of 99 shields converts into 2475 gold.
+  ASSERT_EQ(host_->stop(), 0);
+  start();
+  status = publish(adding({}, {currency(id("gold"), 2000)}));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("max_balance 2000 is too low"), std::string::npos)
+      << status.error_message();
+  EXPECT_TRUE(publish(adding({}, {currency(id("gold"), 2475)})).ok());
 }
 
 // With FindHeldItems served (by a fixture standing in for the inventory): a retired item somebody
@@ -679,7 +758,10 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   if (GetParam() != "postgresql") GTEST_SKIP() << "two hosts share a PostgreSQL store";
   if (redis_url().empty()) GTEST_SKIP() << "GAMEVERSE_TEST_REDIS_URL is not set";
   const std::string pubsub = "[redis]\nurl = \"" + redis_url() + "\"\n[pubsub]\nbackend = \"redis\"\n";
-  start(pubsub);
+  // The publishing host asks the fixture (nobody holds anything) before a removed id is defined
+  // again.
+  start(pubsub,
+        "[[plugin]]\nname = \"held-items-fixture\"\npath = \"" GV_FIXTURE_DIR "/held-items-fixture.so\"\n");
   TempDir other_dir;
   HostProcess other(config(pubsub, other_dir.path().string()));
   auto other_stub = pb::Resources::NewStub(other.channel());
@@ -702,7 +784,7 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   // a bundle changed) to the very catalog this host holds, and to what a fresh read gives.
   pb::PublishRequest migrate;
   migrate.set_expected_version(published.version());
-  *migrate.mutable_upsert()->add_items() = item(id("coin_item"));
+  *migrate.mutable_upsert()->add_items() = item(id("coin_item"), 200);  // a full stack of 99, times 2
   auto* gone = migrate.add_remove();
   gone->set_kind(pb::DEFINITION_KIND_ITEM);
   gone->set_id(id("announced"));
@@ -741,6 +823,72 @@ TEST_P(ResourcesThroughTheHost, APublishIsAnnouncedToAnotherHostsSubscribers) {
   HostProcess fresh(config(pubsub, other_dir.path().string()));
   auto fresh_stub = pb::Resources::NewStub(fresh.channel());
   EXPECT_TRUE(whole_catalog(fresh_stub.get()) == followed);
+}
+
+// A cache far behind is told to refetch rather than sent an answer of any size: past 1000 refs,
+// or past max_answer_bytes.
+TEST_P(ResourcesThroughTheHost, GetChangesIsBoundedInRefsAndBytes) {
+  plugin_config_ = "max_answer_bytes = 65536\n";
+  start();
+  auto changes_since = [&](uint64_t since) {
+    grpc::ClientContext context;
+    as_operator(context);
+    pb::GetChangesRequest request;
+    request.set_since_version(since);
+    pb::GetChangesResponse response;
+    const grpc::Status status = resources_->GetChanges(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  };
+  auto items = [&](const std::string& prefix, int n, int lore_bytes) {
+    std::vector<pb::ItemDefinition> out;
+    for (int i = 0; i < n; ++i) {
+      out.push_back(item(id(prefix) + "_" + std::to_string(i)));
+      (*out.back().mutable_properties())["lore"].set_string_value(
+          std::string(static_cast<size_t>(lore_bytes), 'x'));
+    }
+    return out;
+  };
+  ASSERT_TRUE(publish(adding({item(id("seed"))})).ok());  // a version to hold (0: holds nothing)
+  // 100 small items: listed.
+  const uint64_t before = version();
+  ASSERT_TRUE(publish(adding(items("small", 100, 10))).ok());
+  pb::GetChangesResponse answer = changes_since(before);
+  EXPECT_FALSE(answer.refetch_all());
+  EXPECT_EQ(answer.upserted().items_size(), 100);
+  // 100 items of 1 KiB: past 64 KiB.
+  const uint64_t mid = version();
+  ASSERT_TRUE(publish(adding(items("large", 100, 1024))).ok());
+  answer = changes_since(mid);
+  EXPECT_TRUE(answer.refetch_all());
+  EXPECT_EQ(answer.upserted().items_size(), 0);
+  EXPECT_LE(answer.ByteSizeLong(), 65536u);
+  // Looked up by id, the same 100 items are refused rather than answered past the bound.
+  std::vector<std::string> large_ids;
+  for (int i = 0; i < 100; ++i) large_ids.push_back(id("large") + "_" + std::to_string(i));
+  grpc::Status too_large;
+  lookup(large_ids, {}, &too_large);
+  EXPECT_EQ(too_large.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(too_large.error_message().find("max_answer_bytes"), std::string::npos)
+      << too_large.error_message();
+  EXPECT_EQ(lookup({large_ids.begin(), large_ids.begin() + 10}).items_size(), 10);
+  // 1200 bare items (about 40 KiB in all) in three publishes: past 1000 refs.
+  const uint64_t third = version();
+  for (int k = 0; k < 3; ++k) {
+    pb::PublishRequest request = adding({});
+    for (int i = 0; i < 400; ++i) {
+      pb::ItemDefinition* bare = request.mutable_upsert()->add_items();
+      bare->set_id(id("m") + std::to_string(k * 400 + i));
+      bare->set_name("m");
+      bare->set_max_stack(1);
+    }
+    ASSERT_TRUE(publish(request).ok());
+  }
+  answer = changes_since(third);
+  EXPECT_TRUE(answer.refetch_all());
+  EXPECT_EQ(answer.upserted().items_size(), 0);
+  // A GetCatalog page stays under max_answer_bytes too.
+  EXPECT_LE(catalog_page("", 1000).ByteSizeLong(), 65536u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ResourcesThroughTheHost, ::testing::Values("sqlite", "postgresql"),
