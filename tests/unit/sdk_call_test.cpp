@@ -55,3 +55,33 @@ TEST(SdkCallContext, OnlyAnInProcessPeerNamesACallingPlugin) {
   EXPECT_EQ(plugin_of_peer("ipv6:[::1]:8"), "");
   EXPECT_EQ(plugin_of_peer("unix:/run/inproc:x"), "");
 }
+
+TEST(SdkAccess, AConfigListIsSplitTrimmedAndWithoutBlanksOrRepeats) {
+  using gameverse::sdk::split_list;
+  EXPECT_EQ(split_list(""), std::vector<std::string>{});
+  EXPECT_EQ(split_list(" , ,"), std::vector<std::string>{});
+  EXPECT_EQ(split_list("shop"), std::vector<std::string>{"shop"});
+  EXPECT_EQ(split_list(" shop ,world-state,\tshop, "), (std::vector<std::string>{"shop", "world-state"}));
+}
+
+TEST(SdkAccess, OnlyAListedNonEmptyNameIsTrusted) {
+  const gameverse::sdk::TrustedPlugins trusted("shop, world-state");
+  EXPECT_TRUE(trusted.contains("shop"));
+  EXPECT_TRUE(trusted.contains("world-state"));
+  EXPECT_FALSE(trusted.contains(""));
+  EXPECT_FALSE(trusted.contains("sho"));
+  EXPECT_FALSE(gameverse::sdk::TrustedPlugins("").contains(""));
+}
+
+TEST(SdkAccess, ARoleIsHeldOnlyWhenNamedExactly) {
+  gameverse::sdk::Principal ada{"ada", "s1", {"player", "moderator"}};
+  EXPECT_TRUE(gameverse::sdk::has_role(ada, "moderator"));
+  EXPECT_FALSE(gameverse::sdk::has_role(ada, "admin"));
+  EXPECT_FALSE(gameverse::sdk::has_role(ada, "mod"));
+  EXPECT_FALSE(gameverse::sdk::meets_role(ada, "admin"));
+  EXPECT_TRUE(gameverse::sdk::meets_role(ada, "moderator"));
+  const gameverse::sdk::Principal operator_{"operator", "", {"operator"}};
+  EXPECT_TRUE(gameverse::sdk::meets_role(operator_, "admin"))
+      << "the gate lets the operator through every policy";
+  EXPECT_FALSE(gameverse::sdk::has_role(operator_, "admin"));
+}

@@ -182,6 +182,7 @@ class ResourcesPlugin final : public sdk::Plugin {
         max_watchers_per_caller_(static_cast<size_t>(init.host.config_int("max_watchers_per_caller"))),
         max_watchers_per_address_(static_cast<size_t>(init.host.config_int("max_watchers_per_address"))),
         holders_timeout_(init.host.config_int("holders_timeout_ms")),
+        trusted_plugins_(init.host.config_string("trusted_plugins")),
         published_(init.host.counter("gameverse_resources_publishes_total", "Catalog publishes, by outcome",
                                      {"outcome"})),
         version_gauge_(
@@ -265,6 +266,9 @@ class ResourcesPlugin final : public sdk::Plugin {
     b.config_int("holders_timeout_ms", 5000,
                  "How long to wait for the inventory's answer on who holds an item",
                  sdk::between(100, 60000));
+    b.config_string(
+        "trusted_plugins", "",
+        "Plugins that may publish a catalog with their own trust, comma-separated (admins always may)");
   }
 
   sdk::Status get_catalog(sdk::CallContext&, const pb::GetCatalogRequest& request,
@@ -489,8 +493,18 @@ class ResourcesPlugin final : public sdk::Plugin {
 
   sdk::Status publish(sdk::CallContext& call, const pb::PublishRequest& request,
                       pb::PublishResponse& response) {
+    // The gate lets admins in; a plugin calling with its own trust passed no gate and must be listed.
+    const sdk::Principal caller = call.principal();
+    const std::string_view plugin = trusted_plugins_.trusted_caller(call);
+    if (!sdk::meets_role(caller, "admin") && plugin.empty()) {
+      return {sdk::StatusCode::kPermissionDenied,
+              call.plugin_with_own_trust().empty()
+                  ? "publishing a catalog needs the role 'admin'"
+                  : "plugin '" + std::string(call.plugin_with_own_trust()) +
+                        "' publishes with its own trust but is not in resource-manager's trusted_plugins"};
+    }
     try {
-      const std::string actor = call.principal().user_id;
+      const std::string actor = plugin.empty() ? caller.user_id : "plugin:" + std::string(plugin);
       const PublishOutcome outcome = service_.publish(
           request_of(request), [this](const std::vector<std::string>& ids) { return held(ids); }, actor);
       response.set_version(outcome.version);
@@ -764,6 +778,7 @@ class ResourcesPlugin final : public sdk::Plugin {
   const size_t max_watchers_per_caller_;
   const size_t max_watchers_per_address_;
   const std::chrono::milliseconds holders_timeout_;
+  const sdk::TrustedPlugins trusted_plugins_;
   sdk::Metric published_;
   sdk::Metric version_gauge_;
   sdk::Metric watchers_gauge_;

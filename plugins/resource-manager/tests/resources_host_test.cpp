@@ -18,6 +18,7 @@
 #include "eventually.hpp"
 
 #include "gameverse/auth/v1/auth.grpc.pb.h"
+#include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "gameverse/resources/v1/resources.grpc.pb.h"
 #include "host_process.hpp"
 #include "test_servers.hpp"
@@ -408,6 +409,37 @@ TEST_P(ResourcesThroughTheHost, APlayerReadsButCannotPublish) {
   grpc::ClientContext anonymous;
   EXPECT_EQ(resources_->LookupDefinitions(&anonymous, read, &answer).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+}
+
+// A plugin calling Publish with its own trust passed no gate: the handler lets it publish only when
+// resource-manager's trusted_plugins names it.
+TEST_P(ResourcesThroughTheHost, APluginPublishesWithItsOwnTrustOnlyWhenTrusted) {
+  const std::string probe =
+      "[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n";
+  auto relay_publish = [&](const pb::PublishRequest& publish) {
+    auto stub = gameverse::platformprobe::v1::PlatformProbe::NewStub(host_->channel());
+    grpc::ClientContext context;
+    gameverse::platformprobe::v1::RelayRequest request;
+    request.set_method("/gameverse.resources.v1.Resources/Publish");
+    request.set_request(publish.SerializeAsString());
+    request.set_as_plugin(true);
+    gameverse::platformprobe::v1::RelayReply reply;
+    return stub->RelayBlocking(&context, request, &reply);
+  };
+  start("", probe);
+  const grpc::Status refused = relay_publish(adding({item(id("minted"))}));
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(refused.error_message(),
+            "plugin 'platform-probe' publishes with its own trust but is not in resource-manager's "
+            "trusted_plugins");
+  EXPECT_EQ(lookup({id("minted")}).items_size(), 0);
+
+  host_.reset();
+  plugin_config_ = "trusted_plugins = \"shop, platform-probe\"\n";
+  start("", probe);
+  const grpc::Status published = relay_publish(adding({item(id("minted"))}));
+  ASSERT_TRUE(published.ok()) << published.error_message();
+  EXPECT_EQ(lookup({id("minted")}).items_size(), 1);
 }
 
 // One account holds at most max_watchers_per_caller catalog watches on a host; a closed one frees

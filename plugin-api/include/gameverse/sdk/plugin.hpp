@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "gameverse/sdk/access.hpp"
 #include "gameverse/sdk/builder.hpp"
 #include "gameverse/sdk/call.hpp"
 #include "gameverse/sdk/host.hpp"
