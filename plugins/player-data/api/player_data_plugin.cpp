@@ -234,7 +234,7 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .blocking("GetStats", &PlayerDataPlugin::get_stats, sdk::kAuthenticated);
     b.collection("profiles")
         .collection("names")
-        .collection("slots")
+        .collection("save_slots")
         .collection("usage")
         .collection("stats")
         .collection("name_index");

@@ -105,7 +105,10 @@ struct Slot {
   std::string name;
   std::string data;
   int64_t size_bytes = 0;
+  // Taken from the player's slot counter (Usage::last_slot_version): it never repeats for a
+  // player, so a version read before a delete never matches the slot created after it.
   int64_t version = 0;
+  int64_t record_version = 0;  // the store's, what the write of this slot is conditioned on
   int64_t updated_unix_ms = 0;
 };
 
@@ -118,6 +121,7 @@ struct SlotPage {
 struct Usage {
   int64_t slot_count = 0;
   int64_t total_bytes = 0;
+  int64_t last_slot_version = 0;  // the last version given to any of the player's slots; only grows
   int64_t version = 0;
 };
 

@@ -364,12 +364,16 @@ Slot PlayerDataService::write_slot(const Caller& caller, const SlotWrite& write)
           "data: a player's save slots hold at most " + std::to_string(limits_.max_slot_bytes_per_player) +
               " bytes (max_slot_bytes_per_player); this write makes " + std::to_string(after.total_bytes));
     }
+    // A new version from the player's counter, in the batch that writes the slot: a slot deleted and
+    // created again does not start over at 1, so a stale expected_version cannot match it.
+    after.last_slot_version = std::max(before.last_slot_version, current ? current->version : 0) + 1;
     Slot slot;
     slot.player_id = id;
     slot.name = write.name;
     slot.data = write.data;
     slot.size_bytes = static_cast<int64_t>(write.data.size());
-    slot.version = slots_.write(slot, current ? current->version : 0, before, after);
+    slot.version = after.last_slot_version;
+    slots_.write(slot, current ? current->record_version : 0, before, after);
     slot.updated_unix_ms = now_();
     return slot;
   });
@@ -396,7 +400,7 @@ void PlayerDataService::delete_slot(const Caller& caller, const std::string& nam
     Usage after = before;
     after.slot_count = std::max<int64_t>(0, after.slot_count - 1);
     after.total_bytes = std::max<int64_t>(0, after.total_bytes - current->size_bytes);
-    slots_.erase(id, name, current->version, before, after);
+    slots_.erase(id, name, current->record_version, before, after);
     return 0;
   });
 }

@@ -28,10 +28,11 @@ class Slots {
   virtual std::optional<Slot> slot(const std::string& player_id, const std::string& name) = 0;
   virtual SlotPage list(const std::string& player_id, const std::string& cursor, int64_t limit) = 0;
   virtual Usage usage(const std::string& player_id) = 0;
-  // Puts the slot over `expected_version` (0: create only) and `after` over `before.version`.
-  virtual int64_t write(const Slot& slot, int64_t expected_version, const Usage& before,
-                        const Usage& after) = 0;
-  virtual void erase(const std::string& player_id, const std::string& name, int64_t version,
+  // Puts the slot (with its version, slot.version) over the stored record's `expected_record_version`
+  // (0: create only) and `after` over `before.version`.
+  virtual void write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+                     const Usage& after) = 0;
+  virtual void erase(const std::string& player_id, const std::string& name, int64_t record_version,
                      const Usage& before, const Usage& after) = 0;
 };
 

@@ -11,7 +11,7 @@ namespace stored = records::v1;
 constexpr const char* kProfiles = "profiles";
 constexpr const char* kNames = "names";
 constexpr const char* kNameIndex = "name_index";
-constexpr const char* kSlots = "slots";
+constexpr const char* kSlots = "save_slots";
 constexpr const char* kUsage = "usage";
 constexpr const char* kStats = "stats";
 
@@ -125,15 +125,16 @@ NamePage StoreProfiles::names(const std::string& key_prefix, const std::string& 
 }
 
 std::optional<Slot> StoreSlots::slot(const std::string& player_id, const std::string& name) {
-  auto object = store_.get(kSlots, slot_key(player_id, name));
-  if (!object) return std::nullopt;
+  auto record = store_.get<stored::SlotRecord>(kSlots, slot_key(player_id, name));
+  if (!record) return std::nullopt;
   Slot s;
   s.player_id = player_id;
   s.name = name;
-  s.size_bytes = static_cast<int64_t>(object->value.size());
-  s.data = std::move(object->value);
-  s.version = object->version;
-  s.updated_unix_ms = object->updated_unix_ms;
+  s.size_bytes = static_cast<int64_t>(record->value.data().size());
+  s.data = std::move(*record->value.mutable_data());
+  s.version = record->value.version();
+  s.record_version = record->version;
+  s.updated_unix_ms = record->updated_unix_ms;
   return s;
 }
 
@@ -143,15 +144,16 @@ SlotPage StoreSlots::list(const std::string& player_id, const std::string& curso
   query.key_prefix = player_id + "/";
   query.cursor = cursor;
   query.limit = static_cast<uint32_t>(limit);
-  sdk::Store::Page page = store_.list(query);
+  auto page = store_.list<stored::SlotRecord>(query);
   SlotPage out;
-  for (const auto& object : page.objects) {
+  for (const auto& record : page.records) {
     Slot s;
     s.player_id = player_id;
-    s.name = object.key.substr(query.key_prefix.size());
-    s.size_bytes = static_cast<int64_t>(object.value.size());
-    s.version = object.version;
-    s.updated_unix_ms = object.updated_unix_ms;
+    s.name = record.key.substr(query.key_prefix.size());
+    s.size_bytes = static_cast<int64_t>(record.value.data().size());
+    s.version = record.value.version();
+    s.record_version = record.version;
+    s.updated_unix_ms = record.updated_unix_ms;
     out.slots.push_back(std::move(s));
   }
   out.next_cursor = std::move(page.next_cursor);
@@ -161,7 +163,8 @@ SlotPage StoreSlots::list(const std::string& player_id, const std::string& curso
 Usage StoreSlots::usage(const std::string& player_id) {
   auto record = store_.get<stored::UsageRecord>(kUsage, player_id);
   if (!record) return {};
-  return {record->value.slot_count(), record->value.total_bytes(), record->version};
+  return {record->value.slot_count(), record->value.total_bytes(), record->value.last_slot_version(),
+          record->version};
 }
 
 namespace {
@@ -169,22 +172,26 @@ stored::UsageRecord usage_record(const Usage& u) {
   stored::UsageRecord r;
   r.set_slot_count(u.slot_count);
   r.set_total_bytes(u.total_bytes);
+  r.set_last_slot_version(u.last_slot_version);
   return r;
 }
 }  // namespace
 
-int64_t StoreSlots::write(const Slot& slot, int64_t expected_version, const Usage& before,
-                          const Usage& after) {
+void StoreSlots::write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+                       const Usage& after) {
+  stored::SlotRecord record;
+  record.set_version(slot.version);
+  record.set_data(slot.data);
   sdk::Store::Batch batch;
-  batch.put(kSlots, slot_key(slot.player_id, slot.name), slot.data, expected_version, slot.player_id);
+  batch.put(kSlots, slot_key(slot.player_id, slot.name), record, expected_record_version, slot.player_id);
   batch.put(kUsage, slot.player_id, usage_record(after), before.version, slot.player_id);
-  return commit(store_, batch).at(0);
+  commit(store_, batch);
 }
 
-void StoreSlots::erase(const std::string& player_id, const std::string& name, int64_t version,
+void StoreSlots::erase(const std::string& player_id, const std::string& name, int64_t record_version,
                        const Usage& before, const Usage& after) {
   sdk::Store::Batch batch;
-  batch.erase(kSlots, slot_key(player_id, name), version);
+  batch.erase(kSlots, slot_key(player_id, name), record_version);
   batch.put(kUsage, player_id, usage_record(after), before.version, player_id);
   commit(store_, batch);
 }

@@ -3,8 +3,9 @@
 //   profiles/<player id>          ProfileRecord   owner: the player
 //   names/<name key>              NameRecord      created only: a name is held once
 //   name_index/<search key>       NameRecord      what ListPlayers pages through by prefix
-//   slots/<player id>/<slot>      the slot's bytes as the player wrote them   owner: the player
-//   usage/<player id>             UsageRecord     in the batch of every slot write and delete
+//   save_slots/<player id>/<slot> SlotRecord      the slot's version and bytes   owner: the player
+//   usage/<player id>             UsageRecord     in the batch of every slot write and delete; its
+//                                                 slot counter gives every slot write its version
 //   stats/<player id>             StatsRecord     owner: the player
 // Write counts live in the host's cache: writes/<player id>, one window a key.
 // The store's ABORTED and ALREADY_EXISTS on a write become WriteConflict: the service reads again.
@@ -34,7 +35,8 @@ class StoreSlots final : public Slots {
   std::optional<Slot> slot(const std::string& player_id, const std::string& name) override;
   SlotPage list(const std::string& player_id, const std::string& cursor, int64_t limit) override;
   Usage usage(const std::string& player_id) override;
-  int64_t write(const Slot& slot, int64_t expected_version, const Usage& before, const Usage& after) override;
+  void write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+             const Usage& after) override;
   void erase(const std::string& player_id, const std::string& name, int64_t version, const Usage& before,
              const Usage& after) override;
 

@@ -83,26 +83,28 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
     auto it = usage_.find(player_id);
     return it == usage_.end() ? Usage{} : it->second;
   }
-  int64_t write(const Slot& slot, int64_t expected_version, const Usage& before,
-                const Usage& after) override {
+  void write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+             const Usage& after) override {
     std::lock_guard lock(mu_);
     const std::string key = slot.player_id + "/" + slot.name;
     auto it = slots_.find(key);
-    const int64_t current = it == slots_.end() ? 0 : it->second.version;
-    if (current != expected_version) throw WriteConflict("slot version moved");
+    // The store's versions start at 1 again after a delete; the slot's own version is the caller's.
+    const int64_t current = it == slots_.end() ? 0 : it->second.record_version;
+    if (current != expected_record_version) throw WriteConflict("slot version moved");
     check_usage(slot.player_id, before);
     Slot stored = slot;
-    stored.version = current + 1;
+    stored.record_version = current + 1;
     slots_[key] = stored;
     put_usage(slot.player_id, after);
     ++writes;
-    return stored.version;
   }
-  void erase(const std::string& player_id, const std::string& name, int64_t version, const Usage& before,
-             const Usage& after) override {
+  void erase(const std::string& player_id, const std::string& name, int64_t record_version,
+             const Usage& before, const Usage& after) override {
     std::lock_guard lock(mu_);
     auto it = slots_.find(player_id + "/" + name);
-    if (it == slots_.end() || it->second.version != version) throw WriteConflict("slot version moved");
+    if (it == slots_.end() || it->second.record_version != record_version) {
+      throw WriteConflict("slot version moved");
+    }
     check_usage(player_id, before);
     slots_.erase(it);
     put_usage(player_id, after);

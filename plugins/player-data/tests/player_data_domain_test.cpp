@@ -374,6 +374,28 @@ TEST_F(PlayerDataDomain, SlotsWriteOverTheirVersionAndAStaleOneChangesNothing) {
   EXPECT_EQ(usage.total_bytes, 0);
 }
 
+TEST_F(PlayerDataDomain, ASlotDeletedAndCreatedAgainNeverTakesBackAnOldVersion) {
+  // Device A reads version 1; device B deletes the slot and creates it again; A's write over the
+  // version it read must not replace B's new slot.
+  const Slot read_by_a = service_.write_slot(ada_, {"main", "first", 0});
+  service_.delete_slot(ada_, "main", read_by_a.version);
+  const Slot recreated = service_.write_slot(ada_, {"main", "from B", 0});
+  EXPECT_NE(recreated.version, read_by_a.version);
+  expect_error(
+      [&] {
+        service_.write_slot(ada_, {"main", "stale from A", read_by_a.version});
+      },
+      K::kAborted,
+      "expected_version: save slot 'main' is at version " + std::to_string(recreated.version) +
+          ", not 1; nothing was written");
+  expect_error([&] { service_.delete_slot(ada_, "main", read_by_a.version); }, K::kAborted,
+               "expected_version: save slot 'main' is at version " + std::to_string(recreated.version) +
+                   ", not 1; nothing was deleted");
+  EXPECT_EQ(service_.slot(ada_, "", "main").data, "from B");
+  // Versions grow per player, across slots too: no version is ever given twice.
+  EXPECT_GT(service_.write_slot(ada_, {"other", "x", 0}).version, recreated.version);
+}
+
 TEST_F(PlayerDataDomain, SlotQuotasHoldOnCountAndBytes) {
   service_.write_slot(ada_, {"a", std::string(100, 'a'), 0});
   service_.write_slot(ada_, {"b", std::string(100, 'b'), 0});

@@ -365,6 +365,28 @@ TEST_P(PlayerDataThroughTheHost, AStaleVersionIsAbortedAndChangesNothing) {
   EXPECT_EQ(read.data(), "two");
   EXPECT_EQ(read.version(), 2);
   EXPECT_EQ(slots(ada).total_bytes(), 3);
+
+  // Deleted and created again (another device), the slot does not start over at a version a
+  // stale device still holds.
+  {
+    pb::DeleteSlotRequest request;
+    request.set_name("main");
+    request.set_expected_version(2);
+    pb::DeleteSlotReply reply;
+    ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::DeleteSlot, request, &reply).ok());
+  }
+  pb::Slot recreated;
+  ASSERT_TRUE(write_slot(ada, "main", "from another device", 0, &recreated).ok());
+  EXPECT_EQ(recreated.version(), 3);
+  for (int64_t old_version : {1, 2}) {
+    stale = write_slot(ada, "main", "stale", old_version);
+    EXPECT_EQ(stale.error_code(), grpc::StatusCode::ABORTED);
+    EXPECT_EQ(stale.error_message(), "expected_version: save slot 'main' is at version 3, not " +
+                                         std::to_string(old_version) + "; nothing was written");
+  }
+  ASSERT_TRUE(get_slot(ada, "", "main", &read).ok());
+  EXPECT_EQ(read.data(), "from another device");
+  EXPECT_EQ(read.version(), 3);
 }
 
 TEST_P(PlayerDataThroughTheHost, ConcurrentSlotWritesCannotPassTheQuota) {
