@@ -244,9 +244,10 @@ class PlayerDataPlugin final : public sdk::Plugin {
                     "Least time between two changes of a player's display name, in seconds (0: none)",
                     sdk::between(0, 366 * 86400))
         .config_string("reserved_names",
-                       "admin,administrator,moderator,mod,operator,gameverse,system,support,staff,gm",
+                       "admin,administrator,moderator,mod,operator,gameverse,system,support,staff,gm,"
+                       "gamemaster,official",
                        "Comma-separated display names nobody may claim, compared as names are (case and "
-                       "look-alikes folded)")
+                       "look-alikes folded), as the whole name and as any word of it")
         .config_int("max_avatar_bytes", 256, "Longest avatar URL, in bytes", sdk::between(16, 2048))
         .config_int("max_metadata_fields", 32, "Metadata fields a profile may have", sdk::between(1, 1000))
         .config_int("max_metadata_key_bytes", 64, "Longest metadata key, in bytes", sdk::between(1, 256))

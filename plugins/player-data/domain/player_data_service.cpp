@@ -59,6 +59,7 @@ Profile public_view(const Profile& profile) {
 PlayerDataService::PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats,
                                      Clock now_unix_ms, ConflictObserver on_conflict, WriteCounter* writes)
     : limits_(std::move(limits)),
+      reserved_keys_(reserved_keys(limits_.reserved_names)),
       profiles_(profiles),
       slots_(slots),
       stats_(stats),
@@ -155,7 +156,7 @@ Profile PlayerDataService::profile(const Caller& caller, const std::string& play
 Profile PlayerDataService::set_display_name(const Caller& caller, const std::string& display_name) {
   const std::string id = subject(caller, "", false, "");
   const FoldedName name = fold_display_name(display_name, limits_, "display_name");
-  if (is_reserved(name.key, limits_)) {
+  if (is_reserved(name, reserved_keys_)) {
     throw PlayerDataError(K::kInvalidArgument, "display_name: " + quoted(name.display) +
                                                    " is reserved (or looks like a reserved name)");
   }

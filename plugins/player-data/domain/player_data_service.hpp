@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,7 @@ class PlayerDataService {
   int64_t page_size(int64_t requested, const char* field) const;
 
   Limits limits_;
+  std::set<std::string> reserved_keys_;  // of limits_.reserved_names
   Profiles& profiles_;
   Slots& slots_;
   Stats& stats_;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <limits>
+#include <set>
 #include <thread>
 
 #include "domain/names.hpp"
@@ -100,8 +101,8 @@ TEST(PlayerDataNames, LettersAndDigitsOfAnyScriptWithSingleSeparatorsBetween) {
                "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
                "'-' between them; U+003C at character 2 is none of them");
   expect_error([&] { fold_display_name("ad\u200dmin", l, "display_name"); }, K::kInvalidArgument,
-               "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
-               "'-' between them; U+200D at character 3 is none of them");
+               "display_name: U+200D at character 3 is invisible; a display name has only characters that "
+               "show");
   expect_error([&] { fold_display_name(std::string("ab\0c", 4), l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
                "'-' between them; U+0000 at character 3 is none of them");
@@ -120,13 +121,43 @@ TEST(PlayerDataNames, MixedScriptsThatLookAlikeAreRefused) {
   const std::string mixed =
       "display_name: a display name is written in one script (Latin may go with Han, Hiragana, Katakana or "
       "Hangul); this one mixes scripts whose letters look alike, such as Latin with Cyrillic or Greek";
-  // U+0430 CYRILLIC SMALL LETTER A, U+0391 GREEK CAPITAL LETTER ALPHA, U+13AA CHEROKEE LETTER GO.
-  for (const char* spoof :
-       {"\u0430dmin", "\u0391dmin", "\u13AAdmin", "Ada \u0421\u0435\u0440\u0433\u0435\u0439"}) {
+  // U+0430 CYRILLIC SMALL LETTER A, U+0391 GREEK CAPITAL LETTER ALPHA. (Cherokee, U+13AA, is not
+  // among the characters recommended for names at all.)
+  for (const char* spoof : {"\u0430dmin", "\u0391dmin", "Ada \u0421\u0435\u0440\u0433\u0435\u0439"}) {
     expect_error([&] { fold_display_name(spoof, l, "display_name"); }, K::kInvalidArgument, mixed);
   }
   expect_error([&] { fold_display_name("ab\u0663\u0031", l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has digits of one number system only");
+}
+
+TEST(PlayerDataNames, InvisibleAndNonRecommendedCharactersAreRefused) {
+  Limits l;
+  // Hangul fillers are letters to Unicode's categories but show nothing.
+  for (const auto& [filler, code] : std::vector<std::pair<std::string, std::string>>{
+           {"\u3164", "U+3164"}, {"\uffa0", "U+FFA0"}, {"\u115f", "U+115F"}, {"\u1160", "U+1160"}}) {
+    for (const std::string& name : {filler + filler + filler, "Bob " + filler, filler + " Bob"}) {
+      try {
+        fold_display_name(name, l, "display_name");
+        ADD_FAILURE() << "accepted " << code << " in '" << name << "'";
+      } catch (const PlayerDataError& e) {
+        EXPECT_EQ(e.kind(), K::kInvalidArgument);
+        EXPECT_TRUE(std::string(e.what()).starts_with("display_name: " + code)) << e.what();
+      }
+    }
+  }
+  // Small capitals and Lisu look like Latin capitals and are not recommended for identifiers.
+  expect_error([&] { fold_display_name("\u1d00\u1d05\u028d\u026a\u0274", l, "display_name"); },
+               K::kInvalidArgument,
+               "display_name: U+1D00 at character 1 is not among the characters Unicode recommends for "
+               "names (UTS #39 identifier characters: no look-alike, obsolete or technical forms)");
+  expect_error([&] { fold_display_name("\ua4ee\ua4d3\ua4df\ua4f2\ua4e0", l, "display_name"); },
+               K::kInvalidArgument,
+               "display_name: U+A4EE at character 1 is not among the characters Unicode recommends for "
+               "names (UTS #39 identifier characters: no look-alike, obsolete or technical forms)");
+  // Letters of living scripts still pass.
+  for (const char* ok : {"Zo\u00eb", "\u5c71\u7530 \u592a\u90ce", "\u0410\u043d\u044f", "Ada_1"}) {
+    EXPECT_NO_THROW(fold_display_name(ok, l, "display_name")) << ok;
+  }
 }
 
 TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
@@ -147,13 +178,49 @@ TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
   EXPECT_EQ(name_key("Ada Lovelace"), name_key("ada_lovelace"));
   EXPECT_EQ(name_key("B0B"), name_key("bob"));
   EXPECT_EQ(name_key("Mi5"), name_key("mls"));
+  // Capitals have look-alikes of their own, which folding case first would take apart.
+  for (const auto& [latin, other] : std::vector<std::pair<std::string, std::string>>{
+           {"MAX", "\u041c\u0410\u0425"},                          // Cyrillic МАХ
+           {"TOM", "\u0422\u041e\u041c"},                          // ТОМ
+           {"BOT", "\u0412\u041e\u0422"},                          // ВОТ
+           {"KEK", "\u041a\u0415\u041a"},                          // КЕК
+           {"ABC", "\u0410\u0412\u0421"},                          // АВС
+           {"HOT", "\u041d\u041e\u0422"},                          // НОТ
+           {"EXO", "\u0395\u03a7\u039f"},                          // Greek ΕΧΟ
+           {"ADMIN", "\ua4ee\ua4d3\ua4df\ua4f2\ua4e0"},            // Lisu ꓮꓓꓟꓲꓠ
+           {"SYSTEM", "\ua4e2\ua4ec\ua4e2\ua4d4\ua4f0\ua4df"}}) {  // Lisu ꓢꓬꓢꓔꓰꓟ
+    EXPECT_EQ(name_key(other), name_key(latin)) << latin;
+    EXPECT_EQ(name_key(other), name_key(latin.substr(0, 1) +
+                                        [&] {
+                                          std::string lower = latin.substr(1);
+                                          for (char& c : lower) c = static_cast<char>(c - 'A' + 'a');
+                                          return lower;
+                                        }()))
+        << latin;
+  }
 
   Limits l;
-  l.reserved_names = {"Admin", "gm"};
-  EXPECT_TRUE(is_reserved(fold_display_name("ADM1N", l, "display_name").key, l));
-  EXPECT_TRUE(is_reserved(fold_display_name("\uff41\uff44\uff4d\uff49\uff4e", l, "display_name").key, l));
-  EXPECT_FALSE(is_reserved(fold_display_name("admins", l, "display_name").key, l));
-  EXPECT_TRUE(is_reserved(name_key("GM"), l));
+  // Whole-script capitals are one script each, so they pass the mixed-script check; the key
+  // catches them.
+  EXPECT_EQ(fold_display_name("\u041c\u0410\u0425", l, "display_name").key,
+            fold_display_name("max", l, "display_name").key);
+  l.min_display_name_chars = 2;
+  l.reserved_names = {"Admin", "gm", "Official", "support"};
+  const std::set<std::string> reserved = reserved_keys(l.reserved_names);
+  const auto is_reserved_name = [&](const std::string& name) {
+    return is_reserved(fold_display_name(name, l, "display_name"), reserved);
+  };
+  EXPECT_TRUE(is_reserved_name("ADM1N"));
+  EXPECT_TRUE(is_reserved_name("\uff41\uff44\uff4d\uff49\uff4e"));
+  EXPECT_TRUE(is_reserved_name("GM"));
+  // Any word of a name: "Admin Team", "GM_Sarah", "Official Support".
+  EXPECT_TRUE(is_reserved_name("Admin Team"));
+  EXPECT_TRUE(is_reserved_name("GM_Sarah"));
+  EXPECT_TRUE(is_reserved_name("Official Support"));
+  EXPECT_TRUE(is_reserved_name("Sarah-gm"));
+  EXPECT_FALSE(is_reserved_name("admins"));
+  EXPECT_FALSE(is_reserved_name("Badminton"));
+  EXPECT_FALSE(is_reserved_name("Gemma Smith"));
 
   EXPECT_EQ(prefix_key("Ad", l, "prefix"), "ad");
   EXPECT_EQ(prefix_key("\uff21\uff24 L", l, "prefix"), "ad_l");
