@@ -115,6 +115,7 @@ pd::Limits limits_from(const sdk::Host& host) {
   l.max_slot_bytes = host.config_int("max_slot_bytes");
   l.max_slot_bytes_per_player = host.config_int("max_slot_bytes_per_player");
   l.max_stats_per_player = host.config_int("max_stats_per_player");
+  l.max_player_writable_stats = host.config_int("max_player_writable_stats");
   l.max_stats_per_request = host.config_int("max_stats_per_request");
   l.max_page_size = host.config_int("max_page_size");
   l.max_write_attempts = host.config_int("max_write_attempts");
@@ -262,7 +263,12 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .config_int("max_slot_bytes_per_player", 1024 * 1024,
                     "Bytes of all of a player's save slots together",
                     sdk::between(int64_t{1}, int64_t{1} << 40))
-        .config_int("max_stats_per_player", 256, "Stats a player may have", sdk::between(1, 10000))
+        .config_int("max_stats_per_player", 256,
+                    "Stats a player may have that admins and trusted plugins write", sdk::between(1, 10000))
+        .config_int("max_player_writable_stats", 64,
+                    "Stats a player may have that player_writable_stats lists (bounded apart, so that "
+                    "players cannot use up max_stats_per_player)",
+                    sdk::between(1, 10000))
         .config_int("max_stats_per_request", 64, "Stats one UpdateStats or GetStats call may name",
                     sdk::between(1, 1000))
         .config_int("max_page_size", 100, "Largest page of ListPlayers and ListSlots", sdk::between(1, 1000))

@@ -56,7 +56,11 @@ struct Limits {
   int64_t max_slots_per_player = 10;
   int64_t max_slot_bytes = 256 * 1024;
   int64_t max_slot_bytes_per_player = 1024 * 1024;
+  // Stats a player has that admins and trusted plugins write (those player_writable_stats does not
+  // list), and, bounded apart so that a player filling theirs blocks no other writer, the stats
+  // player_writable_stats lists.
   int64_t max_stats_per_player = 256;
+  int64_t max_player_writable_stats = 64;
   int64_t max_stats_per_request = 64;
   int64_t max_page_size = 100;
   int64_t max_write_attempts = 64;  // optimistic tries before ABORTED

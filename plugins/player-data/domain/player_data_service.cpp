@@ -441,12 +441,29 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
                             "updates[" + std::to_string(i) + "].increment of " + quoted(change.name));
       }
     }
-    if (static_cast<int64_t>(after.values.size()) > limits_.max_stats_per_player &&
-        after.values.size() > before.values.size()) {
-      throw PlayerDataError(K::kResourceExhausted, "updates: a player has at most " +
-                                                       std::to_string(limits_.max_stats_per_player) +
-                                                       " stats (max_stats_per_player); this makes " +
-                                                       std::to_string(after.values.size()));
+    // Two bounds: what players write themselves cannot use up the room of what admins and trusted
+    // plugins write about them.
+    const auto writable = [&](const StatSheet& sheet) {
+      return std::count_if(sheet.values.begin(), sheet.values.end(),
+                           [&](const auto& stat) { return player_writable(stat.first, limits_); });
+    };
+    const int64_t writable_before = writable(before), writable_after = writable(after);
+    const int64_t others_before = static_cast<int64_t>(before.values.size()) - writable_before;
+    const int64_t others_after = static_cast<int64_t>(after.values.size()) - writable_after;
+    if (writable_after > limits_.max_player_writable_stats && writable_after > writable_before) {
+      throw PlayerDataError(K::kResourceExhausted,
+                            "updates: a player has at most " +
+                                std::to_string(limits_.max_player_writable_stats) +
+                                " stats that player_writable_stats lists (max_player_writable_stats); this "
+                                "makes " +
+                                std::to_string(writable_after));
+    }
+    if (others_after > limits_.max_stats_per_player && others_after > others_before) {
+      throw PlayerDataError(K::kResourceExhausted,
+                            "updates: a player has at most " + std::to_string(limits_.max_stats_per_player) +
+                                " stats written by admins and trusted plugins (max_stats_per_player); this "
+                                "makes " +
+                                std::to_string(others_after));
     }
     after.version = stats_.save(id, before, after);
     return after;

@@ -47,6 +47,7 @@ class PlayerDataDomain : public ::testing::Test {
     l.max_metadata_fields = 4;
     l.max_metadata_bytes = 64;
     l.max_stats_per_player = 5;
+    l.max_player_writable_stats = 5;
     l.max_stats_per_request = 4;
     l.max_page_size = 10;
     l.max_write_attempts = 1000;
@@ -559,7 +560,9 @@ TEST_F(PlayerDataDomain, StatsIncrementAndSetWithoutWrappingAndConcurrentIncreme
       [&] {
         service_.update_stats(ada_, "", {{"f", StatChange::Kind::kSet, 1}});
       },
-      K::kResourceExhausted, "updates: a player has at most 5 stats (max_stats_per_player); this makes 6");
+      K::kResourceExhausted,
+      "updates: a player has at most 5 stats that player_writable_stats lists (max_player_writable_stats); "
+      "this makes 6");
 
   constexpr int kThreads = 8, kEach = 200;
   std::vector<std::thread> threads;
@@ -686,6 +689,34 @@ TEST(PlayerDataStatsAccess, AdminsAndTrustedPluginsWriteStatsPlayersOnlyTheListe
       service.update_stats(granter, "ada", {{"kills", StatChange::Kind::kIncrement, 3}}).values.at("kills"),
       5);
   EXPECT_EQ(service.stats(granter, "ada", {"kills"}).values.at("kills"), 5);
+  {
+    // A player filling the stats they may write leaves the room of admins and trusted plugins.
+    testing::InMemoryStore own_store;
+    Limits small = limits;
+    small.player_writable_stats = {"custom.*"};
+    small.max_player_writable_stats = 3;
+    small.max_stats_per_player = 2;
+    PlayerDataService capped(small, own_store, own_store, own_store, [] { return int64_t{1}; });
+    for (int i = 0; i < 3; ++i) {
+      capped.update_stats(ada, "", {{"custom." + std::to_string(i), StatChange::Kind::kSet, 1}});
+    }
+    expect_error(
+        [&] {
+          capped.update_stats(ada, "", {{"custom.x", StatChange::Kind::kSet, 1}});
+        },
+        K::kResourceExhausted,
+        "updates: a player has at most 3 stats that player_writable_stats lists (max_player_writable_stats); "
+        "this makes 4");
+    EXPECT_EQ(capped.update_stats(admin, "ada", {{"kills", StatChange::Kind::kSet, 1}}).values.size(), 4u);
+    EXPECT_EQ(capped.update_stats(granter, "ada", {{"wins", StatChange::Kind::kSet, 1}}).values.size(), 5u);
+    expect_error(
+        [&] {
+          capped.update_stats(granter, "ada", {{"losses", StatChange::Kind::kSet, 1}});
+        },
+        K::kResourceExhausted,
+        "updates: a player has at most 2 stats written by admins and trusted plugins (max_stats_per_player); "
+        "this makes 3");
+  }
   EXPECT_EQ(service.stats(ada, "", {"kills"}).values.at("kills"), 5);
   EXPECT_EQ(service.stats(mod, "ada", {"kills"}).values.at("kills"), 5);
   expect_error([&] { service.stats(bob, "ada", {}); }, K::kPermissionDenied,
