@@ -52,7 +52,7 @@ Profile public_view(const Profile& profile) {
     if (field.visibility == Visibility::kPublic) out.metadata.emplace(key, field);
   }
   out.created_unix_ms = profile.created_unix_ms;
-  out.version = profile.version;
+  // No version: it moves with every private change too, which would tell others when they happen.
   return out;
 }
 

@@ -339,6 +339,8 @@ TEST_F(PlayerDataDomain, OthersSeePublicFieldsOnlyAndChangeNothing) {
   ASSERT_EQ(seen.metadata.size(), 1u);
   EXPECT_EQ(seen.metadata.at("bio").value, "hello");
   EXPECT_EQ(seen.avatar.value, "knight");
+  // A private change moves the version; others must not see it move.
+  EXPECT_EQ(seen.version, 0) << "the public view tells when private fields change";
   EXPECT_EQ(service_.profile(mod_, "ada").metadata.size(), 2u) << "a moderator reads everything";
   expect_error([&] { service_.profile(bob_, "nobody"); }, K::kNotFound,
                "player_id: no profile for player 'nobody'");
