@@ -227,9 +227,7 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
                                                      " bytes (max_metadata_value_bytes), not " +
                                                      std::to_string(field.value.size()));
     }
-    if (!valid_utf8(field.value)) {
-      throw PlayerDataError(K::kInvalidArgument, at + ".value: not UTF-8");
-    }
+    check_plain_text(field.value, at + ".value");
   }
   for (size_t i = 0; i < change.remove_metadata.size(); ++i) {
     check_token(change.remove_metadata[i], limits_.max_metadata_key_bytes,

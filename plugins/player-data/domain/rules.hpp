@@ -28,6 +28,10 @@ void check_token(std::string_view value, int64_t max_bytes, std::string_view fie
 
 bool valid_utf8(std::string_view text);
 
+// UTF-8 without control (Cc) or format (Cf) characters: no line breaks, bidi overrides that turn
+// text around, or zero-width characters that hide in it.
+void check_plain_text(std::string_view text, std::string_view field);
+
 // a + b, or kOutOfRange naming `field` when it leaves int64.
 int64_t checked_add(int64_t a, int64_t b, std::string_view field);
 

@@ -277,6 +277,18 @@ TEST(PlayerDataRules, AvatarsIdsTokensUtf8AndInt64Edges) {
   expect_error([&] { check_token("../x", 64, "name"); }, K::kInvalidArgument,
                "name: [A-Za-z0-9_.-] only; '/' at byte 2 is not");
 
+  // Bidi overrides turn text around; zero-width characters hide in it; control characters break it.
+  check_plain_text("Zo\u00eb \u65e5\u672c \U0001F3AE", "value");
+  expect_error([&] { check_plain_text("evil\u202Etxt.exe", "value"); }, K::kInvalidArgument,
+               "value: U+202E at byte 4 is a control or format character (line breaks, bidi overrides, "
+               "zero-width characters); text here has none");
+  expect_error([&] { check_plain_text("a\u200Bb", "value"); }, K::kInvalidArgument,
+               "value: U+200B at byte 1 is a control or format character (line breaks, bidi overrides, "
+               "zero-width characters); text here has none");
+  expect_error([&] { check_plain_text("a\nb", "value"); }, K::kInvalidArgument,
+               "value: U+000A at byte 1 is a control or format character (line breaks, bidi overrides, "
+               "zero-width characters); text here has none");
+  expect_error([&] { check_plain_text("a\xff", "value"); }, K::kInvalidArgument, "value: not UTF-8");
   EXPECT_TRUE(valid_utf8("Zoë 日本 🎮"));
   EXPECT_FALSE(valid_utf8("\xc3"));
   EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong '/'
@@ -394,6 +406,11 @@ TEST_F(PlayerDataDomain, MetadataIsBoundedAndARefusedChangeChangesNothing) {
   bad.set_metadata = {{"ok", {"v", Visibility::kPublic}}, {"bad key", {"v", Visibility::kPublic}}};
   expect_error([&] { service_.update_profile(ada_, bad); }, K::kInvalidArgument,
                "set_metadata[1].key: [A-Za-z0-9_.-] only; byte 0x20 at byte 3 is not");
+  ProfileChange turned;
+  turned.set_metadata = {{"bio", {"gg \u202Ereh", Visibility::kPublic}}};
+  expect_error([&] { service_.update_profile(ada_, turned); }, K::kInvalidArgument,
+               "set_metadata[0].value: U+202E at byte 3 is a control or format character (line breaks, bidi "
+               "overrides, zero-width characters); text here has none");
   ProfileChange bytes;
   bytes.set_metadata = {{"k", {"\xff", Visibility::kPublic}}};
   expect_error([&] { service_.update_profile(ada_, bytes); }, K::kInvalidArgument,
