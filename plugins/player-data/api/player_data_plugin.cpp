@@ -467,12 +467,16 @@ class PlayerDataPlugin final : public sdk::Plugin {
  private:
   // The caller as the domain sees it. A call with no principal from another plugin is that plugin
   // calling with its own trust, which counts only when trusted_plugins names it.
+  // A trusted plugin calling with a principal acts for that player: it writes their stats, and only
+  // theirs.
   pd::Caller caller_of(const sdk::CallContext& context) const {
     const sdk::Principal principal = context.principal();
-    if (!principal.anonymous()) return {principal.user_id, principal.roles};
     const std::string plugin(context.calling_plugin());
+    const bool trusted = !plugin.empty() && std::find(trusted_plugins_.begin(), trusted_plugins_.end(),
+                                                      plugin) != trusted_plugins_.end();
+    if (!principal.anonymous()) return {principal.user_id, principal.roles, "", trusted ? plugin : ""};
     if (plugin.empty()) return {};  // the domain answers UNAUTHENTICATED
-    if (std::find(trusted_plugins_.begin(), trusted_plugins_.end(), plugin) == trusted_plugins_.end()) {
+    if (!trusted) {
       throw PlayerDataError(PlayerDataError::Kind::kPermissionDenied,
                             "plugin '" + plugin + "' calls with its own trust but is not in trusted_plugins");
     }

@@ -146,8 +146,11 @@ struct Caller {
   std::string player_id;
   std::vector<std::string> roles;
   std::string trusted_plugin = {};  // set: a plugin in trusted_plugins, with no player behind it
-  bool staff() const;               // moderator, admin or the host's operator
-  bool admin() const;               // admin or the operator
+  // Set: a plugin in trusted_plugins calling for this player (with their principal). It writes the
+  // player's own stats, all of them, and nobody else's.
+  std::string for_trusted_plugin = {};
+  bool staff() const;  // moderator, admin or the host's operator
+  bool admin() const;  // admin or the operator
 };
 
 }  // namespace gameverse::playerdata

@@ -415,7 +415,9 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   for (size_t i = 0; i < changes.size(); ++i) {
     check_token(changes[i].name, 64, "updates[" + std::to_string(i) + "].name");
   }
-  if (!caller.admin() && caller.trusted_plugin.empty()) {
+  // A trusted plugin calling for a player writes that player's stats (subject() kept it to their
+  // own), so it need not fall back to its own trust and a player id the client chose.
+  if (!caller.admin() && caller.trusted_plugin.empty() && caller.for_trusted_plugin.empty()) {
     for (size_t i = 0; i < changes.size(); ++i) {
       if (!player_writable(changes[i].name, limits_)) {
         throw PlayerDataError(K::kPermissionDenied,

@@ -740,6 +740,17 @@ TEST(PlayerDataStatsAccess, AdminsAndTrustedPluginsWriteStatsPlayersOnlyTheListe
   EXPECT_EQ(service.stats(mod, "ada", {"kills"}).values.at("kills"), 5);
   expect_error([&] { service.stats(bob, "ada", {}); }, K::kPermissionDenied,
                "player_id: a player reads the stats of only their own; leave player_id empty");
+  // A trusted plugin calling for a player writes all of that player's stats, and no one else's.
+  const Caller ada_via_plugin{"ada", {"player"}, "", "inventory"};
+  EXPECT_EQ(service.update_stats(ada_via_plugin, "", {{"kills", StatChange::Kind::kIncrement, 1}})
+                .values.at("kills"),
+            6);
+  expect_error(
+      [&] {
+        service.update_stats(ada_via_plugin, "bob", {{"kills", StatChange::Kind::kSet, 1}});
+      },
+      K::kPermissionDenied, "player_id: a player changes the stats of only their own; leave player_id empty");
+  EXPECT_TRUE(store.sheet("bob").values.empty());
   // A plugin's own trust names the player and reaches stats only.
   expect_error(
       [&] {

@@ -180,9 +180,10 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(status.ok()) << status.error_message();
     return out;
   }
-  // UpdateStats for `player_id` from the platform-probe plugin, with its own trust (sdk::as_plugin).
+  // UpdateStats for `player_id` from the platform-probe plugin, with its own trust (sdk::as_plugin),
+  // or, given `for_player`, with that player's principal.
   grpc::Status increment_as_plugin(const std::string& player_id, const std::string& stat, int64_t by,
-                                   pb::Stats* out) {
+                                   pb::Stats* out, const Player* for_player = nullptr) {
     pb::UpdateStatsRequest update;
     update.set_player_id(player_id);
     pb::StatUpdate* u = update.add_updates();
@@ -192,9 +193,10 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     relay.set_method("/gameverse.playerdata.v1.PlayerData/UpdateStats");
     relay.set_request(update.SerializeAsString());
     relay.set_timeout_ms(30'000);
-    relay.set_as_plugin(true);
+    relay.set_as_plugin(for_player == nullptr);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    if (for_player != nullptr) context.AddMetadata("authorization", "Bearer " + for_player->token);
     platformprobe::RelayReply reply;
     const grpc::Status status = probe_->RelayBlocking(&context, relay, &reply);
     if (status.ok()) {
@@ -713,13 +715,26 @@ TEST_P(PlayerDataThroughTheHost, StatsAreWrittenByAdminsAndTrustedPluginsPlayers
   EXPECT_EQ(out.values().at("rank"), 15);
   EXPECT_EQ(stats(ada).values().at("rank"), 15) << "the player reads their own";
 
+  // The trusted plugin calling for the player writes that player's stats, and nobody else's.
+  status = increment_as_plugin("", "rank", 1, &out, &ada);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(out.values().at("rank"), 16);
+  status = increment_as_plugin(admin.id, "rank", 1, &out, &ada);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(),
+            "player_id: a player changes the stats of only their own; leave player_id empty");
+  EXPECT_EQ(stats(admin).values().count("rank"), 0u);
+
   // The same plugin, no longer trusted: its own trust reaches nothing.
   start("max_writes_per_player_per_minute = 100000\n");
   status = increment_as_plugin(ada.id, "rank", 5, &out);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(status.error_message(),
             "plugin 'platform-probe' calls with its own trust but is not in trusted_plugins");
-  EXPECT_EQ(stats(ada).values().at("rank"), 15);
+  // Nor does it write more than the player may, calling for them.
+  status = increment_as_plugin("", "rank", 5, &out, &ada);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stats(ada).values().at("rank"), 16);
 }
 
 // Two players claim look-alike names at once, one in Latin and one in Cyrillic letters: one wins.
