@@ -232,7 +232,9 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .blocking("WriteSlot", &PlayerDataPlugin::write_slot, sdk::kAuthenticated)
         .blocking("DeleteSlot", &PlayerDataPlugin::delete_slot, sdk::kAuthenticated)
         .blocking("UpdateStats", &PlayerDataPlugin::update_stats, sdk::kAuthenticated)
-        .blocking("GetStats", &PlayerDataPlugin::get_stats, sdk::kAuthenticated);
+        .blocking("GetStats", &PlayerDataPlugin::get_stats, sdk::kAuthenticated)
+        // Moderators and admins, checked in the handler as for ResetDisplayName.
+        .blocking("ClearProfileFields", &PlayerDataPlugin::clear_profile_fields, sdk::kAuthenticated);
     b.collection("profiles")
         .collection("names")
         .collection("save_slots")
@@ -346,24 +348,49 @@ class PlayerDataPlugin final : public sdk::Plugin {
     });
   }
 
+  // A moderation reason goes into the log: one line of text.
+  static void check_reason(const std::string& reason) {
+    if (reason.size() > 256) {
+      throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
+                            "reason: at most 256 bytes, not " + std::to_string(reason.size()));
+    }
+    pd::check_plain_text(reason, "reason");
+  }
+
+  sdk::Status clear_profile_fields(sdk::CallContext& context, const pb::ClearProfileFieldsRequest& r,
+                                   pb::Profile& reply) {
+    return answer([&] {
+      check_reason(r.reason());
+      const pd::Caller caller = caller_of(context);
+      std::vector<std::string> keys;
+      if (r.remove_metadata_size() <= service_.limits().max_metadata_fields) {
+        keys = {r.remove_metadata().begin(), r.remove_metadata().end()};
+      } else {
+        keys.resize(static_cast<size_t>(r.remove_metadata_size()));
+      }
+      fill(reply, service_.clear_profile_fields(caller, r.player_id(), r.clear_avatar(), keys), true);
+      host_.info("player-data: " + caller.player_id + " cleared " +
+                 (r.clear_avatar() ? "the avatar and " : "") + std::to_string(keys.size()) +
+                 " metadata fields of player " + r.player_id() +
+                 (r.reason().empty() ? "" : "; reason: " + r.reason()));
+    });
+  }
+
   sdk::Status reset_display_name(sdk::CallContext& context, const pb::ResetDisplayNameRequest& r,
                                  pb::Profile& reply) {
     return answer([&] {
-      if (r.reason().size() > 256) {
+      check_reason(r.reason());
+      constexpr int64_t kMaxHoldSeconds = 100LL * 366 * 86400;
+      if (r.hold_seconds() < 0 || r.hold_seconds() > kMaxHoldSeconds) {
         throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
-                              "reason: at most 256 bytes, not " + std::to_string(r.reason().size()));
-      }
-      // It goes into the log: one line of text.
-      const bool control = std::any_of(r.reason().begin(), r.reason().end(), [](char c) {
-        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-      });
-      if (control || !pd::valid_utf8(r.reason())) {
-        throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
-                              "reason: UTF-8 text without control characters");
+                              "hold_seconds: 0 (for good) to " + std::to_string(kMaxHoldSeconds) + ", not " +
+                                  std::to_string(r.hold_seconds()));
       }
       const pd::Caller caller = caller_of(context);
       std::string released;
-      fill(reply, service_.reset_display_name(caller, r.player_id(), &released), true);
+      fill(reply,
+           service_.reset_display_name(caller, r.player_id(), r.reason(), r.hold_seconds() * 1000, &released),
+           true);
       if (!released.empty()) {
         host_.info("player-data: " + caller.player_id + " reset the display name '" + released +
                    "' of player " + r.player_id() + (r.reason().empty() ? "" : "; reason: " + r.reason()));

@@ -97,6 +97,21 @@ struct Profile {
 struct NameEntry {
   std::string player_id;
   std::string display_name;
+  // Withheld by a moderator: nobody may claim the name (the player it was taken from included)
+  // until withheld_until_unix_ms (0: for good).
+  bool withheld = false;
+  std::string withheld_reason;
+  int64_t withheld_until_unix_ms = 0;
+  int64_t version = 0;  // the store's
+};
+
+// What a profile write does to name records besides claiming the new name.
+struct NameWrite {
+  // Set: the old name is kept as this withheld record instead of being released.
+  std::optional<NameEntry> withhold_old;
+  // The new name's record is written over this version (an expired withheld record); 0: it is
+  // created only.
+  int64_t claimed_version = 0;
 };
 
 struct NamePage {

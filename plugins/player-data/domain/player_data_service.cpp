@@ -183,9 +183,20 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
                                 " s (name_change_cooldown_s); the next change is possible in " +
                                 std::to_string(wait_s) + " s");
     }
+    NameWrite names;
     if (key != before.name_key) {
       std::optional<NameEntry> holder = profiles_.name(key);
-      if (holder && holder->player_id != id) {
+      if (holder && holder->withheld) {
+        if (holder->withheld_until_unix_ms == 0 || now < holder->withheld_until_unix_ms) {
+          throw PlayerDataError(
+              K::kAlreadyExists,
+              "display_name: " + quoted(name.display) + " is withheld by moderation" +
+                  (holder->display_name == name.display
+                       ? ""
+                       : " (as " + quoted(holder->display_name) + ", which it is too like)"));
+        }
+        names.claimed_version = holder->version;  // the hold has ended: claimed over it
+      } else if (holder && holder->player_id != id) {
         throw PlayerDataError(K::kAlreadyExists,
                               "display_name: " + quoted(name.display) + " is taken" +
                                   (holder->display_name == name.display
@@ -198,7 +209,7 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
     after.name_key = key;
     after.name_search_key = name.search_key;
     after.name_changed_unix_ms = now;
-    profiles_.save(before, after);
+    profiles_.save(before, after, names);
     return *profiles_.profile(id);
   });
 }
@@ -267,12 +278,18 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
 }
 
 Profile PlayerDataService::reset_display_name(const Caller& caller, const std::string& player_id,
+                                              const std::string& reason, int64_t withhold_ms,
                                               std::string* released) {
   if (!caller.staff()) {
     throw PlayerDataError(K::kPermissionDenied, "resetting a display name needs the role moderator or admin");
   }
   check_player_id(player_id, "player_id");
+  if (withhold_ms < 0) {
+    throw PlayerDataError(K::kInvalidArgument,
+                          "hold_seconds: 0 (for good) or more, not " + std::to_string(withhold_ms / 1000));
+  }
   return with_retries("display_name", "profile", [&] {
+    const int64_t now = now_();
     std::optional<Profile> stored = profiles_.profile(player_id);
     if (!stored) throw PlayerDataError(K::kNotFound, "player_id: no profile for player " + quoted(player_id));
     if (released != nullptr) *released = stored->display_name;
@@ -281,7 +298,39 @@ Profile PlayerDataService::reset_display_name(const Caller& caller, const std::s
     after.display_name.clear();
     after.name_key.clear();
     after.name_search_key.clear();
-    after.name_changed_unix_ms = 0;  // the player may choose again at once
+    // The cooldown starts again, and the name stays withheld: the player cannot take it straight back.
+    after.name_changed_unix_ms = now;
+    NameWrite names;
+    names.withhold_old = NameEntry{player_id, stored->display_name, true, reason,
+                                   withhold_ms == 0 ? 0 : checked_add(now, withhold_ms, "hold_seconds")};
+    profiles_.save(*stored, after, names);
+    return *profiles_.profile(player_id);
+  });
+}
+
+Profile PlayerDataService::clear_profile_fields(const Caller& caller, const std::string& player_id,
+                                                bool clear_avatar,
+                                                const std::vector<std::string>& remove_metadata) {
+  if (!caller.staff()) {
+    throw PlayerDataError(K::kPermissionDenied, "clearing profile fields needs the role moderator or admin");
+  }
+  check_player_id(player_id, "player_id");
+  if (static_cast<int64_t>(remove_metadata.size()) > limits_.max_metadata_fields) {
+    throw PlayerDataError(K::kInvalidArgument,
+                          "remove_metadata: at most " + std::to_string(limits_.max_metadata_fields) +
+                              " keys (max_metadata_fields), not " + std::to_string(remove_metadata.size()));
+  }
+  for (size_t i = 0; i < remove_metadata.size(); ++i) {
+    check_token(remove_metadata[i], limits_.max_metadata_key_bytes,
+                "remove_metadata[" + std::to_string(i) + "]");
+  }
+  return with_retries("player_id", "profile", [&] {
+    std::optional<Profile> stored = profiles_.profile(player_id);
+    if (!stored) throw PlayerDataError(K::kNotFound, "player_id: no profile for player " + quoted(player_id));
+    Profile after = *stored;
+    if (clear_avatar) after.avatar = {};
+    for (const auto& key : remove_metadata) after.metadata.erase(key);
+    if (after.avatar == stored->avatar && after.metadata.size() == stored->metadata.size()) return *stored;
     profiles_.save(*stored, after);
     return *profiles_.profile(player_id);
   });

@@ -40,9 +40,15 @@ class PlayerDataService {
   Profile profile(const Caller& caller, const std::string& player_id);
   Profile set_display_name(const Caller& caller, const std::string& display_name);
   Profile update_profile(const Caller& caller, const ProfileChange& change);
-  // Staff only. `released`: the name it took away (empty when there was none).
+  // Staff only. The name is withheld from everyone (the player too) for `withhold_ms` (0: for good)
+  // and the player's name-change cooldown starts again. `released`: the name it took away (empty
+  // when there was none).
   Profile reset_display_name(const Caller& caller, const std::string& player_id,
+                             const std::string& reason = {}, int64_t withhold_ms = 0,
                              std::string* released = nullptr);
+  // Staff only: removes a player's avatar and/or metadata fields (absent keys are ignored).
+  Profile clear_profile_fields(const Caller& caller, const std::string& player_id, bool clear_avatar,
+                               const std::vector<std::string>& remove_metadata);
   NamePage list_players(const Caller& caller, const std::string& prefix, int64_t page_size,
                         const std::string& cursor);
 

@@ -16,8 +16,9 @@ class Profiles {
   // The player holding a name key, if any.
   virtual std::optional<NameEntry> name(const std::string& name_key) = 0;
   // Writes `after` over `before` (before.version; 0: create only). When the name key changes, the
-  // new one is claimed create-only and the old one released, in the same batch.
-  virtual void save(const Profile& before, const Profile& after) = 0;
+  // new one is claimed (create-only, or over names.claimed_version) and the old one released or
+  // withheld (names.withhold_old), in the same batch.
+  virtual void save(const Profile& before, const Profile& after, const NameWrite& names = {}) = 0;
   // Names whose search key begins with `key_prefix`, by search key.
   virtual NamePage names(const std::string& key_prefix, const std::string& cursor, int64_t limit) = 0;
 };

@@ -77,10 +77,12 @@ std::optional<Profile> StoreProfiles::profile(const std::string& player_id) {
 std::optional<NameEntry> StoreProfiles::name(const std::string& name_key) {
   auto record = store_.get<stored::NameRecord>(kNames, name_key);
   if (!record) return std::nullopt;
-  return NameEntry{record->value.player_id(), record->value.display_name()};
+  const stored::NameRecord& r = record->value;
+  return NameEntry{r.player_id(),       r.display_name(),           r.withheld(),
+                   r.withheld_reason(), r.withheld_until_unix_ms(), record->version};
 }
 
-void StoreProfiles::save(const Profile& before, const Profile& after) {
+void StoreProfiles::save(const Profile& before, const Profile& after, const NameWrite& names) {
   sdk::Store::Batch batch;
   batch.put(kProfiles, after.player_id, to_record(after), before.version, after.player_id);
   if (after.name_key != before.name_key || after.display_name != before.display_name) {
@@ -90,11 +92,28 @@ void StoreProfiles::save(const Profile& before, const Profile& after) {
       name.set_display_name(after.display_name);
       // A new key is created only: whoever else claims it in the meantime makes this batch fail.
       // The same key with another spelling is the player's own already.
+      // A withheld name whose hold has ended is claimed over the version of its record.
       const bool same_key = after.name_key == before.name_key;
-      batch.put(kNames, after.name_key, name, same_key ? sdk::Store::kAnyVersion : sdk::Store::kCreateOnly,
+      batch.put(kNames, after.name_key, name,
+                same_key                ? sdk::Store::kAnyVersion
+                : names.claimed_version ? names.claimed_version
+                                        : sdk::Store::kCreateOnly,
                 after.player_id);
     }
-    if (!before.name_key.empty() && before.name_key != after.name_key) batch.erase(kNames, before.name_key);
+    if (!before.name_key.empty() && before.name_key != after.name_key) {
+      if (names.withhold_old) {
+        const NameEntry& hold = *names.withhold_old;
+        stored::NameRecord withheld;
+        withheld.set_player_id(hold.player_id);
+        withheld.set_display_name(hold.display_name);
+        withheld.set_withheld(true);
+        withheld.set_withheld_reason(hold.withheld_reason);
+        withheld.set_withheld_until_unix_ms(hold.withheld_until_unix_ms);
+        batch.put(kNames, before.name_key, withheld, sdk::Store::kAnyVersion, hold.player_id);
+      } else {
+        batch.erase(kNames, before.name_key);
+      }
+    }
     // The index follows the name; its keys are as unique as name keys, which are made from them.
     if (!after.name_search_key.empty()) {
       stored::NameRecord entry;
@@ -118,7 +137,10 @@ NamePage StoreProfiles::names(const std::string& key_prefix, const std::string& 
   auto page = store_.list<stored::NameRecord>(query);
   NamePage out;
   for (const auto& record : page.records) {
-    out.names.push_back({record.value.player_id(), record.value.display_name()});
+    NameEntry entry;
+    entry.player_id = record.value.player_id();
+    entry.display_name = record.value.display_name();
+    out.names.push_back(std::move(entry));
   }
   out.next_cursor = std::move(page.next_cursor);
   return out;

@@ -22,7 +22,7 @@ class StoreProfiles final : public Profiles {
   explicit StoreProfiles(sdk::Store store) : store_(store) {}
   std::optional<Profile> profile(const std::string& player_id) override;
   std::optional<NameEntry> name(const std::string& name_key) override;
-  void save(const Profile& before, const Profile& after) override;
+  void save(const Profile& before, const Profile& after, const NameWrite& names = {}) override;
   NamePage names(const std::string& key_prefix, const std::string& cursor, int64_t limit) override;
 
  private:

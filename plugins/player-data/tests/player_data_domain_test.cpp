@@ -330,14 +330,41 @@ TEST_F(PlayerDataDomain, ModeratorsResetNamesPlayersCannot) {
   service_.set_display_name(ada_, "Rude_Name");
   expect_error([&] { service_.reset_display_name(bob_, "ada"); }, K::kPermissionDenied,
                "resetting a display name needs the role moderator or admin");
-  const Profile reset = service_.reset_display_name(mod_, "ada");
+  const Profile reset = service_.reset_display_name(mod_, "ada", "offensive");
   EXPECT_EQ(reset.display_name, "");
-  EXPECT_EQ(service_.set_display_name(bob_, "Rude-Name").display_name, "Rude-Name")
-      << "the name was not released";
-  EXPECT_EQ(service_.set_display_name(ada_, "Nice_Name").display_name, "Nice_Name")
-      << "a reset left a cooldown";
+  // The name stays withheld, from the player too, and the cooldown starts again.
+  expect_error([&] { service_.set_display_name(bob_, "Rude-Name"); }, K::kAlreadyExists,
+               "display_name: 'Rude-Name' is withheld by moderation (as 'Rude_Name', which it is too like)");
+  expect_error([&] { service_.set_display_name(ada_, "Nice_Name"); }, K::kFailedPrecondition,
+               "display_name: a name can change once every 60 s (name_change_cooldown_s); the next change is "
+               "possible in 60 s");
+  now_ += 60'000;
+  expect_error([&] { service_.set_display_name(ada_, "Rude_Name"); }, K::kAlreadyExists,
+               "display_name: 'Rude_Name' is withheld by moderation");
+  EXPECT_EQ(service_.set_display_name(ada_, "Nice_Name").display_name, "Nice_Name");
+  // A hold with an end: the name is free again after it.
+  service_.set_display_name(bob_, "Loud_Name");
+  service_.reset_display_name(mod_, "bob", "shouting", 30'000);
+  expect_error([&] { service_.set_display_name(admin_, "Loud_Name"); }, K::kAlreadyExists,
+               "display_name: 'Loud_Name' is withheld by moderation");
+  now_ += 30'000;
+  EXPECT_EQ(service_.set_display_name(admin_, "Loud_Name").display_name, "Loud_Name");
   expect_error([&] { service_.reset_display_name(admin_, "nobody"); }, K::kNotFound,
                "player_id: no profile for player 'nobody'");
+
+  // Staff clear public fields; players cannot.
+  ProfileChange change;
+  change.avatar = Avatar{AvatarKind::kAssetId, "rude-picture"};
+  change.set_metadata = {{"bio", {"rude words", Visibility::kPublic}},
+                         {"motto", {"fine", Visibility::kPublic}}};
+  service_.update_profile(ada_, change);
+  expect_error([&] { service_.clear_profile_fields(bob_, "ada", true, {"bio"}); }, K::kPermissionDenied,
+               "clearing profile fields needs the role moderator or admin");
+  const Profile cleared = service_.clear_profile_fields(mod_, "ada", true, {"bio", "absent"});
+  EXPECT_EQ(cleared.avatar.kind, AvatarKind::kNone);
+  EXPECT_EQ(cleared.metadata.size(), 1u);
+  EXPECT_EQ(cleared.metadata.at("motto").value, "fine");
+  EXPECT_EQ(service_.profile(ada_, "").display_name, "Nice_Name");
 }
 
 TEST_F(PlayerDataDomain, OthersSeePublicFieldsOnlyAndChangeNothing) {

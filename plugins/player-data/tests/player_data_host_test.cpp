@@ -260,6 +260,7 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
 
   const pb::Profile seen = profile(bob, ada.id);
   EXPECT_EQ(seen.display_name(), name("Ada"));
+  EXPECT_EQ(seen.version(), 0) << "the version tells others when private fields change";
   EXPECT_EQ(seen.avatar_asset_id(), "avatars:knight");
   ASSERT_EQ(seen.metadata_size(), 1) << "another player saw a private field";
   EXPECT_EQ(seen.metadata(0).key(), "bio");
@@ -321,9 +322,28 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(out.display_name(), "");
   }
-  EXPECT_TRUE(set_name(bob, name("ADA")).ok()) << "the reset did not release the name";
-  EXPECT_TRUE(set_name(ada, name("Ada") + "b").ok()) << "a reset left the cooldown";
+  // The name stays withheld from everyone, the player included, and the cooldown starts again.
+  grpc::Status withheld = set_name(bob, name("ADA"));
+  EXPECT_EQ(withheld.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(withheld.error_message(), "display_name: '" + name("ADA") + "' is withheld by moderation (as '" +
+                                          name("Ada") + "', which it is too like)");
+  EXPECT_EQ(set_name(ada, name("Ada")).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_EQ(set_name(ada, name("Ada") + "c").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(set_name(bob, name("Ada") + "b").ok());
+  {
+    pb::ClearProfileFieldsRequest request;
+    request.set_player_id(ada.id);
+    request.set_clear_avatar(true);
+    request.add_remove_metadata("bio");
+    request.set_reason("rude bio");
+    pb::Profile out;
+    grpc::Status status = call(bob, &pb::PlayerData::Stub::ClearProfileFields, request, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(status.error_message(), "clearing profile fields needs the role moderator or admin");
+    status = call(mod, &pb::PlayerData::Stub::ClearProfileFields, request, &out);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(profile(ada).metadata().count("bio"), 0u);
+  }
 
   pb::ListPlayersRequest request;
   request.set_prefix(name("ada"));
@@ -337,7 +357,7 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
     if (page.next_cursor().empty()) break;
     request.set_cursor(page.next_cursor());
   }
-  EXPECT_EQ(listed, (std::vector<std::string>{name("ADA"), name("Ada") + "b"}));
+  EXPECT_EQ(listed, (std::vector<std::string>{name("Ada") + "b"}));
 }
 
 TEST_P(PlayerDataThroughTheHost, AStaleVersionIsAbortedAndChangesNothing) {
