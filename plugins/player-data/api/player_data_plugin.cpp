@@ -474,7 +474,8 @@ class PlayerDataPlugin final : public sdk::Plugin {
       } else {
         changes.resize(static_cast<size_t>(r.updates_size()));  // refused by its count
       }
-      fill(reply, subject_id(caller, r.player_id()), service_.update_stats(caller, r.player_id(), changes));
+      fill(reply, subject_id(caller, r.player_id()),
+           service_.update_stats(caller, r.player_id(), changes, r.request_id()));
     });
   }
 

@@ -144,10 +144,22 @@ struct Usage {
   int64_t version = 0;
 };
 
+// An update that carried a request id, as it came out: a replay answers with it.
+struct AppliedUpdate {
+  std::string request_id;
+  uint64_t fingerprint = 0;               // of the changes, so that a reused id with others is refused
+  std::map<std::string, int64_t> values;  // the updated stats after the update
+};
+
 struct StatSheet {
   std::map<std::string, int64_t> values;
-  int64_t version = 0;  // 0: never written
+  std::vector<AppliedUpdate> recent;  // the last kRecentStatUpdates updates with a request id, oldest first
+  int64_t version = 0;                // 0: never written
 };
+
+// How many request ids a player's stats remember: a replay after more updates than this is applied
+// again.
+inline constexpr size_t kRecentStatUpdates = 32;
 
 struct StatChange {
   enum class Kind { kIncrement = 1, kSet = 2 };

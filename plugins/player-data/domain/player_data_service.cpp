@@ -454,7 +454,8 @@ void PlayerDataService::delete_slot(const Caller& caller, const std::string& nam
 }
 
 StatSheet PlayerDataService::update_stats(const Caller& caller, const std::string& player_id,
-                                          const std::vector<StatChange>& changes) {
+                                          const std::vector<StatChange>& changes,
+                                          const std::string& request_id) {
   const std::string id = subject(caller, player_id, caller.admin(), "changes the stats of", true);
   if (changes.empty() || static_cast<int64_t>(changes.size()) > limits_.max_stats_per_request) {
     throw PlayerDataError(K::kInvalidArgument,
@@ -463,6 +464,18 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   }
   for (size_t i = 0; i < changes.size(); ++i) {
     check_token(changes[i].name, 64, "updates[" + std::to_string(i) + "].name");
+  }
+  if (!request_id.empty()) check_token(request_id, 64, "request_id");
+  // FNV-1a over the changes as given.
+  uint64_t fingerprint = 14695981039346656037ULL;
+  const auto mix = [&](std::string_view bytes) {
+    for (const char c : bytes) fingerprint = (fingerprint ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  };
+  for (const auto& change : changes) {
+    mix(change.name);
+    mix(change.kind == StatChange::Kind::kSet ? "\x01=" : "\x01+");
+    mix(std::to_string(change.value));
+    mix("\x02");
   }
   // A trusted plugin calling for a player writes that player's stats (subject() kept it to their
   // own), so it need not fall back to its own trust and a player id the client chose.
@@ -479,6 +492,20 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   charge_write(caller);
   return with_retries("updates", "stats", [&] {
     const StatSheet before = stats_.sheet(id);
+    if (!request_id.empty()) {
+      for (const auto& applied : before.recent) {
+        if (applied.request_id != request_id) continue;
+        if (applied.fingerprint != fingerprint) {
+          throw PlayerDataError(
+              K::kInvalidArgument,
+              "request_id: " + quoted(request_id) + " was used for other updates; give each update its own");
+        }
+        StatSheet replay;
+        replay.values = applied.values;
+        replay.version = before.version;
+        return replay;
+      }
+    }
     StatSheet after = before;
     for (size_t i = 0; i < changes.size(); ++i) {
       const StatChange& change = changes[i];
@@ -514,7 +541,22 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
                                 "makes " +
                                 std::to_string(others_after));
     }
+    if (!request_id.empty()) {
+      AppliedUpdate applied{request_id, fingerprint, {}};
+      for (const auto& change : changes) applied.values[change.name] = after.values.at(change.name);
+      after.recent.push_back(applied);
+      if (after.recent.size() > kRecentStatUpdates) {
+        after.recent.erase(
+            after.recent.begin(),
+            after.recent.begin() + static_cast<std::ptrdiff_t>(after.recent.size() - kRecentStatUpdates));
+      }
+      StatSheet reply;
+      reply.values = std::move(applied.values);
+      reply.version = stats_.save(id, before, after);
+      return reply;
+    }
     after.version = stats_.save(id, before, after);
+    after.recent.clear();
     return after;
   });
 }

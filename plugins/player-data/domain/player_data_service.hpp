@@ -60,8 +60,11 @@ class PlayerDataService {
 
   // Admins and trusted plugins write any stat of anyone; a player writes only their own stats that
   // player_writable_stats lists.
+  // `request_id` set: the update is applied once. A replay with the same id and changes (a retry
+  // after an ambiguous failure) changes nothing and answers as the first did: the updated stats
+  // only, as they were after it. The same id with other changes is INVALID_ARGUMENT.
   StatSheet update_stats(const Caller& caller, const std::string& player_id,
-                         const std::vector<StatChange>& changes);
+                         const std::vector<StatChange>& changes, const std::string& request_id = {});
   StatSheet stats(const Caller& caller, const std::string& player_id, const std::vector<std::string>& names);
 
   const Limits& limits() const { return limits_; }

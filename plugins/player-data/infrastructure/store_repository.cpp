@@ -223,6 +223,9 @@ StatSheet StoreStats::sheet(const std::string& player_id) {
   if (!record) return {};
   StatSheet s;
   s.values = {record->value.values().begin(), record->value.values().end()};
+  for (const auto& r : record->value.recent()) {
+    s.recent.push_back({r.request_id(), r.fingerprint(), {r.values().begin(), r.values().end()}});
+  }
   s.version = record->version;
   return s;
 }
@@ -230,6 +233,12 @@ StatSheet StoreStats::sheet(const std::string& player_id) {
 int64_t StoreStats::save(const std::string& player_id, const StatSheet& before, const StatSheet& after) {
   stored::StatsRecord r;
   for (const auto& [name, value] : after.values) (*r.mutable_values())[name] = value;
+  for (const auto& applied : after.recent) {
+    stored::AppliedUpdateRecord& a = *r.add_recent();
+    a.set_request_id(applied.request_id);
+    a.set_fingerprint(applied.fingerprint);
+    for (const auto& [name, value] : applied.values) (*a.mutable_values())[name] = value;
+  }
   sdk::Store::Batch batch;
   batch.put(kStats, player_id, r, before.version, player_id);
   return commit(store_, batch).at(0);

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <limits>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -620,6 +621,67 @@ TEST_F(PlayerDataDomain, StatsIncrementAndSetWithoutWrappingAndConcurrentIncreme
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(service_.stats(bob_, "", {"wins"}).values.at("wins"), kThreads * kEach);
+}
+
+// Stats over the in-memory store whose next save commits and then fails, as a store does when the
+// connection drops after the commit (UNAVAILABLE: it may or may not have been applied).
+class AmbiguousStats : public Stats {
+ public:
+  explicit AmbiguousStats(testing::InMemoryStore& store) : store_(store) {}
+  StatSheet sheet(const std::string& player_id) override { return store_.sheet(player_id); }
+  int64_t save(const std::string& player_id, const StatSheet& before, const StatSheet& after) override {
+    const int64_t version = store_.save(player_id, before, after);
+    if (fail_next_) {
+      fail_next_ = false;
+      throw std::runtime_error("the store is unavailable; the write may or may not be applied");
+    }
+    return version;
+  }
+  bool fail_next_ = false;
+
+ private:
+  testing::InMemoryStore& store_;
+};
+
+TEST(PlayerDataStatsReplays, AnUpdateWithARequestIdIsAppliedOnceAndAReplayAnswersAsTheFirst) {
+  testing::InMemoryStore store;
+  AmbiguousStats stats(store);
+  Limits limits;
+  limits.player_writable_stats = {"*"};
+  PlayerDataService service(limits, store, store, stats, [] { return int64_t{1}; });
+  const Caller ada{"ada", {"player"}};
+  service.update_stats(ada, "", {{"gold", StatChange::Kind::kSet, 100}});
+
+  stats.fail_next_ = true;
+  EXPECT_THROW(service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 5}}, "buy-1"),
+               std::runtime_error);
+  EXPECT_EQ(store.sheet("ada").values.at("gold"), 105) << "the ambiguous write was committed";
+  // The client retries with the same id: nothing changes, the answer is the first one's.
+  const int writes = store.writes;
+  const StatSheet replay =
+      service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 5}}, "buy-1");
+  EXPECT_EQ(replay.values, (std::map<std::string, int64_t>{{"gold", 105}}));
+  EXPECT_EQ(store.sheet("ada").values.at("gold"), 105);
+  EXPECT_EQ(store.writes, writes);
+  expect_error(
+      [&] {
+        service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 6}}, "buy-1");
+      },
+      K::kInvalidArgument, "request_id: 'buy-1' was used for other updates; give each update its own");
+  expect_error(
+      [&] {
+        service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 6}}, "a b");
+      },
+      K::kInvalidArgument, "request_id: [A-Za-z0-9_.-] only; byte 0x20 at byte 1 is not");
+  // The next update answers with its own result; the set of remembered ids is bounded.
+  EXPECT_EQ(
+      service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 1}}, "buy-2").values.at("gold"),
+      106);
+  for (size_t i = 0; i < kRecentStatUpdates; ++i) {
+    service.update_stats(ada, "", {{"steps", StatChange::Kind::kIncrement, 1}}, "step-" + std::to_string(i));
+  }
+  EXPECT_EQ(store.sheet("ada").recent.size(), kRecentStatUpdates);
+  EXPECT_EQ(store.sheet("ada").values.at("steps"), static_cast<int64_t>(kRecentStatUpdates));
 }
 
 TEST_F(PlayerDataDomain, TwoPlayersClaimingOneNameAtOnceOneWins) {

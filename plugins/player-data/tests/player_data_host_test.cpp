@@ -509,6 +509,32 @@ TEST_P(PlayerDataThroughTheHost, ConcurrentIncrementsAreNeverLost) {
             << " concurrent writes, each retried\n";
 }
 
+TEST_P(PlayerDataThroughTheHost, AStatUpdateRetriedWithItsRequestIdIsAppliedOnce) {
+  const Player ada = player("ada");
+  ASSERT_TRUE(increment(ada, "gold", 100).ok());
+  pb::UpdateStatsRequest request;
+  request.set_request_id("reward-7");
+  pb::StatUpdate* u = request.add_updates();
+  u->set_name("gold");
+  u->set_increment(25);
+  pb::Stats first, replay;
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::UpdateStats, request, &first).ok());
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::UpdateStats, request, &replay).ok());
+  EXPECT_EQ(first.values().at("gold"), 125);
+  EXPECT_EQ(replay.values().at("gold"), 125);
+  EXPECT_EQ(stats(ada).values().at("gold"), 125) << "the replay was applied again";
+  u->set_increment(26);
+  const grpc::Status other = call(ada, &pb::PlayerData::Stub::UpdateStats, request, &replay);
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(other.error_message(),
+            "request_id: 'reward-7' was used for other updates; give each update its own");
+  // Across a reload of the plugin too: the ids live with the stats.
+  reload();
+  u->set_increment(25);
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::UpdateStats, request, &replay).ok());
+  EXPECT_EQ(stats(ada).values().at("gold"), 125);
+}
+
 TEST_P(PlayerDataThroughTheHost, TwoPlayersClaimingOneNameAtOnceOneWins) {
   for (int round = 0; round < 10; ++round) {
     // A fresh pair each round: a name change has a cooldown.
