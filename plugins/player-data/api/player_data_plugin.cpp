@@ -107,6 +107,17 @@ pd::Limits limits_from(const sdk::Host& host) {
   }
   l.max_writes_per_player_per_minute = host.config_int("max_writes_per_player_per_minute");
   l.max_avatar_bytes = host.config_int("max_avatar_bytes");
+  for (std::string h : split_names(host.config_string("allowed_avatar_hosts"))) {
+    for (char& c : h) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    const bool plain = std::all_of(h.begin(), h.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+    });
+    if (!plain) {
+      throw sdk::Error(sdk::StatusCode::kInvalidArgument,
+                       "allowed_avatar_hosts: host names of [a-z0-9.-], comma-separated, not '" + h + "'");
+    }
+    l.allowed_avatar_hosts.push_back(h);
+  }
   l.max_metadata_fields = host.config_int("max_metadata_fields");
   l.max_metadata_key_bytes = host.config_int("max_metadata_key_bytes");
   l.max_metadata_value_bytes = host.config_int("max_metadata_value_bytes");
@@ -252,6 +263,9 @@ class PlayerDataPlugin final : public sdk::Plugin {
                        "Comma-separated display names nobody may claim, compared as names are (case and "
                        "look-alikes folded), as the whole name and as any word of it")
         .config_int("max_avatar_bytes", 256, "Longest avatar URL, in bytes", sdk::between(16, 2048))
+        .config_string("allowed_avatar_hosts", "",
+                       "Comma-separated hosts avatar URLs may name (https only, exact host). Empty: avatar "
+                       "URLs are refused and avatars are asset ids")
         .config_int("max_metadata_fields", 32, "Metadata fields a profile may have", sdk::between(1, 1000))
         .config_int("max_metadata_key_bytes", 64, "Longest metadata key, in bytes", sdk::between(1, 256))
         .config_int("max_metadata_value_bytes", 1024, "Longest metadata value, in bytes",

@@ -49,6 +49,9 @@ struct Limits {
   std::vector<std::string> player_writable_stats;
   int64_t max_writes_per_player_per_minute = 600;  // 0: no limit
   int64_t max_avatar_bytes = 256;
+  // Hosts avatar URLs may name (lowercase, exact; no port). Empty: avatar URLs are refused and
+  // avatars are asset ids only, so that no player's client fetches from a host another player chose.
+  std::vector<std::string> allowed_avatar_hosts;
   int64_t max_metadata_fields = 32;
   int64_t max_metadata_key_bytes = 64;
   int64_t max_metadata_value_bytes = 1024;

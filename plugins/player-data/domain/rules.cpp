@@ -93,6 +93,20 @@ void check_avatar(const Avatar& avatar, const Limits& limits, std::string_view f
       if (host.empty() || host.find('@') != std::string_view::npos) {
         invalid(f, "an avatar URL names a host (and no user: '@' is refused)");
       }
+      // A URL on a host a player chose makes every client that shows the avatar tell that host
+      // its address.
+      if (limits.allowed_avatar_hosts.empty()) {
+        invalid(f, "avatar URLs are off here (allowed_avatar_hosts is empty); give an avatar_asset_id");
+      }
+      std::string lower(host);
+      for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+      if (std::find(limits.allowed_avatar_hosts.begin(), limits.allowed_avatar_hosts.end(), lower) ==
+          limits.allowed_avatar_hosts.end()) {
+        std::string allowed;
+        for (const auto& h : limits.allowed_avatar_hosts) allowed += (allowed.empty() ? "" : ", ") + h;
+        invalid(f, "an avatar URL names one of the hosts allowed_avatar_hosts lists (" + allowed +
+                       "), not '" + std::string(host) + "'");
+      }
       return;
     }
     case AvatarKind::kAssetId: {

@@ -20,7 +20,8 @@ void check_stat_pattern(std::string_view pattern, std::string_view field);
 // A player id as the auth plugin makes them: [A-Za-z0-9_-], 1..128 bytes.
 void check_player_id(std::string_view id, std::string_view field);
 
-// https:// URL (printable ASCII, no spaces, a host) or an asset id ([A-Za-z0-9_.:-], 1..128).
+// https:// URL (printable ASCII, no spaces, a host that limits.allowed_avatar_hosts lists; none
+// when it is empty) or an asset id ([A-Za-z0-9_.:-], 1..128).
 void check_avatar(const Avatar& avatar, const Limits& limits, std::string_view field);
 
 // [A-Za-z0-9_.-], 1..max_bytes: metadata keys, slot names, stat names.

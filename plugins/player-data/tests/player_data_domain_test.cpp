@@ -238,7 +238,27 @@ TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
 TEST(PlayerDataRules, AvatarsIdsTokensUtf8AndInt64Edges) {
   Limits l;
   l.max_avatar_bytes = 40;
+  // No allowed hosts: URLs are off, asset ids only.
+  expect_error(
+      [&] {
+        check_avatar({AvatarKind::kUrl, "https://cdn.example.com/a.png"}, l, "avatar");
+      },
+      K::kInvalidArgument,
+      "avatar_url: avatar URLs are off here (allowed_avatar_hosts is empty); give an avatar_asset_id");
+  l.allowed_avatar_hosts = {"cdn.example.com", "img.example.org"};
   EXPECT_NO_THROW(check_avatar({AvatarKind::kUrl, "https://cdn.example.com/a.png"}, l, "avatar"));
+  EXPECT_NO_THROW(check_avatar({AvatarKind::kUrl, "https://CDN.Example.com/a.png"}, l, "avatar"));
+  for (const char* logger : {"https://203.0.113.9/a.png", "https://cdn.example.com.evil.net/a",
+                             "https://cdn.example.com:8443/a"}) {
+    EXPECT_THROW(check_avatar({AvatarKind::kUrl, logger}, l, "avatar"), PlayerDataError) << logger;
+  }
+  expect_error(
+      [&] {
+        check_avatar({AvatarKind::kUrl, "https://203.0.113.9/a.png"}, l, "avatar");
+      },
+      K::kInvalidArgument,
+      "avatar_url: an avatar URL names one of the hosts allowed_avatar_hosts lists (cdn.example.com, "
+      "img.example.org), not '203.0.113.9'");
   EXPECT_NO_THROW(check_avatar({AvatarKind::kAssetId, "avatars:knight-01"}, l, "avatar"));
   expect_error(
       [&] {

@@ -64,7 +64,8 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
         "max_slot_bytes = 1000\nmax_slot_bytes_per_player = 2400\nmax_metadata_fields = 4\n"
         "max_metadata_bytes = 200\nmax_stats_per_request = 8\nmax_write_attempts = 1000\n"
         // The stats these tests write as players; any other is for admins and trusted plugins.
-        "player_writable_stats = \"kills,wins,gold,hits,floor,nothing,s,settings.*\"\n" +
+        "player_writable_stats = \"kills,wins,gold,hits,floor,nothing,s,settings.*\"\n"
+        "allowed_avatar_hosts = \"cdn.example.com\"\n" +
         player_data_config +
         "[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n");
     auth_ = auth::Auth::NewStub(host_->channel());
@@ -637,6 +638,14 @@ TEST_P(PlayerDataThroughTheHost, BadInputIsAClearErrorAndChangesNothing) {
     status = call(ada, &pb::PlayerData::Stub::UpdateProfile, request, &out);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(status.error_message(), "avatar_url: an avatar URL begins with https://");
+    // A host the game did not list would learn the address of everyone shown the avatar.
+    request.set_avatar_url("https://203.0.113.9/logger.png");
+    status = call(ada, &pb::PlayerData::Stub::UpdateProfile, request, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(
+        status.error_message(),
+        "avatar_url: an avatar URL names one of the hosts allowed_avatar_hosts lists (cdn.example.com), not "
+        "'203.0.113.9'");
   }
   const pb::Profile after = profile(ada);
   EXPECT_EQ(after.version(), before.version()) << "a refused update changed the profile";
