@@ -87,9 +87,10 @@ struct Avatar {
 
 struct Profile {
   std::string player_id;
-  std::string display_name;     // empty: none claimed
-  std::string name_key;         // name_key(display_name): unique; empty with it
-  std::string name_search_key;  // what ListPlayers matches prefixes against; empty with it
+  std::string display_name;      // empty: none claimed
+  std::string name_key;          // name_key(display_name): unique; empty with it
+  std::string name_search_key;   // what ListPlayers matches prefixes against; empty with it
+  int32_t name_key_version = 0;  // kNameKeyVersion of the algorithm name_key was made with
   int64_t name_changed_unix_ms = 0;
   Avatar avatar;
   std::map<std::string, MetadataValue> metadata;

@@ -12,6 +12,11 @@
 
 namespace gameverse::playerdata {
 
+// The version of the key algorithm below, stored with every name so that keys made by an earlier
+// one can be told apart (and made again) when it changes. 1: case-folded before the skeleton;
+// 2: skeleton, fold, skeleton again.
+inline constexpr int32_t kNameKeyVersion = 2;
+
 // A claimed name, as stored and compared.
 struct FoldedName {
   std::string display;                 // the name in NFC

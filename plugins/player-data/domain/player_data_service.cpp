@@ -184,7 +184,8 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
                                 std::to_string(wait_s) + " s");
     }
     NameWrite names;
-    if (key != before.name_key) {
+    // A key made by an earlier algorithm is no proof that the player holds this one.
+    if (key != before.name_key || before.name_key_version != kNameKeyVersion) {
       std::optional<NameEntry> holder = profiles_.name(key);
       if (holder && holder->withheld) {
         if (holder->withheld_until_unix_ms == 0 || now < holder->withheld_until_unix_ms) {
@@ -208,6 +209,7 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
     after.display_name = name.display;
     after.name_key = key;
     after.name_search_key = name.search_key;
+    after.name_key_version = kNameKeyVersion;
     after.name_changed_unix_ms = now;
     profiles_.save(before, after, names);
     return *profiles_.profile(id);
@@ -298,6 +300,7 @@ Profile PlayerDataService::reset_display_name(const Caller& caller, const std::s
     after.display_name.clear();
     after.name_key.clear();
     after.name_search_key.clear();
+    after.name_key_version = 0;
     // The cooldown starts again, and the name stays withheld: the player cannot take it straight back.
     after.name_changed_unix_ms = now;
     NameWrite names;

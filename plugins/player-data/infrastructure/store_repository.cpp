@@ -37,6 +37,7 @@ stored::ProfileRecord to_record(const Profile& p) {
   r.set_name_key(p.name_key);
   r.set_name_search_key(p.name_search_key);
   r.set_name_changed_unix_ms(p.name_changed_unix_ms);
+  r.set_name_key_version(p.name_key_version);
   if (p.avatar.kind == AvatarKind::kUrl) r.set_avatar_url(p.avatar.value);
   if (p.avatar.kind == AvatarKind::kAssetId) r.set_avatar_asset_id(p.avatar.value);
   for (const auto& [key, field] : p.metadata) {
@@ -56,6 +57,7 @@ Profile from_record(const sdk::Record<stored::ProfileRecord>& record) {
   p.name_key = r.name_key();
   p.name_search_key = r.name_search_key();
   p.name_changed_unix_ms = r.name_changed_unix_ms();
+  p.name_key_version = r.name_key_version() == 0 && !r.name_key().empty() ? 1 : r.name_key_version();
   if (!r.avatar_url().empty()) p.avatar = {AvatarKind::kUrl, r.avatar_url()};
   if (!r.avatar_asset_id().empty()) p.avatar = {AvatarKind::kAssetId, r.avatar_asset_id()};
   for (const auto& [key, m] : r.metadata()) {
@@ -90,15 +92,19 @@ void StoreProfiles::save(const Profile& before, const Profile& after, const Name
       stored::NameRecord name;
       name.set_player_id(after.player_id);
       name.set_display_name(after.display_name);
+      name.set_key_version(after.name_key_version);
       // A new key is created only: whoever else claims it in the meantime makes this batch fail.
       // The same key with another spelling is the player's own already.
       // A withheld name whose hold has ended is claimed over the version of its record.
-      const bool same_key = after.name_key == before.name_key;
-      batch.put(kNames, after.name_key, name,
-                same_key                ? sdk::Store::kAnyVersion
-                : names.claimed_version ? names.claimed_version
-                                        : sdk::Store::kCreateOnly,
-                after.player_id);
+      // The same key (made by another algorithm version, or respelled) is written over the player's
+      // own record only, at the version read.
+      int64_t expected = names.claimed_version ? names.claimed_version : sdk::Store::kCreateOnly;
+      if (after.name_key == before.name_key) {
+        const auto own = own_version(kNames, after.name_key, after.player_id);
+        if (!own) throw WriteConflict("names: the key is held by another player");
+        expected = *own;
+      }
+      batch.put(kNames, after.name_key, name, expected, after.player_id);
     }
     if (!before.name_key.empty() && before.name_key != after.name_key) {
       if (names.withhold_old) {
@@ -109,23 +115,54 @@ void StoreProfiles::save(const Profile& before, const Profile& after, const Name
         withheld.set_withheld(true);
         withheld.set_withheld_reason(hold.withheld_reason);
         withheld.set_withheld_until_unix_ms(hold.withheld_until_unix_ms);
-        batch.put(kNames, before.name_key, withheld, sdk::Store::kAnyVersion, hold.player_id);
+        withheld.set_key_version(before.name_key_version);
+        // Over the player's own record, at the version read (created if it had gone).
+        if (const auto version = own_version(kNames, before.name_key, before.player_id)) {
+          batch.put(kNames, before.name_key, withheld, *version, hold.player_id);
+        }
       } else {
-        batch.erase(kNames, before.name_key);
+        erase_own(batch, kNames, before.name_key, before.player_id);
       }
     }
-    // The index follows the name; its keys are as unique as name keys, which are made from them.
+    // The index follows the name. A new search key is created only (the same one, respelled, is the
+    // player's own); the old one is erased only while it is the player's, at the version read.
     if (!after.name_search_key.empty()) {
       stored::NameRecord entry;
       entry.set_player_id(after.player_id);
       entry.set_display_name(after.display_name);
-      batch.put(kNameIndex, after.name_search_key, entry, sdk::Store::kAnyVersion, after.player_id);
+      entry.set_key_version(after.name_key_version);
+      const bool same = after.name_search_key == before.name_search_key;
+      batch.put(kNameIndex, after.name_search_key, entry,
+                same ? index_version(after.name_search_key, after.player_id) : sdk::Store::kCreateOnly,
+                after.player_id);
     }
     if (!before.name_search_key.empty() && before.name_search_key != after.name_search_key) {
-      batch.erase(kNameIndex, before.name_search_key);
+      erase_own(batch, kNameIndex, before.name_search_key, before.player_id);
     }
   }
   commit(store_, batch);
+}
+
+std::optional<int64_t> StoreProfiles::own_version(const char* collection, const std::string& key,
+                                                  const std::string& player_id) {
+  auto record = store_.get<stored::NameRecord>(collection, key);
+  if (!record) return sdk::Store::kCreateOnly;
+  if (record->value.player_id() != player_id) return std::nullopt;
+  return record->version;
+}
+
+void StoreProfiles::erase_own(sdk::Store::Batch& batch, const char* collection, const std::string& key,
+                              const std::string& player_id) {
+  const auto version = own_version(collection, key, player_id);
+  if (version && *version != sdk::Store::kCreateOnly) batch.erase(collection, key, *version);
+}
+
+int64_t StoreProfiles::index_version(const std::string& search_key, const std::string& player_id) {
+  auto record = store_.get<stored::NameRecord>(kNameIndex, search_key);
+  if (!record) return sdk::Store::kCreateOnly;
+  // Another player's entry under the player's own search key: the write fails and is tried again.
+  if (record->value.player_id() != player_id) throw WriteConflict("name_index: held by another player");
+  return record->version;
 }
 
 NamePage StoreProfiles::names(const std::string& key_prefix, const std::string& cursor, int64_t limit) {

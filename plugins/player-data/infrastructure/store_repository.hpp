@@ -26,6 +26,16 @@ class StoreProfiles final : public Profiles {
   NamePage names(const std::string& key_prefix, const std::string& cursor, int64_t limit) override;
 
  private:
+  // The version of the NameRecord at collection/key when `player_id` holds it; kCreateOnly when
+  // there is none; nullopt when another player holds it.
+  std::optional<int64_t> own_version(const char* collection, const std::string& key,
+                                     const std::string& player_id);
+  // Adds the erase of collection/key at the version read, when `player_id` holds it.
+  void erase_own(sdk::Store::Batch& batch, const char* collection, const std::string& key,
+                 const std::string& player_id);
+  // The version to write the player's own search key over: kCreateOnly when there is none;
+  // WriteConflict when another player holds it.
+  int64_t index_version(const std::string& search_key, const std::string& player_id);
   sdk::Store store_;
 };
 

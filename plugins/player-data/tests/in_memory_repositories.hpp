@@ -35,6 +35,11 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
     auto it = profiles_.find(after.player_id);
     const int64_t current = it == profiles_.end() ? 0 : it->second.version;
     if (current != before.version) throw WriteConflict("profile version moved");
+    if (!after.name_search_key.empty() && after.name_search_key != before.name_search_key &&
+        index_.contains(after.name_search_key) &&
+        index_[after.name_search_key].player_id != after.player_id) {
+      throw WriteConflict("search key exists");
+    }
     if (after.name_key != before.name_key && !after.name_key.empty()) {
       auto held = names_.find(after.name_key);
       const int64_t name_version = held == names_.end() ? 0 : held->second.version;
@@ -53,7 +58,10 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
       const int64_t name_version = names_.contains(after.name_key) ? names_[after.name_key].version : 0;
       names_[after.name_key] = {after.player_id, after.display_name, false, {}, 0, name_version + 1};
     }
-    if (!before.name_search_key.empty()) index_.erase(before.name_search_key);
+    if (!before.name_search_key.empty()) {
+      auto own = index_.find(before.name_search_key);
+      if (own != index_.end() && own->second.player_id == before.player_id) index_.erase(own);
+    }
     if (!after.name_search_key.empty())
       index_[after.name_search_key] = {after.player_id, after.display_name, false, {}, 0, 0};
     Profile stored = after;

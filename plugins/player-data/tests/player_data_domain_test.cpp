@@ -704,6 +704,38 @@ TEST(PlayerDataStatsReplays, AnUpdateWithARequestIdIsAppliedOnceAndAReplayAnswer
   EXPECT_EQ(store.sheet("ada").values.at("steps"), static_cast<int64_t>(kRecentStatUpdates));
 }
 
+TEST_F(PlayerDataDomain, AKeyMadeByAnEarlierAlgorithmIsNoProofOfHoldingTheName) {
+  // Ada's profile holds a key made by key algorithm 1; under the current one, that key is now
+  // bob's. Claiming the name again must look at who holds it, not trust the stored key.
+  const std::string key = name_key("MAX");
+  Profile ada;
+  ada.player_id = "ada";
+  ada.display_name = "MAX";
+  ada.name_key = key;
+  ada.name_search_key = "max";
+  ada.name_key_version = 1;
+  Profile ada_before;
+  ada_before.player_id = "ada";
+  store_.save(ada_before, ada);
+  Profile bob;
+  bob.player_id = "bob";
+  bob.display_name = "\u041c\u0410\u0425";
+  bob.name_key = key;
+  bob.name_search_key = "\u043c\u0430\u0445";
+  bob.name_key_version = kNameKeyVersion;
+  Profile bob_before;
+  bob_before.player_id = "bob";
+  NameWrite over_ada;
+  over_ada.claimed_version = store_.name(key)->version;
+  store_.save(bob_before, bob, over_ada);
+  ASSERT_EQ(store_.name(key)->player_id, "bob");
+  expect_error([&] { service_.set_display_name(ada_, "Max"); }, K::kAlreadyExists,
+               "display_name: 'Max' is taken (as '\u041c\u0410\u0425', which it is too like)");
+  EXPECT_EQ(store_.name(key)->player_id, "bob");
+  // A name claimed now carries the current algorithm's version.
+  EXPECT_EQ(service_.set_display_name(bob_, "Robert").name_key_version, kNameKeyVersion);
+}
+
 TEST_F(PlayerDataDomain, TwoPlayersClaimingOneNameAtOnceOneWins) {
   for (int round = 0; round < 50; ++round) {
     const std::string name = "Racer" + std::to_string(round);
