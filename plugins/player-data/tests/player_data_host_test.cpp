@@ -328,7 +328,7 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
   EXPECT_EQ(withheld.error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_EQ(withheld.error_message(), "display_name: '" + name("ADA") + "' is withheld by moderation (as '" +
                                           name("Ada") + "', which it is too like)");
-  EXPECT_EQ(set_name(ada, name("Ada")).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(set_name(ada, name("Ada")).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(set_name(ada, name("Ada") + "c").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(set_name(bob, name("Ada") + "b").ok());
   {
@@ -343,7 +343,10 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
     EXPECT_EQ(status.error_message(), "clearing profile fields needs the role moderator or admin");
     status = call(mod, &pb::PlayerData::Stub::ClearProfileFields, request, &out);
     ASSERT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(profile(ada).metadata().count("bio"), 0u);
+    const pb::Profile cleared = profile(ada);
+    EXPECT_EQ(cleared.avatar_case(), pb::Profile::AVATAR_NOT_SET);
+    ASSERT_EQ(cleared.metadata_size(), 1);
+    EXPECT_EQ(cleared.metadata(0).key(), "email");
   }
 
   pb::ListPlayersRequest request;
@@ -727,6 +730,31 @@ TEST_P(PlayerDataThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
       }
     });
   }
+  // One more client names new players and lists them, so that every generation of the plugin
+  // folds names with ICU (loaded once per process, kept across reloads).
+  std::vector<std::string> named;
+  clients.emplace_back([&] {
+    for (int i = 0; !stop; ++i) {
+      const Player p = player("namer" + std::to_string(i));
+      const std::string display = name("Reload") + "_" + std::to_string(i);
+      grpc::Status status = set_name(p, display);
+      if (!status.ok()) {
+        ++failed;
+        ADD_FAILURE() << "set_name: " << status.error_message();
+        continue;
+      }
+      named.push_back(display);
+      pb::ListPlayersRequest request;
+      request.set_prefix(display);
+      pb::ListPlayersReply page;
+      request.set_page_size(100);
+      status = call(p, &pb::PlayerData::Stub::ListPlayers, request, &page);
+      if (!status.ok() || page.players_size() == 0 || page.players(0).display_name() != display) {
+        ++failed;
+        ADD_FAILURE() << "list_players: " << status.error_message() << " " << page.ShortDebugString();
+      }
+    }
+  });
   ASSERT_TRUE(eventually([&] { return acknowledged > 20; }));
   EXPECT_EQ(reload(), 2u);
   int at_reload = acknowledged;
@@ -743,6 +771,66 @@ TEST_P(PlayerDataThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
     ASSERT_TRUE(get_slot(ada, "", "client" + std::to_string(c), &slot).ok());
     EXPECT_EQ(slot.version(), last_version[static_cast<size_t>(c)]) << "an acknowledged save was lost";
   }
+  EXPECT_GT(named.size(), 0u);
+  for (const auto& display : named) {
+    pb::ListPlayersRequest request;
+    request.set_prefix(display);
+    pb::ListPlayersReply page;
+    request.set_page_size(1);
+    ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+    ASSERT_EQ(page.players_size(), 1) << display;
+    EXPECT_EQ(page.players(0).display_name(), display) << "an acknowledged name was lost";
+  }
+}
+
+TEST_P(PlayerDataThroughTheHost, ACursorFromAnotherQueryIsRefused) {
+  const Player ada = player("ada");
+  const Player bob = player("bob");
+  const Player cy = player("cy");
+  ASSERT_TRUE(set_name(ada, name("Pa") + "a").ok());
+  ASSERT_TRUE(set_name(bob, name("Pa") + "b").ok());
+  ASSERT_TRUE(set_name(cy, name("Qb") + "c").ok());
+  pb::ListPlayersRequest request;
+  request.set_prefix(name("Pa"));
+  request.set_page_size(1);
+  pb::ListPlayersReply page;
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+  ASSERT_FALSE(page.next_cursor().empty());
+  const std::string players_cursor = page.next_cursor();
+  // The host's store ties a cursor to its query.
+  const std::string refused =
+      "the cursor is not valid for this query: it was altered, comes from another query, or from before the "
+      "host restarted";
+
+  // The same cursor with another prefix.
+  request.set_prefix(name("Qb"));
+  request.set_cursor(players_cursor);
+  grpc::Status status = call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), refused);
+
+  // A slots cursor in ListPlayers, and a players cursor in ListSlots.
+  for (const char* slot : {"a", "b"}) ASSERT_TRUE(write_slot(ada, slot, "x", 0).ok());
+  pb::ListSlotsRequest slots_request;
+  slots_request.set_page_size(1);
+  pb::ListSlotsReply slots_page;
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListSlots, slots_request, &slots_page).ok());
+  ASSERT_FALSE(slots_page.next_cursor().empty());
+  request.set_prefix(name("Pa"));
+  request.set_cursor(slots_page.next_cursor());
+  status = call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), refused);
+  slots_request.set_cursor(players_cursor);
+  status = call(ada, &pb::PlayerData::Stub::ListSlots, slots_request, &slots_page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), refused);
+
+  // Its own query goes on from it.
+  request.set_cursor(players_cursor);
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+  ASSERT_EQ(page.players_size(), 1);
+  EXPECT_EQ(page.players(0).display_name(), name("Pa") + "b");
 }
 
 // Stats are no player's to raise: admins and trusted plugins write them, players only the listed ones.
