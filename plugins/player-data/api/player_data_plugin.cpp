@@ -107,6 +107,17 @@ pd::Limits limits_from(const sdk::Host& host) {
   }
   l.max_writes_per_player_per_minute = host.config_int("max_writes_per_player_per_minute");
   l.max_avatar_bytes = host.config_int("max_avatar_bytes");
+  for (std::string h : split_names(host.config_string("allowed_avatar_hosts"))) {
+    for (char& c : h) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    const bool plain = std::all_of(h.begin(), h.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
+    });
+    if (!plain) {
+      throw sdk::Error(sdk::StatusCode::kInvalidArgument,
+                       "allowed_avatar_hosts: host names of [a-z0-9.-], comma-separated, not '" + h + "'");
+    }
+    l.allowed_avatar_hosts.push_back(h);
+  }
   l.max_metadata_fields = host.config_int("max_metadata_fields");
   l.max_metadata_key_bytes = host.config_int("max_metadata_key_bytes");
   l.max_metadata_value_bytes = host.config_int("max_metadata_value_bytes");
@@ -115,6 +126,7 @@ pd::Limits limits_from(const sdk::Host& host) {
   l.max_slot_bytes = host.config_int("max_slot_bytes");
   l.max_slot_bytes_per_player = host.config_int("max_slot_bytes_per_player");
   l.max_stats_per_player = host.config_int("max_stats_per_player");
+  l.max_player_writable_stats = host.config_int("max_player_writable_stats");
   l.max_stats_per_request = host.config_int("max_stats_per_request");
   l.max_page_size = host.config_int("max_page_size");
   l.max_write_attempts = host.config_int("max_write_attempts");
@@ -231,10 +243,12 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .blocking("WriteSlot", &PlayerDataPlugin::write_slot, sdk::kAuthenticated)
         .blocking("DeleteSlot", &PlayerDataPlugin::delete_slot, sdk::kAuthenticated)
         .blocking("UpdateStats", &PlayerDataPlugin::update_stats, sdk::kAuthenticated)
-        .blocking("GetStats", &PlayerDataPlugin::get_stats, sdk::kAuthenticated);
+        .blocking("GetStats", &PlayerDataPlugin::get_stats, sdk::kAuthenticated)
+        // Moderators and admins, checked in the handler as for ResetDisplayName.
+        .blocking("ClearProfileFields", &PlayerDataPlugin::clear_profile_fields, sdk::kAuthenticated);
     b.collection("profiles")
         .collection("names")
-        .collection("slots")
+        .collection("save_slots")
         .collection("usage")
         .collection("stats")
         .collection("name_index");
@@ -244,10 +258,14 @@ class PlayerDataPlugin final : public sdk::Plugin {
                     "Least time between two changes of a player's display name, in seconds (0: none)",
                     sdk::between(0, 366 * 86400))
         .config_string("reserved_names",
-                       "admin,administrator,moderator,mod,operator,gameverse,system,support,staff,gm",
+                       "admin,administrator,moderator,mod,operator,gameverse,system,support,staff,gm,"
+                       "gamemaster,official",
                        "Comma-separated display names nobody may claim, compared as names are (case and "
-                       "look-alikes folded)")
+                       "look-alikes folded), as the whole name and as any word of it")
         .config_int("max_avatar_bytes", 256, "Longest avatar URL, in bytes", sdk::between(16, 2048))
+        .config_string("allowed_avatar_hosts", "",
+                       "Comma-separated hosts avatar URLs may name (https only, exact host). Empty: avatar "
+                       "URLs are refused and avatars are asset ids")
         .config_int("max_metadata_fields", 32, "Metadata fields a profile may have", sdk::between(1, 1000))
         .config_int("max_metadata_key_bytes", 64, "Longest metadata key, in bytes", sdk::between(1, 256))
         .config_int("max_metadata_value_bytes", 1024, "Longest metadata value, in bytes",
@@ -261,7 +279,12 @@ class PlayerDataPlugin final : public sdk::Plugin {
         .config_int("max_slot_bytes_per_player", 1024 * 1024,
                     "Bytes of all of a player's save slots together",
                     sdk::between(int64_t{1}, int64_t{1} << 40))
-        .config_int("max_stats_per_player", 256, "Stats a player may have", sdk::between(1, 10000))
+        .config_int("max_stats_per_player", 256,
+                    "Stats a player may have that admins and trusted plugins write", sdk::between(1, 10000))
+        .config_int("max_player_writable_stats", 64,
+                    "Stats a player may have that player_writable_stats lists (bounded apart, so that "
+                    "players cannot use up max_stats_per_player)",
+                    sdk::between(1, 10000))
         .config_int("max_stats_per_request", 64, "Stats one UpdateStats or GetStats call may name",
                     sdk::between(1, 1000))
         .config_int("max_page_size", 100, "Largest page of ListPlayers and ListSlots", sdk::between(1, 1000))
@@ -339,24 +362,49 @@ class PlayerDataPlugin final : public sdk::Plugin {
     });
   }
 
+  // A moderation reason goes into the log: one line of text.
+  static void check_reason(const std::string& reason) {
+    if (reason.size() > 256) {
+      throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
+                            "reason: at most 256 bytes, not " + std::to_string(reason.size()));
+    }
+    pd::check_plain_text(reason, "reason");
+  }
+
+  sdk::Status clear_profile_fields(sdk::CallContext& context, const pb::ClearProfileFieldsRequest& r,
+                                   pb::Profile& reply) {
+    return answer([&] {
+      check_reason(r.reason());
+      const pd::Caller caller = caller_of(context);
+      std::vector<std::string> keys;
+      if (r.remove_metadata_size() <= service_.limits().max_metadata_fields) {
+        keys = {r.remove_metadata().begin(), r.remove_metadata().end()};
+      } else {
+        keys.resize(static_cast<size_t>(r.remove_metadata_size()));
+      }
+      fill(reply, service_.clear_profile_fields(caller, r.player_id(), r.clear_avatar(), keys), true);
+      host_.info("player-data: " + caller.player_id + " cleared " +
+                 (r.clear_avatar() ? "the avatar and " : "") + std::to_string(keys.size()) +
+                 " metadata fields of player " + r.player_id() +
+                 (r.reason().empty() ? "" : "; reason: " + r.reason()));
+    });
+  }
+
   sdk::Status reset_display_name(sdk::CallContext& context, const pb::ResetDisplayNameRequest& r,
                                  pb::Profile& reply) {
     return answer([&] {
-      if (r.reason().size() > 256) {
+      check_reason(r.reason());
+      constexpr int64_t kMaxHoldSeconds = 100LL * 366 * 86400;
+      if (r.hold_seconds() < 0 || r.hold_seconds() > kMaxHoldSeconds) {
         throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
-                              "reason: at most 256 bytes, not " + std::to_string(r.reason().size()));
-      }
-      // It goes into the log: one line of text.
-      const bool control = std::any_of(r.reason().begin(), r.reason().end(), [](char c) {
-        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-      });
-      if (control || !pd::valid_utf8(r.reason())) {
-        throw PlayerDataError(PlayerDataError::Kind::kInvalidArgument,
-                              "reason: UTF-8 text without control characters");
+                              "hold_seconds: 0 (for good) to " + std::to_string(kMaxHoldSeconds) + ", not " +
+                                  std::to_string(r.hold_seconds()));
       }
       const pd::Caller caller = caller_of(context);
       std::string released;
-      fill(reply, service_.reset_display_name(caller, r.player_id(), &released), true);
+      fill(reply,
+           service_.reset_display_name(caller, r.player_id(), r.reason(), r.hold_seconds() * 1000, &released),
+           true);
       if (!released.empty()) {
         host_.info("player-data: " + caller.player_id + " reset the display name '" + released +
                    "' of player " + r.player_id() + (r.reason().empty() ? "" : "; reason: " + r.reason()));
@@ -440,7 +488,8 @@ class PlayerDataPlugin final : public sdk::Plugin {
       } else {
         changes.resize(static_cast<size_t>(r.updates_size()));  // refused by its count
       }
-      fill(reply, subject_id(caller, r.player_id()), service_.update_stats(caller, r.player_id(), changes));
+      fill(reply, subject_id(caller, r.player_id()),
+           service_.update_stats(caller, r.player_id(), changes, r.request_id()));
     });
   }
 
@@ -460,12 +509,16 @@ class PlayerDataPlugin final : public sdk::Plugin {
  private:
   // The caller as the domain sees it. A call with no principal from another plugin is that plugin
   // calling with its own trust, which counts only when trusted_plugins names it.
+  // A trusted plugin calling with a principal acts for that player: it writes their stats, and only
+  // theirs.
   pd::Caller caller_of(const sdk::CallContext& context) const {
     const sdk::Principal principal = context.principal();
-    if (!principal.anonymous()) return {principal.user_id, principal.roles};
     const std::string plugin(context.calling_plugin());
+    const bool trusted = !plugin.empty() && std::find(trusted_plugins_.begin(), trusted_plugins_.end(),
+                                                      plugin) != trusted_plugins_.end();
+    if (!principal.anonymous()) return {principal.user_id, principal.roles, "", trusted ? plugin : ""};
     if (plugin.empty()) return {};  // the domain answers UNAUTHENTICATED
-    if (std::find(trusted_plugins_.begin(), trusted_plugins_.end(), plugin) == trusted_plugins_.end()) {
+    if (!trusted) {
       throw PlayerDataError(PlayerDataError::Kind::kPermissionDenied,
                             "plugin '" + plugin + "' calls with its own trust but is not in trusted_plugins");
     }

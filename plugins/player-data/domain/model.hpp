@@ -49,6 +49,9 @@ struct Limits {
   std::vector<std::string> player_writable_stats;
   int64_t max_writes_per_player_per_minute = 600;  // 0: no limit
   int64_t max_avatar_bytes = 256;
+  // Hosts avatar URLs may name (lowercase, exact; no port). Empty: avatar URLs are refused and
+  // avatars are asset ids only, so that no player's client fetches from a host another player chose.
+  std::vector<std::string> allowed_avatar_hosts;
   int64_t max_metadata_fields = 32;
   int64_t max_metadata_key_bytes = 64;
   int64_t max_metadata_value_bytes = 1024;
@@ -56,7 +59,11 @@ struct Limits {
   int64_t max_slots_per_player = 10;
   int64_t max_slot_bytes = 256 * 1024;
   int64_t max_slot_bytes_per_player = 1024 * 1024;
+  // Stats a player has that admins and trusted plugins write (those player_writable_stats does not
+  // list), and, bounded apart so that a player filling theirs blocks no other writer, the stats
+  // player_writable_stats lists.
   int64_t max_stats_per_player = 256;
+  int64_t max_player_writable_stats = 64;
   int64_t max_stats_per_request = 64;
   int64_t max_page_size = 100;
   int64_t max_write_attempts = 64;  // optimistic tries before ABORTED
@@ -80,9 +87,10 @@ struct Avatar {
 
 struct Profile {
   std::string player_id;
-  std::string display_name;     // empty: none claimed
-  std::string name_key;         // name_key(display_name): unique; empty with it
-  std::string name_search_key;  // what ListPlayers matches prefixes against; empty with it
+  std::string display_name;      // empty: none claimed
+  std::string name_key;          // name_key(display_name): unique; empty with it
+  std::string name_search_key;   // what ListPlayers matches prefixes against; empty with it
+  int32_t name_key_version = 0;  // kNameKeyVersion of the algorithm name_key was made with
   int64_t name_changed_unix_ms = 0;
   Avatar avatar;
   std::map<std::string, MetadataValue> metadata;
@@ -93,6 +101,21 @@ struct Profile {
 struct NameEntry {
   std::string player_id;
   std::string display_name;
+  // Withheld by a moderator: nobody may claim the name (the player it was taken from included)
+  // until withheld_until_unix_ms (0: for good).
+  bool withheld = false;
+  std::string withheld_reason;
+  int64_t withheld_until_unix_ms = 0;
+  int64_t version = 0;  // the store's
+};
+
+// What a profile write does to name records besides claiming the new name.
+struct NameWrite {
+  // Set: the old name is kept as this withheld record instead of being released.
+  std::optional<NameEntry> withhold_old;
+  // The new name's record is written over this version (an expired withheld record); 0: it is
+  // created only.
+  int64_t claimed_version = 0;
 };
 
 struct NamePage {
@@ -105,7 +128,10 @@ struct Slot {
   std::string name;
   std::string data;
   int64_t size_bytes = 0;
+  // Taken from the player's slot counter (Usage::last_slot_version): it never repeats for a
+  // player, so a version read before a delete never matches the slot created after it.
   int64_t version = 0;
+  int64_t record_version = 0;  // the store's, what the write of this slot is conditioned on
   int64_t updated_unix_ms = 0;
 };
 
@@ -118,13 +144,26 @@ struct SlotPage {
 struct Usage {
   int64_t slot_count = 0;
   int64_t total_bytes = 0;
+  int64_t last_slot_version = 0;  // the last version given to any of the player's slots; only grows
   int64_t version = 0;
+};
+
+// An update that carried a request id, as it came out: a replay answers with it.
+struct AppliedUpdate {
+  std::string request_id;
+  uint64_t fingerprint = 0;               // of the changes, so that a reused id with others is refused
+  std::map<std::string, int64_t> values;  // the updated stats after the update
 };
 
 struct StatSheet {
   std::map<std::string, int64_t> values;
-  int64_t version = 0;  // 0: never written
+  std::vector<AppliedUpdate> recent;  // the last kRecentStatUpdates updates with a request id, oldest first
+  int64_t version = 0;                // 0: never written
 };
+
+// How many request ids a player's stats remember: a replay after more updates than this is applied
+// again.
+inline constexpr size_t kRecentStatUpdates = 32;
 
 struct StatChange {
   enum class Kind { kIncrement = 1, kSet = 2 };
@@ -138,8 +177,11 @@ struct Caller {
   std::string player_id;
   std::vector<std::string> roles;
   std::string trusted_plugin = {};  // set: a plugin in trusted_plugins, with no player behind it
-  bool staff() const;               // moderator, admin or the host's operator
-  bool admin() const;               // admin or the operator
+  // Set: a plugin in trusted_plugins calling for this player (with their principal). It writes the
+  // player's own stats, all of them, and nobody else's.
+  std::string for_trusted_plugin = {};
+  bool staff() const;  // moderator, admin or the host's operator
+  bool admin() const;  // admin or the operator
 };
 
 }  // namespace gameverse::playerdata

@@ -5,6 +5,7 @@
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
+#include <unicode/uset.h>
 #include <unicode/uspoof.h>
 
 #include <algorithm>
@@ -73,7 +74,9 @@ using SpoofChecker = std::unique_ptr<USpoofChecker, void (*)(USpoofChecker*)>;
 // spoof checker may be shared between threads.
 struct Icu {
   const icu::Normalizer2* nfc = nullptr;
+  const icu::Normalizer2* nfkc = nullptr;
   const icu::Normalizer2* nfkc_cf = nullptr;
+  const USet* recommended = nullptr;  // UTS #39 identifier characters, frozen by ICU
   SpoofChecker spoof{nullptr, uspoof_close};
 };
 
@@ -88,11 +91,23 @@ icu::UnicodeString search_form(const Icu& data, const icu::UnicodeString& text) 
   return out;
 }
 
-std::string key_of(const Icu& data, const icu::UnicodeString& text) {
+icu::UnicodeString skeleton_of(const Icu& data, const icu::UnicodeString& text) {
   UErrorCode status = U_ZERO_ERROR;
   icu::UnicodeString skeleton;
-  uspoof_getSkeletonUnicodeString(data.spoof.get(), 0, search_form(data, text), skeleton, &status);
+  uspoof_getSkeletonUnicodeString(data.spoof.get(), 0, text, skeleton, &status);
   check_icu(status, "uspoof_getSkeleton");
+  return skeleton;
+}
+
+// The skeleton is taken before case folding and again after it: capitals have look-alikes of their
+// own (Cyrillic МАХ and Latin MAX, Lisu ꓮ and A) that folding first would take apart, and folding
+// a skeleton can make new ones ('I' becomes 'l', then folds to itself).
+std::string key_of(const Icu& data, const icu::UnicodeString& text) {
+  UErrorCode status = U_ZERO_ERROR;
+  icu::UnicodeString compatible = data.nfkc->normalize(text, status);
+  check_icu(status, "NFKC");
+  icu::UnicodeString folded = search_form(data, skeleton_of(data, compatible));
+  icu::UnicodeString skeleton = skeleton_of(data, folded);
   skeleton.foldCase();  // the skeleton maps '0' to 'O', 'I' to 'l'
   std::string key = utf8(skeleton);
   // Look-alikes the skeleton keeps apart but a player reading a name does not.
@@ -102,6 +117,20 @@ std::string key_of(const Icu& data, const icu::UnicodeString& text) {
     if (c == '5') c = 's';
   }
   return key;
+}
+
+// In UTS #39's recommended set, itself or (full-width, mathematical and other compatibility forms,
+// which keys fold to their plain letters) its NFKC form.
+bool recommended(const Icu& data, UChar32 c) {
+  if (uset_contains(data.recommended, c)) return true;
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::UnicodeString plain = data.nfkc->normalize(icu::UnicodeString(c), status);
+  check_icu(status, "NFKC");
+  if (plain.isEmpty() || plain == icu::UnicodeString(c)) return false;
+  for (int32_t i = 0; i < plain.length(); i += U16_LENGTH(plain.char32At(i))) {
+    if (!uset_contains(data.recommended, plain.char32At(i))) return false;
+  }
+  return true;
 }
 
 int64_t grapheme_clusters(const icu::UnicodeString& text) {
@@ -131,8 +160,11 @@ const Icu& icu_data() {
     Icu data;
     UErrorCode status = U_ZERO_ERROR;
     data.nfc = icu::Normalizer2::getNFCInstance(status);
+    data.nfkc = icu::Normalizer2::getNFKCInstance(status);
     data.nfkc_cf = icu::Normalizer2::getNFKCCasefoldInstance(status);
     check_icu(status, "Normalizer2");
+    data.recommended = uspoof_getRecommendedSet(&status);
+    check_icu(status, "uspoof_getRecommendedSet");
     data.spoof.reset(uspoof_open(&status));
     check_icu(status, "uspoof_open");
     uspoof_setChecks(data.spoof.get(), USPOOF_RESTRICTION_LEVEL | USPOOF_INVISIBLE | USPOOF_MIXED_NUMBERS,
@@ -144,6 +176,8 @@ const Icu& icu_data() {
     check_icu(status, "NFC");
     key_of(data, composed);
     grapheme_clusters(composed);
+    u_hasBinaryProperty(0x3164, UCHAR_DEFAULT_IGNORABLE_CODE_POINT);
+    recommended(data, 0xff21);
     spoof_checks(data, composed);
     return data;
   }();
@@ -171,10 +205,22 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
 
   enum class Last { kNothing, kWord, kSeparator } last = Last::kNothing;
   icu::UnicodeString words;  // without separators, for the spoof checker
+  std::vector<icu::UnicodeString> each_word(1);
   int64_t code_points = 0;
   for (int32_t i = 0; i < text.length(); i += U16_LENGTH(text.char32At(i))) {
     const UChar32 c = text.char32At(i);
     ++code_points;
+    // Invisible characters (Hangul fillers are letters to u_charType) and those Unicode does not
+    // recommend for identifiers (small capitals, Lisu, obsolete scripts) are refused before anything.
+    if (u_hasBinaryProperty(c, UCHAR_DEFAULT_IGNORABLE_CODE_POINT)) {
+      invalid(field, code_point(c) + " at character " + std::to_string(code_points) +
+                         " is invisible; a display name has only characters that show");
+    }
+    if ((is_letter_or_digit(c) || is_mark(c)) && !recommended(data, c)) {
+      invalid(field, code_point(c) + " at character " + std::to_string(code_points) +
+                         " is not among the characters Unicode recommends for names (UTS #39 "
+                         "identifier characters: no look-alike, obsolete or technical forms)");
+    }
     if (is_letter_or_digit(c)) {
       last = Last::kWord;
     } else if (is_mark(c)) {
@@ -184,6 +230,7 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
       if (last == Last::kNothing) invalid(field, "a display name begins and ends with a letter or digit");
       if (last == Last::kSeparator) invalid(field, "a display name has no two of ' ', '_', '-' in a row");
       last = Last::kSeparator;
+      each_word.emplace_back();
       continue;
     } else {
       invalid(field,
@@ -192,6 +239,7 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
                   code_point(c) + " at character " + std::to_string(code_points) + " is none of them");
     }
     words.append(c);
+    each_word.back().append(c);
   }
   if (last == Last::kSeparator) invalid(field, "a display name begins and ends with a letter or digit");
 
@@ -226,6 +274,12 @@ FoldedName fold_display_name(std::string_view name, const Limits& limits, std::s
   out.display = utf8(text);
   out.search_key = utf8(search_form(data, text));
   out.key = key_of(data, text);
+  if (out.key.empty() || out.search_key.empty()) {
+    invalid(field, "a display name has at least one letter or digit that shows");
+  }
+  if (each_word.size() > 1) {
+    for (const auto& word : each_word) out.word_keys.push_back(key_of(data, word));
+  }
   if (out.key.size() > kMaxKeyBytes || out.search_key.size() > kMaxKeyBytes) {
     invalid(field, "a display name folds to a key of at most " + std::to_string(kMaxKeyBytes) +
                        " bytes; this one makes " +
@@ -261,9 +315,17 @@ std::string prefix_key(std::string_view prefix, const Limits& limits, std::strin
   return utf8(search_form(icu_data(), text));
 }
 
-bool is_reserved(std::string_view key, const Limits& limits) {
-  return std::any_of(limits.reserved_names.begin(), limits.reserved_names.end(),
-                     [&](const std::string& reserved) { return name_key(reserved) == key; });
+std::set<std::string> reserved_keys(const std::vector<std::string>& reserved_names) {
+  std::set<std::string> keys;
+  for (const auto& name : reserved_names) keys.insert(name_key(name));
+  keys.erase("");
+  return keys;
+}
+
+bool is_reserved(const FoldedName& name, const std::set<std::string>& reserved_keys) {
+  if (reserved_keys.contains(name.key)) return true;
+  return std::any_of(name.word_keys.begin(), name.word_keys.end(),
+                     [&](const std::string& word) { return reserved_keys.contains(word); });
 }
 
 }  // namespace gameverse::playerdata

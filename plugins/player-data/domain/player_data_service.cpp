@@ -52,13 +52,14 @@ Profile public_view(const Profile& profile) {
     if (field.visibility == Visibility::kPublic) out.metadata.emplace(key, field);
   }
   out.created_unix_ms = profile.created_unix_ms;
-  out.version = profile.version;
+  // No version: it moves with every private change too, which would tell others when they happen.
   return out;
 }
 
 PlayerDataService::PlayerDataService(Limits limits, Profiles& profiles, Slots& slots, Stats& stats,
                                      Clock now_unix_ms, ConflictObserver on_conflict, WriteCounter* writes)
     : limits_(std::move(limits)),
+      reserved_keys_(reserved_keys(limits_.reserved_names)),
       profiles_(profiles),
       slots_(slots),
       stats_(stats),
@@ -155,7 +156,7 @@ Profile PlayerDataService::profile(const Caller& caller, const std::string& play
 Profile PlayerDataService::set_display_name(const Caller& caller, const std::string& display_name) {
   const std::string id = subject(caller, "", false, "");
   const FoldedName name = fold_display_name(display_name, limits_, "display_name");
-  if (is_reserved(name.key, limits_)) {
+  if (is_reserved(name, reserved_keys_)) {
     throw PlayerDataError(K::kInvalidArgument, "display_name: " + quoted(name.display) +
                                                    " is reserved (or looks like a reserved name)");
   }
@@ -182,9 +183,21 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
                                 " s (name_change_cooldown_s); the next change is possible in " +
                                 std::to_string(wait_s) + " s");
     }
-    if (key != before.name_key) {
+    NameWrite names;
+    // A key made by an earlier algorithm is no proof that the player holds this one.
+    if (key != before.name_key || before.name_key_version != kNameKeyVersion) {
       std::optional<NameEntry> holder = profiles_.name(key);
-      if (holder && holder->player_id != id) {
+      if (holder && holder->withheld) {
+        if (holder->withheld_until_unix_ms == 0 || now < holder->withheld_until_unix_ms) {
+          throw PlayerDataError(
+              K::kAlreadyExists,
+              "display_name: " + quoted(name.display) + " is withheld by moderation" +
+                  (holder->display_name == name.display
+                       ? ""
+                       : " (as " + quoted(holder->display_name) + ", which it is too like)"));
+        }
+        names.claimed_version = holder->version;  // the hold has ended: claimed over it
+      } else if (holder && holder->player_id != id) {
         throw PlayerDataError(K::kAlreadyExists,
                               "display_name: " + quoted(name.display) + " is taken" +
                                   (holder->display_name == name.display
@@ -196,8 +209,9 @@ Profile PlayerDataService::set_display_name(const Caller& caller, const std::str
     after.display_name = name.display;
     after.name_key = key;
     after.name_search_key = name.search_key;
+    after.name_key_version = kNameKeyVersion;
     after.name_changed_unix_ms = now;
-    profiles_.save(before, after);
+    profiles_.save(before, after, names);
     return *profiles_.profile(id);
   });
 }
@@ -226,9 +240,7 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
                                                      " bytes (max_metadata_value_bytes), not " +
                                                      std::to_string(field.value.size()));
     }
-    if (!valid_utf8(field.value)) {
-      throw PlayerDataError(K::kInvalidArgument, at + ".value: not UTF-8");
-    }
+    check_plain_text(field.value, at + ".value");
   }
   for (size_t i = 0; i < change.remove_metadata.size(); ++i) {
     check_token(change.remove_metadata[i], limits_.max_metadata_key_bytes,
@@ -268,12 +280,18 @@ Profile PlayerDataService::update_profile(const Caller& caller, const ProfileCha
 }
 
 Profile PlayerDataService::reset_display_name(const Caller& caller, const std::string& player_id,
+                                              const std::string& reason, int64_t withhold_ms,
                                               std::string* released) {
   if (!caller.staff()) {
     throw PlayerDataError(K::kPermissionDenied, "resetting a display name needs the role moderator or admin");
   }
   check_player_id(player_id, "player_id");
+  if (withhold_ms < 0) {
+    throw PlayerDataError(K::kInvalidArgument,
+                          "hold_seconds: 0 (for good) or more, not " + std::to_string(withhold_ms / 1000));
+  }
   return with_retries("display_name", "profile", [&] {
+    const int64_t now = now_();
     std::optional<Profile> stored = profiles_.profile(player_id);
     if (!stored) throw PlayerDataError(K::kNotFound, "player_id: no profile for player " + quoted(player_id));
     if (released != nullptr) *released = stored->display_name;
@@ -282,7 +300,40 @@ Profile PlayerDataService::reset_display_name(const Caller& caller, const std::s
     after.display_name.clear();
     after.name_key.clear();
     after.name_search_key.clear();
-    after.name_changed_unix_ms = 0;  // the player may choose again at once
+    after.name_key_version = 0;
+    // The cooldown starts again, and the name stays withheld: the player cannot take it straight back.
+    after.name_changed_unix_ms = now;
+    NameWrite names;
+    names.withhold_old = NameEntry{player_id, stored->display_name, true, reason,
+                                   withhold_ms == 0 ? 0 : checked_add(now, withhold_ms, "hold_seconds")};
+    profiles_.save(*stored, after, names);
+    return *profiles_.profile(player_id);
+  });
+}
+
+Profile PlayerDataService::clear_profile_fields(const Caller& caller, const std::string& player_id,
+                                                bool clear_avatar,
+                                                const std::vector<std::string>& remove_metadata) {
+  if (!caller.staff()) {
+    throw PlayerDataError(K::kPermissionDenied, "clearing profile fields needs the role moderator or admin");
+  }
+  check_player_id(player_id, "player_id");
+  if (static_cast<int64_t>(remove_metadata.size()) > limits_.max_metadata_fields) {
+    throw PlayerDataError(K::kInvalidArgument,
+                          "remove_metadata: at most " + std::to_string(limits_.max_metadata_fields) +
+                              " keys (max_metadata_fields), not " + std::to_string(remove_metadata.size()));
+  }
+  for (size_t i = 0; i < remove_metadata.size(); ++i) {
+    check_token(remove_metadata[i], limits_.max_metadata_key_bytes,
+                "remove_metadata[" + std::to_string(i) + "]");
+  }
+  return with_retries("player_id", "profile", [&] {
+    std::optional<Profile> stored = profiles_.profile(player_id);
+    if (!stored) throw PlayerDataError(K::kNotFound, "player_id: no profile for player " + quoted(player_id));
+    Profile after = *stored;
+    if (clear_avatar) after.avatar = {};
+    for (const auto& key : remove_metadata) after.metadata.erase(key);
+    if (after.avatar == stored->avatar && after.metadata.size() == stored->metadata.size()) return *stored;
     profiles_.save(*stored, after);
     return *profiles_.profile(player_id);
   });
@@ -364,12 +415,16 @@ Slot PlayerDataService::write_slot(const Caller& caller, const SlotWrite& write)
           "data: a player's save slots hold at most " + std::to_string(limits_.max_slot_bytes_per_player) +
               " bytes (max_slot_bytes_per_player); this write makes " + std::to_string(after.total_bytes));
     }
+    // A new version from the player's counter, in the batch that writes the slot: a slot deleted and
+    // created again does not start over at 1, so a stale expected_version cannot match it.
+    after.last_slot_version = std::max(before.last_slot_version, current ? current->version : 0) + 1;
     Slot slot;
     slot.player_id = id;
     slot.name = write.name;
     slot.data = write.data;
     slot.size_bytes = static_cast<int64_t>(write.data.size());
-    slot.version = slots_.write(slot, current ? current->version : 0, before, after);
+    slot.version = after.last_slot_version;
+    slots_.write(slot, current ? current->record_version : 0, before, after);
     slot.updated_unix_ms = now_();
     return slot;
   });
@@ -396,13 +451,14 @@ void PlayerDataService::delete_slot(const Caller& caller, const std::string& nam
     Usage after = before;
     after.slot_count = std::max<int64_t>(0, after.slot_count - 1);
     after.total_bytes = std::max<int64_t>(0, after.total_bytes - current->size_bytes);
-    slots_.erase(id, name, current->version, before, after);
+    slots_.erase(id, name, current->record_version, before, after);
     return 0;
   });
 }
 
 StatSheet PlayerDataService::update_stats(const Caller& caller, const std::string& player_id,
-                                          const std::vector<StatChange>& changes) {
+                                          const std::vector<StatChange>& changes,
+                                          const std::string& request_id) {
   const std::string id = subject(caller, player_id, caller.admin(), "changes the stats of", true);
   if (changes.empty() || static_cast<int64_t>(changes.size()) > limits_.max_stats_per_request) {
     throw PlayerDataError(K::kInvalidArgument,
@@ -412,7 +468,21 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   for (size_t i = 0; i < changes.size(); ++i) {
     check_token(changes[i].name, 64, "updates[" + std::to_string(i) + "].name");
   }
-  if (!caller.admin() && caller.trusted_plugin.empty()) {
+  if (!request_id.empty()) check_token(request_id, 64, "request_id");
+  // FNV-1a over the changes as given.
+  uint64_t fingerprint = 14695981039346656037ULL;
+  const auto mix = [&](std::string_view bytes) {
+    for (const char c : bytes) fingerprint = (fingerprint ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  };
+  for (const auto& change : changes) {
+    mix(change.name);
+    mix(change.kind == StatChange::Kind::kSet ? "\x01=" : "\x01+");
+    mix(std::to_string(change.value));
+    mix("\x02");
+  }
+  // A trusted plugin calling for a player writes that player's stats (subject() kept it to their
+  // own), so it need not fall back to its own trust and a player id the client chose.
+  if (!caller.admin() && caller.trusted_plugin.empty() && caller.for_trusted_plugin.empty()) {
     for (size_t i = 0; i < changes.size(); ++i) {
       if (!player_writable(changes[i].name, limits_)) {
         throw PlayerDataError(K::kPermissionDenied,
@@ -425,6 +495,20 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
   charge_write(caller);
   return with_retries("updates", "stats", [&] {
     const StatSheet before = stats_.sheet(id);
+    if (!request_id.empty()) {
+      for (const auto& applied : before.recent) {
+        if (applied.request_id != request_id) continue;
+        if (applied.fingerprint != fingerprint) {
+          throw PlayerDataError(
+              K::kInvalidArgument,
+              "request_id: " + quoted(request_id) + " was used for other updates; give each update its own");
+        }
+        StatSheet replay;
+        replay.values = applied.values;
+        replay.version = before.version;
+        return replay;
+      }
+    }
     StatSheet after = before;
     for (size_t i = 0; i < changes.size(); ++i) {
       const StatChange& change = changes[i];
@@ -436,14 +520,46 @@ StatSheet PlayerDataService::update_stats(const Caller& caller, const std::strin
                             "updates[" + std::to_string(i) + "].increment of " + quoted(change.name));
       }
     }
-    if (static_cast<int64_t>(after.values.size()) > limits_.max_stats_per_player &&
-        after.values.size() > before.values.size()) {
-      throw PlayerDataError(K::kResourceExhausted, "updates: a player has at most " +
-                                                       std::to_string(limits_.max_stats_per_player) +
-                                                       " stats (max_stats_per_player); this makes " +
-                                                       std::to_string(after.values.size()));
+    // Two bounds: what players write themselves cannot use up the room of what admins and trusted
+    // plugins write about them.
+    const auto writable = [&](const StatSheet& sheet) {
+      return std::count_if(sheet.values.begin(), sheet.values.end(),
+                           [&](const auto& stat) { return player_writable(stat.first, limits_); });
+    };
+    const int64_t writable_before = writable(before), writable_after = writable(after);
+    const int64_t others_before = static_cast<int64_t>(before.values.size()) - writable_before;
+    const int64_t others_after = static_cast<int64_t>(after.values.size()) - writable_after;
+    if (writable_after > limits_.max_player_writable_stats && writable_after > writable_before) {
+      throw PlayerDataError(K::kResourceExhausted,
+                            "updates: a player has at most " +
+                                std::to_string(limits_.max_player_writable_stats) +
+                                " stats that player_writable_stats lists (max_player_writable_stats); this "
+                                "makes " +
+                                std::to_string(writable_after));
+    }
+    if (others_after > limits_.max_stats_per_player && others_after > others_before) {
+      throw PlayerDataError(K::kResourceExhausted,
+                            "updates: a player has at most " + std::to_string(limits_.max_stats_per_player) +
+                                " stats written by admins and trusted plugins (max_stats_per_player); this "
+                                "makes " +
+                                std::to_string(others_after));
+    }
+    if (!request_id.empty()) {
+      AppliedUpdate applied{request_id, fingerprint, {}};
+      for (const auto& change : changes) applied.values[change.name] = after.values.at(change.name);
+      after.recent.push_back(applied);
+      if (after.recent.size() > kRecentStatUpdates) {
+        after.recent.erase(
+            after.recent.begin(),
+            after.recent.begin() + static_cast<std::ptrdiff_t>(after.recent.size() - kRecentStatUpdates));
+      }
+      StatSheet reply;
+      reply.values = std::move(applied.values);
+      reply.version = stats_.save(id, before, after);
+      return reply;
     }
     after.version = stats_.save(id, before, after);
+    after.recent.clear();
     return after;
   });
 }

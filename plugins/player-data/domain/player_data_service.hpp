@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,9 +40,15 @@ class PlayerDataService {
   Profile profile(const Caller& caller, const std::string& player_id);
   Profile set_display_name(const Caller& caller, const std::string& display_name);
   Profile update_profile(const Caller& caller, const ProfileChange& change);
-  // Staff only. `released`: the name it took away (empty when there was none).
+  // Staff only. The name is withheld from everyone (the player too) for `withhold_ms` (0: for good)
+  // and the player's name-change cooldown starts again. `released`: the name it took away (empty
+  // when there was none).
   Profile reset_display_name(const Caller& caller, const std::string& player_id,
+                             const std::string& reason = {}, int64_t withhold_ms = 0,
                              std::string* released = nullptr);
+  // Staff only: removes a player's avatar and/or metadata fields (absent keys are ignored).
+  Profile clear_profile_fields(const Caller& caller, const std::string& player_id, bool clear_avatar,
+                               const std::vector<std::string>& remove_metadata);
   NamePage list_players(const Caller& caller, const std::string& prefix, int64_t page_size,
                         const std::string& cursor);
 
@@ -53,8 +60,11 @@ class PlayerDataService {
 
   // Admins and trusted plugins write any stat of anyone; a player writes only their own stats that
   // player_writable_stats lists.
+  // `request_id` set: the update is applied once. A replay with the same id and changes (a retry
+  // after an ambiguous failure) changes nothing and answers as the first did: the updated stats
+  // only, as they were after it. The same id with other changes is INVALID_ARGUMENT.
   StatSheet update_stats(const Caller& caller, const std::string& player_id,
-                         const std::vector<StatChange>& changes);
+                         const std::vector<StatChange>& changes, const std::string& request_id = {});
   StatSheet stats(const Caller& caller, const std::string& player_id, const std::vector<std::string>& names);
 
   const Limits& limits() const { return limits_; }
@@ -72,6 +82,7 @@ class PlayerDataService {
   int64_t page_size(int64_t requested, const char* field) const;
 
   Limits limits_;
+  std::set<std::string> reserved_keys_;  // of limits_.reserved_names
   Profiles& profiles_;
   Slots& slots_;
   Stats& stats_;

@@ -16,8 +16,9 @@ class Profiles {
   // The player holding a name key, if any.
   virtual std::optional<NameEntry> name(const std::string& name_key) = 0;
   // Writes `after` over `before` (before.version; 0: create only). When the name key changes, the
-  // new one is claimed create-only and the old one released, in the same batch.
-  virtual void save(const Profile& before, const Profile& after) = 0;
+  // new one is claimed (create-only, or over names.claimed_version) and the old one released or
+  // withheld (names.withhold_old), in the same batch.
+  virtual void save(const Profile& before, const Profile& after, const NameWrite& names = {}) = 0;
   // Names whose search key begins with `key_prefix`, by search key.
   virtual NamePage names(const std::string& key_prefix, const std::string& cursor, int64_t limit) = 0;
 };
@@ -28,10 +29,11 @@ class Slots {
   virtual std::optional<Slot> slot(const std::string& player_id, const std::string& name) = 0;
   virtual SlotPage list(const std::string& player_id, const std::string& cursor, int64_t limit) = 0;
   virtual Usage usage(const std::string& player_id) = 0;
-  // Puts the slot over `expected_version` (0: create only) and `after` over `before.version`.
-  virtual int64_t write(const Slot& slot, int64_t expected_version, const Usage& before,
-                        const Usage& after) = 0;
-  virtual void erase(const std::string& player_id, const std::string& name, int64_t version,
+  // Puts the slot (with its version, slot.version) over the stored record's `expected_record_version`
+  // (0: create only) and `after` over `before.version`.
+  virtual void write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+                     const Usage& after) = 0;
+  virtual void erase(const std::string& player_id, const std::string& name, int64_t record_version,
                      const Usage& before, const Usage& after) = 0;
 };
 

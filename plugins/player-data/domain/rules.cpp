@@ -1,6 +1,10 @@
 #include "domain/rules.hpp"
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <limits>
 
 namespace gameverse::playerdata {
@@ -89,6 +93,20 @@ void check_avatar(const Avatar& avatar, const Limits& limits, std::string_view f
       if (host.empty() || host.find('@') != std::string_view::npos) {
         invalid(f, "an avatar URL names a host (and no user: '@' is refused)");
       }
+      // A URL on a host a player chose makes every client that shows the avatar tell that host
+      // its address.
+      if (limits.allowed_avatar_hosts.empty()) {
+        invalid(f, "avatar URLs are off here (allowed_avatar_hosts is empty); give an avatar_asset_id");
+      }
+      std::string lower(host);
+      for (char& c : lower) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+      if (std::find(limits.allowed_avatar_hosts.begin(), limits.allowed_avatar_hosts.end(), lower) ==
+          limits.allowed_avatar_hosts.end()) {
+        std::string allowed;
+        for (const auto& h : limits.allowed_avatar_hosts) allowed += (allowed.empty() ? "" : ", ") + h;
+        invalid(f, "an avatar URL names one of the hosts allowed_avatar_hosts lists (" + allowed +
+                       "), not '" + std::string(host) + "'");
+      }
       return;
     }
     case AvatarKind::kAssetId: {
@@ -155,6 +173,25 @@ bool valid_utf8(std::string_view text) {
     i += length;
   }
   return true;
+}
+
+void check_plain_text(std::string_view text, std::string_view field) {
+  if (!valid_utf8(text)) invalid(field, "not UTF-8");
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  const auto length = static_cast<int32_t>(text.size());
+  for (int32_t i = 0; i < length;) {
+    const int32_t at = i;
+    UChar32 c = 0;
+    U8_NEXT(bytes, i, length, c);
+    const int8_t type = u_charType(c);
+    if (type == U_CONTROL_CHAR || type == U_FORMAT_CHAR) {
+      char code[16];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+      invalid(field, std::string(code) + " at byte " + std::to_string(at) +
+                         " is a control or format character (line breaks, bidi overrides, zero-width "
+                         "characters); text here has none");
+    }
+  }
 }
 
 int64_t checked_add(int64_t a, int64_t b, std::string_view field) {

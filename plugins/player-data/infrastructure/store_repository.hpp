@@ -3,8 +3,9 @@
 //   profiles/<player id>          ProfileRecord   owner: the player
 //   names/<name key>              NameRecord      created only: a name is held once
 //   name_index/<search key>       NameRecord      what ListPlayers pages through by prefix
-//   slots/<player id>/<slot>      the slot's bytes as the player wrote them   owner: the player
-//   usage/<player id>             UsageRecord     in the batch of every slot write and delete
+//   save_slots/<player id>/<slot> SlotRecord      the slot's version and bytes   owner: the player
+//   usage/<player id>             UsageRecord     in the batch of every slot write and delete; its
+//                                                 slot counter gives every slot write its version
 //   stats/<player id>             StatsRecord     owner: the player
 // Write counts live in the host's cache: writes/<player id>, one window a key.
 // The store's ABORTED and ALREADY_EXISTS on a write become WriteConflict: the service reads again.
@@ -21,10 +22,20 @@ class StoreProfiles final : public Profiles {
   explicit StoreProfiles(sdk::Store store) : store_(store) {}
   std::optional<Profile> profile(const std::string& player_id) override;
   std::optional<NameEntry> name(const std::string& name_key) override;
-  void save(const Profile& before, const Profile& after) override;
+  void save(const Profile& before, const Profile& after, const NameWrite& names = {}) override;
   NamePage names(const std::string& key_prefix, const std::string& cursor, int64_t limit) override;
 
  private:
+  // The version of the NameRecord at collection/key when `player_id` holds it; kCreateOnly when
+  // there is none; nullopt when another player holds it.
+  std::optional<int64_t> own_version(const char* collection, const std::string& key,
+                                     const std::string& player_id);
+  // Adds the erase of collection/key at the version read, when `player_id` holds it.
+  void erase_own(sdk::Store::Batch& batch, const char* collection, const std::string& key,
+                 const std::string& player_id);
+  // The version to write the player's own search key over: kCreateOnly when there is none;
+  // WriteConflict when another player holds it.
+  int64_t index_version(const std::string& search_key, const std::string& player_id);
   sdk::Store store_;
 };
 
@@ -34,7 +45,8 @@ class StoreSlots final : public Slots {
   std::optional<Slot> slot(const std::string& player_id, const std::string& name) override;
   SlotPage list(const std::string& player_id, const std::string& cursor, int64_t limit) override;
   Usage usage(const std::string& player_id) override;
-  int64_t write(const Slot& slot, int64_t expected_version, const Usage& before, const Usage& after) override;
+  void write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+             const Usage& after) override;
   void erase(const std::string& player_id, const std::string& name, int64_t version, const Usage& before,
              const Usage& after) override;
 

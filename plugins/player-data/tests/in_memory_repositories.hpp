@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 
 #include "domain/repositories.hpp"
 
@@ -25,18 +26,44 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
     if (it == names_.end()) return std::nullopt;
     return it->second;
   }
-  void save(const Profile& before, const Profile& after) override {
+  void save(const Profile& before, const Profile& after, const NameWrite& write = {}) override {
     std::lock_guard lock(mu_);
+    // The store refuses empty keys.
+    if (!after.display_name.empty() && (after.name_key.empty() || after.name_search_key.empty())) {
+      throw std::invalid_argument("a name with an empty key");
+    }
     auto it = profiles_.find(after.player_id);
     const int64_t current = it == profiles_.end() ? 0 : it->second.version;
     if (current != before.version) throw WriteConflict("profile version moved");
-    if (after.name_key != before.name_key && !after.name_key.empty() && names_.contains(after.name_key)) {
-      throw WriteConflict("name exists");
+    if (!after.name_search_key.empty() && after.name_search_key != before.name_search_key &&
+        index_.contains(after.name_search_key) &&
+        index_[after.name_search_key].player_id != after.player_id) {
+      throw WriteConflict("search key exists");
     }
-    if (!before.name_key.empty() && before.name_key != after.name_key) names_.erase(before.name_key);
-    if (!after.name_key.empty()) names_[after.name_key] = {after.player_id, after.display_name};
-    if (!before.name_search_key.empty()) index_.erase(before.name_search_key);
-    if (!after.name_search_key.empty()) index_[after.name_search_key] = {after.player_id, after.display_name};
+    if (after.name_key != before.name_key && !after.name_key.empty()) {
+      auto held = names_.find(after.name_key);
+      const int64_t name_version = held == names_.end() ? 0 : held->second.version;
+      if (name_version != write.claimed_version) throw WriteConflict("name exists");
+    }
+    if (!before.name_key.empty() && before.name_key != after.name_key) {
+      if (write.withhold_old) {
+        NameEntry hold = *write.withhold_old;
+        hold.version = names_[before.name_key].version + 1;
+        names_[before.name_key] = hold;
+      } else {
+        names_.erase(before.name_key);
+      }
+    }
+    if (!after.name_key.empty()) {
+      const int64_t name_version = names_.contains(after.name_key) ? names_[after.name_key].version : 0;
+      names_[after.name_key] = {after.player_id, after.display_name, false, {}, 0, name_version + 1};
+    }
+    if (!before.name_search_key.empty()) {
+      auto own = index_.find(before.name_search_key);
+      if (own != index_.end() && own->second.player_id == before.player_id) index_.erase(own);
+    }
+    if (!after.name_search_key.empty())
+      index_[after.name_search_key] = {after.player_id, after.display_name, false, {}, 0, 0};
     Profile stored = after;
     stored.version = current + 1;
     profiles_[after.player_id] = stored;
@@ -83,26 +110,28 @@ class InMemoryStore : public Profiles, public Slots, public Stats {
     auto it = usage_.find(player_id);
     return it == usage_.end() ? Usage{} : it->second;
   }
-  int64_t write(const Slot& slot, int64_t expected_version, const Usage& before,
-                const Usage& after) override {
+  void write(const Slot& slot, int64_t expected_record_version, const Usage& before,
+             const Usage& after) override {
     std::lock_guard lock(mu_);
     const std::string key = slot.player_id + "/" + slot.name;
     auto it = slots_.find(key);
-    const int64_t current = it == slots_.end() ? 0 : it->second.version;
-    if (current != expected_version) throw WriteConflict("slot version moved");
+    // The store's versions start at 1 again after a delete; the slot's own version is the caller's.
+    const int64_t current = it == slots_.end() ? 0 : it->second.record_version;
+    if (current != expected_record_version) throw WriteConflict("slot version moved");
     check_usage(slot.player_id, before);
     Slot stored = slot;
-    stored.version = current + 1;
+    stored.record_version = current + 1;
     slots_[key] = stored;
     put_usage(slot.player_id, after);
     ++writes;
-    return stored.version;
   }
-  void erase(const std::string& player_id, const std::string& name, int64_t version, const Usage& before,
-             const Usage& after) override {
+  void erase(const std::string& player_id, const std::string& name, int64_t record_version,
+             const Usage& before, const Usage& after) override {
     std::lock_guard lock(mu_);
     auto it = slots_.find(player_id + "/" + name);
-    if (it == slots_.end() || it->second.version != version) throw WriteConflict("slot version moved");
+    if (it == slots_.end() || it->second.record_version != record_version) {
+      throw WriteConflict("slot version moved");
+    }
     check_usage(player_id, before);
     slots_.erase(it);
     put_usage(player_id, after);

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <limits>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "domain/names.hpp"
@@ -46,6 +48,7 @@ class PlayerDataDomain : public ::testing::Test {
     l.max_metadata_fields = 4;
     l.max_metadata_bytes = 64;
     l.max_stats_per_player = 5;
+    l.max_player_writable_stats = 5;
     l.max_stats_per_request = 4;
     l.max_page_size = 10;
     l.max_write_attempts = 1000;
@@ -100,8 +103,8 @@ TEST(PlayerDataNames, LettersAndDigitsOfAnyScriptWithSingleSeparatorsBetween) {
                "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
                "'-' between them; U+003C at character 2 is none of them");
   expect_error([&] { fold_display_name("ad\u200dmin", l, "display_name"); }, K::kInvalidArgument,
-               "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
-               "'-' between them; U+200D at character 3 is none of them");
+               "display_name: U+200D at character 3 is invisible; a display name has only characters that "
+               "show");
   expect_error([&] { fold_display_name(std::string("ab\0c", 4), l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has letters and digits (of any script) with single ' ', '_' or "
                "'-' between them; U+0000 at character 3 is none of them");
@@ -120,13 +123,43 @@ TEST(PlayerDataNames, MixedScriptsThatLookAlikeAreRefused) {
   const std::string mixed =
       "display_name: a display name is written in one script (Latin may go with Han, Hiragana, Katakana or "
       "Hangul); this one mixes scripts whose letters look alike, such as Latin with Cyrillic or Greek";
-  // U+0430 CYRILLIC SMALL LETTER A, U+0391 GREEK CAPITAL LETTER ALPHA, U+13AA CHEROKEE LETTER GO.
-  for (const char* spoof :
-       {"\u0430dmin", "\u0391dmin", "\u13AAdmin", "Ada \u0421\u0435\u0440\u0433\u0435\u0439"}) {
+  // U+0430 CYRILLIC SMALL LETTER A, U+0391 GREEK CAPITAL LETTER ALPHA. (Cherokee, U+13AA, is not
+  // among the characters recommended for names at all.)
+  for (const char* spoof : {"\u0430dmin", "\u0391dmin", "Ada \u0421\u0435\u0440\u0433\u0435\u0439"}) {
     expect_error([&] { fold_display_name(spoof, l, "display_name"); }, K::kInvalidArgument, mixed);
   }
   expect_error([&] { fold_display_name("ab\u0663\u0031", l, "display_name"); }, K::kInvalidArgument,
                "display_name: a display name has digits of one number system only");
+}
+
+TEST(PlayerDataNames, InvisibleAndNonRecommendedCharactersAreRefused) {
+  Limits l;
+  // Hangul fillers are letters to Unicode's categories but show nothing.
+  for (const auto& [filler, code] : std::vector<std::pair<std::string, std::string>>{
+           {"\u3164", "U+3164"}, {"\uffa0", "U+FFA0"}, {"\u115f", "U+115F"}, {"\u1160", "U+1160"}}) {
+    for (const std::string& name : {filler + filler + filler, "Bob " + filler, filler + " Bob"}) {
+      try {
+        fold_display_name(name, l, "display_name");
+        ADD_FAILURE() << "accepted " << code << " in '" << name << "'";
+      } catch (const PlayerDataError& e) {
+        EXPECT_EQ(e.kind(), K::kInvalidArgument);
+        EXPECT_TRUE(std::string(e.what()).starts_with("display_name: " + code)) << e.what();
+      }
+    }
+  }
+  // Small capitals and Lisu look like Latin capitals and are not recommended for identifiers.
+  expect_error([&] { fold_display_name("\u1d00\u1d05\u028d\u026a\u0274", l, "display_name"); },
+               K::kInvalidArgument,
+               "display_name: U+1D00 at character 1 is not among the characters Unicode recommends for "
+               "names (UTS #39 identifier characters: no look-alike, obsolete or technical forms)");
+  expect_error([&] { fold_display_name("\ua4ee\ua4d3\ua4df\ua4f2\ua4e0", l, "display_name"); },
+               K::kInvalidArgument,
+               "display_name: U+A4EE at character 1 is not among the characters Unicode recommends for "
+               "names (UTS #39 identifier characters: no look-alike, obsolete or technical forms)");
+  // Letters of living scripts still pass.
+  for (const char* ok : {"Zo\u00eb", "\u5c71\u7530 \u592a\u90ce", "\u0410\u043d\u044f", "Ada_1"}) {
+    EXPECT_NO_THROW(fold_display_name(ok, l, "display_name")) << ok;
+  }
 }
 
 TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
@@ -147,13 +180,49 @@ TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
   EXPECT_EQ(name_key("Ada Lovelace"), name_key("ada_lovelace"));
   EXPECT_EQ(name_key("B0B"), name_key("bob"));
   EXPECT_EQ(name_key("Mi5"), name_key("mls"));
+  // Capitals have look-alikes of their own, which folding case first would take apart.
+  for (const auto& [latin, other] : std::vector<std::pair<std::string, std::string>>{
+           {"MAX", "\u041c\u0410\u0425"},                          // Cyrillic МАХ
+           {"TOM", "\u0422\u041e\u041c"},                          // ТОМ
+           {"BOT", "\u0412\u041e\u0422"},                          // ВОТ
+           {"KEK", "\u041a\u0415\u041a"},                          // КЕК
+           {"ABC", "\u0410\u0412\u0421"},                          // АВС
+           {"HOT", "\u041d\u041e\u0422"},                          // НОТ
+           {"EXO", "\u0395\u03a7\u039f"},                          // Greek ΕΧΟ
+           {"ADMIN", "\ua4ee\ua4d3\ua4df\ua4f2\ua4e0"},            // Lisu ꓮꓓꓟꓲꓠ
+           {"SYSTEM", "\ua4e2\ua4ec\ua4e2\ua4d4\ua4f0\ua4df"}}) {  // Lisu ꓢꓬꓢꓔꓰꓟ
+    EXPECT_EQ(name_key(other), name_key(latin)) << latin;
+    EXPECT_EQ(name_key(other), name_key(latin.substr(0, 1) +
+                                        [&] {
+                                          std::string lower = latin.substr(1);
+                                          for (char& c : lower) c = static_cast<char>(c - 'A' + 'a');
+                                          return lower;
+                                        }()))
+        << latin;
+  }
 
   Limits l;
-  l.reserved_names = {"Admin", "gm"};
-  EXPECT_TRUE(is_reserved(fold_display_name("ADM1N", l, "display_name").key, l));
-  EXPECT_TRUE(is_reserved(fold_display_name("\uff41\uff44\uff4d\uff49\uff4e", l, "display_name").key, l));
-  EXPECT_FALSE(is_reserved(fold_display_name("admins", l, "display_name").key, l));
-  EXPECT_TRUE(is_reserved(name_key("GM"), l));
+  // Whole-script capitals are one script each, so they pass the mixed-script check; the key
+  // catches them.
+  EXPECT_EQ(fold_display_name("\u041c\u0410\u0425", l, "display_name").key,
+            fold_display_name("max", l, "display_name").key);
+  l.min_display_name_chars = 2;
+  l.reserved_names = {"Admin", "gm", "Official", "support"};
+  const std::set<std::string> reserved = reserved_keys(l.reserved_names);
+  const auto is_reserved_name = [&](const std::string& name) {
+    return is_reserved(fold_display_name(name, l, "display_name"), reserved);
+  };
+  EXPECT_TRUE(is_reserved_name("ADM1N"));
+  EXPECT_TRUE(is_reserved_name("\uff41\uff44\uff4d\uff49\uff4e"));
+  EXPECT_TRUE(is_reserved_name("GM"));
+  // Any word of a name: "Admin Team", "GM_Sarah", "Official Support".
+  EXPECT_TRUE(is_reserved_name("Admin Team"));
+  EXPECT_TRUE(is_reserved_name("GM_Sarah"));
+  EXPECT_TRUE(is_reserved_name("Official Support"));
+  EXPECT_TRUE(is_reserved_name("Sarah-gm"));
+  EXPECT_FALSE(is_reserved_name("admins"));
+  EXPECT_FALSE(is_reserved_name("Badminton"));
+  EXPECT_FALSE(is_reserved_name("Gemma Smith"));
 
   EXPECT_EQ(prefix_key("Ad", l, "prefix"), "ad");
   EXPECT_EQ(prefix_key("\uff21\uff24 L", l, "prefix"), "ad_l");
@@ -169,7 +238,27 @@ TEST(PlayerDataNames, LookAlikesFoldToOneKey) {
 TEST(PlayerDataRules, AvatarsIdsTokensUtf8AndInt64Edges) {
   Limits l;
   l.max_avatar_bytes = 40;
+  // No allowed hosts: URLs are off, asset ids only.
+  expect_error(
+      [&] {
+        check_avatar({AvatarKind::kUrl, "https://cdn.example.com/a.png"}, l, "avatar");
+      },
+      K::kInvalidArgument,
+      "avatar_url: avatar URLs are off here (allowed_avatar_hosts is empty); give an avatar_asset_id");
+  l.allowed_avatar_hosts = {"cdn.example.com", "img.example.org"};
   EXPECT_NO_THROW(check_avatar({AvatarKind::kUrl, "https://cdn.example.com/a.png"}, l, "avatar"));
+  EXPECT_NO_THROW(check_avatar({AvatarKind::kUrl, "https://CDN.Example.com/a.png"}, l, "avatar"));
+  for (const char* logger : {"https://203.0.113.9/a.png", "https://cdn.example.com.evil.net/a",
+                             "https://cdn.example.com:8443/a"}) {
+    EXPECT_THROW(check_avatar({AvatarKind::kUrl, logger}, l, "avatar"), PlayerDataError) << logger;
+  }
+  expect_error(
+      [&] {
+        check_avatar({AvatarKind::kUrl, "https://203.0.113.9/a.png"}, l, "avatar");
+      },
+      K::kInvalidArgument,
+      "avatar_url: an avatar URL names one of the hosts allowed_avatar_hosts lists (cdn.example.com, "
+      "img.example.org), not '203.0.113.9'");
   EXPECT_NO_THROW(check_avatar({AvatarKind::kAssetId, "avatars:knight-01"}, l, "avatar"));
   expect_error(
       [&] {
@@ -209,6 +298,18 @@ TEST(PlayerDataRules, AvatarsIdsTokensUtf8AndInt64Edges) {
   expect_error([&] { check_token("../x", 64, "name"); }, K::kInvalidArgument,
                "name: [A-Za-z0-9_.-] only; '/' at byte 2 is not");
 
+  // Bidi overrides turn text around; zero-width characters hide in it; control characters break it.
+  check_plain_text("Zo\u00eb \u65e5\u672c \U0001F3AE", "value");
+  expect_error([&] { check_plain_text("evil\u202Etxt.exe", "value"); }, K::kInvalidArgument,
+               "value: U+202E at byte 4 is a control or format character (line breaks, bidi overrides, "
+               "zero-width characters); text here has none");
+  expect_error([&] { check_plain_text("a\u200Bb", "value"); }, K::kInvalidArgument,
+               "value: U+200B at byte 1 is a control or format character (line breaks, bidi overrides, "
+               "zero-width characters); text here has none");
+  expect_error([&] { check_plain_text("a\nb", "value"); }, K::kInvalidArgument,
+               "value: U+000A at byte 1 is a control or format character (line breaks, bidi overrides, "
+               "zero-width characters); text here has none");
+  expect_error([&] { check_plain_text("a\xff", "value"); }, K::kInvalidArgument, "value: not UTF-8");
   EXPECT_TRUE(valid_utf8("Zoë 日本 🎮"));
   EXPECT_FALSE(valid_utf8("\xc3"));
   EXPECT_FALSE(valid_utf8("\xc0\xaf"));          // overlong '/'
@@ -250,14 +351,41 @@ TEST_F(PlayerDataDomain, ModeratorsResetNamesPlayersCannot) {
   service_.set_display_name(ada_, "Rude_Name");
   expect_error([&] { service_.reset_display_name(bob_, "ada"); }, K::kPermissionDenied,
                "resetting a display name needs the role moderator or admin");
-  const Profile reset = service_.reset_display_name(mod_, "ada");
+  const Profile reset = service_.reset_display_name(mod_, "ada", "offensive");
   EXPECT_EQ(reset.display_name, "");
-  EXPECT_EQ(service_.set_display_name(bob_, "Rude-Name").display_name, "Rude-Name")
-      << "the name was not released";
-  EXPECT_EQ(service_.set_display_name(ada_, "Nice_Name").display_name, "Nice_Name")
-      << "a reset left a cooldown";
+  // The name stays withheld, from the player too, and the cooldown starts again.
+  expect_error([&] { service_.set_display_name(bob_, "Rude-Name"); }, K::kAlreadyExists,
+               "display_name: 'Rude-Name' is withheld by moderation (as 'Rude_Name', which it is too like)");
+  expect_error([&] { service_.set_display_name(ada_, "Nice_Name"); }, K::kFailedPrecondition,
+               "display_name: a name can change once every 60 s (name_change_cooldown_s); the next change is "
+               "possible in 60 s");
+  now_ += 60'000;
+  expect_error([&] { service_.set_display_name(ada_, "Rude_Name"); }, K::kAlreadyExists,
+               "display_name: 'Rude_Name' is withheld by moderation");
+  EXPECT_EQ(service_.set_display_name(ada_, "Nice_Name").display_name, "Nice_Name");
+  // A hold with an end: the name is free again after it.
+  service_.set_display_name(bob_, "Loud_Name");
+  service_.reset_display_name(mod_, "bob", "shouting", 30'000);
+  expect_error([&] { service_.set_display_name(admin_, "Loud_Name"); }, K::kAlreadyExists,
+               "display_name: 'Loud_Name' is withheld by moderation");
+  now_ += 30'000;
+  EXPECT_EQ(service_.set_display_name(admin_, "Loud_Name").display_name, "Loud_Name");
   expect_error([&] { service_.reset_display_name(admin_, "nobody"); }, K::kNotFound,
                "player_id: no profile for player 'nobody'");
+
+  // Staff clear public fields; players cannot.
+  ProfileChange change;
+  change.avatar = Avatar{AvatarKind::kAssetId, "rude-picture"};
+  change.set_metadata = {{"bio", {"rude words", Visibility::kPublic}},
+                         {"motto", {"fine", Visibility::kPublic}}};
+  service_.update_profile(ada_, change);
+  expect_error([&] { service_.clear_profile_fields(bob_, "ada", true, {"bio"}); }, K::kPermissionDenied,
+               "clearing profile fields needs the role moderator or admin");
+  const Profile cleared = service_.clear_profile_fields(mod_, "ada", true, {"bio", "absent"});
+  EXPECT_EQ(cleared.avatar.kind, AvatarKind::kNone);
+  EXPECT_EQ(cleared.metadata.size(), 1u);
+  EXPECT_EQ(cleared.metadata.at("motto").value, "fine");
+  EXPECT_EQ(service_.profile(ada_, "").display_name, "Nice_Name");
 }
 
 TEST_F(PlayerDataDomain, OthersSeePublicFieldsOnlyAndChangeNothing) {
@@ -271,6 +399,8 @@ TEST_F(PlayerDataDomain, OthersSeePublicFieldsOnlyAndChangeNothing) {
   ASSERT_EQ(seen.metadata.size(), 1u);
   EXPECT_EQ(seen.metadata.at("bio").value, "hello");
   EXPECT_EQ(seen.avatar.value, "knight");
+  // A private change moves the version; others must not see it move.
+  EXPECT_EQ(seen.version, 0) << "the public view tells when private fields change";
   EXPECT_EQ(service_.profile(mod_, "ada").metadata.size(), 2u) << "a moderator reads everything";
   expect_error([&] { service_.profile(bob_, "nobody"); }, K::kNotFound,
                "player_id: no profile for player 'nobody'");
@@ -324,6 +454,11 @@ TEST_F(PlayerDataDomain, MetadataIsBoundedAndARefusedChangeChangesNothing) {
   bad.set_metadata = {{"ok", {"v", Visibility::kPublic}}, {"bad key", {"v", Visibility::kPublic}}};
   expect_error([&] { service_.update_profile(ada_, bad); }, K::kInvalidArgument,
                "set_metadata[1].key: [A-Za-z0-9_.-] only; byte 0x20 at byte 3 is not");
+  ProfileChange turned;
+  turned.set_metadata = {{"bio", {"gg \u202Ereh", Visibility::kPublic}}};
+  expect_error([&] { service_.update_profile(ada_, turned); }, K::kInvalidArgument,
+               "set_metadata[0].value: U+202E at byte 3 is a control or format character (line breaks, bidi "
+               "overrides, zero-width characters); text here has none");
   ProfileChange bytes;
   bytes.set_metadata = {{"k", {"\xff", Visibility::kPublic}}};
   expect_error([&] { service_.update_profile(ada_, bytes); }, K::kInvalidArgument,
@@ -372,6 +507,28 @@ TEST_F(PlayerDataDomain, SlotsWriteOverTheirVersionAndAStaleOneChangesNothing) {
   service_.slots(ada_, "", 0, "", &usage);
   EXPECT_EQ(usage.slot_count, 0);
   EXPECT_EQ(usage.total_bytes, 0);
+}
+
+TEST_F(PlayerDataDomain, ASlotDeletedAndCreatedAgainNeverTakesBackAnOldVersion) {
+  // Device A reads version 1; device B deletes the slot and creates it again; A's write over the
+  // version it read must not replace B's new slot.
+  const Slot read_by_a = service_.write_slot(ada_, {"main", "first", 0});
+  service_.delete_slot(ada_, "main", read_by_a.version);
+  const Slot recreated = service_.write_slot(ada_, {"main", "from B", 0});
+  EXPECT_NE(recreated.version, read_by_a.version);
+  expect_error(
+      [&] {
+        service_.write_slot(ada_, {"main", "stale from A", read_by_a.version});
+      },
+      K::kAborted,
+      "expected_version: save slot 'main' is at version " + std::to_string(recreated.version) +
+          ", not 1; nothing was written");
+  expect_error([&] { service_.delete_slot(ada_, "main", read_by_a.version); }, K::kAborted,
+               "expected_version: save slot 'main' is at version " + std::to_string(recreated.version) +
+                   ", not 1; nothing was deleted");
+  EXPECT_EQ(service_.slot(ada_, "", "main").data, "from B");
+  // Versions grow per player, across slots too: no version is ever given twice.
+  EXPECT_GT(service_.write_slot(ada_, {"other", "x", 0}).version, recreated.version);
 }
 
 TEST_F(PlayerDataDomain, SlotQuotasHoldOnCountAndBytes) {
@@ -470,7 +627,9 @@ TEST_F(PlayerDataDomain, StatsIncrementAndSetWithoutWrappingAndConcurrentIncreme
       [&] {
         service_.update_stats(ada_, "", {{"f", StatChange::Kind::kSet, 1}});
       },
-      K::kResourceExhausted, "updates: a player has at most 5 stats (max_stats_per_player); this makes 6");
+      K::kResourceExhausted,
+      "updates: a player has at most 5 stats that player_writable_stats lists (max_player_writable_stats); "
+      "this makes 6");
 
   constexpr int kThreads = 8, kEach = 200;
   std::vector<std::thread> threads;
@@ -482,6 +641,99 @@ TEST_F(PlayerDataDomain, StatsIncrementAndSetWithoutWrappingAndConcurrentIncreme
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(service_.stats(bob_, "", {"wins"}).values.at("wins"), kThreads * kEach);
+}
+
+// Stats over the in-memory store whose next save commits and then fails, as a store does when the
+// connection drops after the commit (UNAVAILABLE: it may or may not have been applied).
+class AmbiguousStats : public Stats {
+ public:
+  explicit AmbiguousStats(testing::InMemoryStore& store) : store_(store) {}
+  StatSheet sheet(const std::string& player_id) override { return store_.sheet(player_id); }
+  int64_t save(const std::string& player_id, const StatSheet& before, const StatSheet& after) override {
+    const int64_t version = store_.save(player_id, before, after);
+    if (fail_next_) {
+      fail_next_ = false;
+      throw std::runtime_error("the store is unavailable; the write may or may not be applied");
+    }
+    return version;
+  }
+  bool fail_next_ = false;
+
+ private:
+  testing::InMemoryStore& store_;
+};
+
+TEST(PlayerDataStatsReplays, AnUpdateWithARequestIdIsAppliedOnceAndAReplayAnswersAsTheFirst) {
+  testing::InMemoryStore store;
+  AmbiguousStats stats(store);
+  Limits limits;
+  limits.player_writable_stats = {"*"};
+  PlayerDataService service(limits, store, store, stats, [] { return int64_t{1}; });
+  const Caller ada{"ada", {"player"}};
+  service.update_stats(ada, "", {{"gold", StatChange::Kind::kSet, 100}});
+
+  stats.fail_next_ = true;
+  EXPECT_THROW(service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 5}}, "buy-1"),
+               std::runtime_error);
+  EXPECT_EQ(store.sheet("ada").values.at("gold"), 105) << "the ambiguous write was committed";
+  // The client retries with the same id: nothing changes, the answer is the first one's.
+  const int writes = store.writes;
+  const StatSheet replay =
+      service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 5}}, "buy-1");
+  EXPECT_EQ(replay.values, (std::map<std::string, int64_t>{{"gold", 105}}));
+  EXPECT_EQ(store.sheet("ada").values.at("gold"), 105);
+  EXPECT_EQ(store.writes, writes);
+  expect_error(
+      [&] {
+        service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 6}}, "buy-1");
+      },
+      K::kInvalidArgument, "request_id: 'buy-1' was used for other updates; give each update its own");
+  expect_error(
+      [&] {
+        service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 6}}, "a b");
+      },
+      K::kInvalidArgument, "request_id: [A-Za-z0-9_.-] only; byte 0x20 at byte 1 is not");
+  // The next update answers with its own result; the set of remembered ids is bounded.
+  EXPECT_EQ(
+      service.update_stats(ada, "", {{"gold", StatChange::Kind::kIncrement, 1}}, "buy-2").values.at("gold"),
+      106);
+  for (size_t i = 0; i < kRecentStatUpdates; ++i) {
+    service.update_stats(ada, "", {{"steps", StatChange::Kind::kIncrement, 1}}, "step-" + std::to_string(i));
+  }
+  EXPECT_EQ(store.sheet("ada").recent.size(), kRecentStatUpdates);
+  EXPECT_EQ(store.sheet("ada").values.at("steps"), static_cast<int64_t>(kRecentStatUpdates));
+}
+
+TEST_F(PlayerDataDomain, AKeyMadeByAnEarlierAlgorithmIsNoProofOfHoldingTheName) {
+  // Ada's profile holds a key made by key algorithm 1; under the current one, that key is now
+  // bob's. Claiming the name again must look at who holds it, not trust the stored key.
+  const std::string key = name_key("MAX");
+  Profile ada;
+  ada.player_id = "ada";
+  ada.display_name = "MAX";
+  ada.name_key = key;
+  ada.name_search_key = "max";
+  ada.name_key_version = 1;
+  Profile ada_before;
+  ada_before.player_id = "ada";
+  store_.save(ada_before, ada);
+  Profile bob;
+  bob.player_id = "bob";
+  bob.display_name = "\u041c\u0410\u0425";
+  bob.name_key = key;
+  bob.name_search_key = "\u043c\u0430\u0445";
+  bob.name_key_version = kNameKeyVersion;
+  Profile bob_before;
+  bob_before.player_id = "bob";
+  NameWrite over_ada;
+  over_ada.claimed_version = store_.name(key)->version;
+  store_.save(bob_before, bob, over_ada);
+  ASSERT_EQ(store_.name(key)->player_id, "bob");
+  expect_error([&] { service_.set_display_name(ada_, "Max"); }, K::kAlreadyExists,
+               "display_name: 'Max' is taken (as '\u041c\u0410\u0425', which it is too like)");
+  EXPECT_EQ(store_.name(key)->player_id, "bob");
+  // A name claimed now carries the current algorithm's version.
+  EXPECT_EQ(service_.set_display_name(bob_, "Robert").name_key_version, kNameKeyVersion);
 }
 
 TEST_F(PlayerDataDomain, TwoPlayersClaimingOneNameAtOnceOneWins) {
@@ -597,10 +849,49 @@ TEST(PlayerDataStatsAccess, AdminsAndTrustedPluginsWriteStatsPlayersOnlyTheListe
       service.update_stats(granter, "ada", {{"kills", StatChange::Kind::kIncrement, 3}}).values.at("kills"),
       5);
   EXPECT_EQ(service.stats(granter, "ada", {"kills"}).values.at("kills"), 5);
+  {
+    // A player filling the stats they may write leaves the room of admins and trusted plugins.
+    testing::InMemoryStore own_store;
+    Limits small = limits;
+    small.player_writable_stats = {"custom.*"};
+    small.max_player_writable_stats = 3;
+    small.max_stats_per_player = 2;
+    PlayerDataService capped(small, own_store, own_store, own_store, [] { return int64_t{1}; });
+    for (int i = 0; i < 3; ++i) {
+      capped.update_stats(ada, "", {{"custom." + std::to_string(i), StatChange::Kind::kSet, 1}});
+    }
+    expect_error(
+        [&] {
+          capped.update_stats(ada, "", {{"custom.x", StatChange::Kind::kSet, 1}});
+        },
+        K::kResourceExhausted,
+        "updates: a player has at most 3 stats that player_writable_stats lists (max_player_writable_stats); "
+        "this makes 4");
+    EXPECT_EQ(capped.update_stats(admin, "ada", {{"kills", StatChange::Kind::kSet, 1}}).values.size(), 4u);
+    EXPECT_EQ(capped.update_stats(granter, "ada", {{"wins", StatChange::Kind::kSet, 1}}).values.size(), 5u);
+    expect_error(
+        [&] {
+          capped.update_stats(granter, "ada", {{"losses", StatChange::Kind::kSet, 1}});
+        },
+        K::kResourceExhausted,
+        "updates: a player has at most 2 stats written by admins and trusted plugins (max_stats_per_player); "
+        "this makes 3");
+  }
   EXPECT_EQ(service.stats(ada, "", {"kills"}).values.at("kills"), 5);
   EXPECT_EQ(service.stats(mod, "ada", {"kills"}).values.at("kills"), 5);
   expect_error([&] { service.stats(bob, "ada", {}); }, K::kPermissionDenied,
                "player_id: a player reads the stats of only their own; leave player_id empty");
+  // A trusted plugin calling for a player writes all of that player's stats, and no one else's.
+  const Caller ada_via_plugin{"ada", {"player"}, "", "inventory"};
+  EXPECT_EQ(service.update_stats(ada_via_plugin, "", {{"kills", StatChange::Kind::kIncrement, 1}})
+                .values.at("kills"),
+            6);
+  expect_error(
+      [&] {
+        service.update_stats(ada_via_plugin, "bob", {{"kills", StatChange::Kind::kSet, 1}});
+      },
+      K::kPermissionDenied, "player_id: a player changes the stats of only their own; leave player_id empty");
+  EXPECT_TRUE(store.sheet("bob").values.empty());
   // A plugin's own trust names the player and reaches stats only.
   expect_error(
       [&] {

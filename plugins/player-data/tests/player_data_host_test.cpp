@@ -64,7 +64,8 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
         "max_slot_bytes = 1000\nmax_slot_bytes_per_player = 2400\nmax_metadata_fields = 4\n"
         "max_metadata_bytes = 200\nmax_stats_per_request = 8\nmax_write_attempts = 1000\n"
         // The stats these tests write as players; any other is for admins and trusted plugins.
-        "player_writable_stats = \"kills,wins,gold,hits,floor,nothing,s,settings.*\"\n" +
+        "player_writable_stats = \"kills,wins,gold,hits,floor,nothing,s,settings.*\"\n"
+        "allowed_avatar_hosts = \"cdn.example.com\"\n" +
         player_data_config +
         "[[plugin]]\nname = \"platform-probe\"\npath = \"" GV_PROBE_DIR "/platform-probe.so\"\n");
     auth_ = auth::Auth::NewStub(host_->channel());
@@ -180,9 +181,10 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(status.ok()) << status.error_message();
     return out;
   }
-  // UpdateStats for `player_id` from the platform-probe plugin, with its own trust (sdk::as_plugin).
+  // UpdateStats for `player_id` from the platform-probe plugin, with its own trust (sdk::as_plugin),
+  // or, given `for_player`, with that player's principal.
   grpc::Status increment_as_plugin(const std::string& player_id, const std::string& stat, int64_t by,
-                                   pb::Stats* out) {
+                                   pb::Stats* out, const Player* for_player = nullptr) {
     pb::UpdateStatsRequest update;
     update.set_player_id(player_id);
     pb::StatUpdate* u = update.add_updates();
@@ -192,9 +194,10 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
     relay.set_method("/gameverse.playerdata.v1.PlayerData/UpdateStats");
     relay.set_request(update.SerializeAsString());
     relay.set_timeout_ms(30'000);
-    relay.set_as_plugin(true);
+    relay.set_as_plugin(for_player == nullptr);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    if (for_player != nullptr) context.AddMetadata("authorization", "Bearer " + for_player->token);
     platformprobe::RelayReply reply;
     const grpc::Status status = probe_->RelayBlocking(&context, relay, &reply);
     if (status.ok()) {
@@ -258,6 +261,7 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
 
   const pb::Profile seen = profile(bob, ada.id);
   EXPECT_EQ(seen.display_name(), name("Ada"));
+  EXPECT_EQ(seen.version(), 0) << "the version tells others when private fields change";
   EXPECT_EQ(seen.avatar_asset_id(), "avatars:knight");
   ASSERT_EQ(seen.metadata_size(), 1) << "another player saw a private field";
   EXPECT_EQ(seen.metadata(0).key(), "bio");
@@ -319,9 +323,31 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_EQ(out.display_name(), "");
   }
-  EXPECT_TRUE(set_name(bob, name("ADA")).ok()) << "the reset did not release the name";
-  EXPECT_TRUE(set_name(ada, name("Ada") + "b").ok()) << "a reset left the cooldown";
+  // The name stays withheld from everyone, the player included, and the cooldown starts again.
+  grpc::Status withheld = set_name(bob, name("ADA"));
+  EXPECT_EQ(withheld.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(withheld.error_message(), "display_name: '" + name("ADA") + "' is withheld by moderation (as '" +
+                                          name("Ada") + "', which it is too like)");
+  EXPECT_EQ(set_name(ada, name("Ada")).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_EQ(set_name(ada, name("Ada") + "c").error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(set_name(bob, name("Ada") + "b").ok());
+  {
+    pb::ClearProfileFieldsRequest request;
+    request.set_player_id(ada.id);
+    request.set_clear_avatar(true);
+    request.add_remove_metadata("bio");
+    request.set_reason("rude bio");
+    pb::Profile out;
+    grpc::Status status = call(bob, &pb::PlayerData::Stub::ClearProfileFields, request, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(status.error_message(), "clearing profile fields needs the role moderator or admin");
+    status = call(mod, &pb::PlayerData::Stub::ClearProfileFields, request, &out);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    const pb::Profile cleared = profile(ada);
+    EXPECT_EQ(cleared.avatar_case(), pb::Profile::AVATAR_NOT_SET);
+    ASSERT_EQ(cleared.metadata_size(), 1);
+    EXPECT_EQ(cleared.metadata(0).key(), "email");
+  }
 
   pb::ListPlayersRequest request;
   request.set_prefix(name("ada"));
@@ -335,7 +361,7 @@ TEST_P(PlayerDataThroughTheHost, OthersSeePublicFieldsAndChangeNothingModerators
     if (page.next_cursor().empty()) break;
     request.set_cursor(page.next_cursor());
   }
-  EXPECT_EQ(listed, (std::vector<std::string>{name("ADA"), name("Ada") + "b"}));
+  EXPECT_EQ(listed, (std::vector<std::string>{name("Ada") + "b"}));
 }
 
 TEST_P(PlayerDataThroughTheHost, AStaleVersionIsAbortedAndChangesNothing) {
@@ -365,6 +391,28 @@ TEST_P(PlayerDataThroughTheHost, AStaleVersionIsAbortedAndChangesNothing) {
   EXPECT_EQ(read.data(), "two");
   EXPECT_EQ(read.version(), 2);
   EXPECT_EQ(slots(ada).total_bytes(), 3);
+
+  // Deleted and created again (another device), the slot does not start over at a version a
+  // stale device still holds.
+  {
+    pb::DeleteSlotRequest request;
+    request.set_name("main");
+    request.set_expected_version(2);
+    pb::DeleteSlotReply reply;
+    ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::DeleteSlot, request, &reply).ok());
+  }
+  pb::Slot recreated;
+  ASSERT_TRUE(write_slot(ada, "main", "from another device", 0, &recreated).ok());
+  EXPECT_EQ(recreated.version(), 3);
+  for (int64_t old_version : {1, 2}) {
+    stale = write_slot(ada, "main", "stale", old_version);
+    EXPECT_EQ(stale.error_code(), grpc::StatusCode::ABORTED);
+    EXPECT_EQ(stale.error_message(), "expected_version: save slot 'main' is at version 3, not " +
+                                         std::to_string(old_version) + "; nothing was written");
+  }
+  ASSERT_TRUE(get_slot(ada, "", "main", &read).ok());
+  EXPECT_EQ(read.data(), "from another device");
+  EXPECT_EQ(read.version(), 3);
 }
 
 TEST_P(PlayerDataThroughTheHost, ConcurrentSlotWritesCannotPassTheQuota) {
@@ -463,6 +511,32 @@ TEST_P(PlayerDataThroughTheHost, ConcurrentIncrementsAreNeverLost) {
   RecordProperty("conflicts_retried", std::to_string(static_cast<int64_t>(count("retried"))));
   std::cout << kClients * kEach << " increments by " << kClients << " clients met " << count("retried")
             << " concurrent writes, each retried\n";
+}
+
+TEST_P(PlayerDataThroughTheHost, AStatUpdateRetriedWithItsRequestIdIsAppliedOnce) {
+  const Player ada = player("ada");
+  ASSERT_TRUE(increment(ada, "gold", 100).ok());
+  pb::UpdateStatsRequest request;
+  request.set_request_id("reward-7");
+  pb::StatUpdate* u = request.add_updates();
+  u->set_name("gold");
+  u->set_increment(25);
+  pb::Stats first, replay;
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::UpdateStats, request, &first).ok());
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::UpdateStats, request, &replay).ok());
+  EXPECT_EQ(first.values().at("gold"), 125);
+  EXPECT_EQ(replay.values().at("gold"), 125);
+  EXPECT_EQ(stats(ada).values().at("gold"), 125) << "the replay was applied again";
+  u->set_increment(26);
+  const grpc::Status other = call(ada, &pb::PlayerData::Stub::UpdateStats, request, &replay);
+  EXPECT_EQ(other.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(other.error_message(),
+            "request_id: 'reward-7' was used for other updates; give each update its own");
+  // Across a reload of the plugin too: the ids live with the stats.
+  reload();
+  u->set_increment(25);
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::UpdateStats, request, &replay).ok());
+  EXPECT_EQ(stats(ada).values().at("gold"), 125);
 }
 
 TEST_P(PlayerDataThroughTheHost, TwoPlayersClaimingOneNameAtOnceOneWins) {
@@ -567,6 +641,14 @@ TEST_P(PlayerDataThroughTheHost, BadInputIsAClearErrorAndChangesNothing) {
     status = call(ada, &pb::PlayerData::Stub::UpdateProfile, request, &out);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(status.error_message(), "avatar_url: an avatar URL begins with https://");
+    // A host the game did not list would learn the address of everyone shown the avatar.
+    request.set_avatar_url("https://203.0.113.9/logger.png");
+    status = call(ada, &pb::PlayerData::Stub::UpdateProfile, request, &out);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(
+        status.error_message(),
+        "avatar_url: an avatar URL names one of the hosts allowed_avatar_hosts lists (cdn.example.com), not "
+        "'203.0.113.9'");
   }
   const pb::Profile after = profile(ada);
   EXPECT_EQ(after.version(), before.version()) << "a refused update changed the profile";
@@ -648,6 +730,31 @@ TEST_P(PlayerDataThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
       }
     });
   }
+  // One more client names new players and lists them, so that every generation of the plugin
+  // folds names with ICU (loaded once per process, kept across reloads).
+  std::vector<std::string> named;
+  clients.emplace_back([&] {
+    for (int i = 0; !stop; ++i) {
+      const Player p = player("namer" + std::to_string(i));
+      const std::string display = name("Reload") + "_" + std::to_string(i);
+      grpc::Status status = set_name(p, display);
+      if (!status.ok()) {
+        ++failed;
+        ADD_FAILURE() << "set_name: " << status.error_message();
+        continue;
+      }
+      named.push_back(display);
+      pb::ListPlayersRequest request;
+      request.set_prefix(display);
+      pb::ListPlayersReply page;
+      request.set_page_size(100);
+      status = call(p, &pb::PlayerData::Stub::ListPlayers, request, &page);
+      if (!status.ok() || page.players_size() == 0 || page.players(0).display_name() != display) {
+        ++failed;
+        ADD_FAILURE() << "list_players: " << status.error_message() << " " << page.ShortDebugString();
+      }
+    }
+  });
   ASSERT_TRUE(eventually([&] { return acknowledged > 20; }));
   EXPECT_EQ(reload(), 2u);
   int at_reload = acknowledged;
@@ -664,6 +771,66 @@ TEST_P(PlayerDataThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
     ASSERT_TRUE(get_slot(ada, "", "client" + std::to_string(c), &slot).ok());
     EXPECT_EQ(slot.version(), last_version[static_cast<size_t>(c)]) << "an acknowledged save was lost";
   }
+  EXPECT_GT(named.size(), 0u);
+  for (const auto& display : named) {
+    pb::ListPlayersRequest request;
+    request.set_prefix(display);
+    pb::ListPlayersReply page;
+    request.set_page_size(1);
+    ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+    ASSERT_EQ(page.players_size(), 1) << display;
+    EXPECT_EQ(page.players(0).display_name(), display) << "an acknowledged name was lost";
+  }
+}
+
+TEST_P(PlayerDataThroughTheHost, ACursorFromAnotherQueryIsRefused) {
+  const Player ada = player("ada");
+  const Player bob = player("bob");
+  const Player cy = player("cy");
+  ASSERT_TRUE(set_name(ada, name("Pa") + "a").ok());
+  ASSERT_TRUE(set_name(bob, name("Pa") + "b").ok());
+  ASSERT_TRUE(set_name(cy, name("Qb") + "c").ok());
+  pb::ListPlayersRequest request;
+  request.set_prefix(name("Pa"));
+  request.set_page_size(1);
+  pb::ListPlayersReply page;
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+  ASSERT_FALSE(page.next_cursor().empty());
+  const std::string players_cursor = page.next_cursor();
+  // The host's store ties a cursor to its query.
+  const std::string refused =
+      "the cursor is not valid for this query: it was altered, comes from another query, or from before the "
+      "host restarted";
+
+  // The same cursor with another prefix.
+  request.set_prefix(name("Qb"));
+  request.set_cursor(players_cursor);
+  grpc::Status status = call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), refused);
+
+  // A slots cursor in ListPlayers, and a players cursor in ListSlots.
+  for (const char* slot : {"a", "b"}) ASSERT_TRUE(write_slot(ada, slot, "x", 0).ok());
+  pb::ListSlotsRequest slots_request;
+  slots_request.set_page_size(1);
+  pb::ListSlotsReply slots_page;
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListSlots, slots_request, &slots_page).ok());
+  ASSERT_FALSE(slots_page.next_cursor().empty());
+  request.set_prefix(name("Pa"));
+  request.set_cursor(slots_page.next_cursor());
+  status = call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), refused);
+  slots_request.set_cursor(players_cursor);
+  status = call(ada, &pb::PlayerData::Stub::ListSlots, slots_request, &slots_page);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), refused);
+
+  // Its own query goes on from it.
+  request.set_cursor(players_cursor);
+  ASSERT_TRUE(call(ada, &pb::PlayerData::Stub::ListPlayers, request, &page).ok());
+  ASSERT_EQ(page.players_size(), 1);
+  EXPECT_EQ(page.players(0).display_name(), name("Pa") + "b");
 }
 
 // Stats are no player's to raise: admins and trusted plugins write them, players only the listed ones.
@@ -691,13 +858,26 @@ TEST_P(PlayerDataThroughTheHost, StatsAreWrittenByAdminsAndTrustedPluginsPlayers
   EXPECT_EQ(out.values().at("rank"), 15);
   EXPECT_EQ(stats(ada).values().at("rank"), 15) << "the player reads their own";
 
+  // The trusted plugin calling for the player writes that player's stats, and nobody else's.
+  status = increment_as_plugin("", "rank", 1, &out, &ada);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(out.values().at("rank"), 16);
+  status = increment_as_plugin(admin.id, "rank", 1, &out, &ada);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(status.error_message(),
+            "player_id: a player changes the stats of only their own; leave player_id empty");
+  EXPECT_EQ(stats(admin).values().count("rank"), 0u);
+
   // The same plugin, no longer trusted: its own trust reaches nothing.
   start("max_writes_per_player_per_minute = 100000\n");
   status = increment_as_plugin(ada.id, "rank", 5, &out);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(status.error_message(),
             "plugin 'platform-probe' calls with its own trust but is not in trusted_plugins");
-  EXPECT_EQ(stats(ada).values().at("rank"), 15);
+  // Nor does it write more than the player may, calling for them.
+  status = increment_as_plugin("", "rank", 5, &out, &ada);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stats(ada).values().at("rank"), 16);
 }
 
 // Two players claim look-alike names at once, one in Latin and one in Cyrillic letters: one wins.
