@@ -54,21 +54,6 @@ sdk::Status answer(Work&& work) {
   }
 }
 
-std::vector<std::string> split_names(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t end = list.find(',', start);
-    if (end == std::string::npos) end = list.size();
-    std::string item = list.substr(start, end - start);
-    const size_t first = item.find_first_not_of(" \t");
-    const size_t last = item.find_last_not_of(" \t");
-    if (first != std::string::npos) out.push_back(item.substr(first, last - first + 1));
-    start = end + 1;
-  }
-  return out;
-}
-
 // ICU keeps its caches (normalization and confusable data) in its globals for the life of the
 // process; only u_cleanup() frees them, which no plugin may call for the process. Unloaded with
 // this plugin at a reload, ICU would lose them, so the libraries stay loaded for good (dlopen with
@@ -92,12 +77,12 @@ pd::Limits limits_from(const sdk::Host& host) {
                      "min_display_name_chars is more than max_display_name_chars");
   }
   l.name_change_cooldown_ms = host.config_int("name_change_cooldown_s") * 1000;
-  l.reserved_names = split_names(host.config_string("reserved_names"));
+  l.reserved_names = sdk::split_list(host.config_string("reserved_names"));
   for (const auto& name : l.reserved_names) {
     if (!pd::valid_utf8(name))
       throw sdk::Error(sdk::StatusCode::kInvalidArgument, "reserved_names: not UTF-8");
   }
-  l.player_writable_stats = split_names(host.config_string("player_writable_stats"));
+  l.player_writable_stats = sdk::split_list(host.config_string("player_writable_stats"));
   for (const auto& pattern : l.player_writable_stats) {
     try {
       pd::check_stat_pattern(pattern, "player_writable_stats: '" + pattern + "'");
@@ -107,7 +92,7 @@ pd::Limits limits_from(const sdk::Host& host) {
   }
   l.max_writes_per_player_per_minute = host.config_int("max_writes_per_player_per_minute");
   l.max_avatar_bytes = host.config_int("max_avatar_bytes");
-  for (std::string h : split_names(host.config_string("allowed_avatar_hosts"))) {
+  for (std::string h : sdk::split_list(host.config_string("allowed_avatar_hosts"))) {
     for (char& c : h) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
     const bool plain = std::all_of(h.begin(), h.end(), [](char c) {
       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-';
@@ -211,7 +196,7 @@ class PlayerDataPlugin final : public sdk::Plugin {
  public:
   explicit PlayerDataPlugin(sdk::InitContext& init)
       : host_(init.host),
-        trusted_plugins_(split_names(init.host.config_string("trusted_plugins"))),
+        trusted_plugins_(init.host.config_string("trusted_plugins")),
         profiles_(init.host.store()),
         slots_(init.host.store()),
         stats_(init.host.store()),
@@ -507,26 +492,27 @@ class PlayerDataPlugin final : public sdk::Plugin {
   }
 
  private:
-  // The caller as the domain sees it. A call with no principal from another plugin is that plugin
-  // calling with its own trust, which counts only when trusted_plugins names it.
-  // A trusted plugin calling with a principal acts for that player: it writes their stats, and only
-  // theirs.
+  // The caller as the domain sees it. A plugin calling with its own trust counts only when
+  // trusted_plugins names it. A listed plugin acting for a signed-in player (a call it made for its
+  // own caller) writes that player's stats, and only theirs.
   pd::Caller caller_of(const sdk::CallContext& context) const {
-    const sdk::Principal principal = context.principal();
-    const std::string plugin(context.calling_plugin());
-    const bool trusted = !plugin.empty() && std::find(trusted_plugins_.begin(), trusted_plugins_.end(),
-                                                      plugin) != trusted_plugins_.end();
-    if (!principal.anonymous()) return {principal.user_id, principal.roles, "", trusted ? plugin : ""};
-    if (plugin.empty()) return {};  // the domain answers UNAUTHENTICATED
-    if (!trusted) {
-      throw PlayerDataError(PlayerDataError::Kind::kPermissionDenied,
-                            "plugin '" + plugin + "' calls with its own trust but is not in trusted_plugins");
+    if (const std::string_view own = context.plugin_with_own_trust(); !own.empty()) {
+      if (!trusted_plugins_.contains(own)) {
+        throw PlayerDataError(
+            PlayerDataError::Kind::kPermissionDenied,
+            "plugin '" + std::string(own) + "' calls with its own trust but is not in trusted_plugins");
+      }
+      return {"", {}, std::string(own)};
     }
-    return {"", {}, plugin};
+    const sdk::Principal principal = context.principal();
+    if (principal.anonymous()) return {};  // the domain answers UNAUTHENTICATED
+    const std::string_view plugin = context.calling_plugin();
+    return {principal.user_id, principal.roles, "",
+            trusted_plugins_.contains(plugin) ? std::string(plugin) : ""};
   }
 
   sdk::Host host_;
-  std::vector<std::string> trusted_plugins_;
+  sdk::TrustedPlugins trusted_plugins_;
   pd::StoreProfiles profiles_;
   pd::StoreSlots slots_;
   pd::StoreStats stats_;
