@@ -927,6 +927,44 @@ TEST_P(InventoryThroughTheHost, AReloadUnderLoadFailsNoCallAndLosesNothing) {
   EXPECT_EQ(verify(bob.account().id()).mismatches_size(), 0);
 }
 
+TEST_P(InventoryThroughTheHost, TheProbeServesOnlyAdminsAndForwardsOnlyTheInventoryMethodsItLists) {
+  start("trusted_plugins = \"inventory-probe\"\n");
+  publish_standard_catalog();
+  const auth::Session mallory = sign_up("mallory");  // no role
+  auto call_as_probe = [&](const std::string& token, const std::string& method, const std::string& bytes,
+                           probe::CallAsPluginResponse* response) {
+    grpc::ClientContext context;
+    bearer(context, token);
+    probe::CallAsPluginRequest call;
+    call.set_method(method);
+    call.set_request(bytes);
+    return probe_->CallAsPlugin(&context, call, response);
+  };
+  probe::CallAsPluginResponse response;
+  const grpc::Status by_player = call_as_probe(
+      mallory.access_token(), "/gameverse.inventory.v1.Inventory/Grant",
+      grant_request(mallory.account().id(), "self-grant", 0, 999).SerializeAsString(), &response);
+  EXPECT_EQ(by_player.error_code(), grpc::StatusCode::PERMISSION_DENIED) << by_player.error_message();
+  EXPECT_EQ(count_of(inventory_of(mallory.account().id()), "coin"), 0);
+  {
+    grpc::ClientContext context;
+    bearer(context, mallory.access_token());
+    probe::RawBatchRequest request;
+    request.set_shape(probe::SHAPE_GRANT);
+    request.set_key(id("raw"));
+    request.set_player_a(mallory.account().id());
+    probe::RawBatchResponse raw;
+    EXPECT_EQ(probe_->RawBatch(&context, request, &raw).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // Even the operator cannot reach another method through the probe's trust.
+  res::PublishRequest publish_request;
+  *publish_request.mutable_upsert()->add_currencies() = currency("coin", 1'000'000'000'000'000);
+  const grpc::Status forwarded = call_as_probe(kOperatorToken, "/gameverse.resources.v1.Resources/Publish",
+                                               publish_request.SerializeAsString(), &response);
+  EXPECT_EQ(forwarded.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(forwarded.error_message().find("forwards only"), std::string::npos) << forwarded.error_message();
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, InventoryThroughTheHost, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
