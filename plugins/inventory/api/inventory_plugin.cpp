@@ -170,7 +170,7 @@ void parse_into(Message& out, const std::string& bytes) {
 // The serialized request without anything that varies between identical retries.
 template <class Request>
 inv::ChangeRequest change_request(const char* method, const Request& request) {
-  return {method, request.idempotency_key(), request.SerializeAsString()};
+  return {method, request.idempotency_key(), request.SerializeAsString(), nullptr};
 }
 
 std::set<std::string> trusted_plugins_of(const std::string& list) {
@@ -304,23 +304,24 @@ class InventoryPlugin final : public sdk::Plugin {
 
   sdk::Status transfer(sdk::CallContext& context, const pb::TransferRequest& request, pb::Offer& response) {
     return answer([&] {
-      limit_offers(context);
-      parse_into(response,
-                 service_.offer(caller_of(context), change_request("Transfer", request), render_offer,
-                                request.to_player_id(), items_of(request.items()),
-                                currencies_of(request.currencies()), {}, {}, request.expires_in_s(), true));
+      inv::ChangeRequest change = change_request("Transfer", request);
+      change.admit = [&] { limit_offers(context); };
+      parse_into(response, service_.offer(caller_of(context), change, render_offer, request.to_player_id(),
+                                          items_of(request.items()), currencies_of(request.currencies()), {},
+                                          {}, request.expires_in_s(), true));
     });
   }
 
   sdk::Status offer_trade(sdk::CallContext& context, const pb::OfferTradeRequest& request,
                           pb::Offer& response) {
     return answer([&] {
-      limit_offers(context);
+      inv::ChangeRequest change = change_request("OfferTrade", request);
+      change.admit = [&] { limit_offers(context); };
       parse_into(response,
-                 service_.offer(caller_of(context), change_request("OfferTrade", request), render_offer,
-                                request.to_player_id(), items_of(request.give_items()),
-                                currencies_of(request.give_currencies()), items_of(request.want_items()),
-                                currencies_of(request.want_currencies()), request.expires_in_s(), false));
+                 service_.offer(caller_of(context), change, render_offer, request.to_player_id(),
+                                items_of(request.give_items()), currencies_of(request.give_currencies()),
+                                items_of(request.want_items()), currencies_of(request.want_currencies()),
+                                request.expires_in_s(), false));
     });
   }
 
@@ -403,7 +404,8 @@ class InventoryPlugin final : public sdk::Plugin {
 
  private:
   // Offers cost storage without using anything up: each player makes at most
-  // max_offers_per_minute (counted in the host's cache, so across hosts with Redis).
+  // max_offers_per_minute (counted in the host's cache, so across hosts with Redis). Counted only
+  // when the idempotency key has no first answer: a replay is never refused by it.
   void limit_offers(const sdk::CallContext& context) const {
     const std::string player = context.principal().user_id;
     if (player.empty()) return;

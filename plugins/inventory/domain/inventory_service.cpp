@@ -110,18 +110,49 @@ Definitions InventoryService::definitions(const std::set<std::string>& items,
   return defs;
 }
 
-std::string InventoryService::mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
-                                     const std::function<Plan()>& plan) {
+std::string InventoryService::scoped_key(const Caller& caller, const ChangeRequest& request,
+                                         const std::string& player_id) {
+  if (player_id.empty()) return caller.actor() + "/" + request.idempotency_key;
+  return caller.actor() + "/" + player_id + "/" + request.idempotency_key;
+}
+
+namespace {
+
+std::optional<std::string> first_answer(InventoryRepository& repository, const std::string& scoped_key,
+                                        const ChangeRequest& request) {
+  std::optional<IdempotencyRecord> first = repository.idempotency(scoped_key);
+  if (!first) return std::nullopt;
+  if (first->method != request.method || first->request != request.bytes) {
+    throw InventoryError(Kind::kAlreadyExists, "idempotency_key '" + request.idempotency_key +
+                                                   "' was already used for a different request (" +
+                                                   first->method + "); use a new key for a new change");
+  }
+  return first->response;
+}
+
+}  // namespace
+
+std::optional<std::string> InventoryService::replay_or_admit(const std::string& scoped_key,
+                                                             const ChangeRequest& request,
+                                                             const std::string& legacy_scoped_key) {
   check_idempotency_key(request.idempotency_key);
-  const std::string scoped_key = caller.actor() + "/" + request.idempotency_key;
+  if (std::optional<std::string> first = first_answer(repository_, scoped_key, request)) return first;
+  if (!legacy_scoped_key.empty()) {
+    // Grants and revokes recorded before their keys were scoped per player: the same request
+    // (which names the player) still gets its first answer.
+    std::optional<IdempotencyRecord> old = repository_.idempotency(legacy_scoped_key);
+    if (old && old->method == request.method && old->request == request.bytes) return old->response;
+  }
+  if (request.admit) request.admit();
+  return std::nullopt;
+}
+
+std::string InventoryService::mutate(const std::string& scoped_key, const ChangeRequest& request,
+                                     const Render& render, const std::function<Plan()>& plan) {
   for (int attempt = 0;; ++attempt) {
-    if (std::optional<IdempotencyRecord> first = repository_.idempotency(scoped_key)) {
-      if (first->method != request.method || first->request != request.bytes) {
-        throw InventoryError(Kind::kAlreadyExists, "idempotency_key '" + request.idempotency_key +
-                                                       "' was already used for a different " + "request (" +
-                                                       first->method + "); use a new key for a new change");
-      }
-      return first->response;
+    // Looked up again on every attempt: a concurrent call with the same key may have committed.
+    if (attempt > 0) {
+      if (std::optional<std::string> first = first_answer(repository_, scoped_key, request)) return *first;
     }
     Plan p = plan();
     p.changes.idempotency_key = scoped_key;
@@ -181,6 +212,10 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
                                     const Amounts& currencies, const std::vector<std::string>& bundle_ids,
                                     const std::string& reason) {
   require_granter(caller);
+  const std::string key = scoped_key(caller, request, player_id);
+  if (std::optional<std::string> first = replay_or_admit(key, request, scoped_key(caller, request))) {
+    return *first;
+  }
   check_id("player_id", player_id);
   check_amounts("items", items, "item_id", "count");
   check_amounts("currencies", currencies, "currency_id", "amount");
@@ -198,7 +233,7 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
                          "a grant needs at least one of items, currencies and bundle_ids");
   }
   check_reason(reason);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     PlayerState peek = repository_.load(player_id);
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
@@ -237,6 +272,10 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
                                      const std::string& player_id, const Amounts& items,
                                      const Amounts& currencies, const std::string& reason) {
   require_granter(caller);
+  const std::string key = scoped_key(caller, request, player_id);
+  if (std::optional<std::string> first = replay_or_admit(key, request, scoped_key(caller, request))) {
+    return *first;
+  }
   check_id("player_id", player_id);
   check_amounts("items", items, "item_id", "count");
   check_amounts("currencies", currencies, "currency_id", "amount");
@@ -245,7 +284,7 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
     throw InventoryError(Kind::kInvalidArgument, "a revoke needs at least one of items and currencies");
   }
   check_reason(reason);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     PlayerState peek = repository_.load(player_id);
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
@@ -267,12 +306,14 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
 std::string InventoryService::consume(const Caller& caller, const ChangeRequest& request,
                                       const Render& render, const Amounts& items, const std::string& reason) {
   require_player(caller, "consuming items");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_amounts("items", items, "item_id", "count");
   check_line_count(items.size(), limits_);
   if (items.empty()) throw InventoryError(Kind::kInvalidArgument, "items is empty: name what to consume");
   check_reason(reason);
   const std::string& player_id = caller.player_id;
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     PlayerState peek = repository_.load(player_id);
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
@@ -294,6 +335,8 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
                                     const Amounts& give_currencies, const Amounts& want_items,
                                     const Amounts& want_currencies, int64_t expires_in_s, bool transfer) {
   require_player(caller, transfer ? "a transfer" : "a trade offer");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("to_player_id", to_player_id);
   if (to_player_id == caller.player_id) {
     throw InventoryError(Kind::kInvalidArgument,
@@ -320,7 +363,7 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
                                                      std::to_string(limits_.max_offer_ttl_s));
   }
   const int64_t ttl_s = expires_in_s == 0 ? limits_.default_offer_ttl_s : expires_in_s;
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     // What is offered must be tradable and held now; it is checked again when the offer is accepted.
     std::set<std::string> item_ids = ids_of(give_items);
     add_ids(item_ids, want_items);
@@ -399,8 +442,10 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
 std::string InventoryService::accept(const Caller& caller, const ChangeRequest& request, const Render& render,
                                      const std::string& offer_id) {
   require_player(caller, "accepting an offer");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("offer_id", offer_id);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     std::optional<StoredOffer> stored = repository_.offer(offer_id);
     if (!stored) throw InventoryError(Kind::kNotFound, "offer_id '" + offer_id + "' does not exist");
     Offer& o = stored->offer;
@@ -469,8 +514,10 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
 std::string InventoryService::close(const Caller& caller, const ChangeRequest& request, const Render& render,
                                     const std::string& offer_id, OfferState how) {
   require_player(caller, how == OfferState::kDeclined ? "declining an offer" : "cancelling an offer");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("offer_id", offer_id);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     std::optional<StoredOffer> stored = repository_.offer(offer_id);
     if (!stored) throw InventoryError(Kind::kNotFound, "offer_id '" + offer_id + "' does not exist");
     Offer& o = stored->offer;

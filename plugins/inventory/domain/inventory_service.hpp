@@ -21,6 +21,9 @@ struct ChangeRequest {
   std::string method;
   std::string idempotency_key;
   std::string bytes;
+  // Run once when the key has no first answer yet, before any rule: limits on how often a caller
+  // may change things (a replay is never counted, so it always gets the first answer).
+  std::function<void()> admit;
 };
 
 // What a change or a read produced, for the API to turn into its response.
@@ -99,7 +102,16 @@ class InventoryService {
   };
   struct PlayerChange;
 
-  std::string mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
+  // The key as stored: the caller's actor, for grants and revokes also the player they change
+  // (a trusted plugin granting for many players), then the caller's key.
+  static std::string scoped_key(const Caller& caller, const ChangeRequest& request,
+                                const std::string& player_id = "");
+  // The first answer to the request's key, if it has one (ALREADY_EXISTS for a different request
+  // under it); otherwise runs request.admit and returns nullopt. Called before any limit or rule
+  // that may have changed since the first call.
+  std::optional<std::string> replay_or_admit(const std::string& scoped_key, const ChangeRequest& request,
+                                             const std::string& legacy_scoped_key = "");
+  std::string mutate(const std::string& scoped_key, const ChangeRequest& request, const Render& render,
                      const std::function<Plan()>& plan);
   // `state` is the player's document as just loaded: the change is made against its version.
   PlayerChange begin(const std::string& player_id, PlayerState state, const Definitions& defs,

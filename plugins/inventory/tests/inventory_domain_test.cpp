@@ -360,5 +360,49 @@ TEST_F(InventoryDomain, GrantsFailUnavailableWithoutTheCatalog) {
   EXPECT_EQ(repo_.commits, 0);
 }
 
+TEST_F(InventoryDomain, AReplayGetsTheFirstAnswerBeforeAnyLimitOrRuleThatChangedSince) {
+  grant("alice", {{"potion", 10}}, {}, "seed");
+  int admitted = 0;
+  ChangeRequest request = req("Transfer", "once");
+  request.admit = [&] { ++admitted; };
+  const std::string first =
+      service_.offer(player("alice"), request, render, "bob", {{"potion", 2}}, {}, {}, {}, 7200, true);
+  EXPECT_EQ(admitted, 1);
+  // The operator lowers the limits; the rate limit would refuse the caller now.
+  Limits lower;
+  lower.max_lines = 0;
+  lower.max_offer_ttl_s = 60;
+  InventoryService reconfigured(
+      repo_, catalog_, lower, [this] { return now_; }, [] { return std::string("x"); });
+  request.admit = [&] {
+    ++admitted;
+    throw InventoryError(Kind::kResourceExhausted, "too many offers");
+  };
+  EXPECT_EQ(
+      reconfigured.offer(player("alice"), request, render, "bob", {{"potion", 2}}, {}, {}, {}, 7200, true),
+      first);
+  EXPECT_EQ(admitted, 1) << "a replay is never counted against a rate limit";
+  // A new key is counted (and here refused).
+  ChangeRequest fresh = req("Transfer", "twice");
+  fresh.admit = request.admit;
+  EXPECT_EQ(
+      refused([&] {
+        reconfigured.offer(player("alice"), fresh, render, "bob", {{"potion", 2}}, {}, {}, {}, 7200, true);
+      }),
+      Kind::kResourceExhausted);
+}
+
+TEST_F(InventoryDomain, GrantKeysAreScopedPerPlayerSoAPluginGrantingForManyPlayersKeepsThemApart) {
+  const Caller shop{"", {}, "shop", true};
+  service_.grant(shop, req("Grant", "daily-reward", "alice"), render, "alice", {{"potion", 1}}, {}, {}, "");
+  service_.grant(shop, req("Grant", "daily-reward", "bob"), render, "bob", {{"potion", 1}}, {}, {}, "");
+  EXPECT_EQ(held("alice").items.at("potion"), 1);
+  EXPECT_EQ(held("bob").items.at("potion"), 1);
+  // A replay for one player still gets its first answer.
+  service_.grant(shop, req("Grant", "daily-reward", "bob"), render, "bob", {{"potion", 1}}, {}, {}, "");
+  EXPECT_EQ(held("bob").items.at("potion"), 1);
+  EXPECT_EQ(repo_.ledger_size(), 2u);
+}
+
 }  // namespace
 }  // namespace gameverse::inventory

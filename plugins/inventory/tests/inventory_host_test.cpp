@@ -965,6 +965,29 @@ TEST_P(InventoryThroughTheHost, TheProbeServesOnlyAdminsAndForwardsOnlyTheInvent
   EXPECT_NE(forwarded.error_message().find("forwards only"), std::string::npos) << forwarded.error_message();
 }
 
+TEST_P(InventoryThroughTheHost, AReplayOfAnOfferIsAnsweredEvenWhenTheRateLimitIsReached) {
+  start("max_offers_per_minute = 1\n");
+  publish_standard_catalog();
+  const auth::Session alice = sign_up("alice");
+  const auth::Session bob = sign_up("bob");
+  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice.account().id(), "seed", 10, 0)).ok());
+  auto transfer = [&](const std::string& key, pb::Offer* offer) {
+    grpc::ClientContext context;
+    bearer(context, alice.access_token());
+    pb::TransferRequest request;
+    request.set_idempotency_key(key);
+    request.set_to_player_id(bob.account().id());
+    add_item(request.mutable_items(), "gem", 1);
+    return inventory_->Transfer(&context, request, offer);
+  };
+  pb::Offer first, again, other;
+  ASSERT_TRUE(transfer("once", &first).ok());
+  const grpc::Status replayed = transfer("once", &again);
+  EXPECT_TRUE(replayed.ok()) << replayed.error_message();
+  EXPECT_EQ(again.SerializeAsString(), first.SerializeAsString());
+  EXPECT_EQ(transfer("another", &other).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, InventoryThroughTheHost, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
