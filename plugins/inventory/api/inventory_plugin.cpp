@@ -113,7 +113,10 @@ void fill(pb::PlayerInventory& out, const inv::Outcome& o) {
     pb::ItemHolding* h = out.add_items();
     h->set_item_id(id);
     h->set_count(count);
-    h->set_frozen(o.frozen.count(id) != 0);
+    if (auto frozen = o.frozen.find(id); frozen != o.frozen.end()) {
+      h->set_frozen(true);
+      h->set_frozen_reason(frozen->second);
+    }
   }
   for (const auto& [id, amount] : o.holdings.currencies) {
     pb::CurrencyAmount* c = out.add_currencies();
@@ -209,11 +212,18 @@ class InventoryPlugin final : public sdk::Plugin {
         conflicts_(init.host.counter("gameverse_inventory_conflicts_total",
                                      "Changes that met a concurrent change to the same inventory or offer: "
                                      "retried, or given up with ABORTED",
-                                     {"outcome"})) {
+                                     {"outcome"})),
+        migrations_held_back_(init.host.counter(
+            "gameverse_inventory_migrations_held_back_total",
+            "Holdings of removed items left frozen because their catalog migration would pass a limit "
+            "(max_stack, max_balance, max_distinct_items, int64) or names an undefined target; counted "
+            "each time one is tried")) {
     const auto every = std::chrono::milliseconds(init.host.config_int("catalog_check_interval_ms"));
     catalog_check_ = init.host.start_timer(
         every, every, [this] { catalog_.check_version(); }, sdk::Run::kBlocking);
     service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
+    service_.on_migration_held_back(
+        [this](size_t items) { migrations_held_back_.record(static_cast<double>(items)); });
     published_ = init.host.subscribe(inv::ResourceCatalog::kPublishedTopic,
                                      [this](std::string_view, std::string_view payload) {
                                        if (auto v = inv::ResourceCatalog::version_of_announcement(payload)) {
@@ -442,6 +452,7 @@ class InventoryPlugin final : public sdk::Plugin {
   inv::InventoryService service_;
   std::set<std::string> trusted_;
   sdk::Metric conflicts_;
+  sdk::Metric migrations_held_back_;
   sdk::Subscription published_;
   sdk::Timer catalog_check_;
 };

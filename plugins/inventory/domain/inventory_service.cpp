@@ -95,13 +95,20 @@ Definitions InventoryService::definitions(const std::set<std::string>& items,
                                           const std::set<std::string>& currencies,
                                           const std::set<std::string>& bundles) {
   Definitions defs = catalog_.lookup(items, currencies, bundles);
-  if (defs.bundles.empty()) return defs;
-  // A bundle's contents, looked up at the same time (one more lookup, served from the cache).
+  // A bundle's contents and the targets of migrations, looked up at the same time (one more
+  // lookup, served from the cache): a migration is checked against its target's limits.
   std::set<std::string> more_items, more_currencies;
   for (const auto& [id, bundle] : defs.bundles) {
     add_ids(more_items, bundle.items);
     add_ids(more_currencies, bundle.currencies);
   }
+  for (const auto& [id, migration] : defs.migrations) {
+    if (migration.to_item) more_items.insert(migration.to_item->id);
+    if (migration.to_currency) more_currencies.insert(migration.to_currency->id);
+  }
+  std::erase_if(more_items, [&](const std::string& id) { return items.count(id) != 0; });
+  std::erase_if(more_currencies, [&](const std::string& id) { return currencies.count(id) != 0; });
+  if (more_items.empty() && more_currencies.empty()) return defs;
   Definitions extra = catalog_.lookup(more_items, more_currencies, {});
   defs.items.insert(extra.items.begin(), extra.items.end());
   defs.currencies.insert(extra.currencies.begin(), extra.currencies.end());
@@ -182,7 +189,10 @@ InventoryService::PlayerChange InventoryService::begin(const std::string& player
   migration.actor = caller.actor();
   migration.idempotency_key = request.idempotency_key;
   migration.created_unix_ms = now_();
-  if (migrate(change.after, defs, migration)) {
+  std::map<std::string, std::string> held_back;
+  const bool migrated = migrate(change.after, defs, limits_, migration, &held_back);
+  if (!held_back.empty() && on_migration_held_back_) on_migration_held_back_(held_back.size());
+  if (migrated) {
     migration.sequence = ++change.after.sequence;
     change.entries.push_back(std::move(migration));
   }
@@ -263,7 +273,7 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,
-                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+                    std::nullopt, defs.version, frozen_items(change.after, defs, limits_)};
     return plan;
   });
 }
@@ -298,7 +308,7 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,
-                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+                    std::nullopt, defs.version, frozen_items(change.after, defs, limits_)};
     return plan;
   });
 }
@@ -325,7 +335,7 @@ std::string InventoryService::consume(const Caller& caller, const ChangeRequest&
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,
-                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+                    std::nullopt, defs.version, frozen_items(change.after, defs, limits_)};
     return plan;
   });
 }
@@ -506,7 +516,7 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
     plan.changes.offers.push_back(*stored);
     plan.changes.offer_index_removed.push_back({o.from_player_id, true, o.id});
     plan.changes.offer_index_removed.push_back({o.to_player_id, false, o.id});
-    plan.outcome = {to.player_id, to.after, to.entry, o, defs.version, frozen_items(to.after, defs)};
+    plan.outcome = {to.player_id, to.after, to.entry, o, defs.version, frozen_items(to.after, defs, limits_)};
     return plan;
   });
 }
@@ -565,8 +575,11 @@ Outcome InventoryService::get(const Caller& caller, const std::string& player_id
     entry.player_id = player_id;
     entry.actor = "inventory";
     entry.created_unix_ms = now_();
-    if (!migrate(migrated, defs, entry)) {
-      out.frozen = frozen_items(state.holdings, defs);
+    std::map<std::string, std::string> held_back;
+    const bool changed = migrate(migrated, defs, limits_, entry, &held_back);
+    if (!held_back.empty() && on_migration_held_back_) on_migration_held_back_(held_back.size());
+    if (!changed) {
+      out.frozen = frozen_items(state.holdings, defs, limits_);
       return out;
     }
     // Removed items are converted on the player's next read or change, with a ledger entry.
@@ -582,7 +595,7 @@ Outcome InventoryService::get(const Caller& caller, const std::string& player_id
     }
     if (repository_.commit(changes)) {
       out.holdings = migrated;
-      out.frozen = frozen_items(migrated, defs);
+      out.frozen = frozen_items(migrated, defs, limits_);
       return out;
     }
     if (attempt + 1 >= limits_.max_conflict_retries) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,7 +34,7 @@ struct Outcome {
   std::optional<LedgerEntry> entry;
   std::optional<Offer> offer;
   uint64_t catalog_version = 0;
-  std::set<std::string> frozen;
+  std::map<std::string, std::string> frozen;  // held but not defined: item id -> why
 };
 // Turns an outcome into the response bytes stored with the idempotency record.
 using Render = std::function<std::string(const Outcome&)>;
@@ -91,6 +92,11 @@ class InventoryService {
 
   // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
   void on_conflict(std::function<void(bool gave_up)> listener) { on_conflict_ = std::move(listener); }
+  // Told of every removed item whose migration could not be applied (it would pass a limit or
+  // names a target that is not defined) each time one is tried: the holding stays, frozen.
+  void on_migration_held_back(std::function<void(size_t items)> listener) {
+    on_migration_held_back_ = std::move(listener);
+  }
 
   // Re-derives one player's balances from the ledger (used by verify).
   void verify_player(const std::string& player_id, VerifyReport& report);
@@ -127,6 +133,7 @@ class InventoryService {
   std::function<int64_t()> now_;
   std::function<std::string()> new_offer_id_;
   std::function<void(bool)> on_conflict_;
+  std::function<void(size_t)> on_migration_held_back_;
 };
 
 }  // namespace gameverse::inventory

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -67,10 +68,15 @@ void merge_into(Amounts& into, const Amounts& extra, std::string_view what);
 
 // Holdings of items removed from the catalog with a stated migration, converted; fills `entry`
 // (reason "catalog migration") and returns true when anything changed. Items neither defined nor
-// migrated stay as they are (frozen).
-bool migrate(Holdings& holdings, const Definitions& defs, LedgerEntry& entry);
+// migrated stay as they are (frozen). So does, losslessly, an item whose conversion would
+// overflow, pass the target's max_stack or max_balance or max_distinct_items, or name a target
+// that is not defined; each such item and the reason go into `held_back`.
+bool migrate(Holdings& holdings, const Definitions& defs, const Limits& limits, LedgerEntry& entry,
+             std::map<std::string, std::string>* held_back = nullptr);
 
-// Items held but neither defined nor migrated: shown, but they cannot move or be used.
-std::set<std::string> frozen_items(const Holdings& holdings, const Definitions& defs);
+// Items held but not defined in the catalog (after migrating): shown, but they cannot move or be
+// used; each with the reason (no migration, or why its migration cannot be applied).
+std::map<std::string, std::string> frozen_items(const Holdings& holdings, const Definitions& defs,
+                                                const Limits& limits);
 
 }  // namespace gameverse::inventory

@@ -327,7 +327,8 @@ TEST_F(InventoryDomain, RemovedItemsAreMigratedOnReadAndUndefinedOnesFrozen) {
   Outcome o = service_.get(player("alice"), "alice");
   EXPECT_EQ(o.holdings.items.count("potion"), 0u);
   EXPECT_EQ(o.holdings.currencies.at("gold"), 20);
-  EXPECT_EQ(o.frozen, std::set<std::string>{"sword"});
+  ASSERT_EQ(o.frozen.size(), 1u);
+  EXPECT_NE(o.frozen.at("sword").find("without a migration"), std::string::npos) << o.frozen.at("sword");
   EXPECT_EQ(o.holdings.items.at("sword"), 1);
   EXPECT_TRUE(service_.verify(admin_, "alice", "", 0).mismatches.empty());
   EXPECT_EQ(refused([&] { service_.get(player("bob"), "alice"); }), Kind::kPermissionDenied);
@@ -402,6 +403,78 @@ TEST_F(InventoryDomain, GrantKeysAreScopedPerPlayerSoAPluginGrantingForManyPlaye
   service_.grant(shop, req("Grant", "daily-reward", "bob"), render, "bob", {{"potion", 1}}, {}, {}, "");
   EXPECT_EQ(held("bob").items.at("potion"), 1);
   EXPECT_EQ(repo_.ledger_size(), 2u);
+}
+
+TEST_F(InventoryDomain, AMigrationThatWouldPassALimitLeavesTheHoldingFrozenWithTheReason) {
+  size_t held_back = 0;
+  service_.on_migration_held_back([&](size_t n) { held_back += n; });
+  grant("alice", {{"potion", 99}, {"medal", 2}}, {{"gold", 999'000}}, "a");
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.items.erase("medal");
+    // 99 potions -> 99'000 gold on top of 999'000: over gold's max_balance of 1'000'000.
+    catalog_.all.migrations["potion"] = {"potion", std::nullopt, Amount{"gold", 1000}, false, 4};
+    // 2 medals -> 2 swords: over sword's max_stack of 1.
+    catalog_.all.migrations["medal"] = {"medal", Amount{"sword", 1}, std::nullopt, false, 4};
+    catalog_.all.version = 4;
+  }
+  const Outcome o = service_.get(player("alice"), "alice");
+  EXPECT_EQ(o.holdings.items.at("potion"), 99);
+  EXPECT_EQ(o.holdings.items.at("medal"), 2);
+  EXPECT_EQ(o.holdings.items.count("sword"), 0u);
+  EXPECT_EQ(o.holdings.currencies.at("gold"), 999'000);
+  ASSERT_EQ(o.frozen.size(), 2u);
+  EXPECT_NE(o.frozen.at("potion").find("over its max_balance of 1000000"), std::string::npos)
+      << o.frozen.at("potion");
+  EXPECT_NE(o.frozen.at("medal").find("over its max_stack of 1"), std::string::npos) << o.frozen.at("medal");
+  EXPECT_EQ(held_back, 2u);
+  EXPECT_EQ(repo_.ledger_size(), 1u);
+  EXPECT_EQ(held("alice").items.at("potion"), 99);
+}
+
+TEST_F(InventoryDomain, AMigrationNeitherPassesMaxDistinctItemsNorNamesAnUndefinedTarget) {
+  grant("alice", {{"potion", 1}, {"sword", 1}}, {}, "a");
+  grant("bob", {{"relic", 1}}, {}, "b");
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.migrations["potion"] = {"potion", Amount{"medal", 1}, std::nullopt, false, 4};
+    catalog_.all.items.erase("relic");
+    catalog_.all.migrations["relic"] = {"relic", Amount{"gone", 1}, std::nullopt, false, 4};
+  }
+  // The operator lowered max_distinct_items below what alice holds.
+  Limits limits;
+  limits.max_distinct_items = 1;
+  InventoryService service(
+      repo_, catalog_, limits, [this] { return now_; }, [] { return std::string("x"); });
+  const Outcome alice = service.get(player("alice"), "alice");
+  EXPECT_EQ(alice.holdings.items.at("potion"), 1);
+  EXPECT_EQ(alice.holdings.items.count("medal"), 0u);
+  EXPECT_NE(alice.frozen.at("potion").find("max_distinct_items"), std::string::npos)
+      << alice.frozen.at("potion");
+  const Outcome bob = service.get(player("bob"), "bob");
+  EXPECT_EQ(bob.holdings.items.at("relic"), 1);
+  EXPECT_NE(bob.frozen.at("relic").find("'gone', which is not in the catalog"), std::string::npos)
+      << bob.frozen.at("relic");
+}
+
+TEST_F(InventoryDomain, FrozenMeansHeldAndNotDefinedAfterMigrating) {
+  grant("alice", {{"potion", 4}, {"medal", 1}}, {}, "a");
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.items.erase("medal");
+    // potion becomes a defined item held nowhere before; medal's migration names no target.
+    catalog_.all.migrations["potion"] = {"potion", Amount{"sword", 1}, std::nullopt, false, 4};
+    catalog_.all.migrations["medal"] = {"medal", std::nullopt, std::nullopt, false, 4};
+    catalog_.all.items["sword"].max_stack = 10;
+  }
+  const Outcome o = service_.get(player("alice"), "alice");
+  EXPECT_EQ(o.holdings.items.at("sword"), 4);
+  EXPECT_EQ(o.frozen.count("sword"), 0u) << "a migration's target is defined, not frozen";
+  ASSERT_EQ(o.frozen.count("medal"), 1u) << "an item whose migration is invalid is frozen";
+  EXPECT_NE(o.frozen.at("medal").find("names no target"), std::string::npos) << o.frozen.at("medal");
 }
 
 }  // namespace

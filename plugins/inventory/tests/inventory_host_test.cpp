@@ -988,6 +988,34 @@ TEST_P(InventoryThroughTheHost, AReplayOfAnOfferIsAnsweredEvenWhenTheRateLimitIs
   EXPECT_EQ(transfer("another", &other).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 }
 
+TEST_P(InventoryThroughTheHost, AMigrationThatWouldPassMaxBalanceLeavesTheItemsFrozenAndMintsNothing) {
+  publish_standard_catalog();  // gem: max_stack 10^6; coin: max_balance 10^9
+  const std::string alice = sign_up("alice").account().id();
+  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice, "seed", 1'000'000, 0)).ok());
+  res::PublishRequest request;
+  res::DefinitionRef* ref = request.add_remove();
+  ref->set_kind(res::DEFINITION_KIND_ITEM);
+  ref->set_id(id("gem"));
+  res::ItemMigration* m = request.add_migrations();
+  m->set_from_item_id(id("gem"));
+  m->mutable_to_currency()->set_currency_id(id("coin"));
+  m->mutable_to_currency()->set_amount(1'000'000'000);
+  const grpc::Status published = publish(request);
+  ASSERT_TRUE(published.ok()) << published.error_message();
+  pb::PlayerInventory seen;
+  EXPECT_TRUE(eventually([&] {
+    seen = inventory_of(alice);
+    return seen.items_size() == 1 && seen.items(0).frozen();
+  })) << seen.ShortDebugString();
+  EXPECT_EQ(count_of(seen, "gem"), 1'000'000);
+  EXPECT_EQ(count_of(seen, "coin"), 0);
+  ASSERT_EQ(seen.items_size(), 1);
+  EXPECT_NE(seen.items(0).frozen_reason().find("max_balance of 1000000000"), std::string::npos)
+      << seen.items(0).frozen_reason();
+  EXPECT_EQ(ledger_of(alice).size(), 1u);
+  EXPECT_EQ(verify(alice).mismatches_size(), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, InventoryThroughTheHost, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
