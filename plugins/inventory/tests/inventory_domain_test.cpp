@@ -46,7 +46,7 @@ class InventoryDomain : public ::testing::Test {
   }
 
   ChangeRequest req(const std::string& method, const std::string& key, const std::string& bytes = "r") {
-    return {method, key, method + bytes};
+    return {method, key, method + bytes, nullptr};
   }
   std::string grant(const std::string& player, Amounts items, Amounts currencies, const std::string& key,
                     std::vector<std::string> bundles = {}) {
@@ -434,14 +434,18 @@ TEST_F(InventoryDomain, AMigrationThatWouldPassALimitLeavesTheHoldingFrozenWithT
 }
 
 TEST_F(InventoryDomain, AMigrationNeitherPassesMaxDistinctItemsNorNamesAnUndefinedTarget) {
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items["charm"] = {"charm", true, 5, true, false, false};
+  }
   grant("alice", {{"potion", 1}, {"sword", 1}}, {}, "a");
-  grant("bob", {{"relic", 1}}, {}, "b");
+  grant("bob", {{"charm", 1}}, {}, "b");
   {
     std::lock_guard lock(catalog_.mu);
     catalog_.all.items.erase("potion");
     catalog_.all.migrations["potion"] = {"potion", Amount{"medal", 1}, std::nullopt, false, 4};
-    catalog_.all.items.erase("relic");
-    catalog_.all.migrations["relic"] = {"relic", Amount{"gone", 1}, std::nullopt, false, 4};
+    catalog_.all.items.erase("charm");
+    catalog_.all.migrations["charm"] = {"charm", Amount{"gone", 1}, std::nullopt, false, 4};
   }
   // The operator lowered max_distinct_items below what alice holds.
   Limits limits;
@@ -454,9 +458,9 @@ TEST_F(InventoryDomain, AMigrationNeitherPassesMaxDistinctItemsNorNamesAnUndefin
   EXPECT_NE(alice.frozen.at("potion").find("max_distinct_items"), std::string::npos)
       << alice.frozen.at("potion");
   const Outcome bob = service.get(player("bob"), "bob");
-  EXPECT_EQ(bob.holdings.items.at("relic"), 1);
-  EXPECT_NE(bob.frozen.at("relic").find("'gone', which is not in the catalog"), std::string::npos)
-      << bob.frozen.at("relic");
+  EXPECT_EQ(bob.holdings.items.at("charm"), 1);
+  EXPECT_NE(bob.frozen.at("charm").find("'gone', which is not in the catalog"), std::string::npos)
+      << bob.frozen.at("charm");
 }
 
 TEST_F(InventoryDomain, FrozenMeansHeldAndNotDefinedAfterMigrating) {
