@@ -186,8 +186,9 @@ InventoryService::PlayerChange InventoryService::begin(const std::string& player
   change.after = change.before.holdings;
   LedgerEntry migration;
   migration.player_id = player_id;
-  migration.actor = caller.actor();
-  migration.idempotency_key = request.idempotency_key;
+  // Made by the inventory for the catalog, as on a read: not by the caller (in an accepted offer,
+  // the other player) and not under the caller's key.
+  migration.actor = "inventory";
   migration.created_unix_ms = now_();
   std::map<std::string, std::string> held_back;
   const bool migrated = migrate(change.after, defs, limits_, migration, &held_back);

@@ -481,5 +481,25 @@ TEST_F(InventoryDomain, FrozenMeansHeldAndNotDefinedAfterMigrating) {
   EXPECT_NE(o.frozen.at("medal").find("names no target"), std::string::npos) << o.frozen.at("medal");
 }
 
+TEST_F(InventoryDomain, AMigrationMadeDuringAnotherPlayersChangeIsTheInventorysNotTheirs) {
+  grant("alice", {{"potion", 2}, {"sword", 1}}, {}, "a");
+  const std::string bytes = service_.offer(player("alice"), req("Transfer", "t"), render, "bob",
+                                           {{"sword", 1}}, {}, {}, {}, 0, true);
+  const std::string id = bytes.substr(bytes.find("offer=") + 6);
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.items.erase("potion");
+    catalog_.all.migrations["potion"] = {"potion", std::nullopt, Amount{"gold", 5}, false, 4};
+  }
+  service_.accept(player("bob"), req("AcceptOffer", "acc", id), render, id);
+  const std::vector<LedgerEntry> entries = repo_.ledger("alice", "", 100).items;
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[1].reason, "catalog migration");
+  EXPECT_EQ(entries[1].actor, "inventory");
+  EXPECT_EQ(entries[1].idempotency_key, "");
+  EXPECT_EQ(entries[2].reason, "transfer");
+  EXPECT_EQ(entries[2].actor, "player:bob");
+}
+
 }  // namespace
 }  // namespace gameverse::inventory
