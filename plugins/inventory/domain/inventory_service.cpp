@@ -493,10 +493,23 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
       side->entry.counterparty = side == &from ? o.to_player_id : o.from_player_id;
     }
     // The sender gives, the recipient receives; then the other way. Any shortfall refuses it all.
-    apply_items(from.after, defs, negated(o.give_items), Purpose::kTrade, "offer.give_items",
-                o.from_player_id, limits_, from.entry);
-    apply_currencies(from.after, defs, negated(o.give_currencies), Purpose::kTrade, "offer.give_currencies",
-                     o.from_player_id, from.entry);
+    // What the sender's side lacks is not the accepter's business: only that the offer cannot be
+    // fulfilled now (the sender's holdings stay private).
+    auto on_senders_side = [&](const std::function<void()>& step) {
+      try {
+        step();
+      } catch (const InventoryError& e) {
+        if (e.kind() != Kind::kFailedPrecondition && e.kind() != Kind::kInvalidArgument) throw;
+        throw InventoryError(Kind::kFailedPrecondition,
+                             "the sender can no longer fulfil offer '" + o.id + "'; nothing was changed");
+      }
+    };
+    on_senders_side([&] {
+      apply_items(from.after, defs, negated(o.give_items), Purpose::kTrade, "offer.give_items",
+                  o.from_player_id, limits_, from.entry);
+      apply_currencies(from.after, defs, negated(o.give_currencies), Purpose::kTrade, "offer.give_currencies",
+                       o.from_player_id, from.entry);
+    });
     apply_items(to.after, defs, negated(o.want_items), Purpose::kTrade, "offer.want_items", o.to_player_id,
                 limits_, to.entry);
     apply_currencies(to.after, defs, negated(o.want_currencies), Purpose::kTrade, "offer.want_currencies",
@@ -505,10 +518,12 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
                 to.entry);
     apply_currencies(to.after, defs, o.give_currencies, Purpose::kTrade, "offer.give_currencies",
                      o.to_player_id, to.entry);
-    apply_items(from.after, defs, o.want_items, Purpose::kTrade, "offer.want_items", o.from_player_id,
-                limits_, from.entry);
-    apply_currencies(from.after, defs, o.want_currencies, Purpose::kTrade, "offer.want_currencies",
-                     o.from_player_id, from.entry);
+    on_senders_side([&] {
+      apply_items(from.after, defs, o.want_items, Purpose::kTrade, "offer.want_items", o.from_player_id,
+                  limits_, from.entry);
+      apply_currencies(from.after, defs, o.want_currencies, Purpose::kTrade, "offer.want_currencies",
+                       o.from_player_id, from.entry);
+    });
     Plan plan;
     finish(from, plan.changes);
     finish(to, plan.changes);

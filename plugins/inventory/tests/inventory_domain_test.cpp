@@ -501,5 +501,30 @@ TEST_F(InventoryDomain, AMigrationMadeDuringAnotherPlayersChangeIsTheInventorysN
   EXPECT_EQ(entries[2].actor, "player:bob");
 }
 
+TEST_F(InventoryDomain, AFailedAcceptDoesNotTellTheAccepterWhatTheSenderHolds) {
+  grant("alice", {{"potion", 7}}, {{"gold", 12'345}}, "a");
+  const std::string bytes = service_.offer(player("alice"), req("Transfer", "t"), render, "bob",
+                                           {{"potion", 5}}, {}, {}, {}, 0, true);
+  const std::string id = bytes.substr(bytes.find("offer=") + 6);
+  service_.consume(player("alice"), req("Consume", "c"), render, {{"potion", 4}}, "");
+  EXPECT_EQ(refused([&] { service_.accept(player("bob"), req("AcceptOffer", "acc", id), render, id); }),
+            Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("the sender can no longer fulfil offer '" + id + "'"), std::string::npos)
+      << last_error_;
+  EXPECT_EQ(last_error_.find("holds 3"), std::string::npos) << last_error_;
+  EXPECT_EQ(last_error_.find("alice"), std::string::npos) << last_error_;
+  // A trade whose payment would pass the sender's max_balance says no more about the sender either.
+  grant("bob", {}, {{"gold", 1'000'000}}, "b");
+  const std::string trade = service_.offer(player("alice"), req("OfferTrade", "t2"), render, "bob",
+                                           {{"potion", 1}}, {}, {}, {{"gold", 999'000}}, 0, false);
+  const std::string trade_id = trade.substr(trade.find("offer=") + 6);
+  EXPECT_EQ(refused([&] {
+              service_.accept(player("bob"), req("AcceptOffer", "acc2", trade_id), render, trade_id);
+            }),
+            Kind::kFailedPrecondition);
+  EXPECT_EQ(last_error_.find("12345"), std::string::npos) << last_error_;
+  EXPECT_NE(last_error_.find("the sender can no longer fulfil"), std::string::npos) << last_error_;
+}
+
 }  // namespace
 }  // namespace gameverse::inventory
