@@ -249,8 +249,7 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
     const Definitions defs = definitions(item_ids, ids_of(currencies), bundles);
-    Amounts all_items = items;
-    Amounts all_currencies = currencies;
+    std::vector<const BundleDefinition*> granted_bundles;
     for (size_t i = 0; i < bundle_ids.size(); ++i) {
       auto b = defs.bundles.find(bundle_ids[i]);
       const std::string at = "bundle_ids[" + std::to_string(i) + "]";
@@ -263,14 +262,20 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
         throw InventoryError(Kind::kFailedPrecondition,
                              at + " '" + bundle_ids[i] + "' is retired and can no longer be granted");
       }
-      merge_into(all_items, b->second.items, "items with bundle " + bundle_ids[i]);
-      merge_into(all_currencies, b->second.currencies, "currencies with bundle " + bundle_ids[i]);
+      granted_bundles.push_back(&b->second);
     }
     PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
     change.entry.reason = reason.empty() ? "grant" : "grant: " + reason;
-    apply_items(change.after, defs, all_items, Purpose::kGrant, "items", player_id, limits_, change.entry);
-    apply_currencies(change.after, defs, all_currencies, Purpose::kGrant, "currencies", player_id,
-                     change.entry);
+    apply_items(change.after, defs, items, Purpose::kGrant, "items", player_id, limits_, change.entry);
+    apply_currencies(change.after, defs, currencies, Purpose::kGrant, "currencies", player_id, change.entry);
+    // A bundle's contents one bundle at a time, so a refusal names the bundle and its line.
+    for (size_t i = 0; i < granted_bundles.size(); ++i) {
+      const std::string at = "bundle_ids[" + std::to_string(i) + "] ('" + bundle_ids[i] + "')";
+      apply_items(change.after, defs, granted_bundles[i]->items, Purpose::kGrant, at + ".items", player_id,
+                  limits_, change.entry);
+      apply_currencies(change.after, defs, granted_bundles[i]->currencies, Purpose::kGrant,
+                       at + ".currencies", player_id, change.entry);
+    }
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,

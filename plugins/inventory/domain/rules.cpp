@@ -219,17 +219,6 @@ Amounts negated(const Amounts& amounts) {
   return out;
 }
 
-void merge_into(Amounts& into, const Amounts& extra, std::string_view what) {
-  for (const Amount& e : extra) {
-    auto it = std::find_if(into.begin(), into.end(), [&](const Amount& a) { return a.id == e.id; });
-    if (it == into.end()) {
-      into.push_back(e);
-    } else {
-      it->count = checked_add(it->count, e.count, std::string(what) + " " + quoted(e.id));
-    }
-  }
-}
-
 namespace {
 
 // Converts one holding of a removed item into `next`/`step`; empty on success, otherwise why it

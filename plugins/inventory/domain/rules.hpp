@@ -63,8 +63,6 @@ void apply_currencies(Holdings& holdings, const Definitions& defs, const Amounts
 
 // The same amounts with counts negated (what one side gives, the other takes).
 Amounts negated(const Amounts& amounts);
-// Adds `extra` into `into`, merging lines with the same id (bundles into a grant).
-void merge_into(Amounts& into, const Amounts& extra, std::string_view what);
 
 // Holdings of items removed from the catalog with a stated migration, converted; fills `entry`
 // (reason "catalog migration") and returns true when anything changed. Items neither defined nor

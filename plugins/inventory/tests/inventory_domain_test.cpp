@@ -526,5 +526,25 @@ TEST_F(InventoryDomain, AFailedAcceptDoesNotTellTheAccepterWhatTheSenderHolds) {
   EXPECT_NE(last_error_.find("the sender can no longer fulfil"), std::string::npos) << last_error_;
 }
 
+TEST_F(InventoryDomain, ARefusedBundleLineNamesTheBundleAndItsLine) {
+  {
+    std::lock_guard lock(catalog_.mu);
+    catalog_.all.bundles["old"] = {"old", {{"potion", 1}, {"relic", 1}}, {}, false};  // relic is retired
+  }
+  EXPECT_EQ(refused([&] {
+              grant("alice", {{"sword", 1}}, {}, "b", {"starter", "old"});
+            }),
+            Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("bundle_ids[1] ('old').items[1].item_id 'relic' is retired"), std::string::npos)
+      << last_error_;
+  EXPECT_EQ(repo_.ledger_size(), 0u);
+  // Over a stack: the bundle's line that passes it is named.
+  grant("alice", {{"potion", 97}}, {}, "c");
+  EXPECT_EQ(refused([&] { grant("alice", {}, {}, "d", {"starter"}); }), Kind::kFailedPrecondition);
+  EXPECT_NE(last_error_.find("bundle_ids[0] ('starter').items[0]: alice would hold 100 of 'potion'"),
+            std::string::npos)
+      << last_error_;
+}
+
 }  // namespace
 }  // namespace gameverse::inventory
