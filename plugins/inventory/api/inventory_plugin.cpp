@@ -199,6 +199,17 @@ inv::Limits limits_of(const sdk::Host& host) {
   return limits;
 }
 
+// The limits, refused at load with the key at fault when they do not fit together.
+inv::Limits checked_limits_of(const sdk::Host& host) {
+  inv::Limits limits = limits_of(host);
+  try {
+    inv::check_limits(limits);
+  } catch (const InventoryError& e) {
+    throw sdk::Error(sdk::StatusCode::kInvalidArgument, e.what());
+  }
+  return limits;
+}
+
 class InventoryPlugin final : public sdk::Plugin {
  public:
   explicit InventoryPlugin(sdk::InitContext& init)
@@ -207,7 +218,7 @@ class InventoryPlugin final : public sdk::Plugin {
         max_offers_per_minute_(init.host.config_int("max_offers_per_minute")),
         repository_(init.host.store()),
         catalog_(init.host, std::chrono::milliseconds(init.host.config_int("catalog_timeout_ms"))),
-        service_(repository_, catalog_, limits_of(init.host), now_unix_ms, new_offer_id),
+        service_(repository_, catalog_, checked_limits_of(init.host), now_unix_ms, new_offer_id),
         trusted_(trusted_plugins_of(init.host.config_string("trusted_plugins"))),
         conflicts_(init.host.counter("gameverse_inventory_conflicts_total",
                                      "Changes that met a concurrent change to the same inventory or offer: "
@@ -261,9 +272,11 @@ class InventoryPlugin final : public sdk::Plugin {
         .config_int("max_lines_per_request", 64, "Item, currency and bundle lines one request may carry",
                     sdk::between(1, 200))
         .config_int("max_distinct_items", 500, "Different items one player may hold", sdk::between(1, 900))
-        .config_int("default_offer_ttl_s", 3600, "How long an offer stays open when the request does not say",
-                    sdk::at_least(1))
-        .config_int("max_offer_ttl_s", 7 * 24 * 3600, "The longest an offer may stay open", sdk::at_least(1))
+        .config_int("default_offer_ttl_s", 3600,
+                    "How long an offer stays open when the request does not say (at most max_offer_ttl_s)",
+                    sdk::between(int64_t{1}, inv::kMostOfferTtlS))
+        .config_int("max_offer_ttl_s", 7 * 24 * 3600, "The longest an offer may stay open",
+                    sdk::between(int64_t{1}, inv::kMostOfferTtlS))
         .config_int("max_open_offers", 50, "Open offers one player may have sent", sdk::between(1, 1000))
         .config_int("max_offers_per_minute", 60, "Offers (transfers and trades) one player may make a minute",
                     sdk::between(1, 1000000))

@@ -82,7 +82,9 @@ InventoryService::InventoryService(InventoryRepository& repository, Catalog& cat
       catalog_(catalog),
       limits_(limits),
       now_(std::move(now_unix_ms)),
-      new_offer_id_(std::move(new_offer_id)) {}
+      new_offer_id_(std::move(new_offer_id)) {
+  check_limits(limits_);
+}
 
 void InventoryService::backoff(int attempt) {
   thread_local std::minstd_rand random(std::random_device{}());
@@ -443,7 +445,7 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
     o.want_items = want_items;
     o.want_currencies = want_currencies;
     o.created_unix_ms = now;
-    o.expires_unix_ms = now + ttl_s * 1000;
+    o.expires_unix_ms = checked_add(now, checked_multiply(ttl_s, 1000, "expires_in_s"), "expires_in_s");
     o.state = OfferState::kOpen;
     plan.changes.offers.push_back({o, 0});
     plan.changes.offer_index_added.push_back({o.from_player_id, true, o.id});

@@ -56,6 +56,7 @@ struct VerifyReport {
 
 class InventoryService {
  public:
+  // Throws InventoryError(kInvalidArgument) naming the config key when `limits` do not fit together.
   InventoryService(InventoryRepository& repository, Catalog& catalog, Limits limits,
                    std::function<int64_t()> now_unix_ms, std::function<std::string()> new_offer_id);
 

@@ -54,6 +54,17 @@ std::string Caller::actor() const {
   return "player:" + player_id;
 }
 
+void check_limits(const Limits& limits) {
+  if (limits.max_offer_ttl_s < 1 || limits.max_offer_ttl_s > kMostOfferTtlS) {
+    invalid("max_offer_ttl_s is " + std::to_string(limits.max_offer_ttl_s) + "; it must be between 1 and " +
+            std::to_string(kMostOfferTtlS) + " (a year)");
+  }
+  if (limits.default_offer_ttl_s < 1 || limits.default_offer_ttl_s > limits.max_offer_ttl_s) {
+    invalid("default_offer_ttl_s is " + std::to_string(limits.default_offer_ttl_s) +
+            "; it must be between 1 and max_offer_ttl_s (" + std::to_string(limits.max_offer_ttl_s) + ")");
+  }
+}
+
 void check_id(std::string_view field, std::string_view id) {
   if (id.empty()) invalid(std::string(field) + " is empty");
   if (id.size() > kMaxIdBytes) {

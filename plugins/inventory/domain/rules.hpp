@@ -28,6 +28,12 @@ struct Limits {
   int max_conflict_retries = 8;  // store conflicts retried before ABORTED
 };
 
+// The longest an offer may be configured to stay open.
+inline constexpr int64_t kMostOfferTtlS = 365 * 24 * 3600;
+// Limits that make sense together: 1 <= default_offer_ttl_s <= max_offer_ttl_s <= kMostOfferTtlS,
+// else an InventoryError(kInvalidArgument) naming the config keys.
+void check_limits(const Limits& limits);
+
 // Ids of players, items, currencies and bundles: 1..128 bytes of [A-Za-z0-9_.:-].
 void check_id(std::string_view field, std::string_view id);
 void check_idempotency_key(std::string_view key);

@@ -374,6 +374,7 @@ TEST_F(InventoryDomain, AReplayGetsTheFirstAnswerBeforeAnyLimitOrRuleThatChanged
   Limits lower;
   lower.max_lines = 0;
   lower.max_offer_ttl_s = 60;
+  lower.default_offer_ttl_s = 60;
   InventoryService reconfigured(
       repo_, catalog_, lower, [this] { return now_; }, [] { return std::string("x"); });
   request.admit = [&] {
@@ -545,6 +546,36 @@ TEST_F(InventoryDomain, ARefusedBundleLineNamesTheBundleAndItsLine) {
   EXPECT_NE(last_error_.find("bundle_ids[0] ('starter').items[0]: alice would hold 100 of 'potion'"),
             std::string::npos)
       << last_error_;
+}
+
+TEST_F(InventoryDomain, OfferLifetimesMustFitTogether) {
+  Limits limits;
+  limits.default_offer_ttl_s = 7200;
+  limits.max_offer_ttl_s = 3600;
+  auto make = [&] {
+    InventoryService service(
+        repo_, catalog_, limits, [] { return int64_t{0}; }, [] { return std::string(); });
+  };
+  EXPECT_EQ(refused(make), Kind::kInvalidArgument);
+  EXPECT_NE(last_error_.find("default_offer_ttl_s is 7200; it must be between 1 and max_offer_ttl_s (3600)"),
+            std::string::npos)
+      << last_error_;
+  limits.default_offer_ttl_s = 60;
+  limits.max_offer_ttl_s = int64_t{400} * 24 * 3600;
+  EXPECT_EQ(refused(make), Kind::kInvalidArgument);
+  EXPECT_NE(last_error_.find("max_offer_ttl_s is"), std::string::npos) << last_error_;
+  // An offer's expiry near the end of int64 is refused, not wrapped around.
+  limits.max_offer_ttl_s = kMostOfferTtlS;
+  InventoryService late(
+      repo_, catalog_, limits, [] { return std::numeric_limits<int64_t>::max() - 1000; },
+      [] { return std::string("late-offer"); });
+  grant("alice", {{"potion", 1}}, {}, "a");
+  EXPECT_EQ(refused([&] {
+              late.offer(player("alice"), req("Transfer", "t"), render, "bob", {{"potion", 1}}, {}, {}, {},
+                         60, true);
+            }),
+            Kind::kInvalidArgument);
+  EXPECT_NE(last_error_.find("expires_in_s would overflow"), std::string::npos) << last_error_;
 }
 
 }  // namespace
