@@ -401,7 +401,8 @@ class InventoryPlugin final : public sdk::Plugin {
                             pb::VerifyLedgerResponse& response) {
     return answer([&] {
       inv::VerifyReport report =
-          service_.verify(caller_of(context), request.player_id(), request.cursor(), request.page_size());
+          service_.verify(caller_of(context), request.player_id(), request.cursor(), request.page_size(),
+                          [&context] { return context.cancelled(); });
       response.set_players_checked(report.players_checked);
       response.set_entries_checked(report.entries_checked);
       for (const inv::Mismatch& m : report.mismatches) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -654,70 +655,277 @@ Page<Offer> InventoryService::offers(const Caller& caller, std::optional<bool> o
   return out;
 }
 
-void InventoryService::verify_player(const std::string& player_id, VerifyReport& report) {
-  const PlayerState state = repository_.load(player_id);
+struct InventoryService::VerifyProgress {
+  std::string player_id;
+  bool started = false;
+  uint64_t target = 0;    // the document's sequence when the check of this player began
+  uint64_t expected = 0;  // the last sequence summed
+  std::string ledger_cursor;
   std::map<std::string, int64_t> items, currencies;
-  uint64_t expected_sequence = 0;
-  std::string cursor;
+  // Every player, a page at a time: the players of the page still to check, and the next page.
+  bool all_players = false;
+  std::vector<std::string> pending;
+  std::string players_cursor;
+};
+
+namespace {
+
+constexpr const char* kVerifyCursorPrefix = "verify1;";
+
+std::string hex(std::string_view in) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : in) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+[[noreturn]] void bad_cursor() {
+  throw InventoryError(Kind::kInvalidArgument, "cursor is not one VerifyLedger returned for this request");
+}
+
+std::string unhex(std::string_view in) {
+  if (in.size() % 2 != 0) bad_cursor();
+  std::string out;
+  auto value = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    bad_cursor();
+  };
+  for (size_t i = 0; i < in.size(); i += 2) out += static_cast<char>(value(in[i]) * 16 + value(in[i + 1]));
+  return out;
+}
+
+std::vector<std::string> split(std::string_view in, char by) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= in.size(); ++i) {
+    if (i == in.size() || in[i] == by) {
+      out.emplace_back(in.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+uint64_t number(const std::string& text) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789-") != std::string::npos)
+    bad_cursor();
+  try {
+    return static_cast<uint64_t>(std::stoll(text));
+  } catch (const std::exception&) {
+    bad_cursor();
+  }
+}
+
+std::string sums_text(const std::map<std::string, int64_t>& sums) {
+  std::string out;
+  for (const auto& [id, n] : sums) out += hex(id) + "=" + std::to_string(n) + ",";
+  return out;
+}
+
+std::map<std::string, int64_t> sums_of(const std::string& text) {
+  std::map<std::string, int64_t> out;
+  for (const std::string& part : split(text, ',')) {
+    if (part.empty()) continue;
+    const size_t eq = part.find('=');
+    if (eq == std::string::npos) bad_cursor();
+    out[unhex(part.substr(0, eq))] = static_cast<int64_t>(number(part.substr(eq + 1)));
+  }
+  return out;
+}
+
+// What an accepted offer moves for one of its sides: the sender gives and receives what it wants,
+// the recipient the other way round. The two sides' deltas cancel out.
+std::map<std::string, int64_t> offer_deltas(const Amounts& give, const Amounts& want, bool sender) {
+  std::map<std::string, int64_t> out;
+  for (const Amount& a : give) out[a.id] += sender ? -a.count : a.count;
+  for (const Amount& a : want) out[a.id] += sender ? a.count : -a.count;
+  std::erase_if(out, [](const auto& kv) { return kv.second == 0; });
+  return out;
+}
+
+std::map<std::string, int64_t> deltas_of(const Amounts& deltas) {
+  std::map<std::string, int64_t> out;
+  for (const Amount& d : deltas) out[d.id] += d.count;
+  std::erase_if(out, [](const auto& kv) { return kv.second == 0; });
+  return out;
+}
+
+}  // namespace
+
+bool InventoryService::verify_player(VerifyProgress& progress, VerifyReport& report, uint64_t& budget,
+                                     const std::function<bool()>& cancelled) {
+  const std::string& player_id = progress.player_id;
+  std::optional<PlayerState> snapshot;
+  if (!progress.started) {
+    snapshot = repository_.load(player_id);
+    progress.target = snapshot->holdings.sequence;
+    progress.started = true;
+  }
   auto note = [&](std::string kind, std::string id, int64_t held, int64_t derived) {
     report.mismatches.push_back({player_id, std::move(kind), std::move(id), held, derived});
   };
-  do {
-    Page<LedgerEntry> page = repository_.ledger(player_id, cursor, 1000);
+  auto add = [&](std::map<std::string, int64_t>& sums, const Amount& d, uint64_t sequence) {
+    int64_t& sum = sums[d.id];
+    if (__builtin_add_overflow(sum, d.count, &sum))
+      note("overflow", d.id + "@" + std::to_string(sequence), d.count, 0);
+  };
+  // Entries written after the check began (live traffic) are left out: the document's sequence
+  // then was `target`.
+  while (progress.expected < progress.target) {
+    if (budget == 0) return false;
+    if (cancelled && cancelled()) {
+      throw InventoryError(Kind::kAborted, "VerifyLedger was cancelled by its caller; nothing was changed");
+    }
+    Page<LedgerEntry> page = repository_.ledger(player_id, progress.ledger_cursor,
+                                                static_cast<uint32_t>(std::min<uint64_t>(budget, 1000)));
+    bool past_target = false;
     for (const LedgerEntry& e : page.items) {
-      ++report.entries_checked;
-      if (e.sequence != ++expected_sequence) {
-        note("sequence", std::to_string(expected_sequence), static_cast<int64_t>(e.sequence),
-             static_cast<int64_t>(expected_sequence));
-        expected_sequence = e.sequence;
+      if (e.sequence > progress.target) {
+        past_target = true;
+        break;
       }
-      for (const Amount& d : e.item_deltas) items[d.id] += d.count;
-      for (const Amount& d : e.currency_deltas) currencies[d.id] += d.count;
+      --budget;
+      ++report.entries_checked;
+      if (e.sequence != progress.expected + 1) {
+        note("sequence", std::to_string(progress.expected + 1), static_cast<int64_t>(e.sequence),
+             static_cast<int64_t>(progress.expected + 1));
+      }
+      progress.expected = e.sequence;
+      for (const Amount& d : e.item_deltas) add(progress.items, d, e.sequence);
+      for (const Amount& d : e.currency_deltas) add(progress.currencies, d, e.sequence);
       for (const Amount& r : e.resulting_items) {
-        if (items[r.id] != r.count)
-          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, items[r.id]);
+        if (progress.items[r.id] != r.count)
+          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, progress.items[r.id]);
       }
       for (const Amount& r : e.resulting_currencies) {
-        if (currencies[r.id] != r.count) {
-          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, currencies[r.id]);
+        if (progress.currencies[r.id] != r.count)
+          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, progress.currencies[r.id]);
+      }
+      if (!e.offer_id.empty()) {
+        // Each side of an accepted offer moved exactly the offer's terms, so the two cancel out
+        // (kept as long as the offer is).
+        if (std::optional<StoredOffer> stored = repository_.offer(e.offer_id)) {
+          const Offer& o = stored->offer;
+          const bool sender = o.from_player_id == player_id;
+          if ((!sender && o.to_player_id != player_id) ||
+              deltas_of(e.item_deltas) != offer_deltas(o.give_items, o.want_items, sender) ||
+              deltas_of(e.currency_deltas) != offer_deltas(o.give_currencies, o.want_currencies, sender)) {
+            note("offer", e.offer_id + "@" + std::to_string(e.sequence), 0, 0);
+          }
         }
       }
     }
-    cursor = page.next_cursor;
-  } while (!cursor.empty());
-  if (state.holdings.sequence != expected_sequence) {
-    note("sequence", "last", static_cast<int64_t>(state.holdings.sequence),
-         static_cast<int64_t>(expected_sequence));
+    progress.ledger_cursor = page.next_cursor;
+    if (past_target || page.next_cursor.empty()) break;
   }
-  auto compare = [&](const char* kind, const std::map<std::string, int64_t>& held,
-                     const std::map<std::string, int64_t>& derived) {
-    std::set<std::string> ids;
-    for (const auto& [id, n] : held) ids.insert(id);
-    for (const auto& [id, n] : derived) ids.insert(id);
-    for (const std::string& id : ids) {
-      const int64_t h = held.count(id) ? held.at(id) : 0;
-      const int64_t d = derived.count(id) ? derived.at(id) : 0;
-      if (h != d) note(kind, id, h, d);
-    }
-  };
-  compare("item", state.holdings.items, items);
-  compare("currency", state.holdings.currencies, currencies);
+  for (auto* sums : {&progress.items, &progress.currencies}) {
+    std::erase_if(*sums, [](const auto& kv) { return kv.second == 0; });
+  }
+  if (progress.expected != progress.target) {
+    note("sequence", "last", static_cast<int64_t>(progress.target), static_cast<int64_t>(progress.expected));
+  }
+  // The balances as of `target`: the document read when the check began, or, continued from an
+  // earlier call, the document now if it has not moved on since (the entries' resulting
+  // balances were checked either way).
+  if (!snapshot) {
+    PlayerState now = repository_.load(player_id);
+    if (now.holdings.sequence == progress.target) snapshot = std::move(now);
+  }
+  if (snapshot) {
+    auto compare = [&](const char* kind, const std::map<std::string, int64_t>& held,
+                       const std::map<std::string, int64_t>& derived) {
+      std::set<std::string> ids;
+      for (const auto& [id, n] : held) ids.insert(id);
+      for (const auto& [id, n] : derived) ids.insert(id);
+      for (const std::string& id : ids) {
+        const int64_t h = held.count(id) ? held.at(id) : 0;
+        const int64_t d = derived.count(id) ? derived.at(id) : 0;
+        if (h != d) note(kind, id, h, d);
+      }
+    };
+    compare("item", snapshot->holdings.items, progress.items);
+    compare("currency", snapshot->holdings.currencies, progress.currencies);
+  }
   ++report.players_checked;
+  return true;
 }
 
 VerifyReport InventoryService::verify(const Caller& caller, const std::string& player_id,
-                                      const std::string& cursor, uint32_t page_size) {
+                                      const std::string& cursor, uint32_t page_size,
+                                      const std::function<bool()>& cancelled) {
   if (!caller.is_admin())
     throw InventoryError(Kind::kPermissionDenied, "verifying the ledger needs the role admin");
+  if (!player_id.empty()) check_id("player_id", player_id);
+  auto encode = [](const VerifyProgress& p) {
+    std::string pending;
+    for (const std::string& id : p.pending) pending += hex(id) + ",";
+    return std::string(kVerifyCursorPrefix) + hex(p.player_id) + ";" + std::to_string(p.target) + ";" +
+           std::to_string(p.expected) + ";" + hex(p.ledger_cursor) + ";" + sums_text(p.items) + ";" +
+           sums_text(p.currencies) + ";" + (p.all_players ? "1" : "0") + ";" + pending + ";" +
+           hex(p.players_cursor);
+  };
   VerifyReport report;
+  uint64_t budget = kVerifyEntriesPerCall;
+  std::optional<VerifyProgress> current;
+  if (cursor.rfind(kVerifyCursorPrefix, 0) == 0) {
+    const std::vector<std::string> f =
+        split(std::string_view(cursor).substr(std::strlen(kVerifyCursorPrefix)), ';');
+    if (f.size() != 9) bad_cursor();
+    VerifyProgress p;
+    p.player_id = unhex(f[0]);
+    p.started = true;
+    p.target = number(f[1]);
+    p.expected = number(f[2]);
+    p.ledger_cursor = unhex(f[3]);
+    p.items = sums_of(f[4]);
+    p.currencies = sums_of(f[5]);
+    p.all_players = f[6] == "1";
+    for (const std::string& id : split(f[7], ',')) {
+      if (!id.empty()) p.pending.push_back(unhex(id));
+    }
+    p.players_cursor = unhex(f[8]);
+    if (p.all_players != player_id.empty() || (!player_id.empty() && p.player_id != player_id)) bad_cursor();
+    current = std::move(p);
+  }
   if (!player_id.empty()) {
-    check_id("player_id", player_id);
-    verify_player(player_id, report);
+    if (!current) {
+      current.emplace();
+      current->player_id = player_id;
+    }
+    if (!verify_player(*current, report, budget, cancelled)) report.next_cursor = encode(*current);
     return report;
   }
-  Page<std::string> players = repository_.players(cursor, page_of(page_size, 50, 500));
-  for (const std::string& id : players.items) verify_player(id, report);
-  report.next_cursor = players.next_cursor;
+  std::vector<std::string> pending;
+  std::string players_cursor;
+  if (current) {
+    pending = current->pending;
+    players_cursor = current->players_cursor;
+  } else {
+    Page<std::string> players = repository_.players(cursor, page_of(page_size, 50, 500));
+    pending = std::move(players.items);
+    players_cursor = players.next_cursor;
+  }
+  std::reverse(pending.begin(), pending.end());  // taken from the back
+  while (current || !pending.empty()) {
+    if (!current) {
+      current.emplace();
+      current->player_id = pending.back();
+      pending.pop_back();
+    }
+    if (!verify_player(*current, report, budget, cancelled)) {
+      current->all_players = true;
+      current->pending.assign(pending.rbegin(), pending.rend());
+      current->players_cursor = players_cursor;
+      report.next_cursor = encode(*current);
+      return report;
+    }
+    current.reset();
+  }
+  report.next_cursor = players_cursor;
   return report;
 }
 

@@ -41,7 +41,9 @@ using Render = std::function<std::string(const Outcome&)>;
 
 struct Mismatch {
   std::string player_id;
-  std::string kind;  // "item", "currency", "sequence" or "resulting"
+  // "item", "currency", "sequence", "resulting", "overflow", or "offer" (a trade's deltas that are
+  // not exactly the offer's terms: the two sides would not cancel out)
+  std::string kind;
   std::string id;
   int64_t held = 0;
   int64_t derived = 0;
@@ -87,8 +89,11 @@ class InventoryService {
                            uint32_t page_size);
   Page<Offer> offers(const Caller& caller, std::optional<bool> outgoing, const std::string& cursor,
                      uint32_t page_size);
+  // At most kVerifyEntriesPerCall ledger entries a call: a long ledger is continued with
+  // next_cursor, within a player too. `cancelled` is asked between pages (the caller gave up).
+  static constexpr uint64_t kVerifyEntriesPerCall = 20000;
   VerifyReport verify(const Caller& caller, const std::string& player_id, const std::string& cursor,
-                      uint32_t page_size);
+                      uint32_t page_size, const std::function<bool()>& cancelled = nullptr);
   std::vector<std::string> find_held(const Caller& caller, const std::vector<std::string>& item_ids);
 
   // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
@@ -99,15 +104,17 @@ class InventoryService {
     on_migration_held_back_ = std::move(listener);
   }
 
-  // Re-derives one player's balances from the ledger (used by verify).
-  void verify_player(const std::string& player_id, VerifyReport& report);
-
  private:
   struct Plan {
     ChangeSet changes;
     Outcome outcome;
   };
   struct PlayerChange;
+  struct VerifyProgress;
+  // Re-derives one player's balances from the ledger up to the sequence of the player's document
+  // when the check began; false when the entry budget ran out first (progress says where).
+  bool verify_player(VerifyProgress& progress, VerifyReport& report, uint64_t& budget,
+                     const std::function<bool()>& cancelled);
 
   // The key as stored: the caller's actor, for grants and revokes also the player they change
   // (a trusted plugin granting for many players), then the caller's key.

@@ -2,6 +2,7 @@
 // rules as the store (versions, create-only keys), no host.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -78,11 +79,19 @@ class InMemoryRepository final : public InventoryRepository {
     }
     return out;
   }
-  Page<LedgerEntry> ledger(const std::string& player, const std::string&, uint32_t) override {
+  // Pages as the store does: the cursor is the sequence to start after.
+  Page<LedgerEntry> ledger(const std::string& player, const std::string& cursor, uint32_t limit) override {
     std::lock_guard lock(mu_);
+    ++ledger_pages;
     Page<LedgerEntry> out;
-    for (const auto& [key, e] : ledger_) {
-      if (key.first == player) out.items.push_back(e);
+    const uint64_t after = cursor.empty() ? 0 : std::stoull(cursor);
+    for (auto it = ledger_.upper_bound({player, after}); it != ledger_.end() && it->first.first == player;
+         ++it) {
+      if (out.items.size() == limit) {
+        out.next_cursor = std::to_string(out.items.back().sequence);
+        break;
+      }
+      out.items.push_back(it->second);
     }
     return out;
   }
@@ -110,8 +119,15 @@ class InMemoryRepository final : public InventoryRepository {
     players_[player].holdings.currencies[currency] = amount;
   }
 
+  // Tampers with a player's newest ledger entry (what VerifyLedger must find).
+  void rewrite_last_entry(const std::string& player, const std::function<void(LedgerEntry&)>& change) {
+    std::lock_guard lock(mu_);
+    change(ledger_.at({player, players_.at(player).holdings.sequence}));
+  }
+
   int fail_next_commits = 0;
   int commits = 0;
+  int ledger_pages = 0;
 
  private:
   std::mutex mu_;

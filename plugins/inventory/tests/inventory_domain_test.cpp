@@ -578,5 +578,81 @@ TEST_F(InventoryDomain, OfferLifetimesMustFitTogether) {
   EXPECT_NE(last_error_.find("expires_in_s would overflow"), std::string::npos) << last_error_;
 }
 
+TEST_F(InventoryDomain, VerifyStopsAtTheDocumentsSequenceWhenAChangeLandsWhileItRuns) {
+  grant("alice", {{"potion", 1}}, {}, "a");
+  // A repository that lets one more grant land between the document's read and the ledger's.
+  class Racing final : public InventoryRepository {
+   public:
+    Racing(InMemoryRepository& inner, std::function<void()> between)
+        : inner_(inner), between_(std::move(between)) {}
+    PlayerState load(const std::string& p) override { return inner_.load(p); }
+    std::optional<IdempotencyRecord> idempotency(const std::string& k) override {
+      return inner_.idempotency(k);
+    }
+    bool commit(const ChangeSet& c) override { return inner_.commit(c); }
+    std::optional<StoredOffer> offer(const std::string& id) override { return inner_.offer(id); }
+    Page<std::string> offer_ids(const std::string& p, std::optional<bool> o, const std::string& c,
+                                uint32_t l) override {
+      return inner_.offer_ids(p, o, c, l);
+    }
+    Page<LedgerEntry> ledger(const std::string& p, const std::string& c, uint32_t l) override {
+      if (between_) std::exchange(between_, nullptr)();
+      return inner_.ledger(p, c, l);
+    }
+    Page<std::string> players(const std::string& c, uint32_t l) override { return inner_.players(c, l); }
+    bool anyone_holds(const std::string& i) override { return inner_.anyone_holds(i); }
+
+   private:
+    InMemoryRepository& inner_;
+    std::function<void()> between_;
+  } racing(repo_, [&] { grant("alice", {{"potion", 1}}, {}, "b"); });
+  InventoryService verifier(
+      racing, catalog_, Limits{}, [this] { return now_; }, [] { return std::string("x"); });
+  const VerifyReport report = verifier.verify(admin_, "alice", "", 0);
+  EXPECT_TRUE(report.mismatches.empty()) << report.mismatches[0].kind << " " << report.mismatches[0].id;
+  EXPECT_EQ(report.entries_checked, 1u);
+  EXPECT_EQ(held("alice").items.at("potion"), 2);
+}
+
+TEST_F(InventoryDomain, VerifyBoundsItsWorkPerCallAndContinuesWithinAPlayer) {
+  const uint64_t entries = InventoryService::kVerifyEntriesPerCall + 5;
+  for (uint64_t i = 0; i < entries; ++i) grant("alice", {}, {{"gold", 1}}, "g" + std::to_string(i));
+  grant("bob", {}, {{"gold", 1}}, "bob");
+  VerifyReport first = service_.verify(admin_, "", "", 0);
+  EXPECT_EQ(first.entries_checked, InventoryService::kVerifyEntriesPerCall);
+  EXPECT_EQ(first.players_checked, 0u);
+  ASSERT_FALSE(first.next_cursor.empty());
+  // A change between the calls: the check continues to the sequence it began at.
+  grant("alice", {}, {{"gold", 1}}, "later");
+  VerifyReport second = service_.verify(admin_, "", first.next_cursor, 0);
+  EXPECT_EQ(second.entries_checked, 6u);
+  EXPECT_EQ(second.players_checked, 2u);
+  EXPECT_TRUE(first.mismatches.empty());
+  EXPECT_TRUE(second.mismatches.empty());
+  EXPECT_TRUE(second.next_cursor.empty());
+  // Cancelled: stops between pages.
+  EXPECT_EQ(refused([&] { service_.verify(admin_, "alice", "", 0, [] { return true; }); }), Kind::kAborted);
+  EXPECT_EQ(refused([&] { service_.verify(admin_, "alice", "verify1;zz", 0); }), Kind::kInvalidArgument);
+}
+
+TEST_F(InventoryDomain, VerifyFindsATradeEntryThatDoesNotMatchItsOffer) {
+  grant("alice", {{"potion", 2}}, {}, "a");
+  grant("bob", {}, {{"gold", 100}}, "b");
+  const std::string bytes = service_.offer(player("alice"), req("OfferTrade", "o"), render, "bob",
+                                           {{"potion", 2}}, {}, {}, {{"gold", 100}}, 0, false);
+  const std::string id = bytes.substr(bytes.find("offer=") + 6);
+  service_.accept(player("bob"), req("AcceptOffer", "acc"), render, id);
+  EXPECT_TRUE(service_.verify(admin_, "", "", 0).mismatches.empty());
+  // Alice's side credited 1000 gold instead of 100: her own sums still add up, the offer does not.
+  repo_.rewrite_last_entry("alice", [](LedgerEntry& e) {
+    e.currency_deltas = {{"gold", 1000}};
+    e.resulting_currencies = {{"gold", 1000}};
+  });
+  repo_.set_balance("alice", "gold", 1000);
+  const VerifyReport report = service_.verify(admin_, "alice", "", 0);
+  ASSERT_EQ(report.mismatches.size(), 1u);
+  EXPECT_EQ(report.mismatches[0].kind, "offer");
+}
+
 }  // namespace
 }  // namespace gameverse::inventory
