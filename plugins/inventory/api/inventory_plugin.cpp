@@ -3,6 +3,7 @@
 // from the call's in-process peer, checked against `trusted_plugins`.
 #include <gameverse/sdk/plugin.hpp>
 
+#include <algorithm>
 #include <random>
 #include <sstream>
 
@@ -199,6 +200,14 @@ inv::Limits limits_of(const sdk::Host& host) {
   return limits;
 }
 
+// Offers go to accounts only: the auth plugin's ids are 12 random bytes as base64url (16 characters).
+bool is_account_id(const std::string& id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-';
+         });
+}
+
 // The limits, refused at load with the key at fault when they do not fit together.
 inv::Limits checked_limits_of(const sdk::Host& host) {
   inv::Limits limits = limits_of(host);
@@ -232,6 +241,7 @@ class InventoryPlugin final : public sdk::Plugin {
     const auto every = std::chrono::milliseconds(init.host.config_int("catalog_check_interval_ms"));
     catalog_check_ = init.host.start_timer(
         every, every, [this] { catalog_.check_version(); }, sdk::Run::kBlocking);
+    service_.recipients_must(is_account_id, "an account id: 16 characters of A-Z a-z 0-9 _ -");
     service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
     service_.on_migration_held_back(
         [this](size_t items) { migrations_held_back_.record(static_cast<double>(items)); });

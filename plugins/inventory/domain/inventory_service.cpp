@@ -357,6 +357,10 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
   const std::string key = scoped_key(caller, request);
   if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("to_player_id", to_player_id);
+  if (recipient_check_ && !recipient_check_(to_player_id)) {
+    throw InventoryError(Kind::kInvalidArgument,
+                         "to_player_id '" + to_player_id + "' is not a player id (" + recipient_rule_ + ")");
+  }
   if (to_player_id == caller.player_id) {
     throw InventoryError(Kind::kInvalidArgument,
                          "to_player_id is the caller: an offer goes to another player");
@@ -390,6 +394,7 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
     add_ids(currency_ids, want_currencies);
     const Definitions defs = definitions(item_ids, currency_ids);
     PlayerState sender = repository_.load(caller.player_id);
+    const PlayerState sender_before = sender;
     LedgerEntry scratch;
     apply_items(sender.holdings, defs, negated(give_items), Purpose::kTrade, gi, caller.player_id, limits_,
                 scratch);
@@ -411,11 +416,12 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
     }
     Plan plan;
     const int64_t now = now_();
-    // The sender's open offers are bounded; expired ones make room.
-    Page<std::string> open =
-        repository_.offer_ids(caller.player_id, true, "", static_cast<uint32_t>(limits_.max_open_offers));
-    size_t still_open = open.items.size();
-    if (still_open >= limits_.max_open_offers) {
+    // The sender's open offers are bounded, counted in the sender's document (written with its
+    // version, so concurrent offers cannot pass the bound); expired ones make room.
+    Holdings counted = sender_before.holdings;
+    if (counted.open_offers >= limits_.max_open_offers) {
+      Page<std::string> open =
+          repository_.offer_ids(caller.player_id, true, "", static_cast<uint32_t>(limits_.max_open_offers));
       for (const std::string& id : open.items) {
         std::optional<StoredOffer> old = repository_.offer(id);
         if (old && (old->offer.state != OfferState::kOpen || old->offer.expires_unix_ms < now)) {
@@ -423,20 +429,22 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
           if (closed.offer.state == OfferState::kOpen) {
             closed.offer.state = OfferState::kExpired;
             closed.offer.closed_unix_ms = now;
+            if (counted.open_offers > 0) --counted.open_offers;
           }
           plan.changes.offers.push_back(closed);
           plan.changes.offer_index_removed.push_back({closed.offer.from_player_id, true, id});
           plan.changes.offer_index_removed.push_back({closed.offer.to_player_id, false, id});
-          --still_open;
         }
       }
-      if (still_open >= limits_.max_open_offers) {
+      if (counted.open_offers >= limits_.max_open_offers) {
         throw InventoryError(
             Kind::kResourceExhausted,
-            caller.player_id + " has " + std::to_string(still_open) +
+            caller.player_id + " has " + std::to_string(counted.open_offers) +
                 " open offers, the most one player may have; cancel some or wait until they expire");
       }
     }
+    ++counted.open_offers;
+    plan.changes.players.push_back({caller.player_id, counted, sender_before.version});
     Offer o;
     o.id = new_offer_id_();
     o.from_player_id = caller.player_id;
@@ -532,6 +540,7 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
       apply_currencies(from.after, defs, o.want_currencies, Purpose::kTrade, "offer.want_currencies",
                        o.from_player_id, from.entry);
     });
+    if (from.after.open_offers > 0) --from.after.open_offers;
     Plan plan;
     finish(from, plan.changes);
     finish(to, plan.changes);
@@ -568,6 +577,10 @@ std::string InventoryService::close(const Caller& caller, const ChangeRequest& r
     o.state = how;
     o.closed_unix_ms = now_();
     Plan plan;
+    // The sender has one open offer less (under the document's version, as when it was made).
+    PlayerState sender = repository_.load(o.from_player_id);
+    if (sender.holdings.open_offers > 0) --sender.holdings.open_offers;
+    plan.changes.players.push_back({o.from_player_id, sender.holdings, sender.version});
     plan.changes.offers.push_back(*stored);
     plan.changes.offer_index_removed.push_back({o.from_player_id, true, o.id});
     plan.changes.offer_index_removed.push_back({o.to_player_id, false, o.id});

@@ -98,6 +98,11 @@ class InventoryService {
 
   // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
   void on_conflict(std::function<void(bool gave_up)> listener) { on_conflict_ = std::move(listener); }
+  // Offers may go only to ids `valid` accepts (the sign-in service's id format); `rule` says which.
+  void recipients_must(std::function<bool(const std::string&)> valid, std::string rule) {
+    recipient_check_ = std::move(valid);
+    recipient_rule_ = std::move(rule);
+  }
   // Told of every removed item whose migration could not be applied (it would pass a limit or
   // names a target that is not defined) each time one is tried: the holding stays, frozen.
   void on_migration_held_back(std::function<void(size_t items)> listener) {
@@ -142,6 +147,8 @@ class InventoryService {
   std::function<std::string()> new_offer_id_;
   std::function<void(bool)> on_conflict_;
   std::function<void(size_t)> on_migration_held_back_;
+  std::function<bool(const std::string&)> recipient_check_;
+  std::string recipient_rule_;
 };
 
 }  // namespace gameverse::inventory

@@ -146,6 +146,7 @@ PlayerState StoreRepository::load(const std::string& player_id) {
     out.holdings.items = map_of(r->value.items());
     out.holdings.currencies = map_of(r->value.currencies());
     out.holdings.sequence = r->value.sequence();
+    out.holdings.open_offers = r->value.open_offers();
     out.version = r->version;
   }
   return out;
@@ -164,6 +165,7 @@ bool StoreRepository::commit(const ChangeSet& changes) {
     put_map(r.mutable_items(), p.holdings.items);
     put_map(r.mutable_currencies(), p.holdings.currencies);
     r.set_sequence(p.holdings.sequence);
+    r.set_open_offers(p.holdings.open_offers);
     batch.put(kPlayers, p.player_id, r, p.expected_version, p.player_id);
   }
   for (const LedgerEntry& e : changes.ledger) {

@@ -654,5 +654,60 @@ TEST_F(InventoryDomain, VerifyFindsATradeEntryThatDoesNotMatchItsOffer) {
   EXPECT_EQ(report.mismatches[0].kind, "offer");
 }
 
+TEST_F(InventoryDomain, ConcurrentOffersDoNotPassMaxOpenOffers) {
+  Limits limits;
+  limits.max_open_offers = 3;
+  InventoryService service(
+      repo_, catalog_, limits, [this] { return now_; },
+      [this] { return "offer-" + std::to_string(++offers_); });
+  grant("alice", {{"potion", 50}}, {}, "a");
+  std::atomic<int> made{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 12; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        service.offer(player("alice"), req("Transfer", "t" + std::to_string(t)), render, "bob",
+                      {{"potion", 1}}, {}, {}, {}, 0, true);
+        ++made;
+      } catch (const InventoryError&) {
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_LE(made.load(), 3);
+  EXPECT_EQ(held("alice").open_offers, static_cast<uint32_t>(made.load()));
+  for (int i = made.load(); i < 3; ++i) {  // any that met too many conflicts
+    service.offer(player("alice"), req("Transfer", "more" + std::to_string(i)), render, "bob",
+                  {{"potion", 1}}, {}, {}, {}, 0, true);
+  }
+  EXPECT_EQ(refused([&] {
+              service.offer(player("alice"), req("Transfer", "over"), render, "bob", {{"potion", 1}}, {}, {},
+                            {}, 0, true);
+            }),
+            Kind::kResourceExhausted);
+  // Closing one (cancel, decline or accept) makes room for one more.
+  const Page<std::string> open = repo_.offer_ids("alice", true, "", 10);
+  ASSERT_EQ(open.items.size(), 3u);
+  service.close(player("alice"), req("CancelOffer", "c"), render, open.items[0], OfferState::kCancelled);
+  service.close(player("bob"), req("DeclineOffer", "d"), render, open.items[1], OfferState::kDeclined);
+  service.accept(player("bob"), req("AcceptOffer", "x"), render, open.items[2]);
+  EXPECT_EQ(held("alice").open_offers, 0u);
+  service.offer(player("alice"), req("Transfer", "again"), render, "bob", {{"potion", 1}}, {}, {}, {}, 0,
+                true);
+  EXPECT_EQ(held("alice").open_offers, 1u);
+}
+
+TEST_F(InventoryDomain, OffersGoOnlyToIdsTheRecipientCheckAccepts) {
+  service_.recipients_must([](const std::string& id) { return id.size() == 3; }, "three characters");
+  grant("alice", {{"potion", 5}}, {}, "a");
+  EXPECT_EQ(refused([&] {
+              service_.offer(player("alice"), req("Transfer", "t"), render, "nobody", {{"potion", 1}}, {}, {},
+                             {}, 0, true);
+            }),
+            Kind::kInvalidArgument);
+  EXPECT_EQ(last_error_, "to_player_id 'nobody' is not a player id (three characters)");
+  service_.offer(player("alice"), req("Transfer", "t2"), render, "bob", {{"potion", 1}}, {}, {}, {}, 0, true);
+}
+
 }  // namespace
 }  // namespace gameverse::inventory

@@ -629,7 +629,7 @@ TEST_P(InventoryThroughTheHost, BadInputNamesWhatIsWrongAndChangesNothing) {
     bearer(context, alice.access_token());
     pb::OfferTradeRequest request;
     request.set_idempotency_key("o");
-    request.set_to_player_id("someone-else");
+    request.set_to_player_id("NoSuchAccount-01");
     add_item(request.mutable_give_items(), "gem", 11);
     pb::Offer offer;
     const grpc::Status status = inventory_->OfferTrade(&context, request, &offer);
@@ -651,7 +651,7 @@ TEST_P(InventoryThroughTheHost, OffersAreLimitedPerPlayerAndMinute) {
     bearer(context, alice.access_token());
     pb::TransferRequest request;
     request.set_idempotency_key("spam-" + std::to_string(i));
-    request.set_to_player_id("someone-else");
+    request.set_to_player_id("NoSuchAccount-01");
     add_item(request.mutable_items(), "gem", 1);
     pb::Offer offer;
     const grpc::Status status = inventory_->Transfer(&context, request, &offer);
@@ -1014,6 +1014,23 @@ TEST_P(InventoryThroughTheHost, AMigrationThatWouldPassMaxBalanceLeavesTheItemsF
       << seen.items(0).frozen_reason();
   EXPECT_EQ(ledger_of(alice).size(), 1u);
   EXPECT_EQ(verify(alice).mismatches_size(), 0);
+}
+
+TEST_P(InventoryThroughTheHost, OffersGoOnlyToAccountIds) {
+  publish_standard_catalog();
+  const auth::Session alice = sign_up("alice");
+  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice.account().id(), "seed", 10, 0)).ok());
+  grpc::ClientContext context;
+  bearer(context, alice.access_token());
+  pb::TransferRequest request;
+  request.set_idempotency_key("to-nobody");
+  request.set_to_player_id("nobody-at-all");
+  add_item(request.mutable_items(), "gem", 1);
+  pb::Offer offer;
+  const grpc::Status status = inventory_->Transfer(&context, request, &offer);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("to_player_id 'nobody-at-all' is not a player id"), std::string::npos)
+      << status.error_message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, InventoryThroughTheHost, ::testing::Values("sqlite", "postgresql"),
