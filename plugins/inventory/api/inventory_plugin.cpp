@@ -4,6 +4,7 @@
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
+#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -241,6 +242,13 @@ class InventoryPlugin final : public sdk::Plugin {
     const auto every = std::chrono::milliseconds(init.host.config_int("catalog_check_interval_ms"));
     catalog_check_ = init.host.start_timer(
         every, every, [this] { catalog_.check_version(); }, sdk::Run::kBlocking);
+    retention_.replay_window_ms = init.host.config_int("replay_window_days") * 24 * 3600 * 1000;
+    retention_.closed_offer_retention_ms =
+        init.host.config_int("closed_offer_retention_days") * 24 * 3600 * 1000;
+    retention_.page_size = static_cast<uint32_t>(init.host.config_int("sweep_page_size"));
+    const auto sweep_every = std::chrono::milliseconds(init.host.config_int("sweep_interval_ms"));
+    sweep_ = init.host.start_timer(
+        sweep_every, sweep_every, [this] { sweep(); }, sdk::Run::kBlocking);
     service_.recipients_must(is_account_id, "an account id: 16 characters of A-Z a-z 0-9 _ -");
     service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
     service_.on_migration_held_back(
@@ -293,6 +301,19 @@ class InventoryPlugin final : public sdk::Plugin {
         .config_int("max_conflict_retries", 8,
                     "Attempts at a change that meets concurrent changes before it fails with ABORTED",
                     sdk::between(1, 100))
+        .config_int(
+            "replay_window_days", 7,
+            "How long a change's idempotency record is kept: a replay within it gets the first answer, "
+            "after it is a new change",
+            sdk::between(1, 3650))
+        .config_int(
+            "closed_offer_retention_days", 30,
+            "How long accepted, declined, cancelled and expired offers are kept before they are deleted",
+            sdk::between(1, 3650))
+        .config_int("sweep_interval_ms", 60000,
+                    "How often a page of idempotency records and one of offers are swept",
+                    sdk::between(1000, 3600000))
+        .config_int("sweep_page_size", 500, "Records of each kind one sweep reads", sdk::between(1, 5000))
         .config_int("catalog_timeout_ms", 5000, "How long a catalog lookup may take", sdk::between(10, 60000))
         .config_int("catalog_check_interval_ms", 5000,
                     "How often the catalog's version is checked, in case a publish announcement was missed",
@@ -451,6 +472,16 @@ class InventoryPlugin final : public sdk::Plugin {
     }
   }
 
+  // One page of each kind on the host's pool; a failure is retried at the next tick.
+  void sweep() {
+    std::lock_guard lock(sweep_mu_);
+    try {
+      swept_.record(static_cast<double>(service_.sweep(sweep_cursor_, retention_)));
+    } catch (const std::exception&) {
+      // The store is unavailable now: the same page is swept at the next tick.
+    }
+  }
+
   // The signed-in caller the gate let through, or a plugin calling with its own trust.
   inv::Caller caller_of(const sdk::CallContext& context) const {
     const sdk::Principal principal = context.principal();
@@ -477,6 +508,14 @@ class InventoryPlugin final : public sdk::Plugin {
   std::set<std::string> trusted_;
   sdk::Metric conflicts_;
   sdk::Metric migrations_held_back_;
+  sdk::Metric swept_ =
+      host_.counter("gameverse_inventory_swept_total",
+                    "Idempotency records past the replay window and closed offers past their "
+                    "retention, deleted");
+  inv::Retention retention_;
+  std::mutex sweep_mu_;
+  inv::SweepCursor sweep_cursor_;
+  sdk::Timer sweep_;
   sdk::Subscription published_;
   sdk::Timer catalog_check_;
 };

@@ -942,6 +942,27 @@ VerifyReport InventoryService::verify(const Caller& caller, const std::string& p
   return report;
 }
 
+size_t InventoryService::sweep(SweepCursor& cursor, const Retention& retention) {
+  const int64_t now = now_();
+  std::vector<std::string> keys;
+  Page<StoredKey> records = repository_.idempotency_keys(cursor.idempotency, retention.page_size);
+  for (const StoredKey& k : records.items) {
+    if (k.created_unix_ms < now - retention.replay_window_ms) keys.push_back(k.key);
+  }
+  std::vector<StoredOffer> offers;
+  Page<StoredOffer> page = repository_.all_offers(cursor.offers, retention.page_size);
+  for (const StoredOffer& o : page.items) {
+    if (o.offer.state != OfferState::kOpen &&
+        o.offer.closed_unix_ms < now - retention.closed_offer_retention_ms) {
+      offers.push_back(o);
+    }
+  }
+  if (!keys.empty() || !offers.empty()) repository_.erase(keys, offers);
+  cursor.idempotency = records.next_cursor;
+  cursor.offers = page.next_cursor;
+  return keys.size() + offers.size();
+}
+
 std::vector<std::string> InventoryService::find_held(const Caller& caller,
                                                      const std::vector<std::string>& item_ids) {
   if (!caller.is_admin() && !(caller.player_id.empty() && caller.plugin == "resource-manager")) {

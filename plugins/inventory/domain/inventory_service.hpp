@@ -56,6 +56,19 @@ struct VerifyReport {
   std::string next_cursor;
 };
 
+// How long what the inventory stores for its own bookkeeping is kept, and how much one sweep reads.
+struct Retention {
+  int64_t replay_window_ms = 7LL * 24 * 3600 * 1000;            // idempotency records
+  int64_t closed_offer_retention_ms = 30LL * 24 * 3600 * 1000;  // accepted, declined, cancelled, expired
+  uint32_t page_size = 500;                                     // records read per collection per sweep
+};
+
+// Where the sweep goes on from (empty: from the start).
+struct SweepCursor {
+  std::string idempotency;
+  std::string offers;
+};
+
 class InventoryService {
  public:
   // Throws InventoryError(kInvalidArgument) naming the config key when `limits` do not fit together.
@@ -95,6 +108,12 @@ class InventoryService {
   VerifyReport verify(const Caller& caller, const std::string& player_id, const std::string& cursor,
                       uint32_t page_size, const std::function<bool()>& cancelled = nullptr);
   std::vector<std::string> find_held(const Caller& caller, const std::vector<std::string>& item_ids);
+
+  // One page of idempotency records and one of offers: deletes the records older than the replay
+  // window (a replay after that is a new change) and offers closed longer than their retention
+  // (their index entries went when they closed). Returns how many were deleted; `cursor` moves on
+  // and starts over after the last page.
+  size_t sweep(SweepCursor& cursor, const Retention& retention);
 
   // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
   void on_conflict(std::function<void(bool gave_up)> listener) { on_conflict_ = std::move(listener); }

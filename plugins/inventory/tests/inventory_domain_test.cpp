@@ -601,6 +601,15 @@ TEST_F(InventoryDomain, VerifyStopsAtTheDocumentsSequenceWhenAChangeLandsWhileIt
     }
     Page<std::string> players(const std::string& c, uint32_t l) override { return inner_.players(c, l); }
     bool anyone_holds(const std::string& i) override { return inner_.anyone_holds(i); }
+    Page<StoredKey> idempotency_keys(const std::string& c, uint32_t l) override {
+      return inner_.idempotency_keys(c, l);
+    }
+    Page<StoredOffer> all_offers(const std::string& c, uint32_t l) override {
+      return inner_.all_offers(c, l);
+    }
+    void erase(const std::vector<std::string>& k, const std::vector<StoredOffer>& o) override {
+      inner_.erase(k, o);
+    }
 
    private:
     InMemoryRepository& inner_;
@@ -707,6 +716,41 @@ TEST_F(InventoryDomain, OffersGoOnlyToIdsTheRecipientCheckAccepts) {
             Kind::kInvalidArgument);
   EXPECT_EQ(last_error_, "to_player_id 'nobody' is not a player id (three characters)");
   service_.offer(player("alice"), req("Transfer", "t2"), render, "bob", {{"potion", 1}}, {}, {}, {}, 0, true);
+}
+
+TEST_F(InventoryDomain, TheSweepDeletesRecordsPastTheReplayWindowAndOldClosedOffersPageByPage) {
+  repo_.clock_ms = now_;
+  grant("alice", {{"potion", 10}}, {}, "old-grant");
+  const std::string bytes = service_.offer(player("alice"), req("Transfer", "t"), render, "bob",
+                                           {{"potion", 1}}, {}, {}, {}, 0, true);
+  const std::string closed = bytes.substr(bytes.find("offer=") + 6);
+  service_.close(player("alice"), req("CancelOffer", "c"), render, closed, OfferState::kCancelled);
+  service_.offer(player("alice"), req("Transfer", "still-open"), render, "bob", {{"potion", 1}}, {}, {}, {},
+                 0, true);
+  Retention retention;
+  retention.replay_window_ms = 1000;
+  retention.closed_offer_retention_ms = 5000;
+  retention.page_size = 2;
+  now_ += 2000;  // past the replay window, not past the offers' retention
+  repo_.clock_ms = now_;
+  grant("alice", {{"potion", 1}}, {}, "new-grant");
+  SweepCursor cursor;
+  size_t deleted = 0;
+  do {
+    deleted += service_.sweep(cursor, retention);
+  } while (!cursor.idempotency.empty() || !cursor.offers.empty());
+  EXPECT_EQ(deleted, 4u);  // old-grant, t, c, still-open; not new-grant
+  EXPECT_EQ(repo_.idempotency_count(), 1u);
+  EXPECT_EQ(repo_.offer_count(), 2u);
+  // A replay inside the window still gets its first answer; past it, the key is a new change.
+  grant("alice", {{"potion", 1}}, {}, "new-grant");
+  EXPECT_EQ(held("alice").items.at("potion"), 11);  // 10 + 1 once; an open offer holds nothing back
+  now_ += 5000;  // past the closed offer's retention: it goes; the open one stays
+  do {
+    service_.sweep(cursor, retention);
+  } while (!cursor.idempotency.empty() || !cursor.offers.empty());
+  EXPECT_EQ(repo_.offer_count(), 1u);
+  EXPECT_FALSE(repo_.offer(closed).has_value());
 }
 
 }  // namespace
