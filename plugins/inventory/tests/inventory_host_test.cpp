@@ -246,10 +246,11 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
     return response;
   }
 
-  // Sends an offer from `from` and has `to` accept it; the first failing status, or OK.
+  // Sends an offer from `from` and has `to` accept it, from `accepters` clients at once with keys
+  // of their own; the first failing status, or OK. More than one accept that succeeds is INTERNAL.
   grpc::Status offer_and_accept(const std::string& from_token, const std::string& to_token,
                                 const pb::OfferTradeRequest& offer, const std::string& accept_key,
-                                bool transfer = false) {
+                                bool transfer = false, int accepters = 1) {
     pb::Offer made;
     {
       grpc::ClientContext context;
@@ -267,13 +268,38 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
       }
       if (!status.ok()) return status;
     }
-    grpc::ClientContext context;
-    bearer(context, to_token);
-    pb::AcceptOfferRequest request;
-    request.set_idempotency_key(accept_key);
-    request.set_offer_id(made.offer_id());
-    pb::AcceptOfferResponse accepted;
-    return inventory_->AcceptOffer(&context, request, &accepted);
+    std::vector<grpc::Status> outcomes(static_cast<size_t>(accepters));
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int a = 0; a < accepters; ++a) {
+      threads.emplace_back([&, a] {
+        grpc::ClientContext context;
+        bearer(context, to_token);
+        pb::AcceptOfferRequest request;
+        request.set_idempotency_key(accepters == 1 ? accept_key : accept_key + "-" + std::to_string(a));
+        request.set_offer_id(made.offer_id());
+        pb::AcceptOfferResponse accepted;
+        ++ready;
+        while (ready.load() < accepters) std::this_thread::yield();  // all at once
+        outcomes[static_cast<size_t>(a)] = inventory_->AcceptOffer(&context, request, &accepted);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    int succeeded = 0;
+    const grpc::Status* failed = nullptr;
+    for (const grpc::Status& s : outcomes) {
+      if (s.ok()) {
+        ++succeeded;
+      } else if (failed == nullptr) {
+        failed = &s;
+      }
+    }
+    if (succeeded > 1) {
+      return grpc::Status(grpc::StatusCode::INTERNAL,
+                          "one offer accepted " + std::to_string(succeeded) + " times");
+    }
+    if (succeeded == 1) return grpc::Status::OK;
+    return *failed;
   }
 
   TempDir data_;
@@ -696,8 +722,9 @@ TEST_P(InventoryThroughTheHost, ConcurrentTransfersAndTradesAmongTwentyPlayersCo
         const bool transfer = i % 2 == 0;
         if (!transfer)
           add_currency(offer.mutable_want_currencies(), "coin", 1 + static_cast<int64_t>(random() % 80));
+        // Each offer accepted by three clients at once: exactly one may succeed.
         const grpc::Status status = offer_and_accept(players[from].access_token(), players[to].access_token(),
-                                                     offer, key + "-accept", transfer);
+                                                     offer, key + "-accept", transfer, 3);
         if (status.ok()) {
           ++accepted;
         } else if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
@@ -1031,6 +1058,100 @@ TEST_P(InventoryThroughTheHost, OffersGoOnlyToAccountIds) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("to_player_id 'nobody-at-all' is not a player id"), std::string::npos)
       << status.error_message();
+}
+
+TEST_P(InventoryThroughTheHost, OfOneOffersConcurrentAcceptsAndACancelExactlyOneWins) {
+  publish_standard_catalog();
+  const auth::Session alice = sign_up("alice");
+  const auth::Session bob = sign_up("bob");
+  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice.account().id(), "seed", 100, 0)).ok());
+  constexpr int kRounds = 15;
+  int accepted_rounds = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    pb::Offer made;
+    {
+      grpc::ClientContext context;
+      bearer(context, alice.access_token());
+      pb::TransferRequest request;
+      request.set_idempotency_key("offer-" + std::to_string(round));
+      request.set_to_player_id(bob.account().id());
+      add_item(request.mutable_items(), "gem", 2);
+      ASSERT_TRUE(inventory_->Transfer(&context, request, &made).ok());
+    }
+    constexpr int kAccepters = 3;
+    std::atomic<int> ready{0}, accepted{0}, cancelled{0};
+    std::vector<std::thread> threads;
+    std::mutex mu;
+    std::vector<std::string> unexpected;
+    auto note = [&](const grpc::Status& s) {
+      if (s.ok() || s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) return;
+      std::lock_guard lock(mu);
+      unexpected.push_back(std::to_string(static_cast<int>(s.error_code())) + " " + s.error_message());
+    };
+    for (int a = 0; a <= kAccepters; ++a) {
+      threads.emplace_back([&, a] {
+        grpc::ClientContext context;
+        pb::OfferActionRequest action;
+        pb::AcceptOfferRequest accept;
+        ++ready;
+        while (ready.load() <= kAccepters) std::this_thread::yield();
+        if (a == kAccepters) {  // the sender cancels meanwhile
+          bearer(context, alice.access_token());
+          action.set_idempotency_key("cancel-" + std::to_string(round));
+          action.set_offer_id(made.offer_id());
+          pb::Offer out;
+          const grpc::Status s = inventory_->CancelOffer(&context, action, &out);
+          if (s.ok()) ++cancelled;
+          note(s);
+          return;
+        }
+        bearer(context, bob.access_token());
+        accept.set_idempotency_key("accept-" + std::to_string(round) + "-" + std::to_string(a));
+        accept.set_offer_id(made.offer_id());
+        pb::AcceptOfferResponse out;
+        const grpc::Status s = inventory_->AcceptOffer(&context, accept, &out);
+        if (s.ok()) ++accepted;
+        note(s);
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_TRUE(unexpected.empty()) << unexpected.front();
+    EXPECT_EQ(accepted.load() + cancelled.load(), 1) << "round " << round << ": accepted " << accepted.load()
+                                                     << " times, cancelled " << cancelled.load() << " times";
+    accepted_rounds += accepted.load();
+  }
+  EXPECT_EQ(count_of(inventory_of(bob.account().id()), "gem"), 2 * accepted_rounds);
+  EXPECT_EQ(count_of(inventory_of(alice.account().id()), "gem"), 100 - 2 * accepted_rounds);
+  EXPECT_EQ(verify(alice.account().id()).mismatches_size(), 0);
+  EXPECT_EQ(verify(bob.account().id()).mismatches_size(), 0);
+}
+
+TEST_P(InventoryThroughTheHost, ConcurrentReplaysOfOneKeyChangeOnceAndGetOneAnswer) {
+  publish_standard_catalog();
+  const std::string alice = sign_up("alice").account().id();
+  const pb::GrantRequest request = grant_request(alice, "replayed", 3, 30);
+  constexpr int kClients = 8;
+  std::vector<std::string> answers(kClients);
+  std::vector<grpc::Status> statuses(kClients);
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      pb::ChangeResponse response;
+      ++ready;
+      while (ready.load() < kClients) std::this_thread::yield();
+      statuses[static_cast<size_t>(c)] = grant(kOperatorToken, request, &response);
+      answers[static_cast<size_t>(c)] = response.SerializeAsString();
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (int c = 0; c < kClients; ++c) {
+    EXPECT_TRUE(statuses[static_cast<size_t>(c)].ok()) << statuses[static_cast<size_t>(c)].error_message();
+    EXPECT_EQ(answers[static_cast<size_t>(c)], answers[0]);
+  }
+  EXPECT_EQ(count_of(inventory_of(alice), "gem"), 3);
+  EXPECT_EQ(count_of(inventory_of(alice), "coin"), 30);
+  EXPECT_EQ(ledger_of(alice).size(), 1u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, InventoryThroughTheHost, ::testing::Values("sqlite", "postgresql"),
