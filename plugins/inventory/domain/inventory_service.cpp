@@ -226,11 +226,11 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
                                     const Amounts& currencies, const std::vector<std::string>& bundle_ids,
                                     const std::string& reason) {
   require_granter(caller);
+  check_id("player_id", player_id);  // part of the key's scope: bounded before it is looked up
   const std::string key = scoped_key(caller, request, player_id);
   if (std::optional<std::string> first = replay_or_admit(key, request, scoped_key(caller, request))) {
     return *first;
   }
-  check_id("player_id", player_id);
   check_amounts("items", items, "item_id", "count");
   check_amounts("currencies", currencies, "currency_id", "amount");
   std::set<std::string> bundles;
@@ -291,11 +291,11 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
                                      const std::string& player_id, const Amounts& items,
                                      const Amounts& currencies, const std::string& reason) {
   require_granter(caller);
+  check_id("player_id", player_id);  // part of the key's scope: bounded before it is looked up
   const std::string key = scoped_key(caller, request, player_id);
   if (std::optional<std::string> first = replay_or_admit(key, request, scoped_key(caller, request))) {
     return *first;
   }
-  check_id("player_id", player_id);
   check_amounts("items", items, "item_id", "count");
   check_amounts("currencies", currencies, "currency_id", "amount");
   check_line_count(items.size() + currencies.size(), limits_);
