@@ -22,6 +22,16 @@ constexpr std::array<std::string_view, 4> kForwarded = {
     "/gameverse.inventory.v1.Inventory/FindHeldItems",
 };
 
+// Checked again in the handler: an admin, or the host's operator ([admin] token).
+bool is_admin(const sdk::CallContext& context) {
+  const sdk::Principal principal = context.principal();
+  if (principal.anonymous()) return false;
+  return std::any_of(principal.roles.begin(), principal.roles.end(),
+                     [](const std::string& r) { return r == "admin" || r == "operator"; });
+}
+
+const sdk::Status kAdminsOnly{sdk::StatusCode::kPermissionDenied, "the inventory probe serves admins only"};
+
 class InventoryProbe final : public sdk::Plugin {
  public:
   explicit InventoryProbe(sdk::InitContext& init) : host_(init.host) {}
@@ -35,8 +45,9 @@ class InventoryProbe final : public sdk::Plugin {
     b.collection("offer_index").collection("holders");
   }
 
-  sdk::Status call_as_plugin(sdk::CallContext&, const pb::CallAsPluginRequest& request,
+  sdk::Status call_as_plugin(sdk::CallContext& context, const pb::CallAsPluginRequest& request,
                              pb::CallAsPluginResponse& response) {
+    if (!is_admin(context)) return kAdminsOnly;
     if (std::find(kForwarded.begin(), kForwarded.end(), request.method()) == kForwarded.end()) {
       return {sdk::StatusCode::kPermissionDenied,
               "method: the inventory probe forwards only the inventory's Grant, Revoke, GetInventory and "
@@ -52,8 +63,9 @@ class InventoryProbe final : public sdk::Plugin {
 
   // The same reads and writes as the inventory's change of that shape, values of similar size,
   // retried on a conflict as the inventory does.
-  sdk::Status raw_batch(sdk::CallContext&, const pb::RawBatchRequest& request,
+  sdk::Status raw_batch(sdk::CallContext& context, const pb::RawBatchRequest& request,
                         pb::RawBatchResponse& response) {
+    if (!is_admin(context)) return kAdminsOnly;
     const sdk::Store store = host_.store();
     const std::string value(96, 'x');
     const bool accept = request.shape() == pb::SHAPE_ACCEPT;
