@@ -252,7 +252,7 @@ class InventoryPlugin final : public sdk::Plugin {
     service_.recipients_must(is_account_id, "an account id: 16 characters of A-Z a-z 0-9 _ -");
     service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
     service_.on_migration_held_back(
-        [this](size_t items) { migrations_held_back_.record(static_cast<double>(items)); });
+        [this](size_t items) { migrations_held_back_.record_values(static_cast<double>(items), {}); });
     published_ = init.host.subscribe(inv::ResourceCatalog::kPublishedTopic,
                                      [this](std::string_view, std::string_view payload) {
                                        if (auto v = inv::ResourceCatalog::version_of_announcement(payload)) {
@@ -476,7 +476,7 @@ class InventoryPlugin final : public sdk::Plugin {
   void sweep() {
     std::lock_guard lock(sweep_mu_);
     try {
-      swept_.record(static_cast<double>(service_.sweep(sweep_cursor_, retention_)));
+      swept_.record_values(static_cast<double>(service_.sweep(sweep_cursor_, retention_)), {});
     } catch (const std::exception&) {
       // The store is unavailable now: the same page is swept at the next tick.
     }
