@@ -3,6 +3,8 @@
 // from the call's in-process peer, checked against `trusted_plugins`.
 #include <gameverse/sdk/plugin.hpp>
 
+#include <algorithm>
+#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -113,7 +115,10 @@ void fill(pb::PlayerInventory& out, const inv::Outcome& o) {
     pb::ItemHolding* h = out.add_items();
     h->set_item_id(id);
     h->set_count(count);
-    h->set_frozen(o.frozen.count(id) != 0);
+    if (auto frozen = o.frozen.find(id); frozen != o.frozen.end()) {
+      h->set_frozen(true);
+      h->set_frozen_reason(frozen->second);
+    }
   }
   for (const auto& [id, amount] : o.holdings.currencies) {
     pb::CurrencyAmount* c = out.add_currencies();
@@ -170,7 +175,7 @@ void parse_into(Message& out, const std::string& bytes) {
 // The serialized request without anything that varies between identical retries.
 template <class Request>
 inv::ChangeRequest change_request(const char* method, const Request& request) {
-  return {method, request.idempotency_key(), request.SerializeAsString()};
+  return {method, request.idempotency_key(), request.SerializeAsString(), nullptr};
 }
 
 std::set<std::string> trusted_plugins_of(const std::string& list) {
@@ -196,6 +201,25 @@ inv::Limits limits_of(const sdk::Host& host) {
   return limits;
 }
 
+// Offers go to accounts only: the auth plugin's ids are 12 random bytes as base64url (16 characters).
+bool is_account_id(const std::string& id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                  c == '-';
+         });
+}
+
+// The limits, refused at load with the key at fault when they do not fit together.
+inv::Limits checked_limits_of(const sdk::Host& host) {
+  inv::Limits limits = limits_of(host);
+  try {
+    inv::check_limits(limits);
+  } catch (const InventoryError& e) {
+    throw sdk::Error(sdk::StatusCode::kInvalidArgument, e.what());
+  }
+  return limits;
+}
+
 class InventoryPlugin final : public sdk::Plugin {
  public:
   explicit InventoryPlugin(sdk::InitContext& init)
@@ -204,16 +228,31 @@ class InventoryPlugin final : public sdk::Plugin {
         max_offers_per_minute_(init.host.config_int("max_offers_per_minute")),
         repository_(init.host.store()),
         catalog_(init.host, std::chrono::milliseconds(init.host.config_int("catalog_timeout_ms"))),
-        service_(repository_, catalog_, limits_of(init.host), now_unix_ms, new_offer_id),
+        service_(repository_, catalog_, checked_limits_of(init.host), now_unix_ms, new_offer_id),
         trusted_(trusted_plugins_of(init.host.config_string("trusted_plugins"))),
         conflicts_(init.host.counter("gameverse_inventory_conflicts_total",
                                      "Changes that met a concurrent change to the same inventory or offer: "
                                      "retried, or given up with ABORTED",
-                                     {"outcome"})) {
+                                     {"outcome"})),
+        migrations_held_back_(init.host.counter(
+            "gameverse_inventory_migrations_held_back_total",
+            "Holdings of removed items left frozen because their catalog migration would pass a limit "
+            "(max_stack, max_balance, max_distinct_items, int64) or names an undefined target; counted "
+            "each time one is tried")) {
     const auto every = std::chrono::milliseconds(init.host.config_int("catalog_check_interval_ms"));
     catalog_check_ = init.host.start_timer(
         every, every, [this] { catalog_.check_version(); }, sdk::Run::kBlocking);
+    retention_.replay_window_ms = init.host.config_int("replay_window_days") * 24 * 3600 * 1000;
+    retention_.closed_offer_retention_ms =
+        init.host.config_int("closed_offer_retention_days") * 24 * 3600 * 1000;
+    retention_.page_size = static_cast<uint32_t>(init.host.config_int("sweep_page_size"));
+    const auto sweep_every = std::chrono::milliseconds(init.host.config_int("sweep_interval_ms"));
+    sweep_ = init.host.start_timer(
+        sweep_every, sweep_every, [this] { sweep(); }, sdk::Run::kBlocking);
+    service_.recipients_must(is_account_id, "an account id: 16 characters of A-Z a-z 0-9 _ -");
     service_.on_conflict([this](bool gave_up) { conflicts_.record(1, {gave_up ? "aborted" : "retried"}); });
+    service_.on_migration_held_back(
+        [this](size_t items) { migrations_held_back_.record_values(static_cast<double>(items), {}); });
     published_ = init.host.subscribe(inv::ResourceCatalog::kPublishedTopic,
                                      [this](std::string_view, std::string_view payload) {
                                        if (auto v = inv::ResourceCatalog::version_of_announcement(payload)) {
@@ -251,15 +290,30 @@ class InventoryPlugin final : public sdk::Plugin {
         .config_int("max_lines_per_request", 64, "Item, currency and bundle lines one request may carry",
                     sdk::between(1, 200))
         .config_int("max_distinct_items", 500, "Different items one player may hold", sdk::between(1, 900))
-        .config_int("default_offer_ttl_s", 3600, "How long an offer stays open when the request does not say",
-                    sdk::at_least(1))
-        .config_int("max_offer_ttl_s", 7 * 24 * 3600, "The longest an offer may stay open", sdk::at_least(1))
+        .config_int("default_offer_ttl_s", 3600,
+                    "How long an offer stays open when the request does not say (at most max_offer_ttl_s)",
+                    sdk::between(int64_t{1}, inv::kMostOfferTtlS))
+        .config_int("max_offer_ttl_s", 7 * 24 * 3600, "The longest an offer may stay open",
+                    sdk::between(int64_t{1}, inv::kMostOfferTtlS))
         .config_int("max_open_offers", 50, "Open offers one player may have sent", sdk::between(1, 1000))
         .config_int("max_offers_per_minute", 60, "Offers (transfers and trades) one player may make a minute",
                     sdk::between(1, 1000000))
         .config_int("max_conflict_retries", 8,
                     "Attempts at a change that meets concurrent changes before it fails with ABORTED",
                     sdk::between(1, 100))
+        .config_int(
+            "replay_window_days", 7,
+            "How long a change's idempotency record is kept: a replay within it gets the first answer, "
+            "after it is a new change",
+            sdk::between(1, 3650))
+        .config_int(
+            "closed_offer_retention_days", 30,
+            "How long accepted, declined, cancelled and expired offers are kept before they are deleted",
+            sdk::between(1, 3650))
+        .config_int("sweep_interval_ms", 60000,
+                    "How often a page of idempotency records and one of offers are swept",
+                    sdk::between(1000, 3600000))
+        .config_int("sweep_page_size", 500, "Records of each kind one sweep reads", sdk::between(1, 5000))
         .config_int("catalog_timeout_ms", 5000, "How long a catalog lookup may take", sdk::between(10, 60000))
         .config_int("catalog_check_interval_ms", 5000,
                     "How often the catalog's version is checked, in case a publish announcement was missed",
@@ -304,23 +358,24 @@ class InventoryPlugin final : public sdk::Plugin {
 
   sdk::Status transfer(sdk::CallContext& context, const pb::TransferRequest& request, pb::Offer& response) {
     return answer([&] {
-      limit_offers(context);
-      parse_into(response,
-                 service_.offer(caller_of(context), change_request("Transfer", request), render_offer,
-                                request.to_player_id(), items_of(request.items()),
-                                currencies_of(request.currencies()), {}, {}, request.expires_in_s(), true));
+      inv::ChangeRequest change = change_request("Transfer", request);
+      change.admit = [&] { limit_offers(context); };
+      parse_into(response, service_.offer(caller_of(context), change, render_offer, request.to_player_id(),
+                                          items_of(request.items()), currencies_of(request.currencies()), {},
+                                          {}, request.expires_in_s(), true));
     });
   }
 
   sdk::Status offer_trade(sdk::CallContext& context, const pb::OfferTradeRequest& request,
                           pb::Offer& response) {
     return answer([&] {
-      limit_offers(context);
+      inv::ChangeRequest change = change_request("OfferTrade", request);
+      change.admit = [&] { limit_offers(context); };
       parse_into(response,
-                 service_.offer(caller_of(context), change_request("OfferTrade", request), render_offer,
-                                request.to_player_id(), items_of(request.give_items()),
-                                currencies_of(request.give_currencies()), items_of(request.want_items()),
-                                currencies_of(request.want_currencies()), request.expires_in_s(), false));
+                 service_.offer(caller_of(context), change, render_offer, request.to_player_id(),
+                                items_of(request.give_items()), currencies_of(request.give_currencies()),
+                                items_of(request.want_items()), currencies_of(request.want_currencies()),
+                                request.expires_in_s(), false));
     });
   }
 
@@ -377,7 +432,8 @@ class InventoryPlugin final : public sdk::Plugin {
                             pb::VerifyLedgerResponse& response) {
     return answer([&] {
       inv::VerifyReport report =
-          service_.verify(caller_of(context), request.player_id(), request.cursor(), request.page_size());
+          service_.verify(caller_of(context), request.player_id(), request.cursor(), request.page_size(),
+                          [&context] { return context.cancelled(); });
       response.set_players_checked(report.players_checked);
       response.set_entries_checked(report.entries_checked);
       for (const inv::Mismatch& m : report.mismatches) {
@@ -403,7 +459,8 @@ class InventoryPlugin final : public sdk::Plugin {
 
  private:
   // Offers cost storage without using anything up: each player makes at most
-  // max_offers_per_minute (counted in the host's cache, so across hosts with Redis).
+  // max_offers_per_minute (counted in the host's cache, so across hosts with Redis). Counted only
+  // when the idempotency key has no first answer: a replay is never refused by it.
   void limit_offers(const sdk::CallContext& context) const {
     const std::string player = context.principal().user_id;
     if (player.empty()) return;
@@ -412,6 +469,16 @@ class InventoryPlugin final : public sdk::Plugin {
       throw InventoryError(InventoryError::Kind::kResourceExhausted,
                            player + " made more than " + std::to_string(max_offers_per_minute_) +
                                " offers in the last minute (max_offers_per_minute); wait and retry");
+    }
+  }
+
+  // One page of each kind on the host's pool; a failure is retried at the next tick.
+  void sweep() {
+    std::lock_guard lock(sweep_mu_);
+    try {
+      swept_.record_values(static_cast<double>(service_.sweep(sweep_cursor_, retention_)), {});
+    } catch (const std::exception&) {
+      // The store is unavailable now: the same page is swept at the next tick.
     }
   }
 
@@ -440,6 +507,15 @@ class InventoryPlugin final : public sdk::Plugin {
   inv::InventoryService service_;
   std::set<std::string> trusted_;
   sdk::Metric conflicts_;
+  sdk::Metric migrations_held_back_;
+  sdk::Metric swept_ =
+      host_.counter("gameverse_inventory_swept_total",
+                    "Idempotency records past the replay window and closed offers past their "
+                    "retention, deleted");
+  inv::Retention retention_;
+  std::mutex sweep_mu_;
+  inv::SweepCursor sweep_cursor_;
+  sdk::Timer sweep_;
   sdk::Subscription published_;
   sdk::Timer catalog_check_;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -82,7 +83,9 @@ InventoryService::InventoryService(InventoryRepository& repository, Catalog& cat
       catalog_(catalog),
       limits_(limits),
       now_(std::move(now_unix_ms)),
-      new_offer_id_(std::move(new_offer_id)) {}
+      new_offer_id_(std::move(new_offer_id)) {
+  check_limits(limits_);
+}
 
 void InventoryService::backoff(int attempt) {
   thread_local std::minstd_rand random(std::random_device{}());
@@ -95,13 +98,20 @@ Definitions InventoryService::definitions(const std::set<std::string>& items,
                                           const std::set<std::string>& currencies,
                                           const std::set<std::string>& bundles) {
   Definitions defs = catalog_.lookup(items, currencies, bundles);
-  if (defs.bundles.empty()) return defs;
-  // A bundle's contents, looked up at the same time (one more lookup, served from the cache).
+  // A bundle's contents and the targets of migrations, looked up at the same time (one more
+  // lookup, served from the cache): a migration is checked against its target's limits.
   std::set<std::string> more_items, more_currencies;
   for (const auto& [id, bundle] : defs.bundles) {
     add_ids(more_items, bundle.items);
     add_ids(more_currencies, bundle.currencies);
   }
+  for (const auto& [id, migration] : defs.migrations) {
+    if (migration.to_item) more_items.insert(migration.to_item->id);
+    if (migration.to_currency) more_currencies.insert(migration.to_currency->id);
+  }
+  std::erase_if(more_items, [&](const std::string& id) { return items.count(id) != 0; });
+  std::erase_if(more_currencies, [&](const std::string& id) { return currencies.count(id) != 0; });
+  if (more_items.empty() && more_currencies.empty()) return defs;
   Definitions extra = catalog_.lookup(more_items, more_currencies, {});
   defs.items.insert(extra.items.begin(), extra.items.end());
   defs.currencies.insert(extra.currencies.begin(), extra.currencies.end());
@@ -110,18 +120,49 @@ Definitions InventoryService::definitions(const std::set<std::string>& items,
   return defs;
 }
 
-std::string InventoryService::mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
-                                     const std::function<Plan()>& plan) {
+std::string InventoryService::scoped_key(const Caller& caller, const ChangeRequest& request,
+                                         const std::string& player_id) {
+  if (player_id.empty()) return caller.actor() + "/" + request.idempotency_key;
+  return caller.actor() + "/" + player_id + "/" + request.idempotency_key;
+}
+
+namespace {
+
+std::optional<std::string> first_answer(InventoryRepository& repository, const std::string& scoped_key,
+                                        const ChangeRequest& request) {
+  std::optional<IdempotencyRecord> first = repository.idempotency(scoped_key);
+  if (!first) return std::nullopt;
+  if (first->method != request.method || first->request != request.bytes) {
+    throw InventoryError(Kind::kAlreadyExists, "idempotency_key '" + request.idempotency_key +
+                                                   "' was already used for a different request (" +
+                                                   first->method + "); use a new key for a new change");
+  }
+  return first->response;
+}
+
+}  // namespace
+
+std::optional<std::string> InventoryService::replay_or_admit(const std::string& scoped_key,
+                                                             const ChangeRequest& request,
+                                                             const std::string& legacy_scoped_key) {
   check_idempotency_key(request.idempotency_key);
-  const std::string scoped_key = caller.actor() + "/" + request.idempotency_key;
+  if (std::optional<std::string> first = first_answer(repository_, scoped_key, request)) return first;
+  if (!legacy_scoped_key.empty()) {
+    // Grants and revokes recorded before their keys were scoped per player: the same request
+    // (which names the player) still gets its first answer.
+    std::optional<IdempotencyRecord> old = repository_.idempotency(legacy_scoped_key);
+    if (old && old->method == request.method && old->request == request.bytes) return old->response;
+  }
+  if (request.admit) request.admit();
+  return std::nullopt;
+}
+
+std::string InventoryService::mutate(const std::string& scoped_key, const ChangeRequest& request,
+                                     const Render& render, const std::function<Plan()>& plan) {
   for (int attempt = 0;; ++attempt) {
-    if (std::optional<IdempotencyRecord> first = repository_.idempotency(scoped_key)) {
-      if (first->method != request.method || first->request != request.bytes) {
-        throw InventoryError(Kind::kAlreadyExists, "idempotency_key '" + request.idempotency_key +
-                                                       "' was already used for a different " + "request (" +
-                                                       first->method + "); use a new key for a new change");
-      }
-      return first->response;
+    // Looked up again on every attempt: a concurrent call with the same key may have committed.
+    if (attempt > 0) {
+      if (std::optional<std::string> first = first_answer(repository_, scoped_key, request)) return *first;
     }
     Plan p = plan();
     p.changes.idempotency_key = scoped_key;
@@ -148,10 +189,14 @@ InventoryService::PlayerChange InventoryService::begin(const std::string& player
   change.after = change.before.holdings;
   LedgerEntry migration;
   migration.player_id = player_id;
-  migration.actor = caller.actor();
-  migration.idempotency_key = request.idempotency_key;
+  // Made by the inventory for the catalog, as on a read: not by the caller (in an accepted offer,
+  // the other player) and not under the caller's key.
+  migration.actor = "inventory";
   migration.created_unix_ms = now_();
-  if (migrate(change.after, defs, migration)) {
+  std::map<std::string, std::string> held_back;
+  const bool migrated = migrate(change.after, defs, limits_, migration, &held_back);
+  if (!held_back.empty() && on_migration_held_back_) on_migration_held_back_(held_back.size());
+  if (migrated) {
     migration.sequence = ++change.after.sequence;
     change.entries.push_back(std::move(migration));
   }
@@ -181,7 +226,11 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
                                     const Amounts& currencies, const std::vector<std::string>& bundle_ids,
                                     const std::string& reason) {
   require_granter(caller);
-  check_id("player_id", player_id);
+  check_id("player_id", player_id);  // part of the key's scope: bounded before it is looked up
+  const std::string key = scoped_key(caller, request, player_id);
+  if (std::optional<std::string> first = replay_or_admit(key, request, scoped_key(caller, request))) {
+    return *first;
+  }
   check_amounts("items", items, "item_id", "count");
   check_amounts("currencies", currencies, "currency_id", "amount");
   std::set<std::string> bundles;
@@ -198,13 +247,12 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
                          "a grant needs at least one of items, currencies and bundle_ids");
   }
   check_reason(reason);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     PlayerState peek = repository_.load(player_id);
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
     const Definitions defs = definitions(item_ids, ids_of(currencies), bundles);
-    Amounts all_items = items;
-    Amounts all_currencies = currencies;
+    std::vector<const BundleDefinition*> granted_bundles;
     for (size_t i = 0; i < bundle_ids.size(); ++i) {
       auto b = defs.bundles.find(bundle_ids[i]);
       const std::string at = "bundle_ids[" + std::to_string(i) + "]";
@@ -217,18 +265,24 @@ std::string InventoryService::grant(const Caller& caller, const ChangeRequest& r
         throw InventoryError(Kind::kFailedPrecondition,
                              at + " '" + bundle_ids[i] + "' is retired and can no longer be granted");
       }
-      merge_into(all_items, b->second.items, "items with bundle " + bundle_ids[i]);
-      merge_into(all_currencies, b->second.currencies, "currencies with bundle " + bundle_ids[i]);
+      granted_bundles.push_back(&b->second);
     }
     PlayerChange change = begin(player_id, std::move(peek), defs, caller, request);
     change.entry.reason = reason.empty() ? "grant" : "grant: " + reason;
-    apply_items(change.after, defs, all_items, Purpose::kGrant, "items", player_id, limits_, change.entry);
-    apply_currencies(change.after, defs, all_currencies, Purpose::kGrant, "currencies", player_id,
-                     change.entry);
+    apply_items(change.after, defs, items, Purpose::kGrant, "items", player_id, limits_, change.entry);
+    apply_currencies(change.after, defs, currencies, Purpose::kGrant, "currencies", player_id, change.entry);
+    // A bundle's contents one bundle at a time, so a refusal names the bundle and its line.
+    for (size_t i = 0; i < granted_bundles.size(); ++i) {
+      const std::string at = "bundle_ids[" + std::to_string(i) + "] ('" + bundle_ids[i] + "')";
+      apply_items(change.after, defs, granted_bundles[i]->items, Purpose::kGrant, at + ".items", player_id,
+                  limits_, change.entry);
+      apply_currencies(change.after, defs, granted_bundles[i]->currencies, Purpose::kGrant,
+                       at + ".currencies", player_id, change.entry);
+    }
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,
-                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+                    std::nullopt, defs.version, frozen_items(change.after, defs, limits_)};
     return plan;
   });
 }
@@ -237,7 +291,11 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
                                      const std::string& player_id, const Amounts& items,
                                      const Amounts& currencies, const std::string& reason) {
   require_granter(caller);
-  check_id("player_id", player_id);
+  check_id("player_id", player_id);  // part of the key's scope: bounded before it is looked up
+  const std::string key = scoped_key(caller, request, player_id);
+  if (std::optional<std::string> first = replay_or_admit(key, request, scoped_key(caller, request))) {
+    return *first;
+  }
   check_amounts("items", items, "item_id", "count");
   check_amounts("currencies", currencies, "currency_id", "amount");
   check_line_count(items.size() + currencies.size(), limits_);
@@ -245,7 +303,7 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
     throw InventoryError(Kind::kInvalidArgument, "a revoke needs at least one of items and currencies");
   }
   check_reason(reason);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     PlayerState peek = repository_.load(player_id);
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
@@ -259,7 +317,7 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,
-                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+                    std::nullopt, defs.version, frozen_items(change.after, defs, limits_)};
     return plan;
   });
 }
@@ -267,12 +325,14 @@ std::string InventoryService::revoke(const Caller& caller, const ChangeRequest& 
 std::string InventoryService::consume(const Caller& caller, const ChangeRequest& request,
                                       const Render& render, const Amounts& items, const std::string& reason) {
   require_player(caller, "consuming items");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_amounts("items", items, "item_id", "count");
   check_line_count(items.size(), limits_);
   if (items.empty()) throw InventoryError(Kind::kInvalidArgument, "items is empty: name what to consume");
   check_reason(reason);
   const std::string& player_id = caller.player_id;
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     PlayerState peek = repository_.load(player_id);
     std::set<std::string> item_ids = ids_of(items);
     add_held(item_ids, peek.holdings);
@@ -284,7 +344,7 @@ std::string InventoryService::consume(const Caller& caller, const ChangeRequest&
     Plan plan;
     finish(change, plan.changes);
     plan.outcome = {player_id,    change.after, change.entry,
-                    std::nullopt, defs.version, frozen_items(change.after, defs)};
+                    std::nullopt, defs.version, frozen_items(change.after, defs, limits_)};
     return plan;
   });
 }
@@ -294,7 +354,13 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
                                     const Amounts& give_currencies, const Amounts& want_items,
                                     const Amounts& want_currencies, int64_t expires_in_s, bool transfer) {
   require_player(caller, transfer ? "a transfer" : "a trade offer");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("to_player_id", to_player_id);
+  if (recipient_check_ && !recipient_check_(to_player_id)) {
+    throw InventoryError(Kind::kInvalidArgument,
+                         "to_player_id '" + to_player_id + "' is not a player id (" + recipient_rule_ + ")");
+  }
   if (to_player_id == caller.player_id) {
     throw InventoryError(Kind::kInvalidArgument,
                          "to_player_id is the caller: an offer goes to another player");
@@ -320,7 +386,7 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
                                                      std::to_string(limits_.max_offer_ttl_s));
   }
   const int64_t ttl_s = expires_in_s == 0 ? limits_.default_offer_ttl_s : expires_in_s;
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     // What is offered must be tradable and held now; it is checked again when the offer is accepted.
     std::set<std::string> item_ids = ids_of(give_items);
     add_ids(item_ids, want_items);
@@ -328,6 +394,7 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
     add_ids(currency_ids, want_currencies);
     const Definitions defs = definitions(item_ids, currency_ids);
     PlayerState sender = repository_.load(caller.player_id);
+    const PlayerState sender_before = sender;
     LedgerEntry scratch;
     apply_items(sender.holdings, defs, negated(give_items), Purpose::kTrade, gi, caller.player_id, limits_,
                 scratch);
@@ -349,11 +416,12 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
     }
     Plan plan;
     const int64_t now = now_();
-    // The sender's open offers are bounded; expired ones make room.
-    Page<std::string> open =
-        repository_.offer_ids(caller.player_id, true, "", static_cast<uint32_t>(limits_.max_open_offers));
-    size_t still_open = open.items.size();
-    if (still_open >= limits_.max_open_offers) {
+    // The sender's open offers are bounded, counted in the sender's document (written with its
+    // version, so concurrent offers cannot pass the bound); expired ones make room.
+    Holdings counted = sender_before.holdings;
+    if (counted.open_offers >= limits_.max_open_offers) {
+      Page<std::string> open =
+          repository_.offer_ids(caller.player_id, true, "", static_cast<uint32_t>(limits_.max_open_offers));
       for (const std::string& id : open.items) {
         std::optional<StoredOffer> old = repository_.offer(id);
         if (old && (old->offer.state != OfferState::kOpen || old->offer.expires_unix_ms < now)) {
@@ -361,20 +429,22 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
           if (closed.offer.state == OfferState::kOpen) {
             closed.offer.state = OfferState::kExpired;
             closed.offer.closed_unix_ms = now;
+            if (counted.open_offers > 0) --counted.open_offers;
           }
           plan.changes.offers.push_back(closed);
           plan.changes.offer_index_removed.push_back({closed.offer.from_player_id, true, id});
           plan.changes.offer_index_removed.push_back({closed.offer.to_player_id, false, id});
-          --still_open;
         }
       }
-      if (still_open >= limits_.max_open_offers) {
+      if (counted.open_offers >= limits_.max_open_offers) {
         throw InventoryError(
             Kind::kResourceExhausted,
-            caller.player_id + " has " + std::to_string(still_open) +
+            caller.player_id + " has " + std::to_string(counted.open_offers) +
                 " open offers, the most one player may have; cancel some or wait until they expire");
       }
     }
+    ++counted.open_offers;
+    plan.changes.players.push_back({caller.player_id, counted, sender_before.version});
     Offer o;
     o.id = new_offer_id_();
     o.from_player_id = caller.player_id;
@@ -384,7 +454,7 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
     o.want_items = want_items;
     o.want_currencies = want_currencies;
     o.created_unix_ms = now;
-    o.expires_unix_ms = now + ttl_s * 1000;
+    o.expires_unix_ms = checked_add(now, checked_multiply(ttl_s, 1000, "expires_in_s"), "expires_in_s");
     o.state = OfferState::kOpen;
     plan.changes.offers.push_back({o, 0});
     plan.changes.offer_index_added.push_back({o.from_player_id, true, o.id});
@@ -399,8 +469,10 @@ std::string InventoryService::offer(const Caller& caller, const ChangeRequest& r
 std::string InventoryService::accept(const Caller& caller, const ChangeRequest& request, const Render& render,
                                      const std::string& offer_id) {
   require_player(caller, "accepting an offer");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("offer_id", offer_id);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     std::optional<StoredOffer> stored = repository_.offer(offer_id);
     if (!stored) throw InventoryError(Kind::kNotFound, "offer_id '" + offer_id + "' does not exist");
     Offer& o = stored->offer;
@@ -437,10 +509,23 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
       side->entry.counterparty = side == &from ? o.to_player_id : o.from_player_id;
     }
     // The sender gives, the recipient receives; then the other way. Any shortfall refuses it all.
-    apply_items(from.after, defs, negated(o.give_items), Purpose::kTrade, "offer.give_items",
-                o.from_player_id, limits_, from.entry);
-    apply_currencies(from.after, defs, negated(o.give_currencies), Purpose::kTrade, "offer.give_currencies",
-                     o.from_player_id, from.entry);
+    // What the sender's side lacks is not the accepter's business: only that the offer cannot be
+    // fulfilled now (the sender's holdings stay private).
+    auto on_senders_side = [&](const std::function<void()>& step) {
+      try {
+        step();
+      } catch (const InventoryError& e) {
+        if (e.kind() != Kind::kFailedPrecondition && e.kind() != Kind::kInvalidArgument) throw;
+        throw InventoryError(Kind::kFailedPrecondition,
+                             "the sender can no longer fulfil offer '" + o.id + "'; nothing was changed");
+      }
+    };
+    on_senders_side([&] {
+      apply_items(from.after, defs, negated(o.give_items), Purpose::kTrade, "offer.give_items",
+                  o.from_player_id, limits_, from.entry);
+      apply_currencies(from.after, defs, negated(o.give_currencies), Purpose::kTrade, "offer.give_currencies",
+                       o.from_player_id, from.entry);
+    });
     apply_items(to.after, defs, negated(o.want_items), Purpose::kTrade, "offer.want_items", o.to_player_id,
                 limits_, to.entry);
     apply_currencies(to.after, defs, negated(o.want_currencies), Purpose::kTrade, "offer.want_currencies",
@@ -449,10 +534,13 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
                 to.entry);
     apply_currencies(to.after, defs, o.give_currencies, Purpose::kTrade, "offer.give_currencies",
                      o.to_player_id, to.entry);
-    apply_items(from.after, defs, o.want_items, Purpose::kTrade, "offer.want_items", o.from_player_id,
-                limits_, from.entry);
-    apply_currencies(from.after, defs, o.want_currencies, Purpose::kTrade, "offer.want_currencies",
-                     o.from_player_id, from.entry);
+    on_senders_side([&] {
+      apply_items(from.after, defs, o.want_items, Purpose::kTrade, "offer.want_items", o.from_player_id,
+                  limits_, from.entry);
+      apply_currencies(from.after, defs, o.want_currencies, Purpose::kTrade, "offer.want_currencies",
+                       o.from_player_id, from.entry);
+    });
+    if (from.after.open_offers > 0) --from.after.open_offers;
     Plan plan;
     finish(from, plan.changes);
     finish(to, plan.changes);
@@ -461,7 +549,7 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
     plan.changes.offers.push_back(*stored);
     plan.changes.offer_index_removed.push_back({o.from_player_id, true, o.id});
     plan.changes.offer_index_removed.push_back({o.to_player_id, false, o.id});
-    plan.outcome = {to.player_id, to.after, to.entry, o, defs.version, frozen_items(to.after, defs)};
+    plan.outcome = {to.player_id, to.after, to.entry, o, defs.version, frozen_items(to.after, defs, limits_)};
     return plan;
   });
 }
@@ -469,8 +557,10 @@ std::string InventoryService::accept(const Caller& caller, const ChangeRequest& 
 std::string InventoryService::close(const Caller& caller, const ChangeRequest& request, const Render& render,
                                     const std::string& offer_id, OfferState how) {
   require_player(caller, how == OfferState::kDeclined ? "declining an offer" : "cancelling an offer");
+  const std::string key = scoped_key(caller, request);
+  if (std::optional<std::string> first = replay_or_admit(key, request)) return *first;
   check_id("offer_id", offer_id);
-  return mutate(caller, request, render, [&] {
+  return mutate(key, request, render, [&] {
     std::optional<StoredOffer> stored = repository_.offer(offer_id);
     if (!stored) throw InventoryError(Kind::kNotFound, "offer_id '" + offer_id + "' does not exist");
     Offer& o = stored->offer;
@@ -487,6 +577,10 @@ std::string InventoryService::close(const Caller& caller, const ChangeRequest& r
     o.state = how;
     o.closed_unix_ms = now_();
     Plan plan;
+    // The sender has one open offer less (under the document's version, as when it was made).
+    PlayerState sender = repository_.load(o.from_player_id);
+    if (sender.holdings.open_offers > 0) --sender.holdings.open_offers;
+    plan.changes.players.push_back({o.from_player_id, sender.holdings, sender.version});
     plan.changes.offers.push_back(*stored);
     plan.changes.offer_index_removed.push_back({o.from_player_id, true, o.id});
     plan.changes.offer_index_removed.push_back({o.to_player_id, false, o.id});
@@ -518,8 +612,11 @@ Outcome InventoryService::get(const Caller& caller, const std::string& player_id
     entry.player_id = player_id;
     entry.actor = "inventory";
     entry.created_unix_ms = now_();
-    if (!migrate(migrated, defs, entry)) {
-      out.frozen = frozen_items(state.holdings, defs);
+    std::map<std::string, std::string> held_back;
+    const bool changed = migrate(migrated, defs, limits_, entry, &held_back);
+    if (!held_back.empty() && on_migration_held_back_) on_migration_held_back_(held_back.size());
+    if (!changed) {
+      out.frozen = frozen_items(state.holdings, defs, limits_);
       return out;
     }
     // Removed items are converted on the player's next read or change, with a ledger entry.
@@ -535,7 +632,7 @@ Outcome InventoryService::get(const Caller& caller, const std::string& player_id
     }
     if (repository_.commit(changes)) {
       out.holdings = migrated;
-      out.frozen = frozen_items(migrated, defs);
+      out.frozen = frozen_items(migrated, defs, limits_);
       return out;
     }
     if (attempt + 1 >= limits_.max_conflict_retries) {
@@ -571,71 +668,299 @@ Page<Offer> InventoryService::offers(const Caller& caller, std::optional<bool> o
   return out;
 }
 
-void InventoryService::verify_player(const std::string& player_id, VerifyReport& report) {
-  const PlayerState state = repository_.load(player_id);
+struct InventoryService::VerifyProgress {
+  std::string player_id;
+  bool started = false;
+  uint64_t target = 0;    // the document's sequence when the check of this player began
+  uint64_t expected = 0;  // the last sequence summed
+  std::string ledger_cursor;
   std::map<std::string, int64_t> items, currencies;
-  uint64_t expected_sequence = 0;
-  std::string cursor;
+  // Every player, a page at a time: the players of the page still to check, and the next page.
+  bool all_players = false;
+  std::vector<std::string> pending;
+  std::string players_cursor;
+};
+
+namespace {
+
+constexpr const char* kVerifyCursorPrefix = "verify1;";
+
+std::string hex(std::string_view in) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : in) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+[[noreturn]] void bad_cursor() {
+  throw InventoryError(Kind::kInvalidArgument, "cursor is not one VerifyLedger returned for this request");
+}
+
+std::string unhex(std::string_view in) {
+  if (in.size() % 2 != 0) bad_cursor();
+  std::string out;
+  auto value = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    bad_cursor();
+  };
+  for (size_t i = 0; i < in.size(); i += 2) out += static_cast<char>(value(in[i]) * 16 + value(in[i + 1]));
+  return out;
+}
+
+std::vector<std::string> split(std::string_view in, char by) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= in.size(); ++i) {
+    if (i == in.size() || in[i] == by) {
+      out.emplace_back(in.substr(start, i - start));
+      start = i + 1;
+    }
+  }
+  return out;
+}
+
+uint64_t number(const std::string& text) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789-") != std::string::npos)
+    bad_cursor();
+  try {
+    return static_cast<uint64_t>(std::stoll(text));
+  } catch (const std::exception&) {
+    bad_cursor();
+  }
+}
+
+std::string sums_text(const std::map<std::string, int64_t>& sums) {
+  std::string out;
+  for (const auto& [id, n] : sums) out += hex(id) + "=" + std::to_string(n) + ",";
+  return out;
+}
+
+std::map<std::string, int64_t> sums_of(const std::string& text) {
+  std::map<std::string, int64_t> out;
+  for (const std::string& part : split(text, ',')) {
+    if (part.empty()) continue;
+    const size_t eq = part.find('=');
+    if (eq == std::string::npos) bad_cursor();
+    out[unhex(part.substr(0, eq))] = static_cast<int64_t>(number(part.substr(eq + 1)));
+  }
+  return out;
+}
+
+// What an accepted offer moves for one of its sides: the sender gives and receives what it wants,
+// the recipient the other way round. The two sides' deltas cancel out.
+std::map<std::string, int64_t> offer_deltas(const Amounts& give, const Amounts& want, bool sender) {
+  std::map<std::string, int64_t> out;
+  for (const Amount& a : give) out[a.id] += sender ? -a.count : a.count;
+  for (const Amount& a : want) out[a.id] += sender ? a.count : -a.count;
+  std::erase_if(out, [](const auto& kv) { return kv.second == 0; });
+  return out;
+}
+
+std::map<std::string, int64_t> deltas_of(const Amounts& deltas) {
+  std::map<std::string, int64_t> out;
+  for (const Amount& d : deltas) out[d.id] += d.count;
+  std::erase_if(out, [](const auto& kv) { return kv.second == 0; });
+  return out;
+}
+
+}  // namespace
+
+bool InventoryService::verify_player(VerifyProgress& progress, VerifyReport& report, uint64_t& budget,
+                                     const std::function<bool()>& cancelled) {
+  const std::string& player_id = progress.player_id;
+  std::optional<PlayerState> snapshot;
+  if (!progress.started) {
+    snapshot = repository_.load(player_id);
+    progress.target = snapshot->holdings.sequence;
+    progress.started = true;
+  }
   auto note = [&](std::string kind, std::string id, int64_t held, int64_t derived) {
     report.mismatches.push_back({player_id, std::move(kind), std::move(id), held, derived});
   };
-  do {
-    Page<LedgerEntry> page = repository_.ledger(player_id, cursor, 1000);
+  auto add = [&](std::map<std::string, int64_t>& sums, const Amount& d, uint64_t sequence) {
+    int64_t& sum = sums[d.id];
+    if (__builtin_add_overflow(sum, d.count, &sum))
+      note("overflow", d.id + "@" + std::to_string(sequence), d.count, 0);
+  };
+  // Entries written after the check began (live traffic) are left out: the document's sequence
+  // then was `target`.
+  while (progress.expected < progress.target) {
+    if (budget == 0) return false;
+    if (cancelled && cancelled()) {
+      throw InventoryError(Kind::kAborted, "VerifyLedger was cancelled by its caller; nothing was changed");
+    }
+    Page<LedgerEntry> page = repository_.ledger(player_id, progress.ledger_cursor,
+                                                static_cast<uint32_t>(std::min<uint64_t>(budget, 1000)));
+    bool past_target = false;
     for (const LedgerEntry& e : page.items) {
-      ++report.entries_checked;
-      if (e.sequence != ++expected_sequence) {
-        note("sequence", std::to_string(expected_sequence), static_cast<int64_t>(e.sequence),
-             static_cast<int64_t>(expected_sequence));
-        expected_sequence = e.sequence;
+      if (e.sequence > progress.target) {
+        past_target = true;
+        break;
       }
-      for (const Amount& d : e.item_deltas) items[d.id] += d.count;
-      for (const Amount& d : e.currency_deltas) currencies[d.id] += d.count;
+      --budget;
+      ++report.entries_checked;
+      if (e.sequence != progress.expected + 1) {
+        note("sequence", std::to_string(progress.expected + 1), static_cast<int64_t>(e.sequence),
+             static_cast<int64_t>(progress.expected + 1));
+      }
+      progress.expected = e.sequence;
+      for (const Amount& d : e.item_deltas) add(progress.items, d, e.sequence);
+      for (const Amount& d : e.currency_deltas) add(progress.currencies, d, e.sequence);
       for (const Amount& r : e.resulting_items) {
-        if (items[r.id] != r.count)
-          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, items[r.id]);
+        if (progress.items[r.id] != r.count)
+          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, progress.items[r.id]);
       }
       for (const Amount& r : e.resulting_currencies) {
-        if (currencies[r.id] != r.count) {
-          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, currencies[r.id]);
+        if (progress.currencies[r.id] != r.count)
+          note("resulting", r.id + "@" + std::to_string(e.sequence), r.count, progress.currencies[r.id]);
+      }
+      if (!e.offer_id.empty()) {
+        // Each side of an accepted offer moved exactly the offer's terms, so the two cancel out
+        // (kept as long as the offer is).
+        if (std::optional<StoredOffer> stored = repository_.offer(e.offer_id)) {
+          const Offer& o = stored->offer;
+          const bool sender = o.from_player_id == player_id;
+          if ((!sender && o.to_player_id != player_id) ||
+              deltas_of(e.item_deltas) != offer_deltas(o.give_items, o.want_items, sender) ||
+              deltas_of(e.currency_deltas) != offer_deltas(o.give_currencies, o.want_currencies, sender)) {
+            note("offer", e.offer_id + "@" + std::to_string(e.sequence), 0, 0);
+          }
         }
       }
     }
-    cursor = page.next_cursor;
-  } while (!cursor.empty());
-  if (state.holdings.sequence != expected_sequence) {
-    note("sequence", "last", static_cast<int64_t>(state.holdings.sequence),
-         static_cast<int64_t>(expected_sequence));
+    progress.ledger_cursor = page.next_cursor;
+    if (past_target || page.next_cursor.empty()) break;
   }
-  auto compare = [&](const char* kind, const std::map<std::string, int64_t>& held,
-                     const std::map<std::string, int64_t>& derived) {
-    std::set<std::string> ids;
-    for (const auto& [id, n] : held) ids.insert(id);
-    for (const auto& [id, n] : derived) ids.insert(id);
-    for (const std::string& id : ids) {
-      const int64_t h = held.count(id) ? held.at(id) : 0;
-      const int64_t d = derived.count(id) ? derived.at(id) : 0;
-      if (h != d) note(kind, id, h, d);
-    }
-  };
-  compare("item", state.holdings.items, items);
-  compare("currency", state.holdings.currencies, currencies);
+  for (auto* sums : {&progress.items, &progress.currencies}) {
+    std::erase_if(*sums, [](const auto& kv) { return kv.second == 0; });
+  }
+  if (progress.expected != progress.target) {
+    note("sequence", "last", static_cast<int64_t>(progress.target), static_cast<int64_t>(progress.expected));
+  }
+  // The balances as of `target`: the document read when the check began, or, continued from an
+  // earlier call, the document now if it has not moved on since (the entries' resulting
+  // balances were checked either way).
+  if (!snapshot) {
+    PlayerState now = repository_.load(player_id);
+    if (now.holdings.sequence == progress.target) snapshot = std::move(now);
+  }
+  if (snapshot) {
+    auto compare = [&](const char* kind, const std::map<std::string, int64_t>& held,
+                       const std::map<std::string, int64_t>& derived) {
+      std::set<std::string> ids;
+      for (const auto& [id, n] : held) ids.insert(id);
+      for (const auto& [id, n] : derived) ids.insert(id);
+      for (const std::string& id : ids) {
+        const int64_t h = held.count(id) ? held.at(id) : 0;
+        const int64_t d = derived.count(id) ? derived.at(id) : 0;
+        if (h != d) note(kind, id, h, d);
+      }
+    };
+    compare("item", snapshot->holdings.items, progress.items);
+    compare("currency", snapshot->holdings.currencies, progress.currencies);
+  }
   ++report.players_checked;
+  return true;
 }
 
 VerifyReport InventoryService::verify(const Caller& caller, const std::string& player_id,
-                                      const std::string& cursor, uint32_t page_size) {
+                                      const std::string& cursor, uint32_t page_size,
+                                      const std::function<bool()>& cancelled) {
   if (!caller.is_admin())
     throw InventoryError(Kind::kPermissionDenied, "verifying the ledger needs the role admin");
+  if (!player_id.empty()) check_id("player_id", player_id);
+  auto encode = [](const VerifyProgress& p) {
+    std::string pending;
+    for (const std::string& id : p.pending) pending += hex(id) + ",";
+    return std::string(kVerifyCursorPrefix) + hex(p.player_id) + ";" + std::to_string(p.target) + ";" +
+           std::to_string(p.expected) + ";" + hex(p.ledger_cursor) + ";" + sums_text(p.items) + ";" +
+           sums_text(p.currencies) + ";" + (p.all_players ? "1" : "0") + ";" + pending + ";" +
+           hex(p.players_cursor);
+  };
   VerifyReport report;
+  uint64_t budget = kVerifyEntriesPerCall;
+  std::optional<VerifyProgress> current;
+  if (cursor.rfind(kVerifyCursorPrefix, 0) == 0) {
+    const std::vector<std::string> f =
+        split(std::string_view(cursor).substr(std::strlen(kVerifyCursorPrefix)), ';');
+    if (f.size() != 9) bad_cursor();
+    VerifyProgress p;
+    p.player_id = unhex(f[0]);
+    p.started = true;
+    p.target = number(f[1]);
+    p.expected = number(f[2]);
+    p.ledger_cursor = unhex(f[3]);
+    p.items = sums_of(f[4]);
+    p.currencies = sums_of(f[5]);
+    p.all_players = f[6] == "1";
+    for (const std::string& id : split(f[7], ',')) {
+      if (!id.empty()) p.pending.push_back(unhex(id));
+    }
+    p.players_cursor = unhex(f[8]);
+    if (p.all_players != player_id.empty() || (!player_id.empty() && p.player_id != player_id)) bad_cursor();
+    current = std::move(p);
+  }
   if (!player_id.empty()) {
-    check_id("player_id", player_id);
-    verify_player(player_id, report);
+    if (!current) {
+      current.emplace();
+      current->player_id = player_id;
+    }
+    if (!verify_player(*current, report, budget, cancelled)) report.next_cursor = encode(*current);
     return report;
   }
-  Page<std::string> players = repository_.players(cursor, page_of(page_size, 50, 500));
-  for (const std::string& id : players.items) verify_player(id, report);
-  report.next_cursor = players.next_cursor;
+  std::vector<std::string> pending;
+  std::string players_cursor;
+  if (current) {
+    pending = current->pending;
+    players_cursor = current->players_cursor;
+  } else {
+    Page<std::string> players = repository_.players(cursor, page_of(page_size, 50, 500));
+    pending = std::move(players.items);
+    players_cursor = players.next_cursor;
+  }
+  std::reverse(pending.begin(), pending.end());  // taken from the back
+  while (current || !pending.empty()) {
+    if (!current) {
+      current.emplace();
+      current->player_id = pending.back();
+      pending.pop_back();
+    }
+    if (!verify_player(*current, report, budget, cancelled)) {
+      current->all_players = true;
+      current->pending.assign(pending.rbegin(), pending.rend());
+      current->players_cursor = players_cursor;
+      report.next_cursor = encode(*current);
+      return report;
+    }
+    current.reset();
+  }
+  report.next_cursor = players_cursor;
   return report;
+}
+
+size_t InventoryService::sweep(SweepCursor& cursor, const Retention& retention) {
+  const int64_t now = now_();
+  std::vector<std::string> keys;
+  Page<StoredKey> records = repository_.idempotency_keys(cursor.idempotency, retention.page_size);
+  for (const StoredKey& k : records.items) {
+    if (k.created_unix_ms < now - retention.replay_window_ms) keys.push_back(k.key);
+  }
+  std::vector<StoredOffer> offers;
+  Page<StoredOffer> page = repository_.all_offers(cursor.offers, retention.page_size);
+  for (const StoredOffer& o : page.items) {
+    if (o.offer.state != OfferState::kOpen &&
+        o.offer.closed_unix_ms < now - retention.closed_offer_retention_ms) {
+      offers.push_back(o);
+    }
+  }
+  if (!keys.empty() || !offers.empty()) repository_.erase(keys, offers);
+  cursor.idempotency = records.next_cursor;
+  cursor.offers = page.next_cursor;
+  return keys.size() + offers.size();
 }
 
 std::vector<std::string> InventoryService::find_held(const Caller& caller,

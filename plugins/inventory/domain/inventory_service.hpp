@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ struct ChangeRequest {
   std::string method;
   std::string idempotency_key;
   std::string bytes;
+  // Run once when the key has no first answer yet, before any rule: limits on how often a caller
+  // may change things (a replay is never counted, so it always gets the first answer).
+  std::function<void()> admit;
 };
 
 // What a change or a read produced, for the API to turn into its response.
@@ -30,14 +34,16 @@ struct Outcome {
   std::optional<LedgerEntry> entry;
   std::optional<Offer> offer;
   uint64_t catalog_version = 0;
-  std::set<std::string> frozen;
+  std::map<std::string, std::string> frozen;  // held but not defined: item id -> why
 };
 // Turns an outcome into the response bytes stored with the idempotency record.
 using Render = std::function<std::string(const Outcome&)>;
 
 struct Mismatch {
   std::string player_id;
-  std::string kind;  // "item", "currency", "sequence" or "resulting"
+  // "item", "currency", "sequence", "resulting", "overflow", or "offer" (a trade's deltas that are
+  // not exactly the offer's terms: the two sides would not cancel out)
+  std::string kind;
   std::string id;
   int64_t held = 0;
   int64_t derived = 0;
@@ -50,8 +56,22 @@ struct VerifyReport {
   std::string next_cursor;
 };
 
+// How long what the inventory stores for its own bookkeeping is kept, and how much one sweep reads.
+struct Retention {
+  int64_t replay_window_ms = 7LL * 24 * 3600 * 1000;            // idempotency records
+  int64_t closed_offer_retention_ms = 30LL * 24 * 3600 * 1000;  // accepted, declined, cancelled, expired
+  uint32_t page_size = 500;                                     // records read per collection per sweep
+};
+
+// Where the sweep goes on from (empty: from the start).
+struct SweepCursor {
+  std::string idempotency;
+  std::string offers;
+};
+
 class InventoryService {
  public:
+  // Throws InventoryError(kInvalidArgument) naming the config key when `limits` do not fit together.
   InventoryService(InventoryRepository& repository, Catalog& catalog, Limits limits,
                    std::function<int64_t()> now_unix_ms, std::function<std::string()> new_offer_id);
 
@@ -82,15 +102,31 @@ class InventoryService {
                            uint32_t page_size);
   Page<Offer> offers(const Caller& caller, std::optional<bool> outgoing, const std::string& cursor,
                      uint32_t page_size);
+  // At most kVerifyEntriesPerCall ledger entries a call: a long ledger is continued with
+  // next_cursor, within a player too. `cancelled` is asked between pages (the caller gave up).
+  static constexpr uint64_t kVerifyEntriesPerCall = 20000;
   VerifyReport verify(const Caller& caller, const std::string& player_id, const std::string& cursor,
-                      uint32_t page_size);
+                      uint32_t page_size, const std::function<bool()>& cancelled = nullptr);
   std::vector<std::string> find_held(const Caller& caller, const std::vector<std::string>& item_ids);
+
+  // One page of idempotency records and one of offers: deletes the records older than the replay
+  // window (a replay after that is a new change) and offers closed longer than their retention
+  // (their index entries went when they closed). Returns how many were deleted; `cursor` moves on
+  // and starts over after the last page.
+  size_t sweep(SweepCursor& cursor, const Retention& retention);
 
   // Told of every conflict with a concurrent change: retried, or (gave_up) answered ABORTED.
   void on_conflict(std::function<void(bool gave_up)> listener) { on_conflict_ = std::move(listener); }
-
-  // Re-derives one player's balances from the ledger (used by verify).
-  void verify_player(const std::string& player_id, VerifyReport& report);
+  // Offers may go only to ids `valid` accepts (the sign-in service's id format); `rule` says which.
+  void recipients_must(std::function<bool(const std::string&)> valid, std::string rule) {
+    recipient_check_ = std::move(valid);
+    recipient_rule_ = std::move(rule);
+  }
+  // Told of every removed item whose migration could not be applied (it would pass a limit or
+  // names a target that is not defined) each time one is tried: the holding stays, frozen.
+  void on_migration_held_back(std::function<void(size_t items)> listener) {
+    on_migration_held_back_ = std::move(listener);
+  }
 
  private:
   struct Plan {
@@ -98,8 +134,22 @@ class InventoryService {
     Outcome outcome;
   };
   struct PlayerChange;
+  struct VerifyProgress;
+  // Re-derives one player's balances from the ledger up to the sequence of the player's document
+  // when the check began; false when the entry budget ran out first (progress says where).
+  bool verify_player(VerifyProgress& progress, VerifyReport& report, uint64_t& budget,
+                     const std::function<bool()>& cancelled);
 
-  std::string mutate(const Caller& caller, const ChangeRequest& request, const Render& render,
+  // The key as stored: the caller's actor, for grants and revokes also the player they change
+  // (a trusted plugin granting for many players), then the caller's key.
+  static std::string scoped_key(const Caller& caller, const ChangeRequest& request,
+                                const std::string& player_id = "");
+  // The first answer to the request's key, if it has one (ALREADY_EXISTS for a different request
+  // under it); otherwise runs request.admit and returns nullopt. Called before any limit or rule
+  // that may have changed since the first call.
+  std::optional<std::string> replay_or_admit(const std::string& scoped_key, const ChangeRequest& request,
+                                             const std::string& legacy_scoped_key = "");
+  std::string mutate(const std::string& scoped_key, const ChangeRequest& request, const Render& render,
                      const std::function<Plan()>& plan);
   // `state` is the player's document as just loaded: the change is made against its version.
   PlayerChange begin(const std::string& player_id, PlayerState state, const Definitions& defs,
@@ -115,6 +165,9 @@ class InventoryService {
   std::function<int64_t()> now_;
   std::function<std::string()> new_offer_id_;
   std::function<void(bool)> on_conflict_;
+  std::function<void(size_t)> on_migration_held_back_;
+  std::function<bool(const std::string&)> recipient_check_;
+  std::string recipient_rule_;
 };
 
 }  // namespace gameverse::inventory

@@ -86,6 +86,9 @@ struct Holdings {
   std::map<std::string, int64_t> items;
   std::map<std::string, int64_t> currencies;
   uint64_t sequence = 0;  // of the player's last ledger entry
+  // Offers this player sent that are still open, kept under the document's version so that
+  // concurrent offers cannot pass max_open_offers.
+  uint32_t open_offers = 0;
   bool operator==(const Holdings&) const = default;
 };
 

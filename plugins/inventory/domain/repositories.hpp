@@ -61,6 +61,12 @@ struct Page {
   std::string next_cursor;  // empty on the last page
 };
 
+// A stored record's key and when it was stored.
+struct StoredKey {
+  std::string key;
+  int64_t created_unix_ms = 0;
+};
+
 class InventoryRepository {
  public:
   virtual ~InventoryRepository() = default;
@@ -78,6 +84,12 @@ class InventoryRepository {
   // Every player with a document, by id.
   virtual Page<std::string> players(const std::string& cursor, uint32_t limit) = 0;
   virtual bool anyone_holds(const std::string& item_id) = 0;
+  // Every idempotency record and every offer, by key, a page at a time (for the sweep).
+  virtual Page<StoredKey> idempotency_keys(const std::string& cursor, uint32_t limit) = 0;
+  virtual Page<StoredOffer> all_offers(const std::string& cursor, uint32_t limit) = 0;
+  // Deletes idempotency records and closed offers (each offer only at the version given).
+  virtual void erase(const std::vector<std::string>& idempotency_keys,
+                     const std::vector<StoredOffer>& offers) = 0;
 };
 
 // The game's catalog as the inventory sees it.

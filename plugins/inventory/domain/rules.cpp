@@ -54,6 +54,17 @@ std::string Caller::actor() const {
   return "player:" + player_id;
 }
 
+void check_limits(const Limits& limits) {
+  if (limits.max_offer_ttl_s < 1 || limits.max_offer_ttl_s > kMostOfferTtlS) {
+    invalid("max_offer_ttl_s is " + std::to_string(limits.max_offer_ttl_s) + "; it must be between 1 and " +
+            std::to_string(kMostOfferTtlS) + " (a year)");
+  }
+  if (limits.default_offer_ttl_s < 1 || limits.default_offer_ttl_s > limits.max_offer_ttl_s) {
+    invalid("default_offer_ttl_s is " + std::to_string(limits.default_offer_ttl_s) +
+            "; it must be between 1 and max_offer_ttl_s (" + std::to_string(limits.max_offer_ttl_s) + ")");
+  }
+}
+
 void check_id(std::string_view field, std::string_view id) {
   if (id.empty()) invalid(std::string(field) + " is empty");
   if (id.size() > kMaxIdBytes) {
@@ -219,61 +230,108 @@ Amounts negated(const Amounts& amounts) {
   return out;
 }
 
-void merge_into(Amounts& into, const Amounts& extra, std::string_view what) {
-  for (const Amount& e : extra) {
-    auto it = std::find_if(into.begin(), into.end(), [&](const Amount& a) { return a.id == e.id; });
-    if (it == into.end()) {
-      into.push_back(e);
-    } else {
-      it->count = checked_add(it->count, e.count, std::string(what) + " " + quoted(e.id));
-    }
+namespace {
+
+// Converts one holding of a removed item into `next`/`step`; empty on success, otherwise why it
+// stays as it is (`next` and `step` are then to be thrown away).
+std::string migrate_one(Holdings& next, LedgerEntry& step, const Definitions& defs, const Limits& limits,
+                        const ItemMigration& migration, const std::string& id, int64_t count) {
+  if (!migration.discard && !migration.to_item && !migration.to_currency) {
+    return "its catalog migration names no target and is no discard";
   }
+  next.items.erase(id);
+  record(step.item_deltas, step.resulting_items, id, -count, 0);
+  if (migration.to_item) {
+    const Amount& to = *migration.to_item;
+    auto def = defs.items.find(to.id);
+    if (def == defs.items.end()) {
+      return "its catalog migration converts it into item " + quoted(to.id) + ", which is not in the catalog";
+    }
+    const auto held_it = next.items.find(to.id);
+    const int64_t held = held_it == next.items.end() ? 0 : held_it->second;
+    int64_t add = 0, after = 0;
+    if (to.count <= 0 || __builtin_mul_overflow(count, to.count, &add) ||
+        __builtin_add_overflow(held, add, &after)) {
+      return "converting it into " + quoted(to.id) + " would overflow a 64-bit count";
+    }
+    const int64_t most = std::max<int64_t>(def->second.max_stack, 1);
+    if (after > most) {
+      return "converting it would make " + std::to_string(after) + " of " + quoted(to.id) +
+             ", over its max_stack of " + std::to_string(most);
+    }
+    if (held == 0 && next.items.size() >= limits.max_distinct_items) {
+      return "converting it into " + quoted(to.id) + " would pass max_distinct_items (" +
+             std::to_string(limits.max_distinct_items) + ")";
+    }
+    set_balance(next.items, to.id, after);
+    record(step.item_deltas, step.resulting_items, to.id, add, after);
+  }
+  if (migration.to_currency) {
+    const Amount& to = *migration.to_currency;
+    auto def = defs.currencies.find(to.id);
+    if (def == defs.currencies.end()) {
+      return "its catalog migration converts it into currency " + quoted(to.id) +
+             ", which is not in the catalog";
+    }
+    const auto held_it = next.currencies.find(to.id);
+    const int64_t held = held_it == next.currencies.end() ? 0 : held_it->second;
+    int64_t add = 0, after = 0;
+    if (to.count <= 0 || __builtin_mul_overflow(count, to.count, &add) ||
+        __builtin_add_overflow(held, add, &after)) {
+      return "converting it into " + quoted(to.id) + " would overflow a 64-bit amount";
+    }
+    if (after > def->second.max_balance) {
+      return "converting it would make a balance of " + std::to_string(after) + " in " + quoted(to.id) +
+             ", over its max_balance of " + std::to_string(def->second.max_balance);
+    }
+    set_balance(next.currencies, to.id, after);
+    record(step.currency_deltas, step.resulting_currencies, to.id, add, after);
+  }
+  return "";
 }
 
-bool migrate(Holdings& holdings, const Definitions& defs, LedgerEntry& entry) {
+}  // namespace
+
+bool migrate(Holdings& holdings, const Definitions& defs, const Limits& limits, LedgerEntry& entry,
+             std::map<std::string, std::string>* held_back) {
   bool changed = false;
   const std::map<std::string, int64_t> held = holdings.items;
   for (const auto& [id, count] : held) {
     if (defs.items.count(id) != 0) continue;
     auto m = defs.migrations.find(id);
     if (m == defs.migrations.end()) continue;  // frozen: kept, never dropped silently
-    const ItemMigration& migration = m->second;
-    // A migration that names no target and is no discard is invalid: the holding stays, frozen.
-    if (!migration.discard && !migration.to_item && !migration.to_currency) continue;
-    try {
-      Holdings next = holdings;
-      LedgerEntry step = entry;
-      next.items.erase(id);
-      record(step.item_deltas, step.resulting_items, id, -count, 0);
-      if (migration.to_item) {
-        const int64_t add = checked_multiply(count, migration.to_item->count, "migrating " + quoted(id));
-        const int64_t after = checked_add(next.items[migration.to_item->id], add, "migrating " + quoted(id));
-        set_balance(next.items, migration.to_item->id, after);
-        record(step.item_deltas, step.resulting_items, migration.to_item->id, add, after);
-      }
-      if (migration.to_currency) {
-        const int64_t add = checked_multiply(count, migration.to_currency->count, "migrating " + quoted(id));
-        auto& balance = next.currencies[migration.to_currency->id];
-        const int64_t after = checked_add(balance, add, "migrating " + quoted(id));
-        set_balance(next.currencies, migration.to_currency->id, after);
-        record(step.currency_deltas, step.resulting_currencies, migration.to_currency->id, add, after);
-      }
-      holdings = std::move(next);
-      entry = std::move(step);
-      entry.catalog_version = std::max(entry.catalog_version, migration.catalog_version);
-      changed = true;
-    } catch (const InventoryError&) {
-      // A conversion that would overflow leaves the holding frozen rather than lose any of it.
+    Holdings next = holdings;
+    LedgerEntry step = entry;
+    const std::string why = migrate_one(next, step, defs, limits, m->second, id, count);
+    if (!why.empty()) {
+      // Nothing is lost and nothing passes a limit: the holding stays, frozen, with the reason.
+      if (held_back != nullptr) (*held_back)[id] = why;
+      continue;
     }
+    holdings = std::move(next);
+    entry = std::move(step);
+    entry.catalog_version = std::max(entry.catalog_version, m->second.catalog_version);
+    changed = true;
   }
   if (changed) entry.reason = "catalog migration";
   return changed;
 }
 
-std::set<std::string> frozen_items(const Holdings& holdings, const Definitions& defs) {
-  std::set<std::string> out;
+std::map<std::string, std::string> frozen_items(const Holdings& holdings, const Definitions& defs,
+                                                const Limits& limits) {
+  std::map<std::string, std::string> out;
   for (const auto& [id, count] : holdings.items) {
-    if (defs.items.count(id) == 0 && defs.migrations.count(id) == 0) out.insert(id);
+    if (defs.items.count(id) != 0) continue;
+    auto m = defs.migrations.find(id);
+    if (m == defs.migrations.end()) {
+      out[id] = "removed from the catalog (version " + std::to_string(defs.version) + ") without a migration";
+      continue;
+    }
+    Holdings next = holdings;
+    LedgerEntry step;
+    std::string why = migrate_one(next, step, defs, limits, m->second, id, count);
+    out[id] = why.empty() ? "removed from the catalog; it is converted by its migration on the next change"
+                          : std::move(why);
   }
   return out;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -26,6 +27,12 @@ struct Limits {
   size_t max_open_offers = 50;   // open offers one player may have sent
   int max_conflict_retries = 8;  // store conflicts retried before ABORTED
 };
+
+// The longest an offer may be configured to stay open.
+inline constexpr int64_t kMostOfferTtlS = 365 * 24 * 3600;
+// Limits that make sense together: 1 <= default_offer_ttl_s <= max_offer_ttl_s <= kMostOfferTtlS,
+// else an InventoryError(kInvalidArgument) naming the config keys.
+void check_limits(const Limits& limits);
 
 // Ids of players, items, currencies and bundles: 1..128 bytes of [A-Za-z0-9_.:-].
 void check_id(std::string_view field, std::string_view id);
@@ -62,15 +69,18 @@ void apply_currencies(Holdings& holdings, const Definitions& defs, const Amounts
 
 // The same amounts with counts negated (what one side gives, the other takes).
 Amounts negated(const Amounts& amounts);
-// Adds `extra` into `into`, merging lines with the same id (bundles into a grant).
-void merge_into(Amounts& into, const Amounts& extra, std::string_view what);
 
 // Holdings of items removed from the catalog with a stated migration, converted; fills `entry`
 // (reason "catalog migration") and returns true when anything changed. Items neither defined nor
-// migrated stay as they are (frozen).
-bool migrate(Holdings& holdings, const Definitions& defs, LedgerEntry& entry);
+// migrated stay as they are (frozen). So does, losslessly, an item whose conversion would
+// overflow, pass the target's max_stack or max_balance or max_distinct_items, or name a target
+// that is not defined; each such item and the reason go into `held_back`.
+bool migrate(Holdings& holdings, const Definitions& defs, const Limits& limits, LedgerEntry& entry,
+             std::map<std::string, std::string>* held_back = nullptr);
 
-// Items held but neither defined nor migrated: shown, but they cannot move or be used.
-std::set<std::string> frozen_items(const Holdings& holdings, const Definitions& defs);
+// Items held but not defined in the catalog (after migrating): shown, but they cannot move or be
+// used; each with the reason (no migration, or why its migration cannot be applied).
+std::map<std::string, std::string> frozen_items(const Holdings& holdings, const Definitions& defs,
+                                                const Limits& limits);
 
 }  // namespace gameverse::inventory

@@ -1,5 +1,7 @@
 #include "infrastructure/resource_catalog.hpp"
 
+#include <thread>
+
 #include "gameverse/resources/v1/resources.pb.h"
 
 namespace gameverse::inventory {
@@ -59,7 +61,7 @@ void ResourceCatalog::check_version() {
   }
 }
 
-void ResourceCatalog::fetch(const std::vector<std::string>& items, const std::vector<std::string>& currencies,
+bool ResourceCatalog::fetch(const std::vector<std::string>& items, const std::vector<std::string>& currencies,
                             const std::vector<std::string>& bundles) {
   res::LookupDefinitionsRequest request;
   for (const auto& id : items) request.add_item_ids(id);
@@ -77,6 +79,11 @@ void ResourceCatalog::fetch(const std::vector<std::string>& items, const std::ve
                          "the catalog cannot be reached (" + why + "); nothing was changed, retry later");
   }
   std::lock_guard lock(mu_);
+  if (response.version() < version_ || response.version() < announced_) {
+    // An answer from before a version already cached or announced (a lookup still in flight when
+    // the publish landed): never cached, so the cache never goes back a version; asked again.
+    return false;
+  }
   if (response.version() != version_) {
     // Another catalog version: nothing cached for the old one is used with it.
     items_.clear();
@@ -116,13 +123,16 @@ void ResourceCatalog::fetch(const std::vector<std::string>& items, const std::ve
     bundles_[d.id()] =
         BundleDefinition{d.id(), amounts_of(d.items()), amounts_of(d.currencies()), d.retired()};
   }
+  return true;
 }
 
 Definitions ResourceCatalog::lookup(const std::set<std::string>& item_ids,
                                     const std::set<std::string>& currency_ids,
                                     const std::set<std::string>& bundle_ids) {
-  // A new version seen midway empties the cache: then what is still missing is asked again.
-  for (int round = 0; round < 3; ++round) {
+  // A new version seen midway empties the cache: then what is still missing is asked again. An
+  // answer older than the announced version is asked again after a short pause.
+  for (int round = 0; round < kLookupRounds; ++round) {
+    if (round > 1) std::this_thread::sleep_for(std::chrono::milliseconds(20 * round));
     std::vector<std::string> items, currencies, bundles;
     {
       std::lock_guard lock(mu_);
@@ -160,10 +170,12 @@ Definitions ResourceCatalog::lookup(const std::set<std::string>& item_ids,
       take(items, i);
       take(currencies, c);
       take(bundles, b);
-      fetch(i, c, b);
+      if (!fetch(i, c, b)) break;
     }
   }
-  throw InventoryError(Kind::kUnavailable, "the catalog changed during every lookup; retry");
+  throw InventoryError(Kind::kUnavailable,
+                       "the catalog changed during every lookup, or the resource-manager still answers with "
+                       "a version older than the one announced; nothing was changed, retry");
 }
 
 }  // namespace gameverse::inventory

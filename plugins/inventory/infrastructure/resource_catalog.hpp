@@ -20,6 +20,8 @@ class ResourceCatalog final : public Catalog {
   static constexpr const char* kPublishedTopic = "gameverse.resources.v1.catalog";
   // Cached ids (found or not) kept at most; beyond, the cache starts over.
   static constexpr size_t kMaxCachedIds = 100000;
+  // Lookups of what is missing from the cache before UNAVAILABLE (the catalog kept changing).
+  static constexpr int kLookupRounds = 5;
 
   ResourceCatalog(sdk::Host host, std::chrono::milliseconds timeout) : host_(host), timeout_(timeout) {}
 
@@ -39,7 +41,9 @@ class ResourceCatalog final : public Catalog {
     std::optional<ItemDefinition> definition;
     std::optional<ItemMigration> migration;
   };
-  void fetch(const std::vector<std::string>& items, const std::vector<std::string>& currencies,
+  // Asks the resource-manager and caches the answer; false (nothing cached) when the answer is
+  // older than the cached or the announced version.
+  bool fetch(const std::vector<std::string>& items, const std::vector<std::string>& currencies,
              const std::vector<std::string>& bundles);
 
   sdk::Host host_;

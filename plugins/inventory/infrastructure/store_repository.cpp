@@ -146,6 +146,7 @@ PlayerState StoreRepository::load(const std::string& player_id) {
     out.holdings.items = map_of(r->value.items());
     out.holdings.currencies = map_of(r->value.currencies());
     out.holdings.sequence = r->value.sequence();
+    out.holdings.open_offers = r->value.open_offers();
     out.version = r->version;
   }
   return out;
@@ -164,6 +165,7 @@ bool StoreRepository::commit(const ChangeSet& changes) {
     put_map(r.mutable_items(), p.holdings.items);
     put_map(r.mutable_currencies(), p.holdings.currencies);
     r.set_sequence(p.holdings.sequence);
+    r.set_open_offers(p.holdings.open_offers);
     batch.put(kPlayers, p.player_id, r, p.expected_version, p.player_id);
   }
   for (const LedgerEntry& e : changes.ledger) {
@@ -196,24 +198,70 @@ bool StoreRepository::commit(const ChangeSet& changes) {
   }
 }
 
+namespace {
+
+StoredOffer offer_of(const std::string& offer_id, const rec::OfferRecord& r, int64_t version) {
+  StoredOffer out;
+  out.version = version;
+  Offer& o = out.offer;
+  o.id = offer_id;
+  o.from_player_id = r.from_player_id();
+  o.to_player_id = r.to_player_id();
+  o.give_items = amounts_of(r.give_items());
+  o.give_currencies = amounts_of(r.give_currencies());
+  o.want_items = amounts_of(r.want_items());
+  o.want_currencies = amounts_of(r.want_currencies());
+  o.created_unix_ms = r.created_unix_ms();
+  o.expires_unix_ms = r.expires_unix_ms();
+  o.state = static_cast<OfferState>(r.state());
+  o.closed_unix_ms = r.closed_unix_ms();
+  return out;
+}
+
+}  // namespace
+
 std::optional<StoredOffer> StoreRepository::offer(const std::string& offer_id) {
   auto r = store_.get<rec::OfferRecord>(kOffers, offer_id);
   if (!r) return std::nullopt;
-  StoredOffer out;
-  out.version = r->version;
-  Offer& o = out.offer;
-  o.id = offer_id;
-  o.from_player_id = r->value.from_player_id();
-  o.to_player_id = r->value.to_player_id();
-  o.give_items = amounts_of(r->value.give_items());
-  o.give_currencies = amounts_of(r->value.give_currencies());
-  o.want_items = amounts_of(r->value.want_items());
-  o.want_currencies = amounts_of(r->value.want_currencies());
-  o.created_unix_ms = r->value.created_unix_ms();
-  o.expires_unix_ms = r->value.expires_unix_ms();
-  o.state = static_cast<OfferState>(r->value.state());
-  o.closed_unix_ms = r->value.closed_unix_ms();
+  return offer_of(offer_id, r->value, r->version);
+}
+
+Page<StoredKey> StoreRepository::idempotency_keys(const std::string& cursor, uint32_t limit) {
+  sdk::Store::Page page = store_.list({kIdempotency, {}, {}, from_text(cursor), limit});
+  Page<StoredKey> out;
+  for (const auto& o : page.objects) out.items.push_back({o.key, o.created_unix_ms});
+  out.next_cursor = to_text(page.next_cursor);
   return out;
+}
+
+Page<StoredOffer> StoreRepository::all_offers(const std::string& cursor, uint32_t limit) {
+  sdk::Store::Page page = store_.list({kOffers, {}, {}, from_text(cursor), limit});
+  Page<StoredOffer> out;
+  for (const auto& o : page.objects) {
+    rec::OfferRecord r;
+    if (!r.ParseFromString(o.value)) continue;  // not ours to judge here; left as it is
+    out.items.push_back(offer_of(o.key, r, o.version));
+  }
+  out.next_cursor = to_text(page.next_cursor);
+  return out;
+}
+
+void StoreRepository::erase(const std::vector<std::string>& idempotency_keys,
+                            const std::vector<StoredOffer>& offers) {
+  // One batch per record: a record that changed meanwhile (an offer at another version) is left
+  // for the next sweep without holding the others back.
+  for (const std::string& key : idempotency_keys) {
+    try {
+      store_.erase(kIdempotency, key);
+    } catch (const sdk::Error&) {
+    }
+  }
+  for (const StoredOffer& o : offers) {
+    try {
+      store_.erase(kOffers, o.offer.id, o.version);
+    } catch (const sdk::Error&) {
+    }
+  }
 }
 
 Page<std::string> StoreRepository::offer_ids(const std::string& player_id, std::optional<bool> outgoing,

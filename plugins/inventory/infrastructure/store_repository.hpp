@@ -22,6 +22,10 @@ class StoreRepository final : public InventoryRepository {
   Page<LedgerEntry> ledger(const std::string& player_id, const std::string& cursor, uint32_t limit) override;
   Page<std::string> players(const std::string& cursor, uint32_t limit) override;
   bool anyone_holds(const std::string& item_id) override;
+  Page<StoredKey> idempotency_keys(const std::string& cursor, uint32_t limit) override;
+  Page<StoredOffer> all_offers(const std::string& cursor, uint32_t limit) override;
+  void erase(const std::vector<std::string>& idempotency_keys,
+             const std::vector<StoredOffer>& offers) override;
 
   // The ledger key of a player's entry: ordered by sequence within the player.
   static std::string ledger_key(const std::string& player_id, uint64_t sequence);

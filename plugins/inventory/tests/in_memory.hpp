@@ -2,6 +2,7 @@
 // rules as the store (versions, create-only keys), no host.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 
@@ -49,7 +50,10 @@ class InMemoryRepository final : public InventoryRepository {
       ++s.version;
     }
     for (const auto& e : c.ledger) ledger_[{e.player_id, e.sequence}] = e;
-    if (!c.idempotency_key.empty()) idempotency_[c.idempotency_key] = c.idempotency;
+    if (!c.idempotency_key.empty()) {
+      idempotency_[c.idempotency_key] = c.idempotency;
+      idempotency_created_[c.idempotency_key] = clock_ms;
+    }
     for (const auto& h : c.holders_added) holders_.insert(h);
     for (const auto& h : c.holders_removed) holders_.erase(h);
     for (const auto& o : c.offers) {
@@ -78,11 +82,19 @@ class InMemoryRepository final : public InventoryRepository {
     }
     return out;
   }
-  Page<LedgerEntry> ledger(const std::string& player, const std::string&, uint32_t) override {
+  // Pages as the store does: the cursor is the sequence to start after.
+  Page<LedgerEntry> ledger(const std::string& player, const std::string& cursor, uint32_t limit) override {
     std::lock_guard lock(mu_);
+    ++ledger_pages;
     Page<LedgerEntry> out;
-    for (const auto& [key, e] : ledger_) {
-      if (key.first == player) out.items.push_back(e);
+    const uint64_t after = cursor.empty() ? 0 : std::stoull(cursor);
+    for (auto it = ledger_.upper_bound({player, after}); it != ledger_.end() && it->first.first == player;
+         ++it) {
+      if (out.items.size() == limit) {
+        out.next_cursor = std::to_string(out.items.back().sequence);
+        break;
+      }
+      out.items.push_back(it->second);
     }
     return out;
   }
@@ -110,14 +122,67 @@ class InMemoryRepository final : public InventoryRepository {
     players_[player].holdings.currencies[currency] = amount;
   }
 
+  // Tampers with a player's newest ledger entry (what VerifyLedger must find).
+  void rewrite_last_entry(const std::string& player, const std::function<void(LedgerEntry&)>& change) {
+    std::lock_guard lock(mu_);
+    change(ledger_.at({player, players_.at(player).holdings.sequence}));
+  }
+
+  Page<StoredKey> idempotency_keys(const std::string& cursor, uint32_t limit) override {
+    std::lock_guard lock(mu_);
+    Page<StoredKey> out;
+    for (auto it = idempotency_created_.upper_bound(cursor); it != idempotency_created_.end(); ++it) {
+      if (out.items.size() == limit) {
+        out.next_cursor = out.items.back().key;
+        break;
+      }
+      out.items.push_back({it->first, it->second});
+    }
+    return out;
+  }
+  Page<StoredOffer> all_offers(const std::string& cursor, uint32_t limit) override {
+    std::lock_guard lock(mu_);
+    Page<StoredOffer> out;
+    for (auto it = offers_.upper_bound(cursor); it != offers_.end(); ++it) {
+      if (out.items.size() == limit) {
+        out.next_cursor = out.items.back().offer.id;
+        break;
+      }
+      out.items.push_back(it->second);
+    }
+    return out;
+  }
+  void erase(const std::vector<std::string>& keys, const std::vector<StoredOffer>& offers) override {
+    std::lock_guard lock(mu_);
+    for (const std::string& k : keys) {
+      idempotency_.erase(k);
+      idempotency_created_.erase(k);
+    }
+    for (const StoredOffer& o : offers) {
+      auto it = offers_.find(o.offer.id);
+      if (it != offers_.end() && it->second.version == o.version) offers_.erase(it);
+    }
+  }
+  size_t idempotency_count() {
+    std::lock_guard lock(mu_);
+    return idempotency_.size();
+  }
+  size_t offer_count() {
+    std::lock_guard lock(mu_);
+    return offers_.size();
+  }
+
+  int64_t clock_ms = 0;  // when records are stored
   int fail_next_commits = 0;
   int commits = 0;
+  int ledger_pages = 0;
 
  private:
   std::mutex mu_;
   std::map<std::string, PlayerState> players_;
   std::map<std::pair<std::string, uint64_t>, LedgerEntry> ledger_;
   std::map<std::string, IdempotencyRecord> idempotency_;
+  std::map<std::string, int64_t> idempotency_created_;
   std::set<std::pair<std::string, std::string>> holders_;
   std::map<std::string, StoredOffer> offers_;
   std::set<std::tuple<std::string, int, std::string>> index_;

@@ -1,5 +1,11 @@
-// The inventory's test and benchmark fixture (see inventory_probe.proto).
+// The inventory's test and benchmark fixture (see inventory_probe.proto). Never load it in
+// production: it acts with its own plugin trust on the caller's behalf. Its methods need the role
+// admin (or the host's operator), and it forwards only the inventory methods the tests need.
 #include <gameverse/sdk/plugin.hpp>
+
+#include <algorithm>
+#include <array>
+#include <string_view>
 
 #include "gameverse/inventoryprobe/v1/inventory_probe.pb.h"
 
@@ -8,20 +14,46 @@ namespace {
 namespace sdk = gameverse::sdk;
 namespace pb = gameverse::inventoryprobe::v1;
 
+// The only methods CallAsPlugin forwards.
+constexpr std::array<std::string_view, 4> kForwarded = {
+    "/gameverse.inventory.v1.Inventory/Grant",
+    "/gameverse.inventory.v1.Inventory/Revoke",
+    "/gameverse.inventory.v1.Inventory/GetInventory",
+    "/gameverse.inventory.v1.Inventory/FindHeldItems",
+};
+
+// Checked again in the handler: an admin, or the host's operator ([admin] token).
+bool is_admin(const sdk::CallContext& context) {
+  const sdk::Principal principal = context.principal();
+  if (principal.anonymous()) return false;
+  return std::any_of(principal.roles.begin(), principal.roles.end(),
+                     [](const std::string& r) { return r == "admin" || r == "operator"; });
+}
+
+const sdk::Status kAdminsOnly{sdk::StatusCode::kPermissionDenied, "the inventory probe serves admins only"};
+
 class InventoryProbe final : public sdk::Plugin {
  public:
   explicit InventoryProbe(sdk::InitContext& init) : host_(init.host) {}
 
   static void describe(sdk::PluginBuilder<InventoryProbe>& b) {
+    const std::string admin = sdk::role("admin");
     b.service("gameverse.inventoryprobe.v1.InventoryProbe")
-        .blocking("CallAsPlugin", &InventoryProbe::call_as_plugin)
-        .blocking("RawBatch", &InventoryProbe::raw_batch);
+        .blocking("CallAsPlugin", &InventoryProbe::call_as_plugin, admin)
+        .blocking("RawBatch", &InventoryProbe::raw_batch, admin);
     b.collection("players").collection("ledger").collection("idempotency").collection("offers");
     b.collection("offer_index").collection("holders");
   }
 
-  sdk::Status call_as_plugin(sdk::CallContext&, const pb::CallAsPluginRequest& request,
+  sdk::Status call_as_plugin(sdk::CallContext& context, const pb::CallAsPluginRequest& request,
                              pb::CallAsPluginResponse& response) {
+    if (!is_admin(context)) return kAdminsOnly;
+    if (std::find(kForwarded.begin(), kForwarded.end(), request.method()) == kForwarded.end()) {
+      return {sdk::StatusCode::kPermissionDenied,
+              "method: the inventory probe forwards only the inventory's Grant, Revoke, GetInventory and "
+              "FindHeldItems, not '" +
+                  request.method() + "'"};
+    }
     sdk::CallResult result = host_.call(request.method(), request.request(), sdk::as_plugin);
     response.set_code(static_cast<int32_t>(result.status.code()));
     response.set_message(result.status.message());
@@ -31,8 +63,9 @@ class InventoryProbe final : public sdk::Plugin {
 
   // The same reads and writes as the inventory's change of that shape, values of similar size,
   // retried on a conflict as the inventory does.
-  sdk::Status raw_batch(sdk::CallContext&, const pb::RawBatchRequest& request,
+  sdk::Status raw_batch(sdk::CallContext& context, const pb::RawBatchRequest& request,
                         pb::RawBatchResponse& response) {
+    if (!is_admin(context)) return kAdminsOnly;
     const sdk::Store store = host_.store();
     const std::string value(96, 'x');
     const bool accept = request.shape() == pb::SHAPE_ACCEPT;
