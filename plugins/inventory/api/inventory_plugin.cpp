@@ -1,12 +1,11 @@
 // gameverse.inventory.v1.Inventory: maps the protobuf API onto the inventory domain. The caller
-// comes from the host's gate (the call's principal) or, for plugins calling with their own trust,
-// from the call's in-process peer, checked against `trusted_plugins`.
+// comes from the host's gate (the call's principal) or, for plugins calling with their own trust
+// (CallContext::plugin_with_own_trust), from `trusted_plugins`.
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
 #include <mutex>
 #include <random>
-#include <sstream>
 
 #include "domain/inventory_service.hpp"
 #include "gameverse/inventory/v1/inventory.pb.h"
@@ -178,18 +177,6 @@ inv::ChangeRequest change_request(const char* method, const Request& request) {
   return {method, request.idempotency_key(), request.SerializeAsString(), nullptr};
 }
 
-std::set<std::string> trusted_plugins_of(const std::string& list) {
-  std::set<std::string> out;
-  std::stringstream in(list);
-  std::string name;
-  while (std::getline(in, name, ',')) {
-    const size_t first = name.find_first_not_of(' ');
-    const size_t last = name.find_last_not_of(' ');
-    if (first != std::string::npos) out.insert(name.substr(first, last - first + 1));
-  }
-  return out;
-}
-
 inv::Limits limits_of(const sdk::Host& host) {
   inv::Limits limits;
   limits.max_lines = static_cast<size_t>(host.config_int("max_lines_per_request"));
@@ -229,7 +216,7 @@ class InventoryPlugin final : public sdk::Plugin {
         repository_(init.host.store()),
         catalog_(init.host, std::chrono::milliseconds(init.host.config_int("catalog_timeout_ms"))),
         service_(repository_, catalog_, checked_limits_of(init.host), now_unix_ms, new_offer_id),
-        trusted_(trusted_plugins_of(init.host.config_string("trusted_plugins"))),
+        trusted_(init.host.config_string("trusted_plugins")),
         conflicts_(init.host.counter("gameverse_inventory_conflicts_total",
                                      "Changes that met a concurrent change to the same inventory or offer: "
                                      "retried, or given up with ABORTED",
@@ -482,20 +469,22 @@ class InventoryPlugin final : public sdk::Plugin {
     }
   }
 
-  // The signed-in caller the gate let through, or a plugin calling with its own trust.
+  // The signed-in caller the gate let through, or a plugin calling with its own trust (trusted
+  // when trusted_plugins names it). A plugin acting for its caller is that caller.
   inv::Caller caller_of(const sdk::CallContext& context) const {
-    const sdk::Principal principal = context.principal();
     inv::Caller caller;
+    if (const std::string_view own = context.plugin_with_own_trust(); !own.empty()) {
+      caller.plugin = std::string(own);
+      caller.trusted_plugin = trusted_.contains(own);
+      return caller;
+    }
+    const sdk::Principal principal = context.principal();
+    if (principal.anonymous()) {
+      throw InventoryError(InventoryError::Kind::kPermissionDenied,
+                           "this call needs the metadata authorization: Bearer <access token>");
+    }
     caller.player_id = principal.user_id;
     caller.roles = principal.roles;
-    caller.plugin = std::string(context.calling_plugin());
-    if (principal.anonymous()) {
-      if (caller.plugin.empty()) {
-        throw InventoryError(InventoryError::Kind::kPermissionDenied,
-                             "this call needs the metadata authorization: Bearer <access token>");
-      }
-      caller.trusted_plugin = trusted_.count(caller.plugin) != 0;
-    }
     return caller;
   }
 
@@ -505,7 +494,7 @@ class InventoryPlugin final : public sdk::Plugin {
   inv::StoreRepository repository_;
   inv::ResourceCatalog catalog_;
   inv::InventoryService service_;
-  std::set<std::string> trusted_;
+  sdk::TrustedPlugins trusted_;
   sdk::Metric conflicts_;
   sdk::Metric migrations_held_back_;
   sdk::Metric swept_ =

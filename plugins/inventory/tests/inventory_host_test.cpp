@@ -869,8 +869,12 @@ TEST_P(InventoryThroughTheHost, ACatalogPublishIsSeenByTheInventory) {
   res::DefinitionRef* ref = removal.add_remove();
   ref->set_kind(res::DEFINITION_KIND_ITEM);
   ref->set_id(id("relic"));
-  status = publish(removal);
-  EXPECT_FALSE(status.ok());
+  // Refused first for as long as other hosts may not know of the retirement (2 × the catalog's
+  // refresh_interval_ms), then because someone holds it.
+  ASSERT_TRUE(eventually([&] {
+    status = publish(removal);
+    return status.error_message().find("are still held by players") != std::string::npos;
+  })) << status.error_message();
   EXPECT_NE(status.error_message().find(id("relic")), std::string::npos) << status.error_message();
   {
     grpc::ClientContext context;
@@ -1033,7 +1037,9 @@ TEST_P(InventoryThroughTheHost, AReplayOfAnOfferIsAnsweredEvenWhenTheRateLimitIs
 TEST_P(InventoryThroughTheHost, AMigrationThatWouldPassMaxBalanceLeavesTheItemsFrozenAndMintsNothing) {
   publish_standard_catalog();  // gem: max_stack 10^6; coin: max_balance 10^9
   const std::string alice = sign_up("alice").account().id();
-  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice, "seed", 1'000'000, 0)).ok());
+  // The catalog accepts the migration (a full stack of gems makes exactly max_balance coins); the
+  // coin alice already holds is what would pass the limit.
+  ASSERT_TRUE(grant(kOperatorToken, grant_request(alice, "seed", 1'000'000, 1)).ok());
   res::PublishRequest request;
   res::DefinitionRef* ref = request.add_remove();
   ref->set_kind(res::DEFINITION_KIND_ITEM);
@@ -1041,7 +1047,7 @@ TEST_P(InventoryThroughTheHost, AMigrationThatWouldPassMaxBalanceLeavesTheItemsF
   res::ItemMigration* m = request.add_migrations();
   m->set_from_item_id(id("gem"));
   m->mutable_to_currency()->set_currency_id(id("coin"));
-  m->mutable_to_currency()->set_amount(1'000'000'000);
+  m->mutable_to_currency()->set_amount(1'000);
   const grpc::Status published = publish(request);
   ASSERT_TRUE(published.ok()) << published.error_message();
   pb::PlayerInventory seen;
@@ -1050,7 +1056,7 @@ TEST_P(InventoryThroughTheHost, AMigrationThatWouldPassMaxBalanceLeavesTheItemsF
     return seen.items_size() == 1 && seen.items(0).frozen();
   })) << seen.ShortDebugString();
   EXPECT_EQ(count_of(seen, "gem"), 1'000'000);
-  EXPECT_EQ(count_of(seen, "coin"), 0);
+  EXPECT_EQ(count_of(seen, "coin"), 1);
   ASSERT_EQ(seen.items_size(), 1);
   EXPECT_NE(seen.items(0).frozen_reason().find("max_balance of 1000000000"), std::string::npos)
       << seen.items(0).frozen_reason();

@@ -24,10 +24,7 @@ constexpr std::array<std::string_view, 4> kForwarded = {
 
 // Checked again in the handler: an admin, or the host's operator ([admin] token).
 bool is_admin(const sdk::CallContext& context) {
-  const sdk::Principal principal = context.principal();
-  if (principal.anonymous()) return false;
-  return std::any_of(principal.roles.begin(), principal.roles.end(),
-                     [](const std::string& r) { return r == "admin" || r == "operator"; });
+  return sdk::meets_role(context.principal(), "admin");
 }
 
 const sdk::Status kAdminsOnly{sdk::StatusCode::kPermissionDenied, "the inventory probe serves admins only"};
