@@ -49,7 +49,7 @@ class InProcessCall final : public gv_call,
     }
     // A call made for a caller (with a parent) meets the target's access policy as that caller;
     // a plugin's own calls (no parent: timers, start-up) act with the plugin's trust.
-    if (for_caller_) {
+    if (origin_kind_ != GV_CALL_ORIGIN_PLUGIN) {
       if (it->second.access.kind != config::AccessPolicy::Kind::kPublic) identify();
       if (auto refusal =
               it->second.access.refusal(method_, origin_.user_id.empty() ? nullptr : &origin_.roles)) {
@@ -178,7 +178,8 @@ class InProcessCall final : public gv_call,
 
  public:
   std::shared_ptr<InProcessCall> keep_alive_;  // the call's own reference, dropped on release
-  bool for_caller_ = false;                    // made within a call (parent): on that caller's behalf
+  // Who made it: a plugin with its own trust, a plugin for its caller (a parent call), or a client
+  // at the gateway; all but the first meet the target's access policy as their caller.
   gv_call_origin origin_kind_ = GV_CALL_ORIGIN_PLUGIN;
 
  private:
@@ -298,7 +299,6 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
                                       [done, context](gv_status_code code, gv_bytes message, gv_bytes reply) {
                                         done(context, code, message, reply);
                                       });
-  call->for_caller_ = parent != nullptr;
   call->origin_kind_ = parent != nullptr ? GV_CALL_ORIGIN_FOR_CALLER : GV_CALL_ORIGIN_PLUGIN;
   call->keep_alive_ = call;  // its own reference until released
   call->run();
@@ -314,7 +314,6 @@ std::function<void()> call_unary_for_client(const Platform& platform, CallOrigin
       });
   // The policy is checked again against the route the call takes: a reload since the gateway's
   // check may have changed it.
-  call->for_caller_ = true;
   call->origin_kind_ = GV_CALL_ORIGIN_NETWORK;  // a client at the gateway, or the host as operator
   call->keep_alive_ = call;
   std::weak_ptr<InProcessCall> weak = call;

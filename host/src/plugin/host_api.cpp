@@ -86,7 +86,6 @@ gv_bytes call_method(gv_call* call) {
 gv_call_origin call_origin(gv_call* call) {
   return call->origin();
 }
-
 gv_bytes call_peer(gv_call* call) {
   return call->peer();
 }
