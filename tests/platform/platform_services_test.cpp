@@ -9,11 +9,13 @@
 #include <future>
 #include <optional>
 #include <random>
+#include <regex>
 
 #include "expect_contains.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
+#include "gameverse/storeprobe/v1/store_probe.grpc.pb.h"
 #include "host_process.hpp"
 #include "own_redis.hpp"
 #include "platform/cache.hpp"
@@ -592,6 +594,8 @@ TEST(PubSubThroughTheHost, SubscriptionsMoveAcrossReloadsWithoutLossOrRepeat) {
 namespace gameverse::testing {
 namespace {
 
+namespace storeprobe = gameverse::storeprobe::v1;
+
 // GET `path` on the host's HTTP port with curl: the body, then a line "HTTP <status>".
 std::string http_get(const HostProcess& host, const std::string& path) {
   return run_command("curl -sS --max-time 30 -w '\\nHTTP %{http_code}' http://127.0.0.1:" +
@@ -623,6 +627,125 @@ TEST(Metrics, PlatformOperationsAreCountedPerPluginOnTheHttpPort) {
                   "gameverse_platform_operations_total{plugin=\"platform-probe\",service=\"pubsub\","
                   "operation=\"publish\",code=\"OK\"} 1\n");
   EXPECT_CONTAINS(text, "gameverse_platform_operation_duration_seconds_count" + labels + "\"get\"} 2\n");
+}
+
+// A scrape taken while the probes use the store, the cache, pub/sub, in-process calls and the pool
+// for blocking work, after a reload and a refused reload, passes Prometheus's own checker and holds
+// each family: store, cache and pub/sub operations by code, the blocking pool, the plugin's own
+// metrics, and the reload counters.
+TEST(Metrics, AScrapeUnderPlatformLoadPassesPromtool) {
+  if (!have_curl()) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
+  if (std::system("command -v promtool > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool is not installed: Debian's prometheus package (tools/gv deps)";
+  TempDir data;
+  const auto probe_file = data.path() / "platform-probe.so";
+  std::filesystem::copy_file(GV_PROBE_DIR "/platform-probe.so", probe_file);
+  const std::string token = "metrics-test-operator-token-0123";
+  HostProcess host("[http]\nlisten = \"127.0.0.1:0\"\n[admin]\ntoken = \"" + token + "\"\n" +
+                   probe_host_config(data.path(), "memory", probe_file.string()) +
+                   "[[plugin]]\nname = \"store-probe\"\npath = \"" GV_PROBE_DIR "/store-probe.so\"\n");
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  auto store = storeprobe::StoreProbe::NewStub(host.channel());
+  std::atomic<bool> stop{false};
+  std::atomic<int> rounds{0};
+  std::atomic<int> failures{0};
+  std::string last_failure;
+  std::mutex failure_mu;
+  const auto check = [&](const grpc::Status& status, bool expect_ok = true) {
+    if (status.ok() == expect_ok) return;
+    ++failures;
+    std::lock_guard lock(failure_mu);
+    last_failure = status.error_message();
+  };
+  std::thread load([&] {
+    for (int i = 0; !stop; ++i) {
+      const std::string key = "k" + std::to_string(i % 16);
+      check(cache_call(*probe, pb::CacheRequest::SET, key, nullptr, "v"));
+      check(cache_call(*probe, pb::CacheRequest::GET, key, nullptr));
+      check(publish(*probe, "scores", std::to_string(i)));
+      {
+        grpc::ClientContext context;
+        storeprobe::Write write;
+        write.set_collection("items");
+        write.set_key(key);
+        write.set_value("item");
+        storeprobe::Versions versions;
+        check(store->Put(&context, write, &versions));
+      }
+      {
+        grpc::ClientContext context;
+        storeprobe::Key missing;
+        missing.set_collection("items");
+        missing.set_key("missing");
+        storeprobe::Object object;
+        check(store->Get(&context, missing, &object), false);  // NOT_FOUND, counted as such
+      }
+      {  // An in-process call from the probe to the store probe: the probe's own counter.
+        storeprobe::Key present;
+        present.set_collection("items");
+        present.set_key(key);
+        grpc::ClientContext context;
+        pb::RelayRequest relay;
+        relay.set_method("/gameverse.storeprobe.v1.StoreProbe/Get");
+        relay.set_request(present.SerializeAsString());
+        pb::RelayReply reply;
+        check(probe->Relay(&context, relay, &reply));
+      }
+      ++rounds;
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return rounds > 5; }, std::chrono::seconds(60))) << host.log();
+
+  const std::string gvctl = std::string(GV_GVCTL_BINARY) + " --addr " + host.address() + " --token " + token;
+  const CommandRun reloaded = run_command(gvctl + " reload --force platform-probe");
+  EXPECT_EQ(reloaded.exit_code, 0) << reloaded.output;
+  // A file that is no plugin: refused, and generation 2 serves on.
+  const auto tmp = data.path() / "platform-probe.so.tmp";
+  std::ofstream(tmp) << "not a shared library";
+  std::filesystem::rename(tmp, probe_file);
+  const CommandRun refused = run_command(gvctl + " reload platform-probe");
+  EXPECT_NE(refused.exit_code, 0) << refused.output;
+  const int after_refusal = rounds;
+  ASSERT_TRUE(eventually([&] { return rounds > after_refusal + 5; }, std::chrono::seconds(60))) << host.log();
+
+  const auto file = data.path() / "scrape.txt";
+  const CommandRun fetched = run_command("curl -sS --max-time 30 -o " + file.string() + " http://127.0.0.1:" +
+                                         std::to_string(host.http_port()) + "/metrics");
+  stop = true;
+  load.join();
+  ASSERT_EQ(fetched.exit_code, 0) << fetched.output;
+  EXPECT_EQ(failures, 0) << last_failure;
+  const std::string text = read_file(file);
+  const CommandRun promtool = run_command("promtool check metrics < " + file.string());
+  EXPECT_EQ(promtool.exit_code, 0) << promtool.output << "\n" << text;
+
+  const auto expect_series = [&](const std::string& pattern) {
+    EXPECT_TRUE(std::regex_search(text, std::regex(pattern))) << pattern << " is not in:\n" << text;
+  };
+  const std::string operations = R"(gameverse_platform_operations_total\{plugin=")";
+  expect_series(operations + R"(store-probe",service="store",operation="write",code="OK"\} [1-9])");
+  expect_series(operations + R"(store-probe",service="store",operation="get",code="OK"\} [1-9])");
+  expect_series(operations + R"(store-probe",service="store",operation="get",code="NOT_FOUND"\} [1-9])");
+  expect_series(
+      R"(gameverse_platform_operation_duration_seconds_count\{plugin="store-probe",service="store",operation="write"\} [1-9])");
+  expect_series(operations + R"(platform-probe",service="cache",operation="set",code="OK"\} [1-9])");
+  expect_series(operations + R"(platform-probe",service="pubsub",operation="publish",code="OK"\} [1-9])");
+  // Both probes' blocking handlers ran on the pool.
+  expect_series(R"(gameverse_blocking_run_seconds_count\{plugin="store-probe"\} [1-9])");
+  expect_series(R"(gameverse_blocking_wait_seconds_bucket\{plugin="platform-probe",le="\+Inf"\} [1-9])");
+  expect_series(R"(gameverse_blocking_queued\{plugin="store-probe"\} \d)");
+  expect_series(R"(gameverse_blocking_running\{plugin="platform-probe"\} \d)");
+  // The probe's own metrics, across its reload.
+  expect_series(R"(# TYPE probe_relayed_total counter\n)");
+  expect_series(R"(probe_relayed_total\{plugin="platform-probe",outcome="ok"\} [1-9])");
+  expect_series(R"(probe_generation_started\{plugin="platform-probe"\} 1\n)");
+  // One reload, one refused; the store probe was never reloaded.
+  expect_series(R"(gameverse_plugin_generation\{plugin="platform-probe"\} 2\n)");
+  expect_series(R"(gameverse_plugin_reloads_total\{plugin="platform-probe"\} 1\n)");
+  expect_series(R"(gameverse_plugin_reload_failures_total\{plugin="platform-probe"\} 1\n)");
+  expect_series(R"(gameverse_plugin_reloads_total\{plugin="store-probe"\} 0\n)");
+  EXPECT_EQ(text.find("gameverse_plugin_reload_failures_total{plugin=\"store-probe\"}"), std::string::npos);
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 // /readyz names Redis while it is down, and is ready again once it is back.
