@@ -5,7 +5,10 @@
 
 #include <signal.h>
 
+#include <fstream>
+
 #include "expect_contains.hpp"
+#include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "host_services.hpp"
 
@@ -79,6 +82,73 @@ TEST_F(HealthWatchTest, AServiceGoesNotServingOnUnloadAndServingAgainOnLoad) {
   unload("echo");
   EXPECT_EQ(echo.next(), HealthCheckResponse::NOT_SERVING);
   EXPECT_EQ(after_reload.next(), HealthCheckResponse::NOT_SERVING);
+}
+
+// A reload the host refuses (a file of another ABI major, then one that is no plugin at all)
+// leaves generation 1 serving: the watchers hear nothing until shutdown, whose NOT_SERVING is then
+// the only status they get before their streams end. A blip would come before it, as NOT_SERVING
+// and SERVING again.
+TEST_F(HealthWatchTest, ARefusedReloadKeepsTheServiceServing) {
+  Watch echo(host_->channel(), "gameverse.echo.v1.Echo");
+  Watch overall(host_->channel(), "");
+  EXPECT_EQ(echo.next(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(overall.next(), HealthCheckResponse::SERVING);
+
+  std::filesystem::copy_file(GV_FIXTURE_DIR "/abi-major-mismatch.so", dir_.path() / "echo.so",
+                             std::filesystem::copy_options::overwrite_existing);
+  const grpc::Status wrong_abi = try_reload("echo");
+  EXPECT_EQ(wrong_abi.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << wrong_abi.error_message();
+  EXPECT_CONTAINS(wrong_abi.error_message(), "ABI");
+  std::ofstream(dir_.path() / "echo.so", std::ios::trunc) << "not a shared library";
+  const grpc::Status corrupt = try_reload("echo");
+  EXPECT_FALSE(corrupt.ok());
+
+  // Generation 1 still answers.
+  auto stub = gameverse::echo::v1::Echo::NewStub(host_->channel());
+  grpc::ClientContext context;
+  gameverse::echo::v1::EchoRequest request;
+  request.set_payload("still here");
+  gameverse::echo::v1::EchoReply reply;
+  ASSERT_TRUE(stub->Echo(&context, request, &reply).ok());
+  EXPECT_EQ(reply.payload(), "still here");
+
+  host_->signal(SIGTERM);
+  EXPECT_EQ(echo.next(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(echo.next(), HealthCheckResponse::UNKNOWN) << "the watch went on past shutdown";
+  EXPECT_EQ(overall.next(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(overall.next(), HealthCheckResponse::UNKNOWN) << "the watch went on past shutdown";
+  EXPECT_EQ(host_->stop(), 0);
+}
+
+// A reload to a build of the same plugin that serves another service: the service it dropped goes
+// NOT_SERVING, the one it brought goes from SERVICE_UNKNOWN to SERVING, and the host stays SERVING.
+TEST_F(HealthWatchTest, AReloadToABuildWithoutTheServiceMakesItNotServing) {
+  std::filesystem::copy_file(GV_RELOAD_FIXTURE_DIR "/dep-b.so", dir_.path() / "dep-b.so");
+  load("dep-b", (dir_.path() / "dep-b.so").string());
+  Watch dropped(host_->channel(), "gameverse.deps.v1.B");
+  Watch brought(host_->channel(), "gameverse.deps.v1.C");
+  Watch overall(host_->channel(), "");
+  EXPECT_EQ(dropped.next(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(brought.next(), HealthCheckResponse::SERVICE_UNKNOWN);
+  EXPECT_EQ(overall.next(), HealthCheckResponse::SERVING);
+
+  std::filesystem::copy_file(GV_RELOAD_FIXTURE_DIR "/dep-b-serving-c.so", dir_.path() / "dep-b.so",
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(reload("dep-b"), 2u);
+  EXPECT_EQ(dropped.next(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(brought.next(), HealthCheckResponse::SERVING);
+
+  // And back: the first build serves B again, and C is no longer served.
+  std::filesystem::copy_file(GV_RELOAD_FIXTURE_DIR "/dep-b.so", dir_.path() / "dep-b.so",
+                             std::filesystem::copy_options::overwrite_existing);
+  EXPECT_EQ(reload("dep-b"), 3u);
+  EXPECT_EQ(dropped.next(), HealthCheckResponse::SERVING);
+  EXPECT_EQ(brought.next(), HealthCheckResponse::NOT_SERVING);
+  // The host itself never changed: its first change is shutdown's.
+  host_->signal(SIGTERM);
+  EXPECT_EQ(overall.next(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(overall.next(), HealthCheckResponse::UNKNOWN);
+  EXPECT_EQ(host_->stop(), 0);
 }
 
 TEST_F(HealthWatchTest, ANameNobodyServedIsServiceUnknownOneNoLongerServedIsNotServing) {

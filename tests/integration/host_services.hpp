@@ -45,13 +45,24 @@ class HostServicesTest : public ::testing::Test {
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
 
-  void load(const std::string& name) {
+  // `path`: for a plugin not in the config, its file in the plugin directory.
+  void load(const std::string& name, const std::string& path = "") {
     grpc::ClientContext context;
     host::v1::LoadPluginRequest request;
     request.set_name(name);
+    request.set_path(path);
     host::v1::OperationResult result;
     const grpc::Status status = admin_->LoadPlugin(&context, request, &result);
     ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+
+  // A reload the host may refuse: its status.
+  grpc::Status try_reload(const std::string& name) {
+    grpc::ClientContext context;
+    host::v1::ReloadPluginRequest request;
+    request.set_name(name);
+    host::v1::OperationResult result;
+    return admin_->ReloadPlugin(&context, request, &result);
   }
 
   uint64_t reload(const std::string& name) {
