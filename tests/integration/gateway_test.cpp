@@ -557,6 +557,41 @@ TEST_F(GatewayTest, AClientThatClosesCancelsItsCall) {
       << post(host, "/gameverse.echo.v1.Echo/Stats", "{}").body;
 }
 
+// On SIGTERM the gateway refuses new calls with 503 and waits for the unary calls in progress:
+// one that sleeps 5 s is answered in full. A second, which the test ends by closing its
+// connection, holds the drain, so the port is certainly still up for the checks.
+TEST_F(GatewayTest, ShutdownRefusesNewCallsAndLetsAUnaryCallInProgressFinish) {
+  HostProcess host("[server]\ndrain_timeout_ms = 120000\n" + config("gateway_timeout_ms = 120000\n"));
+  const int holder = connect_to(host.http_port());
+  ASSERT_GE(holder, 0);
+  const std::string body = R"({"durationMs":60000})";
+  const std::string request =
+      "POST /gameverse.echo.v1.Echo/Sleep HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(send(holder, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  CommandRun finished;  // its body, then "HTTP <status>" (not post(): its head file is one per process)
+  std::thread sleeper([&] {
+    finished = run_command(
+        "curl -sS --max-time 60 -w '\\nHTTP %{http_code}' -X POST -H 'content-type: application/json' "
+        "--data-raw '{\"durationMs\":5000}' http://127.0.0.1:" +
+        std::to_string(host.http_port()) + "/gameverse.echo.v1.Echo/Sleep");
+  });
+  EXPECT_TRUE(eventually([&] { return calls_in_flight(host, "Echo/Sleep") == 2; }, std::chrono::seconds(10)));
+  host.signal(SIGTERM);
+  const std::string healthz = "curl -sS http://127.0.0.1:" + std::to_string(host.http_port()) + "/healthz";
+  EXPECT_TRUE(eventually([&] { return run_command(healthz).output == "stopping\n"; })) << host.log();
+  const Reply refused = post(host, "/gameverse.echo.v1.Echo/Echo", R"({"payload":"eA=="})");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_CONTAINS(refused.headers, "Retry-After: 1");
+  EXPECT_EQ(json_of(refused)["message"], "the host is shutting down") << refused.body;
+  sleeper.join();
+  EXPECT_CONTAINS(finished.output, "{\"sleptMs\":5000}");
+  EXPECT_CONTAINS(finished.output, "\nHTTP 200");
+  close(holder);  // its call is cancelled; nothing is left for the drain
+  EXPECT_EQ(host.stop(), 0) << host.log();
+}
+
 // The gateway's settings take effect at start: a reload that changes them says so, and the
 // running gateway keeps the ones it started with.
 TEST_F(GatewayTest, ChangedGatewaySettingsAreNamedAsNeedingARestart) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <regex>
 #include <thread>
 
@@ -194,6 +195,86 @@ TEST(HttpTest, AnOversizedHeaderIs431AndTheHostKeepsServing) {
       exchange(host.http_port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"),
       "HTTP/1.1 413");
   EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");
+}
+
+// A chunked body announces no length: the limit counts its bytes as they come, and the host answers
+// 413 once they pass it, while the client is still sending (it never sends the last chunk).
+TEST(HttpTest, AChunkedBodyOverTheLimitIs413BeforeItEnds) {
+  if (!have("curl")) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
+  // A long request timeout: the unfinished body is not cut off by the timeout instead.
+  HostProcess host(config("gateway = true\nmax_body_bytes = 1024\nrequest_timeout_ms = 120000\n"));
+  const int fd = connect_to(host.http_port());
+  ASSERT_GE(fd, 0);
+  const std::string head =
+      "POST /gameverse.echo.v1.Echo/Echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  const std::string chunk = "200\r\n" + std::string(0x200, ' ') + "\r\n";  // 512 bytes of body
+  std::string reply;
+  int chunks_sent = 0;
+  // Up to 256 KiB of body, 256 times the limit, and never the terminating chunk.
+  for (; chunks_sent < 512 && reply.find("\r\n\r\n") == std::string::npos; ++chunks_sent) {
+    if (send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(chunk.size())) break;
+    char buffer[4096];
+    pollfd p{fd, POLLIN, 0};
+    while (poll(&p, 1, chunks_sent < 4 ? 0 : 50) > 0) {
+      const ssize_t got = recv(fd, buffer, sizeof buffer, 0);
+      if (got <= 0) break;
+      reply.append(buffer, static_cast<size_t>(got));
+    }
+  }
+  // Whatever the send loop did not read yet.
+  eventually(
+      [&] {
+        char buffer[4096];
+        const ssize_t got = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+        if (got > 0) reply.append(buffer, static_cast<size_t>(got));
+        return reply.find("\r\n\r\n") != std::string::npos || got == 0;
+      },
+      std::chrono::seconds(30));
+  close(fd);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
+  EXPECT_CONTAINS(reply, "request body too large");
+  EXPECT_GT(chunks_sent, 2) << "the limit was not passed";
+  EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");
+  // No call was made: none started for the method.
+  const std::string metrics = curl(host, "/metrics").output;
+  EXPECT_FALSE(std::regex_search(
+      metrics,
+      std::regex(R"(gameverse_rpc_calls_started_total\{method="/gameverse.echo.v1.Echo/Echo"\} [1-9])")))
+      << metrics;
+}
+
+// Once SIGTERM arrives /healthz and /readyz answer 503, while a slow call holds the drain and the
+// port is still up; the call is the test's, and ends when the test cancels it.
+TEST(HttpTest, HealthzIs503OnceShutdownBegins) {
+  if (!have("curl")) GTEST_SKIP() << "curl is not installed (tools/gv deps installs it)";
+  HostProcess host(config());
+  auto echo = pb::Echo::NewStub(host.channel());
+  grpc::ClientContext context;
+  pb::SleepRequest request;
+  request.set_duration_ms(60'000);
+  pb::SleepReply reply;
+  std::atomic<bool> done{false};
+  grpc::Status status;
+  echo->async()->Sleep(&context, &request, &reply, [&](grpc::Status s) {
+    status = std::move(s);
+    done = true;
+  });
+  const std::string in_flight = "gameverse_rpc_calls_in_flight{method=\"/gameverse.echo.v1.Echo/Sleep\"} 1\n";
+  ASSERT_TRUE(eventually([&] { return curl(host, "/metrics").output.find(in_flight) != std::string::npos; }))
+      << curl(host, "/metrics").output;
+  EXPECT_EQ(curl(host, "/healthz").output, "ok\n\nHTTP 200");
+  host.signal(SIGTERM);
+  EXPECT_TRUE(eventually([&] { return curl(host, "/healthz").output == "stopping\n\nHTTP 503"; }))
+      << curl(host, "/healthz").output << "\n"
+      << host.log();
+  EXPECT_EQ(curl(host, "/readyz").output, "stopping\n\nHTTP 503");
+  EXPECT_FALSE(done.load()) << "the drain did not wait for the call";
+  context.TryCancel();
+  ASSERT_TRUE(eventually([&] { return done.load(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+  EXPECT_EQ(host.stop(), 0) << host.log();
 }
 
 // Connections up to the limit that send nothing hold no slot past the request timeout: they are
