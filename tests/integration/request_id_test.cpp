@@ -7,13 +7,18 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <regex>
 #include <set>
 #include <sstream>
 
+#include "expect_contains.hpp"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
+#include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
+#include "run_command.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -258,6 +263,81 @@ TEST_F(RequestIdTest, JsonLogLinesParseAndNameTheCallTheyAreAbout) {
   bool host_line = false;
   for (const auto& line : lines) host_line = host_line || line.at("logger") == "host";
   EXPECT_TRUE(host_line) << "the host's own lines have the logger \"host\"";
+}
+
+// The first line whose message starts with `prefix` and holds `part`, or null.
+const nlohmann::json* line_starting(const std::vector<nlohmann::json>& lines, const std::string& prefix,
+                                    const std::string& part = "") {
+  for (const auto& line : lines) {
+    const std::string message = line.value("message", "");
+    if (message.rfind(prefix, 0) == 0 && message.find(part) != std::string::npos) return &line;
+  }
+  return nullptr;
+}
+
+// Lines the host itself writes about a call name its request id too: an operator's reload that the
+// host refuses (a file that is no plugin) and then one that it carries out.
+TEST_F(RequestIdTest, HostLinesAboutACallNameItsRequestId) {
+  TempDir plugins;
+  std::filesystem::copy_file(GV_PLUGIN_DIR "/echo.so", plugins.path() / "echo.so");
+  host_ = std::make_unique<HostProcess>("[host]\nwatch = false\nlog_format = \"json\"\nplugin_dir = \"" +
+                                        plugins.path().string() +
+                                        "\"\n[admin]\nallow_loopback = true\n[[plugin]]\nname = \"echo\"\n");
+  auto admin = gameverse::host::v1::PluginAdmin::NewStub(host_->channel());
+  const auto reload = [&](const std::string& id) {
+    grpc::ClientContext context;
+    context.AddMetadata("x-request-id", id);
+    gameverse::host::v1::ReloadPluginRequest request;
+    request.set_name("echo");
+    request.set_force(true);
+    gameverse::host::v1::OperationResult result;
+    const grpc::Status status = admin->ReloadPlugin(&context, request, &result);
+    EXPECT_EQ(reply_request_id(context), id);
+    return status;
+  };
+
+  std::filesystem::rename(plugins.path() / "echo.so", plugins.path() / "echo.so.good");
+  std::ofstream(plugins.path() / "echo.so") << "not a shared library";
+  const grpc::Status refused = reload("reload-refused-1");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << refused.error_message();
+  std::filesystem::rename(plugins.path() / "echo.so.good", plugins.path() / "echo.so");
+  const grpc::Status done = reload("reload-done-2");
+  EXPECT_TRUE(done.ok()) << done.error_message();
+
+  // Both lines are written before the replies are sent.
+  const std::vector<nlohmann::json> lines = json_lines(host_->log());
+  const nlohmann::json* refusal = line_starting(lines, "refused ", "echo");
+  ASSERT_NE(refusal, nullptr) << host_->log();
+  EXPECT_EQ(refusal->at("logger"), "host") << *refusal;
+  EXPECT_EQ(refusal->at("level"), "error") << *refusal;
+  EXPECT_EQ(refusal->value("request_id", ""), "reload-refused-1") << *refusal;
+  const nlohmann::json* serving = line_starting(lines, "plugin 'echo' generation ", "replaces generation 1");
+  ASSERT_NE(serving, nullptr) << host_->log();
+  EXPECT_EQ(serving->at("logger"), "host") << *serving;
+  EXPECT_EQ(serving->value("request_id", ""), "reload-done-2") << *serving;
+  // Start-up's line about generation 1 belongs to no call.
+  const nlohmann::json* first = line_starting(lines, "plugin 'echo' generation 1 serving");
+  ASSERT_NE(first, nullptr) << host_->log();
+  EXPECT_FALSE(first->contains("request_id")) << *first;
+}
+
+// The same through the JSON gateway: the operator's reload over HTTP, with its X-Request-Id.
+TEST_F(RequestIdTest, HostLinesAboutAGatewayCallNameItsRequestId) {
+  if (run_command("command -v curl").exit_code != 0) GTEST_SKIP() << "curl is not installed (tools/gv deps)";
+  const std::string token = "request-id-test-operator-token-0123";
+  host_ = std::make_unique<HostProcess>(config("log_format = \"json\"\n") + "[admin]\ntoken = \"" + token +
+                                        "\"\n[http]\nlisten = \"127.0.0.1:0\"\ngateway = true\n");
+  const CommandRun reload = run_command(
+      "curl -sS --max-time 30 -w '\\nHTTP %{http_code}' -X POST -H 'content-type: application/json' "
+      "-H 'x-request-id: http-reload-1' -H 'authorization: Bearer " +
+      token + "' --data-raw '{\"name\":\"echo\",\"force\":true}' http://127.0.0.1:" +
+      std::to_string(host_->http_port()) + "/gameverse.host.v1.PluginAdmin/ReloadPlugin");
+  EXPECT_CONTAINS(reload.output, "HTTP 200");
+  const std::vector<nlohmann::json> lines = json_lines(host_->log());
+  const nlohmann::json* serving = line_starting(lines, "plugin 'echo' generation 2 serving");
+  ASSERT_NE(serving, nullptr) << host_->log();
+  EXPECT_EQ(serving->at("logger"), "host") << *serving;
+  EXPECT_EQ(serving->value("request_id", ""), "http-reload-1") << *serving;
 }
 
 TEST_F(RequestIdTest, TextLogLinesEndWithTheRequestId) {
