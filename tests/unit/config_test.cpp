@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 
 namespace gameverse::config {
@@ -414,6 +417,52 @@ TEST(Config, TheShippedConfigServesHttpOnLoopback) {
   LoadResult production = load_config_file(GV_CONFIG_DIR "/production.toml");
   ASSERT_TRUE(production.config) << production.errors.front().to_string();
   EXPECT_FALSE(production.config->http.gateway);
+}
+
+// Secrets in files of their own, as Kubernetes and Docker mount them: *_file keys, relative to the
+// config's directory, the trailing newline dropped; errors name the key, never the value.
+TEST(Config, SecretsAreReadFromFiles) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gv-secrets-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "token") << "3f9a61c0d2b84e7f95a1c6d0e2b7f418\n";
+  std::ofstream(dir / "db") << "postgresql://gameverse:s3cret@db:5432/gameverse\n";
+  std::ofstream(dir / "redis") << "redis://:pw@cache:6379";
+  std::ofstream(dir / "empty") << "\n";
+  std::ofstream(dir / "short") << "short";
+  const auto with = [&](std::string_view text) { return parse_config(text, "test.toml", dir); };
+
+  const LoadResult ok = with(
+      "[store]\nbackend = \"postgresql\"\npostgresql_url_file = \"db\"\n[redis]\nurl_file = \"redis\"\n"
+      "[cache]\nbackend = \"redis\"\n[admin]\ntoken_file = \"token\"\n");
+  ASSERT_TRUE(ok.config) << ok.errors.front().to_string();
+  EXPECT_EQ(ok.config->store.postgresql_url, "postgresql://gameverse:s3cret@db:5432/gameverse");
+  EXPECT_EQ(ok.config->redis.url, "redis://:pw@cache:6379");
+  EXPECT_EQ(ok.config->admin.token, "3f9a61c0d2b84e7f95a1c6d0e2b7f418");
+
+  const auto error_of = [&](std::string_view text) {
+    const LoadResult result = with(text);
+    EXPECT_FALSE(result.config.has_value()) << text;
+    EXPECT_EQ(result.errors.size(), 1u) << text;
+    return result.errors.empty() ? ConfigError{} : result.errors.front();
+  };
+  const ConfigError missing = error_of("[admin]\ntoken_file = \"nope\"\n");
+  EXPECT_EQ(missing.key, "admin.token_file");
+  EXPECT_EQ(missing.where.line, 2u);
+  EXPECT_NE(missing.message.find((dir / "nope").string()), std::string::npos) << missing.message;
+  EXPECT_NE(error_of("[admin]\ntoken_file = \"empty\"\n").message.find("is empty"), std::string::npos);
+  const ConfigError too_short = error_of("[admin]\ntoken_file = \"short\"\n");
+  EXPECT_EQ(too_short.key, "admin.token_file");
+  EXPECT_EQ(too_short.message, "must be at least 16 characters");
+  const ConfigError both =
+      error_of("[admin]\ntoken = \"3f9a61c0d2b84e7f95a1c6d0e2b7f418\"\ntoken_file = \"token\"\n");
+  EXPECT_EQ(both.key, "admin.token_file");
+  EXPECT_EQ(both.message, "set token or token_file, not both");
+  EXPECT_EQ(error_of("[store]\nbackend = \"postgresql\"\npostgresql_url_file = \"nope\"\n").key,
+            "store.postgresql_url_file");
+  std::ofstream(dir / "bad-redis") << "http://cache:6379";
+  EXPECT_EQ(error_of("[redis]\nurl_file = \"bad-redis\"\n").key, "redis.url_file");
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

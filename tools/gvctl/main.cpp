@@ -15,6 +15,7 @@
 
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "scaffold.hpp"
 
 namespace {
@@ -37,6 +38,7 @@ struct Options {
   std::string tls_ca;    // PEM file: talk TLS, trusting these CAs
   std::string tls_cert;  // PEM files of a client certificate, for hosts that require one
   std::string tls_key;
+  std::string tls_server_name;  // the name the host's certificate must carry, when --addr is not it
 };
 
 std::string read_pem(const std::string& file) {
@@ -63,11 +65,17 @@ const char* env_or(const char* name, const char* fallback) {
   return value != nullptr && *value != '\0' ? value : fallback;
 }
 
+grpc::ChannelArguments channel_arguments(const Options& options) {
+  grpc::ChannelArguments arguments;
+  if (!options.tls_server_name.empty()) arguments.SetSslTargetNameOverride(options.tls_server_name);
+  return arguments;
+}
+
 class Client {
  public:
   explicit Client(const Options& options)
       : options_(options),
-        channel_(grpc::CreateChannel(options.addr, credentials(options))),
+        channel_(grpc::CreateCustomChannel(options.addr, credentials(options), channel_arguments(options))),
         stub_(pb::PluginAdmin::NewStub(channel_)) {}
 
   std::unique_ptr<grpc::ClientContext> context(bool streaming = false) const {
@@ -265,6 +273,31 @@ int watch(Client& client) {
   return status.ok() ? kOk : client.fail(status);
 }
 
+// grpc.health.v1.Health/Check, as a container's HEALTHCHECK or a probe runs it: exit 0 when the
+// host (the empty service) or the named service is SERVING, 1 when it answers anything else.
+// Needs no token: health is open to every caller.
+int health(Client& client, const std::string& service) {
+  auto stub = grpc::health::v1::Health::NewStub(client.channel());
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  auto context = client.context();
+  const grpc::Status status = stub->Check(context.get(), request, &response);
+  const std::string what = service.empty() ? "host" : service;
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    std::cerr << "gvctl: " << what << ": not served here\n";
+    return kRefused;
+  }
+  if (!status.ok()) return client.fail(status);
+  const std::string state = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+  if (client.options().json) {
+    std::cout << to_json(response);
+  } else {
+    std::cout << what << ": " << state << "\n";
+  }
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kOk : kRefused;
+}
+
 // GrantRole or RevokeRole on the auth plugin, as the operator: `account` is a username, or with
 // `by_id` an account id. Never one and then the other: anyone can register a username that
 // spells another account's id.
@@ -327,8 +360,15 @@ int main(int argc, char** argv) {
   app.add_option("--token", options.token, "The host's [admin] token (env GAMEVERSE_ADMIN_TOKEN)");
   app.add_flag("--json", options.json, "Print JSON instead of tables");
   app.add_option("--timeout-ms", options.timeout_ms, "Deadline of each request")->capture_default_str();
-  app.add_option("--tls-ca", options.tls_ca, "Talk TLS to the host, trusting the CAs in this PEM file")
+  options.tls_ca = env_or("GAMEVERSE_TLS_CA", "");
+  options.tls_server_name = env_or("GAMEVERSE_TLS_SERVER_NAME", "");
+  app.add_option("--tls-ca", options.tls_ca,
+                 "Talk TLS to the host, trusting the CAs in this PEM file (env GAMEVERSE_TLS_CA)")
       ->check(CLI::ExistingFile);
+  app.add_option("--tls-server-name", options.tls_server_name,
+                 "The name the host's certificate must carry, when --addr is another one, e.g. 127.0.0.1 in "
+                 "a probe (env GAMEVERSE_TLS_SERVER_NAME)")
+      ->needs("--tls-ca");
   auto* cert = app.add_option("--tls-cert", options.tls_cert, "Client certificate (PEM), for mTLS")
                    ->check(CLI::ExistingFile)
                    ->needs("--tls-ca");
@@ -361,6 +401,11 @@ int main(int argc, char** argv) {
   auto* validate_cmd = app.add_subcommand("validate", "Check a config file as the host would load it");
   validate_cmd->add_option("config", config_file, "The TOML file")->required();
   auto* watch_cmd = app.add_subcommand("watch", "Print plugin lifecycle events as they happen");
+  std::string service;
+  auto* health_cmd = app.add_subcommand(
+      "health", "Check the host's gRPC health (exit 0 when SERVING): a container HEALTHCHECK or a probe");
+  health_cmd->add_option("service", service,
+                         "A service name, e.g. gameverse.echo.v1.Echo (default: the host)");
   std::string account;
   std::string role;
   auto* grant_cmd =
@@ -400,11 +445,19 @@ int main(int argc, char** argv) {
     }
   }
 
-  Client client(options);
+  std::unique_ptr<Client> made;
+  try {
+    made = std::make_unique<Client>(options);
+  } catch (const std::exception& e) {  // a TLS file from the environment that cannot be read
+    std::cerr << "gvctl: " << e.what() << "\n";
+    return kUsage;
+  }
+  Client& client = *made;
   if (list_cmd->parsed()) return list(client);
   if (status_cmd->parsed()) return status(client, name);
   if (validate_cmd->parsed()) return validate(client, config_file);
   if (watch_cmd->parsed()) return watch(client);
+  if (health_cmd->parsed()) return health(client, service);
   if (grant_cmd->parsed() || revoke_cmd->parsed())
     return set_role(client, account, by_id, role, grant_cmd->parsed());
   pb::OperationResult result;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -166,6 +167,46 @@ std::string placeholder_in(const std::string& value) {
     if (lower.find(word) != std::string::npos) return word;
   }
   return "";
+}
+
+// `<key>_file`: the value kept in a file of its own, as Kubernetes and Docker mount secrets. The
+// whole file less trailing white space; relative to the config's directory. Errors name the key and
+// never echo the value. Returns the node that set the value (the key's or the file key's), if any.
+const toml::node* read_secret(TableReader& reader, const toml::table& table, std::string_view key,
+                              const std::filesystem::path& base_dir, std::string& out) {
+  const std::string file_key = std::string(key) + "_file";
+  const toml::node* file_node = table.get(file_key);
+  if (file_node == nullptr) {
+    reader.read_string(key, out);
+    return table.get(key);
+  }
+  if (table.contains(key)) {
+    reader.error_at(*file_node, file_key, "set " + std::string(key) + " or " + file_key + ", not both");
+    return nullptr;
+  }
+  std::string name;
+  reader.read_string(file_key, name);
+  if (name.empty()) {
+    if (file_node->is_string()) reader.error_at(*file_node, file_key, "must name a file");
+    return nullptr;
+  }
+  const std::filesystem::path path = (base_dir / name).lexically_normal();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    reader.error_at(*file_node, file_key,
+                    "cannot read " + path.string() + ": " + std::string(std::strerror(errno)));
+    return nullptr;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string value = text.str();
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.pop_back();
+  if (value.empty()) {
+    reader.error_at(*file_node, file_key, path.string() + " is empty");
+    return nullptr;
+  }
+  out = std::move(value);
+  return file_node;
 }
 
 void read_tls(const toml::table& table, const std::string& file, const std::filesystem::path& base_dir,
@@ -379,15 +420,18 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* store = top.sub_table("store")) {
     TableReader reader(*store, "store", source_name, result.errors);
-    reader.reject_unknown({"backend", "postgresql_url", "pool_size", "max_value_bytes"});
+    reader.reject_unknown(
+        {"backend", "postgresql_url", "pool_size", "max_value_bytes", "postgresql_url_file"});
     reader.read_string("backend", config.store.backend);
     if (config.store.backend != "sqlite" && config.store.backend != "postgresql" &&
         store->contains("backend")) {
       reader.error_at(*store->get("backend"), "backend",
                       "'" + config.store.backend + "' is not a store backend (sqlite or postgresql)");
     }
-    reader.read_string("postgresql_url", config.store.postgresql_url);
-    if (config.store.backend == "postgresql" && config.store.postgresql_url.empty()) {
+    read_secret(reader, *store, "postgresql_url", base_dir, config.store.postgresql_url);
+    // (A postgresql_url_file that cannot be read is its own error.)
+    if (config.store.backend == "postgresql" && config.store.postgresql_url.empty() &&
+        !store->contains("postgresql_url_file")) {
       result.errors.push_back({source_name, position_of(store->source()), "store.postgresql_url",
                                "required when backend = \"postgresql\""});
     }
@@ -396,19 +440,19 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* redis = top.sub_table("redis")) {
     TableReader reader(*redis, "redis", source_name, result.errors);
-    reader.reject_unknown({"url", "ca_file"});
-    reader.read_string("url", config.redis.url);
+    reader.reject_unknown({"url", "ca_file", "url_file"});
+    const toml::node* url_node = read_secret(reader, *redis, "url", base_dir, config.redis.url);
     std::string ca_file;
     reader.read_string("ca_file", ca_file);
     if (!ca_file.empty()) config.redis.ca_file = (base_dir / ca_file).lexically_normal();
     if (!ca_file.empty() && config.redis.url.rfind("rediss://", 0) != 0) {
       reader.error_at(*redis->get("ca_file"), "ca_file", "is for TLS: the url must start with rediss://");
     }
-    if (redis->contains("url") && (*redis)["url"].is_string()) {
+    if (url_node != nullptr && url_node->is_string()) {
       try {
         platform::parse_redis_url(config.redis.url);
       } catch (const platform::PlatformError& e) {
-        reader.error_at(*redis->get("url"), "url", e.what());  // the password masked
+        reader.error_at(*url_node, url_node == redis->get("url") ? "url" : "url_file", e.what());  // masked
       }
     }
   }
@@ -441,16 +485,17 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   }
   if (const toml::table* admin = top.sub_table("admin")) {
     TableReader reader(*admin, "admin", source_name, result.errors);
-    reader.reject_unknown({"enabled", "token", "allow_loopback"});
+    reader.reject_unknown({"enabled", "token", "allow_loopback", "token_file"});
     reader.read_bool("enabled", config.admin.enabled);
     reader.read_bool("allow_loopback", config.admin.allow_loopback);
-    reader.read_string("token", config.admin.token);
-    if (admin->contains("token") && (*admin)["token"].is_string()) {
+    const toml::node* token_node = read_secret(reader, *admin, "token", base_dir, config.admin.token);
+    if (token_node != nullptr && token_node->is_string()) {
       // Never echoed: the value is a secret.
+      const std::string_view key = token_node == admin->get("token") ? "token" : "token_file";
       if (config.admin.token.size() < 16) {
-        reader.error_at(*admin->get("token"), "token", "must be at least 16 characters");
+        reader.error_at(*token_node, key, "must be at least 16 characters");
       } else if (std::string word = placeholder_in(config.admin.token); !word.empty()) {
-        reader.error_at(*admin->get("token"), "token",
+        reader.error_at(*token_node, key,
                         "is a placeholder (it contains '" + word +
                             "'), not a secret: generate one, e.g. with `openssl rand -hex 32`");
       }
