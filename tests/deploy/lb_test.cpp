@@ -63,7 +63,7 @@ class Host {
         dir_ / "host.log");
     wait_until_ready(
         *process_, [&] { return std::filesystem::exists(port_file); }, "the host");
-    port_ = std::stoi(slurp(port_file));
+    port_ = std::stoi(read_file(port_file));
   }
   int stop() { return process_->stop(SIGTERM); }
   // Puts a plugin file in place as a deploy does: copied beside it, renamed over it.
@@ -74,7 +74,7 @@ class Host {
   }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  std::string log() const { return slurp(dir_ / "host.log"); }
+  std::string log() const { return read_file(dir_ / "host.log"); }
 
  private:
   std::filesystem::path dir_;
@@ -211,10 +211,10 @@ TEST(LoadBalancer, ReloadAndRestartBehindNginxFailOnlyRetryablyDuringTheRestart)
   b.start();
 
   // deploy/nginx/gameverse.conf as compose runs it, the hosts' names and the port made loopback ones.
-  const int nginx_port = free_loopback_port();
+  const int nginx_port = free_port();
   const auto nginx_dir = dir.path() / "nginx";
   std::filesystem::create_directories(nginx_dir / "tmp");
-  std::string site = slurp(GV_SOURCE_DIR "/deploy/nginx/gameverse.conf");
+  std::string site = read_file(GV_SOURCE_DIR "/deploy/nginx/gameverse.conf");
   site = replace_once(site, "server host-a:50051", "server " + a.address());
   site = replace_once(site, "server host-b:50051", "server " + b.address());
   site =
@@ -233,10 +233,16 @@ TEST(LoadBalancer, ReloadAndRestartBehindNginxFailOnlyRetryablyDuringTheRestart)
   Process balancer({nginx, "-p", n, "-c", n + "/nginx.conf", "-e", n + "/error.log"},
                    nginx_dir / "nginx.out");
   wait_until_ready(
-      balancer, [&] { return accepts_connections(nginx_port); }, "nginx");
+      balancer,
+      [&] {
+        const int fd = connect_to(nginx_port);
+        if (fd >= 0) close(fd);
+        return fd >= 0;
+      },
+      "nginx");
   const std::string through_nginx = "127.0.0.1:" + std::to_string(nginx_port);
   auto failure_context = [&] {
-    return "\n--- nginx error log\n" + slurp(nginx_dir / "error.log") + "\n--- host A\n" + a.log() +
+    return "\n--- nginx error log\n" + read_file(nginx_dir / "error.log") + "\n--- host A\n" + a.log() +
            "\n--- host B\n" + b.log();
   };
 
