@@ -89,18 +89,23 @@ int main(int argc, char** argv) {
   auto driver_stub = pb::World::NewStub(driver_channel);
   auto driver = open(*driver_stub, room, 0, 0);
   std::atomic<bool> stop = false;
+  std::atomic<bool> joined = false;
+  std::atomic<uint64_t> rejected = 0;
   std::thread driver_reader([&] {
     pb::ServerMessage m;
     while (driver->rw->Read(&m)) {
+      if (m.has_joined()) joined = true;
       pb::ClientMessage ack;
       if (m.has_delta()) ack.mutable_ack()->set_tick(m.delta().tick());
       if (m.has_snapshot()) ack.mutable_ack()->set_tick(m.snapshot().tick());
-      if (m.has_input_rejected()) {
+      if (m.has_input_rejected() && rejected++ < 5) {
         std::cerr << "rejected: " << m.input_rejected().field() << " " << m.input_rejected().reason() << "\n";
       }
       if (ack.has_ack()) driver->write(ack);
     }
   });
+  // Inputs count from Joined on.
+  while (!joined) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::vector<std::pair<float, float>> at(static_cast<size_t>(entities) + 1);
   for (int i = 1; i <= entities; ++i) {
     at[static_cast<size_t>(i)] = {anywhere(random), anywhere(random)};
@@ -196,12 +201,17 @@ int main(int argc, char** argv) {
       "world hz=%d clients=%d entities=%d moving=%d seconds=%.1f host_cpu_core_share=%.3f "
       "cpu_ms_per_tick=%.2f "
       "bytes_per_client_per_s=%.0f frames_per_client_per_s=%.1f moving_in_view_per_frame=%.1f "
-      "bytes_per_frame=%.0f snapshots=%llu\n",
+      "bytes_per_frame=%.0f snapshots=%llu inputs_rejected=%llu\n",
       hz, clients, entities, entities / 10, elapsed, cpu / elapsed, cpu * 1000 / ticks,
       static_cast<double>(counters.bytes.load()) / clients / elapsed, frames / clients / elapsed,
       frames > 0 ? static_cast<double>(counters.moves.load()) / frames : 0,
       frames > 0 ? static_cast<double>(counters.bytes.load()) / frames : 0,
-      static_cast<unsigned long long>(counters.snapshots.load()));
+      static_cast<unsigned long long>(counters.snapshots.load()),
+      static_cast<unsigned long long>(rejected.load()));
+  if (frames == 0) {
+    std::fprintf(stderr, "no frame reached the clients: is the world-state plugin serving?\n");
+    std::_Exit(1);
+  }
   for (auto& s : streams) s->context.TryCancel();
   for (auto& t : readers) t.join();
   driver->context.TryCancel();

@@ -113,15 +113,21 @@ int64_t Room::cell_of(int32_t q) const {
   return static_cast<int64_t>(std::floor(q / cell_units));
 }
 
-void Room::grid_add(const Entity& e) {
-  grid_[cell_key(cell_of(e.position.x), cell_of(e.position.y))].push_back(e.id);
+void Room::grid_add(Entity& e) {
+  grid_[cell_key(cell_of(e.position.x), cell_of(e.position.y))].push_back(&e);
+}
+
+void Room::note_change(uint64_t id) {
+  if (changed_.empty() || changed_.back().first != tick_)
+    changed_.emplace_back(tick_, std::vector<uint64_t>());
+  changed_.back().second.push_back(id);
 }
 
 void Room::grid_remove(const Entity& e) {
   auto it = grid_.find(cell_key(cell_of(e.position.x), cell_of(e.position.y)));
   if (it == grid_.end()) return;
   auto& ids = it->second;
-  auto found = std::find(ids.begin(), ids.end(), e.id);
+  auto found = std::find(ids.begin(), ids.end(), &e);
   if (found != ids.end()) {
     *found = ids.back();
     ids.pop_back();
@@ -196,6 +202,8 @@ void Room::ack(const std::string& client_id, uint64_t tick) {
       for (const auto& [id, known] : frame.sent) c.known[id] = known;
       for (uint64_t id : frame.removed) c.known.erase(id);
       c.acked_tick = tick;
+      c.known_complete = frame.complete;
+      c.known_focus = frame.focus;
     }
     break;
   }
@@ -227,6 +235,7 @@ void Room::remove_entity(uint64_t id) {
   auto it = entities_.find(id);
   if (it == entities_.end()) return;
   grid_remove(it->second);
+  note_change(id);
   auto owner = clients_.find(it->second.owner);
   if (owner != clients_.end()) {
     Client& c = owner->second;
@@ -267,10 +276,11 @@ void Room::apply(const std::string& client_id, const Input& input, TickResult& r
     e.position = e.previous_position = quantize(input.position);
     e.position_tick = e.components_tick = tick_;
     for (const auto& [name, value] : input.components) e.components[name] = {value, tick_};
-    grid_add(e);
     ++c.entities_owned;
     if (c.focus_entity == 0) c.focus_entity = e.id;
-    entities_.emplace(e.id, std::move(e));
+    note_change(e.id);
+    const uint64_t id = e.id;
+    grid_add(entities_.emplace(id, std::move(e)).first->second);
     ++result.inputs_applied;
     return;
   }
@@ -292,6 +302,7 @@ void Room::apply(const std::string& client_id, const Input& input, TickResult& r
       e.position = to;
       e.position_tick = tick_;
       grid_add(e);
+      note_change(e.id);
       break;
     }
     case Input::Kind::kDespawn: remove_entity(e.id); break;
@@ -304,6 +315,7 @@ void Room::apply(const std::string& client_id, const Input& input, TickResult& r
       }
       e.components[name] = {value, tick_};
       e.components_tick = tick_;
+      note_change(e.id);
       break;
     }
     case Input::Kind::kSpawn: break;
@@ -340,6 +352,8 @@ TickResult Room::step(int64_t now_unix_ms) {
   ++tick_;
   tick_unix_ms_ = now_unix_ms;
   moves_this_tick_.clear();
+  const uint64_t kept_ticks = limits_.max_unacked_frames + 8;
+  while (!changed_.empty() && changed_.front().first + kept_ticks < tick_) changed_.pop_front();
   TickResult result;
   result.tick = tick_;
   while (!queue_.empty()) {
@@ -378,11 +392,11 @@ void Room::build_frame(Client& c, TickResult& result) {
       for (int64_t cy = cy0; cy <= cy1; ++cy) {
         auto cell = grid_.find(cell_key(cx, cy));
         if (cell == grid_.end()) continue;
-        for (uint64_t id : cell->second) {
-          Entity& e = entities_.at(id);
+        for (Entity* entity : cell->second) {
+          Entity& e = *entity;
           if (!in_view(e.position)) continue;
           wire::bytes_field(body, f::kSnapshotEntities, state_bytes(e));
-          c.known[id] = Known{e.position, tick_};
+          c.known[e.id] = Known{e.position, tick_};
         }
       }
     }
@@ -390,6 +404,8 @@ void Room::build_frame(Client& c, TickResult& result) {
     // The client holds it from now on: later deltas build on it (one lost on the way is asked
     // for again with RequestSnapshot).
     c.acked_tick = tick_;
+    c.known_complete = true;
+    c.known_focus = focus;
     c.in_flight.clear();
     c.wants_snapshot = false;
     std::string message;
@@ -399,6 +415,11 @@ void Room::build_frame(Client& c, TickResult& result) {
     return;
   }
 
+  // Unchanged entities need no look-up when `known` is all there was in view around this same
+  // focus, and the ticks since are all remembered.
+  const bool fast =
+      c.known_complete && c.known_focus == focus &&
+      (c.acked_tick == tick_ - 1 || (!changed_.empty() && changed_.front().first <= c.acked_tick + 1));
   enum class Kind { kCreate, kUpdate, kMove };
   struct Change {
     uint64_t id;
@@ -412,9 +433,11 @@ void Room::build_frame(Client& c, TickResult& result) {
     for (int64_t cy = cy0; cy <= cy1; ++cy) {
       auto cell = grid_.find(cell_key(cx, cy));
       if (cell == grid_.end()) continue;
-      for (uint64_t id : cell->second) {
-        Entity& e = entities_.at(id);
+      for (Entity* entity : cell->second) {
+        Entity& e = *entity;
+        const uint64_t id = e.id;
         if (!in_view(e.position)) continue;
+        if (fast && e.position_tick <= c.acked_tick && e.components_tick <= c.acked_tick) continue;
         const int64_t d2 = sq(int64_t{e.position.x} - focus.x) + sq(int64_t{e.position.y} - focus.y);
         auto known = c.known.find(id);
         if (known == c.known.end()) {
@@ -428,20 +451,37 @@ void Room::build_frame(Client& c, TickResult& result) {
     }
   }
   std::vector<uint64_t> removed;
-  for (const auto& [id, known] : c.known) {
+  auto gone = [&](uint64_t id) {
     const Entity* e = entity(id);
-    if (e == nullptr || !in_view(e->position)) removed.push_back(id);
+    return e == nullptr || !in_view(e->position);
+  };
+  if (fast) {
+    // Only what changed since the acknowledged tick can have left the view.
+    for (const auto& [tick, ids] : changed_) {
+      if (tick <= c.acked_tick) continue;
+      for (uint64_t id : ids) {
+        if (c.known.contains(id) && gone(id)) removed.push_back(id);
+      }
+    }
+    std::sort(removed.begin(), removed.end());
+    removed.erase(std::unique(removed.begin(), removed.end()), removed.end());
+  } else {
+    for (const auto& [id, known] : c.known) {
+      if (gone(id)) removed.push_back(id);
+    }
   }
   // Over its budget, the nearest changes go; the others stay different from what the client
   // acknowledged and so are sent by a later frame.
   size_t estimate = 16 + removed.size() * 4;
   for (const Change& change : changes) estimate += change.estimate;
+  bool complete = true;
   if (static_cast<double>(estimate) > c.budget_bytes) {
     std::sort(changes.begin(), changes.end(),
               [](const Change& a, const Change& b) { return a.distance2 < b.distance2; });
     double left = c.budget_bytes - 16 - static_cast<double>(removed.size() * 4);
     size_t keep = 0;
     while (keep < changes.size() && left > 0) left -= static_cast<double>(changes[keep++].estimate);
+    complete = keep == changes.size();
     changes.resize(keep);
   }
   if (changes.empty() && removed.empty() && c.inputs_dropped == 0) {
@@ -452,6 +492,8 @@ void Room::build_frame(Client& c, TickResult& result) {
   SentFrame frame;
   frame.tick = tick_;
   frame.base_tick = c.acked_tick;
+  frame.complete = complete;
+  frame.focus = focus;
   std::string body;
   wire::uint_field(body, f::kDeltaTick, tick_);
   wire::uint_field(body, f::kDeltaBase, c.acked_tick);
@@ -547,8 +589,7 @@ Room Room::restore(const RoomImage& image, Limits limits, bool with_clients) {
   room.tick_unix_ms_ = image.tick_unix_ms;
   room.next_entity_id_ = image.next_entity_id;
   for (const Entity& e : image.entities) {
-    room.grid_add(e);
-    room.entities_.emplace(e.id, e);
+    room.grid_add(room.entities_.emplace(e.id, e).first->second);
   }
   if (with_clients) {
     for (const auto& ci : image.clients) {

@@ -93,6 +93,8 @@ struct SentFrame {
   uint64_t tick = 0;
   uint64_t base_tick = 0;
   bool snapshot = false;
+  bool complete = false;                         // it held every change in view (the budget cut none)
+  Quantized focus;                               // the centre of interest it was built around
   std::vector<std::pair<uint64_t, Known>> sent;  // entities the frame set
   std::vector<uint64_t> removed;
 };
@@ -105,6 +107,10 @@ struct Client {
   bool wants_snapshot = true;
   uint64_t acked_tick = 0;  // the tick `known` is the state of
   std::unordered_map<uint64_t, Known> known;
+  // `known` is everything in view around known_focus at acked_tick: an entity unchanged since
+  // then, in view around the same focus, is known as it is and needs no look-up.
+  bool known_complete = false;
+  Quantized known_focus;
   std::deque<SentFrame> in_flight;
   double budget_bytes = 0;
   uint32_t inputs_this_tick = 0;
@@ -157,6 +163,7 @@ class Room {
   size_t entity_count() const { return entities_.size(); }
   size_t client_count() const { return clients_.size(); }
   const Entity* entity(uint64_t id) const;
+  const std::unordered_map<uint64_t, Entity>& entities() const { return entities_; }
   const Client* client(const std::string& id) const;
   uint64_t inputs_dropped_total() const { return inputs_dropped_total_; }
 
@@ -185,8 +192,9 @@ class Room {
   };
   static int64_t cell_key(int64_t cx, int64_t cy) { return (cx << 32) ^ (cy & 0xffffffff); }
   int64_t cell_of(int32_t q) const;
-  void grid_add(const Entity& e);
+  void grid_add(Entity& e);
   void grid_remove(const Entity& e);
+  void note_change(uint64_t id);
   void apply(const std::string& client_id, const Input& input, TickResult& result);
   void remove_entity(uint64_t id);
   const std::string& state_bytes(Entity& e);
@@ -199,7 +207,11 @@ class Room {
   int64_t tick_unix_ms_ = 0;
   uint64_t next_entity_id_ = 1;
   std::unordered_map<uint64_t, Entity> entities_;
-  std::unordered_map<int64_t, std::vector<uint64_t>> grid_;
+  // Cells of the grid: the entities in each (pointers into entities_, whose nodes do not move).
+  std::unordered_map<int64_t, std::vector<Entity*>> grid_;
+  // The entities that changed (moved, spawned, despawned, a component) in each recent tick, oldest
+  // first: what may have left a client's view since the tick it acknowledged.
+  std::deque<std::pair<uint64_t, std::vector<uint64_t>>> changed_;
   std::map<std::string, Client> clients_;
   std::deque<std::pair<std::string, Input>> queue_;
   uint64_t inputs_dropped_total_ = 0;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "domain/room.hpp"
 
@@ -292,6 +293,83 @@ TEST(WorldRoom, ARoomHandedOverAsAnImageGoesOnWhereItWas) {
   enqueue(next.room, "a", spawn(4, 0, 0));
   next.step();
   EXPECT_NE(next.room.entity(2), nullptr);  // ids go on
+}
+
+// Frames lost and acknowledgements late, entities moving in and out of views, spawned and
+// despawned, clients' own avatars moving their views: once frames flow again, every client holds
+// exactly what is in its view, where it is.
+TEST(WorldRoom, WhateverIsLostEveryClientEndsUpWithExactlyWhatIsInItsView) {
+  Limits l = small();
+  l.max_entities_per_client = 1000;
+  l.max_inputs_per_client_per_tick = 1000;
+  l.send_budget_bytes_per_s = 100'000'000;
+  Harness h(Room("r", l));
+  std::mt19937 random(7);
+  std::uniform_real_distribution<double> anywhere(-100, 100);
+  h.room.join("m", {});
+  uint64_t seq = 0;
+  for (int i = 0; i < 300; ++i) enqueue(h.room, "m", spawn(++seq, anywhere(random), anywhere(random)));
+  std::vector<std::string> clients;
+  for (int i = 0; i < 12; ++i) {
+    clients.push_back("c" + std::to_string(i));
+    h.room.join(clients.back(), {anywhere(random), anywhere(random), 0});
+    if (i % 3 == 0) enqueue(h.room, clients.back(), spawn(++seq, anywhere(random), anywhere(random)));
+  }
+  std::bernoulli_distribution lose(0.2), late(0.4);
+  std::map<std::string, uint64_t> unacked;
+  for (int t = 0; t < 200; ++t) {
+    for (int k = 0; k < 30; ++k) {
+      const uint64_t id = 1 + random() % 300;
+      if (h.room.entity(id) == nullptr) continue;
+      enqueue(h.room, "m", move(++seq, id, anywhere(random), anywhere(random)));
+    }
+    if (t % 10 == 0) {
+      Input despawn;
+      despawn.kind = Input::Kind::kDespawn;
+      despawn.seq = ++seq;
+      despawn.entity_id = 1 + random() % 300;
+      if (h.room.entity(despawn.entity_id) != nullptr) enqueue(h.room, "m", despawn);
+      enqueue(h.room, "m", spawn(++seq, anywhere(random), anywhere(random)));
+    }
+    for (const std::string& c : clients) {
+      const Client* client = h.room.client(c);
+      if (client->focus_entity != 0 && t % 4 == 0) {
+        enqueue(h.room, c, move(++seq, client->focus_entity, anywhere(random), anywhere(random)));
+      }
+    }
+    const TickResult r = h.room.step(h.now += 50);
+    for (const Outgoing& out : r.frames) {
+      if (out.client_id == "m" || lose(random)) continue;
+      const auto applied = h.worlds[out.client_id].apply(out.bytes);
+      if (applied == ClientWorld::Applied::kUnknownBase) {  // its snapshot was lost: it asks again
+        h.room.request_snapshot(out.client_id);
+        continue;
+      }
+      ASSERT_TRUE(applied == ClientWorld::Applied::kDelta || applied == ClientWorld::Applied::kSnapshot)
+          << static_cast<int>(applied);
+      if (late(random)) {
+        unacked[out.client_id] = h.worlds[out.client_id].tick();
+      } else {
+        h.room.ack(out.client_id, h.worlds[out.client_id].tick());
+      }
+    }
+  }
+  for (int t = 0; t < 5; ++t) h.step();
+  const double r2 = std::pow(l.aoi_radius_m * 1000.0 / l.position_resolution_mm, 2);
+  for (const std::string& c : clients) {
+    const Client* client = h.room.client(c);
+    Quantized focus = client->view;
+    if (client->focus_entity != 0) focus = h.room.entity(client->focus_entity)->position;
+    std::map<uint64_t, Quantized> expected;
+    for (const auto& [id, e] : h.room.entities()) {
+      const double dx = e.position.x - focus.x, dy = e.position.y - focus.y;
+      if (dx * dx + dy * dy <= r2) expected[id] = e.position;
+    }
+    std::map<uint64_t, Quantized> seen;
+    for (const auto& [id, v] : h.worlds[c].entities()) seen[id] = v.position;
+    EXPECT_EQ(seen.size(), expected.size()) << c;
+    EXPECT_TRUE(seen == expected) << c;
+  }
 }
 
 }  // namespace
