@@ -137,6 +137,7 @@ struct Session {
   std::string room_id;
   std::string client_id;
   pb::Vec3 view;
+  std::vector<pb::ClientMessage> early;  // sent while the join was being settled
 
   // False once the stream cannot take it (then it is ended).
   bool write(const rec::ServerWire& message) {
@@ -369,6 +370,13 @@ class WorldPlugin final : public sdk::Plugin {
     session->client_id = d.client_id();
     auto reader = std::make_unique<PlayReader>(*this, session, d.principal());
     if (d.room_id().empty()) return reader;
+    if (d.joining()) {
+      session->mode = Session::Mode::kJoining;
+      session->view = d.view();
+      for (const std::string& bytes : d.early()) session->early.emplace_back().ParseFromString(bytes);
+      host_.run_blocking([this, session] { join(session); });
+      return reader;
+    }
     if (d.relayed()) {
       std::lock_guard lock(rooms_mu_);
       auto it = relayed_.find(d.room_id());
@@ -463,11 +471,42 @@ class WorldPlugin final : public sdk::Plugin {
     }
     if (message.has_join())
       throw sdk::Error(sdk::StatusCode::kFailedPrecondition, "the stream already joined a room");
+    {
+      std::lock_guard lock(session->mu);
+      mode = session->mode;
+      if (mode == Session::Mode::kJoining && session->early.size() < kHeldPerClient) {
+        session->early.push_back(message);  // goes to the room, in order, once it is joined
+        return;
+      }
+    }
     if (mode == Session::Mode::kJoining) {
-      if (message.has_input())
-        session->write(rejected(message.input().seq(), "input", "the room is not joined yet"));
+      if (message.has_input()) {
+        session->write(
+            rejected(message.input().seq(), "input", "too many messages before the room was joined"));
+      }
       return;
     }
+    dispatch(session, mode, message);
+  }
+
+  // The join is settled: what the client sent meanwhile goes first, then the stream serves.
+  void finish_join(const std::shared_ptr<Session>& session, Session::Mode mode) {
+    for (;;) {
+      std::vector<pb::ClientMessage> early;
+      {
+        std::lock_guard lock(session->mu);
+        if (session->early.empty()) {
+          session->mode = mode;
+          return;
+        }
+        early.swap(session->early);
+      }
+      for (const pb::ClientMessage& message : early) dispatch(session, mode, message);
+    }
+  }
+
+  void dispatch(const std::shared_ptr<Session>& session, Session::Mode mode,
+                const pb::ClientMessage& message) {
     InboxItem item;
     item.client_id = session->client_id;
     if (message.has_input()) {
@@ -559,8 +598,11 @@ class WorldPlugin final : public sdk::Plugin {
       out.set_client_id(session->client_id);
     }
     if (mode == Session::Mode::kJoining) {
-      // Joining on the pool: the join finishes here, and the stream moves without it.
-      out.clear_room_id();
+      // Its join, on the pool here, stops at the ended session: the next generation settles it.
+      std::lock_guard lock(session->mu);
+      out.set_joining(true);
+      *out.mutable_view() = session->view;
+      for (const pb::ClientMessage& m : session->early) out.add_early(m.SerializeAsString());
     }
     if (mode == Session::Mode::kRelayed) out.set_relayed(true);
     if (mode == Session::Mode::kLocal) {
@@ -799,10 +841,6 @@ class WorldPlugin final : public sdk::Plugin {
         r.last_join_sent_ms = r.last_frame_ms;
         r.sessions[client_id] = session;
       }
-      {
-        std::lock_guard lock(session->mu);
-        session->mode = Session::Mode::kRelayed;
-      }
       pb::ClientMessage join;
       join.mutable_join()->set_room_id(room_id);
       *join.mutable_join()->mutable_view() = view;
@@ -810,6 +848,7 @@ class WorldPlugin final : public sdk::Plugin {
       item.set_client_id(client_id);
       item.set_client_message(join.SerializeAsString());
       send_relay(owner, room_id, {item});
+      finish_join(session, Session::Mode::kRelayed);
     } catch (const sdk::Error& e) {
       session->finish(
           sdk::Status(sdk::StatusCode::kUnavailable, std::string("joining the room failed: ") + e.what()));
@@ -867,12 +906,9 @@ class WorldPlugin final : public sdk::Plugin {
       if (it != rh->sessions.end() && it->second != session) replaced = it->second;
       rh->sessions[client_id] = session;
       rh->awaiting_resume.erase(client_id);
-      {
-        std::lock_guard session_lock(session->mu);
-        session->mode = Session::Mode::kLocal;
-      }
       session->write(joined(rh->room.id(), client_id));
     }
+    finish_join(session, Session::Mode::kLocal);
     if (replaced) {
       replaced->finish(
           sdk::Status(sdk::StatusCode::kAborted, "the client joined the room on another stream"));
