@@ -429,8 +429,9 @@ class WorldPlugin final : public sdk::Plugin {
     for (auto& rh : rooms) {
       std::lock_guard lock(rh->mu);
       if (rh->gone) continue;
-      drain_inbox(*rh, nullptr);
+      // Frozen first: what reaches the inbox after the drain is held for the stream's detach.
       rh->frozen = true;
+      drain_inbox(*rh, nullptr);
       rh->frozen_at_ms = sdk::now_unix_ms();
       *out.add_rooms() = world::to_record(rh->room.image(true));
     }

@@ -220,6 +220,22 @@ TEST(WorldRoom, ALostFrameIsHealedByTheNextDelta) {
   EXPECT_EQ(h.worlds["a"].entities().at(1).position, h.room.quantize({10, 10, 0}));
 }
 
+TEST(WorldRoom, AMoveSeenByManyClientsIsEncodedOnceATick) {
+  Harness h(Room("r", small()));
+  h.room.join("m", {});
+  for (int i = 0; i < 50; ++i) h.room.join("c" + std::to_string(i), {});
+  enqueue(h.room, "m", spawn(1, 0, 0));
+  h.step();
+  enqueue(h.room, "m", move(2, 1, 1, 1));
+  const TickResult r = h.step();
+  EXPECT_EQ(r.frames.size(), 51u);
+  // (dx, dy, dz) = (100, 100, 0) units as zigzag varints: 2 + 2 + 1 bytes, once, not once a client.
+  EXPECT_EQ(r.bytes_encoded_once, 5u);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(h.worlds["c" + std::to_string(i)].entities().at(1).position, h.room.quantize({1, 1, 0}));
+  }
+}
+
 TEST(WorldRoom, ComponentsTravelAsOnlyWhatChanged) {
   Harness h(Room("r", small()));
   h.room.join("a", {});
