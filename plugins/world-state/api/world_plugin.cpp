@@ -137,7 +137,8 @@ struct Session {
   std::string room_id;
   std::string client_id;
   pb::Vec3 view;
-  std::vector<pb::ClientMessage> early;  // sent while the join was being settled
+  std::vector<pb::ClientMessage> early;          // sent while the join was being settled
+  std::atomic<uint32_t> messages_this_tick = 0;  // inputs, acks and snapshot requests
 
   // False once the stream cannot take it (then it is ended).
   bool write(const rec::ServerWire& message) {
@@ -532,6 +533,11 @@ class WorldPlugin final : public sdk::Plugin {
     } else {
       return;
     }
+    // A client's share of the room's inbox: its inputs for a tick, an ack and a request or two.
+    if (session->messages_this_tick++ >= limits_.max_inputs_per_client_per_tick + 4) {
+      if (message.has_input()) inputs_dropped_.record(1);
+      return;
+    }
     if (mode == Session::Mode::kRelayed) return relay_to_owner(session, message);
     std::shared_ptr<RoomHost> rh = room(session->room_id);
     if (rh) deliver(*rh, std::move(item));
@@ -731,6 +737,7 @@ class WorldPlugin final : public sdk::Plugin {
       }
       std::map<std::string, std::vector<rec::ServerWire>> replies;
       drain_inbox(rh, &replies);
+      for (auto& [id, session] : rh.sessions) session->messages_this_tick = 0;
       for (auto it = rh.awaiting_resume.begin(); it != rh.awaiting_resume.end();) {
         if (now < it->second) {
           ++it;
@@ -836,6 +843,10 @@ class WorldPlugin final : public sdk::Plugin {
       // Another host simulates it: this one relays.
       {
         std::lock_guard lock(rooms_mu_);
+        if (!relayed_.contains(room_id) && relayed_.size() >= max_rooms_) {
+          return session->finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                             "this host relays its most rooms (max_rooms)"));
+        }
         RelayedRoomState& r = relayed_[room_id];
         if (r.owner_host != owner) r.owner_host = owner;
         r.last_frame_ms = sdk::now_unix_ms();
@@ -1184,6 +1195,7 @@ class WorldPlugin final : public sdk::Plugin {
       }
     }
     for (auto& [session, item] : frames) {
+      session->messages_this_tick = 0;  // a frame a tick: the client's share starts again
       rec::ServerWire message;
       if (message.ParseFromString(item->server_message())) session->write(message);
     }

@@ -371,7 +371,10 @@ TickResult Room::step(int64_t now_unix_ms) {
 }
 
 void Room::build_frame(Client& c, TickResult& result) {
-  if (!c.wants_snapshot && c.in_flight.size() >= limits_.max_unacked_frames) return;  // it catches up later
+  // A snapshot ignores the send budget, so a client gets one a second at most (its first at once).
+  const bool snapshot_now =
+      c.wants_snapshot && (c.last_snapshot_tick == 0 || tick_ - c.last_snapshot_tick >= limits_.tick_hz);
+  if (!snapshot_now && c.in_flight.size() >= limits_.max_unacked_frames) return;  // it catches up later
   const Quantized focus = focus_of(c);
   const double radius_units = limits_.aoi_radius_m * 1000.0 / limits_.position_resolution_mm;
   const int64_t r = static_cast<int64_t>(radius_units);
@@ -384,7 +387,7 @@ void Room::build_frame(Client& c, TickResult& result) {
   const int64_t cy0 = cell_of(static_cast<int32_t>(std::max<int64_t>(focus.y - r, INT32_MIN)));
   const int64_t cy1 = cell_of(static_cast<int32_t>(std::min<int64_t>(focus.y + r, INT32_MAX)));
 
-  if (c.wants_snapshot) {
+  if (snapshot_now) {
     std::string body;
     wire::uint_field(body, f::kSnapshotTick, tick_);
     c.known.clear();
@@ -408,6 +411,7 @@ void Room::build_frame(Client& c, TickResult& result) {
     c.known_focus = focus;
     c.in_flight.clear();
     c.wants_snapshot = false;
+    c.last_snapshot_tick = tick_;
     std::string message;
     wire::bytes_field(message, f::kServerSnapshot, body);
     c.budget_bytes -= static_cast<double>(message.size());

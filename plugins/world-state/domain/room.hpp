@@ -105,6 +105,7 @@ struct Client {
   uint64_t focus_entity = 0;  // its first entity: the centre of interest
   bool attached = true;       // a stream is there to take its frames
   bool wants_snapshot = true;
+  uint64_t last_snapshot_tick = 0;
   uint64_t acked_tick = 0;  // the tick `known` is the state of
   std::unordered_map<uint64_t, Known> known;
   // `known` is everything in view around known_focus at acked_tick: an entity unchanged since

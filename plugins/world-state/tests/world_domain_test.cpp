@@ -236,6 +236,18 @@ TEST(WorldRoom, AMoveSeenByManyClientsIsEncodedOnceATick) {
   }
 }
 
+TEST(WorldRoom, SnapshotsOnRequestComeOnceASecondAtMost) {
+  Harness h(Room("r", small()));  // 20 Hz
+  h.room.join("a", {});
+  h.step();
+  size_t snapshots = 0;
+  for (int i = 0; i < 40; ++i) {
+    h.room.request_snapshot("a");
+    for (const Outgoing& out : h.step().frames) snapshots += out.snapshot ? 1 : 0;
+  }
+  EXPECT_EQ(snapshots, 2u);
+}
+
 TEST(WorldRoom, ComponentsTravelAsOnlyWhatChanged) {
   Harness h(Room("r", small()));
   h.room.join("a", {});
