@@ -181,23 +181,25 @@ class PlayClient {
   std::thread reader_;
 };
 
+void reload_world(const HostProcess& host) {
+  auto admin = gameverse::host::v1::PluginAdmin::NewStub(host.channel());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
+  gameverse::host::v1::ReloadPluginRequest request;
+  request.set_name("world-state");
+  request.set_force(true);
+  gameverse::host::v1::OperationResult result;
+  const grpc::Status status = admin->ReloadPlugin(&context, request, &result);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+}
+
 class WorldOnOneHost : public ::testing::Test {
  protected:
   void SetUp() override { host_ = std::make_unique<HostProcess>(host_config(dir_.path().string(), config_)); }
   void TearDown() override {
     if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
   }
-  void reload() {
-    auto admin = gameverse::host::v1::PluginAdmin::NewStub(host_->channel());
-    grpc::ClientContext context;
-    context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
-    gameverse::host::v1::ReloadPluginRequest request;
-    request.set_name("world-state");
-    request.set_force(true);
-    gameverse::host::v1::OperationResult result;
-    const grpc::Status status = admin->ReloadPlugin(&context, request, &result);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-  }
+  void reload() { reload_world(*host_); }
   std::string room() const { return "room-" + suffix_; }
 
   std::string config_ = "tick_hz = 10\n";
@@ -395,6 +397,37 @@ TEST_F(WorldAcrossHosts, AClientOnAnotherHostIsServedByTheOwnerAndTakesTheRoomWh
   on_b.move(3, scout, 7, 7);
   ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.x == on_b.quantized(7); }));
   EXPECT_NE(b->log().find("took room " + room_), std::string::npos);
+}
+
+// Reloads on the relaying host and on the owner: the relayed client's stream stays, its frames go
+// on and its inputs still reach the room.
+TEST_F(WorldAcrossHosts, ARelayedClientPlaysOnThroughReloadsOfBothHosts) {
+  TempDir dir_a, dir_b;
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  PlayClient on_a(*a, room_);
+  ASSERT_TRUE(eventually([&] { return !on_a.frames().empty(); }));
+  PlayClient on_b(*b, room_);
+  on_b.spawn(1, 2, 2, "scout");
+  ASSERT_TRUE(eventually([&] { return on_b.own("scout") != 0; }, std::chrono::seconds(15))) << b->log();
+  const uint64_t scout = on_b.own("scout");
+  float x = 2;
+  uint64_t seq = 1;
+  for (const HostProcess* host : {b.get(), a.get()}) {
+    reload_world(*host);
+    const uint64_t tick = on_b.tick();
+    ASSERT_TRUE(eventually([&] { return on_b.tick() > tick + 5; }, std::chrono::seconds(15))) << b->log();
+    x += 1;
+    on_b.move(++seq, scout, x, 2);
+    ASSERT_TRUE(eventually([&] {
+      return on_a.entities().contains(scout) && on_a.entities().at(scout).position.x == on_a.quantized(x);
+    })) << a->log();
+  }
+  EXPECT_FALSE(on_b.ended().has_value());
+  EXPECT_FALSE(on_a.ended().has_value());
+  const auto frames = on_b.frames();
+  for (size_t i = 1; i < frames.size(); ++i) EXPECT_GT(frames[i].tick, frames[i - 1].tick) << i;
+  EXPECT_EQ(b->log().find("took room"), std::string::npos) << "a owned the room throughout";
 }
 
 }  // namespace
