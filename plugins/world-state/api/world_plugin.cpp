@@ -297,10 +297,25 @@ class WorldPlugin final : public sdk::Plugin {
       for (auto& [id, rh] : rooms_) rooms.push_back(rh);
     }
     for (auto& rh : rooms) rh->timer.cancel();
+    std::vector<std::pair<std::string, rec::RoomRecord>> stopping;
     for (auto& rh : rooms) {
       std::lock_guard lock(rh->mu);
       for (auto& [id, session] : rh->sessions) {
         session->finish(sdk::Status(sdk::StatusCode::kUnavailable, "the world service stopped; join again"));
+      }
+      // A room handed over to the next generation lives on there; any other stops with this host.
+      if (!rh->frozen && !rh->gone)
+        stopping.emplace_back(rh->room.id(), world::to_record(rh->room.image(false)));
+    }
+    // Stored as it is and its lease given up, so that another host takes it at once, from now.
+    for (const auto& [room_id, record] : stopping) {
+      try {
+        host_.store().put(kRoomsCollection, room_id, record);
+        host_.cache().compare_and_set(lease_key(room_id), host_id_, std::nullopt);
+      } catch (const sdk::Error& e) {
+        host_.warn("world-state: storing room " + room_id + " on the way out: " + e.what());
+      } catch (...) {
+        host_.warn("world-state: storing room " + room_id + " on the way out failed");
       }
     }
     std::lock_guard lock(rooms_mu_);

@@ -399,6 +399,32 @@ TEST_F(WorldAcrossHosts, AClientOnAnotherHostIsServedByTheOwnerAndTakesTheRoomWh
   EXPECT_NE(b->log().find("took room " + room_), std::string::npos);
 }
 
+// A host that stops (SIGTERM) stores its rooms as they are and gives up their leases: another host
+// takes the room with the last move in it, though no periodic snapshot was due.
+TEST_F(WorldAcrossHosts, AHostThatStopsHandsItsRoomOverWithNothingLost) {
+  config_ = "tick_hz = 10\nlease_ms = 900\nsnapshot_interval_ms = 3600000\n";
+  TempDir dir_a, dir_b;
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  auto on_a = std::make_unique<PlayClient>(*a, room_);
+  ASSERT_TRUE(eventually([&] { return !on_a->frames().empty(); }));
+  PlayClient on_b(*b, room_);
+  on_b.spawn(1, 2, 2, "scout");
+  ASSERT_TRUE(eventually([&] { return on_b.own("scout") != 0; }, std::chrono::seconds(15))) << b->log();
+  const uint64_t scout = on_b.own("scout");
+  on_b.move(2, scout, 9, 9);
+  ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.x == on_b.quantized(9); }));
+  const size_t joins_before = on_b.joins();
+  on_a.reset();
+  EXPECT_EQ(a->stop(), 0);
+  ASSERT_TRUE(eventually([&] { return on_b.joins() > joins_before; }, std::chrono::seconds(20))) << b->log();
+  ASSERT_TRUE(
+      eventually([&] { return on_b.frames().back().snapshot == false && on_b.entities().contains(scout); },
+                 std::chrono::seconds(20)));
+  EXPECT_EQ(on_b.entities().at(scout).position.x, on_b.quantized(9));
+  EXPECT_FALSE(on_b.ended().has_value());
+}
+
 // Reloads on the relaying host and on the owner: the relayed client's stream stays, its frames go
 // on and its inputs still reach the room.
 TEST_F(WorldAcrossHosts, ARelayedClientPlaysOnThroughReloadsOfBothHosts) {
