@@ -139,6 +139,7 @@ struct Session {
   pb::Vec3 view;
   std::vector<pb::ClientMessage> early;          // sent while the join was being settled
   std::atomic<uint32_t> messages_this_tick = 0;  // inputs, acks and snapshot requests
+  std::atomic<int64_t> share_since_ms = 0;       // when its share last started again
 
   // False once the stream cannot take it (then it is ended).
   bool write(const rec::ServerWire& message) {
@@ -549,6 +550,12 @@ class WorldPlugin final : public sdk::Plugin {
       return;
     }
     // A client's share of the room's inbox: its inputs for a tick, an ack and a request or two.
+    // It starts again every tick interval (also for a relayed client, whose room ticks elsewhere).
+    const int64_t now = sdk::now_unix_ms();
+    if (now - session->share_since_ms >= 1000 / static_cast<int64_t>(limits_.tick_hz)) {
+      session->share_since_ms = now;
+      session->messages_this_tick = 0;
+    }
     if (session->messages_this_tick++ >= limits_.max_inputs_per_client_per_tick + 4) {
       if (message.has_input()) inputs_dropped_.record(1);
       return;
@@ -752,7 +759,6 @@ class WorldPlugin final : public sdk::Plugin {
       }
       std::map<std::string, std::vector<rec::ServerWire>> replies;
       drain_inbox(rh, &replies);
-      for (auto& [id, session] : rh.sessions) session->messages_this_tick = 0;
       for (auto it = rh.awaiting_resume.begin(); it != rh.awaiting_resume.end();) {
         if (now < it->second) {
           ++it;
@@ -1210,7 +1216,6 @@ class WorldPlugin final : public sdk::Plugin {
       }
     }
     for (auto& [session, item] : frames) {
-      session->messages_this_tick = 0;  // a frame a tick: the client's share starts again
       rec::ServerWire message;
       if (message.ParseFromString(item->server_message())) session->write(message);
     }
