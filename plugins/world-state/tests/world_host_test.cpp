@@ -1,0 +1,460 @@
+// The world-state plugin in the real host through real gRPC streams: ticks and deltas as a game
+// client decodes them, the area of interest, ownership and input validation, a reload under live
+// streams, and rooms across hosts sharing PostgreSQL and Redis (the servers `tools/gv services`
+// starts), with the owner of a room killed.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cmath>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "domain/room.hpp"
+#include "eventually.hpp"
+#include "gameverse/host/v1/admin.grpc.pb.h"
+#include "gameverse/world/v1/world.grpc.pb.h"
+#include "host_process.hpp"
+#include "test_servers.hpp"
+
+namespace gameverse::testing {
+namespace {
+
+namespace pb = gameverse::world::v1;
+using world::ClientWorld;
+
+constexpr const char* kOperatorToken = "world-test-operator-token-000001";
+
+std::string random_suffix() {
+  std::random_device random;
+  char out[17];
+  std::snprintf(out, sizeof out, "%08x%08x", random(), random());
+  return out;
+}
+
+std::string host_config(const std::string& data_dir, const std::string& world_config,
+                        const std::string& backends = "") {
+  return "[host]\nwatch = false\ndata_dir = \"" + data_dir + "\"\n" + backends + "[admin]\ntoken = \"" +
+         kOperatorToken +
+         "\"\n[[plugin]]\nname = \"world-state\"\npath = \"" GV_PLUGIN_DIR
+         "/world-state.so\"\n[plugin.config]\n" +
+         world_config + "[plugin.access]\n\"/gameverse.world.v1.World/Play\" = \"public\"\n";
+}
+
+// A game client: joins, acknowledges every frame it applies, and keeps what it saw.
+class PlayClient {
+ public:
+  PlayClient(const HostProcess& host, const std::string& room, pb::Vec3 view = {})
+      : stub_(pb::World::NewStub(host.channel())) {
+    stream_ = stub_->Play(&context_);
+    pb::ClientMessage join;
+    join.mutable_join()->set_room_id(room);
+    *join.mutable_join()->mutable_view() = view;
+    write(join);
+    reader_ = std::thread([this] { read(); });
+  }
+  ~PlayClient() {
+    context_.TryCancel();
+    reader_.join();
+  }
+
+  bool write(const pb::ClientMessage& m) {
+    std::lock_guard lock(write_mu_);
+    return stream_->Write(m);
+  }
+  void input(uint64_t seq, const std::function<void(pb::Input&)>& fill) {
+    pb::ClientMessage m;
+    m.mutable_input()->set_seq(seq);
+    fill(*m.mutable_input());
+    write(m);
+  }
+  void spawn(uint64_t seq, float x, float y, const std::string& type = "avatar") {
+    input(seq, [&](pb::Input& in) {
+      in.mutable_spawn()->set_type(type);
+      in.mutable_spawn()->mutable_position()->set_x(x);
+      in.mutable_spawn()->mutable_position()->set_y(y);
+    });
+  }
+  void move(uint64_t seq, uint64_t id, float x, float y) {
+    input(seq, [&](pb::Input& in) {
+      in.mutable_move()->set_entity_id(id);
+      in.mutable_move()->mutable_position()->set_x(x);
+      in.mutable_move()->mutable_position()->set_y(y);
+    });
+  }
+
+  struct Seen {
+    uint64_t tick;
+    bool snapshot;
+  };
+  std::vector<Seen> frames() {
+    std::lock_guard lock(mu_);
+    return frames_;
+  }
+  std::vector<pb::InputRejected> rejections() {
+    std::lock_guard lock(mu_);
+    return rejections_;
+  }
+  std::map<uint64_t, ClientWorld::View> entities() {
+    std::lock_guard lock(mu_);
+    return world_.entities();
+  }
+  std::string client_id() {
+    std::lock_guard lock(mu_);
+    return joined_.client_id();
+  }
+  size_t joins() {
+    std::lock_guard lock(mu_);
+    return joins_;
+  }
+  uint64_t tick() {
+    std::lock_guard lock(mu_);
+    return world_.tick();
+  }
+  std::optional<grpc::Status> ended() {
+    std::lock_guard lock(mu_);
+    return ended_;
+  }
+  uint64_t unknown_bases() {
+    std::lock_guard lock(mu_);
+    return unknown_bases_;
+  }
+  // The entity this client owns with this type, once it has seen it.
+  uint64_t own(const std::string& type) {
+    for (const auto& [id, v] : entities()) {
+      if (v.owner == client_id() && v.type == type) return id;
+    }
+    return 0;
+  }
+  int32_t quantized(float metres) const { return static_cast<int32_t>(std::lround(metres * 100)); }
+
+ private:
+  void read() {
+    pb::ServerMessage m;
+    while (stream_->Read(&m)) {
+      std::optional<uint64_t> ack;
+      bool resnap = false;
+      {
+        std::lock_guard lock(mu_);
+        if (m.has_joined()) {
+          joined_ = m.joined();
+          ++joins_;
+        } else if (m.has_input_rejected()) {
+          rejections_.push_back(m.input_rejected());
+        } else {
+          const auto applied = world_.apply(m.SerializeAsString());
+          if (applied == ClientWorld::Applied::kSnapshot || applied == ClientWorld::Applied::kDelta) {
+            frames_.push_back({world_.tick(), applied == ClientWorld::Applied::kSnapshot});
+            ack = world_.tick();
+          } else if (applied == ClientWorld::Applied::kUnknownBase) {
+            ++unknown_bases_;
+            resnap = true;
+          }
+        }
+      }
+      pb::ClientMessage out;
+      if (ack) {
+        out.mutable_ack()->set_tick(*ack);
+        write(out);
+      } else if (resnap) {
+        out.mutable_request_snapshot();
+        write(out);
+      }
+    }
+    std::lock_guard lock(mu_);
+    ended_ = stream_->Finish();
+  }
+
+  std::unique_ptr<pb::World::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<pb::ClientMessage, pb::ServerMessage>> stream_;
+  std::mutex write_mu_;
+  std::mutex mu_;
+  ClientWorld world_;
+  pb::Joined joined_;
+  size_t joins_ = 0;
+  std::vector<Seen> frames_;
+  std::vector<pb::InputRejected> rejections_;
+  uint64_t unknown_bases_ = 0;
+  std::optional<grpc::Status> ended_;
+  std::thread reader_;
+};
+
+void reload_world(const HostProcess& host) {
+  auto admin = gameverse::host::v1::PluginAdmin::NewStub(host.channel());
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
+  gameverse::host::v1::ReloadPluginRequest request;
+  request.set_name("world-state");
+  request.set_force(true);
+  gameverse::host::v1::OperationResult result;
+  const grpc::Status status = admin->ReloadPlugin(&context, request, &result);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+}
+
+class WorldOnOneHost : public ::testing::Test {
+ protected:
+  void SetUp() override { host_ = std::make_unique<HostProcess>(host_config(dir_.path().string(), config_)); }
+  void TearDown() override {
+    if (HasFailure() && host_) std::cerr << "host log:\n" << host_->log();
+  }
+  void reload() { reload_world(*host_); }
+  std::string room() const { return "room-" + suffix_; }
+
+  std::string config_ = "tick_hz = 10\n";
+  TempDir dir_;
+  std::string suffix_ = random_suffix();
+  std::unique_ptr<HostProcess> host_;
+};
+
+TEST_F(WorldOnOneHost, ClientsGetASnapshotThenDeltasOfEveryMoveTickAfterTick) {
+  PlayClient alice(*host_, room());
+  PlayClient bob(*host_, room());
+  ASSERT_TRUE(eventually([&] { return !alice.frames().empty() && !bob.frames().empty(); }));
+  EXPECT_TRUE(alice.frames().front().snapshot);
+  alice.spawn(1, 1, 2);
+  ASSERT_TRUE(eventually([&] { return alice.own("avatar") != 0; }));
+  const uint64_t id = alice.own("avatar");
+  ASSERT_TRUE(eventually([&] { return bob.entities().contains(id); }));
+  EXPECT_EQ(bob.entities().at(id).owner, alice.client_id());
+  for (int i = 1; i <= 10; ++i) {
+    alice.move(1 + i, id, 1 + i, 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  ASSERT_TRUE(eventually([&] { return bob.entities().at(id).position.x == bob.quantized(11); }));
+  EXPECT_EQ(bob.entities().at(id).position.y, bob.quantized(2));
+  // Ticks rise one by one.
+  const auto frames = bob.frames();
+  for (size_t i = 1; i < frames.size(); ++i) EXPECT_EQ(frames[i].tick, frames[i - 1].tick + 1) << i;
+  EXPECT_EQ(bob.unknown_bases(), 0u);
+  EXPECT_TRUE(alice.rejections().empty());
+}
+
+TEST_F(WorldOnOneHost, AClientMovesOnlyItsOwnAndBadInputIsRefusedWhileTheRoomGoesOn) {
+  PlayClient alice(*host_, room());
+  PlayClient mallory(*host_, room());
+  ASSERT_TRUE(eventually([&] { return !mallory.frames().empty(); }));
+  alice.spawn(1, 0, 0);
+  ASSERT_TRUE(eventually([&] { return mallory.entities().size() == 1; }));
+  const uint64_t id = mallory.entities().begin()->first;
+  mallory.move(7, id, 5, 5);
+  mallory.move(8, id, std::nanf(""), 0);
+  mallory.input(9, [](pb::Input& in) { in.mutable_spawn()->set_type(std::string(100, 'x')); });
+  mallory.input(10, [](pb::Input&) {});
+  ASSERT_TRUE(eventually([&] { return mallory.rejections().size() == 4; }));
+  std::map<uint64_t, std::string> fields;
+  for (const auto& r : mallory.rejections()) fields[r.seq()] = r.field();
+  EXPECT_EQ(fields[7], "input.move.entity_id");
+  EXPECT_EQ(fields[8], "input.move.position");
+  EXPECT_EQ(fields[9], "input.spawn.type");
+  EXPECT_EQ(fields[10], "input.action");
+  EXPECT_EQ(mallory.entities().at(id).position.x, 0);
+  // The room goes on, and the stream with it.
+  const uint64_t tick = mallory.tick();
+  ASSERT_TRUE(eventually([&] { return mallory.tick() > tick + 3; }));
+  EXPECT_FALSE(mallory.ended());
+}
+
+TEST_F(WorldOnOneHost, AJoinWithABadRoomIdEndsTheStreamNamingTheField) {
+  PlayClient bad(*host_, "no spaces allowed");
+  ASSERT_TRUE(eventually([&] { return bad.ended().has_value(); }));
+  EXPECT_EQ(bad.ended()->error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.ended()->error_message().find("join.room_id"), std::string::npos);
+}
+
+TEST_F(WorldOnOneHost, AClientSeesOnlyWhatIsWithinItsAreaOfInterest) {
+  PlayClient near(*host_, room());
+  pb::Vec3 far_view;
+  far_view.set_x(5000);
+  PlayClient far(*host_, room(), far_view);
+  PlayClient mover(*host_, room());
+  ASSERT_TRUE(eventually([&] { return !mover.frames().empty() && !far.frames().empty(); }));
+  mover.spawn(1, 10, 0);
+  ASSERT_TRUE(eventually([&] { return near.entities().size() == 1; }));
+  const uint64_t id = near.entities().begin()->first;
+  const uint64_t tick = far.tick();
+  ASSERT_TRUE(eventually([&] { return far.tick() > tick + 3; }));
+  EXPECT_TRUE(far.entities().empty());
+  mover.move(2, id, 4990, 0);
+  ASSERT_TRUE(eventually([&] { return far.entities().contains(id); }));
+  ASSERT_TRUE(eventually([&] { return near.entities().empty(); }));
+  // The mover's own view follows its entity.
+  ASSERT_TRUE(eventually([&] { return mover.entities().contains(id); }));
+}
+
+// Inputs keep coming while the plugin reloads twice: every one is applied, no stream drops, and
+// the ticks the clients see go on without a repeat and with at most two ticks unseen.
+TEST_F(WorldOnOneHost, AReloadUnderLiveStreamsLosesNothingAndTicksGoOn) {
+  PlayClient alice(*host_, room());
+  PlayClient bob(*host_, room());
+  alice.spawn(1, 0, 0);
+  ASSERT_TRUE(eventually([&] { return alice.own("avatar") != 0; }));
+  const uint64_t id = alice.own("avatar");
+  std::atomic<int> sent = 0;
+  std::atomic<bool> stop = false;
+  std::thread mover([&] {
+    for (int i = 1; !stop; ++i) {
+      alice.move(100 + i, id, static_cast<float>(i) * 0.5f, 0);
+      sent = i;
+      std::this_thread::sleep_for(std::chrono::milliseconds(120));  // one input per tick at most
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return sent > 5; }));
+  reload();
+  ASSERT_TRUE(eventually([&] { return sent > 15; }));
+  reload();
+  ASSERT_TRUE(eventually([&] { return sent > 25; }));
+  stop = true;
+  mover.join();
+  const float last = static_cast<float>(sent.load()) * 0.5f;
+  ASSERT_TRUE(eventually([&] {
+    return bob.entities().contains(id) && bob.entities().at(id).position.x == bob.quantized(last);
+  })) << "bob sees x = "
+      << (bob.entities().contains(id) ? bob.entities().at(id).position.x : -1);
+  EXPECT_TRUE(alice.rejections().empty()) << alice.rejections().front().reason();
+  EXPECT_FALSE(alice.ended().has_value());
+  EXPECT_FALSE(bob.ended().has_value());
+  for (PlayClient* c : {&alice, &bob}) {
+    const auto frames = c->frames();
+    size_t gaps = 0;
+    for (size_t i = 1; i < frames.size(); ++i) {
+      EXPECT_GT(frames[i].tick, frames[i - 1].tick) << "a tick seen twice or going back at frame " << i;
+      EXPECT_LE(frames[i].tick, frames[i - 1].tick + 2) << "more than one tick unseen at frame " << i;
+      EXPECT_FALSE(frames[i].snapshot) << "the stream was joined anew at frame " << i;
+      gaps += frames[i].tick - frames[i - 1].tick - 1;
+    }
+    EXPECT_LE(gaps, 4u);
+  }
+  EXPECT_NE(host_->log().find("generation"), std::string::npos);
+}
+
+// Several hosts on one PostgreSQL and one Redis.
+class WorldAcrossHosts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* pg = std::getenv("GAMEVERSE_TEST_POSTGRES_URL");
+    if (pg == nullptr || redis_url().empty())
+      GTEST_SKIP() << "needs `tools/gv services` (PostgreSQL and Redis)";
+    backends_ = "[store]\nbackend = \"postgresql\"\npostgresql_url = \"" + std::string(pg) +
+                "\"\n[redis]\nurl = \"" + redis_url() +
+                "\"\n[cache]\nbackend = \"redis\"\n[pubsub]\nbackend = \"redis\"\n";
+  }
+  std::unique_ptr<HostProcess> start(TempDir& dir) {
+    return std::make_unique<HostProcess>(host_config(dir.path().string(), config_, backends_));
+  }
+  std::string config_ = "tick_hz = 10\nlease_ms = 900\nsnapshot_interval_ms = 200\n";
+  std::string backends_;
+  std::string room_ = "shared-" + random_suffix();
+};
+
+TEST_F(WorldAcrossHosts, AClientOnAnotherHostIsServedByTheOwnerAndTakesTheRoomWhenTheOwnerDies) {
+  TempDir dir_a, dir_b;
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  auto on_a = std::make_unique<PlayClient>(*a, room_);
+  ASSERT_TRUE(eventually([&] { return !on_a->frames().empty(); }));  // a owns the room
+  PlayClient on_b(*b, room_);
+  ASSERT_TRUE(eventually([&] { return !on_b.frames().empty(); }, std::chrono::seconds(15))) << b->log();
+  on_a->spawn(1, 1, 1, "tower");
+  on_b.spawn(1, 2, 2, "scout");
+  ASSERT_TRUE(eventually([&] { return on_b.own("scout") != 0 && on_b.entities().size() == 2; }));
+  ASSERT_TRUE(eventually([&] { return on_a->entities().size() == 2; }));
+  const uint64_t scout = on_b.own("scout");
+  // The relayed client moves its own entity through the owner; both see it.
+  on_b.move(2, scout, 3, 4);
+  ASSERT_TRUE(eventually([&] { return on_a->entities().at(scout).position.y == on_a->quantized(4); }));
+  ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.y == on_b.quantized(4); }));
+  EXPECT_EQ(b->log().find("took room"), std::string::npos) << "b relays, a owns the room";
+  // Let a snapshot with the moved scout be stored, then kill the owner.
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  const uint64_t tick_before = on_b.tick();
+  const size_t joins_before = on_b.joins();
+  on_a.reset();
+  a->signal(SIGKILL);
+  a->stop();
+  // b takes the room from its last snapshot: the client on b is joined again, gets a snapshot and
+  // then ticks again.
+  ASSERT_TRUE(eventually([&] { return on_b.joins() > joins_before; }, std::chrono::seconds(20))) << b->log();
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto frames = on_b.frames();
+        size_t after = 0;
+        bool snap = false;
+        for (const auto& f : frames) {
+          if (f.snapshot && f.tick > 0) snap = true;
+          if (snap) ++after;
+        }
+        return snap && after > 5;
+      },
+      std::chrono::seconds(20)));
+  EXPECT_FALSE(on_b.ended().has_value());
+  const auto seen = on_b.entities();
+  ASSERT_TRUE(seen.contains(scout)) << "the snapshot holds the scout";
+  EXPECT_EQ(seen.at(scout).position.y, on_b.quantized(4));
+  EXPECT_GE(on_b.tick() + 20, tick_before) << "ticks go on from the stored snapshot";
+  // The room lives on b: the client still moves.
+  on_b.move(3, scout, 7, 7);
+  ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.x == on_b.quantized(7); }));
+  EXPECT_NE(b->log().find("took room " + room_), std::string::npos);
+}
+
+// A host that stops (SIGTERM) stores its rooms as they are and gives up their leases: another host
+// takes the room with the last move in it, though no periodic snapshot was due.
+TEST_F(WorldAcrossHosts, AHostThatStopsHandsItsRoomOverWithNothingLost) {
+  config_ = "tick_hz = 10\nlease_ms = 900\nsnapshot_interval_ms = 3600000\n";
+  TempDir dir_a, dir_b;
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  auto on_a = std::make_unique<PlayClient>(*a, room_);
+  ASSERT_TRUE(eventually([&] { return !on_a->frames().empty(); }));
+  PlayClient on_b(*b, room_);
+  on_b.spawn(1, 2, 2, "scout");
+  ASSERT_TRUE(eventually([&] { return on_b.own("scout") != 0; }, std::chrono::seconds(15))) << b->log();
+  const uint64_t scout = on_b.own("scout");
+  on_b.move(2, scout, 9, 9);
+  ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.x == on_b.quantized(9); }));
+  const size_t joins_before = on_b.joins();
+  on_a.reset();
+  EXPECT_EQ(a->stop(), 0);
+  ASSERT_TRUE(eventually([&] { return on_b.joins() > joins_before; }, std::chrono::seconds(20))) << b->log();
+  ASSERT_TRUE(
+      eventually([&] { return on_b.frames().back().snapshot == false && on_b.entities().contains(scout); },
+                 std::chrono::seconds(20)));
+  EXPECT_EQ(on_b.entities().at(scout).position.x, on_b.quantized(9));
+  EXPECT_FALSE(on_b.ended().has_value());
+}
+
+// Reloads on the relaying host and on the owner: the relayed client's stream stays, its frames go
+// on and its inputs still reach the room.
+TEST_F(WorldAcrossHosts, ARelayedClientPlaysOnThroughReloadsOfBothHosts) {
+  TempDir dir_a, dir_b;
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  PlayClient on_a(*a, room_);
+  ASSERT_TRUE(eventually([&] { return !on_a.frames().empty(); }));
+  PlayClient on_b(*b, room_);
+  on_b.spawn(1, 2, 2, "scout");
+  ASSERT_TRUE(eventually([&] { return on_b.own("scout") != 0; }, std::chrono::seconds(15))) << b->log();
+  const uint64_t scout = on_b.own("scout");
+  float x = 2;
+  uint64_t seq = 1;
+  for (const HostProcess* host : {b.get(), a.get()}) {
+    reload_world(*host);
+    const uint64_t tick = on_b.tick();
+    ASSERT_TRUE(eventually([&] { return on_b.tick() > tick + 5; }, std::chrono::seconds(15))) << b->log();
+    x += 1;
+    on_b.move(++seq, scout, x, 2);
+    ASSERT_TRUE(eventually([&] {
+      return on_a.entities().contains(scout) && on_a.entities().at(scout).position.x == on_a.quantized(x);
+    })) << a->log();
+  }
+  EXPECT_FALSE(on_b.ended().has_value());
+  EXPECT_FALSE(on_a.ended().has_value());
+  const auto frames = on_b.frames();
+  for (size_t i = 1; i < frames.size(); ++i) EXPECT_GT(frames[i].tick, frames[i - 1].tick) << i;
+  EXPECT_EQ(b->log().find("took room"), std::string::npos) << "a owned the room throughout";
+}
+
+}  // namespace
+}  // namespace gameverse::testing
