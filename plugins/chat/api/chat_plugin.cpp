@@ -35,6 +35,8 @@ constexpr uint32_t kReplayPage = 200;
 constexpr int kMaxEditsPerMessage = 20;
 constexpr int64_t kSendIdRetentionMs = 10 * 60 * 1000;
 constexpr size_t kMaxOnlineListed = 1000;
+// Events held while an earlier seq is missing; past this the gap is read from the store at once.
+constexpr size_t kMaxPending = 256;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -137,8 +139,9 @@ struct Feed {
   const std::string channel;
   std::mutex fill_mu;  // one deliverer at a time: pub/sub, a sender here, the head check
   bool initialized = false;
-  std::mutex mu;           // delivered and subscribers
-  uint64_t delivered = 0;  // every seq up to here went to the live subscribers
+  std::map<uint64_t, std::string> pending;  // arrived ahead of a missing seq (under fill_mu)
+  std::mutex mu;                            // delivered and subscribers
+  uint64_t delivered = 0;                   // every seq up to here went to the live subscribers
   std::vector<std::shared_ptr<Subscriber>> subscribers;
   size_t users = 0;  // subscribers live or replaying (under the plugin's feeds_mu_)
 };
@@ -742,7 +745,7 @@ class ChatPlugin final : public sdk::Plugin {
         });
     announce(request.channel_id(), stored);
     if (action == pb::MODERATION_ACTION_KICK || action == pb::MODERATION_ACTION_BAN) {
-      end_streams_of(request.channel_id(), request.player_id(), channel.value);
+      end_streams_of(request.channel_id(), request.player_id());
     }
     reply = member_pb(request.player_id(), result);
     return sdk::Status::ok();
@@ -772,7 +775,7 @@ class ChatPlugin final : public sdk::Plugin {
     record.set_since_unix_ms(now_ms());
     store_.raw().put(kBlocks, player + "/" + request.player_id(), record, sdk::Store::kAnyVersion, player);
     // A direct stream between the two ends now.
-    end_streams_of(direct_id(player, request.player_id()), request.player_id(), rec::ChannelRecord());
+    end_streams_of(direct_id(player, request.player_id()), request.player_id());
     return sdk::Status::ok();
   }
 
@@ -1084,28 +1087,51 @@ class ChatPlugin final : public sdk::Plugin {
     pb::ChatEvent event;
     if (!event.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || event.seq() == 0) return;
     if (auto feed = find_feed(event.channel_id())) deliver(*feed, event.seq(), std::string(payload));
+    if (event.type() == pb::EVENT_TYPE_MODERATION && (event.moderation() == pb::MODERATION_ACTION_KICK ||
+                                                      event.moderation() == pb::MODERATION_ACTION_BAN)) {
+      end_streams_of(event.channel_id(), event.subject_id());  // on this host too, whoever moderated
+    }
   }
 
-  // Delivers event `seq` in order: what came before it and was not delivered is read first.
+  // Delivers event `seq` in order. One that comes ahead of a missing seq waits (announcements from
+  // two hosts, or a sender here and pub/sub, may cross); a gap that persists is read from the
+  // store, by the head check or when too many wait.
   void deliver(Feed& feed, uint64_t seq, const std::string& bytes) {
     std::lock_guard fill(feed.fill_mu);
     if (!feed.initialized) return;  // its start reads the head after this was stored
-    uint64_t delivered;
-    {
-      std::lock_guard lock(feed.mu);
-      delivered = feed.delivered;
-    }
+    const uint64_t delivered = delivered_of(feed);
     if (seq <= delivered) return;
     if (seq > delivered + 1) {
+      feed.pending.emplace(seq, bytes);
+      if (feed.pending.size() <= kMaxPending) return;
       try {
-        refill(feed, delivered + 1, seq - 1);
+        refill(feed, delivered + 1, feed.pending.begin()->first - 1);
       } catch (const sdk::Error& e) {
         host_.warn("chat: could not read events of " + feed.channel +
                    " to fill a gap: " + std::string(e.what()));
-        return;  // the head check tries again
+        feed.pending.clear();  // the head check reads them
+        return;
       }
+    } else {
+      fan_out(feed, seq, bytes);
     }
-    fan_out(feed, seq, bytes);
+    drain_pending(feed);
+  }
+
+  static uint64_t delivered_of(Feed& feed) {
+    std::lock_guard lock(feed.mu);
+    return feed.delivered;
+  }
+
+  // Under fill_mu: what waited and is next in order goes out.
+  void drain_pending(Feed& feed) {
+    while (!feed.pending.empty()) {
+      auto first = feed.pending.begin();
+      const uint64_t delivered = delivered_of(feed);
+      if (first->first > delivered + 1) return;
+      if (first->first == delivered + 1) fan_out(feed, first->first, first->second);
+      feed.pending.erase(first);
+    }
   }
 
   void refill(Feed& feed, uint64_t first, uint64_t last) {
@@ -1195,14 +1221,14 @@ class ChatPlugin final : public sdk::Plugin {
         require_read_as(*principal, sub->channel, channel->value, sub->player);
       }
       feed = attach_feed(sub);
+      if (!feed) return;  // ended meanwhile
       const uint64_t head = store_.head(sub->channel);
+      if (cursor && *cursor > head) {
+        return end(sub, sdk::Status(sdk::StatusCode::kInvalidArgument,
+                                    "cursor: ahead of the channel's newest event"));
+      }
       {
         std::lock_guard lock(sub->mu);
-        if (cursor && *cursor > head) {
-          sub->ended = true;
-          sub->stream.finish(
-              sdk::Status(sdk::StatusCode::kInvalidArgument, "cursor: ahead of the channel's newest event"));
-        }
         sub->position = cursor.value_or(head);
       }
       replay(sub, *feed);
@@ -1214,14 +1240,13 @@ class ChatPlugin final : public sdk::Plugin {
   std::shared_ptr<Feed> attach_feed(const std::shared_ptr<Subscriber>& sub) {
     std::shared_ptr<Feed> feed;
     {
-      std::lock_guard lock(feeds_mu_);
+      std::lock_guard lock(subs_mu_);
+      if (!subscribers_.contains(sub)) return nullptr;  // cancelled or detached before it started
+      std::lock_guard feeds_lock(feeds_mu_);
       auto& slot = feeds_[sub->channel];
       if (!slot) slot = std::make_shared<Feed>(sub->channel);
       feed = slot;
       ++feed->users;
-    }
-    {
-      std::lock_guard lock(subs_mu_);
       feed_of_[sub.get()] = feed;
     }
     std::lock_guard fill(feed->fill_mu);
@@ -1314,9 +1339,9 @@ class ChatPlugin final : public sdk::Plugin {
     if (--feed->users == 0) feeds_.erase(feed->channel);
   }
 
-  // Ends the streams of `player` on `channel` (kicked, banned, blocked) on this host. Other hosts'
-  // streams end when their next head check finds the player gone; here, at once.
-  void end_streams_of(const std::string& channel, const std::string& player, const rec::ChannelRecord&) {
+  // Ends the streams of `player` on `channel` (kicked, banned, blocked) on this host; other hosts
+  // end theirs when the moderation event reaches them.
+  void end_streams_of(const std::string& channel, const std::string& player) {
     std::vector<std::shared_ptr<Subscriber>> ending;
     {
       std::lock_guard lock(subs_mu_);
@@ -1342,12 +1367,9 @@ class ChatPlugin final : public sdk::Plugin {
         std::lock_guard fill(feed->fill_mu);
         if (!feed->initialized) continue;
         const uint64_t head = store_.head(feed->channel);
-        uint64_t delivered;
-        {
-          std::lock_guard lock(feed->mu);
-          delivered = feed->delivered;
-        }
+        const uint64_t delivered = delivered_of(*feed);
         if (head > delivered) refill(*feed, delivered + 1, head);
+        drain_pending(*feed);
       } catch (const sdk::Error& e) {
         host_.warn("chat: head check of " + feed->channel + " failed: " + std::string(e.what()));
       }
