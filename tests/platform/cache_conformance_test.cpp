@@ -2,6 +2,7 @@
 // starts (GAMEVERSE_TEST_REDIS_URL). An outage test runs a Redis of its own.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -77,6 +78,54 @@ TEST_P(CacheConformance, ConcurrentIncrementsAreAtomic) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(cache_->get(prefix_ + "hits"), "400");
+}
+
+// A lease: taken only when free, renewed and released only by its holder, free again once it lapses.
+TEST_P(CacheConformance, CompareAndSetMakesLeases) {
+  const std::string lease = prefix_ + "room:7";
+  EXPECT_TRUE(cache_->compare_and_set(lease, std::nullopt, "host-a", milliseconds(150)));
+  EXPECT_FALSE(cache_->compare_and_set(lease, std::nullopt, "host-b", milliseconds(150))) << "taken twice";
+  EXPECT_FALSE(cache_->compare_and_set(lease, "host-b", "host-b", milliseconds(150))) << "renewed by another";
+  EXPECT_FALSE(cache_->compare_and_set(lease, "host-b", std::nullopt, milliseconds(0)))
+      << "released by another";
+  EXPECT_EQ(cache_->get(lease), "host-a");
+  EXPECT_TRUE(cache_->compare_and_set(lease, "host-a", "host-a", milliseconds(60000)));  // renewed
+  EXPECT_TRUE(cache_->compare_and_set(lease, "host-a", std::nullopt, milliseconds(0)));  // released
+  EXPECT_EQ(cache_->get(lease), std::nullopt);
+  EXPECT_FALSE(cache_->compare_and_set(lease, "host-a", std::nullopt, milliseconds(0)))
+      << "nothing to release";
+
+  EXPECT_TRUE(cache_->compare_and_set(lease, std::nullopt, "host-a", milliseconds(50)));
+  std::this_thread::sleep_for(milliseconds(120));  // the holder died: its lease lapses
+  EXPECT_FALSE(cache_->compare_and_set(lease, "host-a", "host-a", milliseconds(50)))
+      << "renewed a lapsed lease";
+  EXPECT_TRUE(cache_->compare_and_set(lease, std::nullopt, "host-b", milliseconds(0)));
+  EXPECT_EQ(cache_->get(lease), "host-b");
+
+  const std::string bytes("a\0\xff", 3);  // compared as bytes, not as C strings
+  cache_->set(prefix_ + "bytes", bytes, milliseconds(0));
+  EXPECT_FALSE(cache_->compare_and_set(prefix_ + "bytes", std::string("a"), "x", milliseconds(0)));
+  EXPECT_TRUE(cache_->compare_and_set(prefix_ + "bytes", bytes, std::string("\0", 1), milliseconds(0)));
+  EXPECT_EQ(cache_->get(prefix_ + "bytes"), std::string("\0", 1));
+  EXPECT_FALSE(cache_->compare_and_set(prefix_ + "bytes", std::string(), "x", milliseconds(0)))
+      << "an empty expected value matched a one-byte value";
+}
+
+TEST_P(CacheConformance, OneOfManyRacingTakesALease) {
+  constexpr int kRacers = 8;
+  for (int round = 0; round < 20; ++round) {
+    const std::string lease = prefix_ + "race:" + std::to_string(round);
+    std::atomic<int> winners = 0;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kRacers; ++t) {
+      threads.emplace_back([&, t] {
+        if (cache_->compare_and_set(lease, std::nullopt, "racer-" + std::to_string(t), milliseconds(60000)))
+          ++winners;
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(winners.load(), 1) << "round " << round;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CacheConformance, ::testing::Values("memory", "redis"),

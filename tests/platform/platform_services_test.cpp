@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <random>
 
 #include "expect_contains.hpp"
@@ -461,6 +462,60 @@ TEST_P(CacheThroughTheHost, SetGetExpireIncrementAndRefuseBadKeys) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, CacheThroughTheHost, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return info.param; });
+
+grpc::Status compare_and_set(pb::PlatformProbe::Stub& probe, const std::string& key,
+                             std::optional<std::string> expected, std::optional<std::string> desired,
+                             uint32_t ttl_ms, bool* swapped) {
+  grpc::ClientContext context;
+  pb::CacheRequest request;
+  request.set_op(pb::CacheRequest::COMPARE_AND_SET);
+  request.set_key(key);
+  request.set_expect_present(expected.has_value());
+  request.set_expected(expected.value_or(""));
+  request.set_remove(!desired.has_value());
+  request.set_value(desired.value_or(""));
+  request.set_ttl_ms(ttl_ms);
+  pb::CacheReply reply;
+  grpc::Status status = probe.Cache(&context, request, &reply);
+  *swapped = reply.swapped();
+  return status;
+}
+
+// Two hosts on one Redis hold a lease through the SDK's compare_and_set: one takes it, the other
+// cannot until the holder releases it or stops renewing it.
+TEST(CacheThroughTheHost, TwoHostsShareOneLease) {
+  ASSERT_FALSE(redis_url().empty()) << "run the suite with `tools/gv test`";
+  TempDir data_a, data_b;
+  HostProcess host_a(probe_host_config(data_a.path(), "redis"));
+  HostProcess host_b(probe_host_config(data_b.path(), "redis"));
+  auto probe_a = pb::PlatformProbe::NewStub(host_a.channel());
+  auto probe_b = pb::PlatformProbe::NewStub(host_b.channel());
+  const std::string lease = "lease" + std::to_string(std::random_device()());
+  bool swapped = false;
+  ASSERT_TRUE(compare_and_set(*probe_a, lease, std::nullopt, "a", 60000, &swapped).ok());
+  EXPECT_TRUE(swapped);
+  ASSERT_TRUE(compare_and_set(*probe_b, lease, std::nullopt, "b", 60000, &swapped).ok());
+  EXPECT_FALSE(swapped) << "the second host took a lease the first holds";
+  ASSERT_TRUE(compare_and_set(*probe_b, lease, "a", "b", 60000, &swapped).ok());
+  EXPECT_TRUE(swapped) << "a holder's value, named exactly, hands the lease over";
+  ASSERT_TRUE(compare_and_set(*probe_a, lease, "a", "a", 60000, &swapped).ok());
+  EXPECT_FALSE(swapped) << "the first host renewed a lease it no longer holds";
+
+  ASSERT_TRUE(compare_and_set(*probe_a, lease + "short", std::nullopt, "a", 50, &swapped).ok());
+  ASSERT_TRUE(swapped);
+  EXPECT_TRUE(eventually([&] {
+    bool taken = false;
+    return compare_and_set(*probe_b, lease + "short", std::nullopt, "b", 60000, &taken).ok() && taken;
+  })) << "a lease that was not renewed never lapsed";
+
+  pb::CacheReply reply;
+  ASSERT_TRUE(cache_call(*probe_a, pb::CacheRequest::GET, lease, &reply).ok());
+  EXPECT_EQ(reply.value(), "b");
+  grpc::Status big = compare_and_set(*probe_a, lease, std::nullopt, std::string(2 << 20, 'x'), 0, &swapped);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << big.error_message();
+  EXPECT_EQ(host_a.stop(), 0) << host_a.log();
+  EXPECT_EQ(host_b.stop(), 0) << host_b.log();
+}
 
 // Two hosts on one Redis: a message a plugin publishes on one reaches the subscribers on both.
 TEST(PubSubThroughTheHost, MessagesReachSubscribersOnAnotherHost) {

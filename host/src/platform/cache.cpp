@@ -60,6 +60,30 @@ class MemoryCache final : public MemoryCacheBackend {
     return current + delta;
   }
 
+  bool compare_and_set(const std::string& key, const std::optional<std::string>& expected,
+                       const std::optional<std::string>& desired, std::chrono::milliseconds ttl) override {
+    std::lock_guard lock(mu_);
+    drop_expired();
+    auto it = live(key);
+    const bool present = it != entries_.end();
+    if (present != expected.has_value() || (present && it->second.value != *expected)) return false;
+    if (!desired) {
+      if (present) {
+        forget_expiry(it->second);
+        entries_.erase(it);
+      }
+      return true;
+    }
+    if (present) {
+      forget_expiry(it->second);
+    } else {
+      it = entries_.emplace(key, Entry{}).first;
+    }
+    it->second.value = *desired;
+    set_expiry(it, ttl);
+    return true;
+  }
+
   std::string name() const override { return "memory"; }
 
   size_t entry_count() const override {
@@ -150,6 +174,25 @@ class RedisCache final : public CacheBackend {
     if (reply->type != REDIS_REPLY_INTEGER)
       throw PlatformError(GV_STATUS_INTERNAL, "Redis: INCRBY gave no integer");
     return reply->integer;
+  }
+
+  bool compare_and_set(const std::string& key, const std::optional<std::string>& expected,
+                       const std::optional<std::string>& desired, std::chrono::milliseconds ttl) override {
+    // GET, compare, then SET (with PX when there is a ttl) or DEL: one atomic script.
+    static const char* kScript =
+        "local current = redis.call('GET', KEYS[1]) "
+        "if ARGV[1] == '1' then if current ~= ARGV[2] then return 0 end "
+        "elseif current then return 0 end "
+        "if ARGV[3] == '0' then redis.call('DEL', KEYS[1]) "
+        "elseif tonumber(ARGV[5]) > 0 then redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5]) "
+        "else redis.call('SET', KEYS[1], ARGV[4]) end "
+        "return 1";
+    RedisReply reply =
+        redis_.command({"EVAL", kScript, "1", key, expected ? "1" : "0", expected.value_or(""),
+                        desired ? "1" : "0", desired.value_or(""), std::to_string(ttl.count())});
+    if (reply->type != REDIS_REPLY_INTEGER)
+      throw PlatformError(GV_STATUS_INTERNAL, "Redis: the compare-and-set script gave no integer");
+    return reply->integer == 1;
   }
 
   std::string name() const override { return "redis"; }

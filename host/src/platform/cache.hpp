@@ -22,6 +22,10 @@ class CacheBackend {
   // Adds delta and returns the new value; a key created by this call expires after ttl (zero: never),
   // so a counter counts within a window from its first increment.
   virtual int64_t increment(const std::string& key, int64_t delta, std::chrono::milliseconds ttl) = 0;
+  // Sets key to desired (nullopt: removes it) with ttl (zero: no expiry) only when its current value
+  // is expected (nullopt: absent or expired), atomically; returns whether it did. Leases use it.
+  virtual bool compare_and_set(const std::string& key, const std::optional<std::string>& expected,
+                               const std::optional<std::string>& desired, std::chrono::milliseconds ttl) = 0;
   virtual std::string name() const = 0;
 };
 

@@ -245,6 +245,7 @@ constexpr char kList[] = "list";
 constexpr char kSet[] = "set";
 constexpr char kDelete[] = "delete";
 constexpr char kIncrement[] = "increment";
+constexpr char kCompareAndSet[] = "compare_and_set";
 constexpr char kPublish[] = "publish";
 
 // --- Blocking work (1.2) ---------------------------------------------------------------------------
@@ -469,6 +470,21 @@ gv_status_code cache_increment(gv_host_plugin* self, gv_bytes key, int64_t delta
   });
 }
 
+gv_status_code cache_compare_and_set(gv_host_plugin* self, gv_bytes key, bool expected_present,
+                                     gv_bytes expected, bool value_present, gv_bytes value, uint64_t ttl_ms,
+                                     bool* swapped, gv_message_buffer error) {
+  return guarded(self, error, "cache", [&] {
+    const std::string backend_key = cache_key(self, key);
+    if (expected_present) check_size(self, "the expected value", expected);
+    if (value_present) check_size(self, "the value", value);
+    const bool done = self->platform->cache->compare_and_set(
+        backend_key, expected_present ? std::optional<std::string>(as_string(expected)) : std::nullopt,
+        value_present ? std::optional<std::string>(as_string(value)) : std::nullopt,
+        std::chrono::milliseconds(static_cast<int64_t>(ttl_ms)));
+    if (swapped != nullptr) *swapped = done;
+  });
+}
+
 platform::PubSub& bus(gv_host_plugin* self) {
   if (self->platform == nullptr || self->platform->pubsub == nullptr)
     throw platform::PlatformError(GV_STATUS_UNAVAILABLE, "this host has no pub/sub configured");
@@ -568,6 +584,7 @@ gv_host_api host_api(uint32_t minor) {
   api.subscribe2 = &subscribe2;
   api.metric_register2 = &metric_register2;
   api.call_origin = &call_origin;
+  api.cache_compare_and_set = &Measured<kCache, kCompareAndSet, &cache_compare_and_set>::call;
   return api;
 }
 

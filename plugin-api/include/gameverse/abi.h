@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define GV_ABI_VERSION_MAJOR 1
-#define GV_ABI_VERSION_MINOR 3
+#define GV_ABI_VERSION_MINOR 4
 
 /* The one symbol a plugin exports. Its name carries the ABI major version. */
 #define GV_PLUGIN_ENTRY_SYMBOL "gv_plugin_entry_v1"
@@ -372,6 +372,19 @@ typedef gv_status_code (*gv_host_cache_increment_fn)(gv_host_plugin* self, gv_by
                                                      uint64_t ttl_ms, int64_t* value,
                                                      gv_message_buffer error);
 
+/* --- Compare-and-set in the cache (ABI 1.4) -------------------------------------------------------
+ * Atomically sets key to value, expiring after ttl_ms (0: never), only when the key's current value
+ * equals expected; with expected_present false, only when the key is absent or has expired. With
+ * value_present false it removes the key instead. *swapped (may be NULL) tells whether it changed
+ * anything. This is the building block of leases held across hosts: acquire (absent -> mine), renew
+ * (mine -> mine, a new ttl) and release (mine -> absent). Fails as the other cache calls do, and
+ * with INVALID_ARGUMENT for a value over the host's max_value_bytes; on failure nothing changed. */
+typedef gv_status_code (*gv_host_cache_compare_and_set_fn)(gv_host_plugin* self, gv_bytes key,
+                                                           bool expected_present, gv_bytes expected,
+                                                           bool value_present, gv_bytes value,
+                                                           uint64_t ttl_ms, bool* swapped,
+                                                           gv_message_buffer error);
+
 /* --- Publish / subscribe (ABI 1.1) ----------------------------------------------------------------
  * Topics (1 .. 256 bytes) are shared by every plugin and, with Redis, by every host on the same
  * Redis. Delivery is at most once and in publish order per publisher. */
@@ -489,6 +502,9 @@ typedef struct gv_host_api {
 
   /* 1.3: read only when abi_minor >= 3 */
   gv_host_call_origin_fn call_origin;
+
+  /* 1.4: read only when abi_minor >= 4 */
+  gv_host_cache_compare_and_set_fn cache_compare_and_set;
   /* Later minors append here. */
 } gv_host_api;
 

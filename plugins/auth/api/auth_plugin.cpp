@@ -19,11 +19,7 @@ using gameverse::auth::AuthError;
 using gameverse::auth::AuthService;
 using gameverse::auth::TokenClaims;
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using sdk::now_unix_ms;
 
 sdk::Status status_of(const AuthError& e) {
   switch (e.kind()) {

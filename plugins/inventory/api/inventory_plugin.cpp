@@ -19,11 +19,7 @@ namespace pb = gameverse::inventory::v1;
 namespace inv = gameverse::inventory;
 using inv::InventoryError;
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using sdk::now_unix_ms;
 
 // Newest first when listed by key: the time counts down, random digits keep ids apart.
 std::string new_offer_id() {

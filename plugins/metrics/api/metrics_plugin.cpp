@@ -25,12 +25,6 @@ namespace pb = gameverse::metrics::v1;
 namespace m = gameverse::metrics;
 namespace collector = opentelemetry::proto::collector::metrics::v1;
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 sdk::Status status_of(const m::MetricsError& e) {
   switch (e.code()) {
     case m::MetricsError::Code::kInvalidArgument: return {sdk::StatusCode::kInvalidArgument, e.what()};
@@ -369,7 +363,8 @@ class MetricsPlugin final : public sdk::Plugin {
         }
         batch.push_back(std::move(out));
       }
-      reply.set_accepted(static_cast<uint32_t>(service_.record("player:" + caller.user_id, batch, now_ms())));
+      reply.set_accepted(
+          static_cast<uint32_t>(service_.record("player:" + caller.user_id, batch, sdk::now_unix_ms())));
     });
   }
 
@@ -384,7 +379,7 @@ class MetricsPlugin final : public sdk::Plugin {
       charge(sender, static_cast<int64_t>(m::point_count(request)), max_per_client_,
              "client '" + sender + "'", "max_points_per_client_per_minute", "data points");
       const std::vector<m::OtlpPoint> points = m::points_of(request, sender);
-      const m::ExportOutcome outcome = service_.export_points(sender, points, now_ms());
+      const m::ExportOutcome outcome = service_.export_points(sender, points, sdk::now_unix_ms());
       if (outcome.rejected > 0) {
         reply.mutable_partial_success()->set_rejected_data_points(outcome.rejected);
         reply.mutable_partial_success()->set_error_message(outcome.error_message);
@@ -543,7 +538,7 @@ class MetricsPlugin final : public sdk::Plugin {
   void charge(const std::string& who, int64_t n, int64_t limit, const std::string& named, const char* key,
               const char* what) {
     if (n == 0) return;
-    const int64_t minute = now_ms() / 60000;
+    const int64_t minute = sdk::now_unix_ms() / 60000;
     int64_t used = 0;
     try {
       used =
@@ -562,7 +557,7 @@ class MetricsPlugin final : public sdk::Plugin {
 
   void flush(bool everything) {
     std::unique_lock flush_lock(flush_mu_);
-    const int64_t now_s = now_ms() / 1000;
+    const int64_t now_s = sdk::now_unix_ms() / 1000;
     std::vector<m::WindowEntry> entries = everything ? service_.take_all() : service_.take_closed(now_s);
     std::vector<m::Family> families = service_.take_new_families();
     {
@@ -613,7 +608,7 @@ class MetricsPlugin final : public sdk::Plugin {
   }
 
   void apply_retention() {
-    const int64_t now_s = now_ms() / 1000;
+    const int64_t now_s = sdk::now_unix_ms() / 1000;
     size_t erased = 0;
     for (const auto& [family, series] : service_.families("")) {
       for (size_t r = 0; r < service_.settings().resolutions.size(); ++r) {

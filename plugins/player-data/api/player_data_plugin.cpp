@@ -21,11 +21,7 @@ namespace pb = gameverse::playerdata::v1;
 namespace pd = gameverse::playerdata;
 using pd::PlayerDataError;
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using sdk::now_unix_ms;
 
 sdk::Status status_of(const PlayerDataError& e) {
   using K = PlayerDataError::Kind;

@@ -39,11 +39,7 @@ constexpr uint32_t kDefaultPageSize = 500;
 constexpr uint32_t kMaxPageSize = 1000;
 constexpr int kCatchUpAttempts = 20;  // at a reload, 50 ms apart
 
-int64_t now_unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using sdk::now_unix_ms;
 
 // The canonical name of a status code, for messages.
 std::string code_name(sdk::StatusCode code) {

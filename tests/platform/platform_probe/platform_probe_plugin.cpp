@@ -56,6 +56,12 @@ class PlatformProbe final : public sdk::Plugin {
       case pb::CacheRequest::INCREMENT:
         reply.set_counter(cache.increment(request.key(), request.delta(), ttl));
         break;
+      case pb::CacheRequest::COMPARE_AND_SET:
+        reply.set_swapped(cache.compare_and_set(
+            request.key(),
+            request.expect_present() ? std::optional<std::string_view>(request.expected()) : std::nullopt,
+            request.remove() ? std::nullopt : std::optional<std::string_view>(request.value()), ttl));
+        break;
       default: throw sdk::Error(sdk::StatusCode::kInvalidArgument, "unknown cache op");
     }
     return {};

@@ -22,6 +22,13 @@
 
 namespace gameverse::sdk {
 
+// Milliseconds since the Unix epoch by the system clock: the time stamps plugins store.
+inline int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Where a timer or subscription callback runs.
 enum class Run {
   // On the host's timer or delivery thread, shared by every plugin: keep it short, never block.
@@ -468,13 +475,7 @@ class Host {
     return Metric(api_, self_, id);
   }
 
-  void require_minor(uint32_t minor, const char* what) const {
-    if (api_->abi_minor < minor) {
-      throw Error(StatusCode::kFailedPrecondition,
-                  std::string(what) + " needs a host with ABI 1." + std::to_string(minor) +
-                      " or newer; this host speaks ABI 1." + std::to_string(api_->abi_minor));
-    }
-  }
+  void require_minor(uint32_t minor, const char* what) const { detail::require_minor(api_, minor, what); }
 
   static void check_config(bool found, const char* key, const char* type) {
     if (!found) {

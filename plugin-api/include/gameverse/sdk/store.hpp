@@ -289,6 +289,24 @@ class Cache {
     detail::check(api_->cache_delete(self_, detail::bytes(key), message.buffer()), message);
   }
 
+  // Sets key to `desired` (nullopt: removes the key), expiring after ttl (zero: never), only when
+  // its current value is `expected` (nullopt: absent or expired); returns whether it did. Atomic on
+  // every backend, so it makes leases across hosts: acquire compare_and_set(k, nullopt, me, ttl),
+  // renew compare_and_set(k, me, me, ttl), release compare_and_set(k, me, nullopt). Needs ABI 1.4.
+  bool compare_and_set(std::string_view key, std::optional<std::string_view> expected,
+                       std::optional<std::string_view> desired,
+                       std::chrono::milliseconds ttl = std::chrono::milliseconds(0)) const {
+    detail::require_minor(api_, 4, "compare_and_set in the cache");
+    bool swapped = false;
+    detail::MessageBuffer message;
+    detail::check(api_->cache_compare_and_set(self_, detail::bytes(key), expected.has_value(),
+                                              detail::bytes(expected.value_or("")), desired.has_value(),
+                                              detail::bytes(desired.value_or("")),
+                                              static_cast<uint64_t>(ttl.count()), &swapped, message.buffer()),
+                  message);
+    return swapped;
+  }
+
   // Adds delta and returns the new value. A key this call creates expires after ttl (zero: never):
   // a counter within a window, e.g. failed logins per minute.
   int64_t increment(std::string_view key, int64_t delta = 1,

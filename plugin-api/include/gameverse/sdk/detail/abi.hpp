@@ -46,6 +46,15 @@ inline void check(gv_status_code code, const MessageBuffer& message) {
   if (code != GV_STATUS_OK) throw Error(static_cast<StatusCode>(code), message.text);
 }
 
+// FAILED_PRECONDITION naming what needs ABI 1.<minor> when the host speaks an older minor.
+inline void require_minor(const gv_host_api* api, uint32_t minor, const char* what) {
+  if (api->abi_minor < minor) {
+    throw Error(StatusCode::kFailedPrecondition,
+                std::string(what) + " needs a host with ABI 1." + std::to_string(minor) +
+                    " or newer; this host speaks ABI 1." + std::to_string(api->abi_minor));
+  }
+}
+
 // A gv_byte_sink that appends to a std::string.
 struct StringSink : gv_byte_sink {
   explicit StringSink(std::string& out) : out_(&out) {
