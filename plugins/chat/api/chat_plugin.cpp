@@ -37,12 +37,8 @@ constexpr int64_t kSendIdRetentionMs = 10 * 60 * 1000;
 constexpr size_t kMaxOnlineListed = 1000;
 // Events held while an earlier seq is missing; past this the gap is read from the store at once.
 constexpr size_t kMaxPending = 256;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+// Announcements waiting for a feed's drain at most; beyond, they are read from the store.
+constexpr size_t kMaxInbox = 100000;
 
 std::string random_hex(int bytes) {
   std::random_device random;
@@ -66,18 +62,53 @@ void check(const std::string& problem) {
 // A message serialized once per channel and written as it is to every subscriber: what the SDK's
 // stream needs of a message, over bytes that are already a ChatEvent.
 struct Serialized {
-  const std::string* bytes;
-  size_t ByteSizeLong() const { return bytes->size(); }
+  std::string_view bytes;
+  size_t ByteSizeLong() const { return bytes.size(); }
   uint8_t* SerializeWithCachedSizesToArray(uint8_t* out) const {
-    std::memcpy(out, bytes->data(), bytes->size());
-    return out + bytes->size();
+    std::memcpy(out, bytes.data(), bytes.size());
+    return out + bytes.size();
   }
   bool SerializeToString(std::string* out) const {
-    *out = *bytes;
+    out->assign(bytes);
     return true;
   }
 };
 using EventStream = sdk::ServerStream<Serialized>;
+
+// A serialized ChatEvent as an element of SubscribeResponse.events (field 1, length-delimited):
+// a response is its events' frames one after another, so any run of them is a response too.
+std::string framed(std::string_view event) {
+  std::string out;
+  out.reserve(event.size() + 6);
+  out += '\x0A';
+  for (size_t n = event.size();; n >>= 7) {
+    if (n < 0x80) {
+      out += static_cast<char>(n);
+      break;
+    }
+    out += static_cast<char>((n & 0x7F) | 0x80);
+  }
+  out += event;
+  return out;
+}
+
+// Events in seq order, framed once, for every subscriber: each gets the part after its place.
+struct Batch {
+  std::string bytes;
+  std::vector<uint64_t> seqs;
+  std::vector<size_t> offsets;
+  void add(uint64_t seq, std::string_view frame) {
+    seqs.push_back(seq);
+    offsets.push_back(bytes.size());
+    bytes += frame;
+  }
+  bool empty() const { return seqs.empty(); }
+  uint64_t last() const { return seqs.back(); }
+  size_t first_after(uint64_t position) const {
+    return static_cast<size_t>(std::upper_bound(seqs.begin(), seqs.end(), position) - seqs.begin());
+  }
+  std::string_view suffix(size_t index) const { return std::string_view(bytes).substr(offsets[index]); }
+};
 
 pb::ChatEvent to_pb(const std::string& channel, const rec::EventRecord& e) {
   pb::ChatEvent out;
@@ -139,9 +170,12 @@ struct Feed {
   const std::string channel;
   std::mutex fill_mu;  // one deliverer at a time: pub/sub, a sender here, the head check
   bool initialized = false;
-  std::map<uint64_t, std::string> pending;  // arrived ahead of a missing seq (under fill_mu)
-  std::mutex mu;                            // delivered and subscribers
-  uint64_t delivered = 0;                   // every seq up to here went to the live subscribers
+  std::map<uint64_t, std::string> pending;  // framed, ahead of a missing seq (under fill_mu)
+  std::mutex inbox_mu;
+  std::vector<std::pair<uint64_t, std::string>> inbox;  // announced, not yet drained
+  bool draining = false;                                // a drain is queued or running
+  std::mutex mu;                                        // delivered and subscribers
+  uint64_t delivered = 0;                               // every seq up to here went to the live subscribers
   std::vector<std::shared_ptr<Subscriber>> subscribers;
   size_t users = 0;  // subscribers live or replaying (under the plugin's feeds_mu_)
 };
@@ -200,7 +234,7 @@ class ChatPlugin final : public sdk::Plugin {
     }
     announcements_ = init.host.subscribe(
         kEventsTopic, [this](std::string_view, std::string_view payload) { announced(payload); },
-        sdk::Run::kBlocking);
+        sdk::Run::kInline);
     const auto head_check = std::chrono::milliseconds(init.host.config_int("head_check_interval_ms"));
     head_timer_ = init.host.start_timer(
         head_check, head_check, [this] { check_heads(); }, sdk::Run::kBlocking);
@@ -334,7 +368,7 @@ class ChatPlugin final : public sdk::Plugin {
                                                                          : pb::RETENTION_PERSISTENT);
     channel.set_owner_id(player);
     channel.set_member_count(1);
-    channel.set_created_unix_ms(now_ms());
+    channel.set_created_unix_ms(sdk::now_unix_ms());
     sdk::Store::Batch batch;
     batch.put(kChannels, id, channel, sdk::Store::kCreateOnly, player);
     batch.put(kMembers, ChatStore::member_key(id, player), joined_member(Role::kOwner),
@@ -371,7 +405,7 @@ class ChatPlugin final : public sdk::Plugin {
     channel.set_retention(pb::RETENTION_PERSISTENT);
     channel.set_owner_id(player);
     channel.set_member_count(2);
-    channel.set_created_unix_ms(now_ms());
+    channel.set_created_unix_ms(sdk::now_unix_ms());
     sdk::Store::Batch batch;
     batch.put(kChannels, id, channel, sdk::Store::kCreateOnly, player);
     batch.put(kMembers, ChatStore::member_key(id, player), joined_member(Role::kMember),
@@ -472,7 +506,7 @@ class ChatPlugin final : public sdk::Plugin {
     auto channel = load_channel(request.channel_id());
     require_read(context, request.channel_id(), channel.value, player);
     std::set<std::string> online = local_online(request.channel_id());
-    const int64_t now = now_ms();
+    const int64_t now = sdk::now_unix_ms();
     sdk::Store::Query query;
     query.collection = kPresence;
     query.limit = 1000;
@@ -532,7 +566,7 @@ class ChatPlugin final : public sdk::Plugin {
     event.set_type(pb::EVENT_TYPE_MESSAGE);
     event.set_sender_id(player);
     event.set_text(filtered.text);
-    event.set_sent_unix_ms(now_ms());
+    event.set_sent_unix_ms(sdk::now_unix_ms());
     event.set_client_message_id(request.client_message_id());
     rec::EventRecord stored;
     try {
@@ -570,7 +604,7 @@ class ChatPlugin final : public sdk::Plugin {
     event.set_type(pb::EVENT_TYPE_EDIT);
     event.set_sender_id(player);
     event.set_text(filtered.text);
-    event.set_sent_unix_ms(now_ms());
+    event.set_sent_unix_ms(sdk::now_unix_ms());
     event.set_target_seq(request.seq());
     const rec::EventRecord stored =
         store_.append(request.channel_id(), ephemeral(channel.value), event,
@@ -599,7 +633,7 @@ class ChatPlugin final : public sdk::Plugin {
     rec::EventRecord event;
     event.set_type(pb::EVENT_TYPE_DELETE);
     event.set_sender_id(player);
-    event.set_sent_unix_ms(now_ms());
+    event.set_sent_unix_ms(sdk::now_unix_ms());
     event.set_target_seq(request.seq());
     const rec::EventRecord stored =
         store_.append(request.channel_id(), ephemeral(channel.value), event,
@@ -687,7 +721,7 @@ class ChatPlugin final : public sdk::Plugin {
     rec::EventRecord event;
     event.set_type(pb::EVENT_TYPE_MODERATION);
     event.set_sender_id(player);
-    event.set_sent_unix_ms(now_ms());
+    event.set_sent_unix_ms(sdk::now_unix_ms());
     event.set_moderation(action);
     event.set_subject_id(request.player_id());
     const rec::EventRecord stored = store_.append(
@@ -708,7 +742,7 @@ class ChatPlugin final : public sdk::Plugin {
           const bool was_joined = m.joined();
           switch (action) {
             case pb::MODERATION_ACTION_MUTE:
-              m.set_muted_until_unix_ms(now_ms() + request.mute_seconds() * 1000LL);
+              m.set_muted_until_unix_ms(sdk::now_unix_ms() + request.mute_seconds() * 1000LL);
               break;
             case pb::MODERATION_ACTION_UNMUTE: m.set_muted_until_unix_ms(0); break;
             case pb::MODERATION_ACTION_KICK:
@@ -772,7 +806,7 @@ class ChatPlugin final : public sdk::Plugin {
                                                        ") reached; unblock someone first"};
     }
     rec::BlockRecord record;
-    record.set_since_unix_ms(now_ms());
+    record.set_since_unix_ms(sdk::now_unix_ms());
     store_.raw().put(kBlocks, player + "/" + request.player_id(), record, sdk::Store::kAnyVersion, player);
     // A direct stream between the two ends now.
     end_streams_of(direct_id(player, request.player_id()), request.player_id());
@@ -859,7 +893,7 @@ class ChatPlugin final : public sdk::Plugin {
     rec::MemberRecord m;
     m.set_role(static_cast<uint32_t>(role));
     m.set_joined(true);
-    m.set_joined_unix_ms(now_ms());
+    m.set_joined_unix_ms(sdk::now_unix_ms());
     return m;
   }
 
@@ -931,10 +965,10 @@ class ChatPlugin final : public sdk::Plugin {
     const Standing s = standing(context, id, player);
     if (s.banned) throw sdk::Error(sdk::StatusCode::kPermissionDenied, "banned from " + id);
     if (!s.member) throw sdk::Error(sdk::StatusCode::kPermissionDenied, "channel_id: Join " + id + " first");
-    if (muted(s, now_ms())) {
-      throw sdk::Error(
-          sdk::StatusCode::kPermissionDenied,
-          "muted in " + id + " for " + std::to_string((s.muted_until_unix_ms - now_ms()) / 1000 + 1) + " s");
+    if (muted(s, sdk::now_unix_ms())) {
+      throw sdk::Error(sdk::StatusCode::kPermissionDenied,
+                       "muted in " + id + " for " +
+                           std::to_string((s.muted_until_unix_ms - sdk::now_unix_ms()) / 1000 + 1) + " s");
     }
     if (channel.kind() == static_cast<uint32_t>(ChannelKind::kDirect)) {
       const std::string peer = direct_peer(id, player);
@@ -945,7 +979,7 @@ class ChatPlugin final : public sdk::Plugin {
   }
 
   void charge_rate(const std::string& player) {
-    const int64_t window = now_ms() / 10000;
+    const int64_t window = sdk::now_unix_ms() / 10000;
     const int64_t used =
         host_.cache().increment("rate/" + player + "/" + std::to_string(window), 1, std::chrono::seconds(20));
     if (used > messages_per_player_per_10s_) {
@@ -1007,7 +1041,7 @@ class ChatPlugin final : public sdk::Plugin {
       rec::MemberRecord m = member ? member->value : rec::MemberRecord();
       m.set_role(static_cast<uint32_t>(Role::kMember));
       m.set_joined(true);
-      m.set_joined_unix_ms(now_ms());
+      m.set_joined_unix_ms(sdk::now_unix_ms());
       channel.value.set_member_count(channel.value.member_count() + 1);
       sdk::Store::Batch batch;
       batch.put(kMembers, ChatStore::member_key(channel_id, player), m,
@@ -1026,7 +1060,7 @@ class ChatPlugin final : public sdk::Plugin {
     m.set_joined(false);
     m.set_role(static_cast<uint32_t>(Role::kMember));
     const std::string key = ChatStore::member_key(channel, player);
-    if (m.banned() || m.muted_until_unix_ms() > now_ms()) {
+    if (m.banned() || m.muted_until_unix_ms() > sdk::now_unix_ms()) {
       batch.put(kMembers, key, m, member.version, player);
     } else {
       batch.erase(kMembers, key, member.version);
@@ -1061,7 +1095,8 @@ class ChatPlugin final : public sdk::Plugin {
     return sdk::Status::ok();
   }
 
-  // Publishes a stored event to every host and hands it to this host's subscribers at once.
+  // Publishes a stored event to every host, this one included: the subscription delivers it on the
+  // pool, so the sender's reply does not wait for the fan-out.
   pb::ChatEvent announce(const std::string& channel, const rec::EventRecord& stored) {
     pb::ChatEvent event = to_pb(channel, stored);
     const std::string bytes = event.SerializeAsString();
@@ -1070,8 +1105,8 @@ class ChatPlugin final : public sdk::Plugin {
     } catch (const sdk::Error& e) {
       // Stored all the same: other hosts' head checks find it.
       host_.warn("chat: could not announce an event of " + channel + ": " + std::string(e.what()));
+      announced(bytes);  // this host's subscribers still get it
     }
-    if (auto feed = find_feed(channel)) deliver(*feed, stored.seq(), bytes);
     return event;
   }
 
@@ -1083,39 +1118,77 @@ class ChatPlugin final : public sdk::Plugin {
     return it == feeds_.end() ? nullptr : it->second;
   }
 
+  // An announcement from any host, on the host's delivery thread: queued on its channel's feed,
+  // which a job on the pool drains. Under load one drain takes many events, and each subscriber
+  // gets them in one write.
   void announced(std::string_view payload) {
     pb::ChatEvent event;
     if (!event.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || event.seq() == 0) return;
-    if (auto feed = find_feed(event.channel_id())) deliver(*feed, event.seq(), std::string(payload));
+    if (auto feed = find_feed(event.channel_id())) {
+      bool schedule = false;
+      {
+        std::lock_guard lock(feed->inbox_mu);
+        // A backlog past the bound is dropped: the gap is read from the store.
+        if (feed->inbox.size() < kMaxInbox) feed->inbox.emplace_back(event.seq(), framed(payload));
+        schedule = !std::exchange(feed->draining, true);
+      }
+      if (schedule) schedule_drain(feed);
+    }
     if (event.type() == pb::EVENT_TYPE_MODERATION && (event.moderation() == pb::MODERATION_ACTION_KICK ||
                                                       event.moderation() == pb::MODERATION_ACTION_BAN)) {
-      end_streams_of(event.channel_id(), event.subject_id());  // on this host too, whoever moderated
+      std::string channel = event.channel_id(), subject = event.subject_id();
+      try {
+        host_.run_blocking([this, channel, subject] { end_streams_of(channel, subject); });
+      } catch (const sdk::Error&) {
+        // The pool is full: the kicked player's stream here reads on until it ends by itself.
+      }
     }
   }
 
-  // Delivers event `seq` in order. One that comes ahead of a missing seq waits (announcements from
-  // two hosts, or a sender here and pub/sub, may cross); a gap that persists is read from the
-  // store, by the head check or when too many wait.
-  void deliver(Feed& feed, uint64_t seq, const std::string& bytes) {
-    std::lock_guard fill(feed.fill_mu);
-    if (!feed.initialized) return;  // its start reads the head after this was stored
-    const uint64_t delivered = delivered_of(feed);
-    if (seq <= delivered) return;
-    if (seq > delivered + 1) {
-      feed.pending.emplace(seq, bytes);
-      if (feed.pending.size() <= kMaxPending) return;
-      try {
-        refill(feed, delivered + 1, feed.pending.begin()->first - 1);
-      } catch (const sdk::Error& e) {
-        host_.warn("chat: could not read events of " + feed.channel +
-                   " to fill a gap: " + std::string(e.what()));
-        feed.pending.clear();  // the head check reads them
-        return;
-      }
-    } else {
-      fan_out(feed, seq, bytes);
+  void schedule_drain(const std::shared_ptr<Feed>& feed) {
+    try {
+      host_.run_blocking_with_status(
+          [this, feed](gv_status_code status) {
+            if (status == GV_STATUS_OK) return drain(*feed);
+            std::lock_guard lock(feed->inbox_mu);  // not run (the plugin stops)
+            feed->draining = false;
+          },
+          nullptr);
+    } catch (const sdk::Error&) {
+      std::lock_guard lock(feed->inbox_mu);  // the pool is full: the next announcement tries again
+      feed->draining = false;
     }
-    drain_pending(feed);
+  }
+
+  void drain(Feed& feed) {
+    for (;;) {
+      std::vector<std::pair<uint64_t, std::string>> batch;
+      {
+        std::lock_guard lock(feed.inbox_mu);
+        if (feed.inbox.empty()) {
+          feed.draining = false;
+          return;
+        }
+        batch.swap(feed.inbox);
+      }
+      std::lock_guard fill(feed.fill_mu);
+      if (!feed.initialized) continue;  // its start reads the head after these were stored
+      const uint64_t delivered = delivered_of(feed);
+      for (auto& [seq, bytes] : batch) {
+        if (seq > delivered) feed.pending.emplace(seq, std::move(bytes));
+      }
+      drain_pending(feed);
+      if (feed.pending.size() > kMaxPending) {
+        // A gap that many events wait behind: read it now rather than at the next head check.
+        try {
+          refill(feed, delivered_of(feed) + 1, feed.pending.begin()->first - 1);
+        } catch (const sdk::Error& e) {
+          host_.warn("chat: could not read events of " + feed.channel +
+                     " to fill a gap: " + std::string(e.what()));
+        }
+        drain_pending(feed);
+      }
+    }
   }
 
   static uint64_t delivered_of(Feed& feed) {
@@ -1123,46 +1196,54 @@ class ChatPlugin final : public sdk::Plugin {
     return feed.delivered;
   }
 
-  // Under fill_mu: what waited and is next in order goes out.
+  // Under fill_mu: what is next in order goes out, as one batch.
   void drain_pending(Feed& feed) {
+    Batch batch;
+    uint64_t next = delivered_of(feed) + 1;
     while (!feed.pending.empty()) {
       auto first = feed.pending.begin();
-      const uint64_t delivered = delivered_of(feed);
-      if (first->first > delivered + 1) return;
-      if (first->first == delivered + 1) fan_out(feed, first->first, first->second);
+      if (first->first > next) break;
+      if (first->first == next) {
+        batch.add(first->first, first->second);
+        ++next;
+      }
       feed.pending.erase(first);
     }
+    if (!batch.empty()) fan_out(feed, batch);
   }
 
   void refill(Feed& feed, uint64_t first, uint64_t last) {
     for (uint64_t from = first; from <= last; from += kReplayPage) {
       const uint64_t to = std::min(last, from + kReplayPage - 1);
+      Batch batch;
       for (const rec::EventRecord& e : store_.events(feed.channel, from, to)) {
-        fan_out(feed, e.seq(), to_pb(feed.channel, e).SerializeAsString());
-        refilled_.record(1);
+        batch.add(e.seq(), framed(to_pb(feed.channel, e).SerializeAsString()));
       }
+      refilled_.record(static_cast<double>(batch.seqs.size()));
+      if (!batch.empty()) fan_out(feed, batch);
       std::lock_guard lock(feed.mu);
       feed.delivered = std::max(feed.delivered, to);  // what is absent was swept
     }
   }
 
-  void fan_out(Feed& feed, uint64_t seq, const std::string& bytes) {
+  // Writes the batch's events after each live subscriber's place (a suffix of the batch's bytes).
+  void fan_out(Feed& feed, const Batch& batch) {
     std::vector<std::shared_ptr<Subscriber>> slow;
     size_t sent = 0;
     {
       std::lock_guard lock(feed.mu);
-      if (seq <= feed.delivered) return;
-      feed.delivered = seq;
-      const Serialized message{&bytes};
+      if (batch.last() <= feed.delivered) return;
+      feed.delivered = batch.last();
       for (const auto& sub : feed.subscribers) {
         std::lock_guard sub_lock(sub->mu);
-        if (sub->ended || !sub->live || seq <= sub->position) continue;
-        if (!sub->stream.write(message)) {
+        if (sub->ended || !sub->live || batch.last() <= sub->position) continue;
+        const size_t from = batch.first_after(sub->position);
+        if (!sub->stream.write(Serialized{batch.suffix(from)})) {
           slow.push_back(sub);
           continue;
         }
-        sub->position = seq;
-        ++sent;
+        sub->position = batch.last();
+        sent += batch.seqs.size() - from;
       }
     }
     if (sent > 0) delivered_.record(static_cast<double>(sent));
@@ -1272,25 +1353,21 @@ class ChatPlugin final : public sdk::Plugin {
       const uint64_t head = store_.head(sub->channel);
       if (head > position) {
         const uint64_t to = std::min(head, position + kReplayPage);
+        Batch batch;
         for (const rec::EventRecord& e : store_.events(sub->channel, position + 1, to)) {
-          const std::string bytes = to_pb(sub->channel, e).SerializeAsString();
-          std::lock_guard lock(sub->mu);
-          if (sub->ended) return;
-          if (e.seq() <= sub->position) continue;
-          if (!sub->stream.write(Serialized{&bytes})) {
-            sub->ended = true;
-            sub->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
-                                           "too slow: the replay fell too far behind; resume from cursor " +
-                                               encode_cursor(sub->position)));
-            break;
-          }
-          sub->position = e.seq();
+          batch.add(e.seq(), framed(to_pb(sub->channel, e).SerializeAsString()));
         }
-        {
-          std::lock_guard lock(sub->mu);
-          if (sub->ended) break;
-          sub->position = std::max(sub->position, to);  // what is absent was swept
+        std::lock_guard lock(sub->mu);
+        if (sub->ended) return;
+        const size_t from = batch.first_after(sub->position);
+        if (from < batch.seqs.size() && !sub->stream.write(Serialized{batch.suffix(from)})) {
+          sub->ended = true;
+          sub->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                         "too slow: the replay fell too far behind; resume from cursor " +
+                                             encode_cursor(sub->position)));
+          break;
         }
+        sub->position = std::max(sub->position, to);  // what is absent was swept
         continue;
       }
       std::lock_guard lock(feed.mu);
@@ -1303,8 +1380,8 @@ class ChatPlugin final : public sdk::Plugin {
         caught_up.set_channel_id(sub->channel);
         caught_up.set_type(pb::EVENT_TYPE_CAUGHT_UP);
         caught_up.set_cursor(encode_cursor(sub->position));
-        const std::string bytes = caught_up.SerializeAsString();
-        sub->stream.write(Serialized{&bytes});
+        const std::string frame = framed(caught_up.SerializeAsString());
+        sub->stream.write(Serialized{frame});
         sub->caught_up_sent = true;
       }
       feed.subscribers.push_back(sub);
@@ -1387,7 +1464,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   // Writes who is subscribed here when it changed, and at least every presence_heartbeat_ms.
   void heartbeat() {
-    const int64_t now = now_ms();
+    const int64_t now = sdk::now_unix_ms();
     rec::PresenceRecord record;
     {
       std::lock_guard lock(subs_mu_);
@@ -1414,7 +1491,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   // Drops ephemeral events past their retention, send ids past theirs, and hosts long silent.
   void sweep() {
-    const int64_t now = now_ms();
+    const int64_t now = sdk::now_unix_ms();
     const auto drop_older = [&](const char* collection, const char* owner, int64_t max_age_ms) {
       sdk::Store::Query query;
       query.collection = collection;

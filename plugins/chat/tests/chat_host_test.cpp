@@ -63,10 +63,11 @@ class Reader {
     request.set_cursor(cursor);
     stream_ = chat->Subscribe(&context_, request);
     thread_ = std::thread([this] {
-      pb::ChatEvent event;
-      while (stream_->Read(&event)) {
+      pb::SubscribeResponse response;
+      while (stream_->Read(&response)) {
         std::lock_guard lock(mu_);
-        events_.push_back(event);
+        ++responses_;
+        for (const auto& event : response.events()) events_.push_back(event);
       }
       std::lock_guard lock(mu_);
       status_ = stream_->Finish();
@@ -114,12 +115,13 @@ class Reader {
 
  private:
   grpc::ClientContext context_;
-  std::unique_ptr<grpc::ClientReader<pb::ChatEvent>> stream_;
+  std::unique_ptr<grpc::ClientReader<pb::SubscribeResponse>> stream_;
   std::thread thread_;
   std::mutex mu_;
   std::vector<pb::ChatEvent> events_;
   grpc::Status status_;
   bool ended_ = false;
+  size_t responses_ = 0;
 };
 
 class ChatThroughTheHost : public ::testing::TestWithParam<std::string> {
