@@ -740,6 +740,43 @@ TEST_P(ChatThroughTheHost, ThreeHostsDeliverEveryMessageOnceInOrderAndSharePrese
   EXPECT_TRUE(eventually([&] { return online(0) == std::set<std::string>{carol.id}; }));
 }
 
+// Two hosts that share the store but not pub/sub (each has its own in-process bus): no
+// announcement crosses, so the second host's subscriber gets every message from its head check and
+// gap refills, still once each and in order.
+TEST_P(ChatThroughTheHost, WithEveryAnnouncementLostTheHeadCheckStillDeliversInOrder) {
+  if (GetParam() != "postgresql") GTEST_SKIP() << "hosts share a PostgreSQL store";
+  start("head_check_interval_ms = 100\n");
+  start("head_check_interval_ms = 100\n");
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("lossy"));
+  Reader far(chat(1), bob.token, room.id());
+  ASSERT_TRUE(eventually([&] { return far.caught_up(); }));
+  for (int i = 0; i < 60; ++i) ASSERT_TRUE(send(alice, room.id(), "m" + std::to_string(i)).ok());
+  ASSERT_TRUE(eventually([&] { return far.has_seq(60); }, std::chrono::seconds(30))) << far.seqs().size();
+  expect_exactly_once_in_order(far, 1, 60, "the subscriber on the host that heard nothing");
+}
+
+// An ephemeral channel keeps its events for ephemeral_retention_s, then sweeps them; streams go on.
+TEST_P(ChatThroughTheHost, AnEphemeralChannelForgetsItsEventsAfterItsRetention) {
+  start("ephemeral_retention_s = 1\n");
+  const Player alice = sign_up("alice");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("fleeting"), pb::RETENTION_EPHEMERAL);
+  EXPECT_EQ(room.retention(), pb::RETENTION_EPHEMERAL);
+  ASSERT_TRUE(send(alice, room.id(), "soon gone").ok());
+  EXPECT_EQ(history(alice, room.id(), "", pb::DIRECTION_NEWER).events_size(), 1);
+  ASSERT_TRUE(
+      eventually([&] { return history(alice, room.id(), "", pb::DIRECTION_NEWER).events_size() == 0; },
+                 std::chrono::seconds(30)));
+  // A stream from before the sweep skips what is gone and delivers what comes.
+  Reader reader(chat(), alice.token, room.id(), "c1.0");
+  ASSERT_TRUE(eventually([&] { return reader.caught_up(); }));
+  pb::ChatEvent next;
+  ASSERT_TRUE(send(alice, room.id(), "still here", &next).ok());
+  EXPECT_EQ(next.seq(), 2u);
+  ASSERT_TRUE(eventually([&] { return reader.has_seq(2); }));
+  EXPECT_EQ(reader.seqs(), std::vector<uint64_t>{2});
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, ChatThroughTheHost, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return info.param; });
 
