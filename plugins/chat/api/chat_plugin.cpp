@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "domain/channel.hpp"
+#include "domain/reorder.hpp"
 #include "domain/text.hpp"
 #include "gameverse/chat/records/v1/records.pb.h"
 #include "gameverse/chat/v1/chat.pb.h"
@@ -170,7 +171,7 @@ struct Feed {
   const std::string channel;
   std::mutex fill_mu;  // one deliverer at a time: pub/sub, a sender here, the head check
   bool initialized = false;
-  std::map<uint64_t, std::string> pending;  // framed, ahead of a missing seq (under fill_mu)
+  Reorder<std::string> pending;  // framed events ahead of a missing seq (under fill_mu)
   std::mutex inbox_mu;
   std::vector<std::pair<uint64_t, std::string>> inbox;  // announced, not yet drained
   bool draining = false;                                // a drain is queued or running
@@ -1174,14 +1175,13 @@ class ChatPlugin final : public sdk::Plugin {
       std::lock_guard fill(feed.fill_mu);
       if (!feed.initialized) continue;  // its start reads the head after these were stored
       const uint64_t delivered = delivered_of(feed);
-      for (auto& [seq, bytes] : batch) {
-        if (seq > delivered) feed.pending.emplace(seq, std::move(bytes));
-      }
+      for (auto& [seq, bytes] : batch) feed.pending.add(seq, std::move(bytes), delivered);
       drain_pending(feed);
-      if (feed.pending.size() > kMaxPending) {
+      const auto gap = feed.pending.gap(delivered_of(feed));
+      if (gap && feed.pending.size() > kMaxPending) {
         // A gap that many events wait behind: read it now rather than at the next head check.
         try {
-          refill(feed, delivered_of(feed) + 1, feed.pending.begin()->first - 1);
+          refill(feed, gap->first, gap->second);
         } catch (const sdk::Error& e) {
           host_.warn("chat: could not read events of " + feed.channel +
                      " to fill a gap: " + std::string(e.what()));
@@ -1199,16 +1199,7 @@ class ChatPlugin final : public sdk::Plugin {
   // Under fill_mu: what is next in order goes out, as one batch.
   void drain_pending(Feed& feed) {
     Batch batch;
-    uint64_t next = delivered_of(feed) + 1;
-    while (!feed.pending.empty()) {
-      auto first = feed.pending.begin();
-      if (first->first > next) break;
-      if (first->first == next) {
-        batch.add(first->first, first->second);
-        ++next;
-      }
-      feed.pending.erase(first);
-    }
+    for (const auto& [seq, frame] : feed.pending.take_ready(delivered_of(feed))) batch.add(seq, frame);
     if (!batch.empty()) fan_out(feed, batch);
   }
 

@@ -48,14 +48,4 @@ bool may_moderate(const Standing& actor);
 bool may_moderate_member(const Standing& actor, const Standing& subject);
 bool muted(const Standing& s, int64_t now_unix_ms);
 
-// Live delivery in seq order per channel: what to do with an event that arrives out of band.
-struct Sequencer {
-  uint64_t delivered = 0;  // the last seq delivered in order
-  enum class Verdict { kDeliver, kDuplicate, kGap };
-  Verdict offer(uint64_t seq) const {
-    if (seq <= delivered) return Verdict::kDuplicate;
-    return seq == delivered + 1 ? Verdict::kDeliver : Verdict::kGap;
-  }
-};
-
 }  // namespace gameverse::chat
