@@ -12,6 +12,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "domain/channel.hpp"
@@ -38,6 +39,8 @@ constexpr int64_t kSendIdRetentionMs = 10 * 60 * 1000;
 constexpr size_t kMaxOnlineListed = 1000;
 // Events held while an earlier seq is missing; past this the gap is read from the store at once.
 constexpr size_t kMaxPending = 256;
+// How long a replay waits for a client that takes nothing before it ends the stream.
+constexpr std::chrono::milliseconds kReplayStallLimit(10000);
 // Announcements waiting for a feed's drain at most; beyond, they are read from the store.
 constexpr size_t kMaxInbox = 100000;
 
@@ -108,7 +111,22 @@ struct Batch {
   size_t first_after(uint64_t position) const {
     return static_cast<size_t>(std::upper_bound(seqs.begin(), seqs.end(), position) - seqs.begin());
   }
-  std::string_view suffix(size_t index) const { return std::string_view(bytes).substr(offsets[index]); }
+  size_t end_of(size_t index) const { return index + 1 < offsets.size() ? offsets[index + 1] : bytes.size(); }
+
+  // Writes events [from, end) in responses of at most max_bytes each (a larger event goes alone),
+  // sliced from the same bytes. Returns how many it wrote before a write failed.
+  size_t write_from(const EventStream& stream, size_t from, size_t max_bytes) const {
+    size_t start = from;
+    while (start < seqs.size()) {
+      size_t end = start + 1;
+      while (end < seqs.size() && end_of(end) - offsets[start] <= max_bytes) ++end;
+      const std::string_view part =
+          std::string_view(bytes).substr(offsets[start], end_of(end - 1) - offsets[start]);
+      if (!stream.write(Serialized{part})) break;
+      start = end;
+    }
+    return start - from;
+  }
 };
 
 pb::ChatEvent to_pb(const std::string& channel, const rec::EventRecord& e) {
@@ -215,6 +233,7 @@ class ChatPlugin final : public sdk::Plugin {
         max_subscribers_per_player_(static_cast<size_t>(init.host.config_int("max_subscribers_per_player"))),
         max_subscribers_per_address_(
             static_cast<size_t>(init.host.config_int("max_subscribers_per_address"))),
+        max_response_bytes_(static_cast<size_t>(init.host.config_int("max_response_bytes"))),
         ephemeral_retention_ms_(init.host.config_int("ephemeral_retention_s") * 1000),
         presence_heartbeat_ms_(init.host.config_int("presence_heartbeat_ms")),
         delivered_(
@@ -325,6 +344,11 @@ class ChatPlugin final : public sdk::Plugin {
                     sdk::between(1, 100000))
         .config_int("max_subscribers_per_address", 256,
                     "Subscribe streams one client address may hold on this host", sdk::between(1, 1000000))
+        .config_int(
+            "max_response_bytes", 262144,
+            "A Subscribe response carries events up to this many bytes (one larger event goes alone); "
+            "keep it within the host's [server] max_message_bytes and the clients' receive limit",
+            sdk::between(1024, 67108864))
         .config_int("ephemeral_retention_s", 300,
                     "How long an ephemeral channel keeps its events: the window a reconnecting client has",
                     sdk::between(1, 86400))
@@ -1229,12 +1253,10 @@ class ChatPlugin final : public sdk::Plugin {
         std::lock_guard sub_lock(sub->mu);
         if (sub->ended || !sub->live || batch.last() <= sub->position) continue;
         const size_t from = batch.first_after(sub->position);
-        if (!sub->stream.write(Serialized{batch.suffix(from)})) {
-          slow.push_back(sub);
-          continue;
-        }
-        sub->position = batch.last();
-        sent += batch.seqs.size() - from;
+        const size_t written = batch.write_from(sub->stream, from, max_response_bytes_);
+        if (written > 0) sub->position = batch.seqs[from + written - 1];
+        sent += written;
+        if (from + written < batch.seqs.size()) slow.push_back(sub);
       }
     }
     if (sent > 0) delivered_.record(static_cast<double>(sent));
@@ -1334,6 +1356,9 @@ class ChatPlugin final : public sdk::Plugin {
   // Sends what the store holds after the subscriber's place, page by page, until the feed has
   // delivered nothing past it; then the feed takes over, with no gap and no repeat.
   void replay(const std::shared_ptr<Subscriber>& sub, Feed& feed) {
+    // The replay writes faster than a network drains: when the host's queue for the stream is
+    // full it waits for the client, and gives up only when the client takes nothing for a while.
+    auto stalled_since = std::chrono::steady_clock::time_point();
     for (;;) {
       uint64_t position;
       {
@@ -1348,16 +1373,27 @@ class ChatPlugin final : public sdk::Plugin {
         for (const rec::EventRecord& e : store_.events(sub->channel, position + 1, to)) {
           batch.add(e.seq(), framed(to_pb(sub->channel, e).SerializeAsString()));
         }
-        std::lock_guard lock(sub->mu);
+        std::unique_lock lock(sub->mu);
         if (sub->ended) return;
         const size_t from = batch.first_after(sub->position);
-        if (from < batch.seqs.size() && !sub->stream.write(Serialized{batch.suffix(from)})) {
-          sub->ended = true;
-          sub->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
-                                         "too slow: the replay fell too far behind; resume from cursor " +
-                                             encode_cursor(sub->position)));
-          break;
+        const size_t written = batch.write_from(sub->stream, from, max_response_bytes_);
+        if (written > 0) sub->position = batch.seqs[from + written - 1];
+        if (from + written < batch.seqs.size()) {
+          const auto now = std::chrono::steady_clock::now();
+          if (written > 0 || stalled_since == std::chrono::steady_clock::time_point()) stalled_since = now;
+          if (sub->stream.cancelled() || now - stalled_since > kReplayStallLimit) {
+            sub->ended = true;
+            sub->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                           "too slow: the client read nothing of the replay for " +
+                                               std::to_string(kReplayStallLimit.count()) +
+                                               " ms; resume from cursor " + encode_cursor(sub->position)));
+            break;
+          }
+          lock.unlock();
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          continue;
         }
+        stalled_since = {};
         sub->position = std::max(sub->position, to);  // what is absent was swept
         continue;
       }
@@ -1531,6 +1567,7 @@ class ChatPlugin final : public sdk::Plugin {
   uint32_t max_members_per_channel_;
   size_t max_blocks_per_player_;
   size_t max_subscribers_per_host_, max_subscribers_per_player_, max_subscribers_per_address_;
+  size_t max_response_bytes_;
   int64_t ephemeral_retention_ms_;
   int64_t presence_heartbeat_ms_;
   sdk::Metric delivered_, refilled_, subscribers_gauge_;

@@ -740,6 +740,51 @@ TEST_P(ChatThroughTheHost, ThreeHostsDeliverEveryMessageOnceInOrderAndSharePrese
   EXPECT_TRUE(eventually([&] { return online(0) == std::set<std::string>{carol.id}; }));
 }
 
+// A client that stops reading is ended with RESOURCE_EXHAUSTED naming the cursor to resume from,
+// rather than growing the host's memory; from that cursor it misses nothing.
+TEST_P(ChatThroughTheHost, ASlowSubscriberIsEndedWithTheCursorToResumeFromAndMissesNothing) {
+  // The host queues 16 responses' worth per stream: 256 KiB here.
+  start("max_message_chars = 4000\nmax_response_bytes = 8192\n", "[server]\nmax_message_bytes = 16384\n");
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("slow"));
+  // A client whose flow-control window stays at 64 KiB (no bandwidth probing to widen it), so
+  // what it does not read waits in the host.
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.http2.bdp_probe", 0);
+  args.SetInt("grpc.http2.lookahead_bytes", 65536);
+  auto slow_chat = pb::Chat::NewStub(
+      grpc::CreateCustomChannel(nodes_[0].host->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  bearer(context, bob.token);
+  pb::SubscribeRequest request;
+  request.set_channel_id(room.id());
+  auto stream = slow_chat->Subscribe(&context, request);
+  pb::SubscribeResponse response;
+  ASSERT_TRUE(stream->Read(&response));  // caught up; then it reads nothing while 3.6 MB are sent
+  ASSERT_EQ(response.events(0).type(), pb::EVENT_TYPE_CAUGHT_UP);
+  const std::string text(3000, 'x');
+  pb::ChatEvent last;
+  for (int i = 0; i < 1200; ++i) ASSERT_TRUE(send(alice, room.id(), text, &last).ok());
+  std::vector<uint64_t> seqs;
+  while (stream->Read(&response)) {
+    for (const auto& e : response.events()) seqs.push_back(e.seq());
+  }
+  const grpc::Status status = stream->Finish();
+  ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  const size_t at = status.error_message().find("resume from cursor ");
+  ASSERT_NE(at, std::string::npos) << status.error_message();
+  const std::string cursor = status.error_message().substr(at + std::string("resume from cursor ").size());
+  ASSERT_FALSE(seqs.empty());
+  ASSERT_LT(seqs.size(), 1200u);
+  Reader resumed(chat(), bob.token, room.id(), cursor);
+  ASSERT_TRUE(eventually([&] { return resumed.has_seq(last.seq()); }, std::chrono::seconds(30)))
+      << resumed.status().error_message();
+  for (uint64_t s : resumed.seqs()) seqs.push_back(s);
+  std::vector<uint64_t> expected;
+  for (uint64_t s = 1; s <= last.seq(); ++s) expected.push_back(s);
+  EXPECT_EQ(seqs, expected);
+}
+
 // Two hosts that share the store but not pub/sub (each has its own in-process bus): no
 // announcement crosses, so the second host's subscriber gets every message from its head check and
 // gap refills, still once each and in order.
