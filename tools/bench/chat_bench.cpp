@@ -213,6 +213,8 @@ int main(int argc, char** argv) {
     const auto start = Clock::now();
     const auto interval = std::chrono::nanoseconds(static_cast<int64_t>(1e9 / rate * senders));
     std::vector<std::thread> threads;
+    std::mutex send_mu;
+    std::vector<double> send_ms;  // each Send call, to the stored and announced event
     const uint64_t sent_before = sent;
     for (int t = 0; t < senders; ++t) {
       threads.emplace_back([&, t] {
@@ -227,8 +229,11 @@ int main(int argc, char** argv) {
           request.set_channel_id(room);
           request.set_text("t=" + std::to_string(now_ns()));
           pb::ChatEvent event;
+          const auto called = Clock::now();
           if (stub->Send(&context, request, &event).ok()) {
             ++sent;
+            std::lock_guard lock(send_mu);
+            send_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - called).count());
           } else {
             ++failed;
           }
@@ -258,11 +263,13 @@ int main(int argc, char** argv) {
     // Over the whole step, until the last message reached every stream: what the fan-out sustained.
     std::printf(
         "%s rate=%d msgs_sent=%llu deliveries=%llu deliveries_per_s=%.0f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f "
-        "missing=%llu send_failures=%llu (sending %.1fs, all delivered after %.1fs)\n",
+        "send_p50_ms=%.2f send_p99_ms=%.2f missing=%llu send_failures=%llu (sending %.1fs, all delivered "
+        "after %.1fs)\n",
         label.c_str(), rate, static_cast<unsigned long long>(sent_here),
         static_cast<unsigned long long>(deliveries), static_cast<double>(deliveries) / elapsed,
         gameverse::bench::percentile(latencies, 0.5), gameverse::bench::percentile(latencies, 0.99),
-        gameverse::bench::percentile(latencies, 1.0), static_cast<unsigned long long>(missing),
+        gameverse::bench::percentile(latencies, 1.0), gameverse::bench::percentile(send_ms, 0.5),
+        gameverse::bench::percentile(send_ms, 0.99), static_cast<unsigned long long>(missing),
         static_cast<unsigned long long>(failed.load()), seconds, elapsed);
     std::fflush(stdout);
   }
