@@ -655,6 +655,7 @@ class ChatPlugin final : public sdk::Plugin {
     auto channel = load_channel(request.channel_id());
     require_read(context, request.channel_id(), channel.value, player);
     const bool moderator = may_moderate(standing(context, request.channel_id(), player));
+    if (!moderator) charge_rate(player);
     rec::EventRecord event;
     event.set_type(pb::EVENT_TYPE_DELETE);
     event.set_sender_id(player);
