@@ -401,6 +401,9 @@ class LoggingPlugin final : public sdk::Plugin {
                                                 sdk::ServerStream<pb::LogEntry> stream) {
     auto tail = make_tail(request, stream);
     tail->after = cursor_of(request.cursor());
+    // The cursor's chunk was sent before (it holds the cursor's record): a late announcement of it
+    // must not send it again.
+    if (tail->after) tail->replayed.insert(tail->after->chunk_key);
     register_tail(tail);
     if (request.cursor().empty()) {
       std::lock_guard lock(tail->mu);
@@ -728,6 +731,9 @@ class LoggingPlugin final : public sdk::Plugin {
     if (chunk.stored_unix_ms != 0 && chunk.stored_unix_ms < tail->received_from_unix_nano / 1'000'000) {
       return true;  // stored before the tail opened
     }
+    // The replay read it, and its announcement came after the replay was over. (The set is filled
+    // only while the tail replays; live delivery starts after that, under mu.)
+    if (tail->replayed.contains(chunk.key)) return true;
     std::vector<pb::LogEntry> messages;
     for (const Entry& entry : service_.matching(chunk, tail->filter, std::nullopt))
       fill(messages.emplace_back(), entry);
