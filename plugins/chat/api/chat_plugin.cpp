@@ -1,6 +1,6 @@
-// gameverse.chat.v1.Chat: channels, messages with a per-channel sequence, history, moderation,
-// presence, and Subscribe streams fed live on every host through pub/sub, refilled from the store
-// on a gap, and moved across a reload of the plugin.
+// gameverse.chat.v1.Chat: maps each call to the ChatService use case and its result back to
+// protobuf, announces stored events through pub/sub, and runs the Subscribe streams: fed live on
+// every host, refilled from the store on a gap, and moved across a reload of the plugin.
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -16,11 +16,12 @@
 #include <unordered_map>
 
 #include "domain/channel.hpp"
+#include "domain/chat_service.hpp"
 #include "domain/reorder.hpp"
 #include "domain/text.hpp"
 #include "gameverse/chat/records/v1/records.pb.h"
 #include "gameverse/chat/v1/chat.pb.h"
-#include "infrastructure/chat_store.hpp"
+#include "infrastructure/store_repository.hpp"
 
 namespace {
 
@@ -31,12 +32,8 @@ using namespace gameverse::chat;
 
 // Every stored event is announced here, as a serialized ChatEvent, to the subscribers on every host.
 constexpr const char* kEventsTopic = "gameverse.chat.v1.events";
-constexpr uint32_t kDefaultPageSize = 50;
-constexpr uint32_t kMaxPageSize = 200;
 constexpr uint32_t kReplayPage = 200;
-constexpr int kMaxEditsPerMessage = 20;
 constexpr int64_t kSendIdRetentionMs = 10 * 60 * 1000;
-constexpr size_t kMaxOnlineListed = 1000;
 // Events held while an earlier seq is missing; past this the gap is read from the store at once.
 constexpr size_t kMaxPending = 256;
 // How long a replay waits for a client that takes nothing before it ends the stream.
@@ -129,45 +126,71 @@ struct Batch {
   }
 };
 
-pb::ChatEvent to_pb(const std::string& channel, const rec::EventRecord& e) {
+pb::ChatEvent to_pb(const std::string& channel, const Event& e) {
   pb::ChatEvent out;
   out.set_channel_id(channel);
-  out.set_seq(e.seq());
-  out.set_type(static_cast<pb::EventType>(e.type()));
-  out.set_sender_id(e.sender_id());
-  out.set_text(e.text());
-  out.set_sent_unix_ms(e.sent_unix_ms());
-  out.set_target_seq(e.target_seq());
-  out.set_edited(e.edited());
-  out.set_deleted(e.deleted());
-  out.set_moderation(static_cast<pb::ModerationAction>(e.moderation()));
-  out.set_subject_id(e.subject_id());
-  out.set_cursor(encode_cursor(e.seq()));
-  out.set_client_message_id(e.client_message_id());
+  out.set_seq(e.seq);
+  out.set_type(static_cast<pb::EventType>(e.type));
+  out.set_sender_id(e.sender_id);
+  out.set_text(e.text);
+  out.set_sent_unix_ms(e.sent_unix_ms);
+  out.set_target_seq(e.target_seq);
+  out.set_edited(e.edited);
+  out.set_deleted(e.deleted);
+  out.set_moderation(e.moderation ? static_cast<pb::ModerationAction>(*e.moderation)
+                                  : pb::MODERATION_ACTION_UNSPECIFIED);
+  out.set_subject_id(e.subject_id);
+  out.set_cursor(encode_cursor(e.seq));
+  out.set_client_message_id(e.client_message_id);
   return out;
 }
 
-pb::Channel channel_pb(const std::string& id, const rec::ChannelRecord& c, uint64_t head) {
+pb::Channel channel_pb(const ChannelView& view) {
+  const Channel& c = view.channel;
   pb::Channel out;
-  out.set_id(id);
-  out.set_kind(static_cast<pb::ChannelKind>(c.kind()));
-  out.set_name(c.name());
-  out.set_retention(static_cast<pb::Retention>(c.retention()));
-  out.set_owner_id(c.owner_id());
-  out.set_member_count(c.member_count());
-  out.set_created_unix_ms(c.created_unix_ms());
-  out.set_head_cursor(encode_cursor(head));
+  out.set_id(view.id);
+  out.set_kind(static_cast<pb::ChannelKind>(c.kind));
+  out.set_name(c.name);
+  out.set_retention(static_cast<pb::Retention>(c.retention));
+  out.set_owner_id(c.owner_id);
+  out.set_member_count(c.member_count);
+  out.set_created_unix_ms(c.created_unix_ms);
+  out.set_head_cursor(encode_cursor(view.head));
   return out;
 }
 
-pb::Member member_pb(const std::string& player, const rec::MemberRecord& m) {
+pb::Member member_pb(const std::string& player, const Member& m) {
   pb::Member out;
   out.set_player_id(player);
-  out.set_role(static_cast<pb::Role>(m.role()));
-  out.set_muted_until_unix_ms(m.muted_until_unix_ms());
-  out.set_banned(m.banned());
-  out.set_joined_unix_ms(m.joined_unix_ms());
+  out.set_role(static_cast<pb::Role>(m.role));
+  out.set_muted_until_unix_ms(m.muted_until_unix_ms);
+  out.set_banned(m.banned);
+  out.set_joined_unix_ms(m.joined_unix_ms);
   return out;
+}
+
+sdk::StatusCode code_of(ChatError::Kind kind) {
+  switch (kind) {
+    case ChatError::Kind::kInvalidArgument: return sdk::StatusCode::kInvalidArgument;
+    case ChatError::Kind::kNotFound: return sdk::StatusCode::kNotFound;
+    case ChatError::Kind::kPermissionDenied: return sdk::StatusCode::kPermissionDenied;
+    case ChatError::Kind::kFailedPrecondition: return sdk::StatusCode::kFailedPrecondition;
+    case ChatError::Kind::kAlreadyExists: return sdk::StatusCode::kAlreadyExists;
+    case ChatError::Kind::kAborted: return sdk::StatusCode::kAborted;
+    case ChatError::Kind::kResourceExhausted: return sdk::StatusCode::kResourceExhausted;
+  }
+  return sdk::StatusCode::kInternal;
+}
+
+// Runs a use case; its refusal becomes the reply's status.
+template <class F>
+sdk::Status guarded(F&& run) {
+  try {
+    run();
+  } catch (const ChatError& e) {
+    return {code_of(e.kind()), e.what()};
+  }
+  return sdk::Status::ok();
 }
 
 // One Subscribe stream.
@@ -213,22 +236,13 @@ class SubscriberSession final : public sdk::StreamSession {
   std::shared_ptr<Subscriber> sub_;
 };
 
-// Thrown inside a send's batch when its client_message_id was sent already.
-struct AlreadySent {
-  uint64_t seq;
-};
-
 class ChatPlugin final : public sdk::Plugin {
  public:
   explicit ChatPlugin(sdk::InitContext& init)
       : host_(init.host),
-        store_(init.host.store(), static_cast<int>(init.host.config_int("max_conflict_retries"))),
-        max_message_bytes_(static_cast<size_t>(init.host.config_int("max_message_bytes"))),
-        max_message_chars_(static_cast<size_t>(init.host.config_int("max_message_chars"))),
-        messages_per_player_per_10s_(init.host.config_int("messages_per_player_per_10s")),
-        max_channels_per_player_(static_cast<size_t>(init.host.config_int("max_channels_per_player"))),
-        max_members_per_channel_(static_cast<uint32_t>(init.host.config_int("max_members_per_channel"))),
-        max_blocks_per_player_(static_cast<size_t>(init.host.config_int("max_blocks_per_player"))),
+        repository_(init.host.store()),
+        counters_(init.host.cache()),
+        service_(repository_, counters_, make_limits(init.host), make_filter(init.host), environment()),
         max_subscribers_per_host_(static_cast<size_t>(init.host.config_int("max_subscribers_per_host"))),
         max_subscribers_per_player_(static_cast<size_t>(init.host.config_int("max_subscribers_per_player"))),
         max_subscribers_per_address_(
@@ -243,7 +257,6 @@ class ChatPlugin final : public sdk::Plugin {
             "Events a feed read from the store because their announcement did not come in order")),
         subscribers_gauge_(
             init.host.gauge("gameverse_chat_subscribers", "Subscribe streams open on this host")) {
-    filter_ = make_filter(init.host);
     rec::SavedState saved;
     if (!init.previous_state.empty() &&
         saved.ParseFromArray(init.previous_state.data(), static_cast<int>(init.previous_state.size())) &&
@@ -314,13 +327,7 @@ class ChatPlugin final : public sdk::Plugin {
         .blocking("Moderate", &ChatPlugin::moderate, sdk::kAuthenticated)
         .blocking("Block", &ChatPlugin::block, sdk::kAuthenticated)
         .blocking("Unblock", &ChatPlugin::unblock, sdk::kAuthenticated);
-    b.collection(kChannels)
-        .collection(kHeads)
-        .collection(kEvents)
-        .collection(kMembers)
-        .collection(kBlocks)
-        .collection(kSent)
-        .collection(kPresence);
+    for (const char* collection : kCollections) b.collection(collection);
     b.config_int("max_message_bytes", 4096, "A message's text at most, in bytes of UTF-8",
                  sdk::between(16, 65536))
         .config_int("max_message_chars", 1000, "A message's text at most, in code points",
@@ -369,489 +376,160 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status create_channel(sdk::CallContext& context, const pb::CreateChannelRequest& request,
                              pb::Channel& reply) {
-    const std::string player = caller(context);
-    rec::ChannelRecord channel;
-    std::string id;
-    if (request.kind() == pb::CHANNEL_KIND_ROOM) {
-      check(check_identifier("name", request.name(), 64));
-      id = room_id(request.name());
-    } else if (request.kind() == pb::CHANNEL_KIND_GROUP) {
-      check(check_text("name", request.name(), {256, 64, false}));
-      id = group_id(random_hex(12));
-    } else {
-      throw invalid("kind: ROOM or GROUP (a direct channel opens with OpenDirect)");
-    }
-    if (request.retention() != pb::RETENTION_UNSPECIFIED && request.retention() != pb::RETENTION_PERSISTENT &&
-        request.retention() != pb::RETENTION_EPHEMERAL) {
-      throw invalid("retention: PERSISTENT or EPHEMERAL");
-    }
-    check_channel_count(player);
-    channel.set_kind(request.kind() == pb::CHANNEL_KIND_ROOM ? static_cast<uint32_t>(ChannelKind::kRoom)
-                                                             : static_cast<uint32_t>(ChannelKind::kGroup));
-    channel.set_name(request.name());
-    channel.set_retention(request.retention() == pb::RETENTION_EPHEMERAL ? pb::RETENTION_EPHEMERAL
-                                                                         : pb::RETENTION_PERSISTENT);
-    channel.set_owner_id(player);
-    channel.set_member_count(1);
-    channel.set_created_unix_ms(sdk::now_unix_ms());
-    sdk::Store::Batch batch;
-    batch.put(kChannels, id, channel, sdk::Store::kCreateOnly, player);
-    batch.put(kMembers, ChatStore::member_key(id, player), joined_member(Role::kOwner),
-              sdk::Store::kCreateOnly, player);
-    try {
-      store_.raw().commit(batch);
-    } catch (const sdk::Error& e) {
-      if (e.code() == sdk::StatusCode::kAlreadyExists || e.code() == sdk::StatusCode::kAborted) {
-        return {sdk::StatusCode::kAlreadyExists, "name: the room '" + request.name() + "' exists; Join it"};
-      }
-      throw;
-    }
-    reply = channel_pb(id, channel, 0);
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      std::optional<ChannelKind> kind;
+      if (request.kind() == pb::CHANNEL_KIND_ROOM) kind = ChannelKind::kRoom;
+      if (request.kind() == pb::CHANNEL_KIND_GROUP) kind = ChannelKind::kGroup;
+      std::optional<Retention> retention;
+      if (request.retention() == pb::RETENTION_PERSISTENT) retention = Retention::kPersistent;
+      if (request.retention() == pb::RETENTION_EPHEMERAL) retention = Retention::kEphemeral;
+      const bool retention_valid = retention || request.retention() == pb::RETENTION_UNSPECIFIED;
+      reply = channel_pb(service_.create_channel(who, kind, request.name(), retention, retention_valid));
+    });
   }
 
   sdk::Status open_direct(sdk::CallContext& context, const pb::OpenDirectRequest& request,
                           pb::Channel& reply) {
-    const std::string player = caller(context);
-    check(check_identifier("player_id", request.player_id(), 128));
-    check(check_identifier("caller", player, 128));
-    if (request.player_id() == player) throw invalid("player_id: a direct channel is with another player");
-    if (store_.blocked(player, request.player_id()) || store_.blocked(request.player_id(), player)) {
-      return {sdk::StatusCode::kPermissionDenied, "one of the two players blocked the other"};
-    }
-    const std::string id = direct_id(player, request.player_id());
-    if (auto existing = store_.channel(id)) {
-      reply = channel_pb(id, existing->value, store_.head(id));
-      return sdk::Status::ok();
-    }
-    check_channel_count(player);
-    rec::ChannelRecord channel;
-    channel.set_kind(static_cast<uint32_t>(ChannelKind::kDirect));
-    channel.set_retention(pb::RETENTION_PERSISTENT);
-    channel.set_owner_id(player);
-    channel.set_member_count(2);
-    channel.set_created_unix_ms(sdk::now_unix_ms());
-    sdk::Store::Batch batch;
-    batch.put(kChannels, id, channel, sdk::Store::kCreateOnly, player);
-    batch.put(kMembers, ChatStore::member_key(id, player), joined_member(Role::kMember),
-              sdk::Store::kAnyVersion, player);
-    batch.put(kMembers, ChatStore::member_key(id, request.player_id()), joined_member(Role::kMember),
-              sdk::Store::kAnyVersion, request.player_id());
-    try {
-      store_.raw().commit(batch);
-    } catch (const sdk::Error& e) {
-      if (e.code() != sdk::StatusCode::kAlreadyExists && e.code() != sdk::StatusCode::kAborted) throw;
-      auto existing = store_.channel(id);  // the other opened it at the same time
-      if (!existing) throw;
-      channel = existing->value;
-    }
-    reply = channel_pb(id, channel, store_.head(id));
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] { reply = channel_pb(service_.open_direct(who, request.player_id())); });
   }
 
   sdk::Status get_channel(sdk::CallContext& context, const pb::GetChannelRequest& request,
                           pb::Channel& reply) {
-    const std::string player = caller(context);
-    auto channel = load_channel(request.channel_id());
-    require_read(context, request.channel_id(), channel.value, player);
-    reply = channel_pb(request.channel_id(), channel.value, store_.head(request.channel_id()));
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] { reply = channel_pb(service_.get_channel(who, request.channel_id())); });
   }
 
   sdk::Status join(sdk::CallContext& context, const pb::JoinRequest& request, pb::Channel& reply) {
-    const std::string player = caller(context);
-    auto channel = load_channel(request.channel_id());
-    if (channel.value.kind() != static_cast<uint32_t>(ChannelKind::kRoom)) {
-      return {sdk::StatusCode::kPermissionDenied,
-              "channel_id: only rooms are joined freely; a group's owner or moderators add members"};
-    }
-    add(request.channel_id(), player);
-    reply = channel_pb(request.channel_id(), load_channel(request.channel_id()).value,
-                       store_.head(request.channel_id()));
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] { reply = channel_pb(service_.join(who, request.channel_id())); });
   }
 
   sdk::Status add_member(sdk::CallContext& context, const pb::MemberRequest& request, pb::Member& reply) {
-    const std::string player = caller(context);
-    check(check_identifier("player_id", request.player_id(), 128));
-    auto channel = load_channel(request.channel_id());
-    if (channel.value.kind() == static_cast<uint32_t>(ChannelKind::kDirect)) {
-      return {sdk::StatusCode::kFailedPrecondition, "channel_id: a direct channel has its two players only"};
-    }
-    if (!may_moderate(standing(context, request.channel_id(), player))) {
-      return {sdk::StatusCode::kPermissionDenied, "only the channel's owner or moderators add members"};
-    }
-    reply = member_pb(request.player_id(), add(request.channel_id(), request.player_id()));
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      reply =
+          member_pb(request.player_id(), service_.add_member(who, request.channel_id(), request.player_id()));
+    });
   }
 
   sdk::Status leave(sdk::CallContext& context, const pb::LeaveRequest& request, pb::LeaveResponse&) {
-    const std::string player = caller(context);
-    auto channel = load_channel(request.channel_id());
-    if (channel.value.kind() == static_cast<uint32_t>(ChannelKind::kDirect)) {
-      return {sdk::StatusCode::kFailedPrecondition,
-              "channel_id: a direct channel cannot be left; Block the player"};
-    }
-    store_.with_retries("leaving " + request.channel_id(), [&] {
-      auto member = store_.member(request.channel_id(), player);
-      if (!member || !member->value.joined()) return;
-      auto current = load_channel(request.channel_id());
-      sdk::Store::Batch batch;
-      put_departure(batch, request.channel_id(), player, *member);
-      current.value.set_member_count(current.value.member_count() > 0 ? current.value.member_count() - 1 : 0);
-      batch.put(kChannels, request.channel_id(), current.value, current.version, current.owner);
-      store_.raw().commit(batch);
-    });
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] { service_.leave(who, request.channel_id()); });
   }
 
   sdk::Status list_members(sdk::CallContext& context, const pb::ListMembersRequest& request,
                            pb::ListMembersResponse& reply) {
-    const std::string player = caller(context);
-    auto channel = load_channel(request.channel_id());
-    require_read(context, request.channel_id(), channel.value, player);
-    if (request.page_size() > 500) throw invalid("page_size: at most 500");
-    if (request.page_token().size() > 1024) throw invalid("page_token: not a token of this service");
-    sdk::Store::Query query;
-    query.collection = kMembers;
-    query.key_prefix = request.channel_id() + "/";
-    query.cursor = request.page_token();
-    query.limit = request.page_size() == 0 ? 100 : request.page_size();
-    auto page = store_.raw().list<rec::MemberRecord>(query);
-    for (const auto& record : page.records) {
-      *reply.add_members() = member_pb(record.key.substr(query.key_prefix.size()), record.value);
-    }
-    reply.set_next_page_token(page.next_cursor);
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      auto page = service_.list_members(who, request.channel_id(), request.page_token(), request.page_size());
+      for (const auto& m : page.items) *reply.add_members() = member_pb(m.player_id, m.member);
+      reply.set_next_page_token(page.next_cursor);
+    });
   }
 
   sdk::Status list_online(sdk::CallContext& context, const pb::ListOnlineRequest& request,
                           pb::ListOnlineResponse& reply) {
-    const std::string player = caller(context);
-    auto channel = load_channel(request.channel_id());
-    require_read(context, request.channel_id(), channel.value, player);
-    std::set<std::string> online = local_online(request.channel_id());
-    const int64_t now = sdk::now_unix_ms();
-    sdk::Store::Query query;
-    query.collection = kPresence;
-    query.limit = 1000;
-    for (;;) {
-      auto page = store_.raw().list<rec::PresenceRecord>(query);
-      for (const auto& host : page.records) {
-        if (host.key == instance_id_ || host.value.expires_unix_ms() < now) continue;
-        for (const auto& subscribed : host.value.channels()) {
-          if (subscribed.channel_id() != request.channel_id()) continue;
-          online.insert(subscribed.player_ids().begin(), subscribed.player_ids().end());
-        }
+    const Caller who = caller(context);
+    return guarded([&] {
+      const std::string& channel = request.channel_id();
+      for (const std::string& id : service_.list_online(who, channel, local_online(channel), instance_id_)) {
+        reply.add_player_ids(id);
       }
-      if (page.next_cursor.empty() || online.size() >= kMaxOnlineListed) break;
-      query.cursor = page.next_cursor;
-    }
-    for (const std::string& id : online) {
-      if (static_cast<size_t>(reply.player_ids_size()) >= kMaxOnlineListed) break;
-      reply.add_player_ids(id);
-    }
-    return sdk::Status::ok();
+    });
   }
 
   sdk::Status list_my_channels(sdk::CallContext& context, const pb::ListMyChannelsRequest&,
                                pb::ListMyChannelsResponse& reply) {
-    const std::string player = caller(context);
-    for (const std::string& id : memberships(player)) {
-      if (auto channel = store_.channel(id))
-        *reply.add_channels() = channel_pb(id, channel->value, store_.head(id));
-    }
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      for (const ChannelView& channel : service_.list_my_channels(who))
+        *reply.add_channels() = channel_pb(channel);
+    });
   }
 
   // ---- messages ----
 
   sdk::Status send(sdk::CallContext& context, const pb::SendRequest& request, pb::ChatEvent& reply) {
-    const std::string player = caller(context);
-    check(check_text("text", request.text(), {max_message_bytes_, max_message_chars_, true}));
-    if (request.client_message_id().size() > 64) throw invalid("client_message_id: at most 64 bytes");
-    if (!request.client_message_id().empty())
-      check(check_identifier("client_message_id", request.client_message_id(), 64));
-    auto channel = load_channel(request.channel_id());
-    require_send(context, request.channel_id(), channel.value, player);
-    const std::string sent_key = request.client_message_id().empty() ? std::string()
-                                                                     : request.channel_id() + "/" + player +
-                                                                           "/" + request.client_message_id();
-    if (!sent_key.empty()) {
-      if (auto earlier = store_.raw().get<rec::SentRecord>(kSent, sent_key)) {
-        return replay_sent(request.channel_id(), earlier->value.seq(), reply);
-      }
-    }
-    charge_rate(player);
-    WordFilter::Result filtered = filter_.apply(request.text());
-    if (filtered.rejected) {
-      return {sdk::StatusCode::kInvalidArgument, "text: contains a filtered word ('" + filtered.word + "')"};
-    }
-    rec::EventRecord event;
-    event.set_type(pb::EVENT_TYPE_MESSAGE);
-    event.set_sender_id(player);
-    event.set_text(filtered.text);
-    event.set_sent_unix_ms(sdk::now_unix_ms());
-    event.set_client_message_id(request.client_message_id());
-    rec::EventRecord stored;
-    try {
-      stored = store_.append(request.channel_id(), ephemeral(channel.value), event,
-                             [&](sdk::Store::Batch& batch, rec::EventRecord& e) {
-                               if (sent_key.empty()) return;
-                               if (auto earlier = store_.raw().get<rec::SentRecord>(kSent, sent_key)) {
-                                 throw AlreadySent{earlier->value.seq()};
-                               }
-                               rec::SentRecord sent;
-                               sent.set_seq(e.seq());
-                               sent.set_sent_unix_ms(e.sent_unix_ms());
-                               batch.put(kSent, sent_key, sent, sdk::Store::kCreateOnly, kSent);
-                             });
-    } catch (const AlreadySent& earlier) {
-      return replay_sent(request.channel_id(), earlier.seq, reply);
-    }
-    reply = announce(request.channel_id(), stored);
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      const Event stored =
+          service_.send(who, request.channel_id(), request.text(), request.client_message_id());
+      reply = announce(request.channel_id(), stored);
+    });
   }
 
   sdk::Status edit(sdk::CallContext& context, const pb::EditRequest& request, pb::ChatEvent& reply) {
-    const std::string player = caller(context);
-    check(check_text("text", request.text(), {max_message_bytes_, max_message_chars_, true}));
-    if (request.seq() == 0) throw invalid("seq: the message to edit");
-    auto channel = load_channel(request.channel_id());
-    require_send(context, request.channel_id(), channel.value, player);
-    charge_rate(player);
-    WordFilter::Result filtered = filter_.apply(request.text());
-    if (filtered.rejected) {
-      return {sdk::StatusCode::kInvalidArgument, "text: contains a filtered word ('" + filtered.word + "')"};
-    }
-    const bool moderator = may_moderate(standing(context, request.channel_id(), player));
-    rec::EventRecord event;
-    event.set_type(pb::EVENT_TYPE_EDIT);
-    event.set_sender_id(player);
-    event.set_text(filtered.text);
-    event.set_sent_unix_ms(sdk::now_unix_ms());
-    event.set_target_seq(request.seq());
-    const rec::EventRecord stored =
-        store_.append(request.channel_id(), ephemeral(channel.value), event,
-                      [&](sdk::Store::Batch& batch, rec::EventRecord& e) {
-                        auto target = editable(request.channel_id(), request.seq(), player, moderator);
-                        if (target.value.edit_seqs_size() >= kMaxEditsPerMessage) {
-                          throw sdk::Error(sdk::StatusCode::kFailedPrecondition,
-                                           "seq: a message is edited " + std::to_string(kMaxEditsPerMessage) +
-                                               " times at most");
-                        }
-                        target.value.set_text(e.text());
-                        target.value.set_edited(true);
-                        target.value.add_edit_seqs(e.seq());
-                        batch.put(kEvents, target.key, target.value, target.version, target.owner);
-                      });
-    reply = announce(request.channel_id(), stored);
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      reply = announce(request.channel_id(),
+                       service_.edit(who, request.channel_id(), request.seq(), request.text()));
+    });
   }
 
   sdk::Status erase(sdk::CallContext& context, const pb::DeleteRequest& request, pb::ChatEvent& reply) {
-    const std::string player = caller(context);
-    if (request.seq() == 0) throw invalid("seq: the message to delete");
-    auto channel = load_channel(request.channel_id());
-    require_read(context, request.channel_id(), channel.value, player);
-    const bool moderator = may_moderate(standing(context, request.channel_id(), player));
-    if (!moderator) charge_rate(player);
-    rec::EventRecord event;
-    event.set_type(pb::EVENT_TYPE_DELETE);
-    event.set_sender_id(player);
-    event.set_sent_unix_ms(sdk::now_unix_ms());
-    event.set_target_seq(request.seq());
-    const rec::EventRecord stored =
-        store_.append(request.channel_id(), ephemeral(channel.value), event,
-                      [&](sdk::Store::Batch& batch, rec::EventRecord&) {
-                        auto target = editable(request.channel_id(), request.seq(), player, moderator);
-                        // The text goes from the message and from each of its edits.
-                        for (uint64_t edit_seq : target.value.edit_seqs()) {
-                          if (auto e = store_.event(request.channel_id(), edit_seq)) {
-                            e->value.clear_text();
-                            batch.put(kEvents, e->key, e->value, e->version, e->owner);
-                          }
-                        }
-                        target.value.clear_text();
-                        target.value.set_deleted(true);
-                        batch.put(kEvents, target.key, target.value, target.version, target.owner);
-                      });
-    reply = announce(request.channel_id(), stored);
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      reply = announce(request.channel_id(), service_.erase(who, request.channel_id(), request.seq()));
+    });
   }
 
   sdk::Status history(sdk::CallContext& context, const pb::HistoryRequest& request,
                       pb::HistoryResponse& reply) {
-    const std::string player = caller(context);
-    if (request.page_size() > kMaxPageSize)
-      throw invalid("page_size: at most " + std::to_string(kMaxPageSize));
-    const uint64_t page = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
-    std::optional<uint64_t> at;
-    if (!request.cursor().empty()) {
-      at = decode_cursor(request.cursor());
-      if (!at) throw invalid("cursor: not a cursor of this service");
-    }
-    auto channel = load_channel(request.channel_id());
-    require_read(context, request.channel_id(), channel.value, player);
-    const uint64_t head = store_.head(request.channel_id());
-    if (at && *at > head) throw invalid("cursor: ahead of the channel's newest event");
-    uint64_t first = 0, last = 0;
-    if (request.direction() == pb::DIRECTION_NEWER) {
-      first = at.value_or(0) + 1;
-      last = std::min(head, first + page - 1);
-      if (last < head) reply.set_next_cursor(encode_cursor(last));
-    } else {
-      last = at.value_or(head);
-      first = last > page ? last - page + 1 : 1;
-      if (first > 1) reply.set_next_cursor(encode_cursor(first - 1));
-    }
-    if (first > last) return sdk::Status::ok();
-    for (const rec::EventRecord& e : store_.events(request.channel_id(), first, last)) {
-      *reply.add_events() = to_pb(request.channel_id(), e);
-    }
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      const Direction direction =
+          request.direction() == pb::DIRECTION_NEWER ? Direction::kNewer : Direction::kOlder;
+      const HistoryPage page =
+          service_.history(who, request.channel_id(), request.cursor(), direction, request.page_size());
+      for (const Event& e : page.events) *reply.add_events() = to_pb(request.channel_id(), e);
+      reply.set_next_cursor(page.next_cursor);
+    });
   }
 
   // ---- moderation and blocks ----
 
   sdk::Status moderate(sdk::CallContext& context, const pb::ModerateRequest& request, pb::Member& reply) {
-    const std::string player = caller(context);
-    check(check_identifier("player_id", request.player_id(), 128));
-    auto channel = load_channel(request.channel_id());
-    if (channel.value.kind() == static_cast<uint32_t>(ChannelKind::kDirect)) {
-      return {sdk::StatusCode::kFailedPrecondition,
-              "channel_id: a direct channel has no moderation; Block the player"};
-    }
-    const auto action = request.action();
-    if (action == pb::MODERATION_ACTION_UNSPECIFIED || !pb::ModerationAction_IsValid(action)) {
-      throw invalid("action: MUTE, UNMUTE, KICK, BAN, UNBAN or SET_ROLE");
-    }
-    if (action == pb::MODERATION_ACTION_MUTE &&
-        (request.mute_seconds() < 1 || request.mute_seconds() > 2592000)) {
-      throw invalid("mute_seconds: 1 to 2592000 (30 days)");
-    }
-    if (action == pb::MODERATION_ACTION_SET_ROLE && request.role() != pb::ROLE_MEMBER &&
-        request.role() != pb::ROLE_MODERATOR) {
-      throw invalid("role: MEMBER or MODERATOR");
-    }
-    const Standing actor = standing(context, request.channel_id(), player);
-    if (action == pb::MODERATION_ACTION_SET_ROLE
-            ? !(actor.global_moderator || (actor.member && actor.role == Role::kOwner))
-            : !may_moderate(actor)) {
-      return {sdk::StatusCode::kPermissionDenied, action == pb::MODERATION_ACTION_SET_ROLE
-                                                      ? "only the channel's owner sets roles"
-                                                      : "only the channel's owner or moderators moderate"};
-    }
-    if (request.player_id() == player) throw invalid("player_id: moderators do not moderate themselves");
-    rec::MemberRecord result;
-    rec::EventRecord event;
-    event.set_type(pb::EVENT_TYPE_MODERATION);
-    event.set_sender_id(player);
-    event.set_sent_unix_ms(sdk::now_unix_ms());
-    event.set_moderation(action);
-    event.set_subject_id(request.player_id());
-    const rec::EventRecord stored = store_.append(
-        request.channel_id(), ephemeral(channel.value), event,
-        [&](sdk::Store::Batch& batch, rec::EventRecord&) {
-          auto member = store_.member(request.channel_id(), request.player_id());
-          Standing subject;
-          if (member) {
-            subject.member = member->value.joined();
-            subject.role = static_cast<Role>(std::max<uint32_t>(1, member->value.role()));
-          }
-          if (!may_moderate_member(actor, subject)) {
-            throw sdk::Error(sdk::StatusCode::kPermissionDenied,
-                             "player_id: has a role as high as the moderator's");
-          }
-          rec::MemberRecord m = member ? member->value : rec::MemberRecord();
-          if (m.role() == 0) m.set_role(static_cast<uint32_t>(Role::kMember));
-          const bool was_joined = m.joined();
-          switch (action) {
-            case pb::MODERATION_ACTION_MUTE:
-              m.set_muted_until_unix_ms(sdk::now_unix_ms() + request.mute_seconds() * 1000LL);
-              break;
-            case pb::MODERATION_ACTION_UNMUTE: m.set_muted_until_unix_ms(0); break;
-            case pb::MODERATION_ACTION_KICK:
-              if (!was_joined) throw sdk::Error(sdk::StatusCode::kNotFound, "player_id: not a member");
-              m.set_joined(false);
-              break;
-            case pb::MODERATION_ACTION_BAN:
-              m.set_banned(true);
-              m.set_joined(false);
-              break;
-            case pb::MODERATION_ACTION_UNBAN: m.set_banned(false); break;
-            case pb::MODERATION_ACTION_SET_ROLE:
-              if (!was_joined) throw sdk::Error(sdk::StatusCode::kNotFound, "player_id: not a member");
-              m.set_role(static_cast<uint32_t>(request.role() == pb::ROLE_MODERATOR ? Role::kModerator
-                                                                                    : Role::kMember));
-              break;
-            default: break;
-          }
-          if (!m.joined()) m.set_role(static_cast<uint32_t>(Role::kMember));
-          const std::string key = ChatStore::member_key(request.channel_id(), request.player_id());
-          const int64_t version = member ? member->version : sdk::Store::kCreateOnly;
-          if (!m.joined() && !m.banned() && m.muted_until_unix_ms() == 0) {
-            if (member) batch.erase(kMembers, key, version);
-          } else {
-            batch.put(kMembers, key, m, version, request.player_id());
-          }
-          if (was_joined && !m.joined()) {
-            auto current = load_channel(request.channel_id());
-            current.value.set_member_count(current.value.member_count() > 0 ? current.value.member_count() - 1
-                                                                            : 0);
-            batch.put(kChannels, request.channel_id(), current.value, current.version, current.owner);
-          }
-          result = m;
-        });
-    announce(request.channel_id(), stored);
-    if (action == pb::MODERATION_ACTION_KICK || action == pb::MODERATION_ACTION_BAN) {
-      end_streams_of(request.channel_id(), request.player_id());
-    }
-    reply = member_pb(request.player_id(), result);
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      std::optional<Moderation> action;
+      if (request.action() != pb::MODERATION_ACTION_UNSPECIFIED &&
+          pb::ModerationAction_IsValid(request.action())) {
+        action = static_cast<Moderation>(request.action());
+      }
+      std::optional<Role> role;
+      if (request.role() == pb::ROLE_MEMBER) role = Role::kMember;
+      if (request.role() == pb::ROLE_MODERATOR) role = Role::kModerator;
+      const ModerationResult result = service_.moderate(who, request.channel_id(), request.player_id(),
+                                                        action, request.mute_seconds(), role);
+      announce(request.channel_id(), result.event);
+      if (action == Moderation::kKick || action == Moderation::kBan) {
+        end_streams_of(request.channel_id(), request.player_id());
+      }
+      reply = member_pb(request.player_id(), result.member);
+    });
   }
 
   sdk::Status block(sdk::CallContext& context, const pb::BlockRequest& request, pb::BlockResponse&) {
-    const std::string player = caller(context);
-    check(check_identifier("player_id", request.player_id(), 128));
-    if (request.player_id() == player) throw invalid("player_id: players do not block themselves");
-    sdk::Store::Query query;
-    query.collection = kBlocks;
-    query.key_prefix = player + "/";
-    query.limit = static_cast<uint32_t>(std::min<size_t>(max_blocks_per_player_ + 1, 1000));
-    size_t count = 0;
-    for (;;) {
-      auto page = store_.raw().list(query);
-      count += page.objects.size();
-      if (page.next_cursor.empty() || count > max_blocks_per_player_) break;
-      query.cursor = page.next_cursor;
-    }
-    if (count >= max_blocks_per_player_ && !store_.blocked(player, request.player_id())) {
-      return {sdk::StatusCode::kResourceExhausted, "max_blocks_per_player (" +
-                                                       std::to_string(max_blocks_per_player_) +
-                                                       ") reached; unblock someone first"};
-    }
-    rec::BlockRecord record;
-    record.set_since_unix_ms(sdk::now_unix_ms());
-    store_.raw().put(kBlocks, player + "/" + request.player_id(), record, sdk::Store::kAnyVersion, player);
-    // A direct stream between the two ends now.
-    end_streams_of(direct_id(player, request.player_id()), request.player_id());
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] {
+      service_.block(who, request.player_id());
+      // A direct stream between the two ends now.
+      end_streams_of(direct_id(who.player_id, request.player_id()), request.player_id());
+    });
   }
 
   sdk::Status unblock(sdk::CallContext& context, const pb::BlockRequest& request, pb::BlockResponse&) {
-    const std::string player = caller(context);
-    check(check_identifier("player_id", request.player_id(), 128));
-    store_.raw().erase(kBlocks, player + "/" + request.player_id());
-    return sdk::Status::ok();
+    const Caller who = caller(context);
+    return guarded([&] { service_.unblock(who, request.player_id()); });
   }
-
   // ---- Subscribe ----
 
   std::unique_ptr<sdk::StreamSession> subscribe_open(sdk::CallContext& context,
                                                      const pb::SubscribeRequest& request,
                                                      EventStream stream) {
-    const std::string player = caller(context);
+    const std::string player = caller(context).player_id;
     check(check_channel_id("channel_id", request.channel_id()));
     std::optional<uint64_t> cursor;
     if (!request.cursor().empty()) {
@@ -915,14 +593,6 @@ class ChatPlugin final : public sdk::Plugin {
   }
 
  private:
-  static rec::MemberRecord joined_member(Role role) {
-    rec::MemberRecord m;
-    m.set_role(static_cast<uint32_t>(role));
-    m.set_joined(true);
-    m.set_joined_unix_ms(sdk::now_unix_ms());
-    return m;
-  }
-
   static WordFilter make_filter(const sdk::Host& host) {
     const std::vector<std::string> words = sdk::split_list(host.config_string("word_filter"));
     if (words.size() > 1000)
@@ -935,195 +605,41 @@ class ChatPlugin final : public sdk::Plugin {
     }
   }
 
-  static std::string caller(const sdk::CallContext& context) {
-    std::string player = context.principal().user_id;
-    if (player.empty()) throw sdk::Error(sdk::StatusCode::kUnauthenticated, "chat needs a signed-in player");
-    return player;
+  static ChatLimits make_limits(const sdk::Host& host) {
+    ChatLimits limits;
+    limits.max_message_bytes = static_cast<size_t>(host.config_int("max_message_bytes"));
+    limits.max_message_chars = static_cast<size_t>(host.config_int("max_message_chars"));
+    limits.messages_per_player_per_10s = host.config_int("messages_per_player_per_10s");
+    limits.max_channels_per_player = static_cast<size_t>(host.config_int("max_channels_per_player"));
+    limits.max_members_per_channel = static_cast<uint32_t>(host.config_int("max_members_per_channel"));
+    limits.max_blocks_per_player = static_cast<size_t>(host.config_int("max_blocks_per_player"));
+    limits.max_conflict_retries = static_cast<int>(host.config_int("max_conflict_retries"));
+    return limits;
   }
 
-  static bool global_moderator(const sdk::Principal& p) {
-    return sdk::meets_role(p, "moderator") || sdk::has_role(p, "admin");
+  static ChatEnvironment environment() {
+    ChatEnvironment env;
+    env.now_unix_ms = [] { return sdk::now_unix_ms(); };
+    env.new_group_id = [] { return random_hex(12); };
+    env.back_off = [](int tries) {
+      // Jittered, growing: concurrent writers to one head spread out.
+      thread_local std::minstd_rand random(std::random_device{}());
+      const int ceiling_us = 200 << std::min(tries, 6);
+      std::this_thread::sleep_for(std::chrono::microseconds(random() % static_cast<unsigned>(ceiling_us)));
+    };
+    return env;
   }
 
-  static bool ephemeral(const rec::ChannelRecord& c) { return c.retention() == pb::RETENTION_EPHEMERAL; }
-
-  sdk::Record<rec::ChannelRecord> load_channel(const std::string& id) const {
-    check(check_channel_id("channel_id", id));
-    auto channel = store_.channel(id);
-    if (!channel) throw sdk::Error(sdk::StatusCode::kNotFound, "channel_id: no channel '" + id + "'");
-    return std::move(*channel);
+  static Caller caller_of(const sdk::Principal& p) {
+    if (p.user_id.empty())
+      throw sdk::Error(sdk::StatusCode::kUnauthenticated, "chat needs a signed-in player");
+    return {p.user_id, sdk::meets_role(p, "moderator") || sdk::has_role(p, "admin")};
   }
-
-  Standing standing_of(const sdk::Principal& principal, const std::string& channel,
-                       const std::string& player) const {
-    Standing s;
-    s.global_moderator = global_moderator(principal);
-    if (auto m = store_.member(channel, player)) {
-      s.member = m->value.joined();
-      s.banned = m->value.banned();
-      s.role = static_cast<Role>(std::max<uint32_t>(1, m->value.role()));
-      s.muted_until_unix_ms = m->value.muted_until_unix_ms();
-    }
-    return s;
-  }
-  Standing standing(const sdk::CallContext& context, const std::string& channel,
-                    const std::string& player) const {
-    return standing_of(context.principal(), channel, player);
-  }
-
-  // Reading a room: anyone signed in and not banned; a group or direct channel: its members.
-  void require_read_as(const sdk::Principal& principal, const std::string& id,
-                       const rec::ChannelRecord& channel, const std::string& player) const {
-    const Standing s = standing_of(principal, id, player);
-    if (s.global_moderator) return;
-    if (s.banned) throw sdk::Error(sdk::StatusCode::kPermissionDenied, "banned from " + id);
-    if (channel.kind() != static_cast<uint32_t>(ChannelKind::kRoom) && !s.member) {
-      throw sdk::Error(sdk::StatusCode::kPermissionDenied, "only members read " + id);
-    }
-  }
-  void require_read(const sdk::CallContext& context, const std::string& id, const rec::ChannelRecord& channel,
-                    const std::string& player) const {
-    require_read_as(context.principal(), id, channel, player);
-  }
-
-  void require_send(const sdk::CallContext& context, const std::string& id, const rec::ChannelRecord& channel,
-                    const std::string& player) const {
-    const Standing s = standing(context, id, player);
-    if (s.banned) throw sdk::Error(sdk::StatusCode::kPermissionDenied, "banned from " + id);
-    if (!s.member) throw sdk::Error(sdk::StatusCode::kPermissionDenied, "channel_id: Join " + id + " first");
-    if (muted(s, sdk::now_unix_ms())) {
-      throw sdk::Error(sdk::StatusCode::kPermissionDenied,
-                       "muted in " + id + " for " +
-                           std::to_string((s.muted_until_unix_ms - sdk::now_unix_ms()) / 1000 + 1) + " s");
-    }
-    if (channel.kind() == static_cast<uint32_t>(ChannelKind::kDirect)) {
-      const std::string peer = direct_peer(id, player);
-      if (store_.blocked(player, peer) || store_.blocked(peer, player)) {
-        throw sdk::Error(sdk::StatusCode::kPermissionDenied, "one of the two players blocked the other");
-      }
-    }
-  }
-
-  void charge_rate(const std::string& player) {
-    const int64_t window = sdk::now_unix_ms() / 10000;
-    const int64_t used =
-        host_.cache().increment("rate/" + player + "/" + std::to_string(window), 1, std::chrono::seconds(20));
-    if (used > messages_per_player_per_10s_) {
-      throw sdk::Error(sdk::StatusCode::kResourceExhausted, "over messages_per_player_per_10s (" +
-                                                                std::to_string(messages_per_player_per_10s_) +
-                                                                "); retry in a few seconds");
-    }
-  }
-
-  std::vector<std::string> memberships(const std::string& player) const {
-    std::vector<std::string> out;
-    sdk::Store::Query query;
-    query.collection = kMembers;
-    query.owner = player;
-    query.limit = 500;
-    for (;;) {
-      auto page = store_.raw().list<rec::MemberRecord>(query);
-      for (const auto& record : page.records) {
-        if (!record.value.joined()) continue;
-        out.push_back(record.key.substr(0, record.key.size() - player.size() - 1));
-      }
-      if (page.next_cursor.empty() || out.size() > max_channels_per_player_) break;
-      query.cursor = page.next_cursor;
-    }
-    return out;
-  }
-
-  void check_channel_count(const std::string& player) const {
-    if (memberships(player).size() >= max_channels_per_player_) {
-      throw sdk::Error(sdk::StatusCode::kResourceExhausted, "max_channels_per_player (" +
-                                                                std::to_string(max_channels_per_player_) +
-                                                                ") reached; leave a channel first");
-    }
-  }
-
-  // Makes `player` a member; returns the membership. Idempotent for a member already.
-  rec::MemberRecord add(const std::string& channel_id, const std::string& player) {
-    rec::MemberRecord out;
-    bool counted = false;
-    store_.with_retries("joining " + channel_id, [&] {
-      auto member = store_.member(channel_id, player);
-      if (member && member->value.banned()) {
-        throw sdk::Error(sdk::StatusCode::kPermissionDenied, "banned from " + channel_id);
-      }
-      if (member && member->value.joined()) {
-        out = member->value;
-        return;
-      }
-      if (!counted) {
-        check_channel_count(player);
-        counted = true;
-      }
-      auto channel = load_channel(channel_id);
-      if (channel.value.member_count() >= max_members_per_channel_) {
-        throw sdk::Error(
-            sdk::StatusCode::kResourceExhausted,
-            "max_members_per_channel (" + std::to_string(max_members_per_channel_) + ") reached");
-      }
-      rec::MemberRecord m = member ? member->value : rec::MemberRecord();
-      m.set_role(static_cast<uint32_t>(Role::kMember));
-      m.set_joined(true);
-      m.set_joined_unix_ms(sdk::now_unix_ms());
-      channel.value.set_member_count(channel.value.member_count() + 1);
-      sdk::Store::Batch batch;
-      batch.put(kMembers, ChatStore::member_key(channel_id, player), m,
-                member ? member->version : sdk::Store::kCreateOnly, player);
-      batch.put(kChannels, channel_id, channel.value, channel.version, channel.owner);
-      store_.raw().commit(batch);
-      out = m;
-    });
-    return out;
-  }
-
-  // A member leaves: the record stays while it remembers a ban or mute.
-  static void put_departure(sdk::Store::Batch& batch, const std::string& channel, const std::string& player,
-                            const sdk::Record<rec::MemberRecord>& member) {
-    rec::MemberRecord m = member.value;
-    m.set_joined(false);
-    m.set_role(static_cast<uint32_t>(Role::kMember));
-    const std::string key = ChatStore::member_key(channel, player);
-    if (m.banned() || m.muted_until_unix_ms() > sdk::now_unix_ms()) {
-      batch.put(kMembers, key, m, member.version, player);
-    } else {
-      batch.erase(kMembers, key, member.version);
-    }
-  }
-
-  // The message an edit or delete names, when `player` may change it.
-  sdk::Record<rec::EventRecord> editable(const std::string& channel, uint64_t seq, const std::string& player,
-                                         bool moderator) const {
-    auto target = store_.event(channel, seq);
-    if (!target || target->value.type() != pb::EVENT_TYPE_MESSAGE) {
-      throw sdk::Error(sdk::StatusCode::kNotFound,
-                       "seq: no message " + std::to_string(seq) + " in " + channel);
-    }
-    if (target->value.deleted()) {
-      throw sdk::Error(sdk::StatusCode::kFailedPrecondition,
-                       "seq: message " + std::to_string(seq) + " was deleted");
-    }
-    if (target->value.sender_id() != player && !moderator) {
-      throw sdk::Error(sdk::StatusCode::kPermissionDenied,
-                       "only its author or a moderator changes a message");
-    }
-    return std::move(*target);
-  }
-
-  sdk::Status replay_sent(const std::string& channel, uint64_t seq, pb::ChatEvent& reply) {
-    auto event = store_.event(channel, seq);
-    if (!event)
-      return {sdk::StatusCode::kAlreadyExists,
-              "client_message_id: sent already, as seq " + std::to_string(seq)};
-    reply = to_pb(channel, event->value);
-    return sdk::Status::ok();
-  }
+  static Caller caller(const sdk::CallContext& context) { return caller_of(context.principal()); }
 
   // Publishes a stored event to every host, this one included: the subscription delivers it on the
   // pool, so the sender's reply does not wait for the fan-out.
-  pb::ChatEvent announce(const std::string& channel, const rec::EventRecord& stored) {
+  pb::ChatEvent announce(const std::string& channel, const Event& stored) {
     pb::ChatEvent event = to_pb(channel, stored);
     const std::string bytes = event.SerializeAsString();
     try {
@@ -1232,8 +748,8 @@ class ChatPlugin final : public sdk::Plugin {
     for (uint64_t from = first; from <= last; from += kReplayPage) {
       const uint64_t to = std::min(last, from + kReplayPage - 1);
       Batch batch;
-      for (const rec::EventRecord& e : store_.events(feed.channel, from, to)) {
-        batch.add(e.seq(), framed(to_pb(feed.channel, e).SerializeAsString()));
+      for (const Event& e : service_.events(feed.channel, from, to)) {
+        batch.add(e.seq, framed(to_pb(feed.channel, e).SerializeAsString()));
       }
       refilled_.record(static_cast<double>(batch.seqs.size()));
       if (!batch.empty()) fan_out(feed, batch);
@@ -1307,17 +823,10 @@ class ChatPlugin final : public sdk::Plugin {
              const sdk::Principal* principal) {
     std::shared_ptr<Feed> feed;
     try {
-      if (principal != nullptr) {
-        auto channel = store_.channel(sub->channel);
-        if (!channel) {
-          return end(
-              sub, sdk::Status(sdk::StatusCode::kNotFound, "channel_id: no channel '" + sub->channel + "'"));
-        }
-        require_read_as(*principal, sub->channel, channel->value, sub->player);
-      }
+      if (principal != nullptr) service_.check_subscribe(caller_of(*principal), sub->channel);
       feed = attach_feed(sub);
       if (!feed) return;  // ended meanwhile
-      const uint64_t head = store_.head(sub->channel);
+      const uint64_t head = service_.head(sub->channel);
       if (cursor && *cursor > head) {
         return end(sub, sdk::Status(sdk::StatusCode::kInvalidArgument,
                                     "cursor: ahead of the channel's newest event"));
@@ -1327,6 +836,8 @@ class ChatPlugin final : public sdk::Plugin {
         sub->position = cursor.value_or(head);
       }
       replay(sub, *feed);
+    } catch (const ChatError& e) {
+      end(sub, sdk::Status(code_of(e.kind()), e.what()));
     } catch (const sdk::Error& e) {
       end(sub, e.status());
     }
@@ -1346,7 +857,7 @@ class ChatPlugin final : public sdk::Plugin {
     }
     std::lock_guard fill(feed->fill_mu);
     if (!feed->initialized) {
-      const uint64_t head = store_.head(sub->channel);
+      const uint64_t head = service_.head(sub->channel);
       std::lock_guard lock(feed->mu);
       feed->delivered = head;
       feed->initialized = true;
@@ -1367,12 +878,12 @@ class ChatPlugin final : public sdk::Plugin {
         if (sub->ended) return;
         position = sub->position;
       }
-      const uint64_t head = store_.head(sub->channel);
+      const uint64_t head = service_.head(sub->channel);
       if (head > position) {
         const uint64_t to = std::min(head, position + kReplayPage);
         Batch batch;
-        for (const rec::EventRecord& e : store_.events(sub->channel, position + 1, to)) {
-          batch.add(e.seq(), framed(to_pb(sub->channel, e).SerializeAsString()));
+        for (const Event& e : service_.events(sub->channel, position + 1, to)) {
+          batch.add(e.seq, framed(to_pb(sub->channel, e).SerializeAsString()));
         }
         std::unique_lock lock(sub->mu);
         if (sub->ended) return;
@@ -1471,7 +982,7 @@ class ChatPlugin final : public sdk::Plugin {
       try {
         std::lock_guard fill(feed->fill_mu);
         if (!feed->initialized) continue;
-        const uint64_t head = store_.head(feed->channel);
+        const uint64_t head = service_.head(feed->channel);
         const uint64_t delivered = delivered_of(*feed);
         if (head > delivered) refill(*feed, delivered + 1, head);
         drain_pending(*feed);
@@ -1493,22 +1004,17 @@ class ChatPlugin final : public sdk::Plugin {
   // Writes who is subscribed here when it changed, and at least every presence_heartbeat_ms.
   void heartbeat() {
     const int64_t now = sdk::now_unix_ms();
-    rec::PresenceRecord record;
+    HostPresence presence;
+    presence.host_id = instance_id_;
     {
       std::lock_guard lock(subs_mu_);
       if (!presence_dirty_ && now - presence_written_ms_ < presence_heartbeat_ms_) return;
       presence_dirty_ = false;
-      std::map<std::string, std::set<std::string>> by_channel;
-      for (const auto& sub : subscribers_) by_channel[sub->channel].insert(sub->player);
-      for (const auto& [channel, players] : by_channel) {
-        auto* entry = record.add_channels();
-        entry->set_channel_id(channel);
-        for (const auto& p : players) entry->add_player_ids(p);
-      }
+      for (const auto& sub : subscribers_) presence.players_by_channel[sub->channel].insert(sub->player);
     }
-    record.set_expires_unix_ms(now + 3 * presence_heartbeat_ms_);
+    presence.expires_unix_ms = now + 3 * presence_heartbeat_ms_;
     try {
-      store_.raw().put(kPresence, instance_id_, record);
+      repository_.write_presence(presence);
       presence_written_ms_ = now;
     } catch (const sdk::Error& e) {
       std::lock_guard lock(subs_mu_);
@@ -1518,55 +1024,13 @@ class ChatPlugin final : public sdk::Plugin {
   }
 
   // Drops ephemeral events past their retention, send ids past theirs, and hosts long silent.
-  void sweep() {
-    const int64_t now = sdk::now_unix_ms();
-    const auto drop_older = [&](const char* collection, const char* owner, int64_t max_age_ms) {
-      sdk::Store::Query query;
-      query.collection = collection;
-      query.owner = owner;
-      query.limit = 500;
-      for (int pages = 0; pages < 100; ++pages) {
-        auto page = store_.raw().list(query);
-        sdk::Store::Batch batch;
-        for (const auto& object : page.objects) {
-          if (object.created_unix_ms < now - max_age_ms) batch.erase(collection, object.key, object.version);
-        }
-        if (!batch.empty()) {
-          try {
-            store_.raw().commit(batch);
-          } catch (const sdk::Error&) {
-            // Another host swept them, or one changed: the next sweep sees.
-          }
-        }
-        if (page.next_cursor.empty()) break;
-        query.cursor = page.next_cursor;
-      }
-    };
-    drop_older(kEvents, kEphemeralOwner, ephemeral_retention_ms_);
-    drop_older(kSent, kSent, kSendIdRetentionMs);
-    sdk::Store::Query query;
-    query.collection = kPresence;
-    query.limit = 1000;
-    auto page = store_.raw().list<rec::PresenceRecord>(query);
-    for (const auto& host : page.records) {
-      if (host.value.expires_unix_ms() < now - 60000) {
-        try {
-          store_.raw().erase(kPresence, host.key, host.version);
-        } catch (const sdk::Error&) {
-        }
-      }
-    }
-  }
+  void sweep() { repository_.sweep(sdk::now_unix_ms(), ephemeral_retention_ms_, kSendIdRetentionMs); }
 
   sdk::Host host_;
-  ChatStore store_;
-  WordFilter filter_;
+  StoreRepository repository_;
+  CacheCounters counters_;
+  ChatService service_;
   std::string instance_id_;
-  size_t max_message_bytes_, max_message_chars_;
-  int64_t messages_per_player_per_10s_;
-  size_t max_channels_per_player_;
-  uint32_t max_members_per_channel_;
-  size_t max_blocks_per_player_;
   size_t max_subscribers_per_host_, max_subscribers_per_player_, max_subscribers_per_address_;
   size_t max_response_bytes_;
   int64_t ephemeral_retention_ms_;
