@@ -16,6 +16,7 @@
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "gameverse/world/v1/world.grpc.pb.h"
 #include "host_process.hpp"
+#include "run_command.hpp"
 #include "test_servers.hpp"
 
 namespace gameverse::testing {
@@ -315,18 +316,51 @@ TEST_F(WorldOnOneHost, AReloadUnderLiveStreamsLosesNothingAndTicksGoOn) {
   EXPECT_TRUE(alice.rejections().empty()) << alice.rejections().front().reason();
   EXPECT_FALSE(alice.ended().has_value());
   EXPECT_FALSE(bob.ended().has_value());
+  // The room's own clock goes on: its tick numbers rise without a repeat or a restart, and every
+  // frame after the first applied as a delta on what the client held (no stream joined anew).
+  // How many ticks a client did not see while its stream moved depends on how fast the machine
+  // reloads (sanitizer builds are far slower), so it is not asserted.
   for (PlayClient* c : {&alice, &bob}) {
     const auto frames = c->frames();
-    size_t gaps = 0;
+    ASSERT_GT(frames.size(), 20u);
     for (size_t i = 1; i < frames.size(); ++i) {
       EXPECT_GT(frames[i].tick, frames[i - 1].tick) << "a tick seen twice or going back at frame " << i;
-      EXPECT_LE(frames[i].tick, frames[i - 1].tick + 2) << "more than one tick unseen at frame " << i;
       EXPECT_FALSE(frames[i].snapshot) << "the stream was joined anew at frame " << i;
-      gaps += frames[i].tick - frames[i - 1].tick - 1;
     }
-    EXPECT_LE(gaps, 4u);
+    EXPECT_EQ(c->unknown_bases(), 0u);
   }
   EXPECT_NE(host_->log().find("generation"), std::string::npos);
+}
+
+// A client leaves (its stream ends) between ticks: the others see its entities removed.
+TEST_F(WorldOnOneHost, WhenAClientLeavesTheOthersSeeItsEntitiesRemoved) {
+  auto alice = std::make_unique<PlayClient>(*host_, room());
+  PlayClient bob(*host_, room());
+  alice->spawn(1, 1, 1);
+  ASSERT_TRUE(eventually([&] { return bob.entities().size() == 1; }));
+  alice.reset();
+  ASSERT_TRUE(eventually([&] { return bob.entities().empty(); }))
+      << "bob still sees the entity of a client that left";
+  EXPECT_FALSE(bob.ended().has_value());
+}
+
+// The last client leaves and another joins at once, again and again: the room is closed (stored
+// and its lease released) by one and taken again by the other, one after the other, and never
+// dropped from under the join.
+TEST_F(WorldOnOneHost, ALeaveAndAJoinAtOnceNeverDropTheRoomFromUnderTheJoin) {
+  host_.reset();
+  host_ = std::make_unique<HostProcess>(host_config(dir_.path().string(), "tick_hz = 20\nlease_ms = 300\n"));
+  auto c = std::make_unique<PlayClient>(*host_, room());
+  ASSERT_TRUE(eventually([&] { return !c->frames().empty(); }));
+  for (int i = 0; i < 25; ++i) {
+    c->spawn(1, 0, 0);
+    ASSERT_TRUE(eventually([&] { return c->frames().size() > 3 || c->ended().has_value(); }));
+    ASSERT_FALSE(c->ended().has_value()) << i << ": " << c->ended()->error_message();
+    c = std::make_unique<PlayClient>(*host_, room());
+    ASSERT_TRUE(eventually([&] { return !c->frames().empty() || c->ended().has_value(); }));
+    ASSERT_FALSE(c->ended().has_value()) << i << ": " << c->ended()->error_message();
+  }
+  EXPECT_EQ(host_->log().find("stopped simulating"), std::string::npos) << host_->log();
 }
 
 // Several hosts on one PostgreSQL and one Redis.
@@ -342,6 +376,15 @@ class WorldAcrossHosts : public ::testing::Test {
   }
   std::unique_ptr<HostProcess> start(TempDir& dir) {
     return std::make_unique<HostProcess>(host_config(dir.path().string(), config_, backends_));
+  }
+  // The version of the room's stored record (0: none), read from PostgreSQL.
+  int64_t stored_version(const std::string& room) const {
+    const CommandRun run = run_command(
+        "psql '" + std::string(std::getenv("GAMEVERSE_TEST_POSTGRES_URL")) +
+        "' -tAc \"select version from gv_objects where collection = 'rooms' and key = convert_to('" + room +
+        "', 'UTF8')\"");
+    EXPECT_EQ(run.exit_code, 0) << run.output;
+    return run.output.empty() || run.output == "\n" ? 0 : std::stoll(run.output);
   }
   std::string config_ = "tick_hz = 10\nlease_ms = 900\nsnapshot_interval_ms = 200\n";
   std::string backends_;
@@ -366,9 +409,10 @@ TEST_F(WorldAcrossHosts, AClientOnAnotherHostIsServedByTheOwnerAndTakesTheRoomWh
   ASSERT_TRUE(eventually([&] { return on_a->entities().at(scout).position.y == on_a->quantized(4); }));
   ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.y == on_b.quantized(4); }));
   EXPECT_EQ(b->log().find("took room"), std::string::npos) << "b relays, a owns the room";
-  // Let a snapshot with the moved scout be stored, then kill the owner.
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  // Once a snapshot with the moved scout is stored, kill the owner.
   const uint64_t tick_before = on_b.tick();
+  const int64_t version_seen = stored_version(room_);
+  ASSERT_TRUE(eventually([&] { return stored_version(room_) > version_seen; }));
   const size_t joins_before = on_b.joins();
   on_a.reset();
   a->signal(SIGKILL);
@@ -392,7 +436,12 @@ TEST_F(WorldAcrossHosts, AClientOnAnotherHostIsServedByTheOwnerAndTakesTheRoomWh
   const auto seen = on_b.entities();
   ASSERT_TRUE(seen.contains(scout)) << "the snapshot holds the scout";
   EXPECT_EQ(seen.at(scout).position.y, on_b.quantized(4));
-  EXPECT_GE(on_b.tick() + 20, tick_before) << "ticks go on from the stored snapshot";
+  // Ticks go on from the stored snapshot, stored after tick_before: they do not start again low.
+  uint64_t taken_at = 0;  // the tick of the snapshot the room was taken over with
+  for (const auto& f : on_b.frames()) {
+    if (f.snapshot) taken_at = f.tick;
+  }
+  EXPECT_GT(taken_at, tick_before) << "ticks go on from the stored snapshot";
   // The room lives on b: the client still moves.
   on_b.move(3, scout, 7, 7);
   ASSERT_TRUE(eventually([&] { return on_b.entities().at(scout).position.x == on_b.quantized(7); }));
@@ -448,12 +497,58 @@ TEST_F(WorldAcrossHosts, ARelayedClientPlaysOnThroughReloadsOfBothHosts) {
     ASSERT_TRUE(eventually([&] {
       return on_a.entities().contains(scout) && on_a.entities().at(scout).position.x == on_a.quantized(x);
     })) << a->log();
+    // Past the wait for streams that moved (10 s): the relayed client is still in the room.
+    std::this_thread::sleep_for(std::chrono::seconds(11));
+    ASSERT_TRUE(on_a.entities().contains(scout)) << "the relayed client's scout went\n" << a->log();
+    ASSERT_TRUE(on_b.entities().contains(scout)) << "the relayed client's scout went\n" << b->log();
+    x += 1;
+    on_b.move(++seq, scout, x, 2);
+    ASSERT_TRUE(eventually([&] {
+      return on_a.entities().contains(scout) && on_a.entities().at(scout).position.x == on_a.quantized(x);
+    })) << a->log();
   }
   EXPECT_FALSE(on_b.ended().has_value());
   EXPECT_FALSE(on_a.ended().has_value());
   const auto frames = on_b.frames();
   for (size_t i = 1; i < frames.size(); ++i) EXPECT_GT(frames[i].tick, frames[i - 1].tick) << i;
   EXPECT_EQ(b->log().find("took room"), std::string::npos) << "a owned the room throughout";
+}
+
+// A room left by its last client with nothing in it leaves no record in the store.
+TEST_F(WorldAcrossHosts, ARoomLeftEmptyLeavesNoRecordBehind) {
+  TempDir dir;
+  auto a = start(dir);
+  auto c = std::make_unique<PlayClient>(*a, room_);
+  c->spawn(1, 0, 0);
+  ASSERT_TRUE(eventually([&] { return c->entities().size() == 1; }));
+  ASSERT_TRUE(eventually([&] { return stored_version(room_) > 0; }));
+  c.reset();
+  ASSERT_TRUE(eventually([&] { return stored_version(room_) == 0; })) << a->log();
+}
+
+// After a take-over, what the clients that never came back owned is despawned after the grace;
+// what the client that came back owns stays.
+TEST_F(WorldAcrossHosts, AfterATakeOverEntitiesOfClientsThatDidNotComeBackGo) {
+  config_ += "orphan_grace_ms = 1000\n";
+  TempDir dir_a, dir_b;
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  auto on_a = std::make_unique<PlayClient>(*a, room_);
+  ASSERT_TRUE(eventually([&] { return !on_a->frames().empty(); }));
+  PlayClient on_b(*b, room_);
+  on_a->spawn(1, 1, 1, "tower");
+  on_b.spawn(1, 2, 2, "scout");
+  ASSERT_TRUE(eventually([&] { return on_b.entities().size() == 2; }, std::chrono::seconds(15))) << b->log();
+  const uint64_t scout = on_b.own("scout");
+  const int64_t version_seen = stored_version(room_);
+  ASSERT_TRUE(eventually([&] { return stored_version(room_) > version_seen; }));
+  on_a.reset();
+  a->signal(SIGKILL);
+  a->stop();
+  ASSERT_TRUE(eventually([&] { return b->log().find("took room " + room_) != std::string::npos; },
+                         std::chrono::seconds(20)));
+  ASSERT_TRUE(eventually([&] { return on_b.entities().size() == 1; }, std::chrono::seconds(20))) << b->log();
+  EXPECT_TRUE(on_b.entities().contains(scout));
 }
 
 }  // namespace
