@@ -243,14 +243,23 @@ TEST_F(WorldOnOneHost, AClientMovesOnlyItsOwnAndBadInputIsRefusedWhileTheRoomGoe
   mallory.move(8, id, std::nanf(""), 0);
   mallory.input(9, [](pb::Input& in) { in.mutable_spawn()->set_type(std::string(100, 'x')); });
   mallory.input(10, [](pb::Input&) {});
-  ASSERT_TRUE(eventually([&] { return mallory.rejections().size() == 4; }));
+  mallory.input(11, [&](pb::Input& in) { in.mutable_despawn()->set_entity_id(id); });
+  mallory.input(12, [&](pb::Input& in) {
+    in.mutable_set_component()->set_entity_id(id);
+    in.mutable_set_component()->mutable_component()->set_name("hp");
+    in.mutable_set_component()->mutable_component()->set_value("0");
+  });
+  ASSERT_TRUE(eventually([&] { return mallory.rejections().size() == 6; }));
   std::map<uint64_t, std::string> fields;
   for (const auto& r : mallory.rejections()) fields[r.seq()] = r.field();
   EXPECT_EQ(fields[7], "input.move.entity_id");
   EXPECT_EQ(fields[8], "input.move.position");
   EXPECT_EQ(fields[9], "input.spawn.type");
   EXPECT_EQ(fields[10], "input.action");
+  EXPECT_EQ(fields[11], "input.despawn.entity_id");
+  EXPECT_EQ(fields[12], "input.set_component.entity_id");
   EXPECT_EQ(mallory.entities().at(id).position.x, 0);
+  EXPECT_TRUE(mallory.entities().at(id).components.empty());
   // The room goes on, and the stream with it.
   const uint64_t tick = mallory.tick();
   ASSERT_TRUE(eventually([&] { return mallory.tick() > tick + 3; }));
@@ -330,6 +339,20 @@ TEST_F(WorldOnOneHost, AReloadUnderLiveStreamsLosesNothingAndTicksGoOn) {
     EXPECT_EQ(c->unknown_bases(), 0u);
   }
   EXPECT_NE(host_->log().find("generation"), std::string::npos);
+}
+
+// An area of interest that would span too many grid cells (or cells far larger than it) is refused
+// at start, naming the keys.
+TEST(WorldConfig, AnAreaOfInterestOutOfProportionToItsGridIsRefusedNamingTheKeys) {
+  TempDir dir;
+  std::string log;
+  try {
+    HostProcess host(host_config(dir.path().string(), "aoi_radius_m = 10000\naoi_cell_m = 1\n"));
+    log = host.log();
+  } catch (const std::exception& e) {
+    log = e.what();
+  }
+  EXPECT_NE(log.find("aoi_radius_m must be at most 64 times aoi_cell_m"), std::string::npos) << log;
 }
 
 // A client leaves (its stream ends) between ticks: the others see its entities removed.
