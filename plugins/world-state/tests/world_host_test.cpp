@@ -7,11 +7,13 @@
 
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <thread>
 
 #include "domain/room.hpp"
+#include "domain/wire.hpp"
 #include "eventually.hpp"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "gameverse/world/v1/world.grpc.pb.h"
@@ -572,6 +574,47 @@ TEST_F(WorldAcrossHosts, AfterATakeOverEntitiesOfClientsThatDidNotComeBackGo) {
                          std::chrono::seconds(20)));
   ASSERT_TRUE(eventually([&] { return on_b.entities().size() == 1; }, std::chrono::seconds(20))) << b->log();
   EXPECT_TRUE(on_b.entities().contains(scout));
+}
+
+// Anyone who can publish on Redis can forge a relay message, but a host's message speaks only for
+// the clients that host joined: a forged despawn of a local client's entity is ignored.
+TEST_F(WorldAcrossHosts, ARelayedMessageSpeaksOnlyForTheClientsItsHostJoined) {
+  TempDir dir;
+  auto a = start(dir);
+  PlayClient alice(*a, room_);
+  alice.spawn(1, 1, 1);
+  ASSERT_TRUE(eventually([&] { return alice.own("avatar") != 0; }));
+  const uint64_t id = alice.own("avatar");
+  // The owner's host id, from the room's lease ("<host id>:<epoch>").
+  const std::string cli = "redis-cli -u '" + redis_url() + "' ";
+  const CommandRun key = run_command(cli + "--scan --pattern '*room-owner/" + room_ + "'");
+  ASSERT_EQ(key.exit_code, 0) << key.output;
+  ASSERT_FALSE(key.output.empty());
+  const CommandRun lease = run_command(cli + "GET '" + key.output.substr(0, key.output.find('\n')) + "'");
+  const std::string host_id = lease.output.substr(0, lease.output.find_first_of(":\n"));
+  ASSERT_EQ(host_id.size(), 32u) << lease.output;
+  // gameverse.world.records.v1.Relay{from_host, room_id, items: [{client_id, client_message}]}.
+  pb::ClientMessage despawn;
+  despawn.mutable_input()->set_seq(99);
+  despawn.mutable_input()->mutable_despawn()->set_entity_id(id);
+  std::string item, relay;
+  world::wire::bytes_field(item, 1, alice.client_id());
+  world::wire::bytes_field(item, 2, despawn.SerializeAsString());
+  world::wire::bytes_field(relay, 1, "forger");
+  world::wire::bytes_field(relay, 2, room_);
+  world::wire::bytes_field(relay, 3, item);
+  TempDir files;
+  const std::string payload = (files.path() / "relay.bin").string();
+  {
+    std::ofstream out(payload, std::ios::binary);
+    out << relay;
+  }
+  const CommandRun published =
+      run_command(cli + "-x PUBLISH 'gameverse:topic:gameverse.world.v1.host." + host_id + "' < " + payload);
+  ASSERT_NE(published.output.find('1'), std::string::npos) << "no host took it: " << published.output;
+  const uint64_t tick = alice.tick();
+  ASSERT_TRUE(eventually([&] { return alice.tick() > tick + 10; }));
+  EXPECT_TRUE(alice.entities().contains(id)) << "a forged relay message despawned a local client's entity";
 }
 
 }  // namespace
