@@ -247,6 +247,7 @@ struct RoomHost {
   std::atomic<int64_t> lease_until_ms = 0;  // held at least until then; past it the room stops
   std::mutex store_mu;                      // one write of the room's record at a time
   int64_t store_version = 0;                // under store_mu: the record's version (0: none stored)
+  bool store_version_unknown = false;       // handed over by a version that did not track it
 
   std::mutex inbox_mu;
   std::vector<InboxItem> inbox;
@@ -365,6 +366,7 @@ class WorldPlugin final : public sdk::Plugin {
       rh->lease = record.lease().empty() ? host_id_ : record.lease();  // from a version before epochs
       rh->lease_until_ms = now + lease_ms_ / 2;  // renewed within a third of it by the last keeper
       rh->store_version = record.store_version();
+      rh->store_version_unknown = handed.handover_id().empty();
       std::lock_guard lock(rooms_mu_);
       rooms_[record.id()] = rh;
       start_ticking(rh);
@@ -1137,13 +1139,16 @@ class WorldPlugin final : public sdk::Plugin {
     try {
       if (record != nullptr) {
         record->set_lease(rh.lease);
-        rh.store_version =
-            host_.store().put(kRoomsCollection, room_id, *record,
-                              rh.store_version == 0 ? sdk::Store::kCreateOnly : rh.store_version);
-      } else if (rh.store_version != 0) {
-        host_.store().erase(kRoomsCollection, room_id, rh.store_version);
+        const int64_t expected = rh.store_version_unknown ? sdk::Store::kAnyVersion
+                                 : rh.store_version == 0  ? sdk::Store::kCreateOnly
+                                                          : rh.store_version;
+        rh.store_version = host_.store().put(kRoomsCollection, room_id, *record, expected);
+      } else if (rh.store_version != 0 || rh.store_version_unknown) {
+        host_.store().erase(kRoomsCollection, room_id,
+                            rh.store_version_unknown ? sdk::Store::kAnyVersion : rh.store_version);
         rh.store_version = 0;
       }
+      rh.store_version_unknown = false;
     } catch (const sdk::Error& e) {
       if (e.code() == sdk::StatusCode::kAborted || e.code() == sdk::StatusCode::kAlreadyExists ||
           e.code() == sdk::StatusCode::kNotFound) {
