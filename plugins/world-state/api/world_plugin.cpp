@@ -1125,17 +1125,26 @@ class WorldPlugin final : public sdk::Plugin {
     return room_locks_[std::hash<std::string>()(room_id) % kRoomLocks];
   }
 
+  // Renews this take's lease. One that lapsed (a pause, a reload that did not happen) is taken
+  // again when no other host holds it: should another have taken the room and stored it meanwhile,
+  // the next write of the record fails on its version and the room is given up then.
+  bool renew_lease(RoomHost& rh, const std::string& room_id) {
+    const sdk::Cache cache = host_.cache();
+    const auto ttl = std::chrono::milliseconds(lease_ms_);
+    if (!cache.compare_and_set(lease_key(room_id), rh.lease, rh.lease, ttl) &&
+        !cache.compare_and_set(lease_key(room_id), std::nullopt, rh.lease, ttl)) {
+      return false;
+    }
+    rh.lease_until_ms = sdk::now_unix_ms() + lease_ms_;
+    return true;
+  }
+
   enum class Stored { kOk, kLost };
   // On the pool, under rh.store_mu: renews the room's lease and writes its record (nullptr: erases
   // it) over the version this take last read or wrote. kLost when another take holds the lease or
   // wrote the record since; a room handed over to the next generation is never written here.
   Stored store_room(RoomHost& rh, const std::string& room_id, rec::RoomRecord* record) {
-    if (rh.frozen) return Stored::kLost;
-    if (!host_.cache().compare_and_set(lease_key(room_id), rh.lease, rh.lease,
-                                       std::chrono::milliseconds(lease_ms_))) {
-      return Stored::kLost;
-    }
-    rh.lease_until_ms = sdk::now_unix_ms() + lease_ms_;
+    if (rh.frozen || !renew_lease(rh, room_id)) return Stored::kLost;
     try {
       if (record != nullptr) {
         record->set_lease(rh.lease);
@@ -1215,9 +1224,17 @@ class WorldPlugin final : public sdk::Plugin {
       rec::RoomRecord record;
       {
         std::lock_guard lock(rh->mu);
-        // A room handed over is the next generation's: this one neither renews nor stores it.
-        if (rh->gone || rh->frozen) continue;
+        if (rh->gone) continue;
         room_id = rh->room.id();
+        if (rh->frozen) {
+          // A room handed over is the next generation's: this one never stores or releases it, but
+          // keeps its lease (the same value) alive, should the next generation not start.
+          try {
+            renew_lease(*rh, room_id);
+          } catch (const sdk::Error&) {
+          }
+          continue;
+        }
         empty = rh->sessions.empty() && rh->remote.empty() && rh->awaiting_resume.empty();
         if (rh->orphans_due_ms != 0 && now >= rh->orphans_due_ms) {
           rh->orphans_due_ms = 0;
@@ -1239,10 +1256,7 @@ class WorldPlugin final : public sdk::Plugin {
           stored = store_room(*rh, room_id, &record);
         } else if (rh->frozen) {
           continue;
-        } else if (cache.compare_and_set(lease_key(room_id), rh->lease, rh->lease,
-                                         std::chrono::milliseconds(lease_ms_))) {
-          rh->lease_until_ms = now + lease_ms_;
-        } else {
+        } else if (!renew_lease(*rh, room_id)) {
           stored = Stored::kLost;
         }
       } catch (const sdk::Error& e) {

@@ -357,6 +357,34 @@ TEST(WorldConfig, AnAreaOfInterestOutOfProportionToItsGridIsRefusedNamingTheKeys
   EXPECT_NE(log.find("aoi_radius_m must be at most 64 times aoi_cell_m"), std::string::npos) << log;
 }
 
+// A reload that fails after the rooms were handed over (the next generation refuses to start)
+// leaves the old generation with its rooms: they tick on, and the stream with them.
+TEST(WorldReload, AReloadThatFailsLeavesTheRoomsTickingWhereTheyWere) {
+  TempDir dir;
+  const std::string good = host_config(dir.path().string(), "tick_hz = 10\n");
+  std::string watched = good;
+  watched.replace(watched.find("watch = false"), 13, "watch = true");
+  HostProcess host(watched);
+  const std::string room = "room-" + random_suffix();
+  PlayClient alice(host, room);
+  alice.spawn(1, 1, 1);
+  ASSERT_TRUE(eventually([&] { return alice.own("avatar") != 0; }));
+  const uint64_t id = alice.own("avatar");
+  std::string bad = watched;
+  bad.replace(bad.find("tick_hz = 10\n"), 13, "tick_hz = 10\naoi_radius_m = 10000\naoi_cell_m = 1\n");
+  host.write_config(bad);
+  ASSERT_TRUE(
+      eventually([&] { return host.log().find("aoi_radius_m must be at most 64") != std::string::npos; },
+                 std::chrono::seconds(20)))
+      << host.log();
+  const uint64_t tick = alice.tick();
+  ASSERT_TRUE(eventually([&] { return alice.tick() > tick + 20; }, std::chrono::seconds(20))) << host.log();
+  alice.move(2, id, 3, 3);
+  ASSERT_TRUE(eventually([&] { return alice.entities().at(id).position.x == alice.quantized(3); }))
+      << host.log();
+  EXPECT_FALSE(alice.ended().has_value());
+}
+
 // A client leaves (its stream ends) between ticks: the others see its entities removed.
 TEST_F(WorldOnOneHost, WhenAClientLeavesTheOthersSeeItsEntitiesRemoved) {
   auto alice = std::make_unique<PlayClient>(*host_, room());
