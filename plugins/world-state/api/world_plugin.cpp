@@ -342,6 +342,9 @@ class WorldPlugin final : public sdk::Plugin {
                   init.host.cache().compare_and_set(handover_key(handed.handover_id()), std::nullopt, "taken",
                                                     std::chrono::milliseconds(kHandOverClaimMs));
       } catch (const sdk::Error& e) {
+        // The cache is out of reach for the previous generation too, which then stays frozen
+        // (resume_after_failed_reload): the rooms are this one's.
+        claimed = true;
         init.host.warn(std::string("world-state: claiming the rooms handed over: ") + e.what());
       }
       if (!claimed) {
@@ -1330,7 +1333,9 @@ class WorldPlugin final : public sdk::Plugin {
                                 ? 1
                                 : 2;
       } catch (const sdk::Error&) {
-        return false;  // asked again at the next tick
+        // Unsettled: the next generation may have taken the rooms without reaching the cache
+        // either, so this one stays frozen for good (two generations must never both go on).
+        handover_outcome_ = 2;
       }
     }
     return handover_outcome_ == 1;
