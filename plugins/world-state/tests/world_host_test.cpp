@@ -385,6 +385,49 @@ TEST(WorldReload, AReloadThatFailsLeavesTheRoomsTickingWhereTheyWere) {
   EXPECT_FALSE(alice.ended().has_value());
 }
 
+// A client that does not read its stream while its frames are large fills the host's write queue
+// for it: the stream is finished RESOURCE_EXHAUSTED (it is told to join again) instead of hanging,
+// and the room goes on for the others.
+TEST(WorldBackPressure, AClientThatDoesNotReadIsFinishedAsTooSlow) {
+  TempDir dir;
+  HostProcess host(host_config(
+      dir.path().string(), "tick_hz = 60\nmax_unacked_frames = 1000\nsend_budget_bytes_per_s = 100000000\n"));
+  const std::string room = "room-" + random_suffix();
+  auto stub = pb::World::NewStub(host.channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto stream = stub->Play(&context);
+  pb::ClientMessage join;
+  join.mutable_join()->set_room_id(room);
+  ASSERT_TRUE(stream->Write(join));
+  PlayClient mover(host, room);
+  ASSERT_TRUE(eventually([&] { return !mover.frames().empty(); }));
+  // Big entities: every frame to a client that acknowledges nothing holds them all, whole.
+  for (uint64_t seq = 1; seq <= 64; ++seq) {
+    mover.input(seq, [](pb::Input& in) {
+      in.mutable_spawn()->set_type("crate");
+      for (int c = 0; c < 16; ++c) {
+        pb::Component* component = in.mutable_spawn()->add_components();
+        component->set_name("c" + std::to_string(c));
+        component->set_value(std::string(1000, static_cast<char>('a' + c)));
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(eventually([&] { return mover.entities().size() > 32; }));
+  // Some seconds of not reading, then it reads what is there to the end of the stream.
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  pb::ServerMessage m;
+  while (stream->Read(&m)) {
+  }
+  const grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("too slowly"), std::string::npos) << status.error_message();
+  const uint64_t tick = mover.tick();
+  ASSERT_TRUE(eventually([&] { return mover.tick() > tick + 10; }));
+  EXPECT_FALSE(mover.ended().has_value());
+}
+
 // A client leaves (its stream ends) between ticks: the others see its entities removed.
 TEST_F(WorldOnOneHost, WhenAClientLeavesTheOthersSeeItsEntitiesRemoved) {
   auto alice = std::make_unique<PlayClient>(*host_, room());
