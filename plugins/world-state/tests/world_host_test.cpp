@@ -15,6 +15,7 @@
 #include "domain/room.hpp"
 #include "domain/wire.hpp"
 #include "eventually.hpp"
+#include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "gameverse/world/v1/world.grpc.pb.h"
 #include "host_process.hpp"
@@ -48,8 +49,10 @@ std::string host_config(const std::string& data_dir, const std::string& world_co
 // A game client: joins, acknowledges every frame it applies, and keeps what it saw.
 class PlayClient {
  public:
-  PlayClient(const HostProcess& host, const std::string& room, pb::Vec3 view = {})
+  PlayClient(const HostProcess& host, const std::string& room, pb::Vec3 view = {},
+             const std::string& token = "")
       : stub_(pb::World::NewStub(host.channel())) {
+    if (!token.empty()) context_.AddMetadata("authorization", "Bearer " + token);
     stream_ = stub_->Play(&context_);
     pb::ClientMessage join;
     join.mutable_join()->set_room_id(room);
@@ -426,6 +429,43 @@ TEST(WorldBackPressure, AClientThatDoesNotReadIsFinishedAsTooSlow) {
   const uint64_t tick = mover.tick();
   ASSERT_TRUE(eventually([&] { return mover.tick() > tick + 10; }));
   EXPECT_FALSE(mover.ended().has_value());
+}
+
+// A signed-in account holds at most max_streams_per_account Play streams on a host (and so opens
+// at most that many rooms there); a stream that ends gives its place back.
+TEST(WorldAccounts, AnAccountHoldsAtMostMaxStreamsPerAccountStreams) {
+  TempDir dir;
+  HostProcess host("[host]\nwatch = false\ndata_dir = \"" + dir.path().string() + "\"\n[admin]\ntoken = \"" +
+                   kOperatorToken +
+                   "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
+                   "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n"
+                   "[[plugin]]\nname = \"world-state\"\npath = \"" GV_PLUGIN_DIR
+                   "/world-state.so\"\n[plugin.config]\nmax_streams_per_account = 2\n");
+  auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
+  gameverse::auth::v1::Session session;
+  {
+    grpc::ClientContext context;
+    gameverse::auth::v1::RegisterRequest request;
+    request.set_username("player-" + random_suffix());
+    request.set_password("correct horse battery");
+    const grpc::Status status = auth->Register(&context, request, &session);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const std::string token = session.access_token();
+  const std::string suffix = random_suffix();
+  auto first = std::make_unique<PlayClient>(host, "a-" + suffix, pb::Vec3{}, token);
+  PlayClient second(host, "b-" + suffix, pb::Vec3{}, token);
+  ASSERT_TRUE(eventually([&] { return !first->frames().empty() && !second.frames().empty(); })) << host.log();
+  PlayClient third(host, "c-" + suffix, pb::Vec3{}, token);
+  ASSERT_TRUE(eventually([&] { return third.ended().has_value(); }));
+  EXPECT_EQ(third.ended()->error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(third.ended()->error_message().find("max_streams_per_account"), std::string::npos);
+  first.reset();
+  ASSERT_TRUE(eventually([&] {
+    PlayClient again(host, "d-" + suffix, pb::Vec3{}, token);
+    return eventually([&] { return !again.frames().empty() || again.ended().has_value(); }) &&
+           !again.frames().empty();
+  }));
 }
 
 // A client leaves (its stream ends) between ticks: the others see its entities removed.
