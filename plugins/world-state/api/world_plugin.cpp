@@ -969,6 +969,8 @@ class WorldPlugin final : public sdk::Plugin {
       for (const std::string& client_id : too_slow) {
         rh.sessions.erase(client_id);
         rh.room.leave(client_id);
+        host_.info("world-state: room " + rh.room.id() + ": client " + client_id +
+                   " did not read its frames; its stream was finished");
       }
       frame_bytes_.record(static_cast<double>(bytes));
     }
