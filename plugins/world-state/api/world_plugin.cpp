@@ -5,6 +5,7 @@
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -32,8 +33,14 @@ constexpr const char* kRoomsCollection = "rooms";
 constexpr const char* kHostTopicPrefix = "gameverse.world.v1.host.";
 // A stream that does not come back after a reload within this long leaves its room.
 constexpr int64_t kResumeWaitMs = 10'000;
-// A reload that froze the rooms and did not happen (it failed before the swap): they go on.
+// A generation that froze its rooms for a reload asks after this long whether the next generation
+// took them (see HandOver.handover_id); if it did not start, the rooms go on here.
 constexpr int64_t kFreezeLimitMs = 3'000;
+// How long the claim on a hand-over is kept in the cache: far longer than any reload.
+constexpr int64_t kHandOverClaimMs = 10 * 60'000;
+// Room ids share this many locks: a join, a take-over and a close of the same room go one at a
+// time, while different rooms settle in parallel.
+constexpr size_t kRoomLocks = 64;
 // Messages a client may send while its room is handed over, kept for the next generation.
 constexpr size_t kHeldPerClient = 64;
 
@@ -59,6 +66,23 @@ bool valid_room_id(const std::string& id) {
 
 std::string lease_key(const std::string& room_id) {
   return "room-owner/" + room_id;
+}
+
+std::string handover_key(const std::string& handover_id) {
+  return "world-handover/" + handover_id;
+}
+
+// A lease's value is "<host id>:<epoch>", one epoch per take of the room, so that a host renews or
+// releases only the very lease it took, never a newer one of its own.
+std::string host_of(const std::string& lease) {
+  return lease.substr(0, lease.find(':'));
+}
+
+bool valid_view(const world::Position& view, double max_coordinate_m) {
+  for (double v : {view.x, view.y, view.z}) {
+    if (!std::isfinite(v) || std::fabs(v) > max_coordinate_m) return false;
+  }
+  return true;
 }
 
 world::Position position_of(const pb::Vec3& v) {
@@ -126,6 +150,24 @@ double thread_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) / 1e9;
 }
 
+// The Play streams each account holds on this host (max_streams_per_account).
+struct Accounts {
+  std::mutex mu;
+  std::map<std::string, size_t> streams;
+};
+
+// One stream's place in its account's count, given back when the stream is gone.
+struct AccountSlot {
+  AccountSlot(std::shared_ptr<Accounts> a, std::string id) : accounts(std::move(a)), account(std::move(id)) {}
+  ~AccountSlot() {
+    std::lock_guard lock(accounts->mu);
+    auto it = accounts->streams.find(account);
+    if (it != accounts->streams.end() && --it->second == 0) accounts->streams.erase(it);
+  }
+  std::shared_ptr<Accounts> accounts;
+  std::string account;
+};
+
 // One client's Play stream.
 struct Session {
   enum class Mode { kNew = 1, kJoining, kLocal, kRelayed };
@@ -134,18 +176,25 @@ struct Session {
   std::mutex mu;
   Mode mode = Mode::kNew;
   bool ended = false;  // finished, or moved to the next generation: nothing more is written
+  bool moved = false;  // moved to the next generation (its client goes on there)
   std::string room_id;
   std::string client_id;
   pb::Vec3 view;
   std::vector<pb::ClientMessage> early;          // sent while the join was being settled
   std::atomic<uint32_t> messages_this_tick = 0;  // inputs, acks and snapshot requests
   std::atomic<int64_t> share_since_ms = 0;       // when its share last started again
+  std::shared_ptr<AccountSlot> slot;             // its account's count (authenticated callers)
 
-  // False once the stream cannot take it (then it is ended).
+  // False once the stream cannot take it: then it is finished (a client that reads too slowly
+  // for the host's write queue is told so) and the caller drops the client.
   bool write(const rec::ServerWire& message) {
     std::lock_guard lock(mu);
     if (ended) return false;
-    if (!stream.write(message)) ended = true;
+    if (!stream.write(message)) {
+      ended = true;
+      stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                "the client reads its frames too slowly; join again"));
+    }
     return !ended;
   }
   void finish(const sdk::Status& status) {
@@ -158,6 +207,10 @@ struct Session {
     std::lock_guard lock(mu);
     return ended;
   }
+  bool is_moved() {
+    std::lock_guard lock(mu);
+    return moved;
+  }
 };
 
 // What reaches a room between ticks: from its streams, and from clients on other hosts.
@@ -167,7 +220,7 @@ struct InboxItem {
   std::string client_id;
   uint64_t tick = 0;
   world::Input input;
-  std::string host;  // kJoinRemote: where the client is
+  std::string host;  // relayed: the host it came from (empty: a stream of this host)
   world::Position view;
 };
 
@@ -187,7 +240,14 @@ struct RoomHost {
   int64_t frozen_at_ms = 0;
   bool gone = false;  // dropped from this host
   int64_t persisted_at_ms = 0;
+  int64_t orphans_due_ms = 0;  // taken over: then the entities of clients not back are despawned
   sdk::Timer timer;
+
+  std::string lease;                        // the value of this take's lease ("<host id>:<epoch>")
+  std::atomic<int64_t> lease_until_ms = 0;  // held at least until then; past it the room stops
+  std::mutex store_mu;                      // one write of the room's record at a time
+  int64_t store_version = 0;                // under store_mu: the record's version (0: none stored)
+  bool store_version_unknown = false;       // handed over by a version that did not track it
 
   std::mutex inbox_mu;
   std::vector<InboxItem> inbox;
@@ -244,6 +304,8 @@ class WorldPlugin final : public sdk::Plugin {
       : host_(init.host),
         limits_(limits_from(init.host)),
         max_rooms_(static_cast<size_t>(init.host.config_int("max_rooms"))),
+        max_streams_per_account_(static_cast<size_t>(init.host.config_int("max_streams_per_account"))),
+        orphan_grace_ms_(init.host.config_int("orphan_grace_ms")),
         lease_ms_(init.host.config_int("lease_ms")),
         snapshot_interval_ms_(init.host.config_int("snapshot_interval_ms")),
         ticks_(init.host.counter("gameverse_world_ticks_total", "Room ticks simulated on this host")),
@@ -259,10 +321,36 @@ class WorldPlugin final : public sdk::Plugin {
         rooms_gauge_(init.host.gauge("gameverse_world_rooms", "Rooms this host owns")),
         relay_dropped_(init.host.counter("gameverse_world_relay_publish_failures_total",
                                          "Relay messages between hosts that could not be published")) {
+    // The grid's cells a view spans: a radius of many cells makes every frame walk them all, one of
+    // a tiny fraction of a cell makes each cell hold far more than is in view.
+    if (limits_.aoi_radius_m > 64 * limits_.aoi_cell_m) {
+      throw sdk::Error(
+          sdk::StatusCode::kInvalidArgument,
+          "aoi_radius_m must be at most 64 times aoi_cell_m (a view spans at most 129 x 129 cells)");
+    }
+    if (limits_.aoi_cell_m > 4 * limits_.aoi_radius_m) {
+      throw sdk::Error(sdk::StatusCode::kInvalidArgument, "aoi_cell_m must be at most 4 times aoi_radius_m");
+    }
     rec::HandOver handed;
     if (!init.previous_state.empty() &&
         handed.ParseFromArray(init.previous_state.data(), static_cast<int>(init.previous_state.size()))) {
       host_id_ = handed.host_id();
+      // The rooms are this generation's only if the previous one did not give up waiting first.
+      bool claimed = false;
+      try {
+        claimed = handed.handover_id().empty() ||
+                  init.host.cache().compare_and_set(handover_key(handed.handover_id()), std::nullopt, "taken",
+                                                    std::chrono::milliseconds(kHandOverClaimMs));
+      } catch (const sdk::Error& e) {
+        // The cache is out of reach for the previous generation too, which then stays frozen
+        // (resume_after_failed_reload): the rooms are this one's.
+        claimed = true;
+        init.host.warn(std::string("world-state: claiming the rooms handed over: ") + e.what());
+      }
+      if (!claimed) {
+        init.host.warn("world-state: the previous generation went on with its rooms; none taken over");
+        handed.clear_rooms();
+      }
     }
     if (host_id_.empty()) host_id_ = random_hex(16);
     // Made here, it takes over from the previous generation's subscription at a reload.
@@ -272,8 +360,16 @@ class WorldPlugin final : public sdk::Plugin {
     const int64_t now = sdk::now_unix_ms();
     for (const rec::RoomRecord& record : handed.rooms()) {
       auto rh = std::make_shared<RoomHost>(world::Room::restore(world::from_record(record), limits_, true));
-      for (const auto& client : record.clients()) rh->awaiting_resume[client.id()] = now + kResumeWaitMs;
+      // Clients of other hosts go on through their hosts; only the streams of this host move.
+      for (const auto& remote : record.remote()) rh->remote[remote.client_id()] = {remote.host(), now};
+      for (const auto& client : record.clients()) {
+        if (!rh->remote.contains(client.id())) rh->awaiting_resume[client.id()] = now + kResumeWaitMs;
+      }
       rh->persisted_at_ms = now;
+      rh->lease = record.lease().empty() ? host_id_ : record.lease();  // from a version before epochs
+      rh->lease_until_ms = now + lease_ms_ / 2;  // renewed within a third of it by the last keeper
+      rh->store_version = record.store_version();
+      rh->store_version_unknown = handed.handover_id().empty();
       std::lock_guard lock(rooms_mu_);
       rooms_[record.id()] = rh;
       start_ticking(rh);
@@ -298,21 +394,26 @@ class WorldPlugin final : public sdk::Plugin {
       for (auto& [id, rh] : rooms_) rooms.push_back(rh);
     }
     for (auto& rh : rooms) rh->timer.cancel();
-    std::vector<std::pair<std::string, rec::RoomRecord>> stopping;
+    std::vector<std::pair<std::shared_ptr<RoomHost>, rec::RoomRecord>> stopping;
     for (auto& rh : rooms) {
       std::lock_guard lock(rh->mu);
       for (auto& [id, session] : rh->sessions) {
         session->finish(sdk::Status(sdk::StatusCode::kUnavailable, "the world service stopped; join again"));
       }
-      // A room handed over to the next generation lives on there; any other stops with this host.
-      if (!rh->frozen && !rh->gone)
-        stopping.emplace_back(rh->room.id(), world::to_record(rh->room.image(false)));
+      // A room handed over to the next generation lives on there, and this generation neither
+      // stores nor releases it; any other stops with this host.
+      if (!rh->frozen && !rh->gone) {
+        rh->gone = true;
+        stopping.emplace_back(rh, world::to_record(rh->room.image(false)));
+      }
     }
     // Stored as it is and its lease given up, so that another host takes it at once, from now.
-    for (const auto& [room_id, record] : stopping) {
+    for (auto& [rh, record] : stopping) {
+      const std::string room_id = rh->room.id();
       try {
-        host_.store().put(kRoomsCollection, room_id, record);
-        host_.cache().compare_and_set(lease_key(room_id), host_id_, std::nullopt);
+        std::lock_guard store_lock(rh->store_mu);
+        if (store_room(*rh, room_id, &record) == Stored::kOk)
+          host_.cache().compare_and_set(lease_key(room_id), rh->lease, std::nullopt);
       } catch (const sdk::Error& e) {
         host_.warn("world-state: storing room " + room_id + " on the way out: " + e.what());
       } catch (...) {
@@ -342,6 +443,14 @@ class WorldPlugin final : public sdk::Plugin {
                     sdk::between(1, 100000))
         .config_int("max_rooms", 100, "Rooms one host owns at most; more joins are RESOURCE_EXHAUSTED",
                     sdk::between(1, 100000))
+        .config_int("max_streams_per_account", 8,
+                    "Play streams one authenticated account holds on one host at most (and so rooms it "
+                    "opens); more joins are RESOURCE_EXHAUSTED",
+                    sdk::between(1, 100000))
+        .config_int("orphan_grace_ms", 30000,
+                    "After a host takes a room over, entities whose owner has not joined again within "
+                    "this long are despawned",
+                    sdk::between(0, 3600000))
         .config_int("max_clients_per_room", 256, "Clients in one room at most", sdk::between(1, 100000))
         .config_int("max_entities_per_room", 10000, "Entities in one room at most", sdk::between(1, 1000000))
         .config_int("max_entities_per_client", 64, "Entities one client owns at most",
@@ -383,6 +492,12 @@ class WorldPlugin final : public sdk::Plugin {
     auto session = std::make_shared<Session>(std::move(stream));
     rec::DetachedPlay d;
     d.ParseFromArray(detached.data(), static_cast<int>(detached.size()));
+    if (!d.principal().empty()) {
+      // Counted, never refused: the stream was admitted before the reload.
+      std::lock_guard lock(accounts_->mu);
+      ++accounts_->streams[d.principal()];
+      session->slot = std::make_shared<AccountSlot>(accounts_, d.principal());
+    }
     session->room_id = d.room_id();
     session->client_id = d.client_id();
     auto reader = std::make_unique<PlayReader>(*this, session, d.principal());
@@ -433,6 +548,12 @@ class WorldPlugin final : public sdk::Plugin {
   std::string save_state() override {
     rec::HandOver out;
     out.set_host_id(host_id_);
+    out.set_handover_id(random_hex(16));
+    {
+      std::lock_guard lock(handover_mu_);
+      handover_id_ = out.handover_id();
+      handover_outcome_ = 0;
+    }
     std::vector<std::shared_ptr<RoomHost>> rooms;
     {
       std::lock_guard lock(rooms_mu_);
@@ -450,7 +571,17 @@ class WorldPlugin final : public sdk::Plugin {
       rh->frozen = true;
       drain_inbox(*rh, nullptr);
       rh->frozen_at_ms = sdk::now_unix_ms();
-      *out.add_rooms() = world::to_record(rh->room.image(true));
+      rec::RoomRecord* record = out.add_rooms();
+      *record = world::to_record(rh->room.image(true));
+      record->set_lease(rh->lease);
+      for (const auto& [client_id, remote] : rh->remote) {
+        rec::RemoteClientRecord* r = record->add_remote();
+        r->set_client_id(client_id);
+        r->set_host(remote.host);
+      }
+      // Frozen before this: no keeper writes the record after the version read here.
+      std::lock_guard store_lock(rh->store_mu);
+      record->set_store_version(rh->store_version);
     }
     return out.SerializeAsString();
   }
@@ -472,17 +603,28 @@ class WorldPlugin final : public sdk::Plugin {
         throw sdk::Error(sdk::StatusCode::kInvalidArgument, "join.room_id must be 1-64 of [A-Za-z0-9_.-]");
       }
       const world::Position view = position_of(message.join().view());
-      for (double v : {view.x, view.y, view.z}) {
-        if (!std::isfinite(v) || std::fabs(v) > limits_.max_coordinate_m) {
-          throw sdk::Error(sdk::StatusCode::kInvalidArgument, "join.view is outside the world");
+      if (!valid_view(view, limits_.max_coordinate_m))
+        throw sdk::Error(sdk::StatusCode::kInvalidArgument, "join.view is outside the world");
+      std::shared_ptr<AccountSlot> slot;
+      if (!principal.empty()) {
+        std::lock_guard lock(accounts_->mu);
+        size_t& streams = accounts_->streams[principal];
+        if (streams >= max_streams_per_account_) {
+          if (streams == 0) accounts_->streams.erase(principal);
+          throw sdk::Error(sdk::StatusCode::kResourceExhausted,
+                           "the account holds its most Play streams on this host (max_streams_per_account)");
         }
+        ++streams;
+        slot = std::make_shared<AccountSlot>(accounts_, principal);
       }
       {
         std::lock_guard lock(session->mu);
         session->mode = Session::Mode::kJoining;
         session->room_id = message.join().room_id();
-        session->client_id = principal.empty() ? "anon-" + random_hex(8) : principal;
+        // 128 random bits: an anonymous client's id cannot be guessed to speak for it.
+        session->client_id = principal.empty() ? "anon-" + random_hex(16) : principal;
         session->view = message.join().view();
+        session->slot = std::move(slot);
       }
       host_.run_blocking([this, session] { join(session); });
       return;
@@ -622,6 +764,7 @@ class WorldPlugin final : public sdk::Plugin {
       std::lock_guard lock(session->mu);
       if (session->ended) return std::nullopt;
       session->ended = true;  // it goes on in the next generation
+      session->moved = true;
       mode = session->mode;
       out.set_room_id(session->room_id);
       out.set_client_id(session->client_id);
@@ -681,8 +824,12 @@ class WorldPlugin final : public sdk::Plugin {
     }
     const int64_t now = sdk::now_unix_ms();
     for (InboxItem& item : items) {
-      auto remote = rh.remote.find(item.client_id);
-      if (remote != rh.remote.end()) remote->second.last_heard_ms = now;
+      if (!item.host.empty() && item.kind != InboxItem::Kind::kJoinRemote) {
+        // A relayed message speaks only for a client that host joined.
+        auto remote = rh.remote.find(item.client_id);
+        if (remote == rh.remote.end() || remote->second.host != item.host) continue;
+        remote->second.last_heard_ms = now;
+      }
       switch (item.kind) {
         case InboxItem::Kind::kAck: rh.room.ack(item.client_id, item.tick); break;
         case InboxItem::Kind::kSnapshot: rh.room.request_snapshot(item.client_id); break;
@@ -697,12 +844,15 @@ class WorldPlugin final : public sdk::Plugin {
           break;
         }
         case InboxItem::Kind::kJoinRemote: {
+          // A client with a stream here is this host's: another host's join never replaces it.
+          if (rh.sessions.contains(item.client_id) || !valid_view(item.view, limits_.max_coordinate_m)) break;
           if (!rh.room.join(item.client_id, item.view)) {
             if (replies)
               (*replies)[item.client_id].push_back(rejected(0, "join.room_id", "the room is full"));
             break;
           }
           rh.remote[item.client_id] = {item.host, now};
+          rh.awaiting_resume.erase(item.client_id);  // it is back, through its host
           if (replies) (*replies)[item.client_id].push_back(joined(rh.room.id(), item.client_id));
           break;
         }
@@ -748,8 +898,9 @@ class WorldPlugin final : public sdk::Plugin {
       if (rh.gone) return;
       const int64_t now = sdk::now_unix_ms();
       if (rh.frozen) {
-        if (now - rh.frozen_at_ms < kFreezeLimitMs) return;
-        // The reload did not happen: the room goes on here, with what arrived meanwhile.
+        if (now - rh.frozen_at_ms < kFreezeLimitMs || !resume_after_failed_reload()) return;
+        // The next generation never took the rooms (its start failed): they go on here, with what
+        // arrived meanwhile.
         rh.frozen = false;
         std::lock_guard inbox_lock(rh.inbox_mu);
         for (auto& [client, items] : rh.held) {
@@ -757,6 +908,9 @@ class WorldPlugin final : public sdk::Plugin {
         }
         rh.held.clear();
       }
+      // Past its lease as this host last knew it, another host may have the room: it waits for the
+      // keeper to renew the lease (or give the room up).
+      if (now > rh.lease_until_ms) return;
       std::map<std::string, std::vector<rec::ServerWire>> replies;
       drain_inbox(rh, &replies);
       for (auto it = rh.awaiting_resume.begin(); it != rh.awaiting_resume.end();) {
@@ -781,10 +935,11 @@ class WorldPlugin final : public sdk::Plugin {
         replies[r.client_id].push_back(rejected(r.seq, r.field, r.reason));
       }
       size_t bytes = 0;
+      std::set<std::string> too_slow;
       auto send = [&](const std::string& client_id, const rec::ServerWire& message, const std::string* raw) {
         auto local = rh.sessions.find(client_id);
         if (local != rh.sessions.end()) {
-          local->second->write(message);
+          if (!local->second->write(message) && !local->second->is_moved()) too_slow.insert(client_id);
           return;
         }
         auto remote = rh.remote.find(client_id);
@@ -809,6 +964,14 @@ class WorldPlugin final : public sdk::Plugin {
         relay.set_from_host(host_id_);
         relay.set_room_id(rh.room.id());
       }
+      // A stream that could not take its frame is finished: its client leaves, and the room stops
+      // building frames for it.
+      for (const std::string& client_id : too_slow) {
+        rh.sessions.erase(client_id);
+        rh.room.leave(client_id);
+        host_.info("world-state: room " + rh.room.id() + ": client " + client_id +
+                   " did not read its frames; its stream was finished");
+      }
       frame_bytes_.record(static_cast<double>(bytes));
     }
     for (auto& [host, relay] : to_hosts) publish(host, relay);
@@ -821,7 +984,6 @@ class WorldPlugin final : public sdk::Plugin {
   // On the pool: the room is this host's (its lease), another host's (relay), or nobody's yet
   // (take it, from its last stored snapshot).
   void join(const std::shared_ptr<Session>& session) {
-    std::lock_guard joins(joins_mu_);
     std::string room_id, client_id;
     pb::Vec3 view;
     {
@@ -831,6 +993,7 @@ class WorldPlugin final : public sdk::Plugin {
       client_id = session->client_id;
       view = session->view;
     }
+    std::lock_guard joins(room_lock(room_id));
     try {
       std::shared_ptr<RoomHost> rh = room(room_id);
       std::string owner;
@@ -838,8 +1001,8 @@ class WorldPlugin final : public sdk::Plugin {
         const sdk::Cache cache = host_.cache();
         for (int attempt = 0; attempt < 3 && !rh && owner.empty(); ++attempt) {
           std::optional<std::string> holder = cache.get(lease_key(room_id));
-          if (holder && *holder != host_id_) {
-            owner = *holder;
+          if (holder && host_of(*holder) != host_id_) {
+            owner = host_of(*holder);
             break;
           }
           {
@@ -849,11 +1012,14 @@ class WorldPlugin final : public sdk::Plugin {
                                                  "this host serves its most rooms (max_rooms)"));
             }
           }
-          const bool mine = holder ? cache.compare_and_set(lease_key(room_id), host_id_, host_id_,
-                                                           std::chrono::milliseconds(lease_ms_))
-                                   : cache.compare_and_set(lease_key(room_id), std::nullopt, host_id_,
-                                                           std::chrono::milliseconds(lease_ms_));
-          if (mine) rh = take_room(room_id);
+          // A lease of this host with no room here is left from an earlier take (its close did not
+          // release it): this take replaces it, under a new epoch.
+          const std::string lease = new_lease();
+          const std::optional<std::string_view> expected =
+              holder ? std::optional<std::string_view>(*holder) : std::nullopt;
+          if (cache.compare_and_set(lease_key(room_id), expected, lease,
+                                    std::chrono::milliseconds(lease_ms_)))
+            rh = take_room(room_id, lease);
         }
         if (!rh && owner.empty()) {
           return session->finish(sdk::Status(sdk::StatusCode::kUnavailable,
@@ -888,14 +1054,23 @@ class WorldPlugin final : public sdk::Plugin {
     }
   }
 
-  // Under joins_mu_, holding the lease: the room from its last snapshot, or a new one.
-  std::shared_ptr<RoomHost> take_room(const std::string& room_id) {
+  // Under the room's lock, holding the lease `lease`: the room from its last snapshot, or a new one.
+  std::shared_ptr<RoomHost> take_room(const std::string& room_id, const std::string& lease) {
     std::optional<sdk::Record<rec::RoomRecord>> stored =
         host_.store().get<rec::RoomRecord>(kRoomsCollection, room_id);
     world::Room r = stored ? world::Room::restore(world::from_record(stored->value), limits_, false)
                            : world::Room(room_id, limits_);
     auto rh = std::make_shared<RoomHost>(std::move(r));
-    rh->persisted_at_ms = sdk::now_unix_ms();
+    const int64_t now = sdk::now_unix_ms();
+    rh->persisted_at_ms = now;
+    rh->lease = lease;
+    rh->lease_until_ms = now + lease_ms_;
+    // Written from now on only over the version read here: an older owner that still writes
+    // fails, and so does this one once a newer owner has written.
+    rh->store_version = stored ? stored->version : 0;
+    // The clients it held come back (joining again, or re-joined by their relaying hosts) within
+    // the grace; what the others owned goes then.
+    if (stored && stored->value.entities_size() > 0) rh->orphans_due_ms = now + orphan_grace_ms_;
     {
       std::lock_guard lock(rooms_mu_);
       rooms_[room_id] = rh;
@@ -948,9 +1123,63 @@ class WorldPlugin final : public sdk::Plugin {
     }
   }
 
+  // A fresh lease value for one take of a room.
+  std::string new_lease() const { return host_id_ + ":" + random_hex(8); }
+
+  std::mutex& room_lock(const std::string& room_id) {
+    return room_locks_[std::hash<std::string>()(room_id) % kRoomLocks];
+  }
+
+  // Renews this take's lease. One that lapsed (a pause, a reload that did not happen) is taken
+  // again when no other host holds it: should another have taken the room and stored it meanwhile,
+  // the next write of the record fails on its version and the room is given up then.
+  bool renew_lease(RoomHost& rh, const std::string& room_id) {
+    const sdk::Cache cache = host_.cache();
+    const auto ttl = std::chrono::milliseconds(lease_ms_);
+    if (!cache.compare_and_set(lease_key(room_id), rh.lease, rh.lease, ttl) &&
+        !cache.compare_and_set(lease_key(room_id), std::nullopt, rh.lease, ttl)) {
+      return false;
+    }
+    rh.lease_until_ms = sdk::now_unix_ms() + lease_ms_;
+    return true;
+  }
+
+  enum class Stored { kOk, kLost };
+  // On the pool, under rh.store_mu: renews the room's lease and writes its record (nullptr: erases
+  // it) over the version this take last read or wrote. kLost when another take holds the lease or
+  // wrote the record since; a room handed over to the next generation is never written here.
+  Stored store_room(RoomHost& rh, const std::string& room_id, rec::RoomRecord* record) {
+    if (rh.frozen || !renew_lease(rh, room_id)) return Stored::kLost;
+    try {
+      if (record != nullptr) {
+        record->set_lease(rh.lease);
+        const int64_t expected = rh.store_version_unknown ? sdk::Store::kAnyVersion
+                                 : rh.store_version == 0  ? sdk::Store::kCreateOnly
+                                                          : rh.store_version;
+        rh.store_version = host_.store().put(kRoomsCollection, room_id, *record, expected);
+      } else if (rh.store_version != 0 || rh.store_version_unknown) {
+        host_.store().erase(kRoomsCollection, room_id,
+                            rh.store_version_unknown ? sdk::Store::kAnyVersion : rh.store_version);
+        rh.store_version = 0;
+      }
+      rh.store_version_unknown = false;
+    } catch (const sdk::Error& e) {
+      if (e.code() == sdk::StatusCode::kAborted || e.code() == sdk::StatusCode::kAlreadyExists ||
+          e.code() == sdk::StatusCode::kNotFound) {
+        return Stored::kLost;
+      }
+      throw;
+    }
+    return Stored::kOk;
+  }
+
   void close_if_empty(const std::shared_ptr<RoomHost>& rh) {
-    std::string room_id;
+    const std::string room_id = rh->room.id();  // never changes
+    // One at a time with a join of the same room: a join waits until the room is stored and its
+    // lease released, then takes it again from what was stored.
+    std::lock_guard room_lock_guard(room_lock(room_id));
     rec::RoomRecord record;
+    bool erase = false;
     {
       std::lock_guard lock(rh->mu);
       if (rh->gone || rh->frozen || !rh->sessions.empty() || !rh->remote.empty() ||
@@ -958,8 +1187,9 @@ class WorldPlugin final : public sdk::Plugin {
         return;
       }
       rh->gone = true;
-      room_id = rh->room.id();
-      record = world::to_record(rh->room.image(false));
+      // A room with nothing in it leaves no record behind.
+      erase = rh->room.entity_count() == 0;
+      if (!erase) record = world::to_record(rh->room.image(false));
     }
     {
       std::lock_guard lock(rooms_mu_);
@@ -969,16 +1199,21 @@ class WorldPlugin final : public sdk::Plugin {
     }
     rh->timer.cancel();
     try {
-      host_.store().put(kRoomsCollection, room_id, record);
-      host_.cache().compare_and_set(lease_key(room_id), host_id_, std::nullopt);
+      std::lock_guard store_lock(rh->store_mu);
+      if (store_room(*rh, room_id, erase ? nullptr : &record) == Stored::kOk) {
+        host_.cache().compare_and_set(lease_key(room_id), rh->lease, std::nullopt);
+      } else {
+        host_.warn("world-state: room " + room_id + " was not stored on closing: another host holds it");
+      }
     } catch (const sdk::Error& e) {
       host_.warn("world-state: closing room " + room_id + ": " + e.what());
     }
   }
 
   // On the pool, every third of a lease: renew the rooms' leases (a room whose lease another host
-  // took stops here), store the rooms due a snapshot, and take over relayed rooms whose owner went
-  // silent when their lease lapsed.
+  // took stops here), store the rooms due a snapshot, despawn what the clients that did not come
+  // back after a take-over owned, and take over relayed rooms whose owner went silent when their
+  // lease lapsed.
   void keep_rooms() {
     std::vector<std::shared_ptr<RoomHost>> rooms;
     {
@@ -996,22 +1231,45 @@ class WorldPlugin final : public sdk::Plugin {
         std::lock_guard lock(rh->mu);
         if (rh->gone) continue;
         room_id = rh->room.id();
-        empty = rh->sessions.empty() && rh->remote.empty() && rh->awaiting_resume.empty() && !rh->frozen;
+        if (rh->frozen) {
+          // A room handed over is the next generation's: this one never stores or releases it, but
+          // keeps its lease (the same value) alive, should the next generation not start.
+          try {
+            renew_lease(*rh, room_id);
+          } catch (const sdk::Error&) {
+          }
+          continue;
+        }
+        empty = rh->sessions.empty() && rh->remote.empty() && rh->awaiting_resume.empty();
+        if (rh->orphans_due_ms != 0 && now >= rh->orphans_due_ms) {
+          rh->orphans_due_ms = 0;
+          if (const size_t n = rh->room.remove_entities_of_absent_clients(); n > 0) {
+            host_.info("world-state: room " + room_id + ": despawned " + std::to_string(n) +
+                       " entities of clients that did not come back after the take-over");
+          }
+        }
         if (now - rh->persisted_at_ms >= snapshot_interval_ms_) {
           persist = true;
           rh->persisted_at_ms = now;
           record = world::to_record(rh->room.image(false));
         }
       }
+      Stored stored = Stored::kOk;
       try {
-        if (!cache.compare_and_set(lease_key(room_id), host_id_, host_id_,
-                                   std::chrono::milliseconds(lease_ms_))) {
-          lose_room(rh, "the room's lease passed to another host");
+        std::lock_guard store_lock(rh->store_mu);
+        if (persist) {
+          stored = store_room(*rh, room_id, &record);
+        } else if (rh->frozen) {
           continue;
+        } else if (!renew_lease(*rh, room_id)) {
+          stored = Stored::kLost;
         }
-        if (persist) host_.store().put(kRoomsCollection, room_id, record);
       } catch (const sdk::Error& e) {
         host_.warn("world-state: keeping room " + room_id + ": " + e.what());
+      }
+      if (stored == Stored::kLost) {
+        if (!rh->frozen) lose_room(rh, "the room's lease passed to another host");
+        continue;
       }
       if (empty) close_if_empty(rh);
     }
@@ -1025,22 +1283,28 @@ class WorldPlugin final : public sdk::Plugin {
     }
     for (const auto& [room_id, owner] : silent) {
       try {
-        std::lock_guard joins(joins_mu_);
+        std::lock_guard joins(room_lock(room_id));
         std::optional<std::string> holder = cache.get(lease_key(room_id));
         if (!holder) {
-          if (cache.compare_and_set(lease_key(room_id), std::nullopt, host_id_,
+          {
+            std::lock_guard lock(rooms_mu_);
+            if (rooms_.size() >= max_rooms_) continue;  // its clients are told when the owner is back
+          }
+          const std::string lease = new_lease();
+          if (cache.compare_and_set(lease_key(room_id), std::nullopt, lease,
                                     std::chrono::milliseconds(lease_ms_))) {
-            take_room(room_id);
+            take_room(room_id, lease);
           }
           continue;
         }
         // The owner may have restarted or changed: join its clients again.
+        const std::string holder_host = host_of(*holder);
         std::vector<rec::RelayItem> items;
         {
           std::lock_guard lock(rooms_mu_);
           auto it = relayed_.find(room_id);
           if (it == relayed_.end()) continue;
-          it->second.owner_host = *holder;
+          it->second.owner_host = holder_host;
           if (now - it->second.last_join_sent_ms < lease_ms_) continue;
           it->second.last_join_sent_ms = now;
           for (auto& [client_id, session] : it->second.sessions) {
@@ -1052,11 +1316,31 @@ class WorldPlugin final : public sdk::Plugin {
             item.set_client_message(join.SerializeAsString());
           }
         }
-        if (*holder != host_id_) send_relay(*holder, room_id, items);
+        if (holder_host != host_id_) send_relay(holder_host, room_id, items);
       } catch (const sdk::Error& e) {
         host_.warn("world-state: relayed room " + room_id + ": " + e.what());
       }
     }
+  }
+
+  // Whether this generation goes on with the rooms it froze for a reload: only if the next
+  // generation never claimed them (it did not start). Settled once, in the cache, for both.
+  bool resume_after_failed_reload() {
+    std::lock_guard lock(handover_mu_);
+    if (handover_outcome_ == 0) {
+      try {
+        handover_outcome_ = handover_id_.empty() || host_.cache().compare_and_set(
+                                                        handover_key(handover_id_), std::nullopt, "resumed",
+                                                        std::chrono::milliseconds(kHandOverClaimMs))
+                                ? 1
+                                : 2;
+      } catch (const sdk::Error&) {
+        // Unsettled: the next generation may have taken the rooms without reaching the cache
+        // either, so this one stays frozen for good (two generations must never both go on).
+        handover_outcome_ = 2;
+      }
+    }
+    return handover_outcome_ == 1;
   }
 
   void lose_room(const std::shared_ptr<RoomHost>& rh, const std::string& why) {
@@ -1166,6 +1450,8 @@ class WorldPlugin final : public sdk::Plugin {
       for (const rec::RelayItem& item : relay.items()) {
         InboxItem in;
         in.client_id = item.client_id();
+        in.host = relay.from_host();  // it speaks only for the clients it joined (drain_inbox)
+        if (in.host.empty()) continue;
         if (item.leave()) {
           in.kind = InboxItem::Kind::kLeaveRemote;
           deliver(*rh, std::move(in));
@@ -1175,8 +1461,8 @@ class WorldPlugin final : public sdk::Plugin {
         if (!message.ParseFromString(item.client_message())) continue;
         if (message.has_join()) {
           in.kind = InboxItem::Kind::kJoinRemote;
-          in.host = relay.from_host();
           in.view = position_of(message.join().view());
+          if (!valid_view(in.view, limits_.max_coordinate_m)) continue;
         } else if (message.has_ack()) {
           in.kind = InboxItem::Kind::kAck;
           in.tick = message.ack().tick();
@@ -1202,8 +1488,9 @@ class WorldPlugin final : public sdk::Plugin {
       auto it = relayed_.find(relay.room_id());
       if (it == relayed_.end()) {
         not_mine = relay.items_size() > 0 && !relay.items(0).client_message().empty();
-      } else {
-        if (it->second.owner_host == relay.from_host()) it->second.last_frame_ms = sdk::now_unix_ms();
+      } else if (it->second.owner_host == relay.from_host()) {
+        // Frames and closes only from the host that owns the room.
+        it->second.last_frame_ms = sdk::now_unix_ms();
         for (const rec::RelayItem& item : relay.items()) {
           auto s = it->second.sessions.find(item.client_id());
           if (s == it->second.sessions.end()) continue;
@@ -1215,10 +1502,25 @@ class WorldPlugin final : public sdk::Plugin {
         }
       }
     }
+    std::vector<rec::RelayItem> left;
     for (auto& [session, item] : frames) {
       rec::ServerWire message;
-      if (message.ParseFromString(item->server_message())) session->write(message);
+      if (!message.ParseFromString(item->server_message()) || session->write(message) || session->is_moved())
+        continue;
+      // The stream could not take it (finished as too slow): the client leaves the room.
+      {
+        std::lock_guard lock(rooms_mu_);
+        auto it = relayed_.find(relay.room_id());
+        if (it != relayed_.end()) {
+          auto s = it->second.sessions.find(item->client_id());
+          if (s != it->second.sessions.end() && s->second == session) it->second.sessions.erase(s);
+        }
+      }
+      rec::RelayItem& out = left.emplace_back();
+      out.set_client_id(item->client_id());
+      out.set_leave(true);
     }
+    send_relay(relay.from_host(), relay.room_id(), std::move(left));
     for (auto& session : closed) {
       session->finish(
           sdk::Status(sdk::StatusCode::kUnavailable, "the room moved to another host; join again"));
@@ -1238,13 +1540,19 @@ class WorldPlugin final : public sdk::Plugin {
   sdk::Host host_;
   world::Limits limits_;
   size_t max_rooms_;
+  size_t max_streams_per_account_;
+  int64_t orphan_grace_ms_;
   int64_t lease_ms_;
   int64_t snapshot_interval_ms_;
   std::string host_id_;
   sdk::Metric ticks_, tick_seconds_, inputs_dropped_, inputs_rejected_, frame_bytes_, rooms_gauge_,
       relay_dropped_;
 
-  std::mutex joins_mu_;  // one join or take-over at a time: a room's owner is settled once
+  std::shared_ptr<Accounts> accounts_ = std::make_shared<Accounts>();
+  std::array<std::mutex, kRoomLocks> room_locks_;  // by room id: a room's owner is settled once
+  std::mutex handover_mu_;
+  std::string handover_id_;   // of the last save_state
+  int handover_outcome_ = 0;  // 0: not settled; 1: this generation went on; 2: the next took over
   std::mutex rooms_mu_;
   std::map<std::string, std::shared_ptr<RoomHost>> rooms_;
   std::map<std::string, RelayedRoomState> relayed_;

@@ -114,25 +114,27 @@ int64_t Room::cell_of(int32_t q) const {
 }
 
 void Room::grid_add(Entity& e) {
-  grid_[cell_key(cell_of(e.position.x), cell_of(e.position.y))].push_back(&e);
+  auto& cell = grid_[cell_key(cell_of(e.position.x), cell_of(e.position.y))];
+  e.grid_index = cell.size();
+  cell.push_back(&e);
 }
 
 void Room::note_change(uint64_t id) {
-  if (changed_.empty() || changed_.back().first != tick_)
-    changed_.emplace_back(tick_, std::vector<uint64_t>());
+  const uint64_t at = change_tick();
+  if (changed_.empty() || changed_.back().first != at) changed_.emplace_back(at, std::vector<uint64_t>());
   changed_.back().second.push_back(id);
 }
 
+// Constant time however crowded the cell: each entity knows its place in it.
 void Room::grid_remove(const Entity& e) {
   auto it = grid_.find(cell_key(cell_of(e.position.x), cell_of(e.position.y)));
   if (it == grid_.end()) return;
-  auto& ids = it->second;
-  auto found = std::find(ids.begin(), ids.end(), &e);
-  if (found != ids.end()) {
-    *found = ids.back();
-    ids.pop_back();
-  }
-  if (ids.empty()) grid_.erase(it);
+  auto& cell = it->second;
+  if (e.grid_index >= cell.size() || cell[e.grid_index] != &e) return;
+  cell[e.grid_index] = cell.back();
+  cell[e.grid_index]->grid_index = e.grid_index;
+  cell.pop_back();
+  if (cell.empty()) grid_.erase(it);
 }
 
 const Entity* Room::entity(uint64_t id) const {
@@ -161,7 +163,12 @@ bool Room::join(const std::string& client_id, Position view) {
   Client& c = it->second;
   c.view = quantize(view);
   c.attached = true;
+  // A new stream holds nothing: it starts from a snapshot, at once.
   c.wants_snapshot = true;
+  c.last_snapshot_tick = 0;
+  c.acked_tick = 0;
+  c.known.clear();
+  c.known_complete = false;
   c.in_flight.clear();
   return true;
 }
@@ -180,6 +187,15 @@ void Room::leave(const std::string& client_id) {
       queue_.end());
 }
 
+size_t Room::remove_entities_of_absent_clients() {
+  std::vector<uint64_t> orphans;
+  for (const auto& [id, e] : entities_) {
+    if (!clients_.contains(e.owner)) orphans.push_back(id);
+  }
+  for (uint64_t id : orphans) remove_entity(id);
+  return orphans.size();
+}
+
 void Room::set_attached(const std::string& client_id, bool attached) {
   auto it = clients_.find(client_id);
   if (it != clients_.end()) it->second.attached = attached;
@@ -194,20 +210,21 @@ void Room::ack(const std::string& client_id, uint64_t tick) {
   auto it = clients_.find(client_id);
   if (it == clients_.end()) return;
   Client& c = it->second;
-  for (const SentFrame& frame : c.in_flight) {
-    if (frame.tick != tick) continue;
-    // Only a frame built on the state the room holds for the client advances it: the client's
-    // state at `tick` is that state with this frame applied.
-    if (frame.base_tick == c.acked_tick) {
-      for (const auto& [id, known] : frame.sent) c.known[id] = known;
-      for (uint64_t id : frame.removed) c.known.erase(id);
-      c.acked_tick = tick;
-      c.known_complete = frame.complete;
-      c.known_focus = frame.focus;
-    }
-    break;
+  // Only the tick of a frame in flight counts: any other (one never sent, or from the future)
+  // would empty the frames in flight without moving the client on, and so undo max_unacked_frames.
+  auto frame = std::find_if(c.in_flight.begin(), c.in_flight.end(),
+                            [&](const SentFrame& f) { return f.tick == tick; });
+  if (tick > tick_ || frame == c.in_flight.end()) return;
+  // Only a frame built on the state the room holds for the client advances it: the client's
+  // state at `tick` is that state with this frame applied.
+  if (frame->base_tick == c.acked_tick) {
+    for (const auto& [id, known] : frame->sent) c.known[id] = known;
+    for (uint64_t id : frame->removed) c.known.erase(id);
+    c.acked_tick = tick;
+    c.known_complete = frame->complete;
+    c.known_focus = frame->focus;
   }
-  while (!c.in_flight.empty() && c.in_flight.front().tick <= tick) c.in_flight.pop_front();
+  c.in_flight.erase(c.in_flight.begin(), frame + 1);
 }
 
 std::optional<Rejection> Room::enqueue(const std::string& client_id, Input input, bool* dropped) {
@@ -308,12 +325,26 @@ void Room::apply(const std::string& client_id, const Input& input, TickResult& r
     case Input::Kind::kDespawn: remove_entity(e.id); break;
     case Input::Kind::kSetComponent: {
       const auto& [name, value] = input.components.front();
-      if (!e.components.contains(name) && e.components.size() >= limits_.max_components_per_entity) {
+      if (!value.empty() && !e.components.contains(name) &&
+          e.components.size() >= limits_.max_components_per_entity) {
         return fail(
             "input.set_component.component.name",
             "the entity has its most components (" + std::to_string(limits_.max_components_per_entity) + ")");
       }
-      e.components[name] = {value, tick_};
+      if (value.empty()) {
+        // Removed: its slot is free again; a marker tells the clients that hold it.
+        if (e.components.erase(name) == 0) break;
+        e.removed_components[name] = tick_;
+        if (e.removed_components.size() > limits_.max_components_per_entity) {
+          auto oldest = std::min_element(e.removed_components.begin(), e.removed_components.end(),
+                                         [](const auto& a, const auto& b) { return a.second < b.second; });
+          e.removals_forgotten_tick = std::max(e.removals_forgotten_tick, oldest->second);
+          e.removed_components.erase(oldest);
+        }
+      } else {
+        e.components[name] = {value, tick_};
+        e.removed_components.erase(name);
+      }
       e.components_tick = tick_;
       note_change(e.id);
       break;
@@ -350,6 +381,7 @@ Quantized Room::focus_of(const Client& client) const {
 
 TickResult Room::step(int64_t now_unix_ms) {
   ++tick_;
+  stepping_ = true;
   tick_unix_ms_ = now_unix_ms;
   moves_this_tick_.clear();
   const uint64_t kept_ticks = limits_.max_unacked_frames + 8;
@@ -367,13 +399,16 @@ TickResult Room::step(int64_t now_unix_ms) {
     c.budget_bytes = std::min(c.budget_bytes + per_tick, 2 * per_tick);
     if (c.attached) build_frame(c, result);
   }
+  stepping_ = false;
   return result;
 }
 
 void Room::build_frame(Client& c, TickResult& result) {
-  // A snapshot ignores the send budget, so a client gets one a second at most (its first at once).
+  // A snapshot goes whole, whatever the budget, and is counted against it: a client gets one a
+  // second at most (its first at once), and another only once its budget is back out of the red.
   const bool snapshot_now =
-      c.wants_snapshot && (c.last_snapshot_tick == 0 || tick_ - c.last_snapshot_tick >= limits_.tick_hz);
+      c.wants_snapshot &&
+      (c.last_snapshot_tick == 0 || (tick_ - c.last_snapshot_tick >= limits_.tick_hz && c.budget_bytes >= 0));
   if (!snapshot_now && c.in_flight.size() >= limits_.max_unacked_frames) return;  // it catches up later
   const Quantized focus = focus_of(c);
   const double radius_units = limits_.aoi_radius_m * 1000.0 / limits_.position_resolution_mm;
@@ -433,24 +468,53 @@ void Room::build_frame(Client& c, TickResult& result) {
     Entity* entity;
   };
   std::vector<Change> changes;
-  for (int64_t cx = cx0; cx <= cx1; ++cx) {
-    for (int64_t cy = cy0; cy <= cy1; ++cy) {
-      auto cell = grid_.find(cell_key(cx, cy));
-      if (cell == grid_.end()) continue;
-      for (Entity* entity : cell->second) {
-        Entity& e = *entity;
-        const uint64_t id = e.id;
-        if (!in_view(e.position)) continue;
-        if (fast && e.position_tick <= c.acked_tick && e.components_tick <= c.acked_tick) continue;
-        const int64_t d2 = sq(int64_t{e.position.x} - focus.x) + sq(int64_t{e.position.y} - focus.y);
-        auto known = c.known.find(id);
-        if (known == c.known.end()) {
-          changes.push_back({id, d2, Kind::kCreate, state_bytes(e).size() + 3, &e});
-        } else if (e.components_tick > known->second.state_tick) {
-          changes.push_back({id, d2, Kind::kUpdate, 24, &e});
-        } else if (!(e.position == known->second.position)) {
-          changes.push_back({id, d2, Kind::kMove, 6, &e});
-        }
+  auto consider = [&](Entity& e) {
+    const uint64_t id = e.id;
+    if (!in_view(e.position)) return;
+    if (fast && e.position_tick <= c.acked_tick && e.components_tick <= c.acked_tick) return;
+    const int64_t d2 = sq(int64_t{e.position.x} - focus.x) + sq(int64_t{e.position.y} - focus.y);
+    auto known = c.known.find(id);
+    if (known == c.known.end()) {
+      changes.push_back({id, d2, Kind::kCreate, state_bytes(e).size() + 3, &e});
+    } else if (e.components_tick > known->second.state_tick) {
+      // A removal it may not have seen is no longer remembered: the entity goes whole.
+      if (e.removals_forgotten_tick > known->second.state_tick) {
+        changes.push_back({id, d2, Kind::kCreate, state_bytes(e).size() + 3, &e});
+      } else {
+        changes.push_back({id, d2, Kind::kUpdate, 24, &e});
+      }
+    } else if (!(e.position == known->second.position)) {
+      changes.push_back({id, d2, Kind::kMove, 6, &e});
+    }
+  };
+  // On the fast path only what changed since the acknowledged tick can differ: walk that when it
+  // is shorter than what the view's cells hold.
+  std::vector<uint64_t> changed_ids;
+  size_t in_cells = 0;
+  if (fast) {
+    for (const auto& [tick, ids] : changed_) {
+      if (tick > c.acked_tick) changed_ids.insert(changed_ids.end(), ids.begin(), ids.end());
+    }
+    for (int64_t cx = cx0; cx <= cx1 && in_cells <= changed_ids.size(); ++cx) {
+      for (int64_t cy = cy0; cy <= cy1; ++cy) {
+        auto cell = grid_.find(cell_key(cx, cy));
+        if (cell != grid_.end()) in_cells += cell->second.size();
+      }
+    }
+  }
+  if (fast && changed_ids.size() < in_cells) {
+    std::sort(changed_ids.begin(), changed_ids.end());
+    changed_ids.erase(std::unique(changed_ids.begin(), changed_ids.end()), changed_ids.end());
+    for (uint64_t id : changed_ids) {
+      auto it = entities_.find(id);
+      if (it != entities_.end()) consider(it->second);
+    }
+  } else {
+    for (int64_t cx = cx0; cx <= cx1; ++cx) {
+      for (int64_t cy = cy0; cy <= cy1; ++cy) {
+        auto cell = grid_.find(cell_key(cx, cy));
+        if (cell == grid_.end()) continue;
+        for (Entity* entity : cell->second) consider(*entity);
       }
     }
   }
@@ -521,6 +585,9 @@ void Room::build_frame(Client& c, TickResult& result) {
         for (const auto& [name, value] : e.components) {
           if (value.changed_tick > known.state_tick)
             component(update, f::kUpdateComponents, name, value.value);
+        }
+        for (const auto& [name, removed_tick] : e.removed_components) {
+          if (removed_tick > known.state_tick) component(update, f::kUpdateComponents, name, {});
         }
         wire::bytes_field(body, f::kDeltaUpdated, update);
       } else {
@@ -593,7 +660,11 @@ Room Room::restore(const RoomImage& image, Limits limits, bool with_clients) {
   room.tick_unix_ms_ = image.tick_unix_ms;
   room.next_entity_id_ = image.next_entity_id;
   for (const Entity& e : image.entities) {
-    room.grid_add(room.entities_.emplace(e.id, e).first->second);
+    Entity& restored = room.entities_.emplace(e.id, e).first->second;
+    // Removal markers are not kept in an image: a client behind on the entity gets it whole.
+    restored.removed_components.clear();
+    restored.removals_forgotten_tick = std::max(e.removals_forgotten_tick, e.components_tick);
+    room.grid_add(restored);
   }
   if (with_clients) {
     for (const auto& ci : image.clients) {

@@ -55,6 +55,13 @@ struct Entity {
   uint64_t position_tick = 0;    // tick of the last move
   uint64_t components_tick = 0;  // tick of the last component change
   std::map<std::string, ComponentValue> components;
+  // Components removed lately (name -> tick), so that a delta can tell a client to drop them; at
+  // most max_components_per_entity, the oldest forgotten first.
+  std::map<std::string, uint64_t> removed_components;
+  // The latest tick of a removal no longer remembered: a client whose state of the entity is
+  // older gets the entity whole.
+  uint64_t removals_forgotten_tick = 0;
+  size_t grid_index = 0;  // its place in its grid cell
   // The entity as EntityState bytes, kept until it changes (encoded once, sent to every client).
   std::string state_bytes;
   uint64_t state_bytes_tick = 0;  // the tick it was encoded at; 0: none
@@ -168,10 +175,14 @@ class Room {
   const Client* client(const std::string& id) const;
   uint64_t inputs_dropped_total() const { return inputs_dropped_total_; }
 
-  // A client joins (or comes back: its state is kept). False when the room is full.
+  // A client joins (or comes back: its entities are kept, and it starts again from a snapshot, as
+  // its new stream holds nothing). False when the room is full.
   bool join(const std::string& client_id, Position view);
-  // Its entities go with it.
+  // Its entities go with it; the others see them removed in the next frame.
   void leave(const std::string& client_id);
+  // Despawns the entities whose owner is not in the room (after a take-over, the clients that did
+  // not come back). Returns how many.
+  size_t remove_entities_of_absent_clients();
   void set_attached(const std::string& client_id, bool attached);
   void request_snapshot(const std::string& client_id);
   void ack(const std::string& client_id, uint64_t tick);
@@ -195,7 +206,10 @@ class Room {
   int64_t cell_of(int32_t q) const;
   void grid_add(Entity& e);
   void grid_remove(const Entity& e);
+  // Notes a change for the frames: within a tick under that tick; between ticks (a client left)
+  // under the next one, which the clients have not acknowledged yet.
   void note_change(uint64_t id);
+  uint64_t change_tick() const { return stepping_ ? tick_ : tick_ + 1; }
   void apply(const std::string& client_id, const Input& input, TickResult& result);
   void remove_entity(uint64_t id);
   const std::string& state_bytes(Entity& e);
@@ -205,6 +219,7 @@ class Room {
   std::string id_;
   Limits limits_;
   uint64_t tick_ = 0;
+  bool stepping_ = false;  // within step()
   int64_t tick_unix_ms_ = 0;
   uint64_t next_entity_id_ = 1;
   std::unordered_map<uint64_t, Entity> entities_;
@@ -242,6 +257,7 @@ class ClientWorld {
   std::map<uint64_t, std::map<uint64_t, View>> states_;  // tick -> state
   std::map<uint64_t, View> current_;
   uint64_t tick_ = 0;
+  bool stepping_ = false;  // within step()
   int64_t tick_unix_ms_ = 0;
   uint32_t inputs_dropped_ = 0;
 };

@@ -400,5 +400,193 @@ TEST(WorldRoom, WhateverIsLostEveryClientEndsUpWithExactlyWhatIsInItsView) {
   }
 }
 
+Input set_component(uint64_t seq, uint64_t id, std::string name, std::string value) {
+  Input in;
+  in.kind = Input::Kind::kSetComponent;
+  in.seq = seq;
+  in.entity_id = id;
+  in.components.emplace_back(std::move(name), std::move(value));
+  return in;
+}
+
+// A client leaves between ticks (its stream ended): the others, who acknowledged the last tick,
+// see its entities removed in the next frame.
+TEST(WorldRoom, WhenAClientLeavesTheOthersSeeItsEntitiesRemoved) {
+  Harness h(Room("r", small()));
+  h.room.join("a", {});
+  h.room.join("b", {});
+  enqueue(h.room, "a", spawn(1, 1, 1));
+  for (int i = 0; i < 5; ++i) h.step();
+  ASSERT_EQ(h.worlds["b"].entities().size(), 1u);
+  h.room.leave("a");
+  EXPECT_EQ(h.room.entity_count(), 0u);
+  h.step();
+  EXPECT_TRUE(h.worlds["b"].entities().empty()) << "b still holds the entity of the client that left";
+}
+
+// An ack of a tick no frame had (one from the future, or never sent) changes nothing: the frames
+// in flight stay and the client gets no more than max_unacked_frames.
+TEST(WorldRoom, AnAckOfATickNotInFlightDoesNotUndoTheUnackedLimit) {
+  Limits l = small();
+  l.max_unacked_frames = 4;
+  Harness h(Room("r", l));
+  h.room.join("evil", {});
+  h.room.join("m", {});
+  enqueue(h.room, "m", spawn(1, 0, 0));
+  h.step();
+  size_t frames = 0;
+  for (int i = 1; i <= 30; ++i) {
+    enqueue(h.room, "m", move(1 + i, 1, i * 0.1, 0));
+    for (const Outgoing& out : h.room.step(h.now += 50).frames) {
+      if (out.client_id == "evil") {
+        ++frames;
+      } else {
+        h.worlds[out.client_id].apply(out.bytes);
+        h.room.ack(out.client_id, h.worlds[out.client_id].tick());
+      }
+    }
+    h.room.ack("evil", UINT64_MAX);
+    h.room.ack("evil", h.room.tick() + 1);
+  }
+  EXPECT_EQ(frames, 4u);
+  EXPECT_EQ(h.room.client("evil")->in_flight.size(), 4u);
+}
+
+// Snapshots asked for again and again are paid for out of the send budget: one that overdrew it
+// is not followed by another until the budget has refilled.
+TEST(WorldRoom, RequestedSnapshotsCountAgainstTheSendBudget) {
+  Limits l = small();
+  l.max_component_bytes = 1024;
+  l.send_budget_bytes_per_s = 20 * 100;  // 100 bytes a tick
+  Harness h(Room("r", l));
+  h.room.join("a", {});
+  Input big = spawn(1, 0, 0);
+  for (int i = 0; i < 16; ++i) big.components.emplace_back("c" + std::to_string(i), std::string(1000, 'x'));
+  enqueue(h.room, "a", big);
+  h.step();
+  size_t snapshots = 0;
+  for (int i = 0; i < 200; ++i) {  // ten seconds
+    h.room.request_snapshot("a");
+    for (const Outgoing& out : h.step().frames) snapshots += out.snapshot ? 1 : 0;
+  }
+  // 16 kB a snapshot against 2 kB a second: about one in eight seconds, not one a second.
+  EXPECT_GE(snapshots, 1u);
+  EXPECT_LE(snapshots, 2u);
+}
+
+// A component removed (set to empty) frees its slot, and clients holding it drop it.
+TEST(WorldRoom, ARemovedComponentFreesItsSlotAndClientsDropIt) {
+  Limits l = small();
+  l.max_components_per_entity = 2;
+  Harness h(Room("r", l));
+  h.room.join("a", {});
+  h.room.join("b", {});
+  enqueue(h.room, "a", spawn(1, 0, 0));
+  h.step();
+  enqueue(h.room, "a", set_component(2, 1, "hp", "9"));
+  enqueue(h.room, "a", set_component(3, 1, "mp", "9"));
+  h.step();
+  ASSERT_EQ(h.worlds["b"].entities().at(1).components.size(), 2u);
+  enqueue(h.room, "a", set_component(4, 1, "hp", ""));
+  enqueue(h.room, "a", set_component(5, 1, "mp", ""));
+  h.step();
+  EXPECT_TRUE(h.worlds["b"].entities().at(1).components.empty());
+  enqueue(h.room, "a", set_component(6, 1, "xp", "1"));
+  enqueue(h.room, "a", set_component(7, 1, "sp", "1"));
+  const TickResult r = h.step();
+  EXPECT_TRUE(r.rejections.empty()) << r.rejections.front().reason;
+  EXPECT_EQ(h.room.entity(1)->components.size(), 2u);
+  EXPECT_EQ(h.worlds["b"].entities().at(1).components,
+            (std::map<std::string, std::string>{{"sp", "1"}, {"xp", "1"}}));
+}
+
+// A client that joins again (a new stream) starts from a snapshot in the very next frame, though
+// it had one less than a second before.
+TEST(WorldRoom, AClientThatJoinsAgainGetsASnapshotAtOnce) {
+  Harness h(Room("r", small()));
+  h.room.join("a", {});
+  enqueue(h.room, "a", spawn(1, 0, 0));
+  for (int i = 0; i < 3; ++i) h.step();
+  h.room.join("a", {});
+  const TickResult r = h.room.step(h.now += 50);
+  ASSERT_EQ(r.frames.size(), 1u);
+  EXPECT_TRUE(r.frames[0].snapshot);
+  ClientWorld fresh;
+  EXPECT_EQ(fresh.apply(r.frames[0].bytes), ClientWorld::Applied::kSnapshot);
+  EXPECT_EQ(fresh.entities().size(), 1u);
+}
+
+// Despawning or setting a component of another client's entity is refused naming the field.
+TEST(WorldRoom, DespawnAndSetComponentOfAnothersEntityAreRefused) {
+  Harness h(Room("r", small()));
+  h.room.join("a", {});
+  h.room.join("b", {});
+  enqueue(h.room, "a", spawn(1, 0, 0));
+  h.step();
+  Input despawn;
+  despawn.kind = Input::Kind::kDespawn;
+  despawn.seq = 2;
+  despawn.entity_id = 1;
+  enqueue(h.room, "b", despawn);
+  enqueue(h.room, "b", set_component(3, 1, "hp", "0"));
+  const TickResult r = h.step();
+  ASSERT_EQ(r.rejections.size(), 2u);
+  EXPECT_EQ(r.rejections[0].field, "input.despawn.entity_id");
+  EXPECT_EQ(r.rejections[1].field, "input.set_component.entity_id");
+  ASSERT_NE(h.room.entity(1), nullptr);
+  EXPECT_TRUE(h.room.entity(1)->components.empty());
+}
+
+// A room taken over from its stored snapshot: the entities of clients that did not come back are
+// despawned, those of a client that did stay.
+TEST(WorldRoom, EntitiesOfClientsThatDidNotComeBackAreDespawned) {
+  Harness h(Room("r", small()));
+  h.room.join("gone", {});
+  h.room.join("back", {});
+  enqueue(h.room, "gone", spawn(1, 0, 0));
+  enqueue(h.room, "back", spawn(1, 1, 1));
+  h.step();
+  Harness taken(Room::restore(h.room.image(false), small(), false));
+  taken.room.join("back", {});
+  taken.step();
+  EXPECT_EQ(taken.room.remove_entities_of_absent_clients(), 1u);
+  taken.step();
+  EXPECT_EQ(taken.room.entity_count(), 1u);
+  EXPECT_EQ(taken.worlds["back"].entities().size(), 1u);
+  EXPECT_EQ(taken.worlds["back"].entities().begin()->second.owner, "back");
+}
+
+// Many entities in one grid cell moving every tick: each move finds its entity in the cell, and
+// the clients' views stay exact.
+TEST(WorldRoom, MovesInACrowdedCellKeepTheGridExact) {
+  Limits l = small();
+  l.max_entities_per_client = 5000;
+  l.max_inputs_per_client_per_tick = 5000;
+  l.max_queued_inputs = 10000;
+  l.send_budget_bytes_per_s = 100'000'000;
+  Harness h(Room("r", l));
+  h.room.join("m", {});
+  h.room.join("v", {});
+  for (int i = 0; i < 2000; ++i) enqueue(h.room, "m", spawn(i + 1, (i % 40) * 0.5, (i / 40) * 0.4));
+  h.step();
+  for (int t = 0; t < 5; ++t) {
+    for (uint64_t id = 1 + t; id <= 2000; id += 3) enqueue(h.room, "m", move(id, id, 1 + t * 0.01, 2));
+    h.step();
+  }
+  for (uint64_t id = 1; id <= 2000; id += 2) {
+    Input d;
+    d.kind = Input::Kind::kDespawn;
+    d.seq = id;
+    d.entity_id = id;
+    enqueue(h.room, "m", d);
+  }
+  h.step();
+  h.step();
+  ASSERT_EQ(h.room.entity_count(), 1000u);
+  EXPECT_EQ(h.worlds["v"].entities().size(), 1000u);
+  for (const auto& [id, v] : h.worlds["v"].entities())
+    EXPECT_EQ(v.position, h.room.entity(id)->position) << id;
+}
+
 }  // namespace
 }  // namespace gameverse::world
