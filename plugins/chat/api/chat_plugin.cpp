@@ -367,6 +367,33 @@ class ChatPlugin final : public sdk::Plugin {
             "presence_heartbeat_ms", 5000,
             "How often this host writes who is subscribed here; a host silent for 3 of these is offline",
             sdk::between(50, 600000))
+        .config_int(
+            "changes_per_player_per_10s", 20,
+            "Channel and membership changes (CreateChannel, OpenDirect, Join, AddMember, Leave, "
+            "Moderate, Block, Unblock) one player may make in 10 seconds; more are RESOURCE_EXHAUSTED",
+            sdk::between(1, 1000000))
+        .config_int("max_channels_owned_per_player", 100,
+                    "Rooms and groups one player may create; they stay after their members leave",
+                    sdk::between(1, 1000000))
+        .config_int("reads_per_player_per_10s", 30,
+                    "ListOnline calls and Subscribe opens one player may make in 10 seconds; more are "
+                    "RESOURCE_EXHAUSTED",
+                    sdk::between(1, 1000000))
+        .config_int("max_replay_events", 10000,
+                    "Events a Subscribe replays at most: a cursor further behind the newest event is "
+                    "FAILED_PRECONDITION (page History instead)",
+                    sdk::between(1, 100000000))
+        .config_bool("count_subscribers_by_address", true,
+                     "Whether max_subscribers_per_address applies; set false behind an L7 load balancer "
+                     "other than the host's own HTTP gateway (every stream then has the balancer's "
+                     "address) and rely on max_subscribers_per_player")
+        .config_bool("staff_read_direct_channels", false,
+                     "Whether global moderators and admins may read direct channels (by default they read "
+                     "rooms and groups only)")
+        .config_int("access_recheck_interval_ms", 10000,
+                    "How often the streams of group and direct channels here check that their player may "
+                    "still read (removed, or left, on another host)",
+                    sdk::between(100, 3600000))
         .config_int("max_conflict_retries", 16,
                     "Attempts at a change meeting concurrent changes to the same channel, then ABORTED",
                     sdk::between(1, 1000));
@@ -614,6 +641,11 @@ class ChatPlugin final : public sdk::Plugin {
     limits.max_members_per_channel = static_cast<uint32_t>(host.config_int("max_members_per_channel"));
     limits.max_blocks_per_player = static_cast<size_t>(host.config_int("max_blocks_per_player"));
     limits.max_conflict_retries = static_cast<int>(host.config_int("max_conflict_retries"));
+    limits.changes_per_player_per_10s = host.config_int("changes_per_player_per_10s");
+    limits.max_channels_owned_per_player =
+        static_cast<size_t>(host.config_int("max_channels_owned_per_player"));
+    limits.staff_read_direct_channels = host.config_bool("staff_read_direct_channels");
+    limits.reads_per_player_per_10s = host.config_int("reads_per_player_per_10s");
     return limits;
   }
 

@@ -4,19 +4,24 @@
 // a reload of the plugin under live streams, and three hosts sharing PostgreSQL and Redis.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "eventually.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/chat/v1/chat.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
+#include "temp_dir.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -157,6 +162,11 @@ class ChatThroughTheHost : public ::testing::TestWithParam<std::string> {
                 : "") +
            (chat_config.find("presence_heartbeat_ms") == std::string::npos ? "presence_heartbeat_ms = 200\n"
                                                                            : "") +
+           (chat_config.find("changes_per_player") == std::string::npos
+                ? "changes_per_player_per_10s = 100000\n"
+                : "") +
+           (chat_config.find("reads_per_player") == std::string::npos ? "reads_per_player_per_10s = 100000\n"
+                                                                      : "") +
            chat_config;
   }
 
@@ -458,11 +468,20 @@ TEST_P(ChatThroughTheHost, ModeratorsEditDeleteMuteKickAndBanAndTheHistoryShowsI
   edit.set_seq(message.seq());
   edit.set_text("final text");
   pb::ChatEvent edited;
-  EXPECT_EQ(call(owner, &pb::Chat::Stub::Edit, edit, &edited).ok(), true);  // the owner moderates
+  // Nobody rewrites another player's words, not even the owner.
+  EXPECT_EQ(call(owner, &pb::Chat::Stub::Edit, edit, &edited).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   edit.set_text("bob's own edit");
   ASSERT_TRUE(call(bob, &pb::Chat::Stub::Edit, edit, &edited).ok());
   EXPECT_EQ(edited.type(), pb::EVENT_TYPE_EDIT);
   EXPECT_EQ(edited.target_seq(), message.seq());
+  // The message a moderator deletes was edited first: the text goes from its edit too.
+  pb::EditRequest edit_other;
+  edit_other.set_channel_id(group.id());
+  edit_other.set_seq(other.seq());
+  edit_other.set_text("something even more rude");
+  pb::ChatEvent edited_other;
+  ASSERT_TRUE(call(bob, &pb::Chat::Stub::Edit, edit_other, &edited_other).ok());
   pb::DeleteRequest remove;
   remove.set_channel_id(group.id());
   remove.set_seq(other.seq());
@@ -480,9 +499,20 @@ TEST_P(ChatThroughTheHost, ModeratorsEditDeleteMuteKickAndBanAndTheHistoryShowsI
   EXPECT_TRUE(by_seq[other.seq()].deleted());
   EXPECT_EQ(by_seq[other.seq()].text(), "");
   EXPECT_EQ(by_seq[removed.seq()].type(), pb::EVENT_TYPE_DELETE);
+  EXPECT_EQ(by_seq[edited_other.seq()].type(), pb::EVENT_TYPE_EDIT);
+  EXPECT_EQ(by_seq[edited_other.seq()].text(), "");
   for (const auto& e : page.events()) EXPECT_EQ(e.text().find("rude"), std::string::npos);
-  // The live stream saw the same events, in order.
+  // The live stream saw the same events, in order: the same seqs, kinds, senders and targets.
   ASSERT_TRUE(eventually([&] { return live.has_seq(removed.seq()); }));
+  std::vector<std::tuple<uint64_t, int, std::string, uint64_t>> seen, stored;
+  for (const auto& e : live.events()) {
+    if (e.type() != pb::EVENT_TYPE_CAUGHT_UP && e.seq() <= removed.seq())
+      seen.emplace_back(e.seq(), e.type(), e.sender_id(), e.target_seq());
+  }
+  for (const auto& e : page.events()) {
+    if (e.seq() >= message.seq()) stored.emplace_back(e.seq(), e.type(), e.sender_id(), e.target_seq());
+  }
+  EXPECT_EQ(seen, stored);
 
   // Mute, then unmute.
   ASSERT_TRUE(moderate(mod, group.id(), bob.id, pb::MODERATION_ACTION_MUTE, 600).ok());
