@@ -832,13 +832,17 @@ TEST_P(ChatThroughTheHost, WithEveryAnnouncementLostTheHeadCheckStillDeliversInO
 }
 
 // An ephemeral channel keeps its events for ephemeral_retention_s, then sweeps them; streams go on.
+// The retention is long while the event is checked, then shortened (a config reload) to sweep it,
+// so a slow machine does not sweep it before it is looked at.
 TEST_P(ChatThroughTheHost, AnEphemeralChannelForgetsItsEventsAfterItsRetention) {
-  start("ephemeral_retention_s = 1\n");
+  Node& node = start("ephemeral_retention_s = 3600\n");
   const Player alice = sign_up("alice");
   const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("fleeting"), pb::RETENTION_EPHEMERAL);
   EXPECT_EQ(room.retention(), pb::RETENTION_EPHEMERAL);
   ASSERT_TRUE(send(alice, room.id(), "soon gone").ok());
   EXPECT_EQ(history(alice, room.id(), "", pb::DIRECTION_NEWER).events_size(), 1);
+  node.host->write_config(config("ephemeral_retention_s = 1\n", data_dirs_.back()->path().string(), ""));
+  node.host->signal(SIGHUP);
   ASSERT_TRUE(
       eventually([&] { return history(alice, room.id(), "", pb::DIRECTION_NEWER).events_size() == 0; },
                  std::chrono::seconds(30)));
