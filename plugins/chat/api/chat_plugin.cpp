@@ -10,9 +10,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "domain/channel.hpp"
@@ -1097,15 +1099,21 @@ class ChatPlugin final : public sdk::Plugin {
         if (kind_of(sub->channel) != ChannelKind::kRoom) subs.push_back(sub);
       }
     }
+    // One check per (channel, player, role): a player's several streams share its answer.
+    std::map<std::tuple<std::string, std::string, bool>, std::optional<sdk::Status>> refusals;
     for (const auto& sub : subs) {
-      try {
-        service_.check_subscribe({sub->player, sub->global_moderator}, sub->channel);
-      } catch (const ChatError& e) {
-        end(sub, sdk::Status(code_of(e.kind()), e.what()));
-      } catch (const sdk::Error& e) {
-        host_.warn("chat: access re-check of " + sub->channel + " failed: " + std::string(e.what()));
-        return;
+      auto [it, fresh] = refusals.try_emplace({sub->channel, sub->player, sub->global_moderator});
+      if (fresh) {
+        try {
+          service_.check_subscribe({sub->player, sub->global_moderator}, sub->channel);
+        } catch (const ChatError& e) {
+          it->second = sdk::Status(code_of(e.kind()), e.what());
+        } catch (const sdk::Error& e) {
+          host_.warn("chat: access re-check of " + sub->channel + " failed: " + std::string(e.what()));
+          return;
+        }
       }
+      if (it->second) end(sub, *it->second);
     }
   }
 
