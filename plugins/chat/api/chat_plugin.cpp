@@ -10,14 +10,15 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "domain/channel.hpp"
 #include "domain/chat_service.hpp"
-#include "domain/reorder.hpp"
 #include "domain/text.hpp"
 #include "gameverse/chat/records/v1/records.pb.h"
 #include "gameverse/chat/v1/chat.pb.h"
@@ -30,16 +31,17 @@ namespace pb = gameverse::chat::v1;
 namespace rec = gameverse::chat::records::v1;
 using namespace gameverse::chat;
 
-// Every stored event is announced here, as a serialized ChatEvent, to the subscribers on every host.
+// Every stored event is announced here to every host as a ChatEvent carrying only its channel_id
+// and seq. Anything in-process or with access to the pub/sub backend can publish on this topic, so
+// an announcement is only a hint that the channel has news: what subscribers get, and any kick or
+// ban acted on, is read from the store, and never past the channel's stored head.
 constexpr const char* kEventsTopic = "gameverse.chat.v1.events";
 constexpr uint32_t kReplayPage = 200;
 constexpr int64_t kSendIdRetentionMs = 10 * 60 * 1000;
-// Events held while an earlier seq is missing; past this the gap is read from the store at once.
-constexpr size_t kMaxPending = 256;
-// How long a replay waits for a client that takes nothing before it ends the stream.
+// A replay whose client takes nothing for this long ends, with the cursor to resume from.
 constexpr std::chrono::milliseconds kReplayStallLimit(10000);
-// Announcements waiting for a feed's drain at most; beyond, they are read from the store.
-constexpr size_t kMaxInbox = 100000;
+// How often replays waiting for their client try again (on a timer: none holds a pool thread).
+constexpr std::chrono::milliseconds kReplayRetry(20);
 
 std::string random_hex(int bytes) {
   std::random_device random;
@@ -200,24 +202,26 @@ struct Subscriber {
   EventStream stream;
   const std::string channel, player, address;
   std::mutex mu;
-  uint64_t position = 0;  // the last seq sent, or the cursor it started after
-  bool live = false;      // replay over: the channel's feed delivers to it
-  bool ended = false;     // finished or detached: nothing more is written
+  uint64_t position = 0;          // the last seq sent, or the cursor it started after
+  bool global_moderator = false;  // the token carried a global moderator role (access re-checks)
+  bool live = false;              // replay over: the channel's feed delivers to it
+  bool ended = false;             // finished or detached: nothing more is written
   bool caught_up_sent = false;
+  // The last time a waiting replay's client took something (zero: the replay is not waiting).
+  std::chrono::steady_clock::time_point stalled_since{};
 };
 
 // The live side of one channel on this host: events delivered in seq order to its live subscribers.
 struct Feed {
   explicit Feed(std::string c) : channel(std::move(c)) {}
   const std::string channel;
-  std::mutex fill_mu;  // one deliverer at a time: pub/sub, a sender here, the head check
+  std::mutex fill_mu;  // one deliverer at a time: a drain of announcements, the head check
   bool initialized = false;
-  Reorder<std::string> pending;  // framed events ahead of a missing seq (under fill_mu)
-  std::mutex inbox_mu;
-  std::vector<std::pair<uint64_t, std::string>> inbox;  // announced, not yet drained
-  bool draining = false;                                // a drain is queued or running
-  std::mutex mu;                                        // delivered and subscribers
-  uint64_t delivered = 0;                               // every seq up to here went to the live subscribers
+  std::mutex hint_mu;
+  uint64_t announced = 0;  // the highest seq announced and not yet looked at (0: none); a hint only
+  bool draining = false;   // a drain is queued or running
+  std::mutex mu;           // delivered and subscribers
+  uint64_t delivered = 0;  // every seq up to here went to the live subscribers; never past the stored head
   std::vector<std::shared_ptr<Subscriber>> subscribers;
   size_t users = 0;  // subscribers live or replaying (under the plugin's feeds_mu_)
 };
@@ -247,7 +251,9 @@ class ChatPlugin final : public sdk::Plugin {
         max_subscribers_per_player_(static_cast<size_t>(init.host.config_int("max_subscribers_per_player"))),
         max_subscribers_per_address_(
             static_cast<size_t>(init.host.config_int("max_subscribers_per_address"))),
+        count_subscribers_by_address_(init.host.config_bool("count_subscribers_by_address")),
         max_response_bytes_(static_cast<size_t>(init.host.config_int("max_response_bytes"))),
+        max_replay_events_(static_cast<uint64_t>(init.host.config_int("max_replay_events"))),
         ephemeral_retention_ms_(init.host.config_int("ephemeral_retention_s") * 1000),
         presence_heartbeat_ms_(init.host.config_int("presence_heartbeat_ms")),
         delivered_(
@@ -274,6 +280,11 @@ class ChatPlugin final : public sdk::Plugin {
     const auto presence_tick = std::chrono::milliseconds(std::min<int64_t>(presence_heartbeat_ms_, 250));
     presence_timer_ = init.host.start_timer(
         presence_tick, presence_tick, [this] { heartbeat(); }, sdk::Run::kBlocking);
+    replay_timer_ = init.host.start_timer(
+        kReplayRetry, kReplayRetry, [this] { retry_replays(); }, sdk::Run::kBlocking);
+    const auto recheck_every = std::chrono::milliseconds(init.host.config_int("access_recheck_interval_ms"));
+    access_timer_ = init.host.start_timer(
+        recheck_every, recheck_every, [this] { recheck_access(); }, sdk::Run::kBlocking);
     const auto sweep_every =
         std::chrono::milliseconds(std::clamp<int64_t>(ephemeral_retention_ms_ / 4, 1000, 60000));
     sweep_timer_ = init.host.start_timer(
@@ -283,6 +294,8 @@ class ChatPlugin final : public sdk::Plugin {
   ~ChatPlugin() override {
     head_timer_.cancel();
     presence_timer_.cancel();
+    replay_timer_.cancel();
+    access_timer_.cancel();
     sweep_timer_.cancel();
     announcements_.cancel();
     std::vector<std::shared_ptr<Subscriber>> all;
@@ -367,6 +380,33 @@ class ChatPlugin final : public sdk::Plugin {
             "presence_heartbeat_ms", 5000,
             "How often this host writes who is subscribed here; a host silent for 3 of these is offline",
             sdk::between(50, 600000))
+        .config_int(
+            "changes_per_player_per_10s", 20,
+            "Channel and membership changes (CreateChannel, OpenDirect, Join, AddMember, Leave, "
+            "Moderate, Block, Unblock) one player may make in 10 seconds; more are RESOURCE_EXHAUSTED",
+            sdk::between(1, 1000000))
+        .config_int("max_channels_owned_per_player", 100,
+                    "Rooms and groups one player may create; they stay after their members leave",
+                    sdk::between(1, 1000000))
+        .config_int("reads_per_player_per_10s", 30,
+                    "ListOnline calls and Subscribe opens one player may make in 10 seconds; more are "
+                    "RESOURCE_EXHAUSTED",
+                    sdk::between(1, 1000000))
+        .config_int("max_replay_events", 10000,
+                    "Events a Subscribe replays at most: a cursor further behind the newest event is "
+                    "FAILED_PRECONDITION (page History instead)",
+                    sdk::between(1, 100000000))
+        .config_bool("count_subscribers_by_address", true,
+                     "Whether max_subscribers_per_address applies; set false behind an L7 load balancer "
+                     "other than the host's own HTTP gateway (every stream then has the balancer's "
+                     "address) and rely on max_subscribers_per_player")
+        .config_bool("staff_read_direct_channels", false,
+                     "Whether global moderators and admins may read direct channels (by default they read "
+                     "rooms and groups only)")
+        .config_int("access_recheck_interval_ms", 10000,
+                    "How often the streams of group and direct channels here check that their player may "
+                    "still read (removed, or left, on another host)",
+                    sdk::between(100, 3600000))
         .config_int("max_conflict_retries", 16,
                     "Attempts at a change meeting concurrent changes to the same channel, then ABORTED",
                     sdk::between(1, 1000));
@@ -416,7 +456,10 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status leave(sdk::CallContext& context, const pb::LeaveRequest& request, pb::LeaveResponse&) {
     const Caller who = caller(context);
-    return guarded([&] { service_.leave(who, request.channel_id()); });
+    return guarded([&] {
+      service_.leave(who, request.channel_id());
+      end_streams_of(request.channel_id(), who.player_id);  // other hosts' access re-check ends theirs
+    });
   }
 
   sdk::Status list_members(sdk::CallContext& context, const pb::ListMembersRequest& request,
@@ -529,19 +572,19 @@ class ChatPlugin final : public sdk::Plugin {
   std::unique_ptr<sdk::StreamSession> subscribe_open(sdk::CallContext& context,
                                                      const pb::SubscribeRequest& request,
                                                      EventStream stream) {
-    const std::string player = caller(context).player_id;
+    const Caller who = caller(context);
     check(check_channel_id("channel_id", request.channel_id()));
     std::optional<uint64_t> cursor;
     if (!request.cursor().empty()) {
       cursor = decode_cursor(request.cursor());
       if (!cursor) throw invalid("cursor: not a cursor of this service");
     }
-    const sdk::Principal principal = context.principal();
-    auto sub = std::make_shared<Subscriber>(stream, request.channel_id(), player,
+    auto sub = std::make_shared<Subscriber>(stream, request.channel_id(), who.player_id,
                                             std::string(context.peer_address()));
+    sub->global_moderator = who.global_moderator;
     admit(sub, false);
     try {
-      host_.run_blocking([this, sub, cursor, principal] { start(sub, cursor, &principal); });
+      host_.run_blocking([this, sub, cursor] { start(sub, cursor, true); });
     } catch (const sdk::Error& e) {
       end(sub, e.status());
     }
@@ -558,10 +601,11 @@ class ChatPlugin final : public sdk::Plugin {
         std::make_shared<Subscriber>(stream, state.channel_id(), state.player_id(), state.peer_address());
     sub->position = state.position();
     sub->caught_up_sent = state.caught_up_sent();
+    sub->global_moderator = state.global_moderator();
     admit(sub, true);
     const uint64_t position = state.position();
     try {
-      host_.run_blocking([this, sub, position] { start(sub, position, nullptr); });
+      host_.run_blocking([this, sub, position] { start(sub, position, false); });
     } catch (const sdk::Error& e) {
       end(sub, e.status());
     }
@@ -578,6 +622,7 @@ class ChatPlugin final : public sdk::Plugin {
       state.set_position(sub->position);
       state.set_caught_up_sent(sub->caught_up_sent);
       state.set_peer_address(sub->address);
+      state.set_global_moderator(sub->global_moderator);
     }
     forget(sub);
     return state.SerializeAsString();
@@ -614,6 +659,11 @@ class ChatPlugin final : public sdk::Plugin {
     limits.max_members_per_channel = static_cast<uint32_t>(host.config_int("max_members_per_channel"));
     limits.max_blocks_per_player = static_cast<size_t>(host.config_int("max_blocks_per_player"));
     limits.max_conflict_retries = static_cast<int>(host.config_int("max_conflict_retries"));
+    limits.changes_per_player_per_10s = host.config_int("changes_per_player_per_10s");
+    limits.max_channels_owned_per_player =
+        static_cast<size_t>(host.config_int("max_channels_owned_per_player"));
+    limits.staff_read_direct_channels = host.config_bool("staff_read_direct_channels");
+    limits.reads_per_player_per_10s = host.config_int("reads_per_player_per_10s");
     return limits;
   }
 
@@ -637,11 +687,14 @@ class ChatPlugin final : public sdk::Plugin {
   }
   static Caller caller(const sdk::CallContext& context) { return caller_of(context.principal()); }
 
-  // Publishes a stored event to every host, this one included: the subscription delivers it on the
-  // pool, so the sender's reply does not wait for the fan-out.
+  // Tells every host, this one included, that `channel` has the stored event `stored`: the
+  // announcement carries its channel and seq only, and each host reads the event from the store
+  // (the subscription's drain runs on the pool, so the sender's reply does not wait for it).
   pb::ChatEvent announce(const std::string& channel, const Event& stored) {
-    pb::ChatEvent event = to_pb(channel, stored);
-    const std::string bytes = event.SerializeAsString();
+    pb::ChatEvent hint;
+    hint.set_channel_id(channel);
+    hint.set_seq(stored.seq);
+    const std::string bytes = hint.SerializeAsString();
     try {
       host_.publish(kEventsTopic, bytes);
     } catch (const sdk::Error& e) {
@@ -649,7 +702,7 @@ class ChatPlugin final : public sdk::Plugin {
       host_.warn("chat: could not announce an event of " + channel + ": " + std::string(e.what()));
       announced(bytes);  // this host's subscribers still get it
     }
-    return event;
+    return to_pb(channel, stored);
   }
 
   // ---- live delivery ----
@@ -660,31 +713,21 @@ class ChatPlugin final : public sdk::Plugin {
     return it == feeds_.end() ? nullptr : it->second;
   }
 
-  // An announcement from any host, on the host's delivery thread: queued on its channel's feed,
-  // which a job on the pool drains. Under load one drain takes many events, and each subscriber
-  // gets them in one write.
+  // An announcement from any host, on the host's delivery thread: only a hint that the channel's
+  // feed should look at the store, noted on the feed (one number, however many arrive), which a job
+  // on the pool drains. Nothing of the payload but the channel and seq is used.
   void announced(std::string_view payload) {
-    pb::ChatEvent event;
-    if (!event.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || event.seq() == 0) return;
-    if (auto feed = find_feed(event.channel_id())) {
-      bool schedule = false;
-      {
-        std::lock_guard lock(feed->inbox_mu);
-        // A backlog past the bound is dropped: the gap is read from the store.
-        if (feed->inbox.size() < kMaxInbox) feed->inbox.emplace_back(event.seq(), framed(payload));
-        schedule = !std::exchange(feed->draining, true);
-      }
-      if (schedule) schedule_drain(feed);
+    pb::ChatEvent hint;
+    if (!hint.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || hint.seq() == 0) return;
+    auto feed = find_feed(hint.channel_id());
+    if (!feed) return;
+    bool schedule = false;
+    {
+      std::lock_guard lock(feed->hint_mu);
+      feed->announced = std::max(feed->announced, hint.seq());
+      schedule = !std::exchange(feed->draining, true);
     }
-    if (event.type() == pb::EVENT_TYPE_MODERATION && (event.moderation() == pb::MODERATION_ACTION_KICK ||
-                                                      event.moderation() == pb::MODERATION_ACTION_BAN)) {
-      std::string channel = event.channel_id(), subject = event.subject_id();
-      try {
-        host_.run_blocking([this, channel, subject] { end_streams_of(channel, subject); });
-      } catch (const sdk::Error&) {
-        // The pool is full: the kicked player's stream here reads on until it ends by itself.
-      }
-    }
+    if (schedule) schedule_drain(feed);
   }
 
   void schedule_drain(const std::shared_ptr<Feed>& feed) {
@@ -692,42 +735,35 @@ class ChatPlugin final : public sdk::Plugin {
       host_.run_blocking_with_status(
           [this, feed](gv_status_code status) {
             if (status == GV_STATUS_OK) return drain(*feed);
-            std::lock_guard lock(feed->inbox_mu);  // not run (the plugin stops)
+            std::lock_guard lock(feed->hint_mu);  // not run (the plugin stops)
             feed->draining = false;
           },
           nullptr);
     } catch (const sdk::Error&) {
-      std::lock_guard lock(feed->inbox_mu);  // the pool is full: the next announcement tries again
+      std::lock_guard lock(
+          feed->hint_mu);  // the pool is full: the next announcement or head check tries again
       feed->draining = false;
     }
   }
 
   void drain(Feed& feed) {
     for (;;) {
-      std::vector<std::pair<uint64_t, std::string>> batch;
+      uint64_t announced;
       {
-        std::lock_guard lock(feed.inbox_mu);
-        if (feed.inbox.empty()) {
+        std::lock_guard lock(feed.hint_mu);
+        announced = std::exchange(feed.announced, 0);
+        if (announced == 0) {
           feed.draining = false;
           return;
         }
-        batch.swap(feed.inbox);
       }
-      std::lock_guard fill(feed.fill_mu);
-      if (!feed.initialized) continue;  // its start reads the head after these were stored
-      const uint64_t delivered = delivered_of(feed);
-      for (auto& [seq, bytes] : batch) feed.pending.add(seq, std::move(bytes), delivered);
-      drain_pending(feed);
-      const auto gap = feed.pending.gap(delivered_of(feed));
-      if (gap && feed.pending.size() > kMaxPending) {
-        // A gap that many events wait behind: read it now rather than at the next head check.
-        try {
-          refill(feed, gap->first, gap->second);
-        } catch (const sdk::Error& e) {
-          host_.warn("chat: could not read events of " + feed.channel +
-                     " to fill a gap: " + std::string(e.what()));
-        }
-        drain_pending(feed);
+      try {
+        std::lock_guard fill(feed.fill_mu);
+        if (!feed.initialized) continue;                // its start reads the head after these were stored
+        if (announced <= delivered_of(feed)) continue;  // a repeat, or the head check was first
+        catch_up(feed, announced, false);
+      } catch (const sdk::Error& e) {
+        host_.warn("chat: could not read new events of " + feed.channel + ": " + std::string(e.what()));
       }
     }
   }
@@ -737,44 +773,56 @@ class ChatPlugin final : public sdk::Plugin {
     return feed.delivered;
   }
 
-  // Under fill_mu: what is next in order goes out, as one batch.
-  void drain_pending(Feed& feed) {
-    Batch batch;
-    for (const auto& [seq, frame] : feed.pending.take_ready(delivered_of(feed))) batch.add(seq, frame);
-    if (!batch.empty()) fan_out(feed, batch);
+  static bool removes_subject(const Event& e) {
+    return e.type == EventType::kModeration &&
+           (e.moderation == Moderation::kKick || e.moderation == Moderation::kBan);
   }
 
-  void refill(Feed& feed, uint64_t first, uint64_t last) {
-    for (uint64_t from = first; from <= last; from += kReplayPage) {
+  // Under fill_mu: delivers the stored events after the feed's place up to `limit`, capped at the
+  // head read here (an announcement of a seq the store does not have moves nothing), a page at a
+  // time. A kick or ban goes out and then ends its subject's streams here, before what follows it.
+  // `missed`: counted as events whose announcement did not come.
+  void catch_up(Feed& feed, uint64_t limit, bool missed) {
+    const uint64_t last = std::min(limit, service_.head(feed.channel));
+    for (uint64_t from = delivered_of(feed) + 1; from <= last; from += kReplayPage) {
       const uint64_t to = std::min(last, from + kReplayPage - 1);
       Batch batch;
-      for (const Event& e : service_.events(feed.channel, from, to)) {
+      const std::vector<Event> events = service_.events(feed.channel, from, to);
+      if (missed && !events.empty()) refilled_.record(static_cast<double>(events.size()));
+      for (const Event& e : events) {
         batch.add(e.seq, framed(to_pb(feed.channel, e).SerializeAsString()));
+        if (removes_subject(e)) {
+          fan_out(feed, batch, e.seq);
+          batch = Batch();
+          end_streams_of(feed.channel, e.subject_id);
+        }
       }
-      refilled_.record(static_cast<double>(batch.seqs.size()));
-      if (!batch.empty()) fan_out(feed, batch);
-      std::lock_guard lock(feed.mu);
-      feed.delivered = std::max(feed.delivered, to);  // what is absent was swept
+      fan_out(feed, batch, to);  // what is absent was swept
     }
   }
 
-  // Writes the batch's events after each live subscriber's place (a suffix of the batch's bytes).
-  void fan_out(Feed& feed, const Batch& batch) {
-    std::vector<std::shared_ptr<Subscriber>> slow;
-    size_t sent = 0;
+  // Marks every seq up to `through` delivered and writes the batch's events after each live
+  // subscriber's place (a suffix of the batch's bytes). The subscribers are copied under the lock
+  // and written to outside it, so cancelling or detaching a stream never waits for a fan-out.
+  void fan_out(Feed& feed, const Batch& batch, uint64_t through) {
+    std::vector<std::shared_ptr<Subscriber>> subscribers;
     {
       std::lock_guard lock(feed.mu);
-      if (batch.last() <= feed.delivered) return;
-      feed.delivered = batch.last();
-      for (const auto& sub : feed.subscribers) {
-        std::lock_guard sub_lock(sub->mu);
-        if (sub->ended || !sub->live || batch.last() <= sub->position) continue;
-        const size_t from = batch.first_after(sub->position);
-        const size_t written = batch.write_from(sub->stream, from, max_response_bytes_);
-        if (written > 0) sub->position = batch.seqs[from + written - 1];
-        sent += written;
-        if (from + written < batch.seqs.size()) slow.push_back(sub);
-      }
+      if (through <= feed.delivered) return;
+      feed.delivered = through;
+      if (batch.empty()) return;
+      subscribers = feed.subscribers;
+    }
+    std::vector<std::shared_ptr<Subscriber>> slow;
+    size_t sent = 0;
+    for (const auto& sub : subscribers) {
+      std::lock_guard sub_lock(sub->mu);
+      if (sub->ended || !sub->live || batch.last() <= sub->position) continue;
+      const size_t from = batch.first_after(sub->position);
+      const size_t written = batch.write_from(sub->stream, from, max_response_bytes_);
+      if (written > 0) sub->position = batch.seqs[from + written - 1];
+      sent += written;
+      if (from + written < batch.seqs.size()) slow.push_back(sub);
     }
     if (sent > 0) delivered_.record(static_cast<double>(sent));
     for (const auto& sub : slow) too_slow(sub);
@@ -805,7 +853,7 @@ class ChatPlugin final : public sdk::Plugin {
                          "max_subscribers_per_player (" + std::to_string(max_subscribers_per_player_) +
                              ") reached; close another Subscribe stream");
       }
-      if (per_address_[sub->address] >= max_subscribers_per_address_) {
+      if (count_subscribers_by_address_ && per_address_[sub->address] >= max_subscribers_per_address_) {
         throw sdk::Error(
             sdk::StatusCode::kResourceExhausted,
             "max_subscribers_per_address (" + std::to_string(max_subscribers_per_address_) + ") reached");
@@ -818,12 +866,13 @@ class ChatPlugin final : public sdk::Plugin {
     subscribers_gauge_.record(static_cast<double>(subscribers_.size()));
   }
 
-  // On the pool: checks access (a new stream), replays from the cursor, then goes live.
-  void start(const std::shared_ptr<Subscriber>& sub, std::optional<uint64_t> cursor,
-             const sdk::Principal* principal) {
+  // On the pool: checks access, replays from the cursor, then goes live.
+  void start(const std::shared_ptr<Subscriber>& sub, std::optional<uint64_t> cursor, bool opened) {
     std::shared_ptr<Feed> feed;
     try {
-      if (principal != nullptr) service_.check_subscribe(caller_of(*principal), sub->channel);
+      if (opened) service_.charge_subscribe(sub->player);
+      // A resumed stream is checked again too: its player may have been removed meanwhile.
+      service_.check_subscribe({sub->player, sub->global_moderator}, sub->channel);
       feed = attach_feed(sub);
       if (!feed) return;  // ended meanwhile
       const uint64_t head = service_.head(sub->channel);
@@ -831,11 +880,17 @@ class ChatPlugin final : public sdk::Plugin {
         return end(sub, sdk::Status(sdk::StatusCode::kInvalidArgument,
                                     "cursor: ahead of the channel's newest event"));
       }
+      if (opened && cursor && head - *cursor > max_replay_events_) {
+        return end(sub, sdk::Status(
+                            sdk::StatusCode::kFailedPrecondition,
+                            "cursor: more than max_replay_events (" + std::to_string(max_replay_events_) +
+                                ") behind the newest event; page History, or subscribe from a later cursor"));
+      }
       {
         std::lock_guard lock(sub->mu);
         sub->position = cursor.value_or(head);
       }
-      replay(sub, *feed);
+      replay(sub, feed);
     } catch (const ChatError& e) {
       end(sub, sdk::Status(code_of(e.kind()), e.what()));
     } catch (const sdk::Error& e) {
@@ -866,11 +921,12 @@ class ChatPlugin final : public sdk::Plugin {
   }
 
   // Sends what the store holds after the subscriber's place, page by page, until the feed has
-  // delivered nothing past it; then the feed takes over, with no gap and no repeat.
-  void replay(const std::shared_ptr<Subscriber>& sub, Feed& feed) {
-    // The replay writes faster than a network drains: when the host's queue for the stream is
-    // full it waits for the client, and gives up only when the client takes nothing for a while.
-    auto stalled_since = std::chrono::steady_clock::time_point();
+  // delivered nothing past it; then the feed takes over, with no gap and no repeat. When the
+  // host's queue for the stream is full the replay is parked with its page and retried on a timer,
+  // so it holds no pool thread while its client is slow; a client that takes nothing for
+  // kReplayStallLimit is ended with the cursor to resume from.
+  void replay(const std::shared_ptr<Subscriber>& sub, const std::shared_ptr<Feed>& feed_ptr) {
+    Feed& feed = *feed_ptr;
     for (;;) {
       uint64_t position;
       {
@@ -885,27 +941,21 @@ class ChatPlugin final : public sdk::Plugin {
         for (const Event& e : service_.events(sub->channel, position + 1, to)) {
           batch.add(e.seq, framed(to_pb(sub->channel, e).SerializeAsString()));
         }
-        std::unique_lock lock(sub->mu);
+        std::lock_guard lock(sub->mu);
         if (sub->ended) return;
         const size_t from = batch.first_after(sub->position);
         const size_t written = batch.write_from(sub->stream, from, max_response_bytes_);
         if (written > 0) sub->position = batch.seqs[from + written - 1];
         if (from + written < batch.seqs.size()) {
           const auto now = std::chrono::steady_clock::now();
-          if (written > 0 || stalled_since == std::chrono::steady_clock::time_point()) stalled_since = now;
-          if (sub->stream.cancelled() || now - stalled_since > kReplayStallLimit) {
-            sub->ended = true;
-            sub->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
-                                           "too slow: the client read nothing of the replay for " +
-                                               std::to_string(kReplayStallLimit.count()) +
-                                               " ms; resume from cursor " + encode_cursor(sub->position)));
-            break;
+          if (written > 0 || sub->stalled_since == std::chrono::steady_clock::time_point()) {
+            sub->stalled_since = now;
           }
-          lock.unlock();
-          std::this_thread::sleep_for(std::chrono::milliseconds(10));
-          continue;
+          std::lock_guard parked(parked_mu_);
+          parked_.push_back({sub, feed_ptr, std::move(batch), to});
+          return;
         }
-        stalled_since = {};
+        sub->stalled_since = {};
         sub->position = std::max(sub->position, to);  // what is absent was swept
         continue;
       }
@@ -927,6 +977,56 @@ class ChatPlugin final : public sdk::Plugin {
       return;
     }
     forget(sub);
+  }
+
+  // On the retry timer: each parked replay writes what its client has room for; one whose page
+  // went out goes on reading on the pool; one whose client took nothing for too long ends.
+  void retry_replays() {
+    std::vector<Parked> parked;
+    {
+      std::lock_guard lock(parked_mu_);
+      parked.swap(parked_);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (Parked& p : parked) {
+      bool resume = false, give_up = false;
+      {
+        std::lock_guard lock(p.sub->mu);
+        if (p.sub->ended) continue;
+        const size_t from = p.batch.first_after(p.sub->position);
+        const size_t written = p.batch.write_from(p.sub->stream, from, max_response_bytes_);
+        if (written > 0) {
+          p.sub->position = p.batch.seqs[from + written - 1];
+          p.sub->stalled_since = now;
+        }
+        if (from + written >= p.batch.seqs.size()) {
+          p.sub->position = std::max(p.sub->position, p.through);
+          p.sub->stalled_since = {};
+          resume = true;
+        } else if (p.sub->stream.cancelled() || now - p.sub->stalled_since > kReplayStallLimit) {
+          p.sub->ended = true;
+          p.sub->stream.finish(sdk::Status(sdk::StatusCode::kResourceExhausted,
+                                           "too slow: the client read nothing of the replay for " +
+                                               std::to_string(kReplayStallLimit.count()) +
+                                               " ms; resume from cursor " + encode_cursor(p.sub->position)));
+          give_up = true;
+        }
+      }
+      if (give_up) {
+        forget(p.sub);
+      } else if (resume) {
+        try {
+          host_.run_blocking([this, sub = p.sub, feed = p.feed] { replay(sub, feed); });
+        } catch (const sdk::Error&) {
+          p.batch = Batch();  // the pool is full: the next retry goes on
+          std::lock_guard lock(parked_mu_);
+          parked_.push_back(std::move(p));
+        }
+      } else {
+        std::lock_guard lock(parked_mu_);
+        parked_.push_back(std::move(p));
+      }
+    }
   }
 
   // Drops the stream from the counts and its feed (the feed goes with its last subscriber).
@@ -982,13 +1082,38 @@ class ChatPlugin final : public sdk::Plugin {
       try {
         std::lock_guard fill(feed->fill_mu);
         if (!feed->initialized) continue;
-        const uint64_t head = service_.head(feed->channel);
-        const uint64_t delivered = delivered_of(*feed);
-        if (head > delivered) refill(*feed, delivered + 1, head);
-        drain_pending(*feed);
+        catch_up(*feed, UINT64_MAX, true);
       } catch (const sdk::Error& e) {
         host_.warn("chat: head check of " + feed->channel + " failed: " + std::string(e.what()));
       }
+    }
+  }
+
+  // Ends the streams of group and direct channels whose player may no longer read them: removed
+  // or left on another host, or kicked while the event's delivery here failed.
+  void recheck_access() {
+    std::vector<std::shared_ptr<Subscriber>> subs;
+    {
+      std::lock_guard lock(subs_mu_);
+      for (const auto& sub : subscribers_) {
+        if (kind_of(sub->channel) != ChannelKind::kRoom) subs.push_back(sub);
+      }
+    }
+    // One check per (channel, player, role): a player's several streams share its answer.
+    std::map<std::tuple<std::string, std::string, bool>, std::optional<sdk::Status>> refusals;
+    for (const auto& sub : subs) {
+      auto [it, fresh] = refusals.try_emplace({sub->channel, sub->player, sub->global_moderator});
+      if (fresh) {
+        try {
+          service_.check_subscribe({sub->player, sub->global_moderator}, sub->channel);
+        } catch (const ChatError& e) {
+          it->second = sdk::Status(code_of(e.kind()), e.what());
+        } catch (const sdk::Error& e) {
+          host_.warn("chat: access re-check of " + sub->channel + " failed: " + std::string(e.what()));
+          return;
+        }
+      }
+      if (it->second) end(sub, *it->second);
     }
   }
 
@@ -1032,10 +1157,22 @@ class ChatPlugin final : public sdk::Plugin {
   ChatService service_;
   std::string instance_id_;
   size_t max_subscribers_per_host_, max_subscribers_per_player_, max_subscribers_per_address_;
+  bool count_subscribers_by_address_;
   size_t max_response_bytes_;
+  uint64_t max_replay_events_;
   int64_t ephemeral_retention_ms_;
   int64_t presence_heartbeat_ms_;
   sdk::Metric delivered_, refilled_, subscribers_gauge_;
+
+  // A replay waiting for its client: the page it is writing, read up to `through`.
+  struct Parked {
+    std::shared_ptr<Subscriber> sub;
+    std::shared_ptr<Feed> feed;
+    Batch batch;
+    uint64_t through = 0;
+  };
+  std::mutex parked_mu_;
+  std::vector<Parked> parked_;  // at most one per stream
 
   std::mutex feeds_mu_;
   std::unordered_map<std::string, std::shared_ptr<Feed>> feeds_;
@@ -1047,7 +1184,7 @@ class ChatPlugin final : public sdk::Plugin {
   int64_t presence_written_ms_ = 0;
 
   sdk::Subscription announcements_;
-  sdk::Timer head_timer_, presence_timer_, sweep_timer_;
+  sdk::Timer head_timer_, presence_timer_, replay_timer_, access_timer_, sweep_timer_;
 };
 
 std::string SubscriberSession::detach() {

@@ -18,10 +18,19 @@ void check(const std::string& problem) {
 
 // Thrown inside a send's change when its client_message_id was sent already.
 struct AlreadySent {
-  uint64_t seq;
+  SentRecord record;
 };
 
 }  // namespace
+
+uint64_t text_digest(const std::string& text) {
+  uint64_t hash = 14695981039346656037ull;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash == 0 ? 1 : hash;
+}
 
 ChatService::ChatService(ChatRepository& repository, Counters& counters, ChatLimits limits, WordFilter filter,
                          ChatEnvironment environment)
@@ -48,7 +57,14 @@ ChannelView ChatService::create_channel(const Caller& caller, std::optional<Chan
     throw invalid("kind: ROOM or GROUP (a direct channel opens with OpenDirect)");
   }
   if (!retention_valid) throw invalid("retention: PERSISTENT or EPHEMERAL");
+  charge_changes(player);
   check_channel_count(player);
+  if (repository_.channels_owned(player, limits_.max_channels_owned_per_player) >=
+      limits_.max_channels_owned_per_player) {
+    throw ChatError(Kind::kResourceExhausted, "max_channels_owned_per_player (" +
+                                                  std::to_string(limits_.max_channels_owned_per_player) +
+                                                  ") reached: channels created stay");
+  }
   Channel channel;
   channel.kind = *kind;
   channel.name = name;
@@ -75,6 +91,7 @@ ChannelView ChatService::open_direct(const Caller& caller, const std::string& ot
   }
   const std::string id = direct_id(player, other);
   if (auto existing = repository_.channel(id)) return view(id, existing->value);
+  charge_changes(player);
   check_channel_count(player);
   Channel channel;
   channel.kind = ChannelKind::kDirect;
@@ -85,7 +102,9 @@ ChannelView ChatService::open_direct(const Caller& caller, const std::string& ot
   ChangeSet change;
   change.channels.push_back({id, channel, kCreateOnly});
   change.members.push_back({id, player, joined_member(Role::kMember), kAnyVersion, false});
-  change.members.push_back({id, other, joined_member(Role::kMember), kAnyVersion, false});
+  Member invited = joined_member(Role::kMember);
+  invited.added_by_other = true;  // the other player's own quota is theirs
+  change.members.push_back({id, other, invited, kAnyVersion, false});
   if (!repository_.commit(change)) {
     auto existing = repository_.channel(id);  // the other opened it at the same time
     if (!existing) throw ChatError(Kind::kAborted, "opening " + id + " met a concurrent change; retry");
@@ -106,7 +125,8 @@ ChannelView ChatService::join(const Caller& caller, const std::string& channel_i
     throw ChatError(Kind::kPermissionDenied,
                     "channel_id: only rooms are joined freely; a group's owner or moderators add members");
   }
-  add(channel_id, caller.player_id);
+  charge_changes(caller.player_id);
+  add(channel_id, caller.player_id, false);
   return view(channel_id, load_channel(channel_id).value);
 }
 
@@ -120,7 +140,11 @@ Member ChatService::add_member(const Caller& caller, const std::string& channel_
   if (!may_moderate(standing(caller, channel_id, caller.player_id))) {
     throw ChatError(Kind::kPermissionDenied, "only the channel's owner or moderators add members");
   }
-  return add(channel_id, player_id);
+  if (repository_.blocked(player_id, caller.player_id)) {
+    throw ChatError(Kind::kPermissionDenied, "player_id: has blocked you");
+  }
+  charge_changes(caller.player_id);
+  return add(channel_id, player_id, player_id != caller.player_id);
 }
 
 void ChatService::leave(const Caller& caller, const std::string& channel_id) {
@@ -130,6 +154,7 @@ void ChatService::leave(const Caller& caller, const std::string& channel_id) {
     throw ChatError(Kind::kFailedPrecondition,
                     "channel_id: a direct channel cannot be left; Block the player");
   }
+  charge_changes(player);
   with_retries("leaving " + channel_id, [&] {
     auto member = repository_.member(channel_id, player);
     if (!member || !member->value.joined) return true;
@@ -161,6 +186,7 @@ std::vector<std::string> ChatService::list_online(const Caller& caller, const st
                                                   const std::string& this_host_id) {
   auto channel = load_channel(channel_id);
   require_read(caller, channel_id, channel.value);
+  charge_reads(caller.player_id);  // each call reads every live host's presence
   std::set<std::string> online = here;
   const int64_t now = environment_.now_unix_ms();
   std::string cursor;
@@ -184,7 +210,8 @@ std::vector<std::string> ChatService::list_online(const Caller& caller, const st
 
 std::vector<ChannelView> ChatService::list_my_channels(const Caller& caller) {
   std::vector<ChannelView> out;
-  for (const std::string& id : repository_.memberships(caller.player_id, limits_.max_channels_per_player)) {
+  for (const std::string& id :
+       repository_.memberships(caller.player_id, limits_.max_channels_per_player, false)) {
     if (auto channel = repository_.channel(id)) out.push_back(view(id, channel->value));
   }
   return out;
@@ -199,12 +226,21 @@ Event ChatService::send(const Caller& caller, const std::string& channel_id, con
   if (client_message_id.size() > 64) throw invalid("client_message_id: at most 64 bytes");
   if (!client_message_id.empty()) check(check_identifier("client_message_id", client_message_id, 64));
   auto channel = load_channel(channel_id);
-  require_send(caller, channel_id, channel.value);
   const std::string sent_key =
       client_message_id.empty() ? std::string() : channel_id + "/" + player + "/" + client_message_id;
+  const uint64_t digest = text_digest(text);
+  // A retry gets its first answer even when the sender was muted since.
+  auto earlier_send = [&](const SentRecord& earlier) {
+    if (earlier.text_digest != 0 && earlier.text_digest != digest) {
+      throw ChatError(Kind::kAlreadyExists, "client_message_id: sent already with a different text, as seq " +
+                                                std::to_string(earlier.seq));
+    }
+    return replay_sent(channel_id, earlier.seq);
+  };
   if (!sent_key.empty()) {
-    if (auto earlier = repository_.sent(sent_key)) return replay_sent(channel_id, *earlier);
+    if (auto earlier = repository_.sent(sent_key)) return earlier_send(*earlier);
   }
+  require_send(caller, channel_id, channel.value);
   charge_rate(player);
   Event event;
   event.type = EventType::kMessage;
@@ -216,10 +252,10 @@ Event ChatService::send(const Caller& caller, const std::string& channel_id, con
     return append(channel_id, channel.value.ephemeral(), event, [&](ChangeSet& change, Event& e) {
       if (sent_key.empty()) return;
       if (auto earlier = repository_.sent(sent_key)) throw AlreadySent{*earlier};
-      change.sent = ChangeSet::SentWrite{sent_key, e.seq, e.sent_unix_ms};
+      change.sent = ChangeSet::SentWrite{sent_key, e.seq, e.sent_unix_ms, digest};
     });
   } catch (const AlreadySent& earlier) {
-    return replay_sent(channel_id, earlier.seq);
+    return earlier_send(earlier.record);
   }
 }
 
@@ -232,7 +268,6 @@ Event ChatService::edit(const Caller& caller, const std::string& channel_id, uin
   require_send(caller, channel_id, channel.value);
   charge_rate(player);
   const std::string new_text = filtered(text);
-  const bool moderator = may_moderate(standing(caller, channel_id, player));
   Event event;
   event.type = EventType::kEdit;
   event.sender_id = player;
@@ -241,7 +276,7 @@ Event ChatService::edit(const Caller& caller, const std::string& channel_id, uin
   event.target_seq = seq;
   const bool ephemeral = channel.value.ephemeral();
   return append(channel_id, ephemeral, event, [&](ChangeSet& change, Event& e) {
-    auto target = editable(channel_id, seq, player, moderator);
+    auto target = editable(caller, channel_id, seq, false);
     if (target.value.edit_seqs.size() >= static_cast<size_t>(kMaxEditsPerMessage)) {
       throw ChatError(Kind::kFailedPrecondition,
                       "seq: a message is edited " + std::to_string(kMaxEditsPerMessage) + " times at most");
@@ -267,7 +302,7 @@ Event ChatService::erase(const Caller& caller, const std::string& channel_id, ui
   event.target_seq = seq;
   const bool ephemeral = channel.value.ephemeral();
   return append(channel_id, ephemeral, event, [&](ChangeSet& change, Event&) {
-    auto target = editable(channel_id, seq, player, moderator);
+    auto target = editable(caller, channel_id, seq, true);
     // The text goes from the message and from each of its edits.
     for (uint64_t edit_seq : target.value.edit_seqs) {
       if (auto e = repository_.event(channel_id, edit_seq)) {
@@ -335,6 +370,7 @@ ModerationResult ChatService::moderate(const Caller& caller, const std::string& 
                                                        : "only the channel's owner or moderators moderate");
   }
   if (subject_id == player) throw invalid("player_id: moderators do not moderate themselves");
+  charge_changes(player);
   ModerationResult result;
   Event event;
   event.type = EventType::kModeration;
@@ -344,6 +380,12 @@ ModerationResult ChatService::moderate(const Caller& caller, const std::string& 
   event.subject_id = subject_id;
   result.event = append(channel_id, channel.value.ephemeral(), event, [&](ChangeSet& change, Event&) {
     auto member = repository_.member(channel_id, subject_id);
+    // Only a ban (kept out ahead of time, or after a kick) names a player the channel does not
+    // know; anything else needs a member or a remembered ban or mute, so made-up ids leave no
+    // records (bans are metered with the other changes).
+    if (!member && action != Moderation::kBan) {
+      throw ChatError(Kind::kNotFound, "player_id: not a member of " + channel_id);
+    }
     Standing subject;
     if (member) {
       subject.member = member->value.joined;
@@ -394,6 +436,7 @@ void ChatService::block(const Caller& caller, const std::string& other) {
   const std::string& player = caller.player_id;
   check(check_identifier("player_id", other, 128));
   if (other == player) throw invalid("player_id: players do not block themselves");
+  charge_changes(player);
   const size_t count = repository_.blocks(player, limits_.max_blocks_per_player);
   if (count >= limits_.max_blocks_per_player && !repository_.blocked(player, other)) {
     throw ChatError(Kind::kResourceExhausted, "max_blocks_per_player (" +
@@ -405,6 +448,7 @@ void ChatService::block(const Caller& caller, const std::string& other) {
 
 void ChatService::unblock(const Caller& caller, const std::string& other) {
   check(check_identifier("player_id", other, 128));
+  charge_changes(caller.player_id);
   repository_.unblock(caller.player_id, other);
 }
 
@@ -438,7 +482,9 @@ Standing ChatService::standing(const Caller& caller, const std::string& channel,
 // Reading a room: anyone signed in and not banned; a group or direct channel: its members.
 void ChatService::require_read(const Caller& caller, const std::string& id, const Channel& channel) {
   const Standing s = standing(caller, id, caller.player_id);
-  if (s.global_moderator) return;
+  // Staff read rooms and groups; direct channels stay private unless the operator allows it.
+  if (s.global_moderator && (channel.kind != ChannelKind::kDirect || limits_.staff_read_direct_channels))
+    return;
   if (s.banned) throw ChatError(Kind::kPermissionDenied, "banned from " + id);
   if (channel.kind != ChannelKind::kRoom && !s.member) {
     throw ChatError(Kind::kPermissionDenied, "only members read " + id);
@@ -474,8 +520,29 @@ void ChatService::charge_rate(const std::string& player) {
   }
 }
 
+void ChatService::charge_changes(const std::string& player) {
+  const int64_t window = environment_.now_unix_ms() / 10000;
+  const int64_t used = counters_.increment("changes/" + player + "/" + std::to_string(window), 20);
+  if (used > limits_.changes_per_player_per_10s) {
+    throw ChatError(Kind::kResourceExhausted, "over changes_per_player_per_10s (" +
+                                                  std::to_string(limits_.changes_per_player_per_10s) +
+                                                  "); retry in a few seconds");
+  }
+}
+
+void ChatService::charge_reads(const std::string& player) {
+  const int64_t window = environment_.now_unix_ms() / 10000;
+  const int64_t used = counters_.increment("reads/" + player + "/" + std::to_string(window), 20);
+  if (used > limits_.reads_per_player_per_10s) {
+    throw ChatError(Kind::kResourceExhausted,
+                    "over reads_per_player_per_10s (" + std::to_string(limits_.reads_per_player_per_10s) +
+                        ": ListOnline calls and Subscribe opens); retry in a few seconds");
+  }
+}
+
+// Counts the channels the player joined or created themselves: others adding them uses none.
 void ChatService::check_channel_count(const std::string& player) {
-  if (repository_.memberships(player, limits_.max_channels_per_player).size() >=
+  if (repository_.memberships(player, limits_.max_channels_per_player, true).size() >=
       limits_.max_channels_per_player) {
     throw ChatError(Kind::kResourceExhausted, "max_channels_per_player (" +
                                                   std::to_string(limits_.max_channels_per_player) +
@@ -484,7 +551,7 @@ void ChatService::check_channel_count(const std::string& player) {
 }
 
 // Makes `player` a member; returns the membership. Idempotent for a member already.
-Member ChatService::add(const std::string& channel_id, const std::string& player) {
+Member ChatService::add(const std::string& channel_id, const std::string& player, bool added_by_other) {
   Member out;
   bool counted = false;
   with_retries("joining " + channel_id, [&] {
@@ -494,7 +561,7 @@ Member ChatService::add(const std::string& channel_id, const std::string& player
       out = member->value;
       return true;
     }
-    if (!counted) {
+    if (!counted && !added_by_other) {
       check_channel_count(player);
       counted = true;
     }
@@ -508,6 +575,7 @@ Member ChatService::add(const std::string& channel_id, const std::string& player
     m.role = Role::kMember;
     m.joined = true;
     m.joined_unix_ms = environment_.now_unix_ms();
+    m.added_by_other = added_by_other;
     channel.value.member_count += 1;
     ChangeSet change;
     change.members.push_back({channel_id, player, m, member ? member->version : kCreateOnly, false});
@@ -519,9 +587,8 @@ Member ChatService::add(const std::string& channel_id, const std::string& player
   return out;
 }
 
-// The message an edit or delete names, when `player` may change it.
-Versioned<Event> ChatService::editable(const std::string& channel, uint64_t seq, const std::string& player,
-                                       bool moderator) {
+Versioned<Event> ChatService::editable(const Caller& caller, const std::string& channel, uint64_t seq,
+                                       bool deleting) {
   auto target = repository_.event(channel, seq);
   if (!target || target->value.type != EventType::kMessage) {
     throw ChatError(Kind::kNotFound, "seq: no message " + std::to_string(seq) + " in " + channel);
@@ -529,8 +596,16 @@ Versioned<Event> ChatService::editable(const std::string& channel, uint64_t seq,
   if (target->value.deleted) {
     throw ChatError(Kind::kFailedPrecondition, "seq: message " + std::to_string(seq) + " was deleted");
   }
-  if (target->value.sender_id != player && !moderator) {
-    throw ChatError(Kind::kPermissionDenied, "only its author or a moderator changes a message");
+  const std::string& author = target->value.sender_id;
+  if (author == caller.player_id) return std::move(*target);
+  if (!deleting) {
+    // An edit keeps the author's name on the text: nobody rewrites another player's words.
+    throw ChatError(Kind::kPermissionDenied, "seq: only its author edits a message; moderators delete it");
+  }
+  if (!may_moderate_member(standing(caller, channel, caller.player_id),
+                           standing({author, false}, channel, author))) {
+    throw ChatError(Kind::kPermissionDenied,
+                    "seq: only its author, or a moderator above the author's role, deletes a message");
   }
   return std::move(*target);
 }

@@ -24,7 +24,15 @@ struct ChatLimits {
   uint32_t max_members_per_channel = 10000;
   size_t max_blocks_per_player = 1000;
   int max_conflict_retries = 16;
+  // Channel and membership changes (create, open, join, add, leave, moderate, block) per player.
+  int64_t changes_per_player_per_10s = 20;
+  size_t max_channels_owned_per_player = 100;  // rooms and groups a player created
+  bool staff_read_direct_channels = false;     // global moderators read direct channels too
+  int64_t reads_per_player_per_10s = 30;       // ListOnline calls and Subscribe opens per player
 };
+
+// A stable digest of a message's text (FNV-1a, 64 bits; never 0), kept with its client_message_id.
+uint64_t text_digest(const std::string& text);
 
 // What the service needs of the world besides storage: the time, fresh ids, a pause between retries.
 struct ChatEnvironment {
@@ -85,6 +93,8 @@ class ChatService {
 
   // A Subscribe stream's access check: the channel exists and the caller may read it.
   void check_subscribe(const Caller& caller, const std::string& channel_id);
+  // Meters a new Subscribe stream (reads_per_player_per_10s).
+  void charge_subscribe(const std::string& player) { charge_reads(player); }
   uint64_t head(const std::string& channel_id) { return repository_.head(channel_id).value; }
   std::vector<Event> events(const std::string& channel_id, uint64_t first, uint64_t last) {
     return repository_.events(channel_id, first, last);
@@ -96,10 +106,14 @@ class ChatService {
   void require_read(const Caller& caller, const std::string& id, const Channel& channel);
   void require_send(const Caller& caller, const std::string& id, const Channel& channel);
   void charge_rate(const std::string& player);
+  void charge_changes(const std::string& player);
+  void charge_reads(const std::string& player);
   void check_channel_count(const std::string& player);
-  Member add(const std::string& channel_id, const std::string& player);
-  Versioned<Event> editable(const std::string& channel, uint64_t seq, const std::string& player,
-                            bool moderator);
+  // added_by_other: the membership is made by another player (not counted against own limit).
+  Member add(const std::string& channel_id, const std::string& player, bool added_by_other);
+  // The message an edit (delete: false) or delete (true) names, when `caller` may change it: its
+  // author edits and deletes; a moderator who outranks the author, or global staff, deletes.
+  Versioned<Event> editable(const Caller& caller, const std::string& channel, uint64_t seq, bool deleting);
   Event replay_sent(const std::string& channel, uint64_t seq);
   std::string filtered(const std::string& text);
   Member joined_member(Role role) const;

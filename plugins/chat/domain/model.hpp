@@ -61,6 +61,9 @@ struct Member {
   bool banned = false;
   bool joined = false;  // false: only a ban (or mute) is remembered
   int64_t joined_unix_ms = 0;
+  // Made a member by another player (AddMember, OpenDirect): not counted against the player's own
+  // max_channels_per_player, so others cannot use up a player's quota.
+  bool added_by_other = false;
 };
 
 struct MemberView {

@@ -58,12 +58,20 @@ struct ChangeSet {
     std::string key;
     uint64_t seq = 0;
     int64_t sent_unix_ms = 0;
+    uint64_t text_digest = 0;
   };
   std::optional<HeadWrite> head;
   std::vector<ChannelWrite> channels;
   std::vector<MemberWrite> members;
   std::vector<EventWrite> events;
   std::optional<SentWrite> sent;
+};
+
+// What a send with a client_message_id stored: its seq, and a digest of the text it sent (0: not
+// recorded) so that a different text under the same id is refused rather than answered.
+struct SentRecord {
+  uint64_t seq = 0;
+  uint64_t text_digest = 0;
 };
 
 // Who holds a Subscribe stream on one host, until when that holds.
@@ -84,12 +92,16 @@ class ChatRepository {
   // Events with seq in [first, last], in order; those swept (ephemeral) are absent.
   virtual std::vector<Event> events(const std::string& channel, uint64_t first, uint64_t last) = 0;
   // The seq a send with this idempotency key was given.
-  virtual std::optional<uint64_t> sent(const std::string& key) = 0;
+  virtual std::optional<SentRecord> sent(const std::string& key) = 0;
   // false on a conflict (a version moved on, a create-only key exists): nothing was written.
   virtual bool commit(const ChangeSet& changes) = 0;
 
-  // The channels `player` has joined; stops listing once more than `stop_after` are found.
-  virtual std::vector<std::string> memberships(const std::string& player, size_t stop_after) = 0;
+  // The channels `player` has joined (own_only: only those the player joined or created, not those
+  // another player added them to); stops listing once more than `stop_after` are found.
+  virtual std::vector<std::string> memberships(const std::string& player, size_t stop_after,
+                                               bool own_only) = 0;
+  // How many channels `player` created (owns); stops counting once more than `stop_after` are found.
+  virtual size_t channels_owned(const std::string& player, size_t stop_after) = 0;
   virtual Page<MemberView> members(const std::string& channel, const std::string& cursor, uint32_t limit) = 0;
 
   virtual bool blocked(const std::string& player, const std::string& other) = 0;

@@ -59,6 +59,7 @@ Member member_of(const rec::MemberRecord& r) {
   m.banned = r.banned();
   m.joined = r.joined();
   m.joined_unix_ms = r.joined_unix_ms();
+  m.added_by_other = r.added_by_other();
   return m;
 }
 
@@ -69,6 +70,7 @@ rec::MemberRecord record_of(const Member& m) {
   r.set_banned(m.banned);
   r.set_joined(m.joined);
   r.set_joined_unix_ms(m.joined_unix_ms);
+  r.set_added_by_other(m.added_by_other);
   return r;
 }
 
@@ -155,10 +157,10 @@ std::vector<Event> StoreRepository::events(const std::string& channel, uint64_t 
   return out;
 }
 
-std::optional<uint64_t> StoreRepository::sent(const std::string& key) {
+std::optional<SentRecord> StoreRepository::sent(const std::string& key) {
   auto r = store_.get<rec::SentRecord>(kSent, key);
   if (!r) return std::nullopt;
-  return r->value.seq();
+  return SentRecord{r->value.seq(), r->value.text_digest()};
 }
 
 bool StoreRepository::commit(const ChangeSet& changes) {
@@ -184,6 +186,7 @@ bool StoreRepository::commit(const ChangeSet& changes) {
     rec::SentRecord sent;
     sent.set_seq(changes.sent->seq);
     sent.set_sent_unix_ms(changes.sent->sent_unix_ms);
+    sent.set_text_digest(changes.sent->text_digest);
     batch.put(kSent, changes.sent->key, sent, sdk::Store::kCreateOnly, kSent);
   }
   for (const auto& e : changes.events) {
@@ -199,7 +202,8 @@ bool StoreRepository::commit(const ChangeSet& changes) {
   return true;
 }
 
-std::vector<std::string> StoreRepository::memberships(const std::string& player, size_t stop_after) {
+std::vector<std::string> StoreRepository::memberships(const std::string& player, size_t stop_after,
+                                                      bool own_only) {
   std::vector<std::string> out;
   sdk::Store::Query query;
   query.collection = kMembers;
@@ -208,13 +212,30 @@ std::vector<std::string> StoreRepository::memberships(const std::string& player,
   for (;;) {
     auto page = store_.list<rec::MemberRecord>(query);
     for (const auto& record : page.records) {
-      if (!record.value.joined()) continue;
+      if (!record.value.joined() || (own_only && record.value.added_by_other())) continue;
       out.push_back(record.key.substr(0, record.key.size() - player.size() - 1));
     }
     if (page.next_cursor.empty() || out.size() > stop_after) break;
     query.cursor = page.next_cursor;
   }
   return out;
+}
+
+size_t StoreRepository::channels_owned(const std::string& player, size_t stop_after) {
+  size_t count = 0;
+  sdk::Store::Query query;
+  query.collection = kChannels;
+  query.owner = player;
+  query.limit = 500;
+  for (;;) {
+    auto page = store_.list<rec::ChannelRecord>(query);
+    for (const auto& record : page.records) {
+      if (record.value.kind() != static_cast<uint32_t>(ChannelKind::kDirect)) ++count;
+    }
+    if (page.next_cursor.empty() || count > stop_after) break;
+    query.cursor = page.next_cursor;
+  }
+  return count;
 }
 
 Page<MemberView> StoreRepository::members(const std::string& channel, const std::string& cursor,

@@ -24,9 +24,10 @@ class StoreRepository final : public ChatRepository {
   Versioned<uint64_t> head(const std::string& channel) override;
   std::optional<Versioned<Event>> event(const std::string& channel, uint64_t seq) override;
   std::vector<Event> events(const std::string& channel, uint64_t first, uint64_t last) override;
-  std::optional<uint64_t> sent(const std::string& key) override;
+  std::optional<SentRecord> sent(const std::string& key) override;
   bool commit(const ChangeSet& changes) override;
-  std::vector<std::string> memberships(const std::string& player, size_t stop_after) override;
+  std::vector<std::string> memberships(const std::string& player, size_t stop_after, bool own_only) override;
+  size_t channels_owned(const std::string& player, size_t stop_after) override;
   Page<MemberView> members(const std::string& channel, const std::string& cursor, uint32_t limit) override;
   bool blocked(const std::string& player, const std::string& other) override;
   size_t blocks(const std::string& player, size_t stop_after) override;

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include "domain/channel.hpp"
-#include "domain/reorder.hpp"
 #include "domain/text.hpp"
 
 namespace gameverse::chat {
@@ -109,35 +108,6 @@ TEST(ChatRules, ModeratorsActBelowTheirRoleAndGlobalModeratorsOnAnyone) {
   EXPECT_TRUE(may_moderate_member(global, owner));
   EXPECT_TRUE(muted(Standing{true, false, Role::kMember, 2000, false}, 1000));
   EXPECT_FALSE(muted(Standing{true, false, Role::kMember, 2000, false}, 2000));
-}
-
-TEST(ChatReorder, HandsOutRunsInOrderDropsRepeatsAndNamesTheGap) {
-  Reorder<std::string> r;
-  uint64_t delivered = 5;
-  r.add(5, "old", delivered);  // a repeat: not kept
-  r.add(8, "h", delivered);
-  r.add(7, "g", delivered);
-  EXPECT_EQ(r.size(), 2u);
-  EXPECT_TRUE(r.take_ready(delivered).empty());  // 6 is missing
-  ASSERT_TRUE(r.gap(delivered).has_value());
-  EXPECT_EQ(*r.gap(delivered), std::make_pair(uint64_t{6}, uint64_t{6}));
-  r.add(6, "f", delivered);
-  r.add(7, "g again", delivered);  // the same seq twice: the first stays
-  const auto ready = r.take_ready(delivered);
-  ASSERT_EQ(ready.size(), 3u);
-  EXPECT_EQ(ready[0], std::make_pair(uint64_t{6}, std::string("f")));
-  EXPECT_EQ(ready[1], std::make_pair(uint64_t{7}, std::string("g")));
-  EXPECT_EQ(ready[2], std::make_pair(uint64_t{8}, std::string("h")));
-  delivered = 8;
-  EXPECT_EQ(r.size(), 0u);
-  EXPECT_FALSE(r.gap(delivered).has_value());
-  // What a refill delivered meanwhile is dropped when its announcement comes late.
-  r.add(10, "j", delivered);
-  r.add(12, "l", delivered);
-  delivered = 11;  // 9..11 came from the store
-  const auto after_refill = r.take_ready(delivered);
-  ASSERT_EQ(after_refill.size(), 1u);
-  EXPECT_EQ(after_refill[0].first, 12u);
 }
 
 }  // namespace

@@ -4,19 +4,24 @@
 // a reload of the plugin under live streams, and three hosts sharing PostgreSQL and Redis.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "eventually.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "gameverse/chat/v1/chat.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
+#include "temp_dir.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -157,6 +162,11 @@ class ChatThroughTheHost : public ::testing::TestWithParam<std::string> {
                 : "") +
            (chat_config.find("presence_heartbeat_ms") == std::string::npos ? "presence_heartbeat_ms = 200\n"
                                                                            : "") +
+           (chat_config.find("changes_per_player") == std::string::npos
+                ? "changes_per_player_per_10s = 100000\n"
+                : "") +
+           (chat_config.find("reads_per_player") == std::string::npos ? "reads_per_player_per_10s = 100000\n"
+                                                                      : "") +
            chat_config;
   }
 
@@ -458,11 +468,20 @@ TEST_P(ChatThroughTheHost, ModeratorsEditDeleteMuteKickAndBanAndTheHistoryShowsI
   edit.set_seq(message.seq());
   edit.set_text("final text");
   pb::ChatEvent edited;
-  EXPECT_EQ(call(owner, &pb::Chat::Stub::Edit, edit, &edited).ok(), true);  // the owner moderates
+  // Nobody rewrites another player's words, not even the owner.
+  EXPECT_EQ(call(owner, &pb::Chat::Stub::Edit, edit, &edited).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   edit.set_text("bob's own edit");
   ASSERT_TRUE(call(bob, &pb::Chat::Stub::Edit, edit, &edited).ok());
   EXPECT_EQ(edited.type(), pb::EVENT_TYPE_EDIT);
   EXPECT_EQ(edited.target_seq(), message.seq());
+  // The message a moderator deletes was edited first: the text goes from its edit too.
+  pb::EditRequest edit_other;
+  edit_other.set_channel_id(group.id());
+  edit_other.set_seq(other.seq());
+  edit_other.set_text("something even more rude");
+  pb::ChatEvent edited_other;
+  ASSERT_TRUE(call(bob, &pb::Chat::Stub::Edit, edit_other, &edited_other).ok());
   pb::DeleteRequest remove;
   remove.set_channel_id(group.id());
   remove.set_seq(other.seq());
@@ -480,9 +499,20 @@ TEST_P(ChatThroughTheHost, ModeratorsEditDeleteMuteKickAndBanAndTheHistoryShowsI
   EXPECT_TRUE(by_seq[other.seq()].deleted());
   EXPECT_EQ(by_seq[other.seq()].text(), "");
   EXPECT_EQ(by_seq[removed.seq()].type(), pb::EVENT_TYPE_DELETE);
+  EXPECT_EQ(by_seq[edited_other.seq()].type(), pb::EVENT_TYPE_EDIT);
+  EXPECT_EQ(by_seq[edited_other.seq()].text(), "");
   for (const auto& e : page.events()) EXPECT_EQ(e.text().find("rude"), std::string::npos);
-  // The live stream saw the same events, in order.
+  // The live stream saw the same events, in order: the same seqs, kinds, senders and targets.
   ASSERT_TRUE(eventually([&] { return live.has_seq(removed.seq()); }));
+  std::vector<std::tuple<uint64_t, int, std::string, uint64_t>> seen, stored;
+  for (const auto& e : live.events()) {
+    if (e.type() != pb::EVENT_TYPE_CAUGHT_UP && e.seq() <= removed.seq())
+      seen.emplace_back(e.seq(), e.type(), e.sender_id(), e.target_seq());
+  }
+  for (const auto& e : page.events()) {
+    if (e.seq() >= message.seq()) stored.emplace_back(e.seq(), e.type(), e.sender_id(), e.target_seq());
+  }
+  EXPECT_EQ(seen, stored);
 
   // Mute, then unmute.
   ASSERT_TRUE(moderate(mod, group.id(), bob.id, pb::MODERATION_ACTION_MUTE, 600).ok());
@@ -802,13 +832,17 @@ TEST_P(ChatThroughTheHost, WithEveryAnnouncementLostTheHeadCheckStillDeliversInO
 }
 
 // An ephemeral channel keeps its events for ephemeral_retention_s, then sweeps them; streams go on.
+// The retention is long while the event is checked, then shortened (a config reload) to sweep it,
+// so a slow machine does not sweep it before it is looked at.
 TEST_P(ChatThroughTheHost, AnEphemeralChannelForgetsItsEventsAfterItsRetention) {
-  start("ephemeral_retention_s = 1\n");
+  Node& node = start("ephemeral_retention_s = 3600\n");
   const Player alice = sign_up("alice");
   const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("fleeting"), pb::RETENTION_EPHEMERAL);
   EXPECT_EQ(room.retention(), pb::RETENTION_EPHEMERAL);
   ASSERT_TRUE(send(alice, room.id(), "soon gone").ok());
   EXPECT_EQ(history(alice, room.id(), "", pb::DIRECTION_NEWER).events_size(), 1);
+  node.host->write_config(config("ephemeral_retention_s = 1\n", data_dirs_.back()->path().string(), ""));
+  node.host->signal(SIGHUP);
   ASSERT_TRUE(
       eventually([&] { return history(alice, room.id(), "", pb::DIRECTION_NEWER).events_size() == 0; },
                  std::chrono::seconds(30)));
@@ -820,6 +854,270 @@ TEST_P(ChatThroughTheHost, AnEphemeralChannelForgetsItsEventsAfterItsRetention) 
   EXPECT_EQ(next.seq(), 2u);
   ASSERT_TRUE(eventually([&] { return reader.has_seq(2); }));
   EXPECT_EQ(reader.seqs(), std::vector<uint64_t>{2});
+}
+
+// Publishes raw payloads on the chat's events topic straight into Redis, as any holder of Redis
+// access (or any plugin in the process) can: one `redis-cli --pipe` run of PUBLISH commands.
+void redis_publish(const std::vector<std::string>& payloads) {
+  TempDir dir;
+  const std::string file = (dir.path() / "publish.resp").string();
+  std::string commands;
+  auto bulk = [&](const std::string& s) { commands += "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n"; };
+  for (const std::string& payload : payloads) {
+    commands += "*3\r\n";
+    bulk("PUBLISH");
+    bulk("gameverse:topic:gameverse.chat.v1.events");
+    bulk(payload);
+  }
+  FILE* f = std::fopen(file.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  std::fwrite(commands.data(), 1, commands.size(), f);
+  std::fclose(f);
+  const std::string command = "redis-cli -u '" + redis_url() + "' --pipe < '" + file + "' > /dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+}
+
+std::string redis_shared() {
+  return "[redis]\nurl = \"" + redis_url() +
+         "\"\n[cache]\nbackend = \"redis\"\n[pubsub]\nbackend = \"redis\"\n";
+}
+
+// A forged announcement (any text, any sender, a kick of anyone) is only a hint: subscribers get
+// the events the store holds, the real event with that seq is not hidden, and nobody is kicked.
+TEST_P(ChatThroughTheHost, AForgedAnnouncementDeliversNothingHidesNothingAndKicksNobody) {
+  if (GetParam() != "postgresql" || redis_url().empty()) GTEST_SKIP() << "needs Redis pub/sub";
+  start("", redis_shared());
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("forged"));
+  Reader reader(chat(), bob.token, room.id());
+  ASSERT_TRUE(eventually([&] { return reader.caught_up(); }));
+  pb::ChatEvent forged;
+  forged.set_channel_id(room.id());
+  forged.set_seq(1);
+  forged.set_type(pb::EVENT_TYPE_MESSAGE);
+  forged.set_sender_id(alice.id);
+  forged.set_text("FORGED: send me your password");
+  redis_publish({forged.SerializeAsString()});
+  pb::ChatEvent real;
+  ASSERT_TRUE(send(alice, room.id(), "the real first message", &real).ok());
+  ASSERT_EQ(real.seq(), 1u);
+  ASSERT_TRUE(eventually([&] { return reader.has_seq(1); }));
+  pb::ChatEvent kick;
+  kick.set_channel_id(room.id());
+  kick.set_seq(2);
+  kick.set_type(pb::EVENT_TYPE_MODERATION);
+  kick.set_moderation(pb::MODERATION_ACTION_KICK);
+  kick.set_subject_id(bob.id);
+  redis_publish({kick.SerializeAsString()});
+  pb::ChatEvent second;
+  ASSERT_TRUE(send(alice, room.id(), "the real second message", &second).ok());
+  ASSERT_TRUE(eventually([&] { return reader.has_seq(second.seq()) || reader.ended(); }));
+  EXPECT_FALSE(reader.ended()) << "a forged kick ended the stream: " << reader.status().error_message();
+  std::vector<std::string> texts;
+  for (const auto& e : reader.events()) {
+    if (e.type() == pb::EVENT_TYPE_MESSAGE) texts.push_back(e.text());
+  }
+  EXPECT_EQ(texts, (std::vector<std::string>{"the real first message", "the real second message"}));
+  expect_exactly_once_in_order(reader, 1, second.seq(), "bob");
+}
+
+// Announcements of seqs far past the channel's head move nothing: the feed never marks as
+// delivered what the store does not hold, and real messages keep coming.
+TEST_P(ChatThroughTheHost, AnnouncementsFarAheadOfTheHeadDoNotStallTheFeed) {
+  if (GetParam() != "postgresql" || redis_url().empty()) GTEST_SKIP() << "needs Redis pub/sub";
+  start("head_check_interval_ms = 200\n", redis_shared());
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("ahead"));
+  Reader reader(chat(), bob.token, room.id());
+  ASSERT_TRUE(eventually([&] { return reader.caught_up(); }));
+  std::vector<std::string> payloads;
+  for (uint64_t i = 0; i < 300; ++i) {
+    pb::ChatEvent forged;
+    forged.set_channel_id(room.id());
+    forged.set_seq(1000000000000000ull + i);
+    forged.set_type(pb::EVENT_TYPE_MESSAGE);
+    payloads.push_back(forged.SerializeAsString());
+  }
+  redis_publish(payloads);
+  for (int i = 1; i <= 3; ++i) ASSERT_TRUE(send(alice, room.id(), "real " + std::to_string(i)).ok());
+  ASSERT_TRUE(eventually([&] { return reader.has_seq(3); })) << reader.seqs().size() << " events";
+  expect_exactly_once_in_order(reader, 1, 3, "bob");
+  // Later messages go out too: nothing was marked delivered past the head.
+  pb::ChatEvent fourth;
+  ASSERT_TRUE(send(alice, room.id(), "real 4", &fourth).ok());
+  ASSERT_TRUE(eventually([&] { return reader.has_seq(fourth.seq()); }));
+  EXPECT_EQ(reader.seqs(), (std::vector<uint64_t>{1, 2, 3, 4}));
+}
+
+// A kick whose announcement never reaches the host holding the kicked player's stream (the hosts
+// share the store but not pub/sub): the head check reads the kick from the store, delivers it, and
+// ends the stream before anything sent after it.
+TEST_P(ChatThroughTheHost, AKickEndsTheStreamOnAHostThatMissedItsAnnouncement) {
+  if (GetParam() != "postgresql") GTEST_SKIP() << "hosts share a PostgreSQL store";
+  // The access re-check is kept out of the way: the kick event alone must end the stream.
+  start("head_check_interval_ms = 100\naccess_recheck_interval_ms = 3600000\n");
+  start("head_check_interval_ms = 100\naccess_recheck_interval_ms = 3600000\n");
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel group = create(alice, pb::CHANNEL_KIND_GROUP, "secret club");
+  pb::MemberRequest add;
+  add.set_channel_id(group.id());
+  add.set_player_id(bob.id);
+  pb::Member member;
+  ASSERT_TRUE(call(alice, &pb::Chat::Stub::AddMember, add, &member).ok());
+  Reader far(chat(1), bob.token, group.id());
+  ASSERT_TRUE(eventually([&] { return far.caught_up(); }));
+  ASSERT_TRUE(moderate(alice, group.id(), bob.id, pb::MODERATION_ACTION_KICK).ok());
+  pb::ChatEvent secret;
+  ASSERT_TRUE(send(alice, group.id(), "now that bob is gone", &secret).ok());
+  ASSERT_TRUE(eventually([&] { return far.ended(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(far.status().error_code(), grpc::StatusCode::PERMISSION_DENIED) << far.status().error_message();
+  EXPECT_TRUE(far.has_seq(secret.seq() - 1)) << "the kick itself is delivered";
+  EXPECT_FALSE(far.has_seq(secret.seq())) << "the kicked player read the group's message";
+}
+
+// Leaving ends the player's streams to the channel on this host at once, and on another host at
+// its next access re-check.
+TEST_P(ChatThroughTheHost, LeavingEndsThePlayersStreamsOnEveryHost) {
+  if (GetParam() != "postgresql") GTEST_SKIP() << "hosts share a PostgreSQL store";
+  start("access_recheck_interval_ms = 200\n");
+  start("access_recheck_interval_ms = 200\n");
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel group = create(alice, pb::CHANNEL_KIND_GROUP, "leavers");
+  pb::MemberRequest add;
+  add.set_channel_id(group.id());
+  add.set_player_id(bob.id);
+  pb::Member member;
+  ASSERT_TRUE(call(alice, &pb::Chat::Stub::AddMember, add, &member).ok());
+  Reader near(chat(0), bob.token, group.id());
+  Reader far(chat(1), bob.token, group.id());
+  ASSERT_TRUE(eventually([&] { return near.caught_up() && far.caught_up(); }));
+  pb::LeaveRequest leave;
+  leave.set_channel_id(group.id());
+  pb::LeaveResponse left;
+  ASSERT_TRUE(call(bob, &pb::Chat::Stub::Leave, leave, &left).ok());
+  ASSERT_TRUE(eventually([&] { return near.ended() && far.ended(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(near.status().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(far.status().error_code(), grpc::StatusCode::PERMISSION_DENIED) << far.status().error_message();
+}
+
+// Replays to clients that read nothing wait on a timer, not on the plugin's pool threads: with
+// more of them than the plugin has threads, other calls are still answered at once. A client that
+// takes nothing for a while is ended with the cursor to resume from.
+TEST_P(ChatThroughTheHost, StalledReplaysHoldNoPoolThreadAndEndWithTheirCursor) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "the store does not matter here";
+  start("max_message_chars = 4000\nmax_response_bytes = 8192\n",
+        "[server]\nmax_message_bytes = 16384\n[blocking]\nthreads = 8\nthreads_per_plugin = 4\n");
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("stall"));
+  const std::string text(3000, 'x');
+  pb::ChatEvent last;
+  for (int i = 0; i < 1200; ++i) ASSERT_TRUE(send(alice, room.id(), text, &last).ok());
+  // Clients whose flow-control window stays at 64 KiB and that read nothing.
+  grpc::ChannelArguments args;
+  args.SetInt("grpc.http2.bdp_probe", 0);
+  args.SetInt("grpc.http2.lookahead_bytes", 65536);
+  auto slow_chat = pb::Chat::NewStub(
+      grpc::CreateCustomChannel(nodes_[0].host->address(), grpc::InsecureChannelCredentials(), args));
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<pb::SubscribeResponse>>> streams;
+  for (int i = 0; i < 8; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    bearer(*contexts.back(), bob.token);
+    pb::SubscribeRequest request;
+    request.set_channel_id(room.id());
+    request.set_cursor("c1.0");
+    streams.push_back(slow_chat->Subscribe(contexts.back().get(), request));
+  }
+  // Every replay has begun (the host sent its first response) and waits for its client. Calls
+  // are answered meanwhile: the deadline only keeps the test from hanging, a waiting replay would
+  // hold its thread for seconds.
+  for (auto& stream : streams) stream->WaitForInitialMetadata();
+  {
+    grpc::ClientContext context;
+    bearer(context, alice.token);
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    pb::HistoryRequest request;
+    request.set_channel_id(room.id());
+    request.set_page_size(1);
+    pb::HistoryResponse response;
+    const grpc::Status status = chat()->History(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  }
+  // The host ends them while their clients read nothing: bob is no longer online.
+  auto online = [&] {
+    pb::ListOnlineRequest request;
+    request.set_channel_id(room.id());
+    pb::ListOnlineResponse response;
+    const grpc::Status status = call(alice, &pb::Chat::Stub::ListOnline, request, &response);
+    if (!status.ok()) return std::optional<std::vector<std::string>>();
+    return std::optional(
+        std::vector<std::string>(response.player_ids().begin(), response.player_ids().end()));
+  };
+  ASSERT_TRUE(eventually(
+      [&] {
+        const auto ids = online();
+        return ids && std::find(ids->begin(), ids->end(), bob.id) == ids->end();
+      },
+      std::chrono::seconds(60)))
+      << "the stalled replays are still open";
+  // Each stream ended RESOURCE_EXHAUSTED naming the cursor it reached; resuming from it delivers
+  // the rest with no gap and no repeat.
+  for (size_t i = 0; i < streams.size(); ++i) {
+    std::vector<uint64_t> seqs;
+    pb::SubscribeResponse response;
+    while (streams[i]->Read(&response)) {
+      for (const auto& e : response.events()) seqs.push_back(e.seq());
+    }
+    const grpc::Status status = streams[i]->Finish();
+    ASSERT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    const size_t at = status.error_message().find("resume from cursor ");
+    ASSERT_NE(at, std::string::npos) << status.error_message();
+    if (i > 0) continue;
+    const std::string cursor = status.error_message().substr(at + std::string("resume from cursor ").size());
+    ASSERT_LT(seqs.size(), 1200u);
+    Reader resumed(chat(), bob.token, room.id(), cursor);
+    ASSERT_TRUE(
+        eventually([&] { return resumed.has_seq(last.seq()) || resumed.ended(); }, std::chrono::seconds(30)));
+    for (uint64_t s : resumed.seqs()) seqs.push_back(s);
+    std::vector<uint64_t> expected;
+    for (uint64_t s = 1; s <= last.seq(); ++s) expected.push_back(s);
+    EXPECT_EQ(seqs, expected);
+  }
+}
+
+// A Subscribe replays at most max_replay_events (further back: page History), Subscribe opens are
+// metered per player, and the address limit can be left to the per-player one when every client
+// arrives from one load balancer's address.
+TEST_P(ChatThroughTheHost, ReplaysAndStreamOpensAreBoundedAndTheAddressLimitCanBeOff) {
+  if (GetParam() != "sqlite") GTEST_SKIP() << "the store does not matter here";
+  start(
+      "max_replay_events = 5\nreads_per_player_per_10s = 3\nmax_subscribers_per_address = 1\n"
+      "count_subscribers_by_address = false\nmax_subscribers_per_player = 20\n");
+  const Player alice = sign_up("alice"), bob = sign_up("bob");
+  const pb::Channel room = create(alice, pb::CHANNEL_KIND_ROOM, id("bounded"));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(send(alice, room.id(), "m" + std::to_string(i)).ok());
+  Reader too_far(chat(), alice.token, room.id(), "c1.0");
+  ASSERT_TRUE(eventually([&] { return too_far.ended(); }));
+  EXPECT_EQ(too_far.status().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(too_far.status().error_message().find("max_replay_events"), std::string::npos)
+      << too_far.status().error_message();
+  // Two players on one address (the test client's): both are served with the address limit off.
+  Reader near(chat(), alice.token, room.id(), "c1.5");
+  Reader other(chat(), bob.token, room.id());
+  ASSERT_TRUE(eventually([&] { return near.caught_up() && other.caught_up(); }))
+      << near.status().error_message() << " / " << other.status().error_message();
+  EXPECT_EQ(near.seqs(), (std::vector<uint64_t>{6, 7, 8, 9, 10}));
+  // alice's fourth open within 10 s is refused (a window boundary may let one more through).
+  std::vector<std::unique_ptr<Reader>> more;
+  grpc::Status refused;
+  for (int i = 0; i < 8 && refused.ok(); ++i) {
+    more.push_back(std::make_unique<Reader>(chat(), alice.token, room.id()));
+    Reader& r = *more.back();
+    ASSERT_TRUE(eventually([&] { return r.caught_up() || r.ended(); }));
+    if (r.ended()) refused = r.status();
+  }
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << refused.error_message();
+  EXPECT_NE(refused.error_message().find("reads_per_player_per_10s"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, ChatThroughTheHost, ::testing::Values("sqlite", "postgresql"),

@@ -270,5 +270,140 @@ TEST_F(ChatServiceTest, GroupsAreReadByMembersOnlyAndJoinedByInvitation) {
       ChatError::Kind::kInvalidArgument);
 }
 
+TEST_F(ChatServiceTest, DirectChannelsArePrivateFromStaffUnlessTheOperatorAllowsIt) {
+  const std::string dm = service_.open_direct(as("alice"), "bob").id;
+  service_.send(as("alice"), dm, "just us", "");
+  EXPECT_EQ(refusal([&] { service_.history(as("staff", true), dm, "", Direction::kNewer, 0); }),
+            ChatError::Kind::kPermissionDenied);
+  EXPECT_EQ(refusal([&] { service_.check_subscribe(as("staff", true), dm); }),
+            ChatError::Kind::kPermissionDenied);
+  // Staff still read rooms and groups they are not in.
+  const std::string id = room();
+  EXPECT_NO_THROW(service_.history(as("staff", true), id, "", Direction::kNewer, 0));
+  ChatLimits l = limits();
+  l.staff_read_direct_channels = true;
+  ChatService allowed(repo_, counters_, l, WordFilter(), env());
+  EXPECT_EQ(allowed.history(as("staff", true), dm, "", Direction::kNewer, 0).events.size(), 1u);
+}
+
+TEST_F(ChatServiceTest, ModeratorsDeleteButNeverEditOthersMessagesAndOnlyBelowTheirRole) {
+  const std::string id = room();
+  const Event owners = service_.send(as("owner"), id, "welcome", "");
+  const Event alices = service_.send(as("alice"), id, "hello", "");
+  // Nobody rewrites another player's words, whatever their role.
+  EXPECT_EQ(refusal([&] { service_.edit(as("mod"), id, alices.seq, "rewritten"); }),
+            ChatError::Kind::kPermissionDenied);
+  EXPECT_EQ(refusal([&] { service_.edit(as("owner"), id, alices.seq, "rewritten"); }),
+            ChatError::Kind::kPermissionDenied);
+  EXPECT_EQ(refusal([&] { service_.edit(as("staff", true), id, alices.seq, "rewritten"); }),
+            ChatError::Kind::kPermissionDenied);
+  // A moderator deletes a member's message but not the owner's.
+  EXPECT_EQ(refusal([&] { service_.erase(as("mod"), id, owners.seq); }), ChatError::Kind::kPermissionDenied);
+  EXPECT_NO_THROW(service_.erase(as("mod"), id, alices.seq));
+  // Global staff delete in a channel they never joined.
+  EXPECT_NO_THROW(service_.erase(as("staff", true), id, owners.seq));
+  const auto page = service_.history(as("owner"), id, "", Direction::kNewer, 0);
+  for (const Event& e : page.events) {
+    if (e.type == EventType::kMessage) {
+      EXPECT_TRUE(e.deleted);
+      EXPECT_EQ(e.text, "");
+    }
+  }
+}
+
+TEST_F(ChatServiceTest, AClientIdWithAnotherTextIsRefusedAndARetryAfterAMuteGetsItsFirstAnswer) {
+  const std::string id = room();
+  const Event first = service_.send(as("alice"), id, "once", "c-1");
+  EXPECT_EQ(refusal([&] { service_.send(as("alice"), id, "something else", "c-1"); }),
+            ChatError::Kind::kAlreadyExists);
+  service_.moderate(as("mod"), id, "alice", Moderation::kMute, 60, std::nullopt);
+  EXPECT_EQ(service_.send(as("alice"), id, "once", "c-1").seq, first.seq);
+  EXPECT_EQ(refusal([&] { service_.send(as("alice"), id, "new", "c-2"); }),
+            ChatError::Kind::kPermissionDenied);
+}
+
+TEST_F(ChatServiceTest, OthersCannotUseUpAPlayersChannelQuotaNorAddThemPastABlock) {
+  ChatLimits l = limits();
+  l.max_channels_per_player = 2;
+  ChatService service(repo_, counters_, l, WordFilter(), env());
+  // Three players open direct channels to the victim, and one adds them to a group.
+  for (const char* p : {"m1", "m2", "m3"}) service.open_direct(as(p), "victim");
+  const std::string group = service.create_channel(as("m1"), ChannelKind::kGroup, "g", std::nullopt, true).id;
+  service.add_member(as("m1"), group, "victim");
+  EXPECT_EQ(service.list_my_channels(as("victim")).size(), 4u);
+  // The victim still creates and joins up to their own limit.
+  const std::string own =
+      service.create_channel(as("victim"), ChannelKind::kRoom, "mine", std::nullopt, true).id;
+  const std::string other =
+      service.create_channel(as("m2"), ChannelKind::kRoom, "other", std::nullopt, true).id;
+  EXPECT_NO_THROW(service.join(as("victim"), other));
+  const std::string third =
+      service.create_channel(as("m3"), ChannelKind::kRoom, "third", std::nullopt, true).id;
+  EXPECT_EQ(refusal([&] { service.join(as("victim"), third); }), ChatError::Kind::kResourceExhausted);
+  (void)own;
+  // A player who blocked someone is not put in that player's group.
+  service.block(as("alice"), "mallory");
+  const std::string trap =
+      service.create_channel(as("mallory"), ChannelKind::kGroup, "hi alice", std::nullopt, true).id;
+  EXPECT_EQ(refusal([&] { service.add_member(as("mallory"), trap, "alice"); }),
+            ChatError::Kind::kPermissionDenied);
+  EXPECT_TRUE(service.list_my_channels(as("alice")).empty());
+}
+
+TEST_F(ChatServiceTest, ChannelChangesAreRateLimitedCreatedChannelsAreBoundedAndModerationNeedsAKnownPlayer) {
+  ChatLimits l = limits();
+  l.max_channels_per_player = 2;
+  l.max_channels_owned_per_player = 3;
+  l.changes_per_player_per_10s = 1000;
+  ChatService service(repo_, counters_, l, WordFilter(), env());
+  // Create and leave does not make channels without bound.
+  int made = 0;
+  for (int i = 0; i < 10; ++i) {
+    try {
+      const std::string g =
+          service.create_channel(as("alice"), ChannelKind::kGroup, "g", std::nullopt, true).id;
+      service.leave(as("alice"), g);
+      ++made;
+    } catch (const ChatError& e) {
+      EXPECT_EQ(e.kind(), ChatError::Kind::kResourceExhausted) << e.what();
+      break;
+    }
+  }
+  EXPECT_EQ(made, 3);
+  // Made-up ids leave no member records, except a ban (kept out ahead of time), which is metered.
+  const std::string id = room();
+  for (Moderation action : {Moderation::kMute, Moderation::kUnmute, Moderation::kUnban, Moderation::kKick}) {
+    EXPECT_EQ(refusal([&] { service.moderate(as("owner"), id, "nobody", action, 60, std::nullopt); }),
+              ChatError::Kind::kNotFound);
+  }
+  EXPECT_EQ(service.list_members(as("owner"), id, "", 0).items.size(), 4u);
+  service.leave(as("bob"), id);
+  EXPECT_TRUE(service.moderate(as("owner"), id, "bob", Moderation::kBan, 0, std::nullopt).member.banned);
+  // Changes are metered.
+  ChatLimits metered = limits();
+  metered.changes_per_player_per_10s = 2;
+  ChatService limited(repo_, counters_, metered, WordFilter(), env());
+  limited.block(as("carol"), "x1");
+  limited.block(as("carol"), "x2");
+  EXPECT_EQ(refusal([&] { limited.block(as("carol"), "x3"); }), ChatError::Kind::kResourceExhausted);
+  EXPECT_EQ(refusal([&] { limited.join(as("carol"), id); }), ChatError::Kind::kResourceExhausted);
+  now_ += 10'000;
+  EXPECT_NO_THROW(limited.join(as("carol"), id));
+}
+
+TEST_F(ChatServiceTest, ListOnlineIsMeteredPerPlayer) {
+  ChatLimits l = limits();
+  l.reads_per_player_per_10s = 2;
+  ChatService service(repo_, counters_, l, WordFilter(), env());
+  const std::string id = room();
+  service.list_online(as("alice"), id, {}, "this");
+  service.list_online(as("alice"), id, {}, "this");
+  EXPECT_EQ(refusal([&] { service.list_online(as("alice"), id, {}, "this"); }),
+            ChatError::Kind::kResourceExhausted);
+  EXPECT_NO_THROW(service.list_online(as("bob"), id, {}, "this"));
+  now_ += 10'000;
+  EXPECT_NO_THROW(service.list_online(as("alice"), id, {}, "this"));
+}
+
 }  // namespace
 }  // namespace gameverse::chat

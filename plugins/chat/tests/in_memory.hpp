@@ -32,7 +32,7 @@ class InMemoryRepository final : public ChatRepository {
     }
     return out;
   }
-  std::optional<uint64_t> sent(const std::string& key) override {
+  std::optional<SentRecord> sent(const std::string& key) override {
     auto it = sent_.find(key);
     if (it == sent_.end()) return std::nullopt;
     return it->second;
@@ -66,16 +66,23 @@ class InMemoryRepository final : public ChatRepository {
       }
     }
     for (const auto& w : c.events) store(events_, {w.channel_id, w.event.seq}, w.event);
-    if (c.sent) sent_[c.sent->key] = c.sent->seq;
+    if (c.sent) sent_[c.sent->key] = SentRecord{c.sent->seq, c.sent->text_digest};
     return true;
   }
 
-  std::vector<std::string> memberships(const std::string& player, size_t) override {
+  std::vector<std::string> memberships(const std::string& player, size_t, bool own_only) override {
     std::vector<std::string> out;
     for (const auto& [key, m] : members_) {
-      if (key.second == player && m.value.joined) out.push_back(key.first);
+      if (key.second == player && m.value.joined && !(own_only && m.value.added_by_other)) {
+        out.push_back(key.first);
+      }
     }
     return out;
+  }
+  size_t channels_owned(const std::string& player, size_t) override {
+    size_t n = 0;
+    for (const auto& [id, c] : channels_) n += c.value.owner_id == player;
+    return n;
   }
   Page<MemberView> members(const std::string& channel, const std::string& cursor, uint32_t limit) override {
     Page<MemberView> out;
@@ -134,7 +141,7 @@ class InMemoryRepository final : public ChatRepository {
   std::map<std::string, Versioned<uint64_t>> heads_;
   std::map<std::pair<std::string, std::string>, Versioned<Member>> members_;
   std::map<std::pair<std::string, uint64_t>, Versioned<Event>> events_;
-  std::map<std::string, uint64_t> sent_;
+  std::map<std::string, SentRecord> sent_;
   std::set<std::pair<std::string, std::string>> blocks_;
 };
 
