@@ -291,7 +291,7 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     }
   }
   if (attempt == nullptr) {
-    finished(call, endpoint, true, true, GV_STATUS_CANCELLED, "the call was cancelled", {});
+    finished(call, endpoint, false, true, GV_STATUS_CANCELLED, "the call was cancelled", {});
     return;
   }
   grpc::ClientContext& context = attempt->context;
