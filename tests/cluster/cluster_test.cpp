@@ -247,11 +247,33 @@ TEST_F(TwoHosts, ACallCrossesHostsWithItsCallerOriginAndRequestId) {
   EXPECT_EQ(b_->stop(), 0) << b_->log();
 }
 
-TEST_F(TwoHosts, ADeadlineShorterThanTheRemoteWorkEndsTheCall) {
+TEST_F(TwoHosts, ADeadlineShorterThanTheRemoteWorkOrACancelEndsTheCall) {
   echo::SleepRequest sleep;
   sleep.set_duration_ms(5000);
   const Relayed late = relay(*a_, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", false, 100);
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << late.status.error_message();
+
+  // A client that gives up cancels the forwarded call too: it does not wait out B's minute.
+  sleep.set_duration_ms(60'000);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::Status cancelled;
+  std::thread caller([&] {
+    auto probe = pb::PlatformProbe::NewStub(a_->channel());
+    pb::RelayRequest request;
+    request.set_method("/gameverse.echo.v1.Echo/Sleep");
+    request.set_request(sleep.SerializeAsString());
+    pb::RelayReply reply;
+    cancelled = probe->Relay(&context, request, &reply);
+  });
+  const bool forwarded = eventually([&] { return remotes_of(*a_).pending_calls() == 1; });
+  context.TryCancel();
+  caller.join();
+  ASSERT_TRUE(forwarded) << a_->log();
+  EXPECT_EQ(cancelled.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(eventually([&] { return remotes_of(*a_).pending_calls() == 0; }, std::chrono::seconds(5)))
+      << "the forwarded call outlived the call it was made for";
+
   sleep.set_duration_ms(1);
   const Relayed soon =
       relay(*a_, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", false, 5000);
