@@ -330,7 +330,8 @@ int main(int argc, char** argv) {
                                                        : "TLS",
                refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
   // This host in the registry, as the other hosts reach it.
-  std::unique_ptr<gameverse::platform::ServiceRegistry> registry;
+  // Shared: plugin events reach it weakly, and the manager emits them until it is gone.
+  std::shared_ptr<gameverse::platform::ServiceRegistry> registry;
   if (remote) {
     std::string advertise = config.cluster.advertise;
     if (advertise.empty()) {
@@ -349,7 +350,7 @@ int main(int argc, char** argv) {
     remote->set_self_address(advertise);
     if (config.cluster.registry) {
       try {
-        registry = std::make_unique<gameverse::platform::ServiceRegistry>(
+        registry = std::make_shared<gameverse::platform::ServiceRegistry>(
             gameverse::platform::parse_redis_url(config.redis.url),
             gameverse::platform::RegistryOptions{.cluster = config.cluster.name,
                                                  .address = advertise,
@@ -368,11 +369,12 @@ int main(int argc, char** argv) {
         plugins.unload_all();
         return 1;
       }
-      plugins.subscribe([registry = registry.get()](const gameverse::plugin::Event& event) {
-        if (event.kind == gameverse::plugin::Event::Kind::kServing ||
-            event.kind == gameverse::plugin::Event::Kind::kUnloaded) {
-          registry->refresh_soon();
+      plugins.subscribe([weak = std::weak_ptr(registry)](const gameverse::plugin::Event& event) {
+        if (event.kind != gameverse::plugin::Event::Kind::kServing &&
+            event.kind != gameverse::plugin::Event::Kind::kUnloaded) {
+          return;
         }
+        if (auto live = weak.lock()) live->refresh_soon();
       });
     }
     spdlog::info("cluster '{}': this host is {}; {} service(s) in [[remote]]{}", config.cluster.name,
