@@ -375,7 +375,14 @@ TEST(ClusterRegistry, AHostThatDiesDropsOutAndItsCallersFailOver) {
     }
   } joiner{stop, load};
   ASSERT_TRUE(eventually([&] { return ok_before > 20; })) << a.log();
-  const std::string b_address = b->address();
+  // Both hosts take calls: the two addresses are balanced, over one kept-open channel each.
+  const auto balanced = remotes_of(a);
+  ASSERT_EQ(balanced.services_size(), 1)
+      << balanced.DebugString();  // this host's own services are not remote
+  for (const auto& s : balanced.services()) {
+    for (const auto& e : s.endpoints())
+      EXPECT_GT(e.calls(), 0u) << e.address() << " took no call: " << balanced.DebugString();
+  }
   kill(b->pid(), SIGKILL);
   killed = true;
   // Callers fail over to C; B drops out of the registry within its lease.

@@ -426,10 +426,10 @@ std::vector<RemoteServiceView> RemoteCalls::snapshot() const {
   std::map<std::string, RemoteServiceView> services;
   auto add = [&](const std::string& service, const std::string& address, const std::string& source,
                  int64_t lease_left_ms) {
+    if (address == options_.self_address) return;  // this host's own announcement: served here
     RemoteServiceView& view = services[service];
     view.service = service;
     RemoteEndpointView endpoint{address, source, "none", 0, lease_left_ms, 0, 0, 0};
-    if (address == options_.self_address) endpoint.state = "self";
     if (auto it = endpoints_.find(address); it != endpoints_.end()) {
       const Endpoint& e = *it->second;
       endpoint.state = state_name(e.channel->GetState(false));
