@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
+#include <sstream>
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"
@@ -19,6 +21,8 @@
 #include "platform/metrics.hpp"
 #include "platform/pubsub.hpp"
 #include "platform/redis.hpp"
+#include "platform/remote_calls.hpp"
+#include "platform/service_registry.hpp"
 #include "platform/store_service.hpp"
 #include "platform/thread_priority.hpp"
 #include "platform/timers.hpp"
@@ -245,6 +249,28 @@ int main(int argc, char** argv) {
         platform);
     spdlog::default_logger()->sinks().push_back(log_shipper->sink());
   }
+  // Calls to services other hosts serve ([cluster], [[remote]], the registry).
+  std::unique_ptr<gameverse::platform::RemoteCalls> remote;
+  if (config.cluster.enabled()) {
+    gameverse::platform::RemoteOptions options;
+    options.secret = config.cluster.secret;
+    if (!config.cluster.ca_file.empty()) {
+      std::ifstream ca(config.cluster.ca_file);
+      std::ostringstream pem;
+      pem << ca.rdbuf();
+      if (!ca || pem.str().empty()) {
+        spdlog::critical("[cluster] ca_file: cannot read {}", config.cluster.ca_file.string());
+        return 1;
+      }
+      options.ca_pem = pem.str();
+    }
+    options.max_pending_calls = static_cast<size_t>(config.cluster.max_pending_calls);
+    options.max_channels = static_cast<size_t>(config.cluster.max_channels);
+    options.eject_base = std::chrono::milliseconds(config.cluster.eject_ms);
+    for (const auto& entry : config.remotes) options.static_services[entry.service] = entry.addresses;
+    remote = std::make_unique<gameverse::platform::RemoteCalls>(std::move(options));
+    platform.remote = remote.get();
+  }
   gameverse::plugin::PluginManager plugins(
       {config.host.staging_dir, std::chrono::milliseconds(config.server.drain_timeout_ms), &platform});
   platform.routes = [&plugins] { return plugins.routes(); };
@@ -267,7 +293,7 @@ int main(int argc, char** argv) {
   if (config.admin.enabled) {
     const auto admin = gameverse::admin::serve_admin(
         plugins, {!config.admin.token.empty(), std::filesystem::absolute(config_path).parent_path(),
-                  config.host.plugin_dir, config.admin.allow_loopback});
+                  config.host.plugin_dir, config.admin.allow_loopback, remote.get()});
     if (!admin.ok()) spdlog::error("the admin service did not start: {}", admin.message);
   }
 
@@ -286,6 +312,7 @@ int main(int argc, char** argv) {
     if (event.kind == gameverse::plugin::Event::Kind::kServing) gate.refresh_keys_soon();
   });
   server.set_gate(&gate);
+  server.set_cluster_secret(config.cluster.secret);
   gameverse::rpc::CallMetrics call_metrics;
   if (config.metrics.per_method) server.set_call_metrics(&call_metrics);
   int port = 0;
@@ -302,6 +329,57 @@ int main(int argc, char** argv) {
                : config.server.tls.require_client_cert ? "TLS, client certificates required"
                                                        : "TLS",
                refused == 0 ? "" : fmt::format("; {} plugins refused", refused));
+  // This host in the registry, as the other hosts reach it.
+  // Shared: plugin events reach it weakly, and the manager emits them until it is gone.
+  std::shared_ptr<gameverse::platform::ServiceRegistry> registry;
+  if (remote) {
+    std::string advertise = config.cluster.advertise;
+    if (advertise.empty()) {
+      const std::string host = config.server.listen.substr(0, config.server.listen.rfind(':'));
+      if (host == "0.0.0.0" || host == "[::]" || host.empty() || port == 0) {
+        spdlog::critical(
+            "[cluster] advertise is needed: [server] listen = \"{}\" does not say how other hosts "
+            "reach this one",
+            config.server.listen);
+        server.shutdown(std::chrono::milliseconds(0));
+        plugins.unload_all();
+        return 1;
+      }
+      advertise = host + ":" + std::to_string(port);
+    }
+    remote->set_self_address(advertise);
+    if (config.cluster.registry) {
+      try {
+        registry = std::make_shared<gameverse::platform::ServiceRegistry>(
+            gameverse::platform::parse_redis_url(config.redis.url),
+            gameverse::platform::RegistryOptions{.cluster = config.cluster.name,
+                                                 .address = advertise,
+                                                 .lease = std::chrono::milliseconds(config.cluster.lease_ms)},
+            *remote, [&plugins] {
+              std::set<std::string> services;
+              for (const auto& [method, route] : *plugins.routes()) {
+                if (route.plugin->name().starts_with("gameverse-")) continue;  // every host serves its own
+                services.emplace(gameverse::platform::service_of(method));
+              }
+              return services;
+            });
+      } catch (const std::exception& e) {
+        spdlog::critical("service registry: {}", e.what());
+        server.shutdown(std::chrono::milliseconds(0));
+        plugins.unload_all();
+        return 1;
+      }
+      plugins.subscribe([weak = std::weak_ptr(registry)](const gameverse::plugin::Event& event) {
+        if (event.kind != gameverse::plugin::Event::Kind::kServing &&
+            event.kind != gameverse::plugin::Event::Kind::kUnloaded) {
+          return;
+        }
+        if (auto live = weak.lock()) live->refresh_soon();
+      });
+    }
+    spdlog::info("cluster '{}': this host is {}; {} service(s) in [[remote]]{}", config.cluster.name,
+                 advertise, config.remotes.size(), registry ? "; announcing in the registry" : "");
+  }
   std::atomic<bool> stopping{false};
   std::unique_ptr<gameverse::http::Gateway> gateway;
   std::unique_ptr<gameverse::http::HttpServer> http;
@@ -375,6 +453,7 @@ int main(int argc, char** argv) {
     break;
   }
   watcher.reset();
+  registry.reset();  // withdrawn: the other hosts stop sending calls here
   stopping = true;
   plugins.notify_stopping();
   const auto drain_deadline =
@@ -386,6 +465,7 @@ int main(int argc, char** argv) {
       drain_deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration::zero())));
   if (http) http->stop();
   if (log_shipper) log_shipper->stop();  // what is queued goes while the logging plugin still serves
+  if (remote) remote->stop();            // calls still out end as cancelled while their plugins are loaded
   plugins.unload_all();
   spdlog::info("stopped");
   return 0;

@@ -76,11 +76,31 @@ int main(int argc, char** argv) {
   app.add_option("--calls", calls,
                  "Make exactly this many calls, all measured, then stop (0: run for a time)");
   app.add_option("--token", token, "Send authorization: Bearer TOKEN with every call");
+  std::string relay;
+  app.add_option("--relay", relay,
+                 "Wrap the EchoRequest for this method in a platform-probe RelayRequest (--method names the "
+                 "Relay method): the probe calls it in process, or on another host");
   CLI11_PARSE(app, argc, argv);
 
   gameverse::echo::v1::EchoRequest request;
   request.set_payload(std::string(payload_bytes, 'x'));
-  const std::string request_bytes = request.SerializeAsString();
+  std::string request_bytes = request.SerializeAsString();
+  if (!relay.empty()) {
+    // gameverse.platformprobe.v1.RelayRequest{method = 1, request = 2}, written by hand: the load
+    // client does not link the probe's messages.
+    auto field = [](uint8_t tag, const std::string& bytes) {
+      std::string out(1, static_cast<char>(tag));
+      for (size_t n = bytes.size();; n >>= 7) {
+        if (n < 0x80) {
+          out += static_cast<char>(n);
+          break;
+        }
+        out += static_cast<char>((n & 0x7f) | 0x80);
+      }
+      return out + bytes;
+    };
+    request_bytes = field(0x0a, relay) + field(0x12, request_bytes);
+  }
 
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int i = 0; i < channels; ++i) {

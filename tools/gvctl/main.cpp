@@ -273,6 +273,37 @@ int watch(Client& client) {
   return status.ok() ? kOk : client.fail(status);
 }
 
+// Where each service the host calls on other hosts resolves now: one line per address, with where
+// it came from ([[remote]] or the registry) and how it answers.
+int remotes(Client& client) {
+  pb::ListRemotesResponse response;
+  auto context = client.context();
+  const grpc::Status status = client.stub().ListRemotes(context.get(), pb::ListRemotesRequest(), &response);
+  if (!status.ok()) return client.fail(status);
+  if (client.options().json) {
+    std::cout << to_json(response);
+    return kOk;
+  }
+  if (!response.enabled()) {
+    std::cout << "this host calls no other hosts (no [cluster] in its config)\n";
+    return kOk;
+  }
+  std::cout << "this host: " << response.self_address()
+            << "; forwarded calls in flight: " << response.pending_calls() << "\n";
+  if (response.services().empty()) std::cout << "no service resolves to another host\n";
+  for (const auto& service : response.services()) {
+    std::cout << service.service() << "\n";
+    for (const auto& e : service.endpoints()) {
+      std::cout << "  " << e.address() << "  " << e.source() << "  " << e.state();
+      if (e.state() == "ejected") std::cout << " (" << e.ejected_for_ms() << " ms more)";
+      if (e.source() == "registry") std::cout << "  lease " << e.lease_left_ms() << " ms";
+      std::cout << "  calls " << e.calls() << "  failed " << e.failures() << "  in flight " << e.outstanding()
+                << "\n";
+    }
+  }
+  return kOk;
+}
+
 // grpc.health.v1.Health/Check, as a container's HEALTHCHECK or a probe runs it: exit 0 when the
 // host (the empty service) or the named service is SERVING, 1 when it answers anything else.
 // Needs no token: health is open to every caller.
@@ -408,6 +439,8 @@ int main(int argc, char** argv) {
                          "A service name, e.g. gameverse.echo.v1.Echo (default: the host)");
   std::string account;
   std::string role;
+  auto* remotes_cmd = app.add_subcommand(
+      "remotes", "Show where each service served by other hosts resolves ([[remote]] and the registry)");
   auto* grant_cmd =
       app.add_subcommand("grant-role", "Give an account a role (as the operator: needs --token)");
   auto* revoke_cmd = app.add_subcommand("revoke-role", "Take a role from an account (as the operator)");
@@ -458,6 +491,7 @@ int main(int argc, char** argv) {
   if (validate_cmd->parsed()) return validate(client, config_file);
   if (watch_cmd->parsed()) return watch(client);
   if (health_cmd->parsed()) return health(client, service);
+  if (remotes_cmd->parsed()) return remotes(client);
   if (grant_cmd->parsed() || revoke_cmd->parsed())
     return set_role(client, account, by_id, role, grant_cmd->parsed());
   pb::OperationResult result;

@@ -9,6 +9,7 @@
 
 #include "config/config.hpp"
 #include "gameverse/host/v1/admin.pb.h"
+#include "platform/remote_calls.hpp"
 #include "plugin/builtin.hpp"
 
 namespace gameverse::admin {
@@ -83,7 +84,34 @@ class AdminPlugin final : public sdk::Plugin {
         .blocking("UnloadPlugin", &AdminPlugin::unload, sdk::kPublic)
         .blocking("ReloadPlugin", &AdminPlugin::reload, sdk::kPublic)
         .blocking("ValidateConfig", &AdminPlugin::validate, sdk::kPublic)
-        .server_stream("WatchEvents", &AdminPlugin::watch, sdk::kPublic);
+        .server_stream("WatchEvents", &AdminPlugin::watch, sdk::kPublic)
+        .unary("ListRemotes", &AdminPlugin::remotes, sdk::kPublic);
+  }
+
+  sdk::Status remotes(sdk::CallContext& context, const pb::ListRemotesRequest&,
+                      pb::ListRemotesResponse& response) {
+    check_access(context);
+    const platform::RemoteCalls* remote = options_.remote;
+    response.set_enabled(remote != nullptr);
+    if (remote == nullptr) return sdk::Status::ok();
+    response.set_self_address(remote->self_address());
+    response.set_pending_calls(remote->pending());
+    for (const auto& view : remote->snapshot()) {
+      pb::RemoteService* service = response.add_services();
+      service->set_service(view.service);
+      for (const auto& e : view.endpoints) {
+        pb::RemoteEndpoint* endpoint = service->add_endpoints();
+        endpoint->set_address(e.address);
+        endpoint->set_source(e.source);
+        endpoint->set_state(e.state);
+        endpoint->set_ejected_for_ms(e.ejected_for_ms);
+        endpoint->set_lease_left_ms(e.lease_left_ms);
+        endpoint->set_outstanding(e.outstanding);
+        endpoint->set_calls(e.calls);
+        endpoint->set_failures(e.failures);
+      }
+    }
+    return sdk::Status::ok();
   }
 
   sdk::Status list(sdk::CallContext& context, const pb::ListPluginsRequest&,

@@ -10,6 +10,10 @@
 
 #include "plugin/manager.hpp"
 
+namespace gameverse::platform {
+class RemoteCalls;
+}
+
 namespace gameverse::admin {
 
 struct AdminOptions {
@@ -17,6 +21,7 @@ struct AdminOptions {
   std::filesystem::path config_dir;  // ValidateConfig resolves relative paths against it
   std::filesystem::path plugin_dir;  // LoadPlugin loads files from inside it only
   bool allow_loopback = false;       // loopback callers need no token
+  const platform::RemoteCalls* remote = nullptr;  // ListRemotes reports it; null: no [cluster]
 };
 
 inline constexpr const char* kAdminPluginName = "gameverse-admin";

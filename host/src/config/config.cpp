@@ -325,6 +325,122 @@ void read_host(const toml::table& table, const std::string& file, const std::fil
   reader.read_int("ship_queue_lines", config.host.ship_queue_lines, 100, 10'000'000);
 }
 
+bool valid_service_name(const std::string& name) {
+  static const std::regex pattern(R"(^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$)");
+  return name.size() <= 200 && std::regex_match(name, pattern);
+}
+
+// A host:port another host can be reached at: a name or an address and a port that is not 0.
+bool valid_remote_address(const std::string& address) {
+  if (address.rfind("unix:", 0) == 0 || !valid_listen_address(address)) return false;
+  const auto colon = address.rfind(':');
+  return colon != std::string::npos && std::stoi(address.substr(colon + 1)) != 0;
+}
+
+void read_cluster(const toml::table& root, TableReader& top, const std::string& file,
+                  const std::filesystem::path& base_dir, Config& config, std::vector<ConfigError>& errors) {
+  ClusterSection& cluster = config.cluster;
+  const toml::table* table = top.sub_table("cluster");
+  if (table != nullptr) {
+    TableReader reader(*table, "cluster", file, errors);
+    reader.reject_unknown({"name", "secret", "secret_file", "advertise", "registry", "lease_ms",
+                           "max_pending_calls", "max_channels", "eject_ms", "ca_file"});
+    reader.read_string("name", cluster.name);
+    if (table->contains("name") &&
+        (cluster.name.empty() || cluster.name.size() > 64 ||
+         cluster.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_") != std::string::npos)) {
+      reader.error_at(*table->get("name"), "name", "must be 1 to 64 lower-case letters, digits, '-' or '_'");
+    }
+    const toml::node* secret_node = read_secret(reader, *table, "secret", base_dir, cluster.secret);
+    if (secret_node != nullptr && secret_node->is_string()) {
+      // Never echoed: the value is a secret.
+      const std::string_view key = secret_node == table->get("secret") ? "secret" : "secret_file";
+      if (cluster.secret.size() < 32) {
+        reader.error_at(*secret_node, key, "must be at least 32 characters");
+      } else if (std::string word = placeholder_in(cluster.secret); !word.empty()) {
+        reader.error_at(*secret_node, key,
+                        "is a placeholder (it contains '" + word +
+                            "'), not a secret: generate one, e.g. with `openssl rand -hex 32`");
+      }
+    }
+    reader.read_string("advertise", cluster.advertise);
+    if (!cluster.advertise.empty() && !valid_remote_address(cluster.advertise)) {
+      reader.error_at(*table->get("advertise"), "advertise",
+                      "'" + cluster.advertise + "' is not host:port with a port other hosts can reach");
+    }
+    reader.read_bool("registry", cluster.registry);
+    if (cluster.registry && config.redis.url.empty()) {
+      reader.error_at(*table->get("registry"), "registry", "needs [redis] url = \"redis://host:port\"");
+    }
+    reader.read_int("lease_ms", cluster.lease_ms, 1'000, 3'600'000);
+    reader.read_int("max_pending_calls", cluster.max_pending_calls, 1, 1'000'000);
+    reader.read_int("max_channels", cluster.max_channels, 1, 4096);
+    reader.read_int("eject_ms", cluster.eject_ms, 10, 60'000);
+    std::string ca_file;
+    reader.read_string("ca_file", ca_file);
+    if (!ca_file.empty()) cluster.ca_file = (base_dir / ca_file).lexically_normal();
+    if (!table->contains("secret") && !table->contains("secret_file") &&
+        (cluster.registry || root.contains("remote"))) {
+      errors.push_back({file, position_of(table->source()), "cluster.secret",
+                        "required to call other hosts: set secret or secret_file (the same on every host)"});
+    }
+  }
+  const toml::node* node = root.get("remote");
+  if (node == nullptr) return;
+  const toml::array* entries = node->as_array();
+  if (entries == nullptr || !entries->is_array_of_tables()) {
+    errors.push_back(
+        {file, position_of(node->source()), "remote", "must be an array of tables, written [[remote]]"});
+    return;
+  }
+  if (table == nullptr) {
+    errors.push_back({file, position_of(node->source()), "cluster.secret",
+                      "[[remote]] needs [cluster] secret or secret_file (the same on every host)"});
+  }
+  std::map<std::string, SourcePosition> seen;
+  for (size_t i = 0; i < entries->size(); ++i) {
+    const toml::table& entry = *(*entries)[i].as_table();
+    const std::string prefix = "remote[" + std::to_string(i) + "]";
+    TableReader reader(entry, prefix, file, errors);
+    reader.reject_unknown({"service", "addresses"});
+    RemoteService remote;
+    remote.where = position_of(entry.source());
+    reader.read_string("service", remote.service);
+    if (!entry.contains("service")) {
+      errors.push_back({file, remote.where, prefix + ".service",
+                        "required: the full service name, e.g. "
+                        "\"gameverse.echo.v1.Echo\""});
+    } else if (!valid_service_name(remote.service)) {
+      reader.error_at(*entry.get("service"), "service",
+                      "'" + remote.service + "' is not a full service name (package.Service)");
+    } else if (const auto [it, inserted] =
+                   seen.emplace(remote.service, position_of(entry.get("service")->source()));
+               !inserted) {
+      reader.error_at(*entry.get("service"), "service",
+                      "'" + remote.service + "' is listed already, at line " +
+                          std::to_string(it->second.line) + "; put all its addresses in one entry");
+    }
+    reader.read_string_list("addresses", remote.addresses);
+    if (!entry.contains("addresses") || (remote.addresses.empty() && entry.get("addresses")->is_array())) {
+      errors.push_back(
+          {file, entry.contains("addresses") ? position_of(entry.get("addresses")->source()) : remote.where,
+           prefix + ".addresses", "needs at least one \"host:port\""});
+    }
+    if (const toml::array* list = entry.get("addresses") ? entry.get("addresses")->as_array() : nullptr) {
+      for (size_t a = 0; a < list->size() && a < remote.addresses.size(); ++a) {
+        if (!valid_remote_address(remote.addresses[a])) {
+          reader.error_at(*list->get(a), "addresses",
+                          "'" + remote.addresses[a] + "' is not host:port (a port other than 0)");
+        }
+      }
+      if (remote.addresses.size() > 64) {
+        reader.error_at(*entry.get("addresses"), "addresses", "at most 64 addresses per service");
+      }
+    }
+    config.remotes.push_back(std::move(remote));
+  }
+}
+
 void read_plugins(const toml::node& node, const std::string& file, const std::filesystem::path& base_dir,
                   Config& config, std::vector<ConfigError>& errors) {
   const toml::array* entries = node.as_array();
@@ -409,7 +525,7 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
       std::filesystem::temp_directory_path() / ("gameverse-staging-" + std::to_string(::getpid()));
   TableReader top(root, "", source_name, result.errors);
   top.reject_unknown({"server", "host", "store", "cache", "pubsub", "redis", "blocking", "admin", "http",
-                      "metrics", "plugin"});
+                      "metrics", "plugin", "cluster", "remote"});
   config.host.data_dir = (base_dir / "data").lexically_normal();
   config.host.plugin_dir = base_dir.lexically_normal();
   if (const toml::table* server = top.sub_table("server")) {
@@ -510,6 +626,7 @@ LoadResult parse_config(std::string_view text, const std::string& source_name,
   if (const toml::node* plugins = root.get("plugin")) {
     read_plugins(*plugins, source_name, base_dir, config, result.errors);
   }
+  read_cluster(root, top, source_name, base_dir, config, result.errors);
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }

@@ -117,6 +117,27 @@ struct MetricsSection {
   bool per_method = true;  // gRPC calls, status codes and latency per method
 };
 
+// [cluster]: how this host calls services that other hosts serve, and how they call it.
+struct ClusterSection {
+  std::string name = "default";        // hosts with the same name (and secret) form one cluster
+  std::string secret;                  // shared by the hosts: a call that carries it may forward a caller
+  std::string advertise;               // host:port other hosts reach this one at; empty: the bound address
+  bool registry = false;               // announce and discover services through [redis]
+  int64_t lease_ms = 10'000;           // an announcement lasts this long unless refreshed (every lease / 3)
+  int64_t max_pending_calls = 10'000;  // forwarded calls in flight at once; more: RESOURCE_EXHAUSTED
+  int64_t max_channels = 256;          // connections to other hosts (one per address)
+  int64_t eject_ms = 1000;        // a host that stops answering is skipped this long, doubling up to 30 s
+  std::filesystem::path ca_file;  // PEM: other hosts serve TLS with certificates chaining to it
+  bool enabled() const { return !secret.empty(); }
+};
+
+// [[remote]]: a service that other hosts serve, at fixed addresses.
+struct RemoteService {
+  std::string service;                 // "gameverse.echo.v1.Echo"
+  std::vector<std::string> addresses;  // host:port
+  SourcePosition where;
+};
+
 struct PluginConfig {
   std::string name;
   std::filesystem::path path;  // absolute
@@ -144,6 +165,8 @@ struct Config {
   HttpSection http;
   MetricsSection metrics;
   std::vector<PluginConfig> plugins;
+  ClusterSection cluster;
+  std::vector<RemoteService> remotes;
 };
 
 struct LoadResult {

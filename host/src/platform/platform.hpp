@@ -21,6 +21,7 @@ class MetricsRegistry;
 class CacheBackend;
 class PubSub;
 class WorkPool;
+class RemoteCalls;
 
 struct Platform {
   Store* store = nullptr;  // null when the host has none
@@ -32,6 +33,8 @@ struct Platform {
   size_t max_value_bytes = 1024 * 1024;  // for cached values as for stored ones
   // The routes of the moment, for calls between plugins.
   std::function<std::shared_ptr<const std::unordered_map<std::string, plugin::Route>>()> routes;
+  // Calls to services no plugin here serves go to other hosts through it; null: they fail here.
+  RemoteCalls* remote = nullptr;
 };
 
 }  // namespace gameverse::platform

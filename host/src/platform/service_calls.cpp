@@ -7,6 +7,7 @@
 
 #include "logging/context.hpp"
 #include "logging/request_id.hpp"
+#include "platform/remote_calls.hpp"
 #include "platform/store.hpp"
 #include "platform/timers.hpp"
 #include "plugin/call.hpp"
@@ -271,6 +272,26 @@ std::string request_id_for(const gv_call* parent) {
   return std::string(logging::GeneratedRequestId::make().view());
 }
 
+// When no plugin here serves `method` and other hosts may: forwards the call there and returns
+// true (with the cancel function in `cancel`). The caller is worked out first: it travels along.
+bool forwarded(const Platform& platform, const std::string& method, std::string& request, CallOrigin& origin,
+               gv_call_origin kind, std::shared_ptr<const std::atomic<bool>> parent_ended,
+               RemoteCalls::Done& done, std::function<void()>* cancel) {
+  if (platform.remote == nullptr) return false;
+  if (const auto routes = platform.routes ? platform.routes() : nullptr; routes && routes->contains(method)) {
+    return false;
+  }
+  if (service_of(method).empty()) return false;
+  if (origin.identify) {
+    origin.identify(origin);
+    origin.identify = nullptr;
+  }
+  auto stop = platform.remote->forward(method, std::move(request), origin, kind, std::move(parent_ended),
+                                       std::move(done));
+  if (cancel != nullptr) *cancel = std::move(stop);
+  return true;
+}
+
 }  // namespace
 
 void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
@@ -294,18 +315,37 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
     }
   }
   origin.request_id = request_id_for(parent);
+  const gv_call_origin kind = parent != nullptr ? GV_CALL_ORIGIN_FOR_CALLER : GV_CALL_ORIGIN_PLUGIN;
+  if (platform.remote != nullptr) {
+    RemoteCalls::Done remote_done = [done, context](gv_status_code code, std::string_view message,
+                                                    std::string_view reply) {
+      done(context, code, {reinterpret_cast<const uint8_t*>(message.data()), message.size()},
+           {reinterpret_cast<const uint8_t*>(reply.data()), reply.size()});
+    };
+    if (forwarded(platform, method, request, origin, kind, parent != nullptr ? parent->ended_flag() : nullptr,
+                  remote_done, nullptr)) {
+      return;
+    }
+  }
   auto call =
       std::make_shared<InProcessCall>(platform, std::move(origin), std::move(method), std::move(request),
                                       [done, context](gv_status_code code, gv_bytes message, gv_bytes reply) {
                                         done(context, code, message, reply);
                                       });
-  call->origin_kind_ = parent != nullptr ? GV_CALL_ORIGIN_FOR_CALLER : GV_CALL_ORIGIN_PLUGIN;
+  call->origin_kind_ = kind;
   call->keep_alive_ = call;  // its own reference until released
   call->run();
 }
 
 std::function<void()> call_unary_for_client(const Platform& platform, CallOrigin origin, std::string method,
                                             std::string request, ClientCallDone done) {
+  if (platform.remote != nullptr) {
+    std::function<void()> cancel;
+    RemoteCalls::Done remote_done = done;
+    if (forwarded(platform, method, request, origin, GV_CALL_ORIGIN_NETWORK, nullptr, remote_done, &cancel)) {
+      return cancel;
+    }
+  }
   auto call = std::make_shared<InProcessCall>(
       platform, std::move(origin), std::move(method), std::move(request),
       [done = std::move(done)](gv_status_code code, gv_bytes message, gv_bytes reply) {

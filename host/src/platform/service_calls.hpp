@@ -1,5 +1,6 @@
 // Calls from one plugin to another service's unary method, in process: through the route table,
-// with no network hop, carrying the caller's principal and deadline.
+// with no network hop, carrying the caller's principal and deadline. A method no plugin here
+// serves goes to another host through Platform::remote when the host has one (remote_calls.hpp).
 #pragma once
 
 #include <gameverse/abi.h>

@@ -15,6 +15,7 @@
 #include "logging/context.hpp"
 #include "logging/request_id.hpp"
 #include "platform/cpu_budget.hpp"
+#include "platform/remote_calls.hpp"
 #include "plugin/call.hpp"
 #include "rpc/gate.hpp"
 #include "rpc/health.hpp"
@@ -176,8 +177,13 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   bool is_cancelled() const override { return cancelled_; }
 
   size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
-    // The gateway's key stays with the host: a plugin that logs metadata must not leak it.
-    if (key == nullptr || std::string_view(key) == kForwardingKeyKey) return 0;
+    // The gateway's and the cluster's keys stay with the host: a plugin that logs metadata must
+    // not leak them; what a forwarding host said of the caller reaches plugins as the principal.
+    if (key == nullptr || std::string_view(key) == kForwardingKeyKey ||
+        std::string_view(key) == platform::kClusterKeyKey ||
+        std::string_view(key).starts_with(platform::kForwardedPrefix)) {
+      return 0;
+    }
     if (logging::is_request_id_key(key)) {  // the id in force, which may not be the client's
       if (max_values > 0)
         values[0] = {reinterpret_cast<const uint8_t*>(request_id_.data()), request_id_.size()};
@@ -215,6 +221,11 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     const auto& metadata = transport_.context.client_metadata();
     const auto it = metadata.find("authorization");
     return it == metadata.end() ? std::string_view() : std::string_view(it->second.data(), it->second.size());
+  }
+
+  // A call another host forwarded keeps the origin it had there; every other is the network's.
+  gv_call_origin origin() const override {
+    return forwarded_origin_ != 0 ? forwarded_origin_ : GV_CALL_ORIGIN_NETWORK;
   }
 
   gv_bytes method() const override {
@@ -326,6 +337,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     void principal(gv_principal* out) const override { call_.principal(out); }
     gv_bytes method() const override { return call_.method(); }
     gv_bytes peer() const override { return call_.peer(); }
+    gv_call_origin origin() const override { return call_.origin(); }
 
    private:
     ServerCall& call_;
@@ -348,6 +360,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       metrics_->start();
       started_at_ = std::chrono::steady_clock::now();
     }
+    if (!take_forwarded_caller()) return;
     if (it == routes->end()) {
       std::lock_guard lock(mu_);
       if constexpr (!Transport::kRequestComesWithCall) {
@@ -364,7 +377,22 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     }
     // A public method's caller is worked out only if the plugin asks (principal()): verifying a
     // bearer token costs more than the call's dispatch.
-    if (server_.gate_ != nullptr && it->second.access.kind != config::AccessPolicy::Kind::kPublic) {
+    if (forwarded_origin_ != 0) {
+      // Another host of the cluster vouches for the caller: the method's policy applies to it as
+      // to a call made in process there; a plugin's own call keeps its plugin's trust, no more.
+      if (forwarded_origin_ != GV_CALL_ORIGIN_PLUGIN) {
+        if (auto refusal = it->second.access.refusal(method, caller_ ? &caller_->roles : nullptr)) {
+          std::lock_guard lock(mu_);
+          start_finish_locked({refusal->kind == config::AccessRefusal::Kind::kUnauthenticated
+                                   ? grpc::StatusCode::UNAUTHENTICATED
+                                   : grpc::StatusCode::PERMISSION_DENIED,
+                               refusal->kind == config::AccessRefusal::Kind::kUnauthenticated
+                                   ? refusal->message + ", and the call forwarded to this host has none"
+                                   : refusal->message});
+          return;
+        }
+      }
+    } else if (server_.gate_ != nullptr && it->second.access.kind != config::AccessPolicy::Kind::kPublic) {
       Gate::Decision decision = server_.gate_->check(method, it->second.access, authorization());
       if (decision.refusal) {
         std::lock_guard lock(mu_);
@@ -549,6 +577,66 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
 
   const gv_plugin_descriptor& plugin() const { return route_.plugin->descriptor(); }
 
+  // A call that names a forwarded caller (gameverse-forwarded-*) must carry the cluster's key:
+  // then the caller, its origin and its peer are believed; without the key the call is refused,
+  // so that a client cannot pose as a host. False when the call was refused.
+  bool take_forwarded_caller() {
+    const auto& metadata = transport_.context.client_metadata();
+    bool names_caller = false;
+    std::optional<grpc::string_ref> key;
+    for (const auto& [name, value] : metadata) {
+      if (name == platform::kClusterKeyKey) {
+        key = value;
+      } else if (name.starts_with(platform::kForwardedPrefix)) {
+        names_caller = true;
+      }
+    }
+    if (!names_caller && !key) return true;
+    auto refuse = [this](grpc::StatusCode code, std::string message) {
+      std::lock_guard lock(mu_);
+      start_finish_locked({code, std::move(message)});
+      return false;
+    };
+    if (!key || !server_.is_cluster_key({key->data(), key->size()})) {
+      return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                    "gameverse-forwarded-* and gameverse-cluster-key metadata are accepted from the hosts of "
+                    "this cluster only (with its [cluster] secret)");
+    }
+    auto first = [&metadata](const char* name) -> std::optional<std::string> {
+      const auto it = metadata.find(name);
+      if (it == metadata.end()) return std::nullopt;
+      return std::string(it->second.data(), it->second.size());
+    };
+    const gv_call_origin origin =
+        platform::origin_from_wire_name(first(platform::kForwardedOriginKey).value_or(""));
+    if (origin == 0) {
+      return refuse(grpc::StatusCode::INVALID_ARGUMENT, std::string("a forwarded call needs ") +
+                                                            platform::kForwardedOriginKey +
+                                                            ": for-caller, plugin or client");
+    }
+    std::shared_ptr<Caller> caller;
+    if (auto user = first(platform::kForwardedUserKey);
+        user && !user->empty() && origin != GV_CALL_ORIGIN_PLUGIN) {
+      caller = std::make_shared<Caller>();
+      caller->user_id = std::move(*user);
+      caller->session_id = first(platform::kForwardedSessionKey).value_or("");
+      const auto [begin, end] = metadata.equal_range(platform::kForwardedRoleKey);
+      for (auto it = begin; it != end; ++it) caller->roles.emplace_back(it->second.data(), it->second.size());
+      for (const auto& role : caller->roles)
+        caller->role_bytes.push_back({reinterpret_cast<const uint8_t*>(role.data()), role.size()});
+    }
+    forwarded_origin_ = origin;
+    std::call_once(caller_known_, [&] { caller_ = std::move(caller); });
+    {
+      std::lock_guard lock(mu_);
+      peer_ = first(platform::kForwardedCallerPeerKey).value_or("");
+      if (peer_.empty()) peer_ = "cluster:" + transport_.context.peer();
+    }
+    // Tells the forwarding host that its call reached a host (see RemoteCalls).
+    transport_.context.AddTrailingMetadata(platform::kServedByClusterKey, "1");
+    return true;
+  }
+
   // The client's x-request-id when it sent one sane value, else a new one; sent back in the
   // initial metadata, which every reply carries, an error alone too (gRPC then sends headers
   // before the status, not a trailers-only reply).
@@ -672,6 +760,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   bool request_taken_ = false;  // a call took this slot (it stops counting when it ends)
   bool plugin_started_ = false;
   bool registered_ = false;
+  gv_call_origin forwarded_origin_ = 0;  // set: another host of the cluster forwarded the call
   void* call_state_ = nullptr;
   grpc::ByteBuffer read_buffer_;
   std::atomic<bool> cancelled_{false};
@@ -723,6 +812,11 @@ Server::Server(config::ServerConfig config, RouteSource routes, std::vector<std:
   forwarding_key_.resize(sizeof key * 2 + 1);
   sodium_bin2hex(forwarding_key_.data(), forwarding_key_.size(), key, sizeof key);
   forwarding_key_.pop_back();
+}
+
+bool Server::is_cluster_key(std::string_view key) const {
+  return !cluster_secret_.empty() && key.size() == cluster_secret_.size() &&
+         sodium_memcmp(key.data(), cluster_secret_.data(), key.size()) == 0;
 }
 
 bool Server::is_forwarding_key(std::string_view key) const {

@@ -83,6 +83,12 @@ class Server {
   const std::string& forwarding_key() const { return forwarding_key_; }
   bool is_forwarding_key(std::string_view key) const;
 
+  // The [cluster] secret: a call that carries it (platform::kClusterKeyKey) comes from another host
+  // of the cluster and may name the caller it forwards. Empty (the default): no call may. Set
+  // before start().
+  void set_cluster_secret(std::string secret) { cluster_secret_ = std::move(secret); }
+  bool is_cluster_key(std::string_view key) const;
+
   // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
   // waits for their plugins to finish them, then stops the worker threads.
   void shutdown(std::chrono::milliseconds drain);
@@ -115,6 +121,7 @@ class Server {
 
   config::ServerConfig config_;
   std::string forwarding_key_;
+  std::string cluster_secret_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
   CallMetrics* call_metrics_ = nullptr;

@@ -1,0 +1,137 @@
+// Calls to services this host does not serve, forwarded over gRPC to a host that does (README
+// "Services across hosts"). Where a service is served comes from the config's [[remote]] list and
+// from the registry other hosts announce in (platform/service_registry.hpp). One channel per
+// address, reused; the least busy healthy address takes each call; an address that stops
+// answering is skipped, with a growing backoff, until it connects again.
+#pragma once
+
+#include <gameverse/abi.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "platform/service_calls.hpp"
+
+namespace grpc {
+class Channel;
+class ClientContext;
+}  // namespace grpc
+
+namespace gameverse::platform {
+
+// Metadata a host puts on a call it forwards. The receiving host believes the forwarded-* keys
+// only beside the cluster secret (compared in constant time); a call that carries any of them
+// without it is refused, so a client cannot pose as a host.
+inline constexpr const char* kClusterKeyKey = "gameverse-cluster-key";
+inline constexpr const char* kForwardedPrefix = "gameverse-forwarded-";
+inline constexpr const char* kForwardedOriginKey =
+    "gameverse-forwarded-origin";  // "for-caller" | "plugin" | "client"
+inline constexpr const char* kForwardedUserKey = "gameverse-forwarded-user-bin";
+inline constexpr const char* kForwardedSessionKey = "gameverse-forwarded-session-bin";
+inline constexpr const char* kForwardedRoleKey = "gameverse-forwarded-role-bin";  // one per role
+inline constexpr const char* kForwardedCallerPeerKey = "gameverse-forwarded-peer";
+// Trailing metadata a host adds to every forwarded call it accepted: its absence on a failed call
+// means the call never reached a host (a connection that failed), so the address is skipped.
+inline constexpr const char* kServedByClusterKey = "gameverse-cluster-served";
+
+// The forwarded origin's wire name and back; 0 for a name that is none.
+std::string_view origin_wire_name(gv_call_origin origin);
+gv_call_origin origin_from_wire_name(std::string_view name);
+
+// "/pkg.Service/Method" → "pkg.Service"; empty when the method has no such form.
+std::string_view service_of(std::string_view method);
+
+struct RemoteOptions {
+  std::string secret;        // [cluster] secret
+  std::string ca_pem;        // empty: plaintext channels
+  std::string self_address;  // this host's advertised address: never a target
+  size_t max_pending_calls = 10'000;
+  size_t max_channels = 256;
+  std::chrono::milliseconds eject_base{1000};
+  std::chrono::milliseconds eject_max{30'000};
+  std::map<std::string, std::vector<std::string>> static_services;  // [[remote]]
+};
+
+// What a service resolves to now, for gvctl remotes.
+struct RemoteEndpointView {
+  std::string address;
+  std::string source;  // "static" | "registry"
+  std::string state;   // "ready" | "idle" | "connecting" | "failing" | "ejected" | "none"
+  int64_t ejected_for_ms = 0;
+  int64_t lease_left_ms = 0;  // registry entries: until the announcement lapses
+  uint64_t outstanding = 0;
+  uint64_t calls = 0;
+  uint64_t failures = 0;
+};
+struct RemoteServiceView {
+  std::string service;
+  std::vector<RemoteEndpointView> endpoints;
+};
+
+class RemoteCalls {
+ public:
+  explicit RemoteCalls(RemoteOptions options);
+  ~RemoteCalls();  // cancels the calls in flight and waits until their callers heard
+  RemoteCalls(const RemoteCalls&) = delete;
+  RemoteCalls& operator=(const RemoteCalls&) = delete;
+
+  // What the registry found: service → (address, until when its lease holds).
+  using Discovered =
+      std::map<std::string, std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>>>;
+  void set_discovered(Discovered discovered);
+  // This host's own address, never a target (a registry may still list it for a moment).
+  void set_self_address(std::string address);
+  std::string self_address() const;
+
+  // Forwards a unary call to a host that serves the method's service. `origin` is the caller
+  // (identified already), `kind` how it calls (GV_CALL_ORIGIN_*). `parent_ended`, when set, ends
+  // the call as cancelled once it turns true. `done` runs exactly once, on some thread, possibly
+  // before this returns: UNAVAILABLE naming the service when no host serves it or none answers.
+  // Returns a function that cancels the call (nothing once it ended).
+  using Done = std::function<void(gv_status_code code, std::string_view message, std::string_view reply)>;
+  std::function<void()> forward(const std::string& method, std::string request, const CallOrigin& origin,
+                                gv_call_origin kind, std::shared_ptr<const std::atomic<bool>> parent_ended,
+                                Done done);
+
+  // Cancels every call in flight and waits until they ended; calls forwarded later fail at once.
+  void stop();
+
+  std::vector<RemoteServiceView> snapshot() const;
+  size_t pending() const;
+
+ private:
+  struct Endpoint;
+  struct Pending;
+  // The endpoint of `service` to send the next call to; null with `why` when there is none.
+  std::shared_ptr<Endpoint> pick(const std::string& service, const std::string& avoid, std::string& why);
+  std::shared_ptr<Endpoint> endpoint_locked(const std::string& address, std::string& why);
+  void start(const std::shared_ptr<Pending>& call, std::shared_ptr<Endpoint> endpoint);
+  void finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint,
+                bool reached_host, bool channel_was_ready, int code, std::string message, std::string reply);
+  void watch_parents();
+
+  RemoteOptions options_;
+  mutable std::mutex mu_;
+  std::condition_variable idle_cv_;
+  bool stopped_ = false;
+  Discovered discovered_;
+  std::unordered_map<std::string, std::shared_ptr<Endpoint>> endpoints_;  // by address; bounded
+  std::unordered_map<uint64_t, std::shared_ptr<Pending>> pending_;
+  uint64_t next_id_ = 1;
+  uint64_t round_robin_ = 0;
+  std::thread parent_watcher_;
+  std::condition_variable watcher_cv_;
+};
+
+}  // namespace gameverse::platform

@@ -1,0 +1,411 @@
+// Services across hosts: a plugin's call to a service another host serves is forwarded there over
+// gRPC with its caller, origin, request id and deadline; the hosts find each other through the
+// config's [[remote]] list or the registry in Redis; a client cannot pose as a host.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "config/config.hpp"
+#include "expect_contains.hpp"
+#include "gameverse/auth/v1/auth.grpc.pb.h"
+#include "gameverse/echo/v1/echo.grpc.pb.h"
+#include "gameverse/host/v1/admin.grpc.pb.h"
+#include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
+#include "host_process.hpp"
+#include "run_command.hpp"
+#include "test_servers.hpp"
+
+namespace gameverse::testing {
+namespace {
+
+namespace pb = gameverse::platformprobe::v1;
+namespace echo = gameverse::echo::v1;
+using std::chrono::milliseconds;
+
+std::string random_hex(size_t bytes) {
+  std::random_device random;
+  std::string out;
+  static const char* digits = "0123456789abcdef";
+  for (size_t i = 0; i < bytes; ++i) {
+    const unsigned value = random() & 0xff;
+    out += digits[value >> 4];
+    out += digits[value & 0xf];
+  }
+  return out;
+}
+
+std::string plugin(const std::string& name, const std::string& extra = "") {
+  const std::string dir = name == "platform-probe" ? GV_PROBE_DIR : GV_PLUGIN_DIR;
+  return "[[plugin]]\nname = \"" + name + "\"\npath = \"" + dir + "/" + name + ".so\"\n" + extra;
+}
+
+// echo with two methods closed at its own host's gate: WhoAmI to signed-in callers, Stats to moderators.
+std::string guarded_echo() {
+  return plugin("echo",
+                "[plugin.access]\n\"/gameverse.echo.v1.Echo/WhoAmI\" = \"authenticated\"\n"
+                "\"/gameverse.echo.v1.Echo/Stats\" = \"role:moderator\"\n");
+}
+
+std::string host_config(const TempDir& data, const std::string& cluster, const std::string& rest) {
+  return "[host]\nwatch = false\nship_logs = false\ndata_dir = \"" + data.path().string() +
+         "\"\n[admin]\nallow_loopback = true\n[cluster]\n" + cluster + rest;
+}
+
+struct Relayed {
+  grpc::Status status;
+  std::string response;
+};
+
+// The probe on `host` calls `method` in process: naming the handler's caller (Relay), or from a
+// blocking handler with its own trust (as_plugin).
+Relayed relay(const HostProcess& host, const std::string& method, const std::string& request,
+              const std::string& token = "", bool as_plugin = false, uint32_t timeout_ms = 0,
+              const std::string& request_id = "") {
+  auto probe = pb::PlatformProbe::NewStub(host.channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+  if (!request_id.empty()) context.AddMetadata("x-request-id", request_id);
+  pb::RelayRequest relay;
+  relay.set_method(method);
+  relay.set_request(request);
+  relay.set_timeout_ms(timeout_ms);
+  relay.set_as_plugin(as_plugin);
+  pb::RelayReply reply;
+  Relayed out;
+  out.status =
+      as_plugin ? probe->RelayBlocking(&context, relay, &reply) : probe->Relay(&context, relay, &reply);
+  out.response = reply.response();
+  return out;
+}
+
+gameverse::host::v1::ListRemotesResponse remotes_of(const HostProcess& host) {
+  auto admin = gameverse::host::v1::PluginAdmin::NewStub(host.channel());
+  grpc::ClientContext context;
+  gameverse::host::v1::ListRemotesResponse response;
+  const grpc::Status status = admin->ListRemotes(&context, {}, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response;
+}
+
+// The addresses `service` resolves to on `host`, sorted.
+std::vector<std::string> resolved(const HostProcess& host, const std::string& service) {
+  std::vector<std::string> out;
+  const auto remotes = remotes_of(host);
+  for (const auto& s : remotes.services()) {
+    if (s.service() != service) continue;
+    for (const auto& e : s.endpoints()) out.push_back(e.address());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(ClusterConfig, RemoteEntriesAreCheckedWithTheKeyAndLine) {
+  const std::string secret = "secret = \"" + random_hex(32) + "\"\n";
+  auto errors_of = [](const std::string& text) {
+    std::string all;
+    for (const auto& e : config::parse_config(text, "t.toml", "/tmp").errors) all += e.to_string() + "\n";
+    return all;
+  };
+  EXPECT_EQ(errors_of("[cluster]\n" + secret +
+                      "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\n"
+                      "addresses = [\"127.0.0.1:5000\", \"b.example:6000\"]\n"),
+            "");
+  EXPECT_CONTAINS(
+      errors_of("[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"127.0.0.1:5000\"]\n"),
+      "t.toml:1:1: cluster.secret: [[remote]] needs [cluster] secret or secret_file");
+  EXPECT_CONTAINS(
+      errors_of("[cluster]\n" + secret + "[[remote]]\nservice = \"echo\"\naddresses = [\"h:1\"]\n"),
+      "t.toml:4:11: remote[0].service: 'echo' is not a full service name (package.Service)");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret +
+                            "[[remote]]\nservice = \"a.B\"\naddresses = [\"h:0\", \"nohost\"]\n"),
+                  "t.toml:5:14: remote[0].addresses: 'h:0' is not host:port (a port other than 0)");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret +
+                            "[[remote]]\nservice = \"a.B\"\naddresses = [\"h:0\", \"nohost\"]\n"),
+                  "remote[0].addresses: 'nohost' is not host:port");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "[[remote]]\nservice = \"a.B\"\naddresses = []\n"),
+                  "t.toml:5:13: remote[0].addresses: needs at least one \"host:port\"");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret +
+                            "[[remote]]\nservice = \"a.B\"\naddresses = [\"h:1\"]\n"
+                            "[[remote]]\nservice = \"a.B\"\naddresses = [\"h:2\"]\n"),
+                  "t.toml:7:11: remote[1].service: 'a.B' is listed already, at line 4");
+  EXPECT_CONTAINS(errors_of("[cluster]\nsecret = \"short\"\n"),
+                  "t.toml:2:10: cluster.secret: must be at least 32 characters");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "registry = true\n"),
+                  "cluster.registry: needs [redis] url");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "lease_ms = 5\n"),
+                  "cluster.lease_ms: must be between 1000 and 3600000, not 5");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "[[remote]]\nservice = \"a.B\"\nadresses = [\"h:1\"]\n"),
+                  "remote[0].adresses: unknown key");
+}
+
+// Host B serves echo; host A serves auth and the probe and finds echo at B through [[remote]].
+class TwoHosts : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    b_ = std::make_unique<HostProcess>(host_config(data_b_, secret_, "") + guarded_echo());
+    a_ = std::make_unique<HostProcess>(
+        host_config(
+            data_a_, secret_,
+            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" + b_->address() +
+                "\"]\n"
+                "[[remote]]\nservice = \"gameverse.nowhere.v1.Nowhere\"\naddresses = [\"127.0.0.1:1\"]\n") +
+        plugin("auth", "[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n") +
+        plugin("platform-probe"));
+  }
+
+  std::string sign_up(const std::string& name) {
+    auto auth = gameverse::auth::v1::Auth::NewStub(a_->channel());
+    grpc::ClientContext context;
+    gameverse::auth::v1::RegisterRequest request;
+    request.set_username(name);
+    request.set_password("correct horse");
+    gameverse::auth::v1::Session session;
+    const grpc::Status status = auth->Register(&context, request, &session);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    user_id_ = session.account().id();
+    return session.access_token();
+  }
+
+  std::string key_ = random_hex(32);
+  std::string secret_ = "secret = \"" + key_ + "\"\n";
+  TempDir data_a_, data_b_;
+  std::unique_ptr<HostProcess> b_, a_;
+  std::string user_id_;
+};
+
+TEST_F(TwoHosts, ACallCrossesHostsWithItsCallerOriginAndRequestId) {
+  const std::string who = echo::WhoAmIRequest().SerializeAsString();
+  // Anonymous: B's gate refuses WhoAmI, as a local call's would.
+  const Relayed anonymous = relay(*a_, "/gameverse.echo.v1.Echo/WhoAmI", who);
+  EXPECT_EQ(anonymous.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << anonymous.status.error_message();
+  EXPECT_EQ(
+      anonymous.status.error_message(),
+      "method /gameverse.echo.v1.Echo/WhoAmI needs a signed-in caller, and the call forwarded to this host "
+      "has none");
+
+  const std::string token = sign_up("ada");
+  const Relayed signed_in = relay(*a_, "/gameverse.echo.v1.Echo/WhoAmI", who, token);
+  ASSERT_TRUE(signed_in.status.ok()) << signed_in.status.error_message() << "\n" << a_->log();
+  echo::WhoAmIReply me;
+  ASSERT_TRUE(me.ParseFromString(signed_in.response));
+  EXPECT_EQ(me.user_id(), user_id_) << "the caller did not travel to the other host";
+  EXPECT_FALSE(me.session_id().empty());
+  EXPECT_EQ(std::vector<std::string>(me.roles().begin(), me.roles().end()),
+            std::vector<std::string>{"player"});
+  EXPECT_EQ(me.calling_plugin(), "platform-probe");
+  EXPECT_EQ(me.plugin_with_own_trust(), "") << "a call for a caller arrived as the plugin's own";
+
+  // B's policy applies to the forwarded caller's roles.
+  const Relayed player =
+      relay(*a_, "/gameverse.echo.v1.Echo/Stats", echo::StatsRequest().SerializeAsString(), token);
+  EXPECT_EQ(player.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(player.status.error_message(),
+            "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
+
+  // The plugin's own call keeps its own trust, and gains no caller.
+  const Relayed own = relay(*a_, "/gameverse.echo.v1.Echo/WhoAmI", who, token, /*as_plugin=*/true);
+  ASSERT_TRUE(own.status.ok()) << own.status.error_message();
+  ASSERT_TRUE(me.ParseFromString(own.response));
+  EXPECT_EQ(me.user_id(), "");
+  EXPECT_EQ(me.plugin_with_own_trust(), "platform-probe");
+
+  // The request id survives the hop.
+  echo::RequestIdRequest id_request;
+  const Relayed id = relay(*a_, "/gameverse.echo.v1.Echo/RequestId", id_request.SerializeAsString(), "",
+                           false, 0, "trace-across-hosts-1");
+  ASSERT_TRUE(id.status.ok()) << id.status.error_message();
+  echo::RequestIdReply id_reply;
+  ASSERT_TRUE(id_reply.ParseFromString(id.response));
+  EXPECT_EQ(id_reply.request_id(), "trace-across-hosts-1");
+
+  // A service no host serves, and one whose only host does not answer: UNAVAILABLE naming it.
+  const Relayed unknown = relay(*a_, "/gameverse.inventory.v1.Inventory/GetInventory", "");
+  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_CONTAINS(unknown.status.error_message(), "no host serves gameverse.inventory.v1.Inventory");
+  const Relayed silent = relay(*a_, "/gameverse.nowhere.v1.Nowhere/Get", "");
+  EXPECT_EQ(silent.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_CONTAINS(silent.status.error_message(), "gameverse.nowhere.v1.Nowhere");
+
+  // gvctl shows where each remote service resolves.
+  const CommandRun shown =
+      run_command(std::string(GV_GVCTL_BINARY) + " --addr " + a_->address() + " remotes");
+  EXPECT_EQ(shown.exit_code, 0) << shown.output;
+  EXPECT_CONTAINS(shown.output, "this host: " + a_->address());
+  EXPECT_CONTAINS(shown.output, "gameverse.echo.v1.Echo\n  " + b_->address() + "  static  ready");
+  EXPECT_CONTAINS(shown.output, "gameverse.nowhere.v1.Nowhere\n  127.0.0.1:1  static  ");
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+TEST_F(TwoHosts, ADeadlineShorterThanTheRemoteWorkOrACancelEndsTheCall) {
+  echo::SleepRequest sleep;
+  sleep.set_duration_ms(5000);
+  const Relayed late = relay(*a_, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", false, 100);
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << late.status.error_message();
+
+  // A client that gives up cancels the forwarded call too: it does not wait out B's minute.
+  sleep.set_duration_ms(60'000);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  grpc::Status cancelled;
+  std::thread caller([&] {
+    auto probe = pb::PlatformProbe::NewStub(a_->channel());
+    pb::RelayRequest request;
+    request.set_method("/gameverse.echo.v1.Echo/Sleep");
+    request.set_request(sleep.SerializeAsString());
+    pb::RelayReply reply;
+    cancelled = probe->Relay(&context, request, &reply);
+  });
+  const bool forwarded = eventually([&] { return remotes_of(*a_).pending_calls() == 1; });
+  context.TryCancel();
+  caller.join();
+  ASSERT_TRUE(forwarded) << a_->log();
+  EXPECT_EQ(cancelled.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_TRUE(eventually([&] { return remotes_of(*a_).pending_calls() == 0; }, std::chrono::seconds(5)))
+      << "the forwarded call outlived the call it was made for";
+
+  sleep.set_duration_ms(1);
+  const Relayed soon =
+      relay(*a_, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", false, 5000);
+  EXPECT_TRUE(soon.status.ok()) << soon.status.error_message();
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// A game client sends the metadata a host forwards a caller with, to be someone else at B's gate.
+TEST_F(TwoHosts, AClientCannotPoseAsAHost) {
+  auto forge = [&](const std::optional<std::string>& key, const std::string& method) {
+    grpc::GenericStub stub(b_->channel());
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (key) context.AddMetadata("gameverse-cluster-key", *key);
+    context.AddMetadata("gameverse-forwarded-origin", "for-caller");
+    context.AddMetadata("gameverse-forwarded-user-bin", "victim");
+    context.AddMetadata("gameverse-forwarded-role-bin", "moderator");
+    const std::string bytes = echo::WhoAmIRequest().SerializeAsString();
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer request(&slice, 1), reply;
+    std::promise<grpc::Status> done;
+    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &reply,
+                   [&done](grpc::Status status) { done.set_value(std::move(status)); });
+    const grpc::Status status = done.get_future().get();
+    std::string out;
+    std::vector<grpc::Slice> slices;
+    if (status.ok() && reply.Dump(&slices).ok())
+      for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    return std::pair{status, out};
+  };
+  for (const auto& key : {std::optional<std::string>(), std::optional<std::string>(random_hex(32)),
+                          std::optional<std::string>(key_.substr(0, 63)), std::optional<std::string>("")}) {
+    for (const char* method : {"/gameverse.echo.v1.Echo/WhoAmI", "/gameverse.echo.v1.Echo/Stats"}) {
+      const auto [status, reply] = forge(key, method);
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+          << method << " with key '" << key.value_or("(none)") << "': " << status.error_message();
+      EXPECT_CONTAINS(status.error_message(), "accepted from the hosts of this cluster only");
+      EXPECT_EQ(reply, "");
+    }
+  }
+  // Without a forged caller, the public echo answers as before: the check costs honest clients nothing.
+  auto stub = echo::Echo::NewStub(b_->channel());
+  grpc::ClientContext context;
+  echo::EchoRequest ping;
+  ping.set_payload("hi");
+  echo::EchoReply pong;
+  EXPECT_TRUE(stub->Echo(&context, ping, &pong).ok());
+  // With the cluster's key (the test stands in for a host) the same caller is believed.
+  const auto [status, reply] = forge(key_, "/gameverse.echo.v1.Echo/WhoAmI");
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  echo::WhoAmIReply me;
+  ASSERT_TRUE(me.ParseFromString(reply));
+  EXPECT_EQ(me.user_id(), "victim");
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// Hosts B and C serve echo and announce it in the registry; A finds them there. B dies under load:
+// A's calls go to C, and the registry drops B once its lease runs out. C unloads echo: it is
+// withdrawn, and A's calls get UNAVAILABLE naming the service.
+TEST(ClusterRegistry, AHostThatDiesDropsOutAndItsCallersFailOver) {
+  if (redis_url().empty())
+    GTEST_SKIP() << "GAMEVERSE_TEST_REDIS_URL is not set (run under tools/gv services)";
+  const std::string cluster = "name = \"test-" + random_hex(6) + "\"\nsecret = \"" + random_hex(32) +
+                              "\"\nregistry = true\nlease_ms = 1500\neject_ms = 200\n";
+  const std::string redis = "[redis]\nurl = \"" + redis_url() + "\"\n";
+  TempDir data_a, data_b, data_c;
+  auto b = std::make_unique<HostProcess>(redis + host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess c(redis + host_config(data_c, cluster, "") + plugin("echo"));
+  HostProcess a(redis + host_config(data_a, cluster, "") + plugin("platform-probe"));
+  const std::string service = "gameverse.echo.v1.Echo";
+  std::vector<std::string> both{b->address(), c.address()};
+  std::sort(both.begin(), both.end());
+  ASSERT_TRUE(eventually([&] { return resolved(a, service) == both; })) << a.log();
+
+  echo::EchoRequest ping;
+  ping.set_payload("ping");
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok_before{0}, ok_after{0};
+  std::atomic<bool> killed{false};
+  std::vector<std::string> failures;
+  std::thread load([&] {
+    while (!stop) {
+      const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString(), "", false, 2000);
+      if (r.status.ok()) {
+        (killed ? ok_after : ok_before)++;
+      } else if (r.status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        failures.push_back(std::to_string(r.status.error_code()) + ": " + r.status.error_message());
+      }
+    }
+  });
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{stop, load};
+  ASSERT_TRUE(eventually([&] { return ok_before > 20; })) << a.log();
+  // Both hosts take calls: the two addresses are balanced, over one kept-open channel each.
+  const auto balanced = remotes_of(a);
+  ASSERT_EQ(balanced.services_size(), 1)
+      << balanced.DebugString();  // this host's own services are not remote
+  for (const auto& s : balanced.services()) {
+    for (const auto& e : s.endpoints())
+      EXPECT_GT(e.calls(), 0u) << e.address() << " took no call: " << balanced.DebugString();
+  }
+  kill(b->pid(), SIGKILL);
+  killed = true;
+  // Callers fail over to C; B drops out of the registry within its lease.
+  EXPECT_TRUE(eventually([&] { return ok_after > 50; }, std::chrono::seconds(20))) << a.log();
+  EXPECT_TRUE(eventually([&] { return resolved(a, service) == std::vector<std::string>{c.address()}; },
+                         std::chrono::seconds(10)))
+      << "the dead host stayed in the registry";
+  stop = true;
+  if (load.joinable()) load.join();
+  for (const auto& failure : failures) ADD_FAILURE() << "a call failed other than UNAVAILABLE: " << failure;
+
+  // C stops serving echo: it withdraws it, and no host serves it any more.
+  const CommandRun unloaded =
+      run_command(std::string(GV_GVCTL_BINARY) + " --addr " + c.address() + " unload echo");
+  ASSERT_EQ(unloaded.exit_code, 0) << unloaded.output;
+  EXPECT_TRUE(eventually([&] { return resolved(a, service).empty(); }, std::chrono::seconds(10)));
+  const Relayed gone = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
+  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_CONTAINS(gone.status.error_message(), "no host serves gameverse.echo.v1.Echo");
+  b.reset();
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(c.stop(), 0) << c.log();
+}
+
+}  // namespace
+}  // namespace gameverse::testing
