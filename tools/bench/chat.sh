@@ -41,6 +41,7 @@ name = "chat"
 path = "$BUILD/plugins/chat.so"
 [plugin.config]
 messages_per_player_per_10s = 1000000
+reads_per_player_per_10s = 1000000
 max_subscribers_per_player = 100000
 max_subscribers_per_address = 100000
 TOML

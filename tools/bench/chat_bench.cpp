@@ -197,6 +197,8 @@ int main(int argc, char** argv) {
     while (!s->caught_up()) {
       if (s->done() || Clock::now() > give_up) {
         std::fprintf(stderr, "a stream did not open: %s\n", s->status().c_str());
+        for (auto& other : streams) other->cancel();  // reactors must end before they are freed
+        for (auto& other : streams) other->wait_done();
         return 1;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
