@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "logging/request_id.hpp"
+#include "platform/cluster_auth.hpp"
 #include "platform/timers.hpp"
 
 namespace gameverse::platform {
@@ -299,16 +300,39 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     context.set_deadline(
         std::chrono::system_clock::time_point(std::chrono::milliseconds(call->origin.deadline_unix_ms)));
   }
-  context.AddMetadata(kClusterKeyKey, options_.secret);
-  context.AddMetadata(kForwardedOriginKey, std::string(origin_wire_name(call->kind)));
-  context.AddMetadata(kForwardedCallerPeerKey, call->origin.peer);
+  // The secret itself never travels: an HMAC over what the call claims does, with a fresh nonce.
+  SignedCall signed_call;
+  signed_call.method = call->method;
+  signed_call.deadline =
+      call->origin.deadline_unix_ms == INT64_MAX ? "none" : std::to_string(call->origin.deadline_unix_ms);
+  signed_call.origin = std::string(origin_wire_name(call->kind));
   if (call->kind != GV_CALL_ORIGIN_PLUGIN && !call->origin.user_id.empty()) {
-    context.AddMetadata(kForwardedUserKey, call->origin.user_id);
-    context.AddMetadata(kForwardedSessionKey, call->origin.session_id);
-    for (const auto& role : call->origin.roles) context.AddMetadata(kForwardedRoleKey, role);
+    signed_call.user = call->origin.user_id;
+    signed_call.session = call->origin.session_id;
+    signed_call.roles = call->origin.roles;
   }
-  if (!call->origin.request_id.empty())
-    context.AddMetadata(std::string(logging::kRequestIdKey), call->origin.request_id);
+  signed_call.peer = call->origin.peer;
+  signed_call.request_id = call->origin.request_id;
+  {
+    std::lock_guard lock(mu_);
+    signed_call.host = options_.self_address;
+  }
+  signed_call.time = std::to_string(now_ms());
+  signed_call.nonce = new_nonce();
+  context.AddMetadata(kClusterMacKey, call_mac(options_.secret, signed_call));
+  context.AddMetadata(kClusterHostKey, signed_call.host);
+  context.AddMetadata(kClusterTimeKey, signed_call.time);
+  context.AddMetadata(kClusterNonceKey, signed_call.nonce);
+  context.AddMetadata(kClusterDeadlineKey, signed_call.deadline);
+  context.AddMetadata(kForwardedOriginKey, signed_call.origin);
+  context.AddMetadata(kForwardedCallerPeerKey, signed_call.peer);
+  if (!signed_call.user.empty()) {
+    context.AddMetadata(kForwardedUserKey, signed_call.user);
+    context.AddMetadata(kForwardedSessionKey, signed_call.session);
+    for (const auto& role : signed_call.roles) context.AddMetadata(kForwardedRoleKey, role);
+  }
+  if (!signed_call.request_id.empty())
+    context.AddMetadata(std::string(logging::kRequestIdKey), signed_call.request_id);
   const bool was_ready = endpoint->channel->GetState(false) == GRPC_CHANNEL_READY;
   {
     // A cancel that came meanwhile reaches this try.

@@ -31,9 +31,8 @@ class ClientContext;
 namespace gameverse::platform {
 
 // Metadata a host puts on a call it forwards. The receiving host believes the forwarded-* keys
-// only beside the cluster secret (compared in constant time); a call that carries any of them
-// without it is refused, so a client cannot pose as a host.
-inline constexpr const char* kClusterKeyKey = "gameverse-cluster-key";
+// only beside a valid gameverse-cluster-mac (platform/cluster_auth.hpp); a call that carries any of
+// them without one is refused, so a client cannot pose as a host.
 inline constexpr const char* kForwardedPrefix = "gameverse-forwarded-";
 inline constexpr const char* kForwardedOriginKey =
     "gameverse-forwarded-origin";  // "for-caller" | "plugin" | "client"
