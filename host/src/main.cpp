@@ -267,6 +267,7 @@ int main(int argc, char** argv) {
     options.max_pending_calls = static_cast<size_t>(config.cluster.max_pending_calls);
     options.max_channels = static_cast<size_t>(config.cluster.max_channels);
     options.eject_base = std::chrono::milliseconds(config.cluster.eject_ms);
+    options.call_timeout = std::chrono::milliseconds(config.cluster.call_timeout_ms);
     if (options.ca_pem.empty()) {
       spdlog::warn(
           "[cluster] has no ca_file: calls between hosts travel in plaintext, their bodies and callers "

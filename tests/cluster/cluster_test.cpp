@@ -149,6 +149,8 @@ TEST(ClusterConfig, RemoteEntriesAreCheckedWithTheKeyAndLine) {
                   "cluster.registry: needs [redis] url");
   EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "lease_ms = 5\n"),
                   "cluster.lease_ms: must be between 1000 and 3600000, not 5");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "call_timeout_ms = 5\n"),
+                  "cluster.call_timeout_ms: must be between 100 and 3600000, not 5");
   EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "[[remote]]\nservice = \"a.B\"\nadresses = [\"h:1\"]\n"),
                   "remote[0].adresses: unknown key");
 }
@@ -161,7 +163,9 @@ class TwoHosts : public ::testing::Test {
     a_ = std::make_unique<HostProcess>(
         host_config(
             data_a_, secret_,
-            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" + b_->address() +
+            "[server]\ndrain_timeout_ms = 1000\n"
+            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                b_->address() +
                 "\"]\n"
                 "[[remote]]\nservice = \"gameverse.nowhere.v1.Nowhere\"\naddresses = [\"127.0.0.1:1\"]\n") +
         plugin("auth", "[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n") +
@@ -343,6 +347,34 @@ Metadata signed_by_host(const std::string& secret, const std::string& method, co
                {platform::kForwardedSessionKey, call.session}};
   for (const auto& role : roles) out.emplace_back(platform::kForwardedRoleKey, role);
   return out;
+}
+
+// The probe's own call to B's Sleep (a minute) is pending when the probe is unloaded: the call
+// ends with the generation, before its code is unmapped, and A goes on.
+TEST_F(TwoHosts, UnloadingAPluginEndsTheCallsItForwarded) {
+  echo::SleepRequest sleep;
+  sleep.set_duration_ms(60'000);
+  Relayed held;
+  std::thread caller([&] {
+    held = relay(*a_, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", /*as_plugin=*/true);
+  });
+  const bool forwarded = eventually([&] { return remotes_of(*a_).pending_calls() == 1; });
+  const CommandRun unloaded =
+      run_command(std::string(GV_GVCTL_BINARY) + " --addr " + a_->address() + " unload platform-probe");
+  EXPECT_EQ(unloaded.exit_code, 0) << unloaded.output;
+  EXPECT_TRUE(eventually([&] { return remotes_of(*a_).pending_calls() == 0; }, std::chrono::seconds(10)))
+      << "the forwarded call outlived the generation that made it\n"
+      << a_->log();
+  caller.join();
+  ASSERT_TRUE(forwarded) << a_->log();
+  EXPECT_FALSE(held.status.ok());
+  EXPECT_TRUE(eventually(
+      [&] { return a_->log().find("plugin 'platform-probe' generation 1 retired") != std::string::npos; },
+      std::chrono::seconds(10)))
+      << "the generation never retired\n"
+      << a_->log();
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
 }
 
 // A game client sends the metadata a host forwards a caller with, to be someone else at B's gate.

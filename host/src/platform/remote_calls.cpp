@@ -64,6 +64,7 @@ struct RemoteCalls::Pending {
   gv_call_origin kind = GV_CALL_ORIGIN_PLUGIN;
   std::shared_ptr<const std::atomic<bool>> parent_ended;
   Done done;
+  const void* owner = nullptr;  // the plugin generation whose code `done` runs
   std::mutex mu;
   bool cancelled = false;
   std::vector<std::unique_ptr<Attempt>> attempts;  // at most kMaxAttempts
@@ -130,14 +131,19 @@ size_t RemoteCalls::pending() const {
 
 std::function<void()> RemoteCalls::forward(const std::string& method, std::string request,
                                            const CallOrigin& origin, gv_call_origin kind,
-                                           std::shared_ptr<const std::atomic<bool>> parent_ended, Done done) {
+                                           std::shared_ptr<const std::atomic<bool>> parent_ended, Done done,
+                                           const void* owner) {
   auto call = std::make_shared<Pending>();
+  call->owner = owner;
   call->method = method;
   call->service = std::string(service_of(method));
   call->origin = origin;
   call->origin.identify = nullptr;
   call->kind = kind;
   call->parent_ended = std::move(parent_ended);
+  // A call with no deadline gets [cluster] call_timeout_ms: a host that holds it cannot keep it forever.
+  if (call->origin.deadline_unix_ms == INT64_MAX)
+    call->origin.deadline_unix_ms = now_ms() + options_.call_timeout.count();
   {
     grpc::Slice slice(request);
     call->request = grpc::ByteBuffer(&slice, 1);
@@ -392,7 +398,7 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
   {
     std::lock_guard lock(mu_);
     pending_.erase(call->id);
-    if (pending_.empty()) idle_cv_.notify_all();
+    idle_cv_.notify_all();
   }
 }
 
@@ -442,6 +448,32 @@ void RemoteCalls::stop() {
   if (parent_watcher_.joinable()) parent_watcher_.join();
   std::unique_lock lock(mu_);
   idle_cv_.wait(lock, [this] { return pending_.empty(); });
+}
+
+bool RemoteCalls::cancel_owned(const void* owner, std::chrono::steady_clock::time_point until) {
+  if (owner == nullptr) return true;
+  std::vector<std::shared_ptr<Pending>> calls;
+  auto owned = [&] {
+    calls.clear();
+    for (const auto& [id, call] : pending_)
+      if (call->owner == owner) calls.push_back(call);
+    return calls.empty();
+  };
+  std::unique_lock lock(mu_);
+  if (owned()) return true;
+  lock.unlock();
+  for (const auto& call : calls) {
+    std::lock_guard call_lock(call->mu);
+    call->cancelled = true;
+    if (!call->attempts.empty()) call->attempts.back()->context.TryCancel();
+  }
+  calls.clear();
+  lock.lock();
+  return idle_cv_.wait_until(lock, until, [&] {
+    const bool none = owned();
+    calls.clear();
+    return none;
+  });
 }
 
 std::vector<RemoteServiceView> RemoteCalls::snapshot() const {
