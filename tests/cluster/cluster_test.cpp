@@ -377,6 +377,33 @@ TEST_F(TwoHosts, UnloadingAPluginEndsTheCallsItForwarded) {
   EXPECT_EQ(b_->stop(), 0) << b_->log();
 }
 
+// Many calls in flight to an address that fails together are one outage, not many: its ejection
+// does not grow with each, and while every address of a service is ejected the one back first is
+// still tried.
+TEST_F(TwoHosts, OneOutageEjectsAHostOnceHoweverManyCallsFailed) {
+  const std::string method = "/gameverse.nowhere.v1.Nowhere/Get";
+  std::vector<std::thread> callers;
+  std::vector<Relayed> results(8);
+  for (size_t i = 0; i < results.size(); ++i)
+    callers.emplace_back([&, i] { results[i] = relay(*a_, method, ""); });
+  for (auto& caller : callers) caller.join();
+  for (const auto& result : results) EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  const auto remotes = remotes_of(*a_);
+  for (const auto& s : remotes.services()) {
+    if (s.service() != "gameverse.nowhere.v1.Nowhere") continue;
+    ASSERT_EQ(s.endpoints_size(), 1);
+    EXPECT_GE(s.endpoints(0).failures(), 8u);
+    // eject_ms = 1000, the first step: 8 failures of one outage did not climb to 30 s.
+    EXPECT_LE(s.endpoints(0).ejected_for_ms(), 1000) << s.DebugString();
+  }
+  const Relayed again = relay(*a_, method, "");
+  EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(again.status.error_message().find("skipped for another"), std::string::npos)
+      << "the sole address was not tried: " << again.status.error_message();
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
 // A game client sends the metadata a host forwards a caller with, to be someone else at B's gate.
 TEST_F(TwoHosts, AClientCannotPoseAsAHost) {
   const std::string who = echo::WhoAmIRequest().SerializeAsString();

@@ -251,6 +251,7 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
   }
   std::shared_ptr<Endpoint> best;
   int best_rank = 0;
+  std::shared_ptr<Endpoint> soonest;  // of the ejected ones, the one whose ejection ends first
   std::string skipped;
   const size_t offset = round_robin_++;
   for (size_t i = 0; i < addresses.size(); ++i) {
@@ -262,6 +263,10 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
       continue;
     }
     const grpc_connectivity_state state = endpoint->channel->GetState(/*try_to_connect=*/true);
+    if (endpoint->ejected_until > now && address != avoid &&
+        (!soonest || endpoint->ejected_until < soonest->ejected_until)) {
+      soonest = endpoint;
+    }
     if (endpoint->ejected_until > now || address == avoid) {
       skipped += (skipped.empty() ? "" : ", ") + address + " (" +
                  (address == avoid ? std::string("failed just now")
@@ -281,6 +286,9 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
       best_rank = rank;
     }
   }
+  // Every address ejected: the one back soonest is tried rather than none (a sole host is not
+  // lost for the whole ejection).
+  if (!best && soonest && avoid.empty()) best = soonest;
   if (!best && why.empty()) why = "no host serving " + service + " answers: " + skipped;
   if (best) ++best->outstanding;
   return best;
@@ -364,12 +372,17 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
     ++endpoint->calls;
     if (unreached) {
       ++endpoint->failures;
-      const auto backoff = std::min<std::chrono::milliseconds>(
-          options_.eject_max, options_.eject_base * (1LL << std::min<uint32_t>(endpoint->ejections, 10)));
-      ++endpoint->ejections;
-      endpoint->ejected_until = std::chrono::steady_clock::now() + backoff;
-      spdlog::warn("forwarding {} to {} failed ({}); skipping that host for {} ms", call->method,
-                   endpoint->address, message, backoff.count());
+      // One outage is one step up, however many calls were in flight when it came: the penalty
+      // grows only when a try made after the last ejection ended fails too.
+      const auto now = std::chrono::steady_clock::now();
+      if (endpoint->ejected_until <= now) {
+        const auto backoff = std::min<std::chrono::milliseconds>(
+            options_.eject_max, options_.eject_base * (1LL << std::min<uint32_t>(endpoint->ejections, 10)));
+        ++endpoint->ejections;
+        endpoint->ejected_until = now + backoff;
+        spdlog::warn("forwarding {} to {} failed ({}); skipping that host for {} ms", call->method,
+                     endpoint->address, message, backoff.count());
+      }
     } else if (reached_host) {
       endpoint->ejections = 0;
       endpoint->ejected_until = {};
