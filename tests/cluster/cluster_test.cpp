@@ -241,7 +241,7 @@ TEST_F(TwoHosts, ACallCrossesHostsWithItsCallerOriginAndRequestId) {
 
   // A service no host serves, and one whose only host does not answer: UNAVAILABLE naming it.
   const Relayed unknown = relay(*a_, "/gameverse.inventory.v1.Inventory/GetInventory", "");
-  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_CONTAINS(unknown.status.error_message(), "no host serves gameverse.inventory.v1.Inventory");
   const Relayed silent = relay(*a_, "/gameverse.nowhere.v1.Nowhere/Get", "");
   EXPECT_EQ(silent.status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -561,7 +561,7 @@ TEST(ClusterRegistry, AHostThatDiesDropsOutAndItsCallersFailOver) {
   ASSERT_EQ(unloaded.exit_code, 0) << unloaded.output;
   EXPECT_TRUE(eventually([&] { return resolved(a, service).empty(); }, std::chrono::seconds(10)));
   const Relayed gone = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
-  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_CONTAINS(gone.status.error_message(), "no host serves gameverse.echo.v1.Echo");
   b.reset();
   EXPECT_EQ(a.stop(), 0) << a.log();
@@ -626,6 +626,28 @@ TEST(ClusterRegistry, UnsignedOrJunkEntriesAreIgnored) {
   close(listener);
   EXPECT_EQ(a.stop(), 0) << a.log();
   EXPECT_EQ(b.stop(), 0) << b.log();
+}
+
+// [[remote]] names C first, which serves no echo (it answers UNIMPLEMENTED), then B, which does:
+// every call ends at B.
+TEST(ClusterStatic, AHostThatDoesNotServeTheMethodPassesTheCallOn) {
+  const std::string cluster = "secret = \"" + random_hex(32) + "\"\n";
+  TempDir data_a, data_b, data_c;
+  HostProcess b(host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess c(host_config(data_c, cluster, ""));
+  HostProcess a(host_config(data_a, cluster,
+                            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                                c.address() + "\", \"" + b.address() + "\"]\n") +
+                plugin("platform-probe"));
+  echo::EchoRequest ping;
+  ping.set_payload("ping");
+  for (int i = 0; i < 6; ++i) {
+    const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
+    EXPECT_TRUE(r.status.ok()) << r.status.error_code() << ": " << r.status.error_message();
+  }
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
+  EXPECT_EQ(c.stop(), 0) << c.log();
 }
 
 }  // namespace

@@ -175,10 +175,13 @@ std::function<void()> RemoteCalls::forward(const std::string& method, std::strin
     return [] {};
   }
   std::string why;
-  if (auto endpoint = pick(call->service, "", why)) {
+  bool none_known = false;
+  if (auto endpoint = pick(call->service, "", why, &none_known)) {
     start(call, std::move(endpoint));
   } else {
-    finished(call, nullptr, false, true, GV_STATUS_UNAVAILABLE, why, {});
+    // No host anywhere serves it: UNIMPLEMENTED, as for a method no plugin here serves (abi.h).
+    finished(call, nullptr, false, true, none_known ? GV_STATUS_UNIMPLEMENTED : GV_STATUS_UNAVAILABLE, why,
+             {});
   }
   return [weak] {
     if (auto live = weak.lock()) {
@@ -230,7 +233,7 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::endpoint_locked(const std::s
 }
 
 std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& service, const std::string& avoid,
-                                                         std::string& why) {
+                                                         std::string& why, bool* none_known) {
   std::lock_guard lock(mu_);
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::string> addresses;
@@ -245,6 +248,7 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
   }
   std::erase(addresses, options_.self_address);
   if (addresses.empty()) {
+    if (none_known != nullptr) *none_known = true;
     why = "no host serves " + service +
           ": it is not loaded here, and neither [[remote]] nor the registry names a host for it";
     return nullptr;
@@ -390,6 +394,23 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
   }
   // A try that could not have reached its host (no connection was up) goes to another one.
   if (unreached && !channel_was_ready) {
+    bool again = false;
+    {
+      std::lock_guard lock(call->mu);
+      again = !call->cancelled && call->attempts.size() < kMaxAttempts &&
+              (call->origin.deadline_unix_ms == INT64_MAX || call->origin.deadline_unix_ms > now_ms());
+    }
+    std::string why;
+    if (again) {
+      if (auto next = pick(call->service, endpoint->address, why)) {
+        start(call, std::move(next));
+        return;
+      }
+    }
+  }
+  // A host that answered UNIMPLEMENTED no longer serves the service (it was unloaded there since the
+  // registry was read): the call goes to another that may.
+  if (endpoint && reached_host && code == GV_STATUS_UNIMPLEMENTED) {
     bool again = false;
     {
       std::lock_guard lock(call->mu);

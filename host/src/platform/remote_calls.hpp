@@ -119,8 +119,10 @@ class RemoteCalls {
  private:
   struct Endpoint;
   struct Pending;
-  // The endpoint of `service` to send the next call to; null with `why` when there is none.
-  std::shared_ptr<Endpoint> pick(const std::string& service, const std::string& avoid, std::string& why);
+  // The endpoint of `service` to send the next call to; null with `why` when there is none, and
+  // `none_known` set when no list names any address for it.
+  std::shared_ptr<Endpoint> pick(const std::string& service, const std::string& avoid, std::string& why,
+                                 bool* none_known = nullptr);
   std::shared_ptr<Endpoint> endpoint_locked(const std::string& address, std::string& why);
   void start(const std::shared_ptr<Pending>& call, std::shared_ptr<Endpoint> endpoint);
   void finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint,
