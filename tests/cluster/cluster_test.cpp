@@ -620,6 +620,12 @@ TEST(ClusterRegistry, UnsignedOrJunkEntriesAreIgnored) {
     const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
     EXPECT_TRUE(r.status.ok()) << r.status.error_message();
   }
+  // The entries no host of the cluster signed are gone: they cannot crowd out real ones.
+  EXPECT_TRUE(eventually([&] {
+    return run_command("redis-cli -u '" + redis_url() + "' ZCARD " + prefix + "service:" + service).output ==
+           "1\n";
+  })) << run_command("redis-cli -u '" + redis_url() + "' ZRANGE " + prefix + "service:" + service + " 0 -1")
+             .output;
   const int accepted = accept(listener, nullptr, nullptr);
   EXPECT_LT(accepted, 0) << "a host connected to an address only an unsigned entry names";
   if (accepted >= 0) close(accepted);

@@ -64,6 +64,8 @@ void ServiceRegistry::run() {
 
 namespace {
 
+constexpr int64_t kLongestLeaseMs = 3'600'000;  // [cluster] lease_ms's upper bound
+
 // A whole decimal integer, else nullopt ("inf", "1e3", "" and overflow are not).
 std::optional<int64_t> whole_number(const char* data, size_t size) {
   int64_t value = 0;
@@ -135,10 +137,14 @@ void ServiceRegistry::refresh() {
       try {
         const std::string key = service_key(service);
         redis_.command({"ZREMRANGEBYSCORE", key, "-inf", std::to_string(redis_now_ms)});
+        redis_.command(
+            {"ZREMRANGEBYSCORE", key, "(" + std::to_string(redis_now_ms + kLongestLeaseMs), "+inf"});
         // The freshest leases first: the hosts most recently heard from.
+        // No host signs a lease longer than lease_ms allows (an hour at most): later scores are junk
+        // that must not crowd the real entries out of the 64 read.
         const RedisReply hosts =
-            redis_.command({"ZREVRANGEBYSCORE", key, "+inf", "(" + std::to_string(redis_now_ms), "WITHSCORES",
-                            "LIMIT", "0", "64"});
+            redis_.command({"ZREVRANGEBYSCORE", key, std::to_string(redis_now_ms + kLongestLeaseMs),
+                            "(" + std::to_string(redis_now_ms), "WITHSCORES", "LIMIT", "0", "64"});
         if (!hosts || hosts->type != REDIS_REPLY_ARRAY || hosts->elements == 0) {
           redis_.command({"SREM", services_key(), service});  // announced again on its host's next beat
           continue;
@@ -152,7 +158,11 @@ void ServiceRegistry::refresh() {
           // to Redis cannot send this host's calls (and callers) elsewhere.
           auto address = registry_address(options_.secret, options_.cluster, service,
                                           std::string_view(entry->str, entry->len));
-          if (!address) continue;
+          if (!address) {
+            // Not written by a host of this cluster: dropped, so that it takes no place of a real one.
+            redis_.command({"ZREM", key, std::string(entry->str, entry->len)});
+            continue;
+          }
           const int64_t left_ms = std::clamp<int64_t>(*lease_end - redis_now_ms, 0, options_.lease.count());
           entries.emplace_back(std::move(*address), steady_now + std::chrono::milliseconds(left_ms));
         }
