@@ -267,6 +267,14 @@ int main(int argc, char** argv) {
     options.max_pending_calls = static_cast<size_t>(config.cluster.max_pending_calls);
     options.max_channels = static_cast<size_t>(config.cluster.max_channels);
     options.eject_base = std::chrono::milliseconds(config.cluster.eject_ms);
+    options.call_timeout = std::chrono::milliseconds(config.cluster.call_timeout_ms);
+    if (options.ca_pem.empty()) {
+      spdlog::warn(
+          "[cluster] has no ca_file: calls between hosts travel in plaintext, their bodies and callers "
+          "visible to "
+          "anyone on the network between them (each call is signed, the secret itself never travels); set "
+          "ca_file and serve TLS ([server.tls]) on every host");
+    }
     for (const auto& entry : config.remotes) options.static_services[entry.service] = entry.addresses;
     remote = std::make_unique<gameverse::platform::RemoteCalls>(std::move(options));
     platform.remote = remote.get();
@@ -354,6 +362,7 @@ int main(int argc, char** argv) {
             gameverse::platform::parse_redis_url(config.redis.url),
             gameverse::platform::RegistryOptions{.cluster = config.cluster.name,
                                                  .address = advertise,
+                                                 .secret = config.cluster.secret,
                                                  .lease = std::chrono::milliseconds(config.cluster.lease_ms)},
             *remote, [&plugins] {
               std::set<std::string> services;

@@ -1,10 +1,14 @@
 // Services across hosts: a plugin's call to a service another host serves is forwarded there over
 // gRPC with its caller, origin, request id and deadline; the hosts find each other through the
 // config's [[remote]] list or the registry in Redis; a client cannot pose as a host.
+#include <arpa/inet.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +24,8 @@
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "host_process.hpp"
+#include "platform/cluster_auth.hpp"
+#include "platform/remote_calls.hpp"
 #include "run_command.hpp"
 #include "test_servers.hpp"
 
@@ -143,6 +149,8 @@ TEST(ClusterConfig, RemoteEntriesAreCheckedWithTheKeyAndLine) {
                   "cluster.registry: needs [redis] url");
   EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "lease_ms = 5\n"),
                   "cluster.lease_ms: must be between 1000 and 3600000, not 5");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "call_timeout_ms = 5\n"),
+                  "cluster.call_timeout_ms: must be between 100 and 3600000, not 5");
   EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "[[remote]]\nservice = \"a.B\"\nadresses = [\"h:1\"]\n"),
                   "remote[0].adresses: unknown key");
 }
@@ -155,7 +163,9 @@ class TwoHosts : public ::testing::Test {
     a_ = std::make_unique<HostProcess>(
         host_config(
             data_a_, secret_,
-            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" + b_->address() +
+            "[server]\ndrain_timeout_ms = 1000\n"
+            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                b_->address() +
                 "\"]\n"
                 "[[remote]]\nservice = \"gameverse.nowhere.v1.Nowhere\"\naddresses = [\"127.0.0.1:1\"]\n") +
         plugin("auth", "[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n") +
@@ -175,8 +185,9 @@ class TwoHosts : public ::testing::Test {
     return session.access_token();
   }
 
-  std::string key_ = random_hex(32);
-  std::string secret_ = "secret = \"" + key_ + "\"\n";
+  // A secret with bytes that may not go into metadata: only MACs made with it travel.
+  std::string key_ = "\x01\x7f" + random_hex(32);
+  std::string secret_ = "secret = \"\\u0001\\u007f" + key_.substr(2) + "\"\n";
   TempDir data_a_, data_b_;
   std::unique_ptr<HostProcess> b_, a_;
   std::string user_id_;
@@ -230,7 +241,7 @@ TEST_F(TwoHosts, ACallCrossesHostsWithItsCallerOriginAndRequestId) {
 
   // A service no host serves, and one whose only host does not answer: UNAVAILABLE naming it.
   const Relayed unknown = relay(*a_, "/gameverse.inventory.v1.Inventory/GetInventory", "");
-  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(unknown.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_CONTAINS(unknown.status.error_message(), "no host serves gameverse.inventory.v1.Inventory");
   const Relayed silent = relay(*a_, "/gameverse.nowhere.v1.Nowhere/Get", "");
   EXPECT_EQ(silent.status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -282,37 +293,146 @@ TEST_F(TwoHosts, ADeadlineShorterThanTheRemoteWorkOrACancelEndsTheCall) {
   EXPECT_EQ(b_->stop(), 0) << b_->log();
 }
 
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+struct Forged {
+  grpc::Status status;
+  std::string reply;
+};
+
+// Calls B directly with `metadata`, as a client (or a host) could.
+Forged call_with(const HostProcess& host, const Metadata& metadata, const std::string& method,
+                 const std::string& bytes) {
+  grpc::GenericStub stub(host.channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer request(&slice, 1), reply;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &reply,
+                 [&done](grpc::Status status) { done.set_value(std::move(status)); });
+  Forged out{done.get_future().get(), ""};
+  std::vector<grpc::Slice> slices;
+  if (out.status.ok() && reply.Dump(&slices).ok())
+    for (const auto& s : slices) out.reply.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+// The metadata a host of the cluster sends with a call for `user` with `roles`, signed with `secret`.
+Metadata signed_by_host(const std::string& secret, const std::string& method, const std::string& user,
+                        const std::vector<std::string>& roles, int64_t skew_ms = 0) {
+  platform::SignedCall call;
+  call.method = method;
+  call.deadline = "none";
+  call.origin = "for-caller";
+  call.user = user;
+  call.session = "s1";
+  call.roles = roles;
+  call.peer = "inproc:platform-probe";
+  call.host = "127.0.0.1:1";
+  call.time = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count() +
+                             skew_ms);
+  call.nonce = platform::new_nonce();
+  Metadata out{{platform::kClusterMacKey, platform::call_mac(secret, call)},
+               {platform::kClusterHostKey, call.host},
+               {platform::kClusterTimeKey, call.time},
+               {platform::kClusterNonceKey, call.nonce},
+               {platform::kClusterDeadlineKey, call.deadline},
+               {platform::kForwardedOriginKey, call.origin},
+               {platform::kForwardedCallerPeerKey, call.peer},
+               {platform::kForwardedUserKey, call.user},
+               {platform::kForwardedSessionKey, call.session}};
+  for (const auto& role : roles) out.emplace_back(platform::kForwardedRoleKey, role);
+  return out;
+}
+
+// The probe's own call to B's Sleep (a minute) is pending when the probe is unloaded: the call
+// ends with the generation, before its code is unmapped, and A goes on.
+TEST_F(TwoHosts, UnloadingAPluginEndsTheCallsItForwarded) {
+  echo::SleepRequest sleep;
+  sleep.set_duration_ms(60'000);
+  Relayed held;
+  std::thread caller([&] {
+    held = relay(*a_, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", /*as_plugin=*/true);
+  });
+  const bool forwarded = eventually([&] { return remotes_of(*a_).pending_calls() == 1; });
+  const CommandRun unloaded =
+      run_command(std::string(GV_GVCTL_BINARY) + " --addr " + a_->address() + " unload platform-probe");
+  EXPECT_EQ(unloaded.exit_code, 0) << unloaded.output;
+  EXPECT_TRUE(eventually([&] { return remotes_of(*a_).pending_calls() == 0; }, std::chrono::seconds(10)))
+      << "the forwarded call outlived the generation that made it\n"
+      << a_->log();
+  caller.join();
+  ASSERT_TRUE(forwarded) << a_->log();
+  EXPECT_FALSE(held.status.ok());
+  EXPECT_TRUE(eventually(
+      [&] { return a_->log().find("plugin 'platform-probe' generation 1 retired") != std::string::npos; },
+      std::chrono::seconds(10)))
+      << "the generation never retired\n"
+      << a_->log();
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// Many calls in flight to an address that fails together are one outage, not many: its ejection
+// does not grow with each, and while every address of a service is ejected the one back first is
+// still tried.
+TEST_F(TwoHosts, OneOutageEjectsAHostOnceHoweverManyCallsFailed) {
+  const std::string method = "/gameverse.nowhere.v1.Nowhere/Get";
+  std::vector<std::thread> callers;
+  std::vector<Relayed> results(8);
+  for (size_t i = 0; i < results.size(); ++i)
+    callers.emplace_back([&, i] { results[i] = relay(*a_, method, ""); });
+  for (auto& caller : callers) caller.join();
+  for (const auto& result : results) EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  const auto remotes = remotes_of(*a_);
+  for (const auto& s : remotes.services()) {
+    if (s.service() != "gameverse.nowhere.v1.Nowhere") continue;
+    ASSERT_EQ(s.endpoints_size(), 1);
+    EXPECT_GE(s.endpoints(0).failures(), 8u);
+    // eject_ms = 1000, the first step: 8 failures of one outage did not climb to 30 s.
+    EXPECT_LE(s.endpoints(0).ejected_for_ms(), 1000) << s.DebugString();
+  }
+  const Relayed again = relay(*a_, method, "");
+  EXPECT_EQ(again.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(again.status.error_message().find("skipped for another"), std::string::npos)
+      << "the sole address was not tried: " << again.status.error_message();
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
 // A game client sends the metadata a host forwards a caller with, to be someone else at B's gate.
 TEST_F(TwoHosts, AClientCannotPoseAsAHost) {
-  auto forge = [&](const std::optional<std::string>& key, const std::string& method) {
-    grpc::GenericStub stub(b_->channel());
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    if (key) context.AddMetadata("gameverse-cluster-key", *key);
-    context.AddMetadata("gameverse-forwarded-origin", "for-caller");
-    context.AddMetadata("gameverse-forwarded-user-bin", "victim");
-    context.AddMetadata("gameverse-forwarded-role-bin", "moderator");
-    const std::string bytes = echo::WhoAmIRequest().SerializeAsString();
-    grpc::Slice slice(bytes);
-    grpc::ByteBuffer request(&slice, 1), reply;
-    std::promise<grpc::Status> done;
-    stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &reply,
-                   [&done](grpc::Status status) { done.set_value(std::move(status)); });
-    const grpc::Status status = done.get_future().get();
-    std::string out;
-    std::vector<grpc::Slice> slices;
-    if (status.ok() && reply.Dump(&slices).ok())
-      for (const auto& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-    return std::pair{status, out};
-  };
-  for (const auto& key : {std::optional<std::string>(), std::optional<std::string>(random_hex(32)),
-                          std::optional<std::string>(key_.substr(0, 63)), std::optional<std::string>("")}) {
+  const std::string who = echo::WhoAmIRequest().SerializeAsString();
+  const Metadata caller{{"gameverse-forwarded-origin", "for-caller"},
+                        {"gameverse-forwarded-user-bin", "victim"},
+                        {"gameverse-forwarded-role-bin", "moderator"}};
+  // The old bearer key, a wrong MAC, a MAC with the right length, none at all.
+  std::vector<Metadata> forgeries;
+  forgeries.push_back(caller);
+  for (const std::string& key : {key_.substr(2), random_hex(32)}) {
+    Metadata m = caller;
+    m.emplace_back("gameverse-cluster-key", key);
+    forgeries.push_back(m);
+  }
+  {
+    Metadata m = signed_by_host(key_, "/gameverse.echo.v1.Echo/WhoAmI", "victim", {"moderator"});
+    m[0].second = random_hex(32);  // a MAC made with another secret
+    forgeries.push_back(m);
+    Metadata other =
+        signed_by_host(random_hex(32), "/gameverse.echo.v1.Echo/WhoAmI", "victim", {"moderator"});
+    forgeries.push_back(other);
+  }
+  for (const auto& metadata : forgeries) {
     for (const char* method : {"/gameverse.echo.v1.Echo/WhoAmI", "/gameverse.echo.v1.Echo/Stats"}) {
-      const auto [status, reply] = forge(key, method);
-      EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
-          << method << " with key '" << key.value_or("(none)") << "': " << status.error_message();
-      EXPECT_CONTAINS(status.error_message(), "accepted from the hosts of this cluster only");
-      EXPECT_EQ(reply, "");
+      const Forged forged = call_with(*b_, metadata, method, who);
+      EXPECT_EQ(forged.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+          << method << ": " << forged.status.error_message();
+      EXPECT_CONTAINS(forged.status.error_message(), "accepted from the hosts of this cluster only");
+      EXPECT_EQ(forged.reply, "");
     }
   }
   // Without a forged caller, the public echo answers as before: the check costs honest clients nothing.
@@ -322,14 +442,55 @@ TEST_F(TwoHosts, AClientCannotPoseAsAHost) {
   ping.set_payload("hi");
   echo::EchoReply pong;
   EXPECT_TRUE(stub->Echo(&context, ping, &pong).ok());
-  // With the cluster's key (the test stands in for a host) the same caller is believed.
-  const auto [status, reply] = forge(key_, "/gameverse.echo.v1.Echo/WhoAmI");
-  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // Signed with the cluster's secret (the test stands in for a host) the same caller is believed.
+  const Metadata genuine = signed_by_host(key_, "/gameverse.echo.v1.Echo/WhoAmI", "victim", {"moderator"});
+  const Forged believed = call_with(*b_, genuine, "/gameverse.echo.v1.Echo/WhoAmI", who);
+  ASSERT_TRUE(believed.status.ok()) << believed.status.error_message();
   echo::WhoAmIReply me;
-  ASSERT_TRUE(me.ParseFromString(reply));
+  ASSERT_TRUE(me.ParseFromString(believed.reply));
   EXPECT_EQ(me.user_id(), "victim");
+
+  // The same signed headers sent again (a replay), for another method, or signed long ago: refused.
+  const Forged replayed = call_with(*b_, genuine, "/gameverse.echo.v1.Echo/WhoAmI", who);
+  EXPECT_EQ(replayed.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_CONTAINS(replayed.status.error_message(), "this signed call was sent before");
+  const Forged moved =
+      call_with(*b_, signed_by_host(key_, "/gameverse.echo.v1.Echo/WhoAmI", "victim", {"moderator"}),
+                "/gameverse.echo.v1.Echo/Stats", echo::StatsRequest().SerializeAsString());
+  EXPECT_EQ(moved.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_CONTAINS(moved.status.error_message(), "the signature does not match");
+  const Forged stale = call_with(
+      *b_, signed_by_host(key_, "/gameverse.echo.v1.Echo/WhoAmI", "victim", {"moderator"}, -120'000),
+      "/gameverse.echo.v1.Echo/WhoAmI", who);
+  EXPECT_EQ(stale.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_CONTAINS(stale.status.error_message(), "ms from this host's clock");
+
+  // Another host cannot vouch for the operator: the role is dropped, and the host's own admin
+  // service takes no forwarded call at all.
+  const Forged op = call_with(
+      *b_, signed_by_host(key_, "/gameverse.echo.v1.Echo/WhoAmI", "operator", {"operator", "moderator"}),
+      "/gameverse.echo.v1.Echo/WhoAmI", who);
+  ASSERT_TRUE(op.status.ok()) << op.status.error_message();
+  ASSERT_TRUE(me.ParseFromString(op.reply));
+  EXPECT_EQ(std::vector<std::string>(me.roles().begin(), me.roles().end()),
+            std::vector<std::string>{"moderator"});
+  for (const char* method :
+       {"/gameverse.host.v1.PluginAdmin/ListRemotes", "/gameverse.host.v1.PluginAdmin/ListPlugins"}) {
+    const Forged admin = call_with(*b_, signed_by_host(key_, method, "operator", {"operator"}), method, "");
+    EXPECT_EQ(admin.status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << method << ": " << admin.status.error_message();
+    EXPECT_CONTAINS(admin.status.error_message(), "takes no call forwarded from another host");
+  }
+  // A real forwarded call from A works with the binary secret, and the secret shows in neither log.
+  const Relayed relayed = relay(*a_, "/gameverse.echo.v1.Echo/WhoAmI", who);
+  EXPECT_EQ(relayed.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << relayed.status.error_message();
+  EXPECT_CONTAINS(relayed.status.error_message(), "and the call forwarded to this host has none");
   EXPECT_EQ(a_->stop(), 0) << a_->log();
   EXPECT_EQ(b_->stop(), 0) << b_->log();
+  EXPECT_EQ(a_->log().find(key_.substr(2)), std::string::npos) << "A logged the cluster secret";
+  EXPECT_EQ(b_->log().find(key_.substr(2)), std::string::npos) << "B logged the cluster secret";
+  EXPECT_CONTAINS(a_->log(), "[cluster] has no ca_file: calls between hosts travel in plaintext");
 }
 
 // Hosts B and C serve echo and announce it in the registry; A finds them there. B dies under load:
@@ -400,10 +561,98 @@ TEST(ClusterRegistry, AHostThatDiesDropsOutAndItsCallersFailOver) {
   ASSERT_EQ(unloaded.exit_code, 0) << unloaded.output;
   EXPECT_TRUE(eventually([&] { return resolved(a, service).empty(); }, std::chrono::seconds(10)));
   const Relayed gone = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
-  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_CONTAINS(gone.status.error_message(), "no host serves gameverse.echo.v1.Echo");
   b.reset();
   EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(c.stop(), 0) << c.log();
+}
+
+// Anyone who can write to Redis adds an unsigned entry for echo, naming a listener of their own,
+// and junk of every kind. A never connects there, and goes on finding B.
+TEST(ClusterRegistry, UnsignedOrJunkEntriesAreIgnored) {
+  if (redis_url().empty())
+    GTEST_SKIP() << "GAMEVERSE_TEST_REDIS_URL is not set (run under tools/gv services)";
+  const std::string name = "test-" + random_hex(6);
+  const std::string secret = random_hex(32);
+  const std::string cluster =
+      "name = \"" + name + "\"\nsecret = \"" + secret + "\"\nregistry = true\nlease_ms = 1500\n";
+  const std::string redis = "[redis]\nurl = \"" + redis_url() + "\"\n";
+  const std::string prefix = "gameverse:cluster:" + name + ":";
+  const std::string service = "gameverse.echo.v1.Echo";
+
+  // The attacker's listener: a plain TCP socket that counts who connects.
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in bound{};
+  bound.sin_family = AF_INET;
+  bound.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof bound;
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&bound), sizeof bound), 0);
+  ASSERT_EQ(listen(listener, 16), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&bound), &length), 0);
+  const std::string attacker = "127.0.0.1:" + std::to_string(ntohs(bound.sin_port));
+
+  auto redis_cli = [&](const std::string& args) {
+    const CommandRun run = run_command("redis-cli -u '" + redis_url() + "' " + args);
+    EXPECT_EQ(run.exit_code, 0) << args << ": " << run.output;
+  };
+  const std::string far = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count() +
+                                         3'600'000);
+  redis_cli("SADD " + prefix + "services " + service + " gameverse.junk.v1.Str gameverse.junk.v1.Z");
+  redis_cli("ZADD " + prefix + "service:" + service + " " + far + " " + attacker);  // unsigned
+  redis_cli("ZADD " + prefix + "service:" + service + " " + far + " " + attacker + "#" + random_hex(32));
+  redis_cli("ZADD " + prefix + "service:" + service + " +inf " + attacker + "#0");
+  redis_cli("SET " + prefix + "service:gameverse.junk.v1.Str not-a-sorted-set");  // WRONGTYPE
+  redis_cli("ZADD " + prefix + "service:gameverse.junk.v1.Z +inf '#' 1e300 x");
+
+  TempDir data_a, data_b;
+  HostProcess b(redis + host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess a(redis + host_config(data_a, cluster, "") + plugin("platform-probe"));
+  ASSERT_TRUE(eventually([&] { return resolved(a, service) == std::vector<std::string>{b.address()}; }))
+      << "discovery stopped at the junk, or took an unsigned entry: " << remotes_of(a).DebugString()
+      << a.log();
+  echo::EchoRequest ping;
+  ping.set_payload("ping");
+  for (int i = 0; i < 20; ++i) {
+    const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  // The entries no host of the cluster signed are gone: they cannot crowd out real ones.
+  EXPECT_TRUE(eventually([&] {
+    return run_command("redis-cli -u '" + redis_url() + "' ZCARD " + prefix + "service:" + service).output ==
+           "1\n";
+  })) << run_command("redis-cli -u '" + redis_url() + "' ZRANGE " + prefix + "service:" + service + " 0 -1")
+             .output;
+  const int accepted = accept(listener, nullptr, nullptr);
+  EXPECT_LT(accepted, 0) << "a host connected to an address only an unsigned entry names";
+  if (accepted >= 0) close(accepted);
+  close(listener);
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
+}
+
+// [[remote]] names C first, which serves no echo (it answers UNIMPLEMENTED), then B, which does:
+// every call ends at B.
+TEST(ClusterStatic, AHostThatDoesNotServeTheMethodPassesTheCallOn) {
+  const std::string cluster = "secret = \"" + random_hex(32) + "\"\n";
+  TempDir data_a, data_b, data_c;
+  HostProcess b(host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess c(host_config(data_c, cluster, ""));
+  HostProcess a(host_config(data_a, cluster,
+                            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                                c.address() + "\", \"" + b.address() + "\"]\n") +
+                plugin("platform-probe"));
+  echo::EchoRequest ping;
+  ping.set_payload("ping");
+  for (int i = 0; i < 6; ++i) {
+    const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Echo", ping.SerializeAsString());
+    EXPECT_TRUE(r.status.ok()) << r.status.error_code() << ": " << r.status.error_message();
+  }
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
   EXPECT_EQ(c.stop(), 0) << c.log();
 }
 

@@ -344,7 +344,7 @@ void read_cluster(const toml::table& root, TableReader& top, const std::string& 
   if (table != nullptr) {
     TableReader reader(*table, "cluster", file, errors);
     reader.reject_unknown({"name", "secret", "secret_file", "advertise", "registry", "lease_ms",
-                           "max_pending_calls", "max_channels", "eject_ms", "ca_file"});
+                           "max_pending_calls", "max_channels", "eject_ms", "ca_file", "call_timeout_ms"});
     reader.read_string("name", cluster.name);
     if (table->contains("name") &&
         (cluster.name.empty() || cluster.name.size() > 64 ||
@@ -376,6 +376,7 @@ void read_cluster(const toml::table& root, TableReader& top, const std::string& 
     reader.read_int("max_pending_calls", cluster.max_pending_calls, 1, 1'000'000);
     reader.read_int("max_channels", cluster.max_channels, 1, 4096);
     reader.read_int("eject_ms", cluster.eject_ms, 10, 60'000);
+    reader.read_int("call_timeout_ms", cluster.call_timeout_ms, 100, 3'600'000);
     std::string ca_file;
     reader.read_string("ca_file", ca_file);
     if (!ca_file.empty()) cluster.ca_file = (base_dir / ca_file).lexically_normal();

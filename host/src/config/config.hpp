@@ -126,8 +126,9 @@ struct ClusterSection {
   int64_t lease_ms = 10'000;           // an announcement lasts this long unless refreshed (every lease / 3)
   int64_t max_pending_calls = 10'000;  // forwarded calls in flight at once; more: RESOURCE_EXHAUSTED
   int64_t max_channels = 256;          // connections to other hosts (one per address)
-  int64_t eject_ms = 1000;        // a host that stops answering is skipped this long, doubling up to 30 s
-  std::filesystem::path ca_file;  // PEM: other hosts serve TLS with certificates chaining to it
+  int64_t eject_ms = 1000;           // a host that stops answering is skipped this long, doubling up to 30 s
+  std::filesystem::path ca_file;     // PEM: other hosts serve TLS with certificates chaining to it
+  int64_t call_timeout_ms = 30'000;  // the deadline of a forwarded call that has none
   bool enabled() const { return !secret.empty(); }
 };
 

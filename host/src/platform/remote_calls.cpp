@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "logging/request_id.hpp"
+#include "platform/cluster_auth.hpp"
 #include "platform/timers.hpp"
 
 namespace gameverse::platform {
@@ -63,6 +64,7 @@ struct RemoteCalls::Pending {
   gv_call_origin kind = GV_CALL_ORIGIN_PLUGIN;
   std::shared_ptr<const std::atomic<bool>> parent_ended;
   Done done;
+  const void* owner = nullptr;  // the plugin generation whose code `done` runs
   std::mutex mu;
   bool cancelled = false;
   std::vector<std::unique_ptr<Attempt>> attempts;  // at most kMaxAttempts
@@ -129,14 +131,19 @@ size_t RemoteCalls::pending() const {
 
 std::function<void()> RemoteCalls::forward(const std::string& method, std::string request,
                                            const CallOrigin& origin, gv_call_origin kind,
-                                           std::shared_ptr<const std::atomic<bool>> parent_ended, Done done) {
+                                           std::shared_ptr<const std::atomic<bool>> parent_ended, Done done,
+                                           const void* owner) {
   auto call = std::make_shared<Pending>();
+  call->owner = owner;
   call->method = method;
   call->service = std::string(service_of(method));
   call->origin = origin;
   call->origin.identify = nullptr;
   call->kind = kind;
   call->parent_ended = std::move(parent_ended);
+  // A call with no deadline gets [cluster] call_timeout_ms: a host that holds it cannot keep it forever.
+  if (call->origin.deadline_unix_ms == INT64_MAX)
+    call->origin.deadline_unix_ms = now_ms() + options_.call_timeout.count();
   {
     grpc::Slice slice(request);
     call->request = grpc::ByteBuffer(&slice, 1);
@@ -168,10 +175,13 @@ std::function<void()> RemoteCalls::forward(const std::string& method, std::strin
     return [] {};
   }
   std::string why;
-  if (auto endpoint = pick(call->service, "", why)) {
+  bool none_known = false;
+  if (auto endpoint = pick(call->service, "", why, &none_known)) {
     start(call, std::move(endpoint));
   } else {
-    finished(call, nullptr, false, true, GV_STATUS_UNAVAILABLE, why, {});
+    // No host anywhere serves it: UNIMPLEMENTED, as for a method no plugin here serves (abi.h).
+    finished(call, nullptr, false, true, none_known ? GV_STATUS_UNIMPLEMENTED : GV_STATUS_UNAVAILABLE, why,
+             {});
   }
   return [weak] {
     if (auto live = weak.lock()) {
@@ -223,7 +233,7 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::endpoint_locked(const std::s
 }
 
 std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& service, const std::string& avoid,
-                                                         std::string& why) {
+                                                         std::string& why, bool* none_known) {
   std::lock_guard lock(mu_);
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::string> addresses;
@@ -238,12 +248,14 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
   }
   std::erase(addresses, options_.self_address);
   if (addresses.empty()) {
+    if (none_known != nullptr) *none_known = true;
     why = "no host serves " + service +
           ": it is not loaded here, and neither [[remote]] nor the registry names a host for it";
     return nullptr;
   }
   std::shared_ptr<Endpoint> best;
   int best_rank = 0;
+  std::shared_ptr<Endpoint> soonest;  // of the ejected ones, the one whose ejection ends first
   std::string skipped;
   const size_t offset = round_robin_++;
   for (size_t i = 0; i < addresses.size(); ++i) {
@@ -255,6 +267,10 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
       continue;
     }
     const grpc_connectivity_state state = endpoint->channel->GetState(/*try_to_connect=*/true);
+    if (endpoint->ejected_until > now && address != avoid &&
+        (!soonest || endpoint->ejected_until < soonest->ejected_until)) {
+      soonest = endpoint;
+    }
     if (endpoint->ejected_until > now || address == avoid) {
       skipped += (skipped.empty() ? "" : ", ") + address + " (" +
                  (address == avoid ? std::string("failed just now")
@@ -274,6 +290,9 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::pick(const std::string& serv
       best_rank = rank;
     }
   }
+  // Every address ejected: the one back soonest is tried rather than none (a sole host is not
+  // lost for the whole ejection).
+  if (!best && soonest && avoid.empty()) best = soonest;
   if (!best && why.empty()) why = "no host serving " + service + " answers: " + skipped;
   if (best) ++best->outstanding;
   return best;
@@ -299,16 +318,39 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     context.set_deadline(
         std::chrono::system_clock::time_point(std::chrono::milliseconds(call->origin.deadline_unix_ms)));
   }
-  context.AddMetadata(kClusterKeyKey, options_.secret);
-  context.AddMetadata(kForwardedOriginKey, std::string(origin_wire_name(call->kind)));
-  context.AddMetadata(kForwardedCallerPeerKey, call->origin.peer);
+  // The secret itself never travels: an HMAC over what the call claims does, with a fresh nonce.
+  SignedCall signed_call;
+  signed_call.method = call->method;
+  signed_call.deadline =
+      call->origin.deadline_unix_ms == INT64_MAX ? "none" : std::to_string(call->origin.deadline_unix_ms);
+  signed_call.origin = std::string(origin_wire_name(call->kind));
   if (call->kind != GV_CALL_ORIGIN_PLUGIN && !call->origin.user_id.empty()) {
-    context.AddMetadata(kForwardedUserKey, call->origin.user_id);
-    context.AddMetadata(kForwardedSessionKey, call->origin.session_id);
-    for (const auto& role : call->origin.roles) context.AddMetadata(kForwardedRoleKey, role);
+    signed_call.user = call->origin.user_id;
+    signed_call.session = call->origin.session_id;
+    signed_call.roles = call->origin.roles;
   }
-  if (!call->origin.request_id.empty())
-    context.AddMetadata(std::string(logging::kRequestIdKey), call->origin.request_id);
+  signed_call.peer = call->origin.peer;
+  signed_call.request_id = call->origin.request_id;
+  {
+    std::lock_guard lock(mu_);
+    signed_call.host = options_.self_address;
+  }
+  signed_call.time = std::to_string(now_ms());
+  signed_call.nonce = new_nonce();
+  context.AddMetadata(kClusterMacKey, call_mac(options_.secret, signed_call));
+  context.AddMetadata(kClusterHostKey, signed_call.host);
+  context.AddMetadata(kClusterTimeKey, signed_call.time);
+  context.AddMetadata(kClusterNonceKey, signed_call.nonce);
+  context.AddMetadata(kClusterDeadlineKey, signed_call.deadline);
+  context.AddMetadata(kForwardedOriginKey, signed_call.origin);
+  context.AddMetadata(kForwardedCallerPeerKey, signed_call.peer);
+  if (!signed_call.user.empty()) {
+    context.AddMetadata(kForwardedUserKey, signed_call.user);
+    context.AddMetadata(kForwardedSessionKey, signed_call.session);
+    for (const auto& role : signed_call.roles) context.AddMetadata(kForwardedRoleKey, role);
+  }
+  if (!signed_call.request_id.empty())
+    context.AddMetadata(std::string(logging::kRequestIdKey), signed_call.request_id);
   const bool was_ready = endpoint->channel->GetState(false) == GRPC_CHANNEL_READY;
   {
     // A cancel that came meanwhile reaches this try.
@@ -334,12 +376,17 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
     ++endpoint->calls;
     if (unreached) {
       ++endpoint->failures;
-      const auto backoff = std::min<std::chrono::milliseconds>(
-          options_.eject_max, options_.eject_base * (1LL << std::min<uint32_t>(endpoint->ejections, 10)));
-      ++endpoint->ejections;
-      endpoint->ejected_until = std::chrono::steady_clock::now() + backoff;
-      spdlog::warn("forwarding {} to {} failed ({}); skipping that host for {} ms", call->method,
-                   endpoint->address, message, backoff.count());
+      // One outage is one step up, however many calls were in flight when it came: the penalty
+      // grows only when a try made after the last ejection ended fails too.
+      const auto now = std::chrono::steady_clock::now();
+      if (endpoint->ejected_until <= now) {
+        const auto backoff = std::min<std::chrono::milliseconds>(
+            options_.eject_max, options_.eject_base * (1LL << std::min<uint32_t>(endpoint->ejections, 10)));
+        ++endpoint->ejections;
+        endpoint->ejected_until = now + backoff;
+        spdlog::warn("forwarding {} to {} failed ({}); skipping that host for {} ms", call->method,
+                     endpoint->address, message, backoff.count());
+      }
     } else if (reached_host) {
       endpoint->ejections = 0;
       endpoint->ejected_until = {};
@@ -361,6 +408,23 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
       }
     }
   }
+  // A host that answered UNIMPLEMENTED no longer serves the service (it was unloaded there since the
+  // registry was read): the call goes to another that may.
+  if (endpoint && reached_host && code == GV_STATUS_UNIMPLEMENTED) {
+    bool again = false;
+    {
+      std::lock_guard lock(call->mu);
+      again = !call->cancelled && call->attempts.size() < kMaxAttempts &&
+              (call->origin.deadline_unix_ms == INT64_MAX || call->origin.deadline_unix_ms > now_ms());
+    }
+    std::string why;
+    if (again) {
+      if (auto next = pick(call->service, endpoint->address, why)) {
+        start(call, std::move(next));
+        return;
+      }
+    }
+  }
   if (unreached)
     message = "no host serving " + call->service + " answers: " + endpoint->address + ": " + message;
   if (code < GV_STATUS_OK || code > GV_STATUS_UNAUTHENTICATED) code = GV_STATUS_UNKNOWN;
@@ -368,7 +432,7 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
   {
     std::lock_guard lock(mu_);
     pending_.erase(call->id);
-    if (pending_.empty()) idle_cv_.notify_all();
+    idle_cv_.notify_all();
   }
 }
 
@@ -418,6 +482,32 @@ void RemoteCalls::stop() {
   if (parent_watcher_.joinable()) parent_watcher_.join();
   std::unique_lock lock(mu_);
   idle_cv_.wait(lock, [this] { return pending_.empty(); });
+}
+
+bool RemoteCalls::cancel_owned(const void* owner, std::chrono::steady_clock::time_point until) {
+  if (owner == nullptr) return true;
+  std::vector<std::shared_ptr<Pending>> calls;
+  auto owned = [&] {
+    calls.clear();
+    for (const auto& [id, call] : pending_)
+      if (call->owner == owner) calls.push_back(call);
+    return calls.empty();
+  };
+  std::unique_lock lock(mu_);
+  if (owned()) return true;
+  lock.unlock();
+  for (const auto& call : calls) {
+    std::lock_guard call_lock(call->mu);
+    call->cancelled = true;
+    if (!call->attempts.empty()) call->attempts.back()->context.TryCancel();
+  }
+  calls.clear();
+  lock.lock();
+  return idle_cv_.wait_until(lock, until, [&] {
+    const bool none = owned();
+    calls.clear();
+    return none;
+  });
 }
 
 std::vector<RemoteServiceView> RemoteCalls::snapshot() const {

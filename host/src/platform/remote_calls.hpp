@@ -31,9 +31,8 @@ class ClientContext;
 namespace gameverse::platform {
 
 // Metadata a host puts on a call it forwards. The receiving host believes the forwarded-* keys
-// only beside the cluster secret (compared in constant time); a call that carries any of them
-// without it is refused, so a client cannot pose as a host.
-inline constexpr const char* kClusterKeyKey = "gameverse-cluster-key";
+// only beside a valid gameverse-cluster-mac (platform/cluster_auth.hpp); a call that carries any of
+// them without one is refused, so a client cannot pose as a host.
 inline constexpr const char* kForwardedPrefix = "gameverse-forwarded-";
 inline constexpr const char* kForwardedOriginKey =
     "gameverse-forwarded-origin";  // "for-caller" | "plugin" | "client"
@@ -60,6 +59,7 @@ struct RemoteOptions {
   size_t max_channels = 256;
   std::chrono::milliseconds eject_base{1000};
   std::chrono::milliseconds eject_max{30'000};
+  std::chrono::milliseconds call_timeout{30'000};  // [cluster] call_timeout_ms: for calls with no deadline
   std::map<std::string, std::vector<std::string>> static_services;  // [[remote]]
 };
 
@@ -100,9 +100,15 @@ class RemoteCalls {
   // before this returns: UNAVAILABLE naming the service when no host serves it or none answers.
   // Returns a function that cancels the call (nothing once it ended).
   using Done = std::function<void(gv_status_code code, std::string_view message, std::string_view reply)>;
+  // `owner`: the plugin generation `done` belongs to (see cancel_owned); null: the host.
   std::function<void()> forward(const std::string& method, std::string request, const CallOrigin& origin,
                                 gv_call_origin kind, std::shared_ptr<const std::atomic<bool>> parent_ended,
-                                Done done);
+                                Done done, const void* owner = nullptr);
+
+  // Cancels the calls `owner` forwarded and waits, until `until`, for their done callbacks to
+  // return: a plugin generation's code must not run after it is unloaded. False when some are
+  // still pending at `until`.
+  bool cancel_owned(const void* owner, std::chrono::steady_clock::time_point until);
 
   // Cancels every call in flight and waits until they ended; calls forwarded later fail at once.
   void stop();
@@ -113,8 +119,10 @@ class RemoteCalls {
  private:
   struct Endpoint;
   struct Pending;
-  // The endpoint of `service` to send the next call to; null with `why` when there is none.
-  std::shared_ptr<Endpoint> pick(const std::string& service, const std::string& avoid, std::string& why);
+  // The endpoint of `service` to send the next call to; null with `why` when there is none, and
+  // `none_known` set when no list names any address for it.
+  std::shared_ptr<Endpoint> pick(const std::string& service, const std::string& avoid, std::string& why,
+                                 bool* none_known = nullptr);
   std::shared_ptr<Endpoint> endpoint_locked(const std::string& address, std::string& why);
   void start(const std::shared_ptr<Pending>& call, std::shared_ptr<Endpoint> endpoint);
   void finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint,

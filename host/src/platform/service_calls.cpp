@@ -276,7 +276,7 @@ std::string request_id_for(const gv_call* parent) {
 // true (with the cancel function in `cancel`). The caller is worked out first: it travels along.
 bool forwarded(const Platform& platform, const std::string& method, std::string& request, CallOrigin& origin,
                gv_call_origin kind, std::shared_ptr<const std::atomic<bool>> parent_ended,
-               RemoteCalls::Done& done, std::function<void()>* cancel) {
+               RemoteCalls::Done& done, std::function<void()>* cancel, const void* owner) {
   if (platform.remote == nullptr) return false;
   if (const auto routes = platform.routes ? platform.routes() : nullptr; routes && routes->contains(method)) {
     return false;
@@ -287,7 +287,7 @@ bool forwarded(const Platform& platform, const std::string& method, std::string&
     origin.identify = nullptr;
   }
   auto stop = platform.remote->forward(method, std::move(request), origin, kind, std::move(parent_ended),
-                                       std::move(done));
+                                       std::move(done), owner);
   if (cancel != nullptr) *cancel = std::move(stop);
   return true;
 }
@@ -295,7 +295,8 @@ bool forwarded(const Platform& platform, const std::string& method, std::string&
 }  // namespace
 
 void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
-                std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context) {
+                std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context,
+                const void* owner) {
   CallOrigin origin;
   origin.peer = "inproc:" + caller;
   origin.deadline_unix_ms = parent != nullptr ? parent->deadline_unix_ms() : INT64_MAX;
@@ -323,7 +324,7 @@ void call_unary(const Platform& platform, const std::string& caller, gv_call* pa
            {reinterpret_cast<const uint8_t*>(reply.data()), reply.size()});
     };
     if (forwarded(platform, method, request, origin, kind, parent != nullptr ? parent->ended_flag() : nullptr,
-                  remote_done, nullptr)) {
+                  remote_done, nullptr, owner)) {
       return;
     }
   }
@@ -342,7 +343,8 @@ std::function<void()> call_unary_for_client(const Platform& platform, CallOrigin
   if (platform.remote != nullptr) {
     std::function<void()> cancel;
     RemoteCalls::Done remote_done = done;
-    if (forwarded(platform, method, request, origin, GV_CALL_ORIGIN_NETWORK, nullptr, remote_done, &cancel)) {
+    if (forwarded(platform, method, request, origin, GV_CALL_ORIGIN_NETWORK, nullptr, remote_done, &cancel,
+                  nullptr)) {
       return cancel;
     }
   }

@@ -31,8 +31,11 @@ struct CallOrigin {
 };
 
 // Starts the call; `done` runs exactly once, on some thread, possibly before this returns.
+// `owner`: the plugin generation whose code `done` is (null: the host's); a call forwarded to
+// another host is cancelled and waited for when that generation retires (RemoteCalls::cancel_owned).
 void call_unary(const Platform& platform, const std::string& caller, gv_call* parent, std::string method,
-                std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context);
+                std::string request, uint64_t timeout_ms, gv_call_done_fn done, void* context,
+                const void* owner = nullptr);
 
 // A unary call for a client of the host's HTTP gateway, whose gate already admitted `origin`'s
 // caller: the same in-process path as calls between plugins, with no gRPC in between. `done`

@@ -4,8 +4,10 @@
 // out. What the others announce is read back on the same beat and handed to RemoteCalls.
 //
 // Keys (per [cluster] name): "gameverse:cluster:<name>:services", a set of service names, and
-// "gameverse:cluster:<name>:service:<service>", a sorted set of host addresses scored by the Unix
-// time in ms (Redis's clock, so hosts' clocks need not agree) at which each lease ends.
+// "gameverse:cluster:<name>:service:<service>", a sorted set of "address#hmac" members (an
+// HMAC-SHA256 over cluster, service and address keyed by the [cluster] secret; entries that do not
+// verify are ignored) scored by the Unix time in ms (Redis's clock, so hosts' clocks need not
+// agree) at which each lease ends.
 #pragma once
 
 #include <chrono>
@@ -26,6 +28,7 @@ class RemoteCalls;
 struct RegistryOptions {
   std::string cluster = "default";
   std::string address;  // this host, as the others reach it
+  std::string secret;   // [cluster] secret: entries are signed with it, unsigned ones ignored
   std::chrono::milliseconds lease{10'000};
   size_t max_services = 10'000;  // services read back at most
 };
@@ -49,6 +52,7 @@ class ServiceRegistry {
   void withdraw_all();
   std::string services_key() const;
   std::string service_key(const std::string& service) const;
+  std::string member(const std::string& service) const;  // this host's signed entry for `service`
 
   RedisConnection redis_;
   RegistryOptions options_;

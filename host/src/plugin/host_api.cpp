@@ -403,7 +403,7 @@ void call_unary(gv_host_plugin* self, gv_call* parent, gv_bytes method, gv_bytes
     return;
   }
   platform::call_unary(*self->platform, self->name, parent, as_string(method), as_string(request), timeout_ms,
-                       done, context);
+                       done, context, self);
 }
 
 // Cached values and pub/sub messages are held to the store's max_value_bytes.

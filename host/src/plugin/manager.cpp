@@ -1,5 +1,6 @@
 #include "plugin/manager.hpp"
 
+#include "platform/remote_calls.hpp"
 #include "platform/thread_priority.hpp"
 #include "plugin/load_order.hpp"
 #include "plugin/route_compatibility.hpp"
@@ -623,6 +624,9 @@ void PluginManager::retire_now(std::shared_ptr<Plugin> plugin,
     const std::string message = "generation " + std::to_string(generation) + " of plugin '" + name +
                                 "' was replaced and its drain of " +
                                 std::to_string(options_.drain_timeout.count()) + " ms ran out";
+    // Calls it forwarded to other hosts end with it: a handler waiting on one can then finish.
+    if (options_.platform != nullptr && options_.platform->remote != nullptr)
+      options_.platform->remote->cancel_owned(plugin->self(), std::chrono::steady_clock::now() + kAbortGrace);
     size_t aborted = 0;
     plugin->for_each_live_call([&](LiveCall& call) {
       call.request_abort(message);

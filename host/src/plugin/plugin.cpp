@@ -9,6 +9,7 @@
 #include <set>
 
 #include "platform/pubsub.hpp"
+#include "platform/remote_calls.hpp"
 #include "platform/timers.hpp"
 #include "platform/work_pool.hpp"
 #include "plugin/call.hpp"
@@ -473,6 +474,15 @@ Plugin::~Plugin() {
   const platform::Platform* platform = self_.platform;
   platform::WorkPool* blocking = platform != nullptr ? platform->blocking : nullptr;
   bool work_left = false;
+  // Calls it forwarded to other hosts end first: their done callbacks are this generation's code.
+  if (platform != nullptr && platform->remote != nullptr &&
+      !platform->remote->cancel_owned(&self_, std::chrono::steady_clock::now() + kBlockingDrainLimit)) {
+    work_left = true;
+    spdlog::error(
+        "plugin '{}' generation {}: calls it forwarded to other hosts still run {} s after it retired; "
+        "the generation stays in memory so that their callbacks never run in unmapped code",
+        name(), generation_, std::chrono::duration_cast<std::chrono::seconds>(kBlockingDrainLimit).count());
+  }
   if (init_called_ && platform != nullptr) {
     // The generation's timers, subscriptions and blocking work end first, so that none runs in a
     // plugin that is shutting down (also when its init failed half-way).

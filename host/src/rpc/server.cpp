@@ -8,6 +8,7 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -180,7 +181,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     // The gateway's and the cluster's keys stay with the host: a plugin that logs metadata must
     // not leak them; what a forwarding host said of the caller reaches plugins as the principal.
     if (key == nullptr || std::string_view(key) == kForwardingKeyKey ||
-        std::string_view(key) == platform::kClusterKeyKey ||
+        std::string_view(key).starts_with(platform::kClusterPrefix) ||
         std::string_view(key).starts_with(platform::kForwardedPrefix)) {
       return 0;
     }
@@ -377,6 +378,16 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     }
     // A public method's caller is worked out only if the plugin asks (principal()): verifying a
     // bearer token costs more than the call's dispatch.
+    if (forwarded_origin_ != 0 && it->second.plugin->name().starts_with("gameverse-")) {
+      // The host's own services (admin above all) are this host's business: every host serves its
+      // own, so none forwards a call to another's, and one that arrives is refused.
+      std::lock_guard lock(mu_);
+      start_finish_locked({grpc::StatusCode::PERMISSION_DENIED,
+                           "method " + method +
+                               " belongs to the host itself and takes no call forwarded from "
+                               "another host"});
+      return;
+    }
     if (forwarded_origin_ != 0) {
       // Another host of the cluster vouches for the caller: the method's policy applies to it as
       // to a call made in process there; a plugin's own call keeps its plugin's trust, no more.
@@ -577,51 +588,74 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
 
   const gv_plugin_descriptor& plugin() const { return route_.plugin->descriptor(); }
 
-  // A call that names a forwarded caller (gameverse-forwarded-*) must carry the cluster's key:
-  // then the caller, its origin and its peer are believed; without the key the call is refused,
-  // so that a client cannot pose as a host. False when the call was refused.
+  // A call that names a forwarded caller (gameverse-forwarded-*) or carries any gameverse-cluster-*
+  // key must be signed by a host of the cluster: then the caller, its origin and its peer are
+  // believed; otherwise the call is refused, so that a client cannot pose as a host. False when the
+  // call was refused.
   bool take_forwarded_caller() {
     const auto& metadata = transport_.context.client_metadata();
-    bool names_caller = false;
-    std::optional<grpc::string_ref> key;
+    bool from_cluster = false;
     for (const auto& [name, value] : metadata) {
-      if (name == platform::kClusterKeyKey) {
-        key = value;
-      } else if (name.starts_with(platform::kForwardedPrefix)) {
-        names_caller = true;
-      }
+      if (name.starts_with(platform::kClusterPrefix) || name.starts_with(platform::kForwardedPrefix))
+        from_cluster = true;
     }
-    if (!names_caller && !key) return true;
+    if (!from_cluster) return true;
     auto refuse = [this](grpc::StatusCode code, std::string message) {
       std::lock_guard lock(mu_);
       start_finish_locked({code, std::move(message)});
       return false;
     };
-    if (!key || !server_.is_cluster_key({key->data(), key->size()})) {
-      return refuse(grpc::StatusCode::UNAUTHENTICATED,
-                    "gameverse-forwarded-* and gameverse-cluster-key metadata are accepted from the hosts of "
-                    "this cluster only (with its [cluster] secret)");
-    }
     auto first = [&metadata](const char* name) -> std::optional<std::string> {
       const auto it = metadata.find(name);
       if (it == metadata.end()) return std::nullopt;
       return std::string(it->second.data(), it->second.size());
     };
-    const gv_call_origin origin =
-        platform::origin_from_wire_name(first(platform::kForwardedOriginKey).value_or(""));
+    platform::SignedCall signed_call;
+    signed_call.method = transport_.method();
+    signed_call.deadline = first(platform::kClusterDeadlineKey).value_or("");
+    signed_call.origin = first(platform::kForwardedOriginKey).value_or("");
+    signed_call.user = first(platform::kForwardedUserKey).value_or("");
+    signed_call.session = first(platform::kForwardedSessionKey).value_or("");
+    {
+      const auto [begin, end] = metadata.equal_range(platform::kForwardedRoleKey);
+      for (auto it = begin; it != end; ++it)
+        signed_call.roles.emplace_back(it->second.data(), it->second.size());
+    }
+    signed_call.peer = first(platform::kForwardedCallerPeerKey).value_or("");
+    signed_call.request_id = first(logging::kRequestIdKey.data()).value_or("");
+    signed_call.host = first(platform::kClusterHostKey).value_or("");
+    signed_call.time = first(platform::kClusterTimeKey).value_or("");
+    signed_call.nonce = first(platform::kClusterNonceKey).value_or("");
+    if (std::string why =
+            server_.cluster_call_refusal(signed_call, first(platform::kClusterMacKey).value_or(""));
+        !why.empty()) {
+      return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                    "gameverse-forwarded-* and gameverse-cluster-* metadata are accepted from the hosts of "
+                    "this cluster only (signed with its [cluster] secret): " +
+                        why);
+    }
+    const gv_call_origin origin = platform::origin_from_wire_name(signed_call.origin);
     if (origin == 0) {
       return refuse(grpc::StatusCode::INVALID_ARGUMENT, std::string("a forwarded call needs ") +
                                                             platform::kForwardedOriginKey +
                                                             ": for-caller, plugin or client");
     }
+    // The signed deadline holds even where the transport's was lost on the way.
+    if (signed_call.deadline != "none") {
+      int64_t deadline = 0;
+      const auto [end, error] = std::from_chars(
+          signed_call.deadline.data(), signed_call.deadline.data() + signed_call.deadline.size(), deadline);
+      if (error == std::errc() && end == signed_call.deadline.data() + signed_call.deadline.size())
+        deadline_unix_ms_ = std::min(deadline_unix_ms_, deadline);
+    }
     std::shared_ptr<Caller> caller;
-    if (auto user = first(platform::kForwardedUserKey);
-        user && !user->empty() && origin != GV_CALL_ORIGIN_PLUGIN) {
+    if (!signed_call.user.empty() && origin != GV_CALL_ORIGIN_PLUGIN) {
       caller = std::make_shared<Caller>();
-      caller->user_id = std::move(*user);
-      caller->session_id = first(platform::kForwardedSessionKey).value_or("");
-      const auto [begin, end] = metadata.equal_range(platform::kForwardedRoleKey);
-      for (auto it = begin; it != end; ++it) caller->roles.emplace_back(it->second.data(), it->second.size());
+      caller->user_id = std::move(signed_call.user);
+      caller->session_id = std::move(signed_call.session);
+      // Operator stands for this host's own [admin] token: no other host can vouch for it.
+      for (auto& role : signed_call.roles)
+        if (role != config::kOperatorRole) caller->roles.push_back(std::move(role));
       for (const auto& role : caller->roles)
         caller->role_bytes.push_back({reinterpret_cast<const uint8_t*>(role.data()), role.size()});
     }
@@ -629,7 +663,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
     std::call_once(caller_known_, [&] { caller_ = std::move(caller); });
     {
       std::lock_guard lock(mu_);
-      peer_ = first(platform::kForwardedCallerPeerKey).value_or("");
+      peer_ = std::move(signed_call.peer);
       if (peer_.empty()) peer_ = "cluster:" + transport_.context.peer();
     }
     // Tells the forwarding host that its call reached a host (see RemoteCalls).
@@ -814,9 +848,28 @@ Server::Server(config::ServerConfig config, RouteSource routes, std::vector<std:
   forwarding_key_.pop_back();
 }
 
-bool Server::is_cluster_key(std::string_view key) const {
-  return !cluster_secret_.empty() && key.size() == cluster_secret_.size() &&
-         sodium_memcmp(key.data(), cluster_secret_.data(), key.size()) == 0;
+std::string Server::cluster_call_refusal(const platform::SignedCall& call, std::string_view mac) {
+  if (cluster_secret_.empty()) return "this host is in no cluster";
+  if (mac.empty()) return "no gameverse-cluster-mac";
+  if (!platform::same_mac(mac, platform::call_mac(cluster_secret_, call)))
+    return "the signature does not match";
+  int64_t signed_at = 0;
+  const auto [end, error] = std::from_chars(call.time.data(), call.time.data() + call.time.size(), signed_at);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  if (error != std::errc() || end != call.time.data() + call.time.size() ||
+      signed_at < now - platform::kClusterClockSkewMs || signed_at > now + platform::kClusterClockSkewMs) {
+    return "signed at a time more than " + std::to_string(platform::kClusterClockSkewMs) +
+           " ms from this host's clock";
+  }
+  if (call.nonce.size() < 16) return "no gameverse-cluster-nonce";
+  switch (cluster_nonces_.admit(call.nonce, now)) {
+    case platform::NonceCache::Result::kFresh: return {};
+    case platform::NonceCache::Result::kReplayed: return "this signed call was sent before";
+    case platform::NonceCache::Result::kFull: return "too many signed calls within the clock window";
+  }
+  return "unknown";
 }
 
 bool Server::is_forwarding_key(std::string_view key) const {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "platform/cluster_auth.hpp"
 #include "plugin/manager.hpp"
 #include "rpc/call_metrics.hpp"
 #include "rpc/forwarding.hpp"
@@ -83,11 +84,13 @@ class Server {
   const std::string& forwarding_key() const { return forwarding_key_; }
   bool is_forwarding_key(std::string_view key) const;
 
-  // The [cluster] secret: a call that carries it (platform::kClusterKeyKey) comes from another host
+  // The [cluster] secret: a call signed with it (platform/cluster_auth.hpp) comes from another host
   // of the cluster and may name the caller it forwards. Empty (the default): no call may. Set
   // before start().
   void set_cluster_secret(std::string secret) { cluster_secret_ = std::move(secret); }
-  bool is_cluster_key(std::string_view key) const;
+  // Empty when `call` carries a valid `mac`, is signed within the clock window and its nonce is new;
+  // else why not.
+  std::string cluster_call_refusal(const platform::SignedCall& call, std::string_view mac);
 
   // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
   // waits for their plugins to finish them, then stops the worker threads.
@@ -122,6 +125,7 @@ class Server {
   config::ServerConfig config_;
   std::string forwarding_key_;
   std::string cluster_secret_;
+  platform::NonceCache cluster_nonces_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
   CallMetrics* call_metrics_ = nullptr;
