@@ -18,6 +18,7 @@
 
 #include "logging/format.hpp"
 #include "logging/request_id.hpp"
+#include "platform/byte_buffer.hpp"
 #include "platform/metrics.hpp"
 #include "platform/service_calls.hpp"
 #include "platform/store.hpp"
@@ -147,15 +148,6 @@ std::string trailer_frame(const grpc::Status& status) {
   std::string block = "grpc-status:" + std::to_string(status.error_code()) + "\r\n";
   if (!status.ok()) block += "grpc-message:" + percent_encode(status.error_message()) + "\r\n";
   return frame(0x80, block);
-}
-
-std::string to_string(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  if (!buffer.Dump(&slices).ok()) return out;
-  out.reserve(buffer.Length());
-  for (const auto& slice : slices) out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  return out;
 }
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -446,7 +438,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   void OnReadDone(bool ok) override {
     if (!ok) return RemoveHold();
     std::string piece;
-    if (!encoder_.message(to_string(reply_), piece)) {
+    if (!encoder_.message(platform::to_string(reply_), piece)) {
       context_.TryCancel();
       return RemoveHold();
     }

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "logging/request_id.hpp"
+#include "platform/byte_buffer.hpp"
 #include "platform/cluster_auth.hpp"
 #include "platform/timers.hpp"
 
@@ -88,15 +89,6 @@ std::string state_name(grpc_connectivity_state state) {
     case GRPC_CHANNEL_TRANSIENT_FAILURE: return "failing";
     default: return "shut down";
   }
-}
-
-std::string to_string(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string out;
-  if (!buffer.Dump(&slices).ok()) return out;
-  out.reserve(buffer.Length());
-  for (const auto& slice : slices) out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  return out;
 }
 
 }  // namespace
