@@ -306,7 +306,8 @@ int main(int argc, char** argv) {
   }
 
   std::vector<std::string> unary_methods;
-  for (const auto& [method, route] : *plugins.routes()) {
+  const auto routes_at_start = plugins.routes();  // held for the loop (see the registry's below)
+  for (const auto& [method, route] : *routes_at_start) {
     if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
   }
   gameverse::rpc::Server server(
@@ -366,7 +367,10 @@ int main(int argc, char** argv) {
                                                  .lease = std::chrono::milliseconds(config.cluster.lease_ms)},
             *remote, [&plugins] {
               std::set<std::string> services;
-              for (const auto& [method, route] : *plugins.routes()) {
+              // Held for the loop: a range-for over *routes() would keep only the table, which a
+              // load or unload on another thread may free meanwhile.
+              const auto routes = plugins.routes();
+              for (const auto& [method, route] : *routes) {
                 if (route.plugin->name().starts_with("gameverse-")) continue;  // every host serves its own
                 services.emplace(gameverse::platform::service_of(method));
               }
