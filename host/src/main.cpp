@@ -306,9 +306,12 @@ int main(int argc, char** argv) {
   }
 
   std::vector<std::string> unary_methods;
-  const auto routes_at_start = plugins.routes();  // held for the loop (see the registry's below)
-  for (const auto& [method, route] : *routes_at_start) {
-    if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
+  {
+    // Held for the loop (see the registry's below), and only for it: a route holds its generation.
+    const auto routes = plugins.routes();
+    for (const auto& [method, route] : *routes) {
+      if (route.kind == GV_CALL_UNARY) unary_methods.push_back(method);
+    }
   }
   gameverse::rpc::Server server(
       config.server, [&plugins] { return plugins.routes(); }, std::move(unary_methods));
