@@ -21,6 +21,7 @@
 #include "gameverse/chat/v1/chat.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
+#include "sign_up.hpp"
 #include "temp_dir.hpp"
 
 namespace gameverse::testing {
@@ -191,32 +192,7 @@ class ChatThroughTheHost : public ::testing::TestWithParam<std::string> {
   }
 
   Player sign_up(const std::string& name, const std::string& role = "") {
-    auth::Auth::Stub* a = nodes_.front().auth.get();
-    auth::Session session;
-    {
-      grpc::ClientContext context;
-      auth::RegisterRequest request;
-      request.set_username(id(name));
-      request.set_password("correct horse battery");
-      const grpc::Status status = a->Register(&context, request, &session);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    if (!role.empty()) {
-      grpc::ClientContext context;
-      bearer(context, kOperatorToken);
-      auth::RoleRequest request;
-      request.set_account_id(session.account().id());
-      request.set_role(role);
-      auth::Account account;
-      const grpc::Status status = a->GrantRole(&context, request, &account);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-      grpc::ClientContext refresh_context;
-      auth::RefreshRequest refresh;
-      refresh.set_refresh_token(session.refresh_token());
-      auth::Session refreshed;
-      EXPECT_TRUE(a->Refresh(&refresh_context, refresh, &refreshed).ok());
-      session = refreshed;
-    }
+    const auth::Session session = testing::sign_up(*nodes_.front().auth, id(name), role, kOperatorToken);
     return {session.account().id(), session.access_token()};
   }
 

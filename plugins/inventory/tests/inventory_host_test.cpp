@@ -21,6 +21,7 @@
 #include "gameverse/inventoryprobe/v1/inventory_probe.grpc.pb.h"
 #include "gameverse/resources/v1/resources.grpc.pb.h"
 #include "host_process.hpp"
+#include "sign_up.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -95,33 +96,7 @@ class InventoryThroughTheHost : public ::testing::TestWithParam<std::string> {
 
   // A new account; with a role, granted by the operator and carried by a refreshed token.
   auth::Session sign_up(const std::string& name, const std::string& role = "") {
-    auth::Session session;
-    {
-      grpc::ClientContext context;
-      auth::RegisterRequest request;
-      request.set_username(id(name));
-      request.set_password("correct horse battery");
-      const grpc::Status status = auth_->Register(&context, request, &session);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    if (role.empty()) return session;
-    {
-      grpc::ClientContext context;
-      bearer(context, kOperatorToken);
-      auth::RoleRequest request;
-      request.set_account_id(session.account().id());
-      request.set_role(role);
-      auth::Account account;
-      const grpc::Status status = auth_->GrantRole(&context, request, &account);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    grpc::ClientContext context;
-    auth::RefreshRequest request;
-    request.set_refresh_token(session.refresh_token());
-    auth::Session refreshed;
-    const grpc::Status status = auth_->Refresh(&context, request, &refreshed);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return refreshed;
+    return testing::sign_up(*auth_, id(name), role, kOperatorToken);
   }
 
   res::ItemDefinition item(const std::string& name, int64_t max_stack, bool tradable = true,
