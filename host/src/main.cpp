@@ -75,14 +75,33 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
   }
 }
 
+// [[remote]] applies at once; [cluster] itself only after a restart.
+void apply_remotes(const gameverse::config::Config& running, const gameverse::config::Config& next,
+                   gameverse::platform::RemoteCalls* remote) {
+  if (running.cluster != next.cluster) {
+    spdlog::warn("[cluster] settings changed in the config; they apply after a restart");
+  }
+  if (remote == nullptr) {
+    if (!next.remotes.empty())
+      spdlog::warn("[[remote]] needs a host started with [cluster]: restart to use it");
+    return;
+  }
+  std::map<std::string, std::vector<std::string>> services;
+  for (const auto& entry : next.remotes) services[entry.service] = entry.addresses;
+  if (remote->set_static_services(std::move(services))) {
+    spdlog::info("[[remote]] changed: {} service(s) listed now", next.remotes.size());
+  }
+}
+
 void reload_from_disk(const std::string& config_path, const gameverse::config::Config& running,
-                      gameverse::plugin::PluginManager& plugins) {
+                      gameverse::plugin::PluginManager& plugins, gameverse::platform::RemoteCalls* remote) {
   auto loaded = gameverse::config::load_config_file(config_path);
   if (!loaded.config) {
     for (const auto& error : loaded.errors) spdlog::error("config refused: {}", error.to_string());
     spdlog::error("the new config has {} error(s); nothing was changed", loaded.errors.size());
   } else {
     warn_about_restart_settings(running, *loaded.config);
+    apply_remotes(running, *loaded.config, remote);
     plugins.apply_config(*loaded.config);
   }
   plugins.reload_changed();
@@ -449,7 +468,7 @@ int main(int argc, char** argv) {
     watcher = std::make_unique<gameverse::plugin::FileWatcher>(
         std::chrono::milliseconds(config.host.watch_debounce_ms), watched, [&] {
           spdlog::info("files changed on disk: reloading");
-          reload_from_disk(config_path, file_config, plugins);
+          reload_from_disk(config_path, file_config, plugins, remote.get());
         });
   }
 
@@ -460,7 +479,7 @@ int main(int argc, char** argv) {
     sigwait(&signals, &signal);
     if (signal == SIGHUP) {
       spdlog::info("SIGHUP received: reloading {} and changed plugin files", config_path);
-      reload_from_disk(config_path, file_config, plugins);
+      reload_from_disk(config_path, file_config, plugins, remote.get());
       if (watcher) watcher->refresh();
       continue;
     }

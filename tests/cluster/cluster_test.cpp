@@ -656,5 +656,68 @@ TEST(ClusterStatic, AHostThatDoesNotServeTheMethodPassesTheCallOn) {
   EXPECT_EQ(c.stop(), 0) << c.log();
 }
 
+// [[remote]] follows the config on a reload (SIGHUP or a change on disk): new addresses take calls,
+// dropped ones none; a config with an error changes nothing; [cluster] itself waits for a restart.
+TEST(ClusterStatic, TheRemoteListFollowsTheConfigOnReload) {
+  const std::string cluster = "secret = \"" + random_hex(32) + "\"\n";
+  TempDir data_a, data_b, data_c;
+  HostProcess b(host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess c(host_config(data_c, cluster, "") + plugin("echo"));
+  auto a_config = [&](const std::string& cluster_keys, const std::string& remotes) {
+    return host_config(data_a, cluster + cluster_keys, remotes) + plugin("platform-probe");
+  };
+  auto remote_echo = [](const std::string& address) {
+    return "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" + address + "\"]\n";
+  };
+  HostProcess a(a_config("", remote_echo(b.address())));
+  auto instance_of = [](const HostProcess& host) {
+    grpc::ClientContext context;
+    echo::StatsReply reply;
+    EXPECT_TRUE(echo::Echo::NewStub(host.channel())->Stats(&context, {}, &reply).ok());
+    return reply.instance_id();
+  };
+  // Which host's echo answers a call the probe on A makes.
+  auto answered_by = [&]() -> std::string {
+    const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Stats", echo::StatsRequest().SerializeAsString());
+    if (!r.status.ok())
+      return "error " + std::to_string(r.status.error_code()) + ": " + r.status.error_message();
+    echo::StatsReply reply;
+    reply.ParseFromString(r.response);
+    return reply.instance_id();
+  };
+  const std::string at_b = instance_of(b);
+  const std::string at_c = instance_of(c);
+  ASSERT_NE(at_b, at_c);
+  EXPECT_EQ(answered_by(), at_b);
+
+  // Moved to C.
+  a.write_config(a_config("", remote_echo(c.address())));
+  a.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return resolved(a, "gameverse.echo.v1.Echo") == std::vector{c.address()}; }))
+      << a.log();
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(answered_by(), at_c);
+
+  // A config with an error changes nothing, the list included.
+  a.write_config(a_config("", remote_echo("nohost")));
+  a.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return a.log().find("nothing was changed") != std::string::npos; }))
+      << a.log();
+  EXPECT_EQ(resolved(a, "gameverse.echo.v1.Echo"), std::vector{c.address()});
+  EXPECT_EQ(answered_by(), at_c);
+
+  // Gone from the list: no host serves it; a change to [cluster] is reported, not applied.
+  a.write_config(a_config("call_timeout_ms = 5000\n", ""));
+  a.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return resolved(a, "gameverse.echo.v1.Echo").empty(); })) << a.log();
+  const Relayed gone = relay(a, "/gameverse.echo.v1.Echo/Stats", echo::StatsRequest().SerializeAsString());
+  EXPECT_EQ(gone.status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << gone.status.error_message();
+  EXPECT_CONTAINS(gone.status.error_message(), "no host serves gameverse.echo.v1.Echo");
+  EXPECT_CONTAINS(a.log(), "[cluster] settings changed in the config; they apply after a restart");
+
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
+  EXPECT_EQ(c.stop(), 0) << c.log();
+}
+
 }  // namespace
 }  // namespace gameverse::testing

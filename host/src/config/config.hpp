@@ -130,6 +130,7 @@ struct ClusterSection {
   std::filesystem::path ca_file;     // PEM: other hosts serve TLS with certificates chaining to it
   int64_t call_timeout_ms = 30'000;  // the deadline of a forwarded call that has none
   bool enabled() const { return !secret.empty(); }
+  bool operator==(const ClusterSection&) const = default;
 };
 
 // [[remote]]: a service that other hosts serve, at fixed addresses.

@@ -111,6 +111,25 @@ void RemoteCalls::set_self_address(std::string address) {
   options_.self_address = std::move(address);
 }
 
+bool RemoteCalls::set_static_services(std::map<std::string, std::vector<std::string>> services) {
+  std::lock_guard lock(mu_);
+  if (services == options_.static_services) return false;
+  options_.static_services = std::move(services);
+  std::erase_if(endpoints_, [this](const auto& entry) {
+    return entry.second->outstanding == 0 && !named_locked(entry.first);
+  });
+  return true;
+}
+
+bool RemoteCalls::named_locked(const std::string& address) const {
+  for (const auto& [service, addresses] : options_.static_services)
+    if (std::find(addresses.begin(), addresses.end(), address) != addresses.end()) return true;
+  for (const auto& [service, entries] : discovered_)
+    for (const auto& entry : entries)
+      if (entry.first == address) return true;
+  return false;
+}
+
 std::string RemoteCalls::self_address() const {
   std::lock_guard lock(mu_);
   return options_.self_address;
@@ -190,12 +209,7 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::endpoint_locked(const std::s
   if (endpoints_.size() >= options_.max_channels) {
     // An address no list names any longer and no call uses makes room.
     for (auto it = endpoints_.begin(); it != endpoints_.end(); ++it) {
-      bool named = false;
-      for (const auto& [service, addresses] : options_.static_services)
-        named = named || std::find(addresses.begin(), addresses.end(), it->first) != addresses.end();
-      for (const auto& [service, entries] : discovered_)
-        for (const auto& entry : entries) named = named || entry.first == it->first;
-      if (!named && it->second->outstanding == 0) {
+      if (!named_locked(it->first) && it->second->outstanding == 0) {
         endpoints_.erase(it);
         break;
       }

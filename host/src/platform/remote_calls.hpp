@@ -93,6 +93,10 @@ class RemoteCalls {
   // This host's own address, never a target (a registry may still list it for a moment).
   void set_self_address(std::string address);
   std::string self_address() const;
+  // A new [[remote]] list (a config reload): calls from now on resolve through it; calls in flight
+  // finish where they are. Idle connections to addresses no list names any more are closed. False
+  // when the list is the one in use.
+  bool set_static_services(std::map<std::string, std::vector<std::string>> services);
 
   // Forwards a unary call to a host that serves the method's service. `origin` is the caller
   // (identified already), `kind` how it calls (GV_CALL_ORIGIN_*). `parent_ended`, when set, ends
@@ -124,6 +128,7 @@ class RemoteCalls {
   std::shared_ptr<Endpoint> pick(const std::string& service, const std::string& avoid, std::string& why,
                                  bool* none_known = nullptr);
   std::shared_ptr<Endpoint> endpoint_locked(const std::string& address, std::string& why);
+  bool named_locked(const std::string& address) const;  // some list names the address
   void start(const std::shared_ptr<Pending>& call, std::shared_ptr<Endpoint> endpoint);
   void finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint,
                 bool reached_host, bool channel_was_ready, int code, std::string message, std::string reply);
