@@ -20,6 +20,8 @@ constexpr const char* kSent = "sent";
 constexpr const char* kPresence = "presence";
 // The owner of an ephemeral channel's events, and of send ids: what the sweep lists.
 constexpr const char* kEphemeralOwner = "ephemeral";
+// Pages of 500 keys a sweep reads per collection before it leaves the rest to its next run.
+constexpr int kSweepPagesPerRun = 100;
 
 int64_t store_version(int64_t version) {
   return version == kAnyVersion ? sdk::Store::kAnyVersion : version;
@@ -316,12 +318,16 @@ void StoreRepository::write_presence(const HostPresence& presence) {
 }
 
 void StoreRepository::sweep(int64_t now, int64_t ephemeral_retention_ms, int64_t send_id_retention_ms) {
-  const auto drop_older = [&](const char* collection, const char* owner, int64_t max_age_ms) {
+  std::lock_guard lock(sweep_mu_);
+  const auto drop_older = [&](const char* collection, const char* owner, int64_t max_age_ms,
+                              std::string& cursor) {
     sdk::Store::Query query;
     query.collection = collection;
     query.owner = owner;
     query.limit = 500;
-    for (int pages = 0; pages < 100; ++pages) {
+    query.cursor = cursor;
+    cursor.clear();  // the end reached: the next run starts over
+    for (int pages = 0; pages < kSweepPagesPerRun; ++pages) {
       auto page = store_.list(query);
       sdk::Store::Batch batch;
       for (const auto& object : page.objects) {
@@ -334,12 +340,13 @@ void StoreRepository::sweep(int64_t now, int64_t ephemeral_retention_ms, int64_t
           // Another host swept them, or one changed: the next sweep sees.
         }
       }
-      if (page.next_cursor.empty()) break;
+      if (page.next_cursor.empty()) return;
       query.cursor = page.next_cursor;
     }
+    cursor = query.cursor;
   };
-  drop_older(kEvents, kEphemeralOwner, ephemeral_retention_ms);
-  drop_older(kSent, kSent, send_id_retention_ms);
+  drop_older(kEvents, kEphemeralOwner, ephemeral_retention_ms, events_sweep_cursor_);
+  drop_older(kSent, kSent, send_id_retention_ms, sent_sweep_cursor_);
   sdk::Store::Query query;
   query.collection = kPresence;
   query.limit = 1000;

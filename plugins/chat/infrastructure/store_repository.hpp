@@ -5,6 +5,7 @@
 
 #include <gameverse/sdk/store.hpp>
 
+#include <mutex>
 #include <string>
 
 #include "domain/repositories.hpp"
@@ -38,11 +39,15 @@ class StoreRepository final : public ChatRepository {
   // Writes who holds a stream on this host (one document per host).
   void write_presence(const HostPresence& presence);
   // Drops ephemeral events older than `ephemeral_retention_ms`, send ids older than
-  // `send_id_retention_ms`, and presence of hosts silent for a minute past their expiry.
+  // `send_id_retention_ms`, and presence of hosts silent for a minute past their expiry. Each run
+  // reads a bounded number of keys per collection and the next run goes on from there, so every key
+  // is reached however many there are.
   void sweep(int64_t now_unix_ms, int64_t ephemeral_retention_ms, int64_t send_id_retention_ms);
 
  private:
   sdk::Store store_;
+  std::mutex sweep_mu_;
+  std::string events_sweep_cursor_, sent_sweep_cursor_;  // where the last run stopped; empty: the start
 };
 
 class CacheCounters final : public Counters {
