@@ -879,6 +879,11 @@ TEST(ClusterConfig, BadClusterCertificateFilesAreNamedAndNothingStarts) {
                               certs.path("client.pem") + "\"\n"),
                   "[cluster] key_file: TLS: the key file " + certs.path("client.pem") +
                       " holds no unencrypted PEM private key");
+  certs.issue("expired", "ca", "host-old.internal", "", -1);
+  EXPECT_CONTAINS(
+      start_error(ca + "cert_file = \"" + certs.path("expired.pem") + "\"\nkey_file = \"" +
+                  certs.path("expired.key") + "\"\n"),
+      "[cluster] cert_file: TLS: the certificate in " + certs.path("expired.pem") + " has expired");
   EXPECT_CONTAINS(
       start_error("ca_file = \"" + certs.path("client.key") + "\"\n"),
       "[cluster] ca_file: TLS: the CA file " + certs.path("client.key") + " holds no PEM certificate");

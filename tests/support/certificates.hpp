@@ -26,9 +26,10 @@ class Certificates {
   }
 
   // <name>.pem and <name>.key: a certificate for `common_name` signed by the CA <ca>.pem, with
-  // `subject_alt_names` ("IP:127.0.0.1,DNS:a.internal") when not empty.
+  // `subject_alt_names` ("IP:127.0.0.1,DNS:a.internal") when not empty, valid for `days` from now
+  // (-1: expired yesterday).
   void issue(const std::string& name, const std::string& ca, const std::string& common_name,
-             const std::string& subject_alt_names = "") {
+             const std::string& subject_alt_names = "", int days = 2) {
     std::string ext;
     if (!subject_alt_names.empty()) {
       run("printf 'subjectAltName=" + subject_alt_names + "\\n' > " + name + ".ext");
@@ -36,7 +37,7 @@ class Certificates {
     }
     run("openssl req -newkey rsa:2048 -nodes -subj /CN=" + common_name + " -keyout " + name + ".key -out " +
         name + ".csr; openssl x509 -req -in " + name + ".csr -CA " + ca + ".pem -CAkey " + ca +
-        ".key -CAcreateserial -days 2" + ext + " -out " + name + ".pem");
+        ".key -CAcreateserial -days " + std::to_string(days) + ext + " -out " + name + ".pem");
   }
 
   std::string path(const std::string& name) const { return (dir_.path() / name).string(); }
