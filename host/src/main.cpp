@@ -33,6 +33,7 @@
 #include "rpc/health.hpp"
 #include "rpc/reflection.hpp"
 #include "rpc/server.hpp"
+#include "rpc/tls.hpp"
 
 namespace {
 
@@ -273,15 +274,24 @@ int main(int argc, char** argv) {
   if (config.cluster.enabled()) {
     gameverse::platform::RemoteOptions options;
     options.secret = config.cluster.secret;
-    if (!config.cluster.ca_file.empty()) {
-      std::ifstream ca(config.cluster.ca_file);
-      std::ostringstream pem;
-      pem << ca.rdbuf();
-      if (!ca || pem.str().empty()) {
-        spdlog::critical("[cluster] ca_file: cannot read {}", config.cluster.ca_file.string());
-        return 1;
+    // The CAs and this host's client certificate, checked now: a bad file is named at start, not
+    // found out by the first forwarded call.
+    try {
+      if (!config.cluster.ca_file.empty())
+        options.ca_pem = gameverse::rpc::read_ca_file(config.cluster.ca_file);
+    } catch (const gameverse::rpc::TlsFileError& e) {
+      spdlog::critical("[cluster] ca_file: {}", e.what());
+      return 1;
+    }
+    try {
+      if (!config.cluster.cert_file.empty()) {
+        auto pair = gameverse::rpc::read_key_pair(config.cluster.cert_file, config.cluster.key_file);
+        options.cert_pem = std::move(pair.cert_pem);
+        options.key_pem = std::move(pair.key_pem);
       }
-      options.ca_pem = pem.str();
+    } catch (const gameverse::rpc::TlsFileError& e) {
+      spdlog::critical("[cluster] {}: {}", e.key_file() ? "key_file" : "cert_file", e.what());
+      return 1;
     }
     options.max_pending_calls = static_cast<size_t>(config.cluster.max_pending_calls);
     options.max_channels = static_cast<size_t>(config.cluster.max_channels);
@@ -344,6 +354,7 @@ int main(int argc, char** argv) {
   });
   server.set_gate(&gate);
   server.set_cluster_secret(config.cluster.secret);
+  server.set_cluster_peers({config.cluster.require_peer_certificate, config.cluster.peer_names});
   gameverse::rpc::CallMetrics call_metrics;
   if (config.metrics.per_method) server.set_call_metrics(&call_metrics);
   int port = 0;

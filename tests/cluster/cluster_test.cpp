@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "certificates.hpp"
 #include "config/config.hpp"
 #include "expect_contains.hpp"
 #include "gameverse/auth/v1/auth.grpc.pb.h"
@@ -27,6 +28,7 @@
 #include "platform/cluster_auth.hpp"
 #include "platform/remote_calls.hpp"
 #include "run_command.hpp"
+#include "sign_up.hpp"
 #include "test_servers.hpp"
 
 namespace gameverse::testing {
@@ -72,10 +74,10 @@ struct Relayed {
 
 // The probe on `host` calls `method` in process: naming the handler's caller (Relay), or from a
 // blocking handler with its own trust (as_plugin).
-Relayed relay(const HostProcess& host, const std::string& method, const std::string& request,
-              const std::string& token = "", bool as_plugin = false, uint32_t timeout_ms = 0,
-              const std::string& request_id = "") {
-  auto probe = pb::PlatformProbe::NewStub(host.channel());
+Relayed relay(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+              const std::string& request, const std::string& token = "", bool as_plugin = false,
+              uint32_t timeout_ms = 0, const std::string& request_id = "") {
+  auto probe = pb::PlatformProbe::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
@@ -91,6 +93,12 @@ Relayed relay(const HostProcess& host, const std::string& method, const std::str
       as_plugin ? probe->RelayBlocking(&context, relay, &reply) : probe->Relay(&context, relay, &reply);
   out.response = reply.response();
   return out;
+}
+
+Relayed relay(const HostProcess& host, const std::string& method, const std::string& request,
+              const std::string& token = "", bool as_plugin = false, uint32_t timeout_ms = 0,
+              const std::string& request_id = "") {
+  return relay(host.channel(), method, request, token, as_plugin, timeout_ms, request_id);
 }
 
 gameverse::host::v1::ListRemotesResponse remotes_of(const HostProcess& host) {
@@ -301,9 +309,9 @@ struct Forged {
 };
 
 // Calls B directly with `metadata`, as a client (or a host) could.
-Forged call_with(const HostProcess& host, const Metadata& metadata, const std::string& method,
-                 const std::string& bytes) {
-  grpc::GenericStub stub(host.channel());
+Forged call_with(const std::shared_ptr<grpc::Channel>& channel, const Metadata& metadata,
+                 const std::string& method, const std::string& bytes) {
+  grpc::GenericStub stub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
@@ -317,6 +325,11 @@ Forged call_with(const HostProcess& host, const Metadata& metadata, const std::s
   if (out.status.ok() && reply.Dump(&slices).ok())
     for (const auto& s : slices) out.reply.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
+}
+
+Forged call_with(const HostProcess& host, const Metadata& metadata, const std::string& method,
+                 const std::string& bytes) {
+  return call_with(host.channel(), metadata, method, bytes);
 }
 
 // The metadata a host of the cluster sends with a call for `user` with `roles`, signed with `secret`.
@@ -717,6 +730,226 @@ TEST(ClusterStatic, TheRemoteListFollowsTheConfigOnReload) {
   EXPECT_EQ(a.stop(), 0) << a.log();
   EXPECT_EQ(b.stop(), 0) << b.log();
   EXPECT_EQ(c.stop(), 0) << c.log();
+}
+
+// Mutual TLS between hosts, with a cluster CA, host certificates for 127.0.0.1 and their own names,
+// and a CA the cluster does not trust, all made by openssl for the test. B serves echo with TLS on
+// its one port and takes forwarded calls only from a certificate naming host-a.internal; A serves
+// auth and the probe and forwards echo to B, presenting host-a's certificate.
+class ClusterTls : public ::testing::Test {
+ protected:
+  ClusterTls() {
+    certs_.issue("host-a", "ca", "host-a.internal", "DNS:host-a.internal,IP:127.0.0.1,DNS:localhost");
+    certs_.issue("host-b", "ca", "host-b.internal", "DNS:host-b.internal,IP:127.0.0.1,DNS:localhost");
+  }
+
+  // [server.tls] with `name`'s certificate and client certificates checked against the cluster CA.
+  std::string server_tls(const std::string& name) const {
+    return "[server.tls]\ncert_file = \"" + certs_.path(name + ".pem") + "\"\nkey_file = \"" +
+           certs_.path(name + ".key") + "\"\nclient_ca_file = \"" + certs_.path("ca.pem") + "\"\n";
+  }
+  // [cluster] lines: the secret, the CA other hosts' certificates chain to, `name`'s client certificate.
+  std::string cluster(const std::string& ca, const std::string& name, const std::string& extra = "") const {
+    return secret_ + "ca_file = \"" + certs_.path(ca + ".pem") + "\"\ncert_file = \"" +
+           certs_.path(name + ".pem") + "\"\nkey_file = \"" + certs_.path(name + ".key") + "\"\n" + extra;
+  }
+  void start_b(const std::string& echo_plugin) {
+    b_ = std::make_unique<HostProcess>(
+        host_config(
+            data_b_,
+            cluster("ca", "host-b", "require_peer_certificate = true\npeer_names = [\"host-a.internal\"]\n"),
+            server_tls("host-b")) +
+        echo_plugin);
+  }
+  void start_a(const std::string& ca) {
+    a_ = std::make_unique<HostProcess>(
+        host_config(data_a_, cluster(ca, "host-a"),
+                    server_tls("host-a") +
+                        "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" + b_->address() +
+                        "\"]\n") +
+        plugin("auth", "[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n") +
+        plugin("platform-probe"));
+  }
+  // A TLS client of `host` that trusts the cluster CA and presents `client`'s certificate, if any.
+  std::shared_ptr<grpc::Channel> tls_channel(const HostProcess& host, const std::string& client = "") const {
+    grpc::SslCredentialsOptions options;
+    options.pem_root_certs = certs_.pem("ca.pem");
+    if (!client.empty()) {
+      options.pem_private_key = certs_.pem(client + ".key");
+      options.pem_cert_chain = certs_.pem(client + ".pem");
+    }
+    return grpc::CreateChannel(host.address(), grpc::SslCredentials(options));
+  }
+
+  std::string key_ = random_hex(32);
+  std::string secret_ = "secret = \"" + key_ + "\"\n";
+  Certificates certs_;
+  TempDir data_a_, data_b_;
+  std::unique_ptr<HostProcess> b_, a_;
+};
+
+// A forwarded call crosses with its caller over mutual TLS; and B, which needs host-a's
+// certificate, still serves a game client that has none.
+TEST_F(ClusterTls, AForwardedCallCrossesOverMutualTlsWithItsCaller) {
+  start_b(guarded_echo());
+  start_a("ca");
+  auto auth = gameverse::auth::v1::Auth::NewStub(tls_channel(*a_));
+  const auto session = sign_up(*auth, "grace", "", "");
+  ASSERT_FALSE(session.access_token().empty());
+  const Relayed who = relay(tls_channel(*a_), "/gameverse.echo.v1.Echo/WhoAmI",
+                            echo::WhoAmIRequest().SerializeAsString(), session.access_token());
+  ASSERT_TRUE(who.status.ok()) << who.status.error_message() << "\n" << a_->log() << "\n" << b_->log();
+  echo::WhoAmIReply me;
+  ASSERT_TRUE(me.ParseFromString(who.response));
+  EXPECT_EQ(me.user_id(), session.account().id()) << "the caller did not travel to the other host";
+  EXPECT_EQ(me.calling_plugin(), "platform-probe");
+
+  // A game client with no certificate, on the same port.
+  auto stub = echo::Echo::NewStub(tls_channel(*b_));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  echo::EchoRequest ping;
+  ping.set_payload("public");
+  echo::EchoReply pong;
+  const grpc::Status status = stub->Echo(&context, ping, &pong);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(pong.payload(), "public");
+  EXPECT_EQ(a_->log().find("[cluster] has no ca_file"), std::string::npos);
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// A trusts only the other CA: B's server certificate is not believed, the call never reaches B's
+// echo, and the caller gets UNAVAILABLE naming the service.
+TEST_F(ClusterTls, ACaFileThatDoesNotMatchTheFarHostServesNothing) {
+  start_b(plugin("echo"));
+  start_a("other");
+  const Relayed relayed = relay(tls_channel(*a_), "/gameverse.echo.v1.Echo/BlockingEcho",
+                                echo::EchoRequest().SerializeAsString());
+  EXPECT_EQ(relayed.status.error_code(), grpc::StatusCode::UNAVAILABLE) << relayed.status.error_message();
+  EXPECT_CONTAINS(relayed.status.error_message(), "gameverse.echo.v1.Echo");
+  auto stub = echo::Echo::NewStub(tls_channel(*b_));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  echo::StatsReply stats;
+  const grpc::Status status = stub->Stats(&context, echo::StatsRequest(), &stats);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(stats.blocking_echoes(), 0u) << "B served a call that came over an unverified connection";
+  EXPECT_EQ(a_->stop(), 0) << a_->log();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// Calls signed with the cluster's secret, sent straight to B: believed only over a connection
+// whose client certificate the cluster CA signed for a name in peer_names.
+TEST_F(ClusterTls, ASignedCallNeedsAVerifiedHostCertificateNamedInPeerNames) {
+  start_b(plugin("echo"));
+  const std::string method = "/gameverse.echo.v1.Echo/WhoAmI";
+  const std::string who = echo::WhoAmIRequest().SerializeAsString();
+  auto signed_call = [&] { return signed_by_host(key_, method, "victim", {"moderator"}); };
+
+  // Host A's certificate: believed (the test stands in for host A).
+  const Forged genuine = call_with(tls_channel(*b_, "host-a"), signed_call(), method, who);
+  ASSERT_TRUE(genuine.status.ok()) << genuine.status.error_message() << "\n" << b_->log();
+  echo::WhoAmIReply me;
+  ASSERT_TRUE(me.ParseFromString(genuine.reply));
+  EXPECT_EQ(me.user_id(), "victim");
+
+  // TLS without a client certificate: the signature alone does not do.
+  const Forged bare = call_with(tls_channel(*b_), signed_call(), method, who);
+  EXPECT_EQ(bare.status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << bare.status.error_message();
+  EXPECT_CONTAINS(bare.status.error_message(), "[cluster] require_peer_certificate");
+  EXPECT_CONTAINS(bare.status.error_message(), "presented no client certificate");
+  EXPECT_EQ(bare.reply, "");
+
+  // A certificate from a CA the cluster does not trust: no connection, or a refusal.
+  const Forged stranger = call_with(tls_channel(*b_, "stranger"), signed_call(), method, who);
+  EXPECT_FALSE(stranger.status.ok());
+  EXPECT_EQ(stranger.reply, "");
+
+  // The cluster CA's certificate for another name (host-b's own, and a game client's): not in peer_names.
+  for (const std::string client : {"host-b", "client"}) {
+    const Forged other = call_with(tls_channel(*b_, client), signed_call(), method, who);
+    EXPECT_EQ(other.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << client << ": " << other.status.error_message();
+    EXPECT_CONTAINS(other.status.error_message(), "none of them in [cluster] peer_names");
+    EXPECT_EQ(other.reply, "");
+  }
+  // A forged caller with host A's certificate but no valid signature: the secret is still needed.
+  Metadata forged = signed_call();
+  forged[0].second = random_hex(32);
+  const Forged unsigned_call = call_with(tls_channel(*b_, "host-a"), forged, method, who);
+  EXPECT_EQ(unsigned_call.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_CONTAINS(unsigned_call.status.error_message(), "the signature does not match");
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// The [cluster] TLS keys are checked with the file, line and key.
+TEST(ClusterConfig, MutualTlsKeysAreChecked) {
+  const std::string secret = "secret = \"" + random_hex(32) + "\"\n";
+  auto errors_of = [](const std::string& text) {
+    std::string all;
+    for (const auto& e : config::parse_config(text, "t.toml", "/tmp").errors) all += e.to_string() + "\n";
+    return all;
+  };
+  const std::string tls =
+      "[server.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\nclient_ca_file = \"ca.pem\"\n";
+  EXPECT_EQ(errors_of(tls + "[cluster]\n" + secret +
+                      "ca_file = \"ca.pem\"\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\n"
+                      "require_peer_certificate = true\npeer_names = [\"host-a.internal\"]\n"),
+            "");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "cert_file = \"a.pem\"\nkey_file = \"a.key\"\n"),
+                  "t.toml:3:13: cluster.cert_file: a client certificate is for TLS between hosts: set "
+                  "cluster.ca_file too");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "ca_file = \"ca.pem\"\ncert_file = \"a.pem\"\n"),
+                  "t.toml:4:13: cluster.cert_file: a client certificate needs both cert_file and key_file");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "require_peer_certificate = true\n"),
+                  "t.toml:3:28: cluster.require_peer_certificate: needs server.tls.client_ca_file");
+  EXPECT_CONTAINS(errors_of(tls + "[cluster]\n" + secret + "peer_names = [\"a\"]\n"),
+                  "cluster.peer_names: names in other hosts' certificates are checked only with "
+                  "cluster.require_peer_certificate = true");
+  EXPECT_CONTAINS(
+      errors_of(tls + "[cluster]\n" + secret + "require_peer_certificate = true\npeer_names = [1]\n"),
+      "cluster.peer_names: must hold strings only");
+  EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "require_peer_certificate = \"yes\"\n"),
+                  "cluster.require_peer_certificate: must be a boolean");
+}
+
+// The files behind [cluster] ca_file, cert_file and key_file are checked at start, each named.
+TEST(ClusterConfig, BadClusterCertificateFilesAreNamedAndNothingStarts) {
+  Certificates certs;
+  auto start_error = [&](const std::string& lines) {
+    TempDir data;
+    try {
+      HostProcess host(host_config(data, "secret = \"" + random_hex(32) + "\"\n" + lines, ""));
+      return std::string("the host started");
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+  };
+  const std::string ca = "ca_file = \"" + certs.path("ca.pem") + "\"\n";
+  EXPECT_CONTAINS(start_error(ca + "cert_file = \"" + certs.path("client.pem") + "\"\nkey_file = \"" +
+                              certs.path("server.key") + "\"\n"),
+                  "[cluster] key_file: TLS: the key in " + certs.path("server.key") +
+                      " does not belong to the certificate in " + certs.path("client.pem"));
+  EXPECT_CONTAINS(start_error(ca + "cert_file = \"" + certs.path("nope.pem") + "\"\nkey_file = \"" +
+                              certs.path("client.key") + "\"\n"),
+                  "[cluster] cert_file: TLS: cannot read the certificate " + certs.path("nope.pem"));
+  EXPECT_CONTAINS(start_error(ca + "cert_file = \"" + certs.path("client.csr") + "\"\nkey_file = \"" +
+                              certs.path("client.key") + "\"\n"),
+                  "[cluster] cert_file: TLS: the certificate file " + certs.path("client.csr") +
+                      " holds no PEM certificate");
+  EXPECT_CONTAINS(start_error(ca + "cert_file = \"" + certs.path("client.pem") + "\"\nkey_file = \"" +
+                              certs.path("client.pem") + "\"\n"),
+                  "[cluster] key_file: TLS: the key file " + certs.path("client.pem") +
+                      " holds no unencrypted PEM private key");
+  certs.issue("expired", "ca", "host-old.internal", "", -1);
+  EXPECT_CONTAINS(
+      start_error(ca + "cert_file = \"" + certs.path("expired.pem") + "\"\nkey_file = \"" +
+                  certs.path("expired.key") + "\"\n"),
+      "[cluster] cert_file: TLS: the certificate in " + certs.path("expired.pem") + " has expired");
+  EXPECT_CONTAINS(
+      start_error("ca_file = \"" + certs.path("client.key") + "\"\n"),
+      "[cluster] ca_file: TLS: the CA file " + certs.path("client.key") + " holds no PEM certificate");
 }
 
 }  // namespace

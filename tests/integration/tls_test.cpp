@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include "certificates.hpp"
 #include "expect_contains.hpp"
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "host_process.hpp"
@@ -11,40 +12,6 @@ namespace gameverse::testing {
 namespace {
 
 namespace pb = gameverse::echo::v1;
-
-// A CA, a server certificate for 127.0.0.1 and localhost, a client certificate from the same CA,
-// and a client certificate from a CA the host does not trust.
-class Certificates {
- public:
-  Certificates() {
-    const std::string d = dir_.path().string();
-    const std::string script =
-        "set -e; cd " + d +
-        "; openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test-ca -keyout ca.key -out ca.pem"
-        "; openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out "
-        "other.pem"
-        "; printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext"
-        "; openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr"
-        "; openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile "
-        "san.ext "
-        "-out server.pem"
-        "; openssl req -newkey rsa:2048 -nodes -subj /CN=player-client -keyout client.key -out client.csr"
-        "; openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem"
-        "; openssl req -newkey rsa:2048 -nodes -subj /CN=stranger -keyout stranger.key -out stranger.csr"
-        "; openssl x509 -req -in stranger.csr -CA other.pem -CAkey other.key -CAcreateserial -days 2 "
-        "-out stranger.pem"
-        "; } > openssl.log 2>&1";
-    if (std::system(("{ " + script).c_str()) != 0) {
-      throw std::runtime_error("openssl could not make the test certificates:\n" +
-                               read_file(dir_.path() / "openssl.log"));
-    }
-  }
-  std::string path(const char* name) const { return (dir_.path() / name).string(); }
-  std::string pem(const char* name) const { return read_file(dir_.path() / name); }
-
- private:
-  TempDir dir_;
-};
 
 std::string host_config(const Certificates& certs, const std::string& extra) {
   return "[server.tls]\ncert_file = \"" + certs.path("server.pem") + "\"\nkey_file = \"" +

@@ -337,6 +337,48 @@ bool valid_remote_address(const std::string& address) {
   return colon != std::string::npos && std::stoi(address.substr(colon + 1)) != 0;
 }
 
+// [cluster] cert_file, key_file, require_peer_certificate, peer_names: mutual TLS between hosts.
+// The files themselves are checked at start (rpc/tls.hpp), as [server.tls]'s are.
+void read_cluster_tls(const toml::table& table, TableReader& reader, const std::filesystem::path& base_dir,
+                      Config& config) {
+  ClusterSection& cluster = config.cluster;
+  for (auto [key, path] :
+       {std::pair{"cert_file", &cluster.cert_file}, std::pair{"key_file", &cluster.key_file}}) {
+    std::string value;
+    reader.read_string(key, value);
+    if (!value.empty()) *path = (base_dir / value).lexically_normal();
+  }
+  if (cluster.cert_file.empty() != cluster.key_file.empty()) {
+    const char* set = cluster.cert_file.empty() ? "key_file" : "cert_file";
+    reader.error_at(*table.get(set), set, "a client certificate needs both cert_file and key_file");
+  }
+  if (!cluster.cert_file.empty() && cluster.ca_file.empty()) {
+    reader.error_at(*table.get("cert_file"), "cert_file",
+                    "a client certificate is for TLS between hosts: set cluster.ca_file too (the CAs "
+                    "other hosts' server certificates chain to)");
+  }
+  reader.read_bool("require_peer_certificate", cluster.require_peer_certificate);
+  if (cluster.require_peer_certificate && config.server.tls.client_ca_file.empty()) {
+    reader.error_at(*table.get("require_peer_certificate"), "require_peer_certificate",
+                    "needs server.tls.client_ca_file (and server.tls cert_file, key_file): the CAs the "
+                    "certificates of other hosts are verified against");
+  }
+  reader.read_string_list("peer_names", cluster.peer_names);
+  if (const toml::node* names = table.get("peer_names")) {
+    if (!cluster.require_peer_certificate) {
+      reader.error_at(*names, "peer_names",
+                      "names in other hosts' certificates are checked only with "
+                      "cluster.require_peer_certificate = true");
+    }
+    for (const auto& name : cluster.peer_names) {
+      if (name.empty() || name.size() > 253) {
+        reader.error_at(*names, "peer_names", "must hold names of 1 to 253 characters");
+        break;
+      }
+    }
+  }
+}
+
 void read_cluster(const toml::table& root, TableReader& top, const std::string& file,
                   const std::filesystem::path& base_dir, Config& config, std::vector<ConfigError>& errors) {
   ClusterSection& cluster = config.cluster;
@@ -344,7 +386,8 @@ void read_cluster(const toml::table& root, TableReader& top, const std::string& 
   if (table != nullptr) {
     TableReader reader(*table, "cluster", file, errors);
     reader.reject_unknown({"name", "secret", "secret_file", "advertise", "registry", "lease_ms",
-                           "max_pending_calls", "max_channels", "eject_ms", "ca_file", "call_timeout_ms"});
+                           "max_pending_calls", "max_channels", "eject_ms", "ca_file", "call_timeout_ms",
+                           "cert_file", "key_file", "require_peer_certificate", "peer_names"});
     reader.read_string("name", cluster.name);
     if (table->contains("name") &&
         (cluster.name.empty() || cluster.name.size() > 64 ||
@@ -380,6 +423,7 @@ void read_cluster(const toml::table& root, TableReader& top, const std::string& 
     std::string ca_file;
     reader.read_string("ca_file", ca_file);
     if (!ca_file.empty()) cluster.ca_file = (base_dir / ca_file).lexically_normal();
+    read_cluster_tls(*table, reader, base_dir, config);
     if (!table->contains("secret") && !table->contains("secret_file") &&
         (cluster.registry || root.contains("remote"))) {
       errors.push_back({file, position_of(table->source()), "cluster.secret",

@@ -129,6 +129,13 @@ struct ClusterSection {
   int64_t eject_ms = 1000;           // a host that stops answering is skipped this long, doubling up to 30 s
   std::filesystem::path ca_file;     // PEM: other hosts serve TLS with certificates chaining to it
   int64_t call_timeout_ms = 30'000;  // the deadline of a forwarded call that has none
+  // Mutual TLS between hosts, on top of the signed calls: the certificate (and its key) this host
+  // presents when it forwards a call, and whether a forwarded call must arrive with a client
+  // certificate verified against [server.tls] client_ca_file, naming one of peer_names if any.
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  bool require_peer_certificate = false;
+  std::vector<std::string> peer_names;  // SAN (DNS or IP) or CN; empty: any the CA signed
   bool enabled() const { return !secret.empty(); }
   bool operator==(const ClusterSection&) const = default;
 };

@@ -231,7 +231,8 @@ std::shared_ptr<RemoteCalls::Endpoint> RemoteCalls::endpoint_locked(const std::s
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<grpc::ChannelCredentials> credentials =
       options_.ca_pem.empty() ? grpc::InsecureChannelCredentials()
-                              : grpc::SslCredentials(grpc::SslCredentialsOptions{options_.ca_pem, "", ""});
+                              : grpc::SslCredentials(grpc::SslCredentialsOptions{
+                                    options_.ca_pem, options_.key_pem, options_.cert_pem});
   endpoint->channel = grpc::CreateCustomChannel(address, credentials, args);
   endpoint->stub = std::make_unique<grpc::GenericStub>(endpoint->channel);
   endpoints_.emplace(address, endpoint);

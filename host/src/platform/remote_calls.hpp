@@ -61,6 +61,10 @@ struct RemoteOptions {
   std::chrono::milliseconds eject_max{30'000};
   std::chrono::milliseconds call_timeout{30'000};  // [cluster] call_timeout_ms: for calls with no deadline
   std::map<std::string, std::vector<std::string>> static_services;  // [[remote]]
+
+  // With ca_pem: the client certificate (and its key) presented to other hosts; empty: none.
+  std::string cert_pem;
+  std::string key_pem;
 };
 
 // What a service resolves to now, for gvctl remotes.

@@ -610,6 +610,14 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       if (it == metadata.end()) return std::nullopt;
       return std::string(it->second.data(), it->second.size());
     };
+    if (std::string why =
+            cluster_peer_refusal(transport_.context.auth_context().get(), server_.cluster_peers());
+        !why.empty()) {
+      return refuse(grpc::StatusCode::UNAUTHENTICATED,
+                    "this host takes forwarded calls only over TLS with a verified host certificate "
+                    "([cluster] require_peer_certificate): " +
+                        why);
+    }
     platform::SignedCall signed_call;
     signed_call.method = transport_.method();
     signed_call.deadline = first(platform::kClusterDeadlineKey).value_or("");

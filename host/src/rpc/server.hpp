@@ -24,6 +24,7 @@
 #include "plugin/manager.hpp"
 #include "rpc/call_metrics.hpp"
 #include "rpc/forwarding.hpp"
+#include "rpc/tls.hpp"
 
 namespace gameverse::rpc {
 
@@ -91,6 +92,10 @@ class Server {
   // Empty when `call` carries a valid `mac`, is signed within the clock window and its nonce is new;
   // else why not.
   std::string cluster_call_refusal(const platform::SignedCall& call, std::string_view mac);
+  // [cluster] require_peer_certificate and peer_names: the connection a signed call comes over must
+  // show a verified client certificate too. Set before start().
+  void set_cluster_peers(ClusterPeerPolicy policy) { cluster_peers_ = std::move(policy); }
+  const ClusterPeerPolicy& cluster_peers() const { return cluster_peers_; }
 
   // Stops accepting calls, lets in-flight calls finish for up to `drain`, cancels the rest and
   // waits for their plugins to finish them, then stops the worker threads.
@@ -125,6 +130,7 @@ class Server {
   config::ServerConfig config_;
   std::string forwarding_key_;
   std::string cluster_secret_;
+  ClusterPeerPolicy cluster_peers_;
   platform::NonceCache cluster_nonces_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
