@@ -10,6 +10,7 @@
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
 #include "run_command.hpp"
+#include "sign_up.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -220,16 +221,6 @@ TEST(AdminAccess, TheGameAdminRoleDoesNotAdministerTheHostAndTheOperatorMakesThe
                    "\"\n[[plugin]]\nname = \"auth\"\npath = \"" GV_PLUGIN_DIR
                    "/auth.so\"\n[plugin.config]\nargon2_opslimit = 1\nargon2_memlimit_kib = 8192\n");
   auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
-  auto sign_up = [&](const std::string& username) {
-    grpc::ClientContext context;
-    gameverse::auth::v1::RegisterRequest request;
-    request.set_username(username);
-    request.set_password("correct horse");
-    gameverse::auth::v1::Session session;
-    const grpc::Status status = auth->Register(&context, request, &session);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return session;
-  };
   auto grant_as = [&](const std::string& access_token, const std::string& account_id) {
     grpc::ClientContext context;
     context.AddMetadata("authorization", "Bearer " + access_token);
@@ -240,9 +231,9 @@ TEST(AdminAccess, TheGameAdminRoleDoesNotAdministerTheHostAndTheOperatorMakesThe
     return auth->GrantRole(&context, request, &changed);
   };
   // The names that once were bootstrap admins are names like any other.
-  const auto root = sign_up("root");
-  const auto alice = sign_up("alice");
-  const auto bob = sign_up("bob");
+  const auto root = sign_up(*auth, "root");
+  const auto alice = sign_up(*auth, "alice");
+  const auto bob = sign_up(*auth, "bob");
   for (const auto& session : {root, alice}) {
     ASSERT_EQ(session.account().roles_size(), 1);
     EXPECT_EQ(session.account().roles(0), "player");

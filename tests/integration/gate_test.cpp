@@ -14,6 +14,7 @@
 #include "gameverse/echo/v1/echo.grpc.pb.h"
 #include "gameverse/host/v1/admin.grpc.pb.h"
 #include "host_process.hpp"
+#include "sign_up.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -50,40 +51,10 @@ class Gate : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) std::cerr << "host log:\n" << host_->log();
   }
-  auth::Session sign_up(const std::string& user) {
-    grpc::ClientContext context;
-    auth::RegisterRequest request;
-    request.set_username(user);
-    request.set_password("correct horse");
-    auth::Session session;
-    const grpc::Status status = auth_->Register(&context, request, &session);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return session;
-  }
   grpc::Status who_am_i(const std::string& token, echo::WhoAmIReply* reply) {
     grpc::ClientContext context;
     if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
     return echo_->WhoAmI(&context, echo::WhoAmIRequest(), reply);
-  }
-  // The operator grants `role`; the session's next access token carries it.
-  auth::Session grant(const auth::Session& session, const std::string& role) {
-    {
-      grpc::ClientContext context;
-      context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
-      auth::RoleRequest request;
-      request.set_account_id(session.account().id());
-      request.set_role(role);
-      auth::Account changed;
-      const grpc::Status granted = auth_->GrantRole(&context, request, &changed);
-      EXPECT_TRUE(granted.ok()) << granted.error_message();
-    }
-    grpc::ClientContext context;
-    auth::RefreshRequest request;
-    request.set_refresh_token(session.refresh_token());
-    auth::Session refreshed;
-    const grpc::Status status = auth_->Refresh(&context, request, &refreshed);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return refreshed;
   }
   grpc::Status stats(const std::string& token) {
     grpc::ClientContext context;
@@ -113,7 +84,7 @@ TEST_F(Gate, PublicMethodsAreOpenAndTheOthersNeedAToken) {
       "method /gameverse.echo.v1.Echo/WhoAmI needs a signed-in caller: send the metadata authorization: "
       "Bearer <access token>");
 
-  const auth::Session ada = sign_up("ada");
+  const auth::Session ada = sign_up(*auth_, "ada");
   const grpc::Status signed_in = who_am_i(ada.access_token(), &me);
   ASSERT_TRUE(signed_in.ok()) << signed_in.error_message();
   EXPECT_EQ(me.user_id(), ada.account().id()) << "the principal did not reach the plugin";
@@ -123,14 +94,14 @@ TEST_F(Gate, PublicMethodsAreOpenAndTheOthersNeedAToken) {
 }
 
 TEST_F(Gate, RolesAreCheckedAndGrantedRolesCountAfterTheNextSignIn) {
-  const auth::Session ada = sign_up("ada");
+  const auth::Session ada = sign_up(*auth_, "ada");
   const grpc::Status player = stats(ada.access_token());
   EXPECT_EQ(player.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(player.error_message(),
             "method /gameverse.echo.v1.Echo/Stats needs the role 'moderator'; the caller has: player");
   EXPECT_EQ(stats("").error_code(), grpc::StatusCode::UNAUTHENTICATED);
 
-  const auth::Session root = grant(sign_up("root"), "admin");
+  const auth::Session root = sign_up(*auth_, "root", "admin", kOperatorToken);
   {
     grpc::ClientContext context;
     context.AddMetadata("authorization", "Bearer " + root.access_token());
@@ -161,7 +132,7 @@ TEST_F(Gate, RolesAreCheckedAndGrantedRolesCountAfterTheNextSignIn) {
 }
 
 TEST_F(Gate, BadTokensAreRefusedWithTheirReason) {
-  const auth::Session ada = sign_up("ada");
+  const auth::Session ada = sign_up(*auth_, "ada");
   const std::string token = ada.access_token();
   const size_t dot1 = token.find('.'), dot2 = token.rfind('.');
   const std::string payload = token.substr(dot1 + 1, dot2 - dot1 - 1);
@@ -223,7 +194,7 @@ TEST_F(Gate, TheAdminTokenMakesTheOperator) {
 // "operator" is reserved: a validly signed access token that claims it (as an account id and as
 // a role) gets neither the role nor the operator's way in, at the gate or at the admin service.
 TEST_F(Gate, AnAccessTokenClaimingTheOperatorRoleIsNotTheOperator) {
-  const auth::Session ada = sign_up("ada");
+  const auth::Session ada = sign_up(*auth_, "ada");
   const std::string token = ada.access_token();
   std::string header;
   ASSERT_TRUE(tokens::from_base64(token.substr(0, token.find('.')), sodium_base64_VARIANT_URLSAFE_NO_PADDING,

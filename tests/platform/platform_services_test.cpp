@@ -25,6 +25,7 @@
 #include "platform/work_pool.hpp"
 #include "plugin/manager.hpp"
 #include "run_command.hpp"
+#include "sign_up.hpp"
 #include "test_servers.hpp"
 
 namespace gameverse::testing {
@@ -302,12 +303,8 @@ TEST(ServicesAndTheGate, CallsBetweenPluginsCarryTheCallerToTheTargetsPolicy) {
   EXPECT_TRUE(relay("/gameverse.echo.v1.Echo/WhoAmI", "", nullptr, Via::kAsPlugin).ok());
 
   auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
-  grpc::ClientContext context;
-  gameverse::auth::v1::RegisterRequest request;
-  request.set_username("ada");
-  request.set_password("correct horse");
-  gameverse::auth::v1::Session ada;
-  ASSERT_TRUE(auth->Register(&context, request, &ada).ok());
+  const gameverse::auth::v1::Session ada = sign_up(*auth, "ada");
+  ASSERT_FALSE(ada.access_token().empty());
   std::string response;
   const grpc::Status signed_in = relay("/gameverse.echo.v1.Echo/WhoAmI", ada.access_token(), &response);
   ASSERT_TRUE(signed_in.ok()) << signed_in.error_message();

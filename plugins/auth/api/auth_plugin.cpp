@@ -1,5 +1,6 @@
 // gameverse.auth.v1.Auth: maps the protobuf API onto the auth domain. The caller comes from the
 // host's gate (the principal of the call), never from parsing the token here.
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <cstdlib>
@@ -19,20 +20,8 @@ using gameverse::auth::AuthError;
 using gameverse::auth::AuthService;
 using gameverse::auth::TokenClaims;
 
+using sdk::answer;
 using sdk::now_unix_ms;
-
-sdk::Status status_of(const AuthError& e) {
-  switch (e.kind()) {
-    case AuthError::Kind::kInvalidArgument: return {sdk::StatusCode::kInvalidArgument, e.what()};
-    case AuthError::Kind::kAlreadyExists: return {sdk::StatusCode::kAlreadyExists, e.what()};
-    case AuthError::Kind::kNotFound: return {sdk::StatusCode::kNotFound, e.what()};
-    case AuthError::Kind::kUnauthenticated: return {sdk::StatusCode::kUnauthenticated, e.what()};
-    case AuthError::Kind::kPermissionDenied: return {sdk::StatusCode::kPermissionDenied, e.what()};
-    case AuthError::Kind::kLocked: return {sdk::StatusCode::kResourceExhausted, e.what()};
-    case AuthError::Kind::kBusy: return {sdk::StatusCode::kResourceExhausted, e.what()};
-  }
-  return {sdk::StatusCode::kInternal, e.what()};
-}
 
 gameverse::auth::AuthSettings settings_from(const sdk::Host& host) {
   gameverse::auth::AuthSettings s;
@@ -132,18 +121,6 @@ TokenClaims caller_of(const sdk::CallContext& context) {
   claims.session_id = principal.session_id;
   claims.roles = principal.roles;
   return claims;
-}
-
-// Domain errors become their status; the store's (sdk::Error, e.g. DATA_LOSS for a corrupt record)
-// keep theirs; anything else the SDK turns into INTERNAL.
-template <class Work>
-sdk::Status answer(Work&& work) {
-  try {
-    work();
-    return sdk::Status::ok();
-  } catch (const AuthError& e) {
-    return status_of(e);
-  }
 }
 
 // The same for a call that may hash a password: waiting for a hash worker ends with the call.

@@ -5,16 +5,17 @@
 #include <cstdint>
 #include <optional>
 #include <set>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include <gameverse/domain_error.hpp>
 #include <gameverse/tokens.hpp>
 
 namespace gameverse::auth {
 
 // What went wrong, in terms a caller can act on. Messages never say why a password was wrong.
-class AuthError : public std::runtime_error {
+// Its own kinds tell a lockout from a busy hasher; both are RESOURCE_EXHAUSTED with a retry-after.
+class AuthError : public DomainError {
  public:
   enum class Kind {
     kInvalidArgument,
@@ -26,13 +27,24 @@ class AuthError : public std::runtime_error {
     kBusy     // every hash worker is taken: RESOURCE_EXHAUSTED, retry soon
   };
   AuthError(Kind kind, const std::string& message, int64_t retry_after_ms = 0)
-      : std::runtime_error(message), kind_(kind), retry_after_ms_(retry_after_ms) {}
+      : DomainError(failure_of(kind), message, retry_after_ms), kind_(kind) {}
+  // The auth kind; DomainError::kind() is the status kind it maps to.
   Kind kind() const { return kind_; }
-  int64_t retry_after_ms() const { return retry_after_ms_; }
 
  private:
+  static DomainError::Kind failure_of(Kind kind) {
+    switch (kind) {
+      case Kind::kInvalidArgument: return DomainError::Kind::kInvalidArgument;
+      case Kind::kAlreadyExists: return DomainError::Kind::kAlreadyExists;
+      case Kind::kNotFound: return DomainError::Kind::kNotFound;
+      case Kind::kUnauthenticated: return DomainError::Kind::kUnauthenticated;
+      case Kind::kPermissionDenied: return DomainError::Kind::kPermissionDenied;
+      case Kind::kLocked:
+      case Kind::kBusy: return DomainError::Kind::kResourceExhausted;
+    }
+    return DomainError::Kind::kInvalidArgument;
+  }
   Kind kind_;
-  int64_t retry_after_ms_;
 };
 
 // The role the host's gate gives the caller with its [admin] token (the operator), never a role

@@ -13,6 +13,7 @@
 #include "gameverse/auth/v1/auth.grpc.pb.h"
 #include "host_process.hpp"
 #include "platform/store.hpp"
+#include "sign_up.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -38,16 +39,11 @@ class AuthHost {
         auth_(pb::Auth::NewStub(host_.channel())) {}
 
   pb::Session sign_up(const std::string& user) {
-    grpc::ClientContext context;
-    pb::RegisterRequest request;
-    request.set_username(user);
-    request.set_password("correct horse");
-    pb::Session session;
-    const grpc::Status status = auth_->Register(&context, request, &session);
-    EXPECT_TRUE(status.ok()) << status.error_message() << "\n" << host_.log();
+    const pb::Session session = gameverse::testing::sign_up(*auth_, user);
+    EXPECT_FALSE(session.access_token().empty()) << host_.log();
     return session;
   }
-  pb::Session login(const std::string& user, const std::string& password = "correct horse") {
+  pb::Session login(const std::string& user, const std::string& password = kSignUpPassword) {
     grpc::ClientContext context;
     pb::LoginRequest request;
     request.set_username(user);
@@ -144,7 +140,7 @@ TEST_F(Revocation, ChangingThePasswordEndsEveryOtherSession) {
   grpc::ClientContext context;
   context.AddMetadata("authorization", "Bearer " + laptop.access_token());
   pb::ChangePasswordRequest request;
-  request.set_current_password("correct horse");
+  request.set_current_password(kSignUpPassword);
   request.set_new_password("another horse");
   pb::Session changed;
   ASSERT_TRUE(host_.stub().ChangePassword(&context, request, &changed).ok());

@@ -1,6 +1,7 @@
 // gameverse.chat.v1.Chat: maps each call to the ChatService use case and its result back to
 // protobuf, announces stored events through pub/sub, and runs the Subscribe streams: fed live on
 // every host, refilled from the store on a gap, and moved across a reload of the plugin.
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -169,30 +170,6 @@ pb::Member member_pb(const std::string& player, const Member& m) {
   out.set_banned(m.banned);
   out.set_joined_unix_ms(m.joined_unix_ms);
   return out;
-}
-
-sdk::StatusCode code_of(ChatError::Kind kind) {
-  switch (kind) {
-    case ChatError::Kind::kInvalidArgument: return sdk::StatusCode::kInvalidArgument;
-    case ChatError::Kind::kNotFound: return sdk::StatusCode::kNotFound;
-    case ChatError::Kind::kPermissionDenied: return sdk::StatusCode::kPermissionDenied;
-    case ChatError::Kind::kFailedPrecondition: return sdk::StatusCode::kFailedPrecondition;
-    case ChatError::Kind::kAlreadyExists: return sdk::StatusCode::kAlreadyExists;
-    case ChatError::Kind::kAborted: return sdk::StatusCode::kAborted;
-    case ChatError::Kind::kResourceExhausted: return sdk::StatusCode::kResourceExhausted;
-  }
-  return sdk::StatusCode::kInternal;
-}
-
-// Runs a use case; its refusal becomes the reply's status.
-template <class F>
-sdk::Status guarded(F&& run) {
-  try {
-    run();
-  } catch (const ChatError& e) {
-    return {code_of(e.kind()), e.what()};
-  }
-  return sdk::Status::ok();
 }
 
 // One Subscribe stream.
@@ -417,7 +394,7 @@ class ChatPlugin final : public sdk::Plugin {
   sdk::Status create_channel(sdk::CallContext& context, const pb::CreateChannelRequest& request,
                              pb::Channel& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       std::optional<ChannelKind> kind;
       if (request.kind() == pb::CHANNEL_KIND_ROOM) kind = ChannelKind::kRoom;
       if (request.kind() == pb::CHANNEL_KIND_GROUP) kind = ChannelKind::kGroup;
@@ -432,23 +409,23 @@ class ChatPlugin final : public sdk::Plugin {
   sdk::Status open_direct(sdk::CallContext& context, const pb::OpenDirectRequest& request,
                           pb::Channel& reply) {
     const Caller who = caller(context);
-    return guarded([&] { reply = channel_pb(service_.open_direct(who, request.player_id())); });
+    return sdk::answer([&] { reply = channel_pb(service_.open_direct(who, request.player_id())); });
   }
 
   sdk::Status get_channel(sdk::CallContext& context, const pb::GetChannelRequest& request,
                           pb::Channel& reply) {
     const Caller who = caller(context);
-    return guarded([&] { reply = channel_pb(service_.get_channel(who, request.channel_id())); });
+    return sdk::answer([&] { reply = channel_pb(service_.get_channel(who, request.channel_id())); });
   }
 
   sdk::Status join(sdk::CallContext& context, const pb::JoinRequest& request, pb::Channel& reply) {
     const Caller who = caller(context);
-    return guarded([&] { reply = channel_pb(service_.join(who, request.channel_id())); });
+    return sdk::answer([&] { reply = channel_pb(service_.join(who, request.channel_id())); });
   }
 
   sdk::Status add_member(sdk::CallContext& context, const pb::MemberRequest& request, pb::Member& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       reply =
           member_pb(request.player_id(), service_.add_member(who, request.channel_id(), request.player_id()));
     });
@@ -456,7 +433,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status leave(sdk::CallContext& context, const pb::LeaveRequest& request, pb::LeaveResponse&) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       service_.leave(who, request.channel_id());
       end_streams_of(request.channel_id(), who.player_id);  // other hosts' access re-check ends theirs
     });
@@ -465,7 +442,7 @@ class ChatPlugin final : public sdk::Plugin {
   sdk::Status list_members(sdk::CallContext& context, const pb::ListMembersRequest& request,
                            pb::ListMembersResponse& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       auto page = service_.list_members(who, request.channel_id(), request.page_token(), request.page_size());
       for (const auto& m : page.items) *reply.add_members() = member_pb(m.player_id, m.member);
       reply.set_next_page_token(page.next_cursor);
@@ -475,7 +452,7 @@ class ChatPlugin final : public sdk::Plugin {
   sdk::Status list_online(sdk::CallContext& context, const pb::ListOnlineRequest& request,
                           pb::ListOnlineResponse& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       const std::string& channel = request.channel_id();
       for (const std::string& id : service_.list_online(who, channel, local_online(channel), instance_id_)) {
         reply.add_player_ids(id);
@@ -486,7 +463,7 @@ class ChatPlugin final : public sdk::Plugin {
   sdk::Status list_my_channels(sdk::CallContext& context, const pb::ListMyChannelsRequest&,
                                pb::ListMyChannelsResponse& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       for (const ChannelView& channel : service_.list_my_channels(who))
         *reply.add_channels() = channel_pb(channel);
     });
@@ -496,7 +473,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status send(sdk::CallContext& context, const pb::SendRequest& request, pb::ChatEvent& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       const Event stored =
           service_.send(who, request.channel_id(), request.text(), request.client_message_id());
       reply = announce(request.channel_id(), stored);
@@ -505,7 +482,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status edit(sdk::CallContext& context, const pb::EditRequest& request, pb::ChatEvent& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       reply = announce(request.channel_id(),
                        service_.edit(who, request.channel_id(), request.seq(), request.text()));
     });
@@ -513,7 +490,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status erase(sdk::CallContext& context, const pb::DeleteRequest& request, pb::ChatEvent& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       reply = announce(request.channel_id(), service_.erase(who, request.channel_id(), request.seq()));
     });
   }
@@ -521,7 +498,7 @@ class ChatPlugin final : public sdk::Plugin {
   sdk::Status history(sdk::CallContext& context, const pb::HistoryRequest& request,
                       pb::HistoryResponse& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       const Direction direction =
           request.direction() == pb::DIRECTION_NEWER ? Direction::kNewer : Direction::kOlder;
       const HistoryPage page =
@@ -535,7 +512,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status moderate(sdk::CallContext& context, const pb::ModerateRequest& request, pb::Member& reply) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       std::optional<Moderation> action;
       if (request.action() != pb::MODERATION_ACTION_UNSPECIFIED &&
           pb::ModerationAction_IsValid(request.action())) {
@@ -556,7 +533,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status block(sdk::CallContext& context, const pb::BlockRequest& request, pb::BlockResponse&) {
     const Caller who = caller(context);
-    return guarded([&] {
+    return sdk::answer([&] {
       service_.block(who, request.player_id());
       // A direct stream between the two ends now.
       end_streams_of(direct_id(who.player_id, request.player_id()), request.player_id());
@@ -565,7 +542,7 @@ class ChatPlugin final : public sdk::Plugin {
 
   sdk::Status unblock(sdk::CallContext& context, const pb::BlockRequest& request, pb::BlockResponse&) {
     const Caller who = caller(context);
-    return guarded([&] { service_.unblock(who, request.player_id()); });
+    return sdk::answer([&] { service_.unblock(who, request.player_id()); });
   }
   // ---- Subscribe ----
 
@@ -892,7 +869,7 @@ class ChatPlugin final : public sdk::Plugin {
       }
       replay(sub, feed);
     } catch (const ChatError& e) {
-      end(sub, sdk::Status(code_of(e.kind()), e.what()));
+      end(sub, sdk::status_of(e));
     } catch (const sdk::Error& e) {
       end(sub, e.status());
     }
@@ -1107,7 +1084,7 @@ class ChatPlugin final : public sdk::Plugin {
         try {
           service_.check_subscribe({sub->player, sub->global_moderator}, sub->channel);
         } catch (const ChatError& e) {
-          it->second = sdk::Status(code_of(e.kind()), e.what());
+          it->second = sdk::status_of(e);
         } catch (const sdk::Error& e) {
           host_.warn("chat: access re-check of " + sub->channel + " failed: " + std::string(e.what()));
           return;

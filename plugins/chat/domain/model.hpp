@@ -5,32 +5,17 @@
 
 #include <cstdint>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <gameverse/domain_error.hpp>
 
 #include "domain/channel.hpp"
 
 namespace gameverse::chat {
 
 // A refusal with the status it maps to and a message that names what is wrong.
-class ChatError : public std::runtime_error {
- public:
-  enum class Kind {
-    kInvalidArgument = 1,
-    kNotFound,
-    kPermissionDenied,
-    kFailedPrecondition,
-    kAlreadyExists,
-    kAborted,
-    kResourceExhausted,
-  };
-  ChatError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
-  Kind kind() const { return kind_; }
-
- private:
-  Kind kind_;
-};
+using ChatError = gameverse::DomainError;
 
 enum class Retention { kPersistent = 1, kEphemeral = 2 };
 enum class EventType { kMessage = 1, kEdit = 2, kDelete = 3, kModeration = 4, kCaughtUp = 5 };

@@ -1,6 +1,7 @@
 // gameverse.inventory.v1.Inventory: maps the protobuf API onto the inventory domain. The caller
 // comes from the host's gate (the call's principal) or, for plugins calling with their own trust
 // (CallContext::plugin_with_own_trust), from `trusted_plugins`.
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -19,6 +20,7 @@ namespace pb = gameverse::inventory::v1;
 namespace inv = gameverse::inventory;
 using inv::InventoryError;
 
+using sdk::answer;
 using sdk::now_unix_ms;
 
 // Newest first when listed by key: the time counts down, random digits keep ids apart.
@@ -28,32 +30,6 @@ std::string new_offer_id() {
   std::snprintf(id, sizeof id, "%013lld-%016llx", static_cast<long long>(9'999'999'999'999 - now_unix_ms()),
                 static_cast<unsigned long long>(random()));
   return id;
-}
-
-sdk::Status status_of(const InventoryError& e) {
-  using K = InventoryError::Kind;
-  switch (e.kind()) {
-    case K::kInvalidArgument: return {sdk::StatusCode::kInvalidArgument, e.what()};
-    case K::kNotFound: return {sdk::StatusCode::kNotFound, e.what()};
-    case K::kPermissionDenied: return {sdk::StatusCode::kPermissionDenied, e.what()};
-    case K::kFailedPrecondition: return {sdk::StatusCode::kFailedPrecondition, e.what()};
-    case K::kAlreadyExists: return {sdk::StatusCode::kAlreadyExists, e.what()};
-    case K::kAborted: return {sdk::StatusCode::kAborted, e.what()};
-    case K::kUnavailable: return {sdk::StatusCode::kUnavailable, e.what()};
-    case K::kResourceExhausted: return {sdk::StatusCode::kResourceExhausted, e.what()};
-    case K::kDataLoss: return {sdk::StatusCode::kDataLoss, e.what()};
-  }
-  return {sdk::StatusCode::kInternal, e.what()};
-}
-
-template <class Work>
-sdk::Status answer(Work&& work) {
-  try {
-    work();
-    return sdk::Status::ok();
-  } catch (const InventoryError& e) {
-    return status_of(e);
-  }
 }
 
 template <class Field>

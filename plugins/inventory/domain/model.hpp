@@ -5,32 +5,15 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <gameverse/domain_error.hpp>
 
 namespace gameverse::inventory {
 
 // A refusal with the status it maps to and a message that names what is wrong.
-class InventoryError : public std::runtime_error {
- public:
-  enum class Kind {
-    kInvalidArgument = 1,
-    kNotFound,
-    kPermissionDenied,
-    kFailedPrecondition,
-    kAlreadyExists,
-    kAborted,
-    kUnavailable,
-    kResourceExhausted,
-    kDataLoss,
-  };
-  InventoryError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
-  Kind kind() const { return kind_; }
-
- private:
-  Kind kind_;
-};
+using InventoryError = gameverse::DomainError;
 
 struct ItemDefinition {
   std::string id;

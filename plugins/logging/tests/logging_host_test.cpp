@@ -19,6 +19,7 @@
 #include "host_process.hpp"
 #include "opentelemetry/proto/collector/logs/v1/logs_service.grpc.pb.h"
 #include "run_command.hpp"
+#include "sign_up.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -264,14 +265,9 @@ TEST_P(LoggingThroughTheHost, GameClientsWriteTheirOwnLinesWithinAPerPlayerLimit
   ASSERT_NO_FATAL_FAILURE(host_->stop());
   start("client_lines_per_player_per_minute = 3\n");
   auto auth = gameverse::auth::v1::Auth::NewStub(host_->channel());
-  gameverse::auth::v1::Session session;
-  {
-    grpc::ClientContext context;
-    gameverse::auth::v1::RegisterRequest request;
-    request.set_username("p" + std::to_string(std::random_device()() % 1000000));
-    request.set_password("correct horse battery");
-    ASSERT_TRUE(auth->Register(&context, request, &session).ok());
-  }
+  const gameverse::auth::v1::Session session =
+      sign_up(*auth, "p" + std::to_string(std::random_device()() % 1000000));
+  ASSERT_FALSE(session.access_token().empty());
   auto write = [&](int n, pb::WriteResponse* response) {
     grpc::ClientContext context;
     context.AddMetadata("authorization", "Bearer " + session.access_token());
@@ -487,14 +483,9 @@ TEST_P(LoggingThroughTheHost, ResourceAttributesThatWouldBeCopiedIntoEveryRecord
 
 TEST_P(LoggingThroughTheHost, AGameClientCannotFileItsLinesUnderARequestIdItNames) {
   auto auth = gameverse::auth::v1::Auth::NewStub(host_->channel());
-  gameverse::auth::v1::Session session;
-  {
-    grpc::ClientContext context;
-    gameverse::auth::v1::RegisterRequest request;
-    request.set_username("q" + std::to_string(std::random_device()() % 1000000));
-    request.set_password("correct horse battery");
-    ASSERT_TRUE(auth->Register(&context, request, &session).ok());
-  }
+  const gameverse::auth::v1::Session session =
+      sign_up(*auth, "q" + std::to_string(std::random_device()() % 1000000));
+  ASSERT_FALSE(session.access_token().empty());
   const std::string forged = "admin-req-" + std::to_string(std::random_device()());
   grpc::ClientContext context;
   context.AddMetadata("authorization", "Bearer " + session.access_token());

@@ -1,6 +1,7 @@
 // gameverse.metrics.v1.Metrics and OTLP's MetricsService/Export: maps both onto the metrics
 // domain, stores closed windows on a blocking timer, deletes them after their retention, and
 // exposes what arrives on the host's /metrics.
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <atomic>
@@ -24,25 +25,7 @@ namespace sdk = gameverse::sdk;
 namespace pb = gameverse::metrics::v1;
 namespace m = gameverse::metrics;
 namespace collector = opentelemetry::proto::collector::metrics::v1;
-
-sdk::Status status_of(const m::MetricsError& e) {
-  switch (e.code()) {
-    case m::MetricsError::Code::kInvalidArgument: return {sdk::StatusCode::kInvalidArgument, e.what()};
-    case m::MetricsError::Code::kResourceExhausted: return {sdk::StatusCode::kResourceExhausted, e.what()};
-    case m::MetricsError::Code::kUnavailable: return {sdk::StatusCode::kUnavailable, e.what()};
-  }
-  return {sdk::StatusCode::kInternal, e.what()};
-}
-
-template <class Work>
-sdk::Status answer(Work&& work) {
-  try {
-    work();
-    return sdk::Status::ok();
-  } catch (const m::MetricsError& e) {
-    return status_of(e);
-  }
-}
+using sdk::answer;
 
 std::vector<double> parse_bounds(const std::string& text) {
   std::vector<double> out;
@@ -325,7 +308,7 @@ class MetricsPlugin final : public sdk::Plugin {
       }
       const int count = request.measurements_size();
       if (count > max_per_request_) {
-        throw m::MetricsError(m::MetricsError::Code::kInvalidArgument,
+        throw m::MetricsError(m::MetricsError::Kind::kInvalidArgument,
                               "measurements has " + std::to_string(count) +
                                   " entries; a call takes at most " + std::to_string(max_per_request_) +
                                   " (max_measurements_per_request)");
@@ -357,7 +340,7 @@ class MetricsPlugin final : public sdk::Plugin {
             break;
           default:
             throw m::MetricsError(
-                m::MetricsError::Code::kInvalidArgument,
+                m::MetricsError::Kind::kInvalidArgument,
                 "measurements[" + std::to_string(batch.size()) +
                     "] has no value: set counter_add, gauge_set, histogram_observe or event");
         }
@@ -396,7 +379,7 @@ class MetricsPlugin final : public sdk::Plugin {
       spec.step_s = request.step_s();
       if (request.aggregation() == pb::AGGREGATION_UNSPECIFIED ||
           !pb::Aggregation_IsValid(request.aggregation())) {
-        throw m::MetricsError(m::MetricsError::Code::kInvalidArgument,
+        throw m::MetricsError(m::MetricsError::Kind::kInvalidArgument,
                               "aggregation is unset: choose SUM, RATE, AVG, MIN, MAX, COUNT or PERCENTILE");
       }
       spec.aggregation = static_cast<m::Aggregation>(request.aggregation());
@@ -412,7 +395,7 @@ class MetricsPlugin final : public sdk::Plugin {
       const size_t resolution = m::check_query(spec, family ? &*family : nullptr,
                                                service_.settings().resolutions, max_query_points_);
       if (!family) {
-        throw m::MetricsError(m::MetricsError::Code::kInvalidArgument,
+        throw m::MetricsError(m::MetricsError::Kind::kInvalidArgument,
                               "metric '" + spec.metric + "' is not known");
       }
       const int64_t first = spec.start_s - spec.start_s % spec.step_s;
@@ -544,11 +527,11 @@ class MetricsPlugin final : public sdk::Plugin {
       used =
           host_.cache().increment("rate:" + who + ":" + std::to_string(minute), n, std::chrono::minutes(2));
     } catch (const sdk::Error& e) {
-      throw m::MetricsError(m::MetricsError::Code::kUnavailable,
+      throw m::MetricsError(m::MetricsError::Kind::kUnavailable,
                             std::string("the cache is unavailable: ") + e.what());
     }
     if (used > limit) {
-      throw m::MetricsError(m::MetricsError::Code::kResourceExhausted,
+      throw m::MetricsError(m::MetricsError::Kind::kResourceExhausted,
                             named + " sent " + std::to_string(used) + " " + what +
                                 " this minute, more than " + key + " = " + std::to_string(limit) +
                                 "; retry next minute");

@@ -10,10 +10,10 @@ namespace gameverse::metrics {
 namespace {
 
 MetricsError invalid(const std::string& message) {
-  return MetricsError(MetricsError::Code::kInvalidArgument, message);
+  return MetricsError(MetricsError::Kind::kInvalidArgument, message);
 }
 MetricsError exhausted(const std::string& message) {
-  return MetricsError(MetricsError::Code::kResourceExhausted, message);
+  return MetricsError(MetricsError::Kind::kResourceExhausted, message);
 }
 
 std::string joined(const std::vector<std::string>& names) {
@@ -123,7 +123,7 @@ void MetricsService::count_new(const Family& family) {
 
 void MetricsService::check_store_and_room() const {
   if (store_down_) {
-    throw MetricsError(MetricsError::Code::kUnavailable, "the metrics store is unavailable: " + *store_down_);
+    throw MetricsError(MetricsError::Kind::kUnavailable, "the metrics store is unavailable: " + *store_down_);
   }
   if (windows_.size() >= settings_.max_pending_entries) {
     throw exhausted("the metrics service holds " + std::to_string(windows_.size()) +

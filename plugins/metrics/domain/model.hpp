@@ -5,25 +5,19 @@
 #include <cstdint>
 #include <limits>
 #include <map>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <gameverse/domain_error.hpp>
 
 namespace gameverse::metrics {
 
 enum class Kind { kCounter = 1, kGauge = 2, kHistogram = 3 };
 const char* kind_name(Kind kind);
 
-class MetricsError : public std::runtime_error {
- public:
-  enum class Code { kInvalidArgument = 1, kResourceExhausted = 2, kUnavailable = 3 };
-  MetricsError(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
-  Code code() const { return code_; }
-
- private:
-  Code code_;
-};
+// A refusal of input: INVALID_ARGUMENT, RESOURCE_EXHAUSTED (a limit) or UNAVAILABLE.
+using MetricsError = gameverse::DomainError;
 
 // Label name -> value, sorted by name.
 using Labels = std::map<std::string, std::string>;

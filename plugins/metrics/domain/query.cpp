@@ -10,7 +10,7 @@ namespace gameverse::metrics {
 namespace {
 
 MetricsError invalid(const std::string& message) {
-  return MetricsError(MetricsError::Code::kInvalidArgument, message);
+  return MetricsError(MetricsError::Kind::kInvalidArgument, message);
 }
 
 int64_t floor_to(int64_t t, int64_t step) {

@@ -147,7 +147,7 @@ std::vector<WindowEntry> StoreWindows::read(size_t resolution, const std::string
       auto page = store_.list<rec::WindowRecord>(query);
       for (const auto& r : page.records) out.push_back(entry_of(resolution, r.value));
       if (out.size() > max_entries) {
-        throw MetricsError(MetricsError::Code::kResourceExhausted,
+        throw MetricsError(MetricsError::Kind::kResourceExhausted,
                            "the query reads more than " + std::to_string(max_entries) +
                                " stored windows (max_query_windows): narrow it with a shorter range or a "
                                "larger step");

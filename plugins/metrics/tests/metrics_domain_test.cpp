@@ -170,7 +170,7 @@ TEST(MetricsService, ABatchIsAllOrNothing) {
     service.record("p1", {counter("player_ok", 1), counter("player_bad.name", 1)}, 0);
     FAIL() << "a bad name was taken";
   } catch (const MetricsError& e) {
-    EXPECT_EQ(e.code(), MetricsError::Code::kInvalidArgument);
+    EXPECT_EQ(e.kind(), MetricsError::Kind::kInvalidArgument);
     EXPECT_EQ(
         std::string(e.what()),
         "measurements[1].name 'player_bad.name' is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)");
@@ -184,7 +184,7 @@ TEST(MetricsService, ABatchIsAllOrNothing) {
                    0);
     FAIL() << "a fourth series was taken";
   } catch (const MetricsError& e) {
-    EXPECT_EQ(e.code(), MetricsError::Code::kResourceExhausted);
+    EXPECT_EQ(e.kind(), MetricsError::Kind::kResourceExhausted);
     EXPECT_NE(std::string(e.what()).find("max_series_per_metric = 3"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(service.take_all().empty());
@@ -362,7 +362,7 @@ TEST(MetricsService, ExportRejectsPointsWithReasonsAndKeepsTheRest) {
     service.export_points("a", points, now_ms);
     FAIL();
   } catch (const MetricsError& e) {
-    EXPECT_EQ(e.code(), MetricsError::Code::kUnavailable);
+    EXPECT_EQ(e.kind(), MetricsError::Kind::kUnavailable);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <unicode/uspoof.h>
 #include <unicode/utypes.h>
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <algorithm>
@@ -21,34 +22,8 @@ namespace pb = gameverse::playerdata::v1;
 namespace pd = gameverse::playerdata;
 using pd::PlayerDataError;
 
+using sdk::answer;
 using sdk::now_unix_ms;
-
-sdk::Status status_of(const PlayerDataError& e) {
-  using K = PlayerDataError::Kind;
-  switch (e.kind()) {
-    case K::kInvalidArgument: return {sdk::StatusCode::kInvalidArgument, e.what()};
-    case K::kNotFound: return {sdk::StatusCode::kNotFound, e.what()};
-    case K::kAlreadyExists: return {sdk::StatusCode::kAlreadyExists, e.what()};
-    case K::kPermissionDenied: return {sdk::StatusCode::kPermissionDenied, e.what()};
-    case K::kUnauthenticated: return {sdk::StatusCode::kUnauthenticated, e.what()};
-    case K::kFailedPrecondition: return {sdk::StatusCode::kFailedPrecondition, e.what()};
-    case K::kAborted: return {sdk::StatusCode::kAborted, e.what()};
-    case K::kResourceExhausted: return {sdk::StatusCode::kResourceExhausted, e.what()};
-    case K::kOutOfRange: return {sdk::StatusCode::kOutOfRange, e.what()};
-  }
-  return {sdk::StatusCode::kInternal, e.what()};
-}
-
-// Domain errors become their status; the store's (sdk::Error) keep theirs.
-template <class Work>
-sdk::Status answer(Work&& work) {
-  try {
-    work();
-    return sdk::Status::ok();
-  } catch (const PlayerDataError& e) {
-    return status_of(e);
-  }
-}
 
 // ICU keeps its caches (normalization and confusable data) in its globals for the life of the
 // process; only u_cleanup() frees them, which no plugin may call for the process. Unloaded with

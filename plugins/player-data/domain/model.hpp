@@ -9,28 +9,12 @@
 #include <string>
 #include <vector>
 
+#include <gameverse/domain_error.hpp>
+
 namespace gameverse::playerdata {
 
 // A refusal with the status it maps to; the message names the field and the limit.
-class PlayerDataError : public std::runtime_error {
- public:
-  enum class Kind {
-    kInvalidArgument = 1,
-    kNotFound,
-    kAlreadyExists,
-    kPermissionDenied,
-    kUnauthenticated,
-    kFailedPrecondition,
-    kAborted,
-    kResourceExhausted,
-    kOutOfRange,
-  };
-  PlayerDataError(Kind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
-  Kind kind() const { return kind_; }
-
- private:
-  Kind kind_;
-};
+using PlayerDataError = gameverse::DomainError;
 
 // Thrown by a repository when a write met another one: a version that moved on, or a key that a
 // create-only write found. The service reads again and retries, or tells the caller.

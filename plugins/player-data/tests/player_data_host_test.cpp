@@ -19,6 +19,7 @@
 #include "gameverse/playerdata/v1/playerdata.grpc.pb.h"
 #include "host_process.hpp"
 #include "run_command.hpp"
+#include "sign_up.hpp"
 
 namespace gameverse::testing {
 namespace {
@@ -105,22 +106,7 @@ class PlayerDataThroughTheHost : public ::testing::TestWithParam<std::string> {
 
   // The same player with `role` granted by the operator, in a refreshed token.
   Player with_role(const Player& p, const std::string& role) {
-    {
-      grpc::ClientContext context;
-      context.AddMetadata("authorization", std::string("Bearer ") + kOperatorToken);
-      auth::RoleRequest request;
-      request.set_account_id(p.id);
-      request.set_role(role);
-      auth::Account changed;
-      const grpc::Status status = auth_->GrantRole(&context, request, &changed);
-      EXPECT_TRUE(status.ok()) << status.error_message();
-    }
-    grpc::ClientContext context;
-    auth::RefreshRequest request;
-    request.set_refresh_token(p.refresh_token);
-    auth::Session session;
-    const grpc::Status status = auth_->Refresh(&context, request, &session);
-    EXPECT_TRUE(status.ok()) << status.error_message();
+    const auth::Session session = grant_role(*auth_, p.id, p.refresh_token, role, kOperatorToken);
     return {p.id, session.access_token(), session.refresh_token()};
   }
 

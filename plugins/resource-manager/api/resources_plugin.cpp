@@ -1,6 +1,7 @@
 // gameverse.resources.v1.Resources: the content catalog. Reads are answered from the catalog
 // held in memory (swapped whole per version); Publish validates, commits one store batch and
 // announces the version on pub/sub, which every host's copy (and WatchCatalog) follows.
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include <chrono>
@@ -519,14 +520,10 @@ class ResourcesPlugin final : public sdk::Plugin {
       return sdk::Status::ok();
     } catch (const ValidationError& e) {
       published_.record(1, {"refused"});
-      return {e.reason() == ValidationError::Reason::kVersionMismatch ? sdk::StatusCode::kAborted
-                                                                      : sdk::StatusCode::kInvalidArgument,
-              e.what()};
+      return sdk::status_of(e);
     } catch (const PublishRefused& e) {
       published_.record(1, {e.reason() == PublishRefused::Reason::kConflict ? "conflict" : "refused"});
-      return {e.reason() == PublishRefused::Reason::kConflict ? sdk::StatusCode::kAborted
-                                                              : sdk::StatusCode::kFailedPrecondition,
-              e.what()};
+      return sdk::status_of(e);
     }
   }
 

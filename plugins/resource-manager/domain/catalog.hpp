@@ -7,10 +7,11 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <variant>
 #include <vector>
+
+#include <gameverse/domain_error.hpp>
 
 namespace gameverse::resources {
 
@@ -134,11 +135,14 @@ struct Limits {
   int64_t removal_after_retirement_ms = 0;
 };
 
-// A publish that breaks a rule: the message names the definition and the field.
-class ValidationError : public std::runtime_error {
+// A publish that breaks a rule: the message names the definition and the field. A version
+// mismatch is ABORTED (read again and retry), anything else INVALID_ARGUMENT.
+class ValidationError : public DomainError {
  public:
   enum class Reason { kInvalid, kVersionMismatch, kTooLarge };
-  ValidationError(Reason reason, const std::string& message) : std::runtime_error(message), reason_(reason) {}
+  ValidationError(Reason reason, const std::string& message)
+      : DomainError(reason == Reason::kVersionMismatch ? Kind::kAborted : Kind::kInvalidArgument, message),
+        reason_(reason) {}
   Reason reason() const { return reason_; }
 
  private:

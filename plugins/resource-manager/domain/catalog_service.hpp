@@ -23,10 +23,14 @@ struct PublishOutcome {
 };
 
 // Thrown when a publish cannot go on: the message says why.
-class PublishRefused : public std::runtime_error {
+class PublishRefused : public DomainError {
  public:
   enum class Reason { kConflict, kHeld, kCannotConfirm };
-  PublishRefused(Reason reason, const std::string& message) : std::runtime_error(message), reason_(reason) {}
+  // A lost race is ABORTED (read again and retry); items still held, or not known to be free,
+  // FAILED_PRECONDITION.
+  PublishRefused(Reason reason, const std::string& message)
+      : DomainError(reason == Reason::kConflict ? Kind::kAborted : Kind::kFailedPrecondition, message),
+        reason_(reason) {}
   Reason reason() const { return reason_; }
 
  private:

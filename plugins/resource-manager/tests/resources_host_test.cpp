@@ -21,6 +21,7 @@
 #include "gameverse/platformprobe/v1/platform_probe.grpc.pb.h"
 #include "gameverse/resources/v1/resources.grpc.pb.h"
 #include "host_process.hpp"
+#include "sign_up.hpp"
 #include "test_servers.hpp"
 
 namespace gameverse::testing {
@@ -154,14 +155,7 @@ class ResourcesThroughTheHost : public ::testing::TestWithParam<std::string> {
   }
   std::string player_token() {
     auto auth = gameverse::auth::v1::Auth::NewStub(host_->channel());
-    grpc::ClientContext context;
-    gameverse::auth::v1::RegisterRequest request;
-    request.set_username("p" + std::to_string(std::random_device()() % 1000000));
-    request.set_password("correct horse battery");
-    gameverse::auth::v1::Session session;
-    const grpc::Status status = auth->Register(&context, request, &session);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    return session.access_token();
+    return sign_up(*auth, "p" + std::to_string(std::random_device()() % 1000000)).access_token();
   }
 
   TempDir data_;

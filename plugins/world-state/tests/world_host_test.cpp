@@ -20,6 +20,7 @@
 #include "gameverse/world/v1/world.grpc.pb.h"
 #include "host_process.hpp"
 #include "run_command.hpp"
+#include "sign_up.hpp"
 #include "test_servers.hpp"
 
 namespace gameverse::testing {
@@ -444,15 +445,8 @@ TEST(WorldAccounts, AnAccountHoldsAtMostMaxStreamsPerAccountStreams) {
                    "[[plugin]]\nname = \"world-state\"\npath = \"" GV_PLUGIN_DIR
                    "/world-state.so\"\n[plugin.config]\nmax_streams_per_account = 2\n");
   auto auth = gameverse::auth::v1::Auth::NewStub(host.channel());
-  gameverse::auth::v1::Session session;
-  {
-    grpc::ClientContext context;
-    gameverse::auth::v1::RegisterRequest request;
-    request.set_username("player-" + random_suffix());
-    request.set_password("correct horse battery");
-    const grpc::Status status = auth->Register(&context, request, &session);
-    ASSERT_TRUE(status.ok()) << status.error_message();
-  }
+  const gameverse::auth::v1::Session session = sign_up(*auth, "player-" + random_suffix());
+  ASSERT_FALSE(session.access_token().empty());
   const std::string token = session.access_token();
   const std::string suffix = random_suffix();
   auto first = std::make_unique<PlayClient>(host, "a-" + suffix, pb::Vec3{}, token);
