@@ -335,7 +335,8 @@ Metadata signed_by_host(const std::string& secret, const std::string& method, co
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count() +
                              skew_ms);
-  call.nonce = platform::new_nonce();
+  static platform::CallSequence sequence;  // the test stands in for one host
+  call.nonce = sequence.next();
   Metadata out{{platform::kClusterMacKey, platform::call_mac(secret, call)},
                {platform::kClusterHostKey, call.host},
                {platform::kClusterTimeKey, call.time},

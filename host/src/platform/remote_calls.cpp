@@ -310,7 +310,8 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     context.set_deadline(
         std::chrono::system_clock::time_point(std::chrono::milliseconds(call->origin.deadline_unix_ms)));
   }
-  // The secret itself never travels: an HMAC over what the call claims does, with a fresh nonce.
+  // The secret itself never travels: an HMAC over what the call claims does, with a nonce this host
+  // never signs again (its boot id and the next counter).
   SignedCall signed_call;
   signed_call.method = call->method;
   signed_call.deadline =
@@ -328,7 +329,7 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     signed_call.host = options_.self_address;
   }
   signed_call.time = std::to_string(now_ms());
-  signed_call.nonce = new_nonce();
+  signed_call.nonce = sequence_.next();
   context.AddMetadata(kClusterMacKey, call_mac(options_.secret, signed_call));
   context.AddMetadata(kClusterHostKey, signed_call.host);
   context.AddMetadata(kClusterTimeKey, signed_call.time);

@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "platform/cluster_auth.hpp"
 #include "platform/service_calls.hpp"
 
 namespace grpc {
@@ -139,6 +140,7 @@ class RemoteCalls {
   uint64_t next_id_ = 1;
   uint64_t round_robin_ = 0;
   std::thread parent_watcher_;
+  CallSequence sequence_;  // the nonces this host signs its calls with
   std::condition_variable watcher_cv_;
 };
 

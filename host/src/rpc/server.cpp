@@ -863,13 +863,8 @@ std::string Server::cluster_call_refusal(const platform::SignedCall& call, std::
     return "signed at a time more than " + std::to_string(platform::kClusterClockSkewMs) +
            " ms from this host's clock";
   }
-  if (call.nonce.size() < 16) return "no gameverse-cluster-nonce";
-  switch (cluster_nonces_.admit(call.nonce, now)) {
-    case platform::NonceCache::Result::kFresh: return {};
-    case platform::NonceCache::Result::kReplayed: return "this signed call was sent before";
-    case platform::NonceCache::Result::kFull: return "too many signed calls within the clock window";
-  }
-  return "unknown";
+  if (call.nonce.empty()) return "no gameverse-cluster-nonce";
+  return cluster_senders_.admit(call.host, call.nonce, now);
 }
 
 bool Server::is_forwarding_key(std::string_view key) const {

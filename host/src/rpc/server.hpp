@@ -125,7 +125,7 @@ class Server {
   config::ServerConfig config_;
   std::string forwarding_key_;
   std::string cluster_secret_;
-  platform::NonceCache cluster_nonces_;
+  platform::ReplayGuard cluster_senders_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
   CallMetrics* call_metrics_ = nullptr;
