@@ -352,8 +352,12 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
   }
   endpoint->stub->UnaryCall(&context, call->method, grpc::StubOptions(), &call->request, &attempt->reply,
                             [this, call, endpoint, attempt, was_ready](grpc::Status status) {
+                              // The host says so as soon as it accepts the call; the trailers of a
+                              // connection that broke meanwhile never come.
+                              const auto& initial = attempt->context.GetServerInitialMetadata();
                               const auto& trailers = attempt->context.GetServerTrailingMetadata();
-                              const bool reached = trailers.find(kServedByClusterKey) != trailers.end();
+                              const bool reached = initial.find(kServedByClusterKey) != initial.end() ||
+                                                   trailers.find(kServedByClusterKey) != trailers.end();
                               finished(call, endpoint, reached, was_ready, status.error_code(),
                                        status.error_message(), status.ok() ? to_string(attempt->reply) : "");
                             });
