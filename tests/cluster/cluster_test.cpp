@@ -223,6 +223,9 @@ TEST_F(TwoHosts, ACallCrossesHostsWithItsCallerOriginAndRequestId) {
             std::vector<std::string>{"player"});
   EXPECT_EQ(me.calling_plugin(), "platform-probe");
   EXPECT_EQ(me.plugin_with_own_trust(), "") << "a call for a caller arrived as the plugin's own";
+  // The peer is the caller's on A; the host that forwarded the call is named beside it.
+  EXPECT_EQ(me.peer(), "inproc:platform-probe");
+  EXPECT_EQ(me.forwarded_by(), a_->address());
 
   // B's policy applies to the forwarded caller's roles.
   const Relayed player =
@@ -348,7 +351,8 @@ Metadata signed_by_host(const std::string& secret, const std::string& method, co
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count() +
                              skew_ms);
-  call.nonce = platform::new_nonce();
+  static platform::CallSequence sequence;  // the test stands in for one host
+  call.nonce = sequence.next();
   Metadata out{{platform::kClusterMacKey, platform::call_mac(secret, call)},
                {platform::kClusterHostKey, call.host},
                {platform::kClusterTimeKey, call.time},
@@ -426,6 +430,7 @@ TEST_F(TwoHosts, AClientCannotPoseAsAHost) {
   // The old bearer key, a wrong MAC, a MAC with the right length, none at all.
   std::vector<Metadata> forgeries;
   forgeries.push_back(caller);
+  forgeries.push_back({{platform::kForwardedByKey, "10.0.0.1:50051"}});  // posing as a forwarded call
   for (const std::string& key : {key_.substr(2), random_hex(32)}) {
     Metadata m = caller;
     m.emplace_back("gameverse-cluster-key", key);
@@ -463,6 +468,8 @@ TEST_F(TwoHosts, AClientCannotPoseAsAHost) {
   echo::WhoAmIReply me;
   ASSERT_TRUE(me.ParseFromString(believed.reply));
   EXPECT_EQ(me.user_id(), "victim");
+  EXPECT_EQ(me.peer(), "inproc:platform-probe");
+  EXPECT_EQ(me.forwarded_by(), "127.0.0.1:1") << "the signed sending host";
 
   // The same signed headers sent again (a replay), for another method, or signed long ago: refused.
   const Forged replayed = call_with(*b_, genuine, "/gameverse.echo.v1.Echo/WhoAmI", who);
@@ -950,6 +957,139 @@ TEST(ClusterConfig, BadClusterCertificateFilesAreNamedAndNothingStarts) {
   EXPECT_CONTAINS(
       start_error("ca_file = \"" + certs.path("client.key") + "\"\n"),
       "[cluster] ca_file: TLS: the CA file " + certs.path("client.key") + " holds no PEM certificate");
+}
+
+echo::StatsReply stats_of(const HostProcess& host) {
+  auto stub = echo::Echo::NewStub(host.channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  echo::StatsReply reply;
+  const grpc::Status status = stub->Stats(&context, {}, &reply);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return reply;
+}
+
+// A host says it accepted a forwarded call in its initial metadata, before the plugin has answered:
+// a signed Sleep of a minute gets the marker while it sleeps.
+TEST(ClusterStatic, AHostMarksAForwardedCallServedBeforeItsPluginAnswers) {
+  const std::string secret = random_hex(32);
+  TempDir data;
+  HostProcess b(host_config(data, "secret = \"" + secret + "\"\n", "") + plugin("echo"));
+  auto stub = echo::Echo::NewStub(b.channel());
+  {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    for (const auto& [key, value] : signed_by_host(secret, "/gameverse.echo.v1.Echo/Sleep", "", {}))
+      context.AddMetadata(key, value);
+    echo::SleepRequest sleep;
+    sleep.set_duration_ms(60'000);
+    grpc::CompletionQueue queue;
+    auto reader = stub->AsyncSleep(&context, sleep, &queue);
+    reader->ReadInitialMetadata(reinterpret_cast<void*>(1));
+    void* tag = nullptr;
+    bool ok = false;
+    const auto got = queue.AsyncNext(&tag, &ok, std::chrono::system_clock::now() + std::chrono::seconds(10));
+    EXPECT_EQ(got, grpc::CompletionQueue::GOT_EVENT) << "no initial metadata while the plugin runs\n"
+                                                     << b.log();
+    if (got == grpc::CompletionQueue::GOT_EVENT) {
+      EXPECT_TRUE(ok);
+      const auto& initial = context.GetServerInitialMetadata();
+      const auto served = initial.find(platform::kServedByClusterKey);
+      EXPECT_NE(served, initial.end()) << "the served marker is not in the initial metadata";
+      if (served != initial.end()) {
+        EXPECT_EQ(std::string(served->second.data(), served->second.size()), "1");
+      }
+      EXPECT_EQ(stats_of(b).sleeps_started(), 1u);
+      EXPECT_EQ(stats_of(b).sleeps_completed(), 0u);
+    }
+    context.TryCancel();
+    echo::SleepReply reply;
+    grpc::Status status;
+    reader->Finish(&reply, &status, reinterpret_cast<void*>(2));
+    for (int pending = got == grpc::CompletionQueue::GOT_EVENT ? 1 : 2; pending > 0; --pending)
+      ASSERT_TRUE(queue.Next(&tag, &ok));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+    queue.Shutdown();
+    while (queue.Next(&tag, &ok)) {
+    }
+  }
+  // A client's own call is not marked.
+  grpc::ClientContext context;
+  echo::EchoRequest ping;
+  ping.set_payload("hi");
+  echo::EchoReply pong;
+  ASSERT_TRUE(stub->Echo(&context, ping, &pong).ok());
+  EXPECT_EQ(context.GetServerInitialMetadata().count(platform::kServedByClusterKey), 0u);
+  EXPECT_EQ(context.GetServerTrailingMetadata().count(platform::kServedByClusterKey), 0u);
+  EXPECT_EQ(b.stop(), 0) << b.log();
+}
+
+// B and C serve echo. A's first call to echo is a long Sleep, sent while A's connection to its host
+// was still being made; that host dies while the Sleep runs. The call reached a host and ran there,
+// so it fails UNAVAILABLE and is not sent again to the other, which never starts a Sleep.
+TEST(ClusterStatic, ACallThatReachedAHostWhichThenDiedIsNotRunAgain) {
+  const std::string cluster = "secret = \"" + random_hex(32) + "\"\n";
+  TempDir data_a, data_b, data_c;
+  auto b = std::make_unique<HostProcess>(host_config(data_b, cluster, "") + plugin("echo"));
+  auto c = std::make_unique<HostProcess>(host_config(data_c, cluster, "") + plugin("echo"));
+  HostProcess a(host_config(data_a, cluster,
+                            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                                b->address() + "\", \"" + c->address() + "\"]\n") +
+                plugin("platform-probe"));
+  echo::SleepRequest sleep;
+  sleep.set_duration_ms(60'000);
+  Relayed held;
+  std::thread caller([&] {
+    held = relay(a, "/gameverse.echo.v1.Echo/Sleep", sleep.SerializeAsString(), "", false, 20'000);
+  });
+  HostProcess* serving = nullptr;
+  const bool started = eventually([&] {
+    if (stats_of(*b).sleeps_started() > 0) serving = b.get();
+    if (stats_of(*c).sleeps_started() > 0) serving = c.get();
+    return serving != nullptr;
+  });
+  if (!started) {
+    b.reset();
+    c.reset();
+    caller.join();
+    FAIL() << "the Sleep started nowhere\n" << a.log();
+  }
+  HostProcess* other = serving == b.get() ? c.get() : b.get();
+  kill(serving->pid(), SIGKILL);
+  caller.join();
+  EXPECT_EQ(held.status.error_code(), grpc::StatusCode::UNAVAILABLE) << held.status.error_message();
+  EXPECT_EQ(stats_of(*other).sleeps_started(), 0u) << "the call ran again on the other host\n" << a.log();
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(other->stop(), 0) << other->log();
+}
+
+// A plugin tells a call another host forwarded from one made on its own host: the peer is the
+// original caller's, and forwarded_by() names the host that forwarded it.
+TEST(ClusterStatic, AForwardedCallNamesTheHostThatForwardedIt) {
+  const std::string cluster = "secret = \"" + random_hex(32) + "\"\n";
+  TempDir data_a, data_b;
+  HostProcess b(host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess a(host_config(data_a, cluster,
+                            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                                b.address() + "\"]\n") +
+                plugin("platform-probe"));
+  const Relayed relayed =
+      relay(a, "/gameverse.echo.v1.Echo/WhoAmI", echo::WhoAmIRequest().SerializeAsString(), "", true);
+  ASSERT_TRUE(relayed.status.ok()) << relayed.status.error_message();
+  echo::WhoAmIReply me;
+  ASSERT_TRUE(me.ParseFromString(relayed.response));
+  EXPECT_EQ(me.peer(), "inproc:platform-probe");
+  EXPECT_EQ(me.calling_plugin(), "platform-probe");
+  EXPECT_EQ(me.plugin_with_own_trust(), "platform-probe");
+  EXPECT_EQ(me.forwarded_by(), a.address());
+
+  auto stub = echo::Echo::NewStub(b.channel());
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub->WhoAmI(&context, {}, &me).ok());
+  EXPECT_TRUE(me.peer().starts_with("ipv4:127.0.0.1:")) << me.peer();
+  EXPECT_EQ(me.forwarded_by(), "") << "a direct call was taken for a forwarded one";
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
 }
 
 }  // namespace

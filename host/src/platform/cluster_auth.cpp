@@ -2,6 +2,9 @@
 
 #include <sodium.h>
 
+#include <algorithm>
+#include <charconv>
+
 namespace gameverse::platform {
 
 namespace {
@@ -47,10 +50,14 @@ bool same_mac(std::string_view a, std::string_view b) {
   return a.size() == b.size() && !a.empty() && sodium_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-std::string new_nonce() {
+CallSequence::CallSequence() {
   unsigned char bytes[16];
   randombytes_buf(bytes, sizeof bytes);
-  return hex(bytes, sizeof bytes);
+  boot_id_ = hex(bytes, sizeof bytes);
+}
+
+std::string CallSequence::next() {
+  return boot_id_ + "." + std::to_string(counter_.fetch_add(1, std::memory_order_relaxed) + 1);
 }
 
 std::string registry_member(std::string_view secret, std::string_view cluster, std::string_view service,
@@ -73,18 +80,69 @@ std::optional<std::string> registry_address(std::string_view secret, std::string
   return std::string(address);
 }
 
-NonceCache::Result NonceCache::admit(const std::string& nonce, int64_t now_ms) {
-  std::lock_guard lock(mu_);
-  while (!order_.empty() && order_.front().first < now_ms) {
-    seen_.erase(order_.front().second);
-    order_.pop_front();
+std::string ReplayGuard::admit(std::string_view host, std::string_view nonce, int64_t now_ms) {
+  const size_t dot = nonce.find('.');
+  uint64_t counter = 0;
+  const std::string_view boot_id = nonce.substr(0, dot == std::string_view::npos ? 0 : dot);
+  const std::string_view digits = dot == std::string_view::npos ? std::string_view() : nonce.substr(dot + 1);
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), counter);
+  if (boot_id.size() != 32 || boot_id.find_first_not_of("0123456789abcdef") != std::string_view::npos ||
+      digits.empty() || error != std::errc() || end != digits.data() + digits.size() || counter == 0) {
+    return std::string(kClusterNonceKey) + " is not <boot id: 32 hex digits>.<counter from 1>";
   }
-  if (seen_.contains(nonce)) return Result::kReplayed;
-  if (seen_.size() >= capacity_) return Result::kFull;
-  seen_.insert(nonce);
-  // A call signed up to the window ahead stays acceptable until the window after it.
-  order_.emplace_back(now_ms + 2 * kClusterClockSkewMs, nonce);
-  return Result::kFresh;
+  std::string key;
+  key.reserve(host.size() + 1 + boot_id.size());
+  key.append(host).append(" ").append(boot_id);
+  std::lock_guard lock(mu_);
+  auto it = senders_.find(key);
+  if (it == senders_.end()) {
+    if (senders_.size() >= max_senders_) {
+      // Only a sender silent for longer than any of its calls stays acceptable can go.
+      std::erase_if(senders_, [&](const auto& entry) {
+        return entry.second.last_seen_ms < now_ms - 2 * kClusterClockSkewMs;
+      });
+      if (senders_.size() >= max_senders_) {
+        return "too many hosts (" + std::to_string(max_senders_) + " senders, boot ids counted apart) sent " +
+               "calls within " + std::to_string(2 * kClusterClockSkewMs) + " ms";
+      }
+    }
+    it = senders_.emplace(std::move(key), Sender{}).first;
+    it->second.seen.assign(kClusterReplayWindow / 64, 0);
+  }
+  Sender& sender = it->second;
+  sender.last_seen_ms = std::max(sender.last_seen_ms, now_ms);
+  auto bit = [&](uint64_t n) -> std::pair<uint64_t&, uint64_t> {
+    const uint64_t slot = n % kClusterReplayWindow;
+    return {sender.seen[slot / 64], uint64_t{1} << (slot % 64)};
+  };
+  if (counter > sender.highest) {
+    // The slots of the counters the window moves past are free again.
+    if (counter - sender.highest >= kClusterReplayWindow) {
+      std::fill(sender.seen.begin(), sender.seen.end(), 0);
+    } else {
+      for (uint64_t n = sender.highest + 1; n < counter; ++n) {
+        auto [word, mask] = bit(n);
+        word &= ~mask;
+      }
+    }
+    sender.highest = counter;
+    auto [word, mask] = bit(counter);
+    word |= mask;
+    return {};
+  }
+  if (sender.highest - counter >= kClusterReplayWindow) {
+    return "call " + std::to_string(counter) + " of this host is older than its last " +
+           std::to_string(kClusterReplayWindow) + " (it has sent " + std::to_string(sender.highest) + ")";
+  }
+  auto [word, mask] = bit(counter);
+  if ((word & mask) != 0) return "this signed call was sent before";
+  word |= mask;
+  return {};
+}
+
+size_t ReplayGuard::senders() const {
+  std::lock_guard lock(mu_);
+  return senders_.size();
 }
 
 }  // namespace gameverse::platform

@@ -325,7 +325,8 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     context.set_deadline(
         std::chrono::system_clock::time_point(std::chrono::milliseconds(call->origin.deadline_unix_ms)));
   }
-  // The secret itself never travels: an HMAC over what the call claims does, with a fresh nonce.
+  // The secret itself never travels: an HMAC over what the call claims does, with a nonce this host
+  // never signs again (its boot id and the next counter).
   SignedCall signed_call;
   signed_call.method = call->method;
   signed_call.deadline =
@@ -343,7 +344,7 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     signed_call.host = options_.self_address;
   }
   signed_call.time = std::to_string(now_ms());
-  signed_call.nonce = new_nonce();
+  signed_call.nonce = sequence_.next();
   context.AddMetadata(kClusterMacKey, call_mac(options_.secret, signed_call));
   context.AddMetadata(kClusterHostKey, signed_call.host);
   context.AddMetadata(kClusterTimeKey, signed_call.time);
@@ -366,8 +367,12 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
   }
   endpoint->stub->UnaryCall(&context, call->method, grpc::StubOptions(), &call->request, &attempt->reply,
                             [this, call, endpoint, attempt, was_ready](grpc::Status status) {
+                              // The host says so as soon as it accepts the call; the trailers of a
+                              // connection that broke meanwhile never come.
+                              const auto& initial = attempt->context.GetServerInitialMetadata();
                               const auto& trailers = attempt->context.GetServerTrailingMetadata();
-                              const bool reached = trailers.find(kServedByClusterKey) != trailers.end();
+                              const bool reached = initial.find(kServedByClusterKey) != initial.end() ||
+                                                   trailers.find(kServedByClusterKey) != trailers.end();
                               finished(call, endpoint, reached, was_ready, status.error_code(),
                                        status.error_message(), status.ok() ? to_string(attempt->reply) : "");
                             });

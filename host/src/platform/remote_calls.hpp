@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "platform/cluster_auth.hpp"
 #include "platform/service_calls.hpp"
 
 namespace grpc {
@@ -40,9 +41,14 @@ inline constexpr const char* kForwardedUserKey = "gameverse-forwarded-user-bin";
 inline constexpr const char* kForwardedSessionKey = "gameverse-forwarded-session-bin";
 inline constexpr const char* kForwardedRoleKey = "gameverse-forwarded-role-bin";  // one per role
 inline constexpr const char* kForwardedCallerPeerKey = "gameverse-forwarded-peer";
-// Trailing metadata a host adds to every forwarded call it accepted: its absence on a failed call
-// means the call never reached a host (a connection that failed), so the address is skipped.
+// Metadata a host sends back on every forwarded call it accepted, in the initial metadata as soon as
+// it verified the call (before the plugin runs) and in the trailers: a failed call with it in
+// neither never reached a host (a connection that failed), so the address is skipped and the call
+// may go to another; a call that has it is never sent again, even when its connection broke.
 inline constexpr const char* kServedByClusterKey = "gameverse-cluster-served";
+// What a plugin reads (call metadata) on a call another host forwarded: that host's address, as it
+// signed it. The peer stays the original caller's (its per-address limits hold across hosts).
+inline constexpr const char* kForwardedByKey = "gameverse-forwarded-by";
 
 // The forwarded origin's wire name and back; 0 for a name that is none.
 std::string_view origin_wire_name(gv_call_origin origin);
@@ -148,6 +154,7 @@ class RemoteCalls {
   uint64_t next_id_ = 1;
   uint64_t round_robin_ = 0;
   std::thread parent_watcher_;
+  CallSequence sequence_;  // the nonces this host signs its calls with
   std::condition_variable watcher_cv_;
 };
 

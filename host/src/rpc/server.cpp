@@ -61,7 +61,7 @@ grpc::Status to_grpc(gv_status_code code, std::string_view message) {
 // What a completion-queue tag points at.
 class CompletionHandler {
  public:
-  enum class Op : uint8_t { kRequest, kRead, kWrite, kFinish, kDone, kControl };
+  enum class Op : uint8_t { kRequest, kRead, kWrite, kFinish, kDone, kControl, kInitialMetadata };
   struct Tag {
     CompletionHandler* call;
     Op op;
@@ -90,6 +90,7 @@ struct GenericTransport {
   }
   static size_t slot(const Server& server) { return server.generic_slot(); }
   const std::string& method() const { return context.method(); }
+  void send_initial_metadata(void* tag) { stream.SendInitialMetadata(tag); }
   void read(grpc::ByteBuffer* buffer, void* tag) { stream.Read(buffer, tag); }
   void write(const grpc::ByteBuffer& buffer, void* tag) { stream.Write(buffer, tag); }
   void finish(const grpc::Status& status, void* tag) { stream.Finish(status, tag); }
@@ -112,6 +113,7 @@ struct UnaryTransport {
   }
   size_t slot(const Server&) const { return static_cast<size_t>(index); }
   const std::string& method() const { return *method_name; }
+  void send_initial_metadata(void* tag) { responder.SendInitialMetadata(tag); }
   void read(grpc::ByteBuffer*, void*) {}  // never called: the kind is unary
   void write(const grpc::ByteBuffer&, void*) {}
   void finish(const grpc::Status& status, void* tag) {
@@ -163,6 +165,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
       case Op::kRead: on_read(ok); break;
       case Op::kWrite: on_write(ok); break;
       case Op::kFinish: break;
+      case Op::kInitialMetadata: break;
       case Op::kDone: on_done(); break;
       case Op::kControl: on_control(); break;
     }
@@ -180,6 +183,13 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   size_t metadata(const char* key, gv_bytes* values, size_t max_values) const override {
     // The gateway's and the cluster's keys stay with the host: a plugin that logs metadata must
     // not leak them; what a forwarding host said of the caller reaches plugins as the principal.
+    if (key != nullptr && std::string_view(key) == platform::kForwardedByKey) {
+      // The host that forwarded the call, as it signed it; nothing for any other call.
+      if (forwarded_origin_ == 0) return 0;
+      if (max_values > 0)
+        values[0] = {reinterpret_cast<const uint8_t*>(forwarded_by_.data()), forwarded_by_.size()};
+      return 1;
+    }
     if (key == nullptr || std::string_view(key) == kForwardingKeyKey ||
         std::string_view(key).starts_with(platform::kClusterPrefix) ||
         std::string_view(key).starts_with(platform::kForwardedPrefix)) {
@@ -668,14 +678,25 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
         caller->role_bytes.push_back({reinterpret_cast<const uint8_t*>(role.data()), role.size()});
     }
     forwarded_origin_ = origin;
+    forwarded_by_ = signed_call.host.empty() ? "cluster:" + transport_.context.peer() : signed_call.host;
     std::call_once(caller_known_, [&] { caller_ = std::move(caller); });
     {
       std::lock_guard lock(mu_);
       peer_ = std::move(signed_call.peer);
       if (peer_.empty()) peer_ = "cluster:" + transport_.context.peer();
     }
-    // Tells the forwarding host that its call reached a host (see RemoteCalls).
+    // Tells the forwarding host that its call reached a host (see RemoteCalls), before the plugin
+    // runs: a connection lost while it runs leaves no trailers, and the call must not be sent again.
+    // The trailers say it too, for a reply that carries no headers of its own.
+    transport_.context.AddInitialMetadata(platform::kServedByClusterKey, "1");
     transport_.context.AddTrailingMetadata(platform::kServedByClusterKey, "1");
+    {
+      std::lock_guard lock(mu_);
+      if (!server_.closed_) {
+        ++pending_ops_;
+        transport_.send_initial_metadata(&initial_metadata_tag_);
+      }
+    }
     return true;
   }
 
@@ -789,6 +810,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   Tag finish_tag_{this, Op::kFinish};
   Tag done_tag_{this, Op::kDone};
   Tag control_tag_{this, Op::kControl};
+  Tag initial_metadata_tag_{this, Op::kInitialMetadata};
 
   // Touched only on the completion thread (hooks run there); handle_ is also read under mu_.
   plugin::Route route_{};
@@ -803,6 +825,7 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
   bool plugin_started_ = false;
   bool registered_ = false;
   gv_call_origin forwarded_origin_ = 0;  // set: another host of the cluster forwarded the call
+  std::string forwarded_by_;             // then: the host that did, as it signed
   void* call_state_ = nullptr;
   grpc::ByteBuffer read_buffer_;
   std::atomic<bool> cancelled_{false};
@@ -871,13 +894,8 @@ std::string Server::cluster_call_refusal(const platform::SignedCall& call, std::
     return "signed at a time more than " + std::to_string(platform::kClusterClockSkewMs) +
            " ms from this host's clock";
   }
-  if (call.nonce.size() < 16) return "no gameverse-cluster-nonce";
-  switch (cluster_nonces_.admit(call.nonce, now)) {
-    case platform::NonceCache::Result::kFresh: return {};
-    case platform::NonceCache::Result::kReplayed: return "this signed call was sent before";
-    case platform::NonceCache::Result::kFull: return "too many signed calls within the clock window";
-  }
-  return "unknown";
+  if (call.nonce.empty()) return "no gameverse-cluster-nonce";
+  return cluster_senders_.admit(call.host, call.nonce, now);
 }
 
 bool Server::is_forwarding_key(std::string_view key) const {

@@ -131,7 +131,7 @@ class Server {
   std::string forwarding_key_;
   std::string cluster_secret_;
   ClusterPeerPolicy cluster_peers_;
-  platform::NonceCache cluster_nonces_;
+  platform::ReplayGuard cluster_senders_;
   RouteSource routes_;
   Gate* gate_ = nullptr;
   CallMetrics* call_metrics_ = nullptr;

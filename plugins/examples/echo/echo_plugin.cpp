@@ -142,6 +142,8 @@ class EchoPlugin final : public sdk::Plugin {
     for (const auto& role : caller.roles) reply.add_roles(role);
     reply.set_calling_plugin(std::string(context.calling_plugin()));
     reply.set_plugin_with_own_trust(std::string(context.plugin_with_own_trust()));
+    reply.set_peer(std::string(context.peer()));
+    reply.set_forwarded_by(std::string(context.forwarded_by()));
     return Status::ok();
   }
 

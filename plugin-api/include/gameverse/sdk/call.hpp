@@ -98,6 +98,17 @@ class CallContext {
     return out;
   }
 
+  // The host that forwarded this call from another host of the cluster (its address, as it signed
+  // it), or empty for a call made on this host. peer() of a forwarded call is the original caller's
+  // there, so that per-address limits count a client the same on every host; a check that trusts
+  // the connection itself (a loopback address) must also find this empty. A host too old to forward
+  // calls says nothing here.
+  std::string_view forwarded_by() const {
+    gv_bytes value{};
+    if (detail::host_api()->call_metadata(call_, "gameverse-forwarded-by", &value, 1) == 0) return {};
+    return detail::view(value);
+  }
+
   // The call's request id (metadata "x-request-id"): the client's own when it sent a sane one,
   // else one the host made; a call made from another plugin's handler carries that handler's.
   // The host already puts it on every log line written during the call; pass it on to systems
