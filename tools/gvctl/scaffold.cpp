@@ -49,10 +49,12 @@ add_compile_options(-Wall -Wextra)
 # gameverse_add_plugin() and the host the tests run.
 find_package(GameVerse REQUIRED)
 
-# domain/: the rules in plain C++, with no SDK or protobuf, so they are tested without a host.
+# domain/: the rules in plain C++, with no SDK or protobuf, so they are tested without a host; from
+# GameVerse it takes only the plain header of refusals (gameverse/domain_error.hpp).
 # Position-independent: it is linked into the plugin, a shared library.
 add_library(@IDENT@_domain STATIC domain/greeter.cpp)
 target_include_directories(@IDENT@_domain PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(@IDENT@_domain PUBLIC GameVerse::sdk)
 set_target_properties(@IDENT@_domain PROPERTIES POSITION_INDEPENDENT_CODE ON)
 
 # The plugin, @NAME@.so: api/ (messages to domain calls, registration) and infrastructure/ (the
@@ -126,9 +128,10 @@ constexpr const char* kDomainGreeterHeader =
     R"gv(// The rules: who can be greeted, what they are told, and that every greeting is counted once.
 #pragma once
 
+#include <gameverse/domain_error.hpp>
+
 #include <cstddef>
 #include <cstdint>
-#include <stdexcept>
 #include <string>
 #include <utility>
 
@@ -136,16 +139,18 @@ constexpr const char* kDomainGreeterHeader =
 
 namespace @IDENT@ {
 
+// Refusals are gameverse::DomainError: its kind names the status the caller gets
+// (sdk::answer in api/ maps it), its message what is wrong.
 // A player name the rules refuse; the message says why.
-class InvalidPlayer : public std::invalid_argument {
+class InvalidPlayer : public gameverse::DomainError {
  public:
-  using std::invalid_argument::invalid_argument;
+  explicit InvalidPlayer(const std::string& message) : DomainError(Kind::kInvalidArgument, message) {}
 };
 
 // Other greetings of the same player kept winning the race to the store; worth trying again.
-class TooBusy : public std::runtime_error {
+class TooBusy : public gameverse::DomainError {
  public:
-  using std::runtime_error::runtime_error;
+  explicit TooBusy(const std::string& message) : DomainError(Kind::kAborted, message) {}
 };
 
 struct Greeting {
@@ -254,6 +259,7 @@ bool StoreGreetingCounts::save(const std::string& player, const GreetingCount& c
 constexpr const char* kPlugin =
     R"gv(// @IDENT@.v1.@SERVICE@, mapped onto the greeter. Load a build into a running host with
 //   gvctl load @NAME@ --path build/@NAME@.so
+#include <gameverse/sdk/domain_error.hpp>
 #include <gameverse/sdk/plugin.hpp>
 
 #include "@IDENT@/v1/@IDENT@.pb.h"
@@ -281,16 +287,12 @@ class @SERVICE@Plugin final : public sdk::Plugin {
   }
 
   sdk::Status greet(sdk::CallContext&, const pb::GreetRequest& request, pb::GreetReply& reply) {
-    try {
+    // A refusal of the rules becomes its status (INVALID_ARGUMENT, ABORTED) with its message.
+    return sdk::answer([&] {
       const @IDENT@::Greeting greeting = greeter_.greet(request.player());
       reply.set_message(greeting.message);
       reply.set_times_greeted(greeting.times_greeted);
-      return sdk::Status::ok();
-    } catch (const @IDENT@::InvalidPlayer& e) {
-      return {sdk::StatusCode::kInvalidArgument, e.what()};
-    } catch (const @IDENT@::TooBusy& e) {
-      return {sdk::StatusCode::kAborted, e.what()};
-    }
+    });
   }
 
  private:
