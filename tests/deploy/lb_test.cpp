@@ -292,7 +292,8 @@ TEST(LoadBalancer, ReloadAndRestartBehindNginxFailOnlyRetryablyDuringTheRestart)
 
   // Every failure: during B's restart, and UNAVAILABLE. One exception, a known gap: gRPC 1.51
   // (Debian 12) stops taking calls the moment Server::Shutdown begins, before the peer has its
-  // GOAWAY, and answers a call that arrives in between CANCELLED (the host never sees it). Such a
+  // GOAWAY, and answers a call that arrives in between CANCELLED (the host never sees it; gRPC's
+  // open bug grpc/grpc#41785, which no public API lets the host work around). Such a
   // call started after the SIGTERM; it is counted and shown, not hidden. A call in flight when the
   // SIGTERM came must finish (the drain), never fail.
   const auto failures = load.failures();
