@@ -676,6 +676,36 @@ TEST(ClusterStatic, AHostThatDoesNotServeTheMethodPassesTheCallOn) {
   EXPECT_EQ(c.stop(), 0) << c.log();
 }
 
+// A plugin that answers UNIMPLEMENTED itself has answered (it may have done work first): the call is
+// not tried on the other host, unlike a host where no plugin serves the method.
+TEST(ClusterStatic, APluginsOwnUnimplementedIsItsAnswerAndNotPassedOn) {
+  const std::string cluster = "secret = \"" + random_hex(32) + "\"\n";
+  TempDir data_a, data_b, data_c;
+  HostProcess b(host_config(data_b, cluster, "") + plugin("echo"));
+  HostProcess c(host_config(data_c, cluster, "") + plugin("echo"));
+  HostProcess a(host_config(data_a, cluster,
+                            "[[remote]]\nservice = \"gameverse.echo.v1.Echo\"\naddresses = [\"" +
+                                b.address() + "\", \"" + c.address() + "\"]\n") +
+                plugin("platform-probe"));
+  echo::FailRequest fail;
+  fail.set_code(static_cast<int>(grpc::StatusCode::UNIMPLEMENTED));
+  fail.set_message("not in this version");
+  constexpr int kCalls = 6;
+  for (int i = 0; i < kCalls; ++i) {
+    const Relayed r = relay(a, "/gameverse.echo.v1.Echo/Fail", fail.SerializeAsString());
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << r.status.error_message();
+    EXPECT_CONTAINS(r.status.error_message(), "not in this version");
+  }
+  uint64_t tries = 0;
+  const auto remotes = remotes_of(a);
+  for (const auto& service : remotes.services())
+    for (const auto& endpoint : service.endpoints()) tries += endpoint.calls();
+  EXPECT_EQ(tries, static_cast<uint64_t>(kCalls)) << "a call the plugin answered went to another host too";
+  EXPECT_EQ(a.stop(), 0) << a.log();
+  EXPECT_EQ(b.stop(), 0) << b.log();
+  EXPECT_EQ(c.stop(), 0) << c.log();
+}
+
 // [[remote]] follows the config on a reload (SIGHUP or a change on disk): new addresses take calls,
 // dropped ones none; a config with an error changes nothing; [cluster] itself waits for a restart.
 TEST(ClusterStatic, TheRemoteListFollowsTheConfigOnReload) {

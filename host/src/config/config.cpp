@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "logging/format.hpp"
+#include "platform/cluster_auth.hpp"
 #include "platform/redis.hpp"
 
 namespace gameverse::config {
@@ -416,7 +417,7 @@ void read_cluster(const toml::table& root, TableReader& top, const std::string& 
       reader.error_at(*table->get("registry"), "registry", "needs [redis] url = \"redis://host:port\"");
     }
     reader.read_int("lease_ms", cluster.lease_ms, 1'000, 3'600'000);
-    reader.read_int("max_pending_calls", cluster.max_pending_calls, 1, 1'000'000);
+    reader.read_int("max_pending_calls", cluster.max_pending_calls, 1, platform::kClusterMaxPendingCalls);
     reader.read_int("max_channels", cluster.max_channels, 1, 4096);
     reader.read_int("eject_ms", cluster.eject_ms, 10, 60'000);
     reader.read_int("call_timeout_ms", cluster.call_timeout_ms, 100, 3'600'000);

@@ -30,6 +30,9 @@ inline constexpr int64_t kClusterClockSkewMs = 30'000;
 // each other on the way): more than [cluster] max_pending_calls (10,000 by default) times the
 // tries a call may take.
 inline constexpr uint64_t kClusterReplayWindow = 65'536;
+// The most [cluster] max_pending_calls may be: its calls, each tried up to three times, stay
+// within the window (remote_calls.cpp checks it against its number of tries).
+inline constexpr int64_t kClusterMaxPendingCalls = 20'000;
 
 // What a forwarded call's MAC covers.
 struct SignedCall {

@@ -74,6 +74,8 @@ struct RemoteCalls::Pending {
 namespace {
 
 constexpr size_t kMaxAttempts = 3;
+static_assert(kClusterMaxPendingCalls * kMaxAttempts < kClusterReplayWindow,
+              "a sender's calls in flight must fit the receivers' replay window");
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -181,7 +183,7 @@ std::function<void()> RemoteCalls::forward(const std::string& method, std::strin
   }
   std::weak_ptr<Pending> weak = call;
   if (call->origin.deadline_unix_ms != INT64_MAX && call->origin.deadline_unix_ms <= now_ms()) {
-    finished(call, nullptr, false, true, GV_STATUS_DEADLINE_EXCEEDED,
+    finished(call, nullptr, Reach::kNotReached, true, GV_STATUS_DEADLINE_EXCEEDED,
              "the deadline passed before " + method + " was called", {});
     return [] {};
   }
@@ -191,8 +193,8 @@ std::function<void()> RemoteCalls::forward(const std::string& method, std::strin
     start(call, std::move(endpoint));
   } else {
     // No host anywhere serves it: UNIMPLEMENTED, as for a method no plugin here serves (abi.h).
-    finished(call, nullptr, false, true, none_known ? GV_STATUS_UNIMPLEMENTED : GV_STATUS_UNAVAILABLE, why,
-             {});
+    finished(call, nullptr, Reach::kNotReached, true,
+             none_known ? GV_STATUS_UNIMPLEMENTED : GV_STATUS_UNAVAILABLE, why, {});
   }
   return [weak] {
     if (auto live = weak.lock()) {
@@ -317,7 +319,7 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
     }
   }
   if (attempt == nullptr) {
-    finished(call, endpoint, false, true, GV_STATUS_CANCELLED, "the call was cancelled", {});
+    finished(call, endpoint, Reach::kNotReached, true, GV_STATUS_CANCELLED, "the call was cancelled", {});
     return;
   }
   grpc::ClientContext& context = attempt->context;
@@ -373,14 +375,19 @@ void RemoteCalls::start(const std::shared_ptr<Pending>& call, std::shared_ptr<En
                               const auto& trailers = attempt->context.GetServerTrailingMetadata();
                               const bool reached = initial.find(kServedByClusterKey) != initial.end() ||
                                                    trailers.find(kServedByClusterKey) != trailers.end();
-                              finished(call, endpoint, reached, was_ready, status.error_code(),
+                              const Reach reach = !reached ? Reach::kNotReached
+                                                  : trailers.find(kNotServedHereKey) != trailers.end()
+                                                      ? Reach::kNotServedThere
+                                                      : Reach::kServed;
+                              finished(call, endpoint, reach, was_ready, status.error_code(),
                                        status.error_message(), status.ok() ? to_string(attempt->reply) : "");
                             });
 }
 
 void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint,
-                           bool reached_host, bool channel_was_ready, int code, std::string message,
+                           Reach reach, bool channel_was_ready, int code, std::string message,
                            std::string reply) {
+  const bool reached_host = reach != Reach::kNotReached;
   const bool unreached = endpoint && !reached_host && code == GV_STATUS_UNAVAILABLE;
   if (endpoint) {
     std::lock_guard lock(mu_);
@@ -420,9 +427,9 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
       }
     }
   }
-  // A host that answered UNIMPLEMENTED no longer serves the service (it was unloaded there since the
-  // registry was read): the call goes to another that may.
-  if (endpoint && reached_host && code == GV_STATUS_UNIMPLEMENTED) {
+  // A host where no plugin serves the method (it was unloaded there since the registry was read)
+  // passes the call to another that may; a plugin's own UNIMPLEMENTED is its answer.
+  if (endpoint && reach == Reach::kNotServedThere && code == GV_STATUS_UNIMPLEMENTED) {
     bool again = false;
     {
       std::lock_guard lock(call->mu);

@@ -46,6 +46,10 @@ inline constexpr const char* kForwardedCallerPeerKey = "gameverse-forwarded-peer
 // neither never reached a host (a connection that failed), so the address is skipped and the call
 // may go to another; a call that has it is never sent again, even when its connection broke.
 inline constexpr const char* kServedByClusterKey = "gameverse-cluster-served";
+// Trailing metadata of a forwarded call a host answered UNIMPLEMENTED because no plugin of its own
+// serves the method (it was unloaded there since the registry was read): no plugin code ran, so
+// the call may go to another host. A plugin's own UNIMPLEMENTED carries no such trailer.
+inline constexpr const char* kNotServedHereKey = "gameverse-cluster-not-served";
 // What a plugin reads (call metadata) on a call another host forwarded: that host's address, as it
 // signed it. The peer stays the original caller's (its per-address limits hold across hosts).
 inline constexpr const char* kForwardedByKey = "gameverse-forwarded-by";
@@ -140,8 +144,14 @@ class RemoteCalls {
   std::shared_ptr<Endpoint> endpoint_locked(const std::string& address, std::string& why);
   bool named_locked(const std::string& address) const;  // some list names the address
   void start(const std::shared_ptr<Pending>& call, std::shared_ptr<Endpoint> endpoint);
-  void finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint,
-                bool reached_host, bool channel_was_ready, int code, std::string message, std::string reply);
+  // What a try's answer says of the host it went to.
+  enum class Reach : uint8_t {
+    kNotReached,     // no host accepted it: it may go to another
+    kServed,         // a host accepted it (its plugin may have run): never sent again
+    kNotServedThere  // a host accepted it, but no plugin there serves the method: it may go on
+  };
+  void finished(const std::shared_ptr<Pending>& call, const std::shared_ptr<Endpoint>& endpoint, Reach reach,
+                bool channel_was_ready, int code, std::string message, std::string reply);
   void watch_parents();
 
   RemoteOptions options_;

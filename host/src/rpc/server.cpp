@@ -382,6 +382,8 @@ class ServerCall final : public gv_call, public CompletionHandler, public plugin
           return;
         }
       }
+      // No plugin code runs for it: the forwarding host may try another host (RemoteCalls).
+      if (forwarded_origin_ != 0) transport_.context.AddTrailingMetadata(platform::kNotServedHereKey, "1");
       start_finish_locked(
           {grpc::StatusCode::UNIMPLEMENTED, "method " + method + " is not served by any loaded plugin"});
       return;
