@@ -760,13 +760,18 @@ class ClusterTls : public ::testing::Test {
     return secret_ + "ca_file = \"" + certs_.path(ca + ".pem") + "\"\ncert_file = \"" +
            certs_.path(name + ".pem") + "\"\nkey_file = \"" + certs_.path(name + ".key") + "\"\n" + extra;
   }
+  // B's config: `tls_extra` is added to its [server.tls].
+  std::string b_config(const std::string& echo_plugin,
+                       const std::string& peer_names = "[\"host-a.internal\"]",
+                       const std::string& tls_extra = "") const {
+    return host_config(
+               data_b_,
+               cluster("ca", "host-b", "require_peer_certificate = true\npeer_names = " + peer_names + "\n"),
+               server_tls("host-b") + tls_extra) +
+           echo_plugin;
+  }
   void start_b(const std::string& echo_plugin, const std::string& peer_names = "[\"host-a.internal\"]") {
-    b_ = std::make_unique<HostProcess>(
-        host_config(
-            data_b_,
-            cluster("ca", "host-b", "require_peer_certificate = true\npeer_names = " + peer_names + "\n"),
-            server_tls("host-b")) +
-        echo_plugin);
+    b_ = std::make_unique<HostProcess>(b_config(echo_plugin, peer_names));
   }
   void start_a(const std::string& ca) {
     a_ = std::make_unique<HostProcess>(
@@ -887,6 +892,26 @@ TEST_F(ClusterTls, ASignedCallNeedsAVerifiedHostCertificateNamedInPeerNames) {
   const Forged unsigned_call = call_with(tls_channel(*b_, "host-a"), forged, method, who);
   EXPECT_EQ(unsigned_call.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_CONTAINS(unsigned_call.status.error_message(), "the signature does not match");
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// [server.tls] changed in the config on a reload is reported as needing a restart, and the
+// running port keeps its TLS: a game client without a certificate is still served.
+TEST_F(ClusterTls, AServerTlsChangeOnReloadIsReportedAsNeedingARestart) {
+  start_b(plugin("echo"));
+  b_->write_config(b_config(plugin("echo"), "[\"host-a.internal\"]", "require_client_cert = true\n"));
+  b_->signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] {
+    return b_->log().find(
+               "[server], [admin] and [host] watch/staging/log_format settings changed in the "
+               "config; they apply after a restart") != std::string::npos;
+  })) << b_->log();
+  auto stub = echo::Echo::NewStub(tls_channel(*b_));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  echo::StatsReply stats;
+  const grpc::Status status = stub->Stats(&context, echo::StatsRequest(), &stats);
+  EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(b_->stop(), 0) << b_->log();
 }
 
