@@ -338,8 +338,6 @@ bool valid_remote_address(const std::string& address) {
   return colon != std::string::npos && std::stoi(address.substr(colon + 1)) != 0;
 }
 
-// [cluster] cert_file, key_file, require_peer_certificate, peer_names: mutual TLS between hosts.
-// The files themselves are checked at start (rpc/tls.hpp), as [server.tls]'s are.
 // A name a host certificate is matched against: an IPv4 or IPv6 address, or a DNS name of
 // letters, digits and '-' in dot-separated labels (no wildcard, no trailing dot).
 bool valid_peer_name(const std::string& name) {
@@ -353,6 +351,8 @@ bool valid_peer_name(const std::string& name) {
   return std::regex_match(name, dns);
 }
 
+// [cluster] cert_file, key_file, require_peer_certificate, peer_names: mutual TLS between hosts.
+// The files themselves are checked at start (rpc/tls.hpp), as [server.tls]'s are.
 void read_cluster_tls(const toml::table& table, TableReader& reader, const std::filesystem::path& base_dir,
                       Config& config) {
   ClusterSection& cluster = config.cluster;
