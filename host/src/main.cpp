@@ -56,10 +56,10 @@ void warn_about_restart_settings(const gameverse::config::Config& running,
   const auto& b = next.server;
   if (a.listen != b.listen || a.max_message_bytes != b.max_message_bytes ||
       a.worker_threads != b.worker_threads || a.drain_timeout_ms != b.drain_timeout_ms ||
-      a.health_watchers != b.health_watchers || running.host.staging_dir != next.host.staging_dir ||
-      running.host.log_format != next.host.log_format || running.host.watch != next.host.watch ||
-      running.admin.enabled != next.admin.enabled || running.admin.token != next.admin.token ||
-      running.admin.allow_loopback != next.admin.allow_loopback) {
+      a.health_watchers != b.health_watchers || a.tls != b.tls ||
+      running.host.staging_dir != next.host.staging_dir || running.host.log_format != next.host.log_format ||
+      running.host.watch != next.host.watch || running.admin.enabled != next.admin.enabled ||
+      running.admin.token != next.admin.token || running.admin.allow_loopback != next.admin.allow_loopback) {
     spdlog::warn(
         "[server], [admin] and [host] watch/staging/log_format settings changed in the config; they apply "
         "after a "

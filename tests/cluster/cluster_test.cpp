@@ -790,13 +790,18 @@ class ClusterTls : public ::testing::Test {
     return secret_ + "ca_file = \"" + certs_.path(ca + ".pem") + "\"\ncert_file = \"" +
            certs_.path(name + ".pem") + "\"\nkey_file = \"" + certs_.path(name + ".key") + "\"\n" + extra;
   }
-  void start_b(const std::string& echo_plugin) {
-    b_ = std::make_unique<HostProcess>(
-        host_config(
-            data_b_,
-            cluster("ca", "host-b", "require_peer_certificate = true\npeer_names = [\"host-a.internal\"]\n"),
-            server_tls("host-b")) +
-        echo_plugin);
+  // B's config: `tls_extra` is added to its [server.tls].
+  std::string b_config(const std::string& echo_plugin,
+                       const std::string& peer_names = "[\"host-a.internal\"]",
+                       const std::string& tls_extra = "") const {
+    return host_config(
+               data_b_,
+               cluster("ca", "host-b", "require_peer_certificate = true\npeer_names = " + peer_names + "\n"),
+               server_tls("host-b") + tls_extra) +
+           echo_plugin;
+  }
+  void start_b(const std::string& echo_plugin, const std::string& peer_names = "[\"host-a.internal\"]") {
+    b_ = std::make_unique<HostProcess>(b_config(echo_plugin, peer_names));
   }
   void start_a(const std::string& ca) {
     a_ = std::make_unique<HostProcess>(
@@ -920,6 +925,66 @@ TEST_F(ClusterTls, ASignedCallNeedsAVerifiedHostCertificateNamedInPeerNames) {
   EXPECT_EQ(b_->stop(), 0) << b_->log();
 }
 
+// [server.tls] changed in the config on a reload is reported as needing a restart, and the
+// running port keeps its TLS: a game client without a certificate is still served.
+TEST_F(ClusterTls, AServerTlsChangeOnReloadIsReportedAsNeedingARestart) {
+  start_b(plugin("echo"));
+  b_->write_config(b_config(plugin("echo"), "[\"host-a.internal\"]", "require_client_cert = true\n"));
+  b_->signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] {
+    return b_->log().find(
+               "[server], [admin] and [host] watch/staging/log_format settings changed in the "
+               "config; they apply after a restart") != std::string::npos;
+  })) << b_->log();
+  auto stub = echo::Echo::NewStub(tls_channel(*b_));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  echo::StatsReply stats;
+  const grpc::Status status = stub->Stats(&context, echo::StatsRequest(), &stats);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
+// peer_names match as a TLS client matches a server (RFC 6125): a DNS name against the
+// certificate's DNS subjectAltNames, its CN only when it has none; an IP address against its IP
+// subjectAltNames; case does not matter. URI and other kinds of subjectAltName never count.
+TEST_F(ClusterTls, PeerNamesMatchTheCertificatesDnsAndIpNamesOnly) {
+  // Signed by the cluster CA with host A's name as CN, but issued for something else.
+  certs_.issue("impostor", "ca", "host-a.internal", "DNS:player-42.example,URI:spiffe://x/y");
+  certs_.issue("cn-only", "ca", "host-a.internal");
+  const std::string method = "/gameverse.echo.v1.Echo/WhoAmI";
+  const std::string who = echo::WhoAmIRequest().SerializeAsString();
+  auto call_as = [&](const std::string& client) {
+    return call_with(tls_channel(*b_, client), signed_by_host(key_, method, "victim", {}), method, who);
+  };
+
+  start_b(plugin("echo"), "[\"Host-A.Internal\"]");
+  const Forged impostor = call_as("impostor");
+  EXPECT_EQ(impostor.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << impostor.status.error_message();
+  EXPECT_CONTAINS(impostor.status.error_message(),
+                  "the client certificate names DNS:player-42.example, none of them in [cluster] peer_names");
+  EXPECT_EQ(impostor.reply, "");
+  for (const std::string client : {"host-a", "cn-only"}) {
+    const Forged genuine = call_as(client);
+    EXPECT_TRUE(genuine.status.ok()) << client << ": " << genuine.status.error_message() << "\n" << b_->log();
+  }
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+
+  start_b(plugin("echo"), "[\"127.0.0.1\"]");
+  const Forged by_ip = call_as("host-a");
+  EXPECT_TRUE(by_ip.status.ok()) << by_ip.status.error_message() << "\n" << b_->log();
+  for (const std::string client : {"impostor", "cn-only"}) {
+    const Forged other = call_as(client);
+    EXPECT_EQ(other.status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << client << ": " << other.status.error_message();
+    EXPECT_CONTAINS(other.status.error_message(), "none of them in [cluster] peer_names");
+  }
+  const Forged cn_only = call_as("cn-only");
+  EXPECT_CONTAINS(cn_only.status.error_message(), "the client certificate names CN:host-a.internal,");
+  EXPECT_EQ(b_->stop(), 0) << b_->log();
+}
+
 // The [cluster] TLS keys are checked with the file, line and key.
 TEST(ClusterConfig, MutualTlsKeysAreChecked) {
   const std::string secret = "secret = \"" + random_hex(32) + "\"\n";
@@ -949,6 +1014,28 @@ TEST(ClusterConfig, MutualTlsKeysAreChecked) {
       "cluster.peer_names: must hold strings only");
   EXPECT_CONTAINS(errors_of("[cluster]\n" + secret + "require_peer_certificate = \"yes\"\n"),
                   "cluster.require_peer_certificate: must be a boolean");
+
+  // Any certificate from client_ca_file is not a host: peer_names is required, and never empty.
+  EXPECT_CONTAINS(errors_of(tls + "[cluster]\n" + secret + "require_peer_certificate = true\n"),
+                  "t.toml:7:28: cluster.peer_names: required with require_peer_certificate = true");
+  EXPECT_CONTAINS(errors_of(tls + "[cluster]\n" + secret + "require_peer_certificate = true\n"),
+                  "since that CA may also sign players' client certificates");
+  EXPECT_CONTAINS(
+      errors_of(tls + "[cluster]\n" + secret + "require_peer_certificate = true\npeer_names = []\n"),
+      "t.toml:8:14: cluster.peer_names: required with require_peer_certificate = true");
+
+  // Each name is a DNS name or an IP address, named with its index and line; stored lower-case.
+  const std::string names =
+      tls + "[cluster]\n" + secret + "require_peer_certificate = true\npeer_names = [\"Host-A.Internal\", ";
+  for (const std::string bad : {"*.internal", "host_a.internal", "", "host-a.internal.", "-a.internal",
+                                "spiffe://x/y", "300.1.2.3 "}) {
+    EXPECT_CONTAINS(errors_of(names + "\"" + bad + "\"]\n"),
+                    "t.toml:8:34: cluster.peer_names[1]: '" + bad + "' is not a DNS name");
+  }
+  const auto parsed = config::parse_config(names + "\"10.0.0.5\", \"FE80::1\"]\n", "t.toml", "/tmp");
+  ASSERT_TRUE(parsed.errors.empty()) << parsed.errors.front().to_string();
+  EXPECT_EQ(parsed.config->cluster.peer_names,
+            (std::vector<std::string>{"host-a.internal", "10.0.0.5", "fe80::1"}));
 }
 
 // The files behind [cluster] ca_file, cert_file and key_file are checked at start, each named.

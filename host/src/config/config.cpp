@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include "logging/format.hpp"
@@ -338,6 +339,19 @@ bool valid_remote_address(const std::string& address) {
   return colon != std::string::npos && std::stoi(address.substr(colon + 1)) != 0;
 }
 
+// A name a host certificate is matched against: an IPv4 or IPv6 address, or a DNS name of
+// letters, digits and '-' in dot-separated labels (no wildcard, no trailing dot).
+bool valid_peer_name(const std::string& name) {
+  if (name.empty() || name.size() > 253 || name.find('\0') != std::string::npos) return false;
+  unsigned char address[16];
+  if (inet_pton(AF_INET, name.c_str(), address) == 1 || inet_pton(AF_INET6, name.c_str(), address) == 1) {
+    return true;
+  }
+  static const std::regex dns(
+      R"(^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$)");
+  return std::regex_match(name, dns);
+}
+
 // [cluster] cert_file, key_file, require_peer_certificate, peer_names: mutual TLS between hosts.
 // The files themselves are checked at start (rpc/tls.hpp), as [server.tls]'s are.
 void read_cluster_tls(const toml::table& table, TableReader& reader, const std::filesystem::path& base_dir,
@@ -365,17 +379,32 @@ void read_cluster_tls(const toml::table& table, TableReader& reader, const std::
                     "certificates of other hosts are verified against");
   }
   reader.read_string_list("peer_names", cluster.peer_names);
-  if (const toml::node* names = table.get("peer_names")) {
-    if (!cluster.require_peer_certificate) {
-      reader.error_at(*names, "peer_names",
-                      "names in other hosts' certificates are checked only with "
-                      "cluster.require_peer_certificate = true");
-    }
-    for (const auto& name : cluster.peer_names) {
-      if (name.empty() || name.size() > 253) {
-        reader.error_at(*names, "peer_names", "must hold names of 1 to 253 characters");
-        break;
+  const toml::node* names = table.get("peer_names");
+  if (names != nullptr && !cluster.require_peer_certificate) {
+    reader.error_at(*names, "peer_names",
+                    "names in other hosts' certificates are checked only with "
+                    "cluster.require_peer_certificate = true");
+  }
+  const toml::array* list = names != nullptr ? names->as_array() : nullptr;
+  if (cluster.require_peer_certificate && (names == nullptr || (list != nullptr && list->empty()))) {
+    reader.error_at(names != nullptr ? *names : *table.get("require_peer_certificate"), "peer_names",
+                    "required with require_peer_certificate = true: the DNS names or IP addresses other "
+                    "hosts' client certificates carry, e.g. [\"host-a.internal\", \"10.0.0.5\"]; a "
+                    "certificate from [server.tls] client_ca_file alone does not make a host, since that "
+                    "CA may also sign players' client certificates");
+  }
+  // Only when every item is a string (else read_string_list said so), so that i is the item's index.
+  if (list != nullptr && list->size() == cluster.peer_names.size()) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      std::string& name = cluster.peer_names[i];
+      if (!valid_peer_name(name)) {
+        reader.error_at(*list->get(i), "peer_names[" + std::to_string(i) + "]",
+                        "'" + name.substr(0, 253) +
+                            "' is not a DNS name (letters, digits and '-' in dot-separated labels of 1 to "
+                            "63, at most 253 in all; no wildcard) or an IP address");
       }
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     }
   }
 }

@@ -38,6 +38,7 @@ struct TlsConfig {
   std::filesystem::path client_ca_file;  // PEM: CAs that client certificates must chain to
   bool require_client_cert = false;      // mTLS: refuse clients without a valid certificate
   bool enabled() const { return !cert_file.empty(); }
+  bool operator==(const TlsConfig&) const = default;
 };
 
 struct ServerConfig {
@@ -131,11 +132,13 @@ struct ClusterSection {
   int64_t call_timeout_ms = 30'000;  // the deadline of a forwarded call that has none
   // Mutual TLS between hosts, on top of the signed calls: the certificate (and its key) this host
   // presents when it forwards a call, and whether a forwarded call must arrive with a client
-  // certificate verified against [server.tls] client_ca_file, naming one of peer_names if any.
+  // certificate verified against [server.tls] client_ca_file, naming one of peer_names.
   std::filesystem::path cert_file;
   std::filesystem::path key_file;
   bool require_peer_certificate = false;
-  std::vector<std::string> peer_names;  // SAN (DNS or IP) or CN; empty: any the CA signed
+  // Lower-case DNS names or IP addresses, matched against the certificate's DNS or IP
+  // subjectAltNames (its CN only when it has no DNS one); required with require_peer_certificate.
+  std::vector<std::string> peer_names;
   bool enabled() const { return !secret.empty(); }
   bool operator==(const ClusterSection&) const = default;
 };

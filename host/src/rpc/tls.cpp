@@ -1,9 +1,11 @@
 #include "rpc/tls.hpp"
 
+#include <arpa/inet.h>
 #include <grpcpp/security/server_credentials.h>
 #include <openssl/bio.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -88,6 +90,65 @@ std::string read_ca_file(const std::filesystem::path& ca_file) {
   return pem;
 }
 
+namespace {
+
+bool is_ip_literal(const std::string& name) {
+  unsigned char address[16];
+  return inet_pton(AF_INET, name.c_str(), address) == 1 || inet_pton(AF_INET6, name.c_str(), address) == 1;
+}
+
+// What `cert` names for host checks, for a refusal to show: its DNS and IP subjectAltNames, else
+// (as X509_check_host does) its common name. At most 16, each cut to 253 characters.
+std::string names_shown(X509* cert) {
+  constexpr size_t kMaxNames = 16;
+  std::vector<std::string> shown;
+  size_t more = 0;
+  auto add = [&](std::string name) {
+    if (shown.size() == kMaxNames) {
+      ++more;
+      return;
+    }
+    if (name.size() > 253) name.resize(253);
+    shown.push_back(std::move(name));
+  };
+  if (auto* sans =
+          static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr))) {
+    for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+      const GENERAL_NAME* san = sk_GENERAL_NAME_value(sans, i);
+      if (san->type == GEN_DNS) {
+        const ASN1_IA5STRING* dns = san->d.dNSName;
+        add("DNS:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(dns)),
+                                 static_cast<size_t>(ASN1_STRING_length(dns))));
+      } else if (san->type == GEN_IPADD) {
+        const ASN1_OCTET_STRING* ip = san->d.iPAddress;
+        const int length = ASN1_STRING_length(ip);
+        char text[INET6_ADDRSTRLEN] = {};
+        if ((length == 4 || length == 16) &&
+            inet_ntop(length == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text, sizeof text) !=
+                nullptr) {
+          add("IP:" + std::string(text));
+        }
+      }
+    }
+    GENERAL_NAMES_free(sans);
+  }
+  if (shown.empty()) {
+    const X509_NAME* subject = X509_get_subject_name(cert);
+    const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (index >= 0) {
+      const ASN1_STRING* cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+      add("CN:" + std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(cn)),
+                              static_cast<size_t>(ASN1_STRING_length(cn))));
+    }
+  }
+  std::string list;
+  for (const auto& name : shown) list += (list.empty() ? "" : ", ") + name;
+  if (more > 0) list += " and " + std::to_string(more) + " more";
+  return list.empty() ? std::string("nothing") : list;
+}
+
+}  // namespace
+
 std::string cluster_peer_refusal(const grpc::AuthContext* auth, const ClusterPeerPolicy& policy) {
   if (!policy.require_certificate) return {};
   auto values = [auth](const char* name) {
@@ -105,16 +166,21 @@ std::string cluster_peer_refusal(const grpc::AuthContext* auth, const ClusterPee
   if (!auth->IsPeerAuthenticated()) {
     return "the connection presented no client certificate signed by a CA in [server.tls] client_ca_file";
   }
-  if (policy.names.empty()) return {};
-  std::vector<std::string> shown = values(GRPC_X509_SAN_PROPERTY_NAME);
-  for (auto& name : values(GRPC_X509_CN_PROPERTY_NAME)) shown.push_back(std::move(name));
-  for (const auto& name : shown) {
-    if (std::find(policy.names.begin(), policy.names.end(), name) != policy.names.end()) return {};
+  // The verified leaf certificate, matched as a TLS client matches a server's (RFC 6125): a name
+  // against the DNS subjectAltNames, the common name only when there are none, an IP address
+  // against the IP subjectAltNames; email, URI and other kinds of subjectAltName never count.
+  const auto pems = values(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pems.empty()) return "the connection's client certificate could not be read";
+  Bio bio = bio_of(pems.front());
+  Certificate cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert) return "the connection's client certificate could not be read";
+  for (const auto& name : policy.names) {
+    const int match = is_ip_literal(name) ? X509_check_ip_asc(cert.get(), name.c_str(), 0)
+                                          : X509_check_host(cert.get(), name.data(), name.size(),
+                                                            X509_CHECK_FLAG_NO_WILDCARDS, nullptr);
+    if (match == 1) return {};
   }
-  std::string list;
-  for (const auto& name : shown) list += (list.empty() ? "" : ", ") + name;
-  return "the client certificate names " + (list.empty() ? std::string("nothing") : list) +
-         ", none of them in [cluster] peer_names";
+  return "the client certificate names " + names_shown(cert.get()) + ", none of them in [cluster] peer_names";
 }
 
 std::shared_ptr<grpc::ServerCredentials> server_credentials(const config::TlsConfig& tls) {

@@ -45,7 +45,10 @@ std::string read_ca_file(const std::filesystem::path& ca_file);
 // [cluster] require_peer_certificate and peer_names: what a forwarded call's connection must show.
 struct ClusterPeerPolicy {
   bool require_certificate = false;  // a client certificate verified against [server.tls] client_ca_file
-  std::vector<std::string> names;    // one of them in its SAN or CN; empty: any
+  // Lower-case DNS names and IP addresses, one of which the certificate must match as a server's
+  // would (X509_check_host without wildcards: its DNS subjectAltNames, its CN only when it has
+  // none; X509_check_ip_asc: its IP subjectAltNames). Empty: no certificate is accepted.
+  std::vector<std::string> names;
 };
 
 // Empty when a call whose connection has `auth` may forward a caller under `policy`; else why not,
