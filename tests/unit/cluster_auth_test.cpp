@@ -3,8 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
+#include <iterator>
 #include <optional>
+#include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -126,6 +130,41 @@ TEST(ClusterAuth, ACounterBelowTheWindowIsRefusedAndTheWindowSlides) {
   // Far more calls than the old cap of 262,144 a minute, from one sender within one second.
   for (uint64_t n = top + 4; n < top + 4 + 300'000; ++n)
     ASSERT_EQ(guard.admit("h:1", nonce(n), kNow), "") << n;
+}
+
+// The window against the plain rule it stands for — a counter is accepted when it is new and above
+// highest - window — over random steps forward (small, around a word, past the window) and back.
+TEST(ClusterAuth, TheWindowAgreesWithASetOfEveryCounterSeen) {
+  ReplayGuard guard;
+  std::set<uint64_t> seen;
+  uint64_t highest = 0;
+  std::mt19937_64 random(20261130);
+  const uint64_t steps[] = {1,
+                            2,
+                            63,
+                            64,
+                            65,
+                            127,
+                            129,
+                            1000,
+                            kClusterReplayWindow - 1,
+                            kClusterReplayWindow,
+                            kClusterReplayWindow + 1};
+  for (int i = 0; i < 200'000; ++i) {
+    uint64_t counter = 0;
+    if (highest == 0 || random() % 3 != 0) {
+      counter = highest + steps[random() % std::size(steps)];
+    } else {
+      counter = std::max<uint64_t>(
+          1, highest - std::min<uint64_t>(highest - 1, random() % (kClusterReplayWindow + 70)));
+    }
+    const bool expected =
+        !seen.contains(counter) && (counter > highest || highest - counter < kClusterReplayWindow);
+    ASSERT_EQ(guard.admit("h:1", nonce(counter), kNow).empty(), expected)
+        << "counter " << counter << " after highest " << highest << ", step " << i;
+    if (expected) seen.insert(counter);
+    highest = std::max(highest, counter);
+  }
 }
 
 TEST(ClusterAuth, ANonceThatIsNoBootIdAndCounterIsRefusedNamingTheKey) {
