@@ -49,6 +49,7 @@ struct RemoteCalls::Endpoint {
   uint64_t failures = 0;
   uint32_t ejections = 0;  // in a row; a call that reaches the host clears them
   std::chrono::steady_clock::time_point ejected_until{};
+  bool unnamed = false;  // dropped from [[remote]] while busy: closed when its last call ends
 };
 
 struct RemoteCalls::Pending {
@@ -117,8 +118,10 @@ bool RemoteCalls::set_static_services(std::map<std::string, std::vector<std::str
   std::lock_guard lock(mu_);
   if (services == options_.static_services) return false;
   options_.static_services = std::move(services);
+  // A connection no list names goes now when idle, else when its last call ends (finished()).
   std::erase_if(endpoints_, [this](const auto& entry) {
-    return entry.second->outstanding == 0 && !named_locked(entry.first);
+    entry.second->unnamed = !named_locked(entry.first);
+    return entry.second->unnamed && entry.second->outstanding == 0;
   });
   return true;
 }
@@ -393,6 +396,10 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
     std::lock_guard lock(mu_);
     --endpoint->outstanding;
     ++endpoint->calls;
+    if (endpoint->unnamed && endpoint->outstanding == 0) {
+      if (auto it = endpoints_.find(endpoint->address); it != endpoints_.end() && it->second == endpoint)
+        endpoints_.erase(it);
+    }
     if (unreached) {
       ++endpoint->failures;
       // One outage is one step up, however many calls were in flight when it came: the penalty
