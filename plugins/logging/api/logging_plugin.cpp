@@ -437,17 +437,23 @@ class LoggingPlugin final : public sdk::Plugin {
       return std::make_unique<TailSession>(*this, tail);
     }
     // Until the recent chunks are out, new ones wait behind them (the tail is "replaying").
+    // Registered before this generation's recent chunks are read: an announcement that comes in
+    // between waits in the tail instead of passing it by.
     std::vector<std::string> recent(state.announced().begin(), state.announced().end());
-    {
-      std::lock_guard lock(recent_mu_);
-      for (const auto& [seq, key] : recent_) recent.push_back(key);
-    }
     {
       std::lock_guard lock(tail->mu);
       tail->live = true;
       tail->catch_up = recent;  // handed on again if the tail moves before it is through them
     }
     register_tail(tail);
+    {
+      std::lock_guard lock(recent_mu_);
+      for (const auto& [seq, key] : recent_) recent.push_back(key);
+    }
+    {
+      std::lock_guard lock(tail->mu);
+      tail->catch_up = recent;
+    }
     try {
       host_.run_blocking([this, tail, recent] {
         try {
@@ -547,8 +553,19 @@ class LoggingPlugin final : public sdk::Plugin {
     if (sink_) sink_->offer(stored);
     if (result.accepted > 0) stored_.record(static_cast<double>(result.accepted), {source});
     if (result.rejected > 0) refused_.record(static_cast<double>(result.rejected), {source});
-    if (!result.chunk_keys.empty()) announce(result.chunk_keys);
+    if (!result.chunk_keys.empty()) {
+      // Noted here before it is announced: a tail that moves to the next generation before this
+      // generation hears its own announcement still takes the chunks along (detach()).
+      remember_recent(result.chunk_keys);
+      announce(result.chunk_keys);
+    }
     return result;
+  }
+
+  void remember_recent(const std::vector<std::string>& keys) {
+    std::lock_guard lock(recent_mu_);
+    for (const std::string& key : keys) recent_.emplace_back(announced_seq_++, key);
+    while (recent_.size() > kRecentChunks) recent_.pop_front();
   }
 
   void announce(const std::vector<std::string>& keys) {
