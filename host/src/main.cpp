@@ -8,7 +8,6 @@
 #include <fstream>
 #include <iostream>
 #include <set>
-#include <sstream>
 
 #include "admin/admin_plugin.hpp"
 #include "config/config.hpp"

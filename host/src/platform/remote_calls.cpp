@@ -418,25 +418,12 @@ void RemoteCalls::finished(const std::shared_ptr<Pending>& call, const std::shar
       endpoint->ejected_until = {};
     }
   }
-  // A try that could not have reached its host (no connection was up) goes to another one.
-  if (unreached && !channel_was_ready) {
-    bool again = false;
-    {
-      std::lock_guard lock(call->mu);
-      again = !call->cancelled && call->attempts.size() < kMaxAttempts &&
-              (call->origin.deadline_unix_ms == INT64_MAX || call->origin.deadline_unix_ms > now_ms());
-    }
-    std::string why;
-    if (again) {
-      if (auto next = pick(call->service, endpoint->address, why)) {
-        start(call, std::move(next));
-        return;
-      }
-    }
-  }
-  // A host where no plugin serves the method (it was unloaded there since the registry was read)
-  // passes the call to another that may; a plugin's own UNIMPLEMENTED is its answer.
-  if (endpoint && reach == Reach::kNotServedThere && code == GV_STATUS_UNIMPLEMENTED) {
+  // The call goes to another host when this try cannot have run anywhere: it could not have
+  // reached its host (no connection was up), or the host said no plugin there serves the method
+  // (unloaded there since the registry was read); a plugin's own UNIMPLEMENTED is its answer.
+  const bool not_run = (unreached && !channel_was_ready) ||
+                       (endpoint && reach == Reach::kNotServedThere && code == GV_STATUS_UNIMPLEMENTED);
+  if (not_run) {
     bool again = false;
     {
       std::lock_guard lock(call->mu);
